@@ -1,0 +1,113 @@
+"""Build the compiled kernels of kl_fast.
+
+Compiler directives are set once here.  ``KL_FAST_DEBUG=1`` turns bounds checks,
+wraparound and initialisation checks back on for debugging.  OpenMP is found by a
+probe at build time; without it the build warns and the kernels run serially.
+"""
+import os
+import sys
+import tempfile
+import textwrap
+import warnings
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+DEBUG = os.environ.get("KL_FAST_DEBUG", "0") not in ("", "0")
+
+DIRECTIVES = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": True,
+    "nonecheck": False,
+    "embedsignature": True,
+    "cpow": True,
+}
+
+# Optimisation without value-changing flags: no -ffast-math, no -march=native.
+BASE_CFLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-Wno-unused-function"]
+
+OPENMP_PROBE = textwrap.dedent(
+    """
+    #include <omp.h>
+    int main(void) {
+        int n = 0;
+        #pragma omp parallel reduction(+:n)
+        n += 1;
+        return omp_get_max_threads() > 0 && n > 0 ? 0 : 1;
+    }
+    """
+)
+
+
+def _compiler_is_msvc(compiler):
+    return getattr(compiler, "compiler_type", "") == "msvc"
+
+
+def _probe_openmp(compiler):
+    """Return (compile_args, link_args) for OpenMP, or None when it does not work."""
+    if _compiler_is_msvc(compiler):
+        return ["/openmp"], []
+    flags = (["-fopenmp"], ["-fopenmp"])
+    if sys.platform == "darwin":
+        flags = (["-Xpreprocessor", "-fopenmp"], ["-lomp"])
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as fh:
+            fh.write(OPENMP_PROBE)
+        try:
+            objs = compiler.compile([src], output_dir=tmp, extra_postargs=flags[0])
+            compiler.link_executable(objs, "probe", output_dir=tmp, extra_postargs=flags[1])
+        except Exception:  # any compiler or linker failure means "no OpenMP"
+            return None
+    return flags
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        omp = None
+        if os.environ.get("KL_FAST_NO_OPENMP", "0") in ("", "0"):
+            omp = _probe_openmp(self.compiler)
+        if omp is None:
+            warnings.warn(
+                "kl_fast: OpenMP not available; the kernels are built serial "
+                "(kl_fast.openmp_enabled() will return False)."
+            )
+        msvc = _compiler_is_msvc(self.compiler)
+        for ext in self.extensions:
+            if not msvc:
+                ext.extra_compile_args = BASE_CFLAGS + list(ext.extra_compile_args)
+            if omp is not None:
+                ext.extra_compile_args += omp[0]
+                ext.extra_link_args += omp[1]
+                ext.define_macros.append(("KL_FAST_OPENMP", "1"))
+        super().build_extensions()
+
+
+def make_ext(name, sources):
+    return Extension(
+        name,
+        sources,
+        include_dirs=[np.get_include(), os.path.join("src", "kl_fast", "_src")],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        depends=[os.path.join("src", "kl_fast", "_src", f)
+                 for f in os.listdir(os.path.join("src", "kl_fast", "_src"))],
+    )
+
+
+EXTENSIONS = [
+    make_ext("kl_fast._kernels", ["src/kl_fast/_kernels.pyx"]),
+]
+
+setup(
+    ext_modules=cythonize(
+        EXTENSIONS,
+        compiler_directives=DIRECTIVES,
+        include_path=["src"],
+    ),
+    cmdclass={"build_ext": BuildExt},
+)

@@ -1,0 +1,13 @@
+"""kl_fast: fast, exact Kullback-Leibler divergences with a compiled core.
+
+>>> import kl_fast
+>>> round(float(kl_fast.kl_div([0.5, 0.5], [0.9, 0.1])), 6)
+0.510826
+"""
+from . import _kernels, reference
+from ._api import kl_div
+from ._config import openmp_enabled, show_config
+
+__version__ = "0.1.0"
+
+__all__ = ["kl_div", "openmp_enabled", "show_config", "reference", "__version__"]

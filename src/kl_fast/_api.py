@@ -1,0 +1,243 @@
+"""The public kl_div: conversion, broadcasting, validation, then one kernel call."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _kernels
+from ._validation import (
+    as_real_array,
+    check_positive_scalar,
+    describe_bad,
+    format_index,
+    normalize_axes,
+    resolve_threads,
+    result_dtype,
+    to_kernel_dtype,
+)
+
+_FLOAT32 = np.dtype(np.float32)
+
+
+def _reshape_no_copy(a: np.ndarray, shape):
+    """``a`` reshaped as a view, or None when that needs a copy."""
+    try:
+        return np.reshape(a, shape, copy=False)
+    except ValueError:
+        return None
+
+
+def _as_rows(a: np.ndarray, m: int, n: int) -> np.ndarray:
+    """(m, n) view of ``a`` when its layout allows; otherwise a contiguous copy."""
+    v = _reshape_no_copy(a, (m, n))
+    if v is None:
+        v = np.ascontiguousarray(a).reshape(m, n)
+    return v
+
+
+def _own_index(idx_full, arr_shape) -> tuple:
+    """Index into an array of ``arr_shape`` that broadcast to the full index."""
+    pad = len(idx_full) - len(arr_shape)
+    return tuple(0 if size == 1 else i for i, size in zip(idx_full[pad:], arr_shape))
+
+
+def row_sums(pk, qk, *, axes, func, num_threads, check, names=("p", "q"), shapes=None):
+    """Kernel pass over ``pk``, ``qk`` (same dtype, broadcastable).
+
+    Returns (res, out_shape) with res of shape out_shape + (3,) holding
+    (sum p*log(p/q), sum p, sum q) over ``axes`` (a tuple, or None for all).
+    Raises ValueError for bad values when ``check``.
+    """
+    shapes = shapes if shapes is not None else (pk.shape, qk.shape)
+    if pk.shape == qk.shape:
+        shape = pk.shape
+        pb, qb = pk, qk
+    else:
+        try:
+            shape = np.broadcast_shapes(pk.shape, qk.shape)
+        except ValueError:
+            raise ValueError(
+                f"{func}: {names[0]} with shape {shapes[0]} and {names[1]} with shape "
+                f"{shapes[1]} do not broadcast together"
+            ) from None
+        pb = np.broadcast_to(pk, shape)
+        qb = np.broadcast_to(qk, shape)
+    ndim = len(shape)
+    if axes is None:
+        axes = tuple(range(ndim))
+    keep = [ax for ax in range(ndim) if ax not in axes]
+    order = keep + list(axes)
+    if order != list(range(ndim)):
+        pb = pb.transpose(order)
+        qb = qb.transpose(order)
+    outer_shape = tuple(shape[ax] for ax in keep)
+    red_shape = tuple(shape[ax] for ax in axes)
+    m = math.prod(outer_shape)
+    n = math.prod(red_shape)
+
+    # Merge the reduction axes into one; if a broadcast layout forbids that
+    # without a copy, reduce the last axis only and add the partial sums.
+    p2 = _reshape_no_copy(pb, (m, n))
+    q2 = _reshape_no_copy(qb, (m, n))
+    if (p2 is None or q2 is None) and len(red_shape) > 1:
+        k = math.prod(red_shape[:-1])
+        nl = red_shape[-1]
+        p2 = _as_rows(pb, m * k, nl)
+        q2 = _as_rows(qb, m * k, nl)
+        row_shape, col_shape = outer_shape + red_shape[:-1], red_shape[-1:]
+    else:
+        if p2 is None:
+            p2 = _as_rows(pb, m, n)
+        if q2 is None:
+            q2 = _as_rows(qb, m, n)
+        row_shape, col_shape = outer_shape, red_shape
+    rows = p2.shape[0]
+    res = np.empty((rows, 3), dtype=np.float64)
+    status = np.empty(rows, dtype=np.int8)
+    nt = resolve_threads(num_threads, rows, rows * p2.shape[1], func)
+    _kernels.kl_rows(p2, q2, res, status, check, nt)
+    if check and rows and status.any():
+        r = int(np.argmax(status))
+        found = _kernels.find_bad(p2[r], q2[r])
+        if found is not None:  # the kernel flags only rows that hold a bad value
+            which, col, value = found
+            idx_t = tuple(np.unravel_index(r, row_shape)) + tuple(np.unravel_index(col, col_shape))
+            idx_full = [0] * ndim
+            for k, ax in enumerate(order):
+                idx_full[ax] = idx_t[k]
+            name = names[which]
+            own = _own_index(idx_full, shapes[which])
+            raise ValueError(
+                f"{func}: {name} contains {describe_bad(value)} at index {format_index(own)}; "
+                f"probabilities must be finite and non-negative"
+            )
+    if len(row_shape) != len(outer_shape):
+        res = res.reshape(row_shape + (3,)).reshape(outer_shape + (-1, 3)).sum(axis=-2)
+    else:
+        res = res.reshape(outer_shape + (3,))
+    return res, outer_shape
+
+
+def finish(kl, psum, qsum, *, normalize, base, dx, func, names=("p", "q")):
+    """Apply normalize/base/dx to the raw row sums (float64 arrays)."""
+    if normalize:
+        for sums, name in ((psum, names[0]), (qsum, names[1])):
+            if not np.all(sums > 0):
+                bad = np.argwhere(~(sums > 0))[0] if sums.ndim else ()
+                where = f" in the reduction at output index {format_index(bad)}" if sums.ndim else ""
+                raise ValueError(
+                    f"{func}: normalize=True but {name} sums to {float(sums[tuple(bad)])!r}{where}; "
+                    f"it must sum to a positive finite value"
+                )
+        with np.errstate(over="ignore", under="ignore", divide="ignore"):
+            ratio = qsum / psum
+            logratio = np.where((ratio >= np.finfo(np.float64).tiny) & (ratio <= np.finfo(np.float64).max),
+                                np.log(ratio), np.log(qsum) - np.log(psum))
+            kl = kl / psum + logratio
+    if base is not None:
+        kl = kl / math.log(base)
+    if dx is not None:
+        kl = kl * dx
+    return kl
+
+
+def deliver(kl, out, dtype, func):
+    """Cast to the result dtype, write ``out`` if given, unwrap 0-d results."""
+    kl = np.asarray(kl)
+    if out is not None:
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"{func}: out must be a numpy array, got {type(out).__name__}")
+        if out.shape != kl.shape:
+            raise ValueError(f"{func}: out has shape {out.shape}, the result has shape {kl.shape}")
+        if not out.flags.writeable:
+            raise ValueError(f"{func}: out is read-only")
+        try:
+            np.copyto(out, kl.astype(dtype, copy=False), casting="same_kind")
+        except TypeError:
+            raise TypeError(f"{func}: cannot write a {dtype} result into out of dtype {out.dtype}") from None
+        return out
+    if kl.dtype != dtype:
+        kl = kl.astype(dtype)
+    return kl[()] if kl.ndim == 0 else kl
+
+
+def kl_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None,
+           out=None, num_threads=None, check=True):
+    """Kullback-Leibler divergence KL(p || q) = sum over ``axis`` of p * log(p / q).
+
+    A term with p == 0 counts 0 whatever q is; a term with p > 0 and q == 0 makes
+    the divergence +inf.  p and q broadcast together (a batch of rows against a
+    single q costs no copy of q).
+
+    Parameters
+    ----------
+    p, q : array_like
+        Non-negative finite values (probabilities, counts or densities).
+        float32 with float32 gives float32; any other real input computes in float64.
+    axis : int, tuple of int or None, default -1
+        Axis (or axes) summed over; None sums over everything.
+    keepdims : bool, default False
+        Keep the reduced axes as size-one dimensions.
+    base : float, optional
+        Logarithm base (2 gives bits); natural log when None.
+    normalize : bool, default False
+        Divide p and q by their sums along ``axis`` first (a zero sum is an error).
+    dx : float, optional
+        Grid spacing: multiply by dx so density values on a uniform grid give the
+        continuous divergence.  Exclusive with ``normalize``.
+    out : ndarray, optional
+        Array of the result's shape to write into; it is returned.
+    num_threads : int, optional
+        Threads for the row loop (default: all cores for large inputs).  The
+        result is bit-identical for every thread count.
+    check : bool, default True
+        Raise ValueError for a negative, NaN or infinite value in p or q (the
+        check runs inside the kernel's single pass).  With False such input
+        gives an unspecified result.
+
+    Returns
+    -------
+    float or ndarray
+        The divergence, of shape ``broadcast(p, q).shape`` without ``axis``.
+
+    Examples
+    --------
+    >>> import kl_fast
+    >>> round(float(kl_fast.kl_div([0.5, 0.5], [0.9, 0.1])), 6)
+    0.510826
+    >>> kl_fast.kl_div([[0.5, 0.5], [1.0, 0.0]], [0.5, 0.5], base=2)
+    array([0., 1.])
+    """
+    func = "kl_div"
+    p_in = as_real_array(p, "p", func)
+    q_in = as_real_array(q, "q", func)
+    if normalize and dx is not None:
+        raise ValueError(f"{func}: normalize=True and dx={dx!r} are exclusive; pass one of them")
+    if base is not None:
+        base = check_positive_scalar(base, "base", func, allow_one=False)
+    if dx is not None:
+        dx = check_positive_scalar(dx, "dx", func)
+    dtype = result_dtype(p_in, q_in)
+    pk = to_kernel_dtype(p_in, dtype)
+    qk = to_kernel_dtype(q_in, dtype)
+    ndim = max(pk.ndim, qk.ndim)
+    if ndim == 0:
+        # Two scalars: the single term (axis=-1 and axis=None both mean "it").
+        if axis not in (None, -1, 0, (), (0,), (-1,)):
+            normalize_axes(axis, 0, func)
+        axes = None
+        pk = pk.reshape(1)
+        qk = qk.reshape(1)
+        res, _ = row_sums(pk, qk, axes=None, func=func, num_threads=1, check=check,
+                          shapes=((), ()))
+    else:
+        axes = normalize_axes(axis, ndim, func)
+        res, _ = row_sums(pk, qk, axes=axes, func=func, num_threads=num_threads, check=check,
+                          shapes=(p_in.shape, q_in.shape))
+    kl = finish(res[..., 0], res[..., 1], res[..., 2], normalize=normalize, base=base,
+                dx=dx, func=func)
+    if keepdims and ndim:
+        red = range(ndim) if axes is None else axes
+        kl = np.expand_dims(kl, tuple(red))
+    return deliver(kl, out, dtype, func)

@@ -1,0 +1,110 @@
+"""Compiled kernels of kl_fast.
+
+The ``def`` functions here loop over rows (in parallel with OpenMP when it was
+available at build time) and write into arrays the caller allocated; they do no
+validation beyond the fused bad-value check.  The Python layer in ``_api.py``
+converts, broadcasts, allocates and explains errors.
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+
+
+cdef extern from *:
+    """
+    #ifdef KL_FAST_OPENMP
+    #include <omp.h>
+    static int kl_openmp_enabled(void) { return 1; }
+    static int kl_omp_max_threads(void) { return omp_get_max_threads(); }
+    #else
+    static int kl_openmp_enabled(void) { return 0; }
+    static int kl_omp_max_threads(void) { return 1; }
+    #endif
+    """
+    int kl_openmp_enabled()
+    int kl_omp_max_threads()
+
+
+_ISA = "baseline"
+
+
+def select_isa(bint force_baseline=False):
+    """Choose the kernel instruction set; returns its name ("baseline" or "avx2+fma")."""
+    global _ISA
+    _ISA = kl_core_init(force_baseline).decode("ascii")
+    return _ISA
+
+
+def current_isa():
+    """Name of the instruction set the kernels run with."""
+    return _ISA
+
+
+def openmp_enabled():
+    """True when the kernels were compiled with OpenMP (rows run in parallel)."""
+    return bool(kl_openmp_enabled())
+
+
+def omp_max_threads():
+    """OpenMP's default thread count (1 without OpenMP)."""
+    return kl_omp_max_threads()
+
+
+def kl_rows(const floating[:, :] p, const floating[:, :] q, double[:, ::1] out,
+            signed char[::1] status, bint check, int n_threads):
+    """Per row i: out[i] = (sum p*log(p/q), sum p, sum q); status[i] = row status.
+
+    p and q have the same shape (m, n) and any strides (0 included, for
+    broadcasting).  status[i] is 1 when check is set and row i holds a
+    negative, NaN or infinite value (out[i] is then not written).
+    """
+    cdef Py_ssize_t m = p.shape[0], n = p.shape[1], i
+    cdef Py_ssize_t sp0 = p.strides[0] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t sp1 = p.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t sq0 = q.strides[0] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t sq1 = q.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef const floating *pp
+    cdef const floating *qp
+    cdef int st
+    if q.shape[0] != m or q.shape[1] != n or out.shape[0] != m or out.shape[1] != 3 \
+            or status.shape[0] != m:
+        raise ValueError("kl_rows: shape mismatch between p, q, out and status")
+    if m == 0:
+        return
+    pp = &p[0, 0] if n > 0 else <const floating *>NULL
+    qp = &q[0, 0] if n > 0 else <const floating *>NULL
+    if n_threads <= 1 or m == 1:
+        with nogil:
+            for i in range(m):
+                st = kl_row(pp + i * sp0, sp1, qp + i * sq0, sq1, n, check, &out[i, 0])
+                status[i] = 1 if st == KL_ROW_BAD else 0
+    else:
+        for i in prange(m, nogil=True, schedule="static", num_threads=n_threads):
+            st = kl_row(pp + i * sp0, sp1, qp + i * sq0, sq1, n, check, &out[i, 0])
+            status[i] = 1 if st == KL_ROW_BAD else 0
+
+
+def find_bad(const floating[:] p, const floating[:] q):
+    """First negative, NaN or infinite element of a row pair, p before q.
+
+    Returns (which, index, value) with which 0 for p and 1 for q, or None.
+    """
+    cdef int which = 0, found
+    cdef Py_ssize_t index = 0
+    cdef double value = 0.0
+    cdef Py_ssize_t n = p.shape[0]
+    if q.shape[0] != n:
+        raise ValueError("find_bad: p and q differ in length")
+    if n == 0:
+        return None
+    if floating is double:
+        found = kl_find_bad_f64(&p[0], p.strides[0] // 8, &q[0], q.strides[0] // 8,
+                                n, &which, &index, &value)
+    else:
+        found = kl_find_bad_f32(&p[0], p.strides[0] // 4, &q[0], q.strides[0] // 4,
+                                n, &which, &index, &value)
+    if not found:
+        return None
+    return which, index, value
+
+
+select_isa(False)

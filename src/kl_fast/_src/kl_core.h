@@ -1,0 +1,178 @@
+/* C core of kl_fast: row kernels compiled for the baseline target and, on
+   x86-64 with GCC or Clang, again for AVX2+FMA; kl_core_init() picks one at
+   import time from what the CPU supports. */
+#ifndef KL_CORE_H
+#define KL_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+#include <float.h>
+
+#define KL_LANES 8
+#define KL_BLOCK 256
+
+#define KL_ROW_OK 0
+#define KL_ROW_BAD 1          /* a negative, NaN or infinite input (check=True) */
+#define KL_ROW_NEEDS_CARE 2   /* internal: recompute the row on the careful path */
+#define KL_ROW_CAREFUL 3      /* computed on the careful path */
+
+/* Fixed pairwise order of the lane totals: the result never depends on threads. */
+#define KL_LANE_SUM(v) ((((v)[0] + (v)[1]) + ((v)[2] + (v)[3])) + (((v)[4] + (v)[5]) + ((v)[6] + (v)[7])))
+
+/* Neumaier's compensated addition of x into (*s, *c). */
+static inline void kl_neumaier(double *s, double *c, double x)
+{
+    double t = *s + x;
+    if (fabs(*s) >= fabs(x)) *c += (*s - t) + x;
+    else *c += (x - t) + *s;
+    *s = t;
+}
+
+/* ---- per-target instantiations ---------------------------------------- */
+#define KLM_FN(name) name##_base
+#include "klmath.h"
+#include "kl_rows_impl.h"
+#undef KLM_FN
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(KL_FAST_NO_AVX2)
+#define KL_HAVE_AVX2_PATH 1
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#endif
+#define KLM_FN(name) name##_avx2
+#include "klmath.h"
+#include "kl_rows_impl.h"
+#undef KLM_FN
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#else
+#define KL_HAVE_AVX2_PATH 0
+#endif
+
+/* ---- careful path: scalar, libm, exact semantics for every case --------- */
+#define KL_CAREFUL(NAME, T)                                                        \
+static int NAME(const T *p, ptrdiff_t sp, const T *q, ptrdiff_t sq, ptrdiff_t n,  \
+                double *res)                                                       \
+{                                                                                  \
+    double kl = 0.0, kl_c = 0.0, ps = 0.0, ps_c = 0.0, qs = 0.0, qs_c = 0.0;     \
+    int pos_inf = 0;                                                               \
+    for (ptrdiff_t start = 0; start < n; start += KL_BLOCK) {                      \
+        ptrdiff_t len = n - start < KL_BLOCK ? n - start : KL_BLOCK;               \
+        double a[KL_LANES] = {0}, b[KL_LANES] = {0}, c[KL_LANES] = {0};            \
+        for (ptrdiff_t i = 0; i < len; i++) {                                      \
+            double pv = (double)p[(start + i) * sp];                               \
+            double qv = (double)q[(start + i) * sq];                               \
+            double t;                                                              \
+            int j = (int)(i % KL_LANES);                                           \
+            b[j] += pv;                                                            \
+            c[j] += qv;                                                            \
+            if (!(pv > 0.0)) {                                                     \
+                t = pv == 0.0 ? 0.0 : pv * log(pv / qv);                           \
+            } else if (qv == 0.0) {                                                \
+                pos_inf = 1; t = 0.0;                                              \
+            } else {                                                               \
+                double r = pv / qv;                                                \
+                if (r >= DBL_MIN && r <= DBL_MAX) t = pv * log(r);                 \
+                else t = pv * (log(pv) - log(qv));                                 \
+                if (t == HUGE_VAL) { pos_inf = 1; t = 0.0; }                       \
+            }                                                                      \
+            a[j] += t;                                                             \
+        }                                                                          \
+        kl_neumaier(&kl, &kl_c, KL_LANE_SUM(a));                                   \
+        kl_neumaier(&ps, &ps_c, KL_LANE_SUM(b));                                   \
+        kl_neumaier(&qs, &qs_c, KL_LANE_SUM(c));                                   \
+    }                                                                              \
+    res[0] = pos_inf ? HUGE_VAL : kl + kl_c;                                       \
+    res[1] = ps + ps_c;                                                            \
+    res[2] = qs + qs_c;                                                            \
+    return KL_ROW_CAREFUL;                                                         \
+}
+
+KL_CAREFUL(kl_row_careful_f64, double)
+KL_CAREFUL(kl_row_careful_f32, float)
+
+/* First element (in row order, p before q) that is negative, NaN or infinite.
+   Returns 1 and fills which (0 = p, 1 = q), index and value, or returns 0. */
+#define KL_FIND_BAD(NAME, T, MAXV)                                                 \
+static int NAME(const T *p, ptrdiff_t sp, const T *q, ptrdiff_t sq, ptrdiff_t n,  \
+                int *which, ptrdiff_t *index, double *value)                       \
+{                                                                                  \
+    for (ptrdiff_t i = 0; i < n; i++) {                                            \
+        T pv = p[i * sp], qv = q[i * sq];                                          \
+        if (!(pv >= 0 && pv <= MAXV)) { *which = 0; *index = i; *value = pv; return 1; } \
+        if (!(qv >= 0 && qv <= MAXV)) { *which = 1; *index = i; *value = qv; return 1; } \
+    }                                                                              \
+    return 0;                                                                      \
+}
+
+KL_FIND_BAD(kl_find_bad_f64, double, DBL_MAX)
+KL_FIND_BAD(kl_find_bad_f32, float, FLT_MAX)
+
+/* ---- dispatch ------------------------------------------------------------ */
+typedef int (*kl_row_f64_fn)(const double *, ptrdiff_t, const double *, ptrdiff_t, ptrdiff_t, double *);
+typedef int (*kl_row_f32_fn)(const float *, ptrdiff_t, const float *, ptrdiff_t, ptrdiff_t, double *);
+
+static kl_row_f64_fn kl_row_f64_fast = kl_row_f64_base;
+static kl_row_f32_fn kl_row_f32_fast = kl_row_f32_base;
+static const char *kl_isa_name = "baseline";
+
+static int kl_cpu_has_avx2_fma(void)
+{
+#if KL_HAVE_AVX2_PATH
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+/* Select the kernels: force_baseline != 0 keeps the portable path. */
+static const char *kl_core_init(int force_baseline)
+{
+    kl_row_f64_fast = kl_row_f64_base;
+    kl_row_f32_fast = kl_row_f32_base;
+    kl_isa_name = "baseline";
+#if KL_HAVE_AVX2_PATH
+    if (!force_baseline && kl_cpu_has_avx2_fma()) {
+        kl_row_f64_fast = kl_row_f64_avx2;
+        kl_row_f32_fast = kl_row_f32_avx2;
+        kl_isa_name = "avx2+fma";
+    }
+#endif
+    return kl_isa_name;
+}
+
+/* One row: fast path, falling back to the careful path when it asks. */
+static inline int kl_row_f64(const double *p, ptrdiff_t sp, const double *q,
+                             ptrdiff_t sq, ptrdiff_t n, int check, double *res)
+{
+    int st = kl_row_f64_fast(p, sp, q, sq, n, res);
+    if (st == KL_ROW_NEEDS_CARE) {
+        int which; ptrdiff_t idx; double v;
+        if (check && kl_find_bad_f64(p, sp, q, sq, n, &which, &idx, &v)) return KL_ROW_BAD;
+        st = kl_row_careful_f64(p, sp, q, sq, n, res);
+    }
+    return st;
+}
+
+static inline int kl_row_f32(const float *p, ptrdiff_t sp, const float *q,
+                             ptrdiff_t sq, ptrdiff_t n, int check, double *res)
+{
+    int st = kl_row_f32_fast(p, sp, q, sq, n, res);
+    if (st == KL_ROW_NEEDS_CARE) {
+        int which; ptrdiff_t idx; double v;
+        if (check && kl_find_bad_f32(p, sp, q, sq, n, &which, &idx, &v)) return KL_ROW_BAD;
+        st = kl_row_careful_f32(p, sp, q, sq, n, res);
+    }
+    return st;
+}
+
+#endif /* KL_CORE_H */

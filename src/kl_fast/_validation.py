@@ -1,0 +1,129 @@
+"""Conversion, validation and thread-count helpers shared by the public API."""
+from __future__ import annotations
+
+import operator
+import os
+
+import numpy as np
+
+from . import _kernels
+
+_REAL_KINDS = frozenset("biuf")
+
+
+def as_real_array(a, name: str, func: str) -> np.ndarray:
+    """``a`` as an ndarray of a real numeric dtype, else TypeError naming it."""
+    arr = a if type(a) is np.ndarray else np.asarray(a)
+    if arr.dtype.kind not in _REAL_KINDS:
+        raise TypeError(
+            f"{func}: {name} must hold real numbers, got an array of dtype "
+            f"{arr.dtype} (complex, object, string and time types are not supported)"
+        )
+    return arr
+
+
+def result_dtype(*arrays: np.ndarray) -> np.dtype:
+    """float32 when every input is float32, else float64."""
+    for a in arrays:
+        if a.dtype != np.float32:
+            return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
+def to_kernel_dtype(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``a`` in ``dtype``, native byte order and aligned; no copy when it already is."""
+    if a.dtype != dtype or not a.dtype.isnative:
+        return a.astype(dtype)
+    if not a.flags.aligned:
+        return a.copy()
+    return a
+
+
+def check_positive_scalar(value, name: str, func: str, *, allow_one: bool = True) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{func}: {name} must be a real number, got {value!r}") from None
+    if not (v > 0.0 and np.isfinite(v)) or (not allow_one and v == 1.0):
+        extra = "" if allow_one else " and not 1"
+        raise ValueError(f"{func}: {name} must be positive and finite{extra}, got {value!r}")
+    return v
+
+
+_CPU_COUNT = os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """Threads used when num_threads is None: KL_FAST_NUM_THREADS, else all cores."""
+    env = os.environ.get("KL_FAST_NUM_THREADS")
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"KL_FAST_NUM_THREADS must be a positive integer, got {env!r}") from None
+        if n >= 1:
+            return n
+        raise ValueError(f"KL_FAST_NUM_THREADS must be a positive integer, got {env!r}")
+    return _CPU_COUNT
+
+
+# Below this many elements a thread team costs more than it saves.
+_PARALLEL_MIN_ELEMENTS = 1 << 15
+
+
+def resolve_threads(num_threads, n_rows: int, n_elements: int, func: str) -> int:
+    if num_threads is None:
+        if n_rows <= 1 or n_elements < _PARALLEL_MIN_ELEMENTS:
+            return 1
+        return max(1, min(default_threads(), n_rows))
+    try:
+        n = operator.index(num_threads)
+    except TypeError:
+        raise TypeError(f"{func}: num_threads must be an integer or None, got {num_threads!r}") from None
+    if n < 1:
+        raise ValueError(f"{func}: num_threads must be >= 1, got {n}")
+    return max(1, min(n, n_rows))
+
+
+def normalize_axes(axis, ndim: int, func: str):
+    """Sorted tuple of non-negative axes, or None for all axes."""
+    if axis is None:
+        return None
+    if isinstance(axis, (tuple, list)):
+        axes = tuple(axis)
+    else:
+        axes = (axis,)
+    out = []
+    for ax in axes:
+        try:
+            ax = operator.index(ax)
+        except TypeError:
+            raise TypeError(f"{func}: axis must be an integer, a tuple of integers or None, got {axis!r}") from None
+        if not -ndim <= ax < ndim:
+            raise np.exceptions.AxisError(ax, ndim, f"{func}: axis")
+        out.append(ax % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{func}: repeated axis in {axis!r}")
+    return tuple(sorted(out))
+
+
+def format_index(idx) -> str:
+    idx = tuple(int(i) for i in idx)
+    if len(idx) == 1:
+        return f"[{idx[0]}]"
+    return "[" + ", ".join(str(i) for i in idx) + "]"
+
+
+def describe_bad(value: float) -> str:
+    if np.isnan(value):
+        return "NaN"
+    if np.isinf(value):
+        return f"an infinite value ({value!r})"
+    return f"a negative value ({value!r})"
+
+
+__all__ = [
+    "as_real_array", "result_dtype", "to_kernel_dtype", "check_positive_scalar",
+    "default_threads", "resolve_threads", "normalize_axes", "format_index", "describe_bad",
+    "_kernels",
+]

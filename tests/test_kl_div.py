@@ -1,0 +1,336 @@
+"""kl_div against its NumPy twin, SciPy, closed forms and the tutorial's numbers."""
+import math
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from hypothesis.extra import numpy as hnp
+from scipy import special, stats
+
+import kl_fast
+from kl_fast import reference
+
+DTYPES = [np.float64, np.float32]
+
+
+def exact_kl(p, q, axis=-1):
+    """Long-double terms, summed in long double: an independent near-exact value."""
+    p = np.asarray(p, dtype=np.longdouble)
+    q = np.asarray(q, dtype=np.longdouble)
+    with np.errstate(all="ignore"):
+        t = np.where(p > 0, p * (np.log(p) - np.log(q)), 0)
+        t = np.where((p > 0) & (q == 0), np.inf, t)
+    return np.sum(t, axis=axis)
+
+
+def probs(dtype, shape, zero_frac=0.2, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.random(shape)
+    a[rng.random(shape) < zero_frac] = 0.0
+    return a.astype(dtype)
+
+
+# ---- the tutorial ---------------------------------------------------------------
+
+GRID = np.arange(-10, 10, 0.001)
+
+
+@pytest.mark.parametrize(
+    "pa, qa, expected, continuous",
+    [((0, 2), (2, 2), 499.9997170653, 0.5),
+     ((0, 2), (5, 4), 1099.4021278, 1.0993972),
+     ((5, 4), (0, 2), 2259.9214595, 3.9318528)],
+)
+def test_tutorial_values(pa, qa, expected, continuous):
+    p = stats.norm.pdf(GRID, *pa)
+    q = stats.norm.pdf(GRID, *qa)
+    got = kl_fast.kl_div(p, q)
+    assert isinstance(got, np.float64)
+    assert got == pytest.approx(expected, rel=1e-10)
+    assert got == pytest.approx(float(reference.kl_div(p, q)), rel=1e-13)
+    scaled = kl_fast.kl_div(p, q, dx=0.001)
+    assert scaled == pytest.approx(got * 0.001, rel=1e-15)
+    if pa[1] == 2:  # the grid holds (almost) all of p's mass: dx-scaled ~ continuous
+        assert scaled == pytest.approx(continuous, rel=1e-5)
+
+
+def test_closed_form_normals():
+    mu1, s1, mu2, s2 = 0.0, 2.0, 2.0, 2.0
+    closed = math.log(s2 / s1) + (s1**2 + (mu1 - mu2) ** 2) / (2 * s2**2) - 0.5
+    p = stats.norm.pdf(GRID, mu1, s1)
+    q = stats.norm.pdf(GRID, mu2, s2)
+    assert kl_fast.kl_div(p, q, dx=0.001) == pytest.approx(closed, rel=1e-6)
+
+
+# ---- generated agreement --------------------------------------------------------
+
+elements = st.one_of(st.just(0.0), st.floats(1e-6, 1e3))
+
+
+@st.composite
+def pq_pairs(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=7))
+    p = draw(hnp.arrays(np.float64, shape, elements=elements)).astype(dtype)
+    q = draw(hnp.arrays(np.float64, shape, elements=elements)).astype(dtype)
+    axis = draw(st.sampled_from([None] + list(range(-len(shape), len(shape)))))
+    return p, q, axis
+
+
+@given(pq_pairs())
+def test_matches_reference_and_scipy(args):
+    p, q, axis = args
+    got = kl_fast.kl_div(p, q, axis=axis)
+    assert np.asarray(got).dtype == p.dtype
+    p64 = p.astype(np.float64)
+    q64 = q.astype(np.float64)
+    ref = reference.kl_div(p64, q64, axis=axis, check=False)
+    with np.errstate(all="ignore"):
+        sp = special.rel_entr(p64, q64).sum(axis=axis)
+    rtol = 1e-12 if p.dtype == np.float64 else 1e-6
+    np.testing.assert_allclose(got, ref, rtol=rtol, atol=1e-9)
+    np.testing.assert_allclose(got, sp, rtol=rtol, atol=1e-9)
+
+
+@given(pq_pairs(), st.sampled_from([2.0, math.e, 10.0]))
+def test_normalize_base_matches_scipy_entropy(args, base):
+    p, q, axis = args
+    if axis is None or p.shape[axis] == 0:
+        return
+    p = p + 1.0  # positive sums everywhere
+    q = q + 1.0
+    got = kl_fast.kl_div(p, q, axis=axis, normalize=True, base=base)
+    expected = stats.entropy(p.astype(np.float64), q.astype(np.float64), base=base, axis=axis)
+    rtol = 1e-11 if p.dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_against_single_q(dtype):
+    P = probs(dtype, (50, 33), seed=1)
+    q = probs(dtype, (33,), zero_frac=0.0, seed=2)
+    got = kl_fast.kl_div(P, q)
+    expected = np.array([kl_fast.kl_div(row, q) for row in P])
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_allclose(got, exact_kl(P, q).astype(np.float64), rtol=1e-6 if dtype == np.float32 else 1e-13)
+
+
+def test_broadcast_does_not_materialise_q():
+    P = probs(np.float64, (2000, 500), zero_frac=0.0, seed=3)
+    q = probs(np.float64, (500,), zero_frac=0.0, seed=4)
+    kl_fast.kl_div(P, q)  # warm up
+    tracemalloc.start()
+    kl_fast.kl_div(P, q)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < P.nbytes / 10
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_axes_keepdims_and_axis_none(dtype):
+    p = probs(dtype, (3, 4, 5), seed=5)
+    q = probs(dtype, (3, 4, 5), zero_frac=0.0, seed=6)
+    for axis in (0, 1, 2, -1, (0, 2), None):
+        got = kl_fast.kl_div(p, q, axis=axis, keepdims=True)
+        ref = reference.kl_div(p.astype(float), q.astype(float), axis=axis, keepdims=True)
+        assert got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, rtol=1e-6 if dtype == np.float32 else 1e-13)
+
+
+def test_axis_none_with_broadcast_q():
+    P = probs(np.float64, (40, 9), seed=7)
+    q = probs(np.float64, (9,), zero_frac=0.0, seed=8)
+    got = kl_fast.kl_div(P, q, axis=None)
+    assert got == pytest.approx(float(exact_kl(P, q, axis=None)), rel=1e-13)
+
+
+def test_outer_broadcast():
+    p = probs(np.float64, (3, 1, 6), seed=9)
+    q = probs(np.float64, (1, 4, 6), zero_frac=0.0, seed=10)
+    got = kl_fast.kl_div(p, q)
+    np.testing.assert_allclose(got, reference.kl_div(p, q), rtol=1e-13)
+    assert got.shape == (3, 4)
+
+
+# ---- layouts ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_strided_transposed_readonly(dtype):
+    base_p = probs(dtype, (30, 40), seed=11)
+    base_q = probs(dtype, (30, 40), zero_frac=0.0, seed=12)
+    for p, q in [(base_p[::2, ::3], base_q[::2, ::3]),
+                 (base_p.T, base_q.T),
+                 (base_p[:, ::-1], base_q[:, ::-1]),
+                 (np.asfortranarray(base_p), np.asfortranarray(base_q))]:
+        expected = kl_fast.kl_div(np.ascontiguousarray(p), np.ascontiguousarray(q))
+        np.testing.assert_array_equal(kl_fast.kl_div(p, q), expected)
+        np.testing.assert_array_equal(
+            kl_fast.kl_div(p, q, axis=0), kl_fast.kl_div(np.ascontiguousarray(p.T), np.ascontiguousarray(q.T)))
+    ro_p, ro_q = base_p.copy(), base_q.copy()
+    ro_p.flags.writeable = False
+    ro_q.flags.writeable = False
+    np.testing.assert_array_equal(kl_fast.kl_div(ro_p, ro_q), kl_fast.kl_div(base_p, base_q))
+
+
+def test_memmap(tmp_path):
+    P = probs(np.float64, (100, 64), seed=13)
+    q = probs(np.float64, (64,), zero_frac=0.0, seed=14)
+    np.save(tmp_path / "p.npy", P)
+    mm = np.load(tmp_path / "p.npy", mmap_mode="r")
+    np.testing.assert_array_equal(kl_fast.kl_div(mm, q), kl_fast.kl_div(P, q))
+
+
+def test_byteswapped_and_unaligned():
+    p = probs(np.float64, (64,), seed=15)
+    q = probs(np.float64, (64,), zero_frac=0.0, seed=16)
+    swapped = p.astype(p.dtype.newbyteorder())
+    buf = np.zeros(64 * 8 + 1, dtype=np.uint8)[1:].view(np.float64)
+    buf[:] = q
+    assert kl_fast.kl_div(swapped, buf) == kl_fast.kl_div(p, q)
+
+
+# ---- dtypes and semantics -----------------------------------------------------------
+
+def test_dtype_rules():
+    p32 = np.array([0.25, 0.75], dtype=np.float32)
+    q32 = np.array([0.5, 0.5], dtype=np.float32)
+    assert kl_fast.kl_div(p32, q32).dtype == np.float32
+    assert kl_fast.kl_div(p32, q32.astype(np.float64)).dtype == np.float64
+    assert kl_fast.kl_div(p32.astype(np.float16), q32).dtype == np.float64
+    ints = kl_fast.kl_div([1, 3], [2, 2])
+    assert ints.dtype == np.float64
+    assert ints == pytest.approx(1 * math.log(0.5) + 3 * math.log(1.5), rel=1e-15)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_zero_semantics(dtype):
+    assert kl_fast.kl_div(np.array([0, 1], dtype), np.array([0, 1], dtype)) == 0
+    assert kl_fast.kl_div(np.array([0, 1], dtype), np.array([1, 0], dtype)) == np.inf
+    assert kl_fast.kl_div(np.array([0.0, 0.0], dtype), np.array([0.0, 0.0], dtype)) == 0
+    assert kl_fast.kl_div(np.array([], dtype), np.array([], dtype)) == 0.0
+    empty_rows = kl_fast.kl_div(np.zeros((3, 0), dtype), np.zeros((3, 0), dtype))
+    np.testing.assert_array_equal(empty_rows, np.zeros(3, dtype))
+    assert kl_fast.kl_div(np.zeros((0, 4), dtype), np.ones((0, 4), dtype)).shape == (0,)
+    assert kl_fast.kl_div(dtype(0.5), dtype(0.25)) == pytest.approx(0.5 * math.log(2), rel=1e-6)
+
+
+def test_extreme_ratios_stay_finite():
+    # p/q underflows or overflows in floating point, the terms do not.
+    p = np.array([1e-320, 1.0, 1e-300, 0.5])
+    q = np.array([1e10, 1e-320, 1.0, 1e-300])
+    got = kl_fast.kl_div(p, q)
+    expected = float(exact_kl(p, q))
+    assert np.isfinite(got)
+    assert got == pytest.approx(expected, rel=1e-12)
+
+
+def test_more_accurate_than_or_equal_to_baseline():
+    rng = np.random.default_rng(17)
+    p = rng.random(200_001)
+    q = rng.random(200_001)
+    exact = exact_kl(p, q)
+    ours = abs(np.longdouble(kl_fast.kl_div(p, q)) - exact)
+    base = abs(np.longdouble(reference.kl_div(p, q)) - exact)
+    assert ours <= max(base, 4 * np.finfo(np.float64).eps * abs(exact))
+
+
+def test_out_argument():
+    P = probs(np.float64, (6, 5), seed=18)
+    q = probs(np.float64, (5,), zero_frac=0.0, seed=19)
+    out = np.full(6, -1.0)
+    ret = kl_fast.kl_div(P, q, out=out)
+    assert ret is out
+    np.testing.assert_array_equal(out, kl_fast.kl_div(P, q))
+    out32 = np.zeros(6, dtype=np.float32)
+    kl_fast.kl_div(P.astype(np.float32), q.astype(np.float32), out=out32)
+    np.testing.assert_allclose(out32, out, rtol=1e-6)
+    with pytest.raises(ValueError, match="out has shape"):
+        kl_fast.kl_div(P, q, out=np.zeros(5))
+    with pytest.raises(TypeError, match="out"):
+        kl_fast.kl_div(P, q, out=np.zeros(6, dtype=np.int64))
+
+
+def test_threads_bit_identical():
+    P = probs(np.float64, (997, 301), seed=20)
+    Q = probs(np.float64, (997, 301), zero_frac=0.0, seed=21)
+    one = kl_fast.kl_div(P, Q, num_threads=1)
+    two = kl_fast.kl_div(P, Q, num_threads=2)
+    assert one.tobytes() == two.tobytes()
+    P32, Q32 = P.astype(np.float32), Q.astype(np.float32)
+    assert kl_fast.kl_div(P32, Q32, num_threads=1).tobytes() == kl_fast.kl_div(P32, Q32, num_threads=2).tobytes()
+
+
+def test_inputs_not_modified():
+    P = probs(np.float64, (20, 10), seed=22)
+    q = probs(np.float32, (10,), zero_frac=0.0, seed=23)
+    P0, q0 = P.copy(), q.copy()
+    kl_fast.kl_div(P, q, normalize=True)
+    kl_fast.kl_div(P, q, base=2, axis=0, keepdims=True)
+    np.testing.assert_array_equal(P, P0)
+    np.testing.assert_array_equal(q, q0)
+
+
+def test_check_false_is_memory_safe():
+    p = np.array([0.5, np.nan, -1.0, np.inf])
+    q = np.array([0.5, 0.5, 0.5, 0.5])
+    kl_fast.kl_div(p, q, check=False)  # unspecified value, but no error or crash
+
+
+# ---- errors -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bad, word", [(-0.25, "negative"), (np.nan, "NaN"), (np.inf, "infinite")])
+@pytest.mark.parametrize("which", ["p", "q"])
+def test_bad_values_named(dtype, bad, word, which):
+    P = probs(dtype, (4, 6), zero_frac=0.0, seed=24)
+    Q = probs(dtype, (4, 6), zero_frac=0.0, seed=25)
+    target = P if which == "p" else Q
+    target[2, 3] = bad
+    with pytest.raises(ValueError, match=rf"kl_div: {which} contains .*{word}.* at index \[2, 3\]"):
+        kl_fast.kl_div(P, Q)
+    with pytest.raises(ValueError):
+        reference.kl_div(P, Q)
+
+
+def test_bad_value_index_in_own_coordinates():
+    P = probs(np.float64, (5, 7), zero_frac=0.0, seed=26)
+    q = probs(np.float64, (7,), zero_frac=0.0, seed=27)
+    q[4] = -1.0
+    with pytest.raises(ValueError, match=r"q contains a negative value \(-1.0\) at index \[4\]"):
+        kl_fast.kl_div(P, q)
+    P[3, 1] = np.nan
+    q[4] = 0.5
+    with pytest.raises(ValueError, match=r"p contains NaN at index \[1, 3\]"):
+        kl_fast.kl_div(P.T, q[:, None], axis=0)
+
+
+@pytest.mark.parametrize("bad", [np.array([1 + 1j, 2]), np.array([1, "a"], dtype=object),
+                                 np.array(["a", "b"]), np.array([1, 2], dtype="datetime64[s]")])
+def test_non_numeric_type_error(bad):
+    with pytest.raises(TypeError, match="kl_div: p must hold real numbers"):
+        kl_fast.kl_div(bad, [0.5, 0.5])
+    with pytest.raises(TypeError, match="kl_div: q must hold real numbers"):
+        kl_fast.kl_div([0.5, 0.5], bad)
+
+
+def test_argument_errors():
+    p = [0.5, 0.5]
+    with pytest.raises(ValueError, match="do not broadcast"):
+        kl_fast.kl_div([0.2, 0.3, 0.5], p)
+    with pytest.raises(ValueError, match="exclusive"):
+        kl_fast.kl_div(p, p, normalize=True, dx=0.1)
+    for base in (0, -2, 1, np.inf, np.nan):
+        with pytest.raises(ValueError, match="base"):
+            kl_fast.kl_div(p, p, base=base)
+    for dx in (0, -0.1, np.nan):
+        with pytest.raises(ValueError, match="dx"):
+            kl_fast.kl_div(p, p, dx=dx)
+    with pytest.raises(np.exceptions.AxisError):
+        kl_fast.kl_div(p, p, axis=1)
+    with pytest.raises(ValueError, match="num_threads"):
+        kl_fast.kl_div(p, p, num_threads=0)
+    with pytest.raises(TypeError, match="num_threads"):
+        kl_fast.kl_div(p, p, num_threads=1.5)
+    with pytest.raises(ValueError, match=r"normalize=True but p sums to 0.0 .* index \[1\]"):
+        kl_fast.kl_div([[1.0, 1.0], [0.0, 0.0]], p, normalize=True)
