@@ -42,25 +42,44 @@ def _own_index(idx_full, arr_shape) -> tuple:
     return tuple(0 if size == 1 else i for i, size in zip(idx_full[pad:], arr_shape))
 
 
-def row_sums(pk, qk, *, axes, func, num_threads, check, names=("p", "q"), shapes=None):
+def broadcast_shape(shapes, names, func) -> tuple:
+    """The shape two arrays of ``shapes`` broadcast to, else ValueError naming them."""
+    try:
+        return np.broadcast_shapes(*shapes)
+    except ValueError:
+        raise ValueError(
+            f"{func}: {names[0]} with shape {shapes[0]} and {names[1]} with shape "
+            f"{shapes[1]} do not broadcast together"
+        ) from None
+
+
+def check_options(normalize, base, dx, func):
+    """Validated (base, dx) as floats or None; normalize and dx are exclusive."""
+    if normalize and dx is not None:
+        raise ValueError(f"{func}: normalize=True and dx={dx!r} are exclusive; pass one of them")
+    if base is not None:
+        base = check_positive_scalar(base, "base", func, allow_one=False)
+    if dx is not None:
+        dx = check_positive_scalar(dx, "dx", func)
+    return base, dx
+
+
+def row_sums(pk, qk, *, axes, func, num_threads, check, names=("p", "q"), shapes=None,
+             origins=None):
     """Kernel pass over ``pk``, ``qk`` (same dtype, broadcastable).
 
     Returns (res, out_shape) with res of shape out_shape + (3,) holding
     (sum p*log(p/q), sum p, sum q) over ``axes`` (a tuple, or None for all).
-    Raises ValueError for bad values when ``check``.
+    Raises ValueError for bad values when ``check``.  When ``pk`` and ``qk``
+    are blocks of larger arrays, ``origins`` holds each block's position in
+    its whole array, so the reported index is the index in the whole array.
     """
     shapes = shapes if shapes is not None else (pk.shape, qk.shape)
     if pk.shape == qk.shape:
         shape = pk.shape
         pb, qb = pk, qk
     else:
-        try:
-            shape = np.broadcast_shapes(pk.shape, qk.shape)
-        except ValueError:
-            raise ValueError(
-                f"{func}: {names[0]} with shape {shapes[0]} and {names[1]} with shape "
-                f"{shapes[1]} do not broadcast together"
-            ) from None
+        shape = broadcast_shape((pk.shape, qk.shape), names, func)
         pb = np.broadcast_to(pk, shape)
         qb = np.broadcast_to(qk, shape)
     ndim = len(shape)
@@ -108,6 +127,8 @@ def row_sums(pk, qk, *, axes, func, num_threads, check, names=("p", "q"), shapes
                 idx_full[ax] = idx_t[k]
             name = names[which]
             own = _own_index(idx_full, shapes[which])
+            if origins is not None:
+                own = tuple(i + o for i, o in zip(own, origins[which]))
             raise ValueError(
                 f"{func}: {name} contains {describe_bad(value)} at index {format_index(own)}; "
                 f"probabilities must be finite and non-negative"
@@ -119,13 +140,18 @@ def row_sums(pk, qk, *, axes, func, num_threads, check, names=("p", "q"), shapes
     return res, outer_shape
 
 
-def finish(kl, psum, qsum, *, normalize, base, dx, func, names=("p", "q")):
-    """Apply normalize/base/dx to the raw row sums (float64 arrays)."""
+def finish(kl, psum, qsum, *, normalize, base, dx, func, names=("p", "q"), origin=None):
+    """Apply normalize/base/dx to the raw row sums (float64 arrays).
+
+    ``origin``: position of these sums in a larger output (a block of it), added
+    to the output index an error reports.
+    """
     if normalize:
         for sums, name in ((psum, names[0]), (qsum, names[1])):
             if not np.all(sums > 0):
                 bad = np.argwhere(~(sums > 0))[0] if sums.ndim else ()
-                where = f" in the reduction at output index {format_index(bad)}" if sums.ndim else ""
+                shown = bad if origin is None else [i + o for i, o in zip(bad, origin)]
+                where = f" in the reduction at output index {format_index(shown)}" if sums.ndim else ""
                 raise ValueError(
                     f"{func}: normalize=True but {name} sums to {float(sums[tuple(bad)])!r}{where}; "
                     f"it must sum to a positive finite value"
@@ -212,12 +238,7 @@ def kl_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None
     func = "kl_div"
     p_in = as_real_array(p, "p", func)
     q_in = as_real_array(q, "q", func)
-    if normalize and dx is not None:
-        raise ValueError(f"{func}: normalize=True and dx={dx!r} are exclusive; pass one of them")
-    if base is not None:
-        base = check_positive_scalar(base, "base", func, allow_one=False)
-    if dx is not None:
-        dx = check_positive_scalar(dx, "dx", func)
+    base, dx = check_options(normalize, base, dx, func)
     dtype = result_dtype(p_in, q_in)
     pk = to_kernel_dtype(p_in, dtype)
     qk = to_kernel_dtype(q_in, dtype)

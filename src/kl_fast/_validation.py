@@ -11,14 +11,19 @@ from . import _kernels
 _REAL_KINDS = frozenset("biuf")
 
 
+def check_real_dtype(dtype: np.dtype, name: str, func: str) -> None:
+    """TypeError naming ``name`` unless ``dtype`` is a real numeric dtype."""
+    if dtype.kind not in _REAL_KINDS:
+        raise TypeError(
+            f"{func}: {name} must hold real numbers, got an array of dtype "
+            f"{dtype} (complex, object, string and time types are not supported)"
+        )
+
+
 def as_real_array(a, name: str, func: str) -> np.ndarray:
     """``a`` as an ndarray of a real numeric dtype, else TypeError naming it."""
     arr = a if type(a) is np.ndarray else np.asarray(a)
-    if arr.dtype.kind not in _REAL_KINDS:
-        raise TypeError(
-            f"{func}: {name} must hold real numbers, got an array of dtype "
-            f"{arr.dtype} (complex, object, string and time types are not supported)"
-        )
+    check_real_dtype(arr.dtype, name, func)
     return arr
 
 
@@ -123,7 +128,7 @@ def describe_bad(value: float) -> str:
 
 
 __all__ = [
-    "as_real_array", "result_dtype", "to_kernel_dtype", "check_positive_scalar",
+    "check_real_dtype", "as_real_array", "result_dtype", "to_kernel_dtype", "check_positive_scalar",
     "default_threads", "resolve_threads", "normalize_axes", "format_index", "describe_bad",
     "_kernels",
 ]

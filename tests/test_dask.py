@@ -1,0 +1,310 @@
+"""kl_fast.dask against the in-memory functions and the NumPy reference."""
+import logging
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array")
+import dask  # noqa: E402
+
+import kl_fast  # noqa: E402
+import kl_fast.dask as kd  # noqa: E402
+from kl_fast import reference  # noqa: E402
+
+# Seconds any single distributed operation may take before the test fails instead of hanging.
+TIMEOUT = 60
+
+
+def probs(shape, dtype=np.float64, zero_frac=0.2, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.random(shape)
+    a[rng.random(shape) < zero_frac] = 0.0
+    return a.astype(dtype)
+
+
+def compute(x):
+    return x.compute(scheduler="threads")
+
+
+def in_memory_error(func, *args, **kwargs):
+    with pytest.raises(ValueError) as info:
+        func(*args, **kwargs)
+    return str(info.value)
+
+
+# ---- agreement over chunkings -----------------------------------------------------
+
+P = probs((40, 57), seed=1)
+Q = probs((40, 57), zero_frac=0.0, seed=2) + 0.01
+Q1 = probs((57,), zero_frac=0.0, seed=3) + 0.01
+
+CHUNKINGS = {
+    "single chunk": (40, 57),
+    "rows only": (7, 57),
+    "reduction axis": (40, 10),
+    "both axes": (16, 20),
+    "uneven": ((3, 30, 7), (1, 25, 6, 25)),
+    "small blocks": (6, 4),
+}
+
+OPTIONS = [
+    {},
+    {"normalize": True},
+    {"base": 2.0},
+    {"dx": 0.25},
+    {"axis": 0},
+    {"axis": None},
+    {"axis": None, "normalize": True},
+    {"keepdims": True},
+    {"axis": 0, "keepdims": True, "normalize": True},
+    {"axis": ()},
+]
+
+
+@pytest.mark.parametrize("chunks", CHUNKINGS.values(), ids=CHUNKINGS.keys())
+@pytest.mark.parametrize("opts", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
+def test_matches_in_memory(chunks, opts):
+    lazy = kd.kl_div(da.from_array(P, chunks=chunks), Q, **opts)
+    expected = kl_fast.kl_div(P, Q, **opts)
+    assert isinstance(lazy, da.Array)
+    assert lazy.shape == np.shape(expected)
+    got = compute(lazy)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(got, reference.kl_div(P, Q, **opts), rtol=1e-11, atol=0)
+
+
+@pytest.mark.parametrize("q_kind", ["numpy row", "dask row", "dask full, other chunks", "numpy full"])
+@pytest.mark.parametrize("chunks", [(40, 57), (9, 13), ((3, 30, 7), (1, 25, 6, 25))])
+def test_q_forms(q_kind, chunks):
+    q = {
+        "numpy row": Q1,
+        "dask row": da.from_array(Q1, chunks=11),
+        "dask full, other chunks": da.from_array(Q, chunks=(13, 19)),
+        "numpy full": Q,
+    }[q_kind]
+    q_np = np.asarray(q)
+    Pd = da.from_array(P, chunks=chunks)
+    for opts in ({}, {"normalize": True}, {"axis": None}):
+        got = compute(kd.kl_div(Pd, q, **opts))
+        np.testing.assert_allclose(got, kl_fast.kl_div(P, q_np, **opts), rtol=1e-12, atol=0)
+
+
+def test_numpy_p_against_dask_q_and_broadcast_rows():
+    got = compute(kd.kl_div(P, da.from_array(Q1, chunks=20)))
+    np.testing.assert_allclose(got, reference.kl_div(P, Q1), rtol=1e-12)
+    # a single dask p against a (m, n) ndarray q: the broadcast runs the other way
+    got = compute(kd.kl_div(da.from_array(Q1, chunks=20), P + 0.5))
+    np.testing.assert_allclose(got, reference.kl_div(Q1, P + 0.5), rtol=1e-12)
+    # two ndarrays are wrapped as well
+    got = compute(kd.kl_div(P, Q, normalize=True))
+    np.testing.assert_allclose(got, reference.kl_div(P, Q, normalize=True), rtol=1e-12)
+
+
+@pytest.mark.parametrize("axis", [1, (0, 2), -1, None])
+def test_three_dimensional_axes(axis):
+    p = probs((6, 21, 9), seed=4)
+    q = probs((21, 9), zero_frac=0.0, seed=5) + 0.1
+    Pd = da.from_array(p, chunks=(4, 8, 5))
+    Qd = da.from_array(q, chunks=(10, 9))
+    for opts in ({}, {"keepdims": True}, {"normalize": True}):
+        lazy = kd.kl_div(Pd, Qd, axis=axis, **opts)
+        expected = reference.kl_div(p, np.broadcast_to(q, p.shape), axis=axis, **opts)
+        assert lazy.shape == np.shape(expected)
+        np.testing.assert_allclose(compute(lazy), expected, rtol=1e-12)
+
+
+def test_float32_stays_float32():
+    p = P.astype(np.float32)
+    q = Q1.astype(np.float32)
+    lazy = kd.kl_div(da.from_array(p, chunks=(9, 20)), q)
+    assert lazy.dtype == np.float32
+    got = compute(lazy)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, kl_fast.kl_div(p, q), rtol=1e-6)
+    # float32 against float64 computes in float64, as in memory
+    mixed = kd.kl_div(da.from_array(p, chunks=(9, 20)), Q1)
+    assert mixed.dtype == np.float64 == compute(mixed).dtype
+
+
+def test_integers_compute_in_float64():
+    counts = np.arange(60).reshape(6, 10) % 7
+    got = compute(kd.kl_div(da.from_array(counts, chunks=(4, 3)), counts + 1, normalize=True))
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, reference.kl_div(counts, counts + 1, normalize=True), rtol=1e-12)
+
+
+def test_zero_semantics_across_blocks():
+    p = np.full((3, 12), 0.1)
+    q = np.full((3, 12), 0.1)
+    p[0, 4] = 0.0
+    q[0, 4] = 0.0    # p == 0: counts 0 whatever q is
+    q[1, 11] = 0.0   # p > 0 with q == 0: +inf, in the row's last block only
+    p[2, :6] = 0.0   # a block with no mass at all
+    got = compute(kd.kl_div(da.from_array(p, chunks=(2, 5)), q))
+    assert np.isfinite(got[0]) and np.isfinite(got[2])
+    assert got[1] == np.inf
+    np.testing.assert_allclose(got, reference.kl_div(p, q), rtol=1e-12)
+
+
+def test_one_element_blocks():
+    p, q = P[:5, :7], Q[:5, :7]
+    for opts in ({}, {"normalize": True}, {"axis": None}):
+        got = compute(kd.kl_div(da.from_array(p, chunks=1), q, **opts))
+        np.testing.assert_allclose(got, reference.kl_div(p, q, **opts), rtol=1e-12)
+
+
+def test_scalars_and_empty():
+    got = compute(kd.kl_div(da.from_array(np.float32(0.5)), np.float32(0.25)))
+    assert got.shape == () and got.dtype == np.float32
+    assert got == pytest.approx(0.5 * np.log(2.0), rel=1e-6)
+    for shape, axis in (((0, 5), -1), ((5, 0), -1), ((0,), None)):
+        e = np.ones(shape)
+        lazy = kd.kl_div(da.from_array(e), e, axis=axis)
+        expected = kl_fast.kl_div(e, e, axis=axis)
+        assert lazy.shape == np.shape(expected)
+        np.testing.assert_array_equal(compute(lazy), expected)
+
+
+def test_inputs_not_modified():
+    p = P.copy()
+    q = Q1.copy()
+    compute(kd.kl_div(da.from_array(p, chunks=(7, 9)), q, normalize=True))
+    np.testing.assert_array_equal(p, P)
+    np.testing.assert_array_equal(q, Q1)
+
+
+def test_memmap_larger_than_a_chunk(tmp_path):
+    path = tmp_path / "p.npy"
+    p = probs((300, 1000), seed=6)
+    np.save(path, p)
+    mm = np.load(path, mmap_mode="r")
+    Pd = da.from_array(mm, chunks=(64, 300))
+    assert Pd.npartitions > 1
+    q = probs((1000,), zero_frac=0.0, seed=7) + 0.01
+    for opts in ({}, {"normalize": True, "base": 2.0}, {"axis": None}):
+        got = compute(kd.kl_div(Pd, q, **opts))
+        np.testing.assert_allclose(got, kl_fast.kl_div(mm, q, **opts), rtol=1e-12)
+        np.testing.assert_allclose(got, reference.kl_div(p, q, **opts), rtol=1e-11)
+
+
+def test_lazy_until_computed():
+    p = P.copy()
+    p[33, 50] = np.nan
+    lazy = kd.kl_div(da.from_array(p, chunks=(8, 12)), Q1)  # builds the graph only
+    with pytest.raises(ValueError):
+        compute(lazy)
+
+
+# ---- errors: the in-memory message, with the index in the whole array ----------------
+
+@pytest.mark.parametrize("bad", [np.nan, -0.5, np.inf])
+@pytest.mark.parametrize("where", [(0, 0), (33, 50), (39, 56), (17, 21)])
+def test_bad_value_in_p_index_in_whole_array(bad, where):
+    p = P.copy()
+    p[where] = bad
+    expected = in_memory_error(kl_fast.kl_div, p, Q1)
+    assert f"at index [{where[0]}, {where[1]}]" in expected
+    for chunks in ((40, 57), (8, 12), ((3, 30, 7), (1, 25, 6, 25))):
+        with pytest.raises(ValueError) as info:
+            compute(kd.kl_div(da.from_array(p, chunks=chunks), Q1))
+        assert str(info.value) == expected
+
+
+def test_bad_value_in_broadcast_q_uses_q_index():
+    q = Q1.copy()
+    q[44] = -1.0
+    expected = in_memory_error(kl_fast.kl_div, P, q)
+    assert "q contains a negative value (-1.0) at index [44]" in expected
+    for qq in (q, da.from_array(q, chunks=10)):
+        with pytest.raises(ValueError) as info:
+            compute(kd.kl_div(da.from_array(P, chunks=(16, 20)), qq))
+        assert str(info.value) == expected
+
+
+def test_bad_value_three_dimensional_other_axis():
+    p = probs((6, 21, 9), seed=8)
+    p[4, 17, 6] = np.inf
+    expected = in_memory_error(kl_fast.kl_div, p, 1.0, axis=1)
+    with pytest.raises(ValueError) as info:
+        compute(kd.kl_div(da.from_array(p, chunks=(4, 8, 5)), 1.0, axis=1))
+    assert str(info.value) == expected
+    assert "at index [4, 17, 6]" in expected
+
+
+def test_check_false_skips_the_check():
+    p = P.copy()
+    p[3, 3] = -1.0
+    got = compute(kd.kl_div(da.from_array(p, chunks=(8, 12)), Q1, check=False))
+    assert got.shape == (40,)  # value unspecified, but no error
+
+
+def test_normalize_zero_sum_index_in_whole_output():
+    p = P.copy()
+    p[29] = 0.0
+    expected = in_memory_error(kl_fast.kl_div, p, Q1, normalize=True)
+    assert "output index [29]" in expected
+    with pytest.raises(ValueError) as info:
+        compute(kd.kl_div(da.from_array(p, chunks=(8, 12)), Q1, normalize=True))
+    assert str(info.value) == expected
+
+
+def test_argument_errors():
+    Pd = da.from_array(P, chunks=10)
+    with pytest.raises(TypeError, match="kl_div: p must hold real numbers"):
+        kd.kl_div(Pd.astype(np.complex128), Q1)
+    with pytest.raises(TypeError, match="kl_div: q must hold real numbers"):
+        kd.kl_div(Pd, np.array(["a"] * 57))
+    with pytest.raises(ValueError, match=r"p with shape \(40, 57\) and q with shape \(56,\) do not broadcast"):
+        kd.kl_div(Pd, Q1[:-1])
+    with pytest.raises(ValueError, match="exclusive"):
+        kd.kl_div(Pd, Q1, normalize=True, dx=0.1)
+    with pytest.raises(ValueError, match="base"):
+        kd.kl_div(Pd, Q1, base=1)
+    with pytest.raises(ValueError, match="dx"):
+        kd.kl_div(Pd, Q1, dx=-1.0)
+    with pytest.raises(np.exceptions.AxisError):
+        kd.kl_div(Pd, Q1, axis=2)
+    unknown = Pd[Pd[:, 0] > 0.5]
+    with pytest.raises(ValueError, match="unknown chunk sizes"):
+        kd.kl_div(unknown, Q1)
+
+
+# ---- dask.distributed: one local cluster of two worker processes for the module ------
+
+@pytest.fixture(scope="module")
+def client():
+    distributed = pytest.importorskip("distributed")
+    with dask.config.set({"distributed.comm.timeouts.connect": f"{TIMEOUT}s"}):
+        cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=None, silence_logs=logging.CRITICAL,
+        )
+        try:
+            with distributed.Client(cluster, timeout=TIMEOUT) as c:
+                c.wait_for_workers(2, timeout=TIMEOUT)
+                yield c
+        finally:
+            cluster.close(timeout=TIMEOUT)
+
+
+@pytest.mark.distributed
+def test_distributed_matches_in_memory(client):
+    Pd = da.from_array(P, chunks=(16, 20))
+    for q, opts in ((Q1, {}), (Q, {"normalize": True}), (Q1, {"axis": None, "base": 2.0})):
+        got = client.compute(kd.kl_div(Pd, q, **opts)).result(timeout=TIMEOUT)
+        np.testing.assert_allclose(got, kl_fast.kl_div(P, q, **opts), rtol=1e-12)
+    p32, q32 = P.astype(np.float32), Q1.astype(np.float32)
+    got = client.compute(kd.kl_div(da.from_array(p32, chunks=(16, 20)), q32)).result(timeout=TIMEOUT)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, kl_fast.kl_div(p32, q32), rtol=1e-6)
+
+
+@pytest.mark.distributed
+def test_distributed_error_index_in_whole_array(client):
+    p = P.copy()
+    p[37, 41] = -3.0
+    expected = in_memory_error(kl_fast.kl_div, p, Q1)
+    with pytest.raises(ValueError) as info:
+        client.compute(kd.kl_div(da.from_array(p, chunks=(16, 20)), Q1)).result(timeout=TIMEOUT)
+    assert str(info.value) == expected
