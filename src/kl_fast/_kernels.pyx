@@ -8,6 +8,15 @@ converts, broadcasts, allocates and explains errors.
 from cython cimport floating
 from cython.parallel cimport prange
 
+cimport numpy as cnp
+
+cnp.import_array()
+
+import numpy as _np
+
+_np_float64 = _np.float64
+_np_float32 = _np.float32
+
 
 cdef extern from *:
     """
@@ -105,6 +114,49 @@ def find_bad(const floating[:] p, const floating[:] q):
     if not found:
         return None
     return which, index, value
+
+
+def kl_1d_fast(object p, object q, bint check):
+    """KL of two 1-D contiguous arrays of the same length and kernel dtype.
+
+    Returns the divergence as a NumPy scalar (float64, or float32 for two
+    float32 arrays), or None when the inputs are not of that form or hold a bad
+    value, so the caller falls back to the general path (which explains).
+    """
+    cdef cnp.ndarray pa, qa
+    cdef int tp
+    cdef double res[3]
+    cdef int st
+    if type(p) is not cnp.ndarray or type(q) is not cnp.ndarray:
+        return None
+    pa = <cnp.ndarray>p
+    qa = <cnp.ndarray>q
+    if cnp.PyArray_NDIM(pa) != 1 or cnp.PyArray_NDIM(qa) != 1:
+        return None
+    if cnp.PyArray_DIM(pa, 0) != cnp.PyArray_DIM(qa, 0):
+        return None
+    tp = cnp.PyArray_TYPE(pa)
+    if tp != cnp.PyArray_TYPE(qa) or (tp != cnp.NPY_DOUBLE and tp != cnp.NPY_FLOAT):
+        return None
+    if not (cnp.PyArray_IS_C_CONTIGUOUS(pa) and cnp.PyArray_IS_C_CONTIGUOUS(qa)
+            and cnp.PyArray_ISALIGNED(pa) and cnp.PyArray_ISALIGNED(qa)
+            and cnp.PyArray_ISNOTSWAPPED(pa) and cnp.PyArray_ISNOTSWAPPED(qa)):
+        return None
+    if tp == cnp.NPY_DOUBLE:
+        with nogil:
+            st = kl_row_f64(<const double *>cnp.PyArray_DATA(pa), 1,
+                            <const double *>cnp.PyArray_DATA(qa), 1,
+                            cnp.PyArray_DIM(pa, 0), check, res)
+        if st == KL_ROW_BAD:
+            return None
+        return _np_float64(res[0])
+    with nogil:
+        st = kl_row_f32(<const float *>cnp.PyArray_DATA(pa), 1,
+                        <const float *>cnp.PyArray_DATA(qa), 1,
+                        cnp.PyArray_DIM(pa, 0), check, res)
+    if st == KL_ROW_BAD:
+        return None
+    return _np_float32(res[0])
 
 
 select_isa(False)
