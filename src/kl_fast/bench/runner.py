@@ -21,7 +21,12 @@ from typing import Callable, Dict, List, Optional
 
 @dataclass
 class Case:
-    """One group of the table: a shape/dtype with the implementations to compare."""
+    """One group of the table: a shape/dtype with the implementations to compare.
+
+    ``setup`` returns {implementation name: zero-argument callable}; when the
+    mapping it returns has a ``close()`` method, that is called once the case
+    has been timed.
+    """
 
     group: str
     setup: Callable[[], Dict[str, Callable[[], object]]]
@@ -85,10 +90,15 @@ def run(cases: List[Case], *, quick: bool = False, progress: Optional[Callable] 
     for case in cases:
         impls = case.setup()
         timings = {}
-        for name, fn in impls.items():
-            timings[name] = time_callable(fn, quick=quick)
-            if progress is not None:
-                progress(case.group, name)
+        try:
+            for name, fn in impls.items():
+                timings[name] = time_callable(fn, quick=quick)
+                if progress is not None:
+                    progress(case.group, name)
+        finally:
+            # a setup that started something (a cluster, say) returns a mapping with close()
+            if hasattr(impls, "close"):
+                impls.close()
         base = timings.get(case.baseline)
         for name, sec in timings.items():
             results.append(Result(case.group, name, sec, None if base is None else base / sec,
