@@ -1,5 +1,6 @@
 """kl_fast.dask against the in-memory functions and the NumPy reference."""
 import logging
+import sys
 
 import numpy as np
 import pytest
@@ -308,3 +309,28 @@ def test_distributed_error_index_in_whole_array(client):
     with pytest.raises(ValueError) as info:
         client.compute(kd.kl_div(da.from_array(p, chunks=(16, 20)), Q1)).result(timeout=TIMEOUT)
     assert str(info.value) == expected
+
+
+# ---- the bench cases degrade to no row without dask, to no cluster row without distributed
+
+def test_bench_cases_without_dask(monkeypatch):
+    from kl_fast.bench import cases_dask
+
+    monkeypatch.setitem(sys.modules, "dask.array", None)  # makes the import fail
+    assert cases_dask.cases(quick=True) == []
+
+
+def test_bench_cases_without_distributed(monkeypatch):
+    from kl_fast.bench import cases_dask
+
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    (case,) = cases_dask.cases(quick=True)
+    impls = case.setup()
+    try:
+        assert cases_dask.BASELINE in impls
+        assert not any("LocalCluster" in name for name in impls)
+        results = {name: fn() for name, fn in impls.items()}
+    finally:
+        impls.close()
+    for got in results.values():
+        np.testing.assert_allclose(got, results[cases_dask.BASELINE], rtol=1e-12)
