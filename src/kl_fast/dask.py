@@ -88,15 +88,18 @@ def _starts(location, pad: int) -> tuple:
     return tuple(start for start, _ in location[pad:])
 
 
-def _partial_sums(pb, qb, *, axes, kernel_dtype, check, pads, block_info=None):
-    """One block's (sum p*log(p/q), sum p, sum q), reduced axes kept as size one."""
+def _partial_sums(pb, qb, *, axes, kernel_dtype, check, want_sums, pads, block_info=None):
+    """One block's (sum p*log(p/q), sum p, sum q), reduced axes kept as size one.
+
+    The sums of p and q are computed only when ``want_sums`` (normalize needs them).
+    """
     pk = to_kernel_dtype(np.asarray(pb), kernel_dtype)
     qk = to_kernel_dtype(np.asarray(qb), kernel_dtype)
     shapes = (pk.shape[pads[0]:], qk.shape[pads[1]:])
     origins = (_starts(block_info[0]["array-location"], pads[0]),
                _starts(block_info[1]["array-location"], pads[1]))
     res, _ = row_sums(pk, qk, axes=axes, func="kl_div", num_threads=1, check=check,
-                      shapes=shapes, origins=origins)
+                      shapes=shapes, want_sums=want_sums, origins=origins)
     return np.expand_dims(res, axes)
 
 
@@ -170,7 +173,7 @@ def kl_div(P, Q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None
     partials = da.map_blocks(
         _partial_sums, p, q, chunks=partial_chunks + ((3,),), new_axis=[ndim],
         meta=np.empty((0,) * (ndim + 1)), axes=red, kernel_dtype=dtype, check=bool(check),
-        pads=pads,
+        want_sums=bool(normalize), pads=pads,
     )
     sums = partials.sum(axis=red)
     kl = sums.map_blocks(
