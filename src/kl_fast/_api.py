@@ -247,6 +247,11 @@ def kl_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None
     >>> kl_fast.kl_div([[0.5, 0.5], [1.0, 0.0]], [0.5, 0.5], base=2)
     array([0., 1.])
     """
+    if (axis == -1 and out is None and base is None and dx is None and not normalize
+            and num_threads is None):
+        fast = _kernels.kl_1d_fast(p, q, check)
+        if fast is not None:
+            return fast
     func = "kl_div"
     p_in = as_real_array(p, "p", func)
     q_in = as_real_array(q, "q", func)

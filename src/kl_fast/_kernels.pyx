@@ -8,6 +8,15 @@ converts, broadcasts, allocates and explains errors.
 from cython cimport floating
 from cython.parallel cimport prange
 
+cimport numpy as cnp
+
+cnp.import_array()
+
+import numpy as _np
+
+_np_float64 = _np.float64
+_np_float32 = _np.float32
+
 
 cdef extern from *:
     """
@@ -105,6 +114,83 @@ def find_bad(const floating[:] p, const floating[:] q):
     if not found:
         return None
     return which, index, value
+
+
+cdef extern from "kl_core.h" nogil:
+    int kl_math_map(int fn, int use_avx2, const void *x, void *y, Py_ssize_t n)
+
+_MATH_FUNCS = {"log": 0, "exp": 1}
+
+
+def math_map(str name, x, str path):
+    """Apply the kernels' own ``log`` or ``exp`` element-wise (for accuracy tests).
+
+    x is float64 or float32; path is "baseline" or "avx2+fma".  Raises
+    RuntimeError when that path is not available on this CPU or build.
+    """
+    cdef cnp.ndarray xa = _np.ascontiguousarray(x)
+    if xa.dtype != _np.float64 and xa.dtype != _np.float32:
+        raise TypeError("math_map: x must be float32 or float64")
+    cdef cnp.ndarray ya = _np.empty_like(xa)
+    cdef int fn = _MATH_FUNCS[name] + (2 if xa.dtype == _np.float32 else 0)
+    cdef int use_avx2 = path == "avx2+fma"
+    if path not in ("baseline", "avx2+fma"):
+        raise ValueError(f"math_map: unknown path {path!r}")
+    if kl_math_map(fn, use_avx2, cnp.PyArray_DATA(xa), cnp.PyArray_DATA(ya), xa.size) != 0:
+        raise RuntimeError(f"math_map: the {path} path is not available here")
+    return ya
+
+
+def available_isas():
+    """Kernel paths this CPU and build can run."""
+    cdef double x = 1.0, y
+    paths = ["baseline"]
+    if kl_math_map(0, 1, &x, &y, 1) == 0:
+        paths.append("avx2+fma")
+    return paths
+
+
+def kl_1d_fast(object p, object q, bint check):
+    """KL of two 1-D contiguous arrays of the same length and kernel dtype.
+
+    Returns the divergence as a NumPy scalar (float64, or float32 for two
+    float32 arrays), or None when the inputs are not of that form or hold a bad
+    value, so the caller falls back to the general path (which explains).
+    """
+    cdef cnp.ndarray pa, qa
+    cdef int tp
+    cdef double res[3]
+    cdef int st
+    if type(p) is not cnp.ndarray or type(q) is not cnp.ndarray:
+        return None
+    pa = <cnp.ndarray>p
+    qa = <cnp.ndarray>q
+    if cnp.PyArray_NDIM(pa) != 1 or cnp.PyArray_NDIM(qa) != 1:
+        return None
+    if cnp.PyArray_DIM(pa, 0) != cnp.PyArray_DIM(qa, 0):
+        return None
+    tp = cnp.PyArray_TYPE(pa)
+    if tp != cnp.PyArray_TYPE(qa) or (tp != cnp.NPY_DOUBLE and tp != cnp.NPY_FLOAT):
+        return None
+    if not (cnp.PyArray_IS_C_CONTIGUOUS(pa) and cnp.PyArray_IS_C_CONTIGUOUS(qa)
+            and cnp.PyArray_ISALIGNED(pa) and cnp.PyArray_ISALIGNED(qa)
+            and cnp.PyArray_ISNOTSWAPPED(pa) and cnp.PyArray_ISNOTSWAPPED(qa)):
+        return None
+    if tp == cnp.NPY_DOUBLE:
+        with nogil:
+            st = kl_row_f64(<const double *>cnp.PyArray_DATA(pa), 1,
+                            <const double *>cnp.PyArray_DATA(qa), 1,
+                            cnp.PyArray_DIM(pa, 0), check, res)
+        if st == KL_ROW_BAD:
+            return None
+        return _np_float64(res[0])
+    with nogil:
+        st = kl_row_f32(<const float *>cnp.PyArray_DATA(pa), 1,
+                        <const float *>cnp.PyArray_DATA(qa), 1,
+                        cnp.PyArray_DIM(pa, 0), check, res)
+    if st == KL_ROW_BAD:
+        return None
+    return _np_float32(res[0])
 
 
 select_isa(False)

@@ -1,0 +1,162 @@
+"""Time benchmark cases and print speed-up ratios against the NumPy baseline.
+
+A case builds its inputs once (outside the timed region) and returns named
+zero-argument callables; each is timed as the median of several repeats, and
+the table shows ``baseline time / time``, so 5.0 means five times faster than
+the baseline measured in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import pkgutil
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+
+@dataclass
+class Case:
+    """One group of the table: a shape/dtype with the implementations to compare."""
+
+    group: str
+    setup: Callable[[], Dict[str, Callable[[], object]]]
+    baseline: str = "numpy reference"
+    note: str = ""
+    tags: tuple = field(default_factory=tuple)
+
+
+@dataclass
+class Result:
+    group: str
+    impl: str
+    seconds: float
+    speedup: Optional[float]
+    baseline: str
+    note: str = ""
+
+
+def discover_cases(quick: bool, only: Optional[List[str]] = None) -> List[Case]:
+    """Cases from every ``kl_fast.bench.cases_*`` module, in module-name order."""
+    from kl_fast import bench
+
+    found = []
+    for info in sorted(pkgutil.iter_modules(bench.__path__), key=lambda i: i.name):
+        if not info.name.startswith("cases_"):
+            continue
+        topic = info.name[len("cases_"):]
+        if only and topic not in only:
+            continue
+        mod = importlib.import_module(f"kl_fast.bench.{info.name}")
+        found.extend(mod.cases(quick))
+    return found
+
+
+def time_callable(fn: Callable[[], object], *, quick: bool) -> float:
+    """Median seconds per call over repeats of an auto-sized loop."""
+    target = 0.01 if quick else 0.05
+    repeats = 3 if quick else 7
+    fn()  # warm-up (imports, caches, thread pool)
+    number = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        elapsed = time.perf_counter() - t0
+        if elapsed >= target or number >= 1 << 20:
+            break
+        number *= 2 if elapsed == 0 else max(2, min(10, int(target / max(elapsed, 1e-9)) + 1))
+    samples = [elapsed / number]
+    for _ in range(repeats - 1):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        samples.append((time.perf_counter() - t0) / number)
+    samples.sort()
+    return samples[len(samples) // 2]
+
+
+def run(cases: List[Case], *, quick: bool = False, progress: Optional[Callable] = None) -> List[Result]:
+    results: List[Result] = []
+    for case in cases:
+        impls = case.setup()
+        timings = {}
+        for name, fn in impls.items():
+            timings[name] = time_callable(fn, quick=quick)
+            if progress is not None:
+                progress(case.group, name)
+        base = timings.get(case.baseline)
+        for name, sec in timings.items():
+            results.append(Result(case.group, name, sec, None if base is None else base / sec,
+                                  case.baseline, case.note))
+        del impls
+    return results
+
+
+def environment() -> dict:
+    import numpy as np
+
+    import kl_fast
+    from kl_fast._config import config
+
+    env = dict(config())
+    env.update(python=platform.python_version(), numpy=np.__version__,
+               machine=platform.machine(), kl_fast=kl_fast.__version__)
+    try:
+        import scipy
+
+        env["scipy"] = scipy.__version__
+    except ImportError:
+        pass
+    return env
+
+
+def _fmt_time(sec: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
+        if sec >= scale:
+            return f"{sec / scale:7.2f} {unit}"
+    return f"{sec / 1e-9:7.2f} ns"
+
+
+def format_table(results: List[Result], env: Optional[dict] = None) -> str:
+    lines = []
+    if env:
+        lines.append("; ".join(f"{k}={v}" for k, v in env.items()))
+        lines.append("")
+    lines.append("| case | implementation | time (median) | speed-up vs baseline |")
+    lines.append("|---|---|---:|---:|")
+    last = None
+    for r in results:
+        group = r.group if r.group != last else ""
+        last = r.group
+        ratio = "baseline" if r.impl == r.baseline else (f"{r.speedup:.2f}x" if r.speedup else "-")
+        lines.append(f"| {group} | {r.impl} | {_fmt_time(r.seconds)} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="kl_fast speed-up table (ratios against the NumPy baseline).")
+    parser.add_argument("--quick", action="store_true", help="smaller inputs and fewer repeats")
+    parser.add_argument("--only", action="append", help="topic(s) to run: kl, gaussian, pairwise, dask, ...")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+    cases = discover_cases(args.quick, args.only)
+    env = environment()
+
+    def progress(group, impl):
+        print(f"  timed {group} / {impl}", file=sys.stderr, flush=True)
+
+    results = run(cases, quick=args.quick, progress=progress)
+    print(format_table(results, env))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"environment": env, "results": [r.__dict__ for r in results]}, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
