@@ -244,6 +244,10 @@ def kl_pairwise(P, Q=None, *, base=None, normalize=False, num_threads=None, chec
     func = "kl_pairwise"
     Pk, Qk, dtype, same = _prepare(P, Q, func)
     base = _resolve_base(base, func)
+    if dtype != _F64:
+        # float32 input is computed in float64 throughout and rounded once at the end
+        Pk = Pk.astype(np.float64)
+        Qk = Pk if same else Qk.astype(np.float64)
     hp, psum = _row_stats(Pk, "P", func, num_threads, check)
     hq, qsum = (hp, psum) if same else _row_stats(Qk, "Q", func, num_threads, check)
     if normalize:

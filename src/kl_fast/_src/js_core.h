@@ -43,14 +43,17 @@ static inline double js_series(double z)
 #endif
 #endif
 
-/* ---- careful path: scalar, libm; halves the pair when x + y is too large -- */
+/* ---- careful path: scalar, libm; the term is homogeneous of degree 1, so a
+   pair too large (x + y near overflow) or too small (1 / (x + y) overflows)
+   is scaled by a power of two first. */
 static inline double js_term_careful(double x, double y)
 {
     double s, inv, d, z, u, v, g;
     if (!(x >= 0.0 && y >= 0.0 && x <= DBL_MAX && y <= DBL_MAX)) return NAN;
-    if (!(x + y <= 0.5 * DBL_MAX)) return 2.0 * js_term_careful(0.5 * x, 0.5 * y);
+    if (!(x + y <= 0.5 * DBL_MAX)) return 4.0 * js_term_careful(0.25 * x, 0.25 * y);
     s = x + y;
     if (!(s > 0.0)) return 0.0;
+    if (s < DBL_MIN) return 0x1p-54 * js_term_careful(0x1p54 * x, 0x1p54 * y);
     inv = 1.0 / s;
     d = (x - y) * inv;
     z = d * d;
@@ -107,8 +110,9 @@ static int NAME(const T *p, ptrdiff_t sp, const T *q, ptrdiff_t sq, ptrdiff_t n,
         kl_neumaier(&ps, &ps_c, KL_LANE_SUM(b));                                    \
         kl_neumaier(&qs, &qs_c, KL_LANE_SUM(c));                                    \
     }                                                                               \
-    *psum = ps + ps_c;                                                              \
-    *qsum = qs + qs_c;                                                              \
+    /* an overflowing sum stays +inf (the compensation would make it NaN) */     \
+    *psum = ps <= DBL_MAX ? ps + ps_c : ps;                                         \
+    *qsum = qs <= DBL_MAX ? qs + qs_c : qs;                                         \
     return bad != 0.0;                                                              \
 }
 

@@ -6,9 +6,12 @@
        g(d) = (1+d) log(1+d) + (1-d) log(1-d) = sum_k d^(2k) / (k (2k-1)).
    The two logarithms cancel to first order when x is close to y, so for
    |d| < 1/2 g comes from its series (no cancellation), otherwise from the
-   logarithms (cancellation by a factor of at most about 2). */
+   logarithms (cancellation by a factor of at most about 4).  Both are
+   computed and one is selected, so the loop vectorises. */
 
-/* (s / 4) * g(d) for non-negative x, y with x + y <= DBL_MAX / 2; 0 when both are 0. */
+/* (s / 4) * g(d) for non-negative x, y with DBL_MIN <= x + y <= DBL_MAX / 2
+   (so 1 / s is finite), 0 when both are 0; NaN (the careful path's cue) for
+   anything else. */
 static inline double KLM_FN(js_term_f64)(double x, double y)
 {
     double s = x + y;
@@ -17,53 +20,40 @@ static inline double KLM_FN(js_term_f64)(double x, double y)
     double z = d * d;
     double u = (x + x) * inv;   /* 1 + d */
     double v = (y + y) * inv;   /* 1 - d */
-    double lu = KLM_FN(log_f64)(u);
-    double lv = KLM_FN(log_f64)(v);
-    double direct = (u > 0.0 ? u * lu : 0.0) + (v > 0.0 ? v * lv : 0.0);
-    double g = z < 0.25 ? z * js_series(z) : direct;
-    return s > 0.0 ? (0.25 * s) * g : 0.0;
+    double direct = KLM_FN(xlogy_f64)(u, u) + KLM_FN(xlogy_f64)(v, v);
+    double series = z * js_series(z);
+    double g = z < 0.25 ? series : direct;
+    double t = (0.25 * s) * g;
+    int ok = (x >= 0.0) & (y >= 0.0) & (s <= 0.5 * DBL_MAX) & ((s >= DBL_MIN) | (s == 0.0));
+    return ok ? (s > 0.0 ? t : 0.0) : NAN;
 }
 
-/* 1.0 when the pair needs the careful path: a value outside [0, max] or a sum
-   too large for 2x to stay finite. */
-static inline double KLM_FN(js_odd_f64)(double x, double y)
-{
-    return (x >= 0.0 && y >= 0.0 && x + y <= 0.5 * DBL_MAX) ? 0.0 : 1.0;
-}
-
-/* Scaled JS sum of one row: sum of js_term(a p_i, b q_i).  Same blocks, lanes
-   and compensated block totals as the KL kernel: the order depends on n only. */
+/* Scaled JS sum of one row: sum of js_term(a p_i, b q_i).  A map loop writes
+   the block's terms to an L1 buffer, then they are summed in lanes; block
+   totals are added with Neumaier compensation (the order depends on n only). */
 #define JS_ROW_IMPL(NAME, T)                                                         \
 static inline __attribute__((always_inline)) int                                    \
 NAME(const T *p, ptrdiff_t sp, const T *q, ptrdiff_t sq, ptrdiff_t n,               \
      double a, double b, double *res)                                               \
 {                                                                                   \
     double js = 0.0, js_c = 0.0;                                                    \
+    double t[KL_BLOCK];                                                             \
     ptrdiff_t start = 0;                                                            \
     while (start < n) {                                                             \
         ptrdiff_t len = n - start < KL_BLOCK ? n - start : KL_BLOCK;                \
         ptrdiff_t full = len - len % KL_LANES;                                      \
-        double acc[KL_LANES], odd[KL_LANES];                                        \
+        double acc[KL_LANES], block;                                                \
         const T *pb = p + start * sp;                                               \
         const T *qb = q + start * sq;                                               \
-        for (int j = 0; j < KL_LANES; j++) { acc[j] = 0.0; odd[j] = 0.0; }          \
-        for (ptrdiff_t i = 0; i < full; i += KL_LANES) {                            \
-            for (int j = 0; j < KL_LANES; j++) {                                    \
-                double x = a * (double)pb[(i + j) * sp];                            \
-                double y = b * (double)qb[(i + j) * sq];                            \
-                acc[j] += KLM_FN(js_term_f64)(x, y);                                \
-                odd[j] += KLM_FN(js_odd_f64)(x, y);                                 \
-            }                                                                       \
-        }                                                                           \
-        for (ptrdiff_t i = full; i < len; i++) {                                    \
-            int j = (int)(i - full);                                                \
-            double x = a * (double)pb[i * sp];                                      \
-            double y = b * (double)qb[i * sq];                                      \
-            acc[j] += KLM_FN(js_term_f64)(x, y);                                    \
-            odd[j] += KLM_FN(js_odd_f64)(x, y);                                     \
-        }                                                                           \
-        if (KL_LANE_SUM(odd) != 0.0) return KL_ROW_NEEDS_CARE;                      \
-        kl_neumaier(&js, &js_c, KL_LANE_SUM(acc));                                  \
+        for (ptrdiff_t i = 0; i < len; i++)                                         \
+            t[i] = KLM_FN(js_term_f64)(a * (double)pb[i * sp], b * (double)qb[i * sq]); \
+        for (int j = 0; j < KL_LANES; j++) acc[j] = 0.0;                            \
+        for (ptrdiff_t i = 0; i < full; i += KL_LANES)                              \
+            for (int j = 0; j < KL_LANES; j++) acc[j] += t[i + j];                  \
+        for (ptrdiff_t i = full; i < len; i++) acc[i - full] += t[i];               \
+        block = KL_LANE_SUM(acc);                                                   \
+        if (!(block <= DBL_MAX)) return KL_ROW_NEEDS_CARE;                          \
+        kl_neumaier(&js, &js_c, block);                                             \
         start += len;                                                               \
     }                                                                               \
     res[0] = js + js_c;                                                             \

@@ -5,68 +5,61 @@
    element i is exp(lp - lp0) * ((lp - lq) - (lp0 - lq0)): 0 where lp = -inf,
    and the divergence is +inf where lq = -inf and lp is finite. */
 
-/* The fast-path term; the careful path takes over wherever it is not exact. */
+/* The fast-path term, NaN (the careful path's cue) where it would not be
+   exact: NaN or +inf input, exp that overflows, a difference or product that
+   overflows, or exp that underflows while the term itself may not.  The +inf
+   of lq == -inf with lp finite is counted apart (the term is 0 here). */
 static inline double KLM_FN(kl_log_term_f64)(double lp, double lq, double lp0, double c)
-{
-    double e = KLM_FN(exp_f64)(lp - lp0);
-    double diff = (lp - lq) - c;
-    return (lq > -HUGE_VAL && e > 0.0) ? e * diff : 0.0;
-}
-
-/* 1.0 when the element needs the careful path: NaN or +inf input, exp that
-   overflows, a difference that overflows, or exp that underflows while the
-   term itself may not. */
-static inline double KLM_FN(kl_log_odd_f64)(double lp, double lq, double lp0, double c)
 {
     double a = lp - lp0;
     double e = KLM_FN(exp_f64)(a);
     double diff = (lp - lq) - c;
-    int bad = !(lp <= DBL_MAX && lq <= DBL_MAX);
-    int fin = lp > -HUGE_VAL && lq > -HUGE_VAL;
-    int over = !(e <= DBL_MAX) | !(fabs(diff) <= DBL_MAX);
+    double t = e * diff;
+    int bad = !(lp <= DBL_MAX) | !(lq <= DBL_MAX);
+    int fin = (lp > -HUGE_VAL) & (lq > -HUGE_VAL);
+    int over = !(fabs(t) <= DBL_MAX) | !(fabs(diff) <= DBL_MAX);
     int under = (e < DBL_MIN) & (a > KL_LOG_NEGLIGIBLE) & (fabs(diff) > 1.0);
-    return (bad | (fin & (over | under))) ? 1.0 : 0.0;
+    int care = bad | (fin & (over | under));
+    return care ? NAN : (fin ? t : 0.0);
 }
 
+/* One row: a map loop writes the block's terms to an L1 buffer (and counts
+   the +inf elements), then they are summed in lanes; block totals are added
+   with Neumaier compensation (the order depends on n only). */
 #define KL_LOG_ROW_IMPL(NAME, T)                                                    \
 static inline __attribute__((always_inline)) int                                    \
 NAME(const T *p, ptrdiff_t sp, const T *q, ptrdiff_t sq, ptrdiff_t n,               \
      double lp0, double lq0, double *res)                                           \
 {                                                                                   \
-    double kl = 0.0, kl_c = 0.0, c = lp0 - lq0, pos_inf = 0.0;                      \
+    double kl = 0.0, kl_c = 0.0, c = lp0 - lq0;                                     \
+    double t[KL_BLOCK];                                                             \
+    int pos_inf = 0;                                                                \
     ptrdiff_t start = 0;                                                            \
     while (start < n) {                                                             \
         ptrdiff_t len = n - start < KL_BLOCK ? n - start : KL_BLOCK;                \
         ptrdiff_t full = len - len % KL_LANES;                                      \
-        double acc[KL_LANES], odd[KL_LANES], inf[KL_LANES];                         \
+        double acc[KL_LANES], block;                                                \
         const T *pb = p + start * sp;                                               \
         const T *qb = q + start * sq;                                               \
-        for (int j = 0; j < KL_LANES; j++) { acc[j] = 0.0; odd[j] = 0.0; inf[j] = 0.0; } \
-        for (ptrdiff_t i = 0; i < full; i += KL_LANES) {                            \
-            for (int j = 0; j < KL_LANES; j++) {                                    \
-                double lp = (double)pb[(i + j) * sp];                               \
-                double lq = (double)qb[(i + j) * sq];                               \
-                acc[j] += KLM_FN(kl_log_term_f64)(lp, lq, lp0, c);                  \
-                odd[j] += KLM_FN(kl_log_odd_f64)(lp, lq, lp0, c);                   \
-                inf[j] += (lp > -HUGE_VAL && lq == -HUGE_VAL) ? 1.0 : 0.0;          \
-            }                                                                       \
+        int ninf = 0;                                                               \
+        for (ptrdiff_t i = 0; i < len; i++) {                                       \
+            double lp = (double)pb[i * sp], lq = (double)qb[i * sq];                \
+            t[i] = KLM_FN(kl_log_term_f64)(lp, lq, lp0, c);                         \
+            ninf += (lp > -HUGE_VAL) & (lq == -HUGE_VAL);                           \
         }                                                                           \
-        for (ptrdiff_t i = full; i < len; i++) {                                    \
-            int j = (int)(i - full);                                                \
-            double lp = (double)pb[i * sp];                                         \
-            double lq = (double)qb[i * sq];                                         \
-            acc[j] += KLM_FN(kl_log_term_f64)(lp, lq, lp0, c);                      \
-            odd[j] += KLM_FN(kl_log_odd_f64)(lp, lq, lp0, c);                       \
-            inf[j] += (lp > -HUGE_VAL && lq == -HUGE_VAL) ? 1.0 : 0.0;              \
-        }                                                                           \
-        if (KL_LANE_SUM(odd) != 0.0) return KL_ROW_NEEDS_CARE;                      \
-        pos_inf += KL_LANE_SUM(inf);                                                \
-        kl_neumaier(&kl, &kl_c, KL_LANE_SUM(acc));                                  \
+        for (int j = 0; j < KL_LANES; j++) acc[j] = 0.0;                            \
+        for (ptrdiff_t i = 0; i < full; i += KL_LANES)                              \
+            for (int j = 0; j < KL_LANES; j++) acc[j] += t[i + j];                  \
+        for (ptrdiff_t i = full; i < len; i++) acc[i - full] += t[i];               \
+        block = KL_LANE_SUM(acc);                                                   \
+        if (!(block <= DBL_MAX && block >= -DBL_MAX)) return KL_ROW_NEEDS_CARE;     \
+        pos_inf |= ninf != 0;                                                       \
+        kl_neumaier(&kl, &kl_c, block);                                             \
         start += len;                                                               \
     }                                                                               \
-    res[0] = pos_inf != 0.0 ? HUGE_VAL : kl + kl_c;                                 \
-    if (!(res[0] <= DBL_MAX && res[0] >= -DBL_MAX) && pos_inf == 0.0)               \
-        return KL_ROW_NEEDS_CARE;                                                   \
+    res[0] = kl + kl_c;                                                             \
+    if (!(res[0] <= DBL_MAX && res[0] >= -DBL_MAX)) return KL_ROW_NEEDS_CARE;       \
+    if (pos_inf) res[0] = HUGE_VAL;                                                 \
     return KL_ROW_OK;                                                               \
 }
 
@@ -96,13 +89,21 @@ static int KLM_FN(kl_log_row_f32)(const float *p, ptrdiff_t sp, const float *q,
 static double NAME(const T *x, ptrdiff_t sx, ptrdiff_t n, double mx)                \
 {                                                                                   \
     double s = 0.0, s_c = 0.0;                                                      \
+    double t[KL_BLOCK];                                                             \
     for (ptrdiff_t start = 0; start < n; start += KL_BLOCK) {                       \
         ptrdiff_t len = n - start < KL_BLOCK ? n - start : KL_BLOCK;                \
-        double acc[KL_LANES] = {0};                                                 \
+        ptrdiff_t full = len - len % KL_LANES;                                      \
+        double acc[KL_LANES];                                                       \
+        const T *xb = x + start * sx;                                               \
         for (ptrdiff_t i = 0; i < len; i++) {                                       \
-            double v = (double)x[(start + i) * sx];                                 \
-            acc[i % KL_LANES] += v <= DBL_MAX ? KLM_FN(exp_f64)(v - mx) : 0.0;      \
+            double v = (double)xb[i * sx];                                          \
+            double e = KLM_FN(exp_f64)(v - mx);                                     \
+            t[i] = v <= DBL_MAX ? e : 0.0;                                          \
         }                                                                           \
+        for (int j = 0; j < KL_LANES; j++) acc[j] = 0.0;                            \
+        for (ptrdiff_t i = 0; i < full; i += KL_LANES)                              \
+            for (int j = 0; j < KL_LANES; j++) acc[j] += t[i + j];                  \
+        for (ptrdiff_t i = full; i < len; i++) acc[i - full] += t[i];               \
         kl_neumaier(&s, &s_c, KL_LANE_SUM(acc));                                    \
     }                                                                               \
     return s + s_c;                                                                 \
