@@ -190,7 +190,7 @@ def js_pairs(const floating[:, :] P, const floating[:, :] Q, const double[::1] a
 
 def kl_pairs(const floating[:, :] P, const floating[:, :] Q, const Py_ssize_t[::1] rows,
              const Py_ssize_t[::1] cols, double[:, ::1] out, int n_threads):
-    """out[t] = (sum p*log(p/q), sum p, sum q) for p = P[rows[t]], q = Q[cols[t]].
+    """out[t, 0] = sum p*log(p/q) for p = P[rows[t]], q = Q[cols[t]] (no validation).
 
     The exact row kernel of kl_div, for the entries of an all-pairs matrix that
     need it.  Indices must be in range (the caller guarantees it).
@@ -211,10 +211,10 @@ def kl_pairs(const floating[:, :] P, const floating[:, :] Q, const Py_ssize_t[::
     if n_threads <= 1 or npairs == 1:
         with nogil:
             for t in range(npairs):
-                kl_row(pp + rows[t] * sp0, sp1, qp + cols[t] * sq0, sq1, n, False, &out[t, 0])
+                kl_row(pp + rows[t] * sp0, sp1, qp + cols[t] * sq0, sq1, n, False, False, &out[t, 0])
     else:
         for t in prange(npairs, nogil=True, schedule="static", num_threads=n_threads):
-            kl_row(pp + rows[t] * sp0, sp1, qp + cols[t] * sq0, sq1, n, False, &out[t, 0])
+            kl_row(pp + rows[t] * sp0, sp1, qp + cols[t] * sq0, sq1, n, False, False, &out[t, 0])
 
 
 select_isa(False)

@@ -28,56 +28,50 @@ static inline double KLM_FN(js_term_f64)(double x, double y)
     return ok ? (s > 0.0 ? t : 0.0) : NAN;
 }
 
-/* Scaled JS sum of one row: sum of js_term(a p_i, b q_i).  A map loop writes
-   the block's terms to an L1 buffer, then they are summed in lanes; block
-   totals are added with Neumaier compensation (the order depends on n only). */
-#define JS_ROW_IMPL(NAME, T)                                                         \
-static inline __attribute__((always_inline)) int                                    \
-NAME(const T *p, ptrdiff_t sp, const T *q, ptrdiff_t sq, ptrdiff_t n,               \
-     double a, double b, double *res)                                               \
+/* Terms of a contiguous block: a plain loop the compiler vectorises. */
+#define JS_ROW_MAPS(MAP, MAP_STRIDED, T)                                            \
+static __attribute__((noinline)) void                                               \
+MAP(const T *restrict p, const T *restrict q, double a, double b,                   \
+    double *restrict t, ptrdiff_t len)                                              \
+{                                                                                   \
+    for (ptrdiff_t i = 0; i < len; i++)                                             \
+        t[i] = KLM_FN(js_term_f64)(a * (double)p[i], b * (double)q[i]);             \
+}                                                                                   \
+static __attribute__((noinline)) void                                               \
+MAP_STRIDED(const T *restrict p, ptrdiff_t sp, const T *restrict q, ptrdiff_t sq,   \
+            double a, double b, double *restrict t, ptrdiff_t len)                  \
+{                                                                                   \
+    for (ptrdiff_t i = 0; i < len; i++)                                             \
+        t[i] = KLM_FN(js_term_f64)(a * (double)p[i * sp], b * (double)q[i * sq]);   \
+}
+
+/* Scaled JS sum of one row: sum of js_term(a p_i, b q_i).  Blocks of terms go
+   to an L1 buffer and are summed in the KL kernel's fixed lanes; block totals
+   are added with Neumaier compensation (the order depends on n only).  A
+   non-finite block total returns KL_ROW_NEEDS_CARE. */
+#define JS_ROW_IMPL(NAME, MAP, MAP_STRIDED, T)                                      \
+static int NAME(const T *p, ptrdiff_t sp, const T *q, ptrdiff_t sq, ptrdiff_t n,   \
+                double a, double b, double *res)                                    \
 {                                                                                   \
     double js = 0.0, js_c = 0.0;                                                    \
-    double t[KL_BLOCK];                                                             \
-    ptrdiff_t start = 0;                                                            \
-    while (start < n) {                                                             \
+    double t[KL_BLOCK] __attribute__((aligned(32)));                                \
+    for (ptrdiff_t start = 0; start < n; start += KL_BLOCK) {                       \
         ptrdiff_t len = n - start < KL_BLOCK ? n - start : KL_BLOCK;                \
-        ptrdiff_t full = len - len % KL_LANES;                                      \
-        double acc[KL_LANES], block;                                                \
-        const T *pb = p + start * sp;                                               \
-        const T *qb = q + start * sq;                                               \
-        for (ptrdiff_t i = 0; i < len; i++)                                         \
-            t[i] = KLM_FN(js_term_f64)(a * (double)pb[i * sp], b * (double)qb[i * sq]); \
-        for (int j = 0; j < KL_LANES; j++) acc[j] = 0.0;                            \
-        for (ptrdiff_t i = 0; i < full; i += KL_LANES)                              \
-            for (int j = 0; j < KL_LANES; j++) acc[j] += t[i + j];                  \
-        for (ptrdiff_t i = full; i < len; i++) acc[i - full] += t[i];               \
-        block = KL_LANE_SUM(acc);                                                   \
+        double block;                                                               \
+        if (sp == 1 && sq == 1) MAP(p + start, q + start, a, b, t, len);            \
+        else MAP_STRIDED(p + start * sp, sp, q + start * sq, sq, a, b, t, len);     \
+        block = KLM_FN(kl_lane_sum_f64)(t, len);                                    \
         if (!(block <= DBL_MAX)) return KL_ROW_NEEDS_CARE;                          \
         kl_neumaier(&js, &js_c, block);                                             \
-        start += len;                                                               \
     }                                                                               \
     res[0] = js + js_c;                                                             \
     return KL_ROW_OK;                                                               \
 }
 
-JS_ROW_IMPL(KLM_FN(js_row_f64_impl), double)
-JS_ROW_IMPL(KLM_FN(js_row_f32_impl), float)
+JS_ROW_MAPS(KLM_FN(js_map_f64), KLM_FN(js_map_strided_f64), double)
+JS_ROW_MAPS(KLM_FN(js_map_f32), KLM_FN(js_map_strided_f32), float)
+JS_ROW_IMPL(KLM_FN(js_row_f64), KLM_FN(js_map_f64), KLM_FN(js_map_strided_f64), double)
+JS_ROW_IMPL(KLM_FN(js_row_f32), KLM_FN(js_map_f32), KLM_FN(js_map_strided_f32), float)
 
-static int KLM_FN(js_row_f64)(const double *p, ptrdiff_t sp, const double *q,
-                              ptrdiff_t sq, ptrdiff_t n, double a, double b, double *res)
-{
-    /* Constant strides let the compiler emit the contiguous loop separately. */
-    if (sp == 1 && sq == 1) return KLM_FN(js_row_f64_impl)(p, 1, q, 1, n, a, b, res);
-    if (sp == 1 && sq == 0) return KLM_FN(js_row_f64_impl)(p, 1, q, 0, n, a, b, res);
-    return KLM_FN(js_row_f64_impl)(p, sp, q, sq, n, a, b, res);
-}
-
-static int KLM_FN(js_row_f32)(const float *p, ptrdiff_t sp, const float *q,
-                              ptrdiff_t sq, ptrdiff_t n, double a, double b, double *res)
-{
-    if (sp == 1 && sq == 1) return KLM_FN(js_row_f32_impl)(p, 1, q, 1, n, a, b, res);
-    if (sp == 1 && sq == 0) return KLM_FN(js_row_f32_impl)(p, 1, q, 0, n, a, b, res);
-    return KLM_FN(js_row_f32_impl)(p, sp, q, sq, n, a, b, res);
-}
-
+#undef JS_ROW_MAPS
 #undef JS_ROW_IMPL

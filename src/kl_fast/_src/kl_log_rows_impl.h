@@ -23,65 +23,63 @@ static inline double KLM_FN(kl_log_term_f64)(double lp, double lq, double lp0, d
     return care ? NAN : (fin ? t : 0.0);
 }
 
-/* One row: a map loop writes the block's terms to an L1 buffer (and counts
-   the +inf elements), then they are summed in lanes; block totals are added
-   with Neumaier compensation (the order depends on n only). */
-#define KL_LOG_ROW_IMPL(NAME, T)                                                    \
-static inline __attribute__((always_inline)) int                                    \
-NAME(const T *p, ptrdiff_t sp, const T *q, ptrdiff_t sq, ptrdiff_t n,               \
-     double lp0, double lq0, double *res)                                           \
+/* Terms of a block into t; returns how many elements make the divergence
+   +inf (lq == -inf with lp finite).  The contiguous loop vectorises. */
+#define KL_LOG_MAPS(MAP, MAP_STRIDED, T)                                            \
+static __attribute__((noinline)) int                                                \
+MAP(const T *restrict p, const T *restrict q, double lp0, double c,                 \
+    double *restrict t, ptrdiff_t len)                                              \
+{                                                                                   \
+    int ninf = 0;                                                                   \
+    for (ptrdiff_t i = 0; i < len; i++) {                                           \
+        double lp = (double)p[i], lq = (double)q[i];                                \
+        t[i] = KLM_FN(kl_log_term_f64)(lp, lq, lp0, c);                             \
+        ninf += (lp > -HUGE_VAL) & (lq == -HUGE_VAL);                               \
+    }                                                                               \
+    return ninf;                                                                    \
+}                                                                                   \
+static __attribute__((noinline)) int                                                \
+MAP_STRIDED(const T *restrict p, ptrdiff_t sp, const T *restrict q, ptrdiff_t sq,   \
+            double lp0, double c, double *restrict t, ptrdiff_t len)                \
+{                                                                                   \
+    int ninf = 0;                                                                   \
+    for (ptrdiff_t i = 0; i < len; i++) {                                           \
+        double lp = (double)p[i * sp], lq = (double)q[i * sq];                      \
+        t[i] = KLM_FN(kl_log_term_f64)(lp, lq, lp0, c);                             \
+        ninf += (lp > -HUGE_VAL) & (lq == -HUGE_VAL);                               \
+    }                                                                               \
+    return ninf;                                                                    \
+}
+
+/* One row: blocks of terms in an L1 buffer summed in the KL kernel's fixed
+   lanes, block totals added with Neumaier compensation (the order depends on
+   n only).  A non-finite block total returns KL_ROW_NEEDS_CARE. */
+#define KL_LOG_ROW_IMPL(NAME, MAP, MAP_STRIDED, T)                                  \
+static int NAME(const T *p, ptrdiff_t sp, const T *q, ptrdiff_t sq, ptrdiff_t n,   \
+                double lp0, double lq0, double *res)                                \
 {                                                                                   \
     double kl = 0.0, kl_c = 0.0, c = lp0 - lq0;                                     \
-    double t[KL_BLOCK];                                                             \
-    int pos_inf = 0;                                                                \
-    ptrdiff_t start = 0;                                                            \
-    while (start < n) {                                                             \
+    double t[KL_BLOCK] __attribute__((aligned(32)));                                \
+    int ninf = 0;                                                                   \
+    for (ptrdiff_t start = 0; start < n; start += KL_BLOCK) {                       \
         ptrdiff_t len = n - start < KL_BLOCK ? n - start : KL_BLOCK;                \
-        ptrdiff_t full = len - len % KL_LANES;                                      \
-        double acc[KL_LANES], block;                                                \
-        const T *pb = p + start * sp;                                               \
-        const T *qb = q + start * sq;                                               \
-        int ninf = 0;                                                               \
-        for (ptrdiff_t i = 0; i < len; i++) {                                       \
-            double lp = (double)pb[i * sp], lq = (double)qb[i * sq];                \
-            t[i] = KLM_FN(kl_log_term_f64)(lp, lq, lp0, c);                         \
-            ninf += (lp > -HUGE_VAL) & (lq == -HUGE_VAL);                           \
-        }                                                                           \
-        for (int j = 0; j < KL_LANES; j++) acc[j] = 0.0;                            \
-        for (ptrdiff_t i = 0; i < full; i += KL_LANES)                              \
-            for (int j = 0; j < KL_LANES; j++) acc[j] += t[i + j];                  \
-        for (ptrdiff_t i = full; i < len; i++) acc[i - full] += t[i];               \
-        block = KL_LANE_SUM(acc);                                                   \
+        double block;                                                               \
+        if (sp == 1 && sq == 1) ninf |= MAP(p + start, q + start, lp0, c, t, len);  \
+        else ninf |= MAP_STRIDED(p + start * sp, sp, q + start * sq, sq, lp0, c, t, len); \
+        block = KLM_FN(kl_lane_sum_f64)(t, len);                                    \
         if (!(block <= DBL_MAX && block >= -DBL_MAX)) return KL_ROW_NEEDS_CARE;     \
-        pos_inf |= ninf != 0;                                                       \
         kl_neumaier(&kl, &kl_c, block);                                             \
-        start += len;                                                               \
     }                                                                               \
     res[0] = kl + kl_c;                                                             \
     if (!(res[0] <= DBL_MAX && res[0] >= -DBL_MAX)) return KL_ROW_NEEDS_CARE;       \
-    if (pos_inf) res[0] = HUGE_VAL;                                                 \
+    if (ninf) res[0] = HUGE_VAL;                                                    \
     return KL_ROW_OK;                                                               \
 }
 
-KL_LOG_ROW_IMPL(KLM_FN(kl_log_row_f64_impl), double)
-KL_LOG_ROW_IMPL(KLM_FN(kl_log_row_f32_impl), float)
-
-static int KLM_FN(kl_log_row_f64)(const double *p, ptrdiff_t sp, const double *q,
-                                  ptrdiff_t sq, ptrdiff_t n, double lp0, double lq0, double *res)
-{
-    /* Constant strides let the compiler emit the contiguous loop separately. */
-    if (sp == 1 && sq == 1) return KLM_FN(kl_log_row_f64_impl)(p, 1, q, 1, n, lp0, lq0, res);
-    if (sp == 1 && sq == 0) return KLM_FN(kl_log_row_f64_impl)(p, 1, q, 0, n, lp0, lq0, res);
-    return KLM_FN(kl_log_row_f64_impl)(p, sp, q, sq, n, lp0, lq0, res);
-}
-
-static int KLM_FN(kl_log_row_f32)(const float *p, ptrdiff_t sp, const float *q,
-                                  ptrdiff_t sq, ptrdiff_t n, double lp0, double lq0, double *res)
-{
-    if (sp == 1 && sq == 1) return KLM_FN(kl_log_row_f32_impl)(p, 1, q, 1, n, lp0, lq0, res);
-    if (sp == 1 && sq == 0) return KLM_FN(kl_log_row_f32_impl)(p, 1, q, 0, n, lp0, lq0, res);
-    return KLM_FN(kl_log_row_f32_impl)(p, sp, q, sq, n, lp0, lq0, res);
-}
+KL_LOG_MAPS(KLM_FN(kl_log_map_f64), KLM_FN(kl_log_map_strided_f64), double)
+KL_LOG_MAPS(KLM_FN(kl_log_map_f32), KLM_FN(kl_log_map_strided_f32), float)
+KL_LOG_ROW_IMPL(KLM_FN(kl_log_row_f64), KLM_FN(kl_log_map_f64), KLM_FN(kl_log_map_strided_f64), double)
+KL_LOG_ROW_IMPL(KLM_FN(kl_log_row_f32), KLM_FN(kl_log_map_f32), KLM_FN(kl_log_map_strided_f32), float)
 
 /* Sum of exp(x - mx) along a row (the log-sum-exp normaliser's sum), in the
    usual blocks, lanes and compensated block totals. */
@@ -89,22 +87,16 @@ static int KLM_FN(kl_log_row_f32)(const float *p, ptrdiff_t sp, const float *q,
 static double NAME(const T *x, ptrdiff_t sx, ptrdiff_t n, double mx)                \
 {                                                                                   \
     double s = 0.0, s_c = 0.0;                                                      \
-    double t[KL_BLOCK];                                                             \
+    double t[KL_BLOCK] __attribute__((aligned(32)));                                \
     for (ptrdiff_t start = 0; start < n; start += KL_BLOCK) {                       \
         ptrdiff_t len = n - start < KL_BLOCK ? n - start : KL_BLOCK;                \
-        ptrdiff_t full = len - len % KL_LANES;                                      \
-        double acc[KL_LANES];                                                       \
         const T *xb = x + start * sx;                                               \
         for (ptrdiff_t i = 0; i < len; i++) {                                       \
             double v = (double)xb[i * sx];                                          \
             double e = KLM_FN(exp_f64)(v - mx);                                     \
             t[i] = v <= DBL_MAX ? e : 0.0;                                          \
         }                                                                           \
-        for (int j = 0; j < KL_LANES; j++) acc[j] = 0.0;                            \
-        for (ptrdiff_t i = 0; i < full; i += KL_LANES)                              \
-            for (int j = 0; j < KL_LANES; j++) acc[j] += t[i + j];                  \
-        for (ptrdiff_t i = full; i < len; i++) acc[i - full] += t[i];               \
-        kl_neumaier(&s, &s_c, KL_LANE_SUM(acc));                                    \
+        kl_neumaier(&s, &s_c, KLM_FN(kl_lane_sum_f64)(t, len));                     \
     }                                                                               \
     return s + s_c;                                                                 \
 }
