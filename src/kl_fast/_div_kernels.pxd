@@ -21,6 +21,7 @@ cdef extern from "kl_log_core.h" nogil:
     int KL_LOG_ROW_ZERO_SUM_P
     int KL_LOG_ROW_ZERO_SUM_Q
     const char *kl_log_core_init(int force_baseline)
+    void kl_masked_log_f64(const double *x, double *y, Py_ssize_t n)
     int kl_log_row_f64(const double *lp, Py_ssize_t sp, const double *lq, Py_ssize_t sq,
                        Py_ssize_t n, int normalize, int check, double *res)
     int kl_log_row_f32(const float *lp, Py_ssize_t sp, const float *lq, Py_ssize_t sq,

@@ -217,4 +217,19 @@ def kl_pairs(const floating[:, :] P, const floating[:, :] Q, const Py_ssize_t[::
             kl_row(pp + rows[t] * sp0, sp1, qp + cols[t] * sq0, sq1, n, False, False, &out[t, 0])
 
 
+def masked_log_rows(const double[:, ::1] x, double[:, ::1] out, int n_threads):
+    """out = log(x) where x > 0 and 0 where x == 0, row by row (no validation)."""
+    cdef Py_ssize_t m = x.shape[0], n = x.shape[1], i
+    if out.shape[0] != m or out.shape[1] != n:
+        raise ValueError("masked_log_rows: x and out differ in shape")
+    if m == 0 or n == 0:
+        return
+    if n_threads <= 1 or m == 1:
+        with nogil:
+            kl_masked_log_f64(&x[0, 0], &out[0, 0], m * n)
+    else:
+        for i in prange(m, nogil=True, schedule="static", num_threads=n_threads):
+            kl_masked_log_f64(&x[i, 0], &out[i, 0], n)
+
+
 select_isa(False)

@@ -74,10 +74,12 @@ def _resolve_base(base, func):
     return None if base is None else check_positive_scalar(base, "base", func, allow_one=False)
 
 
-def _masked_log(Q64: np.ndarray) -> np.ndarray:
+def _masked_log(Q64: np.ndarray, num_threads, func: str) -> np.ndarray:
     """log(q) where q > 0, 0 where q == 0 (the zeros are handled separately)."""
-    L = np.zeros(Q64.shape, dtype=np.float64)
-    np.log(Q64, out=L, where=Q64 > 0)
+    Q64 = np.ascontiguousarray(Q64)
+    L = np.empty(Q64.shape, dtype=np.float64)
+    nt = resolve_threads(num_threads, Q64.shape[0], Q64.size, func)
+    _div_kernels.masked_log_rows(Q64, L, nt)
     return L
 
 
@@ -121,7 +123,7 @@ def _kl_matrix(Pk, Qk, hp, psum, qsum, *, normalize, num_threads, func,
             bound.fill(0.0)
         return out
     Q64 = np.asarray(Qk, dtype=np.float64)
-    L = _masked_log(Q64)
+    L = _masked_log(Q64, num_threads, func)
     LT = L.T
     sign, side_cols, side = _abs_side(L)
     q_zero = Q64 == 0

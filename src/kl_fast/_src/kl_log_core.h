@@ -154,6 +154,9 @@ typedef int (*kl_log_row_f32_fn)(const float *, ptrdiff_t, const float *, ptrdif
 typedef double (*kl_log_sumexp_f64_fn)(const double *, ptrdiff_t, ptrdiff_t, double);
 typedef double (*kl_log_sumexp_f32_fn)(const float *, ptrdiff_t, ptrdiff_t, double);
 
+typedef void (*kl_masked_log_fn)(const double *, double *, ptrdiff_t);
+
+static kl_masked_log_fn kl_masked_log_f64 = masked_log_f64_base;
 static kl_log_row_f64_fn kl_log_row_f64_fast = kl_log_row_f64_base;
 static kl_log_row_f32_fn kl_log_row_f32_fast = kl_log_row_f32_base;
 static kl_log_sumexp_f64_fn kl_log_sumexp_f64_fast = kl_log_sumexp_f64_base;
@@ -161,12 +164,14 @@ static kl_log_sumexp_f32_fn kl_log_sumexp_f32_fast = kl_log_sumexp_f32_base;
 
 static const char *kl_log_core_init(int force_baseline)
 {
+    kl_masked_log_f64 = masked_log_f64_base;
     kl_log_row_f64_fast = kl_log_row_f64_base;
     kl_log_row_f32_fast = kl_log_row_f32_base;
     kl_log_sumexp_f64_fast = kl_log_sumexp_f64_base;
     kl_log_sumexp_f32_fast = kl_log_sumexp_f32_base;
 #if KL_HAVE_AVX2_PATH
     if (!force_baseline && kl_cpu_has_avx2_fma()) {
+        kl_masked_log_f64 = masked_log_f64_avx2;
         kl_log_row_f64_fast = kl_log_row_f64_avx2;
         kl_log_row_f32_fast = kl_log_row_f32_avx2;
         kl_log_sumexp_f64_fast = kl_log_sumexp_f64_avx2;

@@ -104,5 +104,16 @@ static double NAME(const T *x, ptrdiff_t sx, ptrdiff_t n, double mx)            
 KL_LOG_SUMEXP_IMPL(KLM_FN(kl_log_sumexp_f64), double)
 KL_LOG_SUMEXP_IMPL(KLM_FN(kl_log_sumexp_f32), float)
 
+/* y = log(x) where x > 0 and 0 where x == 0: the log matrix of the all-pairs
+   KL product, whose zeros are handled apart.  A plain loop that vectorises. */
+static __attribute__((noinline)) void
+KLM_FN(masked_log_f64)(const double *restrict x, double *restrict y, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++) {
+        double l = KLM_FN(log_f64)(x[i]);
+        y[i] = x[i] > 0.0 ? l : 0.0;
+    }
+}
+
 #undef KL_LOG_ROW_IMPL
 #undef KL_LOG_SUMEXP_IMPL
