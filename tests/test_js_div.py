@@ -208,3 +208,29 @@ def test_argument_errors():
         kl_fast.js_div([[1.0, 1.0], [1.0, 1.0]], [[1.0, 1.0], [0.0, 0.0]], normalize=True)
     with pytest.raises(ValueError, match=r"normalize=True but p sums to inf"):
         kl_fast.js_div([1e308, 1e308], p, normalize=True)
+
+
+@pytest.mark.parametrize("path", kl_fast._kernels.available_isas())
+def test_each_kernel_path_agrees(path):
+    """Every instruction-set path of the JS, log-space and pair kernels agrees."""
+    from kl_fast import _div_kernels
+
+    P = probs(np.float64, (8, 301), seed=15)
+    Q = probs(np.float64, (8, 301), seed=16)
+    previous = _div_kernels.current_isa()
+    try:
+        assert _div_kernels.select_isa(path == "baseline") == path
+        js = kl_fast.js_div(P, Q)
+        js32 = kl_fast.js_div(P.astype(np.float32), Q.astype(np.float32))
+        with np.errstate(divide="ignore"):
+            kll = kl_fast.kl_div_log(np.log(P), np.log(Q + 0.1), normalize=True)
+        diag = np.diag(kl_fast.kl_pairwise(P))
+    finally:
+        _div_kernels.select_isa(previous == "baseline")
+    np.testing.assert_allclose(js, [exact_js(p, q) for p, q in zip(P, Q)], rtol=1e-14)
+    # float32 input is computed in float64 and rounded once
+    np.testing.assert_allclose(js32, [exact_js(p, q) for p, q in zip(P.astype(np.float32), Q.astype(np.float32))],
+                               rtol=2.0 ** -24)
+    expected = reference.kl_div(P, Q + 0.1, normalize=True)
+    np.testing.assert_allclose(kll, expected, rtol=1e-12)
+    np.testing.assert_array_equal(diag, np.zeros(8))

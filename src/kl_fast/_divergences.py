@@ -94,7 +94,8 @@ def js_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, out=Non
     ----------
     p, q : array_like
         Non-negative finite values that broadcast together (as in kl_div).
-        float32 with float32 gives float32; any other real input computes in float64.
+        float32 with float32 gives float32 (computed in float64, rounded once);
+        any other real input computes in float64.
     axis : int, tuple of int or None, default -1
         Axis (or axes) summed over; None sums over everything.
     keepdims : bool, default False
@@ -155,7 +156,8 @@ def kl_div_log(log_p, log_q, *, axis=-1, keepdims=False, base=None, normalize=Fa
     ----------
     log_p, log_q : array_like
         Real values or -inf that broadcast together; NaN and +inf are errors.
-        float32 with float32 gives float32; any other real input computes in float64.
+        float32 with float32 gives float32 (computed in float64, rounded once);
+        any other real input computes in float64.
     axis : int, tuple of int or None, default -1
         Axis (or axes) summed over; None sums over everything.
     keepdims : bool, default False
