@@ -271,6 +271,108 @@ def test_argument_errors():
         kd.kl_div(unknown, Q1)
 
 
+# ---- kl_pairwise over row blocks --------------------------------------------------
+
+def dirichlet_rows(m, n, seed, zeros=False):
+    rng = np.random.default_rng(seed)
+    a = rng.dirichlet(np.ones(n), size=m)
+    if zeros:
+        a[rng.random(a.shape) < 0.05] = 0.0
+    return a
+
+
+PA = dirichlet_rows(30, 48, seed=10, zeros=True)
+QA = dirichlet_rows(17, 48, seed=11)
+QA[3, 7] = 0.0  # P rows with mass there give +inf
+
+
+def assert_matrix_close(got, expected, rtol=1e-9):
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(got[finite], expected[finite], rtol=rtol, atol=1e-15)
+
+
+PAIR_CHUNKS = {
+    "single chunk": ((30, 48), (17, 48)),
+    "row blocks": ((7, 48), (5, 48)),
+    "uneven rows": (((2, 20, 8), 48), ((16, 1), 48)),
+    "columns chunked": ((8, 12), (6, 20)),
+}
+
+
+@pytest.mark.parametrize("chunks", PAIR_CHUNKS.values(), ids=PAIR_CHUNKS.keys())
+@pytest.mark.parametrize("opts", [{}, {"normalize": True}, {"base": 2.0}], ids=["default", "normalize", "base2"])
+def test_pairwise_matches_in_memory(chunks, opts):
+    P_d = da.from_array(PA, chunks=chunks[0])
+    Q_d = da.from_array(QA, chunks=chunks[1])
+    lazy = kd.kl_pairwise(P_d, Q_d, **opts)
+    assert isinstance(lazy, da.Array) and lazy.shape == (30, 17)
+    got = compute(lazy)
+    assert got.dtype == np.float64
+    assert np.isinf(got).any()
+    assert_matrix_close(got, kl_fast.kl_pairwise(PA, QA, **opts))
+    with np.errstate(divide="ignore"):
+        assert_matrix_close(got, reference.kl_pairwise(PA, QA, **opts))
+
+
+@pytest.mark.parametrize("chunks", [(30, 48), (7, 48), ((2, 20, 8), (40, 8))])
+def test_pairwise_within_p(chunks):
+    got = compute(kd.kl_pairwise(da.from_array(PA, chunks=chunks), normalize=True))
+    expected = kl_fast.kl_pairwise(PA, normalize=True)
+    assert_matrix_close(got, expected)
+    np.testing.assert_array_equal(np.diag(got), 0.0)
+
+
+def test_pairwise_numpy_q_and_float32():
+    got = compute(kd.kl_pairwise(da.from_array(PA, chunks=(9, 48)), QA))
+    assert_matrix_close(got, kl_fast.kl_pairwise(PA, QA))
+    got = compute(kd.kl_pairwise(PA, da.from_array(QA, chunks=(4, 48))))
+    assert_matrix_close(got, kl_fast.kl_pairwise(PA, QA))
+    p32, q32 = PA.astype(np.float32), QA.astype(np.float32)
+    lazy = kd.kl_pairwise(da.from_array(p32, chunks=(9, 48)), da.from_array(q32, chunks=(4, 48)))
+    assert lazy.dtype == np.float32
+    got = compute(lazy)
+    assert got.dtype == np.float32
+    assert_matrix_close(got, kl_fast.kl_pairwise(p32, q32), rtol=1e-6)
+
+
+@pytest.mark.parametrize("which, where, bad", [("P", (22, 41), -1.0), ("P", (0, 0), np.nan),
+                                               ("Q", (16, 30), np.inf)])
+def test_pairwise_bad_value_index_in_whole_matrix(which, where, bad):
+    p, q = PA.copy(), QA.copy()
+    (p if which == "P" else q)[where] = bad
+    expected = in_memory_error(kl_fast.kl_pairwise, p, q)
+    assert f"{which} contains" in expected and f"at index [{where[0]}, {where[1]}]" in expected
+    with pytest.raises(ValueError) as info:
+        compute(kd.kl_pairwise(da.from_array(p, chunks=(7, 20)), da.from_array(q, chunks=(5, 48))))
+    assert str(info.value) == expected
+
+
+def test_pairwise_zero_row_with_normalize():
+    p = PA.copy()
+    p[15] = 0.0
+    expected = in_memory_error(kl_fast.kl_pairwise, p, QA, normalize=True)
+    assert "row 15 of P" in expected
+    with pytest.raises(ValueError) as info:
+        compute(kd.kl_pairwise(da.from_array(p, chunks=(7, 48)), QA, normalize=True))
+    assert str(info.value) == expected
+    # without normalize a zero row is fine: its entries are 0
+    got = compute(kd.kl_pairwise(da.from_array(p, chunks=(7, 48)), QA))
+    np.testing.assert_array_equal(got[15], 0.0)
+
+
+def test_pairwise_argument_errors():
+    P_d = da.from_array(PA, chunks=(7, 48))
+    with pytest.raises(ValueError, match="kl_pairwise: Q must be a 2-D array .* got shape \\(48,\\)"):
+        kd.kl_pairwise(P_d, QA[0])
+    with pytest.raises(ValueError, match=r"rows of P \(length 48\) and of Q \(length 47\)"):
+        kd.kl_pairwise(P_d, QA[:, :-1])
+    with pytest.raises(TypeError, match="kl_pairwise: P must hold real numbers"):
+        kd.kl_pairwise(P_d.astype(np.complex128))
+    with pytest.raises(ValueError, match="base"):
+        kd.kl_pairwise(P_d, base=-2)
+
+
 # ---- dask.distributed: one local cluster of two worker processes for the module ------
 
 @pytest.fixture(scope="module")
@@ -299,6 +401,14 @@ def test_distributed_matches_in_memory(client):
     got = client.compute(kd.kl_div(da.from_array(p32, chunks=(16, 20)), q32)).result(timeout=TIMEOUT)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, kl_fast.kl_div(p32, q32), rtol=1e-6)
+
+
+@pytest.mark.distributed
+def test_distributed_pairwise(client):
+    lazy = kd.kl_pairwise(da.from_array(PA, chunks=(7, 48)), da.from_array(QA, chunks=(9, 48)),
+                          normalize=True)
+    got = client.compute(lazy).result(timeout=TIMEOUT)
+    assert_matrix_close(got, kl_fast.kl_pairwise(PA, QA, normalize=True))
 
 
 @pytest.mark.distributed

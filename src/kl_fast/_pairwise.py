@@ -26,13 +26,25 @@ _REFINE_FACTOR = 2.0 ** 24
 _BLOCK_ELEMENTS = 1 << 20
 
 
-def _as_matrix(a, name: str, func: str) -> np.ndarray:
-    arr = as_real_array(a, name, func)
-    if arr.ndim != 2:
+def _check_matrix_shape(shape: tuple, name: str, func: str) -> None:
+    if len(shape) != 2:
         raise ValueError(
             f"{func}: {name} must be a 2-D array with one distribution per row, "
-            f"got shape {arr.shape}"
+            f"got shape {shape}"
         )
+
+
+def _check_row_lengths(p_shape: tuple, q_shape: tuple, func: str) -> None:
+    if q_shape[1] != p_shape[1]:
+        raise ValueError(
+            f"{func}: the rows of P (length {p_shape[1]}) and of Q (length "
+            f"{q_shape[1]}) must have the same length"
+        )
+
+
+def _as_matrix(a, name: str, func: str) -> np.ndarray:
+    arr = as_real_array(a, name, func)
+    _check_matrix_shape(arr.shape, name, func)
     return arr
 
 
@@ -41,31 +53,30 @@ def _prepare(P, Q, func: str):
     P_in = _as_matrix(P, "P", func)
     same = Q is None
     Q_in = P_in if same else _as_matrix(Q, "Q", func)
-    if Q_in.shape[1] != P_in.shape[1]:
-        raise ValueError(
-            f"{func}: the rows of P (length {P_in.shape[1]}) and of Q (length "
-            f"{Q_in.shape[1]}) must have the same length"
-        )
+    _check_row_lengths(P_in.shape, Q_in.shape, func)
     dtype = result_dtype(P_in, Q_in)
     Pk = to_kernel_dtype(P_in, dtype)
     Qk = Pk if same else to_kernel_dtype(Q_in, dtype)
     return Pk, Qk, dtype, same
 
 
-def _row_stats(A: np.ndarray, name: str, func: str, num_threads, check: bool):
-    """(sum a*log(a), sum a) of each row: one kernel pass, with the fused check."""
+def _row_stats(A: np.ndarray, name: str, func: str, num_threads, check: bool, row0: int = 0):
+    """(sum a*log(a), sum a) of each row: one kernel pass, with the fused check.
+
+    ``row0``: the first row's index in a larger matrix (A a block of it), for errors.
+    """
     ones = np.ones(1, dtype=A.dtype)
     res, _ = row_sums(A, ones, axes=(1,), func=func, num_threads=num_threads, check=check,
-                      names=(name, "ones"), shapes=(A.shape, (1,)))
+                      names=(name, "ones"), shapes=(A.shape, (1,)), origins=((row0, 0), (0,)))
     return res[:, 0], res[:, 1]
 
 
-def _check_sums(sums: np.ndarray, name: str, func: str) -> None:
+def _check_sums(sums: np.ndarray, name: str, func: str, row0: int = 0) -> None:
     ok = (sums > 0) & (sums <= np.finfo(np.float64).max)
     if not np.all(ok):
         r = int(np.flatnonzero(~ok)[0])
         raise ValueError(
-            f"{func}: normalize=True but row {r} of {name} sums to {float(sums[r])!r}; "
+            f"{func}: normalize=True but row {row0 + r} of {name} sums to {float(sums[r])!r}; "
             f"it must sum to a positive finite value"
         )
 

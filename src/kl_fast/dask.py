@@ -26,6 +26,14 @@ import math
 import numpy as np
 
 from ._api import broadcast_shape, check_options, finish, row_sums
+from ._pairwise import (
+    _check_matrix_shape,
+    _check_row_lengths,
+    _check_sums,
+    _resolve_base,
+    _row_stats,
+)
+from ._pairwise import kl_pairwise as _kl_pairwise
 from ._validation import (
     as_real_array,
     check_real_dtype,
@@ -34,7 +42,7 @@ from ._validation import (
     to_kernel_dtype,
 )
 
-__all__ = ["kl_div"]
+__all__ = ["kl_div", "kl_pairwise"]
 
 
 def _as_input(a, name: str, func: str):
@@ -183,3 +191,82 @@ def kl_div(P, Q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None
     if keepdims:
         kl = kl[tuple(None if ax in red else slice(None) for ax in range(ndim))]
     return kl
+
+
+# ---- kl_pairwise: blocks of rows of P against blocks of rows of Q ------------------
+
+def _as_matrix_input(a, name: str, func: str):
+    """A 2-D Dask array of ``a`` with whole rows in every block."""
+    a = _as_input(a, name, func)
+    _check_matrix_shape(a.shape, name, func)
+    if not isinstance(a, da.Array):
+        return da.from_array(a, chunks=("auto", -1))
+    return a if a.numblocks[1] == 1 else a.rechunk({1: -1})
+
+
+def _checked_rows(block, *, matrix, caller, check, normalize, block_info=None):
+    """The block itself, once its rows pass ``caller``'s checks (whole-matrix row numbers)."""
+    row0 = block_info[0]["array-location"][0][0]
+    A = to_kernel_dtype(np.asarray(block), np.dtype(np.float32 if block.dtype == np.float32
+                                                    else np.float64))
+    if check or normalize:
+        _, sums = _row_stats(A, matrix, caller, 1, check, row0)
+        if normalize:
+            _check_sums(sums, matrix, caller, row0)
+    return block
+
+
+def _pairwise_block(pb, qb, *, base, normalize):
+    return _kl_pairwise(pb, qb, base=base, normalize=normalize, num_threads=1, check=False)
+
+
+def kl_pairwise(P, Q=None, *, base=None, normalize=False, check=True):
+    """All-pairs KL matrix, entry [i, j] = KL(P[i] || Q[j]), lazily over blocks of rows.
+
+    Every pair of a row block of P and a row block of Q is one in-memory
+    :func:`kl_fast.kl_pairwise` call, so the semantics and accuracy are
+    those of ``kl_pairwise``; each row block is checked once (values, and
+    its row sums with ``normalize``), before any pair uses it.  A row must
+    sit in one block: P and Q are rechunked to whole rows when their columns
+    are chunked.
+
+    Parameters
+    ----------
+    P : dask.array.Array or array_like, shape (m, n)
+    Q : dask.array.Array or array_like, shape (k, n), optional
+        None compares P with itself.
+    base, normalize, check
+        As in :func:`kl_fast.kl_pairwise`.
+
+    Returns
+    -------
+    dask.array.Array, shape (m, k)
+        Chunked like P's rows by Q's rows; float32 when P and Q are float32.
+        A bad value raises, when computed, kl_pairwise's ValueError with its
+        [row, column] in the whole matrix.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import kl_fast.dask
+    >>> P = da.from_array(np.array([[0.5, 0.5], [0.9, 0.1], [1.0, 0.0]]), chunks=(2, 2))
+    >>> kl_fast.dask.kl_pairwise(P).compute(scheduler="threads").round(6)
+    array([[0.      , 0.510826,      inf],
+           [0.368064, 0.      ,      inf],
+           [0.693147, 0.105361, 0.      ]])
+    """
+    func = "kl_pairwise"
+    same = Q is None
+    p = _as_matrix_input(P, "P", func)
+    q = p if same else _as_matrix_input(Q, "Q", func)
+    _check_row_lengths(p.shape, q.shape, func)
+    base = _resolve_base(base, func)
+    dtype = result_dtype(p, q)
+    checks = dict(caller=func, check=bool(check), normalize=bool(normalize))
+    p = p.map_blocks(_checked_rows, matrix="P", meta=p._meta, **checks)
+    q = p if same else q.map_blocks(_checked_rows, matrix="Q", meta=q._meta, **checks)
+    return da.blockwise(
+        _pairwise_block, "ij", p, "in", q, "jn", dtype=dtype, concatenate=True,
+        meta=np.empty((0, 0), dtype=dtype), base=base, normalize=bool(normalize),
+    )
