@@ -42,6 +42,11 @@ def _start_cluster(impls, n_workers=2):
     return client
 
 
+def _aligned(block):
+    if not block.flags.aligned:
+        raise RuntimeError("a block on a worker is not aligned")
+
+
 def _batch(m, n, row_block, split_n):
     def setup():
         import dask.array as da
@@ -67,8 +72,13 @@ def _batch(m, n, row_block, split_n):
             return impls
         try:
             client = _start_cluster(impls)
-            # the row blocks live on the workers, as data loaded there would
-            parts = client.scatter([P[i:i + row_block] for i in range(0, m, row_block)])
+            # The row blocks live on the workers, as data loaded there would.  Arrays
+            # that arrive over the network can be unaligned (the kernels would then
+            # copy them on every call): a copy made on the worker is aligned.
+            sent = client.scatter([P[i:i + row_block] for i in range(0, m, row_block)])
+            parts = client.map(np.copy, sent)
+            client.gather(client.map(_aligned, parts))
+            del sent
             P_cluster = da.concatenate([da.from_delayed(f, shape=(row_block, n), dtype=P.dtype)
                                         for f in parts])
             impls[f"kl_fast.dask 2-worker LocalCluster, {blocks} row blocks"] = \
