@@ -116,6 +116,40 @@ def find_bad(const floating[:] p, const floating[:] q):
     return which, index, value
 
 
+cdef extern from "kl_core.h" nogil:
+    int kl_math_map(int fn, int use_avx2, const void *x, void *y, Py_ssize_t n)
+
+_MATH_FUNCS = {"log": 0, "exp": 1}
+
+
+def math_map(str name, x, str path):
+    """Apply the kernels' own ``log`` or ``exp`` element-wise (for accuracy tests).
+
+    x is float64 or float32; path is "baseline" or "avx2+fma".  Raises
+    RuntimeError when that path is not available on this CPU or build.
+    """
+    cdef cnp.ndarray xa = _np.ascontiguousarray(x)
+    if xa.dtype != _np.float64 and xa.dtype != _np.float32:
+        raise TypeError("math_map: x must be float32 or float64")
+    cdef cnp.ndarray ya = _np.empty_like(xa)
+    cdef int fn = _MATH_FUNCS[name] + (2 if xa.dtype == _np.float32 else 0)
+    cdef int use_avx2 = path == "avx2+fma"
+    if path not in ("baseline", "avx2+fma"):
+        raise ValueError(f"math_map: unknown path {path!r}")
+    if kl_math_map(fn, use_avx2, cnp.PyArray_DATA(xa), cnp.PyArray_DATA(ya), xa.size) != 0:
+        raise RuntimeError(f"math_map: the {path} path is not available here")
+    return ya
+
+
+def available_isas():
+    """Kernel paths this CPU and build can run."""
+    cdef double x = 1.0, y
+    paths = ["baseline"]
+    if kl_math_map(0, 1, &x, &y, 1) == 0:
+        paths.append("avx2+fma")
+    return paths
+
+
 def kl_1d_fast(object p, object q, bint check):
     """KL of two 1-D contiguous arrays of the same length and kernel dtype.
 

@@ -150,6 +150,33 @@ static const char *kl_core_init(int force_baseline)
     return kl_isa_name;
 }
 
+/* Element-wise elementary function fn (0 log_f64, 1 exp_f64, 2 log_f32,
+   3 exp_f32) on the chosen path; returns -1 when that path is not available. */
+static int kl_math_map(int fn, int use_avx2, const void *x, void *y, ptrdiff_t n)
+{
+#if KL_HAVE_AVX2_PATH
+    if (use_avx2) {
+        if (!kl_cpu_has_avx2_fma()) return -1;
+        switch (fn) {
+        case 0: map_log_f64_avx2((const double *)x, (double *)y, n); return 0;
+        case 1: map_exp_f64_avx2((const double *)x, (double *)y, n); return 0;
+        case 2: map_log_f32_avx2((const float *)x, (float *)y, n); return 0;
+        case 3: map_exp_f32_avx2((const float *)x, (float *)y, n); return 0;
+        default: return -1;
+        }
+    }
+#else
+    if (use_avx2) return -1;
+#endif
+    switch (fn) {
+    case 0: map_log_f64_base((const double *)x, (double *)y, n); return 0;
+    case 1: map_exp_f64_base((const double *)x, (double *)y, n); return 0;
+    case 2: map_log_f32_base((const float *)x, (float *)y, n); return 0;
+    case 3: map_exp_f32_base((const float *)x, (float *)y, n); return 0;
+    default: return -1;
+    }
+}
+
 /* One row: fast path, falling back to the careful path when it asks. */
 static inline int kl_row_f64(const double *p, ptrdiff_t sp, const double *q,
                              ptrdiff_t sq, ptrdiff_t n, int check, double *res)

@@ -4,13 +4,18 @@
 /* One term p*log(p/q) on the fast path; p == 0 gives 0 whatever q is. */
 static inline double KLM_FN(kl_term_f64)(double p, double q)
 {
-    double r = p / q;
-    double t = p * KLM_FN(log_f64)(r);
+    double t = p * KLM_FN(log_f64)(p / q);
     return p > 0.0 ? t : 0.0;
 }
 
-/* 1.0 when the element needs the careful path: a value outside [0, max]
-   (negative, NaN, inf) or a ratio p/q that left the normal range. */
+static inline float KLM_FN(kl_term_f32)(float p, float q)
+{
+    float t = p * KLM_FN(log_f32)(p / q);
+    return p > 0.0f ? t : 0.0f;
+}
+
+/* 1 when the element needs the careful path: a value outside [0, max]
+   (negative, NaN, inf) or, for p > 0, a ratio p/q outside the normal range. */
 static inline double KLM_FN(kl_odd_f64)(double p, double q)
 {
     double r = p / q;
@@ -19,11 +24,25 @@ static inline double KLM_FN(kl_odd_f64)(double p, double q)
     return (bad | ratio) ? 1.0 : 0.0;
 }
 
+static inline float KLM_FN(kl_odd_f32)(float p, float q)
+{
+    float r = p / q;
+    int bad = !(p >= 0.0f && p <= FLT_MAX && q >= 0.0f && q <= FLT_MAX);
+    int ratio = p > 0.0f && !(r >= FLT_MIN && r <= FLT_MAX);
+    return (bad | ratio) ? 1.0f : 0.0f;
+}
+
 #define KL_IMPL_T double
+#define KL_IMPL_W double
+#define KL_IMPL_TERM KLM_FN(kl_term_f64)
+#define KL_IMPL_ODD KLM_FN(kl_odd_f64)
 #define KL_IMPL_NAME KLM_FN(kl_row_f64_impl)
 #include "kl_rows_loop.h"
 
 #define KL_IMPL_T float
+#define KL_IMPL_W float
+#define KL_IMPL_TERM KLM_FN(kl_term_f32)
+#define KL_IMPL_ODD KLM_FN(kl_odd_f32)
 #define KL_IMPL_NAME KLM_FN(kl_row_f32_impl)
 #include "kl_rows_loop.h"
 
@@ -43,3 +62,13 @@ static int KLM_FN(kl_row_f32)(const float *p, ptrdiff_t sp, const float *q,
     if (sp == 1 && sq == 0) return KLM_FN(kl_row_f32_impl)(p, 1, q, 0, n, res);
     return KLM_FN(kl_row_f32_impl)(p, sp, q, sq, n, res);
 }
+
+/* Element-wise maps of the elementary functions, for accuracy tests. */
+static void KLM_FN(map_log_f64)(const double *x, double *y, ptrdiff_t n)
+{ for (ptrdiff_t i = 0; i < n; i++) y[i] = KLM_FN(log_f64)(x[i]); }
+static void KLM_FN(map_exp_f64)(const double *x, double *y, ptrdiff_t n)
+{ for (ptrdiff_t i = 0; i < n; i++) y[i] = KLM_FN(exp_f64)(x[i]); }
+static void KLM_FN(map_log_f32)(const float *x, float *y, ptrdiff_t n)
+{ for (ptrdiff_t i = 0; i < n; i++) y[i] = KLM_FN(log_f32)(x[i]); }
+static void KLM_FN(map_exp_f32)(const float *x, float *y, ptrdiff_t n)
+{ for (ptrdiff_t i = 0; i < n; i++) y[i] = KLM_FN(exp_f32)(x[i]); }

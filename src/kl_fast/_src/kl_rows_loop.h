@@ -1,8 +1,8 @@
-/* Body of one row kernel for element type KL_IMPL_T (float or double).
-   Terms are computed in double.  The row is cut into blocks of KL_BLOCK
-   elements summed in KL_LANES lanes; block totals are added with Neumaier
-   compensation, so the error stays near one rounding whatever n is, and the
-   order of operations depends only on n (never on threads). */
+/* Body of one row kernel for element type KL_IMPL_T; terms are computed in
+   KL_IMPL_W and accumulated in double.  The row is cut into blocks of
+   KL_BLOCK elements summed in KL_LANES lanes; block totals are added with
+   Neumaier compensation, so the error stays near one rounding whatever n is,
+   and the order of operations depends only on n (never on threads). */
 
 static inline __attribute__((always_inline)) int
 KL_IMPL_NAME(const KL_IMPL_T *p, ptrdiff_t sp, const KL_IMPL_T *q, ptrdiff_t sq,
@@ -13,30 +13,31 @@ KL_IMPL_NAME(const KL_IMPL_T *p, ptrdiff_t sp, const KL_IMPL_T *q, ptrdiff_t sq,
     while (start < n) {
         ptrdiff_t len = n - start < KL_BLOCK ? n - start : KL_BLOCK;
         ptrdiff_t full = len - len % KL_LANES;
-        double a[KL_LANES], b[KL_LANES], c[KL_LANES], odd[KL_LANES];
+        double a[KL_LANES], b[KL_LANES], c[KL_LANES];
+        KL_IMPL_W odd[KL_LANES];
         const KL_IMPL_T *pb = p + start * sp;
         const KL_IMPL_T *qb = q + start * sq;
-        for (int j = 0; j < KL_LANES; j++) { a[j] = 0.0; b[j] = 0.0; c[j] = 0.0; odd[j] = 0.0; }
+        for (int j = 0; j < KL_LANES; j++) { a[j] = 0.0; b[j] = 0.0; c[j] = 0.0; odd[j] = 0; }
         for (ptrdiff_t i = 0; i < full; i += KL_LANES) {
             for (int j = 0; j < KL_LANES; j++) {
-                double pv = (double)pb[(i + j) * sp];
-                double qv = (double)qb[(i + j) * sq];
-                a[j] += KLM_FN(kl_term_f64)(pv, qv);
-                b[j] += pv;
-                c[j] += qv;
-                odd[j] += KLM_FN(kl_odd_f64)(pv, qv);
+                KL_IMPL_W pv = (KL_IMPL_W)pb[(i + j) * sp];
+                KL_IMPL_W qv = (KL_IMPL_W)qb[(i + j) * sq];
+                a[j] += (double)KL_IMPL_TERM(pv, qv);
+                b[j] += (double)pv;
+                c[j] += (double)qv;
+                odd[j] += KL_IMPL_ODD(pv, qv);
             }
         }
         for (ptrdiff_t i = full; i < len; i++) {
             int j = (int)(i - full);
-            double pv = (double)pb[i * sp];
-            double qv = (double)qb[i * sq];
-            a[j] += KLM_FN(kl_term_f64)(pv, qv);
-            b[j] += pv;
-            c[j] += qv;
-            odd[j] += KLM_FN(kl_odd_f64)(pv, qv);
+            KL_IMPL_W pv = (KL_IMPL_W)pb[i * sp];
+            KL_IMPL_W qv = (KL_IMPL_W)qb[i * sq];
+            a[j] += (double)KL_IMPL_TERM(pv, qv);
+            b[j] += (double)pv;
+            c[j] += (double)qv;
+            odd[j] += KL_IMPL_ODD(pv, qv);
         }
-        if (KL_LANE_SUM(odd) != 0.0) return KL_ROW_NEEDS_CARE;
+        if (KL_LANE_SUM(odd) != 0) return KL_ROW_NEEDS_CARE;
         kl_neumaier(&kl, &kl_c, KL_LANE_SUM(a));
         kl_neumaier(&ps, &ps_c, KL_LANE_SUM(b));
         kl_neumaier(&qs, &qs_c, KL_LANE_SUM(c));
@@ -50,4 +51,7 @@ KL_IMPL_NAME(const KL_IMPL_T *p, ptrdiff_t sp, const KL_IMPL_T *q, ptrdiff_t sq,
 }
 
 #undef KL_IMPL_T
+#undef KL_IMPL_W
+#undef KL_IMPL_TERM
+#undef KL_IMPL_ODD
 #undef KL_IMPL_NAME
