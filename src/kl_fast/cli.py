@@ -412,7 +412,11 @@ def bench(quick: bool, json_path: Optional[str], plot_path: Optional[str],
     if json_path is not None:
         _check_writable_dir(json_path, "--json")
 
-    cases = discover_cases(quick, list(only) if only else None)
+    try:
+        cases = discover_cases(quick, list(only) if only else None)
+    except ImportError as exc:
+        raise CommandError(f"a benchmark topic needs {exc.name or 'a module'}, which is not installed "
+                           f"({exc}); pick topics with --only ({', '.join(topics)})") from None
     bar = Progress(len(cases), "timing", enabled=show_progress)
     index = {c.group: i for i, c in enumerate(cases)}
     bar.update(0, cases[0].group if cases else "")
