@@ -19,17 +19,18 @@ static inline float KLM_FN(kl_term_f32)(float p, float q)
 static inline double KLM_FN(kl_odd_f64)(double p, double q)
 {
     double r = p / q;
-    int bad = !(p >= 0.0 && p <= DBL_MAX && q >= 0.0 && q <= DBL_MAX);
-    int ratio = p > 0.0 && !(r >= DBL_MIN && r <= DBL_MAX);
-    return (bad | ratio) ? 1.0 : 0.0;
+    /* bitwise & and | keep this branch-free so the loop vectorises */
+    int ok = (p >= 0.0) & (p <= DBL_MAX) & (q >= 0.0) & (q <= DBL_MAX);
+    int ratio_ok = (r >= DBL_MIN) & (r <= DBL_MAX);
+    return (ok & (ratio_ok | (p == 0.0))) ? 0.0 : 1.0;
 }
 
 static inline float KLM_FN(kl_odd_f32)(float p, float q)
 {
     float r = p / q;
-    int bad = !(p >= 0.0f && p <= FLT_MAX && q >= 0.0f && q <= FLT_MAX);
-    int ratio = p > 0.0f && !(r >= FLT_MIN && r <= FLT_MAX);
-    return (bad | ratio) ? 1.0f : 0.0f;
+    int ok = (p >= 0.0f) & (p <= FLT_MAX) & (q >= 0.0f) & (q <= FLT_MAX);
+    int ratio_ok = (r >= FLT_MIN) & (r <= FLT_MAX);
+    return (ok & (ratio_ok | (p == 0.0f))) ? 0.0f : 1.0f;
 }
 
 #define KL_IMPL_T double
