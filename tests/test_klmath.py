@@ -80,3 +80,21 @@ def test_special_values_as_libm(path, dtype):
 def test_paths_reported():
     assert PATHS[0] == "baseline"
     assert _kernels.current_isa() in PATHS
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_kernel_log_of_normal_ratios(path, dtype, rng):
+    """The KL kernels' log, valid on normal positive finite values (the rest go
+    to the careful path), over every binade and near 1."""
+    finfo = np.finfo(dtype)
+    x = np.concatenate([
+        random_positive(dtype, 200_000, rng),
+        rng.uniform(0.5, 2.0, 50_000).astype(dtype),
+        1 + rng.uniform(-1e-6, 1e-6, 10_000).astype(dtype),
+        np.array([finfo.smallest_normal, finfo.max, 1, 2, 0.5], dtype),
+    ])
+    x = x[x >= finfo.smallest_normal]
+    got = _kernels.math_map("log_normal", x, path)
+    err = ulp_error(got, np.log(x.astype(np.longdouble)), dtype)
+    assert np.max(err) <= 2.0, x[np.argmax(err)]
