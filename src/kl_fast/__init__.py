@@ -4,10 +4,15 @@
 >>> round(float(kl_fast.kl_div([0.5, 0.5], [0.9, 0.1])), 6)
 0.510826
 """
-from . import _kernels, reference
+from . import _div_kernels, _kernels, reference
 from ._api import kl_div
+from ._divergences import js_div, kl_div_log
+from ._pairwise import js_pairwise, kl_pairwise
 from ._config import openmp_enabled, show_config
 
 __version__ = "0.1.0"
 
-__all__ = ["kl_div", "openmp_enabled", "show_config", "reference", "__version__"]
+__all__ = [
+    "kl_div", "kl_pairwise", "js_div", "js_pairwise", "kl_div_log",
+    "openmp_enabled", "show_config", "reference", "__version__",
+]
