@@ -7,7 +7,11 @@
 from . import _kernels, reference
 from ._api import kl_div
 from ._config import openmp_enabled, show_config
+from .gaussian import GaussianFit, fit_gaussian, gaussian_kl, gaussian_kl_grad
 
 __version__ = "0.1.0"
 
-__all__ = ["kl_div", "openmp_enabled", "show_config", "reference", "__version__"]
+__all__ = [
+    "kl_div", "gaussian_kl", "gaussian_kl_grad", "fit_gaussian", "GaussianFit",
+    "openmp_enabled", "show_config", "reference", "__version__",
+]
