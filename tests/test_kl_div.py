@@ -102,8 +102,10 @@ def test_normalize_base_matches_scipy_entropy(args, base):
     q = q + 1.0
     got = kl_fast.kl_div(p, q, axis=axis, normalize=True, base=base)
     expected = stats.entropy(p.astype(np.float64), q.astype(np.float64), base=base, axis=axis)
-    rtol = 1e-11 if p.dtype == np.float64 else 1e-5
-    np.testing.assert_allclose(got, expected, rtol=rtol, atol=1e-12)
+    # float32 terms carry ~1e-7 relative error each; normalising subtracts
+    # log(Q/P), so the float32 bound is absolute as well as relative.
+    rtol, atol = (1e-11, 1e-12) if p.dtype == np.float64 else (1e-5, 1e-6)
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

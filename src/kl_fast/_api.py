@@ -42,11 +42,13 @@ def _own_index(idx_full, arr_shape) -> tuple:
     return tuple(0 if size == 1 else i for i, size in zip(idx_full[pad:], arr_shape))
 
 
-def row_sums(pk, qk, *, axes, func, num_threads, check, names=("p", "q"), shapes=None):
+def row_sums(pk, qk, *, axes, func, num_threads, check, names=("p", "q"), shapes=None,
+             want_sums=True):
     """Kernel pass over ``pk``, ``qk`` (same dtype, broadcastable).
 
     Returns (res, out_shape) with res of shape out_shape + (3,) holding
-    (sum p*log(p/q), sum p, sum q) over ``axes`` (a tuple, or None for all).
+    (sum p*log(p/q), sum p, sum q) over ``axes`` (a tuple, or None for all);
+    with ``want_sums`` False the last two are skipped (zeros).
     Raises ValueError for bad values when ``check``.
     """
     shapes = shapes if shapes is not None else (pk.shape, qk.shape)
@@ -96,7 +98,7 @@ def row_sums(pk, qk, *, axes, func, num_threads, check, names=("p", "q"), shapes
     res = np.empty((rows, 3), dtype=np.float64)
     status = np.empty(rows, dtype=np.int8)
     nt = resolve_threads(num_threads, rows, rows * p2.shape[1], func)
-    _kernels.kl_rows(p2, q2, res, status, check, nt)
+    _kernels.kl_rows(p2, q2, res, status, check, nt, want_sums)
     if check and rows and status.any():
         r = int(np.argmax(status))
         found = _kernels.find_bad(p2[r], q2[r])
@@ -235,11 +237,11 @@ def kl_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None
         pk = pk.reshape(1)
         qk = qk.reshape(1)
         res, _ = row_sums(pk, qk, axes=None, func=func, num_threads=1, check=check,
-                          shapes=((), ()))
+                          shapes=((), ()), want_sums=normalize)
     else:
         axes = normalize_axes(axis, ndim, func)
         res, _ = row_sums(pk, qk, axes=axes, func=func, num_threads=num_threads, check=check,
-                          shapes=(p_in.shape, q_in.shape))
+                          shapes=(p_in.shape, q_in.shape), want_sums=normalize)
     kl = finish(res[..., 0], res[..., 1], res[..., 2], normalize=normalize, base=base,
                 dx=dx, func=func)
     if keepdims and ndim:

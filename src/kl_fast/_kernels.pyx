@@ -59,8 +59,10 @@ def omp_max_threads():
 
 
 def kl_rows(const floating[:, :] p, const floating[:, :] q, double[:, ::1] out,
-            signed char[::1] status, bint check, int n_threads):
+            signed char[::1] status, bint check, int n_threads, bint want_sums=True):
     """Per row i: out[i] = (sum p*log(p/q), sum p, sum q); status[i] = row status.
+
+    With want_sums False the two sums are skipped (written as 0).
 
     p and q have the same shape (m, n) and any strides (0 included, for
     broadcasting).  status[i] is 1 when check is set and row i holds a
@@ -84,11 +86,11 @@ def kl_rows(const floating[:, :] p, const floating[:, :] q, double[:, ::1] out,
     if n_threads <= 1 or m == 1:
         with nogil:
             for i in range(m):
-                st = kl_row(pp + i * sp0, sp1, qp + i * sq0, sq1, n, check, &out[i, 0])
+                st = kl_row(pp + i * sp0, sp1, qp + i * sq0, sq1, n, check, want_sums, &out[i, 0])
                 status[i] = 1 if st == KL_ROW_BAD else 0
     else:
         for i in prange(m, nogil=True, schedule="static", num_threads=n_threads):
-            st = kl_row(pp + i * sp0, sp1, qp + i * sq0, sq1, n, check, &out[i, 0])
+            st = kl_row(pp + i * sp0, sp1, qp + i * sq0, sq1, n, check, want_sums, &out[i, 0])
             status[i] = 1 if st == KL_ROW_BAD else 0
 
 
@@ -114,6 +116,40 @@ def find_bad(const floating[:] p, const floating[:] q):
     if not found:
         return None
     return which, index, value
+
+
+cdef extern from "kl_core.h" nogil:
+    int kl_math_map(int fn, int is_f32, int use_avx2, const void *x, void *y, Py_ssize_t n)
+
+_MATH_FUNCS = {"log": 0, "exp": 1, "log_normal": 2}
+
+
+def math_map(str name, x, str path):
+    """Apply one of the kernels' own functions element-wise (for accuracy tests).
+
+    name is "log", "exp" or "log_normal" (the KL kernels' log, valid for normal
+    positive finite input only); x is float64 or float32; path is "baseline" or
+    "avx2+fma".  Raises RuntimeError when that path is not available here.
+    """
+    cdef cnp.ndarray xa = _np.ascontiguousarray(x)
+    if xa.dtype != _np.float64 and xa.dtype != _np.float32:
+        raise TypeError("math_map: x must be float32 or float64")
+    if path not in ("baseline", "avx2+fma"):
+        raise ValueError(f"math_map: unknown path {path!r}")
+    cdef cnp.ndarray ya = _np.empty_like(xa)
+    if kl_math_map(_MATH_FUNCS[name], xa.dtype == _np.float32, path == "avx2+fma",
+                   cnp.PyArray_DATA(xa), cnp.PyArray_DATA(ya), xa.size) != 0:
+        raise RuntimeError(f"math_map: the {path} path is not available here")
+    return ya
+
+
+def available_isas():
+    """Kernel paths this CPU and build can run."""
+    cdef double x = 1.0, y
+    paths = ["baseline"]
+    if kl_math_map(0, 0, 1, &x, &y, 1) == 0:
+        paths.append("avx2+fma")
+    return paths
 
 
 def kl_1d_fast(object p, object q, bint check):
@@ -146,17 +182,18 @@ def kl_1d_fast(object p, object q, bint check):
         with nogil:
             st = kl_row_f64(<const double *>cnp.PyArray_DATA(pa), 1,
                             <const double *>cnp.PyArray_DATA(qa), 1,
-                            cnp.PyArray_DIM(pa, 0), check, res)
+                            cnp.PyArray_DIM(pa, 0), check, 0, res)
         if st == KL_ROW_BAD:
             return None
         return _np_float64(res[0])
     with nogil:
         st = kl_row_f32(<const float *>cnp.PyArray_DATA(pa), 1,
                         <const float *>cnp.PyArray_DATA(qa), 1,
-                        cnp.PyArray_DIM(pa, 0), check, res)
+                        cnp.PyArray_DIM(pa, 0), check, 0, res)
     if st == KL_ROW_BAD:
         return None
     return _np_float32(res[0])
 
 
 select_isa(False)
+

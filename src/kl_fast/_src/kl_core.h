@@ -21,6 +21,11 @@
 /* Fixed pairwise order of the lane totals: the result never depends on threads. */
 #define KL_LANE_SUM(v) ((((v)[0] + (v)[1]) + ((v)[2] + (v)[3])) + (((v)[4] + (v)[5]) + ((v)[6] + (v)[7])))
 
+#if defined(__GNUC__) || defined(__clang__)
+typedef double kl_v4d __attribute__((vector_size(32)));
+typedef float kl_v4f __attribute__((vector_size(16)));
+#endif
+
 /* Neumaier's compensated addition of x into (*s, *c). */
 static inline void kl_neumaier(double *s, double *c, double x)
 {
@@ -117,8 +122,8 @@ KL_FIND_BAD(kl_find_bad_f64, double, DBL_MAX)
 KL_FIND_BAD(kl_find_bad_f32, float, FLT_MAX)
 
 /* ---- dispatch ------------------------------------------------------------ */
-typedef int (*kl_row_f64_fn)(const double *, ptrdiff_t, const double *, ptrdiff_t, ptrdiff_t, double *);
-typedef int (*kl_row_f32_fn)(const float *, ptrdiff_t, const float *, ptrdiff_t, ptrdiff_t, double *);
+typedef int (*kl_row_f64_fn)(const double *, ptrdiff_t, const double *, ptrdiff_t, ptrdiff_t, int, double *);
+typedef int (*kl_row_f32_fn)(const float *, ptrdiff_t, const float *, ptrdiff_t, ptrdiff_t, int, double *);
 
 static kl_row_f64_fn kl_row_f64_fast = kl_row_f64_base;
 static kl_row_f32_fn kl_row_f32_fast = kl_row_f32_base;
@@ -150,11 +155,38 @@ static const char *kl_core_init(int force_baseline)
     return kl_isa_name;
 }
 
+/* Element-wise elementary function fn (0 log, 1 exp, 2 the kernels' log of a
+   normal positive ratio) in float32 or float64 on the chosen path; returns -1
+   when that path is not available. */
+#define KL_MAP_CASES(SFX)                                                             \
+    switch (fn * 2 + is_f32) {                                                        \
+    case 0: map_log_f64_##SFX((const double *)x, (double *)y, n); return 0;            \
+    case 1: map_log_f32_##SFX((const float *)x, (float *)y, n); return 0;              \
+    case 2: map_exp_f64_##SFX((const double *)x, (double *)y, n); return 0;            \
+    case 3: map_exp_f32_##SFX((const float *)x, (float *)y, n); return 0;              \
+    case 4: map_log_normal_f64_##SFX((const double *)x, (double *)y, n); return 0;     \
+    case 5: map_log_normal_f32_##SFX((const float *)x, (float *)y, n); return 0;       \
+    default: return -1;                                                               \
+    }
+
+static int kl_math_map(int fn, int is_f32, int use_avx2, const void *x, void *y, ptrdiff_t n)
+{
+    if (use_avx2) {
+#if KL_HAVE_AVX2_PATH
+        if (!kl_cpu_has_avx2_fma()) return -1;
+        KL_MAP_CASES(avx2)
+#else
+        return -1;
+#endif
+    }
+    KL_MAP_CASES(base)
+}
+
 /* One row: fast path, falling back to the careful path when it asks. */
 static inline int kl_row_f64(const double *p, ptrdiff_t sp, const double *q,
-                             ptrdiff_t sq, ptrdiff_t n, int check, double *res)
+                             ptrdiff_t sq, ptrdiff_t n, int check, int want_sums, double *res)
 {
-    int st = kl_row_f64_fast(p, sp, q, sq, n, res);
+    int st = kl_row_f64_fast(p, sp, q, sq, n, want_sums, res);
     if (st == KL_ROW_NEEDS_CARE) {
         int which; ptrdiff_t idx; double v;
         if (check && kl_find_bad_f64(p, sp, q, sq, n, &which, &idx, &v)) return KL_ROW_BAD;
@@ -164,9 +196,9 @@ static inline int kl_row_f64(const double *p, ptrdiff_t sp, const double *q,
 }
 
 static inline int kl_row_f32(const float *p, ptrdiff_t sp, const float *q,
-                             ptrdiff_t sq, ptrdiff_t n, int check, double *res)
+                             ptrdiff_t sq, ptrdiff_t n, int check, int want_sums, double *res)
 {
-    int st = kl_row_f32_fast(p, sp, q, sq, n, res);
+    int st = kl_row_f32_fast(p, sp, q, sq, n, want_sums, res);
     if (st == KL_ROW_NEEDS_CARE) {
         int which; ptrdiff_t idx; double v;
         if (check && kl_find_bad_f32(p, sp, q, sq, n, &which, &idx, &v)) return KL_ROW_BAD;

@@ -1,45 +1,55 @@
-/* Body of one row kernel for element type KL_IMPL_T (float or double).
-   Terms are computed in double.  The row is cut into blocks of KL_BLOCK
-   elements summed in KL_LANES lanes; block totals are added with Neumaier
-   compensation, so the error stays near one rounding whatever n is, and the
-   order of operations depends only on n (never on threads). */
+/* Body of one row kernel for element type KL_IMPL_T; terms are computed in
+   KL_IMPL_W and accumulated in double.  The row is cut into blocks of
+   KL_BLOCK elements: a map loop the compiler vectorises writes the block's
+   terms to an L1-resident buffer, which is then summed in KL_LANES fixed
+   lanes; block totals are added with Neumaier compensation.  The error stays
+   near one rounding whatever n is, and the order of operations depends only
+   on n (never on the thread count).  A non-finite block total (NaN marks an
+   element the careful path must see, inf an overflowing term) returns
+   KL_ROW_NEEDS_CARE. */
 
-static inline __attribute__((always_inline)) int
+/* Terms of a contiguous block: a plain loop the compiler vectorises. */
+static __attribute__((noinline)) void
+KL_IMPL_MAP(const KL_IMPL_T *restrict p, const KL_IMPL_T *restrict q,
+            KL_IMPL_W *restrict t, ptrdiff_t len)
+{
+    for (ptrdiff_t i = 0; i < len; i++)
+        t[i] = KL_IMPL_TERM((KL_IMPL_W)p[i], (KL_IMPL_W)q[i]);
+}
+
+/* Terms of a strided block (0 for a broadcast operand). */
+static __attribute__((noinline)) void
+KL_IMPL_MAP_STRIDED(const KL_IMPL_T *restrict p, ptrdiff_t sp, const KL_IMPL_T *restrict q,
+                    ptrdiff_t sq, KL_IMPL_W *restrict t, ptrdiff_t len)
+{
+    for (ptrdiff_t i = 0; i < len; i++)
+        t[i] = KL_IMPL_TERM((KL_IMPL_W)p[i * sp], (KL_IMPL_W)q[i * sq]);
+}
+
+static int
 KL_IMPL_NAME(const KL_IMPL_T *p, ptrdiff_t sp, const KL_IMPL_T *q, ptrdiff_t sq,
-             ptrdiff_t n, double *res)
+             ptrdiff_t n, int want_sums, double *res)
 {
     double kl = 0.0, kl_c = 0.0, ps = 0.0, ps_c = 0.0, qs = 0.0, qs_c = 0.0;
+    KL_IMPL_W t[KL_BLOCK] __attribute__((aligned(32)));
+    double buf[KL_BLOCK] __attribute__((aligned(32)));
     ptrdiff_t start = 0;
     while (start < n) {
         ptrdiff_t len = n - start < KL_BLOCK ? n - start : KL_BLOCK;
-        ptrdiff_t full = len - len % KL_LANES;
-        double a[KL_LANES], b[KL_LANES], c[KL_LANES], odd[KL_LANES];
         const KL_IMPL_T *pb = p + start * sp;
         const KL_IMPL_T *qb = q + start * sq;
-        for (int j = 0; j < KL_LANES; j++) { a[j] = 0.0; b[j] = 0.0; c[j] = 0.0; odd[j] = 0.0; }
-        for (ptrdiff_t i = 0; i < full; i += KL_LANES) {
-            for (int j = 0; j < KL_LANES; j++) {
-                double pv = (double)pb[(i + j) * sp];
-                double qv = (double)qb[(i + j) * sq];
-                a[j] += KLM_FN(kl_term_f64)(pv, qv);
-                b[j] += pv;
-                c[j] += qv;
-                odd[j] += KLM_FN(kl_odd_f64)(pv, qv);
-            }
+        double block;
+        if (sp == 1 && sq == 1) KL_IMPL_MAP(pb, qb, t, len);
+        else KL_IMPL_MAP_STRIDED(pb, sp, qb, sq, t, len);
+        block = KL_IMPL_SUM(t, len);
+        if (!(block <= DBL_MAX && block >= -DBL_MAX)) return KL_ROW_NEEDS_CARE;
+        kl_neumaier(&kl, &kl_c, block);
+        if (want_sums) {
+            for (ptrdiff_t i = 0; i < len; i++) buf[i] = (double)pb[i * sp];
+            kl_neumaier(&ps, &ps_c, kl_lane_sum_f64(buf, len));
+            for (ptrdiff_t i = 0; i < len; i++) buf[i] = (double)qb[i * sq];
+            kl_neumaier(&qs, &qs_c, kl_lane_sum_f64(buf, len));
         }
-        for (ptrdiff_t i = full; i < len; i++) {
-            int j = (int)(i - full);
-            double pv = (double)pb[i * sp];
-            double qv = (double)qb[i * sq];
-            a[j] += KLM_FN(kl_term_f64)(pv, qv);
-            b[j] += pv;
-            c[j] += qv;
-            odd[j] += KLM_FN(kl_odd_f64)(pv, qv);
-        }
-        if (KL_LANE_SUM(odd) != 0.0) return KL_ROW_NEEDS_CARE;
-        kl_neumaier(&kl, &kl_c, KL_LANE_SUM(a));
-        kl_neumaier(&ps, &ps_c, KL_LANE_SUM(b));
-        kl_neumaier(&qs, &qs_c, KL_LANE_SUM(c));
         start += len;
     }
     res[0] = kl + kl_c;
@@ -50,4 +60,9 @@ KL_IMPL_NAME(const KL_IMPL_T *p, ptrdiff_t sp, const KL_IMPL_T *q, ptrdiff_t sq,
 }
 
 #undef KL_IMPL_T
+#undef KL_IMPL_W
+#undef KL_IMPL_TERM
+#undef KL_IMPL_SUM
 #undef KL_IMPL_NAME
+#undef KL_IMPL_MAP
+#undef KL_IMPL_MAP_STRIDED
