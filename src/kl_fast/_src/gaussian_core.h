@@ -208,8 +208,8 @@ static void NAME(const T *p, ptrdiff_t sp, const double *x, ptrdiff_t n,        
            gradient and shortens it, until it is feasible and lowers the KL */        \
         double nu = 0.0;                                                               \
         int accepted = 0;                                                              \
-        gk_qsums qn;                                                                   \
-        gk_eval en;                                                                    \
+        gk_qsums qn = qs;                                                              \
+        gk_eval en = ev;                                                               \
         double mun = mu, sn = sigma, e1n = eta1, e2n = eta2;                           \
         for (int tr = 0; tr < 60 && !accepted; tr++) {                                 \
             double a11 = h11 * (1.0 + nu), a22 = h22 * (1.0 + nu);                     \
