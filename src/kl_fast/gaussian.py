@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _gaussian
 from ._api import _as_rows
-from ._validation import as_real_array, format_index, resolve_threads
+from ._validation import as_real_array, default_threads, format_index, resolve_threads
 
 __all__ = ["gaussian_kl", "gaussian_kl_grad", "fit_gaussian", "GaussianFit"]
 
@@ -26,6 +26,23 @@ _FLOAT64 = np.dtype(np.float64)
 
 
 # ---- conversion and checks ---------------------------------------------------------
+
+_SPLIT_MIN_POINTS = _gaussian.SPLIT_MIN_POINTS
+_BLOCK = 256  # grid points per block of the C passes
+
+
+def _threads(num_threads, items: int, n: int, func: str) -> int:
+    """Threads for `items` independent rows or parameter sets on a grid of n points.
+
+    Several items run in parallel; a single item splits its grid into blocks
+    over the threads instead.  Results are the same for every thread count.
+    """
+    if items > 1:
+        return resolve_threads(num_threads, items, items * n, func)
+    blocks = max(1, -(-n // _BLOCK))
+    if num_threads is None:
+        return default_threads() if n >= _SPLIT_MIN_POINTS else 1
+    return resolve_threads(num_threads, blocks, n, func)
 
 def _describe(value: float) -> str:
     if np.isnan(value):
@@ -63,9 +80,9 @@ def _prepare(p, x, func: str, normalize: bool, num_threads, *, name: str = "p"):
     batch_shape = pk.shape[:-1]
     m = math.prod(batch_shape)
     p2 = _as_rows(pk, m, n)
-    psums = np.empty((m, 6), dtype=np.float64)
+    psums = np.empty((m, 7), dtype=np.float64)
     status = np.empty(m, dtype=np.int8)
-    nt = resolve_threads(num_threads, m, m * n, func)
+    nt = _threads(num_threads, m, n, func)
     if m == 0:
         bad = ~np.isfinite(xk)
         if bad.any():
@@ -118,13 +135,20 @@ def _param(value, name: str, func: str, *, positive: bool) -> np.ndarray:
     return a
 
 
+def _scalar(value, name: str, func: str, *, positive: bool) -> float:
+    a = _param(value, name, func, positive=positive)
+    if a.ndim != 0:
+        raise ValueError(f"{func}: {name} must be a scalar, got an array of shape {a.shape}")
+    return float(a)
+
+
 def _unwrap(a: np.ndarray, shape):
     a = a.reshape(shape)
     return a[()] if a.ndim == 0 else a
 
 
 def _evaluate(p, x, mu, sigma, func, normalize, num_threads, want_grad):
-    p2, xk, psums, pbatch, _ = _prepare(p, x, func, normalize, None)
+    p2, xk, psums, pbatch, _ = _prepare(p, x, func, normalize, num_threads)
     mu_a = _param(mu, "mu", func, positive=False)
     sigma_a = _param(sigma, "sigma", func, positive=True)
     try:
@@ -145,7 +169,7 @@ def _evaluate(p, x, mu, sigma, func, normalize, num_threads, want_grad):
     kl = np.empty(K)
     dmu = np.empty(K if want_grad else 0)
     dsigma = np.empty(K if want_grad else 0)
-    nt = resolve_threads(num_threads, K, K * n, func)
+    nt = _threads(num_threads, K, n, func)
     _gaussian.gaussian_eval(p2, xk, psums, rows, mu_b, sigma_b, kl, dmu, dsigma, want_grad, nt)
     if not want_grad:
         return _unwrap(kl, shape)
@@ -202,6 +226,10 @@ def gaussian_kl(p, x, mu, sigma, *, normalize=False, num_threads=None):
     >>> kl_fast.gaussian_kl(p, x, [0.0, 1.0], 2.0, normalize=True).round(4)  # ~ 1/8, as for densities
     array([0.   , 0.125])
     """
+    if not normalize and num_threads is None:
+        fast = _gaussian.kl_grad_1d(p, x, mu, sigma, False, default_threads())
+        if fast is not None:
+            return fast
     return _evaluate(p, x, mu, sigma, "gaussian_kl", normalize, num_threads, False)
 
 
@@ -229,6 +257,10 @@ def gaussian_kl_grad(p, x, mu, sigma, *, normalize=False, num_threads=None):
     >>> round(float(kl), 4), round(float(d_mu), 4), round(float(d_sigma), 4)
     (0.125, 0.25, -0.125)
     """
+    if not normalize and num_threads is None:
+        fast = _gaussian.kl_grad_1d(p, x, mu, sigma, True, default_threads())
+        if fast is not None:
+            return fast
     return _evaluate(p, x, mu, sigma, "gaussian_kl_grad", normalize, num_threads, True)
 
 
@@ -247,7 +279,7 @@ _STOP_MESSAGES = {
 }
 
 
-def _messages(method: str, parametrization: str) -> list:
+def _message_table(method: str, parametrization: str) -> list:
     par = "the variance" if parametrization == "variance" else "sigma"
     out = []
     for code in range(7):
@@ -257,6 +289,10 @@ def _messages(method: str, parametrization: str) -> list:
         else:
             out.append(_STOP_MESSAGES[code].format(par=par))
     return out
+
+
+_MESSAGES = {(m, par): _message_table(m, par)
+             for m in ("newton", "gd") for par in ("sigma", "variance")}
 
 
 @dataclass(frozen=True, repr=False)
@@ -344,7 +380,7 @@ def _start(value, default, name, func, shape, *, positive):
 
 
 def fit_gaussian(p, x, *, method="newton", mu0=None, sigma0=None, parametrization="sigma",
-                 lr=0.001, epochs=100, tol=1e-10, max_iter=50, normalize=False,
+                 lr=0.001, epochs=100, tol=1e-9, max_iter=50, normalize=False,
                  history=True, num_threads=None):
     """Fit the grid Gaussian q(mu, sigma) to p by minimising KL(p || q).
 
@@ -379,7 +415,7 @@ def fit_gaussian(p, x, *, method="newton", mu0=None, sigma0=None, parametrizatio
         Gradient-descent step size.
     epochs : int, default 100
         Gradient-descent steps.
-    tol : float, default 1e-10
+    tol : float, default 1e-9
         Stop when the relative gradient is below it (0 never stops early).
     max_iter : int, default 50
         Newton steps.
@@ -414,15 +450,37 @@ def fit_gaussian(p, x, *, method="newton", mu0=None, sigma0=None, parametrizatio
     if parametrization not in ("sigma", "variance"):
         raise ValueError(f"{func}: parametrization must be 'sigma' or 'variance', "
                          f"got {parametrization!r}")
-    lr_v = float(_param(lr, "lr", func, positive=True)) if method == "gd" else 0.0
-    if np.ndim(lr) != 0:
-        raise ValueError(f"{func}: lr must be a scalar, got shape {np.shape(lr)}")
-    tol_a = _param(tol, "tol", func, positive=False)
-    if tol_a.ndim != 0 or tol_a < 0:
+    newton = method == "newton"
+    lr_v = _scalar(lr, "lr", func, positive=True) if not newton else 0.0
+    tol_v = _scalar(tol, "tol", func, positive=False)
+    if tol_v < 0:
         raise ValueError(f"{func}: tol must be a non-negative scalar, got {tol!r}")
-    iters = _count(max_iter if method == "newton" else epochs,
-                   "max_iter" if method == "newton" else "epochs", func)
+    iters = _count(max_iter if newton else epochs, "max_iter" if newton else "epochs", func)
     variance = parametrization == "variance"
+    templates = _MESSAGES[method, parametrization]
+
+    if not normalize and num_threads is None:
+        fast = _gaussian.fit_1d(p, x, newton, variance, mu0, sigma0, lr_v, iters, tol_v,
+                                history, default_threads())
+        if fast is not None:
+            (mu, sigma, kl, d_mu, d_sigma, grad_rel), (nit, nfev, code), h = fast
+            recorded = {}
+            if history:
+                par = h[:, 2]
+                recorded = {"kl": h[:, 0], "mu": h[:, 1]}
+                if not newton and variance:
+                    recorded["sigma"] = np.sqrt(par)
+                    recorded["variance"] = par
+                else:
+                    recorded["sigma"] = par
+                    recorded["variance"] = par * par
+            msg = templates[code]
+            if code != _gaussian.FIT_DEGENERATE:
+                msg += f" (relative gradient {grad_rel:.3g}, tol {tol_v:g})"
+            return GaussianFit(mu=mu, sigma=sigma, kl=kl, grad=(d_mu, d_sigma), grad_rel=grad_rel,
+                               nit=nit, nfev=nfev, converged=code == _gaussian.FIT_CONVERGED,
+                               message=msg, history=recorded, method=method,
+                               parametrization=parametrization)
 
     p2, xk, psums, shape, nt = _prepare(p, x, func, normalize, num_threads)
     m = p2.shape[0]
@@ -433,17 +491,16 @@ def fit_gaussian(p, x, *, method="newton", mu0=None, sigma0=None, parametrizatio
     mu0_a = _start(mu0, default_mu, "mu0", func, shape, positive=False)
     par0_a = _start(sigma0, default_var if variance else np.sqrt(default_var), "sigma0", func,
                     shape, positive=True)
-    if method == "newton" and variance:
+    if newton and variance:
         par0_a = np.sqrt(par0_a)
 
     out = np.empty((m, 6))
     counts = np.empty((m, 3), dtype=np.intc)
     hist = np.full((m, iters + 1 if history else 0, 3), np.nan)
-    _gaussian.gaussian_fit_rows(p2, xk, psums, mu0_a, par0_a, method == "newton", variance,
-                                lr_v, iters, float(tol_a), out, counts, hist, nt)
+    _gaussian.gaussian_fit_rows(p2, xk, psums, mu0_a, par0_a, newton, variance,
+                                lr_v, iters, tol_v, out, counts, hist, nt)
 
     status = counts[:, 2]
-    templates = _messages(method, parametrization)
     recorded = {}
     if history:
         length = int(counts[:, 0].max()) + 1 if m else 1
@@ -463,7 +520,7 @@ def fit_gaussian(p, x, *, method="newton", mu0=None, sigma0=None, parametrizatio
         code = int(status[0])
         msg = templates[code]
         if code != _gaussian.FIT_DEGENERATE:
-            msg += f" (relative gradient {out[0, 5]:.3g}, tol {float(tol_a):g})"
+            msg += f" (relative gradient {out[0, 5]:.3g}, tol {tol_v:g})"
         return GaussianFit(
             mu=float(out[0, 0]), sigma=float(out[0, 1]), kl=float(out[0, 2]),
             grad=(float(out[0, 3]), float(out[0, 4])), grad_rel=float(out[0, 5]),

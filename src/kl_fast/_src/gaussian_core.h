@@ -16,16 +16,79 @@
 #ifndef GAUSSIAN_CORE_H
 #define GAUSSIAN_CORE_H
 
+#include <stdlib.h>
 #include "kl_core.h"
 
 /* p-side sums: c is p's mean (moments are about it), scale multiplies the
-   p-weighted sums of the q pass (1, or 1/P when p is normalised). */
-typedef struct { double c, P, S1, S2, H, scale; } gk_psums;
+   p-weighted sums of the q pass (1, or 1/P when p is normalised), xsorted is
+   1.0 when x is non-decreasing (the q pass then finds its anchor by bisection). */
+typedef struct { double c, P, S1, S2, H, scale, xsorted; } gk_psums;
 
 /* q-side sums of one (mu, sigma): xk the grid point nearest mu, dk = xk - mu,
    W = sum w, Wk = sum w (x - xk)^k, Ap = sum p (x - xk)(x - xk + 2 dk),
    with w = exp(-((x - mu)^2 - dk^2) / (2 sigma^2)). */
 typedef struct { double xk, dk, W, W1, W2, W3, W4, Ap; } gk_qsums;
+
+/* Arguments of the block functions of one pass (p is float or double). */
+typedef struct { const void *p; ptrdiff_t sp; const double *x; ptrdiff_t n; double ctr; } gk_pctx;
+typedef struct { const void *p; ptrdiff_t sp; const double *x; ptrdiff_t n;
+                 double xk, twodk, h; } gk_qctx;
+typedef void (*gk_block_fn)(const void *ctx, ptrdiff_t blk, double *tot);
+#if defined(__GNUC__) || defined(__clang__)
+typedef long long gk_v4i __attribute__((vector_size(32)));
+#endif
+
+#define GK_MAXQ 6            /* most sums a pass produces */
+#define GK_STACK_BLOCKS 128  /* block totals kept on the stack before malloc */
+
+/* Run fn over the blocks of a pass of n points and add the nq block totals in
+   block order with Neumaier compensation into sums[0:nq].  With nthreads > 1
+   (and OpenMP) the blocks are computed in parallel into a buffer first; the
+   additions are the same, so the result does not depend on nthreads. */
+static void gk_run_blocks(gk_block_fn fn, const void *ctx, ptrdiff_t n, int nq, int nthreads,
+                          double *sums)
+{
+    ptrdiff_t nb = (n + KL_BLOCK - 1) / KL_BLOCK;
+    double s[GK_MAXQ], c[GK_MAXQ], t[GK_MAXQ];
+    for (int k = 0; k < nq; k++) { s[k] = 0.0; c[k] = 0.0; }
+#ifdef _OPENMP
+    if (nthreads > 1 && nb > 1) {
+        double local[GK_STACK_BLOCKS * GK_MAXQ];
+        double *tot = nb <= GK_STACK_BLOCKS ? local : (double *)malloc((size_t)nb * nq * sizeof(double));
+        if (tot != NULL) {
+            ptrdiff_t b;
+            #pragma omp parallel for schedule(static) num_threads(nthreads)
+            for (b = 0; b < nb; b++) fn(ctx, b, tot + b * nq);
+            for (b = 0; b < nb; b++)
+                for (int k = 0; k < nq; k++) kl_neumaier(&s[k], &c[k], tot[b * nq + k]);
+            if (tot != local) free(tot);
+            for (int k = 0; k < nq; k++) sums[k] = s[k] + c[k];
+            return;
+        }
+    }
+#else
+    (void)nthreads;
+#endif
+    for (ptrdiff_t b = 0; b < nb; b++) {
+        fn(ctx, b, t);
+        for (int k = 0; k < nq; k++) kl_neumaier(&s[k], &c[k], t[k]);
+    }
+    for (int k = 0; k < nq; k++) sums[k] = s[k] + c[k];
+}
+
+/* The point of a non-decreasing grid nearest mu, by bisection (ties to the
+   larger; a mu beyond an end gives that end). */
+static double gk_nearest_sorted(const double *x, ptrdiff_t n, double mu)
+{
+    ptrdiff_t lo = 0, hi = n - 1;
+    if (!(mu > x[0])) return x[0];
+    if (!(mu < x[n - 1])) return x[n - 1];
+    while (hi - lo > 1) {     /* x[lo] < mu <= x[hi] */
+        ptrdiff_t mid = lo + (hi - lo) / 2;
+        if (x[mid] < mu) lo = mid; else hi = mid;
+    }
+    return mu - x[lo] < x[hi] - mu ? x[lo] : x[hi];
+}
 
 #define GK_P_OK 0
 #define GK_P_BAD_P 1      /* p holds a negative, NaN or infinite value */
@@ -56,12 +119,12 @@ typedef struct { double xk, dk, W, W1, W2, W3, W4, Ap; } gk_qsums;
 #endif
 
 /* ---- dispatch ------------------------------------------------------------ */
-typedef int (*gk_psums_f64_fn)(const double *, ptrdiff_t, const double *, ptrdiff_t, gk_psums *);
-typedef int (*gk_psums_f32_fn)(const float *, ptrdiff_t, const double *, ptrdiff_t, gk_psums *);
+typedef int (*gk_psums_f64_fn)(const double *, ptrdiff_t, const double *, ptrdiff_t, int, gk_psums *);
+typedef int (*gk_psums_f32_fn)(const float *, ptrdiff_t, const double *, ptrdiff_t, int, gk_psums *);
 typedef void (*gk_qsums_f64_fn)(const double *, ptrdiff_t, const double *, ptrdiff_t,
-                                double, double, gk_qsums *);
+                                double, double, int, int, gk_qsums *);
 typedef void (*gk_qsums_f32_fn)(const float *, ptrdiff_t, const double *, ptrdiff_t,
-                                double, double, gk_qsums *);
+                                double, double, int, int, gk_qsums *);
 
 static gk_psums_f64_fn gk_psums_f64 = gk_psums_f64_base;
 static gk_psums_f32_fn gk_psums_f32 = gk_psums_f32_base;
@@ -163,7 +226,7 @@ static inline void gk_hist(double *hist, int i, double kl, double mu, double par
 #define GK_NEWTON(NAME, T, QFN)                                                        \
 static void NAME(const T *p, ptrdiff_t sp, const double *x, ptrdiff_t n,              \
                  const gk_psums *ps, double mu0, double sigma0, double tol,           \
-                 int max_iter, double *hist, gk_fit *res)                             \
+                 int max_iter, int nthreads, double *hist, gk_fit *res)               \
 {                                                                                      \
     double P = ps->P, c = ps->c;                                                       \
     double mp = ps->S1 / P;                                                            \
@@ -180,7 +243,7 @@ static void NAME(const T *p, ptrdiff_t sp, const double *x, ptrdiff_t n,        
         return;                                                                        \
     }                                                                                  \
     double mu = mu0, sigma = sigma0;                                                   \
-    QFN(p, sp, x, n, mu, sigma, &qs);                                                  \
+    QFN(p, sp, x, n, mu, sigma, ps->xsorted != 0.0, nthreads, &qs);                                                  \
     gk_value_grad(ps, &qs, sigma, &ev);                                                \
     res->nfev = 1;                                                                     \
     gk_fit_set(res, mu, sigma, &ev);                                                   \
@@ -230,7 +293,7 @@ static void NAME(const T *p, ptrdiff_t sp, const double *x, ptrdiff_t n,        
             mun = c + L * (e1n * vn);                                                  \
             sn = L * sqrt(vn);                                                         \
             if (!(sn > 0.0 && sn <= DBL_MAX && fabs(mun) <= DBL_MAX)) continue;        \
-            QFN(p, sp, x, n, mun, sn, &qn);                                            \
+            QFN(p, sp, x, n, mun, sn, ps->xsorted != 0.0, nthreads, &qn);                                            \
             gk_value_grad(ps, &qn, sn, &en);                                           \
             res->nfev++;                                                               \
             if (en.kl <= ev.kl + 1e-4 * lam * P * gd + noise) accepted = 1;            \
@@ -254,7 +317,8 @@ GK_NEWTON(gk_newton_f32, float, gk_qsums4_f32)
 #define GK_GD(NAME, T, QFN)                                                            \
 static void NAME(const T *p, ptrdiff_t sp, const double *x, ptrdiff_t n,              \
                  const gk_psums *ps, double mu0, double par0, int variance,           \
-                 double lr, int epochs, double tol, double *hist, gk_fit *res)        \
+                 double lr, int epochs, double tol, int nthreads, double *hist,       \
+                 gk_fit *res)                                                         \
 {                                                                                      \
     double mu = mu0, par = par0;                                                       \
     gk_qsums qs;                                                                       \
@@ -270,7 +334,7 @@ static void NAME(const T *p, ptrdiff_t sp, const double *x, ptrdiff_t n,        
     }                                                                                  \
     for (int it = 0;; it++) {                                                          \
         double sigma = variance ? sqrt(par) : par;                                     \
-        QFN(p, sp, x, n, mu, sigma, &qs);                                              \
+        QFN(p, sp, x, n, mu, sigma, ps->xsorted != 0.0, nthreads, &qs);                                              \
         gk_value_grad(ps, &qs, sigma, &ev);                                            \
         res->nfev++;                                                                   \
         res->nit = it;                                                                 \

@@ -1,11 +1,11 @@
 /* Grid passes of the Gaussian KL, instantiated once per instruction-set
    target (KLM_FN gives the suffix).  No include guard on purpose.
 
-   Every pass sums in KL_LANES lanes over blocks of KL_BLOCK elements, adding
-   the block totals with Neumaier compensation: the order of operations
-   depends only on n, and the error stays near one rounding whatever n is.
-   The lane loops are branch-free (selects only) so that they vectorise once
-   exp/log are vectorisable. */
+   Each pass works on blocks of KL_BLOCK grid points: a plain map loop (which
+   the compiler vectorises, exp/log included) writes the block's
+   transcendental terms to an L1-resident buffer, then fixed KL_LANES lanes
+   sum the block.  gk_run_blocks adds the block totals in block order with
+   Neumaier compensation, so the result depends only on n, never on threads. */
 
 /* The grid point nearest mu: smallest |x - mu|, and among equal distances
    the one toward mu (so with |mu| so large that every |x - mu| rounds alike,
@@ -27,9 +27,8 @@ static double KLM_FN(gk_nearest)(const double *x, ptrdiff_t n, double mu)
     }
     for (ptrdiff_t i = full; i < n; i++) {
         int j = (int)(i - full);
-        double ad = fabs(x[i] - mu);
-        if (ad < bd[j] || (ad == bd[j] && (x[i] - bx[j]) * (mu - bx[j]) > 0.0)) {
-            bd[j] = ad; bx[j] = x[i];
+        if (fabs(x[i] - mu) < bd[j] || (fabs(x[i] - mu) == bd[j] && (x[i] - bx[j]) * (mu - bx[j]) > 0.0)) {
+            bd[j] = fabs(x[i] - mu); bx[j] = x[i];
         }
     }
     double best = bd[0], bestx = bx[0];
@@ -41,64 +40,45 @@ static double KLM_FN(gk_nearest)(const double *x, ptrdiff_t n, double mu)
     return bestx;
 }
 
-#define GK_P_T double
-#define GK_P_NAME KLM_FN(gk_psums_f64_impl)
-#include "gaussian_ploop.h"
-
-#define GK_P_T float
-#define GK_P_NAME KLM_FN(gk_psums_f32_impl)
-#include "gaussian_ploop.h"
-
-#define GK_Q_T double
-#define GK_Q_NMOM 0
-#define GK_Q_NAME KLM_FN(gk_qsums0_f64_impl)
-#include "gaussian_qloop.h"
-#define GK_Q_T double
-#define GK_Q_NMOM 2
-#define GK_Q_NAME KLM_FN(gk_qsums2_f64_impl)
-#include "gaussian_qloop.h"
-#define GK_Q_T double
-#define GK_Q_NMOM 4
-#define GK_Q_NAME KLM_FN(gk_qsums4_f64_impl)
-#include "gaussian_qloop.h"
-
-#define GK_Q_T float
-#define GK_Q_NMOM 0
-#define GK_Q_NAME KLM_FN(gk_qsums0_f32_impl)
-#include "gaussian_qloop.h"
-#define GK_Q_T float
-#define GK_Q_NMOM 2
-#define GK_Q_NAME KLM_FN(gk_qsums2_f32_impl)
-#include "gaussian_qloop.h"
-#define GK_Q_T float
-#define GK_Q_NMOM 4
-#define GK_Q_NAME KLM_FN(gk_qsums4_f32_impl)
-#include "gaussian_qloop.h"
-
-/* Entry points: constant unit stride lets the compiler emit the contiguous loop. */
-#define GK_STRIDE_DISPATCH_P(NAME, IMPL, T)                                          \
-static int KLM_FN(NAME)(const T *p, ptrdiff_t sp, const double *x, ptrdiff_t n,     \
-                        gk_psums *out)                                               \
-{                                                                                    \
-    if (sp == 1) return KLM_FN(IMPL)(p, 1, x, n, out);                               \
-    return KLM_FN(IMPL)(p, sp, x, n, out);                                           \
+/* w_i = exp(-a_i), a_i = ((x_i - mu)^2 - dk^2) / (2 sigma^2) = e (e + 2 dk) h >= 0
+   with e = x_i - xk, h = 1 / (2 sigma^2) (may be inf or 0: the select keeps
+   a = 0 at xk and never forms 0 * inf). */
+static __attribute__((noinline)) void
+KLM_FN(gk_wmap)(const double *restrict x, ptrdiff_t len, double xk, double twodk, double h,
+                double *restrict w)
+{
+    for (ptrdiff_t i = 0; i < len; i++) {
+        double e = x[i] - xk;
+        double r = e * (e + twodk);
+        w[i] = KLM_FN(exp_f64)(r > 0.0 ? -(r * h) : 0.0);
+    }
 }
-GK_STRIDE_DISPATCH_P(gk_psums_f64, gk_psums_f64_impl, double)
-GK_STRIDE_DISPATCH_P(gk_psums_f32, gk_psums_f32_impl, float)
-#undef GK_STRIDE_DISPATCH_P
 
-#define GK_STRIDE_DISPATCH_Q(NAME, IMPL, T)                                          \
-static void KLM_FN(NAME)(const T *p, ptrdiff_t sp, const double *x, ptrdiff_t n,    \
-                         double mu, double sigma, gk_qsums *out)                     \
-{                                                                                    \
-    double xk = KLM_FN(gk_nearest)(x, n, mu);                                        \
-    if (sp == 1) KLM_FN(IMPL)(p, 1, x, n, mu, sigma, xk, out);                       \
-    else KLM_FN(IMPL)(p, sp, x, n, mu, sigma, xk, out);                              \
+/* t_i = p_i log p_i, 0 for p_i == 0; NaN or inf for a negative, NaN or infinite p_i. */
+static __attribute__((noinline)) void
+KLM_FN(gk_plogp)(const double *restrict p, ptrdiff_t len, double *restrict t)
+{
+    for (ptrdiff_t i = 0; i < len; i++) {
+        double v = p[i];
+        t[i] = v * KLM_FN(log_f64)(v == 0.0 ? 1.0 : v);
+    }
 }
-GK_STRIDE_DISPATCH_Q(gk_qsums0_f64, gk_qsums0_f64_impl, double)
-GK_STRIDE_DISPATCH_Q(gk_qsums2_f64, gk_qsums2_f64_impl, double)
-GK_STRIDE_DISPATCH_Q(gk_qsums4_f64, gk_qsums4_f64_impl, double)
-GK_STRIDE_DISPATCH_Q(gk_qsums0_f32, gk_qsums0_f32_impl, float)
-GK_STRIDE_DISPATCH_Q(gk_qsums2_f32, gk_qsums2_f32_impl, float)
-GK_STRIDE_DISPATCH_Q(gk_qsums4_f32, gk_qsums4_f32_impl, float)
-#undef GK_STRIDE_DISPATCH_Q
+
+/* How many i in [1, len) have x[i] < x[i-1] (an integer count: it vectorises). */
+static __attribute__((noinline)) ptrdiff_t
+KLM_FN(gk_count_down)(const double *restrict x, ptrdiff_t len)
+{
+    long long c = 0;
+    for (ptrdiff_t i = 1; i < len; i++) c += x[i] < x[i - 1];
+    return (ptrdiff_t)c;
+}
+
+#include "gaussian_blocks.h"
+
+#define GK_B_T double
+#define GK_B_S f64
+#include "gaussian_pass.h"
+
+#define GK_B_T float
+#define GK_B_S f32
+#include "gaussian_pass.h"
