@@ -1,5 +1,5 @@
 """Type stubs for the compiled kl_fast._gaussian module."""
-from typing import Union
+from typing import Callable, Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -59,3 +59,32 @@ def gaussian_fit_rows(
     hist: _F64,
     n_threads: int,
 ) -> None: ...
+SPLIT_MIN_POINTS: int
+
+def kl_grad_1d(
+    p: object,
+    x: object,
+    mu: object,
+    sigma: object,
+    want_grad: bool,
+    split_threads: Callable[[], int],
+) -> Optional[Union[np.float64, Tuple[np.float64, np.float64, np.float64]]]: ...
+def fit_1d(
+    p: object,
+    x: object,
+    newton: bool,
+    variance: bool,
+    mu0: object,
+    sigma0: object,
+    lr: float,
+    iters: int,
+    tol: float,
+    history: bool,
+    split_threads: Callable[[], int],
+) -> Optional[
+    Tuple[
+        Tuple[float, float, float, float, float, float],
+        Tuple[int, int, int],
+        Optional[_F64],
+    ]
+]: ...

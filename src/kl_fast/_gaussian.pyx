@@ -7,10 +7,10 @@ time) and write into arrays the caller allocated.  They validate nothing but
 shapes: the Python layer in ``gaussian.py`` converts, checks, allocates and
 explains errors.
 
-psums rows hold (c, P, S1, S2, H, scale, xsorted): p's mean c, P = sum p, the
+psums rows hold (c, P, S1, S2, H, scale, xgrid): p's mean c, P = sum p, the
 first two moments of p about c, H = sum p log p over p > 0, the factor applied
-to p-weighted sums of the q pass (1, or 1/P for normalised p), and 1.0 when x
-is non-decreasing.
+to p-weighted sums of the q pass (1, or 1/P for normalised p), and what x is
+(0 any, 1 non-decreasing, 2 also evenly spaced).
 """
 from cython cimport floating
 from cython.parallel cimport prange
@@ -27,7 +27,7 @@ _np_float64 = _np.float64
 
 cdef extern from "gaussian_core.h" nogil:
     ctypedef struct gk_psums:
-        double c, P, S1, S2, H, scale, xsorted
+        double c, P, S1, S2, H, scale, xgrid
     ctypedef struct gk_qsums:
         double xk, dk, W, W1, W2, W3, W4, Ap
     ctypedef struct gk_eval:
@@ -42,13 +42,13 @@ cdef extern from "gaussian_core.h" nogil:
     int gk_psums_f32(const float *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
                      int nthreads, gk_psums *out)
     void gk_qsums0_f64(const double *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
-                       double mu, double sigma, int xsorted, int nthreads, gk_qsums *out)
+                       double mu, double sigma, int xgrid, int nthreads, gk_qsums *out)
     void gk_qsums2_f64(const double *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
-                       double mu, double sigma, int xsorted, int nthreads, gk_qsums *out)
+                       double mu, double sigma, int xgrid, int nthreads, gk_qsums *out)
     void gk_qsums0_f32(const float *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
-                       double mu, double sigma, int xsorted, int nthreads, gk_qsums *out)
+                       double mu, double sigma, int xgrid, int nthreads, gk_qsums *out)
     void gk_qsums2_f32(const float *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
-                       double mu, double sigma, int xsorted, int nthreads, gk_qsums *out)
+                       double mu, double sigma, int xgrid, int nthreads, gk_qsums *out)
     void gk_value(const gk_psums *ps, const gk_qsums *qs, double sigma, gk_eval *ev)
     void gk_value_grad(const gk_psums *ps, const gk_qsums *qs, double sigma, gk_eval *ev)
     void gk_newton_f64(const double *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
@@ -111,17 +111,17 @@ cdef inline void eval_one(const floating *p, Py_ssize_t sp, const double *x, Py_
     cdef gk_eval ev
     if want_grad:
         if floating is double:
-            gk_qsums2_f64(p, sp, x, n, mu, sigma, ps.xsorted != 0.0, nthreads, &qs)
+            gk_qsums2_f64(p, sp, x, n, mu, sigma, <int>ps.xgrid, nthreads, &qs)
         else:
-            gk_qsums2_f32(p, sp, x, n, mu, sigma, ps.xsorted != 0.0, nthreads, &qs)
+            gk_qsums2_f32(p, sp, x, n, mu, sigma, <int>ps.xgrid, nthreads, &qs)
         gk_value_grad(ps, &qs, sigma, &ev)
         dmu[0] = ev.dmu
         dsigma[0] = ev.dsigma
     else:
         if floating is double:
-            gk_qsums0_f64(p, sp, x, n, mu, sigma, ps.xsorted != 0.0, nthreads, &qs)
+            gk_qsums0_f64(p, sp, x, n, mu, sigma, <int>ps.xgrid, nthreads, &qs)
         else:
-            gk_qsums0_f32(p, sp, x, n, mu, sigma, ps.xsorted != 0.0, nthreads, &qs)
+            gk_qsums0_f32(p, sp, x, n, mu, sigma, <int>ps.xgrid, nthreads, &qs)
         gk_value(ps, &qs, sigma, &ev)
     kl[0] = ev.kl
 
@@ -155,7 +155,7 @@ cdef inline void fit_one(const floating *p, Py_ssize_t sp, const double *x, Py_s
 
 def gaussian_psums_rows(const floating[:, :] p, const double[::1] x, double[:, ::1] out,
                         signed char[::1] status, int n_threads):
-    """Per row i of p (m, n): out[i] = (c, P, S1, S2, H, 1, xsorted); status[i] a P_* code.
+    """Per row i of p (m, n): out[i] = (c, P, S1, S2, H, 1, xgrid); status[i] a P_* code.
 
     Rows run in parallel; a single row splits its grid over the n_threads
     threads instead (same result for any thread count).
@@ -298,7 +298,7 @@ cdef inline bint _as_double(object v, double *out):
     return False
 
 
-cdef int _row_psums(object p, object x, int split_threads, gk_psums *ps,
+cdef int _row_psums(object p, object x, object split_threads, gk_psums *ps,
                     const void **pdata, int *is_f32, const double **xdata,
                     Py_ssize_t *n, int *nt):
     """p-side sums of a plain 1-D p on a plain x; -1 when they are not plain or invalid."""
@@ -314,7 +314,7 @@ cdef int _row_psums(object p, object x, int split_threads, gk_psums *ps,
     n[0] = cnp.PyArray_DIM(<cnp.ndarray>p, 0)
     if n[0] < 1 or cnp.PyArray_DIM(<cnp.ndarray>x, 0) != n[0]:
         return -1
-    nt[0] = split_threads if n[0] >= SPLIT_MIN_POINTS else 1
+    nt[0] = <int>split_threads() if n[0] >= SPLIT_MIN_POINTS else 1
     pdata[0] = cnp.PyArray_DATA(<cnp.ndarray>p)
     xdata[0] = <const double *>cnp.PyArray_DATA(<cnp.ndarray>x)
     with nogil:
@@ -325,12 +325,13 @@ cdef int _row_psums(object p, object x, int split_threads, gk_psums *ps,
     return 0 if st == P_OK else -1
 
 
-def kl_grad_1d(object p, object x, object mu, object sigma, bint want_grad, int split_threads):
+def kl_grad_1d(object p, object x, object mu, object sigma, bint want_grad, object split_threads):
     """KL (and gradient) of a plain 1-D p (float64 or float32, contiguous) on a
     plain float64 x at scalar mu, sigma, as float64 scalars.
 
     Returns None when the inputs are not of that form or not valid, so the
-    caller takes the general path (which explains any error).
+    caller takes the general path (which explains any error).  split_threads()
+    gives the thread count for a row long enough to split.
     """
     cdef gk_psums ps
     cdef const void *pd
@@ -355,7 +356,7 @@ def kl_grad_1d(object p, object x, object mu, object sigma, bint want_grad, int 
 
 
 def fit_1d(object p, object x, bint newton, bint variance, object mu0, object sigma0,
-           double lr, int iters, double tol, bint history, int split_threads):
+           double lr, int iters, double tol, bint history, object split_threads):
     """Fit of a plain 1-D p on a plain x (see kl_grad_1d); mu0, sigma0 None or scalars.
 
     Returns None (take the general path) or (out, counts, hist): out = (mu,

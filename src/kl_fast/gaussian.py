@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -136,6 +135,10 @@ def _param(value, name: str, func: str, *, positive: bool) -> np.ndarray:
 
 
 def _scalar(value, name: str, func: str, *, positive: bool) -> float:
+    if type(value) is float or type(value) is int:
+        v = float(value)
+        if math.isfinite(v) and (v > 0 or not positive):
+            return v
     a = _param(value, name, func, positive=positive)
     if a.ndim != 0:
         raise ValueError(f"{func}: {name} must be a scalar, got an array of shape {a.shape}")
@@ -227,7 +230,7 @@ def gaussian_kl(p, x, mu, sigma, *, normalize=False, num_threads=None):
     array([0.   , 0.125])
     """
     if not normalize and num_threads is None:
-        fast = _gaussian.kl_grad_1d(p, x, mu, sigma, False, default_threads())
+        fast = _gaussian.kl_grad_1d(p, x, mu, sigma, False, default_threads)
         if fast is not None:
             return fast
     return _evaluate(p, x, mu, sigma, "gaussian_kl", normalize, num_threads, False)
@@ -258,7 +261,7 @@ def gaussian_kl_grad(p, x, mu, sigma, *, normalize=False, num_threads=None):
     (0.125, 0.25, -0.125)
     """
     if not normalize and num_threads is None:
-        fast = _gaussian.kl_grad_1d(p, x, mu, sigma, True, default_threads())
+        fast = _gaussian.kl_grad_1d(p, x, mu, sigma, True, default_threads)
         if fast is not None:
             return fast
     return _evaluate(p, x, mu, sigma, "gaussian_kl_grad", normalize, num_threads, True)
@@ -295,7 +298,6 @@ _MESSAGES = {(m, par): _message_table(m, par)
              for m in ("newton", "gd") for par in ("sigma", "variance")}
 
 
-@dataclass(frozen=True, repr=False)
 class GaussianFit:
     """Result of :func:`fit_gaussian`; arrays of the batch shape for a batch of rows.
 
@@ -323,22 +325,44 @@ class GaussianFit:
         "kl", "mu", "sigma" and "variance" of the start (index 0) and of the
         state after each step; shape batch + (k,).  In a batch, rows that
         stopped earlier than others are padded with NaN after their last state.
+        Empty when the fit ran with ``history=False``.
     method, parametrization : str
         As passed.
     """
 
-    mu: object
-    sigma: object
-    kl: object
-    grad: tuple
-    grad_rel: object
-    nit: object
-    nfev: object
-    converged: object
-    message: object
-    history: dict = field(default_factory=dict)
-    method: str = "newton"
-    parametrization: str = "sigma"
+    __slots__ = ("mu", "sigma", "kl", "grad", "grad_rel", "nit", "nfev", "converged",
+                 "message", "method", "parametrization", "_raw", "_raw_variance", "_history")
+
+    def __init__(self, *, mu, sigma, kl, grad, grad_rel, nit, nfev, converged, message,
+                 method, parametrization, raw_history=None, raw_is_variance=False):
+        self.mu = mu
+        self.sigma = sigma
+        self.kl = kl
+        self.grad = grad
+        self.grad_rel = grad_rel
+        self.nit = nit
+        self.nfev = nfev
+        self.converged = converged
+        self.message = message
+        self.method = method
+        self.parametrization = parametrization
+        # (..., k, 3) rows of (kl, mu, sigma or variance); the dict is built on first use
+        self._raw = raw_history
+        self._raw_variance = raw_is_variance
+        self._history = None
+
+    @property
+    def history(self) -> dict:
+        if self._history is None:
+            h = self._raw
+            if h is None:
+                self._history = {}
+            else:
+                par = h[..., 2]
+                sigma, var = (np.sqrt(par), par) if self._raw_variance else (par, par * par)
+                self._history = {"kl": h[..., 0], "mu": h[..., 1], "sigma": sigma,
+                                 "variance": var}
+        return self._history
 
     @property
     def variance(self):
@@ -461,26 +485,16 @@ def fit_gaussian(p, x, *, method="newton", mu0=None, sigma0=None, parametrizatio
 
     if not normalize and num_threads is None:
         fast = _gaussian.fit_1d(p, x, newton, variance, mu0, sigma0, lr_v, iters, tol_v,
-                                history, default_threads())
+                                history, default_threads)
         if fast is not None:
             (mu, sigma, kl, d_mu, d_sigma, grad_rel), (nit, nfev, code), h = fast
-            recorded = {}
-            if history:
-                par = h[:, 2]
-                recorded = {"kl": h[:, 0], "mu": h[:, 1]}
-                if not newton and variance:
-                    recorded["sigma"] = np.sqrt(par)
-                    recorded["variance"] = par
-                else:
-                    recorded["sigma"] = par
-                    recorded["variance"] = par * par
             msg = templates[code]
             if code != _gaussian.FIT_DEGENERATE:
                 msg += f" (relative gradient {grad_rel:.3g}, tol {tol_v:g})"
             return GaussianFit(mu=mu, sigma=sigma, kl=kl, grad=(d_mu, d_sigma), grad_rel=grad_rel,
                                nit=nit, nfev=nfev, converged=code == _gaussian.FIT_CONVERGED,
-                               message=msg, history=recorded, method=method,
-                               parametrization=parametrization)
+                               message=msg, method=method, parametrization=parametrization,
+                               raw_history=h, raw_is_variance=variance and not newton)
 
     p2, xk, psums, shape, nt = _prepare(p, x, func, normalize, num_threads)
     m = p2.shape[0]
@@ -501,20 +515,10 @@ def fit_gaussian(p, x, *, method="newton", mu0=None, sigma0=None, parametrizatio
                                 lr_v, iters, tol_v, out, counts, hist, nt)
 
     status = counts[:, 2]
-    recorded = {}
+    raw = None
     if history:
         length = int(counts[:, 0].max()) + 1 if m else 1
-        h = hist[:, :length]
-        par = h[..., 2]
-        recorded = {"kl": h[..., 0], "mu": h[..., 1]}
-        if method == "gd" and variance:
-            recorded["sigma"] = np.sqrt(par)
-            recorded["variance"] = par.copy()
-        else:
-            recorded["sigma"] = par.copy()
-            recorded["variance"] = par * par
-        recorded = {k: np.ascontiguousarray(v).reshape(shape + (length,))
-                    for k, v in recorded.items()}
+        raw = hist[:, :length].reshape(shape + (length, 3))
 
     if shape == ():
         code = int(status[0])
@@ -525,13 +529,14 @@ def fit_gaussian(p, x, *, method="newton", mu0=None, sigma0=None, parametrizatio
             mu=float(out[0, 0]), sigma=float(out[0, 1]), kl=float(out[0, 2]),
             grad=(float(out[0, 3]), float(out[0, 4])), grad_rel=float(out[0, 5]),
             nit=int(counts[0, 0]), nfev=int(counts[0, 1]),
-            converged=code == _gaussian.FIT_CONVERGED, message=msg, history=recorded,
-            method=method, parametrization=parametrization)
+            converged=code == _gaussian.FIT_CONVERGED, message=msg, method=method,
+            parametrization=parametrization, raw_history=None if raw is None else raw[0],
+            raw_is_variance=variance and not newton)
     return GaussianFit(
         mu=out[:, 0].reshape(shape), sigma=out[:, 1].reshape(shape), kl=out[:, 2].reshape(shape),
         grad=(out[:, 3].reshape(shape), out[:, 4].reshape(shape)),
         grad_rel=out[:, 5].reshape(shape), nit=counts[:, 0].astype(np.intp).reshape(shape),
         nfev=counts[:, 1].astype(np.intp).reshape(shape),
         converged=(status == _gaussian.FIT_CONVERGED).reshape(shape),
-        message=np.array(templates)[status].reshape(shape), history=recorded,
-        method=method, parametrization=parametrization)
+        message=np.array(templates)[status].reshape(shape), method=method,
+        parametrization=parametrization, raw_history=raw, raw_is_variance=variance and not newton)

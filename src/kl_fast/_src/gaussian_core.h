@@ -20,9 +20,14 @@
 #include "kl_core.h"
 
 /* p-side sums: c is p's mean (moments are about it), scale multiplies the
-   p-weighted sums of the q pass (1, or 1/P when p is normalised), xsorted is
-   1.0 when x is non-decreasing (the q pass then finds its anchor by bisection). */
-typedef struct { double c, P, S1, S2, H, scale, xsorted; } gk_psums;
+   p-weighted sums of the q pass (1, or 1/P when p is normalised), xgrid says
+   what the q pass may assume of x: 0 nothing, GK_X_SORTED non-decreasing (the
+   anchor is found by bisection), GK_X_UNIFORM also evenly spaced (exp by
+   factorised tables, each block checked against the exact exponents). */
+typedef struct { double c, P, S1, S2, H, scale, xgrid; } gk_psums;
+#define GK_X_SORTED 1
+#define GK_X_UNIFORM 2
+#define GK_TABLE_MIN_POINTS 512   /* the factorised exp pays off from here */
 
 /* q-side sums of one (mu, sigma): xk the grid point nearest mu, dk = xk - mu,
    W = sum w, Wk = sum w (x - xk)^k, Ap = sum p (x - xk)(x - xk + 2 dk),
@@ -30,9 +35,10 @@ typedef struct { double c, P, S1, S2, H, scale, xsorted; } gk_psums;
 typedef struct { double xk, dk, W, W1, W2, W3, W4, Ap; } gk_qsums;
 
 /* Arguments of the block functions of one pass (p is float or double). */
-typedef struct { const void *p; ptrdiff_t sp; const double *x; ptrdiff_t n; double ctr; } gk_pctx;
+typedef struct { const void *p; ptrdiff_t sp; const double *x; ptrdiff_t n; double ctr;
+                 double x0, dx, tol; } gk_pctx;
 typedef struct { const void *p; ptrdiff_t sp; const double *x; ptrdiff_t n;
-                 double xk, twodk, h; } gk_qctx;
+                 double xk, twodk, h, mu, dx; int sorted; const double *t2; } gk_qctx;
 typedef void (*gk_block_fn)(const void *ctx, ptrdiff_t blk, double *tot);
 #if defined(__GNUC__) || defined(__clang__)
 typedef long long gk_v4i __attribute__((vector_size(32)));
@@ -243,7 +249,7 @@ static void NAME(const T *p, ptrdiff_t sp, const double *x, ptrdiff_t n,        
         return;                                                                        \
     }                                                                                  \
     double mu = mu0, sigma = sigma0;                                                   \
-    QFN(p, sp, x, n, mu, sigma, ps->xsorted != 0.0, nthreads, &qs);                                                  \
+    QFN(p, sp, x, n, mu, sigma, (int)ps->xgrid, nthreads, &qs);                                                  \
     gk_value_grad(ps, &qs, sigma, &ev);                                                \
     res->nfev = 1;                                                                     \
     gk_fit_set(res, mu, sigma, &ev);                                                   \
@@ -293,7 +299,7 @@ static void NAME(const T *p, ptrdiff_t sp, const double *x, ptrdiff_t n,        
             mun = c + L * (e1n * vn);                                                  \
             sn = L * sqrt(vn);                                                         \
             if (!(sn > 0.0 && sn <= DBL_MAX && fabs(mun) <= DBL_MAX)) continue;        \
-            QFN(p, sp, x, n, mun, sn, ps->xsorted != 0.0, nthreads, &qn);                                            \
+            QFN(p, sp, x, n, mun, sn, (int)ps->xgrid, nthreads, &qn);                                            \
             gk_value_grad(ps, &qn, sn, &en);                                           \
             res->nfev++;                                                               \
             if (en.kl <= ev.kl + 1e-4 * lam * P * gd + noise) accepted = 1;            \
@@ -334,7 +340,7 @@ static void NAME(const T *p, ptrdiff_t sp, const double *x, ptrdiff_t n,        
     }                                                                                  \
     for (int it = 0;; it++) {                                                          \
         double sigma = variance ? sqrt(par) : par;                                     \
-        QFN(p, sp, x, n, mu, sigma, ps->xsorted != 0.0, nthreads, &qs);                                              \
+        QFN(p, sp, x, n, mu, sigma, (int)ps->xgrid, nthreads, &qs);                                              \
         gk_value_grad(ps, &qs, sigma, &ev);                                            \
         res->nfev++;                                                                   \
         res->nit = it;                                                                 \

@@ -32,6 +32,7 @@ static void GK_BLK(pa_block)(const void *vctx, ptrdiff_t blk, double *tot)
     /* the pair across the block boundary counts in the later block */
     down = (double)KLM_FN(gk_count_down)(start > 0 ? x + start - 1 : x, start > 0 ? len + 1 : len);
     tot[4] = down;
+    tot[5] = (double)KLM_FN(gk_count_uneven)(x + start, len, start, cx->x0, cx->dx, cx->tol);
 }
 
 static void GK_BLK(pb_block)(const void *vctx, ptrdiff_t blk, double *tot)
@@ -44,6 +45,25 @@ static void GK_BLK(pb_block)(const void *vctx, ptrdiff_t blk, double *tot)
     KLM_FN(gk_pb_sums)(p, cx->x + start, len, cx->ctr, tot);
 }
 
+/* The weights w of a block: all 0 when the whole block is beyond exp's range
+   (sorted x, its nearest point to mu has a > 746), by the factorised tables on
+   an even grid, else point by point. */
+static inline void GK_BLK(weights)(const gk_qctx *cx, const double *x, ptrdiff_t len, double *w)
+{
+    if (cx->sorted) {
+        double xn = x[0] < cx->mu ? (x[len - 1] < cx->mu ? x[len - 1] : cx->mu) : x[0];
+        double e = xn - cx->xk, r = e * (e + cx->twodk);
+        if (r > 0.0 && r * cx->h > 746.0) {
+            for (ptrdiff_t i = 0; i < len; i++) w[i] = 0.0;
+            return;
+        }
+    }
+    if (cx->t2 != NULL && len == KL_BLOCK
+            && KLM_FN(gk_wmap_table)(x, cx->xk, cx->twodk, cx->h, cx->mu, cx->dx, cx->t2, w) == 0)
+        return;
+    KLM_FN(gk_wmap)(x, len, cx->xk, cx->twodk, cx->h, w);
+}
+
 #define GK_Q_BLOCK(NMOM)                                                                \
 static void GK_BLK(q##NMOM##_block)(const void *vctx, ptrdiff_t blk, double *tot)       \
 {                                                                                       \
@@ -54,7 +74,7 @@ static void GK_BLK(q##NMOM##_block)(const void *vctx, ptrdiff_t blk, double *tot
     double w[KL_BLOCK] __attribute__((aligned(32)));                                    \
     const double *x = cx->x + start;                                                    \
     const double *p = GK_BLK(as_f64)((const GK_B_T *)cx->p + start * cx->sp, cx->sp, len, buf); \
-    KLM_FN(gk_wmap)(x, len, cx->xk, cx->twodk, cx->h, w);                               \
+    GK_BLK(weights)(cx, x, len, w);                                                     \
     KLM_FN(gk_q##NMOM##_sums)(p, x, w, len, cx->xk, cx->twodk, tot);                    \
 }
 GK_Q_BLOCK(0)
@@ -72,12 +92,15 @@ static int GK_BLK(psums)(const GK_B_T *p, ptrdiff_t sp, const double *x, ptrdiff
                          int nthreads, gk_psums *out)
 {
     gk_pctx cx;
-    double s[5], mean, var;
+    double s[6], mean, var;
     cx.p = p; cx.sp = sp; cx.x = x; cx.n = n;
     cx.ctr = n > 0 ? x[n / 2] : 0.0;
+    cx.x0 = n > 0 ? x[0] : 0.0;
+    cx.dx = n > 1 ? (x[n - 1] - x[0]) / (double)(n - 1) : 0.0;
+    cx.tol = 1e-9 * fabs(cx.dx) + 64.0 * DBL_EPSILON * (n > 0 ? fmax(fabs(x[0]), fabs(x[n - 1])) : 0.0);
     out->c = cx.ctr; out->P = 0.0; out->S1 = 0.0; out->S2 = 0.0; out->H = 0.0; out->scale = 1.0;
-    gk_run_blocks(GK_BLK(pa_block), &cx, n, 5, nthreads, s);
-    out->xsorted = s[4] == 0.0 ? 1.0 : 0.0;
+    gk_run_blocks(GK_BLK(pa_block), &cx, n, 6, nthreads, s);
+    out->xgrid = s[4] != 0.0 ? 0.0 : (s[5] == 0.0 && cx.dx > 0.0 ? GK_X_UNIFORM : GK_X_SORTED);
     if (!(fabs(s[0]) <= DBL_MAX && fabs(s[1]) <= DBL_MAX && fabs(s[2]) <= DBL_MAX
           && fabs(s[3]) <= DBL_MAX)) {
         for (ptrdiff_t i = 0; i < n; i++) if (!(fabs(x[i]) <= DBL_MAX)) return GK_P_BAD_X;
@@ -109,15 +132,22 @@ static int GK_BLK(psums)(const GK_B_T *p, ptrdiff_t sp, const double *x, ptrdiff
 /* q-side sums of one (mu, sigma), NMOM = 0, 2 or 4 moments. */
 #define GK_Q_PASS(NMOM)                                                                 \
 static void GK_BLK(qsums##NMOM)(const GK_B_T *p, ptrdiff_t sp, const double *x,         \
-                                ptrdiff_t n, double mu, double sigma, int xsorted,      \
+                                ptrdiff_t n, double mu, double sigma, int xgrid,        \
                                 int nthreads, gk_qsums *out)                            \
 {                                                                                       \
     gk_qctx cx;                                                                         \
-    double s[6];                                                                        \
-    cx.p = p; cx.sp = sp; cx.x = x; cx.n = n;                                           \
-    cx.xk = xsorted ? gk_nearest_sorted(x, n, mu) : KLM_FN(gk_nearest)(x, n, mu);       \
+    double s[6], t2[KL_BLOCK] __attribute__((aligned(32)));                             \
+    cx.p = p; cx.sp = sp; cx.x = x; cx.n = n; cx.mu = mu;                               \
+    cx.sorted = xgrid >= GK_X_SORTED;                                                   \
+    cx.xk = cx.sorted ? gk_nearest_sorted(x, n, mu) : KLM_FN(gk_nearest)(x, n, mu);     \
     cx.twodk = 2.0 * (cx.xk - mu);                                                      \
     cx.h = (0.5 / sigma) / sigma;                                                       \
+    cx.dx = n > 1 ? (x[n - 1] - x[0]) / (double)(n - 1) : 0.0;                          \
+    cx.t2 = NULL;                                                                       \
+    if (xgrid == GK_X_UNIFORM && n >= GK_TABLE_MIN_POINTS && cx.h <= DBL_MAX) {         \
+        KLM_FN(gk_t2_table)(cx.h * cx.dx * cx.dx, t2);                                  \
+        cx.t2 = t2;                                                                     \
+    }                                                                                   \
     gk_run_blocks(GK_BLK(q##NMOM##_block), &cx, n, 6, nthreads, s);                     \
     out->xk = cx.xk; out->dk = cx.xk - mu;                                              \
     out->W = s[0]; out->W1 = s[1]; out->W2 = s[2]; out->W3 = s[3]; out->W4 = s[4];      \
