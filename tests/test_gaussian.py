@@ -255,6 +255,42 @@ def test_gradient_matches_reference_generated(mu, log_sigma, seed):
         assert abs(d_sigma - r_sigma) <= tol_sigma
 
 
+# ---- grid kinds and threads ---------------------------------------------------------------
+
+@pytest.mark.parametrize("mu, sigma", [(0.3, 0.8), (-2.9, 0.02), (3.4, 0.004), (9.0, 0.5),
+                                       (0.01, 30.0)])
+def test_even_uneven_and_unsorted_grids_agree(mu, sigma):
+    # Even grids take the factorised-exp path, others the point-by-point one;
+    # a far-off block of a sorted grid is skipped as all-underflow.
+    rng = np.random.default_rng(11)
+    x = np.linspace(-4, 4, 3001)
+    p = mixture(x, 4)
+    jitter = x + rng.uniform(-1, 1, x.size) * 1e-7 * (x[1] - x[0])   # off the even spacing
+    tiny = x + rng.uniform(-1, 1, x.size) * 1e-12 * (x[1] - x[0])    # within its tolerance
+    perm = rng.permutation(x.size)
+    even = kl_fast.gaussian_kl_grad(p, x, mu, sigma)
+    assert even[0] == pytest.approx(mp_kl(p, x, mu, sigma, dps=40), rel=1e-12)
+    uneven = kl_fast.gaussian_kl_grad(p, jitter, mu, sigma)
+    assert uneven[0] == pytest.approx(mp_kl(p, jitter, mu, sigma, dps=40), rel=1e-12)
+    for got in (kl_fast.gaussian_kl_grad(p, tiny, mu, sigma),
+                kl_fast.gaussian_kl_grad(p[perm], x[perm], mu, sigma)):
+        np.testing.assert_allclose(got, even, rtol=1e-12, atol=1e-12 * abs(even[1]))
+
+
+def test_results_do_not_depend_on_threads():
+    x = np.linspace(-6, 6, 5000)          # 20 blocks: one row splits over threads
+    p = mixture(x, 5)
+    ref = kl_fast.gaussian_kl_grad(p, x, 0.2, 1.3, num_threads=1)
+    fit1 = kl_fast.fit_gaussian(p, x, num_threads=1)
+    for nt in (2, 3, 7):
+        assert kl_fast.gaussian_kl_grad(p, x, 0.2, 1.3, num_threads=nt) == ref
+        fit = kl_fast.fit_gaussian(p, x, num_threads=nt)
+        assert (fit.mu, fit.sigma, fit.kl, fit.nfev) == (fit1.mu, fit1.sigma, fit1.kl, fit1.nfev)
+    assert kl_fast.gaussian_kl_grad(p, x, 0.2, 1.3) == ref   # the default path too
+    assert kl_fast.gaussian_kl_grad(p.astype(np.float32), x, 0.2, 1.3, num_threads=2) == \
+        kl_fast.gaussian_kl_grad(p.astype(np.float32), x, 0.2, 1.3, num_threads=1)
+
+
 # ---- batches, dtypes, layouts ---------------------------------------------------------------
 
 def test_batch_of_parameters_equals_loop():

@@ -1,5 +1,5 @@
 """Type stubs for the compiled kl_fast._gaussian module."""
-from typing import Callable, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -59,15 +59,12 @@ def gaussian_fit_rows(
     hist: _F64,
     n_threads: int,
 ) -> None: ...
-SPLIT_MIN_POINTS: int
-
 def kl_grad_1d(
     p: object,
     x: object,
     mu: object,
     sigma: object,
     want_grad: bool,
-    split_threads: Callable[[], int],
 ) -> Optional[Union[np.float64, Tuple[np.float64, np.float64, np.float64]]]: ...
 def fit_1d(
     p: object,
@@ -80,7 +77,6 @@ def fit_1d(
     iters: int,
     tol: float,
     history: bool,
-    split_threads: Callable[[], int],
 ) -> Optional[
     Tuple[
         Tuple[float, float, float, float, float, float],

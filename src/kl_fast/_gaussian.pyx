@@ -274,10 +274,7 @@ def gaussian_fit_rows(const floating[:, :] p, const double[::1] x, const double[
 
 
 # ---- one row, scalar parameters: the whole call without the Python layer --------------
-
-# A single row of at least this many points splits its passes over threads by
-# default: below it a thread team costs about what it saves.
-SPLIT_MIN_POINTS = 1 << 17
+# (on one thread: the Python layer takes the general path when threads are asked for)
 
 
 cdef inline bint _is_plain_vector(object a, int typenum):
@@ -298,9 +295,8 @@ cdef inline bint _as_double(object v, double *out):
     return False
 
 
-cdef int _row_psums(object p, object x, object split_threads, gk_psums *ps,
-                    const void **pdata, int *is_f32, const double **xdata,
-                    Py_ssize_t *n, int *nt):
+cdef int _row_psums(object p, object x, gk_psums *ps, const void **pdata, int *is_f32,
+                    const double **xdata, Py_ssize_t *n):
     """p-side sums of a plain 1-D p on a plain x; -1 when they are not plain or invalid."""
     cdef int st
     if _is_plain_vector(p, cnp.NPY_DOUBLE):
@@ -314,49 +310,47 @@ cdef int _row_psums(object p, object x, object split_threads, gk_psums *ps,
     n[0] = cnp.PyArray_DIM(<cnp.ndarray>p, 0)
     if n[0] < 1 or cnp.PyArray_DIM(<cnp.ndarray>x, 0) != n[0]:
         return -1
-    nt[0] = <int>split_threads() if n[0] >= SPLIT_MIN_POINTS else 1
     pdata[0] = cnp.PyArray_DATA(<cnp.ndarray>p)
     xdata[0] = <const double *>cnp.PyArray_DATA(<cnp.ndarray>x)
     with nogil:
         if is_f32[0]:
-            st = gk_psums_f32(<const float *>pdata[0], 1, xdata[0], n[0], nt[0], ps)
+            st = gk_psums_f32(<const float *>pdata[0], 1, xdata[0], n[0], 1, ps)
         else:
-            st = gk_psums_f64(<const double *>pdata[0], 1, xdata[0], n[0], nt[0], ps)
+            st = gk_psums_f64(<const double *>pdata[0], 1, xdata[0], n[0], 1, ps)
     return 0 if st == P_OK else -1
 
 
-def kl_grad_1d(object p, object x, object mu, object sigma, bint want_grad, object split_threads):
+def kl_grad_1d(object p, object x, object mu, object sigma, bint want_grad):
     """KL (and gradient) of a plain 1-D p (float64 or float32, contiguous) on a
     plain float64 x at scalar mu, sigma, as float64 scalars.
 
     Returns None when the inputs are not of that form or not valid, so the
-    caller takes the general path (which explains any error).  split_threads()
-    gives the thread count for a row long enough to split.
+    caller takes the general path (which explains any error).
     """
     cdef gk_psums ps
     cdef const void *pd
     cdef const double *xd
-    cdef int is_f32, nt
+    cdef int is_f32
     cdef Py_ssize_t n
     cdef double m = 0.0, s = 1.0, kl = 0.0, dm = 0.0, ds = 0.0
     if not (_as_double(mu, &m) and _as_double(sigma, &s)):
         return None
     if not (isfinite(m) and isfinite(s) and s > 0.0):
         return None
-    if _row_psums(p, x, split_threads, &ps, &pd, &is_f32, &xd, &n, &nt) != 0:
+    if _row_psums(p, x, &ps, &pd, &is_f32, &xd, &n) != 0:
         return None
     with nogil:
         if is_f32:
-            eval_one(<const float *>pd, 1, xd, n, &ps, m, s, want_grad, nt, &kl, &dm, &ds)
+            eval_one(<const float *>pd, 1, xd, n, &ps, m, s, want_grad, 1, &kl, &dm, &ds)
         else:
-            eval_one(<const double *>pd, 1, xd, n, &ps, m, s, want_grad, nt, &kl, &dm, &ds)
+            eval_one(<const double *>pd, 1, xd, n, &ps, m, s, want_grad, 1, &kl, &dm, &ds)
     if not want_grad:
         return _np_float64(kl)
     return _np_float64(kl), _np_float64(dm), _np_float64(ds)
 
 
 def fit_1d(object p, object x, bint newton, bint variance, object mu0, object sigma0,
-           double lr, int iters, double tol, bint history, object split_threads):
+           double lr, int iters, double tol, bint history):
     """Fit of a plain 1-D p on a plain x (see kl_grad_1d); mu0, sigma0 None or scalars.
 
     Returns None (take the general path) or (out, counts, hist): out = (mu,
@@ -366,7 +360,7 @@ def fit_1d(object p, object x, bint newton, bint variance, object mu0, object si
     cdef gk_psums ps
     cdef const void *pd
     cdef const double *xd
-    cdef int is_f32, nt
+    cdef int is_f32
     cdef Py_ssize_t n
     cdef double m0 = 0.0, par0 = 0.0, mean_off, var
     cdef double out[6]
@@ -380,7 +374,7 @@ def fit_1d(object p, object x, bint newton, bint variance, object mu0, object si
         return None
     if sigma0 is not None and not (_as_double(sigma0, &par0) and isfinite(par0) and par0 > 0.0):
         return None
-    if _row_psums(p, x, split_threads, &ps, &pd, &is_f32, &xd, &n, &nt) != 0:
+    if _row_psums(p, x, &ps, &pd, &is_f32, &xd, &n) != 0:
         return None
     mean_off = ps.S1 / ps.P
     var = ps.S2 / ps.P - mean_off * mean_off
@@ -400,10 +394,10 @@ def fit_1d(object p, object x, bint newton, bint variance, object mu0, object si
     with nogil:
         if is_f32:
             fit_one(<const float *>pd, 1, xd, n, &ps, m0, par0, newton, variance, lr, iters, tol,
-                    nt, hp, out, counts)
+                    1, hp, out, counts)
         else:
             fit_one(<const double *>pd, 1, xd, n, &ps, m0, par0, newton, variance, lr, iters,
-                    tol, nt, hp, out, counts)
+                    tol, 1, hp, out, counts)
     if history:
         hist = hist[:counts[0] + 1]
     return ((out[0], out[1], out[2], out[3], out[4], out[5]), (counts[0], counts[1], counts[2]),

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _gaussian
 from ._api import _as_rows
-from ._validation import as_real_array, default_threads, format_index, resolve_threads
+from ._validation import as_real_array, format_index, resolve_threads
 
 __all__ = ["gaussian_kl", "gaussian_kl_grad", "fit_gaussian", "GaussianFit"]
 
@@ -26,22 +26,22 @@ _FLOAT64 = np.dtype(np.float64)
 
 # ---- conversion and checks ---------------------------------------------------------
 
-_SPLIT_MIN_POINTS = _gaussian.SPLIT_MIN_POINTS
 _BLOCK = 256  # grid points per block of the C passes
 
 
 def _threads(num_threads, items: int, n: int, func: str) -> int:
     """Threads for `items` independent rows or parameter sets on a grid of n points.
 
-    Several items run in parallel; a single item splits its grid into blocks
-    over the threads instead.  Results are the same for every thread count.
+    Several items run in parallel (by default for large batches); a single item
+    splits its grid into blocks over the threads only when num_threads asks for
+    it: one row is too little work to risk waiting on a descheduled thread at
+    every pass.  Results are the same for every thread count.
     """
     if items > 1:
         return resolve_threads(num_threads, items, items * n, func)
-    blocks = max(1, -(-n // _BLOCK))
     if num_threads is None:
-        return default_threads() if n >= _SPLIT_MIN_POINTS else 1
-    return resolve_threads(num_threads, blocks, n, func)
+        return 1
+    return resolve_threads(num_threads, max(1, -(-n // _BLOCK)), n, func)
 
 def _describe(value: float) -> str:
     if np.isnan(value):
@@ -204,8 +204,9 @@ def gaussian_kl(p, x, mu, sigma, *, normalize=False, num_threads=None):
         Divide p by its sum first (p is otherwise used as given, as in the
         tutorial where it sums to about 1000).
     num_threads : int, optional
-        Threads for the loop over parameter sets (default: all cores for large
-        batches).  Results do not depend on it.
+        Threads (default: all cores for large batches of rows or parameter sets,
+        one for a single row; given explicitly, a single row splits its grid
+        over them).  Results do not depend on it.
 
     Returns
     -------
@@ -230,7 +231,7 @@ def gaussian_kl(p, x, mu, sigma, *, normalize=False, num_threads=None):
     array([0.   , 0.125])
     """
     if not normalize and num_threads is None:
-        fast = _gaussian.kl_grad_1d(p, x, mu, sigma, False, default_threads)
+        fast = _gaussian.kl_grad_1d(p, x, mu, sigma, False)
         if fast is not None:
             return fast
     return _evaluate(p, x, mu, sigma, "gaussian_kl", normalize, num_threads, False)
@@ -261,7 +262,7 @@ def gaussian_kl_grad(p, x, mu, sigma, *, normalize=False, num_threads=None):
     (0.125, 0.25, -0.125)
     """
     if not normalize and num_threads is None:
-        fast = _gaussian.kl_grad_1d(p, x, mu, sigma, True, default_threads)
+        fast = _gaussian.kl_grad_1d(p, x, mu, sigma, True)
         if fast is not None:
             return fast
     return _evaluate(p, x, mu, sigma, "gaussian_kl_grad", normalize, num_threads, True)
@@ -448,7 +449,9 @@ def fit_gaussian(p, x, *, method="newton", mu0=None, sigma0=None, parametrizatio
     history : bool, default True
         Record (kl, mu, sigma) of the start and after every step.
     num_threads : int, optional
-        Threads for a batch of rows.
+        Threads (default: all cores for a large batch of rows, one for a single
+        row; given explicitly, a single row splits its grid over them).  Results
+        do not depend on it.
 
     Returns
     -------
@@ -485,7 +488,7 @@ def fit_gaussian(p, x, *, method="newton", mu0=None, sigma0=None, parametrizatio
 
     if not normalize and num_threads is None:
         fast = _gaussian.fit_1d(p, x, newton, variance, mu0, sigma0, lr_v, iters, tol_v,
-                                history, default_threads)
+                                history)
         if fast is not None:
             (mu, sigma, kl, d_mu, d_sigma, grad_rel), (nit, nfev, code), h = fast
             msg = templates[code]
