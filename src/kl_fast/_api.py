@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -42,14 +43,25 @@ def _own_index(idx_full, arr_shape) -> tuple:
     return tuple(0 if size == 1 else i for i, size in zip(idx_full[pad:], arr_shape))
 
 
-def row_sums(pk, qk, *, axes, func, num_threads, check, names=("p", "q"), shapes=None,
-             want_sums=True):
-    """Kernel pass over ``pk``, ``qk`` (same dtype, broadcastable).
+class ReductionRows(NamedTuple):
+    """Two broadcast inputs laid out as rows of a 2-D view, one reduction per row."""
+    p2: np.ndarray
+    q2: np.ndarray
+    row_shape: tuple      # shape the rows unravel into
+    col_shape: tuple      # shape each row's elements unravel into
+    outer_shape: tuple    # shape of the result (the axes not reduced)
+    order: list           # axis permutation: kept axes, then reduced axes
+    ndim: int
 
-    Returns (res, out_shape) with res of shape out_shape + (3,) holding
-    (sum p*log(p/q), sum p, sum q) over ``axes`` (a tuple, or None for all);
-    with ``want_sums`` False the last two are skipped (zeros).
-    Raises ValueError for bad values when ``check``.
+
+def reduction_rows(pk, qk, *, axes, func, names=("p", "q"), shapes=None,
+                   split=True) -> ReductionRows:
+    """Lay out ``pk``, ``qk`` (same dtype, broadcastable) as (rows, n) views.
+
+    ``axes`` is a tuple, or None for all.  With ``split`` a broadcast layout that
+    cannot merge the reduction axes without a copy reduces the last axis only
+    (the caller adds the partial results with ``combine_rows``); without it such
+    inputs are copied so that each row is one whole reduction.
     """
     shapes = shapes if shapes is not None else (pk.shape, qk.shape)
     if pk.shape == qk.shape:
@@ -82,7 +94,7 @@ def row_sums(pk, qk, *, axes, func, num_threads, check, names=("p", "q"), shapes
     # without a copy, reduce the last axis only and add the partial sums.
     p2 = _reshape_no_copy(pb, (m, n))
     q2 = _reshape_no_copy(qb, (m, n))
-    if (p2 is None or q2 is None) and len(red_shape) > 1:
+    if split and (p2 is None or q2 is None) and len(red_shape) > 1:
         k = math.prod(red_shape[:-1])
         nl = red_shape[-1]
         p2 = _as_rows(pb, m * k, nl)
@@ -94,31 +106,57 @@ def row_sums(pk, qk, *, axes, func, num_threads, check, names=("p", "q"), shapes
         if q2 is None:
             q2 = _as_rows(qb, m, n)
         row_shape, col_shape = outer_shape, red_shape
-    rows = p2.shape[0]
-    res = np.empty((rows, 3), dtype=np.float64)
-    status = np.empty(rows, dtype=np.int8)
-    nt = resolve_threads(num_threads, rows, rows * p2.shape[1], func)
+    return ReductionRows(p2, q2, row_shape, col_shape, outer_shape, order, ndim)
+
+
+def combine_rows(res: np.ndarray, rows: ReductionRows) -> np.ndarray:
+    """Per-row results (rows, ...) reshaped to the output shape, partial rows added."""
+    tail = res.shape[1:]
+    if len(rows.row_shape) != len(rows.outer_shape):
+        return res.reshape(rows.row_shape + tail).reshape(rows.outer_shape + (-1,) + tail).sum(
+            axis=len(rows.outer_shape))
+    return res.reshape(rows.outer_shape + tail)
+
+
+def raise_bad_value(rows: ReductionRows, r: int, found, *, func, names, shapes,
+                    describe=describe_bad,
+                    requirement="probabilities must be finite and non-negative"):
+    """Raise the ValueError for bad value ``found`` = (which, col, value) of row ``r``."""
+    which, col, value = found
+    idx_t = tuple(np.unravel_index(r, rows.row_shape)) + tuple(np.unravel_index(col, rows.col_shape))
+    idx_full = [0] * rows.ndim
+    for k, ax in enumerate(rows.order):
+        idx_full[ax] = idx_t[k]
+    own = _own_index(idx_full, shapes[which])
+    raise ValueError(
+        f"{func}: {names[which]} contains {describe(value)} at index {format_index(own)}; "
+        f"{requirement}"
+    )
+
+
+def row_sums(pk, qk, *, axes, func, num_threads, check, names=("p", "q"), shapes=None,
+             want_sums=True):
+    """Kernel pass over ``pk``, ``qk`` (same dtype, broadcastable).
+
+    Returns (res, out_shape) with res of shape out_shape + (3,) holding
+    (sum p*log(p/q), sum p, sum q) over ``axes`` (a tuple, or None for all);
+    with ``want_sums`` False the last two are skipped (zeros).
+    Raises ValueError for bad values when ``check``.
+    """
+    shapes = shapes if shapes is not None else (pk.shape, qk.shape)
+    rows = reduction_rows(pk, qk, axes=axes, func=func, names=names, shapes=shapes)
+    p2, q2 = rows.p2, rows.q2
+    nrows = p2.shape[0]
+    res = np.empty((nrows, 3), dtype=np.float64)
+    status = np.empty(nrows, dtype=np.int8)
+    nt = resolve_threads(num_threads, nrows, nrows * p2.shape[1], func)
     _kernels.kl_rows(p2, q2, res, status, check, nt, want_sums)
-    if check and rows and status.any():
+    if check and nrows and status.any():
         r = int(np.argmax(status))
         found = _kernels.find_bad(p2[r], q2[r])
         if found is not None:  # the kernel flags only rows that hold a bad value
-            which, col, value = found
-            idx_t = tuple(np.unravel_index(r, row_shape)) + tuple(np.unravel_index(col, col_shape))
-            idx_full = [0] * ndim
-            for k, ax in enumerate(order):
-                idx_full[ax] = idx_t[k]
-            name = names[which]
-            own = _own_index(idx_full, shapes[which])
-            raise ValueError(
-                f"{func}: {name} contains {describe_bad(value)} at index {format_index(own)}; "
-                f"probabilities must be finite and non-negative"
-            )
-    if len(row_shape) != len(outer_shape):
-        res = res.reshape(row_shape + (3,)).reshape(outer_shape + (-1, 3)).sum(axis=-2)
-    else:
-        res = res.reshape(outer_shape + (3,))
-    return res, outer_shape
+            raise_bad_value(rows, r, found, func=func, names=names, shapes=shapes)
+    return combine_rows(res, rows), rows.outer_shape
 
 
 def finish(kl, psum, qsum, *, normalize, base, dx, func, names=("p", "q")):

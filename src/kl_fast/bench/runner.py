@@ -152,6 +152,13 @@ def main(argv=None) -> int:
 
     results = run(cases, quick=args.quick, progress=progress)
     print(format_table(results, env))
+    if not args.only or "kl" in args.only:
+        from kl_fast.bench.cases_kl import memory_report
+
+        print()
+        print("| memory | tracemalloc | extra |")
+        print("|---|---:|---:|")
+        print("\n".join(memory_report(args.quick)))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"environment": env, "results": [r.__dict__ for r in results]}, fh, indent=2)

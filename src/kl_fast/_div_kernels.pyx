@@ -1,0 +1,235 @@
+"""Compiled kernels for Jensen-Shannon, log-space KL and all-pairs matrices.
+
+The ``def`` functions loop over rows (or row pairs), in parallel with OpenMP
+when it was available at build time, and write into arrays the caller
+allocated.  Row statuses: 0 ok, 1 a bad value (check=True), 2 / 3 the first /
+second input cannot be normalised (normalize=True).  Validation messages,
+broadcasting and allocation live in the Python layer.
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+
+from kl_fast._kernels cimport KL_ROW_BAD, kl_core_init, kl_row
+
+
+cdef inline signed char _status(int st) noexcept nogil:
+    if st == KL_ROW_BAD:
+        return 1
+    if st == JS_ROW_ZERO_SUM_P or st == KL_LOG_ROW_ZERO_SUM_P:
+        return 2
+    if st == JS_ROW_ZERO_SUM_Q or st == KL_LOG_ROW_ZERO_SUM_Q:
+        return 3
+    return 0
+
+
+_ISA = "baseline"
+
+
+def select_isa(bint force_baseline=False):
+    """Choose the kernel instruction set; returns its name ("baseline" or "avx2+fma")."""
+    global _ISA
+    kl_core_init(force_baseline)
+    js_core_init(force_baseline)
+    _ISA = kl_log_core_init(force_baseline).decode("ascii")
+    return _ISA
+
+
+def current_isa():
+    """Name of the instruction set the kernels of this module run with."""
+    return _ISA
+
+
+cdef inline int _js_row(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                        Py_ssize_t n, bint normalize, bint check, double *res) noexcept nogil:
+    if floating is double:
+        return js_row_f64(p, sp, q, sq, n, normalize, check, res)
+    else:
+        return js_row_f32(p, sp, q, sq, n, normalize, check, res)
+
+
+cdef inline int _js_row_scaled(const floating *p, Py_ssize_t sp, const floating *q,
+                               Py_ssize_t sq, Py_ssize_t n, double a, double b,
+                               double *res) noexcept nogil:
+    if floating is double:
+        return js_row_scaled_f64(p, sp, q, sq, n, a, b, 0, res)
+    else:
+        return js_row_scaled_f32(p, sp, q, sq, n, a, b, 0, res)
+
+
+cdef inline int _kl_log_row(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                            Py_ssize_t n, bint normalize, bint check, double *res) noexcept nogil:
+    if floating is double:
+        return kl_log_row_f64(p, sp, q, sq, n, normalize, check, res)
+    else:
+        return kl_log_row_f32(p, sp, q, sq, n, normalize, check, res)
+
+
+def _check_rows(p, q, out, status, str func):
+    if q.shape[0] != p.shape[0] or q.shape[1] != p.shape[1] or out.shape[0] != p.shape[0] \
+            or out.shape[1] != 3 or status.shape[0] != p.shape[0]:
+        raise ValueError(f"{func}: shape mismatch between p, q, out and status")
+
+
+def js_rows(const floating[:, :] p, const floating[:, :] q, double[:, ::1] out,
+            signed char[::1] status, bint normalize, bint check, int n_threads):
+    """Per row i: out[i] = (JS(p_i, q_i), sum p_i, sum q_i); status[i] = row status.
+
+    The sums are written only with normalize (which divides each row by its sum
+    first).  p and q have the same shape (m, n) and any strides (0 included).
+    """
+    cdef Py_ssize_t m = p.shape[0], n = p.shape[1], i
+    cdef Py_ssize_t sp0 = p.strides[0] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t sp1 = p.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t sq0 = q.strides[0] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t sq1 = q.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef const floating *pp
+    cdef const floating *qp
+    _check_rows(p, q, out, status, "js_rows")
+    if m == 0:
+        return
+    pp = &p[0, 0] if n > 0 else <const floating *>NULL
+    qp = &q[0, 0] if n > 0 else <const floating *>NULL
+    if n_threads <= 1 or m == 1:
+        with nogil:
+            for i in range(m):
+                status[i] = _status(_js_row(pp + i * sp0, sp1, qp + i * sq0, sq1, n,
+                                            normalize, check, &out[i, 0]))
+    else:
+        for i in prange(m, nogil=True, schedule="static", num_threads=n_threads):
+            status[i] = _status(_js_row(pp + i * sp0, sp1, qp + i * sq0, sq1, n,
+                                        normalize, check, &out[i, 0]))
+
+
+def kl_log_rows(const floating[:, :] lp, const floating[:, :] lq, double[:, ::1] out,
+                signed char[::1] status, bint normalize, bint check, int n_threads):
+    """Per row i: out[i] = (KL from log-probabilities, lp0_i, lq0_i); status[i].
+
+    lp0, lq0 are the log-sum-exp normalisers with normalize, else 0.
+    """
+    cdef Py_ssize_t m = lp.shape[0], n = lp.shape[1], i
+    cdef Py_ssize_t sp0 = lp.strides[0] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t sp1 = lp.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t sq0 = lq.strides[0] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t sq1 = lq.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef const floating *pp
+    cdef const floating *qp
+    _check_rows(lp, lq, out, status, "kl_log_rows")
+    if m == 0:
+        return
+    pp = &lp[0, 0] if n > 0 else <const floating *>NULL
+    qp = &lq[0, 0] if n > 0 else <const floating *>NULL
+    if n_threads <= 1 or m == 1:
+        with nogil:
+            for i in range(m):
+                status[i] = _status(_kl_log_row(pp + i * sp0, sp1, qp + i * sq0, sq1, n,
+                                                normalize, check, &out[i, 0]))
+    else:
+        for i in prange(m, nogil=True, schedule="static", num_threads=n_threads):
+            status[i] = _status(_kl_log_row(pp + i * sp0, sp1, qp + i * sq0, sq1, n,
+                                            normalize, check, &out[i, 0]))
+
+
+def kl_log_find_bad(const floating[:] lp, const floating[:] lq):
+    """First NaN or +inf of a row pair, lp before lq: (which, index, value) or None."""
+    cdef int which = 0, found
+    cdef Py_ssize_t index = 0
+    cdef double value = 0.0
+    cdef Py_ssize_t n = lp.shape[0]
+    if lq.shape[0] != n:
+        raise ValueError("kl_log_find_bad: lp and lq differ in length")
+    if n == 0:
+        return None
+    if floating is double:
+        found = kl_log_find_bad_f64(&lp[0], lp.strides[0] // 8, &lq[0], lq.strides[0] // 8,
+                                    n, &which, &index, &value)
+    else:
+        found = kl_log_find_bad_f32(&lp[0], lp.strides[0] // 4, &lq[0], lq.strides[0] // 4,
+                                    n, &which, &index, &value)
+    if not found:
+        return None
+    return which, index, value
+
+
+def js_pairs(const floating[:, :] P, const floating[:, :] Q, const double[::1] a,
+             const double[::1] b, double[:, ::1] out, bint symmetric, int n_threads):
+    """out[i, j] = JS(a_i P_i, b_j Q_j) for all row pairs (no validation).
+
+    With symmetric (Q is P, a is b) only j >= i is computed and mirrored; the
+    kernel is exactly symmetric, so the mirror equals the direct value.
+    """
+    cdef Py_ssize_t m = P.shape[0], k = Q.shape[0], n = P.shape[1], i, j, j0
+    cdef Py_ssize_t sp0 = P.strides[0] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t sp1 = P.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t sq0 = Q.strides[0] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t sq1 = Q.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef const floating *pp
+    cdef const floating *qp
+    if Q.shape[1] != n or a.shape[0] != m or b.shape[0] != k or out.shape[0] != m \
+            or out.shape[1] != k or (symmetric and m != k):
+        raise ValueError("js_pairs: shape mismatch between P, Q, a, b and out")
+    if m == 0 or k == 0:
+        return
+    pp = &P[0, 0] if n > 0 else <const floating *>NULL
+    qp = &Q[0, 0] if n > 0 else <const floating *>NULL
+    if n_threads <= 1 or m == 1:
+        with nogil:
+            for i in range(m):
+                j0 = i if symmetric else 0
+                for j in range(j0, k):
+                    _js_row_scaled(pp + i * sp0, sp1, qp + j * sq0, sq1, n, a[i], b[j], &out[i, j])
+                    if symmetric:
+                        out[j, i] = out[i, j]
+    else:
+        for i in prange(m, nogil=True, schedule="dynamic", chunksize=1, num_threads=n_threads):
+            j0 = i if symmetric else 0
+            for j in range(j0, k):
+                _js_row_scaled(pp + i * sp0, sp1, qp + j * sq0, sq1, n, a[i], b[j], &out[i, j])
+                if symmetric:
+                    out[j, i] = out[i, j]
+
+
+def kl_pairs(const floating[:, :] P, const floating[:, :] Q, const Py_ssize_t[::1] rows,
+             const Py_ssize_t[::1] cols, double[:, ::1] out, int n_threads):
+    """out[t, 0] = sum p*log(p/q) for p = P[rows[t]], q = Q[cols[t]] (no validation).
+
+    The exact row kernel of kl_div, for the entries of an all-pairs matrix that
+    need it.  Indices must be in range (the caller guarantees it).
+    """
+    cdef Py_ssize_t t, npairs = rows.shape[0], n = P.shape[1]
+    cdef Py_ssize_t sp0 = P.strides[0] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t sp1 = P.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t sq0 = Q.strides[0] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t sq1 = Q.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef const floating *pp
+    cdef const floating *qp
+    if Q.shape[1] != n or cols.shape[0] != npairs or out.shape[0] != npairs or out.shape[1] != 3:
+        raise ValueError("kl_pairs: shape mismatch between P, Q, rows, cols and out")
+    if npairs == 0:
+        return
+    pp = &P[0, 0] if n > 0 and P.shape[0] > 0 else <const floating *>NULL
+    qp = &Q[0, 0] if n > 0 and Q.shape[0] > 0 else <const floating *>NULL
+    if n_threads <= 1 or npairs == 1:
+        with nogil:
+            for t in range(npairs):
+                kl_row(pp + rows[t] * sp0, sp1, qp + cols[t] * sq0, sq1, n, False, False, &out[t, 0])
+    else:
+        for t in prange(npairs, nogil=True, schedule="static", num_threads=n_threads):
+            kl_row(pp + rows[t] * sp0, sp1, qp + cols[t] * sq0, sq1, n, False, False, &out[t, 0])
+
+
+def masked_log_rows(const double[:, ::1] x, double[:, ::1] out, int n_threads):
+    """out = log(x) where x > 0 and 0 where x == 0, row by row (no validation)."""
+    cdef Py_ssize_t m = x.shape[0], n = x.shape[1], i
+    if out.shape[0] != m or out.shape[1] != n:
+        raise ValueError("masked_log_rows: x and out differ in shape")
+    if m == 0 or n == 0:
+        return
+    if n_threads <= 1 or m == 1:
+        with nogil:
+            kl_masked_log_f64(&x[0, 0], &out[0, 0], m * n)
+    else:
+        for i in prange(m, nogil=True, schedule="static", num_threads=n_threads):
+            kl_masked_log_f64(&x[i, 0], &out[i, 0], n)
+
+
+select_isa(False)

@@ -1,0 +1,206 @@
+"""js_div and kl_div_log: conversion, broadcasting, validation, then one kernel call."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _div_kernels, _kernels
+from ._api import combine_rows, deliver, raise_bad_value, reduction_rows
+from ._validation import (
+    as_real_array,
+    check_positive_scalar,
+    describe_bad,
+    format_index,
+    normalize_axes,
+    resolve_threads,
+    result_dtype,
+    to_kernel_dtype,
+)
+
+
+def _describe_bad_log(value: float) -> str:
+    return "NaN" if np.isnan(value) else f"+inf ({value!r})"
+
+
+def _reduce_rows(p, q, *, func, names, kernel, find_bad, axis, keepdims, base, normalize,
+                 out, num_threads, check, split, describe, requirement, zero_sum):
+    """Shared body of the row-kernel functions: returns the delivered result.
+
+    ``kernel(p2, q2, res, status, normalize, check, n_threads)`` fills res[:, 0]
+    with each row's value; ``zero_sum(name, res_row, is_p)`` returns (what is
+    wrong, what is needed) for a row that cannot be normalised.
+    """
+    p_in = as_real_array(p, names[0], func)
+    q_in = as_real_array(q, names[1], func)
+    if base is not None:
+        base = check_positive_scalar(base, "base", func, allow_one=False)
+    dtype = result_dtype(p_in, q_in)
+    pk = to_kernel_dtype(p_in, dtype)
+    qk = to_kernel_dtype(q_in, dtype)
+    ndim = max(pk.ndim, qk.ndim)
+    shapes = (p_in.shape, q_in.shape)
+    if ndim == 0:
+        # Two scalars: the single term (axis=-1 and axis=None both mean "it").
+        if axis not in (None, -1, 0, (), (0,), (-1,)):
+            normalize_axes(axis, 0, func)
+        axes = None
+        pk = pk.reshape(1)
+        qk = qk.reshape(1)
+    else:
+        axes = normalize_axes(axis, ndim, func)
+    rows = reduction_rows(pk, qk, axes=axes, func=func, names=names, shapes=shapes,
+                          split=split and not normalize)
+    nrows = rows.p2.shape[0]
+    res = np.empty((nrows, 3), dtype=np.float64)
+    status = np.empty(nrows, dtype=np.int8)
+    nt = resolve_threads(num_threads if ndim else 1, nrows, nrows * rows.p2.shape[1], func)
+    kernel(rows.p2, rows.q2, res, status, normalize, check, nt)
+    if nrows and status.any():
+        bad_rows = np.flatnonzero(status == 1)
+        if check and bad_rows.size:
+            r = int(bad_rows[0])
+            found = find_bad(rows.p2[r], rows.q2[r])
+            if found is not None:  # the kernel flags only rows that hold a bad value
+                raise_bad_value(rows, r, found, func=func, names=names,
+                                shapes=shapes if ndim else ((), ()),
+                                describe=describe, requirement=requirement)
+        r = int(np.flatnonzero(status >= 2)[0])
+        is_p = status[r] == 2
+        what, need = zero_sum(names[0] if is_p else names[1], res[r], is_p)
+        where = (f" in the reduction at output index "
+                 f"{format_index(np.unravel_index(r, rows.outer_shape))}") if rows.outer_shape else ""
+        raise ValueError(f"{func}: normalize=True but {what}{where}; {need}")
+    value = combine_rows(res[:, 0], rows)
+    if base is not None:
+        value = value / math.log(base)
+    if keepdims and ndim:
+        red = range(ndim) if axes is None else axes
+        value = np.expand_dims(value, tuple(red))
+    return deliver(value, out, dtype, func)
+
+
+def js_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, out=None,
+           num_threads=None, check=True):
+    """Jensen-Shannon divergence JS(p, q) = KL(p || m) / 2 + KL(q || m) / 2, m = (p + q) / 2.
+
+    Symmetric, finite and at most log(2) (1 bit with ``base=2``) for
+    normalised inputs; zeros need no special care (m > 0 wherever p or q is).
+    Equals ``scipy.spatial.distance.jensenshannon(p, q, base=base) ** 2`` for
+    normalised rows.  One fused pass per row; near p == q it keeps full
+    relative accuracy (the textbook formula loses it to cancellation).
+
+    Parameters
+    ----------
+    p, q : array_like
+        Non-negative finite values that broadcast together (as in kl_div).
+        float32 with float32 gives float32 (computed in float64, rounded once);
+        any other real input computes in float64.
+    axis : int, tuple of int or None, default -1
+        Axis (or axes) summed over; None sums over everything.
+    keepdims : bool, default False
+        Keep the reduced axes as size-one dimensions.
+    base : float, optional
+        Logarithm base (2 gives bits); natural log when None.
+    normalize : bool, default False
+        Divide p and q by their sums along ``axis`` first (a zero sum is an error).
+        scipy's ``jensenshannon`` always normalises.
+    out : ndarray, optional
+        Array of the result's shape to write into; it is returned.
+    num_threads : int, optional
+        Threads for the row loop.  The result is bit-identical for every count.
+    check : bool, default True
+        Raise ValueError naming the array, value and index for a negative, NaN or
+        infinite value (checked inside the kernel pass).  With False such input
+        gives an unspecified result.
+
+    Returns
+    -------
+    float or ndarray
+        The divergence, of shape ``broadcast(p, q).shape`` without ``axis``.
+
+    Examples
+    --------
+    >>> import kl_fast
+    >>> float(kl_fast.js_div([1.0, 0.0], [0.0, 1.0], base=2))
+    1.0
+    >>> round(float(kl_fast.js_div([0.5, 0.5], [0.9, 0.1])), 6)
+    0.101749
+    >>> kl_fast.js_div([[1, 3], [2, 2]], [1, 1], normalize=True, base=2).round(6)
+    array([0.048795, 0.      ])
+    """
+    return _reduce_rows(
+        p, q, func="js_div", names=("p", "q"), kernel=_div_kernels.js_rows,
+        find_bad=_kernels.find_bad, axis=axis, keepdims=keepdims, base=base,
+        normalize=normalize, out=out, num_threads=num_threads, check=check, split=True,
+        describe=describe_bad,
+        requirement="probabilities must be finite and non-negative",
+        zero_sum=lambda name, row, is_p: (f"{name} sums to {float(row[1 if is_p else 2])!r}",
+                                          "it must sum to a positive finite value"),
+    )
+
+
+def kl_div_log(log_p, log_q, *, axis=-1, keepdims=False, base=None, normalize=False,
+               out=None, num_threads=None, check=True):
+    """KL(p || q) from log-probabilities: sum over ``axis`` of exp(log_p) * (log_p - log_q).
+
+    For log-softmax outputs and other log-space data, without leaving log space
+    and without NaN at log(0): a term with log_p == -inf (zero probability)
+    counts 0 whatever log_q is, and log_q == -inf where log_p is finite makes
+    the divergence +inf, exactly as kl_div does for p == 0 and q == 0.  Terms
+    stay exact where exp(log_p) under- or overflows.  A separate function rather
+    than a ``log_input=`` flag on kl_div: the valid inputs differ (any real or
+    -inf here, non-negative values there), and so do the errors.
+
+    Parameters
+    ----------
+    log_p, log_q : array_like
+        Real values or -inf that broadcast together; NaN and +inf are errors.
+        float32 with float32 gives float32 (computed in float64, rounded once);
+        any other real input computes in float64.
+    axis : int, tuple of int or None, default -1
+        Axis (or axes) summed over; None sums over everything.
+    keepdims : bool, default False
+        Keep the reduced axes as size-one dimensions.
+    base : float, optional
+        Logarithm base (2 gives bits); natural log when None.
+    normalize : bool, default False
+        Normalise both inputs along ``axis`` first by subtracting their
+        log-sum-exp (a row that is -inf everywhere is an error).
+    out : ndarray, optional
+        Array of the result's shape to write into; it is returned.
+    num_threads : int, optional
+        Threads for the row loop.  The result is bit-identical for every count.
+    check : bool, default True
+        Raise ValueError naming the array, value and index for NaN or +inf
+        (checked inside the kernel pass).  With False such input gives an
+        unspecified result.
+
+    Returns
+    -------
+    float or ndarray
+        The divergence, of shape ``broadcast(log_p, log_q).shape`` without ``axis``.
+
+    Examples
+    --------
+    >>> import numpy as np, kl_fast
+    >>> round(float(kl_fast.kl_div_log(np.log([0.5, 0.5]), np.log([0.9, 0.1]))), 6)
+    0.510826
+    >>> float(kl_fast.kl_div_log([0.0, -np.inf], [-np.inf, 0.0]))
+    inf
+    >>> float(kl_fast.kl_div_log([-np.inf, 0.0], [-np.inf, -1.0]))
+    1.0
+    >>> logits = np.array([[2.0, 1.0, -np.inf], [0.0, 0.0, 0.0]])
+    >>> kl_fast.kl_div_log(logits, [0.0, 0.0, 0.0], normalize=True).round(6)
+    array([0.516409, 0.      ])
+    """
+    return _reduce_rows(
+        log_p, log_q, func="kl_div_log", names=("log_p", "log_q"),
+        kernel=_div_kernels.kl_log_rows, find_bad=_div_kernels.kl_log_find_bad, axis=axis,
+        keepdims=keepdims, base=base, normalize=normalize, out=out, num_threads=num_threads,
+        check=check, split=False, describe=_describe_bad_log,
+        requirement="log-probabilities must be real numbers or -inf",
+        zero_sum=lambda name, row, is_p: (f"{name} is -inf everywhere",
+                                          "it must hold some probability"),
+    )
+

@@ -1,0 +1,329 @@
+"""All-pairs matrices: kl_pairwise (through a matrix product) and js_pairwise."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _div_kernels
+from ._api import finish, row_sums
+from ._validation import (
+    as_real_array,
+    check_positive_scalar,
+    resolve_threads,
+    result_dtype,
+    to_kernel_dtype,
+)
+
+_F64 = np.dtype(np.float64)
+_U = 2.0 ** -53
+# Entries of the matrix-product form within this many error bounds of zero are
+# recomputed by the exact row kernel, so every other entry has a relative error
+# below 1 / _REFINE_FACTOR.
+_REFINE_FACTOR = 2.0 ** 24
+# Rows per block are chosen so that a block of the result has about this many
+# entries: the temporaries stay a few times that size whatever m is.
+_BLOCK_ELEMENTS = 1 << 20
+
+
+def _as_matrix(a, name: str, func: str) -> np.ndarray:
+    arr = as_real_array(a, name, func)
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{func}: {name} must be a 2-D array with one distribution per row, "
+            f"got shape {arr.shape}"
+        )
+    return arr
+
+
+def _prepare(P, Q, func: str):
+    """Validated 2-D inputs in the kernel dtype: (Pk, Qk, dtype, same)."""
+    P_in = _as_matrix(P, "P", func)
+    same = Q is None
+    Q_in = P_in if same else _as_matrix(Q, "Q", func)
+    if Q_in.shape[1] != P_in.shape[1]:
+        raise ValueError(
+            f"{func}: the rows of P (length {P_in.shape[1]}) and of Q (length "
+            f"{Q_in.shape[1]}) must have the same length"
+        )
+    dtype = result_dtype(P_in, Q_in)
+    Pk = to_kernel_dtype(P_in, dtype)
+    Qk = Pk if same else to_kernel_dtype(Q_in, dtype)
+    return Pk, Qk, dtype, same
+
+
+def _row_stats(A: np.ndarray, name: str, func: str, num_threads, check: bool):
+    """(sum a*log(a), sum a) of each row: one kernel pass, with the fused check."""
+    ones = np.ones(1, dtype=A.dtype)
+    res, _ = row_sums(A, ones, axes=(1,), func=func, num_threads=num_threads, check=check,
+                      names=(name, "ones"), shapes=(A.shape, (1,)))
+    return res[:, 0], res[:, 1]
+
+
+def _check_sums(sums: np.ndarray, name: str, func: str) -> None:
+    ok = (sums > 0) & (sums <= np.finfo(np.float64).max)
+    if not np.all(ok):
+        r = int(np.flatnonzero(~ok)[0])
+        raise ValueError(
+            f"{func}: normalize=True but row {r} of {name} sums to {float(sums[r])!r}; "
+            f"it must sum to a positive finite value"
+        )
+
+
+def _resolve_base(base, func):
+    return None if base is None else check_positive_scalar(base, "base", func, allow_one=False)
+
+
+def _masked_log(Q64: np.ndarray, num_threads, func: str) -> np.ndarray:
+    """log(q) where q > 0, 0 where q == 0 (the zeros are handled separately)."""
+    Q64 = np.ascontiguousarray(Q64)
+    L = np.empty(Q64.shape, dtype=np.float64)
+    nt = resolve_threads(num_threads, Q64.shape[0], Q64.size, func)
+    _div_kernels.masked_log_rows(Q64, L, nt)
+    return L
+
+
+def _abs_side(L: np.ndarray):
+    """How to get sum p*|log q| from the product C = P @ L.T.
+
+    Returns (sign, cols, side): sum p*|L| = sign * C + 2 * P[:, cols] @ side.T,
+    with cols the (few) columns where L has the minority sign, or None when L
+    has one sign throughout.
+    """
+    pos = np.any(L > 0, axis=0)
+    neg = np.any(L < 0, axis=0)
+    if not pos.any():
+        return -1.0, None, None
+    if not neg.any():
+        return 1.0, None, None
+    if np.count_nonzero(pos) <= np.count_nonzero(neg):
+        cols = np.flatnonzero(pos)
+        return -1.0, cols, np.maximum(L[:, cols], 0.0)
+    cols = np.flatnonzero(neg)
+    return 1.0, cols, -np.minimum(L[:, cols], 0.0)
+
+
+def _kl_matrix(Pk, Qk, hp, psum, qsum, *, normalize, num_threads, func,
+               refine=True, bound=None):
+    """The (m, k) matrix of KL(P_i || Q_j), natural log, float64.
+
+    Entropy term minus the product P @ log(Q).T, block by block.  With ``bound``
+    (an (m, k) array) the a-priori bound on each product-form entry's absolute
+    error is written there; ``refine=False`` skips the exact recomputation of
+    the entries too close to zero (both for testing the bound).
+    """
+    m, n = Pk.shape
+    k = Qk.shape[0]
+    out = np.empty((m, k), dtype=np.float64)
+    if m == 0 or k == 0:
+        return out
+    if n == 0:
+        out.fill(0.0)
+        if bound is not None:
+            bound.fill(0.0)
+        return out
+    Q64 = np.asarray(Qk, dtype=np.float64)
+    L = _masked_log(Q64, num_threads, func)
+    LT = L.T
+    sign, side_cols, side = _abs_side(L)
+    q_zero = Q64 == 0
+    zero_cols = np.flatnonzero(q_zero.any(axis=0))
+    # Indicator product: > 0 exactly where P_i has mass on a zero of Q_j.
+    Zq_T = q_zero[:, zero_cols].T.astype(np.float32) if zero_cols.size else None
+    del q_zero
+    gamma = (n + 64) * _U / (1.0 - (n + 64) * _U)
+    if normalize:
+        log_ps = np.log(psum)
+        log_qs = np.log(qsum)
+    block = max(1, min(m, _BLOCK_ELEMENTS // k))
+    for i0 in range(0, m, block):
+        i1 = min(m, i0 + block)
+        P64 = np.asarray(Pk[i0:i1], dtype=np.float64)
+        ob = out[i0:i1]
+        np.matmul(P64, LT, out=ob)                                # C = P log(Q)^T
+        # a_abs = sum p*|log q| + sum |p log p|: the scale of the rounding errors
+        a_abs = ob * sign
+        if side_cols is not None:
+            a_abs += 2.0 * (P64[:, side_cols] @ side.T)
+        h_abs = -hp[i0:i1]
+        big = P64 > 1.0
+        if big.any():
+            with np.errstate(divide="ignore"):
+                xlogx = np.where(big, P64 * np.log(np.where(big, P64, 1.0)), 0.0)
+            h_abs = h_abs + 2.0 * xlogx.sum(axis=1)
+        a_abs += h_abs[:, None]
+        np.subtract(hp[i0:i1, None], ob, out=ob)                  # raw KL
+        with np.errstate(over="ignore", invalid="ignore"):
+            if normalize:
+                ob[...] = finish(ob, psum[i0:i1, None], qsum[None, :], normalize=True,
+                                 base=None, dx=None, func=func)
+                a_abs /= psum[i0:i1, None]
+                a_abs += np.abs(log_qs[None, :] - log_ps[i0:i1, None]) + 1.0
+            a_abs *= gamma
+        err_bound = a_abs
+        if Zq_T is not None:
+            Zp = (Pk[i0:i1, zero_cols] > 0).astype(np.float32)
+            infinite = (Zp @ Zq_T) > 0
+            ob[infinite] = np.inf
+        else:
+            infinite = None
+        if bound is not None:
+            bound[i0:i1] = err_bound
+        if not refine:
+            continue
+        # Recompute exactly what the product form cannot resolve: entries within
+        # _REFINE_FACTOR bounds of 0, and non-finite ones (overflow, bad input).
+        with np.errstate(over="ignore", invalid="ignore"):
+            redo = ~((np.abs(ob) > _REFINE_FACTOR * err_bound) | (err_bound == 0.0))
+        if infinite is not None:
+            redo &= ~infinite
+        rows, cols = np.nonzero(redo)
+        if rows.size:
+            rows = rows.astype(np.intp, copy=False) + i0
+            cols = np.ascontiguousarray(cols, dtype=np.intp)
+            res = np.empty((rows.size, 3), dtype=np.float64)
+            nt = resolve_threads(num_threads, rows.size, rows.size * n, func)
+            _div_kernels.kl_pairs(Pk, Qk, rows, cols, res, nt)
+            ob[redo] = finish(res[:, 0], psum[rows], qsum[cols], normalize=normalize,
+                              base=None, dx=None, func=func)
+    return out
+
+
+def kl_pairwise(P, Q=None, *, base=None, normalize=False, num_threads=None, check=True):
+    """All-pairs Kullback-Leibler matrix: entry [i, j] is KL(P[i] || Q[j]).
+
+    Same semantics as ``kl_div(P[i], Q[j])`` for every pair (a term with p == 0
+    counts 0; p > 0 where q == 0 makes the entry +inf), computed as the
+    entropy term minus the matrix product ``P @ log(Q).T`` through NumPy's BLAS,
+    block by block (memory grows with the (m, k) result, never with m * k * n).
+    Where P[i] has mass on a zero of Q[j] the entry is exactly +inf; no NaN
+    arises from 0 * log(0).
+
+    Accuracy: the product form loses digits to cancellation when P[i] is close
+    to Q[j] (the absolute error is about n * eps * (sum p*|log q| + sum |p log p|)).
+    Entries within 2**24 such error bounds of zero (near-duplicate rows, the
+    diagonal of ``kl_pairwise(P)``), and any non-finite ones, are recomputed by
+    kl_div's exact row kernel, so they equal ``kl_div(P[i], Q[j], ...)``; every
+    other entry has a relative error below 2**-24 by that bound, and in practice
+    near 1e-13 * (sum p*|log q|) / KL.  For full accuracy on every entry use
+    ``kl_div(P[:, None], Q[None])`` (O(m k n) work, no (m, k, n) temporary).
+
+    Parameters
+    ----------
+    P : array_like, shape (m, n)
+        Rows of non-negative finite values (distributions, histograms, counts).
+    Q : array_like, shape (k, n), optional
+        Rows to compare against; None compares P with itself (all pairs in P).
+    base : float, optional
+        Logarithm base (2 gives bits); natural log when None.
+    normalize : bool, default False
+        Divide every row by its sum first (a row summing to zero is an error).
+    num_threads : int, optional
+        Threads for the row kernels.  The matrix product runs on NumPy's BLAS,
+        with its own threads.  The result does not depend on num_threads.
+    check : bool, default True
+        Raise ValueError naming the matrix, value and index for a negative, NaN
+        or infinite value (checked inside the kernel pass over each row).
+
+    Returns
+    -------
+    ndarray, shape (m, k)
+        float32 when P and Q are float32, else float64.
+
+    Examples
+    --------
+    >>> import numpy as np, kl_fast
+    >>> P = np.array([[0.5, 0.5], [0.9, 0.1], [1.0, 0.0]])
+    >>> kl_fast.kl_pairwise(P).round(6)
+    array([[0.      , 0.510826,      inf],
+           [0.368064, 0.      ,      inf],
+           [0.693147, 0.105361, 0.      ]])
+    >>> kl_fast.kl_pairwise(P, [[0.0, 1.0]], base=2)
+    array([[inf],
+           [inf],
+           [inf]])
+    """
+    func = "kl_pairwise"
+    Pk, Qk, dtype, same = _prepare(P, Q, func)
+    base = _resolve_base(base, func)
+    if dtype != _F64:
+        # float32 input is computed in float64 throughout and rounded once at the end
+        Pk = Pk.astype(np.float64)
+        Qk = Pk if same else Qk.astype(np.float64)
+    hp, psum = _row_stats(Pk, "P", func, num_threads, check)
+    hq, qsum = (hp, psum) if same else _row_stats(Qk, "Q", func, num_threads, check)
+    if normalize:
+        _check_sums(psum, "P", func)
+        if not same:
+            _check_sums(qsum, "Q", func)
+    out = _kl_matrix(Pk, Qk, hp, psum, qsum, normalize=normalize,
+                     num_threads=num_threads, func=func)
+    if base is not None:
+        out /= math.log(base)
+    return out if dtype == _F64 else out.astype(dtype)
+
+
+def js_pairwise(P, Q=None, *, base=None, normalize=False, num_threads=None, check=True):
+    """All-pairs Jensen-Shannon matrix: entry [i, j] is JS(P[i], Q[j]).
+
+    Each entry equals ``js_div(P[i], Q[j], ...)`` bit for bit (the same fused
+    row kernel, run over all pairs in parallel).  JS has no matrix-product form
+    (log((p + q) / 2) couples the pair), so the work is O(m k n).  With Q None
+    the matrix is symmetric and only its upper triangle is computed.  Equals
+    ``scipy.spatial.distance.cdist(P, Q, "jensenshannon") ** 2`` for normalised
+    rows.
+
+    Parameters
+    ----------
+    P : array_like, shape (m, n)
+        Rows of non-negative finite values.
+    Q : array_like, shape (k, n), optional
+        Rows to compare against; None compares P with itself.
+    base : float, optional
+        Logarithm base (2 gives bits); natural log when None.
+    normalize : bool, default False
+        Divide every row by its sum first (a row summing to zero is an error).
+    num_threads : int, optional
+        Threads for the pair loop (default: all cores for large inputs).  The
+        result is bit-identical for every thread count.
+    check : bool, default True
+        Raise ValueError naming the matrix, value and index for a negative, NaN
+        or infinite value.
+
+    Returns
+    -------
+    ndarray, shape (m, k)
+        float32 when P and Q are float32, else float64.
+
+    Examples
+    --------
+    >>> import numpy as np, kl_fast
+    >>> P = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    >>> kl_fast.js_pairwise(P, base=2).round(6)
+    array([[0.      , 1.      , 0.311278],
+           [1.      , 0.      , 0.311278],
+           [0.311278, 0.311278, 0.      ]])
+    """
+    func = "js_pairwise"
+    Pk, Qk, dtype, same = _prepare(P, Q, func)
+    base = _resolve_base(base, func)
+    m, n = Pk.shape
+    k = Qk.shape[0]
+    if check or normalize:
+        _, psum = _row_stats(Pk, "P", func, num_threads, check)
+        _, qsum = (None, psum) if same else _row_stats(Qk, "Q", func, num_threads, check)
+    if normalize:
+        _check_sums(psum, "P", func)
+        if not same:
+            _check_sums(qsum, "Q", func)
+        a = 1.0 / psum
+        b = a if same else 1.0 / qsum
+    else:
+        a = np.ones(m)
+        b = a if same else np.ones(k)
+    out = np.empty((m, k), dtype=np.float64)
+    nt = resolve_threads(num_threads, m, m * k * n, func)
+    _div_kernels.js_pairs(Pk, Qk, a, b, out, same, nt)
+    if base is not None:
+        out /= math.log(base)
+    return out if dtype == _F64 else out.astype(dtype)

@@ -1,0 +1,166 @@
+"""All-pairs KL and JS matrices, Jensen-Shannon rows and log-space KL rows.
+
+Baselines are the NumPy twins in ``kl_fast.reference``: the all-pairs ones
+broadcast a block of rows of P against all of Q (``p[:, None, :]`` vs
+``Q[None]``), block after block, so they never hold an (m, k, n) array.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from kl_fast.bench.runner import Case
+
+
+def _rows(rng, m, n, dtype, zero_frac=0.0):
+    a = rng.random((m, n))
+    if zero_frac:
+        a[rng.random((m, n)) < zero_frac] = 0.0
+    a /= a.sum(axis=1, keepdims=True)
+    return a.astype(dtype)
+
+
+def _threads():
+    return os.cpu_count() or 1
+
+
+def _kl_pairwise(m, k, n, dtype, zero_frac):
+    def setup():
+        import kl_fast
+        from kl_fast import reference
+
+        rng = np.random.default_rng(m + k + n)
+        P = _rows(rng, m, n, dtype)
+        Q = _rows(rng, k, n, dtype, zero_frac)
+        return {
+            "kl_fast kl_pairwise": lambda: kl_fast.kl_pairwise(P, Q),
+            "numpy reference": lambda: reference.kl_pairwise(P, Q, check=False),
+        }
+    return setup
+
+
+def _kl_pairwise_within(m, n, dtype):
+    def setup():
+        import kl_fast
+        from kl_fast import reference
+
+        rng = np.random.default_rng(m + n + 1)
+        P = _rows(rng, m, n, dtype)
+        return {
+            "kl_fast kl_pairwise(P)": lambda: kl_fast.kl_pairwise(P),
+            "numpy reference": lambda: reference.kl_pairwise(P, check=False),
+        }
+    return setup
+
+
+def _js_pairwise(m, k, n, dtype):
+    def setup():
+        import kl_fast
+        from kl_fast import reference
+
+        rng = np.random.default_rng(m + k + n + 2)
+        P = _rows(rng, m, n, dtype, 0.1)
+        Q = _rows(rng, k, n, dtype, 0.1)
+        impls = {
+            "kl_fast js_pairwise": lambda: kl_fast.js_pairwise(P, Q),
+            "numpy reference": lambda: reference.js_pairwise(P, Q, check=False),
+        }
+        try:
+            from scipy.spatial.distance import cdist
+
+            impls["scipy cdist(jensenshannon)**2"] = lambda: cdist(P, Q, "jensenshannon") ** 2
+        except ImportError:
+            pass
+        return impls
+    return setup
+
+
+def _js_rows(m, n, dtype):
+    def setup():
+        import kl_fast
+        from kl_fast import reference
+
+        rng = np.random.default_rng(m + n + 3)
+        P = _rows(rng, m, n, dtype, 0.1)
+        Q = _rows(rng, m, n, dtype, 0.1)
+        impls = {
+            "kl_fast (1 thread)": lambda: kl_fast.js_div(P, Q, num_threads=1),
+            f"kl_fast ({_threads()} threads)": lambda: kl_fast.js_div(P, Q, num_threads=_threads()),
+            "numpy reference": lambda: reference.js_div(P, Q, check=False),
+        }
+        try:
+            from scipy.spatial.distance import jensenshannon
+
+            def scipy_js():
+                with np.errstate(invalid="ignore"):  # sqrt of a rounded negative near p == q
+                    return jensenshannon(P, Q, axis=1) ** 2
+
+            impls["scipy jensenshannon()**2"] = scipy_js
+        except ImportError:
+            pass
+        return impls
+    return setup
+
+
+def _log_rows(m, n, dtype, normalize):
+    def setup():
+        import kl_fast
+        from kl_fast import reference
+
+        rng = np.random.default_rng(m + n + 4)
+        # log-softmax outputs with a masked tenth of the vocabulary (-inf)
+        logits_p = rng.normal(0.0, 2.0, (m, n))
+        logits_q = rng.normal(0.0, 2.0, (m, n))
+        logits_p[rng.random((m, n)) < 0.1] = -np.inf
+        logits_p[:, 0] = 0.0
+        lp = logits_p - np.log(np.exp(logits_p).sum(axis=1, keepdims=True))
+        lq = logits_q - np.log(np.exp(logits_q).sum(axis=1, keepdims=True))
+        if normalize:
+            lp, lq = logits_p, logits_q
+        lp, lq = lp.astype(dtype), lq.astype(dtype)
+        impls = {
+            "kl_fast (1 thread)": lambda: kl_fast.kl_div_log(lp, lq, normalize=normalize, num_threads=1),
+            f"kl_fast ({_threads()} threads)": lambda: kl_fast.kl_div_log(
+                lp, lq, normalize=normalize, num_threads=_threads()),
+            "numpy reference": lambda: reference.kl_div_log(lp, lq, normalize=normalize, check=False),
+        }
+        if not normalize:
+            try:
+                from scipy.special import rel_entr
+
+                def scipy_exp_rel_entr():
+                    return rel_entr(np.exp(lp), np.exp(lq)).sum(axis=1)
+
+                impls["scipy rel_entr(exp, exp).sum()"] = scipy_exp_rel_entr
+            except ImportError:
+                pass
+        return impls
+    return setup
+
+
+def cases(quick: bool):
+    out = []
+    if quick:
+        m = k = 200
+    else:
+        m = k = 1_000
+    n = 1_000
+    out.append(Case(f"kl_pairwise float64 {m:,} x {k:,}, n={n:,}", _kl_pairwise(m, k, n, np.float64, 0.0),
+                    note="matrix product through NumPy's BLAS"))
+    out.append(Case(f"kl_pairwise float64 {m:,} x {k:,}, n={n:,}, Q with zeros",
+                    _kl_pairwise(m, k, n, np.float64, 0.05)))
+    out.append(Case(f"kl_pairwise float32 {m:,} x {k:,}, n={n:,}", _kl_pairwise(m, k, n, np.float32, 0.0)))
+    out.append(Case(f"kl_pairwise(P) float64 {m:,} x {m:,}, n={n:,}", _kl_pairwise_within(m, n, np.float64)))
+    mj = 100 if quick else 300
+    out.append(Case(f"js_pairwise float64 {mj:,} x {mj:,}, n={n:,}", _js_pairwise(mj, mj, n, np.float64)))
+    rows = 1_000 if quick else 10_000
+    for dtype in (np.float64, np.float32):
+        name = np.dtype(dtype).name
+        out.append(Case(f"js_div {name} batch {rows:,} x {n:,}", _js_rows(rows, n, dtype)))
+    for dtype in (np.float64, np.float32):
+        name = np.dtype(dtype).name
+        out.append(Case(f"kl_div_log {name} batch {rows:,} x {n:,}", _log_rows(rows, n, dtype, False)))
+    out.append(Case(f"kl_div_log float32 normalize=True batch {rows:,} x {n:,}",
+                    _log_rows(rows, n, np.float32, True)))
+    return out

@@ -1,0 +1,236 @@
+"""js_div against its NumPy twin, SciPy, closed forms and high-precision sums."""
+import decimal
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from hypothesis.extra import numpy as hnp
+from scipy.spatial import distance
+
+import kl_fast
+from kl_fast import reference
+
+DTYPES = [np.float64, np.float32]
+
+
+def exact_js(p, q):
+    """JS of two 1-D arrays summed in 50-digit decimal arithmetic."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = 50
+        total = decimal.Decimal(0)
+        for x, y in zip(np.asarray(p, dtype=np.float64).tolist(), np.asarray(q, dtype=np.float64).tolist()):
+            x, y = decimal.Decimal(x), decimal.Decimal(y)
+            m = (x + y) / 2
+            if x > 0:
+                total += x * (x / m).ln() / 2
+            if y > 0:
+                total += y * (y / m).ln() / 2
+        return float(total)
+
+
+def probs(dtype, shape, zero_frac=0.2, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.random(shape)
+    a[rng.random(shape) < zero_frac] = 0.0
+    return a.astype(dtype)
+
+
+elements = st.one_of(st.just(0.0), st.floats(1e-6, 1e3))
+
+
+@st.composite
+def pq_pairs(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=7))
+    p = draw(hnp.arrays(np.float64, shape, elements=elements)).astype(dtype)
+    q = draw(hnp.arrays(np.float64, shape, elements=elements)).astype(dtype)
+    axis = draw(st.sampled_from([None] + list(range(-len(shape), len(shape)))))
+    return p, q, axis
+
+
+@given(pq_pairs())
+def test_matches_reference(args):
+    p, q, axis = args
+    got = kl_fast.js_div(p, q, axis=axis)
+    assert np.asarray(got).dtype == p.dtype
+    p64, q64 = p.astype(np.float64), q.astype(np.float64)
+    ref = reference.js_div(p64, q64, axis=axis)
+    # the textbook formula loses digits to cancellation near p == q: absolute slack
+    scale = np.sum(p64 + q64, axis=axis)
+    rtol = 1e-12 if p.dtype == np.float64 else 1e-6
+    assert np.all(np.abs(got - ref) <= rtol * np.abs(ref) + 1e-13 * scale + 1e-300)
+
+
+@given(pq_pairs(), st.sampled_from([None, 2.0, 10.0]))
+def test_normalize_matches_scipy_jensenshannon(args, base):
+    p, q, axis = args
+    if axis is None or p.shape[axis] == 0:
+        return
+    p = p + 1.0  # positive sums everywhere
+    q = q + 1.0
+    got = kl_fast.js_div(p, q, axis=axis, normalize=True, base=base)
+    with np.errstate(invalid="ignore"):  # scipy takes sqrt of a rounded -0.0...01 near p == q
+        expected = distance.jensenshannon(p.astype(np.float64), q.astype(np.float64),
+                                          base=base, axis=axis) ** 2
+    expected = np.nan_to_num(expected, nan=0.0)
+    rtol = 1e-10 if p.dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=1e-14)
+
+
+def test_full_accuracy_near_equal_rows():
+    # The textbook formula cancels to first order when q is close to p; the
+    # kernel's series keeps the relative accuracy.
+    rng = np.random.default_rng(1)
+    p = rng.random(40)
+    for delta in (1e-3, 1e-6, 1e-9):
+        q = p * (1 + delta * rng.standard_normal(40))
+        exact = exact_js(p, q)
+        got = kl_fast.js_div(p, q)
+        assert got == pytest.approx(exact, rel=1e-13)
+    # and the log branch (|d| >= 1/2) plus the switch point
+    q = p * rng.choice([0.05, 1 / 3, 3.0, 20.0], size=40)
+    assert kl_fast.js_div(p, q) == pytest.approx(exact_js(p, q), rel=1e-14)
+
+
+def test_closed_forms_and_bounds():
+    assert kl_fast.js_div([1.0, 0.0], [0.0, 1.0]) == pytest.approx(math.log(2), rel=1e-15)
+    assert kl_fast.js_div([1.0, 0.0], [0.0, 1.0], base=2) == 1.0
+    assert kl_fast.js_div([0.3, 0.7], [0.3, 0.7]) == 0.0
+    # 0.5 KL(p||m) + 0.5 KL(q||m) with m = (0.75, 0.25) for p = (1, 0), q = (0.5, 0.5)
+    closed = 0.5 * math.log(1 / 0.75) + 0.5 * (0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25))
+    assert kl_fast.js_div([1.0, 0.0], [0.5, 0.5]) == pytest.approx(closed, rel=1e-15)
+    P = probs(np.float64, (200, 17), seed=2)
+    Q = probs(np.float64, (200, 17), seed=3)
+    js = kl_fast.js_div(P, Q, normalize=True, base=2)
+    assert np.all((js >= 0) & (js <= 1))
+
+
+def test_symmetric_bit_for_bit():
+    P = probs(np.float64, (50, 33), seed=4)
+    Q = probs(np.float64, (50, 33), seed=5)
+    assert kl_fast.js_div(P, Q).tobytes() == kl_fast.js_div(Q, P).tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_broadcast_axes_keepdims(dtype):
+    P = probs(dtype, (3, 4, 9), seed=6)
+    q = probs(dtype, (9,), seed=7)
+    got = kl_fast.js_div(P, q)
+    assert got.shape == (3, 4) and got.dtype == dtype
+    expected = np.array([[exact_js(P[i, j], q) for j in range(4)] for i in range(3)])
+    np.testing.assert_allclose(got, expected, rtol=1e-6 if dtype == np.float32 else 1e-14)
+    for axis in (0, 1, (0, 2), None):
+        Q = probs(dtype, (3, 4, 9), seed=8)
+        got = kl_fast.js_div(P, Q, axis=axis, keepdims=True)
+        ref = reference.js_div(P.astype(float), Q.astype(float), axis=axis, keepdims=True)
+        assert got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, rtol=1e-6 if dtype == np.float32 else 1e-12)
+    # normalize over several axes of a broadcast pair (each reduction is one row)
+    p = probs(dtype, (3, 1, 5), zero_frac=0.0, seed=9)
+    q = probs(dtype, (1, 4, 5), zero_frac=0.0, seed=10)
+    got = kl_fast.js_div(p, q, axis=(0, 2), normalize=True)
+    ref = reference.js_div(*np.broadcast_arrays(p.astype(float), q.astype(float)),
+                           axis=(0, 2), normalize=True)
+    np.testing.assert_allclose(got, ref, rtol=1e-6 if dtype == np.float32 else 1e-12)
+
+
+def test_layouts_threads_out_and_inputs_untouched():
+    base_p = probs(np.float64, (301, 40), seed=11)
+    base_q = probs(np.float64, (301, 40), seed=12)
+    P0, Q0 = base_p.copy(), base_q.copy()
+    expected = kl_fast.js_div(base_p, base_q)
+    np.testing.assert_array_equal(kl_fast.js_div(np.asfortranarray(base_p), base_q), expected)
+    np.testing.assert_array_equal(kl_fast.js_div(base_p.T, base_q.T, axis=0), expected)
+    np.testing.assert_array_equal(kl_fast.js_div(base_p[::2, ::3], base_q[::2, ::3]),
+                                  kl_fast.js_div(base_p[::2, ::3].copy(), base_q[::2, ::3].copy()))
+    ro = base_p.copy()
+    ro.flags.writeable = False
+    np.testing.assert_array_equal(kl_fast.js_div(ro, base_q), expected)
+    one = kl_fast.js_div(base_p, base_q, normalize=True, num_threads=1)
+    two = kl_fast.js_div(base_p, base_q, normalize=True, num_threads=2)
+    assert one.tobytes() == two.tobytes()
+    out = np.empty(301, dtype=np.float32)
+    assert kl_fast.js_div(base_p.astype(np.float32), base_q.astype(np.float32), out=out) is out
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    np.testing.assert_array_equal(base_p, P0)
+    np.testing.assert_array_equal(base_q, Q0)
+
+
+def test_dtypes_and_scalars():
+    p32 = np.array([0.25, 0.75], dtype=np.float32)
+    q32 = np.array([0.5, 0.5], dtype=np.float32)
+    assert kl_fast.js_div(p32, q32).dtype == np.float32
+    assert kl_fast.js_div(p32, q32.astype(np.float64)).dtype == np.float64
+    assert kl_fast.js_div([1, 3], [2, 2]).dtype == np.float64
+    assert kl_fast.js_div(np.array([], np.float32), np.array([], np.float32)) == 0.0
+    assert kl_fast.js_div(0.5, 0.25) == pytest.approx(exact_js([0.5], [0.25]), rel=1e-15)
+
+
+def test_extreme_magnitudes():
+    # x + y overflows (careful path halves the pair); tiny values stay exact
+    p = np.array([1.5e308, 1e-320, 0.0])
+    q = np.array([1.2e308, 0.0, 1e-320])
+    expected = exact_js(p, q)
+    assert kl_fast.js_div(p, q) == pytest.approx(expected, rel=1e-13)
+
+
+def test_check_false_is_memory_safe():
+    kl_fast.js_div([0.5, np.nan, -1.0, np.inf], [0.5, 0.5, 0.5, 0.5], check=False)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bad, word", [(-0.25, "negative"), (np.nan, "NaN"), (np.inf, "infinite")])
+@pytest.mark.parametrize("which", ["p", "q"])
+@pytest.mark.parametrize("normalize", [False, True])
+def test_bad_values_named(dtype, bad, word, which, normalize):
+    P = probs(dtype, (4, 6), zero_frac=0.0, seed=13)
+    Q = probs(dtype, (4, 6), zero_frac=0.0, seed=14)
+    (P if which == "p" else Q)[2, 3] = bad
+    with pytest.raises(ValueError, match=rf"js_div: {which} contains .*{word}.* at index \[2, 3\]"):
+        kl_fast.js_div(P, Q, normalize=normalize)
+    with pytest.raises(ValueError):
+        reference.js_div(P, Q)
+
+
+def test_argument_errors():
+    p = [0.5, 0.5]
+    with pytest.raises(ValueError, match="do not broadcast"):
+        kl_fast.js_div([0.2, 0.3, 0.5], p)
+    with pytest.raises(TypeError, match="js_div: q must hold real numbers"):
+        kl_fast.js_div(p, np.array([1 + 1j, 2]))
+    for base in (0, 1, np.nan):
+        with pytest.raises(ValueError, match="base"):
+            kl_fast.js_div(p, p, base=base)
+    with pytest.raises(np.exceptions.AxisError):
+        kl_fast.js_div(p, p, axis=1)
+    with pytest.raises(ValueError, match=r"js_div: normalize=True but q sums to 0.0 .* index \[1\]"):
+        kl_fast.js_div([[1.0, 1.0], [1.0, 1.0]], [[1.0, 1.0], [0.0, 0.0]], normalize=True)
+    with pytest.raises(ValueError, match=r"normalize=True but p sums to inf"):
+        kl_fast.js_div([1e308, 1e308], p, normalize=True)
+
+
+@pytest.mark.parametrize("path", kl_fast._kernels.available_isas())
+def test_each_kernel_path_agrees(path):
+    """Every instruction-set path of the JS, log-space and pair kernels agrees."""
+    from kl_fast import _div_kernels
+
+    P = probs(np.float64, (8, 301), seed=15)
+    Q = probs(np.float64, (8, 301), seed=16)
+    previous = _div_kernels.current_isa()
+    try:
+        assert _div_kernels.select_isa(path == "baseline") == path
+        js = kl_fast.js_div(P, Q)
+        js32 = kl_fast.js_div(P.astype(np.float32), Q.astype(np.float32))
+        with np.errstate(divide="ignore"):
+            kll = kl_fast.kl_div_log(np.log(P), np.log(Q + 0.1), normalize=True)
+        diag = np.diag(kl_fast.kl_pairwise(P))
+    finally:
+        _div_kernels.select_isa(previous == "baseline")
+    np.testing.assert_allclose(js, [exact_js(p, q) for p, q in zip(P, Q)], rtol=1e-14)
+    # float32 input is computed in float64 and rounded once
+    np.testing.assert_allclose(js32, [exact_js(p, q) for p, q in zip(P.astype(np.float32), Q.astype(np.float32))],
+                               rtol=2.0 ** -24)
+    expected = reference.kl_div(P, Q + 0.1, normalize=True)
+    np.testing.assert_allclose(kll, expected, rtol=1e-12)
+    np.testing.assert_array_equal(diag, np.zeros(8))

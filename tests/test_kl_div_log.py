@@ -1,0 +1,185 @@
+"""kl_div_log against its NumPy twin, kl_div on exp'd inputs, SciPy and decimal sums."""
+import decimal
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from hypothesis.extra import numpy as hnp
+from scipy import special, stats
+
+import kl_fast
+from kl_fast import reference
+
+DTYPES = [np.float64, np.float32]
+NEG_INF = -np.inf
+
+
+def exact_kl_log(lp, lq):
+    """sum exp(lp) * (lp - lq) in 50-digit decimal arithmetic (lp, lq finite)."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = 50
+        total = decimal.Decimal(0)
+        for a, b in zip(np.asarray(lp, dtype=np.float64).tolist(), np.asarray(lq, dtype=np.float64).tolist()):
+            a, b = decimal.Decimal(a), decimal.Decimal(b)
+            total += a.exp() * (a - b)
+        return float(total)
+
+
+def log_probs(dtype, shape, ninf_frac=0.2, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(-2.0, 3.0, shape)
+    a[rng.random(shape) < ninf_frac] = -np.inf
+    return a.astype(dtype)
+
+
+elements = st.one_of(st.just(-np.inf), st.floats(-50.0, 5.0))
+
+
+@st.composite
+def log_pairs(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=7))
+    lp = draw(hnp.arrays(np.float64, shape, elements=elements)).astype(dtype)
+    lq = draw(hnp.arrays(np.float64, shape, elements=elements)).astype(dtype)
+    axis = draw(st.sampled_from([None] + list(range(-len(shape), len(shape)))))
+    return lp, lq, axis
+
+
+@given(log_pairs())
+def test_matches_reference_and_kl_div(args):
+    lp, lq, axis = args
+    got = kl_fast.kl_div_log(lp, lq, axis=axis)
+    assert np.asarray(got).dtype == lp.dtype
+    assert not np.any(np.isnan(got))
+    lp64, lq64 = lp.astype(np.float64), lq.astype(np.float64)
+    ref = reference.kl_div_log(lp64, lq64, axis=axis)
+    rtol = 1e-12 if lp.dtype == np.float64 else 1e-6
+    finite_lp = np.where(np.isinf(lp64), 0.0, lp64)
+    finite_lq = np.where(np.isinf(lq64), 0.0, lq64)
+    # error scale: the terms' size, plus one rounding of each probability (for kl_div on exp)
+    scale = np.sum(np.exp(lp64) * (1 + np.abs(finite_lp) + np.abs(finite_lq)), axis=axis)
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(ref))
+    fin = np.isfinite(ref)
+    got, ref, via_scale = np.asarray(got)[fin], np.asarray(ref)[fin], np.asarray(scale)[fin]
+    assert np.all(np.abs(got - ref) <= rtol * np.abs(ref) + 1e-14 * via_scale + 1e-300)
+    # the same divergence as kl_div on the probabilities (where exp does not underflow)
+    with np.errstate(all="ignore"):
+        via_probs = kl_fast.kl_div(np.exp(lp64), np.exp(lq64), axis=axis)
+    np.testing.assert_array_equal(np.isinf(via_probs), ~fin)
+    via_probs = np.asarray(via_probs)[fin]
+    assert np.all(np.abs(got - via_probs) <= rtol * np.abs(via_probs) + 1e-13 * via_scale + 1e-300)
+
+
+@given(log_pairs(), st.sampled_from([None, 2.0]))
+def test_normalize_is_log_softmax(args, base):
+    lp, lq, axis = args
+    if axis is None or lp.shape[axis] == 0:
+        return
+    # keep one finite entry in every reduction
+    lp = np.where(np.arange(lp.shape[axis]).reshape([-1 if ax == axis % lp.ndim else 1
+                                                      for ax in range(lp.ndim)]) == 0, 0.5, lp)
+    lq = np.where(np.isinf(lq), -30.0, lq).astype(lp.dtype)
+    lp = lp.astype(lq.dtype)
+    got = kl_fast.kl_div_log(lp, lq, axis=axis, normalize=True, base=base)
+    p = special.softmax(lp.astype(np.float64), axis=axis)
+    q = special.softmax(lq.astype(np.float64), axis=axis)
+    expected = stats.entropy(p, q, axis=axis, base=base)
+    rtol = 1e-10 if lp.dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=1e-12 if lp.dtype == np.float64 else 1e-6)
+
+
+def test_zero_probability_semantics():
+    assert kl_fast.kl_div_log([NEG_INF, 0.0], [NEG_INF, 0.0]) == 0.0
+    assert kl_fast.kl_div_log([NEG_INF, 0.0], [0.0, NEG_INF]) == np.inf
+    assert kl_fast.kl_div_log([NEG_INF, NEG_INF], [NEG_INF, 5.0]) == 0.0
+    # lp -inf with any lq: 0, never NaN (the peers give NaN here)
+    assert kl_fast.kl_div_log([NEG_INF], [NEG_INF]) == 0.0
+    # lq = -inf with lp finite is +inf even when exp(lp) underflows to 0
+    assert kl_fast.kl_div_log([-1000.0, 0.0], [NEG_INF, 0.0]) == np.inf
+    assert kl_fast.kl_div_log(np.array([], np.float32), np.array([], np.float32)) == 0.0
+    # a masked vocabulary (log-softmax with -inf entries) on both sides
+    lp = special.log_softmax(np.array([2.0, 1.0, NEG_INF, 0.5]))
+    lq = special.log_softmax(np.array([1.0, 1.0, NEG_INF, 1.0]))
+    p, q = np.exp(lp), np.exp(lq)
+    assert kl_fast.kl_div_log(lp, lq) == pytest.approx(float(special.rel_entr(p, q).sum()), rel=1e-14)
+
+
+def test_terms_exact_where_exp_under_or_overflows():
+    # exp(lp) underflows, yet the term exp(lp) * (lp - lq) is not negligible
+    lp = np.array([-800.0, 0.0])
+    lq = np.array([-1e300, 0.0])
+    assert kl_fast.kl_div_log(lp, lq) == pytest.approx(math.exp(-800 + math.log(1e300)), rel=1e-12)
+    # subnormal exp(lp) with a moderate difference
+    lp = np.array([-740.0, -1.0])
+    lq = np.array([-745.0, -1.5])
+    assert kl_fast.kl_div_log(lp, lq) == pytest.approx(exact_kl_log(lp, lq), rel=1e-14)
+    # exp(lp) overflows but the terms cancel exactly: the answer is 0, not NaN
+    assert kl_fast.kl_div_log([800.0, 800.0], [799.0, 801.0]) == 0.0
+    # an honest overflow is +-inf, never NaN
+    assert kl_fast.kl_div_log([800.0, 0.0], [0.0, 0.0]) == np.inf
+    assert kl_fast.kl_div_log([800.0, 0.0], [900.0, 0.0]) == -np.inf
+    # large-but-finite results through the scaled careful sum
+    got = kl_fast.kl_div_log([705.0, 705.0], [704.0, 703.5])
+    assert got == pytest.approx(2.5 * math.exp(705.0), rel=1e-12)
+    # huge differences do not overflow into NaN
+    assert np.isfinite(kl_fast.kl_div_log([-1e308, 0.0], [1e308, 0.0]))
+
+
+def test_float32_stays_float32_and_matches_float64():
+    lp = log_probs(np.float32, (40, 30), seed=1)
+    lq = log_probs(np.float32, (40, 30), ninf_frac=0.0, seed=2)
+    got = kl_fast.kl_div_log(lp, lq, normalize=True)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, kl_fast.kl_div_log(lp.astype(float), lq.astype(float), normalize=True),
+                               rtol=1e-6, atol=1e-7)
+
+
+def test_broadcast_layouts_threads_and_out():
+    LP = log_probs(np.float64, (401, 50), seed=3)
+    lq = special.log_softmax(np.random.default_rng(4).normal(size=50))
+    expected = np.array([kl_fast.kl_div_log(row, lq) for row in LP])
+    np.testing.assert_array_equal(kl_fast.kl_div_log(LP, lq), expected)
+    np.testing.assert_array_equal(kl_fast.kl_div_log(LP.T, lq[:, None], axis=0), expected)
+    np.testing.assert_array_equal(kl_fast.kl_div_log(np.asfortranarray(LP), lq), expected)
+    one = kl_fast.kl_div_log(LP, lq, normalize=True, num_threads=1)
+    two = kl_fast.kl_div_log(LP, lq, normalize=True, num_threads=2)
+    assert one.tobytes() == two.tobytes()
+    out = np.empty((401, 1))
+    assert kl_fast.kl_div_log(LP, lq, keepdims=True, out=out) is out
+    np.testing.assert_array_equal(out[:, 0], expected)
+    LP0 = LP.copy()
+    kl_fast.kl_div_log(LP, lq, normalize=True, base=2)
+    np.testing.assert_array_equal(LP, LP0)
+    # normalisation over two axes of a broadcast pair
+    a = log_probs(np.float64, (3, 1, 4), ninf_frac=0.0, seed=5)
+    b = log_probs(np.float64, (1, 5, 4), ninf_frac=0.0, seed=6)
+    got = kl_fast.kl_div_log(a, b, axis=(0, 2), normalize=True)
+    ref = reference.kl_div_log(*np.broadcast_arrays(a, b), axis=(0, 2), normalize=True)
+    np.testing.assert_allclose(got, ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bad, word", [(np.nan, "NaN"), (np.inf, r"\+inf")])
+@pytest.mark.parametrize("which", ["log_p", "log_q"])
+@pytest.mark.parametrize("normalize", [False, True])
+def test_bad_values_named(dtype, bad, word, which, normalize):
+    LP = log_probs(dtype, (4, 6), ninf_frac=0.0, seed=7)
+    LQ = log_probs(dtype, (4, 6), ninf_frac=0.0, seed=8)
+    (LP if which == "log_p" else LQ)[2, 3] = bad
+    with pytest.raises(ValueError, match=rf"kl_div_log: {which} contains {word}.* at index \[2, 3\]"):
+        kl_fast.kl_div_log(LP, LQ, normalize=normalize)
+    with pytest.raises(ValueError):
+        reference.kl_div_log(LP, LQ)
+
+
+def test_argument_errors():
+    with pytest.raises(TypeError, match="kl_div_log: log_p must hold real numbers"):
+        kl_fast.kl_div_log(np.array(["a"]), [0.0])
+    with pytest.raises(ValueError, match="do not broadcast"):
+        kl_fast.kl_div_log([0.0, 0.0, 0.0], [0.0, 0.0])
+    with pytest.raises(ValueError, match=r"normalize=True but log_q is -inf everywhere .* index \[1\]"):
+        kl_fast.kl_div_log([[0.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [NEG_INF, NEG_INF]], normalize=True)
+    with pytest.raises(ValueError, match="base"):
+        kl_fast.kl_div_log([0.0], [0.0], base=-1)
+    kl_fast.kl_div_log([np.nan, 0.0], [0.0, np.inf], check=False)  # unspecified, memory-safe

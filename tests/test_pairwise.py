@@ -1,0 +1,293 @@
+"""kl_pairwise and js_pairwise against per-pair kl_div / js_div, the NumPy broadcast
+baseline, SciPy's cdist and long-double sums; the product form's error bound."""
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from hypothesis.extra import numpy as hnp
+from scipy.spatial import distance
+from scipy.special import rel_entr
+
+import kl_fast
+from kl_fast import _pairwise, reference
+
+DTYPES = [np.float64, np.float32]
+
+
+def exact_kl_matrix(P, Q, normalize=False):
+    """Long-double terms summed in long double, for every pair: near-exact."""
+    P = np.asarray(P, dtype=np.longdouble)
+    Q = np.asarray(Q, dtype=np.longdouble)
+    if normalize:
+        P = P / P.sum(axis=1, keepdims=True)
+        Q = Q / Q.sum(axis=1, keepdims=True)
+    p, q = P[:, None, :], Q[None, :, :]
+    with np.errstate(all="ignore"):
+        t = np.where(p > 0, p * (np.log(p) - np.log(q)), 0)
+        t = np.where((p > 0) & (q == 0), np.inf, t)
+    return t.sum(axis=-1)
+
+
+def probs(dtype, shape, zero_frac=0.2, seed=0, scale=1.0):
+    rng = np.random.default_rng(seed)
+    a = rng.random(shape) * scale
+    a[rng.random(shape) < zero_frac] = 0.0
+    return a.astype(dtype)
+
+
+def near_duplicates(m, n, seed, rel=1e-9):
+    """Rows that come in pairs differing by a relative ``rel``: KL of order rel**2."""
+    rng = np.random.default_rng(seed)
+    base = rng.dirichlet(np.ones(n), size=(m + 1) // 2)
+    rows = np.repeat(base, 2, axis=0)[:m]
+    rows[1::2] *= 1 + rel * rng.standard_normal(rows[1::2].shape)
+    return rows
+
+
+def product_form(P, Q, normalize=False):
+    """The unrefined product-form matrix and its a-priori error bound."""
+    func = "test"
+    P, Q = P.astype(np.float64), Q.astype(np.float64)  # as kl_pairwise computes
+    hp, psum = _pairwise._row_stats(P, "P", func, None, True)
+    _, qsum = _pairwise._row_stats(Q, "Q", func, None, True)
+    bound = np.empty((P.shape[0], Q.shape[0]))
+    value = _pairwise._kl_matrix(P, Q, hp, psum, qsum, normalize=normalize, num_threads=None,
+                                 func=func, refine=False, bound=bound)
+    return value, bound
+
+
+elements = st.one_of(st.just(0.0), st.floats(1e-6, 1e3))
+
+
+@st.composite
+def matrices(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    n = draw(st.integers(0, 8))
+    P = draw(hnp.arrays(np.float64, (draw(st.integers(0, 5)), n), elements=elements)).astype(dtype)
+    Q = draw(hnp.arrays(np.float64, (draw(st.integers(0, 5)), n), elements=elements)).astype(dtype)
+    if draw(st.booleans()) and len(Q):  # a near-duplicate pair
+        P = np.concatenate([P, Q[:1] * dtype(1 + 1e-7)])
+    return P, Q
+
+
+# ---- kl_pairwise ----------------------------------------------------------------
+
+@given(matrices())
+def test_kl_matches_per_pair_kl_div_and_reference(args):
+    P, Q = args
+    got = kl_fast.kl_pairwise(P, Q)
+    assert got.shape == (len(P), len(Q)) and got.dtype == P.dtype
+    per_pair = kl_fast.kl_div(P[:, None, :], Q[None, :, :])
+    ref = reference.kl_pairwise(P.astype(np.float64), Q.astype(np.float64))
+    exact = exact_kl_matrix(P, Q).astype(np.float64)
+    assert not np.any(np.isnan(got))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(exact))
+    np.testing.assert_array_equal(np.isinf(ref), np.isinf(exact))
+    fin = np.isfinite(exact)
+    rtol = 2.0 ** -24 if P.dtype == np.float64 else 1e-6
+    # exact where recomputed by the row kernel, else within the guaranteed relative error
+    err = np.abs(got[fin] - exact[fin])
+    assert np.all((got[fin] == per_pair[fin]) | (err <= rtol * np.abs(exact[fin]) + 1e-300))
+    np.testing.assert_allclose(got[fin], ref[fin], rtol=1e-5 if P.dtype == np.float32 else 1e-7,
+                               atol=1e-12 * (1 + np.abs(ref[fin])).max(initial=0))
+
+
+@given(matrices(), st.booleans())
+def test_kl_product_form_error_bound(args, normalize):
+    P, Q = args
+    if normalize:
+        P, Q = P + 0.5, Q + 0.5
+    value, bound = product_form(P, Q, normalize=normalize)
+    exact = exact_kl_matrix(P, Q, normalize=normalize)
+    fin = np.isfinite(exact)
+    err = np.abs(value[fin].astype(np.longdouble) - exact[fin])
+    assert np.all(err <= bound[fin])
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("kind", ["probabilities", "counts", "mixed"])
+def test_kl_bound_and_refinement_on_hard_inputs(kind, normalize):
+    # near-duplicate rows (KL ~ 1e-18) make the product form cancel badly
+    P = near_duplicates(24, 60, seed=1)
+    if kind == "counts":
+        P = np.round(P * 5e4) + 1.0
+    elif kind == "mixed":
+        P = P * np.geomspace(1e-3, 1e3, 60)
+    value, bound = product_form(P, P, normalize=normalize)
+    exact = exact_kl_matrix(P, P, normalize=normalize)
+    assert np.all(np.abs(value.astype(np.longdouble) - exact) <= bound)
+    got = kl_fast.kl_pairwise(P, normalize=normalize)
+    per_pair = kl_fast.kl_div(P[:, None, :], P[None, :, :], normalize=normalize)
+    refined = np.abs(value) <= 2.0 ** 24 * bound
+    assert refined[np.arange(24), np.arange(24)].all()
+    np.testing.assert_array_equal(got[refined], per_pair[refined])
+    rel = np.abs(got[~refined] - exact[~refined]) / np.abs(exact[~refined])
+    assert np.all(rel <= 2.0 ** -24)
+    # typical accuracy of the product form away from zero is far better than the guarantee
+    assert np.all(rel <= 1e-10)
+
+
+def test_kl_all_pairs_within_p():
+    P = probs(np.float64, (30, 40), zero_frac=0.1, seed=2)
+    got = kl_fast.kl_pairwise(P)
+    np.testing.assert_array_equal(got, kl_fast.kl_pairwise(P, P))
+    # the diagonal is recomputed by the exact kernel, which gives 0 for p == q
+    np.testing.assert_array_equal(np.diag(got), np.zeros(30))
+    P = near_duplicates(30, 40, seed=3)
+    got = kl_fast.kl_pairwise(P)
+    per_pair = kl_fast.kl_div(P[:, None, :], P[None, :, :])
+    # the near-duplicate pairs are recomputed by the row kernel too
+    np.testing.assert_array_equal(got[::2, 1::2].diagonal(), per_pair[::2, 1::2].diagonal())
+    np.testing.assert_array_equal(got[1::2, ::2].diagonal(), per_pair[1::2, ::2].diagonal())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kl_zero_support_exactly_inf(dtype):
+    rng = np.random.default_rng(4)
+    P = probs(dtype, (40, 25), zero_frac=0.3, seed=5)
+    Q = probs(dtype, (35, 25), zero_frac=0.15, seed=6)
+    P[3] = 0.0  # an all-zero row: KL 0 against everything
+    Q[7, rng.random(25) < 0.5] = 0.0
+    got = kl_fast.kl_pairwise(P, Q)
+    overlap = (P > 0).astype(int) @ (Q == 0).astype(int).T > 0
+    np.testing.assert_array_equal(np.isposinf(got), overlap)
+    assert not np.isnan(got).any()
+    np.testing.assert_array_equal(got[3], np.zeros(35, dtype))
+    per_pair = kl_fast.kl_div(P[:, None, :], Q[None, :, :])
+    np.testing.assert_allclose(got, per_pair, rtol=1e-6 if dtype == np.float32 else 1e-12)
+
+
+def test_kl_normalize_base_and_scipy_cdist():
+    P = probs(np.float64, (12, 9), zero_frac=0.0, seed=7, scale=50.0)
+    Q = probs(np.float64, (10, 9), zero_frac=0.0, seed=8, scale=3.0)
+    got = kl_fast.kl_pairwise(P, Q, normalize=True, base=2)
+    expected = distance.cdist(P / P.sum(1, keepdims=True), Q / Q.sum(1, keepdims=True),
+                              lambda u, v: rel_entr(u, v).sum()) / np.log(2)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    np.testing.assert_allclose(got, kl_fast.kl_div(P[:, None], Q[None], normalize=True, base=2),
+                               rtol=1e-12)
+
+
+def test_kl_float32_stays_float32():
+    P = probs(np.float32, (20, 30), seed=9)
+    Q = probs(np.float32, (15, 30), zero_frac=0.0, seed=10)
+    got = kl_fast.kl_pairwise(P, Q)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, exact_kl_matrix(P, Q).astype(np.float64), rtol=2e-7)
+    assert kl_fast.kl_pairwise(P, Q.astype(np.float64)).dtype == np.float64
+
+
+def test_kl_blocks_threads_layouts(monkeypatch):
+    P = probs(np.float64, (70, 33), zero_frac=0.1, seed=11)
+    Q = probs(np.float64, (20, 33), zero_frac=0.05, seed=12)
+    whole = kl_fast.kl_pairwise(P, Q)
+    monkeypatch.setattr(_pairwise, "_BLOCK_ELEMENTS", 50)  # blocks of 2 rows
+    np.testing.assert_array_equal(kl_fast.kl_pairwise(P, Q), whole)
+    np.testing.assert_array_equal(kl_fast.kl_pairwise(P, Q, num_threads=1), whole)
+    np.testing.assert_array_equal(kl_fast.kl_pairwise(P, Q, num_threads=2), whole)
+    np.testing.assert_array_equal(kl_fast.kl_pairwise(np.asfortranarray(P), Q[:, ::-1][:, ::-1]), whole)
+    ro = P.copy()
+    ro.flags.writeable = False
+    np.testing.assert_array_equal(kl_fast.kl_pairwise(ro, Q), whole)
+    P0, Q0 = P.copy(), Q.copy()
+    kl_fast.kl_pairwise(P, Q, normalize=True)
+    np.testing.assert_array_equal(P, P0)
+    np.testing.assert_array_equal(Q, Q0)
+
+
+def test_kl_memory_is_bounded():
+    P = probs(np.float64, (300, 400), zero_frac=0.1, seed=13)
+    Q = probs(np.float64, (300, 400), zero_frac=0.05, seed=14)
+    kl_fast.kl_pairwise(P, Q)  # warm up
+    tracemalloc.start()
+    kl_fast.kl_pairwise(P, Q)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    # an (m, k, n) temporary would be 288 MB; inputs, log(Q) and result are ~1 MB each
+    assert peak < 12 * (P.nbytes + 300 * 300 * 8)
+
+
+def test_kl_overflowing_product_form_falls_back():
+    P = np.array([[1e300, 1e-300, 1.0], [0.5, 0.25, 0.25]])
+    Q = np.array([[1e-300, 1e300, 1.0], [0.2, 0.3, 0.5]])
+    got = kl_fast.kl_pairwise(P, Q)
+    per_pair = kl_fast.kl_div(P[:, None], Q[None])
+    np.testing.assert_array_equal(got[0], per_pair[0])  # recomputed by the row kernel
+    np.testing.assert_allclose(got[1], per_pair[1], rtol=1e-14)
+
+
+def test_kl_empty_shapes():
+    assert kl_fast.kl_pairwise(np.zeros((0, 3)), np.ones((4, 3))).shape == (0, 4)
+    assert kl_fast.kl_pairwise(np.ones((2, 3)), np.ones((0, 3))).shape == (2, 0)
+    np.testing.assert_array_equal(kl_fast.kl_pairwise(np.ones((2, 0)), np.ones((3, 0))), np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("func", [kl_fast.kl_pairwise, kl_fast.js_pairwise])
+def test_pairwise_errors(func):
+    name = func.__name__
+    P = probs(np.float64, (4, 5), zero_frac=0.0, seed=15)
+    with pytest.raises(ValueError, match=rf"{name}: P must be a 2-D array .* shape \(5,\)"):
+        func(P[0], P)
+    with pytest.raises(ValueError, match=rf"{name}: the rows of P \(length 5\) and of Q \(length 4\)"):
+        func(P, P[:, :4])
+    with pytest.raises(TypeError, match=rf"{name}: Q must hold real numbers"):
+        func(P, P.astype(complex))
+    for which in ("P", "Q"):
+        A, B = P.copy(), P.copy()
+        (A if which == "P" else B)[2, 3] = -1.0
+        with pytest.raises(ValueError, match=rf"{name}: {which} contains a negative value \(-1.0\) at index \[2, 3\]"):
+            func(A, B)
+        (A if which == "P" else B)[2, 3] = np.nan
+        with pytest.raises(ValueError, match=rf"{name}: {which} contains NaN at index \[2, 3\]"):
+            func(A, B)
+    Z = P.copy()
+    Z[1] = 0.0
+    with pytest.raises(ValueError, match=rf"{name}: normalize=True but row 1 of Q sums to 0.0"):
+        func(P, Z, normalize=True)
+    with pytest.raises(ValueError, match="base"):
+        func(P, base=1)
+    func(np.where(P > 0.5, np.nan, P), check=False)  # unspecified, memory-safe
+
+
+# ---- js_pairwise ----------------------------------------------------------------
+
+@given(matrices(), st.booleans())
+def test_js_matches_per_pair_js_div_and_reference(args, normalize):
+    P, Q = args
+    if normalize:
+        if P.shape[1] == 0:
+            return
+        P, Q = P + P.dtype.type(0.5), Q + Q.dtype.type(0.5)
+    got = kl_fast.js_pairwise(P, Q, normalize=normalize)
+    assert got.shape == (len(P), len(Q)) and got.dtype == P.dtype
+    per_pair = kl_fast.js_div(P[:, None, :], Q[None, :, :], normalize=normalize)
+    np.testing.assert_array_equal(got, per_pair)
+    ref = reference.js_pairwise(P.astype(np.float64), Q.astype(np.float64), normalize=normalize)
+    scale = P.astype(np.float64).sum(1)[:, None] + Q.astype(np.float64).sum(1)[None, :]
+    rtol = 1e-12 if P.dtype == np.float64 else 1e-6
+    assert np.all(np.abs(got - ref) <= rtol * np.abs(ref) + 1e-13 * (1 if normalize else scale))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_js_symmetric_and_scipy_cdist(dtype):
+    P = probs(dtype, (25, 30), zero_frac=0.2, seed=16)
+    P[:, 0] += 1  # positive sums
+    within = kl_fast.js_pairwise(P, normalize=True, base=2)
+    np.testing.assert_array_equal(within, within.T)
+    np.testing.assert_array_equal(within, kl_fast.js_pairwise(P, P, normalize=True, base=2))
+    np.testing.assert_array_equal(np.diag(within), np.zeros(25, dtype))
+    with np.errstate(invalid="ignore"):  # scipy takes sqrt of a rounded negative near p == q
+        expected = np.nan_to_num(distance.cdist(P.astype(np.float64), P.astype(np.float64),
+                                                "jensenshannon") ** 2) / np.log(2)
+    np.testing.assert_allclose(within, expected, rtol=1e-6 if dtype == np.float32 else 1e-11,
+                               atol=1e-15)
+
+
+def test_js_threads_bit_identical():
+    P = probs(np.float64, (40, 50), seed=17)
+    Q = probs(np.float64, (30, 50), seed=18)
+    one = kl_fast.js_pairwise(P, Q, num_threads=1)
+    assert one.tobytes() == kl_fast.js_pairwise(P, Q, num_threads=2).tobytes()
+    sym = kl_fast.js_pairwise(P, num_threads=1)
+    assert sym.tobytes() == kl_fast.js_pairwise(P, num_threads=2).tobytes()
