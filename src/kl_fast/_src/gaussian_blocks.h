@@ -18,19 +18,31 @@
 /* ---- p side, pass A: P, sum p d, sum p d^2 (d = x - ctr), H = sum of the p log p
    terms t ----------------------------------------------------------------------- */
 static inline void KLM_FN(gk_pa_sums)(const double *p, const double *x, const double *t,
-                                      ptrdiff_t len, double ctr, double *tot)
+                                      ptrdiff_t len, double ctr, const gk_pctx *cx,
+                                      ptrdiff_t start, double *tot)
 {
     double a[KL_LANES], b[KL_LANES], b2[KL_LANES], c[KL_LANES];
     ptrdiff_t full = len - len % KL_LANES, i = 0;
+    long long uneven = 0;
+    double x0 = cx->x0, dx = cx->dx, tol = cx->tol;
 #if GK_VEC
     kl_v4d a0 = {0.0, 0.0, 0.0, 0.0}, a1 = a0, b0 = a0, b1 = a0, q0 = a0, q1 = a0, c0 = a0,
-           c1 = a0, pv, d, tv;
-    for (; i < full; i += KL_LANES) {
-        GK_LOAD(pv, p + i); GK_LOAD(d, x + i); GK_LOAD(tv, t + i);
-        d -= ctr; a0 += pv; c0 += tv; pv *= d; b0 += pv; q0 += pv * d;
-        GK_LOAD(pv, p + i + 4); GK_LOAD(d, x + i + 4); GK_LOAD(tv, t + i + 4);
-        d -= ctr; a1 += pv; c1 += tv; pv *= d; b1 += pv; q1 += pv * d;
+           c1 = a0, pv, d, tv, xv, dev;
+    kl_v4d i0 = {0.0, 1.0, 2.0, 3.0}, i1 = {4.0, 5.0, 6.0, 7.0};
+    gk_v4i nu = {0, 0, 0, 0};
+    i0 += (double)start;
+    i1 += (double)start;
+    for (; i < full; i += KL_LANES, i0 += 8.0, i1 += 8.0) {
+        GK_LOAD(pv, p + i); GK_LOAD(xv, x + i); GK_LOAD(tv, t + i);
+        d = xv - ctr; a0 += pv; c0 += tv; pv *= d; b0 += pv; q0 += pv * d;
+        dev = xv - (x0 + i0 * dx);
+        nu -= (gk_v4i)(dev > tol) | (gk_v4i)(dev < -tol);
+        GK_LOAD(pv, p + i + 4); GK_LOAD(xv, x + i + 4); GK_LOAD(tv, t + i + 4);
+        d = xv - ctr; a1 += pv; c1 += tv; pv *= d; b1 += pv; q1 += pv * d;
+        dev = xv - (x0 + i1 * dx);
+        nu -= (gk_v4i)(dev > tol) | (gk_v4i)(dev < -tol);
     }
+    uneven = nu[0] + nu[1] + nu[2] + nu[3];
     GK_LANES_OUT(a, a0, a1); GK_LANES_OUT(b, b0, b1); GK_LANES_OUT(b2, q0, q1);
     GK_LANES_OUT(c, c0, c1);
 #else
@@ -45,10 +57,17 @@ static inline void KLM_FN(gk_pa_sums)(const double *p, const double *x, const do
         double d = x[i] - ctr, pd = p[i] * d;
         a[i - full] += p[i]; c[i - full] += t[i]; b[i - full] += pd; b2[i - full] += pd * d;
     }
+#if GK_VEC
+    for (i = full; i < len; i++)
+#else
+    for (i = 0; i < len; i++)
+#endif
+        uneven += fabs(x[i] - (x0 + ((double)start + (double)i) * dx)) > tol;
     tot[0] = KL_LANE_SUM(a);
     tot[1] = KL_LANE_SUM(b);
     tot[2] = KL_LANE_SUM(c);
     tot[3] = KL_LANE_SUM(b2);
+    tot[5] = (double)uneven;
 }
 
 /* ---- p side, pass B: sum p (x - c), sum p (x - c)^2 about p's mean ------------ */

@@ -115,26 +115,11 @@ static void KLM_FN(gk_t2_table)(double C, double *restrict t2)
     for (int i = 0; i < KL_BLOCK; i++) t2[i] = KLM_FN(exp_f64)(-(C * i) * i);
 }
 
-/* How many points of x[0:len] (global indices start...) are off the even grid
-   x0 + i dx by more than tol (an integer count: it vectorises). */
-static __attribute__((noinline)) ptrdiff_t
-KLM_FN(gk_count_uneven)(const double *restrict x, ptrdiff_t len, ptrdiff_t start, double x0,
-                        double dx, double tol)
-{
-    long long c = 0;
-    double base = (double)start;
-    for (int i = 0; i < (int)len; i++) c += fabs(x[i] - (x0 + (base + (double)i) * dx)) > tol;
-    return (ptrdiff_t)c;
-}
-
 /* t_i = p_i log p_i, 0 for p_i == 0; NaN or inf for a negative, NaN or infinite p_i. */
 static __attribute__((noinline)) void
 KLM_FN(gk_plogp)(const double *restrict p, ptrdiff_t len, double *restrict t)
 {
-    for (ptrdiff_t i = 0; i < len; i++) {
-        double v = p[i];
-        t[i] = v * KLM_FN(log_f64)(v == 0.0 ? 1.0 : v);
-    }
+    for (ptrdiff_t i = 0; i < len; i++) t[i] = KLM_FN(xlogy_f64)(p[i], p[i]);
 }
 
 /* How many i in [1, len) have x[i] < x[i-1] (an integer count: it vectorises). */

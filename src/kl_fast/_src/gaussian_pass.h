@@ -28,11 +28,10 @@ static void GK_BLK(pa_block)(const void *vctx, ptrdiff_t blk, double *tot)
     const double *x = cx->x;
     double down = 0.0;
     KLM_FN(gk_plogp)(p, len, t);
-    KLM_FN(gk_pa_sums)(p, x + start, t, len, cx->ctr, tot);
+    KLM_FN(gk_pa_sums)(p, x + start, t, len, cx->ctr, cx, start, tot);
     /* the pair across the block boundary counts in the later block */
     down = (double)KLM_FN(gk_count_down)(start > 0 ? x + start - 1 : x, start > 0 ? len + 1 : len);
     tot[4] = down;
-    tot[5] = (double)KLM_FN(gk_count_uneven)(x + start, len, start, cx->x0, cx->dx, cx->tol);
 }
 
 static void GK_BLK(pb_block)(const void *vctx, ptrdiff_t blk, double *tot)
