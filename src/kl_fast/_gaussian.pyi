@@ -7,6 +7,8 @@ import numpy.typing as npt
 _Floating = Union[npt.NDArray[np.float32], npt.NDArray[np.float64]]
 _F64 = npt.NDArray[np.float64]
 
+__test__: dict[str, str]
+
 P_OK: int
 P_BAD_P: int
 P_BAD_X: int

@@ -55,58 +55,55 @@ KLM_FN(gk_wmap)(const double *restrict x, ptrdiff_t len, double xk, double twodk
 }
 
 /* The same w on a full block of an evenly spaced grid (spacing dx), without an
-   exp per point.  With i the index in the block, the exponent is
-   a_i = A + B i + C i^2 on the ideal grid x_0 + i dx, and with i = j + 8 t
-       exp(-a_i) = exp(-(A + B j)) exp(-8 B t) exp(-C i^2)
-   (the last factor from the pass's table t2): 8 + 32 exps per 256 points.  The
-   exact exponent of each point corrects the product, w_i = prod exp(-(a_i - a^_i))
-   by its Taylor series, exact to rounding for |a_i - a^_i| <= 1e-6.  Returns 0
-   when done, 1 when the block must take gk_wmap (exponents too spread for the
-   factors to stay in range, or x off the even spacing). */
+   exp per point.  With i the index in the block, the exponent on the ideal
+   grid x_0 + i dx is a^_i = A + B i + C i^2, and with i = j + 8 t
+       exp(-a^_i) = exp(-(A + B j)) exp(-8 B t) exp(-C i^2),
+   the last factor from the pass's table t2: 8 + 32 exps per 256 points.  The
+   exact exponent a_i of each point corrects the product by the Taylor series
+   of exp(-(a_i - a^_i)), exact to rounding while |a_i - a^_i| <= 1e-6.
+   Returns 0 when done, 1 when the block must take gk_wmap (exponents too
+   spread for the factors to stay in range, or x off the even spacing). */
 static __attribute__((noinline)) int
 KLM_FN(gk_wmap_table)(const double *restrict x, double xk, double twodk, double h, double mu,
                       double dx, const double *restrict t2, double *restrict w)
 {
+#if defined(__GNUC__) || defined(__clang__)
     double e0 = x[0] - xk, r0 = e0 * (e0 + twodk);
     double A = r0 > 0.0 ? r0 * h : 0.0;
     double B = 2.0 * h * dx * (x[0] - mu), C = h * dx * dx;
     double V[8], U[32], arg[32];
-    long long bad = 0;
+    /* lanes j = 0..3 and 4..7 of each group of 8 points */
+    kl_v4d v0, v1, i0 = {0.0, 1.0, 2.0, 3.0}, i1 = {4.0, 5.0, 6.0, 7.0};
+    gk_v4i nbad = {0, 0, 0, 0};
     if (!(A + 255.0 * fabs(B) + 65025.0 * C <= 700.0)) return 1;
     for (int j = 0; j < 8; j++) arg[j] = -(A + B * j);
     for (int j = 0; j < 8; j++) V[j] = KLM_FN(exp_f64)(arg[j]);
     for (int t = 0; t < 32; t++) arg[t] = -(8.0 * B) * t;
     for (int t = 0; t < 32; t++) U[t] = KLM_FN(exp_f64)(arg[t]);
-#if defined(__GNUC__) || defined(__clang__)
-    {
-        /* lanes j = 0..3 and 4..7 of each group of 8 points */
-        kl_v4d v0, v1, i0 = {0.0, 1.0, 2.0, 3.0}, i1 = {4.0, 5.0, 6.0, 7.0};
-        gk_v4i nbad = {0, 0, 0, 0};
-        memcpy(&v0, V, sizeof v0);
-        memcpy(&v1, V + 4, sizeof v1);
-        for (int t = 0; t < 32; t++, i0 += 8.0, i1 += 8.0) {
-            kl_v4d xv, tv, e, r, a, d, u = {U[t], U[t], U[t], U[t]};
+    memcpy(&v0, V, sizeof v0);
+    memcpy(&v1, V + 4, sizeof v1);
+    for (int t = 0; t < 32; t++, i0 += 8.0, i1 += 8.0) {
+        kl_v4d xv, tv, e, r, a, d, u = {U[t], U[t], U[t], U[t]};
 #define GK_TABLE_HALF(OFF, VV, IV)                                                    \
-            memcpy(&xv, x + 8 * t + (OFF), sizeof xv);                                \
-            memcpy(&tv, t2 + 8 * t + (OFF), sizeof tv);                               \
-            e = xv - xk;                                                              \
-            r = e * (e + twodk);                                                      \
-            a = (kl_v4d)((gk_v4i)(r * h) & (gk_v4i)(r > 0.0));                       \
-            d = a - (A + IV * (B + IV * C));                                          \
-            nbad -= (gk_v4i)(d > 1e-6) | (gk_v4i)(d < -1e-6);                         \
-            tv = ((VV * u) * tv) * (1.0 - d * (1.0 - 0.5 * d));                      \
-            memcpy(w + 8 * t + (OFF), &tv, sizeof tv);
-            GK_TABLE_HALF(0, v0, i0)
-            GK_TABLE_HALF(4, v1, i1)
+        memcpy(&xv, x + 8 * t + (OFF), sizeof xv);                                    \
+        memcpy(&tv, t2 + 8 * t + (OFF), sizeof tv);                                   \
+        e = xv - xk;                                                                  \
+        r = e * (e + twodk);                                                          \
+        a = (kl_v4d)((gk_v4i)(r * h) & (gk_v4i)(r > 0.0));                           \
+        d = a - (A + IV * (B + IV * C));                                              \
+        nbad -= (gk_v4i)(d > 1e-6) | (gk_v4i)(d < -1e-6);                             \
+        tv = ((VV * u) * tv) * (1.0 - d * (1.0 - 0.5 * d));                          \
+        memcpy(w + 8 * t + (OFF), &tv, sizeof tv);
+        GK_TABLE_HALF(0, v0, i0)
+        GK_TABLE_HALF(4, v1, i1)
 #undef GK_TABLE_HALF
-        }
-        bad = nbad[0] + nbad[1] + nbad[2] + nbad[3];
     }
+    return nbad[0] + nbad[1] + nbad[2] + nbad[3] != 0;
 #else
-    (void)x; (void)t2; (void)w; (void)xk; (void)twodk;
-    bad = 1;  /* without vector types the point-by-point map is as good */
+    /* without vector types the point-by-point map is as good */
+    (void)x; (void)xk; (void)twodk; (void)h; (void)mu; (void)dx; (void)t2; (void)w;
+    return 1;
 #endif
-    return bad != 0;
 }
 
 /* t2[i] = exp(-C i^2) for the KL_BLOCK indices of a block. */
