@@ -1,25 +1,30 @@
 /*
  * klmath.h -- branch-free log/exp for float64 and float32 that gcc auto-vectorises under
- * strict IEEE semantics (no -ffast-math), with < 1 ulp error over the whole domain.
+ * strict IEEE semantics (no -ffast-math); < 1 ulp over the whole domain, subnormals included.
  *
- * Included several times per translation unit, once per target region; the includer
- * defines KLM_FN(name) to make per-target names, e.g.
+ * The file is included several times per translation unit, once per target region, so the
+ * function definitions are deliberately outside any include guard. Before each inclusion
+ * define KLM_FN(name) to give the copy unique names:
+ *
  *     #define KLM_FN(n) n##_avx2
  *     #pragma GCC push_options
  *     #pragma GCC target("avx2,fma")
  *     #include "klmath.h"
  *     #pragma GCC pop_options
  *     #undef KLM_FN
- * so the function definitions are deliberately outside any include guard.
  *
- * Why the code looks the way it does:
- * - gcc turns a C ternary into a branch, and under the default -ftrapping-math it will not
- *   if-convert a branch that holds floating-point arithmetic, so the loop stays scalar.
- *   Selects here are bit masks, or ternaries whose arms are constants or the input itself.
- * - SSE2 has no 64-bit compare/select, so the float64 masks are made with integer
- *   arithmetic unless SSE4.2 (and so AVX2) is enabled for the region.
- * - No 64-bit int<->double conversion and no 64-bit arithmetic shift (AVX2 has neither),
- *   no tables, no division other than one per log.
+ * Per copy: log_f64, log_f32, exp_f64, exp_f32, and xlogy_f64/xlogy_f32
+ * (x*log(y), exactly +0 where x == 0) for KL-style reductions.
+ *
+ * Why it is written this way (keep these properties when editing):
+ * - gcc lowers a C ternary to a branch and may sink arithmetic into it; under the default
+ *   -ftrapping-math it then refuses to if-convert, and the loop stays scalar. Every select
+ *   here is a bit mask, or a ternary whose arms are constants or the unmodified input.
+ * - SSE2 has no 64-bit lane compare/select, so float64 masks come from integer arithmetic
+ *   unless the region enables SSE4.2 (as avx2 does); 32-bit masks are fine everywhere.
+ * - No 64-bit int<->double conversion and no 64-bit arithmetic shift (AVX2 has neither);
+ *   no tables; exactly one division per log.
+ * - Accuracy holds with and without FMA contraction.
  */
 #ifndef KLMATH_CONSTS_H
 #define KLMATH_CONSTS_H
@@ -35,12 +40,14 @@
 #define KLM_INVLN2_D  0x1.71547652b82fep+0
 /* adding 1.5*2^52 rounds to an integer and leaves it in the low mantissa bits */
 #define KLM_SHIFT_D   0x1.8p52
-/* bit patterns: sqrt(2)/2, 1.0, +-746.0 (exp clamp), sign, mantissa */
+/* bit patterns: sqrt(2)/2, 1.0, 746.0 (exp clamp), +inf, sign, mantissa, 2^52 magic */
 #define KLM_SQRTH_BITS_D UINT64_C(0x3fe6a09e667f3bcd)
 #define KLM_ONE_BITS_D   UINT64_C(0x3ff0000000000000)
 #define KLM_746_BITS_D   UINT64_C(0x4087500000000000)
+#define KLM_INF_BITS_D   UINT64_C(0x7ff0000000000000)
 #define KLM_SIGN_D       UINT64_C(0x8000000000000000)
 #define KLM_MANT_D       UINT64_C(0x000fffffffffffff)
+#define KLM_MAGIC_BITS_D UINT64_C(0x4330000000000000)
 
 /* ln 2 = HI + LO with k*HI exact for |k| < 2^9 */
 #define KLM_LN2HI_F   0x1.62e4p-1f
@@ -53,7 +60,7 @@
 #define KLM_SIGN_F       UINT32_C(0x80000000)
 #define KLM_MANT_F       UINT32_C(0x007fffff)
 
-/* fdlibm log: log(1+f) = f - f^2/2 + s (f^2/2 + R(s^2)), s = f/(2+f), |s| <= 0.1716 */
+/* fdlibm log: log(1+f) = 2 atanh(s) = f - s (f - R), s = f/(2+f), R = s^2 P(s^2), |s| <= 0.1716 */
 #define KLM_LG1_D 6.666666666666735130e-01
 #define KLM_LG2_D 3.999999999940941908e-01
 #define KLM_LG3_D 2.857142874366239149e-01
@@ -92,87 +99,98 @@
 #error "define KLM_FN(name) before including klmath.h"
 #endif
 
-/* natural log, float64; < 1 ulp */
+/* natural log, float64; < 1 ulp; log(+-0) = -inf, log(x<0) = NaN, log(+inf) = +inf */
 static inline double KLM_FN(log_f64)(double x)
 {
     uint64_t ix, sub, t, b;
-    double xs, z, k, corr;
+    double xs, one, z, k, corr;
     memcpy(&ix, &x, sizeof ix);
 #if defined(__SSE4_2__)
     sub = (uint64_t)0 - (uint64_t)(x < DBL_MIN);            /* all ones for subnormals, 0, < 0 */
 #else
     sub = (uint64_t)0 - (((ix >> 52) - 1) >> 63);          /* all ones iff exponent field is 0 */
 #endif
-    /* subnormals: scale by 2^54 here, take 54 off the exponent below */
-    b = KLM_ONE_BITS_D + (sub & (UINT64_C(54) << 52));
+    /* subnormal m 2^-1074 -> (1 + m 2^-52) - 1 = x 2^1022 exactly; otherwise x - 0 = x */
+    b = sub & KLM_ONE_BITS_D;
+    memcpy(&one, &b, sizeof one);
+    b = ix | b;
     memcpy(&xs, &b, sizeof xs);
-    xs = x * xs;
+    xs = xs - one;
     memcpy(&ix, &xs, sizeof ix);
-    /* x = 2^k z, z in [sqrt2/2, sqrt2); t's top 12 bits are k + 2048 (no arithmetic shift) */
+    /* x = 2^k z, z in [sqrt2/2, sqrt2); the top 12 bits of t are k + 2048 */
     t = ix + (KLM_SIGN_D - KLM_SQRTH_BITS_D);
-    b = ((t >> 52) - (sub & 54)) | UINT64_C(0x4330000000000000);
+    b = (t >> 52) | KLM_MAGIC_BITS_D;
     memcpy(&k, &b, sizeof k);
-    k -= 0x1p52 + 2048.0;                                   /* exact: 2^52 + e holds e in its mantissa */
+    k = (k - (0x1p52 + 2048.0)) - 1022.0 * one;            /* 2^52 + e holds e exactly */
     b = (t & KLM_MANT_D) + KLM_SQRTH_BITS_D;
     memcpy(&z, &b, sizeof z);
     double f = z - 1.0;                                     /* exact (Sterbenz) */
-    double s = f / (z + 1.0);                               /* z + 1 rounds exactly like 2 + f */
+    double s = f / (z + 1.0);                               /* z + 1 rounds exactly as 2 + f */
+    double u = s * s;
+    double p = KLM_LG6_D + u * KLM_LG7_D;
+    p = KLM_LG5_D + u * p;
+    p = KLM_LG4_D + u * p;
+    p = KLM_LG3_D + u * p;
+    p = KLM_LG2_D + u * p;
+    p = KLM_LG1_D + u * p;
+    /* log x = k ln2 + f - s (f - R), R = u p; explicit fma, since -std=c99 turns contraction off */
+#if defined(__FMA__)
+    double a = __builtin_fma(s, __builtin_fma(-u, p, f), -(k * KLM_LN2LO_D));
+    double r = __builtin_fma(k, KLM_LN2HI_D, -(a - f));
+#else
+    /* without fma, fdlibm's f - hfsq + s (hfsq + R) keeps the rounding of s below 1 ulp */
     double hfsq = 0.5 * f * f;
-    /* R(u) = u (LG1 + LG2 u + ... + LG7 u^6), u = s^2, in Estrin form for a short dependency chain */
-    double u = s * s, u2 = u * u, u4 = u2 * u2;
-    double p = (KLM_LG1_D + u * KLM_LG2_D) + u2 * (KLM_LG3_D + u * KLM_LG4_D)
-             + u4 * ((KLM_LG5_D + u * KLM_LG6_D) + u2 * KLM_LG7_D);
-    double R = u * p;
-    double a = s * R + (s * hfsq + k * KLM_LN2LO_D);
-    /* log x = k ln2 + f - hfsq + s (hfsq + R), ordered so the big terms are added last */
-    double r = k * KLM_LN2HI_D - ((hfsq - a) - f);
-    /* r is finite for every input; the special results are added on (each select picks constants) */
+    double r = k * KLM_LN2HI_D - ((hfsq - (s * (hfsq + u * p) + k * KLM_LN2LO_D)) - f);
+#endif
+    /* r is finite for every input; special results are added on, selects pick constants */
     corr = (x == 0.0 ? -(double)INFINITY : 0.0) + (x < 0.0 ? (double)NAN : 0.0);
     corr += x < (double)INFINITY ? 0.0 : x;                 /* +inf -> +inf, NaN -> NaN */
     return r + corr;
 }
 
-/* natural log, float32; < 1 ulp */
+/* natural log, float32; < 1 ulp; same special values as log_f64 */
 static inline float KLM_FN(log_f32)(float x)
 {
     uint32_t ix, sub, t, b;
-    float xs, z, k25, corr;
+    float xs, one, z, corr;
     memcpy(&ix, &x, sizeof ix);
     sub = (uint32_t)0 - (uint32_t)(x < FLT_MIN);            /* 32-bit lane masks exist on SSE2 */
-    b = KLM_ONE_BITS_F + (sub & (UINT32_C(25) << 23));
+    /* subnormal x -> x 2^126 exactly, as in log_f64 */
+    b = sub & KLM_ONE_BITS_F;
+    memcpy(&one, &b, sizeof one);
+    b = ix | b;
     memcpy(&xs, &b, sizeof xs);
-    xs = x * xs;
-    b = sub & UINT32_C(0x41c80000);                          /* 25.0f or +0.0f */
-    memcpy(&k25, &b, sizeof k25);
+    xs = xs - one;
     memcpy(&ix, &xs, sizeof ix);
+    /* x = 2^k z, z in [sqrt2/2, sqrt2); 32-bit arithmetic shift is available everywhere */
     t = ix - KLM_SQRTH_BITS_F;
-    float k = (float)((int32_t)t >> 23) - k25;               /* arithmetic shift: 32-bit is fine */
+    float k = (float)((int32_t)t >> 23) - 126.0f * one;
     b = (t & KLM_MANT_F) + KLM_SQRTH_BITS_F;
     memcpy(&z, &b, sizeof z);
     float f = z - 1.0f;
     float s = f / (z + 1.0f);
-    float hfsq = 0.5f * f * f;
-    float u = s * s, u2 = u * u;
-    float R = u * ((KLM_LG1_F + u * KLM_LG2_F) + u2 * (KLM_LG3_F + u * KLM_LG4_F));
-    float a = s * R + (s * hfsq + k * KLM_LN2LO_F);
-    float r = k * KLM_LN2HI_F - ((hfsq - a) - f);
+    float u = s * s;
+    float p = KLM_LG1_F + u * (KLM_LG2_F + u * (KLM_LG3_F + u * KLM_LG4_F));
+    float r = k * KLM_LN2HI_F - ((s * (f - u * p) - k * KLM_LN2LO_F) - f);
     corr = (x == 0.0f ? -INFINITY : 0.0f) + (x < 0.0f ? NAN : 0.0f);
     corr += x < INFINITY ? 0.0f : x;
     return r + corr;
 }
 
-/* exp, float64; < 1 ulp, gradual underflow below -708.4, +inf above 709.78 */
+/* exp, float64; < 1 ulp; subnormal results below -708.4, +0 below -745.14, +inf above 709.78 */
 static inline double KLM_FN(exp_f64)(double x)
 {
-    uint64_t ix, msk, kb, kb1, b1, b2;
-    double xc, s1, s2;
+    uint64_t ix, ax, msk, kb, kb1, b;
+    double xc, axd, s1, s2;
     /* |x| > 746 becomes +-746, which still under/overflows; NaN passes through */
     memcpy(&ix, &x, sizeof ix);
+    ax = ix & ~KLM_SIGN_D;
 #if defined(__SSE4_2__)
-    msk = (uint64_t)0 - (uint64_t)(fabs(x) > 746.0);
+    memcpy(&axd, &ax, sizeof axd);
+    msk = (uint64_t)0 - (uint64_t)(axd > 746.0);
 #else
-    msk = (uint64_t)0 - ((((KLM_746_BITS_D - (ix & ~KLM_SIGN_D)) ^ (UINT64_C(0x7ff0000000000000)
-                          - (ix & ~KLM_SIGN_D))) >> 63));  /* 746 < |x| <= inf, integer-only */
+    (void)axd;
+    msk = (uint64_t)0 - (((KLM_746_BITS_D - ax) ^ (KLM_INF_BITS_D - ax)) >> 63);
 #endif
     ix = (ix & ~(msk & ~KLM_SIGN_D)) | (msk & KLM_746_BITS_D);
     memcpy(&xc, &ix, sizeof xc);
@@ -182,7 +200,7 @@ static inline double KLM_FN(exp_f64)(double x)
     memcpy(&kb, &kt, sizeof kb);
     memcpy(&kb1, &kt1, sizeof kb1);
     double k = kt - KLM_SHIFT_D;
-    /* x = k ln2 + hi - lo with hi exact; lo is folded into the small terms */
+    /* x = k ln2 + hi - lo with hi exact; lo only enters the small terms */
     double hi = xc - k * KLM_LN2HI_D;
     double lo = k * KLM_LN2LO_D;
     double r = hi - lo;
@@ -190,22 +208,27 @@ static inline double KLM_FN(exp_f64)(double x)
     double q = ((KLM_EC2_D + r * KLM_EC3_D) + r2 * (KLM_EC4_D + r * KLM_EC5_D))
              + r4 * ((KLM_EC6_D + r * KLM_EC7_D) + r2 * (KLM_EC8_D + r * KLM_EC9_D))
              + r8 * (KLM_EC10_D + r * KLM_EC11_D);
-    double y = 1.0 + (hi + (r2 * q - lo));
+    /* y = 1 + hi + (r^2 q - lo), with the rounding error of 1 + hi recovered (Fast2Sum) */
+    double y = 1.0 + hi;
+    double e = (1.0 - y) + hi;
+    y = y + (e + (r2 * q - lo));
     /* 2^k = 2^k1 * 2^(k-k1): both factors stay normal for |k| <= 1077 */
-    b1 = (kb1 + 1023) << 52;
-    b2 = (kb - kb1 + 1023) << 52;
-    memcpy(&s1, &b1, sizeof s1);
-    memcpy(&s2, &b2, sizeof s2);
-    return (y * s1) * s2;                                   /* exact, then one rounding into subnormals */
+    b = (kb1 + 1023) << 52;
+    memcpy(&s1, &b, sizeof s1);
+    b = (kb - kb1 + 1023) << 52;
+    memcpy(&s2, &b, sizeof s2);
+    return (y * s1) * s2;                                   /* exact, then one rounding */
 }
 
-/* exp, float32; < 1 ulp, gradual underflow below -87.3, +inf above 88.72 */
+/* exp, float32; < 1 ulp; subnormal results below -87.34, +0 below -103.97, +inf above 88.72 */
 static inline float KLM_FN(exp_f32)(float x)
 {
-    uint32_t ix, msk, kb, kb1, b1, b2;
-    float xc, s1, s2;
+    uint32_t ix, ax, msk, kb, kb1, b;
+    float xc, axf, s1, s2;
     memcpy(&ix, &x, sizeof ix);
-    msk = (uint32_t)0 - (uint32_t)(fabsf(x) > 104.0f);
+    ax = ix & ~KLM_SIGN_F;
+    memcpy(&axf, &ax, sizeof axf);
+    msk = (uint32_t)0 - (uint32_t)(axf > 104.0f);
     ix = (ix & ~(msk & ~KLM_SIGN_F)) | (msk & KLM_104_BITS_F);
     memcpy(&xc, &ix, sizeof xc);
     float kt = xc * KLM_INVLN2_F + KLM_SHIFT_F;
@@ -218,15 +241,17 @@ static inline float KLM_FN(exp_f32)(float x)
     float r = hi - lo;
     float r2 = r * r;
     float q = (KLM_EC2_F + r * KLM_EC3_F) + r2 * ((KLM_EC4_F + r * KLM_EC5_F) + r2 * KLM_EC6_F);
-    float y = 1.0f + (hi + (r2 * q - lo));
-    b1 = (kb1 + 127) << 23;
-    b2 = (kb - kb1 + 127) << 23;
-    memcpy(&s1, &b1, sizeof s1);
-    memcpy(&s2, &b2, sizeof s2);
+    float y = 1.0f + hi;
+    float e = (1.0f - y) + hi;
+    y = y + (e + (r2 * q - lo));
+    b = (kb1 + 127) << 23;
+    memcpy(&s1, &b, sizeof s1);
+    b = (kb - kb1 + 127) << 23;
+    memcpy(&s2, &b, sizeof s2);
     return (y * s1) * s2;
 }
 
-/* x*log(y), and +0 wherever x == +-0 whatever y is (so 0*log(0/0) counts 0), float64 */
+/* x*log(y), and exactly +0 where x == +-0 whatever y is (0*log(0/0) counts 0), float64 */
 static inline double KLM_FN(xlogy_f64)(double x, double y)
 {
     double v = x * KLM_FN(log_f64)(y);
@@ -243,7 +268,7 @@ static inline double KLM_FN(xlogy_f64)(double x, double y)
     return v;
 }
 
-/* x*log(y), and +0 wherever x == +-0 whatever y is, float32 */
+/* x*log(y), and exactly +0 where x == +-0 whatever y is, float32 */
 static inline float KLM_FN(xlogy_f32)(float x, float y)
 {
     float v = x * KLM_FN(log_f32)(y);
