@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -90,6 +91,16 @@ def test_console_script_declared():
     from kl_fast.cli import main
 
     assert callable(main)
+    # Where the package is installed (CI), the script is registered and runs.
+    from importlib.metadata import entry_points
+
+    installed = [e for e in entry_points(group="console_scripts") if e.name == "kl-fast"]
+    if installed:
+        assert installed[0].value == "kl_fast.cli:main"
+        script = shutil.which("kl-fast")
+        if script is not None:
+            proc = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 0 and kl_fast.__version__ in proc.stdout
 
 
 def test_version_and_help():
@@ -154,11 +165,67 @@ def test_demo_asymmetry(demo_run):
         assert float(m.group(2)) == pytest.approx(normal_kl(*a, *b), abs=1e-4)
 
 
+def tutorial_gd(p, x, mu, v, lr, epochs):
+    """The tutorial's gradient descent on (mu, variance), in NumPy: rows (epoch, kl, mu, v)."""
+    def kl_grad(mu, v):
+        d = x - mu
+        logw = -d * d / (2 * v)
+        logq = logw - np.log(np.sum(np.exp(logw)))
+        q = np.exp(logq)
+        kl = np.sum(p * (np.log(p) - logq))
+        g_mu = (p.sum() * np.sum(q * d) - np.sum(p * d)) / v
+        g_v = (p.sum() * np.sum(q * d * d) - np.sum(p * d * d)) / (2 * v * v)
+        return kl, g_mu, g_v
+
+    rows = []
+    _, g_mu, g_v = kl_grad(mu, v)
+    for epoch in range(1, epochs + 1):
+        mu, v = mu - lr * g_mu, v - lr * g_v
+        kl, g_mu, g_v = kl_grad(mu, v)
+        rows.append((epoch, kl, mu, v))
+    return rows
+
+
+def test_demo_fits(demo_run):
+    stdout, _ = demo_run
+    section = stdout.split("3. Fitting")[1].split("4. Speed")[0]
+    x = np.arange(-10, 10, 0.001)
+    p = stats.norm.pdf(x, 0, 2)
+    gd = {int(m.group(1)): tuple(map(float, m.groups()[1:])) for m in re.finditer(
+        r"^\s+(\d+)\s+" + r"\s+".join([NUMBER] * 3) + "$", section.split("Newton's method")[0], re.M)}
+    assert sorted(gd) == list(range(10, 101, 10))
+    for epoch, kl, mu, v in tutorial_gd(p, x, 0.0, 1.0, 0.001, 100):
+        if epoch % 10 == 0:
+            assert gd[epoch][0] == pytest.approx(kl, abs=1e-6)
+            assert gd[epoch][1] == pytest.approx(mu, rel=1e-6, abs=1e-15)
+            assert gd[epoch][2] == pytest.approx(v, abs=1e-6)
+    # The tutorial's final values (DESIGN.md).
+    assert gd[100][2] == pytest.approx(3.9675094, abs=1e-7)
+    assert gd[100][0] == pytest.approx(6907.7674169, abs=1e-6)
+
+    newton = [tuple(map(float, m.groups()[1:])) for m in re.finditer(
+        r"^\s+(\d+)\s+" + r"\s+".join([NUMBER] * 3) + "$", section.split("Newton's method in")[1], re.M)]
+    assert 1 <= len(newton) <= 11
+    kl_n, mu_n, sigma_n = newton[-1]
+    # The optimum matches p's grid moments: mean and variance of the fitted grid Gaussian.
+    w = np.exp(-(x - mu_n) ** 2 / (2 * sigma_n ** 2))
+    q = w / w.sum()
+    mean_p = np.sum(p * x) / p.sum()
+    assert np.sum(q * x) == pytest.approx(mean_p, abs=1e-8)
+    var_p = np.sum(p * (x - mean_p) ** 2) / p.sum()
+    assert np.sum(q * (x - mean_p) ** 2) == pytest.approx(var_p, rel=1e-8)
+    assert kl_n == pytest.approx(reference.kl_div(p, q), abs=1e-6)
+    assert sigma_n == pytest.approx(2.0, abs=1e-7)
+    assert kl_n < gd[100][0]
+    assert re.search(r"Newton reaches\s+KL = " + NUMBER, section)
+
+
 def test_demo_speed_section(demo_run):
     stdout, _ = demo_run
     section = stdout.split("4. Speed")[1].split("5. Figures")[0]
-    assert re.search(r"kl_div float64, n = 20,000\s+\S+ \S+\s+\S+ \S+\s+\d+\.\dx", section)
-    assert re.search(r"kl_div float32, n = 20,000\s+\S+ \S+\s+\S+ \S+\s+\d+\.\dx", section)
+    for label in ("kl_div float64", "kl_div float32", "gaussian_kl_grad", "tutorial GD fit, 100 epochs",
+                  "Newton fit vs NumPy GD loop"):
+        assert re.search(re.escape(label) + r"\s+[\d.]+ [mun]?s\s+[\d.]+ [mun]?s\s+[\d,]+\.\dx", section), label
 
 
 def test_demo_figures(demo_run):
@@ -200,8 +267,7 @@ def test_bench_quick_json_plot(tmp_path):
     assert "| case | implementation | time (median) | speed-up vs baseline |" in proc.stdout
     for g in groups:
         assert f"| {g} |" in proc.stdout
-        assert g in proc.stderr
-    assert f"{len(groups)}/{len(groups)}" in proc.stderr
+    assert "timing [" in proc.stderr and f"{len(groups)}/{len(groups)} done" in proc.stderr
     doc = json.loads(js.read_text())
     assert doc["quick"] is True and doc["environment"]["kl_fast"] == kl_fast.__version__
     assert [g for g in dict.fromkeys(r["group"] for r in doc["results"])] == groups
@@ -215,7 +281,7 @@ def test_bench_quick_json_plot(tmp_path):
 
 
 def test_bench_errors(tmp_path):
-    one_line_error(run_cli("bench", "--only", "nosuchtopic"), "--only nosuchtopic", "available: kl")
+    one_line_error(run_cli("bench", "--only", "nosuchtopic"), "--only nosuchtopic", "available: ", "kl")
     one_line_error(run_cli("bench", "--json", tmp_path / "missing" / "b.json"), "--json", "does not exist")
     proc = run_cli("bench", "--plot", tmp_path / "b.png", env=without_matplotlib(tmp_path))
     one_line_error(proc, "--plot needs matplotlib", PLOT_HINT)

@@ -151,46 +151,52 @@ def _pair_label(a, b) -> str:
 
 @dataclass
 class FitTrace:
-    """One fitting run as the demo shows it: iterations with KL, mu and the scale parameter."""
+    """One fitting run as the demo shows it: the start and every step."""
 
     name: str
-    steps: np.ndarray          # iteration / epoch numbers
+    steps: np.ndarray          # 0 is the start, then one entry per epoch / Newton step
     kl: np.ndarray
     mu: np.ndarray
-    sigma: np.ndarray          # standard deviation at each step
-    seconds: float
-    result: object
+    sigma: np.ndarray          # standard deviation
+    variance: np.ndarray
+    seconds: float             # median time of the whole fit
+    result: object             # the GaussianFit
+
+
+# The tutorial's run: (mu, variance) from (0, 1), learning rate 0.001, 100 epochs, no early stop.
+TUTORIAL_GD = dict(method="gd", parametrization="variance", mu0=0.0, sigma0=1.0, lr=0.001,
+                   epochs=100, tol=0.0)
+
+
+def _trace(name: str, fit, seconds: float) -> FitTrace:
+    h = fit.history
+    kl = np.asarray(h["kl"], dtype=np.float64)
+    return FitTrace(name, np.arange(kl.size), kl, np.asarray(h["mu"], dtype=np.float64),
+                    np.asarray(h["sigma"], dtype=np.float64), np.asarray(h["variance"], dtype=np.float64),
+                    seconds, fit)
 
 
 def _fits(p: np.ndarray, x: np.ndarray):
-    """The tutorial's gradient-descent fit and the Newton fit, or None before fit_gaussian exists."""
+    """The tutorial's gradient-descent fit and the Newton fit, each with its median time."""
     import kl_fast
 
-    fit = getattr(kl_fast, "fit_gaussian", None)
-    if fit is None:
-        return None
-    gd_args = dict(method="gd", parametrization="variance", mu0=0.0, sigma0=1.0, lr=0.001, epochs=100)
-    gd = fit(p, x, **gd_args)
-    newton = fit(p, x, method="newton")
-    gd_sec = _median_seconds(lambda: fit(p, x, **gd_args))
-    newton_sec = _median_seconds(lambda: fit(p, x, method="newton"))
-    return (_trace("gradient descent", gd, gd_sec, variance=True),
-            _trace("Newton", newton, newton_sec, variance=False))
-
-
-def _trace(name: str, res, seconds: float, *, variance: bool) -> FitTrace:
-    hist = res.history
-    kl = np.asarray(hist["kl"], dtype=float)
-    mu = np.asarray(hist["mu"], dtype=float)
-    scale = np.asarray(hist["sigma"], dtype=float)
-    steps = np.arange(len(kl))
-    return FitTrace(name, steps, kl, mu, np.sqrt(scale) if variance else scale, seconds, res)
+    gd = kl_fast.fit_gaussian(p, x, **TUTORIAL_GD)
+    newton = kl_fast.fit_gaussian(p, x, method="newton")
+    gd_sec = _median_seconds(lambda: kl_fast.fit_gaussian(p, x, **TUTORIAL_GD, history=False))
+    newton_sec = _median_seconds(lambda: kl_fast.fit_gaussian(p, x, method="newton", history=False))
+    return _trace("gradient descent", gd, gd_sec), _trace("Newton", newton, newton_sec)
 
 
 def demo(out_dir: str, say: Callable[[str], None] = print) -> int:
     import kl_fast
     from kl_fast import reference
 
+    Figure = _figure_class()
+    if Figure is not None:
+        try:
+            os.makedirs(out_dir, exist_ok=True)
+        except OSError as exc:
+            raise CommandError(f"--out {out_dir}: cannot create the directory ({exc.strerror})") from None
     x = np.arange(*GRID)
     dx = GRID[2]
     lo, hi = GRID[0], GRID[1]
@@ -243,44 +249,49 @@ def demo(out_dir: str, say: Callable[[str], None] = print) -> int:
     say("   q_i = exp(-(x_i - mu)^2 / (2 v)) / sum_j exp(-(x_j - mu)^2 / (2 v)), v = sigma^2; p is left")
     say(f"   unnormalised as in the tutorial (it sums to {p.sum():.4f}), so the KL is about 1000 log 1000.")
     say("")
-    fits = _fits(p, x)
-    if fits is None:
-        say("   (this build of kl_fast has no fit_gaussian; the fitting part is skipped)")
-        say("")
-    else:
-        gd, newton = fits
-        say("   The tutorial's gradient descent: mu0 = 0, v0 = 1, learning rate 0.001, 100 epochs,")
-        say("   on (mu, v) with v the variance (the tutorial calls it sigma):")
-        say("")
-        say(f"   {'epoch':>7} {'KL(p || q)':>16} {'mu':>16} {'variance':>14}")
-        for i in range(10, len(gd.steps), 10):
-            say(f"   {int(gd.steps[i]):7d} {gd.kl[i]:16.7f} {gd.mu[i]:16.7g} {gd.sigma[i] ** 2:14.7f}")
-        say(f"   {gd.result.message} ({_fmt_seconds(gd.seconds)})")
-        say("")
-        say("   Newton in the natural parameters, from p's grid moments:")
-        say("")
-        say(f"   {'iter':>7} {'KL(p || q)':>16} {'mu':>16} {'sigma':>14}")
-        for i in range(len(newton.steps)):
-            say(f"   {int(newton.steps[i]):7d} {newton.kl[i]:16.7f} {newton.mu[i]:16.7g} {newton.sigma[i]:14.10f}")
-        say(f"   {newton.result.message} ({_fmt_seconds(newton.seconds)})")
-        say("")
-        say(f"   Gradient descent stops at KL = {gd.kl[-1]:.7f} (sigma = {gd.sigma[-1]:.7f}); Newton reaches")
-        say(f"   KL = {newton.kl[-1]:.7f} (sigma = {newton.sigma[-1]:.7f}) in {len(newton.steps) - 1} steps, "
-            f"{gd.seconds / newton.seconds:,.0f}x faster.")
-        say("")
+    gd, newton = _fits(p, x)
+    say("   The tutorial's gradient descent: mu0 = 0, v0 = 1, learning rate 0.001, 100 epochs,")
+    say("   stepping in (mu, v) with v the variance (the tutorial calls it sigma):")
+    say("")
+    say(f"   {'epoch':>7} {'KL(p || q)':>16} {'mu':>16} {'variance':>14}")
+    for i in range(10, len(gd.steps), 10):
+        say(f"   {int(gd.steps[i]):7d} {gd.kl[i]:16.7f} {gd.mu[i]:16.7g} {gd.variance[i]:14.7f}")
+    say(f"   {gd.result.message}; {_fmt_seconds(gd.seconds)}")
+    say("")
+    say("   Newton's method in the natural parameters (mu / v, -1 / (2 v)), where KL is convex,")
+    say("   from p's grid mean and standard deviation (iteration 0):")
+    say("")
+    say(f"   {'iter':>7} {'KL(p || q)':>16} {'mu':>16} {'sigma':>14}")
+    for i in range(len(newton.steps)):
+        say(f"   {int(newton.steps[i]):7d} {newton.kl[i]:16.7f} {newton.mu[i]:16.7g} {newton.sigma[i]:14.10f}")
+    say(f"   {newton.result.message}; {_fmt_seconds(newton.seconds)}")
+    say("")
+    say(f"   Gradient descent ends at KL = {gd.kl[-1]:.7f} with sigma = {gd.sigma[-1]:.7f}; Newton reaches")
+    say(f"   KL = {newton.kl[-1]:.7f} with sigma = {newton.sigma[-1]:.7f} in {newton.result.nit} "
+        f"step{'s' if newton.result.nit != 1 else ''}, "
+        f"{gd.seconds / newton.seconds:,.0f}x faster.")
+    say("")
 
     # 4. Speed on the tutorial grid.
     say("4. Speed on the tutorial grid (median of repeats; ratio = NumPy time / kl_fast time)")
     say("")
     q = normal_pdf(x, 2.0, 2.0)
-    speed = [("kl_div float64, n = 20,000",
-              lambda: kl_fast.kl_div(p, q), lambda: reference.kl_div(p, q, check=False))]
     p32, q32 = p.astype(np.float32), q.astype(np.float32)
-    speed.append(("kl_div float32, n = 20,000",
-                  lambda: kl_fast.kl_div(p32, q32), lambda: reference.kl_div(p32, q32, check=False)))
-    say(f"   {'':<30} {'kl_fast':>10} {'NumPy':>10} {'ratio':>8}")
+    ref_gd = dict(mu0=0.0, sigma0=1.0, lr=0.001, epochs=100, parametrization="variance")
+    numpy_gd_sec = _median_seconds(lambda: reference.fit_gaussian_gd(p, x, **ref_gd))
+    speed = [
+        ("kl_div float64", lambda: kl_fast.kl_div(p, q), lambda: reference.kl_div(p, q, check=False)),
+        ("kl_div float32", lambda: kl_fast.kl_div(p32, q32),
+         lambda: reference.kl_div(p32, q32, check=False)),
+        ("gaussian_kl_grad", lambda: kl_fast.gaussian_kl_grad(p, x, 0.5, 1.5),
+         lambda: reference.gaussian_kl_grad(p, x, 0.5, 1.5)),
+        ("tutorial GD fit, 100 epochs", gd.seconds, numpy_gd_sec),
+        ("Newton fit vs NumPy GD loop", newton.seconds, numpy_gd_sec),
+    ]
+    say(f"   {'n = 20,000':<30} {'kl_fast':>10} {'NumPy':>10} {'ratio':>8}")
     for label, fast, slow in speed:
-        tf, ts = _median_seconds(fast), _median_seconds(slow)
+        tf = fast if isinstance(fast, float) else _median_seconds(fast)
+        ts = slow if isinstance(slow, float) else _median_seconds(slow)
         say(f"   {label:<30} {_fmt_seconds(tf):>10} {_fmt_seconds(ts):>10} {ts / tf:7.1f}x")
     say("   (kl-fast bench shows the full table, with SciPy as well)")
     say("")
@@ -288,26 +299,20 @@ def demo(out_dir: str, say: Callable[[str], None] = print) -> int:
     # 5. Figures.
     say("5. Figures")
     say("")
-    Figure = _figure_class()
     if Figure is None:
         say(f"   matplotlib is not installed, so no figures were written. To get them: {PLOT_HINT}")
         return 0
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-    except OSError as exc:
-        raise CommandError(f"--out {out_dir}: cannot create the directory ({exc.strerror})") from None
     written = []
     for k, (a, b, pa, qb, grid, scaled, exact) in enumerate(rows, start=1):
         path = os.path.join(out_dir, f"kl_pair_{k}.png")
         _plot_pair(Figure, path, x, a, b, pa, qb, grid, scaled, exact)
         written.append((path, f"p = N({a[0]:g}, {a[1]:g}) and q = N({b[0]:g}, {b[1]:g}), KL in the title"))
-    if fits is not None:
-        path = os.path.join(out_dir, "fit_trajectory.png")
-        _plot_trajectory(Figure, path, x, p, *fits)
-        written.append((path, "q during gradient descent (every 10th epoch) over p, and Newton's result"))
-        path = os.path.join(out_dir, "fit_kl_history.png")
-        _plot_history(Figure, path, *fits)
-        written.append((path, "KL per iteration for both methods (log scale)"))
+    path = os.path.join(out_dir, "fit_trajectory.png")
+    _plot_trajectory(Figure, path, x, p, gd, newton)
+    written.append((path, "q during gradient descent (every 10th epoch) over p, and Newton's result"))
+    path = os.path.join(out_dir, "fit_kl_history.png")
+    _plot_history(Figure, path, gd, newton)
+    written.append((path, "KL per iteration for both methods (log scale)"))
     for path, what in written:
         say(f"   {path}: {what}")
     return 0
@@ -335,20 +340,26 @@ def _plot_pair(Figure, path, x, a, b, p, q, grid, scaled, exact) -> None:
     _save(fig, path)
 
 
+def _grid_q(x, mu, sigma, dx):
+    """The fitted grid Gaussian q_i, divided by dx so that it overlays the density p."""
+    w = np.exp(-((x - mu) ** 2) / (2.0 * sigma * sigma))
+    return w / (w.sum() * dx)
+
+
 def _plot_trajectory(Figure, path, x, p, gd: FitTrace, newton: FitTrace) -> None:
     from matplotlib import colormaps
 
-    dx = x[1] - x[0]
+    dx = GRID[2]
     fig = Figure(figsize=(8.0, 4.5), layout="constrained")
     ax = fig.add_subplot()
     ax.plot(x, p, color="black", lw=2.5, label="p = N(0, 2)")
     cmap = colormaps["viridis"]
     shown = list(range(0, len(gd.steps), 10))
     for j, i in enumerate(shown):
-        q = normal_pdf(x, gd.mu[i], gd.sigma[i])
+        q = _grid_q(x, gd.mu[i], gd.sigma[i], dx)
         ax.plot(x, q, color=cmap(j / max(len(shown) - 1, 1)), lw=1.2,
                 label=f"GD epoch {int(gd.steps[i])}" if j in (0, len(shown) - 1) else None)
-    qn = normal_pdf(x, newton.mu[-1], newton.sigma[-1])
+    qn = _grid_q(x, newton.mu[-1], newton.sigma[-1], dx)
     ax.plot(x, qn, color="tab:red", lw=2, ls="--",
             label=f"Newton: mu = {newton.mu[-1]:.3g}, sigma = {newton.sigma[-1]:.4f}")
     ax.set_title("Fitting q to p by gradient descent on KL(p || q), every 10th epoch")
@@ -362,19 +373,19 @@ def _plot_history(Figure, path, gd: FitTrace, newton: FitTrace) -> None:
     best = min(float(np.min(gd.kl)), float(np.min(newton.kl)))
     fig = Figure(figsize=(10.0, 4.0), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
-    ax1.semilogy(gd.steps, gd.kl, label=f"gradient descent ({_fmt_seconds(gd.seconds)})")
-    ax1.semilogy(newton.steps, newton.kl, "o-", label=f"Newton ({_fmt_seconds(newton.seconds)})")
+    ax1.plot(gd.steps, gd.kl, label=f"gradient descent ({_fmt_seconds(gd.seconds)})")
+    ax1.plot(newton.steps, newton.kl, "o-", label=f"Newton ({_fmt_seconds(newton.seconds)})")
     ax1.set_title("KL(p || q) per iteration")
     ax1.set_xlabel("iteration (epoch)")
-    ax1.set_ylabel("KL (log scale)")
+    ax1.set_ylabel("KL")
     ax1.legend()
     for tr, style in ((gd, "-"), (newton, "o-")):
         excess = tr.kl - best
         keep = excess > 0
         ax2.semilogy(tr.steps[keep], excess[keep], style, label=tr.name)
-    ax2.set_title("KL above the best value found")
+    ax2.set_title("KL above the best value found (log scale)")
     ax2.set_xlabel("iteration (epoch)")
-    ax2.set_ylabel("KL - min KL (log scale)")
+    ax2.set_ylabel("KL - min KL")
     ax2.legend()
     _save(fig, path)
 
@@ -426,14 +437,25 @@ def bench(quick: bool, json_path: Optional[str], plot_path: Optional[str],
 
     try:
         results = run(cases, quick=quick, progress=progress)
-    finally:
         bar.update(len(cases), "done")
+    finally:
         bar.close()
     env = environment()
     print(format_table(results, env))
+    memory = []
+    if not only or "kl" in only:
+        from kl_fast.bench import cases_kl
+
+        report = getattr(cases_kl, "memory_report", None)
+        memory = report(quick) if report is not None else []
+        if memory:
+            print()
+            print("| memory | tracemalloc | extra |")
+            print("|---|---:|---:|")
+            print("\n".join(memory))
     if json_path is not None:
         doc = {"environment": env, "quick": quick, "topics": list(only) if only else topics,
-               "results": [r.__dict__ for r in results]}
+               "results": [r.__dict__ for r in results], "memory": memory}
         try:
             with open(json_path, "w") as fh:
                 json.dump(doc, fh, indent=2)
@@ -460,7 +482,8 @@ def _plot_speedups(Figure, path: str, results) -> None:
     ax.barh(pos, np.asarray(values) - 1.0, left=1.0, color=colors)
     ax.axvline(1.0, color="black", lw=1)
     lo, hi = min(values + [1.0]), max(values + [1.0])
-    ax.set_xlim(lo / 1.5, hi * 1.8)
+    ax.set_xlim(lo / 2.5, hi * 2.5)
+    ax.set_ylim(-0.7, len(bars) - 0.3)
     ax.set_yticks(pos, labels, fontsize=7)
     for y, v in zip(pos, values):
         ax.text(v, y, f" {v:.2f}x ", va="center", fontsize=7,
