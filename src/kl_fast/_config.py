@@ -22,6 +22,8 @@ def config() -> dict:
     """The configuration as a dict (instruction set, OpenMP, threads)."""
     return {
         "kernel_isa": _kernels.current_isa(),
+        "available_isas": ", ".join(_kernels.available_isas()),
+        "force_baseline": _FORCE_BASELINE,
         "openmp": _kernels.openmp_enabled(),
         "default_threads": default_threads() if _kernels.openmp_enabled() else 1,
         "cpu_count": os.cpu_count(),
