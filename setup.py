@@ -102,6 +102,7 @@ def make_ext(name, sources):
 EXTENSIONS = [
     make_ext("kl_fast._kernels", ["src/kl_fast/_kernels.pyx"]),
     make_ext("kl_fast._div_kernels", ["src/kl_fast/_div_kernels.pyx"]),
+    make_ext("kl_fast._gaussian", ["src/kl_fast/_gaussian.pyx"]),
 ]
 
 setup(

@@ -9,10 +9,12 @@ from ._api import kl_div
 from ._divergences import js_div, kl_div_log
 from ._pairwise import js_pairwise, kl_pairwise
 from ._config import openmp_enabled, show_config
+from .gaussian import GaussianFit, fit_gaussian, gaussian_kl, gaussian_kl_grad
 
 __version__ = "0.1.0"
 
 __all__ = [
     "kl_div", "kl_pairwise", "js_div", "js_pairwise", "kl_div_log",
+    "gaussian_kl", "gaussian_kl_grad", "fit_gaussian", "GaussianFit",
     "openmp_enabled", "show_config", "reference", "__version__",
 ]

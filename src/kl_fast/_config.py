@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import os
 
-from . import _div_kernels, _kernels
+from . import _div_kernels, _gaussian, _kernels
 from ._validation import default_threads
 
 # KL_FAST_FORCE_BASELINE=1 keeps the portable kernels even on an AVX2 machine.
 _FORCE_BASELINE = os.environ.get("KL_FAST_FORCE_BASELINE", "0") not in ("", "0")
 _kernels.select_isa(_FORCE_BASELINE)
 _div_kernels.select_isa(_FORCE_BASELINE)
+_gaussian.select_isa(_FORCE_BASELINE)
 
 
 def openmp_enabled() -> bool:
@@ -21,6 +22,8 @@ def config() -> dict:
     """The configuration as a dict (instruction set, OpenMP, threads)."""
     return {
         "kernel_isa": _kernels.current_isa(),
+        "available_isas": ", ".join(_kernels.available_isas()),
+        "force_baseline": _FORCE_BASELINE,
         "openmp": _kernels.openmp_enabled(),
         "default_threads": default_threads() if _kernels.openmp_enabled() else 1,
         "cpu_count": os.cpu_count(),

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["kl_div", "js_div", "kl_div_log", "kl_pairwise", "js_pairwise"]
+__all__ = ["kl_div", "js_div", "kl_div_log", "kl_pairwise", "js_pairwise", "gaussian_q",
+           "gaussian_kl", "gaussian_kl_grad", "fit_gaussian_gd", "fit_gaussian_newton"]
 
 
 def _as_float(a, name, func):
@@ -176,3 +177,151 @@ def js_pairwise(P, Q=None, *, base=None, normalize=False, block_rows=None, check
     return _pairwise_blocks(
         P, Q, "reference.js_pairwise", block_rows,
         lambda p, q: js_div(p, q, base=base, normalize=normalize, check=check))
+
+
+# ---- Gaussian on a grid ----------------------------------------------------------------
+#
+# q(mu, sigma)_i = exp(-(x_i - mu)^2 / (2 sigma^2)) / sum_j exp(-(x_j - mu)^2 / (2 sigma^2)),
+# built explicitly and plugged into the tutorial's formula.  mu and sigma may be arrays
+# matching p's leading axes (one parameter set per row).
+
+def _gaussian_args(p, x, mu, sigma, normalize):
+    p = np.asarray(p, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    mu = np.asarray(mu, dtype=np.float64)[..., None]
+    sigma = np.asarray(sigma, dtype=np.float64)[..., None]
+    if normalize:
+        p = p / np.sum(p, axis=-1, keepdims=True)
+    return p, x, mu, sigma
+
+
+def gaussian_q(x, mu, sigma):
+    """The normalised Gaussian on the grid x, as the tutorial builds it."""
+    x = np.asarray(x, dtype=np.float64)
+    mu = np.asarray(mu, dtype=np.float64)[..., None]
+    sigma = np.asarray(sigma, dtype=np.float64)[..., None]
+    q = np.exp(-np.square(x - mu) / (2 * sigma**2))
+    return q / np.sum(q, axis=-1, keepdims=True)
+
+
+def gaussian_kl(p, x, mu, sigma, *, normalize=False):
+    """KL(p || q(mu, sigma)) with q explicit: the tutorial's ``sum(where(p != 0, p log(p/q), 0))``."""
+    p, x, mu, sigma = _gaussian_args(p, x, mu, sigma, normalize)
+    q = gaussian_q(x, mu[..., 0], sigma[..., 0])
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return np.sum(np.where(p != 0, p * np.log(p / q), 0), axis=-1)
+
+
+def gaussian_kl_grad(p, x, mu, sigma, *, normalize=False):
+    """(kl, dKL/dmu, dKL/dsigma) from the explicit q and the gradient formulas.
+
+    dKL/dmu = (P E_q[d] - sum p d) / sigma^2, dKL/dsigma = (P E_q[d^2] - sum p d^2) / sigma^3,
+    with d = x - mu and P = sum p.
+    """
+    p, x, mu, sigma = _gaussian_args(p, x, mu, sigma, normalize)
+    q = gaussian_q(x, mu[..., 0], sigma[..., 0])
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        kl = np.sum(np.where(p != 0, p * np.log(p / q), 0), axis=-1)
+    d = x - mu
+    P = np.sum(p, axis=-1)
+    d_mu = (P * np.sum(q * d, axis=-1) - np.sum(p * d, axis=-1)) / sigma[..., 0] ** 2
+    d_sigma = (P * np.sum(q * d**2, axis=-1) - np.sum(p * d**2, axis=-1)) / sigma[..., 0] ** 3
+    return kl, d_mu, d_sigma
+
+
+def _kl_grad_variance(p, x, mu, v):
+    """The tutorial's objective in (mu, v = sigma^2): value and gradient."""
+    q = np.exp(-np.square(x - mu[..., None]) / (2 * v[..., None]))
+    q = q / np.sum(q, axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        kl = np.sum(np.where(p != 0, p * np.log(p / q), 0), axis=-1)
+    d = x - mu[..., None]
+    P = np.sum(p, axis=-1)
+    d_mu = (P * np.sum(q * d, axis=-1) - np.sum(p * d, axis=-1)) / v
+    d_v = (P * np.sum(q * d**2, axis=-1) - np.sum(p * d**2, axis=-1)) / (2 * v**2)
+    return kl, d_mu, d_v
+
+
+def fit_gaussian_gd(p, x, *, mu0=0.0, sigma0=1.0, lr=0.001, epochs=100,
+                    parametrization="variance"):
+    """The tutorial's plain gradient-descent loop (defaults: its settings).
+
+    With ``parametrization="variance"`` the step is in v = sigma^2 and sigma0 is
+    a variance.  Returns a dict with mu, sigma, variance, kl (at the final
+    state) and history: "kl", "mu" and the stepped variable ("variance" or
+    "sigma") before each step and at the end (epochs + 1 entries, along the last
+    axis).  p may be (m, n): every row runs the loop at once.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    batch = p.shape[:-1]
+    mu = np.broadcast_to(np.asarray(mu0, dtype=np.float64), batch).copy()
+    par = np.broadcast_to(np.asarray(sigma0, dtype=np.float64), batch).copy()
+    variance = parametrization == "variance"
+    hist_kl, hist_mu, hist_par = [], [], []
+    for epoch in range(epochs + 1):
+        if variance:
+            kl, d_mu, d_par = _kl_grad_variance(p, x, mu, par)
+        else:
+            kl, d_mu, d_par = gaussian_kl_grad(p, x, mu, par)
+        hist_kl.append(kl)
+        hist_mu.append(mu.copy())
+        hist_par.append(par.copy())
+        if epoch == epochs:
+            break
+        mu = mu - lr * d_mu
+        par = par - lr * d_par
+    name = "variance" if variance else "sigma"
+    sigma = np.sqrt(par) if variance else par
+    return {"mu": mu, "sigma": sigma, "variance": sigma**2 if not variance else par, "kl": kl,
+            "history": {"kl": np.stack(hist_kl, axis=-1), "mu": np.stack(hist_mu, axis=-1),
+                        name: np.stack(hist_par, axis=-1)}}
+
+
+def fit_gaussian_newton(p, x, *, tol=1e-10, max_iter=50):
+    """Newton's method in the natural parameters, from p's grid moments, with q explicit.
+
+    In t = (x - c) / s (c, s: p's grid mean and standard deviation) the
+    gradient of KL in the natural parameters is P (E_q[T] - E_p[T]) and the
+    Hessian P Cov_q[T], T = (t, t^2).  Full steps (halved only to keep sigma
+    real); all rows of a (m, n) p iterate together until every row's relative
+    gradient max(|dKL/dmu|, |dKL/dsigma|) sigma / P is below tol.  Returns a
+    dict with mu, sigma, kl and nit.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    P = np.sum(p, axis=-1)
+    c = np.sum(p * x, axis=-1) / P
+    s = np.sqrt(np.sum(p * (x - c[..., None]) ** 2, axis=-1) / P)
+    t = (x - c[..., None]) / s[..., None]
+    ep1 = np.sum(p * t, axis=-1) / P
+    ep2 = np.sum(p * t * t, axis=-1) / P
+    eta1 = np.zeros_like(c)            # start: mu = c, sigma = s
+    eta2 = np.full_like(c, -0.5)
+    nit = 0
+    while True:
+        v = -0.5 / eta2
+        mu = c + s * eta1 * v
+        sigma = s * np.sqrt(v)
+        kl, d_mu, d_sigma = gaussian_kl_grad(p, x, mu, sigma)
+        grad_rel = np.maximum(np.abs(d_mu), np.abs(d_sigma)) * sigma / P
+        if np.all(grad_rel < tol) or nit >= max_iter:
+            return {"mu": mu, "sigma": sigma, "kl": kl, "nit": nit, "grad_rel": grad_rel}
+        q = gaussian_q(x, mu, sigma)
+        eq1 = np.sum(q * t, axis=-1)
+        eq2 = np.sum(q * t * t, axis=-1)
+        u1 = t - eq1[..., None]
+        u2 = t * t - eq2[..., None]
+        h11 = np.sum(q * u1 * u1, axis=-1)
+        h12 = np.sum(q * u1 * u2, axis=-1)
+        h22 = np.sum(q * u2 * u2, axis=-1)
+        g1, g2 = eq1 - ep1, eq2 - ep2
+        det = h11 * h22 - h12 * h12
+        step1 = -(h22 * g1 - h12 * g2) / det
+        step2 = -(h11 * g2 - h12 * g1) / det
+        lam = np.ones_like(c)
+        while np.any(eta2 + lam * step2 >= 0):
+            lam = np.where(eta2 + lam * step2 >= 0, lam / 2, lam)
+        eta1 = eta1 + lam * step1
+        eta2 = eta2 + lam * step2
+        nit += 1

@@ -43,21 +43,10 @@ static inline void kl_neumaier(double *s, double *c, double x)
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(KL_FAST_NO_AVX2)
 #define KL_HAVE_AVX2_PATH 1
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#endif
-#define KLM_FN(name) name##_avx2
+#include "kl_target_avx2_begin.h"
 #include "klmath.h"
 #include "kl_rows_impl.h"
-#undef KLM_FN
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+#include "kl_target_avx2_end.h"
 #else
 #define KL_HAVE_AVX2_PATH 0
 #endif

@@ -22,20 +22,9 @@
 #undef KLM_FN
 
 #if KL_HAVE_AVX2_PATH
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#endif
-#define KLM_FN(name) name##_avx2
+#include "kl_target_avx2_begin.h"
 #include "kl_log_rows_impl.h"
-#undef KLM_FN
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+#include "kl_target_avx2_end.h"
 #endif
 
 /* ---- careful path: scalar, libm, exact semantics for every finite input --- */

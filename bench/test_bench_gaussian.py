@@ -1,0 +1,33 @@
+"""pytest-benchmark suite for the Gaussian fits and evaluations: one group per case.
+
+    python -m pytest bench/test_bench_gaussian.py --benchmark-enable --benchmark-group-by=group
+
+Inputs are built once per case, outside the timed region; the same cases feed
+``bench/compare.py`` (``--only gaussian``), which prints the ratio table.
+"""
+import pytest
+
+from kl_fast.bench import cases_gaussian
+
+CASES = cases_gaussian.cases(quick=False)
+_BUILT = {}
+
+
+def _impls(case):
+    if case.group not in _BUILT:
+        _BUILT.clear()  # keep one case's inputs in memory at a time
+        _BUILT[case.group] = case.setup()
+    return _BUILT[case.group]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.group for c in CASES])
+@pytest.mark.parametrize("impl", ["kl_fast", "numpy reference"])
+def test_gaussian(benchmark, case, impl):
+    impls = _impls(case)
+    matches = [name for name in impls if name.startswith(impl)]
+    if not matches:
+        pytest.skip(f"{impl} not available")
+    name = case.baseline if impl == "numpy reference" and case.baseline in impls else matches[0]
+    benchmark.group = case.group
+    benchmark.extra_info["implementation"] = name
+    benchmark(impls[name])

@@ -1,0 +1,88 @@
+"""Type stubs for the compiled kl_fast._gaussian module."""
+from typing import Optional, Tuple, Union
+
+import numpy as np
+import numpy.typing as npt
+
+_Floating = Union[npt.NDArray[np.float32], npt.NDArray[np.float64]]
+_F64 = npt.NDArray[np.float64]
+
+__test__: dict[str, str]
+
+P_OK: int
+P_BAD_P: int
+P_BAD_X: int
+P_ZERO: int
+P_OVERFLOW: int
+
+FIT_CONVERGED: int
+FIT_MAXITER: int
+FIT_NONPOSITIVE: int
+FIT_LINESEARCH: int
+FIT_DEGENERATE: int
+FIT_SINGULAR: int
+FIT_NONFINITE: int
+
+def select_isa(force_baseline: bool = ...) -> str: ...
+def current_isa() -> str: ...
+def gaussian_psums_rows(
+    p: _Floating,
+    x: _F64,
+    out: _F64,
+    status: npt.NDArray[np.int8],
+    n_threads: int,
+) -> None: ...
+def gaussian_eval(
+    p: _Floating,
+    x: _F64,
+    psums: _F64,
+    rows: npt.NDArray[np.intp],
+    mu: _F64,
+    sigma: _F64,
+    kl_out: _F64,
+    dmu_out: _F64,
+    dsigma_out: _F64,
+    want_grad: bool,
+    n_threads: int,
+) -> None: ...
+def gaussian_fit_rows(
+    p: _Floating,
+    x: _F64,
+    psums: _F64,
+    mu0: _F64,
+    par0: _F64,
+    newton: bool,
+    variance: bool,
+    lr: float,
+    iters: int,
+    tol: float,
+    out: _F64,
+    counts: npt.NDArray[np.intc],
+    hist: _F64,
+    n_threads: int,
+) -> None: ...
+def kl_grad_1d(
+    p: object,
+    x: object,
+    mu: object,
+    sigma: object,
+    want_grad: bool,
+) -> Optional[Union[np.float64, Tuple[np.float64, np.float64, np.float64]]]: ...
+def fit_1d(
+    p: object,
+    x: object,
+    newton: bool,
+    variance: bool,
+    mu0: object,
+    sigma0: object,
+    lr: float,
+    iters: int,
+    tol: float,
+    history: bool,
+) -> Optional[
+    Tuple[
+        Tuple[float, float, float, float, float, float],
+        Tuple[int, int, int],
+        Optional[_F64],
+    ]
+]: ...

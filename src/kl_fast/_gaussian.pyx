@@ -1,0 +1,407 @@
+"""Compiled kernels of the Gaussian KL on a grid.
+
+The per-element passes are C (``_src/gaussian_core.h``, compiled per
+instruction set with run-time dispatch); the ``def`` functions here loop over
+rows or parameter sets (in parallel with OpenMP when it was available at build
+time) and write into arrays the caller allocated.  They validate nothing but
+shapes: the Python layer in ``gaussian.py`` converts, checks, allocates and
+explains errors.
+
+psums rows hold (c, P, S1, S2, H, scale, xgrid): p's mean c, P = sum p, the
+first two moments of p about c, H = sum p log p over p > 0, the factor applied
+to p-weighted sums of the q pass (1, or 1/P for normalised p), and what x is
+(0 any, 1 non-decreasing, 2 also evenly spaced).
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport isfinite, sqrt
+
+cimport numpy as cnp
+
+cnp.import_array()
+
+import numpy as _np
+
+_np_float64 = _np.float64
+
+
+cdef extern from "gaussian_core.h" nogil:
+    ctypedef struct gk_psums:
+        double c, P, S1, S2, H, scale, xgrid
+    ctypedef struct gk_qsums:
+        double xk, dk, W, W1, W2, W3, W4, Ap
+    ctypedef struct gk_eval:
+        double kl, g1, g2, dmu, dsigma, grad_rel, noise
+    ctypedef struct gk_fit:
+        double mu, sigma, kl, dmu, dsigma, grad_rel
+        int nit, nfev, status
+
+    const char *gk_core_init(int force_baseline)
+    int gk_psums_f64(const double *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                     int nthreads, gk_psums *out)
+    int gk_psums_f32(const float *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                     int nthreads, gk_psums *out)
+    void gk_qsums0_f64(const double *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                       double mu, double sigma, int xgrid, int nthreads, gk_qsums *out)
+    void gk_qsums2_f64(const double *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                       double mu, double sigma, int xgrid, int nthreads, gk_qsums *out)
+    void gk_qsums0_f32(const float *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                       double mu, double sigma, int xgrid, int nthreads, gk_qsums *out)
+    void gk_qsums2_f32(const float *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                       double mu, double sigma, int xgrid, int nthreads, gk_qsums *out)
+    void gk_value(const gk_psums *ps, const gk_qsums *qs, double sigma, gk_eval *ev)
+    void gk_value_grad(const gk_psums *ps, const gk_qsums *qs, double sigma, gk_eval *ev)
+    void gk_newton_f64(const double *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                       const gk_psums *ps, double mu0, double sigma0, double tol,
+                       int max_iter, int nthreads, double *hist, gk_fit *res)
+    void gk_newton_f32(const float *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                       const gk_psums *ps, double mu0, double sigma0, double tol,
+                       int max_iter, int nthreads, double *hist, gk_fit *res)
+    void gk_gd_f64(const double *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                   const gk_psums *ps, double mu0, double par0, int variance, double lr,
+                   int epochs, double tol, int nthreads, double *hist, gk_fit *res)
+    void gk_gd_f32(const float *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                   const gk_psums *ps, double mu0, double par0, int variance, double lr,
+                   int epochs, double tol, int nthreads, double *hist, gk_fit *res)
+
+
+P_OK = 0
+P_BAD_P = 1
+P_BAD_X = 2
+P_ZERO = 3
+P_OVERFLOW = 4
+
+FIT_CONVERGED = 0
+FIT_MAXITER = 1
+FIT_NONPOSITIVE = 2
+FIT_LINESEARCH = 3
+FIT_DEGENERATE = 4
+FIT_SINGULAR = 5
+FIT_NONFINITE = 6
+
+_ISA = "baseline"
+
+
+def select_isa(bint force_baseline=False):
+    """Choose the passes' instruction set; returns its name ("baseline" or "avx2+fma")."""
+    global _ISA
+    _ISA = gk_core_init(force_baseline).decode("ascii")
+    return _ISA
+
+
+def current_isa():
+    """Name of the instruction set the passes run with."""
+    return _ISA
+
+
+cdef inline int psums_one(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                          int nthreads, gk_psums *out) noexcept nogil:
+    if floating is double:
+        return gk_psums_f64(p, sp, x, n, nthreads, out)
+    else:
+        return gk_psums_f32(p, sp, x, n, nthreads, out)
+
+
+cdef inline void eval_one(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                          const gk_psums *ps, double mu, double sigma, bint want_grad,
+                          int nthreads, double *kl, double *dmu, double *dsigma) noexcept nogil:
+    """Value (and gradient) of KL(p || q(mu, sigma)) from p's sums and one q pass."""
+    # The sums live in this frame: private to the calling thread.
+    cdef gk_qsums qs
+    cdef gk_eval ev
+    if want_grad:
+        if floating is double:
+            gk_qsums2_f64(p, sp, x, n, mu, sigma, <int>ps.xgrid, nthreads, &qs)
+        else:
+            gk_qsums2_f32(p, sp, x, n, mu, sigma, <int>ps.xgrid, nthreads, &qs)
+        gk_value_grad(ps, &qs, sigma, &ev)
+        dmu[0] = ev.dmu
+        dsigma[0] = ev.dsigma
+    else:
+        if floating is double:
+            gk_qsums0_f64(p, sp, x, n, mu, sigma, <int>ps.xgrid, nthreads, &qs)
+        else:
+            gk_qsums0_f32(p, sp, x, n, mu, sigma, <int>ps.xgrid, nthreads, &qs)
+        gk_value(ps, &qs, sigma, &ev)
+    kl[0] = ev.kl
+
+
+cdef inline void fit_one(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                         const gk_psums *ps, double mu0, double par0, bint newton,
+                         bint variance, double lr, int iters, double tol, int nthreads,
+                         double *hist, double *out, int *counts) noexcept nogil:
+    """One row's fit; out gets (mu, sigma, kl, dmu, dsigma, grad_rel), counts (nit, nfev, status)."""
+    cdef gk_fit res   # in this frame: private to the calling thread
+    if newton:
+        if floating is double:
+            gk_newton_f64(p, sp, x, n, ps, mu0, par0, tol, iters, nthreads, hist, &res)
+        else:
+            gk_newton_f32(p, sp, x, n, ps, mu0, par0, tol, iters, nthreads, hist, &res)
+    else:
+        if floating is double:
+            gk_gd_f64(p, sp, x, n, ps, mu0, par0, variance, lr, iters, tol, nthreads, hist, &res)
+        else:
+            gk_gd_f32(p, sp, x, n, ps, mu0, par0, variance, lr, iters, tol, nthreads, hist, &res)
+    out[0] = res.mu
+    out[1] = res.sigma
+    out[2] = res.kl
+    out[3] = res.dmu
+    out[4] = res.dsigma
+    out[5] = res.grad_rel
+    counts[0] = res.nit
+    counts[1] = res.nfev
+    counts[2] = res.status
+
+
+def gaussian_psums_rows(const floating[:, :] p, const double[::1] x, double[:, ::1] out,
+                        signed char[::1] status, int n_threads):
+    """Per row i of p (m, n): out[i] = (c, P, S1, S2, H, 1, xgrid); status[i] a P_* code.
+
+    Rows run in parallel; a single row splits its grid over the n_threads
+    threads instead (same result for any thread count).
+
+    The pass checks p (negative, NaN, inf) and x (NaN, inf) as it goes; a row
+    with a nonzero status has out[i] only partly written.
+    """
+    cdef Py_ssize_t m = p.shape[0], n = p.shape[1], i
+    cdef Py_ssize_t s0 = p.strides[0] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t s1 = p.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef const floating *pp
+    if x.shape[0] != n or out.shape[0] != m or out.shape[1] != 7 or status.shape[0] != m:
+        raise ValueError("gaussian_psums_rows: shape mismatch between p, x, out and status")
+    if m == 0:
+        return
+    if n == 0:
+        out[:, :] = 0.0
+        out[:, 5] = 1.0
+        out[:, 6] = 1.0
+        status[:] = P_ZERO
+        return
+    pp = &p[0, 0]
+    if n_threads <= 1 or m == 1:
+        with nogil:
+            for i in range(m):
+                status[i] = psums_one(pp + i * s0, s1, &x[0], n, n_threads,
+                                      <gk_psums *>&out[i, 0])
+    else:
+        for i in prange(m, nogil=True, schedule="static", num_threads=n_threads):
+            status[i] = psums_one(pp + i * s0, s1, &x[0], n, 1, <gk_psums *>&out[i, 0])
+
+
+def gaussian_eval(const floating[:, :] p, const double[::1] x, const double[:, ::1] psums,
+                  const Py_ssize_t[::1] rows, const double[::1] mu, const double[::1] sigma,
+                  double[::1] kl_out, double[::1] dmu_out, double[::1] dsigma_out,
+                  bint want_grad, int n_threads):
+    """For k in range(K): KL(p[rows[k]] || q(mu[k], sigma[k])) into kl_out[k].
+
+    With want_grad, also dKL/dmu and dKL/dsigma into dmu_out and dsigma_out
+    (which may be empty otherwise).  psums are the rows' p-side sums; rows,
+    mu and sigma must be valid (indices in range, sigma > 0, all finite).
+    """
+    cdef Py_ssize_t m = p.shape[0], n = p.shape[1], K = rows.shape[0], k
+    cdef Py_ssize_t s0 = p.strides[0] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t s1 = p.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef const floating *pp
+    cdef double *g_mu = NULL
+    cdef double *g_sigma = NULL
+    if (x.shape[0] != n or psums.shape[0] != m or psums.shape[1] != 7 or mu.shape[0] != K
+            or sigma.shape[0] != K or kl_out.shape[0] != K
+            or (want_grad and (dmu_out.shape[0] != K or dsigma_out.shape[0] != K))):
+        raise ValueError("gaussian_eval: shape mismatch between the arguments")
+    if K == 0:
+        return
+    if n == 0 or m == 0:
+        raise ValueError("gaussian_eval: empty p")
+    pp = &p[0, 0]
+    if want_grad:
+        g_mu = &dmu_out[0]
+        g_sigma = &dsigma_out[0]
+    if n_threads <= 1 or K == 1:
+        with nogil:
+            for k in range(K):
+                eval_one(pp + rows[k] * s0, s1, &x[0], n, <const gk_psums *>&psums[rows[k], 0],
+                         mu[k], sigma[k], want_grad, n_threads, &kl_out[k], g_mu + k,
+                         g_sigma + k)
+    else:
+        for k in prange(K, nogil=True, schedule="static", num_threads=n_threads):
+            eval_one(pp + rows[k] * s0, s1, &x[0], n, <const gk_psums *>&psums[rows[k], 0],
+                     mu[k], sigma[k], want_grad, 1, &kl_out[k], g_mu + k, g_sigma + k)
+
+
+def gaussian_fit_rows(const floating[:, :] p, const double[::1] x, const double[:, ::1] psums,
+                      const double[::1] mu0, const double[::1] par0, bint newton,
+                      bint variance, double lr, int iters, double tol,
+                      double[:, ::1] out, int[:, ::1] counts, double[:, :, ::1] hist,
+                      int n_threads):
+    """Fit every row of p (m, n): Newton (newton=True) or gradient descent.
+
+    mu0, par0: start per row (par0 is sigma, or the variance for gradient
+    descent with variance set).  iters: max_iter for Newton, epochs for
+    gradient descent.  out[i] = (mu, sigma, kl, dmu, dsigma, grad_rel),
+    counts[i] = (nit, nfev, status FIT_*), hist[i, j] = (kl, mu, sigma or
+    variance) of the j-th recorded state (hist may have zero length, then
+    nothing is recorded).
+    """
+    cdef Py_ssize_t m = p.shape[0], n = p.shape[1], i
+    cdef Py_ssize_t s0 = p.strides[0] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t s1 = p.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef const floating *pp
+    cdef bint record = hist.shape[1] > 0
+    cdef Py_ssize_t need = iters + 1
+    if (x.shape[0] != n or psums.shape[0] != m or psums.shape[1] != 7 or mu0.shape[0] != m
+            or par0.shape[0] != m or out.shape[0] != m or out.shape[1] != 6
+            or counts.shape[0] != m or counts.shape[1] != 3 or hist.shape[0] != m
+            or hist.shape[2] != 3 or (record and hist.shape[1] < need)):
+        raise ValueError("gaussian_fit_rows: shape mismatch between the arguments")
+    if m == 0:
+        return
+    if n == 0 or iters < 0:
+        raise ValueError("gaussian_fit_rows: empty p or negative iteration count")
+    pp = &p[0, 0]
+    if n_threads <= 1 or m == 1:
+        with nogil:
+            for i in range(m):
+                fit_one(pp + i * s0, s1, &x[0], n, <const gk_psums *>&psums[i, 0], mu0[i], par0[i],
+                        newton, variance, lr, iters, tol, n_threads,
+                        &hist[i, 0, 0] if record else <double *>NULL,
+                        &out[i, 0], &counts[i, 0])
+    else:
+        for i in prange(m, nogil=True, schedule="dynamic", num_threads=n_threads):
+            fit_one(pp + i * s0, s1, &x[0], n, <const gk_psums *>&psums[i, 0], mu0[i], par0[i],
+                    newton, variance, lr, iters, tol, 1,
+                    &hist[i, 0, 0] if record else <double *>NULL,
+                    &out[i, 0], &counts[i, 0])
+
+
+# ---- one row, scalar parameters: the whole call without the Python layer --------------
+# (on one thread: the Python layer takes the general path when threads are asked for)
+
+
+cdef inline bint _is_plain_vector(object a, int typenum):
+    """a is a 1-D, C-contiguous, aligned, native-order ndarray of the given type."""
+    cdef cnp.ndarray arr
+    if type(a) is not cnp.ndarray:
+        return False
+    arr = <cnp.ndarray>a
+    return (cnp.PyArray_NDIM(arr) == 1 and cnp.PyArray_TYPE(arr) == typenum
+            and cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)
+            and cnp.PyArray_ISNOTSWAPPED(arr))
+
+
+cdef inline bint _as_double(object v, double *out):
+    if type(v) is float or isinstance(v, float) or type(v) is int:
+        out[0] = <double>v
+        return True
+    return False
+
+
+cdef int _row_psums(object p, object x, gk_psums *ps, const void **pdata, int *is_f32,
+                    const double **xdata, Py_ssize_t *n):
+    """p-side sums of a plain 1-D p on a plain x; -1 when they are not plain or invalid."""
+    cdef int st
+    if _is_plain_vector(p, cnp.NPY_DOUBLE):
+        is_f32[0] = 0
+    elif _is_plain_vector(p, cnp.NPY_FLOAT):
+        is_f32[0] = 1
+    else:
+        return -1
+    if not _is_plain_vector(x, cnp.NPY_DOUBLE):
+        return -1
+    n[0] = cnp.PyArray_DIM(<cnp.ndarray>p, 0)
+    if n[0] < 1 or cnp.PyArray_DIM(<cnp.ndarray>x, 0) != n[0]:
+        return -1
+    pdata[0] = cnp.PyArray_DATA(<cnp.ndarray>p)
+    xdata[0] = <const double *>cnp.PyArray_DATA(<cnp.ndarray>x)
+    with nogil:
+        if is_f32[0]:
+            st = gk_psums_f32(<const float *>pdata[0], 1, xdata[0], n[0], 1, ps)
+        else:
+            st = gk_psums_f64(<const double *>pdata[0], 1, xdata[0], n[0], 1, ps)
+    return 0 if st == P_OK else -1
+
+
+def kl_grad_1d(object p, object x, object mu, object sigma, bint want_grad):
+    """KL (and gradient) of a plain 1-D p (float64 or float32, contiguous) on a
+    plain float64 x at scalar mu, sigma, as float64 scalars.
+
+    Returns None when the inputs are not of that form or not valid, so the
+    caller takes the general path (which explains any error).
+    """
+    cdef gk_psums ps
+    cdef const void *pd
+    cdef const double *xd
+    cdef int is_f32
+    cdef Py_ssize_t n
+    cdef double m = 0.0, s = 1.0, kl = 0.0, dm = 0.0, ds = 0.0
+    if not (_as_double(mu, &m) and _as_double(sigma, &s)):
+        return None
+    if not (isfinite(m) and isfinite(s) and s > 0.0):
+        return None
+    if _row_psums(p, x, &ps, &pd, &is_f32, &xd, &n) != 0:
+        return None
+    with nogil:
+        if is_f32:
+            eval_one(<const float *>pd, 1, xd, n, &ps, m, s, want_grad, 1, &kl, &dm, &ds)
+        else:
+            eval_one(<const double *>pd, 1, xd, n, &ps, m, s, want_grad, 1, &kl, &dm, &ds)
+    if not want_grad:
+        return _np_float64(kl)
+    return _np_float64(kl), _np_float64(dm), _np_float64(ds)
+
+
+def fit_1d(object p, object x, bint newton, bint variance, object mu0, object sigma0,
+           double lr, int iters, double tol, bint history):
+    """Fit of a plain 1-D p on a plain x (see kl_grad_1d); mu0, sigma0 None or scalars.
+
+    Returns None (take the general path) or (out, counts, hist): out = (mu,
+    sigma, kl, dmu, dsigma, grad_rel), counts = (nit, nfev, status), hist the
+    (nit + 1, 3) recorded states or None.
+    """
+    cdef gk_psums ps
+    cdef const void *pd
+    cdef const double *xd
+    cdef int is_f32
+    cdef Py_ssize_t n
+    cdef double m0 = 0.0, par0 = 0.0, mean_off, var
+    cdef double out[6]
+    cdef int counts[3]
+    cdef cnp.ndarray hist = None
+    cdef double *hp = NULL
+    cdef cnp.npy_intp dims[2]
+    if iters < 0:
+        return None
+    if mu0 is not None and not (_as_double(mu0, &m0) and isfinite(m0)):
+        return None
+    if sigma0 is not None and not (_as_double(sigma0, &par0) and isfinite(par0) and par0 > 0.0):
+        return None
+    if _row_psums(p, x, &ps, &pd, &is_f32, &xd, &n) != 0:
+        return None
+    mean_off = ps.S1 / ps.P
+    var = ps.S2 / ps.P - mean_off * mean_off
+    if var < 0.0:
+        var = 0.0
+    if mu0 is None:
+        m0 = ps.c + mean_off
+    if sigma0 is None:
+        par0 = var if (variance and not newton) else sqrt(var)
+    elif variance and newton:
+        par0 = sqrt(par0)
+    if history:
+        dims[0] = iters + 1
+        dims[1] = 3
+        hist = cnp.PyArray_EMPTY(2, dims, cnp.NPY_DOUBLE, 0)
+        hp = <double *>cnp.PyArray_DATA(hist)
+    with nogil:
+        if is_f32:
+            fit_one(<const float *>pd, 1, xd, n, &ps, m0, par0, newton, variance, lr, iters, tol,
+                    1, hp, out, counts)
+        else:
+            fit_one(<const double *>pd, 1, xd, n, &ps, m0, par0, newton, variance, lr, iters,
+                    tol, 1, hp, out, counts)
+    if history:
+        hist = hist[:counts[0] + 1]
+    return ((out[0], out[1], out[2], out[3], out[4], out[5]), (counts[0], counts[1], counts[2]),
+            hist)
+
+
+select_isa(False)

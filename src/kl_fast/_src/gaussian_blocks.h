@@ -1,0 +1,189 @@
+/* Block functions of the Gaussian passes, per target.  A block function
+   reads one block of p (float or double, any stride) into a contiguous double
+   buffer when it is not already one, runs the map loop of its transcendental
+   terms, then sums in KL_LANES fixed lanes (element i of a block in lane
+   i % KL_LANES, the lanes combined pairwise).  No include guard on purpose. */
+
+#if defined(__GNUC__) || defined(__clang__)
+#define GK_VEC 1
+/* v where c > 0, else +0 (a bit mask: no branch, no 0 * inf) */
+#define GK_POS(c, v) ((kl_v4d)((gk_v4i)(v) & (gk_v4i)((c) > 0.0)))
+#define GK_LOAD(dst, src) memcpy(&(dst), (src), sizeof(kl_v4d))
+#define GK_LANES_OUT(lane, lo, hi) do { memcpy((lane), &(lo), sizeof(kl_v4d)); \
+                                        memcpy((lane) + 4, &(hi), sizeof(kl_v4d)); } while (0)
+#else
+#define GK_VEC 0
+#endif
+
+/* ---- p side, pass A: P, sum p d, sum p d^2 (d = x - ctr), H = sum of the p log p
+   terms t ----------------------------------------------------------------------- */
+static inline void KLM_FN(gk_pa_sums)(const double *p, const double *x, const double *t,
+                                      ptrdiff_t len, double ctr, const gk_pctx *cx,
+                                      ptrdiff_t start, double *tot)
+{
+    double a[KL_LANES], b[KL_LANES], b2[KL_LANES], c[KL_LANES];
+    ptrdiff_t full = len - len % KL_LANES, i = 0;
+    long long uneven = 0;
+    double x0 = cx->x0, dx = cx->dx, tol = cx->tol;
+#if GK_VEC
+    kl_v4d a0 = {0.0, 0.0, 0.0, 0.0}, a1 = a0, b0 = a0, b1 = a0, q0 = a0, q1 = a0, c0 = a0,
+           c1 = a0, pv, d, tv, xv, dev;
+    kl_v4d i0 = {0.0, 1.0, 2.0, 3.0}, i1 = {4.0, 5.0, 6.0, 7.0};
+    gk_v4i nu = {0, 0, 0, 0};
+    i0 += (double)start;
+    i1 += (double)start;
+    for (; i < full; i += KL_LANES, i0 += 8.0, i1 += 8.0) {
+        GK_LOAD(pv, p + i); GK_LOAD(xv, x + i); GK_LOAD(tv, t + i);
+        d = xv - ctr; a0 += pv; c0 += tv; pv *= d; b0 += pv; q0 += pv * d;
+        dev = xv - (x0 + i0 * dx);
+        nu -= (gk_v4i)(dev > tol) | (gk_v4i)(dev < -tol);
+        GK_LOAD(pv, p + i + 4); GK_LOAD(xv, x + i + 4); GK_LOAD(tv, t + i + 4);
+        d = xv - ctr; a1 += pv; c1 += tv; pv *= d; b1 += pv; q1 += pv * d;
+        dev = xv - (x0 + i1 * dx);
+        nu -= (gk_v4i)(dev > tol) | (gk_v4i)(dev < -tol);
+    }
+    uneven = nu[0] + nu[1] + nu[2] + nu[3];
+    GK_LANES_OUT(a, a0, a1); GK_LANES_OUT(b, b0, b1); GK_LANES_OUT(b2, q0, q1);
+    GK_LANES_OUT(c, c0, c1);
+#else
+    for (int j = 0; j < KL_LANES; j++) { a[j] = 0.0; b[j] = 0.0; b2[j] = 0.0; c[j] = 0.0; }
+    for (; i < full; i += KL_LANES)
+        for (int j = 0; j < KL_LANES; j++) {
+            double d = x[i + j] - ctr, pd = p[i + j] * d;
+            a[j] += p[i + j]; c[j] += t[i + j]; b[j] += pd; b2[j] += pd * d;
+        }
+#endif
+    for (; i < len; i++) {
+        double d = x[i] - ctr, pd = p[i] * d;
+        a[i - full] += p[i]; c[i - full] += t[i]; b[i - full] += pd; b2[i - full] += pd * d;
+    }
+#if GK_VEC
+    for (i = full; i < len; i++)
+#else
+    for (i = 0; i < len; i++)
+#endif
+        uneven += fabs(x[i] - (x0 + ((double)start + (double)i) * dx)) > tol;
+    tot[0] = KL_LANE_SUM(a);
+    tot[1] = KL_LANE_SUM(b);
+    tot[2] = KL_LANE_SUM(c);
+    tot[3] = KL_LANE_SUM(b2);
+    tot[5] = (double)uneven;
+}
+
+/* ---- p side, pass B: sum p (x - c), sum p (x - c)^2 about p's mean ------------ */
+static inline void KLM_FN(gk_pb_sums)(const double *p, const double *x, ptrdiff_t len,
+                                      double ctr, double *tot)
+{
+    double a[KL_LANES], b[KL_LANES];
+    ptrdiff_t full = len - len % KL_LANES, i = 0;
+#if GK_VEC
+    kl_v4d a0 = {0.0, 0.0, 0.0, 0.0}, a1 = a0, b0 = a0, b1 = a0, pv, d;
+    for (; i < full; i += KL_LANES) {
+        GK_LOAD(pv, p + i); GK_LOAD(d, x + i);
+        d -= ctr; pv *= d; a0 += pv; b0 += pv * d;
+        GK_LOAD(pv, p + i + 4); GK_LOAD(d, x + i + 4);
+        d -= ctr; pv *= d; a1 += pv; b1 += pv * d;
+    }
+    GK_LANES_OUT(a, a0, a1); GK_LANES_OUT(b, b0, b1);
+#else
+    for (int j = 0; j < KL_LANES; j++) { a[j] = 0.0; b[j] = 0.0; }
+    for (; i < full; i += KL_LANES)
+        for (int j = 0; j < KL_LANES; j++) {
+            double d = x[i + j] - ctr, pd = p[i + j] * d;
+            a[j] += pd; b[j] += pd * d;
+        }
+#endif
+    for (; i < len; i++) {
+        double d = x[i] - ctr, pd = p[i] * d;
+        a[i - full] += pd; b[i - full] += pd * d;
+    }
+    tot[0] = KL_LANE_SUM(a);
+    tot[1] = KL_LANE_SUM(b);
+}
+
+/* ---- q side: W, W1..W4 and Ap (see gaussian_core.h) ----------------------------
+   With e = x - xk and r = e (e + 2 dk): W += w, Wk += w e^k, Ap += p max(r, 0)
+   (p == 0 adds 0 even if r overflowed). */
+#define GK_Q_SCALAR(I, J, NMOM)                                                        \
+    {                                                                                  \
+        double e = x[(I)] - xk, r = e * (e + twodk), pv = p[(I)], wv = w[(I)];         \
+        double rp = r > 0.0 ? r : 0.0, tp = pv * rp;                                   \
+        ap[J] += pv > 0.0 ? tp : 0.0;                                                  \
+        a0[J] += wv;                                                                   \
+        if (NMOM >= 2) {                                                               \
+            double we = wv * e;                                                        \
+            a1[J] += we; a2[J] += we * e;                                              \
+            if (NMOM >= 4) { double we2 = we * e; a3[J] += we2 * e; a4[J] += (we2 * e) * e; } \
+        }                                                                              \
+    }
+
+#if GK_VEC
+#define GK_Q_VEC(OFF, H, NMOM)                                                         \
+    {                                                                                  \
+        kl_v4d xv, pv, wv, e, r;                                                       \
+        GK_LOAD(xv, x + i + (OFF)); GK_LOAD(pv, p + i + (OFF)); GK_LOAD(wv, w + i + (OFF)); \
+        e = xv - xk;                                                                   \
+        r = e * (e + twodk);                                                           \
+        v_ap[H] += GK_POS(pv, pv * GK_POS(r, r));                                      \
+        v_a0[H] += wv;                                                                 \
+        if (NMOM >= 2) {                                                               \
+            kl_v4d we = wv * e;                                                        \
+            v_a1[H] += we; v_a2[H] += we * e;                                          \
+            if (NMOM >= 4) { kl_v4d we2 = we * e; v_a3[H] += we2 * e; v_a4[H] += (we2 * e) * e; } \
+        }                                                                              \
+    }
+#endif
+
+#define GK_Q_SUMS(NMOM)                                                                \
+static inline void KLM_FN(gk_q##NMOM##_sums)(const double *p, const double *x,        \
+                                             const double *w, ptrdiff_t len, double xk, \
+                                             double twodk, double *tot)                 \
+{                                                                                      \
+    double a0[KL_LANES], a1[KL_LANES], a2[KL_LANES], a3[KL_LANES], a4[KL_LANES],       \
+           ap[KL_LANES];                                                               \
+    ptrdiff_t full = len - len % KL_LANES, i = 0;                                      \
+    GK_Q_MAIN(NMOM)                                                                    \
+    for (; i < len; i++) GK_Q_SCALAR(i, i - full, NMOM)                                \
+    tot[0] = KL_LANE_SUM(a0);                                                          \
+    tot[1] = NMOM >= 2 ? KL_LANE_SUM(a1) : 0.0;                                        \
+    tot[2] = NMOM >= 2 ? KL_LANE_SUM(a2) : 0.0;                                        \
+    tot[3] = NMOM >= 4 ? KL_LANE_SUM(a3) : 0.0;                                        \
+    tot[4] = NMOM >= 4 ? KL_LANE_SUM(a4) : 0.0;                                        \
+    tot[5] = KL_LANE_SUM(ap);                                                          \
+}
+
+#if GK_VEC
+#define GK_Q_MAIN(NMOM)                                                                \
+    {                                                                                  \
+        kl_v4d z = {0.0, 0.0, 0.0, 0.0};                                               \
+        kl_v4d v_a0[2] = {z, z}, v_a1[2] = {z, z}, v_a2[2] = {z, z}, v_a3[2] = {z, z},  \
+               v_a4[2] = {z, z}, v_ap[2] = {z, z};                                     \
+        for (; i < full; i += KL_LANES) {                                              \
+            GK_Q_VEC(0, 0, NMOM)                                                       \
+            GK_Q_VEC(4, 1, NMOM)                                                       \
+        }                                                                              \
+        GK_LANES_OUT(a0, v_a0[0], v_a0[1]); GK_LANES_OUT(a1, v_a1[0], v_a1[1]);        \
+        GK_LANES_OUT(a2, v_a2[0], v_a2[1]); GK_LANES_OUT(a3, v_a3[0], v_a3[1]);        \
+        GK_LANES_OUT(a4, v_a4[0], v_a4[1]); GK_LANES_OUT(ap, v_ap[0], v_ap[1]);        \
+    }
+#else
+#define GK_Q_MAIN(NMOM)                                                                \
+    for (int j = 0; j < KL_LANES; j++) {                                               \
+        a0[j] = 0.0; a1[j] = 0.0; a2[j] = 0.0; a3[j] = 0.0; a4[j] = 0.0; ap[j] = 0.0;  \
+    }                                                                                  \
+    for (; i < full; i += KL_LANES)                                                    \
+        for (int j = 0; j < KL_LANES; j++) GK_Q_SCALAR(i + j, j, NMOM)
+#endif
+
+GK_Q_SUMS(0)
+GK_Q_SUMS(2)
+GK_Q_SUMS(4)
+
+#undef GK_Q_MAIN
+#undef GK_Q_SUMS
+#undef GK_Q_VEC
+#undef GK_Q_SCALAR
+#undef GK_LANES_OUT
+#undef GK_LOAD
+#undef GK_POS
+#undef GK_VEC

@@ -1,0 +1,96 @@
+"""Gaussian-on-a-grid cases: one value+gradient evaluation, the tutorial fit, a batch of fits.
+
+The NumPy baselines come first in each case: OpenMP worker threads keep
+spinning for a moment after a parallel region, and would otherwise slow the
+single-threaded baseline timed right after a threaded row.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from kl_fast.bench.runner import Case
+
+
+def _tutorial():
+    x = np.arange(-10, 10, 0.001)
+    p = np.exp(-0.5 * (x / 2.0) ** 2) / (2.0 * np.sqrt(2 * np.pi))
+    return x, p
+
+
+def _rows(m, n, seed=0):
+    """m noisy, shifted, scaled bell-shaped histograms on a grid of n bins."""
+    rng = np.random.default_rng(seed)
+    x = np.linspace(-5, 5, n)
+    mu = rng.uniform(-1.5, 1.5, (m, 1))
+    sigma = rng.uniform(0.4, 1.6, (m, 1))
+    p = np.exp(-0.5 * ((x - mu) / sigma) ** 2) * (1 + 0.2 * rng.random((m, n)))
+    return x, p / p.sum(axis=1, keepdims=True)
+
+
+def _eval(dtype):
+    def setup():
+        import kl_fast
+        from kl_fast import reference
+
+        x, p = _tutorial()
+        p = p.astype(dtype)
+        return {
+            "numpy reference": lambda: reference.gaussian_kl_grad(p, x, 0.3, 2.5),
+            "kl_fast": lambda: kl_fast.gaussian_kl_grad(p, x, 0.3, 2.5),
+        }
+    return setup
+
+
+def _tutorial_fit(case):
+    def setup():
+        import kl_fast
+        from kl_fast import reference
+
+        x, p = _tutorial()
+        newton = kl_fast.fit_gaussian(p, x)
+        gd = reference.fit_gaussian_gd(p, x, mu0=0.0, sigma0=1.0, lr=0.001, epochs=100)
+        case.note = (f"final KL: newton {newton.kl:.7f} ({newton.nfev} passes), "
+                     f"reference GD {float(gd['kl']):.7f}")
+        return {
+            "numpy reference GD, 100 epochs": lambda: reference.fit_gaussian_gd(
+                p, x, mu0=0.0, sigma0=1.0, lr=0.001, epochs=100),
+            "numpy reference newton": lambda: reference.fit_gaussian_newton(p, x),
+            "kl_fast newton": lambda: kl_fast.fit_gaussian(p, x),
+            "kl_fast gd, 100 epochs": lambda: kl_fast.fit_gaussian(
+                p, x, method="gd", parametrization="variance", mu0=0.0, sigma0=1.0,
+                lr=0.001, epochs=100),
+        }
+    return setup
+
+
+def _batch_fit(m, n):
+    def setup():
+        import kl_fast
+        from kl_fast import reference
+
+        x, P = _rows(m, n)
+        threads = os.cpu_count() or 1
+        return {
+            "numpy reference newton": lambda: reference.fit_gaussian_newton(P, x),
+            "kl_fast newton (1 thread)": lambda: kl_fast.fit_gaussian(P, x, num_threads=1),
+            f"kl_fast newton ({threads} threads)": lambda: kl_fast.fit_gaussian(
+                P, x, num_threads=threads),
+        }
+    return setup
+
+
+def cases(quick: bool):
+    out = []
+    for dtype in (np.float64, np.float32):
+        name = np.dtype(dtype).name
+        out.append(Case(f"gaussian_kl_grad {name} p, tutorial grid n=20,000", _eval(dtype)))
+    fit = Case("fit_gaussian tutorial problem n=20,000", None,
+               baseline="numpy reference GD, 100 epochs")
+    fit.setup = _tutorial_fit(fit)
+    out.append(fit)
+    m = 1_000 if quick else 10_000
+    out.append(Case(f"fit_gaussian {m:,} rows x 1,000 bins", _batch_fit(m, 1_000),
+                    baseline="numpy reference newton"))
+    return out

@@ -1,0 +1,545 @@
+"""The Gaussian on a grid: KL value, gradient and fitting (the public API).
+
+q(mu, sigma) is the normalised Gaussian sampled on the grid x,
+q_i = exp(-(x_i - mu)^2 / (2 sigma^2)) / sum_j exp(-(x_j - mu)^2 / (2 sigma^2)),
+and every function here works with KL(p || q) = sum over p_i > 0 of
+p_i log(p_i / q_i), log q_i evaluated analytically so the divergence stays
+finite where q_i underflows.  This layer converts, checks, broadcasts and
+allocates; the work is one call into ``_gaussian``.
+"""
+from __future__ import annotations
+
+import math
+import operator
+
+import numpy as np
+
+from . import _gaussian
+from ._api import _as_rows
+from ._validation import as_real_array, format_index, resolve_threads
+
+__all__ = ["gaussian_kl", "gaussian_kl_grad", "fit_gaussian", "GaussianFit"]
+
+_FLOAT32 = np.dtype(np.float32)
+_FLOAT64 = np.dtype(np.float64)
+
+
+# ---- conversion and checks ---------------------------------------------------------
+
+_BLOCK = 256  # grid points per block of the C passes
+
+
+def _threads(num_threads, items: int, n: int, func: str) -> int:
+    """Threads for `items` independent rows or parameter sets on a grid of n points.
+
+    Several items run in parallel (by default for large batches); a single item
+    splits its grid into blocks over the threads only when num_threads asks for
+    it: one row is too little work to risk waiting on a descheduled thread at
+    every pass.  Results are the same for every thread count.
+    """
+    if items > 1:
+        return resolve_threads(num_threads, items, items * n, func)
+    if num_threads is None:
+        return 1
+    return resolve_threads(num_threads, max(1, -(-n // _BLOCK)), n, func)
+
+def _describe(value: float) -> str:
+    if np.isnan(value):
+        return "NaN"
+    if np.isinf(value):
+        return f"an infinite value ({float(value)!r})"
+    return f"a negative value ({float(value)!r})"
+
+
+def _prepare(p, x, func: str, normalize: bool, num_threads, *, name: str = "p"):
+    """Rows of p as an (m, n) kernel array, x as float64, and the p-side sums.
+
+    Returns (p2, xk, psums, batch_shape, n_threads).
+    """
+    p_in = as_real_array(p, name, func)
+    x_in = as_real_array(x, "x", func)
+    if p_in.ndim == 0:
+        raise ValueError(f"{func}: {name} must have at least one dimension (its last axis runs "
+                         f"along the grid), got a scalar")
+    if x_in.ndim != 1:
+        raise ValueError(f"{func}: x must be a 1-D grid, got an array of shape {x_in.shape}")
+    n = p_in.shape[-1]
+    if x_in.shape[0] != n:
+        raise ValueError(f"{func}: x has {x_in.shape[0]} points but {name} has {n} along its last "
+                         f"axis (shape {p_in.shape}); they must match")
+    dtype = _FLOAT32 if p_in.dtype == _FLOAT32 else _FLOAT64
+    if p_in.dtype != dtype or not p_in.dtype.isnative:
+        pk = p_in.astype(dtype)
+    elif not p_in.flags.aligned:
+        pk = p_in.copy()
+    else:
+        pk = p_in
+    xk = x_in if (x_in.dtype == _FLOAT64 and x_in.flags.c_contiguous and x_in.flags.aligned
+                  and x_in.dtype.isnative) else np.ascontiguousarray(x_in, dtype=_FLOAT64)
+    batch_shape = pk.shape[:-1]
+    m = math.prod(batch_shape)
+    p2 = _as_rows(pk, m, n)
+    psums = np.empty((m, 7), dtype=np.float64)
+    status = np.empty(m, dtype=np.int8)
+    nt = _threads(num_threads, m, n, func)
+    if m == 0:
+        bad = ~np.isfinite(xk)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"{func}: x contains {_describe(xk[i])} at index [{i}]; "
+                             f"the grid must be finite")
+    else:
+        _gaussian.gaussian_psums_rows(p2, xk, psums, status, nt)
+        if status.any():
+            _explain(status, p2, xk, batch_shape, func, name)
+    if normalize and m:
+        total = psums[:, 1].copy()
+        psums[:, 1] = 1.0
+        psums[:, 2] /= total
+        psums[:, 3] /= total
+        psums[:, 4] = psums[:, 4] / total - np.log(total)
+        psums[:, 5] = 1.0 / total
+    return p2, xk, psums, batch_shape, nt
+
+
+def _explain(status, p2, xk, batch_shape, func, name):
+    r = int(np.argmax(status != 0))
+    code = int(status[r])
+    row_idx = tuple(int(i) for i in np.unravel_index(r, batch_shape)) if batch_shape else ()
+    if code == _gaussian.P_BAD_X:
+        i = int(np.argmax(~np.isfinite(xk)))
+        raise ValueError(f"{func}: x contains {_describe(xk[i])} at index [{i}]; "
+                         f"the grid must be finite")
+    if code == _gaussian.P_BAD_P:
+        row = np.asarray(p2[r], dtype=np.float64)
+        j = int(np.argmax(~((row >= 0) & np.isfinite(row))))
+        raise ValueError(f"{func}: {name} contains {_describe(row[j])} at index "
+                         f"{format_index(row_idx + (j,))}; it must be finite and non-negative")
+    where = f" at index {format_index(row_idx)}" if batch_shape else ""
+    if code == _gaussian.P_ZERO:
+        raise ValueError(f"{func}: {name} is all zero{where}; it must have positive mass")
+    raise ValueError(f"{func}: the sums of {name}{where} overflow; rescale it")
+
+
+def _param(value, name: str, func: str, *, positive: bool) -> np.ndarray:
+    a = as_real_array(value, name, func)
+    if a.dtype != _FLOAT64:
+        a = a.astype(np.float64)
+    ok = np.isfinite(a) & (a > 0) if positive else np.isfinite(a)
+    if not ok.all():
+        idx = tuple(int(i) for i in np.argwhere(~ok)[0])
+        where = f" at index {format_index(idx)}" if a.ndim else ""
+        what = "positive and finite" if positive else "finite"
+        raise ValueError(f"{func}: {name} must be {what}, got {float(a[idx])!r}{where}")
+    return a
+
+
+def _scalar(value, name: str, func: str, *, positive: bool) -> float:
+    if type(value) is float or type(value) is int:
+        v = float(value)
+        if math.isfinite(v) and (v > 0 or not positive):
+            return v
+    a = _param(value, name, func, positive=positive)
+    if a.ndim != 0:
+        raise ValueError(f"{func}: {name} must be a scalar, got an array of shape {a.shape}")
+    return float(a)
+
+
+def _unwrap(a: np.ndarray, shape):
+    a = a.reshape(shape)
+    return a[()] if a.ndim == 0 else a
+
+
+def _evaluate(p, x, mu, sigma, func, normalize, num_threads, want_grad):
+    p2, xk, psums, pbatch, _ = _prepare(p, x, func, normalize, num_threads)
+    mu_a = _param(mu, "mu", func, positive=False)
+    sigma_a = _param(sigma, "sigma", func, positive=True)
+    try:
+        shape = np.broadcast_shapes(pbatch, mu_a.shape, sigma_a.shape)
+    except ValueError:
+        raise ValueError(f"{func}: the batch shapes of p {pbatch} (its shape without the grid "
+                         f"axis), mu {mu_a.shape} and sigma {sigma_a.shape} do not broadcast "
+                         f"together") from None
+    K = math.prod(shape)
+    n = p2.shape[1]
+    if pbatch == shape and p2.shape[0] == K:
+        rows = np.arange(K, dtype=np.intp)
+    else:
+        rows = np.broadcast_to(np.arange(p2.shape[0], dtype=np.intp).reshape(pbatch), shape)
+        rows = np.ascontiguousarray(rows).reshape(K)
+    mu_b = np.ascontiguousarray(np.broadcast_to(mu_a, shape)).reshape(K)
+    sigma_b = np.ascontiguousarray(np.broadcast_to(sigma_a, shape)).reshape(K)
+    kl = np.empty(K)
+    dmu = np.empty(K if want_grad else 0)
+    dsigma = np.empty(K if want_grad else 0)
+    nt = _threads(num_threads, K, n, func)
+    _gaussian.gaussian_eval(p2, xk, psums, rows, mu_b, sigma_b, kl, dmu, dsigma, want_grad, nt)
+    if not want_grad:
+        return _unwrap(kl, shape)
+    return _unwrap(kl, shape), _unwrap(dmu, shape), _unwrap(dsigma, shape)
+
+
+# ---- value and gradient ------------------------------------------------------------
+
+def gaussian_kl(p, x, mu, sigma, *, normalize=False, num_threads=None):
+    """KL(p || q) for the normalised Gaussian q(mu, sigma) sampled on the grid x.
+
+    q_i = exp(-(x_i - mu)^2 / (2 sigma^2)) / Z with Z the sum of the numerators
+    over the grid; terms with p_i == 0 count 0.  log q_i is evaluated
+    analytically (a shifted log-sum-exp), so the result stays finite where q_i
+    underflows, and mu far outside the grid or a tiny or huge sigma give no
+    overflow or NaN.
+
+    Parameters
+    ----------
+    p : array_like, shape (..., n)
+        Non-negative finite values on the grid (last axis); leading axes are a
+        batch of rows.  float32 is read as is; other real input as float64.
+    x : array_like, shape (n,)
+        The grid: finite, any order, not necessarily uniform.
+    mu, sigma : float or array_like
+        Mean and standard deviation (sigma > 0, scipy's ``scale``).  Arrays are
+        a batch of parameter sets; they broadcast with p's leading axes.
+    normalize : bool, default False
+        Divide p by its sum first (p is otherwise used as given, as in the
+        tutorial where it sums to about 1000).
+    num_threads : int, optional
+        Threads (default: all cores for large batches of rows or parameter sets,
+        one for a single row; given explicitly, a single row splits its grid
+        over them).  Results do not depend on it.
+
+    Returns
+    -------
+    float or ndarray
+        float64, of the broadcast batch shape.
+
+    Raises
+    ------
+    ValueError
+        p negative, NaN, infinite or all zero; x not 1-D, not finite or not
+        matching p; mu not finite; sigma not positive and finite.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import kl_fast
+    >>> x = np.arange(-10, 10, 0.001)
+    >>> p = np.exp(-x**2 / 8) / np.sqrt(8 * np.pi)    # N(0, 2) density on the grid
+    >>> round(float(kl_fast.gaussian_kl(p, x, 0.0, 2.0)), 6)
+    6907.750745
+    >>> kl_fast.gaussian_kl(p, x, [0.0, 1.0], 2.0, normalize=True).round(4)  # ~ 1/8, as for densities
+    array([0.   , 0.125])
+    """
+    if not normalize and num_threads is None:
+        fast = _gaussian.kl_grad_1d(p, x, mu, sigma, False)
+        if fast is not None:
+            return fast
+    return _evaluate(p, x, mu, sigma, "gaussian_kl", normalize, num_threads, False)
+
+
+def gaussian_kl_grad(p, x, mu, sigma, *, normalize=False, num_threads=None):
+    """KL(p || q(mu, sigma)) and its gradient, in one pass over the grid.
+
+    With d_i = x_i - mu, P = sum p and E_q the mean under q:
+    dKL/dmu = (P E_q[d] - sum p d) / sigma^2 and
+    dKL/dsigma = (P E_q[d^2] - sum p d^2) / sigma^3.
+    Arguments as for :func:`gaussian_kl`.
+
+    Returns
+    -------
+    (kl, d_mu, d_sigma)
+        Scalars for scalar parameters and 1-D p; otherwise float64 arrays of
+        the broadcast batch shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import kl_fast
+    >>> x = np.arange(-10, 10, 0.001)
+    >>> p = np.exp(-x**2 / 8) / np.sqrt(8 * np.pi)
+    >>> kl, d_mu, d_sigma = kl_fast.gaussian_kl_grad(p, x, 1.0, 2.0, normalize=True)
+    >>> round(float(kl), 4), round(float(d_mu), 4), round(float(d_sigma), 4)
+    (0.125, 0.25, -0.125)
+    """
+    if not normalize and num_threads is None:
+        fast = _gaussian.kl_grad_1d(p, x, mu, sigma, True)
+        if fast is not None:
+            return fast
+    return _evaluate(p, x, mu, sigma, "gaussian_kl_grad", normalize, num_threads, True)
+
+
+# ---- fitting ------------------------------------------------------------------------
+
+_STOP_MESSAGES = {
+    _gaussian.FIT_CONVERGED: "converged: the relative gradient is below tol",
+    _gaussian.FIT_NONPOSITIVE: "stopped: the next gradient step would make {par} <= 0 (lower lr)",
+    _gaussian.FIT_LINESEARCH: ("stopped: no Newton step lowers the KL any further (rounding "
+                               "limit, or the optimum is at sigma -> 0 or infinity)"),
+    _gaussian.FIT_DEGENERATE: ("no finite optimum: p has all its mass on one grid point, and the "
+                               "KL decreases toward sigma -> 0"),
+    _gaussian.FIT_SINGULAR: ("stopped: q collapsed onto one grid point (singular Hessian); the "
+                             "optimum is at sigma -> 0"),
+    _gaussian.FIT_NONFINITE: "stopped: a gradient step left the finite range (lower lr)",
+}
+
+
+def _message_table(method: str, parametrization: str) -> list:
+    par = "the variance" if parametrization == "variance" else "sigma"
+    out = []
+    for code in range(7):
+        if code == _gaussian.FIT_MAXITER:
+            out.append("stopped: max_iter Newton steps without reaching tol" if method == "newton"
+                       else "stopped: all epochs run without reaching tol")
+        else:
+            out.append(_STOP_MESSAGES[code].format(par=par))
+    return out
+
+
+_MESSAGES = {(m, par): _message_table(m, par)
+             for m in ("newton", "gd") for par in ("sigma", "variance")}
+
+
+class GaussianFit:
+    """Result of :func:`fit_gaussian`; arrays of the batch shape for a batch of rows.
+
+    Attributes
+    ----------
+    mu, sigma : float or ndarray
+        The fitted mean and standard deviation (sigma is 0.0 only when p sits on
+        one grid point, where no finite optimum exists).
+    kl : float or ndarray
+        KL(p || q(mu, sigma)) at the result.
+    grad : tuple (d_mu, d_sigma)
+        The gradient at the result.
+    grad_rel : float or ndarray
+        max(|d_mu|, |d_sigma|) * sigma / P with P = sum p: the scale-free size of
+        the gradient that ``tol`` is compared with.
+    nit : int or ndarray
+        Newton steps or gradient-descent epochs taken.
+    nfev : int or ndarray
+        Kernel evaluations (one pass over the grid each).
+    converged : bool or ndarray
+        True when grad_rel < tol.
+    message : str or ndarray of str
+        Why the iteration stopped.
+    history : dict of ndarray
+        "kl", "mu", "sigma" and "variance" of the start (index 0) and of the
+        state after each step; shape batch + (k,).  In a batch, rows that
+        stopped earlier than others are padded with NaN after their last state.
+        Empty when the fit ran with ``history=False``.
+    method, parametrization : str
+        As passed.
+    """
+
+    __slots__ = ("mu", "sigma", "kl", "grad", "grad_rel", "nit", "nfev", "converged",
+                 "message", "method", "parametrization", "_raw", "_raw_variance", "_history")
+
+    def __init__(self, *, mu, sigma, kl, grad, grad_rel, nit, nfev, converged, message,
+                 method, parametrization, raw_history=None, raw_is_variance=False):
+        self.mu = mu
+        self.sigma = sigma
+        self.kl = kl
+        self.grad = grad
+        self.grad_rel = grad_rel
+        self.nit = nit
+        self.nfev = nfev
+        self.converged = converged
+        self.message = message
+        self.method = method
+        self.parametrization = parametrization
+        # (..., k, 3) rows of (kl, mu, sigma or variance); the dict is built on first use
+        self._raw = raw_history
+        self._raw_variance = raw_is_variance
+        self._history = None
+
+    @property
+    def history(self) -> dict:
+        if self._history is None:
+            h = self._raw
+            if h is None:
+                self._history = {}
+            else:
+                par = h[..., 2]
+                sigma, var = (np.sqrt(par), par) if self._raw_variance else (par, par * par)
+                self._history = {"kl": h[..., 0], "mu": h[..., 1], "sigma": sigma,
+                                 "variance": var}
+        return self._history
+
+    @property
+    def variance(self):
+        """sigma squared (the tutorial's variable)."""
+        return self.sigma ** 2
+
+    def __repr__(self) -> str:
+        if np.ndim(self.mu) == 0:
+            return (f"GaussianFit(mu={self.mu!r}, sigma={self.sigma!r}, kl={self.kl!r}, "
+                    f"nit={self.nit}, nfev={self.nfev}, converged={self.converged}, "
+                    f"message={self.message!r})")
+        conv = np.asarray(self.converged)
+        return (f"GaussianFit(batch of {conv.size} fits, shape {conv.shape}: {int(conv.sum())} "
+                f"converged; method={self.method!r})")
+
+
+def _count(value, name, func) -> int:
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{func}: {name} must be an integer, got {value!r}") from None
+    if v < 0:
+        raise ValueError(f"{func}: {name} must be >= 0, got {v}")
+    if v > 10_000_000:
+        raise ValueError(f"{func}: {name} must be at most 10,000,000, got {v}")
+    return v
+
+
+def _start(value, default, name, func, shape, *, positive):
+    if value is None:
+        return np.ascontiguousarray(default)
+    a = _param(value, name, func, positive=positive)
+    try:
+        b = np.broadcast_to(a, shape)
+    except ValueError:
+        raise ValueError(f"{func}: {name} of shape {a.shape} does not broadcast to the batch "
+                         f"shape of p, {shape}") from None
+    return np.ascontiguousarray(b).reshape(-1)
+
+
+def fit_gaussian(p, x, *, method="newton", mu0=None, sigma0=None, parametrization="sigma",
+                 lr=0.001, epochs=100, tol=1e-9, max_iter=50, normalize=False,
+                 history=True, num_threads=None):
+    """Fit the grid Gaussian q(mu, sigma) to p by minimising KL(p || q).
+
+    ``method="newton"`` (default) runs Newton's method in the natural
+    parameters (mu / sigma^2, -1 / (2 sigma^2)), where the divergence is convex,
+    from p's grid mean and standard deviation, with a backtracking line search;
+    the optimum matches the grid moments of q to those of p.
+    ``method="gd"`` is plain gradient descent with step ``lr`` for ``epochs``
+    epochs, the tutorial's method; with ``parametrization="variance"`` it steps
+    in the variance v = sigma^2 (the tutorial's variable, which it calls
+    "sigma") and ``sigma0`` is a starting variance.
+
+    Both stop as soon as the relative gradient max(|dKL/dmu|, |dKL/dsigma|) *
+    sigma / sum(p) drops below ``tol``.  A gradient step that would make sigma
+    (or the variance) <= 0 stops the run with ``converged=False`` and the last
+    valid state; nothing is clipped and no NaN is produced.
+
+    Parameters
+    ----------
+    p : array_like, shape (..., n)
+        Non-negative finite values on the grid; leading axes are a batch of rows,
+        each fitted on its own.  float32 is read as is.
+    x : array_like, shape (n,)
+        The grid (finite).
+    method : {"newton", "gd"}
+    mu0, sigma0 : float or array_like, optional
+        Start (broadcast to p's batch shape); default p's grid mean and standard
+        deviation (variance for ``parametrization="variance"``).
+    parametrization : {"sigma", "variance"}
+        The variable of the gradient steps and of ``sigma0``.
+    lr : float, default 0.001
+        Gradient-descent step size.
+    epochs : int, default 100
+        Gradient-descent steps.
+    tol : float, default 1e-9
+        Stop when the relative gradient is below it (0 never stops early).
+    max_iter : int, default 50
+        Newton steps.
+    normalize : bool, default False
+        Fit p / sum(p) (the optimum is the same; kl and the gradient scale).
+    history : bool, default True
+        Record (kl, mu, sigma) of the start and after every step.
+    num_threads : int, optional
+        Threads (default: all cores for a large batch of rows, one for a single
+        row; given explicitly, a single row splits its grid over them).  Results
+        do not depend on it.
+
+    Returns
+    -------
+    GaussianFit
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import kl_fast
+    >>> x = np.arange(-10, 10, 0.001)
+    >>> p = np.exp(-x**2 / 8) / np.sqrt(8 * np.pi)
+    >>> fit = kl_fast.fit_gaussian(p, x)
+    >>> abs(fit.mu) < 1e-9, round(fit.sigma, 9), round(fit.kl, 6), fit.converged
+    (True, 2.0, 6907.750745, True)
+    >>> gd = kl_fast.fit_gaussian(p, x, method="gd", parametrization="variance",
+    ...                           mu0=0.0, sigma0=1.0, lr=0.001, epochs=100)
+    >>> round(gd.variance, 7), round(gd.kl, 6), gd.converged
+    (3.9675094, 6907.767417, False)
+    """
+    func = "fit_gaussian"
+    if method not in ("newton", "gd"):
+        raise ValueError(f"{func}: method must be 'newton' or 'gd', got {method!r}")
+    if parametrization not in ("sigma", "variance"):
+        raise ValueError(f"{func}: parametrization must be 'sigma' or 'variance', "
+                         f"got {parametrization!r}")
+    newton = method == "newton"
+    lr_v = _scalar(lr, "lr", func, positive=True) if not newton else 0.0
+    tol_v = _scalar(tol, "tol", func, positive=False)
+    if tol_v < 0:
+        raise ValueError(f"{func}: tol must be a non-negative scalar, got {tol!r}")
+    iters = _count(max_iter if newton else epochs, "max_iter" if newton else "epochs", func)
+    variance = parametrization == "variance"
+    templates = _MESSAGES[method, parametrization]
+
+    if not normalize and num_threads is None:
+        fast = _gaussian.fit_1d(p, x, newton, variance, mu0, sigma0, lr_v, iters, tol_v,
+                                history)
+        if fast is not None:
+            (mu, sigma, kl, d_mu, d_sigma, grad_rel), (nit, nfev, code), h = fast
+            msg = templates[code]
+            if code != _gaussian.FIT_DEGENERATE:
+                msg += f" (relative gradient {grad_rel:.3g}, tol {tol_v:g})"
+            return GaussianFit(mu=mu, sigma=sigma, kl=kl, grad=(d_mu, d_sigma), grad_rel=grad_rel,
+                               nit=nit, nfev=nfev, converged=code == _gaussian.FIT_CONVERGED,
+                               message=msg, method=method, parametrization=parametrization,
+                               raw_history=h, raw_is_variance=variance and not newton)
+
+    p2, xk, psums, shape, nt = _prepare(p, x, func, normalize, num_threads)
+    m = p2.shape[0]
+    P = psums[:, 1]
+    mean_off = psums[:, 2] / P
+    default_mu = psums[:, 0] + mean_off
+    default_var = np.maximum(psums[:, 3] / P - mean_off * mean_off, 0.0)
+    mu0_a = _start(mu0, default_mu, "mu0", func, shape, positive=False)
+    par0_a = _start(sigma0, default_var if variance else np.sqrt(default_var), "sigma0", func,
+                    shape, positive=True)
+    if newton and variance:
+        par0_a = np.sqrt(par0_a)
+
+    out = np.empty((m, 6))
+    counts = np.empty((m, 3), dtype=np.intc)
+    hist = np.full((m, iters + 1 if history else 0, 3), np.nan)
+    _gaussian.gaussian_fit_rows(p2, xk, psums, mu0_a, par0_a, newton, variance,
+                                lr_v, iters, tol_v, out, counts, hist, nt)
+
+    status = counts[:, 2]
+    raw = None
+    if history:
+        length = int(counts[:, 0].max()) + 1 if m else 1
+        raw = hist[:, :length].reshape(shape + (length, 3))
+
+    if shape == ():
+        code = int(status[0])
+        msg = templates[code]
+        if code != _gaussian.FIT_DEGENERATE:
+            msg += f" (relative gradient {out[0, 5]:.3g}, tol {tol_v:g})"
+        return GaussianFit(
+            mu=float(out[0, 0]), sigma=float(out[0, 1]), kl=float(out[0, 2]),
+            grad=(float(out[0, 3]), float(out[0, 4])), grad_rel=float(out[0, 5]),
+            nit=int(counts[0, 0]), nfev=int(counts[0, 1]),
+            converged=code == _gaussian.FIT_CONVERGED, message=msg, method=method,
+            parametrization=parametrization, raw_history=None if raw is None else raw[0],
+            raw_is_variance=variance and not newton)
+    return GaussianFit(
+        mu=out[:, 0].reshape(shape), sigma=out[:, 1].reshape(shape), kl=out[:, 2].reshape(shape),
+        grad=(out[:, 3].reshape(shape), out[:, 4].reshape(shape)),
+        grad_rel=out[:, 5].reshape(shape), nit=counts[:, 0].astype(np.intp).reshape(shape),
+        nfev=counts[:, 1].astype(np.intp).reshape(shape),
+        converged=(status == _gaussian.FIT_CONVERGED).reshape(shape),
+        message=np.array(templates)[status].reshape(shape), method=method,
+        parametrization=parametrization, raw_history=raw, raw_is_variance=variance and not newton)

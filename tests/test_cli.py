@@ -1,0 +1,508 @@
+"""The ``kl-fast`` command, driven as a user would: ``python -m kl_fast ...`` in a subprocess.
+
+The child process imports the kl_fast under test (installed, or via PYTHONPATH=src).
+"""
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import kl_fast
+from kl_fast import reference
+from kl_fast.bench.runner import discover_cases
+
+try:
+    import matplotlib  # noqa: F401
+
+    HAVE_MPL = True
+except ImportError:
+    HAVE_MPL = False
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PLOT_HINT = 'pip install "kl_fast[plot]"'
+NUMBER = r"(-?(?:\d+\.?\d*(?:e[-+]?\d+)?|inf))"
+
+
+def run_cli(*args, cwd=None, env=None, timeout=300):
+    """Run ``python -m kl_fast ARGS``; returns the CompletedProcess (text mode)."""
+    full_env = os.environ.copy()
+    full_env.setdefault("MPLBACKEND", "Agg")
+    if env:
+        full_env.update(env)
+    return subprocess.run([sys.executable, "-m", "kl_fast", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, env=full_env, timeout=timeout)
+
+
+def without_matplotlib(tmp_path):
+    """Environment in which ``import matplotlib`` fails, as on a machine without it."""
+    shadow = tmp_path / "no_matplotlib"
+    shadow.mkdir()
+    (shadow / "matplotlib.py").write_text("raise ImportError(\"No module named 'matplotlib'\")\n")
+    path = os.environ.get("PYTHONPATH")
+    return {"PYTHONPATH": str(shadow) + (os.pathsep + path if path else "")}
+
+
+def assert_png(path: Path):
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE, f"{path} is not a PNG"
+    assert len(data) > 1000
+    import matplotlib.image
+
+    img = matplotlib.image.imread(str(path))
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+
+
+def one_line_error(proc, *fragments):
+    """The command failed with status 2 and one stderr line (besides progress) holding every fragment."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("rows [")]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("kl-fast ") and ": error: " in lines[0]
+    for frag in fragments:
+        assert frag in lines[0], (frag, lines[0])
+    return lines[0]
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def test_console_script_declared():
+    text = (ROOT / "pyproject.toml").read_text()
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        tomllib = None
+    if tomllib is not None:
+        meta = tomllib.loads(text)
+        assert meta["project"]["scripts"]["kl-fast"] == "kl_fast.cli:main"
+        assert meta["project"]["optional-dependencies"]["plot"] == ["matplotlib>=3.7"]
+    else:
+        assert re.search(r'^kl-fast = "kl_fast\.cli:main"$', text, re.M)
+    from kl_fast.cli import main
+
+    assert callable(main)
+    # Where the package is installed (CI), the script is registered and runs.
+    from importlib.metadata import entry_points
+
+    installed = [e for e in entry_points(group="console_scripts") if e.name == "kl-fast"]
+    if installed:
+        assert installed[0].value == "kl_fast.cli:main"
+        script = shutil.which("kl-fast")
+        if script is not None:
+            proc = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 0 and kl_fast.__version__ in proc.stdout
+
+
+def test_version_and_help():
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and kl_fast.__version__ in proc.stdout
+    proc = run_cli()
+    assert proc.returncode == 2 and "demo" in proc.stderr and "compute" in proc.stderr
+    proc = run_cli("compute", "--help")
+    assert proc.returncode == 0 and "--chunk-rows" in proc.stdout
+
+
+# ----------------------------------------------------------------------------- demo
+
+PAIRS = (((0, 2), (2, 2)), ((0, 2), (5, 4)), ((5, 4), (0, 2)))
+
+
+def normal_kl(m1, s1, m2, s2):
+    return math.log(s2 / s1) + (s1 ** 2 + (m1 - m2) ** 2) / (2 * s2 ** 2) - 0.5
+
+
+def pair_label(a, b):
+    return re.escape(f"N({a[0]}, {a[1]}) || N({b[0]}, {b[1]})")
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "figures"
+    proc = run_cli("demo", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc.stdout, out
+
+
+def test_demo_tutorial_values(demo_run):
+    stdout, _ = demo_run
+    x = np.arange(-10, 10, 0.001)
+    for a, b in PAIRS:
+        m = re.search(pair_label(a, b) + r"\s+" + r"\s+".join([NUMBER] * 3), stdout)
+        assert m, f"no line for {a} || {b}"
+        grid, scaled, exact = map(float, m.groups())
+        expected = reference.kl_div(stats.norm.pdf(x, *a), stats.norm.pdf(x, *b))
+        assert grid == pytest.approx(expected, rel=1e-10, abs=1e-7)
+        assert scaled == pytest.approx(expected * 0.001, abs=1e-9)
+        assert exact == pytest.approx(normal_kl(*a, *b), abs=1e-9)
+    # The tutorial's numbers (DESIGN.md).
+    assert "499.9997171" in stdout and "1099.4021278" in stdout and "2259.9214595" in stdout
+    # The explanation: a factor 1/dx, and the tail of N(5, 4) outside the grid.
+    assert "1,000 times the continuous KL" in stdout
+    outside = stats.norm.sf(10, 5, 4) + stats.norm.cdf(-10, 5, 4)
+    assert f"{100 * outside:.1f}% of its mass outside [-10, 10)" in stdout
+
+
+def test_demo_asymmetry(demo_run):
+    stdout, _ = demo_run
+    section = stdout.split("2. KL is not symmetric")[1].split("3. ")[0]
+    x = np.arange(-10, 10, 0.001)
+    for a, b in PAIRS[1:]:
+        m = re.search(r"KL\(" + pair_label(a, b) + r"\) = " + NUMBER + " on the grid, " + NUMBER, section)
+        assert m
+        expected = reference.kl_div(stats.norm.pdf(x, *a), stats.norm.pdf(x, *b))
+        assert float(m.group(1)) == pytest.approx(expected, abs=1e-4)
+        assert float(m.group(2)) == pytest.approx(normal_kl(*a, *b), abs=1e-4)
+
+
+def tutorial_gd(p, x, mu, v, lr, epochs):
+    """The tutorial's gradient descent on (mu, variance), in NumPy: rows (epoch, kl, mu, v)."""
+    def kl_grad(mu, v):
+        d = x - mu
+        logw = -d * d / (2 * v)
+        logq = logw - np.log(np.sum(np.exp(logw)))
+        q = np.exp(logq)
+        kl = np.sum(p * (np.log(p) - logq))
+        g_mu = (p.sum() * np.sum(q * d) - np.sum(p * d)) / v
+        g_v = (p.sum() * np.sum(q * d * d) - np.sum(p * d * d)) / (2 * v * v)
+        return kl, g_mu, g_v
+
+    rows = []
+    _, g_mu, g_v = kl_grad(mu, v)
+    for epoch in range(1, epochs + 1):
+        mu, v = mu - lr * g_mu, v - lr * g_v
+        kl, g_mu, g_v = kl_grad(mu, v)
+        rows.append((epoch, kl, mu, v))
+    return rows
+
+
+def test_demo_fits(demo_run):
+    stdout, _ = demo_run
+    section = stdout.split("3. Fitting")[1].split("4. Speed")[0]
+    x = np.arange(-10, 10, 0.001)
+    p = stats.norm.pdf(x, 0, 2)
+    gd = {int(m.group(1)): tuple(map(float, m.groups()[1:])) for m in re.finditer(
+        r"^\s+(\d+)\s+" + r"\s+".join([NUMBER] * 3) + "$", section.split("Newton's method")[0], re.M)}
+    assert sorted(gd) == list(range(10, 101, 10))
+    for epoch, kl, mu, v in tutorial_gd(p, x, 0.0, 1.0, 0.001, 100):
+        if epoch % 10 == 0:
+            assert gd[epoch][0] == pytest.approx(kl, abs=1e-6)
+            assert gd[epoch][1] == pytest.approx(mu, rel=1e-6, abs=1e-15)
+            assert gd[epoch][2] == pytest.approx(v, abs=1e-6)
+    # The tutorial's final values (DESIGN.md).
+    assert gd[100][2] == pytest.approx(3.9675094, abs=1e-7)
+    assert gd[100][0] == pytest.approx(6907.7674169, abs=1e-6)
+
+    newton = [tuple(map(float, m.groups()[1:])) for m in re.finditer(
+        r"^\s+(\d+)\s+" + r"\s+".join([NUMBER] * 3) + "$", section.split("Newton's method in")[1], re.M)]
+    assert 1 <= len(newton) <= 11
+    kl_n, mu_n, sigma_n = newton[-1]
+    # The optimum matches p's grid moments: mean and variance of the fitted grid Gaussian.
+    w = np.exp(-(x - mu_n) ** 2 / (2 * sigma_n ** 2))
+    q = w / w.sum()
+    mean_p = np.sum(p * x) / p.sum()
+    assert np.sum(q * x) == pytest.approx(mean_p, abs=1e-8)
+    var_p = np.sum(p * (x - mean_p) ** 2) / p.sum()
+    assert np.sum(q * (x - mean_p) ** 2) == pytest.approx(var_p, rel=1e-8)
+    assert kl_n == pytest.approx(reference.kl_div(p, q), abs=1e-6)
+    assert sigma_n == pytest.approx(2.0, abs=1e-7)
+    assert kl_n < gd[100][0]
+    assert re.search(r"Newton reaches\s+KL = " + NUMBER, section)
+
+
+def test_demo_speed_section(demo_run):
+    stdout, _ = demo_run
+    section = stdout.split("4. Speed")[1].split("5. Figures")[0]
+    for label in ("kl_div float64", "kl_div float32", "gaussian_kl_grad", "tutorial GD fit, 100 epochs",
+                  "Newton fit vs NumPy GD loop"):
+        assert re.search(re.escape(label) + r"\s+[\d.]+ [mun]?s\s+[\d.]+ [mun]?s\s+[\d,]+\.\dx", section), label
+
+
+def test_demo_figures(demo_run):
+    stdout, out = demo_run
+    if not HAVE_MPL:
+        assert PLOT_HINT in stdout
+        assert not out.exists() or not list(out.glob("*.png"))
+        return
+    names = ["kl_pair_1.png", "kl_pair_2.png", "kl_pair_3.png"]
+    if hasattr(kl_fast, "fit_gaussian"):
+        names += ["fit_trajectory.png", "fit_kl_history.png"]
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(names)
+    for name in names:
+        assert_png(out / name)
+        assert str(out / name) in stdout
+
+
+def test_demo_without_matplotlib(tmp_path):
+    out = tmp_path / "figures"
+    proc = run_cli("demo", "--out", out, env=without_matplotlib(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert PLOT_HINT in proc.stdout
+    assert "499.9997171" in proc.stdout and "4. Speed" in proc.stdout
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- bench
+
+
+def test_bench_quick_json_plot(tmp_path):
+    js, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    proc = run_cli("bench", "--quick", "--only", "kl", "--json", js, "--plot", png)
+    groups = [c.group for c in discover_cases(True, ["kl"])]
+    if not HAVE_MPL:
+        one_line_error(proc, "--plot needs matplotlib", PLOT_HINT)
+        proc = run_cli("bench", "--quick", "--only", "kl", "--json", js)
+    assert proc.returncode == 0, proc.stderr
+    # The ratio table on stdout, progress on stderr.
+    assert "| case | implementation | time (median) | speed-up vs baseline |" in proc.stdout
+    for g in groups:
+        assert f"| {g} |" in proc.stdout
+    assert "timing [" in proc.stderr and f"{len(groups)}/{len(groups)} done" in proc.stderr
+    doc = json.loads(js.read_text())
+    assert doc["quick"] is True and doc["environment"]["kl_fast"] == kl_fast.__version__
+    assert [g for g in dict.fromkeys(r["group"] for r in doc["results"])] == groups
+    for r in doc["results"]:
+        assert r["seconds"] > 0
+        if r["impl"] == r["baseline"]:
+            assert r["speedup"] == 1.0
+    assert {r["impl"] for r in doc["results"]} >= {"kl_fast", "numpy reference"}
+    if HAVE_MPL:
+        assert_png(png)
+
+
+def test_bench_errors(tmp_path):
+    one_line_error(run_cli("bench", "--only", "nosuchtopic"), "--only nosuchtopic", "available: ", "kl")
+    one_line_error(run_cli("bench", "--json", tmp_path / "missing" / "b.json"), "--json", "does not exist")
+    proc = run_cli("bench", "--plot", tmp_path / "b.png", env=without_matplotlib(tmp_path))
+    one_line_error(proc, "--plot needs matplotlib", PLOT_HINT)
+
+
+# ----------------------------------------------------------------------------- compute
+
+
+def parse_values(stdout):
+    return np.array([float(v) for v in stdout.split()])
+
+
+def random_rows(rng, m, n, *, zeros=0.2, dtype=np.float64):
+    a = rng.random((m, n))
+    a[rng.random((m, n)) < zeros] = 0.0
+    return a.astype(dtype)
+
+
+@pytest.mark.parametrize("fmt", ["npy", "csv", "txt"])
+def test_compute_matches_kl_div(tmp_path, rng, fmt):
+    P = random_rows(rng, 7, 5)
+    Q = random_rows(rng, 7, 5, zeros=0.0) + 0.01
+    Q[2, 3] = 0.0  # P[2, 3] > 0 makes that row infinite
+    P[2, 3] = 0.5
+    paths = []
+    for name, a in (("P", P), ("Q", Q)):
+        path = tmp_path / f"{name}.{fmt}"
+        if fmt == "npy":
+            np.save(path, a)
+        else:
+            np.savetxt(path, a, delimiter="," if fmt == "csv" else " ", fmt="%.17g")
+        paths.append(path)
+    proc = run_cli("compute", *paths)
+    assert proc.returncode == 0, proc.stderr
+    got = parse_values(proc.stdout)
+    np.testing.assert_array_equal(got, kl_fast.kl_div(P, Q))
+    np.testing.assert_allclose(got, reference.kl_div(P, Q), rtol=1e-13)
+    assert got[2] == np.inf
+
+
+def test_compute_single_q_row_options_and_outputs(tmp_path, rng):
+    P = random_rows(rng, 6, 4)
+    q = rng.random(4) + 0.1
+    np.save(tmp_path / "P.npy", P)
+    np.save(tmp_path / "q.npy", q)
+    np.savetxt(tmp_path / "q.csv", q[None, :], delimiter=",", fmt="%.17g")  # a single line
+    for qfile in ("q.npy", "q.csv"):
+        proc = run_cli("compute", tmp_path / "P.npy", tmp_path / qfile, "--base", "2", "--normalize")
+        assert proc.returncode == 0, proc.stderr
+        got = parse_values(proc.stdout)
+        np.testing.assert_array_equal(got, kl_fast.kl_div(P, q, base=2, normalize=True))
+        expected = stats.entropy(P, q[None, :], base=2, axis=1)
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+    # --out in each format.
+    expected = kl_fast.kl_div(P, q)
+    for name in ("r.npy", "r.csv", "r.txt"):
+        proc = run_cli("compute", tmp_path / "P.npy", tmp_path / "q.npy", "--out", tmp_path / name)
+        assert proc.returncode == 0 and proc.stdout == "", proc.stderr
+        back = np.load(tmp_path / name) if name.endswith(".npy") else np.loadtxt(tmp_path / name)
+        np.testing.assert_array_equal(back, expected)
+    # Distributions as columns.
+    proc = run_cli("compute", tmp_path / "P.npy", tmp_path / "P.npy", "--axis", "0")
+    np.testing.assert_array_equal(parse_values(proc.stdout), np.zeros(4))
+    proc = run_cli("compute", tmp_path / "P.npy", tmp_path / "q.npy", "--axis", "0")
+    one_line_error(proc, "Q file", "q.npy", "4 values", "6")
+
+
+def test_compute_two_single_distributions(tmp_path):
+    p, q = np.array([0.5, 0.5]), np.array([0.9, 0.1])
+    np.save(tmp_path / "p.npy", p)
+    np.save(tmp_path / "q.npy", q)
+    proc = run_cli("compute", tmp_path / "p.npy", tmp_path / "q.npy", "--out", tmp_path / "r.npy")
+    assert proc.returncode == 0
+    r = np.load(tmp_path / "r.npy")
+    assert r.shape == ()
+    assert r == pytest.approx(0.5 * math.log(0.5 / 0.9) + 0.5 * math.log(0.5 / 0.1), rel=1e-15)
+
+
+def test_compute_float32_stays_float32(tmp_path, rng):
+    P = random_rows(rng, 5, 8, dtype=np.float32)
+    Q = random_rows(rng, 5, 8, zeros=0, dtype=np.float32) + np.float32(0.01)
+    np.save(tmp_path / "P.npy", P)
+    np.save(tmp_path / "Q.npy", Q)
+    proc = run_cli("compute", tmp_path / "P.npy", tmp_path / "Q.npy", "--out", tmp_path / "r.npy")
+    assert proc.returncode == 0
+    r = np.load(tmp_path / "r.npy")
+    assert r.dtype == np.float32
+    np.testing.assert_array_equal(r, kl_fast.kl_div(P, Q))
+    proc = run_cli("compute", tmp_path / "P.npy", tmp_path / "Q.npy")
+    np.testing.assert_array_equal(np.array(proc.stdout.split(), dtype=np.float32), r)
+
+
+def test_compute_large_memory_mapped_in_chunks(tmp_path, rng):
+    m, n, chunk = 40_000, 64, 6_000
+    path = tmp_path / "P.npy"
+    P = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(m, n))
+    P[:] = rng.random((m, n))
+    P[::7, ::3] = 0.0
+    P.flush()
+    del P
+    q = rng.random(n) + 0.05
+    np.save(tmp_path / "q.npy", q)
+    proc = run_cli("compute", path, tmp_path / "q.npy", "--chunk-rows", chunk, "--out", tmp_path / "r.npy")
+    assert proc.returncode == 0, proc.stderr
+    P = np.load(path, mmap_mode="r")
+    np.testing.assert_array_equal(np.load(tmp_path / "r.npy"), kl_fast.kl_div(P, q))
+    # A progress line per chunk (stderr is not a terminal here), ending at the last row.
+    progress = [ln for ln in proc.stderr.splitlines() if ln.startswith("rows [")]
+    assert len(progress) == math.ceil(m / chunk)
+    assert progress[-1].endswith(f"{m:,}/{m:,}")
+    # The same with the default chunk size, and without progress output.
+    proc = run_cli("compute", path, tmp_path / "q.npy", "--out", tmp_path / "r2.npy", "--no-progress")
+    assert proc.returncode == 0 and proc.stderr == ""
+    np.testing.assert_array_equal(np.load(tmp_path / "r2.npy"), np.load(tmp_path / "r.npy"))
+
+
+def test_compute_npy_is_memory_mapped(tmp_path):
+    from kl_fast.cli import load_table
+
+    np.save(tmp_path / "P.npy", np.ones((3, 2)))
+    table = load_table(str(tmp_path / "P.npy"), "P", -1)
+    assert isinstance(table.data, np.memmap)
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+BAD_FILES = [
+    # (name, writer, expected fragments of the message)
+    ("missing.npy", None, ["no such file"]),
+    ("P.json", lambda p: _write(p, "[1, 2]"), ["unsupported file type .json"]),
+    ("garbage.npy", lambda p: p.write_bytes(b"not an array"), ["not a valid .npy file"]),
+    ("empty.npy", lambda p: p.write_bytes(b""), ["not a valid .npy file", "empty"]),
+    ("truncated.npy", lambda p: (np.save(p, np.ones((50, 50))), p.write_bytes(p.read_bytes()[:3000])),
+     ["not a valid .npy file", "truncated"]),
+    ("objects.npy", lambda p: np.save(p, np.array([{}, None], dtype=object), allow_pickle=True),
+     ["Python objects"]),
+    ("strings.npy", lambda p: np.save(p, np.array(["a", "b", "c"])), ["<U1", "real numbers"]),
+    ("complex.npy", lambda p: np.save(p, np.ones(3, dtype=complex)), ["complex128", "real numbers"]),
+    ("cube.npy", lambda p: np.save(p, np.ones((2, 3, 3))), ["wrong shape (2, 3, 3)"]),
+    ("scalar.npy", lambda p: np.save(p, np.float64(1.0)), ["wrong shape ()"]),
+    ("negative.npy", lambda p: np.save(p, np.array([[0.2, 0.3, 0.5], [0.1, -0.25, 1.0]])),
+     ["a negative value (-0.25) at index [1, 1]"]),
+    ("nan.npy", lambda p: np.save(p, np.array([[0.2, 0.3, 0.5], [0.1, 0.2, np.nan]])),
+     ["NaN at index [1, 2]"]),
+    ("inf.npy", lambda p: np.save(p, np.array([0.2, np.inf, 0.5])), ["infinite value (inf) at index [1]"]),
+    ("empty.csv", lambda p: _write(p, "# nothing here\n\n"), ["no numbers"]),
+    ("text.csv", lambda p: _write(p, "0.2,0.3,0.5\n0.1,abc,0.7\n"), ["line 2, column 2: 'abc' is not a number"]),
+    ("header.csv", lambda p: _write(p, "a,b,c\n0.1,0.2,0.7\n"), ["line 1, column 1", "header"]),
+    ("blank_field.csv", lambda p: _write(p, "0.2,,0.5\n"), ["line 1, column 2: empty field"]),
+    ("ragged.csv", lambda p: _write(p, "# p\n0.2,0.3,0.5\n\n0.1,0.9\n"),
+     ["wrong shape: line 4 has 2 values but line 2 has 3"]),
+    ("negative.csv", lambda p: _write(p, "# p\n0.2,0.3,0.5\n\n0.1,0.9,-1e-3\n"),
+     ["a negative value (-0.001) at line 4, column 3"]),
+    ("nan.txt", lambda p: _write(p, "0.2 0.3 0.5\nnan 0.1 0.9\n"), ["NaN at line 2, column 1"]),
+    ("binary.csv", lambda p: p.write_bytes(b"\x00\x01\x02garbage"), ["binary data"]),
+]
+
+
+def _bad_and_good(tmp_path, name, writer):
+    bad = tmp_path / name
+    if writer is not None:
+        writer(bad)
+    good = tmp_path / "good.npy"
+    np.save(good, np.array([0.2, 0.3, 0.5]))
+    return bad, good
+
+
+@pytest.mark.parametrize("name, writer, fragments", BAD_FILES, ids=[b[0] for b in BAD_FILES])
+def test_compute_bad_file(tmp_path, name, writer, fragments):
+    bad, good = _bad_and_good(tmp_path, name, writer)
+    one_line_error(run_cli("compute", bad, good), f"P file {bad}", *fragments)
+
+
+@pytest.mark.parametrize("name, writer, fragments", BAD_FILES, ids=[b[0] for b in BAD_FILES])
+def test_compute_bad_q_file_in_process(tmp_path, capsys, name, writer, fragments):
+    # The same cases as Q, through the command's main() in this process (cheaper than
+    # a process each): any exception escaping main() would fail the test.
+    from kl_fast.cli import main
+
+    bad, good = _bad_and_good(tmp_path, name, writer)
+    status = main(["compute", str(good), str(bad)])
+    err = capsys.readouterr().err
+    one_line_error(subprocess.CompletedProcess([], status, "", err), f"Q file {bad}", *fragments)
+
+
+def test_compute_bad_value_found_in_a_later_chunk(tmp_path, rng):
+    P = rng.random((1000, 5))
+    P[877, 4] = -2.0
+    np.save(tmp_path / "P.npy", P)
+    np.save(tmp_path / "q.npy", rng.random(5))
+    proc = run_cli("compute", tmp_path / "P.npy", tmp_path / "q.npy", "--chunk-rows", 100)
+    one_line_error(proc, "P file", "a negative value (-2.0) at index [877, 4]")
+    # Distributions as columns: the index is still the file's own.
+    proc = run_cli("compute", tmp_path / "P.npy", tmp_path / "P.npy", "--axis", "0", "--chunk-rows", 2)
+    one_line_error(proc, "P file", "at index [877, 4]")
+    # In a csv file, the line number counts comments and blank lines.
+    lines = ["# header comment", ""] + [",".join(f"{v:.6f}" for v in row) for row in P[:900]]
+    (tmp_path / "P.csv").write_text("\n".join(lines) + "\n")
+    proc = run_cli("compute", tmp_path / "P.csv", tmp_path / "q.npy", "--chunk-rows", 64)
+    one_line_error(proc, "P file", "at line 880, column 5")
+
+
+def test_compute_shape_mismatch_and_option_errors(tmp_path):
+    np.save(tmp_path / "P.npy", np.full((4, 3), 1 / 3))
+    np.save(tmp_path / "Q3.npy", np.full((3, 3), 1 / 3))
+    np.save(tmp_path / "q5.npy", np.full(5, 0.2))
+    np.save(tmp_path / "Z.npy", np.array([[0.5, 0.5, 0.0], [0.0, 0.0, 0.0]]))
+    P, d = tmp_path / "P.npy", tmp_path
+    one_line_error(run_cli("compute", P, d / "Q3.npy"), f"Q file {d / 'Q3.npy'}", "3 distributions against 4")
+    one_line_error(run_cli("compute", P, d / "q5.npy"), f"Q file {d / 'q5.npy'}", "5 values", "have 3")
+    one_line_error(run_cli("compute", d / "Z.npy", d / "Z.npy", "--normalize"),
+                   f"P file {d / 'Z.npy'}", "row 1 sums to 0.0", "--normalize")
+    one_line_error(run_cli("compute", P, P, "--axis", "2"), "--axis 2")
+    one_line_error(run_cli("compute", P, P, "--base", "1"), "--base")
+    one_line_error(run_cli("compute", P, P, "--base", "-2"), "--base")
+    one_line_error(run_cli("compute", P, P, "--chunk-rows", "0"), "--chunk-rows")
+    one_line_error(run_cli("compute", P, P, "--out", d / "r.json"), "--out", "unsupported file type .json")
+    one_line_error(run_cli("compute", P, P, "--out", d / "nodir" / "r.npy"), "--out", "does not exist")
+    one_line_error(run_cli("compute", d, P), f"P file {d}")
+    (d / "dir.npy").mkdir()
+    one_line_error(run_cli("compute", d / "dir.npy", P), "is a directory")

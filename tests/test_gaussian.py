@@ -1,0 +1,510 @@
+"""Gaussian KL on a grid: value, gradient and fits against the NumPy reference,
+finite differences, mpmath, closed forms and the tutorial's numbers."""
+import math
+
+import mpmath
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from scipy import stats
+
+import kl_fast
+from kl_fast import reference
+
+TUTORIAL_X = np.arange(-10, 10, 0.001)
+TUTORIAL_P = stats.norm.pdf(TUTORIAL_X, 0, 2)
+
+
+def mixture(x, seed=0, zeros=True):
+    """A lopsided two-bump density on x with a run of exact zeros."""
+    rng = np.random.default_rng(seed)
+    p = (stats.norm.pdf(x, -0.8, 0.6) + 0.5 * stats.norm.pdf(x, 1.3, 0.4)
+         + 0.02 * rng.random(x.size))
+    if zeros:
+        p[: x.size // 10] = 0.0
+    return p
+
+
+def explicit_q(x, mu, sigma):
+    """The reference's q; all-underflow cases give NaN there, quietly here."""
+    with np.errstate(all="ignore"):
+        return reference.gaussian_q(x, mu, sigma)
+
+
+def five_point(f, t, h):
+    return (-f(t + 2 * h) + 8 * f(t + h) - 8 * f(t - h) + f(t - 2 * h)) / (12 * h)
+
+
+def mp_kl(p, x, mu, sigma, dps=60):
+    """KL(p || q) with q built in high precision: the oracle for extreme parameters.
+
+    The working precision grows with |mu| so that x - mu keeps every digit of x.
+    """
+    dps += 2 * int(max(0.0, math.log10(abs(float(mu)) + 1.0)))
+    with mpmath.workdps(dps):
+        mu, sigma = mpmath.mpf(float(mu)), mpmath.mpf(float(sigma))
+        expo = [-(mpmath.mpf(float(xi)) - mu) ** 2 / (2 * sigma**2) for xi in x]
+        top = max(expo)
+        logz = top + mpmath.log(mpmath.fsum(mpmath.exp(a - top) for a in expo))
+        total = mpmath.fsum(mpmath.mpf(float(pi)) * (mpmath.log(mpmath.mpf(float(pi))) - a + logz)
+                            for pi, a in zip(p, expo) if pi > 0)
+        return float(total)
+
+
+# ---- the tutorial ---------------------------------------------------------------------
+
+def test_tutorial_optimum_value():
+    got = kl_fast.gaussian_kl(TUTORIAL_P, TUTORIAL_X, 0.0, 2.0)
+    assert got == pytest.approx(6907.7507454, rel=1e-10)
+    assert got == pytest.approx(float(reference.gaussian_kl(TUTORIAL_P, TUTORIAL_X, 0.0, 2.0)),
+                                rel=1e-13)
+
+
+@pytest.fixture(scope="module")
+def tutorial_gd():
+    fast = kl_fast.fit_gaussian(TUTORIAL_P, TUTORIAL_X, method="gd", parametrization="variance",
+                                mu0=0.0, sigma0=1.0, lr=0.001, epochs=100)
+    ref = reference.fit_gaussian_gd(TUTORIAL_P, TUTORIAL_X, mu0=0.0, sigma0=1.0, lr=0.001,
+                                    epochs=100, parametrization="variance")
+    return fast, ref
+
+
+def test_tutorial_gd_reproduction(tutorial_gd):
+    fast, ref = tutorial_gd
+    # DESIGN.md: the run ends at mu = -7.9116e-10, v = 3.9675094, KL = 6907.7674169
+    assert fast.variance == pytest.approx(3.9675094, abs=5e-8)
+    assert fast.kl == pytest.approx(6907.7674169, rel=1e-9)
+    assert fast.mu == pytest.approx(-7.9116e-10, abs=5e-15)
+    # and the NumPy loop, to 1e-9 relative (mu is a rounding-level drift: absolute)
+    assert fast.variance == pytest.approx(float(ref["variance"]), rel=1e-9)
+    assert fast.kl == pytest.approx(float(ref["kl"]), rel=1e-9)
+    assert fast.mu == pytest.approx(float(ref["mu"]), abs=1e-12)
+    assert fast.nit == 100 and fast.nfev == 101
+    assert not fast.converged and "epochs" in fast.message
+
+
+def test_tutorial_gd_history(tutorial_gd):
+    fast, ref = tutorial_gd
+    h = fast.history
+    assert h["kl"].shape == h["mu"].shape == h["variance"].shape == (101,)
+    np.testing.assert_allclose(h["variance"], ref["history"]["variance"], rtol=1e-9)
+    np.testing.assert_allclose(h["kl"], ref["history"]["kl"], rtol=1e-9)
+    np.testing.assert_allclose(h["mu"], ref["history"]["mu"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(h["sigma"], np.sqrt(h["variance"]), rtol=1e-15)
+    assert h["variance"][0] == 1.0 and h["mu"][0] == 0.0
+    # the tutorial logs after the update at epochs 0, 10, ..., 90: states 1, 11, ..., 91
+    assert h["variance"][91] == pytest.approx(3.9565208, abs=1e-7)
+    assert h["variance"][1] == pytest.approx(2.4999694, abs=1e-7)
+
+
+def test_tutorial_newton(tutorial_gd):
+    gd, _ = tutorial_gd
+    fit = kl_fast.fit_gaussian(TUTORIAL_P, TUTORIAL_X)
+    assert fit.converged and fit.method == "newton"
+    assert fit.nfev <= 10
+    assert fit.grad_rel < 1e-9
+    assert fit.sigma == pytest.approx(2.0, abs=1e-7)
+    assert abs(fit.mu) < 1e-9
+    assert fit.kl == pytest.approx(6907.7507454, rel=1e-10)
+    assert fit.kl < gd.kl
+    # the gradient of the explicit-q reference vanishes there too
+    _, d_mu, d_sigma = reference.gaussian_kl_grad(TUTORIAL_P, TUTORIAL_X, fit.mu, fit.sigma)
+    P = TUTORIAL_P.sum()
+    assert max(abs(d_mu), abs(d_sigma)) * fit.sigma / P < 1e-9
+    assert fit.history["kl"].shape == (fit.nit + 1,)
+    assert np.all(np.diff(fit.history["kl"]) <= 1e-9)
+
+
+def grid_moments(w, x):
+    w = w / w.sum()
+    m = np.sum(w * x)
+    return m, np.sum(w * (x - m) ** 2)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_newton_is_moment_matching(seed):
+    x = np.linspace(-4, 4, 801)
+    p = mixture(x, seed)
+    fit = kl_fast.fit_gaussian(p, x)
+    assert fit.converged and fit.nfev <= 10
+    q = explicit_q(x, fit.mu, fit.sigma)
+    mq, vq = grid_moments(q, x)
+    mp, vp = grid_moments(p, x)
+    assert mq == pytest.approx(mp, abs=1e-9 * math.sqrt(vp))
+    assert vq == pytest.approx(vp, rel=1e-9)
+    gd = kl_fast.fit_gaussian(p, x, method="gd", lr=0.01, epochs=50)
+    assert fit.kl <= gd.kl
+    # no other nearby parameter set does better
+    for dm, ds in [(1e-3, 0), (-1e-3, 0), (0, 1e-3), (0, -1e-3)]:
+        assert fit.kl < kl_fast.gaussian_kl(p, x, fit.mu + dm, fit.sigma + ds)
+
+
+def test_newton_from_a_poor_start():
+    x = np.linspace(-4, 4, 801)
+    p = mixture(x, 3)
+    good = kl_fast.fit_gaussian(p, x)
+    far = kl_fast.fit_gaussian(p, x, mu0=3.5, sigma0=0.05, max_iter=100)
+    assert far.converged
+    assert far.mu == pytest.approx(good.mu, abs=1e-8)
+    assert far.sigma == pytest.approx(good.sigma, rel=1e-8)
+    assert np.all(np.diff(far.history["kl"]) <= 1e-12 * abs(far.kl) + 1e-12)
+
+
+# ---- value -------------------------------------------------------------------------------
+
+SMALL_X = np.linspace(-4, 4, 801)
+SMALL_P = mixture(SMALL_X)
+
+# (mu, sigma): inside and off the grid, narrow (below the spacing 0.01) and wide
+PARAMS = [(0.123, 0.7), (-3.3, 0.05), (2.95, 3.0), (0.5, 40.0), (7.5, 1.5), (-25.0, 2.0),
+          (0.004, 0.004), (1.2345, 0.012)]
+
+
+@pytest.mark.parametrize("mu, sigma", PARAMS)
+def test_value_matches_kl_div_and_reference(mu, sigma):
+    q = explicit_q(SMALL_X, mu, sigma)
+    got = kl_fast.gaussian_kl(SMALL_P, SMALL_X, mu, sigma)
+    assert isinstance(got, np.float64)
+    fused = kl_fast.gaussian_kl_grad(SMALL_P, SMALL_X, mu, sigma)[0]
+    assert fused == pytest.approx(got, rel=1e-14)
+    oracle = mp_kl(SMALL_P, SMALL_X, mu, sigma)
+    assert got == pytest.approx(oracle, rel=1e-11)
+    if np.all(q[SMALL_P > 0] > 1e-300):  # q does not underflow where p lives
+        assert got == pytest.approx(float(kl_fast.kl_div(SMALL_P, q)), rel=1e-11)
+        assert got == pytest.approx(float(reference.gaussian_kl(SMALL_P, SMALL_X, mu, sigma)),
+                                    rel=1e-11)
+
+
+@pytest.mark.parametrize("mu, sigma", [(1e6, 1.0), (-1e12, 5.0), (0.3, 1e-100), (0.3, 1e100),
+                                       (0.3, 1e-300), (0.3, 1e300), (1e300, 1.0)])
+def test_extreme_parameters_no_overflow_or_nan(mu, sigma):
+    x = np.linspace(-2, 2, 41)
+    p = mixture(x, zeros=False)
+    with np.errstate(all="raise"):
+        kl, d_mu, d_sigma = kl_fast.gaussian_kl_grad(p, x, mu, sigma)
+    for v in (kl, d_mu, d_sigma):
+        assert not np.isnan(v)
+    if np.isfinite(kl):
+        assert kl == pytest.approx(mp_kl(p, x, mu, sigma), rel=1e-9)
+    else:  # only when the true divergence is beyond the double range
+        with mpmath.workdps(30):
+            assert mp_kl(p, x, mu, sigma) > 1e300 or sigma < 1e-150
+
+
+def test_limits_tiny_and_huge_sigma():
+    x = np.linspace(-2, 2, 41)
+    onehot = np.zeros(41)
+    onehot[17] = 2.5
+    # q collapses on the grid point at mu: KL -> P log P, gradient 0
+    kl, d_mu, d_sigma = kl_fast.gaussian_kl_grad(onehot, x, x[17], 1e-300)
+    assert kl == pytest.approx(2.5 * math.log(2.5), rel=1e-15)
+    assert d_mu == 0 and d_sigma == 0
+    # q is uniform: KL = KL(p || 1/n)
+    p = mixture(x, zeros=False)
+    assert kl_fast.gaussian_kl(p, x, 0.7, 1e300) == pytest.approx(
+        float(kl_fast.kl_div(p, np.full(41, 1 / 41))), rel=1e-13)
+
+
+def test_normalize_and_unsorted_grid():
+    perm = np.random.default_rng(5).permutation(SMALL_X.size)
+    got = kl_fast.gaussian_kl_grad(SMALL_P * 7.0, SMALL_X, 0.3, 0.9, normalize=True)
+    exp = kl_fast.gaussian_kl_grad(SMALL_P * 7.0 / np.sum(SMALL_P * 7.0), SMALL_X, 0.3, 0.9)
+    np.testing.assert_allclose(got, exp, rtol=1e-12)
+    np.testing.assert_allclose(
+        kl_fast.gaussian_kl_grad(SMALL_P[perm], SMALL_X[perm], 0.3, 0.9),
+        kl_fast.gaussian_kl_grad(SMALL_P, SMALL_X, 0.3, 0.9), rtol=1e-12)
+    ref = reference.gaussian_kl_grad(SMALL_P, SMALL_X, 0.3, 0.9, normalize=True)
+    np.testing.assert_allclose(got, ref, rtol=1e-11)
+
+
+# ---- gradient -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mu, sigma", PARAMS)
+def test_gradient_five_point_finite_difference(mu, sigma):
+    p = SMALL_P / SMALL_P.sum()
+    kl, d_mu, d_sigma = kl_fast.gaussian_kl_grad(p, SMALL_X, mu, sigma)
+    h = 1e-3 * sigma
+    fd_mu = five_point(lambda m: kl_fast.gaussian_kl(p, SMALL_X, m, sigma), mu, h)
+    fd_sigma = five_point(lambda s: kl_fast.gaussian_kl(p, SMALL_X, mu, s), sigma, h)
+    # rounding of the value (about eps times its terms) over the step
+    floor = 1e3 * np.finfo(float).eps * (abs(kl) + 20.0) / h
+    assert abs(fd_mu - d_mu) <= 1e-7 * abs(d_mu) + floor
+    assert abs(fd_sigma - d_sigma) <= 1e-7 * abs(d_sigma) + floor
+    q = explicit_q(SMALL_X, mu, sigma)
+    if np.all(q > 1e-300):
+        _, r_mu, r_sigma = reference.gaussian_kl_grad(p, SMALL_X, mu, sigma)
+        scale = 1e-10 * (abs(kl) + 1) / sigma
+        assert d_mu == pytest.approx(float(r_mu), rel=1e-9, abs=scale)
+        assert d_sigma == pytest.approx(float(r_sigma), rel=1e-9, abs=scale)
+
+
+@given(mu=st.floats(-6, 6), log_sigma=st.floats(-4, 2), seed=st.integers(0, 3))
+def test_gradient_matches_reference_generated(mu, log_sigma, seed):
+    x = np.linspace(-3, 3, 121)
+    p = mixture(x, seed)
+    sigma = 10.0**log_sigma
+    kl, d_mu, d_sigma = kl_fast.gaussian_kl_grad(p, x, mu, sigma)
+    assert kl == pytest.approx(mp_kl(p, x, mu, sigma, dps=30), rel=1e-10, abs=1e-12)
+    q = explicit_q(x, mu, sigma)
+    if np.all(q[p > 0] > 1e-250):
+        r_kl, r_mu, r_sigma = reference.gaussian_kl_grad(p, x, mu, sigma)
+        P = p.sum()
+        tol_mu = 1e-9 * (abs(r_mu) + P * 10 / sigma**2)
+        tol_sigma = 1e-9 * (abs(r_sigma) + P * 100 / sigma**3)
+        assert abs(d_mu - r_mu) <= tol_mu
+        assert abs(d_sigma - r_sigma) <= tol_sigma
+
+
+# ---- grid kinds and threads ---------------------------------------------------------------
+
+@pytest.mark.parametrize("mu, sigma", [(0.3, 0.8), (-2.9, 0.02), (3.4, 0.004), (9.0, 0.5),
+                                       (0.01, 30.0)])
+def test_even_uneven_and_unsorted_grids_agree(mu, sigma):
+    # Even grids take the factorised-exp path, others the point-by-point one;
+    # a far-off block of a sorted grid is skipped as all-underflow.
+    rng = np.random.default_rng(11)
+    x = np.linspace(-4, 4, 3001)
+    p = mixture(x, 4)
+    jitter = x + rng.uniform(-1, 1, x.size) * 1e-7 * (x[1] - x[0])   # off the even spacing
+    tiny = x + rng.uniform(-1, 1, x.size) * 1e-12 * (x[1] - x[0])    # within its tolerance
+    perm = rng.permutation(x.size)
+    even = kl_fast.gaussian_kl_grad(p, x, mu, sigma)
+    assert even[0] == pytest.approx(mp_kl(p, x, mu, sigma, dps=40), rel=1e-12)
+    uneven = kl_fast.gaussian_kl_grad(p, jitter, mu, sigma)
+    assert uneven[0] == pytest.approx(mp_kl(p, jitter, mu, sigma, dps=40), rel=1e-12)
+    for got in (kl_fast.gaussian_kl_grad(p, tiny, mu, sigma),
+                kl_fast.gaussian_kl_grad(p[perm], x[perm], mu, sigma)):
+        np.testing.assert_allclose(got, even, rtol=1e-12, atol=1e-12 * abs(even[1]))
+
+
+def test_results_do_not_depend_on_threads():
+    x = np.linspace(-6, 6, 5000)          # 20 blocks: one row splits over threads
+    p = mixture(x, 5)
+    ref = kl_fast.gaussian_kl_grad(p, x, 0.2, 1.3, num_threads=1)
+    fit1 = kl_fast.fit_gaussian(p, x, num_threads=1)
+    for nt in (2, 3, 7):
+        assert kl_fast.gaussian_kl_grad(p, x, 0.2, 1.3, num_threads=nt) == ref
+        fit = kl_fast.fit_gaussian(p, x, num_threads=nt)
+        assert (fit.mu, fit.sigma, fit.kl, fit.nfev) == (fit1.mu, fit1.sigma, fit1.kl, fit1.nfev)
+    assert kl_fast.gaussian_kl_grad(p, x, 0.2, 1.3) == ref   # the default path too
+    assert kl_fast.gaussian_kl_grad(p.astype(np.float32), x, 0.2, 1.3, num_threads=2) == \
+        kl_fast.gaussian_kl_grad(p.astype(np.float32), x, 0.2, 1.3, num_threads=1)
+
+
+# ---- batches, dtypes, layouts ---------------------------------------------------------------
+
+def test_batch_of_parameters_equals_loop():
+    mus = np.array([[-1.0, 0.0, 0.4], [2.0, 7.0, -0.3]])
+    sigmas = np.array([0.5, 1.0, 0.02])
+    kl, d_mu, d_sigma = kl_fast.gaussian_kl_grad(SMALL_P, SMALL_X, mus, sigmas, num_threads=2)
+    assert kl.shape == d_mu.shape == d_sigma.shape == (2, 3)
+    for i in range(2):
+        for j in range(3):
+            single = kl_fast.gaussian_kl_grad(SMALL_P, SMALL_X, mus[i, j], sigmas[j])
+            assert (kl[i, j], d_mu[i, j], d_sigma[i, j]) == single
+    np.testing.assert_array_equal(kl_fast.gaussian_kl(SMALL_P, SMALL_X, mus, sigmas), kl)
+
+
+def test_batch_of_rows_equals_loop():
+    P = np.stack([mixture(SMALL_X, s) for s in range(5)])
+    mus = np.linspace(-1, 1, 5)
+    kl, d_mu, d_sigma = kl_fast.gaussian_kl_grad(P, SMALL_X, mus, 0.8, num_threads=2)
+    for i in range(5):
+        assert (kl[i], d_mu[i], d_sigma[i]) == kl_fast.gaussian_kl_grad(P[i], SMALL_X, mus[i], 0.8)
+    # rows x parameter sets through broadcasting
+    grid = kl_fast.gaussian_kl(P[:, None, :], SMALL_X, mus, 0.8)
+    assert grid.shape == (5, 5)
+    assert grid[3, 1] == kl_fast.gaussian_kl(P[3], SMALL_X, mus[1], 0.8)
+    ref = reference.gaussian_kl(P, SMALL_X, mus, 0.8)
+    np.testing.assert_allclose(kl, ref, rtol=1e-11)
+
+
+@pytest.mark.parametrize("method", ["newton", "gd"])
+def test_fit_rows_equals_loop(method):
+    P = np.stack([mixture(SMALL_X, s, zeros=s % 2 == 0) for s in range(6)])
+    kw = dict(method=method, lr=0.01, epochs=30) if method == "gd" else {}
+    batch = kl_fast.fit_gaussian(P.reshape(2, 3, -1), SMALL_X, num_threads=2, **kw)
+    assert batch.mu.shape == (2, 3) and batch.history["kl"].shape[:2] == (2, 3)
+    for i in range(6):
+        one = kl_fast.fit_gaussian(P[i], SMALL_X, **kw)
+        r, c = divmod(i, 3)
+        assert (batch.mu[r, c], batch.sigma[r, c], batch.kl[r, c]) == (one.mu, one.sigma, one.kl)
+        assert batch.nit[r, c] == one.nit and batch.converged[r, c] == one.converged
+        k = one.nit + 1
+        np.testing.assert_array_equal(batch.history["sigma"][r, c, :k], one.history["sigma"])
+        assert np.all(np.isnan(batch.history["sigma"][r, c, k:]))
+    serial = kl_fast.fit_gaussian(P, SMALL_X, num_threads=1, **kw)
+    np.testing.assert_array_equal(serial.mu, batch.mu.ravel())
+    if method == "newton":
+        ref = reference.fit_gaussian_newton(P, SMALL_X)
+        np.testing.assert_allclose(batch.mu.ravel(), ref["mu"], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(batch.sigma.ravel(), ref["sigma"], rtol=1e-9)
+
+
+def test_float32_p_accepted():
+    p32 = SMALL_P.astype(np.float32)
+    p64 = p32.astype(np.float64)
+    got = kl_fast.gaussian_kl_grad(p32, SMALL_X, 0.2, 0.9)
+    assert all(isinstance(v, np.float64) for v in got)
+    np.testing.assert_allclose(got, kl_fast.gaussian_kl_grad(p64, SMALL_X, 0.2, 0.9), rtol=1e-14)
+    fit32 = kl_fast.fit_gaussian(np.stack([p32, p32[::-1]]), SMALL_X.astype(np.float32))
+    fit64 = kl_fast.fit_gaussian(np.stack([p64, p64[::-1]]), SMALL_X.astype(np.float32))
+    np.testing.assert_allclose(fit32.mu, fit64.mu, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(fit32.sigma, fit64.sigma, rtol=1e-13)
+
+
+def test_layouts_and_inputs_untouched():
+    base = np.stack([mixture(SMALL_X, s) for s in range(4)])
+    keep = base.copy()
+    expected = kl_fast.gaussian_kl(base, SMALL_X, 0.1, 1.1)
+    ro = base.copy()
+    ro.flags.writeable = False
+    np.testing.assert_array_equal(kl_fast.gaussian_kl(ro, SMALL_X, 0.1, 1.1), expected)
+    fortran = np.asfortranarray(base)
+    np.testing.assert_array_equal(kl_fast.gaussian_kl(fortran, SMALL_X, 0.1, 1.1), expected)
+    wide = np.zeros((4, SMALL_X.size * 2))
+    wide[:, ::2] = base
+    xs = np.zeros(SMALL_X.size * 3)
+    xs[::3] = SMALL_X
+    np.testing.assert_array_equal(kl_fast.gaussian_kl(wide[:, ::2], xs[::3], 0.1, 1.1), expected)
+    np.testing.assert_array_equal(
+        kl_fast.gaussian_kl(base[:, ::-1], SMALL_X[::-1], 0.1, 1.1), expected * 0 +
+        kl_fast.gaussian_kl(np.ascontiguousarray(base[:, ::-1]), SMALL_X[::-1].copy(), 0.1, 1.1))
+    swapped = base.astype(base.dtype.newbyteorder())
+    np.testing.assert_array_equal(kl_fast.gaussian_kl(swapped, SMALL_X, 0.1, 1.1), expected)
+    ints = kl_fast.gaussian_kl([0, 3, 5, 1], [0, 1, 2, 3], 1.5, 1.0)
+    assert ints == pytest.approx(mp_kl([0, 3, 5, 1], [0, 1, 2, 3], 1.5, 1.0), rel=1e-13)
+    kl_fast.fit_gaussian(base, SMALL_X)
+    np.testing.assert_array_equal(base, keep)
+
+
+# ---- fitting edge cases -------------------------------------------------------------------------
+
+def test_gd_stops_before_sigma_leaves_the_domain():
+    with np.errstate(all="raise"):
+        fit = kl_fast.fit_gaussian(TUTORIAL_P, TUTORIAL_X, method="gd", mu0=0.0, sigma0=2.5,
+                                   lr=0.05, epochs=100)
+        var = kl_fast.fit_gaussian(TUTORIAL_P, TUTORIAL_X, method="gd",
+                                   parametrization="variance", mu0=0.0, sigma0=8.0, lr=0.5)
+    for f, word in ((fit, "sigma"), (var, "variance")):
+        assert not f.converged
+        assert f"{word} <= 0" in f.message
+        assert f.sigma > 0 and np.isfinite(f.kl)
+        assert np.all(np.isfinite(f.history["kl"]))
+        assert f.history["kl"].shape == (f.nit + 1,)
+    # the state reported is the last valid one, and the step from it goes below 0
+    assert fit.sigma - 0.05 * fit.grad[1] <= 0
+    d_var = var.grad[1] / (2 * var.sigma)
+    assert var.variance - 0.5 * d_var <= 0
+
+
+def test_gd_stops_early_at_tol():
+    fit = kl_fast.fit_gaussian(SMALL_P, SMALL_X, method="gd", lr=0.5, epochs=10_000, tol=1e-6,
+                               normalize=True)
+    assert fit.converged and fit.nit < 10_000 and fit.grad_rel < 1e-6
+
+
+def test_degenerate_p():
+    x = np.linspace(0, 1, 11)
+    one = np.zeros(11)
+    one[4] = 3.0
+    fit = kl_fast.fit_gaussian(one, x)
+    assert not fit.converged and "no finite optimum" in fit.message
+    assert fit.mu == x[4] and fit.sigma == 0.0 and fit.kl == pytest.approx(3 * math.log(3))
+    gd = kl_fast.fit_gaussian(one, x, method="gd")
+    assert not gd.converged and gd.sigma == 0.0
+    two = np.zeros(11)
+    two[4:6] = 1.0  # mass on two neighbours: the infimum 2 log 2 is reached as sigma -> 0
+    with np.errstate(all="raise"):
+        fit2 = kl_fast.fit_gaussian(two, x)
+    assert fit2.mu == pytest.approx(0.45, abs=1e-12)
+    assert 0 < fit2.sigma < 0.05 and fit2.kl == pytest.approx(2 * math.log(2), rel=1e-10)
+    # the gradient decays like exp(-1 / sigma^2): tol is met, or the steps run out
+    assert fit2.converged or "max_iter" in fit2.message or "no Newton step" in fit2.message
+
+
+def test_fit_normalize_and_variance_start():
+    a = kl_fast.fit_gaussian(SMALL_P * 50, SMALL_X, normalize=True)
+    b = kl_fast.fit_gaussian(SMALL_P / SMALL_P.sum(), SMALL_X)
+    assert a.mu == pytest.approx(b.mu, abs=1e-12) and a.sigma == pytest.approx(b.sigma, rel=1e-12)
+    assert a.kl == pytest.approx(b.kl, rel=1e-9, abs=1e-12)
+    c = kl_fast.fit_gaussian(SMALL_P, SMALL_X, parametrization="variance", sigma0=2.25, mu0=0.5)
+    d = kl_fast.fit_gaussian(SMALL_P, SMALL_X, sigma0=1.5, mu0=0.5)
+    assert (c.mu, c.sigma) == (d.mu, d.sigma)
+    e = kl_fast.fit_gaussian(SMALL_P, SMALL_X, history=False)
+    assert e.history == {}
+    assert "converged" in repr(e)
+
+
+# ---- errors -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("func", [kl_fast.gaussian_kl, kl_fast.gaussian_kl_grad])
+def test_errors_value(func):
+    x = np.linspace(0, 1, 5)
+    p = np.array([0.1, 0.2, 0.3, 0.2, 0.2])
+    name = func.__name__
+    with pytest.raises(ValueError, match=rf"{name}: sigma must be positive and finite, got 0.0"):
+        func(p, x, 0.0, 0.0)
+    with pytest.raises(ValueError, match=r"sigma must be positive and finite, got -1.0 at index \[1\]"):
+        func(p, x, 0.0, [1.0, -1.0])
+    with pytest.raises(ValueError, match=r"sigma must be positive and finite, got inf"):
+        func(p, x, 0.0, np.inf)
+    with pytest.raises(ValueError, match=r"sigma must be positive and finite, got nan"):
+        func(p, x, 0.0, np.nan)
+    with pytest.raises(ValueError, match=r"mu must be finite, got nan at index \[0, 1\]"):
+        func(p, x, [[0.0, np.nan]], 1.0)
+    with pytest.raises(ValueError, match=r"mu must be finite, got -inf"):
+        func(p, x, -np.inf, 1.0)
+    with pytest.raises(ValueError, match=r"x must be a 1-D grid, got an array of shape \(1, 5\)"):
+        func(p, x[None], 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"x has 4 points but p has 5"):
+        func(p, x[:4], 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"x contains NaN at index \[2\]"):
+        func(p, np.where(np.arange(5) == 2, np.nan, x), 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"x contains an infinite value \(inf\) at index \[4\]"):
+        func(p, np.where(np.arange(5) == 4, np.inf, x), 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"p contains a negative value \(-0.2\) at index \[3\]"):
+        func(np.where(np.arange(5) == 3, -0.2, p), x, 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"p contains NaN at index \[1, 2\]"):
+        func(np.stack([p, np.where(np.arange(5) == 2, np.nan, p)]), x, 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"p contains an infinite value \(inf\) at index \[0\]"):
+        func(np.where(np.arange(5) == 0, np.inf, p).astype(np.float32), x, 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"p is all zero at index \[1\]"):
+        func(np.stack([p, np.zeros(5)]), x, 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"p is all zero; it must have positive mass"):
+        func(np.zeros(5), x, 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"p must have at least one dimension"):
+        func(0.5, 0.5, 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"do not broadcast"):
+        func(np.stack([p, p, p]), x, [0.0, 1.0], 1.0)
+    with pytest.raises(TypeError, match=r"p must hold real numbers"):
+        func(p.astype(complex), x, 0.0, 1.0)
+    with pytest.raises(TypeError, match=r"sigma must hold real numbers"):
+        func(p, x, 0.0, "wide")
+
+
+def test_errors_fit():
+    x = np.linspace(0, 1, 5)
+    p = np.array([0.1, 0.2, 0.3, 0.2, 0.2])
+    with pytest.raises(ValueError, match=r"method must be 'newton' or 'gd', got 'adam'"):
+        kl_fast.fit_gaussian(p, x, method="adam")
+    with pytest.raises(ValueError, match=r"parametrization must be 'sigma' or 'variance'"):
+        kl_fast.fit_gaussian(p, x, parametrization="precision")
+    with pytest.raises(ValueError, match=r"lr must be positive and finite, got -0.1"):
+        kl_fast.fit_gaussian(p, x, method="gd", lr=-0.1)
+    with pytest.raises(ValueError, match=r"epochs must be >= 0, got -1"):
+        kl_fast.fit_gaussian(p, x, method="gd", epochs=-1)
+    with pytest.raises(TypeError, match=r"max_iter must be an integer, got 2.5"):
+        kl_fast.fit_gaussian(p, x, max_iter=2.5)
+    with pytest.raises(ValueError, match=r"tol must be a non-negative scalar"):
+        kl_fast.fit_gaussian(p, x, tol=-1.0)
+    with pytest.raises(ValueError, match=r"sigma0 must be positive and finite, got 0.0"):
+        kl_fast.fit_gaussian(p, x, sigma0=0.0)
+    with pytest.raises(ValueError, match=r"mu0 must be finite, got nan"):
+        kl_fast.fit_gaussian(p, x, mu0=np.nan)
+    with pytest.raises(ValueError, match=r"mu0 of shape \(3,\) does not broadcast"):
+        kl_fast.fit_gaussian(np.stack([p, p]), x, mu0=[0.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match=r"p is all zero"):
+        kl_fast.fit_gaussian(np.zeros(5), x)
+    with pytest.raises(ValueError, match=r"p contains a negative value"):
+        kl_fast.fit_gaussian(-p, x)
