@@ -373,6 +373,118 @@ def test_pairwise_argument_errors():
         kd.kl_pairwise(P_d, base=-2)
 
 
+# ---- fit_gaussian over row blocks --------------------------------------------------
+
+GX = np.linspace(-6.0, 6.0, 401)
+
+
+def gaussian_rows(shape, seed):
+    """Rows on GX: bumps of different centres and widths, plus noise, some exact zeros."""
+    rng = np.random.default_rng(seed)
+    mu = rng.uniform(-2, 2, size=shape + (1,))
+    sd = rng.uniform(0.5, 2.0, size=shape + (1,))
+    rows = np.exp(-0.5 * ((GX - mu) / sd) ** 2) + 0.01 * rng.random(shape + (GX.size,))
+    rows[..., :5] = 0.0
+    return rows
+
+
+GP = gaussian_rows((23,), seed=12)
+
+
+def fit_arrays(fit):
+    return [np.asarray(a) for a in dask.compute(*fit, scheduler="threads")]
+
+
+FIT_CHUNKS = {"single chunk": (23, 401), "rows": (5, 401), "uneven rows": ((1, 17, 5), 401),
+              "grid chunked": (8, 100)}
+FIT_OPTIONS = [
+    {},
+    {"normalize": True},
+    {"method": "gd", "lr": 0.002, "epochs": 30},
+    {"mu0": 0.25, "sigma0": np.linspace(0.8, 2.5, 23)},
+    {"method": "gd", "parametrization": "variance", "sigma0": 2.0, "epochs": 10},
+]
+
+
+@pytest.mark.parametrize("chunks", FIT_CHUNKS.values(), ids=FIT_CHUNKS.keys())
+@pytest.mark.parametrize("opts", FIT_OPTIONS, ids=["newton", "normalize", "gd", "starts", "gd-variance"])
+def test_fit_matches_in_memory(chunks, opts):
+    fit = kd.fit_gaussian(da.from_array(GP, chunks=chunks), GX, **opts)
+    assert isinstance(fit, kd.GaussianFitArrays)
+    assert all(isinstance(a, da.Array) and a.shape == (23,) for a in fit)
+    mu, sigma, kl = fit_arrays(fit)
+    expected = kl_fast.fit_gaussian(GP, GX, **opts)
+    for got, exp in ((mu, expected.mu), (sigma, expected.sigma), (kl, expected.kl)):
+        assert got.dtype == np.float64
+        np.testing.assert_allclose(got, exp, rtol=1e-12, atol=1e-14)
+
+
+def test_fit_against_reference_newton_and_batch_axes():
+    P3 = gaussian_rows((2, 5), seed=13)
+    mu, sigma, kl = fit_arrays(kd.fit_gaussian(da.from_array(P3, chunks=(1, 3, 401)), GX))
+    assert mu.shape == (2, 5)
+    ref = reference.fit_gaussian_newton(P3.reshape(10, -1), GX)
+    np.testing.assert_allclose(mu.ravel(), ref["mu"], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(sigma.ravel(), ref["sigma"], rtol=1e-9)
+    np.testing.assert_allclose(kl.ravel(), ref["kl"], rtol=1e-9)
+
+
+def test_fit_reproduces_the_tutorial_per_row():
+    x = np.arange(-10, 10, 0.001)
+    p = np.exp(-x ** 2 / 8) / np.sqrt(8 * np.pi)
+    fit = kd.fit_gaussian(da.from_array(np.stack([p, p]), chunks=(1, 20_000)), x, method="gd",
+                          parametrization="variance", mu0=0.0, sigma0=1.0, lr=0.001, epochs=100)
+    mu, sigma, kl = fit_arrays(fit)
+    np.testing.assert_allclose(sigma ** 2, 3.9675094, rtol=1e-7)  # DESIGN.md: v = 3.9675094
+    np.testing.assert_allclose(kl, 6907.7674169, rtol=1e-9)
+    assert np.all(np.abs(mu) < 1e-8)
+
+
+def test_fit_one_row_and_numpy_input():
+    mu, sigma, kl = fit_arrays(kd.fit_gaussian(da.from_array(GP[3], chunks=100), GX))
+    expected = kl_fast.fit_gaussian(GP[3], GX)
+    assert mu.shape == ()
+    np.testing.assert_allclose([mu, sigma, kl], [expected.mu, expected.sigma, expected.kl],
+                               rtol=1e-12)
+    mu, _, _ = fit_arrays(kd.fit_gaussian(GP, GX))
+    np.testing.assert_allclose(mu, kl_fast.fit_gaussian(GP, GX).mu, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("make_bad, where", [
+    (lambda p: p.__setitem__((17, 250), np.nan), "NaN at index [17, 250]"),
+    (lambda p: p.__setitem__((9, 3), -1.0), "a negative value (-1.0) at index [9, 3]"),
+    (lambda p: p.__setitem__(20, 0.0), "p is all zero at index [20]"),
+])
+def test_fit_bad_rows_index_in_whole_array(make_bad, where):
+    p = GP.copy()
+    make_bad(p)
+    expected = in_memory_error(kl_fast.fit_gaussian, p, GX)
+    assert where in expected
+    with pytest.raises(ValueError) as info:
+        dask.compute(*kd.fit_gaussian(da.from_array(p, chunks=(6, 401)), GX), scheduler="threads")
+    assert str(info.value) == expected
+
+
+def test_fit_argument_errors_are_eager():
+    Pd = da.from_array(GP, chunks=(5, 401))
+    with pytest.raises(ValueError, match=r"x has 400 points but p has 401 .* \(shape \(23, 401\)\)"):
+        kd.fit_gaussian(Pd, GX[:-1])
+    bad_x = GX.copy()
+    bad_x[7] = np.inf
+    with pytest.raises(ValueError, match=r"x contains an infinite value \(inf\) at index \[7\]"):
+        kd.fit_gaussian(Pd, bad_x)
+    with pytest.raises(ValueError, match="method must be"):
+        kd.fit_gaussian(Pd, GX, method="bfgs")
+    with pytest.raises(ValueError, match="sigma0 must be positive"):
+        kd.fit_gaussian(Pd, GX, sigma0=0.0)
+    with pytest.raises(ValueError, match=r"sigma0 must be positive and finite, got -1.0 at index \[4\]"):
+        kd.fit_gaussian(Pd, GX, sigma0=np.where(np.arange(23) == 4, -1.0, 1.0))
+    with pytest.raises(ValueError, match="mu0 of shape \\(22,\\) does not broadcast"):
+        kd.fit_gaussian(Pd, GX, mu0=np.zeros(22))
+    with pytest.raises(TypeError, match="p must hold real numbers"):
+        kd.fit_gaussian(Pd.astype(np.complex128), GX)
+
+
 # ---- dask.distributed: one local cluster of two worker processes for the module ------
 
 @pytest.fixture(scope="module")
@@ -409,6 +521,16 @@ def test_distributed_pairwise(client):
                           normalize=True)
     got = client.compute(lazy).result(timeout=TIMEOUT)
     assert_matrix_close(got, kl_fast.kl_pairwise(PA, QA, normalize=True))
+
+
+@pytest.mark.distributed
+def test_distributed_fit_gaussian(client):
+    fit = kd.fit_gaussian(da.from_array(GP, chunks=(6, 401)), GX, normalize=True)
+    mu, sigma, kl = [f.result(timeout=TIMEOUT) for f in client.compute(list(fit))]
+    expected = kl_fast.fit_gaussian(GP, GX, normalize=True)
+    np.testing.assert_allclose(mu, expected.mu, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(sigma, expected.sigma, rtol=1e-12)
+    np.testing.assert_allclose(kl, expected.kl, rtol=1e-12)
 
 
 @pytest.mark.distributed

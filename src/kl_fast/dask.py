@@ -22,6 +22,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without dask
     ) from exc
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,6 +35,10 @@ from ._pairwise import (
     _row_stats,
 )
 from ._pairwise import kl_pairwise as _kl_pairwise
+from .gaussian import _check_grid_shapes
+from .gaussian import _prepare as _gaussian_prepare
+from .gaussian import _start as _gaussian_start
+from .gaussian import fit_gaussian as _fit_gaussian
 from ._validation import (
     as_real_array,
     check_real_dtype,
@@ -42,7 +47,7 @@ from ._validation import (
     to_kernel_dtype,
 )
 
-__all__ = ["kl_div", "kl_pairwise"]
+__all__ = ["kl_div", "kl_pairwise", "fit_gaussian", "GaussianFitArrays"]
 
 
 def _as_input(a, name: str, func: str):
@@ -270,3 +275,101 @@ def kl_pairwise(P, Q=None, *, base=None, normalize=False, check=True):
         _pairwise_block, "ij", p, "in", q, "jn", dtype=dtype, concatenate=True,
         meta=np.empty((0, 0), dtype=dtype), base=base, normalize=bool(normalize),
     )
+
+
+# ---- fit_gaussian: every row of P fitted on its own, block by block ----------------
+
+class GaussianFitArrays(NamedTuple):
+    """Lazy results of :func:`fit_gaussian`: Dask arrays of P's batch shape."""
+
+    mu: da.Array
+    sigma: da.Array
+    kl: da.Array
+
+
+def _fit_block(pb, mu0, sigma0, *, x, options, block_info=None):
+    """(mu, sigma, kl) of every row of a block, stacked along a last axis of 3."""
+    starts = [a[..., 0] if isinstance(a, np.ndarray) else a for a in (mu0, sigma0)]
+    try:
+        fit = _fit_gaussian(pb, x, mu0=starts[0], sigma0=starts[1], history=False,
+                            num_threads=1, **options)
+    except ValueError:
+        # The same checks again, placed in the whole array; anything else as raised.
+        origin = _starts(block_info[0]["array-location"][:-1], 0)
+        _gaussian_prepare(pb, x, "fit_gaussian", options["normalize"], 1, origin=origin)
+        raise
+    return np.stack([np.asarray(fit.mu), np.asarray(fit.sigma), np.asarray(fit.kl)], axis=-1)
+
+
+def _start_blocks(value, name, batch_shape, batch_chunks, func):
+    """A start value as given when None or a scalar; else a Dask array shaped like the batch."""
+    if value is None or np.ndim(value) == 0:
+        return value
+    a = _gaussian_start(value, None, name, func, batch_shape, positive=name == "sigma0")
+    # a trailing size-one axis lines the blocks up with P's (whose last axis is the grid)
+    return da.from_array(a.reshape(batch_shape + (1,)), chunks=batch_chunks + ((1,),))
+
+
+def fit_gaussian(P, x, *, method="newton", mu0=None, sigma0=None, parametrization="sigma",
+                 lr=0.001, epochs=100, tol=1e-9, max_iter=50, normalize=False):
+    """Fit the grid Gaussian to every row of P, lazily over P's row blocks.
+
+    Each block is one in-memory :func:`kl_fast.fit_gaussian` call (on one
+    thread), so the method, options and results are those of ``fit_gaussian``
+    for each row.  The options are checked when this is called; a bad value in
+    P raises, when computed, fit_gaussian's ValueError with the row's index in
+    the whole array.
+
+    Parameters
+    ----------
+    P : dask.array.Array or array_like, shape (..., n)
+        Rows on the grid (the last axis, merged into one chunk if it is chunked).
+    x : array_like, shape (n,)
+        The grid.
+    method, parametrization, lr, epochs, tol, max_iter, normalize
+        As in :func:`kl_fast.fit_gaussian`.
+    mu0, sigma0 : float or array_like, optional
+        Starts: a scalar, or an array broadcasting to P's batch shape.
+
+    Returns
+    -------
+    GaussianFitArrays
+        Named tuple (mu, sigma, kl) of Dask arrays of P's batch shape, float64,
+        chunked like P's batch axes.  They share one graph: compute them
+        together (``dask.compute(*fit)``) to fit each block once.
+
+    Examples
+    --------
+    >>> import dask
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import kl_fast.dask
+    >>> x = np.linspace(-10, 10, 2001)
+    >>> rows = np.exp(-(x - np.array([[0.5], [1.0], [-2.0]])) ** 2 / 8)
+    >>> fit = kl_fast.dask.fit_gaussian(da.from_array(rows, chunks=(2, 2001)), x)
+    >>> mu, sigma, kl = dask.compute(*fit, scheduler="threads")
+    >>> mu.round(6), sigma.round(6)
+    (array([ 0.5,  1. , -2. ]), array([2., 2., 2.]))
+    """
+    func = "fit_gaussian"
+    p = _as_input(P, "p", func)
+    x_np = as_real_array(x, "x", func)
+    _check_grid_shapes(p.shape, x_np.shape, func)
+    if not isinstance(p, da.Array):
+        p = da.from_array(p, chunks=("auto",) * (p.ndim - 1) + (-1,))
+    # The options, x's values and scalar starts are checked now, on an empty batch.
+    scalar = [v if v is None or np.ndim(v) == 0 else None for v in (mu0, sigma0)]
+    options = dict(method=method, parametrization=parametrization, lr=lr, epochs=epochs,
+                   tol=tol, max_iter=max_iter, normalize=bool(normalize))
+    _fit_gaussian(np.empty((0, p.shape[-1]), dtype=p.dtype), x_np, mu0=scalar[0],
+                  sigma0=scalar[1], history=False, **options)
+    if p.numblocks[-1] != 1:
+        p = p.rechunk({p.ndim - 1: -1})
+    batch_shape, batch_chunks = p.shape[:-1], p.chunks[:-1]
+    starts = [_start_blocks(v, name, batch_shape, batch_chunks, func)
+              for v, name in ((mu0, "mu0"), (sigma0, "sigma0"))]
+    out = da.map_blocks(
+        _fit_block, p, *starts, chunks=batch_chunks + ((3,),), meta=np.empty((0,) * p.ndim),
+        x=x_np, options=options,
+    )
+    return GaussianFitArrays(out[..., 0], out[..., 1], out[..., 2])

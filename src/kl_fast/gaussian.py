@@ -51,22 +51,28 @@ def _describe(value: float) -> str:
     return f"a negative value ({float(value)!r})"
 
 
-def _prepare(p, x, func: str, normalize: bool, num_threads, *, name: str = "p"):
+def _check_grid_shapes(p_shape: tuple, x_shape: tuple, func: str, name: str = "p") -> None:
+    """ValueError unless x is 1-D and as long as p's last axis."""
+    if len(p_shape) == 0:
+        raise ValueError(f"{func}: {name} must have at least one dimension (its last axis runs "
+                         f"along the grid), got a scalar")
+    if len(x_shape) != 1:
+        raise ValueError(f"{func}: x must be a 1-D grid, got an array of shape {x_shape}")
+    if x_shape[0] != p_shape[-1]:
+        raise ValueError(f"{func}: x has {x_shape[0]} points but {name} has {p_shape[-1]} along "
+                         f"its last axis (shape {p_shape}); they must match")
+
+
+def _prepare(p, x, func: str, normalize: bool, num_threads, *, name: str = "p", origin=None):
     """Rows of p as an (m, n) kernel array, x as float64, and the p-side sums.
 
-    Returns (p2, xk, psums, batch_shape, n_threads).
+    Returns (p2, xk, psums, batch_shape, n_threads).  ``origin``: where p's
+    batch starts in a larger array (p a block of it), for the index in errors.
     """
     p_in = as_real_array(p, name, func)
     x_in = as_real_array(x, "x", func)
-    if p_in.ndim == 0:
-        raise ValueError(f"{func}: {name} must have at least one dimension (its last axis runs "
-                         f"along the grid), got a scalar")
-    if x_in.ndim != 1:
-        raise ValueError(f"{func}: x must be a 1-D grid, got an array of shape {x_in.shape}")
+    _check_grid_shapes(p_in.shape, x_in.shape, func, name)
     n = p_in.shape[-1]
-    if x_in.shape[0] != n:
-        raise ValueError(f"{func}: x has {x_in.shape[0]} points but {name} has {n} along its last "
-                         f"axis (shape {p_in.shape}); they must match")
     dtype = _FLOAT32 if p_in.dtype == _FLOAT32 else _FLOAT64
     if p_in.dtype != dtype or not p_in.dtype.isnative:
         pk = p_in.astype(dtype)
@@ -91,7 +97,7 @@ def _prepare(p, x, func: str, normalize: bool, num_threads, *, name: str = "p"):
     else:
         _gaussian.gaussian_psums_rows(p2, xk, psums, status, nt)
         if status.any():
-            _explain(status, p2, xk, batch_shape, func, name)
+            _explain(status, p2, xk, batch_shape, func, name, origin)
     if normalize and m:
         total = psums[:, 1].copy()
         psums[:, 1] = 1.0
@@ -102,10 +108,12 @@ def _prepare(p, x, func: str, normalize: bool, num_threads, *, name: str = "p"):
     return p2, xk, psums, batch_shape, nt
 
 
-def _explain(status, p2, xk, batch_shape, func, name):
+def _explain(status, p2, xk, batch_shape, func, name, origin=None):
     r = int(np.argmax(status != 0))
     code = int(status[r])
     row_idx = tuple(int(i) for i in np.unravel_index(r, batch_shape)) if batch_shape else ()
+    if origin is not None:
+        row_idx = tuple(i + o for i, o in zip(row_idx, origin))
     if code == _gaussian.P_BAD_X:
         i = int(np.argmax(~np.isfinite(xk)))
         raise ValueError(f"{func}: x contains {_describe(xk[i])} at index [{i}]; "
