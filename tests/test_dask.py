@@ -401,7 +401,7 @@ FIT_OPTIONS = [
     {},
     {"normalize": True},
     {"method": "gd", "lr": 0.002, "epochs": 30},
-    {"mu0": 0.25, "sigma0": np.linspace(0.8, 2.5, 23)},
+    {"mu0": np.array(0.25), "sigma0": np.linspace(0.8, 2.5, 23)},
     {"method": "gd", "parametrization": "variance", "sigma0": 2.0, "epochs": 10},
 ]
 

@@ -212,8 +212,7 @@ def _as_matrix_input(a, name: str, func: str):
 def _checked_rows(block, *, matrix, caller, check, normalize, block_info=None):
     """The block itself, once its rows pass ``caller``'s checks (whole-matrix row numbers)."""
     row0 = block_info[0]["array-location"][0][0]
-    A = to_kernel_dtype(np.asarray(block), np.dtype(np.float32 if block.dtype == np.float32
-                                                    else np.float64))
+    A = to_kernel_dtype(np.asarray(block), result_dtype(block))
     if check or normalize:
         _, sums = _row_stats(A, matrix, caller, 1, check, row0)
         if normalize:
@@ -289,7 +288,7 @@ class GaussianFitArrays(NamedTuple):
 
 def _fit_block(pb, mu0, sigma0, *, x, options, block_info=None):
     """(mu, sigma, kl) of every row of a block, stacked along a last axis of 3."""
-    starts = [a[..., 0] if isinstance(a, np.ndarray) else a for a in (mu0, sigma0)]
+    starts = [a[..., 0] if isinstance(a, np.ndarray) and a.ndim else a for a in (mu0, sigma0)]
     try:
         fit = _fit_gaussian(pb, x, mu0=starts[0], sigma0=starts[1], history=False,
                             num_threads=1, **options)
