@@ -23,3 +23,17 @@ def find_bad(p: _Floating, q: _Floating) -> Optional[Tuple[int, int, float]]: ..
 def kl_1d_fast(p: object, q: object, check: bool) -> Optional[Union[np.float64, np.float32]]: ...
 def math_map(name: str, x: _Floating, path: str) -> _Floating: ...
 def available_isas() -> list[str]: ...
+def kl_div(
+    p: object,
+    q: object,
+    *,
+    axis: int | tuple[int, ...] | None = ...,
+    keepdims: bool = ...,
+    base: float | None = ...,
+    normalize: bool = ...,
+    dx: float | None = ...,
+    out: np.ndarray | None = ...,
+    num_threads: int | None = ...,
+    check: bool = ...,
+) -> np.floating | np.ndarray: ...
+def _set_kl_div_general(func: object) -> None: ...

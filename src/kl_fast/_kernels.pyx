@@ -14,8 +14,21 @@ cnp.import_array()
 
 import numpy as _np
 
-_np_float64 = _np.float64
-_np_float32 = _np.float32
+cdef extern from "numpy/arrayobject.h":
+    object PyArray_Scalar(void *data, cnp.dtype descr, object base)
+
+cdef cnp.dtype _DESCR_F64 = cnp.PyArray_DescrFromType(cnp.NPY_DOUBLE)
+cdef cnp.dtype _DESCR_F32 = cnp.PyArray_DescrFromType(cnp.NPY_FLOAT)
+
+
+cdef inline object _scalar_f64(double v):
+    """A NumPy float64 scalar, without the cost of calling the type."""
+    return PyArray_Scalar(&v, _DESCR_F64, None)
+
+
+cdef inline object _scalar_f32(double v):
+    cdef float f = <float>v
+    return PyArray_Scalar(&f, _DESCR_F32, None)
 
 
 cdef extern from *:
@@ -152,6 +165,31 @@ def available_isas():
     return paths
 
 
+_kl_div_general = None
+
+
+def kl_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None,
+           out=None, num_threads=None, check=True):
+    # Public entry of kl_fast.kl_div (its docstring is set from _api at import):
+    # two 1-D contiguous arrays with default options take the compiled fast
+    # path here, everything else goes to the Python implementation.
+    cdef object r
+    if (out is None and base is None and dx is None and num_threads is None
+            and normalize is False and keepdims is False and (axis is None or axis == -1)):
+        r = kl_1d_fast(p, q, check)
+        if r is not None:
+            return r
+    return _kl_div_general(p, q, axis=axis, keepdims=keepdims, base=base, normalize=normalize,
+                           dx=dx, out=out, num_threads=num_threads, check=check)
+
+
+def _set_kl_div_general(func):
+    """Install the Python implementation the compiled entry falls back to."""
+    global _kl_div_general
+    _kl_div_general = func
+    kl_div.__doc__ = func.__doc__
+
+
 def kl_1d_fast(object p, object q, bint check):
     """KL of two 1-D contiguous arrays of the same length and kernel dtype.
 
@@ -185,14 +223,14 @@ def kl_1d_fast(object p, object q, bint check):
                             cnp.PyArray_DIM(pa, 0), check, 0, res)
         if st == KL_ROW_BAD:
             return None
-        return _np_float64(res[0])
+        return _scalar_f64(res[0])
     with nogil:
         st = kl_row_f32(<const float *>cnp.PyArray_DATA(pa), 1,
                         <const float *>cnp.PyArray_DATA(qa), 1,
                         cnp.PyArray_DIM(pa, 0), check, 0, res)
     if st == KL_ROW_BAD:
         return None
-    return _np_float32(res[0])
+    return _scalar_f32(res[0])
 
 
 select_isa(False)

@@ -407,7 +407,7 @@ def bench(quick: bool, json_path: Optional[str], plot_path: Optional[str],
           only: Optional[Sequence[str]], show_progress: bool = True) -> int:
     import json
 
-    from kl_fast.bench.runner import discover_cases, environment, format_table, run
+    from kl_fast.bench.runner import discover_cases, environment, format_table, run, steady_allocator
 
     topics = bench_topics()
     if only:
@@ -423,6 +423,7 @@ def bench(quick: bool, json_path: Optional[str], plot_path: Optional[str],
     if json_path is not None:
         _check_writable_dir(json_path, "--json")
 
+    allocator = steady_allocator()
     try:
         cases = discover_cases(quick, list(only) if only else None)
     except ImportError as exc:
@@ -441,6 +442,7 @@ def bench(quick: bool, json_path: Optional[str], plot_path: Optional[str],
     finally:
         bar.close()
     env = environment()
+    env["allocator"] = allocator
     print(format_table(results, env))
     memory = []
     if not only or "kl" in only:
