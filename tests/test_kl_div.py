@@ -387,3 +387,15 @@ def test_each_kernel_path_agrees(path):
     exact = exact_kl(P, Q).astype(np.float64)
     np.testing.assert_allclose(got, exact, rtol=1e-13)
     np.testing.assert_allclose(got32, exact_kl(P.astype(np.float32), Q.astype(np.float32)).astype(np.float64), rtol=2e-6)
+
+
+def test_normalize_with_lower_dimensional_q():
+    """axis counts in the broadcast shape for the normalising sums as well."""
+    p = probs(np.float64, (6, 21, 9), zero_frac=0.0, seed=31) + 0.1
+    q = probs(np.float64, (21, 9), zero_frac=0.0, seed=32) + 0.1
+    got = kl_fast.kl_div(p, q, axis=1, normalize=True)
+    qb = np.broadcast_to(q, p.shape)
+    expected = stats.entropy(p, qb, axis=1)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    np.testing.assert_allclose(reference.kl_div(p, q, axis=1, normalize=True), expected, rtol=1e-12)
+    assert np.all(got >= 0)

@@ -46,6 +46,8 @@ def kl_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None
         _check_values(q, "q", func)
     if np.ndim(p) == 0 and np.ndim(q) == 0:
         axis = None
+    # axis refers to the broadcast shape, for the sums of normalize too
+    p, q = np.broadcast_arrays(p, q)
     with np.errstate(all="ignore"):
         if normalize:
             psum = np.sum(p, axis=axis, keepdims=True)
