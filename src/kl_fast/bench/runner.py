@@ -65,7 +65,12 @@ def time_callable(fn: Callable[[], object], *, quick: bool) -> float:
     """Median seconds per call over repeats of an auto-sized loop."""
     target = 0.01 if quick else 0.05
     repeats = 3 if quick else 7
-    fn()  # warm-up (imports, caches, thread pool)
+    # Warm-up until steady (imports, caches, thread pool, the heap of NumPy's
+    # temporaries): the first calls of an allocating baseline are slower.
+    warm_until = time.perf_counter() + (0.05 if quick else 0.25)
+    fn()
+    while time.perf_counter() < warm_until:
+        fn()
     number = 1
     while True:
         t0 = time.perf_counter()
