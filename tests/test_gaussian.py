@@ -508,3 +508,18 @@ def test_errors_fit():
         kl_fast.fit_gaussian(np.zeros(5), x)
     with pytest.raises(ValueError, match=r"p contains a negative value"):
         kl_fast.fit_gaussian(-p, x)
+
+
+def test_single_row_history_on_every_path():
+    """The history of a one-row fit is the whole run, whichever path computes it."""
+    x = np.arange(-10, 10, 0.001)
+    p = np.exp(-x**2 / 8) / np.sqrt(8 * np.pi)
+    kw = dict(method="gd", parametrization="variance", mu0=0.0, sigma0=1.0, lr=0.001, epochs=100)
+    fast = kl_fast.fit_gaussian(p, x, **kw)
+    general = kl_fast.fit_gaussian(p, x, num_threads=1, **kw)
+    assert np.shape(fast.history["kl"]) == (101,)
+    assert np.shape(general.history["kl"]) == (101,)
+    np.testing.assert_allclose(general.history["kl"], fast.history["kl"], rtol=1e-12)
+    normalized = kl_fast.fit_gaussian(p, x, normalize=True)
+    assert np.ndim(normalized.history["kl"]) == 1
+    assert np.shape(normalized.history["kl"])[0] == normalized.nit + 1

@@ -399,3 +399,37 @@ def test_normalize_with_lower_dimensional_q():
     np.testing.assert_allclose(got, expected, rtol=1e-12)
     np.testing.assert_allclose(reference.kl_div(p, q, axis=1, normalize=True), expected, rtol=1e-12)
     assert np.all(got >= 0)
+
+
+def test_overflowing_sum_is_inf_not_nan():
+    p = np.array([1e308, 1e308])
+    q = p / np.e  # each term is 1e308; the true divergence 2e308 exceeds DBL_MAX
+    assert kl_fast.kl_div(p, q) == np.inf
+    big = np.full(1000, 1e308)  # overflow across blocks too
+    assert kl_fast.kl_div(big, big / np.e) == np.inf
+    for path in kl_fast._kernels.available_isas():
+        previous = kl_fast._kernels.current_isa()
+        try:
+            kl_fast._kernels.select_isa(path == "baseline")
+            assert kl_fast.kl_div(p, q) == np.inf
+        finally:
+            kl_fast._kernels.select_isa(previous == "baseline")
+
+
+def test_normalize_with_sums_beyond_double_range():
+    """Normalising is scale-invariant, even when the raw sums overflow."""
+    got = kl_fast.kl_div([1e308, 1e308], [1.0, 1.0], normalize=True)
+    assert got == 0.0
+    p = np.array([[3e307, 9e307, 1e308], [1.0, 3.0, 3.3333]])
+    q = np.array([1e308, 1e308, 1e308])
+    expected = stats.entropy(p / p.max(axis=1, keepdims=True), np.ones(3), axis=1)
+    np.testing.assert_allclose(kl_fast.kl_div(p, q, normalize=True), expected, rtol=1e-12)
+
+
+def test_axis_must_be_int_tuple_or_none():
+    a = np.array([[0.5, 0.5]])
+    with pytest.raises(TypeError, match="axis"):
+        kl_fast.kl_div(a, a, axis=np.array([0, -1]))
+    with pytest.raises(np.exceptions.AxisError):
+        kl_fast.kl_div(0.5, 0.25, axis=0)
+    assert kl_fast.kl_div(0.5, 0.25, axis=None) == pytest.approx(0.5 * math.log(2), rel=1e-15)

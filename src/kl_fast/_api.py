@@ -288,7 +288,8 @@ def kl_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None
     ndim = max(pk.ndim, qk.ndim)
     if ndim == 0:
         # Two scalars: the single term (axis=-1 and axis=None both mean "it").
-        if axis not in (None, -1, 0, (), (0,), (-1,)):
+        if not (axis is None or (type(axis) is int and axis == -1)
+                or (type(axis) is tuple and axis in ((), (-1,)))):
             normalize_axes(axis, 0, func)
         axes = None
         pk = pk.reshape(1)
@@ -299,6 +300,21 @@ def kl_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None
         axes = normalize_axes(axis, ndim, func)
         res, _ = row_sums(pk, qk, axes=axes, func=func, num_threads=num_threads, check=check,
                           shapes=(p_in.shape, q_in.shape), want_sums=normalize)
+        if normalize and not (np.isfinite(res[..., 1]).all() and np.isfinite(res[..., 2]).all()):
+            # A sum overflowed the double range (finite inputs near DBL_MAX).
+            # Normalising is scale-invariant: redo with each input divided by
+            # its largest value along the reduction (a copy, in this rare case).
+            shape = np.broadcast_shapes(pk.shape, qk.shape)
+            red = tuple(range(len(shape))) if axes is None else axes
+            scaled = []
+            for a in (pk, qk):
+                a = np.broadcast_to(a, shape)
+                with np.errstate(invalid="ignore"):
+                    top = np.max(a, axis=red, keepdims=True) if a.size else np.ones((1,) * len(shape))
+                top = np.where(top > 0, top, 1).astype(a.dtype)
+                scaled.append(a / top)
+            res, _ = row_sums(scaled[0], scaled[1], axes=axes, func=func, num_threads=num_threads,
+                              check=check, shapes=(shape, shape), want_sums=True)
     kl = finish(res[..., 0], res[..., 1], res[..., 2], normalize=normalize, base=base,
                 dx=dx, func=func)
     if keepdims and ndim:

@@ -175,7 +175,8 @@ def kl_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None
     # path here, everything else goes to the Python implementation.
     cdef object r
     if (out is None and base is None and dx is None and num_threads is None
-            and normalize is False and keepdims is False and (axis is None or axis == -1)):
+            and normalize is False and keepdims is False
+            and (axis is None or (type(axis) is int and axis == -1))):
         r = kl_1d_fast(p, q, check)
         if r is not None:
             return r

@@ -541,7 +541,7 @@ def fit_gaussian(p, x, *, method="newton", mu0=None, sigma0=None, parametrizatio
             grad=(float(out[0, 3]), float(out[0, 4])), grad_rel=float(out[0, 5]),
             nit=int(counts[0, 0]), nfev=int(counts[0, 1]),
             converged=code == _gaussian.FIT_CONVERGED, message=msg, method=method,
-            parametrization=parametrization, raw_history=None if raw is None else raw[0],
+            parametrization=parametrization, raw_history=raw,
             raw_is_variance=variance and not newton)
     return GaussianFit(
         mu=out[:, 0].reshape(shape), sigma=out[:, 1].reshape(shape), kl=out[:, 2].reshape(shape),

@@ -26,12 +26,16 @@ typedef double kl_v4d __attribute__((vector_size(32)));
 typedef float kl_v4f __attribute__((vector_size(16)));
 #endif
 
-/* Neumaier's compensated addition of x into (*s, *c). */
+/* Neumaier's compensated addition of x into (*s, *c).  Once the sum leaves
+   the finite range the compensation is left alone (it would be inf - inf),
+   so an overflowing sum stays +-inf instead of turning into NaN. */
 static inline void kl_neumaier(double *s, double *c, double x)
 {
     double t = *s + x;
-    if (fabs(*s) >= fabs(x)) *c += (*s - t) + x;
-    else *c += (x - t) + *s;
+    if (fabs(t) <= DBL_MAX) {
+        if (fabs(*s) >= fabs(x)) *c += (*s - t) + x;
+        else *c += (x - t) + *s;
+    }
     *s = t;
 }
 
