@@ -327,8 +327,10 @@ def js_pairwise(P, Q=None, *, base=None, normalize=False, num_threads=None, chec
         _check_sums(psum, "P", func)
         if not same:
             _check_sums(qsum, "Q", func)
-        a = 1.0 / psum
-        b = a if same else 1.0 / qsum
+        # divisors: the kernel divides each pair by its sums (safely, even when
+        # a sum is so small that its reciprocal overflows)
+        a = np.ascontiguousarray(psum, dtype=np.float64)
+        b = a if same else np.ascontiguousarray(qsum, dtype=np.float64)
     else:
         a = np.ones(m)
         b = a if same else np.ones(k)
