@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import stats
+from scipy.special import rel_entr
 
 import kl_fast
 from kl_fast import reference
@@ -440,6 +441,9 @@ BAD_FILES = [
      ["a negative value (-0.001) at line 4, column 3"]),
     ("nan.txt", lambda p: _write(p, "0.2 0.3 0.5\nnan 0.1 0.9\n"), ["NaN at line 2, column 1"]),
     ("binary.csv", lambda p: p.write_bytes(b"\x00\x01\x02garbage"), ["binary data"]),
+    # float() accepts "1_0" but the parser does not: still the command's own message
+    ("underscore.csv", lambda p: _write(p, "0.2,0.3,0.5\n0.1,1_0,0.7\n"), ["line 2:", "not a line of numbers"]),
+    ("latin1.txt", lambda p: p.write_bytes(b"0.2 0.3 0.5\n0.1 \xe9 0.7\n"), ["line 2: not UTF-8 text"]),
 ]
 
 
@@ -468,6 +472,24 @@ def test_compute_bad_q_file_in_process(tmp_path, capsys, name, writer, fragments
     status = main(["compute", str(good), str(bad)])
     err = capsys.readouterr().err
     one_line_error(subprocess.CompletedProcess([], status, "", err), f"Q file {bad}", *fragments)
+
+
+@pytest.mark.parametrize("suffix, sep", [(".csv", ","), (".txt", " ")])
+def test_compute_whitespace_only_lines_are_blank(tmp_path, suffix, sep):
+    rows = np.array([[1.0, 2.0, 3.0, 4.0], [0.5, 0.5, 0.0, 0.0]])
+    text = "\n".join([sep.join(map(str, rows[0].tolist())), "  ", "\t", sep.join(map(str, rows[1].tolist())), " # note", ""])
+    (tmp_path / f"P{suffix}").write_text(text)
+    q = np.array([0.25, 0.25, 0.25, 0.25])
+    np.save(tmp_path / "q.npy", q)
+    proc = run_cli("compute", tmp_path / f"P{suffix}", tmp_path / "q.npy")
+    assert proc.returncode == 0, proc.stderr
+    got = [float(v) for v in proc.stdout.split()]
+    np.testing.assert_allclose(got, rel_entr(rows, q).sum(axis=1), rtol=1e-15)
+    # a bad value after a whitespace-only line is placed by the file's own line number
+    text = text.replace("0.5" + sep + "0.5", "0.5" + sep + "-0.5")
+    (tmp_path / f"P{suffix}").write_text(text)
+    one_line_error(run_cli("compute", tmp_path / f"P{suffix}", tmp_path / "q.npy"),
+                   "a negative value (-0.5) at line 4, column 2")
 
 
 def test_compute_bad_value_found_in_a_later_chunk(tmp_path, rng):

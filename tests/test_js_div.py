@@ -234,3 +234,44 @@ def test_each_kernel_path_agrees(path):
     expected = reference.kl_div(P, Q + 0.1, normalize=True)
     np.testing.assert_allclose(kll, expected, rtol=1e-12)
     np.testing.assert_array_equal(diag, np.zeros(8))
+
+
+@pytest.mark.parametrize("path", kl_fast._kernels.available_isas())
+@pytest.mark.parametrize("n, value", [(8, 1e308), (2048, 1e306), (700, 1.5e306)])
+def test_overflowing_sum_is_inf_not_nan(path, n, value):
+    """A JS sum beyond DBL_MAX is +inf (careful path: n=8; fast path: finite blocks)."""
+    from kl_fast import _div_kernels
+
+    p, q = np.full(n, value), np.zeros(n)
+    assert exact_js(p, q) == math.inf          # the 50-digit sum exceeds DBL_MAX
+    previous = _div_kernels.current_isa()
+    try:
+        _div_kernels.select_isa(path == "baseline")
+        got = kl_fast.js_div(p, q)
+        got_rows = kl_fast.js_div(np.stack([p, np.ones(n)]), np.stack([q, np.ones(n)]))
+        got_pairs = kl_fast.js_pairwise(p[None], q[None])
+    finally:
+        _div_kernels.select_isa(previous == "baseline")
+    assert got == math.inf
+    np.testing.assert_array_equal(got_rows, [math.inf, 0.0])
+    np.testing.assert_array_equal(got_pairs, [[math.inf]])
+
+
+@pytest.mark.parametrize("scale", [1e-310, 5e-324, 2.0 ** -1030])
+def test_normalize_tiny_sums(scale):
+    """Rows summing below 1 / DBL_MAX (whose reciprocal overflows) normalise correctly."""
+    p = np.array([1.0, 2.0]) * scale
+    q = np.array([1.0, 1.0])
+    # normalised exactly in decimal: the subnormal values are exact binary fractions
+    with decimal.localcontext() as ctx:
+        ctx.prec = 50
+        ps = [decimal.Decimal(float(x)) for x in p]
+        expected = exact_js([float(x / sum(ps)) for x in ps], [0.5, 0.5])
+    assert kl_fast.js_div(p, q, normalize=True) == pytest.approx(expected, rel=1e-14)
+    assert kl_fast.js_div(q, p, normalize=True) == pytest.approx(expected, rel=1e-14)
+    pair = kl_fast.js_pairwise(np.stack([p, q]), normalize=True)
+    np.testing.assert_allclose(pair, [[0.0, expected], [expected, 0.0]], rtol=1e-14, atol=0)
+    # still bit-identical to js_div
+    assert pair[0, 1] == kl_fast.js_div(p, q, normalize=True)
+    both = kl_fast.js_div(p, p[::-1], normalize=True)
+    assert both == pytest.approx(exact_js([1 / 3, 2 / 3], [2 / 3, 1 / 3]), rel=1e-14)

@@ -217,6 +217,39 @@ def test_kl_overflowing_product_form_falls_back():
     np.testing.assert_allclose(got[1], per_pair[1], rtol=1e-14)
 
 
+def _kl_longdouble(P, Q):
+    """KL of every pair in long double (its wider exponent range holds the sums), rounded once."""
+    P = np.asarray(P, dtype=np.longdouble)[:, None]  # noqa: N806
+    Q = np.asarray(Q, dtype=np.longdouble)[None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(P > 0, P * (np.log(P) - np.log(Q)), 0.0)
+    with np.errstate(over="ignore"):
+        return terms.sum(axis=-1).astype(np.float64)
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_kl_large_finite_inputs_no_warnings(normalize):
+    """Inputs near 1e300 overflow the product form: no RuntimeWarning leaks (the suite
+    turns warnings into errors) and the entries are right, +inf where KL overflows."""
+    P = np.array([[1e300, 2e300, 3e300, 1.0], [1e307, 1e307, 1e307, 1e307],
+                  [0.5, 0.25, 0.25, 0.0], [1e300, 1e-300, 1.0, 1e300]])
+    Q = np.array([[1.0, 1.0, 1.0, 1.0], [1e-300, 1.0, 1.0, 1e300], [0.2, 0.3, 0.5, 1e-10]])
+    if normalize:
+        # (row 1 is left out: kl_div itself gives inf there, its sum p log p overflowing)
+        P = P[[0, 2, 3]]
+        Pl, Ql = P.astype(np.longdouble), Q.astype(np.longdouble)
+        expected = _kl_longdouble(Pl / Pl.sum(axis=1, keepdims=True), Ql / Ql.sum(axis=1, keepdims=True))
+    else:
+        expected = _kl_longdouble(P, Q)
+        assert np.isinf(expected).any()  # the case where the true value overflows
+    got = kl_fast.kl_pairwise(P, Q, normalize=normalize)
+    assert not np.isnan(got).any()
+    np.testing.assert_allclose(got, expected, rtol=2.0 ** -24)  # the documented product-form accuracy
+    got_pp = kl_fast.kl_pairwise(P, normalize=normalize)
+    assert not np.isnan(got_pp).any()
+    np.testing.assert_allclose(np.diag(got_pp), 0.0, atol=0)
+
+
 def test_kl_empty_shapes():
     assert kl_fast.kl_pairwise(np.zeros((0, 3)), np.ones((4, 3))).shape == (0, 4)
     assert kl_fast.kl_pairwise(np.ones((2, 3)), np.ones((0, 3))).shape == (2, 0)

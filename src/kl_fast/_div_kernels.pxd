@@ -16,6 +16,10 @@ cdef extern from "js_core.h" nogil:
                           Py_ssize_t n, double a, double b, int check, double *res)
     int js_row_scaled_f32(const float *p, Py_ssize_t sp, const float *q, Py_ssize_t sq,
                           Py_ssize_t n, double a, double b, int check, double *res)
+    int js_row_divided_f64(const double *p, Py_ssize_t sp, const double *q, Py_ssize_t sq,
+                           Py_ssize_t n, double ps, double qs, int check, double *res)
+    int js_row_divided_f32(const float *p, Py_ssize_t sp, const float *q, Py_ssize_t sq,
+                           Py_ssize_t n, double ps, double qs, int check, double *res)
 
 cdef extern from "kl_log_core.h" nogil:
     int KL_LOG_ROW_ZERO_SUM_P

@@ -47,13 +47,13 @@ cdef inline int _js_row(const floating *p, Py_ssize_t sp, const floating *q, Py_
         return js_row_f32(p, sp, q, sq, n, normalize, check, res)
 
 
-cdef inline int _js_row_scaled(const floating *p, Py_ssize_t sp, const floating *q,
-                               Py_ssize_t sq, Py_ssize_t n, double a, double b,
-                               double *res) noexcept nogil:
+cdef inline int _js_row_divided(const floating *p, Py_ssize_t sp, const floating *q,
+                                Py_ssize_t sq, Py_ssize_t n, double ps, double qs,
+                                double *res) noexcept nogil:
     if floating is double:
-        return js_row_scaled_f64(p, sp, q, sq, n, a, b, 0, res)
+        return js_row_divided_f64(p, sp, q, sq, n, ps, qs, 0, res)
     else:
-        return js_row_scaled_f32(p, sp, q, sq, n, a, b, 0, res)
+        return js_row_divided_f32(p, sp, q, sq, n, ps, qs, 0, res)
 
 
 cdef inline int _kl_log_row(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
@@ -152,7 +152,10 @@ def kl_log_find_bad(const floating[:] lp, const floating[:] lq):
 
 def js_pairs(const floating[:, :] P, const floating[:, :] Q, const double[::1] a,
              const double[::1] b, double[:, ::1] out, bint symmetric, int n_threads):
-    """out[i, j] = JS(a_i P_i, b_j Q_j) for all row pairs (no validation).
+    """out[i, j] = JS(P_i / a_i, Q_j / b_j) for all row pairs (no validation).
+
+    a and b are positive finite divisors (the row sums with normalize, else 1);
+    each entry equals js_rows' value for the pair bit for bit.
 
     With symmetric (Q is P, a is b) only j >= i is computed and mirrored; the
     kernel is exactly symmetric, so the mirror equals the direct value.
@@ -176,14 +179,14 @@ def js_pairs(const floating[:, :] P, const floating[:, :] Q, const double[::1] a
             for i in range(m):
                 j0 = i if symmetric else 0
                 for j in range(j0, k):
-                    _js_row_scaled(pp + i * sp0, sp1, qp + j * sq0, sq1, n, a[i], b[j], &out[i, j])
+                    _js_row_divided(pp + i * sp0, sp1, qp + j * sq0, sq1, n, a[i], b[j], &out[i, j])
                     if symmetric:
                         out[j, i] = out[i, j]
     else:
         for i in prange(m, nogil=True, schedule="dynamic", chunksize=1, num_threads=n_threads):
             j0 = i if symmetric else 0
             for j in range(j0, k):
-                _js_row_scaled(pp + i * sp0, sp1, qp + j * sq0, sq1, n, a[i], b[j], &out[i, j])
+                _js_row_divided(pp + i * sp0, sp1, qp + j * sq0, sq1, n, a[i], b[j], &out[i, j])
                 if symmetric:
                     out[j, i] = out[i, j]
 

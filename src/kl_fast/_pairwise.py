@@ -147,56 +147,60 @@ def _kl_matrix(Pk, Qk, hp, psum, qsum, *, normalize, num_threads, func,
         log_ps = np.log(psum)
         log_qs = np.log(qsum)
     block = max(1, min(m, _BLOCK_ELEMENTS // k))
-    for i0 in range(0, m, block):
-        i1 = min(m, i0 + block)
-        P64 = np.asarray(Pk[i0:i1], dtype=np.float64)
-        ob = out[i0:i1]
-        np.matmul(P64, LT, out=ob)                                # C = P log(Q)^T
-        # a_abs = sum p*|log q| + sum |p log p|: the scale of the rounding errors
-        a_abs = ob * sign
-        if side_cols is not None:
-            a_abs += 2.0 * (P64[:, side_cols] @ side.T)
-        h_abs = -hp[i0:i1]
-        big = P64 > 1.0
-        if big.any():
-            with np.errstate(divide="ignore"):
-                xlogx = np.where(big, P64 * np.log(np.where(big, P64, 1.0)), 0.0)
-            h_abs = h_abs + 2.0 * xlogx.sum(axis=1)
-        a_abs += h_abs[:, None]
-        np.subtract(hp[i0:i1, None], ob, out=ob)                  # raw KL
-        with np.errstate(over="ignore", invalid="ignore"):
-            if normalize:
-                ob[...] = finish(ob, psum[i0:i1, None], qsum[None, :], normalize=True,
-                                 base=None, dx=None, func=func)
-                a_abs /= psum[i0:i1, None]
-                a_abs += np.abs(log_qs[None, :] - log_ps[i0:i1, None]) + 1.0
-            a_abs *= gamma
-        err_bound = a_abs
-        if Zq_T is not None:
-            Zp = (Pk[i0:i1, zero_cols] > 0).astype(np.float32)
-            infinite = (Zp @ Zq_T) > 0
-            ob[infinite] = np.inf
-        else:
-            infinite = None
-        if bound is not None:
-            bound[i0:i1] = err_bound
-        if not refine:
-            continue
-        # Recompute exactly what the product form cannot resolve: entries within
-        # _REFINE_FACTOR bounds of 0, and non-finite ones (overflow, bad input).
-        with np.errstate(over="ignore", invalid="ignore"):
-            redo = ~((np.abs(ob) > _REFINE_FACTOR * err_bound) | (err_bound == 0.0))
-        if infinite is not None:
-            redo &= ~infinite
-        rows, cols = np.nonzero(redo)
-        if rows.size:
-            rows = rows.astype(np.intp, copy=False) + i0
-            cols = np.ascontiguousarray(cols, dtype=np.intp)
-            res = np.empty((rows.size, 3), dtype=np.float64)
-            nt = resolve_threads(num_threads, rows.size, rows.size * n, func)
-            _div_kernels.kl_pairs(Pk, Qk, rows, cols, res, nt)
-            ob[redo] = finish(res[:, 0], psum[rows], qsum[cols], normalize=normalize,
-                              base=None, dx=None, func=func)
+    # Large finite inputs (about 1e300) overflow the product form (inf, or
+    # inf - inf = NaN); every non-finite entry is recomputed by the row kernel
+    # below, so the warnings are silenced, not the problem.
+    with np.errstate(over="ignore", invalid="ignore"):
+        for i0 in range(0, m, block):
+            i1 = min(m, i0 + block)
+            P64 = np.asarray(Pk[i0:i1], dtype=np.float64)
+            ob = out[i0:i1]
+            np.matmul(P64, LT, out=ob)                                # C = P log(Q)^T
+            # a_abs = sum p*|log q| + sum |p log p|: the scale of the rounding errors
+            a_abs = ob * sign
+            if side_cols is not None:
+                a_abs += 2.0 * (P64[:, side_cols] @ side.T)
+            h_abs = -hp[i0:i1]
+            big = P64 > 1.0
+            if big.any():
+                with np.errstate(divide="ignore"):
+                    xlogx = np.where(big, P64 * np.log(np.where(big, P64, 1.0)), 0.0)
+                h_abs = h_abs + 2.0 * xlogx.sum(axis=1)
+            a_abs += h_abs[:, None]
+            np.subtract(hp[i0:i1, None], ob, out=ob)                  # raw KL
+            with np.errstate(over="ignore", invalid="ignore"):
+                if normalize:
+                    ob[...] = finish(ob, psum[i0:i1, None], qsum[None, :], normalize=True,
+                                     base=None, dx=None, func=func)
+                    a_abs /= psum[i0:i1, None]
+                    a_abs += np.abs(log_qs[None, :] - log_ps[i0:i1, None]) + 1.0
+                a_abs *= gamma
+            err_bound = a_abs
+            if Zq_T is not None:
+                Zp = (Pk[i0:i1, zero_cols] > 0).astype(np.float32)
+                infinite = (Zp @ Zq_T) > 0
+                ob[infinite] = np.inf
+            else:
+                infinite = None
+            if bound is not None:
+                bound[i0:i1] = err_bound
+            if not refine:
+                continue
+            # Recompute exactly what the product form cannot resolve: entries within
+            # _REFINE_FACTOR bounds of 0, and non-finite ones (overflow, bad input).
+            with np.errstate(over="ignore", invalid="ignore"):
+                redo = ~((np.abs(ob) > _REFINE_FACTOR * err_bound) | (err_bound == 0.0))
+            if infinite is not None:
+                redo &= ~infinite
+            rows, cols = np.nonzero(redo)
+            if rows.size:
+                rows = rows.astype(np.intp, copy=False) + i0
+                cols = np.ascontiguousarray(cols, dtype=np.intp)
+                res = np.empty((rows.size, 3), dtype=np.float64)
+                nt = resolve_threads(num_threads, rows.size, rows.size * n, func)
+                _div_kernels.kl_pairs(Pk, Qk, rows, cols, res, nt)
+                ob[redo] = finish(res[:, 0], psum[rows], qsum[cols], normalize=normalize,
+                                  base=None, dx=None, func=func)
     return out
 
 
@@ -327,8 +331,10 @@ def js_pairwise(P, Q=None, *, base=None, normalize=False, num_threads=None, chec
         _check_sums(psum, "P", func)
         if not same:
             _check_sums(qsum, "Q", func)
-        a = 1.0 / psum
-        b = a if same else 1.0 / qsum
+        # divisors: the kernel divides each pair by its sums (safely, even when
+        # a sum is so small that its reciprocal overflows)
+        a = np.ascontiguousarray(psum, dtype=np.float64)
+        b = a if same else np.ascontiguousarray(qsum, dtype=np.float64)
     else:
         a = np.ones(m)
         b = a if same else np.ones(k)

@@ -578,6 +578,24 @@ def _text_problem(path: str, delimiter: Optional[str]) -> str:
     return ""
 
 
+def _unparsed_line(lines: List[str], delimiter: Optional[str]) -> str:
+    """The first line the parser rejects on its own, for the error message."""
+    import warnings
+
+    for k, line in enumerate(lines, start=1):
+        if not line:
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                np.loadtxt([line], delimiter=delimiter, comments="#", dtype=np.float64)
+        except ValueError:
+            shown = line.strip()
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            return f"line {k}: {shown!r} is not a line of numbers"
+    return "the values cannot be read as numbers"
+
+
 def _read_text(path: str, role: str) -> np.ndarray:
     import warnings
 
@@ -589,11 +607,23 @@ def _read_text(path: str, role: str) -> np.ndarray:
     except OSError as exc:
         raise CommandError(f"{role} file {path}: cannot read ({exc.strerror})") from None
     try:
+        with open(path, "r", encoding="utf-8") as fh:
+            text = fh.read()
+    except UnicodeDecodeError as exc:
+        with open(path, "rb") as fh:
+            line = fh.read()[:exc.start].count(b"\n") + 1
+        raise CommandError(f"{role} file {path}: line {line}: not UTF-8 text") from None
+    except OSError as exc:
+        raise CommandError(f"{role} file {path}: cannot read ({exc.strerror})") from None
+    # Blank lines (also whitespace-only, or only a comment) are skipped; they are
+    # kept as empty lines so the parser's line numbers stay those of the file.
+    lines = [line if line.split("#", 1)[0].strip() else "" for line in text.split("\n")]
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "input contained no data" is reported below
-            data = np.loadtxt(path, delimiter=delimiter, comments="#", ndmin=2, dtype=np.float64)
-    except (ValueError, UnicodeDecodeError) as exc:
-        problem = _text_problem(path, delimiter) or str(exc).splitlines()[0]
+            data = np.loadtxt(lines, delimiter=delimiter, comments="#", ndmin=2, dtype=np.float64)
+    except ValueError:
+        problem = _text_problem(path, delimiter) or _unparsed_line(lines, delimiter)
         raise CommandError(f"{role} file {path}: {problem}") from None
     if data.size == 0:
         raise CommandError(f"{role} file {path}: no numbers in the file")

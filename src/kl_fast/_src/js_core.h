@@ -21,6 +21,19 @@ static inline double js_series(double z)
         + z * (1.0/946 + z * (1.0/1035 + z * (1.0/1128 + z * (1.0/1225))))))))))))))))))))))));
 }
 
+/* Neumaier's compensated addition of x into (*s, *c), keeping an overflowing
+   sum: once s + x is infinite the compensation (inf - inf = NaN) is skipped,
+   so s + c stays +inf. */
+static inline void js_neumaier(double *s, double *c, double x)
+{
+    double t = *s + x;
+    if (t - t == 0.0) {   /* t finite */
+        if (fabs(*s) >= fabs(x)) *c += (*s - t) + x;
+        else *c += (x - t) + *s;
+    }
+    *s = t;
+}
+
 /* ---- per-target instantiations (klmath.h was instantiated by kl_core.h) -- */
 #define KLM_FN(name) name##_base
 #include "js_rows_impl.h"
@@ -69,9 +82,9 @@ static int NAME(const T *p, ptrdiff_t sp, const T *q, ptrdiff_t sq, ptrdiff_t n,
             double y = b * (double)q[(start + i) * sq];                             \
             acc[i % KL_LANES] += js_term_careful(x, y);                             \
         }                                                                           \
-        kl_neumaier(&js, &js_c, KL_LANE_SUM(acc));                                  \
+        js_neumaier(&js, &js_c, KL_LANE_SUM(acc));                                  \
     }                                                                               \
-    res[0] = js + js_c;                                                             \
+    res[0] = js <= DBL_MAX ? js + js_c : js;                                        \
     return KL_ROW_CAREFUL;                                                          \
 }
 
@@ -149,27 +162,48 @@ static inline int NAME(const T *p, ptrdiff_t sp, const T *q, ptrdiff_t sq,      
 JS_ROW_SCALED(js_row_scaled_f64, double, js_row_f64_fast, js_row_careful_f64, kl_find_bad_f64)
 JS_ROW_SCALED(js_row_scaled_f32, float, js_row_f32_fast, js_row_careful_f32, kl_find_bad_f32)
 
+/* JS of the row pair (p / ps, q / qs) into res[0], for positive finite ps and
+   qs (the row sums with normalize, 1 otherwise).  When 1 / ps or 1 / qs
+   overflows (a sum below 2**-1024) the pair is scaled by 2**-64 and the result
+   by 2**64 (the JS sum is homogeneous of degree 1 in the pair). */
+#define JS_ROW_DIVIDED(NAME, T, SCALED)                                             \
+static inline int NAME(const T *p, ptrdiff_t sp, const T *q, ptrdiff_t sq,         \
+                       ptrdiff_t n, double ps, double qs, int check, double *res)   \
+{                                                                                   \
+    double a = 1.0 / ps, b = 1.0 / qs;                                              \
+    int st;                                                                         \
+    if (a <= DBL_MAX && b <= DBL_MAX) return SCALED(p, sp, q, sq, n, a, b, check, res); \
+    a = ps <= 0x1p960 ? 1.0 / (ps * 0x1p64) : 0x1p-64 * (1.0 / ps);                \
+    b = qs <= 0x1p960 ? 1.0 / (qs * 0x1p64) : 0x1p-64 * (1.0 / qs);                \
+    st = SCALED(p, sp, q, sq, n, a, b, check, res);                                 \
+    res[0] *= 0x1p64;                                                               \
+    return st;                                                                      \
+}
+
+JS_ROW_DIVIDED(js_row_divided_f64, double, js_row_scaled_f64)
+JS_ROW_DIVIDED(js_row_divided_f32, float, js_row_scaled_f32)
+
 /* One row of js_div: res = (JS, sum p, sum q); the sums only with normalize,
-   which scales p and q to unit sums first (a zero or overflowing sum gives
+   which divides p and q by their sums first (a zero or overflowing sum gives
    JS_ROW_ZERO_SUM_P / _Q). */
-#define JS_ROW(NAME, T, SUMS, SCALED, FIND_BAD)                                     \
+#define JS_ROW(NAME, T, SUMS, DIVIDED, FIND_BAD)                                    \
 static inline int NAME(const T *p, ptrdiff_t sp, const T *q, ptrdiff_t sq,         \
                        ptrdiff_t n, int normalize, int check, double *res)          \
 {                                                                                   \
-    double a = 1.0, b = 1.0;                                                        \
+    double ps = 1.0, qs = 1.0;                                                      \
     if (normalize) {                                                                \
         int which; ptrdiff_t idx; double v;                                         \
         if (SUMS(p, sp, q, sq, n, &res[1], &res[2]) && check                        \
                 && FIND_BAD(p, sp, q, sq, n, &which, &idx, &v)) return KL_ROW_BAD;  \
         if (!(res[1] > 0.0 && res[1] <= DBL_MAX)) return JS_ROW_ZERO_SUM_P;         \
         if (!(res[2] > 0.0 && res[2] <= DBL_MAX)) return JS_ROW_ZERO_SUM_Q;         \
-        a = 1.0 / res[1];                                                           \
-        b = 1.0 / res[2];                                                           \
+        ps = res[1];                                                                \
+        qs = res[2];                                                                \
     }                                                                               \
-    return SCALED(p, sp, q, sq, n, a, b, check, res);                               \
+    return DIVIDED(p, sp, q, sq, n, ps, qs, check, res);                            \
 }
 
-JS_ROW(js_row_f64, double, js_sums_f64, js_row_scaled_f64, kl_find_bad_f64)
-JS_ROW(js_row_f32, float, js_sums_f32, js_row_scaled_f32, kl_find_bad_f32)
+JS_ROW(js_row_f64, double, js_sums_f64, js_row_divided_f64, kl_find_bad_f64)
+JS_ROW(js_row_f32, float, js_sums_f32, js_row_divided_f32, kl_find_bad_f32)
 
 #endif /* JS_CORE_H */

@@ -62,9 +62,9 @@ static int NAME(const T *p, ptrdiff_t sp, const T *q, ptrdiff_t sq, ptrdiff_t n,
         else MAP_STRIDED(p + start * sp, sp, q + start * sq, sq, a, b, t, len);     \
         block = KLM_FN(kl_lane_sum_f64)(t, len);                                    \
         if (!(block <= DBL_MAX)) return KL_ROW_NEEDS_CARE;                          \
-        kl_neumaier(&js, &js_c, block);                                             \
+        js_neumaier(&js, &js_c, block);                                             \
     }                                                                               \
-    res[0] = js + js_c;                                                             \
+    res[0] = js <= DBL_MAX ? js + js_c : js;                                        \
     return KL_ROW_OK;                                                               \
 }
 
