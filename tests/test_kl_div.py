@@ -420,6 +420,9 @@ def test_normalize_with_sums_beyond_double_range():
     """Normalising is scale-invariant, even when the raw sums overflow."""
     got = kl_fast.kl_div([1e308, 1e308], [1.0, 1.0], normalize=True)
     assert got == 0.0
+    # the sums fit, but sum p log(p/q) overflows before the division by sum p
+    assert kl_fast.kl_div(np.full(4, 1e307), np.ones(4), normalize=True) == 0.0
+    assert kl_fast.kl_div(np.full(4, 1e307), [1.0, 1.0, 1.0, 0.0], normalize=True) == np.inf
     p = np.array([[3e307, 9e307, 1e308], [1.0, 3.0, 3.3333]])
     q = np.array([1e308, 1e308, 1e308])
     expected = stats.entropy(p / p.max(axis=1, keepdims=True), np.ones(3), axis=1)
