@@ -13,8 +13,20 @@ from .gaussian import GaussianFit, fit_gaussian, gaussian_kl, gaussian_kl_grad
 
 __version__ = "0.1.0"
 
+
+def get_include() -> str:
+    """Directory of kl_fast's C headers, for Cython code that cimports its kernels.
+
+    >>> import os, kl_fast
+    >>> os.path.exists(os.path.join(kl_fast.get_include(), "kl_core.h"))
+    True
+    """
+    import os
+
+    return os.path.join(os.path.dirname(__file__), "_src")
+
 __all__ = [
     "kl_div", "kl_pairwise", "js_div", "js_pairwise", "kl_div_log",
     "gaussian_kl", "gaussian_kl_grad", "fit_gaussian", "GaussianFit",
-    "openmp_enabled", "show_config", "reference", "__version__",
+    "openmp_enabled", "show_config", "get_include", "reference", "__version__",
 ]
