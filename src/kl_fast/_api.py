@@ -327,7 +327,6 @@ def kl_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None
 
 
 _kernels._set_kl_div_general(kl_div)
-kl_div_general = kl_div
 # The public function: a compiled entry with this docstring and signature that
 # takes the fast path for two contiguous 1-D arrays and calls the above otherwise.
 kl_div = _kernels.kl_div

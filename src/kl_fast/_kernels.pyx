@@ -34,16 +34,12 @@ cdef inline object _scalar_f32(double v):
 cdef extern from *:
     """
     #ifdef KL_FAST_OPENMP
-    #include <omp.h>
     static int kl_openmp_enabled(void) { return 1; }
-    static int kl_omp_max_threads(void) { return omp_get_max_threads(); }
     #else
     static int kl_openmp_enabled(void) { return 0; }
-    static int kl_omp_max_threads(void) { return 1; }
     #endif
     """
     int kl_openmp_enabled()
-    int kl_omp_max_threads()
 
 
 _ISA = "baseline"
@@ -65,10 +61,6 @@ def openmp_enabled():
     """True when the kernels were compiled with OpenMP (rows run in parallel)."""
     return bool(kl_openmp_enabled())
 
-
-def omp_max_threads():
-    """OpenMP's default thread count (1 without OpenMP)."""
-    return kl_omp_max_threads()
 
 
 def kl_rows(const floating[:, :] p, const floating[:, :] q, double[:, ::1] out,

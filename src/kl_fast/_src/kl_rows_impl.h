@@ -6,10 +6,8 @@
 /* ln 2 = LN2HI + LN2LO with k*LN2HI exact for the exponents that occur */
 #define KL_LN2HI_D 0x1.62e42fee00000p-1
 #define KL_LN2LO_D 0x1.a39ef35793c76p-33
-#define KL_SQRT2_D 0x1.6a09e667f3bcdp+0
 #define KL_LN2HI_F 0x1.62e4p-1f
 #define KL_LN2LO_F 0x1.7f7d1cp-20f
-#define KL_SQRT2_F 0x1.6a09e6p+0f
 /* fdlibm: log(m) = 2s + s*R(s^2), s = (m-1)/(m+1), |s| <= 0.1716 */
 #define KL_LG1_D 6.666666666666735130e-01
 #define KL_LG2_D 3.999999999940941908e-01
@@ -146,8 +144,6 @@ static inline double KLM_FN(kl_lane_sum_f32)(const float *x, ptrdiff_t len)
     return KL_LANE_SUM(lane);
 }
 
-#define kl_lane_sum_f64 KLM_FN(kl_lane_sum_f64)
-
 #define KL_IMPL_T double
 #define KL_IMPL_W double
 #define KL_IMPL_SUM KLM_FN(kl_lane_sum_f64)
@@ -165,7 +161,6 @@ static inline double KLM_FN(kl_lane_sum_f32)(const float *x, ptrdiff_t len)
 #define KL_IMPL_MAP KLM_FN(kl_map_f32)
 #define KL_IMPL_MAP_STRIDED KLM_FN(kl_map_strided_f32)
 #include "kl_rows_loop.h"
-#undef kl_lane_sum_f64
 
 /* Element-wise maps of the elementary functions, for accuracy tests. */
 static void KLM_FN(map_log_f64)(const double *x, double *y, ptrdiff_t n)

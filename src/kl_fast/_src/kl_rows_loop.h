@@ -46,9 +46,9 @@ KL_IMPL_NAME(const KL_IMPL_T *p, ptrdiff_t sp, const KL_IMPL_T *q, ptrdiff_t sq,
         kl_neumaier(&kl, &kl_c, block);
         if (want_sums) {
             for (ptrdiff_t i = 0; i < len; i++) buf[i] = (double)pb[i * sp];
-            kl_neumaier(&ps, &ps_c, kl_lane_sum_f64(buf, len));
+            kl_neumaier(&ps, &ps_c, KLM_FN(kl_lane_sum_f64)(buf, len));
             for (ptrdiff_t i = 0; i < len; i++) buf[i] = (double)qb[i * sq];
-            kl_neumaier(&qs, &qs_c, kl_lane_sum_f64(buf, len));
+            kl_neumaier(&qs, &qs_c, KLM_FN(kl_lane_sum_f64)(buf, len));
         }
         start += len;
     }
