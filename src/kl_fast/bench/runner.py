@@ -45,6 +45,18 @@ class Result:
     note: str = ""
 
 
+_BUILT: Dict[str, Dict[str, Callable[[], object]]] = {}
+
+
+def built_impls(case: Case) -> Dict[str, Callable[[], object]]:
+    """``case.setup()``, built once and kept until another case is asked for
+    (so only one case's inputs are in memory at a time)."""
+    if case.group not in _BUILT:
+        _BUILT.clear()
+        _BUILT[case.group] = case.setup()
+    return _BUILT[case.group]
+
+
 def discover_cases(quick: bool, only: Optional[List[str]] = None) -> List[Case]:
     """Cases from every ``kl_fast.bench.cases_*`` module, in module-name order."""
     from kl_fast import bench
