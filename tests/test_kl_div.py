@@ -436,3 +436,80 @@ def test_axis_must_be_int_tuple_or_none():
     with pytest.raises(np.exceptions.AxisError):
         kl_fast.kl_div(0.5, 0.25, axis=0)
     assert kl_fast.kl_div(0.5, 0.25, axis=None) == pytest.approx(0.5 * math.log(2), rel=1e-15)
+
+
+# ---- the fused block kernel's checks, at every position of a block ------------
+
+SPECIALS = [
+    ("p zero, q zero", 0.0, 0.0),
+    ("p zero, q tiny", 0.0, 5e-324),
+    ("p minus zero", -0.0, 0.5),
+    ("q zero", 0.5, 0.0),
+    ("q minus zero", 0.5, -0.0),
+    ("ratio underflows", 1e-310, 0.5),
+    ("ratio overflows", 0.5, 1e-310),
+    ("ratio below the normal range", 1e-300, 1e10),
+    ("both negative", -0.5, -0.25),
+    ("p negative", -0.5, 0.25),
+    ("q negative", 0.5, -0.25),
+    ("p zero, q negative", 0.0, -0.25),
+    ("p zero, q inf", 0.0, np.inf),
+    ("p zero, q NaN", 0.0, np.nan),
+    ("p NaN", np.nan, 0.5),
+    ("q NaN", 0.5, np.nan),
+    ("p inf", np.inf, 0.5),
+    ("q inf", 0.5, np.inf),
+]
+
+
+@pytest.mark.parametrize("path", kl_fast._kernels.available_isas())
+@pytest.mark.parametrize("n", [5, 8, 13, 256, 263, 700])
+def test_special_values_at_every_lane(path, n):
+    """One special pair at the start, in lane 7, mid-row and at the end of
+    the last (partial) block: kl_fast agrees with the long-double sum, or
+    raises where the NumPy reference raises."""
+    rng = np.random.default_rng(n)
+    base_p = rng.random(n) + 0.01
+    base_q = rng.random(n) + 0.01
+    previous = kl_fast._kernels.current_isa()
+    try:
+        kl_fast._kernels.select_isa(path == "baseline")
+        for pos in sorted({0, min(7, n - 1), n // 2, n - 1}):
+            for label, pv, qv in SPECIALS:
+                p, q = base_p.copy(), base_q.copy()
+                p[pos], q[pos] = pv, qv
+                try:
+                    reference.kl_div(p, q)
+                except ValueError:
+                    with pytest.raises(ValueError, match=rf"index \[{pos}\]"):
+                        kl_fast.kl_div(p, q)
+                    continue
+                got = kl_fast.kl_div(p, q)
+                exact = float(exact_kl(p, q))
+                if np.isinf(exact):
+                    assert got == exact, (label, pos)
+                else:
+                    assert got == pytest.approx(exact, rel=1e-13), (label, pos)
+                # every memory layout gives the same bits as the contiguous row
+                strided_p = np.repeat(p, 2)[::2]
+                assert kl_fast.kl_div(strided_p, q) == got
+    finally:
+        kl_fast._kernels.select_isa(previous == "baseline")
+
+
+@pytest.mark.parametrize("path", kl_fast._kernels.available_isas())
+def test_normalize_sums_from_the_fused_kernel(path):
+    """normalize=True takes the row sums from the same pass; the padding of a
+    partial lane group must not leak into them."""
+    previous = kl_fast._kernels.current_isa()
+    try:
+        kl_fast._kernels.select_isa(path == "baseline")
+        for n in (1, 7, 9, 255, 257, 1001):
+            p = probs(np.float64, (n,), zero_frac=0.1, seed=n)
+            p[0] = 0.3
+            q = probs(np.float64, (n,), zero_frac=0.0, seed=n + 1) + 0.01
+            got = kl_fast.kl_div(p * 3.0, q * 7.0, normalize=True)
+            exact = float(exact_kl(p / p.sum(), q / q.sum()))
+            assert got == pytest.approx(exact, rel=1e-13, abs=1e-15), n
+    finally:
+        kl_fast._kernels.select_isa(previous == "baseline")

@@ -24,6 +24,11 @@
 #if defined(__GNUC__) || defined(__clang__)
 typedef double kl_v4d __attribute__((vector_size(32)));
 typedef float kl_v4f __attribute__((vector_size(16)));
+typedef int64_t kl_v4i __attribute__((vector_size(32)));
+typedef uint64_t kl_v4u __attribute__((vector_size(32)));
+#endif
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
 #endif
 
 /* Neumaier's compensated addition of x into (*s, *c).  Once the sum leaves

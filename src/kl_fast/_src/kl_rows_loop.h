@@ -8,6 +8,7 @@
    element the careful path must see, inf an overflowing term) returns
    KL_ROW_NEEDS_CARE. */
 
+#ifndef KL_IMPL_BLOCK
 /* Terms of a contiguous block: a plain loop the compiler vectorises. */
 static __attribute__((noinline)) void
 KL_IMPL_MAP(const KL_IMPL_T *restrict p, const KL_IMPL_T *restrict q,
@@ -25,19 +26,47 @@ KL_IMPL_MAP_STRIDED(const KL_IMPL_T *restrict p, ptrdiff_t sp, const KL_IMPL_T *
     for (ptrdiff_t i = 0; i < len; i++)
         t[i] = KL_IMPL_TERM((KL_IMPL_W)p[i * sp], (KL_IMPL_W)q[i * sq]);
 }
+#endif
 
 static int
 KL_IMPL_NAME(const KL_IMPL_T *p, ptrdiff_t sp, const KL_IMPL_T *q, ptrdiff_t sq,
              ptrdiff_t n, int want_sums, double *res)
 {
     double kl = 0.0, kl_c = 0.0, ps = 0.0, ps_c = 0.0, qs = 0.0, qs_c = 0.0;
+#ifdef KL_IMPL_BLOCK
+    KL_IMPL_T pbuf[KL_BLOCK] __attribute__((aligned(32)));
+    KL_IMPL_T qbuf[KL_BLOCK] __attribute__((aligned(32)));
+#else
     KL_IMPL_W t[KL_BLOCK] __attribute__((aligned(32)));
     double buf[KL_BLOCK] __attribute__((aligned(32)));
+#endif
     ptrdiff_t start = 0;
     while (start < n) {
         ptrdiff_t len = n - start < KL_BLOCK ? n - start : KL_BLOCK;
         const KL_IMPL_T *pb = p + start * sp;
         const KL_IMPL_T *qb = q + start * sq;
+#ifdef KL_IMPL_BLOCK
+        {
+            /* strided operands are gathered first, so every layout gives the
+               same bits as the contiguous one */
+            double sums[3];
+            if (sp != 1) {
+                for (ptrdiff_t i = 0; i < len; i++) pbuf[i] = pb[i * sp];
+                pb = pbuf;
+            }
+            if (sq != 1) {
+                for (ptrdiff_t i = 0; i < len; i++) qbuf[i] = qb[i * sq];
+                qb = qbuf;
+            }
+            if (KL_IMPL_BLOCK(pb, qb, len, want_sums, sums)) return KL_ROW_NEEDS_CARE;
+            if (!(sums[0] <= DBL_MAX && sums[0] >= -DBL_MAX)) return KL_ROW_NEEDS_CARE;
+            kl_neumaier(&kl, &kl_c, sums[0]);
+            if (want_sums) {
+                kl_neumaier(&ps, &ps_c, sums[1]);
+                kl_neumaier(&qs, &qs_c, sums[2]);
+            }
+        }
+#else
         double block;
         if (sp == 1 && sq == 1) KL_IMPL_MAP(pb, qb, t, len);
         else KL_IMPL_MAP_STRIDED(pb, sp, qb, sq, t, len);
@@ -50,6 +79,7 @@ KL_IMPL_NAME(const KL_IMPL_T *p, ptrdiff_t sp, const KL_IMPL_T *q, ptrdiff_t sq,
             for (ptrdiff_t i = 0; i < len; i++) buf[i] = (double)qb[i * sq];
             kl_neumaier(&qs, &qs_c, KLM_FN(kl_lane_sum_f64)(buf, len));
         }
+#endif
         start += len;
     }
     res[0] = kl + kl_c;
@@ -66,3 +96,4 @@ KL_IMPL_NAME(const KL_IMPL_T *p, ptrdiff_t sp, const KL_IMPL_T *q, ptrdiff_t sq,
 #undef KL_IMPL_NAME
 #undef KL_IMPL_MAP
 #undef KL_IMPL_MAP_STRIDED
+#undef KL_IMPL_BLOCK
