@@ -8,9 +8,6 @@
 #define GK_VEC 1
 /* v where c > 0, else +0 (a bit mask: no branch, no 0 * inf) */
 #define GK_POS(c, v) ((kl_v4d)((gk_v4i)(v) & (gk_v4i)((c) > 0.0)))
-/* |v| by clearing the sign bit */
-#define GK_ABS(v) ((kl_v4d)((gk_v4i)(v) & (gk_v4i){0x7fffffffffffffffLL, 0x7fffffffffffffffLL, \
-                                                  0x7fffffffffffffffLL, 0x7fffffffffffffffLL}))
 #define GK_LOAD(dst, src) memcpy(&(dst), (src), sizeof(kl_v4d))
 #define GK_LANES_OUT(lane, lo, hi) do { memcpy((lane), &(lo), sizeof(kl_v4d)); \
                                         memcpy((lane) + 4, &(hi), sizeof(kl_v4d)); } while (0)
@@ -165,21 +162,23 @@ GK_Q_SUMS(4)
 
 /* ---- q side on an evenly spaced block: w from the table factors (see
    gk_table_factors) summed as it is made, in the lanes of gk_q*_sums.  Returns
-   nonzero, with tot unspecified, when a point's exponent is off the ideal one by
-   more than 1e-6 (then the block takes gk_wmap and gk_q*_sums). */
+   nonzero, with tot unspecified, when the exponents are off the ideal ones by
+   more than 1e-6 in root sum of squares (then the block takes gk_wmap and
+   gk_q*_sums).  On success every r is finite (its exponent is near the ideal
+   one), so p r needs no mask for p == 0. */
 #if GK_VEC
 #define GK_QT_HALF(OFF, H, VV, IV, NMOM)                                               \
     {                                                                                  \
-        kl_v4d xv, pv, tv, e, r, a, d;                                                 \
+        kl_v4d xv, pv, tv, e, r, rp, d;                                                \
         GK_LOAD(xv, x + 8 * t + (OFF)); GK_LOAD(pv, p + 8 * t + (OFF));                \
         GK_LOAD(tv, t2 + 8 * t + (OFF));                                               \
         e = xv - xk;                                                                   \
         r = e * (e + twodk);                                                           \
-        a = GK_POS(r, r * h);                                                          \
-        d = a - (A + IV * (B + IV * C));                                               \
-        nbad |= ~(gk_v4i)(GK_ABS(d) <= 1e-6);       /* NaN too */                       \
+        rp = GK_POS(r, r);                                                             \
+        d = rp * h - (A + IV * (B + IV * C));                                          \
+        dsq[H] += d * d;                                                               \
         tv = ((VV * u) * tv) * (1.0 - d * (1.0 - 0.5 * d));                            \
-        v_ap[H] += GK_POS(pv, pv * GK_POS(r, r));                                      \
+        v_ap[H] += pv * rp;                                                            \
         v_a0[H] += tv;                                                                 \
         if (NMOM >= 2) {                                                               \
             kl_v4d we = tv * e;                                                        \
@@ -201,7 +200,7 @@ KLM_FN(gk_qt##NMOM##_sums)(const double *restrict p, const double *restrict x,  
     kl_v4d v_a0[2] = {z, z}, v_a1[2] = {z, z}, v_a2[2] = {z, z}, v_a3[2] = {z, z},      \
            v_a4[2] = {z, z}, v_ap[2] = {z, z};                                         \
     kl_v4d v0, v1, i0 = {0.0, 1.0, 2.0, 3.0}, i1 = {4.0, 5.0, 6.0, 7.0};               \
-    gk_v4i nbad = {0, 0, 0, 0};                                                        \
+    kl_v4d dsq[2] = {z, z};                                                            \
     memcpy(&v0, V, sizeof v0);                                                         \
     memcpy(&v1, V + 4, sizeof v1);                                                     \
     for (int t = 0; t < KL_BLOCK / 8; t++, i0 += 8.0, i1 += 8.0) {                     \
@@ -209,7 +208,10 @@ KLM_FN(gk_qt##NMOM##_sums)(const double *restrict p, const double *restrict x,  
         GK_QT_HALF(0, 0, v0, i0, NMOM)                                                 \
         GK_QT_HALF(4, 1, v1, i1, NMOM)                                                 \
     }                                                                                  \
-    if ((nbad[0] | nbad[1] | nbad[2] | nbad[3]) != 0) return 1;                        \
+    {                                                                                  \
+        kl_v4d dd = dsq[0] + dsq[1];                                                   \
+        if (!((dd[0] + dd[1]) + (dd[2] + dd[3]) <= 1e-12)) return 1;   /* NaN too */    \
+    }                                                                                  \
     GK_LANES_OUT(a0, v_a0[0], v_a0[1]); GK_LANES_OUT(a1, v_a1[0], v_a1[1]);            \
     GK_LANES_OUT(a2, v_a2[0], v_a2[1]); GK_LANES_OUT(a3, v_a3[0], v_a3[1]);            \
     GK_LANES_OUT(a4, v_a4[0], v_a4[1]); GK_LANES_OUT(ap, v_ap[0], v_ap[1]);            \
@@ -246,5 +248,4 @@ GK_QT_SUMS(4)
 #undef GK_LANES_OUT
 #undef GK_LOAD
 #undef GK_POS
-#undef GK_ABS
 #undef GK_VEC

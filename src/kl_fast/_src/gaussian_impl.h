@@ -59,9 +59,9 @@ KLM_FN(gk_wmap)(const double *restrict x, ptrdiff_t len, double xk, double twodk
    the ideal grid x_0 + i dx is a^_i = A + B i + C i^2, and with i = j + 8 t
        exp(-a^_i) = exp(-(A + B j)) exp(-8 B t) exp(-C i^2),
    the last factor from the pass's table t2: 8 + 4 + 8 exps per 256 points,
-   into V[j] and U[t] (the middle factor as a product of two).  The exact exponent a_i of each point then corrects the
-   product by the Taylor series of exp(-(a_i - a^_i)), exact to rounding while
-   |a_i - a^_i| <= 1e-6 (gk_qt*_sums, gaussian_blocks.h).  Returns 1 when the
+   into V[j] and U[t] (the middle factor as a product of two).  The exact
+   exponent a_i of each point then corrects the product by the Taylor series
+   of exp(-(a_i - a^_i)), exact to rounding while |a_i - a^_i| <= 1e-6 (gk_qt*_sums, gaussian_blocks.h).  Returns 1 when the
    exponents are too spread for the factors to stay in range. */
 static int KLM_FN(gk_table_factors)(const double *restrict x, double xk, double twodk, double h,
                                     double mu, double dx, double *restrict abc,
@@ -78,7 +78,8 @@ static int KLM_FN(gk_table_factors)(const double *restrict x, double xk, double 
     for (int m = 0; m < 8; m++) arg[12 + m] = -(32.0 * B) * m;
     for (int j = 0; j < 20; j++) ex[j] = KLM_FN(exp_f64)(arg[j]);
     for (int j = 0; j < 8; j++) V[j] = ex[j];
-    for (int t = 0; t < 32; t++) U[t] = ex[8 + t % 4] * ex[12 + t / 4];
+    for (int m = 0; m < 8; m++)
+        for (int k = 0; k < 4; k++) U[4 * m + k] = ex[8 + k] * ex[12 + m];
     abc[0] = A; abc[1] = B; abc[2] = C;
     return 0;
 }
@@ -144,9 +145,10 @@ KLM_FN(gk_plogp)(const double *restrict p, ptrdiff_t len, double *restrict t)
         double hfsq = 0.5 * f * f;
         double r = k * KLM_LN2HI_D - ((hfsq - (s * (hfsq + u * q) + k * KLM_LN2LO_D)) - f);
 #endif
-        corr = (x == 0.0 ? -(double)INFINITY : 0.0) + (x < 0.0 ? (double)NAN : 0.0);
-        corr += x < (double)INFINITY ? 0.0 : x;
-        v = x * (r + corr);
+        /* r is finite; x r is then inf or NaN for x = inf or NaN as it must be,
+           NaN is added for x < 0, and x = 0 is masked to +0 below */
+        corr = x < 0.0 ? (double)NAN : 0.0;
+        v = x * r + corr;
         {
             uint64_t vb, m;
             memcpy(&vb, &v, sizeof vb);
