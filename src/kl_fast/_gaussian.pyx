@@ -10,7 +10,7 @@ explains errors.
 psums rows hold (c, P, S1, S2, H, scale, xgrid): p's mean c, P = sum p, the
 first two moments of p about c, H = sum p log p over p > 0, the factor applied
 to p-weighted sums of the q pass (1, or 1/P for normalised p), and what x is
-(0 any, 1 non-decreasing, 2 also evenly spaced).
+(0 any, 1 non-decreasing).
 """
 from cython cimport floating
 from cython.parallel cimport prange

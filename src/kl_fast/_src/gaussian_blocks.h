@@ -16,33 +16,21 @@
 #endif
 
 /* ---- p side, pass A: P, sum p d, sum p d^2 (d = x - ctr), H = sum of the p log p
-   terms t ----------------------------------------------------------------------- */
+   terms t --------------------------------------------------------------------- */
 static inline void KLM_FN(gk_pa_sums)(const double *p, const double *x, const double *t,
-                                      ptrdiff_t len, double ctr, const gk_pctx *cx,
-                                      ptrdiff_t start, double *tot)
+                                      ptrdiff_t len, double ctr, double *tot)
 {
     double a[KL_LANES], b[KL_LANES], b2[KL_LANES], c[KL_LANES];
     ptrdiff_t full = len - len % KL_LANES, i = 0;
-    long long uneven = 0;
-    double x0 = cx->x0, dx = cx->dx, tol = cx->tol;
 #if GK_VEC
     kl_v4d a0 = {0.0, 0.0, 0.0, 0.0}, a1 = a0, b0 = a0, b1 = a0, q0 = a0, q1 = a0, c0 = a0,
-           c1 = a0, pv, d, tv, xv, dev;
-    kl_v4d i0 = {0.0, 1.0, 2.0, 3.0}, i1 = {4.0, 5.0, 6.0, 7.0};
-    gk_v4i nu = {0, 0, 0, 0};
-    i0 += (double)start;
-    i1 += (double)start;
-    for (; i < full; i += KL_LANES, i0 += 8.0, i1 += 8.0) {
+           c1 = a0, pv, d, tv, xv;
+    for (; i < full; i += KL_LANES) {
         GK_LOAD(pv, p + i); GK_LOAD(xv, x + i); GK_LOAD(tv, t + i);
         d = xv - ctr; a0 += pv; c0 += tv; pv *= d; b0 += pv; q0 += pv * d;
-        dev = xv - (x0 + i0 * dx);
-        nu -= (gk_v4i)(dev > tol) | (gk_v4i)(dev < -tol);
         GK_LOAD(pv, p + i + 4); GK_LOAD(xv, x + i + 4); GK_LOAD(tv, t + i + 4);
         d = xv - ctr; a1 += pv; c1 += tv; pv *= d; b1 += pv; q1 += pv * d;
-        dev = xv - (x0 + i1 * dx);
-        nu -= (gk_v4i)(dev > tol) | (gk_v4i)(dev < -tol);
     }
-    uneven = nu[0] + nu[1] + nu[2] + nu[3];
     GK_LANES_OUT(a, a0, a1); GK_LANES_OUT(b, b0, b1); GK_LANES_OUT(b2, q0, q1);
     GK_LANES_OUT(c, c0, c1);
 #else
@@ -57,17 +45,10 @@ static inline void KLM_FN(gk_pa_sums)(const double *p, const double *x, const do
         double d = x[i] - ctr, pd = p[i] * d;
         a[i - full] += p[i]; c[i - full] += t[i]; b[i - full] += pd; b2[i - full] += pd * d;
     }
-#if GK_VEC
-    for (i = full; i < len; i++)
-#else
-    for (i = 0; i < len; i++)
-#endif
-        uneven += fabs(x[i] - (x0 + ((double)start + (double)i) * dx)) > tol;
     tot[0] = KL_LANE_SUM(a);
     tot[1] = KL_LANE_SUM(b);
     tot[2] = KL_LANE_SUM(c);
     tot[3] = KL_LANE_SUM(b2);
-    tot[5] = (double)uneven;
 }
 
 /* ---- p side, pass B: sum p (x - c), sum p (x - c)^2 about p's mean ------------ */
@@ -178,6 +159,87 @@ static inline void KLM_FN(gk_q##NMOM##_sums)(const double *p, const double *x,  
 GK_Q_SUMS(0)
 GK_Q_SUMS(2)
 GK_Q_SUMS(4)
+
+/* ---- q side on an evenly spaced block: w from the table factors (see
+   gk_table_factors) summed as it is made, in the lanes of gk_q*_sums.  Returns
+   nonzero, with tot unspecified, when the exponents are off the ideal ones by
+   more than 1e-6 in root sum of squares (then the block takes gk_wmap and
+   gk_q*_sums).  On success every r is finite (its exponent is near the ideal
+   one), so p r needs no mask for p == 0. */
+#if GK_VEC
+#define GK_QT_HALF(OFF, H, VV, IV, NMOM)                                               \
+    {                                                                                  \
+        kl_v4d xv, pv, tv, e, r, rp, d;                                                \
+        GK_LOAD(xv, x + 8 * t + (OFF)); GK_LOAD(pv, p + 8 * t + (OFF));                \
+        GK_LOAD(tv, t2 + 8 * t + (OFF));                                               \
+        e = xv - xk;                                                                   \
+        r = e * (e + twodk);                                                           \
+        rp = GK_POS(r, r);                                                             \
+        d = rp * h - (A + IV * (B + IV * C));                                          \
+        dsq[H] += d * d;                                                               \
+        tv = ((VV * u) * tv) * (1.0 - d * (1.0 - 0.5 * d));                            \
+        v_ap[H] += pv * rp;                                                            \
+        v_a0[H] += tv;                                                                 \
+        if (NMOM >= 2) {                                                               \
+            kl_v4d we = tv * e;                                                        \
+            v_a1[H] += we; v_a2[H] += we * e;                                          \
+            if (NMOM >= 4) { kl_v4d we2 = we * e; v_a3[H] += we2 * e; v_a4[H] += (we2 * e) * e; } \
+        }                                                                              \
+    }
+#define GK_QT_SUMS(NMOM)                                                               \
+static __attribute__((noinline)) int                                                   \
+KLM_FN(gk_qt##NMOM##_sums)(const double *restrict p, const double *restrict x,         \
+                           const double *restrict t2, double xk, double twodk,         \
+                           double h, double mu, double dx, double *restrict tot)       \
+{                                                                                      \
+    double abc[3], V[8], U[32], a0[KL_LANES], a1[KL_LANES], a2[KL_LANES],              \
+           a3[KL_LANES], a4[KL_LANES], ap[KL_LANES];                                   \
+    if (KLM_FN(gk_table_factors)(x, xk, twodk, h, mu, dx, abc, V, U)) return 1;        \
+    double A = abc[0], B = abc[1], C = abc[2];                                         \
+    kl_v4d z = {0.0, 0.0, 0.0, 0.0};                                                   \
+    kl_v4d v_a0[2] = {z, z}, v_a1[2] = {z, z}, v_a2[2] = {z, z}, v_a3[2] = {z, z},      \
+           v_a4[2] = {z, z}, v_ap[2] = {z, z};                                         \
+    kl_v4d v0, v1, i0 = {0.0, 1.0, 2.0, 3.0}, i1 = {4.0, 5.0, 6.0, 7.0};               \
+    kl_v4d dsq[2] = {z, z};                                                            \
+    memcpy(&v0, V, sizeof v0);                                                         \
+    memcpy(&v1, V + 4, sizeof v1);                                                     \
+    for (int t = 0; t < KL_BLOCK / 8; t++, i0 += 8.0, i1 += 8.0) {                     \
+        kl_v4d u = {U[t], U[t], U[t], U[t]};                                           \
+        GK_QT_HALF(0, 0, v0, i0, NMOM)                                                 \
+        GK_QT_HALF(4, 1, v1, i1, NMOM)                                                 \
+    }                                                                                  \
+    {                                                                                  \
+        kl_v4d dd = dsq[0] + dsq[1];                                                   \
+        if (!((dd[0] + dd[1]) + (dd[2] + dd[3]) <= 1e-12)) return 1;   /* NaN too */    \
+    }                                                                                  \
+    GK_LANES_OUT(a0, v_a0[0], v_a0[1]); GK_LANES_OUT(a1, v_a1[0], v_a1[1]);            \
+    GK_LANES_OUT(a2, v_a2[0], v_a2[1]); GK_LANES_OUT(a3, v_a3[0], v_a3[1]);            \
+    GK_LANES_OUT(a4, v_a4[0], v_a4[1]); GK_LANES_OUT(ap, v_ap[0], v_ap[1]);            \
+    tot[0] = KL_LANE_SUM(a0);                                                          \
+    tot[1] = NMOM >= 2 ? KL_LANE_SUM(a1) : 0.0;                                        \
+    tot[2] = NMOM >= 2 ? KL_LANE_SUM(a2) : 0.0;                                        \
+    tot[3] = NMOM >= 4 ? KL_LANE_SUM(a3) : 0.0;                                        \
+    tot[4] = NMOM >= 4 ? KL_LANE_SUM(a4) : 0.0;                                        \
+    tot[5] = KL_LANE_SUM(ap);                                                          \
+    return 0;                                                                          \
+}
+#else
+/* without vector types the point-by-point map is as good */
+#define GK_QT_SUMS(NMOM)                                                               \
+static int KLM_FN(gk_qt##NMOM##_sums)(const double *p, const double *x, const double *t2, \
+                                      double xk, double twodk, double h, double mu,    \
+                                      double dx, double *tot)                          \
+{                                                                                      \
+    (void)p; (void)x; (void)t2; (void)xk; (void)twodk; (void)h; (void)mu; (void)dx;    \
+    (void)tot;                                                                         \
+    return 1;                                                                          \
+}
+#endif
+GK_QT_SUMS(0)
+GK_QT_SUMS(2)
+GK_QT_SUMS(4)
+#undef GK_QT_SUMS
+#undef GK_QT_HALF
 
 #undef GK_Q_MAIN
 #undef GK_Q_SUMS

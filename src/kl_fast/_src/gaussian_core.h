@@ -22,11 +22,10 @@
 /* p-side sums: c is p's mean (moments are about it), scale multiplies the
    p-weighted sums of the q pass (1, or 1/P when p is normalised), xgrid says
    what the q pass may assume of x: 0 nothing, GK_X_SORTED non-decreasing (the
-   anchor is found by bisection), GK_X_UNIFORM also evenly spaced (exp by
-   factorised tables, each block checked against the exact exponents). */
+   anchor is found by bisection; full blocks evenly spaced get exp by factorised
+   tables, each point checked against its exact exponent). */
 typedef struct { double c, P, S1, S2, H, scale, xgrid; } gk_psums;
 #define GK_X_SORTED 1
-#define GK_X_UNIFORM 2
 #define GK_TABLE_MIN_POINTS 512   /* the factorised exp pays off from here */
 
 /* q-side sums of one (mu, sigma): xk the grid point nearest mu, dk = xk - mu,
@@ -35,8 +34,7 @@ typedef struct { double c, P, S1, S2, H, scale, xgrid; } gk_psums;
 typedef struct { double xk, dk, W, W1, W2, W3, W4, Ap; } gk_qsums;
 
 /* Arguments of the block functions of one pass (p is float or double). */
-typedef struct { const void *p; ptrdiff_t sp; const double *x; ptrdiff_t n; double ctr;
-                 double x0, dx, tol; } gk_pctx;
+typedef struct { const void *p; ptrdiff_t sp; const double *x; ptrdiff_t n; double ctr; } gk_pctx;
 typedef struct { const void *p; ptrdiff_t sp; const double *x; ptrdiff_t n;
                  double xk, twodk, h, mu, dx; int sorted; const double *t2; } gk_qctx;
 typedef void (*gk_block_fn)(const void *ctx, ptrdiff_t blk, double *tot);

@@ -54,56 +54,34 @@ KLM_FN(gk_wmap)(const double *restrict x, ptrdiff_t len, double xk, double twodk
     }
 }
 
-/* The same w on a full block of an evenly spaced grid (spacing dx), without an
-   exp per point.  With i the index in the block, the exponent on the ideal
-   grid x_0 + i dx is a^_i = A + B i + C i^2, and with i = j + 8 t
+/* The factors of w on a full block of an evenly spaced grid (spacing dx),
+   without an exp per point.  With i the index in the block, the exponent on
+   the ideal grid x_0 + i dx is a^_i = A + B i + C i^2, and with i = j + 8 t
        exp(-a^_i) = exp(-(A + B j)) exp(-8 B t) exp(-C i^2),
-   the last factor from the pass's table t2: 8 + 32 exps per 256 points.  The
-   exact exponent a_i of each point corrects the product by the Taylor series
-   of exp(-(a_i - a^_i)), exact to rounding while |a_i - a^_i| <= 1e-6.
-   Returns 0 when done, 1 when the block must take gk_wmap (exponents too
-   spread for the factors to stay in range, or x off the even spacing). */
-static __attribute__((noinline)) int
-KLM_FN(gk_wmap_table)(const double *restrict x, double xk, double twodk, double h, double mu,
-                      double dx, const double *restrict t2, double *restrict w)
+   the last factor from the pass's table t2: 8 + 4 + 8 exps per 256 points,
+   into V[j] and U[t] (the middle factor as a product of two).  The exact
+   exponent a_i of each point then corrects the product by the Taylor series
+   of exp(-(a_i - a^_i)), exact to rounding while |a_i - a^_i| <= 1e-6 (gk_qt*_sums, gaussian_blocks.h).  Returns 1 when the
+   exponents are too spread for the factors to stay in range. */
+static int KLM_FN(gk_table_factors)(const double *restrict x, double xk, double twodk, double h,
+                                    double mu, double dx, double *restrict abc,
+                                    double *restrict V, double *restrict U)
 {
-#if defined(__GNUC__) || defined(__clang__)
     double e0 = x[0] - xk, r0 = e0 * (e0 + twodk);
     double A = r0 > 0.0 ? r0 * h : 0.0;
     double B = 2.0 * h * dx * (x[0] - mu), C = h * dx * dx;
-    double V[8], U[32], arg[32];
-    /* lanes j = 0..3 and 4..7 of each group of 8 points */
-    kl_v4d v0, v1, i0 = {0.0, 1.0, 2.0, 3.0}, i1 = {4.0, 5.0, 6.0, 7.0};
-    gk_v4i nbad = {0, 0, 0, 0};
+    double arg[20], ex[20];
     if (!(A + 255.0 * fabs(B) + 65025.0 * C <= 700.0)) return 1;
+    /* exp(-8 B t) = exp(-8 B (t % 4)) exp(-32 B (t / 4)): 20 exps, not 40 */
     for (int j = 0; j < 8; j++) arg[j] = -(A + B * j);
-    for (int j = 0; j < 8; j++) V[j] = KLM_FN(exp_f64)(arg[j]);
-    for (int t = 0; t < 32; t++) arg[t] = -(8.0 * B) * t;
-    for (int t = 0; t < 32; t++) U[t] = KLM_FN(exp_f64)(arg[t]);
-    memcpy(&v0, V, sizeof v0);
-    memcpy(&v1, V + 4, sizeof v1);
-    for (int t = 0; t < 32; t++, i0 += 8.0, i1 += 8.0) {
-        kl_v4d xv, tv, e, r, a, d, u = {U[t], U[t], U[t], U[t]};
-#define GK_TABLE_HALF(OFF, VV, IV)                                                    \
-        memcpy(&xv, x + 8 * t + (OFF), sizeof xv);                                    \
-        memcpy(&tv, t2 + 8 * t + (OFF), sizeof tv);                                   \
-        e = xv - xk;                                                                  \
-        r = e * (e + twodk);                                                          \
-        a = (kl_v4d)((gk_v4i)(r * h) & (gk_v4i)(r > 0.0));                           \
-        d = a - (A + IV * (B + IV * C));                                              \
-        nbad -= (gk_v4i)(d > 1e-6) | (gk_v4i)(d < -1e-6);                             \
-        tv = ((VV * u) * tv) * (1.0 - d * (1.0 - 0.5 * d));                          \
-        memcpy(w + 8 * t + (OFF), &tv, sizeof tv);
-        GK_TABLE_HALF(0, v0, i0)
-        GK_TABLE_HALF(4, v1, i1)
-#undef GK_TABLE_HALF
-    }
-    return nbad[0] + nbad[1] + nbad[2] + nbad[3] != 0;
-#else
-    /* without vector types the point-by-point map is as good */
-    (void)x; (void)xk; (void)twodk; (void)h; (void)mu; (void)dx; (void)t2; (void)w;
-    return 1;
-#endif
+    for (int k = 0; k < 4; k++) arg[8 + k] = -(8.0 * B) * k;
+    for (int m = 0; m < 8; m++) arg[12 + m] = -(32.0 * B) * m;
+    for (int j = 0; j < 20; j++) ex[j] = KLM_FN(exp_f64)(arg[j]);
+    for (int j = 0; j < 8; j++) V[j] = ex[j];
+    for (int m = 0; m < 8; m++)
+        for (int k = 0; k < 4; k++) U[4 * m + k] = ex[8 + k] * ex[12 + m];
+    abc[0] = A; abc[1] = B; abc[2] = C;
+    return 0;
 }
 
 /* t2[i] = exp(-C i^2) for the KL_BLOCK indices of a block. */
@@ -112,11 +90,79 @@ static void KLM_FN(gk_t2_table)(double C, double *restrict t2)
     for (int i = 0; i < KL_BLOCK; i++) t2[i] = KLM_FN(exp_f64)(-(C * i) * i);
 }
 
-/* t_i = p_i log p_i, 0 for p_i == 0; NaN or inf for a negative, NaN or infinite p_i. */
+/* t_i = p_i log p_i, 0 for p_i == 0; NaN or inf for a negative, NaN or infinite p_i.
+   log_f64 of klmath.h (same reduction, same polynomial) split into two loops at the
+   division: one long dependency chain per point fills the out-of-order window and
+   leaves the vector units idle, two shorter ones overlap across points. */
 static __attribute__((noinline)) void
 KLM_FN(gk_plogp)(const double *restrict p, ptrdiff_t len, double *restrict t)
 {
-    for (ptrdiff_t i = 0; i < len; i++) t[i] = KLM_FN(xlogy_f64)(p[i], p[i]);
+    double sb[KL_BLOCK] __attribute__((aligned(32)));
+    double fb[KL_BLOCK] __attribute__((aligned(32)));
+    double kb[KL_BLOCK] __attribute__((aligned(32)));
+    if (len > KL_BLOCK) {   /* callers pass blocks; keep the plain form for anything else */
+        for (ptrdiff_t i = 0; i < len; i++) t[i] = KLM_FN(xlogy_f64)(p[i], p[i]);
+        return;
+    }
+    /* p = 2^k z, z in [sqrt2/2, sqrt2), f = z - 1, s = f / (z + 1) (see log_f64) */
+    for (ptrdiff_t i = 0; i < len; i++) {
+        double x = p[i], xs, one, z, k;
+        uint64_t ix, sub, u, b;
+        memcpy(&ix, &x, sizeof ix);
+#if defined(__SSE4_2__)
+        sub = (uint64_t)0 - (uint64_t)(x < DBL_MIN);
+#else
+        sub = (uint64_t)0 - (((ix >> 52) - 1) >> 63);
+#endif
+        b = sub & KLM_ONE_BITS_D;
+        memcpy(&one, &b, sizeof one);
+        b = ix | b;
+        memcpy(&xs, &b, sizeof xs);
+        xs = xs - one;
+        memcpy(&ix, &xs, sizeof ix);
+        u = ix + (KLM_SIGN_D - KLM_SQRTH_BITS_D);
+        b = (u >> 52) | KLM_MAGIC_BITS_D;
+        memcpy(&k, &b, sizeof k);
+        kb[i] = (k - (0x1p52 + 2048.0)) - 1022.0 * one;
+        b = (u & KLM_MANT_D) + KLM_SQRTH_BITS_D;
+        memcpy(&z, &b, sizeof z);
+        fb[i] = z - 1.0;
+        sb[i] = (z - 1.0) / (z + 1.0);
+    }
+    for (ptrdiff_t i = 0; i < len; i++) {
+        double x = p[i], s = sb[i], f = fb[i], k = kb[i], corr, v;
+        double u = s * s;
+        double q = KLM_LG6_D + u * KLM_LG7_D;
+        q = KLM_LG5_D + u * q;
+        q = KLM_LG4_D + u * q;
+        q = KLM_LG3_D + u * q;
+        q = KLM_LG2_D + u * q;
+        q = KLM_LG1_D + u * q;
+#if defined(__FMA__)
+        double a = __builtin_fma(s, __builtin_fma(-u, q, f), -(k * KLM_LN2LO_D));
+        double r = __builtin_fma(k, KLM_LN2HI_D, -(a - f));
+#else
+        double hfsq = 0.5 * f * f;
+        double r = k * KLM_LN2HI_D - ((hfsq - (s * (hfsq + u * q) + k * KLM_LN2LO_D)) - f);
+#endif
+        /* r is finite; x r is then inf or NaN for x = inf or NaN as it must be,
+           NaN is added for x < 0, and x = 0 is masked to +0 below */
+        corr = x < 0.0 ? (double)NAN : 0.0;
+        v = x * r + corr;
+        {
+            uint64_t vb, m;
+            memcpy(&vb, &v, sizeof vb);
+#if defined(__SSE4_2__)
+            m = (uint64_t)0 - (uint64_t)(x != 0.0);
+#else
+            memcpy(&m, &x, sizeof m);
+            m = (((m & ~KLM_SIGN_D) - 1) >> 63) - 1;
+#endif
+            vb &= m;
+            memcpy(&v, &vb, sizeof v);
+        }
+        t[i] = v;
+    }
 }
 
 /* How many i in [1, len) have x[i] < x[i-1] (an integer count: it vectorises). */

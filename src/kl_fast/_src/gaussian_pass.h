@@ -28,10 +28,11 @@ static void GK_BLK(pa_block)(const void *vctx, ptrdiff_t blk, double *tot)
     const double *x = cx->x;
     double down = 0.0;
     KLM_FN(gk_plogp)(p, len, t);
-    KLM_FN(gk_pa_sums)(p, x + start, t, len, cx->ctr, cx, start, tot);
+    KLM_FN(gk_pa_sums)(p, x + start, t, len, cx->ctr, tot);
     /* the pair across the block boundary counts in the later block */
     down = (double)KLM_FN(gk_count_down)(start > 0 ? x + start - 1 : x, start > 0 ? len + 1 : len);
     tot[4] = down;
+    tot[5] = 0.0;
 }
 
 static void GK_BLK(pb_block)(const void *vctx, ptrdiff_t blk, double *tot)
@@ -44,23 +45,30 @@ static void GK_BLK(pb_block)(const void *vctx, ptrdiff_t blk, double *tot)
     KLM_FN(gk_pb_sums)(p, cx->x + start, len, cx->ctr, tot);
 }
 
-/* The weights w of a block: all 0 when the whole block is beyond exp's range
-   (sorted x, its nearest point to mu has a > 746), by the factorised tables on
-   an even grid, else point by point. */
-static inline void GK_BLK(weights)(const gk_qctx *cx, const double *x, ptrdiff_t len, double *w)
+/* How a block's weights w are made: GK_W_ZERO all 0, the whole block beyond
+   exp's range (sorted x, its nearest point to mu has a > 746); GK_W_TABLE by
+   the factorised tables (a full block of a sorted grid whose ends and middle sit
+   on the pass's even spacing; each point is checked again as it is used);
+   GK_W_EXP point by point. */
+#ifndef GK_W_ZERO
+#define GK_W_ZERO 0
+#define GK_W_TABLE 1
+#define GK_W_EXP 2
+#endif
+static inline int GK_BLK(wkind)(const gk_qctx *cx, const double *x, ptrdiff_t len)
 {
     if (cx->sorted) {
         double xn = x[0] < cx->mu ? (x[len - 1] < cx->mu ? x[len - 1] : cx->mu) : x[0];
         double e = xn - cx->xk, r = e * (e + cx->twodk);
-        if (r > 0.0 && r * cx->h > 746.0) {
-            for (ptrdiff_t i = 0; i < len; i++) w[i] = 0.0;
-            return;
-        }
+        if (r > 0.0 && r * cx->h > 746.0) return GK_W_ZERO;
     }
-    if (cx->t2 != NULL && len == KL_BLOCK
-            && KLM_FN(gk_wmap_table)(x, cx->xk, cx->twodk, cx->h, cx->mu, cx->dx, cx->t2, w) == 0)
-        return;
-    KLM_FN(gk_wmap)(x, len, cx->xk, cx->twodk, cx->h, w);
+    if (cx->t2 != NULL && len == KL_BLOCK) {
+        double tol = 1e-3 * cx->dx;
+        if (fabs(x[KL_BLOCK / 2] - (x[0] + (KL_BLOCK / 2) * cx->dx)) <= tol
+                && fabs(x[KL_BLOCK - 1] - (x[0] + (KL_BLOCK - 1) * cx->dx)) <= tol)
+            return GK_W_TABLE;
+    }
+    return GK_W_EXP;
 }
 
 #define GK_Q_BLOCK(NMOM)                                                                \
@@ -73,7 +81,12 @@ static void GK_BLK(q##NMOM##_block)(const void *vctx, ptrdiff_t blk, double *tot
     double w[KL_BLOCK] __attribute__((aligned(32)));                                    \
     const double *x = cx->x + start;                                                    \
     const double *p = GK_BLK(as_f64)((const GK_B_T *)cx->p + start * cx->sp, cx->sp, len, buf); \
-    GK_BLK(weights)(cx, x, len, w);                                                     \
+    int kind = GK_BLK(wkind)(cx, x, len);                                               \
+    if (kind == GK_W_TABLE && KLM_FN(gk_qt##NMOM##_sums)(p, x, cx->t2, cx->xk, cx->twodk, \
+                                                        cx->h, cx->mu, cx->dx, tot) == 0) \
+        return;                                                                         \
+    if (kind == GK_W_ZERO) memset(w, 0, sizeof w);                                      \
+    else KLM_FN(gk_wmap)(x, len, cx->xk, cx->twodk, cx->h, w);                          \
     KLM_FN(gk_q##NMOM##_sums)(p, x, w, len, cx->xk, cx->twodk, tot);                    \
 }
 GK_Q_BLOCK(0)
@@ -94,12 +107,9 @@ static int GK_BLK(psums)(const GK_B_T *p, ptrdiff_t sp, const double *x, ptrdiff
     double s[6], mean, var;
     cx.p = p; cx.sp = sp; cx.x = x; cx.n = n;
     cx.ctr = n > 0 ? x[n / 2] : 0.0;
-    cx.x0 = n > 0 ? x[0] : 0.0;
-    cx.dx = n > 1 ? (x[n - 1] - x[0]) / (double)(n - 1) : 0.0;
-    cx.tol = 1e-9 * fabs(cx.dx) + 64.0 * DBL_EPSILON * (n > 0 ? fmax(fabs(x[0]), fabs(x[n - 1])) : 0.0);
     out->c = cx.ctr; out->P = 0.0; out->S1 = 0.0; out->S2 = 0.0; out->H = 0.0; out->scale = 1.0;
     gk_run_blocks(GK_BLK(pa_block), &cx, n, 6, nthreads, s);
-    out->xgrid = s[4] != 0.0 ? 0.0 : (s[5] == 0.0 && cx.dx > 0.0 ? GK_X_UNIFORM : GK_X_SORTED);
+    out->xgrid = s[4] != 0.0 ? 0.0 : GK_X_SORTED;
     if (!(fabs(s[0]) <= DBL_MAX && fabs(s[1]) <= DBL_MAX && fabs(s[2]) <= DBL_MAX
           && fabs(s[3]) <= DBL_MAX)) {
         for (ptrdiff_t i = 0; i < n; i++) if (!(fabs(x[i]) <= DBL_MAX)) return GK_P_BAD_X;
@@ -143,7 +153,7 @@ static void GK_BLK(qsums##NMOM)(const GK_B_T *p, ptrdiff_t sp, const double *x, 
     cx.h = (0.5 / sigma) / sigma;                                                       \
     cx.dx = n > 1 ? (x[n - 1] - x[0]) / (double)(n - 1) : 0.0;                          \
     cx.t2 = NULL;                                                                       \
-    if (xgrid == GK_X_UNIFORM && n >= GK_TABLE_MIN_POINTS && cx.h <= DBL_MAX) {         \
+    if (cx.sorted && n >= GK_TABLE_MIN_POINTS && cx.dx > 0.0 && cx.h <= DBL_MAX) {      \
         KLM_FN(gk_t2_table)(cx.h * cx.dx * cx.dx, t2);                                  \
         cx.t2 = t2;                                                                     \
     }                                                                                   \
