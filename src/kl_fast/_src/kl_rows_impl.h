@@ -222,7 +222,7 @@ KLM_FN(kl_block_f64_body)(const double *p, const double *q, ptrdiff_t len,
     return 0;
 }
 
-static __attribute__((noinline)) int
+static inline __attribute__((always_inline)) int
 KLM_FN(kl_block_f64)(const double *p, const double *q, ptrdiff_t len, int want_sums, double *out)
 {
     if (want_sums) return KLM_FN(kl_block_f64_body)(p, q, len, 1, out);

@@ -49,7 +49,7 @@ KL_IMPL_NAME(const KL_IMPL_T *p, ptrdiff_t sp, const KL_IMPL_T *q, ptrdiff_t sq,
         {
             /* strided operands are gathered first, so every layout gives the
                same bits as the contiguous one */
-            double sums[3];
+            double sums[3] = {0.0, 0.0, 0.0};
             if (sp != 1) {
                 for (ptrdiff_t i = 0; i < len; i++) pbuf[i] = pb[i * sp];
                 pb = pbuf;
