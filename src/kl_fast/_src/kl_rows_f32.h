@@ -1,0 +1,281 @@
+/* float32 row kernel of the masked KL sum, instantiated once per
+   instruction-set target (KLM_FN gives the suffix).  No include guard on
+   purpose; included from kl_rows_impl.h.
+
+   With GCC or Clang one loop does everything for 8 elements at a time:
+   r = p / q, a division-free log(r), the term p * log(r) in float, widened
+   to double and added to 8 fixed lanes (lane j takes the elements with
+   i % 8 == j of a block of KL_F32_BLOCK, the last partial group too), and the
+   validity checks, kept as two bit-pattern accumulators tested once per
+   block.  A flagged block sends the row to the careful path, so the checks
+   only have to be conservative, never exact.  The order of operations
+   depends only on n. */
+
+#ifndef KL_F32_CONSTS
+#define KL_F32_CONSTS
+#if defined(__GNUC__) || defined(__clang__)
+typedef float kl_v8f __attribute__((vector_size(32)));
+typedef int32_t kl_v8i __attribute__((vector_size(32)));
+typedef uint32_t kl_v8u __attribute__((vector_size(32)));
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+#endif
+/* log(1 + f) = f - f^2/2 + f^3 P(f) for 1 + f in [sqrt(2)/2, sqrt(2))
+   (Cephes logf) */
+#define KL_LP0_F 3.3333331174e-1f
+#define KL_LP1_F -2.4999993993e-1f
+#define KL_LP2_F 2.0000714765e-1f
+#define KL_LP3_F -1.6668057665e-1f
+#define KL_LP4_F 1.4249322787e-1f
+#define KL_LP5_F -1.2420140846e-1f
+#define KL_LP6_F 1.1676998740e-1f
+#define KL_LP7_F -1.1514610310e-1f
+#define KL_LP8_F 7.0376836292e-2f
+#define KL_LN2_F 0x1.62e430p-1f
+/* elements per block of the fused kernel (a multiple of 16) */
+#define KL_F32_BLOCK 1024
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"  /* inline helpers pass 32-byte vectors */
+
+/* log(r) for 8 floats, each a normal, finite r > 0; any other bit pattern
+   gives some finite value (the callers' checks discard it, and p == 0 turns
+   it into a 0 term).  r = 2^k m with m in [sqrt(2)/2, sqrt(2)), found by
+   integer arithmetic on the bits, then a polynomial in f = m - 1 (exact):
+   no division, no table, no select. */
+static inline kl_v8f KLM_FN(kl_v8_log_normal)(kl_v8f r)
+{
+    kl_v8u ix, t, mb;
+    kl_v8i k;
+    kl_v8f m, f, z, f4, P, w, kf;
+    memcpy(&ix, &r, sizeof ix);
+    t = ix - UINT32_C(0x3f3504f3);
+    memcpy(&k, &t, sizeof k);
+    k >>= 23;                                   /* arithmetic: k in [-128, 127] */
+    mb = (t & UINT32_C(0x007fffff)) + UINT32_C(0x3f3504f3);
+    memcpy(&m, &mb, sizeof m);
+    kf = __builtin_convertvector(k, kl_v8f);
+    f = m - 1.0f;
+    z = f * f;
+    /* P(f) by Estrin's scheme: a short dependency chain lets more groups
+       overlap in the out-of-order window */
+    f4 = z * z;
+    P = ((KL_LP8_F * z + (KL_LP7_F * f + KL_LP6_F)) * z + (KL_LP5_F * f + KL_LP4_F)) * f4
+        + ((KL_LP3_F * f + KL_LP2_F) * z + (KL_LP1_F * f + KL_LP0_F));
+    w = P * f - 0.5f;
+#if defined(__FMA__)
+    /* fused: k * ln2 is exact inside the FMA; ln2 rounded to float costs
+       under 0.07 ulp */
+    return kf * KL_LN2_F + (w * z + f);
+#else
+    /* without FMA: ln2 split so that k * LN2HI is exact */
+    return kf * KL_LN2HI_F + (f + (w * z + kf * KL_LN2LO_F));
+#endif
+}
+
+/* Element-wise map of that log (for accuracy tests). */
+static void KLM_FN(kl_map_log_normal_f32)(const float *x, float *y, ptrdiff_t n)
+{
+    ptrdiff_t i = 0;
+    kl_v8f v;
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&v, x + i, sizeof v);
+        v = KLM_FN(kl_v8_log_normal)(v);
+        memcpy(y + i, &v, sizeof v);
+    }
+    if (i < n) {
+        float b[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+        memcpy(b, x + i, (size_t)(n - i) * sizeof(float));
+        memcpy(&v, b, sizeof v);
+        v = KLM_FN(kl_v8_log_normal)(v);
+        memcpy(b, &v, sizeof v);
+        memcpy(y + i, b, (size_t)(n - i) * sizeof(float));
+    }
+}
+
+/* Unsigned lane maximum. */
+static inline kl_v8u KLM_FN(kl_v8u_max)(kl_v8u a, kl_v8u b)
+{
+#if defined(__AVX2__)
+    return (kl_v8u)_mm256_max_epu32((__m256i)a, (__m256i)b);
+#else
+    kl_v8u m = (kl_v8u)(a > b);
+    return (a & m) | (b & ~m);
+#endif
+}
+
+/* a0 (lanes 0-3) and a1 (lanes 4-7) += t widened to double. */
+static inline void KLM_FN(kl_v8_widen_add)(kl_v8f t, kl_v4d *a0, kl_v4d *a1)
+{
+#if defined(__AVX2__)
+    *a0 += (kl_v4d)_mm256_cvtps_pd(_mm256_castps256_ps128((__m256)t));
+    *a1 += (kl_v4d)_mm256_cvtps_pd(_mm256_extractf128_ps((__m256)t, 1));
+#else
+    kl_v4f lo, hi;
+    memcpy(&lo, &t, sizeof lo);
+    memcpy(&hi, (const char *)&t + sizeof lo, sizeof hi);
+    *a0 += __builtin_convertvector(lo, kl_v4d);
+    *a1 += __builtin_convertvector(hi, kl_v4d);
+#endif
+}
+
+/* Terms p * log(p/q) of 8 elements, with the running checks: rbad collects
+   the bits of r = p/q less FLT_MIN's over the lanes with p != 0 (unsigned, so
+   >= 0x7f000000 means r was not normal, positive and finite: q == 0,
+   overflow, underflow, a negative or NaN p), qbad the bits of q
+   (>= 0x7f800000: q negative, -0, NaN or infinite).  A lane with p == 0
+   gives a 0 term whatever q is. */
+static inline kl_v8f KLM_FN(kl_v8_terms)(kl_v8f p, kl_v8f q, kl_v8u *rbad, kl_v8u *qbad)
+{
+    const kl_v8f zero = {0, 0, 0, 0, 0, 0, 0, 0};
+    kl_v8f r = p / q;
+    kl_v8u pz = (kl_v8u)(p == zero), rb, qb;
+    memcpy(&rb, &r, sizeof rb);
+    memcpy(&qb, &q, sizeof qb);
+    *rbad = KLM_FN(kl_v8u_max)(*rbad, (rb - UINT32_C(0x00800000)) & ~pz);
+    *qbad = KLM_FN(kl_v8u_max)(*qbad, qb);
+    return p * KLM_FN(kl_v8_log_normal)(r);
+}
+
+/* Lanes of (a0, a1) combined in the fixed pairwise order. */
+static inline double KLM_FN(kl_v8_lanes_total)(kl_v4d a0, kl_v4d a1)
+{
+    double lane[KL_LANES];
+    memcpy(lane, &a0, sizeof a0);
+    memcpy(lane + 4, &a1, sizeof a1);
+    return KL_LANE_SUM(lane);
+}
+
+/* KL sum of one contiguous block (len <= KL_F32_BLOCK) into out[0], and the
+   sums of p and q into out[1], out[2] when want_sums.  Lane j takes the
+   terms with i % 8 == j; two groups of 8 terms are added in float before they
+   are widened (one more rounding, the size of a term's own error) so the
+   double accumulators wait on one addition per 16 elements.  Returns 1 when
+   an element must go to the careful path, else 0. */
+static inline __attribute__((always_inline)) int
+KLM_FN(kl_block_f32_body)(const float *p, const float *q, ptrdiff_t len,
+                          int want_sums, double *out)
+{
+    const kl_v4d dz = {0.0, 0.0, 0.0, 0.0};
+    kl_v4d a0 = dz, a1 = dz, ps0 = dz, ps1 = dz, qs0 = dz, qs1 = dz;
+    kl_v8u rbad = {0, 0, 0, 0, 0, 0, 0, 0}, qbad = rbad;
+    kl_v8f p0, q0, p1, q1, t;
+    kl_v8i bad;
+    ptrdiff_t i = 0;
+    for (; i + 2 * KL_LANES <= len; i += 2 * KL_LANES) {
+        memcpy(&p0, p + i, sizeof p0);
+        memcpy(&q0, q + i, sizeof q0);
+        memcpy(&p1, p + i + KL_LANES, sizeof p1);
+        memcpy(&q1, q + i + KL_LANES, sizeof q1);
+        t = KLM_FN(kl_v8_terms)(p0, q0, &rbad, &qbad);
+        t += KLM_FN(kl_v8_terms)(p1, q1, &rbad, &qbad);
+        KLM_FN(kl_v8_widen_add)(t, &a0, &a1);
+        if (want_sums) {
+            KLM_FN(kl_v8_widen_add)(p0, &ps0, &ps1);
+            KLM_FN(kl_v8_widen_add)(q0, &qs0, &qs1);
+            KLM_FN(kl_v8_widen_add)(p1, &ps0, &ps1);
+            KLM_FN(kl_v8_widen_add)(q1, &qs0, &qs1);
+        }
+    }
+    for (; i < len; i += KL_LANES) {
+        /* one or two groups left, the last one padded with p = 0, q = 1
+           (terms 0; q = 0 in the sum of q) */
+        float pt[KL_LANES] = {0}, qt[KL_LANES] = {1, 1, 1, 1, 1, 1, 1, 1};
+        ptrdiff_t m = len - i < KL_LANES ? len - i : KL_LANES;
+        memcpy(pt, p + i, (size_t)m * sizeof(float));
+        memcpy(qt, q + i, (size_t)m * sizeof(float));
+        memcpy(&p0, pt, sizeof p0);
+        memcpy(&q0, qt, sizeof q0);
+        KLM_FN(kl_v8_widen_add)(KLM_FN(kl_v8_terms)(p0, q0, &rbad, &qbad), &a0, &a1);
+        if (want_sums) {
+            memset(qt + m, 0, (size_t)(KL_LANES - m) * sizeof(float));
+            memcpy(&q0, qt, sizeof q0);
+            KLM_FN(kl_v8_widen_add)(p0, &ps0, &ps1);
+            KLM_FN(kl_v8_widen_add)(q0, &qs0, &qs1);
+        }
+    }
+    bad = (kl_v8i)(rbad >= UINT32_C(0x7f000000)) | (kl_v8i)(qbad >= UINT32_C(0x7f800000));
+#if defined(__AVX2__)
+    if (!_mm256_testz_si256((__m256i)bad, (__m256i)bad)) return 1;
+#else
+    {
+        uint64_t w[4];
+        memcpy(w, &bad, sizeof w);
+        if (w[0] | w[1] | w[2] | w[3]) return 1;
+    }
+#endif
+    out[0] = KLM_FN(kl_v8_lanes_total)(a0, a1);
+    if (want_sums) {
+        out[1] = KLM_FN(kl_v8_lanes_total)(ps0, ps1);
+        out[2] = KLM_FN(kl_v8_lanes_total)(qs0, qs1);
+    }
+    return 0;
+}
+
+static __attribute__((noinline)) int
+KLM_FN(kl_block_f32)(const float *p, const float *q, ptrdiff_t len, int want_sums, double *out)
+{
+    if (want_sums) return KLM_FN(kl_block_f32_body)(p, q, len, 1, out);
+    return KLM_FN(kl_block_f32_body)(p, q, len, 0, out);
+}
+
+/* Row kernel: strided operands (a broadcast one has stride 0) are gathered
+   into L1 buffers a block at a time; block totals are added with Neumaier
+   compensation. */
+static int
+KLM_FN(kl_row_f32)(const float *p, ptrdiff_t sp, const float *q, ptrdiff_t sq,
+                   ptrdiff_t n, int want_sums, double *res)
+{
+    double kl = 0.0, kl_c = 0.0, ps = 0.0, ps_c = 0.0, qs = 0.0, qs_c = 0.0;
+    float pbuf[KL_F32_BLOCK] __attribute__((aligned(32)));
+    float qbuf[KL_F32_BLOCK] __attribute__((aligned(32)));
+    ptrdiff_t start = 0;
+    while (start < n) {
+        ptrdiff_t len = n - start < KL_F32_BLOCK ? n - start : KL_F32_BLOCK;
+        const float *pb = p + start * sp;
+        const float *qb = q + start * sq;
+        double sums[3];
+        if (sp != 1) {
+            for (ptrdiff_t i = 0; i < len; i++) pbuf[i] = pb[i * sp];
+            pb = pbuf;
+        }
+        if (sq != 1) {
+            for (ptrdiff_t i = 0; i < len; i++) qbuf[i] = qb[i * sq];
+            qb = qbuf;
+        }
+        if (KLM_FN(kl_block_f32)(pb, qb, len, want_sums, sums)) return KL_ROW_NEEDS_CARE;
+        /* an infinite term (p * log(p/q) beyond the float range) */
+        if (!(sums[0] <= DBL_MAX && sums[0] >= -DBL_MAX)) return KL_ROW_NEEDS_CARE;
+        kl_neumaier(&kl, &kl_c, sums[0]);
+        if (want_sums) {
+            kl_neumaier(&ps, &ps_c, sums[1]);
+            kl_neumaier(&qs, &qs_c, sums[2]);
+        }
+        start += len;
+    }
+    res[0] = kl + kl_c;
+    res[1] = ps + ps_c;
+    res[2] = qs + qs_c;
+    if (!(res[0] <= DBL_MAX && res[0] >= -DBL_MAX)) return KL_ROW_NEEDS_CARE;
+    return KL_ROW_OK;
+}
+
+#pragma GCC diagnostic pop
+#else /* no vector extensions: the generic map + lane-sum kernel */
+
+static void KLM_FN(kl_map_log_normal_f32)(const float *x, float *y, ptrdiff_t n)
+{ for (ptrdiff_t i = 0; i < n; i++) y[i] = KLM_FN(log_normal_f32)(x[i]); }
+
+#define KL_IMPL_T float
+#define KL_IMPL_W float
+#define KL_IMPL_SUM KLM_FN(kl_lane_sum_f32)
+#define KL_IMPL_TERM KLM_FN(kl_term_f32)
+#define KL_IMPL_NAME KLM_FN(kl_row_f32)
+#define KL_IMPL_MAP KLM_FN(kl_map_f32)
+#define KL_IMPL_MAP_STRIDED KLM_FN(kl_map_strided_f32)
+#include "kl_rows_loop.h"
+
+#endif
