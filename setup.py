@@ -29,7 +29,8 @@ DIRECTIVES = {
 }
 
 # Optimisation without value-changing flags: no -ffast-math, no -march=native.
-BASE_CFLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-Wno-unused-function"]
+BASE_CFLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-Wno-unused-function",
+               "-Wno-psabi"]  # static inline helpers pass 32-byte vectors
 
 OPENMP_PROBE = textwrap.dedent(
     """

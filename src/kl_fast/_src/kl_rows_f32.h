@@ -38,8 +38,6 @@ typedef uint32_t kl_v8u __attribute__((vector_size(32)));
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpsabi"  /* inline helpers pass 32-byte vectors */
 
 /* log(r) for 8 floats, each a normal, finite r > 0; any other bit pattern
    gives some finite value (the callers' checks discard it, and p == 0 turns
@@ -122,13 +120,12 @@ static inline void KLM_FN(kl_v8_widen_add)(kl_v8f t, kl_v4d *a0, kl_v4d *a1)
 #endif
 }
 
-/* Terms p * log(p/q) of 8 elements, with the running checks: rbad collects
-   the bits of r = p/q less FLT_MIN's over the lanes with p != 0 (unsigned, so
-   >= 0x7f000000 means r was not normal, positive and finite: q == 0,
-   overflow, underflow, a negative or NaN p), qbad the bits of q
-   (>= 0x7f800000: q negative, -0, NaN or infinite).  A lane with p == 0
-   gives a 0 term whatever q is. */
-static inline kl_v8f KLM_FN(kl_v8_terms)(kl_v8f p, kl_v8f q, kl_v8u *rbad, kl_v8u *qbad)
+/* r = p / q of 8 elements, with the running checks: rbad collects the bits
+   of r less FLT_MIN's over the lanes with p != 0 (unsigned, so >= 0x7f000000
+   means r was not normal, positive and finite: q == 0, overflow, underflow,
+   a negative or NaN p), qbad the bits of q (>= 0x7f800000: q negative, -0,
+   NaN or infinite). */
+static inline kl_v8f KLM_FN(kl_v8_ratio)(kl_v8f p, kl_v8f q, kl_v8u *rbad, kl_v8u *qbad)
 {
     const kl_v8f zero = {0, 0, 0, 0, 0, 0, 0, 0};
     kl_v8f r = p / q;
@@ -137,7 +134,7 @@ static inline kl_v8f KLM_FN(kl_v8_terms)(kl_v8f p, kl_v8f q, kl_v8u *rbad, kl_v8
     memcpy(&qb, &q, sizeof qb);
     *rbad = KLM_FN(kl_v8u_max)(*rbad, (rb - UINT32_C(0x00800000)) & ~pz);
     *qbad = KLM_FN(kl_v8u_max)(*qbad, qb);
-    return p * KLM_FN(kl_v8_log_normal)(r);
+    return r;
 }
 
 /* Lanes of (a0, a1) combined in the fixed pairwise order. */
@@ -162,36 +159,35 @@ KLM_FN(kl_block_f32_body)(const float *p, const float *q, ptrdiff_t len,
     const kl_v4d dz = {0.0, 0.0, 0.0, 0.0};
     kl_v4d a0 = dz, a1 = dz, ps0 = dz, ps1 = dz, qs0 = dz, qs1 = dz;
     kl_v8u rbad = {0, 0, 0, 0, 0, 0, 0, 0}, qbad = rbad;
-    kl_v8f p0, q0, p1, q1, t;
+    kl_v8f p0, q0, p1, r0, r1, t;
     kl_v8i bad;
-    ptrdiff_t i = 0;
-    for (; i + 2 * KL_LANES <= len; i += 2 * KL_LANES) {
+    float rbuf[KL_F32_BLOCK + KL_LANES] __attribute__((aligned(32)));
+    float ptail[KL_LANES] __attribute__((aligned(32)));
+    ptrdiff_t i = 0, full = len - len % KL_LANES;
+    /* pass 1: ratios and checks (and the sums of p and q) */
+    for (; i < full; i += KL_LANES) {
         memcpy(&p0, p + i, sizeof p0);
         memcpy(&q0, q + i, sizeof q0);
-        memcpy(&p1, p + i + KL_LANES, sizeof p1);
-        memcpy(&q1, q + i + KL_LANES, sizeof q1);
-        t = KLM_FN(kl_v8_terms)(p0, q0, &rbad, &qbad);
-        t += KLM_FN(kl_v8_terms)(p1, q1, &rbad, &qbad);
-        KLM_FN(kl_v8_widen_add)(t, &a0, &a1);
+        r0 = KLM_FN(kl_v8_ratio)(p0, q0, &rbad, &qbad);
+        memcpy(rbuf + i, &r0, sizeof r0);
         if (want_sums) {
             KLM_FN(kl_v8_widen_add)(p0, &ps0, &ps1);
             KLM_FN(kl_v8_widen_add)(q0, &qs0, &qs1);
-            KLM_FN(kl_v8_widen_add)(p1, &ps0, &ps1);
-            KLM_FN(kl_v8_widen_add)(q1, &qs0, &qs1);
         }
     }
-    for (; i < len; i += KL_LANES) {
-        /* one or two groups left, the last one padded with p = 0, q = 1
-           (terms 0; q = 0 in the sum of q) */
-        float pt[KL_LANES] = {0}, qt[KL_LANES] = {1, 1, 1, 1, 1, 1, 1, 1};
-        ptrdiff_t m = len - i < KL_LANES ? len - i : KL_LANES;
-        memcpy(pt, p + i, (size_t)m * sizeof(float));
-        memcpy(qt, q + i, (size_t)m * sizeof(float));
-        memcpy(&p0, pt, sizeof p0);
+    if (full < len) {
+        /* the last partial group, padded with p = 0, q = 1 (terms 0; q = 0 in
+           the sum of q) */
+        float qt[KL_LANES] = {1, 1, 1, 1, 1, 1, 1, 1};
+        memset(ptail, 0, sizeof ptail);
+        memcpy(ptail, p + full, (size_t)(len - full) * sizeof(float));
+        memcpy(qt, q + full, (size_t)(len - full) * sizeof(float));
+        memcpy(&p0, ptail, sizeof p0);
         memcpy(&q0, qt, sizeof q0);
-        KLM_FN(kl_v8_widen_add)(KLM_FN(kl_v8_terms)(p0, q0, &rbad, &qbad), &a0, &a1);
+        r0 = KLM_FN(kl_v8_ratio)(p0, q0, &rbad, &qbad);
+        memcpy(rbuf + full, &r0, sizeof r0);
         if (want_sums) {
-            memset(qt + m, 0, (size_t)(KL_LANES - m) * sizeof(float));
+            memset(qt + (len - full), 0, (size_t)(KL_LANES - (len - full)) * sizeof(float));
             memcpy(&q0, qt, sizeof q0);
             KLM_FN(kl_v8_widen_add)(p0, &ps0, &ps1);
             KLM_FN(kl_v8_widen_add)(q0, &qs0, &qs1);
@@ -207,6 +203,23 @@ KLM_FN(kl_block_f32_body)(const float *p, const float *q, ptrdiff_t len,
         if (w[0] | w[1] | w[2] | w[3]) return 1;
     }
 #endif
+    /* pass 2: terms p * log(r), two groups of 8 added in float before they
+       are widened (one more rounding, the size of a term's own error), so
+       the double accumulators wait on one addition per 16 elements */
+    for (i = 0; i + 2 * KL_LANES <= full; i += 2 * KL_LANES) {
+        memcpy(&p0, p + i, sizeof p0);
+        memcpy(&p1, p + i + KL_LANES, sizeof p1);
+        memcpy(&r0, rbuf + i, sizeof r0);
+        memcpy(&r1, rbuf + i + KL_LANES, sizeof r1);
+        t = p0 * KLM_FN(kl_v8_log_normal)(r0);
+        t += p1 * KLM_FN(kl_v8_log_normal)(r1);
+        KLM_FN(kl_v8_widen_add)(t, &a0, &a1);
+    }
+    for (; i < len; i += KL_LANES) {
+        memcpy(&p0, i < full ? p + i : ptail, sizeof p0);
+        memcpy(&r0, rbuf + i, sizeof r0);
+        KLM_FN(kl_v8_widen_add)(p0 * KLM_FN(kl_v8_log_normal)(r0), &a0, &a1);
+    }
     out[0] = KLM_FN(kl_v8_lanes_total)(a0, a1);
     if (want_sums) {
         out[1] = KLM_FN(kl_v8_lanes_total)(ps0, ps1);
@@ -263,7 +276,6 @@ KLM_FN(kl_row_f32)(const float *p, ptrdiff_t sp, const float *q, ptrdiff_t sq,
     return KL_ROW_OK;
 }
 
-#pragma GCC diagnostic pop
 #else /* no vector extensions: the generic map + lane-sum kernel */
 
 static void KLM_FN(kl_map_log_normal_f32)(const float *x, float *y, ptrdiff_t n)
