@@ -94,17 +94,6 @@ static void KLM_FN(kl_map_log_normal_f32)(const float *x, float *y, ptrdiff_t n)
     }
 }
 
-/* Unsigned lane maximum. */
-static inline kl_v8u KLM_FN(kl_v8u_max)(kl_v8u a, kl_v8u b)
-{
-#if defined(__AVX2__)
-    return (kl_v8u)_mm256_max_epu32((__m256i)a, (__m256i)b);
-#else
-    kl_v8u m = (kl_v8u)(a > b);
-    return (a & m) | (b & ~m);
-#endif
-}
-
 /* a0 (lanes 0-3) and a1 (lanes 4-7) += t widened to double. */
 static inline void KLM_FN(kl_v8_widen_add)(kl_v8f t, kl_v4d *a0, kl_v4d *a1)
 {
@@ -120,11 +109,11 @@ static inline void KLM_FN(kl_v8_widen_add)(kl_v8f t, kl_v4d *a0, kl_v4d *a1)
 #endif
 }
 
-/* r = p / q of 8 elements, with the running checks: rbad collects the bits
-   of r less FLT_MIN's over the lanes with p != 0 (unsigned, so >= 0x7f000000
-   means r was not normal, positive and finite: q == 0, overflow, underflow,
-   a negative or NaN p), qbad the bits of q (>= 0x7f800000: q negative, -0,
-   NaN or infinite). */
+/* r = p / q of 8 elements, with running checks in rbad and qbad that the
+   block test kl_v8_block_bad turns into "some element needs the careful
+   path": for a lane with p != 0, r not normal, positive and finite (q == 0,
+   overflow, underflow, a negative or NaN p); for every lane, q negative, -0,
+   NaN or infinite.  A lane with p == 0 and a valid q passes whatever r is. */
 static inline kl_v8f KLM_FN(kl_v8_ratio)(kl_v8f p, kl_v8f q, kl_v8u *rbad, kl_v8u *qbad)
 {
     const kl_v8f zero = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -132,9 +121,36 @@ static inline kl_v8f KLM_FN(kl_v8_ratio)(kl_v8f p, kl_v8f q, kl_v8u *rbad, kl_v8
     kl_v8u pz = (kl_v8u)(p == zero), rb, qb;
     memcpy(&rb, &r, sizeof rb);
     memcpy(&qb, &q, sizeof qb);
-    *rbad = KLM_FN(kl_v8u_max)(*rbad, (rb - UINT32_C(0x00800000)) & ~pz);
-    *qbad = KLM_FN(kl_v8u_max)(*qbad, qb);
+#if defined(__AVX2__)
+    /* unsigned maxima: r's bits less FLT_MIN's reach 0x7f000000 exactly
+       when r is not normal, positive and finite; q's bits reach 0x7f800000
+       when q is negative, NaN or infinite */
+    *rbad = (kl_v8u)_mm256_max_epu32((__m256i)*rbad, (__m256i)((rb - UINT32_C(0x00800000)) & ~pz));
+    *qbad = (kl_v8u)_mm256_max_epu32((__m256i)*qbad, (__m256i)qb);
+#else
+    /* the same tests as sign bits, with the additions and ORs of SSE2 */
+    {
+        kl_v8u z = rb - UINT32_C(0x00800000);
+        *rbad |= (z | (z + UINT32_C(0x01000000))) & ~pz;
+        *qbad |= qb | (qb + UINT32_C(0x00800000));
+    }
+#endif
     return r;
+}
+
+/* Whether the checks collected by kl_v8_ratio flag any lane. */
+static inline int KLM_FN(kl_v8_block_bad)(kl_v8u rbad, kl_v8u qbad)
+{
+#if defined(__AVX2__)
+    kl_v8u bad = (kl_v8u)(rbad >= UINT32_C(0x7f000000)) | (kl_v8u)(qbad >= UINT32_C(0x7f800000));
+    return !_mm256_testz_si256((__m256i)bad, (__m256i)bad);
+#else
+    uint32_t w[KL_LANES], acc = 0;
+    kl_v8u bad = rbad | qbad;
+    memcpy(w, &bad, sizeof w);
+    for (int j = 0; j < KL_LANES; j++) acc |= w[j];
+    return (int)(acc >> 31);
+#endif
 }
 
 /* Lanes of (a0, a1) combined in the fixed pairwise order. */
@@ -160,7 +176,6 @@ KLM_FN(kl_block_f32_body)(const float *p, const float *q, ptrdiff_t len,
     kl_v4d a0 = dz, a1 = dz, ps0 = dz, ps1 = dz, qs0 = dz, qs1 = dz;
     kl_v8u rbad = {0, 0, 0, 0, 0, 0, 0, 0}, qbad = rbad;
     kl_v8f p0, q0, p1, r0, r1, t;
-    kl_v8i bad;
     float rbuf[KL_F32_BLOCK + KL_LANES] __attribute__((aligned(32)));
     float ptail[KL_LANES] __attribute__((aligned(32)));
     ptrdiff_t i = 0, full = len - len % KL_LANES;
@@ -193,16 +208,7 @@ KLM_FN(kl_block_f32_body)(const float *p, const float *q, ptrdiff_t len,
             KLM_FN(kl_v8_widen_add)(q0, &qs0, &qs1);
         }
     }
-    bad = (kl_v8i)(rbad >= UINT32_C(0x7f000000)) | (kl_v8i)(qbad >= UINT32_C(0x7f800000));
-#if defined(__AVX2__)
-    if (!_mm256_testz_si256((__m256i)bad, (__m256i)bad)) return 1;
-#else
-    {
-        uint64_t w[4];
-        memcpy(w, &bad, sizeof w);
-        if (w[0] | w[1] | w[2] | w[3]) return 1;
-    }
-#endif
+    if (KLM_FN(kl_v8_block_bad)(rbad, qbad)) return 1;
     /* pass 2: terms p * log(r), two groups of 8 added in float before they
        are widened (one more rounding, the size of a term's own error), so
        the double accumulators wait on one addition per 16 elements */
