@@ -123,6 +123,29 @@ def find_bad(const floating[:] p, const floating[:] q):
     return which, index, value
 
 
+def row_status(const floating[:] p, const floating[:] q, bint check=True, bint want_sums=False):
+    """One row through the kernel of the selected path, for tests: which path
+    gave the result, and the result.
+
+    Returns (status, (kl, sum p, sum q)) with status "fast" (the vectorised
+    kernel), "careful" (it handed the row to the exact scalar path) or "bad"
+    (check is set and the row holds a negative, NaN or infinite value).
+    """
+    cdef double res[3]
+    cdef int st
+    cdef Py_ssize_t n = p.shape[0]
+    res[0] = res[1] = res[2] = 0.0
+    if q.shape[0] != n:
+        raise ValueError("row_status: p and q differ in length")
+    if n > 0:
+        st = kl_row(&p[0], p.strides[0] // sizeof(floating), &q[0], q.strides[0] // sizeof(floating),
+                    n, check, want_sums, res)
+    else:
+        st = KL_ROW_OK
+    name = "bad" if st == KL_ROW_BAD else "careful" if st == KL_ROW_CAREFUL else "fast"
+    return name, (res[0], res[1], res[2])
+
+
 cdef extern from "kl_core.h" nogil:
     int kl_math_map(int fn, int is_f32, int use_avx2, const void *x, void *y, Py_ssize_t n)
 

@@ -292,14 +292,7 @@ static inline double KLM_FN(kl_lane_sum_f32)(const float *x, ptrdiff_t len)
 #define KL_IMPL_MAP_STRIDED KLM_FN(kl_map_strided_f64)
 #include "kl_rows_loop.h"
 
-#define KL_IMPL_T float
-#define KL_IMPL_W float
-#define KL_IMPL_SUM KLM_FN(kl_lane_sum_f32)
-#define KL_IMPL_TERM KLM_FN(kl_term_f32)
-#define KL_IMPL_NAME KLM_FN(kl_row_f32)
-#define KL_IMPL_MAP KLM_FN(kl_map_f32)
-#define KL_IMPL_MAP_STRIDED KLM_FN(kl_map_strided_f32)
-#include "kl_rows_loop.h"
+#include "kl_rows_f32.h"
 
 /* Element-wise maps of the elementary functions, for accuracy tests. */
 static void KLM_FN(map_log_f64)(const double *x, double *y, ptrdiff_t n)
@@ -313,4 +306,4 @@ static void KLM_FN(map_exp_f32)(const float *x, float *y, ptrdiff_t n)
 static void KLM_FN(map_log_normal_f64)(const double *x, double *y, ptrdiff_t n)
 { for (ptrdiff_t i = 0; i < n; i++) y[i] = KLM_FN(log_normal_f64)(x[i]); }
 static void KLM_FN(map_log_normal_f32)(const float *x, float *y, ptrdiff_t n)
-{ for (ptrdiff_t i = 0; i < n; i++) y[i] = KLM_FN(log_normal_f32)(x[i]); }
+{ KLM_FN(kl_map_log_normal_f32)(x, y, n); }
