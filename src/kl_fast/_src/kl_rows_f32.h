@@ -245,46 +245,13 @@ KLM_FN(kl_block_f32)(const float *p, const float *q, ptrdiff_t len, int want_sum
     return KLM_FN(kl_block_f32_body)(p, q, len, 0, out);
 }
 
-/* Row kernel: strided operands (a broadcast one has stride 0) are gathered
-   into L1 buffers a block at a time; block totals are added with Neumaier
-   compensation. */
-static int
-KLM_FN(kl_row_f32)(const float *p, ptrdiff_t sp, const float *q, ptrdiff_t sq,
-                   ptrdiff_t n, int want_sums, double *res)
-{
-    double kl = 0.0, kl_c = 0.0, ps = 0.0, ps_c = 0.0, qs = 0.0, qs_c = 0.0;
-    float pbuf[KL_F32_BLOCK] __attribute__((aligned(32)));
-    float qbuf[KL_F32_BLOCK] __attribute__((aligned(32)));
-    ptrdiff_t start = 0;
-    while (start < n) {
-        ptrdiff_t len = n - start < KL_F32_BLOCK ? n - start : KL_F32_BLOCK;
-        const float *pb = p + start * sp;
-        const float *qb = q + start * sq;
-        double sums[3];
-        if (sp != 1) {
-            for (ptrdiff_t i = 0; i < len; i++) pbuf[i] = pb[i * sp];
-            pb = pbuf;
-        }
-        if (sq != 1) {
-            for (ptrdiff_t i = 0; i < len; i++) qbuf[i] = qb[i * sq];
-            qb = qbuf;
-        }
-        if (KLM_FN(kl_block_f32)(pb, qb, len, want_sums, sums)) return KL_ROW_NEEDS_CARE;
-        /* an infinite term (p * log(p/q) beyond the float range) */
-        if (!(sums[0] <= DBL_MAX && sums[0] >= -DBL_MAX)) return KL_ROW_NEEDS_CARE;
-        kl_neumaier(&kl, &kl_c, sums[0]);
-        if (want_sums) {
-            kl_neumaier(&ps, &ps_c, sums[1]);
-            kl_neumaier(&qs, &qs_c, sums[2]);
-        }
-        start += len;
-    }
-    res[0] = kl + kl_c;
-    res[1] = ps + ps_c;
-    res[2] = qs + qs_c;
-    if (!(res[0] <= DBL_MAX && res[0] >= -DBL_MAX)) return KL_ROW_NEEDS_CARE;
-    return KL_ROW_OK;
-}
+/* Row kernel: the shared block loop (strided operands gathered into L1
+   buffers a block at a time, block totals added with Neumaier compensation). */
+#define KL_IMPL_T float
+#define KL_IMPL_BLOCK KLM_FN(kl_block_f32)
+#define KL_IMPL_BLOCK_LEN KL_F32_BLOCK
+#define KL_IMPL_NAME KLM_FN(kl_row_f32)
+#include "kl_rows_loop.h"
 
 #else /* no vector extensions: the generic map + lane-sum kernel */
 

@@ -1,12 +1,16 @@
-/* Body of one row kernel for element type KL_IMPL_T; terms are computed in
-   KL_IMPL_W and accumulated in double.  The row is cut into blocks of
-   KL_BLOCK elements: a map loop the compiler vectorises writes the block's
-   terms to an L1-resident buffer, which is then summed in KL_LANES fixed
-   lanes; block totals are added with Neumaier compensation.  The error stays
-   near one rounding whatever n is, and the order of operations depends only
-   on n (never on the thread count).  A non-finite block total (NaN marks an
-   element the careful path must see, inf an overflowing term) returns
-   KL_ROW_NEEDS_CARE. */
+/* Body of one row kernel for element type KL_IMPL_T.  The row is cut into
+   blocks (KL_IMPL_BLOCK_LEN elements, KL_BLOCK by default) whose totals are
+   added with Neumaier compensation, so the error stays near one rounding
+   whatever n is and the order of operations depends only on n (never on the
+   thread count).  Two kinds of block:
+   - KL_IMPL_BLOCK(p, q, len, want_sums, sums): a fused block kernel that
+     computes the terms, their lane sums and its own range checks, and
+     returns nonzero for a block the careful path must see; strided operands
+     are gathered into L1 buffers first.
+   - otherwise KL_IMPL_MAP / KL_IMPL_MAP_STRIDED write the terms (in
+     KL_IMPL_W; NaN marks an element the careful path must see) to an L1
+     buffer that KL_IMPL_SUM adds in KL_LANES fixed lanes.
+   A non-finite block total returns KL_ROW_NEEDS_CARE. */
 
 #ifndef KL_IMPL_BLOCK
 /* Terms of a contiguous block: a plain loop the compiler vectorises. */
@@ -33,16 +37,19 @@ KL_IMPL_NAME(const KL_IMPL_T *p, ptrdiff_t sp, const KL_IMPL_T *q, ptrdiff_t sq,
              ptrdiff_t n, int want_sums, double *res)
 {
     double kl = 0.0, kl_c = 0.0, ps = 0.0, ps_c = 0.0, qs = 0.0, qs_c = 0.0;
+#ifndef KL_IMPL_BLOCK_LEN
+#define KL_IMPL_BLOCK_LEN KL_BLOCK
+#endif
 #ifdef KL_IMPL_BLOCK
-    KL_IMPL_T pbuf[KL_BLOCK] __attribute__((aligned(32)));
-    KL_IMPL_T qbuf[KL_BLOCK] __attribute__((aligned(32)));
+    KL_IMPL_T pbuf[KL_IMPL_BLOCK_LEN] __attribute__((aligned(32)));
+    KL_IMPL_T qbuf[KL_IMPL_BLOCK_LEN] __attribute__((aligned(32)));
 #else
     KL_IMPL_W t[KL_BLOCK] __attribute__((aligned(32)));
     double buf[KL_BLOCK] __attribute__((aligned(32)));
 #endif
     ptrdiff_t start = 0;
     while (start < n) {
-        ptrdiff_t len = n - start < KL_BLOCK ? n - start : KL_BLOCK;
+        ptrdiff_t len = n - start < KL_IMPL_BLOCK_LEN ? n - start : KL_IMPL_BLOCK_LEN;
         const KL_IMPL_T *pb = p + start * sp;
         const KL_IMPL_T *qb = q + start * sq;
 #ifdef KL_IMPL_BLOCK
@@ -59,6 +66,7 @@ KL_IMPL_NAME(const KL_IMPL_T *p, ptrdiff_t sp, const KL_IMPL_T *q, ptrdiff_t sq,
                 qb = qbuf;
             }
             if (KL_IMPL_BLOCK(pb, qb, len, want_sums, sums)) return KL_ROW_NEEDS_CARE;
+            /* an infinite term or block total */
             if (!(sums[0] <= DBL_MAX && sums[0] >= -DBL_MAX)) return KL_ROW_NEEDS_CARE;
             kl_neumaier(&kl, &kl_c, sums[0]);
             if (want_sums) {
@@ -97,3 +105,4 @@ KL_IMPL_NAME(const KL_IMPL_T *p, ptrdiff_t sp, const KL_IMPL_T *q, ptrdiff_t sq,
 #undef KL_IMPL_MAP
 #undef KL_IMPL_MAP_STRIDED
 #undef KL_IMPL_BLOCK
+#undef KL_IMPL_BLOCK_LEN
