@@ -36,12 +36,13 @@ typedef int32_t kl_v4i32 __attribute__((vector_size(16)));
 #define KL_LOG_NEGLIGIBLE_F (-1500.0f)
 #endif
 
-/* exp(x + xlo) = y 2^k for 8 floats x in [-2200, 2200] and |xlo| below a few
-   ulp of x: y in [0.7, 1.42] within 1 ulp, k = round(x / ln 2) in *k.
-   Cody-Waite reduction r = (x - k HI) - (k LO - xlo), the first difference
-   exact, then exp(r) = 1 + r + r^2 Q(r) with klmath.h's float Q, the
-   rounding of 1 + hi recovered (Fast2Sum). */
-static inline kl_v8f KLM_FN(kl_v8_exp_split)(kl_v8f x, kl_v8f xlo, kl_v8i *k)
+/* exp(x + xlo) = (y + *ylo) 2^k for 8 floats x in [-2200, 2200] and
+   |xlo| <= 2^-8: y + ylo in [0.7, 1.42] (an unevaluated float pair, far
+   better than one float ulp), k = round(x / ln 2) in *k.  Cody-Waite
+   reduction r = (x - k HI) - (k LO - xlo), the first difference exact, then
+   exp(r) = 1 + r + r^2 Q(r) with klmath.h's float Q; 1 + hi is rounded
+   and its rounding error kept in ylo (Fast2Sum) with the small terms. */
+static inline kl_v8f KLM_FN(kl_v8_exp_split)(kl_v8f x, kl_v8f xlo, kl_v8f *ylo, kl_v8i *k)
 {
     kl_v8f kt = x * KLM_INVLN2_F + KLM_SHIFT_F;
     kl_v8f kf = kt - KLM_SHIFT_F;
@@ -55,14 +56,15 @@ static inline kl_v8f KLM_FN(kl_v8_exp_split)(kl_v8f x, kl_v8f xlo, kl_v8i *k)
     kl_v8i kb;
     memcpy(&kb, &kt, sizeof kb);
     *k = kb - KL_LOG_SHIFT_BITS_F;
-    return y + (e + (r2 * q - lo));
+    *ylo = e + (r2 * q - lo);
+    return y;
 }
 
-/* (e0, e1) = y 2^k widened to double (elements 0-3 and 4-7); k + 1023 must
+/* (e0, e1) = (y + yl) 2^k in double (elements 0-3 and 4-7); k + 1023 must
    be in [1, 2046]. */
-static inline void KLM_FN(kl_v8_scale_widen)(kl_v8f y, kl_v8i k, kl_v4d *e0, kl_v4d *e1)
+static inline void KLM_FN(kl_v8_scale_widen)(kl_v8f y, kl_v8f yl, kl_v8i k, kl_v4d *e0, kl_v4d *e1)
 {
-    kl_v4f ylo, yhi;
+    kl_v4f ylo, yhi, llo, lhi;
     kl_v4i32 klo, khi;
     kl_v4i b;
     kl_v4d s;
@@ -70,12 +72,14 @@ static inline void KLM_FN(kl_v8_scale_widen)(kl_v8f y, kl_v8i k, kl_v4d *e0, kl_
     memcpy(&yhi, (const char *)&y + sizeof ylo, sizeof yhi);
     memcpy(&klo, &k, sizeof klo);
     memcpy(&khi, (const char *)&k + sizeof klo, sizeof khi);
+    memcpy(&llo, &yl, sizeof llo);
+    memcpy(&lhi, (const char *)&yl + sizeof llo, sizeof lhi);
     b = (__builtin_convertvector(klo, kl_v4i) + 1023) << 52;
     memcpy(&s, &b, sizeof s);
-    *e0 = __builtin_convertvector(ylo, kl_v4d) * s;
+    *e0 = (__builtin_convertvector(ylo, kl_v4d) + __builtin_convertvector(llo, kl_v4d)) * s;
     b = (__builtin_convertvector(khi, kl_v4i) + 1023) << 52;
     memcpy(&s, &b, sizeof s);
-    *e1 = __builtin_convertvector(yhi, kl_v4d) * s;
+    *e1 = (__builtin_convertvector(yhi, kl_v4d) + __builtin_convertvector(lhi, kl_v4d)) * s;
 }
 
 /* a = lp - (h0 + l0) as the float pair (hi, lo), TwoSum on lp - h0. */
@@ -107,7 +111,7 @@ static inline void KLM_FN(kl_log_v8_terms)(kl_v8f lp, kl_v8f lq, float h0, float
     kl_v8i fin = (kl_v8i)(lp > ninf_f) & (kl_v8i)(lq > ninf_f);
     kl_v8i keep, k;
     kl_v8f lps = KLM_FN(kl_v8_select)(fin, lp, zero), lqs = KLM_FN(kl_v8_select)(fin, lq, zero);
-    kl_v8f alo, ahi = KLM_FN(kl_v8_sub_pair)(lps, h0, l0, &alo), y;
+    kl_v8f alo, ahi = KLM_FN(kl_v8_sub_pair)(lps, h0, l0, &alo), y, yl;
     kl_v4f lo, hi;
     kl_v4d e0, e1, d0, d1;
     keep = fin & (kl_v8i)(ahi >= KL_LOG_A_MIN_F) & (kl_v8i)(ahi <= KL_LOG_A_MAX_F);
@@ -116,9 +120,10 @@ static inline void KLM_FN(kl_log_v8_terms)(kl_v8f lp, kl_v8f lq, float h0, float
     *ninf |= (kl_v8i)(lp > ninf_f) & (kl_v8i)(lq == ninf_f);
     ahi = KLM_FN(kl_v8_select)(keep, ahi, zero);
     alo = KLM_FN(kl_v8_select)(keep, alo, zero);
-    y = KLM_FN(kl_v8_exp_split)(ahi, alo, &k);
+    y = KLM_FN(kl_v8_exp_split)(ahi, alo, &yl, &k);
     y = KLM_FN(kl_v8_select)(keep, y, zero);
-    KLM_FN(kl_v8_scale_widen)(y, k, &e0, &e1);
+    yl = KLM_FN(kl_v8_select)(keep, yl, zero);
+    KLM_FN(kl_v8_scale_widen)(y, yl, k, &e0, &e1);
     memcpy(&lo, &lps, sizeof lo);
     memcpy(&hi, (const char *)&lps + sizeof lo, sizeof hi);
     d0 = __builtin_convertvector(lo, kl_v4d);
@@ -223,7 +228,7 @@ static double KLM_FN(kl_log_sumexp_f32_narrow)(const float *x, ptrdiff_t sx, ptr
         ptrdiff_t len = n - start < KL_LOG_F32_BLOCK ? n - start : KL_LOG_F32_BLOCK;
         const float *xb = x + start * sx;
         kl_v4d a0 = dz, a1 = dz, e0, e1;
-        kl_v8f v, alo, ahi, y;
+        kl_v8f v, alo, ahi, y, yl;
         kl_v8i keep, k;
         if (sx != 1) {
             for (ptrdiff_t i = 0; i < len; i++) xbuf[i] = xb[i * sx];
@@ -242,9 +247,10 @@ static double KLM_FN(kl_log_sumexp_f32_narrow)(const float *x, ptrdiff_t sx, ptr
             keep = (kl_v8i)(ahi >= KL_LOG_A_MIN_F) & (kl_v8i)(v <= FLT_MAX);
             ahi = KLM_FN(kl_v8_select)(keep, ahi, zero);
             alo = KLM_FN(kl_v8_select)(keep, alo, zero);
-            y = KLM_FN(kl_v8_exp_split)(ahi, alo, &k);
+            y = KLM_FN(kl_v8_exp_split)(ahi, alo, &yl, &k);
             y = KLM_FN(kl_v8_select)(keep, y, zero);
-            KLM_FN(kl_v8_scale_widen)(y, k, &e0, &e1);
+            yl = KLM_FN(kl_v8_select)(keep, yl, zero);
+            KLM_FN(kl_v8_scale_widen)(y, yl, k, &e0, &e1);
             a0 += e0;
             a1 += e1;
         }
@@ -260,15 +266,15 @@ static void KLM_FN(kl_map_exp_split_f32)(const float *x, const float *xlo, doubl
         float a[KL_LANES] = {0}, b[KL_LANES] = {0};
         double o[KL_LANES];
         ptrdiff_t m = n - i < KL_LANES ? n - i : KL_LANES;
-        kl_v8f va, vb, y;
+        kl_v8f va, vb, y, yl;
         kl_v8i k;
         kl_v4d e0, e1;
         memcpy(a, x + i, (size_t)m * sizeof(float));
         memcpy(b, xlo + i, (size_t)m * sizeof(float));
         memcpy(&va, a, sizeof va);
         memcpy(&vb, b, sizeof vb);
-        y = KLM_FN(kl_v8_exp_split)(va, vb, &k);
-        KLM_FN(kl_v8_scale_widen)(y, k, &e0, &e1);
+        y = KLM_FN(kl_v8_exp_split)(va, vb, &yl, &k);
+        KLM_FN(kl_v8_scale_widen)(y, yl, k, &e0, &e1);
         memcpy(o, &e0, sizeof e0);
         memcpy(o + 4, &e1, sizeof e1);
         memcpy(out + i, o, (size_t)m * sizeof(double));
