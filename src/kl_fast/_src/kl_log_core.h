@@ -133,7 +133,7 @@ static int NAME(const T *p, ptrdiff_t sp, const T *q, ptrdiff_t sq, ptrdiff_t n,
 }
 
 KL_LOG_MAX(kl_log_max_f64, double)
-KL_LOG_MAX(kl_log_max_f32, float)
+KL_LOG_MAX(kl_log_max_f32_wide, float)
 
 /* ---- dispatch ------------------------------------------------------------ */
 typedef int (*kl_log_row_f64_fn)(const double *, ptrdiff_t, const double *, ptrdiff_t,
@@ -153,6 +153,9 @@ static kl_log_sumexp_f64_fn kl_log_sumexp_f64_fast = kl_log_sumexp_f64_base;
 #define KL_LOG_HAVE_NARROW_F32 1
 static kl_log_row_f32_fn kl_log_row_f32_narrow = kl_log_row_f32_narrow_base;
 static kl_log_sumexp_f32_fn kl_log_sumexp_f32_narrow = kl_log_sumexp_f32_narrow_base;
+typedef int (*kl_log_max_f32_fn)(const float *, ptrdiff_t, const float *, ptrdiff_t, ptrdiff_t,
+                                 double *, double *);
+static kl_log_max_f32_fn kl_log_max_f32_narrow = kl_log_max_f32_narrow_base;
 #else
 #define KL_LOG_HAVE_NARROW_F32 0
 #endif
@@ -169,6 +172,7 @@ static const char *kl_log_core_init(int force_baseline)
 #if KL_LOG_HAVE_NARROW_F32
     kl_log_row_f32_narrow = kl_log_row_f32_narrow_base;
     kl_log_sumexp_f32_narrow = kl_log_sumexp_f32_narrow_base;
+    kl_log_max_f32_narrow = kl_log_max_f32_narrow_base;
 #endif
 #if KL_HAVE_AVX2_PATH
     if (!force_baseline && kl_cpu_has_avx2_fma()) {
@@ -179,6 +183,7 @@ static const char *kl_log_core_init(int force_baseline)
         kl_log_sumexp_f32_wide = kl_log_sumexp_f32_avx2;
         kl_log_row_f32_narrow = kl_log_row_f32_narrow_avx2;
         kl_log_sumexp_f32_narrow = kl_log_sumexp_f32_narrow_avx2;
+        kl_log_max_f32_narrow = kl_log_max_f32_narrow_avx2;
         return "avx2+fma";
     }
 #endif
@@ -195,6 +200,16 @@ static int kl_log_row_f32_fast(const float *p, ptrdiff_t sp, const float *q, ptr
     if (st != KL_ROW_NEEDS_CARE) return st;
 #endif
     return kl_log_row_f32_wide(p, sp, q, sq, n, lp0, lq0, res);
+}
+
+static int kl_log_max_f32(const float *p, ptrdiff_t sp, const float *q, ptrdiff_t sq,
+                          ptrdiff_t n, double *pmax, double *qmax)
+{
+#if KL_LOG_HAVE_NARROW_F32
+    return kl_log_max_f32_narrow(p, sp, q, sq, n, pmax, qmax);
+#else
+    return kl_log_max_f32_wide(p, sp, q, sq, n, pmax, qmax);
+#endif
 }
 
 static double kl_log_sumexp_f32_fast(const float *x, ptrdiff_t sx, ptrdiff_t n, double mx)

@@ -259,6 +259,58 @@ static double KLM_FN(kl_log_sumexp_f32_narrow)(const float *x, ptrdiff_t sx, ptr
     return s + s_c;
 }
 
+/* Largest finite entry of each of two float rows (-inf for an empty or all
+   -inf row), 8 lanes at a time; returns 1 when the rows hold NaN or +inf
+   (kl_log_max_f32's contract). */
+static inline kl_v8f KLM_FN(kl_v8_max_finite)(kl_v8f m, kl_v8f v, kl_v8i *bad)
+{
+    kl_v8i ok = (kl_v8i)(v <= FLT_MAX);
+    *bad |= ~ok;
+    return KLM_FN(kl_v8_select)(ok & (kl_v8i)(v > m), v, m);
+}
+
+static float KLM_FN(kl_v8_hmax)(kl_v8f m)
+{
+    float w[KL_LANES], r = -(float)HUGE_VAL;
+    memcpy(w, &m, sizeof w);
+    for (int j = 0; j < KL_LANES; j++) r = w[j] > r ? w[j] : r;
+    return r;
+}
+
+static int KLM_FN(kl_log_max_f32_narrow)(const float *p, ptrdiff_t sp, const float *q,
+                                         ptrdiff_t sq, ptrdiff_t n, double *pmax, double *qmax)
+{
+    const kl_v8f ninf_f = {-(float)HUGE_VAL, -(float)HUGE_VAL, -(float)HUGE_VAL, -(float)HUGE_VAL,
+                           -(float)HUGE_VAL, -(float)HUGE_VAL, -(float)HUGE_VAL, -(float)HUGE_VAL};
+    kl_v8f mp = ninf_f, mq = ninf_f, v;
+    kl_v8i bad = {0, 0, 0, 0, 0, 0, 0, 0};
+    ptrdiff_t i = 0;
+    if (sp == 1 && sq == 1) {
+        for (; i + KL_LANES <= n; i += KL_LANES) {
+            memcpy(&v, p + i, sizeof v);
+            mp = KLM_FN(kl_v8_max_finite)(mp, v, &bad);
+            memcpy(&v, q + i, sizeof v);
+            mq = KLM_FN(kl_v8_max_finite)(mq, v, &bad);
+        }
+    }
+    for (; i < n; i += KL_LANES) {
+        float a[KL_LANES], b[KL_LANES];
+        ptrdiff_t m = n - i < KL_LANES ? n - i : KL_LANES;
+        for (int j = 0; j < KL_LANES; j++) a[j] = b[j] = -(float)HUGE_VAL;
+        for (ptrdiff_t j = 0; j < m; j++) {
+            a[j] = p[(i + j) * sp];
+            b[j] = q[(i + j) * sq];
+        }
+        memcpy(&v, a, sizeof v);
+        mp = KLM_FN(kl_v8_max_finite)(mp, v, &bad);
+        memcpy(&v, b, sizeof v);
+        mq = KLM_FN(kl_v8_max_finite)(mq, v, &bad);
+    }
+    *pmax = (double)KLM_FN(kl_v8_hmax)(mp);
+    *qmax = (double)KLM_FN(kl_v8_hmax)(mq);
+    return KLM_FN(kl_v8i_any)(bad);
+}
+
 /* exp(x + xlo) as y 2^k in double, element-wise (for accuracy tests). */
 static void KLM_FN(kl_map_exp_split_f32)(const float *x, const float *xlo, double *out, ptrdiff_t n)
 {
