@@ -130,21 +130,8 @@ KLM_FN(gk_plogp)(const double *restrict p, ptrdiff_t len, double *restrict t)
         sb[i] = (z - 1.0) / (z + 1.0);
     }
     for (ptrdiff_t i = 0; i < len; i++) {
-        double x = p[i], s = sb[i], f = fb[i], k = kb[i], corr, v;
-        double u = s * s;
-        double q = KLM_LG6_D + u * KLM_LG7_D;
-        q = KLM_LG5_D + u * q;
-        q = KLM_LG4_D + u * q;
-        q = KLM_LG3_D + u * q;
-        q = KLM_LG2_D + u * q;
-        q = KLM_LG1_D + u * q;
-#if defined(__FMA__)
-        double a = __builtin_fma(s, __builtin_fma(-u, q, f), -(k * KLM_LN2LO_D));
-        double r = __builtin_fma(k, KLM_LN2HI_D, -(a - f));
-#else
-        double hfsq = 0.5 * f * f;
-        double r = k * KLM_LN2HI_D - ((hfsq - (s * (hfsq + u * q) + k * KLM_LN2LO_D)) - f);
-#endif
+        double x = p[i], corr, v;
+        double r = KLM_FN(log_tail_f64)(sb[i], fb[i], kb[i]);
         /* r is finite; x r is then inf or NaN for x = inf or NaN as it must be,
            NaN is added for x < 0, and x = 0 is masked to +0 below */
         corr = x < 0.0 ? (double)NAN : 0.0;

@@ -99,6 +99,29 @@
 #error "define KLM_FN(name) before including klmath.h"
 #endif
 
+/* k ln2 + log(1 + f) from the reduction of log_f64: s = f / (2 + f), k the
+   exponent (as a double).  Shared by log_f64 and loops that split the log at
+   its division. */
+static inline double KLM_FN(log_tail_f64)(double s, double f, double k)
+{
+    double u = s * s;
+    double p = KLM_LG6_D + u * KLM_LG7_D;
+    p = KLM_LG5_D + u * p;
+    p = KLM_LG4_D + u * p;
+    p = KLM_LG3_D + u * p;
+    p = KLM_LG2_D + u * p;
+    p = KLM_LG1_D + u * p;
+    /* log x = k ln2 + f - s (f - R), R = u p; explicit fma, since -std=c99 turns contraction off */
+#if defined(__FMA__)
+    double a = __builtin_fma(s, __builtin_fma(-u, p, f), -(k * KLM_LN2LO_D));
+    return __builtin_fma(k, KLM_LN2HI_D, -(a - f));
+#else
+    /* without fma, fdlibm's f - hfsq + s (hfsq + R) keeps the rounding of s below 1 ulp */
+    double hfsq = 0.5 * f * f;
+    return k * KLM_LN2HI_D - ((hfsq - (s * (hfsq + u * p) + k * KLM_LN2LO_D)) - f);
+#endif
+}
+
 /* natural log, float64; < 1 ulp; log(+-0) = -inf, log(x<0) = NaN, log(+inf) = +inf */
 static inline double KLM_FN(log_f64)(double x)
 {
@@ -126,22 +149,7 @@ static inline double KLM_FN(log_f64)(double x)
     memcpy(&z, &b, sizeof z);
     double f = z - 1.0;                                     /* exact (Sterbenz) */
     double s = f / (z + 1.0);                               /* z + 1 rounds exactly as 2 + f */
-    double u = s * s;
-    double p = KLM_LG6_D + u * KLM_LG7_D;
-    p = KLM_LG5_D + u * p;
-    p = KLM_LG4_D + u * p;
-    p = KLM_LG3_D + u * p;
-    p = KLM_LG2_D + u * p;
-    p = KLM_LG1_D + u * p;
-    /* log x = k ln2 + f - s (f - R), R = u p; explicit fma, since -std=c99 turns contraction off */
-#if defined(__FMA__)
-    double a = __builtin_fma(s, __builtin_fma(-u, p, f), -(k * KLM_LN2LO_D));
-    double r = __builtin_fma(k, KLM_LN2HI_D, -(a - f));
-#else
-    /* without fma, fdlibm's f - hfsq + s (hfsq + R) keeps the rounding of s below 1 ulp */
-    double hfsq = 0.5 * f * f;
-    double r = k * KLM_LN2HI_D - ((hfsq - (s * (hfsq + u * p) + k * KLM_LN2LO_D)) - f);
-#endif
+    double r = KLM_FN(log_tail_f64)(s, f, k);
     /* r is finite for every input; special results are added on, selects pick constants */
     corr = (x == 0.0 ? -(double)INFINITY : 0.0) + (x < 0.0 ? (double)NAN : 0.0);
     corr += x < (double)INFINITY ? 0.0 : x;                 /* +inf -> +inf, NaN -> NaN */
