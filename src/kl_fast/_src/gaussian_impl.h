@@ -106,26 +106,8 @@ KLM_FN(gk_plogp)(const double *restrict p, ptrdiff_t len, double *restrict t)
     }
     /* p = 2^k z, z in [sqrt2/2, sqrt2), f = z - 1, s = f / (z + 1) (see log_f64) */
     for (ptrdiff_t i = 0; i < len; i++) {
-        double x = p[i], xs, one, z, k;
-        uint64_t ix, sub, u, b;
-        memcpy(&ix, &x, sizeof ix);
-#if defined(__SSE4_2__)
-        sub = (uint64_t)0 - (uint64_t)(x < DBL_MIN);
-#else
-        sub = (uint64_t)0 - (((ix >> 52) - 1) >> 63);
-#endif
-        b = sub & KLM_ONE_BITS_D;
-        memcpy(&one, &b, sizeof one);
-        b = ix | b;
-        memcpy(&xs, &b, sizeof xs);
-        xs = xs - one;
-        memcpy(&ix, &xs, sizeof ix);
-        u = ix + (KLM_SIGN_D - KLM_SQRTH_BITS_D);
-        b = (u >> 52) | KLM_MAGIC_BITS_D;
-        memcpy(&k, &b, sizeof k);
-        kb[i] = (k - (0x1p52 + 2048.0)) - 1022.0 * one;
-        b = (u & KLM_MANT_D) + KLM_SQRTH_BITS_D;
-        memcpy(&z, &b, sizeof z);
+        double k, z = KLM_FN(log_reduce_f64)(p[i], &k);
+        kb[i] = k;
         fb[i] = z - 1.0;
         sb[i] = (z - 1.0) / (z + 1.0);
     }

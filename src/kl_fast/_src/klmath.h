@@ -122,11 +122,13 @@ static inline double KLM_FN(log_tail_f64)(double s, double f, double k)
 #endif
 }
 
-/* natural log, float64; < 1 ulp; log(+-0) = -inf, log(x<0) = NaN, log(+inf) = +inf */
-static inline double KLM_FN(log_f64)(double x)
+/* The reduction of log_f64: x = 2^k z with z in [sqrt2/2, sqrt2) (subnormal
+   x scaled into the normal range first), returns z and sets *k.  Shared by
+   log_f64 and loops that split the log at its division. */
+static inline double KLM_FN(log_reduce_f64)(double x, double *k)
 {
     uint64_t ix, sub, t, b;
-    double xs, one, z, k, corr;
+    double xs, one, z, kd;
     memcpy(&ix, &x, sizeof ix);
 #if defined(__SSE4_2__)
     sub = (uint64_t)0 - (uint64_t)(x < DBL_MIN);            /* all ones for subnormals, 0, < 0 */
@@ -140,13 +142,21 @@ static inline double KLM_FN(log_f64)(double x)
     memcpy(&xs, &b, sizeof xs);
     xs = xs - one;
     memcpy(&ix, &xs, sizeof ix);
-    /* x = 2^k z, z in [sqrt2/2, sqrt2); the top 12 bits of t are k + 2048 */
+    /* the top 12 bits of t are k + 2048 */
     t = ix + (KLM_SIGN_D - KLM_SQRTH_BITS_D);
     b = (t >> 52) | KLM_MAGIC_BITS_D;
-    memcpy(&k, &b, sizeof k);
-    k = (k - (0x1p52 + 2048.0)) - 1022.0 * one;            /* 2^52 + e holds e exactly */
+    memcpy(&kd, &b, sizeof kd);
+    *k = (kd - (0x1p52 + 2048.0)) - 1022.0 * one;          /* 2^52 + e holds e exactly */
     b = (t & KLM_MANT_D) + KLM_SQRTH_BITS_D;
     memcpy(&z, &b, sizeof z);
+    return z;
+}
+
+/* natural log, float64; < 1 ulp; log(+-0) = -inf, log(x<0) = NaN, log(+inf) = +inf */
+static inline double KLM_FN(log_f64)(double x)
+{
+    double k, corr;
+    double z = KLM_FN(log_reduce_f64)(x, &k);
     double f = z - 1.0;                                     /* exact (Sterbenz) */
     double s = f / (z + 1.0);                               /* z + 1 rounds exactly as 2 + f */
     double r = KLM_FN(log_tail_f64)(s, f, k);
