@@ -118,19 +118,7 @@ KLM_FN(gk_plogp)(const double *restrict p, ptrdiff_t len, double *restrict t)
            NaN is added for x < 0, and x = 0 is masked to +0 below */
         corr = x < 0.0 ? (double)NAN : 0.0;
         v = x * r + corr;
-        {
-            uint64_t vb, m;
-            memcpy(&vb, &v, sizeof vb);
-#if defined(__SSE4_2__)
-            m = (uint64_t)0 - (uint64_t)(x != 0.0);
-#else
-            memcpy(&m, &x, sizeof m);
-            m = (((m & ~KLM_SIGN_D) - 1) >> 63) - 1;
-#endif
-            vb &= m;
-            memcpy(&v, &vb, sizeof v);
-        }
-        t[i] = v;
+        t[i] = KLM_FN(zero_where_zero_f64)(v, x);
     }
 }
 

@@ -269,10 +269,9 @@ static inline float KLM_FN(exp_f32)(float x)
     return (y * s1) * s2;
 }
 
-/* x*log(y), and exactly +0 where x == +-0 whatever y is (0*log(0/0) counts 0), float64 */
-static inline double KLM_FN(xlogy_f64)(double x, double y)
+/* v, or exactly +0 where x == +-0 (a bit mask, no branch), float64 */
+static inline double KLM_FN(zero_where_zero_f64)(double v, double x)
 {
-    double v = x * KLM_FN(log_f64)(y);
     uint64_t vb, m;
     memcpy(&vb, &v, sizeof vb);
 #if defined(__SSE4_2__)
@@ -284,6 +283,12 @@ static inline double KLM_FN(xlogy_f64)(double x, double y)
     vb &= m;
     memcpy(&v, &vb, sizeof v);
     return v;
+}
+
+/* x*log(y), and exactly +0 where x == +-0 whatever y is (0*log(0/0) counts 0), float64 */
+static inline double KLM_FN(xlogy_f64)(double x, double y)
+{
+    return KLM_FN(zero_where_zero_f64)(x * KLM_FN(log_f64)(y), x);
 }
 
 /* x*log(y), and exactly +0 where x == +-0 whatever y is, float32 */
