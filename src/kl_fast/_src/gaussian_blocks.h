@@ -82,6 +82,17 @@ static inline void KLM_FN(gk_pb_sums)(const double *p, const double *x, ptrdiff_
     tot[1] = KL_LANE_SUM(b);
 }
 
+/* W1 += w e, W2 += w e^2 (NMOM >= 2), W3, W4 likewise (NMOM >= 4), in type T */
+#define GK_ADD_MOMENTS(T, W, E, A1, A2, A3, A4, NMOM)                                  \
+    if ((NMOM) >= 2) {                                                                 \
+        T gk_we_ = (W) * (E);                                                          \
+        (A1) += gk_we_; (A2) += gk_we_ * (E);                                          \
+        if ((NMOM) >= 4) {                                                             \
+            T gk_we2_ = gk_we_ * (E);                                                  \
+            (A3) += gk_we2_ * (E); (A4) += (gk_we2_ * (E)) * (E);                      \
+        }                                                                              \
+    }
+
 /* ---- q side: W, W1..W4 and Ap (see gaussian_core.h) ----------------------------
    With e = x - xk and r = e (e + 2 dk): W += w, Wk += w e^k, Ap += p max(r, 0)
    (p == 0 adds 0 even if r overflowed). */
@@ -91,11 +102,7 @@ static inline void KLM_FN(gk_pb_sums)(const double *p, const double *x, ptrdiff_
         double rp = r > 0.0 ? r : 0.0, tp = pv * rp;                                   \
         ap[J] += pv > 0.0 ? tp : 0.0;                                                  \
         a0[J] += wv;                                                                   \
-        if (NMOM >= 2) {                                                               \
-            double we = wv * e;                                                        \
-            a1[J] += we; a2[J] += we * e;                                              \
-            if (NMOM >= 4) { double we2 = we * e; a3[J] += we2 * e; a4[J] += (we2 * e) * e; } \
-        }                                                                              \
+        GK_ADD_MOMENTS(double, wv, e, a1[J], a2[J], a3[J], a4[J], NMOM);               \
     }
 
 #if GK_VEC
@@ -107,11 +114,7 @@ static inline void KLM_FN(gk_pb_sums)(const double *p, const double *x, ptrdiff_
         r = e * (e + twodk);                                                           \
         v_ap[H] += GK_POS(pv, pv * GK_POS(r, r));                                      \
         v_a0[H] += wv;                                                                 \
-        if (NMOM >= 2) {                                                               \
-            kl_v4d we = wv * e;                                                        \
-            v_a1[H] += we; v_a2[H] += we * e;                                          \
-            if (NMOM >= 4) { kl_v4d we2 = we * e; v_a3[H] += we2 * e; v_a4[H] += (we2 * e) * e; } \
-        }                                                                              \
+        GK_ADD_MOMENTS(kl_v4d, wv, e, v_a1[H], v_a2[H], v_a3[H], v_a4[H], NMOM);       \
     }
 #endif
 
@@ -180,11 +183,7 @@ GK_Q_SUMS(4)
         tv = ((VV * u) * tv) * (1.0 - d * (1.0 - 0.5 * d));                            \
         v_ap[H] += pv * rp;                                                            \
         v_a0[H] += tv;                                                                 \
-        if (NMOM >= 2) {                                                               \
-            kl_v4d we = tv * e;                                                        \
-            v_a1[H] += we; v_a2[H] += we * e;                                          \
-            if (NMOM >= 4) { kl_v4d we2 = we * e; v_a3[H] += we2 * e; v_a4[H] += (we2 * e) * e; } \
-        }                                                                              \
+        GK_ADD_MOMENTS(kl_v4d, tv, e, v_a1[H], v_a2[H], v_a3[H], v_a4[H], NMOM);       \
     }
 #define GK_QT_SUMS(NMOM)                                                               \
 static __attribute__((noinline)) int                                                   \
