@@ -93,6 +93,17 @@ static inline void KLM_FN(gk_pb_sums)(const double *p, const double *x, ptrdiff_
         }                                                                              \
     }
 
+/* the lane totals a0..a4, ap into tot[0..5] (moments not computed give 0) */
+#define GK_TOTALS(NMOM)                                                                \
+    do {                                                                               \
+        tot[0] = KL_LANE_SUM(a0);                                                      \
+        tot[1] = (NMOM) >= 2 ? KL_LANE_SUM(a1) : 0.0;                                  \
+        tot[2] = (NMOM) >= 2 ? KL_LANE_SUM(a2) : 0.0;                                  \
+        tot[3] = (NMOM) >= 4 ? KL_LANE_SUM(a3) : 0.0;                                  \
+        tot[4] = (NMOM) >= 4 ? KL_LANE_SUM(a4) : 0.0;                                  \
+        tot[5] = KL_LANE_SUM(ap);                                                      \
+    } while (0)
+
 /* ---- q side: W, W1..W4 and Ap (see gaussian_core.h) ----------------------------
    With e = x - xk and r = e (e + 2 dk): W += w, Wk += w e^k, Ap += p max(r, 0)
    (p == 0 adds 0 even if r overflowed). */
@@ -128,12 +139,7 @@ static inline void KLM_FN(gk_q##NMOM##_sums)(const double *p, const double *x,  
     ptrdiff_t full = len - len % KL_LANES, i = 0;                                      \
     GK_Q_MAIN(NMOM)                                                                    \
     for (; i < len; i++) GK_Q_SCALAR(i, i - full, NMOM)                                \
-    tot[0] = KL_LANE_SUM(a0);                                                          \
-    tot[1] = NMOM >= 2 ? KL_LANE_SUM(a1) : 0.0;                                        \
-    tot[2] = NMOM >= 2 ? KL_LANE_SUM(a2) : 0.0;                                        \
-    tot[3] = NMOM >= 4 ? KL_LANE_SUM(a3) : 0.0;                                        \
-    tot[4] = NMOM >= 4 ? KL_LANE_SUM(a4) : 0.0;                                        \
-    tot[5] = KL_LANE_SUM(ap);                                                          \
+    GK_TOTALS(NMOM);                                                                   \
 }
 
 #if GK_VEC
@@ -214,12 +220,7 @@ KLM_FN(gk_qt##NMOM##_sums)(const double *restrict p, const double *restrict x,  
     GK_LANES_OUT(a0, v_a0[0], v_a0[1]); GK_LANES_OUT(a1, v_a1[0], v_a1[1]);            \
     GK_LANES_OUT(a2, v_a2[0], v_a2[1]); GK_LANES_OUT(a3, v_a3[0], v_a3[1]);            \
     GK_LANES_OUT(a4, v_a4[0], v_a4[1]); GK_LANES_OUT(ap, v_ap[0], v_ap[1]);            \
-    tot[0] = KL_LANE_SUM(a0);                                                          \
-    tot[1] = NMOM >= 2 ? KL_LANE_SUM(a1) : 0.0;                                        \
-    tot[2] = NMOM >= 2 ? KL_LANE_SUM(a2) : 0.0;                                        \
-    tot[3] = NMOM >= 4 ? KL_LANE_SUM(a3) : 0.0;                                        \
-    tot[4] = NMOM >= 4 ? KL_LANE_SUM(a4) : 0.0;                                        \
-    tot[5] = KL_LANE_SUM(ap);                                                          \
+    GK_TOTALS(NMOM);                                                                   \
     return 0;                                                                          \
 }
 #else
