@@ -82,6 +82,28 @@ static inline void KLM_FN(gk_pb_sums)(const double *p, const double *x, ptrdiff_
     tot[1] = KL_LANE_SUM(b);
 }
 
+/* W1 += w e, W2 += w e^2 (NMOM >= 2), W3, W4 likewise (NMOM >= 4), in type T */
+#define GK_ADD_MOMENTS(T, W, E, A1, A2, A3, A4, NMOM)                                  \
+    if ((NMOM) >= 2) {                                                                 \
+        T gk_we_ = (W) * (E);                                                          \
+        (A1) += gk_we_; (A2) += gk_we_ * (E);                                          \
+        if ((NMOM) >= 4) {                                                             \
+            T gk_we2_ = gk_we_ * (E);                                                  \
+            (A3) += gk_we2_ * (E); (A4) += (gk_we2_ * (E)) * (E);                      \
+        }                                                                              \
+    }
+
+/* the lane totals a0..a4, ap into tot[0..5] (moments not computed give 0) */
+#define GK_TOTALS(NMOM)                                                                \
+    do {                                                                               \
+        tot[0] = KL_LANE_SUM(a0);                                                      \
+        tot[1] = (NMOM) >= 2 ? KL_LANE_SUM(a1) : 0.0;                                  \
+        tot[2] = (NMOM) >= 2 ? KL_LANE_SUM(a2) : 0.0;                                  \
+        tot[3] = (NMOM) >= 4 ? KL_LANE_SUM(a3) : 0.0;                                  \
+        tot[4] = (NMOM) >= 4 ? KL_LANE_SUM(a4) : 0.0;                                  \
+        tot[5] = KL_LANE_SUM(ap);                                                      \
+    } while (0)
+
 /* ---- q side: W, W1..W4 and Ap (see gaussian_core.h) ----------------------------
    With e = x - xk and r = e (e + 2 dk): W += w, Wk += w e^k, Ap += p max(r, 0)
    (p == 0 adds 0 even if r overflowed). */
@@ -91,11 +113,7 @@ static inline void KLM_FN(gk_pb_sums)(const double *p, const double *x, ptrdiff_
         double rp = r > 0.0 ? r : 0.0, tp = pv * rp;                                   \
         ap[J] += pv > 0.0 ? tp : 0.0;                                                  \
         a0[J] += wv;                                                                   \
-        if (NMOM >= 2) {                                                               \
-            double we = wv * e;                                                        \
-            a1[J] += we; a2[J] += we * e;                                              \
-            if (NMOM >= 4) { double we2 = we * e; a3[J] += we2 * e; a4[J] += (we2 * e) * e; } \
-        }                                                                              \
+        GK_ADD_MOMENTS(double, wv, e, a1[J], a2[J], a3[J], a4[J], NMOM);               \
     }
 
 #if GK_VEC
@@ -107,11 +125,7 @@ static inline void KLM_FN(gk_pb_sums)(const double *p, const double *x, ptrdiff_
         r = e * (e + twodk);                                                           \
         v_ap[H] += GK_POS(pv, pv * GK_POS(r, r));                                      \
         v_a0[H] += wv;                                                                 \
-        if (NMOM >= 2) {                                                               \
-            kl_v4d we = wv * e;                                                        \
-            v_a1[H] += we; v_a2[H] += we * e;                                          \
-            if (NMOM >= 4) { kl_v4d we2 = we * e; v_a3[H] += we2 * e; v_a4[H] += (we2 * e) * e; } \
-        }                                                                              \
+        GK_ADD_MOMENTS(kl_v4d, wv, e, v_a1[H], v_a2[H], v_a3[H], v_a4[H], NMOM);       \
     }
 #endif
 
@@ -125,12 +139,7 @@ static inline void KLM_FN(gk_q##NMOM##_sums)(const double *p, const double *x,  
     ptrdiff_t full = len - len % KL_LANES, i = 0;                                      \
     GK_Q_MAIN(NMOM)                                                                    \
     for (; i < len; i++) GK_Q_SCALAR(i, i - full, NMOM)                                \
-    tot[0] = KL_LANE_SUM(a0);                                                          \
-    tot[1] = NMOM >= 2 ? KL_LANE_SUM(a1) : 0.0;                                        \
-    tot[2] = NMOM >= 2 ? KL_LANE_SUM(a2) : 0.0;                                        \
-    tot[3] = NMOM >= 4 ? KL_LANE_SUM(a3) : 0.0;                                        \
-    tot[4] = NMOM >= 4 ? KL_LANE_SUM(a4) : 0.0;                                        \
-    tot[5] = KL_LANE_SUM(ap);                                                          \
+    GK_TOTALS(NMOM);                                                                   \
 }
 
 #if GK_VEC
@@ -180,11 +189,7 @@ GK_Q_SUMS(4)
         tv = ((VV * u) * tv) * (1.0 - d * (1.0 - 0.5 * d));                            \
         v_ap[H] += pv * rp;                                                            \
         v_a0[H] += tv;                                                                 \
-        if (NMOM >= 2) {                                                               \
-            kl_v4d we = tv * e;                                                        \
-            v_a1[H] += we; v_a2[H] += we * e;                                          \
-            if (NMOM >= 4) { kl_v4d we2 = we * e; v_a3[H] += we2 * e; v_a4[H] += (we2 * e) * e; } \
-        }                                                                              \
+        GK_ADD_MOMENTS(kl_v4d, tv, e, v_a1[H], v_a2[H], v_a3[H], v_a4[H], NMOM);       \
     }
 #define GK_QT_SUMS(NMOM)                                                               \
 static __attribute__((noinline)) int                                                   \
@@ -215,12 +220,7 @@ KLM_FN(gk_qt##NMOM##_sums)(const double *restrict p, const double *restrict x,  
     GK_LANES_OUT(a0, v_a0[0], v_a0[1]); GK_LANES_OUT(a1, v_a1[0], v_a1[1]);            \
     GK_LANES_OUT(a2, v_a2[0], v_a2[1]); GK_LANES_OUT(a3, v_a3[0], v_a3[1]);            \
     GK_LANES_OUT(a4, v_a4[0], v_a4[1]); GK_LANES_OUT(ap, v_ap[0], v_ap[1]);            \
-    tot[0] = KL_LANE_SUM(a0);                                                          \
-    tot[1] = NMOM >= 2 ? KL_LANE_SUM(a1) : 0.0;                                        \
-    tot[2] = NMOM >= 2 ? KL_LANE_SUM(a2) : 0.0;                                        \
-    tot[3] = NMOM >= 4 ? KL_LANE_SUM(a3) : 0.0;                                        \
-    tot[4] = NMOM >= 4 ? KL_LANE_SUM(a4) : 0.0;                                        \
-    tot[5] = KL_LANE_SUM(ap);                                                          \
+    GK_TOTALS(NMOM);                                                                   \
     return 0;                                                                          \
 }
 #else

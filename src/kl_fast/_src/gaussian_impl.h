@@ -106,62 +106,19 @@ KLM_FN(gk_plogp)(const double *restrict p, ptrdiff_t len, double *restrict t)
     }
     /* p = 2^k z, z in [sqrt2/2, sqrt2), f = z - 1, s = f / (z + 1) (see log_f64) */
     for (ptrdiff_t i = 0; i < len; i++) {
-        double x = p[i], xs, one, z, k;
-        uint64_t ix, sub, u, b;
-        memcpy(&ix, &x, sizeof ix);
-#if defined(__SSE4_2__)
-        sub = (uint64_t)0 - (uint64_t)(x < DBL_MIN);
-#else
-        sub = (uint64_t)0 - (((ix >> 52) - 1) >> 63);
-#endif
-        b = sub & KLM_ONE_BITS_D;
-        memcpy(&one, &b, sizeof one);
-        b = ix | b;
-        memcpy(&xs, &b, sizeof xs);
-        xs = xs - one;
-        memcpy(&ix, &xs, sizeof ix);
-        u = ix + (KLM_SIGN_D - KLM_SQRTH_BITS_D);
-        b = (u >> 52) | KLM_MAGIC_BITS_D;
-        memcpy(&k, &b, sizeof k);
-        kb[i] = (k - (0x1p52 + 2048.0)) - 1022.0 * one;
-        b = (u & KLM_MANT_D) + KLM_SQRTH_BITS_D;
-        memcpy(&z, &b, sizeof z);
+        double k, z = KLM_FN(log_reduce_f64)(p[i], &k);
+        kb[i] = k;
         fb[i] = z - 1.0;
         sb[i] = (z - 1.0) / (z + 1.0);
     }
     for (ptrdiff_t i = 0; i < len; i++) {
-        double x = p[i], s = sb[i], f = fb[i], k = kb[i], corr, v;
-        double u = s * s;
-        double q = KLM_LG6_D + u * KLM_LG7_D;
-        q = KLM_LG5_D + u * q;
-        q = KLM_LG4_D + u * q;
-        q = KLM_LG3_D + u * q;
-        q = KLM_LG2_D + u * q;
-        q = KLM_LG1_D + u * q;
-#if defined(__FMA__)
-        double a = __builtin_fma(s, __builtin_fma(-u, q, f), -(k * KLM_LN2LO_D));
-        double r = __builtin_fma(k, KLM_LN2HI_D, -(a - f));
-#else
-        double hfsq = 0.5 * f * f;
-        double r = k * KLM_LN2HI_D - ((hfsq - (s * (hfsq + u * q) + k * KLM_LN2LO_D)) - f);
-#endif
+        double x = p[i], corr, v;
+        double r = KLM_FN(log_tail_f64)(sb[i], fb[i], kb[i]);
         /* r is finite; x r is then inf or NaN for x = inf or NaN as it must be,
            NaN is added for x < 0, and x = 0 is masked to +0 below */
         corr = x < 0.0 ? (double)NAN : 0.0;
         v = x * r + corr;
-        {
-            uint64_t vb, m;
-            memcpy(&vb, &v, sizeof vb);
-#if defined(__SSE4_2__)
-            m = (uint64_t)0 - (uint64_t)(x != 0.0);
-#else
-            memcpy(&m, &x, sizeof m);
-            m = (((m & ~KLM_SIGN_D) - 1) >> 63) - 1;
-#endif
-            vb &= m;
-            memcpy(&v, &vb, sizeof v);
-        }
-        t[i] = v;
+        t[i] = KLM_FN(zero_where_zero_f64)(v, x);
     }
 }
 

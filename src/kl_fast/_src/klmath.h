@@ -99,11 +99,36 @@
 #error "define KLM_FN(name) before including klmath.h"
 #endif
 
-/* natural log, float64; < 1 ulp; log(+-0) = -inf, log(x<0) = NaN, log(+inf) = +inf */
-static inline double KLM_FN(log_f64)(double x)
+/* k ln2 + log(1 + f) from the reduction of log_f64: s = f / (2 + f), k the
+   exponent (as a double).  Shared by log_f64 and loops that split the log at
+   its division. */
+static inline double KLM_FN(log_tail_f64)(double s, double f, double k)
+{
+    double u = s * s;
+    double p = KLM_LG6_D + u * KLM_LG7_D;
+    p = KLM_LG5_D + u * p;
+    p = KLM_LG4_D + u * p;
+    p = KLM_LG3_D + u * p;
+    p = KLM_LG2_D + u * p;
+    p = KLM_LG1_D + u * p;
+    /* log x = k ln2 + f - s (f - R), R = u p; explicit fma, since -std=c99 turns contraction off */
+#if defined(__FMA__)
+    double a = __builtin_fma(s, __builtin_fma(-u, p, f), -(k * KLM_LN2LO_D));
+    return __builtin_fma(k, KLM_LN2HI_D, -(a - f));
+#else
+    /* without fma, fdlibm's f - hfsq + s (hfsq + R) keeps the rounding of s below 1 ulp */
+    double hfsq = 0.5 * f * f;
+    return k * KLM_LN2HI_D - ((hfsq - (s * (hfsq + u * p) + k * KLM_LN2LO_D)) - f);
+#endif
+}
+
+/* The reduction of log_f64: x = 2^k z with z in [sqrt2/2, sqrt2) (subnormal
+   x scaled into the normal range first), returns z and sets *k.  Shared by
+   log_f64 and loops that split the log at its division. */
+static inline double KLM_FN(log_reduce_f64)(double x, double *k)
 {
     uint64_t ix, sub, t, b;
-    double xs, one, z, k, corr;
+    double xs, one, z, kd;
     memcpy(&ix, &x, sizeof ix);
 #if defined(__SSE4_2__)
     sub = (uint64_t)0 - (uint64_t)(x < DBL_MIN);            /* all ones for subnormals, 0, < 0 */
@@ -117,31 +142,24 @@ static inline double KLM_FN(log_f64)(double x)
     memcpy(&xs, &b, sizeof xs);
     xs = xs - one;
     memcpy(&ix, &xs, sizeof ix);
-    /* x = 2^k z, z in [sqrt2/2, sqrt2); the top 12 bits of t are k + 2048 */
+    /* the top 12 bits of t are k + 2048 */
     t = ix + (KLM_SIGN_D - KLM_SQRTH_BITS_D);
     b = (t >> 52) | KLM_MAGIC_BITS_D;
-    memcpy(&k, &b, sizeof k);
-    k = (k - (0x1p52 + 2048.0)) - 1022.0 * one;            /* 2^52 + e holds e exactly */
+    memcpy(&kd, &b, sizeof kd);
+    *k = (kd - (0x1p52 + 2048.0)) - 1022.0 * one;          /* 2^52 + e holds e exactly */
     b = (t & KLM_MANT_D) + KLM_SQRTH_BITS_D;
     memcpy(&z, &b, sizeof z);
+    return z;
+}
+
+/* natural log, float64; < 1 ulp; log(+-0) = -inf, log(x<0) = NaN, log(+inf) = +inf */
+static inline double KLM_FN(log_f64)(double x)
+{
+    double k, corr;
+    double z = KLM_FN(log_reduce_f64)(x, &k);
     double f = z - 1.0;                                     /* exact (Sterbenz) */
     double s = f / (z + 1.0);                               /* z + 1 rounds exactly as 2 + f */
-    double u = s * s;
-    double p = KLM_LG6_D + u * KLM_LG7_D;
-    p = KLM_LG5_D + u * p;
-    p = KLM_LG4_D + u * p;
-    p = KLM_LG3_D + u * p;
-    p = KLM_LG2_D + u * p;
-    p = KLM_LG1_D + u * p;
-    /* log x = k ln2 + f - s (f - R), R = u p; explicit fma, since -std=c99 turns contraction off */
-#if defined(__FMA__)
-    double a = __builtin_fma(s, __builtin_fma(-u, p, f), -(k * KLM_LN2LO_D));
-    double r = __builtin_fma(k, KLM_LN2HI_D, -(a - f));
-#else
-    /* without fma, fdlibm's f - hfsq + s (hfsq + R) keeps the rounding of s below 1 ulp */
-    double hfsq = 0.5 * f * f;
-    double r = k * KLM_LN2HI_D - ((hfsq - (s * (hfsq + u * p) + k * KLM_LN2LO_D)) - f);
-#endif
+    double r = KLM_FN(log_tail_f64)(s, f, k);
     /* r is finite for every input; special results are added on, selects pick constants */
     corr = (x == 0.0 ? -(double)INFINITY : 0.0) + (x < 0.0 ? (double)NAN : 0.0);
     corr += x < (double)INFINITY ? 0.0 : x;                 /* +inf -> +inf, NaN -> NaN */
@@ -251,10 +269,9 @@ static inline float KLM_FN(exp_f32)(float x)
     return (y * s1) * s2;
 }
 
-/* x*log(y), and exactly +0 where x == +-0 whatever y is (0*log(0/0) counts 0), float64 */
-static inline double KLM_FN(xlogy_f64)(double x, double y)
+/* v, or exactly +0 where x == +-0 (a bit mask, no branch), float64 */
+static inline double KLM_FN(zero_where_zero_f64)(double v, double x)
 {
-    double v = x * KLM_FN(log_f64)(y);
     uint64_t vb, m;
     memcpy(&vb, &v, sizeof vb);
 #if defined(__SSE4_2__)
@@ -266,6 +283,12 @@ static inline double KLM_FN(xlogy_f64)(double x, double y)
     vb &= m;
     memcpy(&v, &vb, sizeof v);
     return v;
+}
+
+/* x*log(y), and exactly +0 where x == +-0 whatever y is (0*log(0/0) counts 0), float64 */
+static inline double KLM_FN(xlogy_f64)(double x, double y)
+{
+    return KLM_FN(zero_where_zero_f64)(x * KLM_FN(log_f64)(y), x);
 }
 
 /* x*log(y), and exactly +0 where x == +-0 whatever y is, float32 */
