@@ -8,7 +8,7 @@
    rounded to float from double.  The pair terms
    (s / 4) g(d) of js_rows_impl.h are computed in float, 8 at a time:
    d = (x - y) / s is accurate to a few ulp because x - y is formed before
-   any rounding that matters (in float when r == 1, where it is exact for
+   any rounding that matters (in float when a == b, where it is exact for
    y / 2 <= x <= 2 y; in double when a != b), so the series branch keeps its
    full relative accuracy near q == p.  g comes from its series, shortened
    to float precision, for |d| < 1/2, else from u log u + v log v with
