@@ -34,3 +34,5 @@ cdef extern from "kl_log_core.h" nogil:
                             Py_ssize_t n, int *which, Py_ssize_t *index, double *value)
     int kl_log_find_bad_f32(const float *lp, Py_ssize_t sp, const float *lq, Py_ssize_t sq,
                             Py_ssize_t n, int *which, Py_ssize_t *index, double *value)
+    int kl_log_exp_split_map(int use_avx2, const float *x, const float *xlo, double *out,
+                             Py_ssize_t n)

@@ -235,4 +235,21 @@ def masked_log_rows(const double[:, ::1] x, double[:, ::1] out, int n_threads):
             kl_masked_log_f64(&x[i, 0], &out[i, 0], n)
 
 
+def exp_split_map(const float[::1] x, const float[::1] xlo, str path):
+    """exp(x + xlo) of the float32 log-space kernel (its y 2^k, returned as
+    float64), element-wise on the given path, for accuracy tests."""
+    import numpy as _np
+    if xlo.shape[0] != x.shape[0]:
+        raise ValueError("exp_split_map: x and xlo differ in length")
+    if path not in ("baseline", "avx2+fma"):
+        raise ValueError(f"exp_split_map: unknown path {path!r}")
+    out = _np.empty(x.shape[0], dtype=_np.float64)
+    cdef double[::1] o = out
+    if x.shape[0] == 0:
+        return out
+    if kl_log_exp_split_map(path == "avx2+fma", &x[0], &xlo[0], &o[0], x.shape[0]) != 0:
+        raise RuntimeError(f"exp_split_map: the {path} path is not available here")
+    return out
+
+
 select_isa(False)

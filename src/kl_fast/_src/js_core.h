@@ -128,20 +128,43 @@ typedef int (*js_row_f32_fn)(const float *, ptrdiff_t, const float *, ptrdiff_t,
                              double, double, double *);
 
 static js_row_f64_fn js_row_f64_fast = js_row_f64_base;
-static js_row_f32_fn js_row_f32_fast = js_row_f32_base;
+/* float32: computed in float (narrow) where it can be, else in float64 (wide) */
+#if defined(__GNUC__) || defined(__clang__)
+#define JS_HAVE_NARROW_F32 1
+static js_row_f32_fn js_row_f32_narrow = js_row_f32_narrow_base;
+#else
+#define JS_HAVE_NARROW_F32 0
+#endif
+static js_row_f32_fn js_row_f32_wide = js_row_f32_base;
 
 static const char *js_core_init(int force_baseline)
 {
     js_row_f64_fast = js_row_f64_base;
-    js_row_f32_fast = js_row_f32_base;
+    js_row_f32_wide = js_row_f32_base;
+#if JS_HAVE_NARROW_F32
+    js_row_f32_narrow = js_row_f32_narrow_base;
+#endif
 #if KL_HAVE_AVX2_PATH
     if (!force_baseline && kl_cpu_has_avx2_fma()) {
         js_row_f64_fast = js_row_f64_avx2;
-        js_row_f32_fast = js_row_f32_avx2;
+        js_row_f32_wide = js_row_f32_avx2;
+        js_row_f32_narrow = js_row_f32_narrow_avx2;
         return "avx2+fma";
     }
 #endif
     return "baseline";
+}
+
+/* float32 fast path: the float kernel, then the float64 one for a row it
+   hands back (either may still return KL_ROW_NEEDS_CARE). */
+static int js_row_f32_fast(const float *p, ptrdiff_t sp, const float *q, ptrdiff_t sq,
+                           ptrdiff_t n, double a, double b, double *res)
+{
+#if JS_HAVE_NARROW_F32
+    int st = js_row_f32_narrow(p, sp, q, sq, n, a, b, res);
+    if (st != KL_ROW_NEEDS_CARE) return st;
+#endif
+    return js_row_f32_wide(p, sp, q, sq, n, a, b, res);
 }
 
 /* JS of the scaled row pair (a p, b q) into res[0]; no validation beyond

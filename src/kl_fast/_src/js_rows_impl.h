@@ -75,3 +75,5 @@ JS_ROW_IMPL(KLM_FN(js_row_f32), KLM_FN(js_map_f32), KLM_FN(js_map_strided_f32), 
 
 #undef JS_ROW_MAPS
 #undef JS_ROW_IMPL
+
+#include "js_rows_f32.h"

@@ -133,7 +133,7 @@ static int NAME(const T *p, ptrdiff_t sp, const T *q, ptrdiff_t sq, ptrdiff_t n,
 }
 
 KL_LOG_MAX(kl_log_max_f64, double)
-KL_LOG_MAX(kl_log_max_f32, float)
+KL_LOG_MAX(kl_log_max_f32_wide, float)
 
 /* ---- dispatch ------------------------------------------------------------ */
 typedef int (*kl_log_row_f64_fn)(const double *, ptrdiff_t, const double *, ptrdiff_t,
@@ -147,28 +147,99 @@ typedef void (*kl_masked_log_fn)(const double *, double *, ptrdiff_t);
 
 static kl_masked_log_fn kl_masked_log_f64 = masked_log_f64_base;
 static kl_log_row_f64_fn kl_log_row_f64_fast = kl_log_row_f64_base;
-static kl_log_row_f32_fn kl_log_row_f32_fast = kl_log_row_f32_base;
 static kl_log_sumexp_f64_fn kl_log_sumexp_f64_fast = kl_log_sumexp_f64_base;
-static kl_log_sumexp_f32_fn kl_log_sumexp_f32_fast = kl_log_sumexp_f32_base;
+/* float32: computed in float (narrow) where it can be, else in float64 (wide) */
+#if defined(__GNUC__) || defined(__clang__)
+#define KL_LOG_HAVE_NARROW_F32 1
+static kl_log_row_f32_fn kl_log_row_f32_narrow = kl_log_row_f32_narrow_base;
+static kl_log_sumexp_f32_fn kl_log_sumexp_f32_narrow = kl_log_sumexp_f32_narrow_base;
+typedef int (*kl_log_max_f32_fn)(const float *, ptrdiff_t, const float *, ptrdiff_t, ptrdiff_t,
+                                 double *, double *);
+static kl_log_max_f32_fn kl_log_max_f32_narrow = kl_log_max_f32_narrow_base;
+#else
+#define KL_LOG_HAVE_NARROW_F32 0
+#endif
+static kl_log_row_f32_fn kl_log_row_f32_wide = kl_log_row_f32_base;
+static kl_log_sumexp_f32_fn kl_log_sumexp_f32_wide = kl_log_sumexp_f32_base;
 
 static const char *kl_log_core_init(int force_baseline)
 {
     kl_masked_log_f64 = masked_log_f64_base;
     kl_log_row_f64_fast = kl_log_row_f64_base;
-    kl_log_row_f32_fast = kl_log_row_f32_base;
+    kl_log_row_f32_wide = kl_log_row_f32_base;
     kl_log_sumexp_f64_fast = kl_log_sumexp_f64_base;
-    kl_log_sumexp_f32_fast = kl_log_sumexp_f32_base;
+    kl_log_sumexp_f32_wide = kl_log_sumexp_f32_base;
+#if KL_LOG_HAVE_NARROW_F32
+    kl_log_row_f32_narrow = kl_log_row_f32_narrow_base;
+    kl_log_sumexp_f32_narrow = kl_log_sumexp_f32_narrow_base;
+    kl_log_max_f32_narrow = kl_log_max_f32_narrow_base;
+#endif
 #if KL_HAVE_AVX2_PATH
     if (!force_baseline && kl_cpu_has_avx2_fma()) {
         kl_masked_log_f64 = masked_log_f64_avx2;
         kl_log_row_f64_fast = kl_log_row_f64_avx2;
-        kl_log_row_f32_fast = kl_log_row_f32_avx2;
+        kl_log_row_f32_wide = kl_log_row_f32_avx2;
         kl_log_sumexp_f64_fast = kl_log_sumexp_f64_avx2;
-        kl_log_sumexp_f32_fast = kl_log_sumexp_f32_avx2;
+        kl_log_sumexp_f32_wide = kl_log_sumexp_f32_avx2;
+        kl_log_row_f32_narrow = kl_log_row_f32_narrow_avx2;
+        kl_log_sumexp_f32_narrow = kl_log_sumexp_f32_narrow_avx2;
+        kl_log_max_f32_narrow = kl_log_max_f32_narrow_avx2;
         return "avx2+fma";
     }
 #endif
     return "baseline";
+}
+
+/* float32 fast path: the float kernel, then the float64 one for a row it
+   hands back (which may still return KL_ROW_NEEDS_CARE). */
+static int kl_log_row_f32_fast(const float *p, ptrdiff_t sp, const float *q, ptrdiff_t sq,
+                               ptrdiff_t n, double lp0, double lq0, double *res)
+{
+#if KL_LOG_HAVE_NARROW_F32
+    int st = kl_log_row_f32_narrow(p, sp, q, sq, n, lp0, lq0, res);
+    if (st != KL_ROW_NEEDS_CARE) return st;
+#endif
+    return kl_log_row_f32_wide(p, sp, q, sq, n, lp0, lq0, res);
+}
+
+static int kl_log_max_f32(const float *p, ptrdiff_t sp, const float *q, ptrdiff_t sq,
+                          ptrdiff_t n, double *pmax, double *qmax)
+{
+#if KL_LOG_HAVE_NARROW_F32
+    return kl_log_max_f32_narrow(p, sp, q, sq, n, pmax, qmax);
+#else
+    return kl_log_max_f32_wide(p, sp, q, sq, n, pmax, qmax);
+#endif
+}
+
+static double kl_log_sumexp_f32_fast(const float *x, ptrdiff_t sx, ptrdiff_t n, double mx)
+{
+#if KL_LOG_HAVE_NARROW_F32
+    if (fabs(mx) <= 0x1p16) return kl_log_sumexp_f32_narrow(x, sx, n, mx);
+#endif
+    return kl_log_sumexp_f32_wide(x, sx, n, mx);
+}
+
+/* exp(x + xlo) of the float kernels, as y 2^k in double (for accuracy tests);
+   -1 when that path is not available. */
+static int kl_log_exp_split_map(int use_avx2, const float *x, const float *xlo, double *out,
+                                ptrdiff_t n)
+{
+    if (use_avx2) {
+#if KL_HAVE_AVX2_PATH
+        if (!kl_cpu_has_avx2_fma()) return -1;
+        kl_map_exp_split_f32_avx2(x, xlo, out, n);
+        return 0;
+#else
+        return -1;
+#endif
+    }
+#if KL_LOG_HAVE_NARROW_F32
+    kl_map_exp_split_f32_base(x, xlo, out, n);
+    return 0;
+#else
+    return -1;
+#endif
 }
 
 /* One row of kl_div_log: res = (KL, lp0, lq0) where lp0, lq0 are the

@@ -117,3 +117,5 @@ KLM_FN(masked_log_f64)(const double *restrict x, double *restrict y, ptrdiff_t n
 
 #undef KL_LOG_ROW_IMPL
 #undef KL_LOG_SUMEXP_IMPL
+
+#include "kl_log_rows_f32.h"
