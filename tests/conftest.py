@@ -1,3 +1,4 @@
+import decimal
 import os
 
 import numpy as np
@@ -14,3 +15,18 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261124)
+
+
+def exact_js(p, q):
+    """JS of two 1-D arrays summed in 50-digit decimal arithmetic."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = 50
+        total = decimal.Decimal(0)
+        for x, y in zip(np.asarray(p, dtype=np.float64).tolist(), np.asarray(q, dtype=np.float64).tolist()):
+            x, y = decimal.Decimal(x), decimal.Decimal(y)
+            m = (x + y) / 2
+            if x > 0:
+                total += x * (x / m).ln() / 2
+            if y > 0:
+                total += y * (y / m).ln() / 2
+        return float(total)

@@ -10,6 +10,8 @@ import pytest
 import kl_fast
 from kl_fast import _div_kernels, reference
 
+from conftest import exact_js
+
 PATHS = kl_fast._kernels.available_isas()
 
 
@@ -19,21 +21,6 @@ def path(request):
     assert _div_kernels.select_isa(request.param == "baseline") == request.param
     yield request.param
     _div_kernels.select_isa(previous == "baseline")
-
-
-def exact_js(p, q):
-    """JS of two 1-D arrays summed in 50-digit decimal arithmetic."""
-    with decimal.localcontext() as ctx:
-        ctx.prec = 50
-        total = decimal.Decimal(0)
-        for x, y in zip(np.asarray(p, np.float64).tolist(), np.asarray(q, np.float64).tolist()):
-            x, y = decimal.Decimal(x), decimal.Decimal(y)
-            m = (x + y) / 2
-            if x > 0:
-                total += x * (x / m).ln() / 2
-            if y > 0:
-                total += y * (y / m).ln() / 2
-        return float(total)
 
 
 def float_ulps(got, ref_ld):

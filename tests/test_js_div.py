@@ -11,22 +11,9 @@ from scipy.spatial import distance
 import kl_fast
 from kl_fast import reference
 
+from conftest import exact_js
+
 DTYPES = [np.float64, np.float32]
-
-
-def exact_js(p, q):
-    """JS of two 1-D arrays summed in 50-digit decimal arithmetic."""
-    with decimal.localcontext() as ctx:
-        ctx.prec = 50
-        total = decimal.Decimal(0)
-        for x, y in zip(np.asarray(p, dtype=np.float64).tolist(), np.asarray(q, dtype=np.float64).tolist()):
-            x, y = decimal.Decimal(x), decimal.Decimal(y)
-            m = (x + y) / 2
-            if x > 0:
-                total += x * (x / m).ln() / 2
-            if y > 0:
-                total += y * (y / m).ln() / 2
-        return float(total)
 
 
 def probs(dtype, shape, zero_frac=0.2, seed=0):

@@ -180,14 +180,8 @@ static int KLM_FN(js_row_f32_narrow)(const float *p, ptrdiff_t sp, const float *
         ptrdiff_t len = n - start < JS_F32_BLOCK ? n - start : JS_F32_BLOCK;
         const float *pb = p + start * sp, *qb = q + start * sq;
         double block;
-        if (sp != 1) {
-            for (ptrdiff_t i = 0; i < len; i++) pbuf[i] = pb[i * sp];
-            pb = pbuf;
-        }
-        if (sq != 1) {
-            for (ptrdiff_t i = 0; i < len; i++) qbuf[i] = qb[i * sq];
-            qb = qbuf;
-        }
+        KL_GATHER(pb, sp, len, pbuf);
+        KL_GATHER(qb, sq, len, qbuf);
         if (KLM_FN(js_block_f32)(pb, qb, len, a, b, &block)) return KL_ROW_NEEDS_CARE;
         js_neumaier(&js, &js_c, block);
     }

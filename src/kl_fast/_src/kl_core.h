@@ -21,6 +21,18 @@
 /* Fixed pairwise order of the lane totals: the result never depends on threads. */
 #define KL_LANE_SUM(v) ((((v)[0] + (v)[1]) + ((v)[2] + (v)[3])) + (((v)[4] + (v)[5]) + ((v)[6] + (v)[7])))
 
+/* Points PTR (a const T *) at a contiguous copy of its LEN elements of
+   stride STRIDE in BUF, unless STRIDE is 1: row kernels gather strided (or
+   broadcast, stride 0) operands a block at a time into L1 buffers. */
+#define KL_GATHER(PTR, STRIDE, LEN, BUF)                                            \
+    do {                                                                            \
+        if ((STRIDE) != 1) {                                                        \
+            for (ptrdiff_t kl_gi_ = 0; kl_gi_ < (LEN); kl_gi_++)                    \
+                (BUF)[kl_gi_] = (PTR)[kl_gi_ * (STRIDE)];                           \
+            (PTR) = (BUF);                                                          \
+        }                                                                           \
+    } while (0)
+
 #if defined(__GNUC__) || defined(__clang__)
 typedef double kl_v4d __attribute__((vector_size(32)));
 typedef float kl_v4f __attribute__((vector_size(16)));

@@ -195,14 +195,8 @@ static int KLM_FN(kl_log_row_f32_narrow)(const float *p, ptrdiff_t sp, const flo
         const float *pb = p + start * sp, *qb = q + start * sq;
         double block = 0.0;
         int st;
-        if (sp != 1) {
-            for (ptrdiff_t i = 0; i < len; i++) pbuf[i] = pb[i * sp];
-            pb = pbuf;
-        }
-        if (sq != 1) {
-            for (ptrdiff_t i = 0; i < len; i++) qbuf[i] = qb[i * sq];
-            qb = qbuf;
-        }
+        KL_GATHER(pb, sp, len, pbuf);
+        KL_GATHER(qb, sq, len, qbuf);
         st = KLM_FN(kl_log_block_f32)(pb, qb, len, h0, l0, c, &block);
         if (st == 1) return KL_ROW_NEEDS_CARE;
         ninf |= st == 2;

@@ -57,14 +57,8 @@ KL_IMPL_NAME(const KL_IMPL_T *p, ptrdiff_t sp, const KL_IMPL_T *q, ptrdiff_t sq,
             /* strided operands are gathered first, so every layout gives the
                same bits as the contiguous one */
             double sums[3] = {0.0, 0.0, 0.0};
-            if (sp != 1) {
-                for (ptrdiff_t i = 0; i < len; i++) pbuf[i] = pb[i * sp];
-                pb = pbuf;
-            }
-            if (sq != 1) {
-                for (ptrdiff_t i = 0; i < len; i++) qbuf[i] = qb[i * sq];
-                qb = qbuf;
-            }
+            KL_GATHER(pb, sp, len, pbuf);
+            KL_GATHER(qb, sq, len, qbuf);
             if (KL_IMPL_BLOCK(pb, qb, len, want_sums, sums)) return KL_ROW_NEEDS_CARE;
             /* an infinite term or block total */
             if (!(sums[0] <= DBL_MAX && sums[0] >= -DBL_MAX)) return KL_ROW_NEEDS_CARE;
