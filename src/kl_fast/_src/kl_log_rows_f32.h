@@ -101,6 +101,22 @@ static inline kl_v8f KLM_FN(kl_v8_select)(kl_v8i m, kl_v8f a, kl_v8f b)
     return a;
 }
 
+/* exp(ahi + alo) widened to two double vectors where keep is set, 0 elsewhere
+   (the arguments of the lanes not kept are never exponentiated). */
+static inline __attribute__((always_inline)) void
+KLM_FN(kl_v8_exp_kept)(kl_v8i keep, kl_v8f ahi, kl_v8f alo, kl_v4d *e0, kl_v4d *e1)
+{
+    const kl_v8f zero = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    kl_v8f y, yl;
+    kl_v8i k;
+    ahi = KLM_FN(kl_v8_select)(keep, ahi, zero);
+    alo = KLM_FN(kl_v8_select)(keep, alo, zero);
+    y = KLM_FN(kl_v8_exp_split)(ahi, alo, &yl, &k);
+    y = KLM_FN(kl_v8_select)(keep, y, zero);
+    yl = KLM_FN(kl_v8_select)(keep, yl, zero);
+    KLM_FN(kl_v8_scale_widen)(y, yl, k, e0, e1);
+}
+
 /* Terms of 8 pairs added to (a0, a1); a lane that needs the float64 kernel
    sets *bad, lq == -inf under a finite lp sets *ninf. */
 static inline void KLM_FN(kl_log_v8_terms)(kl_v8f lp, kl_v8f lq, float h0, float l0, double c,
@@ -109,21 +125,16 @@ static inline void KLM_FN(kl_log_v8_terms)(kl_v8f lp, kl_v8f lq, float h0, float
     const kl_v8f zero = {0, 0, 0, 0, 0, 0, 0, 0};
     const kl_v8f ninf_f = zero - (float)HUGE_VAL;
     kl_v8i fin = (kl_v8i)(lp > ninf_f) & (kl_v8i)(lq > ninf_f);
-    kl_v8i keep, k;
+    kl_v8i keep;
     kl_v8f lps = KLM_FN(kl_v8_select)(fin, lp, zero), lqs = KLM_FN(kl_v8_select)(fin, lq, zero);
-    kl_v8f alo, ahi = KLM_FN(kl_v8_sub_pair)(lps, h0, l0, &alo), y, yl;
+    kl_v8f alo, ahi = KLM_FN(kl_v8_sub_pair)(lps, h0, l0, &alo);
     kl_v4f lo, hi;
     kl_v4d e0, e1, d0, d1;
     keep = fin & (kl_v8i)(ahi >= KL_LOG_A_MIN_F) & (kl_v8i)(ahi <= KL_LOG_A_MAX_F);
     *bad |= ~((kl_v8i)(lp <= FLT_MAX) & (kl_v8i)(lq <= FLT_MAX))
             | (fin & ~keep & (kl_v8i)(ahi >= KL_LOG_NEGLIGIBLE_F));
     *ninf |= (kl_v8i)(lp > ninf_f) & (kl_v8i)(lq == ninf_f);
-    ahi = KLM_FN(kl_v8_select)(keep, ahi, zero);
-    alo = KLM_FN(kl_v8_select)(keep, alo, zero);
-    y = KLM_FN(kl_v8_exp_split)(ahi, alo, &yl, &k);
-    y = KLM_FN(kl_v8_select)(keep, y, zero);
-    yl = KLM_FN(kl_v8_select)(keep, yl, zero);
-    KLM_FN(kl_v8_scale_widen)(y, yl, k, &e0, &e1);
+    KLM_FN(kl_v8_exp_kept)(keep, ahi, alo, &e0, &e1);
     memcpy(&lo, &lps, sizeof lo);
     memcpy(&hi, (const char *)&lps + sizeof lo, sizeof hi);
     d0 = __builtin_convertvector(lo, kl_v4d);
@@ -214,7 +225,6 @@ static int KLM_FN(kl_log_row_f32_narrow)(const float *p, ptrdiff_t sp, const flo
 static double KLM_FN(kl_log_sumexp_f32_narrow)(const float *x, ptrdiff_t sx, ptrdiff_t n, double mx)
 {
     const kl_v4d dz = {0.0, 0.0, 0.0, 0.0};
-    const kl_v8f zero = {0, 0, 0, 0, 0, 0, 0, 0};
     double s = 0.0, s_c = 0.0;
     float h0 = (float)mx, l0 = (float)(mx - (double)h0);
     float xbuf[KL_LOG_F32_BLOCK] __attribute__((aligned(32)));
@@ -222,12 +232,9 @@ static double KLM_FN(kl_log_sumexp_f32_narrow)(const float *x, ptrdiff_t sx, ptr
         ptrdiff_t len = n - start < KL_LOG_F32_BLOCK ? n - start : KL_LOG_F32_BLOCK;
         const float *xb = x + start * sx;
         kl_v4d a0 = dz, a1 = dz, e0, e1;
-        kl_v8f v, alo, ahi, y, yl;
-        kl_v8i keep, k;
-        if (sx != 1) {
-            for (ptrdiff_t i = 0; i < len; i++) xbuf[i] = xb[i * sx];
-            xb = xbuf;
-        }
+        kl_v8f v, alo, ahi;
+        kl_v8i keep;
+        KL_GATHER(xb, sx, len, xbuf);
         for (ptrdiff_t i = 0; i < len; i += KL_LANES) {
             if (i + KL_LANES <= len) {
                 memcpy(&v, xb + i, sizeof v);
@@ -239,12 +246,7 @@ static double KLM_FN(kl_log_sumexp_f32_narrow)(const float *x, ptrdiff_t sx, ptr
             }
             ahi = KLM_FN(kl_v8_sub_pair)(v, h0, l0, &alo);
             keep = (kl_v8i)(ahi >= KL_LOG_A_MIN_F) & (kl_v8i)(v <= FLT_MAX);
-            ahi = KLM_FN(kl_v8_select)(keep, ahi, zero);
-            alo = KLM_FN(kl_v8_select)(keep, alo, zero);
-            y = KLM_FN(kl_v8_exp_split)(ahi, alo, &yl, &k);
-            y = KLM_FN(kl_v8_select)(keep, y, zero);
-            yl = KLM_FN(kl_v8_select)(keep, yl, zero);
-            KLM_FN(kl_v8_scale_widen)(y, yl, k, &e0, &e1);
+            KLM_FN(kl_v8_exp_kept)(keep, ahi, alo, &e0, &e1);
             a0 += e0;
             a1 += e1;
         }
