@@ -70,13 +70,18 @@ def _check_rows(p, q, out, status, str func):
         raise ValueError(f"{func}: shape mismatch between p, q, out and status")
 
 
-def js_rows(const floating[:, :] p, const floating[:, :] q, double[:, ::1] out,
-            signed char[::1] status, bint normalize, bint check, int n_threads):
-    """Per row i: out[i] = (JS(p_i, q_i), sum p_i, sum q_i); status[i] = row status.
+cdef inline int _pair_row(bint log_space, const floating *p, Py_ssize_t sp, const floating *q,
+                          Py_ssize_t sq, Py_ssize_t n, bint normalize, bint check,
+                          double *res) noexcept nogil:
+    if log_space:
+        return _kl_log_row(p, sp, q, sq, n, normalize, check, res)
+    return _js_row(p, sp, q, sq, n, normalize, check, res)
 
-    The sums are written only with normalize (which divides each row by its sum
-    first).  p and q have the same shape (m, n) and any strides (0 included).
-    """
+
+cdef _pair_rows(const floating[:, :] p, const floating[:, :] q, double[:, ::1] out,
+                signed char[::1] status, bint normalize, bint check, int n_threads,
+                bint log_space, str func):
+    """The row loop of js_rows (log_space False) and kl_log_rows (True)."""
     cdef Py_ssize_t m = p.shape[0], n = p.shape[1], i
     cdef Py_ssize_t sp0 = p.strides[0] // <Py_ssize_t>sizeof(floating)
     cdef Py_ssize_t sp1 = p.strides[1] // <Py_ssize_t>sizeof(floating)
@@ -84,7 +89,7 @@ def js_rows(const floating[:, :] p, const floating[:, :] q, double[:, ::1] out,
     cdef Py_ssize_t sq1 = q.strides[1] // <Py_ssize_t>sizeof(floating)
     cdef const floating *pp
     cdef const floating *qp
-    _check_rows(p, q, out, status, "js_rows")
+    _check_rows(p, q, out, status, func)
     if m == 0:
         return
     pp = &p[0, 0] if n > 0 else <const floating *>NULL
@@ -92,12 +97,22 @@ def js_rows(const floating[:, :] p, const floating[:, :] q, double[:, ::1] out,
     if n_threads <= 1 or m == 1:
         with nogil:
             for i in range(m):
-                status[i] = _status(_js_row(pp + i * sp0, sp1, qp + i * sq0, sq1, n,
-                                            normalize, check, &out[i, 0]))
+                status[i] = _status(_pair_row(log_space, pp + i * sp0, sp1, qp + i * sq0, sq1,
+                                              n, normalize, check, &out[i, 0]))
     else:
         for i in prange(m, nogil=True, schedule="static", num_threads=n_threads):
-            status[i] = _status(_js_row(pp + i * sp0, sp1, qp + i * sq0, sq1, n,
-                                        normalize, check, &out[i, 0]))
+            status[i] = _status(_pair_row(log_space, pp + i * sp0, sp1, qp + i * sq0, sq1,
+                                          n, normalize, check, &out[i, 0]))
+
+
+def js_rows(const floating[:, :] p, const floating[:, :] q, double[:, ::1] out,
+            signed char[::1] status, bint normalize, bint check, int n_threads):
+    """Per row i: out[i] = (JS(p_i, q_i), sum p_i, sum q_i); status[i] = row status.
+
+    The sums are written only with normalize (which divides each row by its sum
+    first).  p and q have the same shape (m, n) and any strides (0 included).
+    """
+    _pair_rows(p, q, out, status, normalize, check, n_threads, False, "js_rows")
 
 
 def kl_log_rows(const floating[:, :] lp, const floating[:, :] lq, double[:, ::1] out,
@@ -106,27 +121,7 @@ def kl_log_rows(const floating[:, :] lp, const floating[:, :] lq, double[:, ::1]
 
     lp0, lq0 are the log-sum-exp normalisers with normalize, else 0.
     """
-    cdef Py_ssize_t m = lp.shape[0], n = lp.shape[1], i
-    cdef Py_ssize_t sp0 = lp.strides[0] // <Py_ssize_t>sizeof(floating)
-    cdef Py_ssize_t sp1 = lp.strides[1] // <Py_ssize_t>sizeof(floating)
-    cdef Py_ssize_t sq0 = lq.strides[0] // <Py_ssize_t>sizeof(floating)
-    cdef Py_ssize_t sq1 = lq.strides[1] // <Py_ssize_t>sizeof(floating)
-    cdef const floating *pp
-    cdef const floating *qp
-    _check_rows(lp, lq, out, status, "kl_log_rows")
-    if m == 0:
-        return
-    pp = &lp[0, 0] if n > 0 else <const floating *>NULL
-    qp = &lq[0, 0] if n > 0 else <const floating *>NULL
-    if n_threads <= 1 or m == 1:
-        with nogil:
-            for i in range(m):
-                status[i] = _status(_kl_log_row(pp + i * sp0, sp1, qp + i * sq0, sq1, n,
-                                                normalize, check, &out[i, 0]))
-    else:
-        for i in prange(m, nogil=True, schedule="static", num_threads=n_threads):
-            status[i] = _status(_kl_log_row(pp + i * sp0, sp1, qp + i * sq0, sq1, n,
-                                            normalize, check, &out[i, 0]))
+    _pair_rows(lp, lq, out, status, normalize, check, n_threads, True, "kl_log_rows")
 
 
 def kl_log_find_bad(const floating[:] lp, const floating[:] lq):
