@@ -123,7 +123,7 @@ static inline __attribute__((always_inline)) kl_v4d KLM_FN(kl_v4_min)(kl_v4d a, 
    [sqrt(2)/2, sqrt(2)), f = z - 1, s = f / (2 + f), then log(1 + f) =
    f - s (f - R(s^2)), which is 2s + s R rewritten so that the rounding error
    of s is scaled by s <= 0.172; R in Horner form.  Under 1.2 ulp in all. */
-static inline __attribute__((always_inline)) kl_v4d KLM_FN(kl_v4_log_normal)(kl_v4d r)
+static inline __attribute__((always_inline)) kl_v4d KLM_FN(kl_v4_log_parts)(kl_v4d r, kl_v4d *k)
 {
     kl_v4u ix, t, zb, kb;
     kl_v4d z, kd, f, s, z2, R;
@@ -133,32 +133,58 @@ static inline __attribute__((always_inline)) kl_v4d KLM_FN(kl_v4_log_normal)(kl_
     memcpy(&z, &zb, sizeof z);
     kb = (t >> 52) | UINT64_C(0x4330000000000000);  /* 2^52 + k + 1023 */
     memcpy(&kd, &kb, sizeof kd);
-    kd -= 0x1p52 + 1023.0;
+    *k = kd - (0x1p52 + 1023.0);
     f = z - 1.0;
     s = f / (z + 1.0);  /* z + 1 == 2 + f exactly: f = z - 1 is exact */
     z2 = s * s;
     R = z2 * (KL_LG1_D + z2 * (KL_LG2_D + z2 * (KL_LG3_D + z2 * (KL_LG4_D
         + z2 * (KL_LG5_D + z2 * (KL_LG6_D + z2 * KL_LG7_D))))));
-    return kd * KL_LN2HI_D + (kd * KL_LN2LO_D + (f - s * (f - R)));
+    return f - s * (f - R);
 }
 
-/* The terms of 4 elements, added to the lane accumulator *acc, with the
-   running checks: rmax/rmin bound r = p/q over the lanes with p != 0, qz
-   turns NaN for a NaN or infinite q, qbits collects sign bits of q. */
-static inline __attribute__((always_inline)) void KLM_FN(kl_v4_kl_step)(kl_v4d p, kl_v4d q, kl_v4d *acc, kl_v4d *rmax,
-                                          kl_v4d *rmin, kl_v4d *qz, kl_v4u *qbits)
+/* log(r) = k ln2 + log(z) from the parts above; under 1.2 ulp in all. */
+static inline __attribute__((always_inline)) kl_v4d KLM_FN(kl_v4_log_normal)(kl_v4d r)
+{
+    kl_v4d kd, lz = KLM_FN(kl_v4_log_parts)(r, &kd);
+    return kd * KL_LN2HI_D + (kd * KL_LN2LO_D + lz);
+}
+
+/* The terms of 4 elements, p log z added to *acc and p k to *acck (the term
+   is p (k ln2 + log z); the two sums are joined per lane at the end, which
+   keeps the ln2 products out of the loop), with the running checks: rmax/rmin
+   bound r = p/q over the lanes with p != 0; qbits collects the sign bits of
+   q and of q's bits + 2^52 (set for an infinite or NaN q). */
+static inline __attribute__((always_inline)) void KLM_FN(kl_v4_kl_step)(kl_v4d p, kl_v4d q, kl_v4d *acc, kl_v4d *acck,
+                                          kl_v4d *rmax, kl_v4d *rmin, kl_v4u *qbits)
 {
     const kl_v4d zero = {0.0, 0.0, 0.0, 0.0}, one = {1.0, 1.0, 1.0, 1.0};
-    kl_v4d r = p / q, rm;
-    kl_v4i pz = (kl_v4i)(p == zero);
+    kl_v4d r = p / q, rm, kd, lz;
     kl_v4u qb;
-    *acc += p * KLM_FN(kl_v4_log_normal)(r);
-    *qz += q * zero;
+    lz = KLM_FN(kl_v4_log_parts)(r, &kd);
+    *acc += p * lz;
+    *acck += p * kd;
     *rmax = KLM_FN(kl_v4_max)(r, *rmax);
-    rm = (kl_v4d)(((kl_v4i)one & pz) | ((kl_v4i)r & ~pz));
+#if defined(__AVX2__)
+    rm = (kl_v4d)_mm256_blendv_pd((__m256d)r, (__m256d)one, (__m256d)(p == zero));
+#else
+    {
+        kl_v4i pz = (kl_v4i)(p == zero);
+        rm = (kl_v4d)(((kl_v4i)one & pz) | ((kl_v4i)r & ~pz));
+    }
+#endif
     *rmin = KLM_FN(kl_v4_min)(rm, *rmin);
     memcpy(&qb, &q, sizeof qb);
-    *qbits |= qb;
+    *qbits |= qb | (qb + UINT64_C(0x0010000000000000));
+}
+
+/* k ln2 + a per lane, k = sum p k split (Veltkamp) into 20 high bits, whose
+   product with KL_LN2HI_D is exact, and the rest: one rounding at the end
+   with or without FMA.  A k beyond 1e298 makes the split NaN, which sends
+   the block to the careful path. */
+static inline __attribute__((always_inline)) kl_v4d KLM_FN(kl_v4_join_k)(kl_v4d k, kl_v4d a)
+{
+    kl_v4d c = k * (0x1p33 + 1.0), kh = c - (c - k), kl = k - kh;
+    return kh * KL_LN2HI_D + (kl * KL_LN2HI_D + (k * KL_LN2LO_D + a));
 }
 
 /* KL sum of one contiguous float64 block (len <= KL_BLOCK) in the lane
@@ -171,8 +197,9 @@ KLM_FN(kl_block_f64_body)(const double *p, const double *q, ptrdiff_t len,
                           int want_sums, double *out)
 {
     const kl_v4d zero = {0.0, 0.0, 0.0, 0.0}, one = {1.0, 1.0, 1.0, 1.0};
-    kl_v4d a0 = zero, a1 = zero, ps0 = zero, ps1 = zero, qs0 = zero, qs1 = zero;
-    kl_v4d rmax = zero, rmin = one, qz = zero;
+    kl_v4d a0 = zero, a1 = zero, k0 = zero, k1 = zero, ps0 = zero, ps1 = zero, qs0 = zero,
+           qs1 = zero;
+    kl_v4d rmax = zero, rmin = one;
     kl_v4u qbits = {0, 0, 0, 0};
     kl_v4d p0, q0, p1, q1;
     double lane[KL_LANES];
@@ -182,8 +209,8 @@ KLM_FN(kl_block_f64_body)(const double *p, const double *q, ptrdiff_t len,
         memcpy(&q0, q + i, sizeof q0);
         memcpy(&p1, p + i + 4, sizeof p1);
         memcpy(&q1, q + i + 4, sizeof q1);
-        KLM_FN(kl_v4_kl_step)(p0, q0, &a0, &rmax, &rmin, &qz, &qbits);
-        KLM_FN(kl_v4_kl_step)(p1, q1, &a1, &rmax, &rmin, &qz, &qbits);
+        KLM_FN(kl_v4_kl_step)(p0, q0, &a0, &k0, &rmax, &rmin, &qbits);
+        KLM_FN(kl_v4_kl_step)(p1, q1, &a1, &k1, &rmax, &rmin, &qbits);
         if (want_sums) { ps0 += p0; ps1 += p1; qs0 += q0; qs1 += q1; }
     }
     if (full < len) {
@@ -194,8 +221,8 @@ KLM_FN(kl_block_f64_body)(const double *p, const double *q, ptrdiff_t len,
         memcpy(&q0, qt, sizeof q0);
         memcpy(&p1, pt + 4, sizeof p1);
         memcpy(&q1, qt + 4, sizeof q1);
-        KLM_FN(kl_v4_kl_step)(p0, q0, &a0, &rmax, &rmin, &qz, &qbits);
-        KLM_FN(kl_v4_kl_step)(p1, q1, &a1, &rmax, &rmin, &qz, &qbits);
+        KLM_FN(kl_v4_kl_step)(p0, q0, &a0, &k0, &rmax, &rmin, &qbits);
+        KLM_FN(kl_v4_kl_step)(p1, q1, &a1, &k1, &rmax, &rmin, &qbits);
         if (want_sums) {
             /* the padding's q = 1 must not reach the sum of q */
             for (i = len - full; i < KL_LANES; i++) qt[i] = 0.0;
@@ -205,8 +232,10 @@ KLM_FN(kl_block_f64_body)(const double *p, const double *q, ptrdiff_t len,
         }
     }
     for (int j = 0; j < 4; j++)
-        if (!(rmax[j] <= DBL_MAX) || !(rmin[j] >= DBL_MIN) || qbits[j] >> 63 || qz[j] != 0.0)
+        if (!(rmax[j] <= DBL_MAX) || !(rmin[j] >= DBL_MIN) || qbits[j] >> 63)
             return 1;
+    a0 = KLM_FN(kl_v4_join_k)(k0, a0);
+    a1 = KLM_FN(kl_v4_join_k)(k1, a1);
     memcpy(lane, &a0, sizeof a0);
     memcpy(lane + 4, &a1, sizeof a1);
     out[0] = KL_LANE_SUM(lane);
