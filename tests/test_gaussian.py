@@ -277,6 +277,39 @@ def test_even_uneven_and_unsorted_grids_agree(mu, sigma):
         np.testing.assert_allclose(got, even, rtol=1e-12, atol=1e-12 * abs(even[1]))
 
 
+# ---- the p-side pass: its checks see every element ----------------------------------------
+
+@pytest.mark.parametrize("n", [5, 8, 255, 256, 257, 700])
+def test_subnormal_and_huge_p_anywhere(n):
+    # a subnormal p, or sums of p k beyond 1e298, leave the one-loop p-side pass
+    x = np.linspace(-3, 3, n)
+    base = mixture(x, 2, zeros=False)
+    for pos in sorted({0, 3, 4, n // 2, n - 1}):
+        p = base.copy()
+        p[pos] = 5e-320
+        assert kl_fast.gaussian_kl(p, x, 0.2, 0.9) == pytest.approx(
+            mp_kl(p, x, 0.2, 0.9, dps=40), rel=1e-12)
+    big = base * 1e297
+    assert kl_fast.gaussian_kl(big, x, 0.2, 0.9) == pytest.approx(
+        mp_kl(big, x, 0.2, 0.9, dps=40), rel=1e-12)
+
+
+@pytest.mark.parametrize("n", [9, 256, 257, 700])
+def test_one_fall_anywhere_is_seen(n):
+    # one adjacent pair out of order makes the grid unsorted wherever it sits (inside
+    # a group of four, across groups, at a block edge); with mu between the pair and
+    # q narrow, a grid taken as sorted would anchor q on the wrong point
+    x = np.linspace(-3, 3, n)
+    p = mixture(x, 3, zeros=False)
+    dx = x[1] - x[0]
+    for j in sorted({0, 3, 4, 7, 8, n // 2, 255, 256, n - 2} & set(range(n - 1))):
+        xs = x.copy()
+        xs[j], xs[j + 1] = x[j + 1], x[j]
+        mu, sigma = x[j] + 0.3 * dx, 0.2 * dx
+        assert kl_fast.gaussian_kl(p, xs, mu, sigma) == pytest.approx(
+            mp_kl(p, xs, mu, sigma, dps=40), rel=1e-12)
+
+
 def test_results_do_not_depend_on_threads():
     x = np.linspace(-6, 6, 5000)          # 20 blocks: one row splits over threads
     p = mixture(x, 5)

@@ -51,6 +51,72 @@ static inline void KLM_FN(gk_pa_sums)(const double *p, const double *x, const do
     tot[3] = KL_LANE_SUM(b2);
 }
 
+/* ---- p side, pass A fused: the log, the sums and the checks of one block in
+   registers, no buffers.  H is kept as sum p k and sum p log z (p = 2^k z, z in
+   [sqrt2/2, sqrt2)), joined as ln2 sum p k + sum p log z; tot[4] gets the number of
+   falls x[i+1] < x[i] inside the block.  Returns 1 (tot unspecified) when a p is
+   negative or subnormal, which the two-loop form must take; NaN or infinite p or x
+   make the sums NaN or inf, as they must. */
+#if GK_VEC
+#define GK_HAVE_PA_FUSED 1
+static inline __attribute__((always_inline)) void
+KLM_FN(gk_pa_step)(kl_v4d pv, kl_v4d xv, kl_v4d xn, double ctr, kl_v4d *aP, kl_v4d *aS1,
+                   kl_v4d *aS2, kl_v4d *aK, kl_v4d *aL, kl_v4d *rmin, gk_v4i *down)
+{
+    const kl_v4d zero = {0.0, 0.0, 0.0, 0.0}, one = {1.0, 1.0, 1.0, 1.0};
+    kl_v4d kd, lz, d, pd;
+    gk_v4i pz = (gk_v4i)(pv == zero);
+    lz = KLM_FN(kl_v4_log_parts)(pv, &kd);
+    *aK += pv * kd;
+    *aL += pv * lz;
+    d = xv - ctr;
+    pd = pv * d;
+    *aP += pv;
+    *aS1 += pd;
+    *aS2 += pd * d;
+    *rmin = KLM_FN(kl_v4_min)((kl_v4d)(((gk_v4i)one & pz) | ((gk_v4i)pv & ~pz)), *rmin);
+    *down += (gk_v4i)(xn < xv);   /* -1 per fall */
+}
+
+static inline int KLM_FN(gk_pa_fused)(const double *p, const double *x, ptrdiff_t len,
+                                      double ctr, double *tot)
+{
+    /* 4 lanes, not KL_LANES: ten accumulators would not stay in registers */
+    const kl_v4d z = {0.0, 0.0, 0.0, 0.0};
+    kl_v4d aP = z, aS1 = z, aS2 = z, aK = z, aL = z, rmin = {1.0, 1.0, 1.0, 1.0}, pv, xv, xn;
+    gk_v4i down = {0, 0, 0, 0};
+    double pt[4], xt[5], sk;
+    ptrdiff_t i;
+    for (i = 0; i + 4 < len; i += 4) {
+        GK_LOAD(pv, p + i); GK_LOAD(xv, x + i); GK_LOAD(xn, x + i + 1);
+        KLM_FN(gk_pa_step)(pv, xv, xn, ctr, &aP, &aS1, &aS2, &aK, &aL, &rmin, &down);
+    }
+    /* the last 1..4 points, padded with p = 0 at the last x (adds nothing, no fall) */
+    for (ptrdiff_t j = 0; j < 4; j++) {
+        pt[j] = i + j < len ? p[i + j] : 0.0;
+        xt[j] = i + j < len ? x[i + j] : x[len - 1];
+    }
+    xt[4] = x[len - 1];
+    GK_LOAD(pv, pt); GK_LOAD(xv, xt); GK_LOAD(xn, xt + 1);
+    KLM_FN(gk_pa_step)(pv, xv, xn, ctr, &aP, &aS1, &aS2, &aK, &aL, &rmin, &down);
+    if (!(fmin(fmin(rmin[0], rmin[1]), fmin(rmin[2], rmin[3])) >= DBL_MIN)) return 1;
+    tot[0] = (aP[0] + aP[1]) + (aP[2] + aP[3]);
+    tot[1] = (aS1[0] + aS1[1]) + (aS1[2] + aS1[3]);
+    sk = (aK[0] + aK[1]) + (aK[2] + aK[3]);
+    {
+        /* sk ln2 with sk split (Veltkamp) into 20 high bits, exact times
+           KLM_LN2HI_D, and the rest; the two-loop form takes a huge sk */
+        double c = sk * (0x1p33 + 1.0), kh = c - (c - sk), kl = sk - kh;
+        if (!(fabs(c) <= DBL_MAX)) return 1;
+        tot[2] = kh * KLM_LN2HI_D
+                 + (kl * KLM_LN2HI_D + (sk * KLM_LN2LO_D + ((aL[0] + aL[1]) + (aL[2] + aL[3]))));
+    }
+    tot[3] = (aS2[0] + aS2[1]) + (aS2[2] + aS2[3]);
+    tot[4] = -(double)((down[0] + down[1]) + (down[2] + down[3]));
+    return 0;
+}
+#endif
+
 /* ---- p side, pass B: sum p (x - c), sum p (x - c)^2 about p's mean ------------ */
 static inline void KLM_FN(gk_pb_sums)(const double *p, const double *x, ptrdiff_t len,
                                       double ctr, double *tot)

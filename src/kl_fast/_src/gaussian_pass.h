@@ -27,6 +27,14 @@ static void GK_BLK(pa_block)(const void *vctx, ptrdiff_t blk, double *tot)
     const double *p = GK_BLK(as_f64)((const GK_B_T *)cx->p + start * cx->sp, cx->sp, len, buf);
     const double *x = cx->x;
     double down = 0.0;
+#ifdef GK_HAVE_PA_FUSED
+    if (KLM_FN(gk_pa_fused)(p, x + start, len, cx->ctr, tot) == 0) {
+        /* the pair across the block boundary counts in the later block */
+        tot[4] += start > 0 && x[start] < x[start - 1];
+        tot[5] = 0.0;
+        return;
+    }
+#endif
     KLM_FN(gk_plogp)(p, len, t);
     KLM_FN(gk_pa_sums)(p, x + start, t, len, cx->ctr, tot);
     /* the pair across the block boundary counts in the later block */
