@@ -283,6 +283,46 @@ def test_pairwise_errors(func):
     func(np.where(P > 0.5, np.nan, P), check=False)  # unspecified, memory-safe
 
 
+@pytest.mark.parametrize("func", [kl_fast.kl_pairwise, kl_fast.js_pairwise])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pairwise_out(func, dtype):
+    P = probs(dtype, (6, 9), zero_frac=0.2, seed=21)
+    Q = probs(dtype, (4, 9), zero_frac=0.0, seed=22)
+    for kw in ({}, {"normalize": True, "base": 2}):
+        want = func(P, Q, **kw)
+        # the kernels' own buffer (C-contiguous float64), a strided view, a narrower dtype
+        outs = [np.full((6, 4), -7.0), np.full((4, 6), -7.0).T,
+                np.full((6, 8), -7.0)[:, ::2], np.full((6, 4), -7.0, dtype=np.float32)]
+        for out in outs:
+            got = func(P, Q, out=out, **kw)
+            assert got is out
+            np.testing.assert_array_equal(out, want.astype(out.dtype))
+    # out holding an input: the result is that of the inputs as they were
+    S = probs(np.float64, (5, 5), zero_frac=0.0, seed=23)
+    want = func(S, S.copy())
+    S2 = S.copy()
+    np.testing.assert_array_equal(func(S2, S2.copy(), out=S2), want)
+    S3 = S.copy()
+    np.testing.assert_array_equal(func(S3.copy(), S3, out=S3), want)
+
+
+@pytest.mark.parametrize("func", [kl_fast.kl_pairwise, kl_fast.js_pairwise])
+def test_pairwise_out_errors(func):
+    name = func.__name__
+    P = probs(np.float64, (3, 5), zero_frac=0.0, seed=24)
+    with pytest.raises(ValueError, match=rf"{name}: out has shape \(3, 4\), the result has shape \(3, 3\)"):
+        func(P, out=np.empty((3, 4)))
+    with pytest.raises(TypeError, match=rf"{name}: cannot write a float64 result into out of dtype int64"):
+        func(P, out=np.empty((3, 3), dtype=np.int64))
+    with pytest.raises(TypeError, match=rf"{name}: out must be a numpy array, got list"):
+        func(P, out=[[0.0] * 3] * 3)
+    ro = np.zeros((3, 3))
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match=rf"{name}: out is read-only"):
+        func(P, out=ro)
+    assert not ro.any()
+
+
 # ---- js_pairwise ----------------------------------------------------------------
 
 @given(matrices(), st.booleans())

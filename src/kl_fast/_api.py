@@ -211,20 +211,25 @@ def finish(kl, psum, qsum, *, normalize, base, dx, func, names=("p", "q"), origi
     return kl
 
 
+def check_out(out, shape, dtype, func):
+    """Raise the error ``deliver`` would for an ``out`` that cannot take a result
+    of this shape and dtype (to be called before the work, when it is known)."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{func}: out must be a numpy array, got {type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{func}: out has shape {out.shape}, the result has shape {tuple(shape)}")
+    if not out.flags.writeable:
+        raise ValueError(f"{func}: out is read-only")
+    if not np.can_cast(dtype, out.dtype, casting="same_kind"):
+        raise TypeError(f"{func}: cannot write a {dtype} result into out of dtype {out.dtype}")
+
+
 def deliver(kl, out, dtype, func):
     """Cast to the result dtype, write ``out`` if given, unwrap 0-d results."""
     kl = np.asarray(kl)
     if out is not None:
-        if not isinstance(out, np.ndarray):
-            raise TypeError(f"{func}: out must be a numpy array, got {type(out).__name__}")
-        if out.shape != kl.shape:
-            raise ValueError(f"{func}: out has shape {out.shape}, the result has shape {kl.shape}")
-        if not out.flags.writeable:
-            raise ValueError(f"{func}: out is read-only")
-        try:
-            np.copyto(out, kl.astype(dtype, copy=False), casting="same_kind")
-        except TypeError:
-            raise TypeError(f"{func}: cannot write a {dtype} result into out of dtype {out.dtype}") from None
+        check_out(out, kl.shape, np.dtype(dtype), func)
+        np.copyto(out, kl.astype(dtype, copy=False), casting="same_kind")
         return out
     if kl.dtype != dtype:
         kl = kl.astype(dtype)

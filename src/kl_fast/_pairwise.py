@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from . import _div_kernels
-from ._api import finish, row_sums
+from ._api import check_out, deliver, finish, row_sums
 from ._validation import (
     as_real_array,
     check_positive_scalar,
@@ -58,6 +58,22 @@ def _prepare(P, Q, func: str):
     Pk = to_kernel_dtype(P_in, dtype)
     Qk = Pk if same else to_kernel_dtype(Q_in, dtype)
     return Pk, Qk, dtype, same
+
+
+def _direct_out(out, shape, dtype, inputs, func):
+    """Check ``out`` (None, or an array for a result of this shape and dtype)
+    and return it when the kernels can write the result into it as it is: the
+    result is float64 and out a C-contiguous float64 array that may share no
+    memory with an input.  Otherwise None: the result is made apart and
+    ``deliver`` writes it."""
+    if out is None:
+        return None
+    check_out(out, shape, dtype, func)
+    if (dtype == _F64 and out.dtype == _F64 and out.flags.c_contiguous
+            and not any(isinstance(a, np.ndarray) and np.may_share_memory(out, a)
+                        for a in inputs)):
+        return out
+    return None
 
 
 def _row_stats(A: np.ndarray, name: str, func: str, num_threads, check: bool, row0: int = 0):
@@ -115,17 +131,20 @@ def _abs_side(L: np.ndarray):
 
 
 def _kl_matrix(Pk, Qk, hp, psum, qsum, *, normalize, num_threads, func,
-               refine=True, bound=None):
+               refine=True, bound=None, out=None):
     """The (m, k) matrix of KL(P_i || Q_j), natural log, float64.
 
-    Entropy term minus the product P @ log(Q).T, block by block.  With ``bound``
-    (an (m, k) array) the a-priori bound on each product-form entry's absolute
-    error is written there; ``refine=False`` skips the exact recomputation of
-    the entries too close to zero (both for testing the bound).
+    Entropy term minus the product P @ log(Q).T, block by block, into ``out``
+    (a C-contiguous float64 (m, k) array that overlaps no input) or a new
+    array.  With ``bound`` (an (m, k) array) the a-priori bound on each
+    product-form entry's absolute error is written there; ``refine=False``
+    skips the exact recomputation of the entries too close to zero (both for
+    testing the bound).
     """
     m, n = Pk.shape
     k = Qk.shape[0]
-    out = np.empty((m, k), dtype=np.float64)
+    if out is None:
+        out = np.empty((m, k), dtype=np.float64)
     if m == 0 or k == 0:
         return out
     if n == 0:
@@ -204,7 +223,8 @@ def _kl_matrix(Pk, Qk, hp, psum, qsum, *, normalize, num_threads, func,
     return out
 
 
-def kl_pairwise(P, Q=None, *, base=None, normalize=False, num_threads=None, check=True):
+def kl_pairwise(P, Q=None, *, base=None, normalize=False, out=None, num_threads=None,
+                check=True):
     """All-pairs Kullback-Leibler matrix: entry [i, j] is KL(P[i] || Q[j]).
 
     Same semantics as ``kl_div(P[i], Q[j])`` for every pair (a term with p == 0
@@ -233,6 +253,10 @@ def kl_pairwise(P, Q=None, *, base=None, normalize=False, num_threads=None, chec
         Logarithm base (2 gives bits); natural log when None.
     normalize : bool, default False
         Divide every row by its sum first (a row summing to zero is an error).
+    out : ndarray, shape (m, k), optional
+        Where to put the result (any dtype the result casts to under
+        "same_kind"); it is returned.  A C-contiguous float64 ``out`` receives
+        the float64 result directly, without a temporary.
     num_threads : int, optional
         Threads for the row kernels.  The matrix product runs on NumPy's BLAS,
         with its own threads.  The result does not depend on num_threads.
@@ -261,6 +285,7 @@ def kl_pairwise(P, Q=None, *, base=None, normalize=False, num_threads=None, chec
     func = "kl_pairwise"
     Pk, Qk, dtype, same = _prepare(P, Q, func)
     base = _resolve_base(base, func)
+    direct = _direct_out(out, (Pk.shape[0], Qk.shape[0]), dtype, (P, Q, Pk, Qk), func)
     if dtype != _F64:
         # float32 input is computed in float64 throughout and rounded once at the end
         Pk = Pk.astype(np.float64)
@@ -271,14 +296,15 @@ def kl_pairwise(P, Q=None, *, base=None, normalize=False, num_threads=None, chec
         _check_sums(psum, "P", func)
         if not same:
             _check_sums(qsum, "Q", func)
-    out = _kl_matrix(Pk, Qk, hp, psum, qsum, normalize=normalize,
-                     num_threads=num_threads, func=func)
+    res = _kl_matrix(Pk, Qk, hp, psum, qsum, normalize=normalize,
+                     num_threads=num_threads, func=func, out=direct)
     if base is not None:
-        out /= math.log(base)
-    return out if dtype == _F64 else out.astype(dtype)
+        res /= math.log(base)
+    return res if direct is not None else deliver(res, out, dtype, func)
 
 
-def js_pairwise(P, Q=None, *, base=None, normalize=False, num_threads=None, check=True):
+def js_pairwise(P, Q=None, *, base=None, normalize=False, out=None, num_threads=None,
+                check=True):
     """All-pairs Jensen-Shannon matrix: entry [i, j] is JS(P[i], Q[j]).
 
     Each entry equals ``js_div(P[i], Q[j], ...)`` bit for bit (the same fused
@@ -298,6 +324,8 @@ def js_pairwise(P, Q=None, *, base=None, normalize=False, num_threads=None, chec
         Logarithm base (2 gives bits); natural log when None.
     normalize : bool, default False
         Divide every row by its sum first (a row summing to zero is an error).
+    out : ndarray, shape (m, k), optional
+        Where to put the result, as for ``kl_pairwise``; it is returned.
     num_threads : int, optional
         Threads for the pair loop (default: all cores for large inputs).  The
         result is bit-identical for every thread count.
@@ -324,6 +352,7 @@ def js_pairwise(P, Q=None, *, base=None, normalize=False, num_threads=None, chec
     base = _resolve_base(base, func)
     m, n = Pk.shape
     k = Qk.shape[0]
+    direct = _direct_out(out, (m, k), dtype, (P, Q, Pk, Qk), func)
     if check or normalize:
         _, psum = _row_stats(Pk, "P", func, num_threads, check)
         _, qsum = (None, psum) if same else _row_stats(Qk, "Q", func, num_threads, check)
@@ -338,9 +367,9 @@ def js_pairwise(P, Q=None, *, base=None, normalize=False, num_threads=None, chec
     else:
         a = np.ones(m)
         b = a if same else np.ones(k)
-    out = np.empty((m, k), dtype=np.float64)
+    res = np.empty((m, k), dtype=np.float64) if direct is None else direct
     nt = resolve_threads(num_threads, m, m * k * n, func)
-    _div_kernels.js_pairs(Pk, Qk, a, b, out, same, nt)
+    _div_kernels.js_pairs(Pk, Qk, a, b, res, same, nt)
     if base is not None:
-        out /= math.log(base)
-    return out if dtype == _F64 else out.astype(dtype)
+        res /= math.log(base)
+    return res if direct is not None else deliver(res, out, dtype, func)
