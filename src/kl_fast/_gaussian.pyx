@@ -7,10 +7,10 @@ time) and write into arrays the caller allocated.  They validate nothing but
 shapes: the Python layer in ``gaussian.py`` converts, checks, allocates and
 explains errors.
 
-psums rows hold (c, P, S1, S2, H, xgrid): p's mean c, P = sum p, the first
-two moments of p about c, H = sum p log p over p > 0, and what x is (0 any,
-1 non-decreasing).  The q pass reads x only, so normalising p is a matter of
-these six numbers.
+psums rows hold (c, P, S1, S2, H, scale, xgrid): p's mean c, P = sum p, the
+first two moments of p about c, H = sum p log p over p > 0, the factor applied
+to p-weighted sums of the q pass (1, or 1/P for normalised p), and what x is
+(0 any, 1 non-decreasing).
 """
 from cython cimport floating
 from cython.parallel cimport prange
@@ -27,9 +27,9 @@ _np_float64 = _np.float64
 
 cdef extern from "gaussian_core.h" nogil:
     ctypedef struct gk_psums:
-        double c, P, S1, S2, H, xgrid
+        double c, P, S1, S2, H, scale, xgrid
     ctypedef struct gk_qsums:
-        double xk, dk, W, W1, W2, W3, W4
+        double xk, dk, W, W1, W2, W3, W4, Ap
     ctypedef struct gk_eval:
         double kl, g1, g2, dmu, dsigma, grad_rel, noise
     ctypedef struct gk_fit:
@@ -167,13 +167,14 @@ def gaussian_psums_rows(const floating[:, :] p, const double[::1] x, double[:, :
     cdef Py_ssize_t s0 = p.strides[0] // <Py_ssize_t>sizeof(floating)
     cdef Py_ssize_t s1 = p.strides[1] // <Py_ssize_t>sizeof(floating)
     cdef const floating *pp
-    if x.shape[0] != n or out.shape[0] != m or out.shape[1] != 6 or status.shape[0] != m:
+    if x.shape[0] != n or out.shape[0] != m or out.shape[1] != 7 or status.shape[0] != m:
         raise ValueError("gaussian_psums_rows: shape mismatch between p, x, out and status")
     if m == 0:
         return
     if n == 0:
         out[:, :] = 0.0
         out[:, 5] = 1.0
+        out[:, 6] = 1.0
         status[:] = P_ZERO
         return
     pp = &p[0, 0]
@@ -203,7 +204,7 @@ def gaussian_eval(const floating[:, :] p, const double[::1] x, const double[:, :
     cdef const floating *pp
     cdef double *g_mu = NULL
     cdef double *g_sigma = NULL
-    if (x.shape[0] != n or psums.shape[0] != m or psums.shape[1] != 6 or mu.shape[0] != K
+    if (x.shape[0] != n or psums.shape[0] != m or psums.shape[1] != 7 or mu.shape[0] != K
             or sigma.shape[0] != K or kl_out.shape[0] != K
             or (want_grad and (dmu_out.shape[0] != K or dsigma_out.shape[0] != K))):
         raise ValueError("gaussian_eval: shape mismatch between the arguments")
@@ -247,7 +248,7 @@ def gaussian_fit_rows(const floating[:, :] p, const double[::1] x, const double[
     cdef const floating *pp
     cdef bint record = hist.shape[1] > 0
     cdef Py_ssize_t need = iters + 1
-    if (x.shape[0] != n or psums.shape[0] != m or psums.shape[1] != 6 or mu0.shape[0] != m
+    if (x.shape[0] != n or psums.shape[0] != m or psums.shape[1] != 7 or mu0.shape[0] != m
             or par0.shape[0] != m or out.shape[0] != m or out.shape[1] != 6
             or counts.shape[0] != m or counts.shape[1] != 3 or hist.shape[0] != m
             or hist.shape[2] != 3 or (record and hist.shape[1] < need)):

@@ -85,7 +85,7 @@ def _prepare(p, x, func: str, normalize: bool, num_threads, *, name: str = "p", 
     batch_shape = pk.shape[:-1]
     m = math.prod(batch_shape)
     p2 = _as_rows(pk, m, n)
-    psums = np.empty((m, 6), dtype=np.float64)
+    psums = np.empty((m, 7), dtype=np.float64)
     status = np.empty(m, dtype=np.int8)
     nt = _threads(num_threads, m, n, func)
     if m == 0:
@@ -104,6 +104,7 @@ def _prepare(p, x, func: str, normalize: bool, num_threads, *, name: str = "p", 
         psums[:, 2] /= total
         psums[:, 3] /= total
         psums[:, 4] = psums[:, 4] / total - np.log(total)
+        psums[:, 5] = 1.0 / total
     return p2, xk, psums, batch_shape, nt
 
 

@@ -159,7 +159,7 @@ static inline void KLM_FN(gk_pb_sums)(const double *p, const double *x, ptrdiff_
         }                                                                              \
     }
 
-/* the lane totals a0..a4 into tot[0..4] (moments not computed give 0) */
+/* the lane totals a0..a4, ap into tot[0..5] (moments not computed give 0) */
 #define GK_TOTALS(NMOM)                                                                \
     do {                                                                               \
         tot[0] = KL_LANE_SUM(a0);                                                      \
@@ -167,13 +167,17 @@ static inline void KLM_FN(gk_pb_sums)(const double *p, const double *x, ptrdiff_
         tot[2] = (NMOM) >= 2 ? KL_LANE_SUM(a2) : 0.0;                                  \
         tot[3] = (NMOM) >= 4 ? KL_LANE_SUM(a3) : 0.0;                                  \
         tot[4] = (NMOM) >= 4 ? KL_LANE_SUM(a4) : 0.0;                                  \
+        tot[5] = KL_LANE_SUM(ap);                                                      \
     } while (0)
 
-/* ---- q side: W, W1..W4 (see gaussian_core.h) ------------------------------------
-   With e = x - xk: W += w, Wk += w e^k. */
+/* ---- q side: W, W1..W4 and Ap (see gaussian_core.h) ----------------------------
+   With e = x - xk and r = e (e + 2 dk): W += w, Wk += w e^k, Ap += p max(r, 0)
+   (p == 0 adds 0 even if r overflowed). */
 #define GK_Q_SCALAR(I, J, NMOM)                                                        \
     {                                                                                  \
-        double e = x[(I)] - xk, wv = w[(I)];                                           \
+        double e = x[(I)] - xk, r = e * (e + twodk), pv = p[(I)], wv = w[(I)];         \
+        double rp = r > 0.0 ? r : 0.0, tp = pv * rp;                                   \
+        ap[J] += pv > 0.0 ? tp : 0.0;                                                  \
         a0[J] += wv;                                                                   \
         GK_ADD_MOMENTS(double, wv, e, a1[J], a2[J], a3[J], a4[J], NMOM);               \
     }
@@ -181,19 +185,23 @@ static inline void KLM_FN(gk_pb_sums)(const double *p, const double *x, ptrdiff_
 #if GK_VEC
 #define GK_Q_VEC(OFF, H, NMOM)                                                         \
     {                                                                                  \
-        kl_v4d xv, wv, e;                                                              \
-        GK_LOAD(xv, x + i + (OFF)); GK_LOAD(wv, w + i + (OFF));                        \
+        kl_v4d xv, pv, wv, e, r;                                                       \
+        GK_LOAD(xv, x + i + (OFF)); GK_LOAD(pv, p + i + (OFF)); GK_LOAD(wv, w + i + (OFF)); \
         e = xv - xk;                                                                   \
+        r = e * (e + twodk);                                                           \
+        v_ap[H] += GK_POS(pv, pv * GK_POS(r, r));                                      \
         v_a0[H] += wv;                                                                 \
         GK_ADD_MOMENTS(kl_v4d, wv, e, v_a1[H], v_a2[H], v_a3[H], v_a4[H], NMOM);       \
     }
 #endif
 
 #define GK_Q_SUMS(NMOM)                                                                \
-static inline void KLM_FN(gk_q##NMOM##_sums)(const double *x, const double *w,        \
-                                             ptrdiff_t len, double xk, double *tot)     \
+static inline void KLM_FN(gk_q##NMOM##_sums)(const double *p, const double *x,        \
+                                             const double *w, ptrdiff_t len, double xk, \
+                                             double twodk, double *tot)                 \
 {                                                                                      \
-    double a0[KL_LANES], a1[KL_LANES], a2[KL_LANES], a3[KL_LANES], a4[KL_LANES];       \
+    double a0[KL_LANES], a1[KL_LANES], a2[KL_LANES], a3[KL_LANES], a4[KL_LANES],       \
+           ap[KL_LANES];                                                               \
     ptrdiff_t full = len - len % KL_LANES, i = 0;                                      \
     GK_Q_MAIN(NMOM)                                                                    \
     for (; i < len; i++) GK_Q_SCALAR(i, i - full, NMOM)                                \
@@ -205,19 +213,19 @@ static inline void KLM_FN(gk_q##NMOM##_sums)(const double *x, const double *w,  
     {                                                                                  \
         kl_v4d z = {0.0, 0.0, 0.0, 0.0};                                               \
         kl_v4d v_a0[2] = {z, z}, v_a1[2] = {z, z}, v_a2[2] = {z, z}, v_a3[2] = {z, z},  \
-               v_a4[2] = {z, z};                                                       \
+               v_a4[2] = {z, z}, v_ap[2] = {z, z};                                     \
         for (; i < full; i += KL_LANES) {                                              \
             GK_Q_VEC(0, 0, NMOM)                                                       \
             GK_Q_VEC(4, 1, NMOM)                                                       \
         }                                                                              \
         GK_LANES_OUT(a0, v_a0[0], v_a0[1]); GK_LANES_OUT(a1, v_a1[0], v_a1[1]);        \
         GK_LANES_OUT(a2, v_a2[0], v_a2[1]); GK_LANES_OUT(a3, v_a3[0], v_a3[1]);        \
-        GK_LANES_OUT(a4, v_a4[0], v_a4[1]);                                            \
+        GK_LANES_OUT(a4, v_a4[0], v_a4[1]); GK_LANES_OUT(ap, v_ap[0], v_ap[1]);        \
     }
 #else
 #define GK_Q_MAIN(NMOM)                                                                \
     for (int j = 0; j < KL_LANES; j++) {                                               \
-        a0[j] = 0.0; a1[j] = 0.0; a2[j] = 0.0; a3[j] = 0.0; a4[j] = 0.0;               \
+        a0[j] = 0.0; a1[j] = 0.0; a2[j] = 0.0; a3[j] = 0.0; a4[j] = 0.0; ap[j] = 0.0;  \
     }                                                                                  \
     for (; i < full; i += KL_LANES)                                                    \
         for (int j = 0; j < KL_LANES; j++) GK_Q_SCALAR(i + j, j, NMOM)
@@ -230,36 +238,38 @@ GK_Q_SUMS(4)
 /* ---- q side on an evenly spaced block: w from the table factors (see
    gk_table_factors) summed as it is made, in the lanes of gk_q*_sums.  Returns
    nonzero, with tot unspecified, when the exponents are off the ideal ones by
-   more than 1e-8 in root sum of squares (then the block takes gk_wmap and
-   gk_q*_sums). */
+   more than 1e-6 in root sum of squares (then the block takes gk_wmap and
+   gk_q*_sums).  On success every r is finite (its exponent is near the ideal
+   one), so p r needs no mask for p == 0. */
 #if GK_VEC
 #define GK_QT_HALF(OFF, H, VV, IV, NMOM)                                               \
     {                                                                                  \
-        kl_v4d xv, tv, e, r, rp, d;                                                    \
-        GK_LOAD(xv, x + 8 * t + (OFF)); GK_LOAD(tv, t2 + 8 * t + (OFF));               \
+        kl_v4d xv, pv, tv, e, r, rp, d;                                                \
+        GK_LOAD(xv, x + 8 * t + (OFF)); GK_LOAD(pv, p + 8 * t + (OFF));                \
+        GK_LOAD(tv, t2 + 8 * t + (OFF));                                               \
         e = xv - xk;                                                                   \
         r = e * (e + twodk);                                                           \
         rp = GK_POS(r, r);                                                             \
         d = rp * h - (A + IV * (B + IV * C));                                          \
         dsq[H] += d * d;                                                               \
-        tv = (VV * u) * tv;                                                            \
-        tv = tv - tv * d;     /* exp(-d) = 1 - d to within d^2/2 <= 5e-17 */            \
+        tv = ((VV * u) * tv) * (1.0 - d * (1.0 - 0.5 * d));                            \
+        v_ap[H] += pv * rp;                                                            \
         v_a0[H] += tv;                                                                 \
         GK_ADD_MOMENTS(kl_v4d, tv, e, v_a1[H], v_a2[H], v_a3[H], v_a4[H], NMOM);       \
     }
 #define GK_QT_SUMS(NMOM)                                                               \
 static __attribute__((noinline)) int                                                   \
-KLM_FN(gk_qt##NMOM##_sums)(const double *restrict x, const double *restrict t2,         \
-                           double xk, double twodk, double h, double mu, double dx,    \
-                           double *restrict tot)                                       \
+KLM_FN(gk_qt##NMOM##_sums)(const double *restrict p, const double *restrict x,         \
+                           const double *restrict t2, double xk, double twodk,         \
+                           double h, double mu, double dx, double *restrict tot)       \
 {                                                                                      \
     double abc[3], V[8], U[32], a0[KL_LANES], a1[KL_LANES], a2[KL_LANES],              \
-           a3[KL_LANES], a4[KL_LANES];                                                 \
+           a3[KL_LANES], a4[KL_LANES], ap[KL_LANES];                                   \
     if (KLM_FN(gk_table_factors)(x, xk, twodk, h, mu, dx, abc, V, U)) return 1;        \
     double A = abc[0], B = abc[1], C = abc[2];                                         \
     kl_v4d z = {0.0, 0.0, 0.0, 0.0};                                                   \
     kl_v4d v_a0[2] = {z, z}, v_a1[2] = {z, z}, v_a2[2] = {z, z}, v_a3[2] = {z, z},      \
-           v_a4[2] = {z, z};                                                           \
+           v_a4[2] = {z, z}, v_ap[2] = {z, z};                                         \
     kl_v4d v0, v1, i0 = {0.0, 1.0, 2.0, 3.0}, i1 = {4.0, 5.0, 6.0, 7.0};               \
     kl_v4d dsq[2] = {z, z};                                                            \
     memcpy(&v0, V, sizeof v0);                                                         \
@@ -271,22 +281,23 @@ KLM_FN(gk_qt##NMOM##_sums)(const double *restrict x, const double *restrict t2, 
     }                                                                                  \
     {                                                                                  \
         kl_v4d dd = dsq[0] + dsq[1];                                                   \
-        if (!((dd[0] + dd[1]) + (dd[2] + dd[3]) <= 1e-16)) return 1;   /* NaN too */    \
+        if (!((dd[0] + dd[1]) + (dd[2] + dd[3]) <= 1e-12)) return 1;   /* NaN too */    \
     }                                                                                  \
     GK_LANES_OUT(a0, v_a0[0], v_a0[1]); GK_LANES_OUT(a1, v_a1[0], v_a1[1]);            \
     GK_LANES_OUT(a2, v_a2[0], v_a2[1]); GK_LANES_OUT(a3, v_a3[0], v_a3[1]);            \
-    GK_LANES_OUT(a4, v_a4[0], v_a4[1]);                                                \
+    GK_LANES_OUT(a4, v_a4[0], v_a4[1]); GK_LANES_OUT(ap, v_ap[0], v_ap[1]);            \
     GK_TOTALS(NMOM);                                                                   \
     return 0;                                                                          \
 }
 #else
 /* without vector types the point-by-point map is as good */
 #define GK_QT_SUMS(NMOM)                                                               \
-static int KLM_FN(gk_qt##NMOM##_sums)(const double *x, const double *t2, double xk,   \
-                                      double twodk, double h, double mu, double dx,    \
-                                      double *tot)                                     \
+static int KLM_FN(gk_qt##NMOM##_sums)(const double *p, const double *x, const double *t2, \
+                                      double xk, double twodk, double h, double mu,    \
+                                      double dx, double *tot)                          \
 {                                                                                      \
-    (void)x; (void)t2; (void)xk; (void)twodk; (void)h; (void)mu; (void)dx; (void)tot;  \
+    (void)p; (void)x; (void)t2; (void)xk; (void)twodk; (void)h; (void)mu; (void)dx;    \
+    (void)tot;                                                                         \
     return 1;                                                                          \
 }
 #endif

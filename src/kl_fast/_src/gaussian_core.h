@@ -19,22 +19,23 @@
 #include <stdlib.h>
 #include "kl_core.h"
 
-/* p-side sums: c is p's mean (moments are about it), xgrid says
+/* p-side sums: c is p's mean (moments are about it), scale multiplies the
+   p-weighted sums of the q pass (1, or 1/P when p is normalised), xgrid says
    what the q pass may assume of x: 0 nothing, GK_X_SORTED non-decreasing (the
    anchor is found by bisection; full blocks evenly spaced get exp by factorised
    tables, each point checked against its exact exponent). */
-typedef struct { double c, P, S1, S2, H, xgrid; } gk_psums;
+typedef struct { double c, P, S1, S2, H, scale, xgrid; } gk_psums;
 #define GK_X_SORTED 1
 #define GK_TABLE_MIN_POINTS 512   /* the factorised exp pays off from here */
 
 /* q-side sums of one (mu, sigma): xk the grid point nearest mu, dk = xk - mu,
-   W = sum w, Wk = sum w (x - xk)^k, with w = exp(-((x - mu)^2 - dk^2) / (2 sigma^2)).
-   The pass reads x only. */
-typedef struct { double xk, dk, W, W1, W2, W3, W4; } gk_qsums;
+   W = sum w, Wk = sum w (x - xk)^k, Ap = sum p (x - xk)(x - xk + 2 dk),
+   with w = exp(-((x - mu)^2 - dk^2) / (2 sigma^2)). */
+typedef struct { double xk, dk, W, W1, W2, W3, W4, Ap; } gk_qsums;
 
 /* Arguments of the block functions of one pass (p is float or double). */
 typedef struct { const void *p; ptrdiff_t sp; const double *x; ptrdiff_t n; double ctr; } gk_pctx;
-typedef struct { const double *x; ptrdiff_t n;
+typedef struct { const void *p; ptrdiff_t sp; const double *x; ptrdiff_t n;
                  double xk, twodk, h, mu, dx; int sorted; const double *t2; } gk_qctx;
 typedef void (*gk_block_fn)(const void *ctx, ptrdiff_t blk, double *tot);
 #if defined(__GNUC__) || defined(__clang__)
@@ -157,24 +158,9 @@ typedef struct {
     double noise;     /* rounding size of kl (sum of the magnitudes of its terms) */
 } gk_eval;
 
-/* p's first two moments about xk, from those about its mean c */
-static inline void gk_pmoments_xk(const gk_psums *ps, const gk_qsums *qs, double *sp1, double *sp2)
-{
-    double u = ps->c - qs->xk;
-    *sp1 = ps->S1 + ps->P * u;
-    *sp2 = ps->S2 + u * (2.0 * ps->S1 + ps->P * u);
-}
-
-/* KL = H + Ap / (2 sigma^2) + P log W with Ap = sum p ((x - mu)^2 - dk^2)
-   = sum p e (e + 2 dk), e = x - xk: every term >= 0 (xk is the grid point
-   nearest mu), and the two moment terms are of one sign whenever mu is off
-   the grid, so they add without cancelling. */
 static inline void gk_value(const gk_psums *ps, const gk_qsums *qs, double sigma, gk_eval *ev)
 {
-    double sp1, sp2, ap, quad;
-    gk_pmoments_xk(ps, qs, &sp1, &sp2);
-    ap = sp2 + 2.0 * qs->dk * sp1;
-    quad = 0.5 * ((ap / sigma) / sigma);
+    double quad = 0.5 * ((ps->scale * qs->Ap / sigma) / sigma);
     double lz = ps->P * log(qs->W);
     ev->kl = ps->H + quad + lz;
     ev->noise = fabs(ps->H) + fabs(quad) + fabs(lz);
@@ -182,8 +168,11 @@ static inline void gk_value(const gk_psums *ps, const gk_qsums *qs, double sigma
 
 static inline void gk_value_grad(const gk_psums *ps, const gk_qsums *qs, double sigma, gk_eval *ev)
 {
-    double P = ps->P, sp1, sp2;
-    gk_pmoments_xk(ps, qs, &sp1, &sp2);
+    double P = ps->P;
+    /* p's moments about xk, from its moments about its mean c */
+    double u = ps->c - qs->xk;
+    double sp1 = ps->S1 + P * u;
+    double sp2 = ps->S2 + u * (2.0 * ps->S1 + P * u);
     double g1 = P * (qs->W1 / qs->W) - sp1;
     double g2 = P * (qs->W2 / qs->W) - sp2;
     gk_value(ps, qs, sigma, ev);

@@ -60,9 +60,8 @@ KLM_FN(gk_wmap)(const double *restrict x, ptrdiff_t len, double xk, double twodk
        exp(-a^_i) = exp(-(A + B j)) exp(-8 B t) exp(-C i^2),
    the last factor from the pass's table t2: 8 + 4 + 8 exps per 256 points,
    into V[j] and U[t] (the middle factor as a product of two).  The exact
-   exponent a_i of each point then corrects the product by 1 - (a_i - a^_i),
-   exp(-(a_i - a^_i)) to within rounding while |a_i - a^_i| <= 1e-8 (gk_qt*_sums,
-   gaussian_blocks.h).  Returns 1 when the
+   exponent a_i of each point then corrects the product by the Taylor series
+   of exp(-(a_i - a^_i)), exact to rounding while |a_i - a^_i| <= 1e-6 (gk_qt*_sums, gaussian_blocks.h).  Returns 1 when the
    exponents are too spread for the factors to stay in range. */
 static int KLM_FN(gk_table_factors)(const double *restrict x, double xk, double twodk, double h,
                                     double mu, double dx, double *restrict abc,
@@ -133,80 +132,6 @@ KLM_FN(gk_count_down)(const double *restrict x, ptrdiff_t len)
 }
 
 #include "gaussian_blocks.h"
-
-/* How a block's weights w are made: GK_W_ZERO all 0, the whole block beyond
-   exp's range (sorted x, its nearest point to mu has a > 746); GK_W_TABLE by
-   the factorised tables (a full block of a sorted grid whose ends and middle sit
-   on the pass's even spacing; each point is checked again as it is used);
-   GK_W_EXP point by point. */
-#ifndef GK_W_ZERO
-#define GK_W_ZERO 0
-#define GK_W_TABLE 1
-#define GK_W_EXP 2
-#endif
-static inline int KLM_FN(gk_wkind)(const gk_qctx *cx, const double *x, ptrdiff_t len)
-{
-    if (cx->sorted) {
-        double xn = x[0] < cx->mu ? (x[len - 1] < cx->mu ? x[len - 1] : cx->mu) : x[0];
-        double e = xn - cx->xk, r = e * (e + cx->twodk);
-        if (r > 0.0 && r * cx->h > 746.0) return GK_W_ZERO;
-    }
-    if (cx->t2 != NULL && len == KL_BLOCK) {
-        double tol = 1e-3 * cx->dx;
-        if (fabs(x[KL_BLOCK / 2] - (x[0] + (KL_BLOCK / 2) * cx->dx)) <= tol
-                && fabs(x[KL_BLOCK - 1] - (x[0] + (KL_BLOCK - 1) * cx->dx)) <= tol)
-            return GK_W_TABLE;
-    }
-    return GK_W_EXP;
-}
-
-#define GK_Q_BLOCK(NMOM)                                                                \
-static void KLM_FN(gk_q##NMOM##_block)(const void *vctx, ptrdiff_t blk, double *tot)    \
-{                                                                                       \
-    const gk_qctx *cx = (const gk_qctx *)vctx;                                          \
-    ptrdiff_t start = blk * KL_BLOCK;                                                   \
-    ptrdiff_t len = cx->n - start < KL_BLOCK ? cx->n - start : KL_BLOCK;                \
-    double w[KL_BLOCK] __attribute__((aligned(32)));                                    \
-    const double *x = cx->x + start;                                                    \
-    int kind = KLM_FN(gk_wkind)(cx, x, len);                                            \
-    if (kind == GK_W_TABLE && KLM_FN(gk_qt##NMOM##_sums)(x, cx->t2, cx->xk, cx->twodk,  \
-                                                        cx->h, cx->mu, cx->dx, tot) == 0) \
-        return;                                                                         \
-    if (kind == GK_W_ZERO) memset(w, 0, sizeof w);                                      \
-    else KLM_FN(gk_wmap)(x, len, cx->xk, cx->twodk, cx->h, w);                          \
-    KLM_FN(gk_q##NMOM##_sums)(x, w, len, cx->xk, tot);                                  \
-}
-GK_Q_BLOCK(0)
-GK_Q_BLOCK(2)
-GK_Q_BLOCK(4)
-#undef GK_Q_BLOCK
-
-/* q-side sums of one (mu, sigma), NMOM = 0, 2 or 4 moments. */
-#define GK_Q_PASS(NMOM)                                                                 \
-static void KLM_FN(gk_qpass##NMOM)(const double *x, ptrdiff_t n, double mu, double sigma, \
-                                   int xgrid, int nthreads, gk_qsums *out)              \
-{                                                                                       \
-    gk_qctx cx;                                                                         \
-    double s[5], t2[KL_BLOCK] __attribute__((aligned(32)));                             \
-    cx.x = x; cx.n = n; cx.mu = mu;                                                     \
-    cx.sorted = xgrid >= GK_X_SORTED;                                                   \
-    cx.xk = cx.sorted ? gk_nearest_sorted(x, n, mu) : KLM_FN(gk_nearest)(x, n, mu);     \
-    cx.twodk = 2.0 * (cx.xk - mu);                                                      \
-    cx.h = (0.5 / sigma) / sigma;                                                       \
-    cx.dx = n > 1 ? (x[n - 1] - x[0]) / (double)(n - 1) : 0.0;                          \
-    cx.t2 = NULL;                                                                       \
-    if (cx.sorted && n >= GK_TABLE_MIN_POINTS && cx.dx > 0.0 && cx.h <= DBL_MAX) {      \
-        KLM_FN(gk_t2_table)(cx.h * cx.dx * cx.dx, t2);                                  \
-        cx.t2 = t2;                                                                     \
-    }                                                                                   \
-    gk_run_blocks(KLM_FN(gk_q##NMOM##_block), &cx, n, 5, nthreads, s);                  \
-    out->xk = cx.xk; out->dk = cx.xk - mu;                                              \
-    out->W = s[0]; out->W1 = s[1]; out->W2 = s[2]; out->W3 = s[3]; out->W4 = s[4];      \
-}
-GK_Q_PASS(0)
-GK_Q_PASS(2)
-GK_Q_PASS(4)
-#undef GK_Q_PASS
 
 #define GK_B_T double
 #define GK_B_S f64

@@ -53,6 +53,55 @@ static void GK_BLK(pb_block)(const void *vctx, ptrdiff_t blk, double *tot)
     KLM_FN(gk_pb_sums)(p, cx->x + start, len, cx->ctr, tot);
 }
 
+/* How a block's weights w are made: GK_W_ZERO all 0, the whole block beyond
+   exp's range (sorted x, its nearest point to mu has a > 746); GK_W_TABLE by
+   the factorised tables (a full block of a sorted grid whose ends and middle sit
+   on the pass's even spacing; each point is checked again as it is used);
+   GK_W_EXP point by point. */
+#ifndef GK_W_ZERO
+#define GK_W_ZERO 0
+#define GK_W_TABLE 1
+#define GK_W_EXP 2
+#endif
+static inline int GK_BLK(wkind)(const gk_qctx *cx, const double *x, ptrdiff_t len)
+{
+    if (cx->sorted) {
+        double xn = x[0] < cx->mu ? (x[len - 1] < cx->mu ? x[len - 1] : cx->mu) : x[0];
+        double e = xn - cx->xk, r = e * (e + cx->twodk);
+        if (r > 0.0 && r * cx->h > 746.0) return GK_W_ZERO;
+    }
+    if (cx->t2 != NULL && len == KL_BLOCK) {
+        double tol = 1e-3 * cx->dx;
+        if (fabs(x[KL_BLOCK / 2] - (x[0] + (KL_BLOCK / 2) * cx->dx)) <= tol
+                && fabs(x[KL_BLOCK - 1] - (x[0] + (KL_BLOCK - 1) * cx->dx)) <= tol)
+            return GK_W_TABLE;
+    }
+    return GK_W_EXP;
+}
+
+#define GK_Q_BLOCK(NMOM)                                                                \
+static void GK_BLK(q##NMOM##_block)(const void *vctx, ptrdiff_t blk, double *tot)       \
+{                                                                                       \
+    const gk_qctx *cx = (const gk_qctx *)vctx;                                          \
+    ptrdiff_t start = blk * KL_BLOCK;                                                   \
+    ptrdiff_t len = cx->n - start < KL_BLOCK ? cx->n - start : KL_BLOCK;                \
+    double buf[KL_BLOCK] __attribute__((aligned(32)));                                  \
+    double w[KL_BLOCK] __attribute__((aligned(32)));                                    \
+    const double *x = cx->x + start;                                                    \
+    const double *p = GK_BLK(as_f64)((const GK_B_T *)cx->p + start * cx->sp, cx->sp, len, buf); \
+    int kind = GK_BLK(wkind)(cx, x, len);                                               \
+    if (kind == GK_W_TABLE && KLM_FN(gk_qt##NMOM##_sums)(p, x, cx->t2, cx->xk, cx->twodk, \
+                                                        cx->h, cx->mu, cx->dx, tot) == 0) \
+        return;                                                                         \
+    if (kind == GK_W_ZERO) memset(w, 0, sizeof w);                                      \
+    else KLM_FN(gk_wmap)(x, len, cx->xk, cx->twodk, cx->h, w);                          \
+    KLM_FN(gk_q##NMOM##_sums)(p, x, w, len, cx->xk, cx->twodk, tot);                    \
+}
+GK_Q_BLOCK(0)
+GK_Q_BLOCK(2)
+GK_Q_BLOCK(4)
+#undef GK_Q_BLOCK
+
 /* p-side sums: P, H and p's first two moments about its mean c, with the
    check fused in: a negative, NaN or infinite p makes its p log p term NaN or
    inf, a NaN or infinite x its p (x - ctr) term; only then is it looked for.
@@ -66,7 +115,7 @@ static int GK_BLK(psums)(const GK_B_T *p, ptrdiff_t sp, const double *x, ptrdiff
     double s[6], mean, var;
     cx.p = p; cx.sp = sp; cx.x = x; cx.n = n;
     cx.ctr = n > 0 ? x[n / 2] : 0.0;
-    out->c = cx.ctr; out->P = 0.0; out->S1 = 0.0; out->S2 = 0.0; out->H = 0.0;
+    out->c = cx.ctr; out->P = 0.0; out->S1 = 0.0; out->S2 = 0.0; out->H = 0.0; out->scale = 1.0;
     gk_run_blocks(GK_BLK(pa_block), &cx, n, 6, nthreads, s);
     out->xgrid = s[4] != 0.0 ? 0.0 : GK_X_SORTED;
     if (!(fabs(s[0]) <= DBL_MAX && fabs(s[1]) <= DBL_MAX && fabs(s[2]) <= DBL_MAX
@@ -97,15 +146,29 @@ static int GK_BLK(psums)(const GK_B_T *p, ptrdiff_t sp, const double *x, ptrdiff
     return GK_P_OK;
 }
 
-/* q-side sums of one (mu, sigma), NMOM = 0, 2 or 4 moments: the q pass reads
-   only x; p is in the signature so that both element types share one shape. */
+/* q-side sums of one (mu, sigma), NMOM = 0, 2 or 4 moments. */
 #define GK_Q_PASS(NMOM)                                                                 \
 static void GK_BLK(qsums##NMOM)(const GK_B_T *p, ptrdiff_t sp, const double *x,         \
                                 ptrdiff_t n, double mu, double sigma, int xgrid,        \
                                 int nthreads, gk_qsums *out)                            \
 {                                                                                       \
-    (void)p; (void)sp;                                                                  \
-    KLM_FN(gk_qpass##NMOM)(x, n, mu, sigma, xgrid, nthreads, out);                      \
+    gk_qctx cx;                                                                         \
+    double s[6], t2[KL_BLOCK] __attribute__((aligned(32)));                             \
+    cx.p = p; cx.sp = sp; cx.x = x; cx.n = n; cx.mu = mu;                               \
+    cx.sorted = xgrid >= GK_X_SORTED;                                                   \
+    cx.xk = cx.sorted ? gk_nearest_sorted(x, n, mu) : KLM_FN(gk_nearest)(x, n, mu);     \
+    cx.twodk = 2.0 * (cx.xk - mu);                                                      \
+    cx.h = (0.5 / sigma) / sigma;                                                       \
+    cx.dx = n > 1 ? (x[n - 1] - x[0]) / (double)(n - 1) : 0.0;                          \
+    cx.t2 = NULL;                                                                       \
+    if (cx.sorted && n >= GK_TABLE_MIN_POINTS && cx.dx > 0.0 && cx.h <= DBL_MAX) {      \
+        KLM_FN(gk_t2_table)(cx.h * cx.dx * cx.dx, t2);                                  \
+        cx.t2 = t2;                                                                     \
+    }                                                                                   \
+    gk_run_blocks(GK_BLK(q##NMOM##_block), &cx, n, 6, nthreads, s);                     \
+    out->xk = cx.xk; out->dk = cx.xk - mu;                                              \
+    out->W = s[0]; out->W1 = s[1]; out->W2 = s[2]; out->W3 = s[3]; out->W4 = s[4];      \
+    out->Ap = s[5];                                                                     \
 }
 GK_Q_PASS(0)
 GK_Q_PASS(2)
