@@ -310,6 +310,23 @@ def test_one_fall_anywhere_is_seen(n):
             mp_kl(p, xs, mu, sigma, dps=40), rel=1e-12)
 
 
+def test_concentrated_p_and_huge_grid():
+    # p on two points, mu near their midpoint, q narrow: sum p ((x - mu)^2 - dk^2) is tiny
+    # against its parts, so it must be summed point by point, not from p's moments
+    x = 0.1 * np.arange(20) + 0.037
+    p = np.zeros(20)
+    p[7], p[8] = 0.3, 0.7
+    for sigma in (1e-2, 1e-4, 1e-5):
+        mu = 0.5 * (x[7] + x[8]) + 1e-3 * sigma
+        assert kl_fast.gaussian_kl(p, x, mu, sigma) == pytest.approx(
+            mp_kl(p, x, mu, sigma, dps=50), rel=1e-12)
+    # spacings near 1e154: squares of grid offsets overflow, the per-point terms do not
+    x = np.array([-2e154, 0.0, 2e154])
+    p = np.array([0.0, 1.0, 0.0])
+    assert kl_fast.gaussian_kl(p, x, 1.05e154, 1e153) == pytest.approx(
+        mp_kl(p, x, 1.05e154, 1e153, dps=50), rel=1e-12)
+
+
 def test_results_do_not_depend_on_threads():
     x = np.linspace(-6, 6, 5000)          # 20 blocks: one row splits over threads
     p = mixture(x, 5)

@@ -1,8 +1,11 @@
 /* Block functions of the Gaussian passes, per target.  A block function
    reads one block of p (float or double, any stride) into a contiguous double
-   buffer when it is not already one, runs the map loop of its transcendental
-   terms, then sums in KL_LANES fixed lanes (element i of a block in lane
-   i % KL_LANES, the lanes combined pairwise).  No include guard on purpose. */
+   buffer when it is not already one, then either computes its terms and sums
+   in one loop (the fused p-side pass, the table path of the q side) or runs
+   the map loop of its transcendental terms into a buffer and sums that; sums
+   go to fixed lanes (element i of a block in lane i % KL_LANES for the q side
+   and the two-loop p side, i % 4 for the fused p side), combined pairwise.
+   No include guard on purpose. */
 
 #if defined(__GNUC__) || defined(__clang__)
 #define GK_VEC 1
@@ -55,8 +58,9 @@ static inline void KLM_FN(gk_pa_sums)(const double *p, const double *x, const do
    registers, no buffers.  H is kept as sum p k and sum p log z (p = 2^k z, z in
    [sqrt2/2, sqrt2)), joined as ln2 sum p k + sum p log z; tot[4] gets the number of
    falls x[i+1] < x[i] inside the block.  Returns 1 (tot unspecified) when a p is
-   negative or subnormal, which the two-loop form must take; NaN or infinite p or x
-   make the sums NaN or inf, as they must. */
+   negative or subnormal, or sum p k is beyond 1e298 (an infinite or NaN p makes it
+   so): the two-loop form takes those blocks.  A NaN or infinite x makes the sums
+   NaN or inf, as it must. */
 #if GK_VEC
 #define GK_HAVE_PA_FUSED 1
 static inline __attribute__((always_inline)) void
@@ -238,7 +242,7 @@ GK_Q_SUMS(4)
 /* ---- q side on an evenly spaced block: w from the table factors (see
    gk_table_factors) summed as it is made, in the lanes of gk_q*_sums.  Returns
    nonzero, with tot unspecified, when the exponents are off the ideal ones by
-   more than 1e-6 in root sum of squares (then the block takes gk_wmap and
+   more than 1e-8 in root sum of squares (then the block takes gk_wmap and
    gk_q*_sums).  On success every r is finite (its exponent is near the ideal
    one), so p r needs no mask for p == 0. */
 #if GK_VEC
@@ -252,7 +256,8 @@ GK_Q_SUMS(4)
         rp = GK_POS(r, r);                                                             \
         d = rp * h - (A + IV * (B + IV * C));                                          \
         dsq[H] += d * d;                                                               \
-        tv = ((VV * u) * tv) * (1.0 - d * (1.0 - 0.5 * d));                            \
+        tv = (VV * u) * tv;                                                            \
+        tv = tv - tv * d;     /* exp(-d) = 1 - d to within d^2/2 <= 5e-17 */            \
         v_ap[H] += pv * rp;                                                            \
         v_a0[H] += tv;                                                                 \
         GK_ADD_MOMENTS(kl_v4d, tv, e, v_a1[H], v_a2[H], v_a3[H], v_a4[H], NMOM);       \
@@ -281,7 +286,7 @@ KLM_FN(gk_qt##NMOM##_sums)(const double *restrict p, const double *restrict x,  
     }                                                                                  \
     {                                                                                  \
         kl_v4d dd = dsq[0] + dsq[1];                                                   \
-        if (!((dd[0] + dd[1]) + (dd[2] + dd[3]) <= 1e-12)) return 1;   /* NaN too */    \
+        if (!((dd[0] + dd[1]) + (dd[2] + dd[3]) <= 1e-16)) return 1;   /* NaN too */    \
     }                                                                                  \
     GK_LANES_OUT(a0, v_a0[0], v_a0[1]); GK_LANES_OUT(a1, v_a1[0], v_a1[1]);            \
     GK_LANES_OUT(a2, v_a2[0], v_a2[1]); GK_LANES_OUT(a3, v_a3[0], v_a3[1]);            \

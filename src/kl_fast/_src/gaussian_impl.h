@@ -1,11 +1,12 @@
 /* Grid passes of the Gaussian KL, instantiated once per instruction-set
    target (KLM_FN gives the suffix).  No include guard on purpose.
 
-   Each pass works on blocks of KL_BLOCK grid points: a plain map loop (which
-   the compiler vectorises, exp/log included) writes the block's
-   transcendental terms to an L1-resident buffer, then fixed KL_LANES lanes
-   sum the block.  gk_run_blocks adds the block totals in block order with
-   Neumaier compensation, so the result depends only on n, never on threads. */
+   Each pass works on blocks of KL_BLOCK grid points, either in one loop that
+   computes and sums the terms in registers (the p side; the q side on evenly
+   spaced blocks) or by a plain map loop (which the compiler vectorises,
+   exp/log included) into an L1-resident buffer summed in fixed KL_LANES
+   lanes.  gk_run_blocks adds the block totals in block order with Neumaier
+   compensation, so the result depends only on n, never on threads. */
 
 /* The grid point nearest mu: smallest |x - mu|, and among equal distances
    the one toward mu (so with |mu| so large that every |x - mu| rounds alike,
@@ -60,8 +61,9 @@ KLM_FN(gk_wmap)(const double *restrict x, ptrdiff_t len, double xk, double twodk
        exp(-a^_i) = exp(-(A + B j)) exp(-8 B t) exp(-C i^2),
    the last factor from the pass's table t2: 8 + 4 + 8 exps per 256 points,
    into V[j] and U[t] (the middle factor as a product of two).  The exact
-   exponent a_i of each point then corrects the product by the Taylor series
-   of exp(-(a_i - a^_i)), exact to rounding while |a_i - a^_i| <= 1e-6 (gk_qt*_sums, gaussian_blocks.h).  Returns 1 when the
+   exponent a_i of each point then corrects the product by 1 - (a_i - a^_i),
+   exp(-(a_i - a^_i)) to within rounding while |a_i - a^_i| <= 1e-8 (gk_qt*_sums,
+   gaussian_blocks.h).  Returns 1 when the
    exponents are too spread for the factors to stay in range. */
 static int KLM_FN(gk_table_factors)(const double *restrict x, double xk, double twodk, double h,
                                     double mu, double dx, double *restrict abc,

@@ -178,9 +178,10 @@ static inline __attribute__((always_inline)) void KLM_FN(kl_v4_kl_step)(kl_v4d p
 }
 
 /* k ln2 + a per lane, k = sum p k split (Veltkamp) into 20 high bits, whose
-   product with KL_LN2HI_D is exact, and the rest: one rounding at the end
-   with or without FMA.  A k beyond 1e298 makes the split NaN, which sends
-   the block to the careful path. */
+   product with KL_LN2HI_D is exact, and the rest.  Where the compiler contracts
+   the split into FMAs (kh = k, kl = 0), the outer FMA forms k KL_LN2HI_D
+   exactly instead: either way one rounding at the end.  A k beyond 1e298
+   makes c, and so the sum, inf or NaN, which sends the row to the careful path. */
 static inline __attribute__((always_inline)) kl_v4d KLM_FN(kl_v4_join_k)(kl_v4d k, kl_v4d a)
 {
     kl_v4d c = k * (0x1p33 + 1.0), kh = c - (c - k), kl = k - kh;
