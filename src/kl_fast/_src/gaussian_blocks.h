@@ -58,8 +58,8 @@ static inline void KLM_FN(gk_pa_sums)(const double *p, const double *x, const do
    registers, no buffers.  H is kept as sum p k and sum p log z (p = 2^k z, z in
    [sqrt2/2, sqrt2)), joined as ln2 sum p k + sum p log z; tot[4] gets the number of
    falls x[i+1] < x[i] inside the block.  Returns 1 (tot unspecified) when a p is
-   negative or subnormal, or sum p k is beyond 1e298 (an infinite or NaN p makes it
-   so): the two-loop form takes those blocks.  A NaN or infinite x makes the sums
+   negative or subnormal, or H comes out infinite or NaN (an infinite or NaN p, or,
+   without FMA, a lane's sum p k beyond 1e298): the two-loop form takes those blocks.  A NaN or infinite x makes the sums
    NaN or inf, as it must. */
 #if GK_VEC
 #define GK_HAVE_PA_FUSED 1
@@ -67,9 +67,7 @@ static inline __attribute__((always_inline)) void
 KLM_FN(gk_pa_step)(kl_v4d pv, kl_v4d xv, kl_v4d xn, double ctr, kl_v4d *aP, kl_v4d *aS1,
                    kl_v4d *aS2, kl_v4d *aK, kl_v4d *aL, kl_v4d *rmin, gk_v4i *down)
 {
-    const kl_v4d zero = {0.0, 0.0, 0.0, 0.0}, one = {1.0, 1.0, 1.0, 1.0};
     kl_v4d kd, lz, d, pd;
-    gk_v4i pz = (gk_v4i)(pv == zero);
     lz = KLM_FN(kl_v4_log_parts)(pv, &kd);
     *aK += pv * kd;
     *aL += pv * lz;
@@ -78,7 +76,7 @@ KLM_FN(gk_pa_step)(kl_v4d pv, kl_v4d xv, kl_v4d xn, double ctr, kl_v4d *aP, kl_v
     *aP += pv;
     *aS1 += pd;
     *aS2 += pd * d;
-    *rmin = KLM_FN(kl_v4_min)((kl_v4d)(((gk_v4i)one & pz) | ((gk_v4i)pv & ~pz)), *rmin);
+    *rmin = KLM_FN(kl_v4_min_where_p)(pv, pv, *rmin);
     *down += (gk_v4i)(xn < xv);   /* -1 per fall */
 }
 
@@ -89,7 +87,7 @@ static inline int KLM_FN(gk_pa_fused)(const double *p, const double *x, ptrdiff_
     const kl_v4d z = {0.0, 0.0, 0.0, 0.0};
     kl_v4d aP = z, aS1 = z, aS2 = z, aK = z, aL = z, rmin = {1.0, 1.0, 1.0, 1.0}, pv, xv, xn;
     gk_v4i down = {0, 0, 0, 0};
-    double pt[4], xt[5], sk;
+    double pt[4], xt[5], h;
     ptrdiff_t i;
     for (i = 0; i + 4 < len; i += 4) {
         GK_LOAD(pv, p + i); GK_LOAD(xv, x + i); GK_LOAD(xn, x + i + 1);
@@ -106,15 +104,13 @@ static inline int KLM_FN(gk_pa_fused)(const double *p, const double *x, ptrdiff_
     if (!(fmin(fmin(rmin[0], rmin[1]), fmin(rmin[2], rmin[3])) >= DBL_MIN)) return 1;
     tot[0] = (aP[0] + aP[1]) + (aP[2] + aP[3]);
     tot[1] = (aS1[0] + aS1[1]) + (aS1[2] + aS1[3]);
-    sk = (aK[0] + aK[1]) + (aK[2] + aK[3]);
-    {
-        /* sk ln2 with sk split (Veltkamp) into 20 high bits, exact times
-           KLM_LN2HI_D, and the rest; the two-loop form takes a huge sk */
-        double c = sk * (0x1p33 + 1.0), kh = c - (c - sk), kl = sk - kh;
-        if (!(fabs(c) <= DBL_MAX)) return 1;
-        tot[2] = kh * KLM_LN2HI_D
-                 + (kl * KLM_LN2HI_D + (sk * KLM_LN2LO_D + ((aL[0] + aL[1]) + (aL[2] + aL[3]))));
-    }
+    /* k ln2 + log z per lane as in the kl_div block; a lane's sum p k beyond
+       1e298 (or an infinite or NaN p) leaves H non-finite: the two-loop form
+       takes the block */
+    aL = KLM_FN(kl_v4_join_k)(aK, aL);
+    h = (aL[0] + aL[1]) + (aL[2] + aL[3]);
+    if (!(fabs(h) <= DBL_MAX)) return 1;
+    tot[2] = h;
     tot[3] = (aS2[0] + aS2[1]) + (aS2[2] + aS2[3]);
     tot[4] = -(double)((down[0] + down[1]) + (down[2] + down[3]));
     return 0;

@@ -149,6 +149,21 @@ static inline __attribute__((always_inline)) kl_v4d KLM_FN(kl_v4_log_normal)(kl_
     return kd * KL_LN2HI_D + (kd * KL_LN2LO_D + lz);
 }
 
+/* min(*rmin, r) over the lanes where p != 0 (1 stands in for r where p == 0). */
+static inline __attribute__((always_inline)) kl_v4d KLM_FN(kl_v4_min_where_p)(kl_v4d p, kl_v4d r,
+                                                                            kl_v4d rmin)
+{
+    const kl_v4d zero = {0.0, 0.0, 0.0, 0.0}, one = {1.0, 1.0, 1.0, 1.0};
+    kl_v4d rm;
+#if defined(__AVX2__)
+    rm = (kl_v4d)_mm256_blendv_pd((__m256d)r, (__m256d)one, (__m256d)(p == zero));
+#else
+    kl_v4i pz = (kl_v4i)(p == zero);
+    rm = (kl_v4d)(((kl_v4i)one & pz) | ((kl_v4i)r & ~pz));
+#endif
+    return KLM_FN(kl_v4_min)(rm, rmin);
+}
+
 /* The terms of 4 elements, p log z added to *acc and p k to *acck (the term
    is p (k ln2 + log z); the two sums are joined per lane at the end, which
    keeps the ln2 products out of the loop), with the running checks: rmax/rmin
@@ -157,22 +172,13 @@ static inline __attribute__((always_inline)) kl_v4d KLM_FN(kl_v4_log_normal)(kl_
 static inline __attribute__((always_inline)) void KLM_FN(kl_v4_kl_step)(kl_v4d p, kl_v4d q, kl_v4d *acc, kl_v4d *acck,
                                           kl_v4d *rmax, kl_v4d *rmin, kl_v4u *qbits)
 {
-    const kl_v4d zero = {0.0, 0.0, 0.0, 0.0}, one = {1.0, 1.0, 1.0, 1.0};
-    kl_v4d r = p / q, rm, kd, lz;
+    kl_v4d r = p / q, kd, lz;
     kl_v4u qb;
     lz = KLM_FN(kl_v4_log_parts)(r, &kd);
     *acc += p * lz;
     *acck += p * kd;
     *rmax = KLM_FN(kl_v4_max)(r, *rmax);
-#if defined(__AVX2__)
-    rm = (kl_v4d)_mm256_blendv_pd((__m256d)r, (__m256d)one, (__m256d)(p == zero));
-#else
-    {
-        kl_v4i pz = (kl_v4i)(p == zero);
-        rm = (kl_v4d)(((kl_v4i)one & pz) | ((kl_v4i)r & ~pz));
-    }
-#endif
-    *rmin = KLM_FN(kl_v4_min)(rm, *rmin);
+    *rmin = KLM_FN(kl_v4_min_where_p)(p, r, *rmin);
     memcpy(&qb, &q, sizeof qb);
     *qbits |= qb | (qb + UINT64_C(0x0010000000000000));
 }
