@@ -27,6 +27,13 @@ def _reshape_no_copy(a: np.ndarray, shape):
         return np.reshape(a, shape, copy=False)
     except ValueError:
         return None
+    except TypeError:  # NumPy < 2.1: no copy=; setting .shape on a view never copies
+        v = a.view()
+        try:
+            v.shape = shape
+        except AttributeError:
+            return None
+        return v
 
 
 def _as_rows(a: np.ndarray, m: int, n: int) -> np.ndarray:
