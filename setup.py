@@ -31,7 +31,9 @@ DIRECTIVES = {
 # Optimisation without value-changing flags: no -ffast-math, no -march=native.
 # -Wno-psabi: the 32-byte vector helpers are static and inlined, so no call
 # ever passes them across the baseline/AVX ABI boundary GCC warns about.
-BASE_CFLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-Wno-unused-function", "-Wno-psabi"]
+# -g0 after Python's own -g: the installed modules carry no debug info (2.8 MB -> 0.6 MB each).
+BASE_CFLAGS = ["-O3", "-g0", "-fno-math-errno", "-fno-trapping-math", "-Wno-unused-function",
+               "-Wno-psabi"]
 
 OPENMP_PROBE = textwrap.dedent(
     """
