@@ -28,9 +28,9 @@ def as_real_array(a, name: str, func: str) -> np.ndarray:
 
 
 def result_dtype(*arrays: np.ndarray) -> np.dtype:
-    """float32 when every input is float32, else float64."""
+    """float32 when every input is float32 (in either byte order), else float64."""
     for a in arrays:
-        if a.dtype != np.float32:
+        if a.dtype.kind != "f" or a.dtype.itemsize != 4:
             return np.dtype(np.float64)
     return np.dtype(np.float32)
 
@@ -55,7 +55,16 @@ def check_positive_scalar(value, name: str, func: str, *, allow_one: bool = True
     return v
 
 
-_CPU_COUNT = os.cpu_count() or 1
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+# No call starts more threads than the process may run on: more would only contend,
+# and a request in the thousands would make OpenMP abort the interpreter.
+_CPU_COUNT = _usable_cpus()
 
 
 def default_threads() -> int:
@@ -80,14 +89,14 @@ def resolve_threads(num_threads, n_rows: int, n_elements: int, func: str) -> int
     if num_threads is None:
         if n_rows <= 1 or n_elements < _PARALLEL_MIN_ELEMENTS:
             return 1
-        return max(1, min(default_threads(), n_rows))
+        return max(1, min(default_threads(), n_rows, _CPU_COUNT))
     try:
         n = operator.index(num_threads)
     except TypeError:
         raise TypeError(f"{func}: num_threads must be an integer or None, got {num_threads!r}") from None
     if n < 1:
         raise ValueError(f"{func}: num_threads must be >= 1, got {n}")
-    return max(1, min(n, n_rows))
+    return max(1, min(n, n_rows, _CPU_COUNT))
 
 
 def normalize_axes(axis, ndim: int, func: str):

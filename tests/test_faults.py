@@ -1,0 +1,76 @@
+"""Regression tests for faults found by adversarial testing."""
+import numpy as np
+import pytest
+
+import kl_fast
+from kl_fast import _validation
+
+
+# ---- an absurd thread count is capped, never passed to OpenMP ----------------------
+
+@pytest.mark.parametrize("threads", [10**9, 40_000])
+def test_huge_num_threads_is_capped(threads):
+    rng = np.random.default_rng(1)
+    P = rng.random((40_000, 2))
+    np.testing.assert_array_equal(kl_fast.kl_div(P, np.ones(2), num_threads=threads),
+                                  kl_fast.kl_div(P, np.ones(2), num_threads=1))
+    A = rng.random((300, 20))
+    np.testing.assert_array_equal(kl_fast.js_pairwise(A, num_threads=threads),
+                                  kl_fast.js_pairwise(A, num_threads=1))
+    x = np.linspace(-3, 3, 3)
+    G = rng.random((2000, 3)) + 0.1
+    np.testing.assert_array_equal(kl_fast.fit_gaussian(G, x, num_threads=threads).mu,
+                                  kl_fast.fit_gaussian(G, x, num_threads=1).mu)
+
+
+def test_huge_default_thread_count_from_the_environment(monkeypatch):
+    monkeypatch.setenv("KL_FAST_NUM_THREADS", "50000")
+    rng = np.random.default_rng(2)
+    P = rng.random((40_000, 2))
+    np.testing.assert_array_equal(kl_fast.kl_div(P, np.ones(2)),
+                                  kl_fast.kl_div(P, np.ones(2), num_threads=1))
+
+
+def test_thread_cap_is_the_usable_cpu_count():
+    assert _validation.resolve_threads(10**9, 10**6, 10**9, "f") == _validation._CPU_COUNT
+    assert _validation.resolve_threads(1, 10**6, 10**9, "f") == 1
+    assert 1 <= _validation._CPU_COUNT <= (__import__("os").cpu_count() or 1)
+
+
+# ---- byte-swapped float32 stays float32 --------------------------------------------
+
+def _pair32(rng, shape):
+    p = rng.random(shape).astype(np.float32)
+    q = rng.random(shape).astype(np.float32)
+    return p, q
+
+
+@pytest.mark.parametrize("func", [kl_fast.kl_div, kl_fast.js_div])
+def test_byte_swapped_float32_gives_float32(func):
+    p, q = _pair32(np.random.default_rng(3), (4, 7))
+    want = func(p, q)
+    got = func(p.astype(">f4"), q.astype(">f4"))
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
+    assert func(p.astype(">f4"), q).dtype == np.float32
+
+
+def test_byte_swapped_float32_log_space_and_pairwise():
+    p, q = _pair32(np.random.default_rng(4), (5, 6))
+    lp, lq = np.log(p), np.log(q)
+    got = kl_fast.kl_div_log(lp.astype(">f4"), lq.astype(">f4"))
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, kl_fast.kl_div_log(lp, lq))
+    for pair in (kl_fast.kl_pairwise, kl_fast.js_pairwise):
+        got = pair(p.astype(">f4"), q.astype(">f4"))
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, pair(p, q))
+
+
+def test_byte_swapped_float64_and_mixed_widths():
+    p, q = _pair32(np.random.default_rng(5), (8,))
+    assert kl_fast.kl_div(p.astype(">f8"), q.astype(">f8")).dtype == np.float64
+    assert kl_fast.kl_div(p.astype(">f4"), q.astype(np.float64)).dtype == np.float64
+    np.testing.assert_allclose(kl_fast.kl_div(p.astype(">f8"), q.astype(">f8")),
+                               kl_fast.reference.kl_div(p.astype(np.float64), q.astype(np.float64)),
+                               rtol=1e-13)
