@@ -74,3 +74,21 @@ def test_byte_swapped_float64_and_mixed_widths():
     np.testing.assert_allclose(kl_fast.kl_div(p.astype(">f8"), q.astype(">f8")),
                                kl_fast.reference.kl_div(p.astype(np.float64), q.astype(np.float64)),
                                rtol=1e-13)
+
+
+# ---- masked arrays are refused, not silently unmasked ------------------------------
+
+def test_masked_arrays_are_refused_naming_the_argument():
+    p = np.ma.masked_array([0.5, 0.5, 9.0], mask=[False, False, True])
+    q = np.array([0.25, 0.25, 0.5])
+    with pytest.raises(TypeError, match=r"kl_div: p is a masked array.*p\.filled\(0\)"):
+        kl_fast.kl_div(p, q)
+    with pytest.raises(TypeError, match=r"js_div: q is a masked array"):
+        kl_fast.js_div(q, p)
+    with pytest.raises(TypeError, match=r"kl_pairwise: P is a masked array"):
+        kl_fast.kl_pairwise(p[None, :], q[None, :])
+    with pytest.raises(TypeError, match=r"gaussian_kl: p is a masked array"):
+        kl_fast.gaussian_kl(p, np.arange(3.0), 0.0, 1.0)
+    # what the message suggests works
+    assert float(kl_fast.kl_div(p.filled(0), q)) == pytest.approx(
+        float(kl_fast.reference.kl_div(p.filled(0), q)), rel=1e-14)

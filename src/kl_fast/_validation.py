@@ -21,7 +21,15 @@ def check_real_dtype(dtype: np.dtype, name: str, func: str) -> None:
 
 
 def as_real_array(a, name: str, func: str) -> np.ndarray:
-    """``a`` as an ndarray of a real numeric dtype, else TypeError naming it."""
+    """``a`` as an ndarray of a real numeric dtype, else TypeError naming it.
+
+    A masked array is refused: its mask would otherwise be silently ignored."""
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(
+            f"{func}: {name} is a masked array, whose mask would be ignored; pass "
+            f"{name}.filled(0) to count masked entries as zero, or drop them with "
+            f"{name}.compressed()"
+        )
     arr = a if type(a) is np.ndarray else np.asarray(a)
     check_real_dtype(arr.dtype, name, func)
     return arr
