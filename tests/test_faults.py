@@ -1,4 +1,6 @@
 """Regression tests for faults found by adversarial testing."""
+import os
+
 import numpy as np
 import pytest
 
@@ -34,7 +36,7 @@ def test_huge_default_thread_count_from_the_environment(monkeypatch):
 def test_thread_cap_is_the_usable_cpu_count():
     assert _validation.resolve_threads(10**9, 10**6, 10**9, "f") == _validation._CPU_COUNT
     assert _validation.resolve_threads(1, 10**6, 10**9, "f") == 1
-    assert 1 <= _validation._CPU_COUNT <= (__import__("os").cpu_count() or 1)
+    assert 1 <= _validation._CPU_COUNT <= (os.cpu_count() or 1)
 
 
 # ---- byte-swapped float32 stays float32 --------------------------------------------

@@ -97,13 +97,14 @@ def resolve_threads(num_threads, n_rows: int, n_elements: int, func: str) -> int
     if num_threads is None:
         if n_rows <= 1 or n_elements < _PARALLEL_MIN_ELEMENTS:
             return 1
-        return max(1, min(default_threads(), n_rows, _CPU_COUNT))
-    try:
-        n = operator.index(num_threads)
-    except TypeError:
-        raise TypeError(f"{func}: num_threads must be an integer or None, got {num_threads!r}") from None
-    if n < 1:
-        raise ValueError(f"{func}: num_threads must be >= 1, got {n}")
+        n = default_threads()
+    else:
+        try:
+            n = operator.index(num_threads)
+        except TypeError:
+            raise TypeError(f"{func}: num_threads must be an integer or None, got {num_threads!r}") from None
+        if n < 1:
+            raise ValueError(f"{func}: num_threads must be >= 1, got {n}")
     return max(1, min(n, n_rows, _CPU_COUNT))
 
 
