@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import kl_fast
-from kl_fast import _div_kernels, reference
+from kl_fast import _config, _div_kernels, reference
 
 from conftest import exact_js
 
@@ -18,9 +18,9 @@ PATHS = kl_fast._kernels.available_isas()
 @pytest.fixture(params=PATHS)
 def path(request):
     previous = _div_kernels.current_isa()
-    assert _div_kernels.select_isa(request.param == "baseline") == request.param
+    assert _config.select_isa(request.param == "baseline") == request.param
     yield request.param
-    _div_kernels.select_isa(previous == "baseline")
+    _config.select_isa(previous == "baseline")
 
 
 def float_ulps(got, ref_ld):

@@ -9,7 +9,7 @@ from hypothesis.extra import numpy as hnp
 from scipy.spatial import distance
 
 import kl_fast
-from kl_fast import reference
+from kl_fast import _config, reference
 
 from conftest import exact_js
 
@@ -206,14 +206,14 @@ def test_each_kernel_path_agrees(path):
     Q = probs(np.float64, (8, 301), seed=16)
     previous = _div_kernels.current_isa()
     try:
-        assert _div_kernels.select_isa(path == "baseline") == path
+        assert _config.select_isa(path == "baseline") == path
         js = kl_fast.js_div(P, Q)
         js32 = kl_fast.js_div(P.astype(np.float32), Q.astype(np.float32))
         with np.errstate(divide="ignore"):
             kll = kl_fast.kl_div_log(np.log(P), np.log(Q + 0.1), normalize=True)
         diag = np.diag(kl_fast.kl_pairwise(P))
     finally:
-        _div_kernels.select_isa(previous == "baseline")
+        _config.select_isa(previous == "baseline")
     np.testing.assert_allclose(js, [exact_js(p, q) for p, q in zip(P, Q)], rtol=1e-14)
     # float32 input is computed in float (sums in double): on this data within one
     # float32 rounding of the exact value
@@ -234,12 +234,12 @@ def test_overflowing_sum_is_inf_not_nan(path, n, value):
     assert exact_js(p, q) == math.inf          # the 50-digit sum exceeds DBL_MAX
     previous = _div_kernels.current_isa()
     try:
-        _div_kernels.select_isa(path == "baseline")
+        _config.select_isa(path == "baseline")
         got = kl_fast.js_div(p, q)
         got_rows = kl_fast.js_div(np.stack([p, np.ones(n)]), np.stack([q, np.ones(n)]))
         got_pairs = kl_fast.js_pairwise(p[None], q[None])
     finally:
-        _div_kernels.select_isa(previous == "baseline")
+        _config.select_isa(previous == "baseline")
     assert got == math.inf
     np.testing.assert_array_equal(got_rows, [math.inf, 0.0])
     np.testing.assert_array_equal(got_pairs, [[math.inf]])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import kl_fast
-from kl_fast import _kernels
+from kl_fast import _config, _kernels
 
 PATHS = _kernels.available_isas()
 F32 = np.finfo(np.float32)
@@ -14,9 +14,9 @@ BLOCK = 1024  # elements per block of the float32 kernel
 @pytest.fixture(params=PATHS)
 def path(request):
     previous = _kernels.current_isa()
-    _kernels.select_isa(request.param == "baseline")
+    _config.select_isa(request.param == "baseline")
     yield request.param
-    _kernels.select_isa(previous == "baseline")
+    _config.select_isa(previous == "baseline")
 
 
 def exact_kl(p, q):
@@ -217,10 +217,10 @@ def test_paths_agree_to_rounding():
     previous = _kernels.current_isa()
     try:
         for name in PATHS:
-            _kernels.select_isa(name == "baseline")
+            _config.select_isa(name == "baseline")
             got[name] = float(kl_fast.kl_div(p, q))
     finally:
-        _kernels.select_isa(previous == "baseline")
+        _config.select_isa(previous == "baseline")
     exact = float(exact_kl(p, q))
     for value in got.values():
         assert value == pytest.approx(exact, rel=1e-6)

@@ -6,8 +6,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _kernels
+from . import _div_kernels, _kernels
 from ._validation import (
+    _CPU_COUNT,
     as_real_array,
     check_positive_scalar,
     describe_bad,
@@ -206,16 +207,22 @@ def finish(kl, psum, qsum, *, normalize, base, dx, func, names=("p", "q"), origi
                     f"{func}: normalize=True but {name} sums to {float(sums[tuple(bad)])!r}{where}; "
                     f"it must sum to a positive finite value"
                 )
-        with np.errstate(over="ignore", under="ignore", divide="ignore"):
-            ratio = qsum / psum
-            logratio = np.where((ratio >= np.finfo(np.float64).tiny) & (ratio <= np.finfo(np.float64).max),
-                                np.log(ratio), np.log(qsum) - np.log(psum))
-            kl = kl / psum + logratio
-    if base is not None:
-        kl = kl / math.log(base)
-    if dx is not None:
-        kl = kl * dx
-    return kl
+    return apply_options(kl, psum, qsum, normalize=normalize, base=base, dx=dx)
+
+
+def apply_options(kl, psum, qsum, *, normalize, base, dx):
+    """kl / psum + log(qsum / psum) with normalize, then / log(base), then * dx,
+    element-wise over the broadcast arrays: the arithmetic of the compiled
+    entries (``_div_kernels.finish_kl``), so both give the same bits."""
+    arrays = np.broadcast_arrays(kl, psum, qsum) if normalize else (np.asarray(kl),)
+    shape = arrays[0].shape
+    flat = [np.ascontiguousarray(a, dtype=np.float64).reshape(-1) for a in arrays]
+    if not normalize:
+        flat += [flat[0], flat[0]]
+    res = np.empty(flat[0].shape[0], dtype=np.float64)
+    _div_kernels.finish_kl(flat[0], flat[1], flat[2], res, normalize,
+                           0.0 if base is None else base, 0.0 if dx is None else dx)
+    return res.reshape(shape)
 
 
 def check_out(out, shape, dtype, func):
@@ -338,7 +345,8 @@ def kl_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None
     return deliver(kl, out, dtype, func)
 
 
-_kernels._set_kl_div_general(kl_div)
-# The public function: a compiled entry with this docstring and signature that
-# takes the fast path for two contiguous 1-D arrays and calls the above otherwise.
-kl_div = _kernels.kl_div
+kl_div_python = kl_div
+_div_kernels.register_general("kl_div", kl_div, resolve_threads, _CPU_COUNT)
+# The public function: a compiled entry with this docstring that computes every
+# call whose layout needs no copy, and calls the above for everything else.
+kl_div = _div_kernels.kl_div

@@ -8,9 +8,18 @@ from ._validation import default_threads
 
 # KL_FAST_FORCE_BASELINE=1 keeps the portable kernels even on an AVX2 machine.
 _FORCE_BASELINE = os.environ.get("KL_FAST_FORCE_BASELINE", "0") not in ("", "0")
-_kernels.select_isa(_FORCE_BASELINE)
-_div_kernels.select_isa(_FORCE_BASELINE)
-_gaussian.select_isa(_FORCE_BASELINE)
+
+
+def select_isa(force_baseline: bool = False) -> str:
+    """Choose the kernels' instruction set in every compiled module at once (each
+    holds its own dispatch pointers); returns its name ("baseline" or "avx2+fma")."""
+    name = _kernels.select_isa(force_baseline)
+    _div_kernels.select_isa(force_baseline)
+    _gaussian.select_isa(force_baseline)
+    return name
+
+
+select_isa(_FORCE_BASELINE)
 
 
 def openmp_enabled() -> bool:

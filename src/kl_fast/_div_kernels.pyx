@@ -1,4 +1,5 @@
-"""Compiled kernels for Jensen-Shannon, log-space KL and all-pairs matrices.
+"""Compiled kernels for Jensen-Shannon, log-space KL and all-pairs matrices, and
+the compiled entries of kl_div, js_div and kl_div_log (``_entries.pxi``).
 
 The ``def`` functions loop over rows (or row pairs), in parallel with OpenMP
 when it was available at build time, and write into arrays the caller
@@ -9,7 +10,7 @@ broadcasting and allocation live in the Python layer.
 from cython cimport floating
 from cython.parallel cimport prange
 
-from kl_fast._kernels cimport KL_ROW_BAD, kl_core_init, kl_row
+from kl_fast._kernels cimport KL_ROW_BAD, kl_core_init, kl_row, kl_row_f32, kl_row_f64
 
 
 cdef inline signed char _status(int st) noexcept nogil:
@@ -246,5 +247,7 @@ def exp_split_map(const float[::1] x, const float[::1] xlo, str path):
         raise RuntimeError(f"exp_split_map: the {path} path is not available here")
     return out
 
+
+include "_entries.pxi"
 
 select_isa(False)

@@ -1,13 +1,13 @@
 """js_div and kl_div_log: conversion, broadcasting, validation, then one kernel call."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
 from . import _div_kernels, _kernels
-from ._api import combine_rows, deliver, raise_bad_value, reduction_rows
+from ._api import apply_options, combine_rows, deliver, raise_bad_value, reduction_rows
 from ._validation import (
+    _CPU_COUNT,
     as_real_array,
     check_positive_scalar,
     describe_bad,
@@ -73,7 +73,7 @@ def _reduce_rows(p, q, *, func, names, kernel, find_bad, axis, keepdims, base, n
         raise ValueError(f"{func}: normalize=True but {what}{where}; {need}")
     value = combine_rows(res[:, 0], rows)
     if base is not None:
-        value = value / math.log(base)
+        value = apply_options(value, None, None, normalize=False, base=base, dx=None)
     if keepdims and ndim:
         red = range(ndim) if axes is None else axes
         value = np.expand_dims(value, tuple(red))
@@ -204,3 +204,13 @@ def kl_div_log(log_p, log_q, *, axis=-1, keepdims=False, base=None, normalize=Fa
                                           "it must hold some probability"),
     )
 
+
+
+# The public functions: compiled entries with these docstrings that compute
+# every call whose layout needs no copy, and call the above for everything else.
+js_div_python = js_div
+kl_div_log_python = kl_div_log
+_div_kernels.register_general("js_div", js_div, resolve_threads, _CPU_COUNT)
+_div_kernels.register_general("kl_div_log", kl_div_log, resolve_threads, _CPU_COUNT)
+js_div = _div_kernels.js_div
+kl_div_log = _div_kernels.kl_div_log

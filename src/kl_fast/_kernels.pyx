@@ -14,23 +14,6 @@ cnp.import_array()
 
 import numpy as _np
 
-cdef extern from "numpy/arrayobject.h":
-    object PyArray_Scalar(void *data, cnp.dtype descr, object base)
-
-cdef cnp.dtype _DESCR_F64 = cnp.PyArray_DescrFromType(cnp.NPY_DOUBLE)
-cdef cnp.dtype _DESCR_F32 = cnp.PyArray_DescrFromType(cnp.NPY_FLOAT)
-
-
-cdef inline object _scalar_f64(double v):
-    """A NumPy float64 scalar, without the cost of calling the type."""
-    return PyArray_Scalar(&v, _DESCR_F64, None)
-
-
-cdef inline object _scalar_f32(double v):
-    cdef float f = <float>v
-    return PyArray_Scalar(&f, _DESCR_F32, None)
-
-
 cdef extern from *:
     """
     #ifdef KL_FAST_OPENMP
@@ -178,75 +161,6 @@ def available_isas():
     if kl_math_map(0, 0, 1, &x, &y, 1) == 0:
         paths.append("avx2+fma")
     return paths
-
-
-_kl_div_general = None
-
-
-def kl_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None,
-           out=None, num_threads=None, check=True):
-    # Public entry of kl_fast.kl_div (its docstring is set from _api at import):
-    # two 1-D contiguous arrays with default options take the compiled fast
-    # path here, everything else goes to the Python implementation.
-    cdef object r
-    if (out is None and base is None and dx is None and num_threads is None
-            and normalize is False and keepdims is False
-            and (axis is None or (type(axis) is int and axis == -1))):
-        r = kl_1d_fast(p, q, check)
-        if r is not None:
-            return r
-    return _kl_div_general(p, q, axis=axis, keepdims=keepdims, base=base, normalize=normalize,
-                           dx=dx, out=out, num_threads=num_threads, check=check)
-
-
-def _set_kl_div_general(func):
-    """Install the Python implementation the compiled entry falls back to."""
-    global _kl_div_general
-    _kl_div_general = func
-    kl_div.__doc__ = func.__doc__
-
-
-def kl_1d_fast(object p, object q, bint check):
-    """KL of two 1-D contiguous arrays of the same length and kernel dtype.
-
-    Returns the divergence as a NumPy scalar (float64, or float32 for two
-    float32 arrays), or None when the inputs are not of that form or hold a bad
-    value, so the caller falls back to the general path (which explains).
-    """
-    cdef cnp.ndarray pa, qa
-    cdef int tp
-    cdef double res[3]
-    cdef int st
-    if type(p) is not cnp.ndarray or type(q) is not cnp.ndarray:
-        return None
-    pa = <cnp.ndarray>p
-    qa = <cnp.ndarray>q
-    if cnp.PyArray_NDIM(pa) != 1 or cnp.PyArray_NDIM(qa) != 1:
-        return None
-    if cnp.PyArray_DIM(pa, 0) != cnp.PyArray_DIM(qa, 0):
-        return None
-    tp = cnp.PyArray_TYPE(pa)
-    if tp != cnp.PyArray_TYPE(qa) or (tp != cnp.NPY_DOUBLE and tp != cnp.NPY_FLOAT):
-        return None
-    if not (cnp.PyArray_IS_C_CONTIGUOUS(pa) and cnp.PyArray_IS_C_CONTIGUOUS(qa)
-            and cnp.PyArray_ISALIGNED(pa) and cnp.PyArray_ISALIGNED(qa)
-            and cnp.PyArray_ISNOTSWAPPED(pa) and cnp.PyArray_ISNOTSWAPPED(qa)):
-        return None
-    if tp == cnp.NPY_DOUBLE:
-        with nogil:
-            st = kl_row_f64(<const double *>cnp.PyArray_DATA(pa), 1,
-                            <const double *>cnp.PyArray_DATA(qa), 1,
-                            cnp.PyArray_DIM(pa, 0), check, 0, res)
-        if st == KL_ROW_BAD:
-            return None
-        return _scalar_f64(res[0])
-    with nogil:
-        st = kl_row_f32(<const float *>cnp.PyArray_DATA(pa), 1,
-                        <const float *>cnp.PyArray_DATA(qa), 1,
-                        cnp.PyArray_DIM(pa, 0), check, 0, res)
-    if st == KL_ROW_BAD:
-        return None
-    return _scalar_f32(res[0])
 
 
 select_isa(False)

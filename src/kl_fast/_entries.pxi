@@ -1,0 +1,458 @@
+# Compiled entries of kl_div, js_div and kl_div_log (included by _div_kernels.pyx).
+#
+# Design: each public function is a ``def`` here that parses its options, lays
+# the two inputs out as (rows, n) with element strides, runs the row kernel
+# and applies normalize/base/dx, all without Python-level helpers.  It takes
+# every call whose layout needs no copy: float32 or float64 arrays (or lists)
+# of the same dtype, native and aligned, broadcasting by stride 0, an int,
+# tuple or None axis whose reduced and kept dimensions each merge into one
+# stride, ``out`` of the result's shape and dtype.  Anything else -- a copy,
+# a cast, a scalar pair, a bad value, an error to explain, a sum that
+# overflows -- is handed to the Python implementation registered with
+# ``register_general``, which computes the same bits by the same kernels and
+# ``finish_kl``, or raises the documented error.  Bad input is only detected
+# here; explaining it is the Python layer's job.
+from libc.math cimport log, isfinite
+from libc.float cimport DBL_MAX, DBL_MIN
+from libc.stdlib cimport malloc, free
+
+cimport numpy as cnp
+
+cnp.import_array()
+
+cdef extern from "numpy/arrayobject.h":
+    object PyArray_Scalar(void *data, cnp.dtype descr, object base)
+
+cdef enum:
+    KIND_KL = 0
+    KIND_JS = 1
+    KIND_KL_LOG = 2
+    MAX_DIMS = 32
+    # below this many elements one thread is faster than a team (measured)
+    PARALLEL_MIN_ELEMENTS = 1 << 15
+    STACK_ROWS = 64
+
+cdef cnp.dtype _DESCR_F64 = cnp.PyArray_DescrFromType(cnp.NPY_DOUBLE)
+cdef cnp.dtype _DESCR_F32 = cnp.PyArray_DescrFromType(cnp.NPY_FLOAT)
+
+# The Python implementations the entries hand rare layouts and errors to, and
+# the thread-count resolver of the Python layer (set by register_general).
+cdef list _general = [None, None, None]
+cdef object _resolve_threads = None
+cdef int _cpu_count = 1
+
+
+def register_general(str func, object implementation, object resolve_threads, int cpu_count):
+    """Install the Python implementation ``func``'s compiled entry falls back to
+    (its docstring becomes the entry's), and the thread-count rules."""
+    global _resolve_threads, _cpu_count
+    entry = {"kl_div": kl_div, "js_div": js_div, "kl_div_log": kl_div_log}[func]
+    _general[{"kl_div": KIND_KL, "js_div": KIND_JS, "kl_div_log": KIND_KL_LOG}[func]] = implementation
+    entry.__doc__ = implementation.__doc__
+    _resolve_threads = resolve_threads
+    _cpu_count = max(1, cpu_count)
+
+
+cdef struct Layout:
+    Py_ssize_t m, n                    # rows and the length of each reduction
+    Py_ssize_t sp1, sq1                # element strides along a row
+    # row i starts at (i // m_in) * (sp_out, sq_out) + (i % m_in) * (sp0, sq0):
+    # the kept dimensions merged into at most two groups (m_in 0: one group,
+    # row i at i * (sp0, sq0))
+    Py_ssize_t m_in, sp0, sq0, sp_out, sq_out
+    int out_ndim
+    cnp.npy_intp out_shape[MAX_DIMS]
+
+
+cdef int _merge(const cnp.npy_intp *size, const Py_ssize_t *sp, const Py_ssize_t *sq,
+                const int *dims, int k, Py_ssize_t *length, Py_ssize_t *st_p,
+                Py_ssize_t *st_q) noexcept:
+    """Merge dimensions dims[0:k] into as few as possible, innermost first: group
+    g gets length[g] elements of strides st_p[g], st_q[g].  Returns the number of
+    groups (at least 1; 0 when there are more than two)."""
+    cdef int i, d, g = 0
+    length[0] = 1
+    st_p[0] = 0
+    st_q[0] = 0
+    for i in range(k):
+        if size[dims[i]] == 0:
+            length[0] = 0  # nothing to lay out
+            return 1
+    for i in range(k - 1, -1, -1):
+        d = dims[i]
+        if size[d] == 1:
+            continue
+        if length[g] == 1:
+            st_p[g] = sp[d]
+            st_q[g] = sq[d]
+        elif sp[d] != st_p[g] * length[g] or sq[d] != st_q[g] * length[g]:
+            g += 1
+            if g == 2:
+                return 0
+            st_p[g] = sp[d]
+            st_q[g] = sq[d]
+            length[g] = 1
+        length[g] *= size[d]
+    return g + 1
+
+
+cdef bint _reduced_axes(object axis, int d, bint *reduced) noexcept:
+    """Mark the axes ``axis`` (int, tuple of ints or None) reduces; False for
+    anything else, an axis out of range or repeated (the Python layer explains)."""
+    cdef int i, a
+    for i in range(d):
+        reduced[i] = axis is None
+    if axis is None:
+        return True
+    if type(axis) is int:
+        axis = (axis,)
+    elif type(axis) is not tuple:
+        return False
+    for ax in <tuple>axis:
+        if type(ax) is not int or not -d <= ax < d:
+            return False
+        a = <int>ax
+        if a < 0:
+            a += d
+        if reduced[a]:
+            return False
+        reduced[a] = True
+    return True
+
+
+cdef bint _layout(cnp.ndarray p, cnp.ndarray q, object axis, bint keepdims, Layout *L) noexcept:
+    """Lay p and q (same itemsize) out as L.m rows of L.n elements; False when
+    that needs a copy or the Python layer must explain something."""
+    cdef int pd = cnp.PyArray_NDIM(p), qd = cnp.PyArray_NDIM(q)
+    cdef int d = pd if pd > qd else qd, k, pk, qk, nk = 0, nr = 0
+    cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(p), a, b
+    cdef cnp.npy_intp size[MAX_DIMS]
+    cdef Py_ssize_t sp[MAX_DIMS]
+    cdef Py_ssize_t sq[MAX_DIMS]
+    cdef int keep[MAX_DIMS]
+    cdef int red[MAX_DIMS]
+    cdef bint reduced[MAX_DIMS]
+    if d == 0 or d > MAX_DIMS:
+        return False
+    for k in range(d):  # broadcast, right-aligned; a size-1 dimension gets stride 0
+        pk = k - (d - pd)
+        qk = k - (d - qd)
+        a = cnp.PyArray_DIM(p, pk) if pk >= 0 else 1
+        b = cnp.PyArray_DIM(q, qk) if qk >= 0 else 1
+        if a != b and a != 1 and b != 1:
+            return False
+        size[k] = a if a != 1 else b
+        sp[k] = cnp.PyArray_STRIDE(p, pk) // item if pk >= 0 and a != 1 else 0
+        sq[k] = cnp.PyArray_STRIDE(q, qk) // item if qk >= 0 and b != 1 else 0
+    if not _reduced_axes(axis, d, reduced):
+        return False
+    L.out_ndim = 0
+    for k in range(d):
+        if reduced[k]:
+            red[nr] = k
+            nr += 1
+            if keepdims:
+                L.out_shape[L.out_ndim] = 1
+                L.out_ndim += 1
+        else:
+            keep[nk] = k
+            nk += 1
+            L.out_shape[L.out_ndim] = size[k]
+            L.out_ndim += 1
+    cdef Py_ssize_t length[2]
+    cdef Py_ssize_t st_p[2]
+    cdef Py_ssize_t st_q[2]
+    if _merge(size, sp, sq, red, nr, length, st_p, st_q) != 1:
+        return False
+    L.n, L.sp1, L.sq1 = length[0], st_p[0], st_q[0]
+    k = _merge(size, sp, sq, keep, nk, length, st_p, st_q)
+    if k == 0:
+        return False
+    L.m, L.sp0, L.sq0 = length[0], st_p[0], st_q[0]
+    L.m_in, L.sp_out, L.sq_out = 0, 0, 0
+    if k == 2:
+        L.m_in, L.sp_out, L.sq_out = length[0], st_p[1], st_q[1]
+        L.m = length[0] * length[1]
+    return True
+
+
+cdef inline int _row(int kind, bint f32, const char *p, Py_ssize_t sp, const char *q,
+                     Py_ssize_t sq, Py_ssize_t n, bint normalize, bint check,
+                     double *res) noexcept nogil:
+    """One row through the kernel of ``kind``; the kernel's status."""
+    if kind == KIND_KL:
+        if f32:
+            return kl_row_f32(<const float *>p, sp, <const float *>q, sq, n, check, normalize, res)
+        return kl_row_f64(<const double *>p, sp, <const double *>q, sq, n, check, normalize, res)
+    if kind == KIND_JS:
+        if f32:
+            return js_row_f32(<const float *>p, sp, <const float *>q, sq, n, normalize, check, res)
+        return js_row_f64(<const double *>p, sp, <const double *>q, sq, n, normalize, check, res)
+    if f32:
+        return kl_log_row_f32(<const float *>p, sp, <const float *>q, sq, n, normalize, check, res)
+    return kl_log_row_f64(<const double *>p, sp, <const double *>q, sq, n, normalize, check, res)
+
+
+cdef inline double _kl_normalized(double kl, double ps, double qs) noexcept nogil:
+    """KL of p/ps against q/qs from the raw sum kl = sum p log(p/q)."""
+    cdef double ratio = qs / ps
+    if ratio >= DBL_MIN and ratio <= DBL_MAX:
+        return kl / ps + log(ratio)
+    return kl / ps + (log(qs) - log(ps))
+
+
+cdef inline double _scale(double value, double log_base, double dx) noexcept nogil:
+    """Apply base (log_base 0: natural log) and dx (0: none)."""
+    if log_base != 0.0:
+        value = value / log_base
+    if dx != 0.0:
+        value = value * dx
+    return value
+
+
+cdef inline bint _row_value(int kind, bint f32, const char *p, Py_ssize_t sp, const char *q,
+                            Py_ssize_t sq, Py_ssize_t n, bint normalize, bint check,
+                            double log_base, double dx, double *value) noexcept nogil:
+    """The finished value of one row; False when the Python layer must take over
+    (a bad value, a sum that cannot normalise or that overflowed)."""
+    cdef double res[3]
+    cdef int st = _row(kind, f32, p, sp, q, sq, n, normalize, check, res)
+    if kind == KIND_KL:
+        if st == KL_ROW_BAD:
+            return False
+        if normalize:
+            # a non-positive sum is an error, an overflowed one needs the rescaling path
+            if not (res[1] > 0.0 and res[1] <= DBL_MAX and res[2] > 0.0 and res[2] <= DBL_MAX):
+                return False
+            if not isfinite(res[0]) and res[1] > 1e300:
+                return False
+            res[0] = _kl_normalized(res[0], res[1], res[2])
+    elif st == KL_ROW_BAD or st == JS_ROW_ZERO_SUM_P or st == JS_ROW_ZERO_SUM_Q \
+            or st == KL_LOG_ROW_ZERO_SUM_P or st == KL_LOG_ROW_ZERO_SUM_Q:
+        return False
+    value[0] = _scale(res[0], log_base, dx)
+    return True
+
+
+cdef inline Py_ssize_t _offset(Py_ssize_t i, Py_ssize_t m_in, Py_ssize_t s_in,
+                               Py_ssize_t s_out) noexcept nogil:
+    """Element offset of row i (see Layout; m_in 0 means one group)."""
+    if m_in == 0:
+        return i * s_in
+    return (i // m_in) * s_out + (i % m_in) * s_in
+
+
+cdef bint _run_rows(int kind, bint f32, const char *p, const char *q, Layout *L, Py_ssize_t item,
+                    bint normalize, bint check, double log_base, double dx, int n_threads,
+                    double *values) noexcept:
+    """Every row's value into values[0:m]; False when some row needs the Python layer."""
+    cdef Py_ssize_t i, m = L.m
+    cdef bint ok = True
+    cdef int failed = 0
+    if n_threads <= 1:
+        with nogil:
+            for i in range(m):
+                if not _row_value(kind, f32, p + _offset(i, L.m_in, L.sp0, L.sp_out) * item, L.sp1,
+                                  q + _offset(i, L.m_in, L.sq0, L.sq_out) * item, L.sq1, L.n,
+                                  normalize, check, log_base, dx, &values[i]):
+                    ok = False
+                    break
+        return ok
+    for i in prange(m, nogil=True, schedule="static", num_threads=n_threads):
+        if not _row_value(kind, f32, p + _offset(i, L.m_in, L.sp0, L.sp_out) * item, L.sp1,
+                          q + _offset(i, L.m_in, L.sq0, L.sq_out) * item, L.sq1, L.n,
+                          normalize, check, log_base, dx, &values[i]):
+            failed += 1
+    return failed == 0
+
+
+cdef inline cnp.ndarray _operand(object a):
+    """An ndarray view of ``a`` (lists and tuples converted), else None."""
+    if type(a) is cnp.ndarray:
+        return <cnp.ndarray>a
+    if type(a) is list or type(a) is tuple:
+        return cnp.PyArray_FROMANY(a, cnp.NPY_NOTYPE, 0, 0, 0)
+    return None
+
+
+cdef inline bint _kernel_ready(cnp.ndarray a, int type_num) noexcept:
+    return (cnp.PyArray_TYPE(a) == type_num and cnp.PyArray_ISALIGNED(a)
+            and cnp.PyArray_ISNOTSWAPPED(a))
+
+
+cdef inline double _positive(object value, bint allow_one) noexcept:
+    """value as a positive finite float (not 1 unless allowed), 0 when it is None
+    and -1 for anything else (the Python layer explains)."""
+    cdef double v
+    if value is None:
+        return 0.0
+    if type(value) is not float and type(value) is not int:
+        return -1.0
+    try:
+        v = value
+    except OverflowError:
+        return -1.0
+    if not (v > 0.0 and v <= DBL_MAX) or (v == 1.0 and not allow_one):
+        return -1.0
+    return v
+
+
+cdef int _threads(object num_threads, Py_ssize_t m, Py_ssize_t n, str func) except -1:
+    """Thread count for m rows of n elements, 0 when the Python layer must explain."""
+    cdef long req
+    if num_threads is None:
+        if m <= 1 or m * n < PARALLEL_MIN_ELEMENTS:
+            return 1
+        return _resolve_threads(None, m, m * n, func)
+    if type(num_threads) is not int:
+        return 0
+    try:
+        req = num_threads
+    except OverflowError:
+        return 0
+    if req < 1:
+        return 0
+    if req > m:
+        req = m
+    if req > _cpu_count:
+        req = _cpu_count
+    return <int>req if req > 1 else 1
+
+
+cdef object _deliver(double *values, Layout *L, bint f32, object out):
+    """The result from the row values: a scalar, a new array or ``out``; None
+    when ``out`` does not fit (the Python layer explains or casts)."""
+    cdef cnp.ndarray res
+    cdef Py_ssize_t i
+    cdef float v32
+    cdef int type_num = cnp.NPY_FLOAT if f32 else cnp.NPY_DOUBLE
+    if out is None:
+        if L.out_ndim == 0:
+            if f32:
+                v32 = <float>values[0]
+                return PyArray_Scalar(&v32, _DESCR_F32, None)
+            return PyArray_Scalar(values, _DESCR_F64, None)
+        res = cnp.PyArray_EMPTY(L.out_ndim, L.out_shape, type_num, 0)
+    else:
+        if not isinstance(out, cnp.ndarray):
+            return None
+        res = <cnp.ndarray>out
+        if (cnp.PyArray_NDIM(res) != L.out_ndim or not cnp.PyArray_IS_C_CONTIGUOUS(res)
+                or not cnp.PyArray_ISWRITEABLE(res) or not _kernel_ready(res, type_num)):
+            return None
+        for i in range(L.out_ndim):
+            if cnp.PyArray_DIM(res, i) != L.out_shape[i]:
+                return None
+    if f32:
+        for i in range(L.m):
+            (<float *>cnp.PyArray_DATA(res))[i] = <float>values[i]
+    else:
+        for i in range(L.m):
+            (<double *>cnp.PyArray_DATA(res))[i] = values[i]
+    return res
+
+
+cdef object _entry(int kind, object p, object q, object axis, bint keepdims, object base,
+                   bint normalize, object dx, object out, object num_threads, bint check,
+                   str func):
+    """The result of ``func`` computed here, or None to hand the call to Python."""
+    cdef cnp.ndarray pa = _operand(p), qa
+    cdef Layout L
+    cdef double log_base, dx_v
+    cdef int type_num, n_threads
+    cdef double stack_values[STACK_ROWS]
+    cdef double *values = stack_values
+    cdef bint ok
+    if pa is None:
+        return None
+    qa = _operand(q)
+    if qa is None:
+        return None
+    type_num = cnp.PyArray_TYPE(pa)
+    if type_num != cnp.NPY_DOUBLE and type_num != cnp.NPY_FLOAT:
+        return None
+    if not (_kernel_ready(pa, type_num) and _kernel_ready(qa, type_num)):
+        return None
+    log_base = _positive(base, False)
+    dx_v = _positive(dx, True)
+    if log_base < 0.0 or dx_v < 0.0 or (normalize and dx is not None):
+        return None
+    if log_base != 0.0:
+        log_base = log(log_base)
+    if not _layout(pa, qa, axis, keepdims, &L):
+        return None
+    if L.n == 0 and normalize:
+        return None  # an empty reduction cannot be normalised: the Python layer explains
+    n_threads = _threads(num_threads, L.m, L.n, func)
+    if n_threads == 0:
+        return None
+    if L.m > STACK_ROWS:
+        values = <double *>malloc(L.m * sizeof(double))
+        if values == NULL:
+            raise MemoryError()
+    try:
+        ok = _run_rows(kind, type_num == cnp.NPY_FLOAT,
+                       <const char *>cnp.PyArray_DATA(pa), <const char *>cnp.PyArray_DATA(qa),
+                       &L, cnp.PyArray_ITEMSIZE(pa), normalize, check, log_base, dx_v,
+                       n_threads, values)
+        if not ok:
+            return None
+        return _deliver(values, &L, type_num == cnp.NPY_FLOAT, out)
+    finally:
+        if values != stack_values:
+            free(values)
+
+
+def kl_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None,
+           out=None, num_threads=None, check=True):
+    # docstring installed by register_general from the Python implementation
+    r = _entry(KIND_KL, p, q, axis, keepdims, base, normalize, dx, out, num_threads, check,
+               "kl_div")
+    if r is not None:
+        return r
+    return _general[KIND_KL](p, q, axis=axis, keepdims=keepdims, base=base,
+                             normalize=normalize, dx=dx, out=out, num_threads=num_threads,
+                             check=check)
+
+
+def js_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, out=None,
+           num_threads=None, check=True):
+    r = _entry(KIND_JS, p, q, axis, keepdims, base, normalize, None, out, num_threads, check,
+               "js_div")
+    if r is not None:
+        return r
+    return _general[KIND_JS](p, q, axis=axis, keepdims=keepdims, base=base,
+                             normalize=normalize, out=out, num_threads=num_threads, check=check)
+
+
+def kl_div_log(log_p, log_q, *, axis=-1, keepdims=False, base=None, normalize=False,
+               out=None, num_threads=None, check=True):
+    r = _entry(KIND_KL_LOG, log_p, log_q, axis, keepdims, base, normalize, None, out,
+               num_threads, check, "kl_div_log")
+    if r is not None:
+        return r
+    return _general[KIND_KL_LOG](log_p, log_q, axis=axis, keepdims=keepdims, base=base,
+                                 normalize=normalize, out=out, num_threads=num_threads,
+                                 check=check)
+
+
+def fast_path(str func, p, q, *, axis=-1, keepdims=False, base=None, normalize=False,
+              dx=None, out=None, num_threads=None, check=True):
+    """What the compiled entry of ``func`` computes by itself, or None where it
+    hands the call to the Python implementation (for tests)."""
+    kind = {"kl_div": KIND_KL, "js_div": KIND_JS, "kl_div_log": KIND_KL_LOG}[func]
+    return _entry(kind, p, q, axis, keepdims, base, normalize, dx, out, num_threads, check, func)
+
+
+def finish_kl(const double[::1] kl, const double[::1] ps, const double[::1] qs,
+              double[::1] out, bint normalize, double base, double dx):
+    """out = kl with normalize, base and dx applied (base 0: natural log, dx 0:
+    none), element by element; the same arithmetic as the compiled entries."""
+    cdef Py_ssize_t i, n = kl.shape[0]
+    cdef double log_base = log(base) if base != 0.0 else 0.0
+    if out.shape[0] != n or (normalize and (ps.shape[0] != n or qs.shape[0] != n)):
+        raise ValueError("finish_kl: kl, ps, qs and out differ in length")
+    with nogil:
+        for i in range(n):
+            out[i] = _scale(_kl_normalized(kl[i], ps[i], qs[i]) if normalize else kl[i],
+                            log_base, dx)

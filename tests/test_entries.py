@@ -1,0 +1,162 @@
+"""The compiled entries of kl_div, js_div and kl_div_log.
+
+Every call whose layout needs no copy is computed by the entry itself; it must
+give the same bits, dtype and shape as the Python implementation, which stays
+for the rare layouts and the error path.
+"""
+import itertools
+
+import numpy as np
+import pytest
+
+import kl_fast
+from kl_fast import _api, _divergences, _div_kernels
+
+PYTHON = {"kl_div": _api.kl_div_python, "js_div": _divergences.js_div_python,
+          "kl_div_log": _divergences.kl_div_log_python}
+PUBLIC = {"kl_div": kl_fast.kl_div, "js_div": kl_fast.js_div, "kl_div_log": kl_fast.kl_div_log}
+
+
+def _inputs(func, shape, dtype, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.random(shape) + 0.05
+    if func == "kl_div_log":
+        a = np.log(a)
+    return a.astype(dtype)
+
+
+def _layouts(func, dtype):
+    """(label, p, q, axis, copy_free): copy_free layouts the entry must compute itself."""
+    P = _inputs(func, (6, 7), dtype, 1)
+    Q = _inputs(func, (6, 7), dtype, 2)
+    P3 = _inputs(func, (3, 4, 5), dtype, 3)
+    Q3 = _inputs(func, (3, 4, 5), dtype, 4)
+    big = _inputs(func, (12, 14), dtype, 5)
+    yield "1-D", P[0], Q[0], -1, True
+    yield "1-D axis=0", P[0], Q[0], 0, True
+    yield "1-D axis=None", P[0], Q[0], None, True
+    yield "1-D strided", big[0, ::2], Q[0], -1, True
+    yield "1-D length 0", P[0, :0], Q[0, :0], -1, True
+    for axis in (-1, 0, 1, -2, None, (0, 1)):
+        whole = axis is None or axis == (0, 1)
+        yield f"2-D axis={axis}", P, Q, axis, True
+        yield f"2-D Fortran axis={axis}", np.asfortranarray(P), Q, axis, not whole
+        yield f"2-D sliced axis={axis}", big[::2, ::2], Q, axis, not whole
+    yield "2-D against 1-D", P, Q[0], -1, True
+    yield "2-D reversed both ways", P[::-1, ::-1], Q, -1, True
+    yield "2-D against 1-D axis=0", P, Q[0], 0, True
+    yield "2-D against 1-D axis=None", P, Q[0], None, False
+    yield "2-D against a column axis=0", P, Q[:, :1], 0, True
+    yield "1-D against 2-D", P[0], Q, 1, True
+    yield "2-D with zero rows", P[:0], Q[:0], -1, True
+    for axis in (-1, 0, 1, 2, (1, 2), None, (0, 2)):
+        yield f"3-D axis={axis}", P3, Q3, axis, axis != (0, 2)
+    yield "3-D against 1-D", P3, Q3[0, 0], -1, True
+    yield "3-D transposed axis=0", P3.transpose(2, 1, 0), Q3.transpose(2, 1, 0), 0, True
+    P4 = _inputs(func, (2, 3, 4, 5), dtype, 14).transpose(1, 0, 2, 3)
+    yield "4-D, kept axes in three strides", P4, P4[::-1], -1, False
+
+
+OPTIONS = [{}, {"keepdims": True}, {"base": 2.0}, {"base": 10}, {"normalize": True},
+           {"num_threads": 1}, {"num_threads": 2}, {"check": False}]
+
+
+def _same(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.dtype == b.dtype
+    assert a.shape == b.shape
+    np.testing.assert_array_equal(a, b)
+    assert np.array_equal(np.signbit(a), np.signbit(b))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("func", ["kl_div", "js_div", "kl_div_log"])
+def test_entry_computes_every_copy_free_layout_as_python_does(func, dtype):
+    options = OPTIONS + ([{"dx": 0.25}, {"dx": 3, "base": 2.0}] if func == "kl_div" else [])
+    for (label, p, q, axis, copy_free), opts in itertools.product(list(_layouts(func, dtype)),
+                                                                   options):
+        if opts.get("normalize") and (p.size == 0 or q.size == 0):
+            continue
+        p0, q0 = p.copy(), q.copy()
+        expected = PYTHON[func](p, q, axis=axis, **opts)
+        got = _div_kernels.fast_path(func, p, q, axis=axis, **opts)
+        if copy_free:
+            assert got is not None, (label, opts)
+            _same(got, expected)
+            assert isinstance(got, np.ndarray) or type(got) is np.dtype(dtype).type
+        else:
+            assert got is None, (label, opts)
+        _same(PUBLIC[func](p, q, axis=axis, **opts), expected)
+        np.testing.assert_array_equal(p, p0)
+        np.testing.assert_array_equal(q, q0)
+
+
+@pytest.mark.parametrize("func", ["kl_div", "js_div", "kl_div_log"])
+def test_entry_writes_out_and_returns_it(func):
+    P = _inputs(func, (5, 4), np.float64, 6)
+    Q = _inputs(func, (5, 4), np.float64, 7)
+    for axis, keepdims in ((-1, False), (0, False), (-1, True)):
+        expected = PYTHON[func](P, Q, axis=axis, keepdims=keepdims)
+        out = np.full(expected.shape, np.nan)
+        assert PUBLIC[func](P, Q, axis=axis, keepdims=keepdims, out=out) is out
+        _same(out, expected)
+    out0 = np.empty(())
+    assert PUBLIC[func](P[0], Q[0], out=out0) is out0
+    _same(out0, PYTHON[func](P[0], Q[0]))
+
+
+@pytest.mark.parametrize("func", ["kl_div", "js_div", "kl_div_log"])
+def test_entry_hands_other_calls_to_python(func):
+    p = _inputs(func, 6, np.float64, 8)
+    q = _inputs(func, 6, np.float64, 9)
+    handed = [
+        (p.astype(np.float32), q, {}),              # mixed dtypes: a cast
+        (p.astype(">f8"), q, {}),                   # byte-swapped: a copy
+        (np.float64(p[0]), np.float64(q[0]), {}),   # two scalars
+        (p, q, {"axis": np.int64(0)}),              # a NumPy integer axis
+        (p, q, {"base": 1.0}),                      # an error to explain
+        (p, q, {"num_threads": 0}),
+        (p, q, {"out": np.empty((), dtype=np.float32)}),  # a cast into out
+    ]
+    for a, b, opts in handed:
+        assert _div_kernels.fast_path(func, a, b, **opts) is None, opts
+    # the public function still answers (or explains) them
+    _same(PUBLIC[func](p.astype(">f8"), q), PYTHON[func](p, q))
+    with pytest.raises(ValueError, match="base"):
+        PUBLIC[func](p, q, base=1.0)
+
+
+def test_entry_takes_lists_as_numpy_would():
+    p, q = [0.5, 0.5], [0.9, 0.1]
+    assert _div_kernels.fast_path("kl_div", p, q) is not None
+    _same(kl_fast.kl_div(p, q), _api.kl_div_python(np.array(p), np.array(q)))
+
+
+@pytest.mark.parametrize("func", ["kl_div", "js_div", "kl_div_log"])
+def test_bad_value_raises_the_python_error_and_leaves_out_untouched(func):
+    P = _inputs(func, (4, 5), np.float64, 10)
+    Q = _inputs(func, (4, 5), np.float64, 11)
+    P[2, 3] = np.nan
+    out = np.full(4, 7.0)
+    with pytest.raises(ValueError, match=r"NaN at index \[2, 3\]"):
+        PUBLIC[func](P, Q, out=out)
+    np.testing.assert_array_equal(out, 7.0)
+
+
+def test_normalize_zero_and_overflowing_sums_go_to_python():
+    with pytest.raises(ValueError, match="sums to 0.0"):
+        kl_fast.kl_div([0.0, 0.0], [0.5, 0.5], normalize=True)
+    p = np.array([1e308, 1e308, 1.5e308])
+    q = np.array([1.7e308, 1e308, 1e308])
+    assert _div_kernels.fast_path("kl_div", p, q, normalize=True) is None
+    pn, qn = np.array([1.0, 1.0, 1.5]), np.array([1.7, 1.0, 1.0])  # p, q over 1e308
+    expected = kl_fast.reference.kl_div(pn / pn.sum(), qn / qn.sum())
+    assert kl_fast.kl_div(p, q, normalize=True) == pytest.approx(expected, rel=1e-14)
+
+
+def test_threads_give_the_same_bits():
+    P = _inputs("kl_div", (400, 300), np.float64, 12)
+    Q = _inputs("kl_div", (400, 300), np.float64, 13)
+    one = kl_fast.kl_div(P, Q, num_threads=1)
+    for nt in (None, 2, 10**9):
+        _same(kl_fast.kl_div(P, Q, num_threads=nt), one)
