@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import kl_fast
-from kl_fast import _api, _divergences, _div_kernels
+from kl_fast import _api, _divergences, _div_kernels, _pairwise
 
 PYTHON = {"kl_div": _api.kl_div_python, "js_div": _divergences.js_div_python,
           "kl_div_log": _divergences.kl_div_log_python}
@@ -160,3 +160,45 @@ def test_threads_give_the_same_bits():
     one = kl_fast.kl_div(P, Q, num_threads=1)
     for nt in (None, 2, 10**9):
         _same(kl_fast.kl_div(P, Q, num_threads=nt), one)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_small_pairwise_is_computed_pair_by_pair(dtype):
+    rng = np.random.default_rng(15)
+    P = rng.random((4, 10)).astype(dtype)
+    Q = rng.random((5, 10)).astype(dtype)
+    P[1, 3] = 0.0
+    Q[2, 4] = 0.0  # P[k, 4] > 0 there: +inf entries
+    for opts in ({}, {"normalize": True}, {"base": 2.0}, {"num_threads": 2}):
+        got = _div_kernels.fast_path("kl_pairwise", P, Q, **opts)
+        assert got is not None and got.dtype == dtype and got.shape == (4, 5)
+        _same(kl_fast.kl_pairwise(P, Q, **opts), got)
+        per_pair = kl_fast.kl_div(P[:, None, :].astype(np.float64), Q[None, :, :].astype(np.float64),
+                                  **opts).astype(dtype)
+        _same(got, per_pair)
+        assert np.isinf(got[:, 2]).all()
+        # the matrix-product form agrees within its documented bound
+        np.testing.assert_allclose(_div_kernels.fast_path("kl_pairwise", P, Q, **opts),
+                                   _pairwise.kl_pairwise_python(P, Q, **opts), rtol=2e-6 if dtype == np.float32 else 1e-12)
+        got = _div_kernels.fast_path("js_pairwise", P, Q, **opts)
+        _same(got, kl_fast.js_div(P[:, None, :], Q[None, :, :], **opts))
+        _same(kl_fast.js_pairwise(P, Q, **opts), got)
+    diag = kl_fast.kl_pairwise(P[[0, 2, 3]])
+    assert (np.diag(diag) == 0).all()
+
+
+def test_small_pairwise_out_of_another_dtype_and_layout_gets_the_same_values():
+    rng = np.random.default_rng(16)
+    P, Q = rng.random((3, 6)), rng.random((4, 6))
+    want = kl_fast.kl_pairwise(P, Q)
+    for out in (np.empty((3, 4)), np.empty((4, 3)).T, np.empty((3, 4), dtype=np.float32)):
+        assert kl_fast.kl_pairwise(P, Q, out=out) is out
+        _same(out, want.astype(out.dtype))
+    with pytest.raises(TypeError, match="cannot write a float64 result into out of dtype int64"):
+        kl_fast.kl_pairwise(P, Q, out=np.empty((3, 4), dtype=np.int64))
+
+
+def test_large_pairwise_takes_the_matrix_product_form():
+    P = np.random.default_rng(17).random((64, 64))
+    assert _div_kernels.fast_path("kl_pairwise", P, P) is None
+    _same(kl_fast.kl_pairwise(P), _pairwise.kl_pairwise_python(P))

@@ -346,7 +346,8 @@ def kl_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None
 
 
 kl_div_python = kl_div
-_div_kernels.register_general("kl_div", kl_div, resolve_threads, _CPU_COUNT)
+_div_kernels.configure(resolve_threads, _CPU_COUNT, deliver)
+_div_kernels.register_general("kl_div", kl_div)
 # The public function: a compiled entry with this docstring that computes every
 # call whose layout needs no copy, and calls the above for everything else.
 kl_div = _div_kernels.kl_div

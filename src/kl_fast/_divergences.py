@@ -7,7 +7,6 @@ import numpy as np
 from . import _div_kernels, _kernels
 from ._api import apply_options, combine_rows, deliver, raise_bad_value, reduction_rows
 from ._validation import (
-    _CPU_COUNT,
     as_real_array,
     check_positive_scalar,
     describe_bad,
@@ -210,7 +209,7 @@ def kl_div_log(log_p, log_q, *, axis=-1, keepdims=False, base=None, normalize=Fa
 # every call whose layout needs no copy, and call the above for everything else.
 js_div_python = js_div
 kl_div_log_python = kl_div_log
-_div_kernels.register_general("js_div", js_div, resolve_threads, _CPU_COUNT)
-_div_kernels.register_general("kl_div_log", kl_div_log, resolve_threads, _CPU_COUNT)
+_div_kernels.register_general("js_div", js_div)
+_div_kernels.register_general("kl_div_log", kl_div_log)
 js_div = _div_kernels.js_div
 kl_div_log = _div_kernels.kl_div_log

@@ -1,4 +1,5 @@
-# Compiled entries of kl_div, js_div and kl_div_log (included by _div_kernels.pyx).
+# Compiled entries of kl_div, js_div, kl_div_log and, for small inputs,
+# kl_pairwise and js_pairwise (included by _div_kernels.pyx).
 #
 # Design: each public function is a ``def`` here that parses its options, lays
 # the two inputs out as (rows, n) with element strides, runs the row kernel
@@ -27,30 +28,49 @@ cdef enum:
     KIND_KL = 0
     KIND_JS = 1
     KIND_KL_LOG = 2
+    KIND_KL_PAIRWISE = 3   # slots of the Python implementations only
+    KIND_JS_PAIRWISE = 4
     MAX_DIMS = 32
     # below this many elements one thread is faster than a team (measured)
     PARALLEL_MIN_ELEMENTS = 1 << 15
     STACK_ROWS = 64
+    # all-pairs inputs with m * k * (n + PAIR_COST) up to SMALL_PAIRWISE go pair by
+    # pair through the row kernel, larger ones take the matrix-product form.
+    # Measured on one thread: a pair costs about 16 elements' time, and the two
+    # cross near m * k * (n + 16) = 2**17 (~130 us; the product form has ~100 us
+    # of fixed cost).
+    PAIR_COST = 16
+    SMALL_PAIRWISE = 1 << 17
 
 cdef cnp.dtype _DESCR_F64 = cnp.PyArray_DescrFromType(cnp.NPY_DOUBLE)
 cdef cnp.dtype _DESCR_F32 = cnp.PyArray_DescrFromType(cnp.NPY_FLOAT)
 
 # The Python implementations the entries hand rare layouts and errors to, and
 # the thread-count resolver of the Python layer (set by register_general).
-cdef list _general = [None, None, None]
+cdef list _general = [None, None, None, None, None]
 cdef object _resolve_threads = None
+cdef object _deliver_python = None
 cdef int _cpu_count = 1
 
 
-def register_general(str func, object implementation, object resolve_threads, int cpu_count):
-    """Install the Python implementation ``func``'s compiled entry falls back to
-    (its docstring becomes the entry's), and the thread-count rules."""
-    global _resolve_threads, _cpu_count
-    entry = {"kl_div": kl_div, "js_div": js_div, "kl_div_log": kl_div_log}[func]
-    _general[{"kl_div": KIND_KL, "js_div": KIND_JS, "kl_div_log": KIND_KL_LOG}[func]] = implementation
-    entry.__doc__ = implementation.__doc__
+def configure(object resolve_threads, int cpu_count, object deliver):
+    """Install the Python layer's thread-count rules, the usable CPU count and the
+    function that writes a result into an ``out`` of another dtype or layout (or
+    explains why it cannot)."""
+    global _resolve_threads, _cpu_count, _deliver_python
     _resolve_threads = resolve_threads
     _cpu_count = max(1, cpu_count)
+    _deliver_python = deliver
+
+
+def register_general(str func, object implementation):
+    """Install the Python implementation ``func``'s compiled entry falls back to;
+    its docstring becomes the entry's."""
+    entry = {"kl_div": kl_div, "js_div": js_div, "kl_div_log": kl_div_log,
+             "kl_pairwise": kl_pairwise, "js_pairwise": js_pairwise}[func]
+    _general[{"kl_div": KIND_KL, "js_div": KIND_JS, "kl_div_log": KIND_KL_LOG,
+              "kl_pairwise": KIND_KL_PAIRWISE, "js_pairwise": KIND_JS_PAIRWISE}[func]] = implementation
+    entry.__doc__ = implementation.__doc__
 
 
 cdef struct Layout:
@@ -436,10 +456,117 @@ def kl_div_log(log_p, log_q, *, axis=-1, keepdims=False, base=None, normalize=Fa
                                  check=check)
 
 
+cdef bint _run_pairs(int kind, bint f32, const char *P, const char *Q, Py_ssize_t m,
+                     Py_ssize_t k, Py_ssize_t n, Py_ssize_t sp0, Py_ssize_t sp1, Py_ssize_t sq0,
+                     Py_ssize_t sq1, bint normalize, bint check, double log_base, int n_threads,
+                     double *values) noexcept:
+    """values[i * k + j] = the value of the pair (P[i], Q[j]) (strides in bytes
+    between rows, in elements along them); False when a pair needs the Python layer."""
+    cdef Py_ssize_t i, j
+    cdef int failed = 0
+    if n_threads <= 1:
+        with nogil:
+            for i in range(m):
+                for j in range(k):
+                    if not _row_value(kind, f32, P + i * sp0, sp1, Q + j * sq0, sq1, n, normalize,
+                                      check, log_base, 0.0, &values[i * k + j]):
+                        return False
+        return True
+    for i in prange(m, nogil=True, schedule="static", num_threads=n_threads):
+        for j in range(k):
+            if not _row_value(kind, f32, P + i * sp0, sp1, Q + j * sq0, sq1, n, normalize,
+                              check, log_base, 0.0, &values[i * k + j]):
+                failed += 1
+    return failed == 0
+
+
+cdef object _pairwise_entry(int kind, object P, object Q, object base, bint normalize, object out,
+                            object num_threads, bint check, str func):
+    """The all-pairs matrix of ``func`` computed pair by pair by the row kernel,
+    for small inputs; None to hand the call to Python."""
+    cdef cnp.ndarray pa = _operand(P), qa
+    cdef Layout L
+    cdef Py_ssize_t m, k, n, item
+    cdef double log_base
+    cdef int n_threads, type_num
+    cdef bint f32, kernel_f32
+    cdef double stack_values[STACK_ROWS]
+    cdef double *values = stack_values
+    if pa is None:
+        return None
+    qa = pa if Q is None else _operand(Q)
+    if qa is None or cnp.PyArray_NDIM(pa) != 2 or cnp.PyArray_NDIM(qa) != 2:
+        return None
+    if pa.dtype.kind not in "biuf" or qa.dtype.kind not in "biuf":
+        return None
+    m, n, k = cnp.PyArray_DIM(pa, 0), cnp.PyArray_DIM(pa, 1), cnp.PyArray_DIM(qa, 0)
+    if cnp.PyArray_DIM(qa, 1) != n or n == 0 or m * k == 0 or m > SMALL_PAIRWISE \
+            or k > SMALL_PAIRWISE or m * k * (n + PAIR_COST) > SMALL_PAIRWISE:
+        return None
+    log_base = _positive(base, False)
+    if log_base < 0.0:
+        return None
+    if log_base != 0.0:
+        log_base = log(log_base)
+    n_threads = _threads(num_threads, m, k * n, func)
+    if n_threads == 0:
+        return None
+    # float32 pairs: JS by its float32 kernel (so entries equal js_div's), KL in
+    # float64 (as the matrix-product form is), each rounded once at the end
+    f32 = pa.dtype.kind == "f" and pa.dtype.itemsize == 4 and qa.dtype.kind == "f" \
+        and qa.dtype.itemsize == 4
+    kernel_f32 = f32 and kind == KIND_JS
+    type_num = cnp.NPY_FLOAT if kernel_f32 else cnp.NPY_DOUBLE
+    pa = cnp.PyArray_FROMANY(pa, type_num, 2, 2, cnp.NPY_ARRAY_ALIGNED | cnp.NPY_ARRAY_NOTSWAPPED)
+    qa = cnp.PyArray_FROMANY(qa, type_num, 2, 2, cnp.NPY_ARRAY_ALIGNED | cnp.NPY_ARRAY_NOTSWAPPED)
+    item = cnp.PyArray_ITEMSIZE(pa)
+    L.m, L.out_ndim, L.out_shape[0], L.out_shape[1] = m * k, 2, m, k
+    if L.m > STACK_ROWS:
+        values = <double *>malloc(L.m * sizeof(double))
+        if values == NULL:
+            raise MemoryError()
+    try:
+        if not _run_pairs(kind, kernel_f32, <const char *>cnp.PyArray_DATA(pa),
+                          <const char *>cnp.PyArray_DATA(qa), m, k, n,
+                          cnp.PyArray_STRIDE(pa, 0), cnp.PyArray_STRIDE(pa, 1) // item,
+                          cnp.PyArray_STRIDE(qa, 0), cnp.PyArray_STRIDE(qa, 1) // item,
+                          normalize, check, log_base, n_threads, values):
+            return None
+        res = _deliver(values, &L, f32, out)
+        if res is None:  # an out of another dtype or layout: cast into it, or explain
+            res = _deliver_python(_deliver(values, &L, f32, None), out,
+                                  _DESCR_F32 if f32 else _DESCR_F64, func)
+        return res
+    finally:
+        if values != stack_values:
+            free(values)
+
+
+def kl_pairwise(P, Q=None, *, base=None, normalize=False, out=None, num_threads=None,
+                check=True):
+    r = _pairwise_entry(KIND_KL, P, Q, base, normalize, out, num_threads, check, "kl_pairwise")
+    if r is not None:
+        return r
+    return _general[KIND_KL_PAIRWISE](P, Q, base=base, normalize=normalize, out=out,
+                                      num_threads=num_threads, check=check)
+
+
+def js_pairwise(P, Q=None, *, base=None, normalize=False, out=None, num_threads=None,
+                check=True):
+    r = _pairwise_entry(KIND_JS, P, Q, base, normalize, out, num_threads, check, "js_pairwise")
+    if r is not None:
+        return r
+    return _general[KIND_JS_PAIRWISE](P, Q, base=base, normalize=normalize, out=out,
+                                      num_threads=num_threads, check=check)
+
+
 def fast_path(str func, p, q, *, axis=-1, keepdims=False, base=None, normalize=False,
               dx=None, out=None, num_threads=None, check=True):
     """What the compiled entry of ``func`` computes by itself, or None where it
     hands the call to the Python implementation (for tests)."""
+    if func.endswith("_pairwise"):
+        kind = KIND_KL if func == "kl_pairwise" else KIND_JS
+        return _pairwise_entry(kind, p, q, base, normalize, out, num_threads, check, func)
     kind = {"kl_div": KIND_KL, "js_div": KIND_JS, "kl_div_log": KIND_KL_LOG}[func]
     return _entry(kind, p, q, axis, keepdims, base, normalize, dx, out, num_threads, check, func)
 
