@@ -131,7 +131,9 @@ def _explain(status, p2, xk, batch_shape, func, name, origin=None):
 
 def _param(value, name: str, func: str, *, positive: bool) -> np.ndarray:
     a = as_real_array(value, name, func)
-    if a.dtype != _FLOAT64:
+    if a.dtype != _FLOAT64 or not a.flags.aligned:
+        # the kernels load float64 with aligned loads: an unaligned view (a slice of
+        # a byte buffer, an array received over a network) is copied first
         a = a.astype(np.float64)
     ok = np.isfinite(a) & (a > 0) if positive else np.isfinite(a)
     if not ok.all():
