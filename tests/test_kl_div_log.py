@@ -183,3 +183,23 @@ def test_argument_errors():
     with pytest.raises(ValueError, match="base"):
         kl_fast.kl_div_log([0.0], [0.0], base=-1)
     kl_fast.kl_div_log([np.nan, 0.0], [0.0, np.inf], check=False)  # unspecified, memory-safe
+
+
+@pytest.mark.parametrize("M", [30.0, 1e8, 1e15, 1e20, 1e300])
+def test_normalize_with_large_normalisers_keeps_every_digit(M):
+    # p = softmax([M, 0]), q = [1/2, 1/2]; closed form with eps = 1 / (1 + e^M):
+    # KL = (1 - eps) log(2 (1 - eps)) + eps log(2 eps), which is ln 2 in double for M >= 1e8.
+    # (lp - lq) - (lp0 - lq0) left no correct digit at M = 1e15 (0.75 relative error).
+    # What remains is the rounding of the normaliser lp0 = M + log1p(e^-M) to one
+    # double (half an ulp of M), which is exact for M >= 1e8.
+    eps = 1.0 / (1.0 + math.exp(M)) if M < 700 else 0.0
+    exact = (1 - eps) * math.log(2 * (1 - eps)) + (eps * math.log(2 * eps) if eps else 0.0)
+    tol = math.ulp(M) if eps else 0.0
+    got = kl_fast.kl_div_log([M, 0.0], [0.0, 0.0], normalize=True)
+    assert got == pytest.approx(exact, rel=4e-16, abs=tol)
+    rows = kl_fast.kl_div_log(np.array([[M, 0.0], [0.0, M]]), [0.0, 0.0], normalize=True)
+    np.testing.assert_allclose(rows, [exact, exact], rtol=4e-16, atol=tol)
+    if M < 3e38:
+        got32 = kl_fast.kl_div_log(np.float32([M, 0.0]), np.float32([0.0, 0.0]), normalize=True)
+        assert got32.dtype == np.float32
+        assert float(got32) == pytest.approx(exact, rel=1.2e-7)

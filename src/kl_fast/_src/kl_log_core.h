@@ -29,16 +29,16 @@
 
 /* ---- careful path: scalar, libm, exact semantics for every finite input --- */
 
-/* log|diff| and sign of diff = (lp - lq) - (lp0 - lq0), without overflow. */
+/* log|diff| and sign of diff = (lp - lp0) - (lq - lq0), without overflow. */
 static inline double kl_log_diff_log(double lp, double lq, double lp0, double lq0,
                                      double *sign)
 {
-    double diff = (lp - lq) - (lp0 - lq0);
+    double diff = (lp - lp0) - (lq - lq0);
     if (fabs(diff) <= DBL_MAX) {
         *sign = diff;
         return log(fabs(diff));
     }
-    diff = (0.5 * lp - 0.5 * lq) - (0.5 * lp0 - 0.5 * lq0);
+    diff = (0.5 * lp - 0.5 * lp0) - (0.5 * lq - 0.5 * lq0);
     *sign = diff;
     return log(fabs(diff)) + KL_LN2;
 }
@@ -74,7 +74,7 @@ static int NAME(const T *p, ptrdiff_t sp, const T *q, ptrdiff_t sq, ptrdiff_t n,
             } else {                                                                \
                 double a = lp - lp0;                                                \
                 double la = a + kl_log_diff_log(lp, lq, lp0, lq0, &sign);           \
-                double e = exp(a), diff = (lp - lq) - (lp0 - lq0);                  \
+                double e = exp(a), diff = a - (lq - lq0);                           \
                 if (shift != 0.0) t = copysign(exp(la - shift), sign);              \
                 else if (sign == 0.0) t = 0.0;                                      \
                 else if (e >= DBL_MIN && fabs(diff) <= DBL_MAX) t = e * diff;       \

@@ -2,18 +2,20 @@
    instruction-set target (KLM_FN gives the suffix).  No include guard on purpose.
 
    With log-normalisers lp0, lq0 (0 and 0 without normalisation) the term of
-   element i is exp(lp - lp0) * ((lp - lq) - (lp0 - lq0)): 0 where lp = -inf,
+   element i is exp(lp - lp0) * ((lp - lp0) - (lq - lq0)): 0 where lp = -inf,
    and the divergence is +inf where lq = -inf and lp is finite. */
 
 /* The fast-path term, NaN (the careful path's cue) where it would not be
    exact: NaN or +inf input, exp that overflows, a difference or product that
    overflows, or exp that underflows while the term itself may not.  The +inf
    of lq == -inf with lp finite is counted apart (the term is 0 here). */
-static inline double KLM_FN(kl_log_term_f64)(double lp, double lq, double lp0, double c)
+static inline double KLM_FN(kl_log_term_f64)(double lp, double lq, double lp0, double lq0)
 {
     double a = lp - lp0;
     double e = KLM_FN(exp_f64)(a);
-    double diff = (lp - lq) - c;
+    /* each input minus its own normaliser first: (lp - lq) - (lp0 - lq0) would
+       cancel when lp0 and lq0 are large (lp0 = 1e15 left no correct digit) */
+    double diff = a - (lq - lq0);
     double t = e * diff;
     int bad = !(lp <= DBL_MAX) | !(lq <= DBL_MAX);
     int fin = (lp > -HUGE_VAL) & (lq > -HUGE_VAL);
@@ -27,25 +29,25 @@ static inline double KLM_FN(kl_log_term_f64)(double lp, double lq, double lp0, d
    +inf (lq == -inf with lp finite).  The contiguous loop vectorises. */
 #define KL_LOG_MAPS(MAP, MAP_STRIDED, T)                                            \
 static __attribute__((noinline)) int                                                \
-MAP(const T *restrict p, const T *restrict q, double lp0, double c,                 \
+MAP(const T *restrict p, const T *restrict q, double lp0, double lq0,               \
     double *restrict t, ptrdiff_t len)                                              \
 {                                                                                   \
     int ninf = 0;                                                                   \
     for (ptrdiff_t i = 0; i < len; i++) {                                           \
         double lp = (double)p[i], lq = (double)q[i];                                \
-        t[i] = KLM_FN(kl_log_term_f64)(lp, lq, lp0, c);                             \
+        t[i] = KLM_FN(kl_log_term_f64)(lp, lq, lp0, lq0);                           \
         ninf += (lp > -HUGE_VAL) & (lq == -HUGE_VAL);                               \
     }                                                                               \
     return ninf;                                                                    \
 }                                                                                   \
 static __attribute__((noinline)) int                                                \
 MAP_STRIDED(const T *restrict p, ptrdiff_t sp, const T *restrict q, ptrdiff_t sq,   \
-            double lp0, double c, double *restrict t, ptrdiff_t len)                \
+            double lp0, double lq0, double *restrict t, ptrdiff_t len)              \
 {                                                                                   \
     int ninf = 0;                                                                   \
     for (ptrdiff_t i = 0; i < len; i++) {                                           \
         double lp = (double)p[i * sp], lq = (double)q[i * sq];                      \
-        t[i] = KLM_FN(kl_log_term_f64)(lp, lq, lp0, c);                             \
+        t[i] = KLM_FN(kl_log_term_f64)(lp, lq, lp0, lq0);                           \
         ninf += (lp > -HUGE_VAL) & (lq == -HUGE_VAL);                               \
     }                                                                               \
     return ninf;                                                                    \
@@ -58,14 +60,14 @@ MAP_STRIDED(const T *restrict p, ptrdiff_t sp, const T *restrict q, ptrdiff_t sq
 static int NAME(const T *p, ptrdiff_t sp, const T *q, ptrdiff_t sq, ptrdiff_t n,   \
                 double lp0, double lq0, double *res)                                \
 {                                                                                   \
-    double kl = 0.0, kl_c = 0.0, c = lp0 - lq0;                                     \
+    double kl = 0.0, kl_c = 0.0;                                                    \
     double t[KL_BLOCK] __attribute__((aligned(32)));                                \
     int ninf = 0;                                                                   \
     for (ptrdiff_t start = 0; start < n; start += KL_BLOCK) {                       \
         ptrdiff_t len = n - start < KL_BLOCK ? n - start : KL_BLOCK;                \
         double block;                                                               \
-        if (sp == 1 && sq == 1) ninf |= MAP(p + start, q + start, lp0, c, t, len);  \
-        else ninf |= MAP_STRIDED(p + start * sp, sp, q + start * sq, sq, lp0, c, t, len); \
+        if (sp == 1 && sq == 1) ninf |= MAP(p + start, q + start, lp0, lq0, t, len); \
+        else ninf |= MAP_STRIDED(p + start * sp, sp, q + start * sq, sq, lp0, lq0, t, len); \
         block = KLM_FN(kl_lane_sum_f64)(t, len);                                    \
         if (!(block <= DBL_MAX && block >= -DBL_MAX)) return KL_ROW_NEEDS_CARE;     \
         kl_neumaier(&kl, &kl_c, block);                                             \
