@@ -1,5 +1,5 @@
 """Type stub for the compiled Jensen-Shannon, log-space and all-pairs kernels."""
-from typing import Optional, Tuple, Union
+from typing import Callable, Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -27,3 +27,37 @@ def kl_pairs(
 ) -> None: ...
 def masked_log_rows(x: npt.NDArray[np.float64], out: npt.NDArray[np.float64], n_threads: int) -> None: ...
 def exp_split_map(x: npt.NDArray[np.float32], xlo: npt.NDArray[np.float32], path: str) -> npt.NDArray[np.float64]: ...
+
+_Result = np.floating | np.ndarray
+
+def configure(resolve_threads: Callable[..., int], cpu_count: int,
+              deliver: Callable[..., object]) -> None: ...
+def register_general(func: str, implementation: Callable[..., object]) -> None: ...
+def kl_div(
+    p: object, q: object, *, axis: int | tuple[int, ...] | None = ..., keepdims: bool = ...,
+    base: float | None = ..., normalize: bool = ..., dx: float | None = ...,
+    out: np.ndarray | None = ..., num_threads: int | None = ..., check: bool = ...,
+) -> _Result: ...
+def js_div(
+    p: object, q: object, *, axis: int | tuple[int, ...] | None = ..., keepdims: bool = ...,
+    base: float | None = ..., normalize: bool = ..., out: np.ndarray | None = ...,
+    num_threads: int | None = ..., check: bool = ...,
+) -> _Result: ...
+def kl_div_log(
+    log_p: object, log_q: object, *, axis: int | tuple[int, ...] | None = ...,
+    keepdims: bool = ..., base: float | None = ..., normalize: bool = ...,
+    out: np.ndarray | None = ..., num_threads: int | None = ..., check: bool = ...,
+) -> _Result: ...
+def kl_pairwise(
+    P: object, Q: object = ..., *, base: float | None = ..., normalize: bool = ...,
+    out: np.ndarray | None = ..., num_threads: int | None = ..., check: bool = ...,
+) -> np.ndarray: ...
+def js_pairwise(
+    P: object, Q: object = ..., *, base: float | None = ..., normalize: bool = ...,
+    out: np.ndarray | None = ..., num_threads: int | None = ..., check: bool = ...,
+) -> np.ndarray: ...
+def fast_path(func: str, p: object, q: object, **options: object) -> Optional[object]: ...
+def finish_kl(
+    kl: npt.NDArray[np.float64], ps: npt.NDArray[np.float64], qs: npt.NDArray[np.float64],
+    out: npt.NDArray[np.float64], normalize: bool, base: float, dx: float,
+) -> None: ...
