@@ -9,6 +9,7 @@ import numpy as np
 from . import _div_kernels, _kernels
 from ._validation import (
     _CPU_COUNT,
+    _PARALLEL_MIN_ELEMENTS,
     as_real_array,
     check_positive_scalar,
     describe_bad,
@@ -218,7 +219,7 @@ def apply_options(kl, psum, qsum, *, normalize, base, dx):
     shape = arrays[0].shape
     flat = [np.ascontiguousarray(a, dtype=np.float64).reshape(-1) for a in arrays]
     if not normalize:
-        flat += [flat[0], flat[0]]
+        flat += [flat[0], flat[0]]  # the sums are not read without normalize
     res = np.empty(flat[0].shape[0], dtype=np.float64)
     _div_kernels.finish_kl(flat[0], flat[1], flat[2], res, normalize,
                            0.0 if base is None else base, 0.0 if dx is None else dx)
@@ -345,9 +346,8 @@ def kl_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None
     return deliver(kl, out, dtype, func)
 
 
-kl_div_python = kl_div
-_div_kernels.configure(resolve_threads, _CPU_COUNT, deliver)
-_div_kernels.register_general("kl_div", kl_div)
+_div_kernels.configure(resolve_threads, _PARALLEL_MIN_ELEMENTS, _CPU_COUNT, deliver)
 # The public function: a compiled entry with this docstring that computes every
 # call whose layout needs no copy, and calls the above for everything else.
-kl_div = _div_kernels.kl_div
+kl_div_python = kl_div
+kl_div = _div_kernels.register_general("kl_div", kl_div_python)

@@ -30,9 +30,9 @@ def exp_split_map(x: npt.NDArray[np.float32], xlo: npt.NDArray[np.float32], path
 
 _Result = np.floating | np.ndarray
 
-def configure(resolve_threads: Callable[..., int], cpu_count: int,
+def configure(resolve_threads: Callable[..., int], parallel_min_elements: int, cpu_count: int,
               deliver: Callable[..., object]) -> None: ...
-def register_general(func: str, implementation: Callable[..., object]) -> None: ...
+def register_general(func: str, implementation: Callable[..., object]) -> Callable[..., object]: ...
 def kl_div(
     p: object, q: object, *, axis: int | tuple[int, ...] | None = ..., keepdims: bool = ...,
     base: float | None = ..., normalize: bool = ..., dx: float | None = ...,

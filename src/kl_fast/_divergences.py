@@ -1,7 +1,6 @@
 """js_div and kl_div_log: conversion, broadcasting, validation, then one kernel call."""
 from __future__ import annotations
 
-
 import numpy as np
 
 from . import _div_kernels, _kernels
@@ -204,12 +203,9 @@ def kl_div_log(log_p, log_q, *, axis=-1, keepdims=False, base=None, normalize=Fa
     )
 
 
-
 # The public functions: compiled entries with these docstrings that compute
 # every call whose layout needs no copy, and call the above for everything else.
 js_div_python = js_div
+js_div = _div_kernels.register_general("js_div", js_div_python)
 kl_div_log_python = kl_div_log
-_div_kernels.register_general("js_div", js_div)
-_div_kernels.register_general("kl_div_log", kl_div_log)
-js_div = _div_kernels.js_div
-kl_div_log = _div_kernels.kl_div_log
+kl_div_log = _div_kernels.register_general("kl_div_log", kl_div_log_python)

@@ -13,7 +13,7 @@
 # ``register_general``, which computes the same bits by the same kernels and
 # ``finish_kl``, or raises the documented error.  Bad input is only detected
 # here; explaining it is the Python layer's job.
-from libc.math cimport log, isfinite
+from libc.math cimport log, isfinite, isnan, NAN
 from libc.float cimport DBL_MAX, DBL_MIN
 from libc.stdlib cimport malloc, free
 
@@ -28,11 +28,7 @@ cdef enum:
     KIND_KL = 0
     KIND_JS = 1
     KIND_KL_LOG = 2
-    KIND_KL_PAIRWISE = 3   # slots of the Python implementations only
-    KIND_JS_PAIRWISE = 4
     MAX_DIMS = 32
-    # below this many elements one thread is faster than a team (measured)
-    PARALLEL_MIN_ELEMENTS = 1 << 15
     STACK_ROWS = 64
     # all-pairs inputs with m * k * (n + PAIR_COST) up to SMALL_PAIRWISE go pair by
     # pair through the row kernel, larger ones take the matrix-product form.
@@ -45,32 +41,37 @@ cdef enum:
 cdef cnp.dtype _DESCR_F64 = cnp.PyArray_DescrFromType(cnp.NPY_DOUBLE)
 cdef cnp.dtype _DESCR_F32 = cnp.PyArray_DescrFromType(cnp.NPY_FLOAT)
 
-# The Python implementations the entries hand rare layouts and errors to, and
-# the thread-count resolver of the Python layer (set by register_general).
-cdef list _general = [None, None, None, None, None]
+# Set by configure and register_general from the Python layer: the Python
+# implementations (by function name) the entries hand rare layouts and errors
+# to, and the Python layer's thread-count rule, its threshold and CPU cap.
+cdef dict _general = {}
 cdef object _resolve_threads = None
 cdef object _deliver_python = None
+cdef Py_ssize_t _parallel_min_elements = 1
 cdef int _cpu_count = 1
 
 
-def configure(object resolve_threads, int cpu_count, object deliver):
-    """Install the Python layer's thread-count rules, the usable CPU count and the
-    function that writes a result into an ``out`` of another dtype or layout (or
-    explains why it cannot)."""
-    global _resolve_threads, _cpu_count, _deliver_python
+def configure(object resolve_threads, Py_ssize_t parallel_min_elements, int cpu_count,
+              object deliver):
+    """Install the Python layer's thread-count rule (``resolve_threads``, which
+    gives one thread below ``parallel_min_elements`` and never more than
+    ``cpu_count``) and the function that writes a result into an ``out`` of
+    another dtype or layout (or explains why it cannot)."""
+    global _resolve_threads, _parallel_min_elements, _cpu_count, _deliver_python
     _resolve_threads = resolve_threads
+    _parallel_min_elements = parallel_min_elements
     _cpu_count = max(1, cpu_count)
     _deliver_python = deliver
 
 
 def register_general(str func, object implementation):
     """Install the Python implementation ``func``'s compiled entry falls back to;
-    its docstring becomes the entry's."""
+    its docstring becomes the entry's, which is returned."""
     entry = {"kl_div": kl_div, "js_div": js_div, "kl_div_log": kl_div_log,
              "kl_pairwise": kl_pairwise, "js_pairwise": js_pairwise}[func]
-    _general[{"kl_div": KIND_KL, "js_div": KIND_JS, "kl_div_log": KIND_KL_LOG,
-              "kl_pairwise": KIND_KL_PAIRWISE, "js_pairwise": KIND_JS_PAIRWISE}[func]] = implementation
+    _general[func] = implementation
     entry.__doc__ = implementation.__doc__
+    return entry
 
 
 cdef struct Layout:
@@ -317,11 +318,33 @@ cdef inline double _positive(object value, bint allow_one) noexcept:
     return v
 
 
+cdef inline double _log_base(object base) noexcept:
+    """log(base); 0 when base is None, NaN when it is not a valid base (the
+    Python layer explains)."""
+    cdef double b = _positive(base, False)
+    if b < 0.0:
+        return NAN
+    return log(b) if b != 0.0 else 0.0
+
+
+cdef double *_values_buffer(Py_ssize_t m, double *stack) except NULL:
+    """Room for m row values: ``stack`` (STACK_ROWS of them) when m fits, else
+    a malloc'd buffer the caller frees."""
+    cdef double *values
+    if m <= STACK_ROWS:
+        return stack
+    values = <double *>malloc(m * sizeof(double))
+    if values == NULL:
+        raise MemoryError()
+    return values
+
+
 cdef int _threads(object num_threads, Py_ssize_t m, Py_ssize_t n, str func) except -1:
-    """Thread count for m rows of n elements, 0 when the Python layer must explain."""
+    """Thread count for m rows of n elements by the Python layer's rule
+    (``resolve_threads``), 0 when the Python layer must explain num_threads."""
     cdef long req
     if num_threads is None:
-        if m <= 1 or m * n < PARALLEL_MIN_ELEMENTS:
+        if m <= 1 or m * n < _parallel_min_elements:
             return 1
         return _resolve_threads(None, m, m * n, func)
     if type(num_threads) is not int:
@@ -381,7 +404,7 @@ cdef object _entry(int kind, object p, object q, object axis, bint keepdims, obj
     cdef double log_base, dx_v
     cdef int type_num, n_threads
     cdef double stack_values[STACK_ROWS]
-    cdef double *values = stack_values
+    cdef double *values
     cdef bint ok
     if pa is None:
         return None
@@ -393,12 +416,10 @@ cdef object _entry(int kind, object p, object q, object axis, bint keepdims, obj
         return None
     if not (_kernel_ready(pa, type_num) and _kernel_ready(qa, type_num)):
         return None
-    log_base = _positive(base, False)
+    log_base = _log_base(base)
     dx_v = _positive(dx, True)
-    if log_base < 0.0 or dx_v < 0.0 or (normalize and dx is not None):
+    if isnan(log_base) or dx_v < 0.0 or (normalize and dx is not None):
         return None
-    if log_base != 0.0:
-        log_base = log(log_base)
     if not _layout(pa, qa, axis, keepdims, &L):
         return None
     if L.n == 0 and normalize:
@@ -406,10 +427,7 @@ cdef object _entry(int kind, object p, object q, object axis, bint keepdims, obj
     n_threads = _threads(num_threads, L.m, L.n, func)
     if n_threads == 0:
         return None
-    if L.m > STACK_ROWS:
-        values = <double *>malloc(L.m * sizeof(double))
-        if values == NULL:
-            raise MemoryError()
+    values = _values_buffer(L.m, stack_values)
     try:
         ok = _run_rows(kind, type_num == cnp.NPY_FLOAT,
                        <const char *>cnp.PyArray_DATA(pa), <const char *>cnp.PyArray_DATA(qa),
@@ -430,9 +448,9 @@ def kl_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None
                "kl_div")
     if r is not None:
         return r
-    return _general[KIND_KL](p, q, axis=axis, keepdims=keepdims, base=base,
-                             normalize=normalize, dx=dx, out=out, num_threads=num_threads,
-                             check=check)
+    return _general["kl_div"](p, q, axis=axis, keepdims=keepdims, base=base,
+                              normalize=normalize, dx=dx, out=out, num_threads=num_threads,
+                              check=check)
 
 
 def js_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, out=None,
@@ -441,8 +459,8 @@ def js_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, out=Non
                "js_div")
     if r is not None:
         return r
-    return _general[KIND_JS](p, q, axis=axis, keepdims=keepdims, base=base,
-                             normalize=normalize, out=out, num_threads=num_threads, check=check)
+    return _general["js_div"](p, q, axis=axis, keepdims=keepdims, base=base,
+                              normalize=normalize, out=out, num_threads=num_threads, check=check)
 
 
 def kl_div_log(log_p, log_q, *, axis=-1, keepdims=False, base=None, normalize=False,
@@ -451,9 +469,9 @@ def kl_div_log(log_p, log_q, *, axis=-1, keepdims=False, base=None, normalize=Fa
                num_threads, check, "kl_div_log")
     if r is not None:
         return r
-    return _general[KIND_KL_LOG](log_p, log_q, axis=axis, keepdims=keepdims, base=base,
-                                 normalize=normalize, out=out, num_threads=num_threads,
-                                 check=check)
+    return _general["kl_div_log"](log_p, log_q, axis=axis, keepdims=keepdims, base=base,
+                                  normalize=normalize, out=out, num_threads=num_threads,
+                                  check=check)
 
 
 cdef bint _run_pairs(int kind, bint f32, const char *P, const char *Q, Py_ssize_t m,
@@ -491,7 +509,7 @@ cdef object _pairwise_entry(int kind, object P, object Q, object base, bint norm
     cdef int n_threads, type_num
     cdef bint f32, kernel_f32
     cdef double stack_values[STACK_ROWS]
-    cdef double *values = stack_values
+    cdef double *values
     if pa is None:
         return None
     qa = pa if Q is None else _operand(Q)
@@ -503,11 +521,9 @@ cdef object _pairwise_entry(int kind, object P, object Q, object base, bint norm
     if cnp.PyArray_DIM(qa, 1) != n or n == 0 or m * k == 0 or m > SMALL_PAIRWISE \
             or k > SMALL_PAIRWISE or m * k * (n + PAIR_COST) > SMALL_PAIRWISE:
         return None
-    log_base = _positive(base, False)
-    if log_base < 0.0:
+    log_base = _log_base(base)
+    if isnan(log_base):
         return None
-    if log_base != 0.0:
-        log_base = log(log_base)
     n_threads = _threads(num_threads, m, k * n, func)
     if n_threads == 0:
         return None
@@ -521,10 +537,7 @@ cdef object _pairwise_entry(int kind, object P, object Q, object base, bint norm
     qa = cnp.PyArray_FROMANY(qa, type_num, 2, 2, cnp.NPY_ARRAY_ALIGNED | cnp.NPY_ARRAY_NOTSWAPPED)
     item = cnp.PyArray_ITEMSIZE(pa)
     L.m, L.out_ndim, L.out_shape[0], L.out_shape[1] = m * k, 2, m, k
-    if L.m > STACK_ROWS:
-        values = <double *>malloc(L.m * sizeof(double))
-        if values == NULL:
-            raise MemoryError()
+    values = _values_buffer(L.m, stack_values)
     try:
         if not _run_pairs(kind, kernel_f32, <const char *>cnp.PyArray_DATA(pa),
                           <const char *>cnp.PyArray_DATA(qa), m, k, n,
@@ -547,8 +560,8 @@ def kl_pairwise(P, Q=None, *, base=None, normalize=False, out=None, num_threads=
     r = _pairwise_entry(KIND_KL, P, Q, base, normalize, out, num_threads, check, "kl_pairwise")
     if r is not None:
         return r
-    return _general[KIND_KL_PAIRWISE](P, Q, base=base, normalize=normalize, out=out,
-                                      num_threads=num_threads, check=check)
+    return _general["kl_pairwise"](P, Q, base=base, normalize=normalize, out=out,
+                                   num_threads=num_threads, check=check)
 
 
 def js_pairwise(P, Q=None, *, base=None, normalize=False, out=None, num_threads=None,
@@ -556,8 +569,8 @@ def js_pairwise(P, Q=None, *, base=None, normalize=False, out=None, num_threads=
     r = _pairwise_entry(KIND_JS, P, Q, base, normalize, out, num_threads, check, "js_pairwise")
     if r is not None:
         return r
-    return _general[KIND_JS_PAIRWISE](P, Q, base=base, normalize=normalize, out=out,
-                                      num_threads=num_threads, check=check)
+    return _general["js_pairwise"](P, Q, base=base, normalize=normalize, out=out,
+                                   num_threads=num_threads, check=check)
 
 
 def fast_path(str func, p, q, *, axis=-1, keepdims=False, base=None, normalize=False,

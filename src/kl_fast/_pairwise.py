@@ -381,8 +381,6 @@ def js_pairwise(P, Q=None, *, base=None, normalize=False, out=None, num_threads=
 # The public functions: compiled entries with these docstrings that compute small
 # inputs pair by pair with the row kernels, and call the above for everything else.
 kl_pairwise_python = kl_pairwise
+kl_pairwise = _div_kernels.register_general("kl_pairwise", kl_pairwise_python)
 js_pairwise_python = js_pairwise
-_div_kernels.register_general("kl_pairwise", kl_pairwise)
-_div_kernels.register_general("js_pairwise", js_pairwise)
-kl_pairwise = _div_kernels.kl_pairwise
-js_pairwise = _div_kernels.js_pairwise
+js_pairwise = _div_kernels.register_general("js_pairwise", js_pairwise_python)
