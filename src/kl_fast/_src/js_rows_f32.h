@@ -128,11 +128,8 @@ KLM_FN(js_block_f32_body)(const float *p, const float *q, ptrdiff_t len, double 
             memcpy(&q0, q + i, sizeof q0);
         } else {
             /* the last partial group, padded with p = q = 0 (terms 0) */
-            float pt[KL_LANES] = {0}, qt[KL_LANES] = {0};
-            memcpy(pt, p + i, (size_t)(len - i) * sizeof(float));
-            memcpy(qt, q + i, (size_t)(len - i) * sizeof(float));
-            memcpy(&p0, pt, sizeof p0);
-            memcpy(&q0, qt, sizeof q0);
+            p0 = KLM_FN(kl_v8_tail)(p + i, len - i, 0.0f);
+            q0 = KLM_FN(kl_v8_tail)(q + i, len - i, 0.0f);
         }
         if (scaled) {
             const kl_v8f zero = {0, 0, 0, 0, 0, 0, 0, 0};

@@ -173,12 +173,8 @@ KLM_FN(kl_log_block_f32)(const float *p, const float *q, ptrdiff_t len, float h0
     }
     if (i < len) {
         /* the last partial group, padded with lp = lq = -inf (terms 0) */
-        float pt[KL_LANES], qt[KL_LANES];
-        for (int j = 0; j < KL_LANES; j++) pt[j] = qt[j] = -(float)HUGE_VAL;
-        memcpy(pt, p + i, (size_t)(len - i) * sizeof(float));
-        memcpy(qt, q + i, (size_t)(len - i) * sizeof(float));
-        memcpy(&p0, pt, sizeof p0);
-        memcpy(&q0, qt, sizeof q0);
+        p0 = KLM_FN(kl_v8_tail)(p + i, len - i, -(float)HUGE_VAL);
+        q0 = KLM_FN(kl_v8_tail)(q + i, len - i, -(float)HUGE_VAL);
         KLM_FN(kl_log_v8_terms)(p0, q0, h0, l0, c, &a0, &a1, &bad, &ninf);
     }
     if (KLM_FN(kl_v8i_any)(bad)) return 1;

@@ -162,6 +162,18 @@ static inline double KLM_FN(kl_v8_lanes_total)(kl_v4d a0, kl_v4d a1)
     return KL_LANE_SUM(lane);
 }
 
+/* The first rem (< 8) elements of x, the other lanes pad.  Built lane by lane:
+   a vector loaded from a buffer just written element by element stalls on store
+   forwarding (the last partial group of every float32 row kernel). */
+static inline __attribute__((always_inline)) kl_v8f
+KLM_FN(kl_v8_tail)(const float *x, ptrdiff_t rem, float pad)
+{
+    kl_v8f v = {0 < rem ? x[0] : pad, 1 < rem ? x[1] : pad, 2 < rem ? x[2] : pad,
+                3 < rem ? x[3] : pad, 4 < rem ? x[4] : pad, 5 < rem ? x[5] : pad,
+                6 < rem ? x[6] : pad, 7 < rem ? x[7] : pad};
+    return v;
+}
+
 /* KL sum of one contiguous block (len <= KL_F32_BLOCK) into out[0], and the
    sums of p and q into out[1], out[2] when want_sums.  Returns 1 when an
    element must go to the careful path (nothing else computed), else 0. */
@@ -174,7 +186,7 @@ KLM_FN(kl_block_f32_body)(const float *p, const float *q, ptrdiff_t len,
     kl_v8u rbad = {0, 0, 0, 0, 0, 0, 0, 0}, qbad = rbad;
     kl_v8f p0, q0, p1, r0, r1, t;
     float rbuf[KL_F32_BLOCK + KL_LANES] __attribute__((aligned(32)));
-    float ptail[KL_LANES] __attribute__((aligned(32)));
+    kl_v8f ptail = {0, 0, 0, 0, 0, 0, 0, 0};
     ptrdiff_t i = 0, full = len - len % KL_LANES;
     /* pass 1: ratios and checks (and the sums of p and q) */
     for (; i < full; i += KL_LANES) {
@@ -190,19 +202,13 @@ KLM_FN(kl_block_f32_body)(const float *p, const float *q, ptrdiff_t len,
     if (full < len) {
         /* the last partial group, padded with p = 0, q = 1 (terms 0; q = 0 in
            the sum of q) */
-        float qt[KL_LANES] = {1, 1, 1, 1, 1, 1, 1, 1};
-        memset(ptail, 0, sizeof ptail);
-        memcpy(ptail, p + full, (size_t)(len - full) * sizeof(float));
-        memcpy(qt, q + full, (size_t)(len - full) * sizeof(float));
-        memcpy(&p0, ptail, sizeof p0);
-        memcpy(&q0, qt, sizeof q0);
-        r0 = KLM_FN(kl_v8_ratio)(p0, q0, &rbad, &qbad);
+        ptail = KLM_FN(kl_v8_tail)(p + full, len - full, 0.0f);
+        q0 = KLM_FN(kl_v8_tail)(q + full, len - full, 1.0f);
+        r0 = KLM_FN(kl_v8_ratio)(ptail, q0, &rbad, &qbad);
         memcpy(rbuf + full, &r0, sizeof r0);
         if (want_sums) {
-            memset(qt + (len - full), 0, (size_t)(KL_LANES - (len - full)) * sizeof(float));
-            memcpy(&q0, qt, sizeof q0);
-            KLM_FN(kl_v8_widen_add)(p0, &ps0, &ps1);
-            KLM_FN(kl_v8_widen_add)(q0, &qs0, &qs1);
+            KLM_FN(kl_v8_widen_add)(ptail, &ps0, &ps1);
+            KLM_FN(kl_v8_widen_add)(KLM_FN(kl_v8_tail)(q + full, len - full, 0.0f), &qs0, &qs1);
         }
     }
     if (KLM_FN(kl_v8_block_bad)(rbad, qbad)) return 1;
@@ -226,7 +232,8 @@ KLM_FN(kl_block_f32_body)(const float *p, const float *q, ptrdiff_t len,
         KLM_FN(kl_v8_widen_add)(t, &a0, &a1);
     }
     for (; i < len; i += KL_LANES) {
-        memcpy(&p0, i < full ? p + i : ptail, sizeof p0);
+        if (i < full) memcpy(&p0, p + i, sizeof p0);
+        else p0 = ptail;
         memcpy(&r0, rbuf + i, sizeof r0);
         KLM_FN(kl_v8_widen_add)(p0 * r0, &a0, &a1);
     }
