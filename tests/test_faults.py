@@ -109,11 +109,18 @@ def _unaligned(a):
 
 
 def test_unaligned_gaussian_inputs_give_the_aligned_results():
+    from kl_fast import gaussian
+
     x = np.linspace(-5, 5, 101)
     p = np.exp(-0.5 * ((x - 0.3) / 1.2) ** 2)
     p /= p.sum()
     mu = np.array([0.0, 0.5, 1.0])
     sigma = np.array([1.0, 1.5, 2.0])
+    # what reaches the kernels is aligned (x86 does not trap on an unaligned load,
+    # so the results alone would not show it; UBSan does)
+    p2, xk = gaussian._prepare(_unaligned(p), _unaligned(x), "gaussian_kl", False, None)[:2]
+    assert p2.flags.aligned and xk.flags.aligned
+    assert gaussian._param(_unaligned(mu), "mu", "gaussian_kl", positive=False).flags.aligned
     want = kl_fast.gaussian_kl_grad(p, x, mu, sigma)
     got = kl_fast.gaussian_kl_grad(_unaligned(p), _unaligned(x), _unaligned(mu), _unaligned(sigma))
     for g, w in zip(got, want):

@@ -80,8 +80,10 @@ def _prepare(p, x, func: str, normalize: bool, num_threads, *, name: str = "p", 
         pk = p_in.copy()
     else:
         pk = p_in
+    # a copy unless x is already what the kernels load (ascontiguousarray would
+    # pass an unaligned contiguous x through)
     xk = x_in if (x_in.dtype == _FLOAT64 and x_in.flags.c_contiguous and x_in.flags.aligned
-                  and x_in.dtype.isnative) else np.ascontiguousarray(x_in, dtype=_FLOAT64)
+                  and x_in.dtype.isnative) else x_in.astype(_FLOAT64, order="C")
     batch_shape = pk.shape[:-1]
     m = math.prod(batch_shape)
     p2 = _as_rows(pk, m, n)
