@@ -192,6 +192,34 @@ def row_sums(pk, qk, *, axes, func, num_threads, check, names=("p", "q"), shapes
     return combine_rows(res, rows), rows.outer_shape
 
 
+def normalize_rescale(res, f32):
+    """Boolean array over the rows of ``res`` (..., 3): those that normalize
+    redoes on inputs divided by their sums (the compiled entries' rule)."""
+    ps = np.ascontiguousarray(res[..., 1], dtype=np.float64).reshape(-1)
+    qs = np.ascontiguousarray(res[..., 2], dtype=np.float64).reshape(-1)
+    flags = np.empty(ps.shape[0], dtype=np.uint8)
+    _div_kernels.normalize_rescale(ps, qs, bool(f32), flags)
+    return flags.view(np.bool_).reshape(res.shape[:-1])
+
+
+def normalized_rows(a, shape, red, sums, redo):
+    """``a`` broadcast to ``shape`` and, in the reduction groups (over the axes
+    ``red``) where ``redo``, divided by its sum ``sums`` as NumPy's a / a.sum()
+    would, without overflow: a group whose sum overflowed is first scaled by a
+    power of two (exactly) that brings its largest value into [1/2, 1).  Other
+    groups, and those whose sum is not positive (an error), are left as they are."""
+    a = np.broadcast_to(a, shape)
+    sums = np.expand_dims(np.asarray(sums, dtype=np.float64), red)
+    redo = np.expand_dims(redo, red)
+    over = redo & np.isinf(sums)
+    if over.any():
+        _, e = np.frexp(np.max(a, axis=red, keepdims=True))
+        a = np.ldexp(a, np.where(over, -e, 0).astype(np.intc))
+        sums = np.where(over, np.sum(a, axis=red, keepdims=True, dtype=np.float64), sums)
+    divisor = np.where(redo & (sums > 0), sums, 1.0)
+    return (a / divisor).astype(a.dtype, copy=False)
+
+
 def finish(kl, psum, qsum, *, normalize, base, dx, func, names=("p", "q"), origin=None):
     """Apply normalize/base/dx to the raw row sums (float64 arrays).
 
@@ -320,22 +348,14 @@ def kl_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None
         axes = normalize_axes(axis, ndim, func)
         res, _ = row_sums(pk, qk, axes=axes, func=func, num_threads=num_threads, check=check,
                           shapes=(p_in.shape, q_in.shape), want_sums=normalize)
-        # |log(p/q)| < 1500 for finite inputs, so the sums overflow only when
-        # sum p (or sum q) is beyond about 1e305.
-        if normalize and not (np.isfinite(res[..., 1]).all() and np.isfinite(res[..., 2]).all()
-                              and not np.any(~np.isfinite(res[..., 0]) & (res[..., 1] > 1e300))):
-            # A sum overflowed the double range (finite inputs near DBL_MAX).
-            # Normalising is scale-invariant: redo with each input divided by
-            # its largest value along the reduction (a copy, in this rare case).
+        redo = normalize_rescale(res, dtype == np.float32) if normalize else None
+        if redo is not None and redo.any():
+            # Redo the rows whose sums are out of range or far apart on inputs
+            # divided by their sums first (a copy, on this rarer path).
             shape = np.broadcast_shapes(pk.shape, qk.shape)
             red = tuple(range(len(shape))) if axes is None else axes
-            scaled = []
-            for a in (pk, qk):
-                a = np.broadcast_to(a, shape)
-                with np.errstate(invalid="ignore"):
-                    top = np.max(a, axis=red, keepdims=True) if a.size else np.ones((1,) * len(shape))
-                top = np.where(top > 0, top, 1).astype(a.dtype)
-                scaled.append(a / top)
+            scaled = [normalized_rows(a, shape, red, res[..., i], redo)
+                      for i, a in ((1, pk), (2, qk))]
             res, _ = row_sums(scaled[0], scaled[1], axes=axes, func=func, num_threads=num_threads,
                               check=check, shapes=(shape, shape), want_sums=True)
     kl = finish(res[..., 0], res[..., 1], res[..., 2], normalize=normalize, base=base,

@@ -214,6 +214,36 @@ cdef inline int _row(int kind, bint f32, const char *p, Py_ssize_t sp, const cha
     return kl_log_row_f64(<const double *>p, sp, <const double *>q, sq, n, normalize, check, res)
 
 
+# Row sums of normalize inside [2**-960, 2**960] (float32: [2**-100, 2**100]) keep
+# every term p*log(p/q) normal and finite; see _normalize_rescale.
+cdef double _SUM_TINY_F64 = 2.0 ** -960
+cdef double _SUM_BIG_F64 = 2.0 ** 960
+cdef double _SUM_TINY_F32 = 2.0 ** -100
+cdef double _SUM_BIG_F32 = 2.0 ** 100
+
+
+cdef inline bint _normalize_rescale(double ps, double qs, bint f32) noexcept nogil:
+    """True when normalize must redo a row on inputs divided by their sums first
+    (the Python layer's path): a sum is out of the range where the terms stay
+    normal and finite (or is not positive: an error), or the sums differ by more
+    than a factor 16, where kl/ps + log(qs/ps) would lose more than about three
+    ulps of 1 to cancellation (log(16) = 2.8 is the absolute error in ulps)."""
+    cdef double tiny = _SUM_TINY_F32 if f32 else _SUM_TINY_F64
+    cdef double big = _SUM_BIG_F32 if f32 else _SUM_BIG_F64
+    if not (ps >= tiny and ps <= big and qs >= tiny and qs <= big):
+        return True
+    return qs > 16.0 * ps or ps > 16.0 * qs
+
+
+def normalize_rescale(const double[::1] ps, const double[::1] qs, bint f32,
+                      unsigned char[::1] out):
+    """Set out[i] to 1 for the rows (given by their sums of p and q) that normalize
+    redoes on inputs divided by their sums, the compiled entries' rule."""
+    cdef Py_ssize_t i
+    for i in range(ps.shape[0]):
+        out[i] = _normalize_rescale(ps[i], qs[i], f32)
+
+
 cdef inline double _kl_normalized(double kl, double ps, double qs) noexcept nogil:
     """KL of p/ps against q/qs from the raw sum kl = sum p log(p/q)."""
     cdef double ratio = qs / ps
@@ -242,10 +272,8 @@ cdef inline bint _row_value(int kind, bint f32, const char *p, Py_ssize_t sp, co
         if st == KL_ROW_BAD:
             return False
         if normalize:
-            # a non-positive sum is an error, an overflowed one needs the rescaling path
-            if not (res[1] > 0.0 and res[1] <= DBL_MAX and res[2] > 0.0 and res[2] <= DBL_MAX):
-                return False
-            if not isfinite(res[0]) and res[1] > 1e300:
+            # a non-positive sum is an error; other rows may need the rescaling path
+            if _normalize_rescale(res[1], res[2], f32):
                 return False
             res[0] = _kl_normalized(res[0], res[1], res[2])
     elif st == KL_ROW_BAD or st == JS_ROW_ZERO_SUM_P or st == JS_ROW_ZERO_SUM_Q \

@@ -4,7 +4,8 @@ Every block runs the compiled kernel once and returns partial sums; Dask adds
 the partials along the reduction axes (a tree reduction) and a final
 elementwise step applies ``normalize``, ``base`` and ``dx`` exactly as the
 in-memory functions do, so the results agree with them to rounding and
-``normalize=True`` costs no extra pass over the data.
+``normalize=True`` costs no extra pass over the data (its blocks scale their
+values by powers of two, so that no sum overflows, and carry the exponents).
 
 The kernels release the GIL, so the threaded scheduler runs blocks truly in
 parallel; with ``dask.distributed`` the blocks run on the workers.  Each block
@@ -101,19 +102,66 @@ def _starts(location, pad: int) -> tuple:
     return tuple(start for start, _ in location[pad:])
 
 
-def _partial_sums(pb, qb, *, axes, kernel_dtype, check, want_sums, pads, block_info=None):
-    """One block's (sum p*log(p/q), sum p, sum q), reduced axes kept as size one.
+def _partial_sums(pb, qb, *, axes, kernel_dtype, check, normalize, pads, block_info=None):
+    """One block's partials, the reduced axes kept as size one.
 
-    The sums of p and q are computed only when ``want_sums`` (normalize needs them).
+    Without normalize: (sum p*log(p/q), 0, 0).  With normalize the block's p and
+    q are first scaled by powers of two (exactly) that bring each row's largest
+    value into [1/2, 1), so that no sum over- or underflows, and the partials
+    are (sum p'*log(p'/q'), sum p', sum q', kp, kq) for p = p' * 2**kp and
+    q = q' * 2**kq; ``_rebased`` puts every block on the same scale.
     """
     pk = to_kernel_dtype(np.asarray(pb), kernel_dtype)
     qk = to_kernel_dtype(np.asarray(qb), kernel_dtype)
     shapes = (pk.shape[pads[0]:], qk.shape[pads[1]:])
     origins = (_starts(block_info[0]["array-location"], pads[0]),
                _starts(block_info[1]["array-location"], pads[1]))
-    res, _ = row_sums(pk, qk, axes=axes, func="kl_div", num_threads=1, check=check,
-                      shapes=shapes, want_sums=want_sums, origins=origins)
-    return np.expand_dims(res, axes)
+    run = dict(axes=axes, func="kl_div", num_threads=1, check=check, shapes=shapes,
+               want_sums=normalize, origins=origins)
+    if not normalize:
+        res, _ = row_sums(pk, qk, **run)
+        return np.expand_dims(res, axes)
+    kp, kq = _block_exponents(pk, axes), _block_exponents(qk, axes)
+    try:
+        res, _ = row_sums(*(np.ldexp(a, -np.where(k == _NO_MASS, 0, k).astype(np.intc))
+                            for a, k in ((pk, kp), (qk, kq))), **run)
+    except ValueError:
+        row_sums(pk, qk, **run)  # the same error, showing the values as given
+        raise
+    ks = [np.broadcast_to(np.squeeze(k, axis=axes), res.shape[:-1]) for k in (kp, kq)]
+    return np.expand_dims(np.concatenate([res, np.stack(ks, axis=-1)], axis=-1), axes)
+
+
+def _block_exponents(a, axes):
+    """Per row of a block (over ``axes``, kept as size one), the exponent e with
+    the row's largest value times 2**-e in [1/2, 1); ``_NO_MASS`` for a row
+    without a positive finite value (below every other block's exponent)."""
+    if a.size == 0:
+        return np.full([1 if ax in axes else n for ax, n in enumerate(a.shape)], _NO_MASS,
+                       dtype=np.intc)
+    with np.errstate(invalid="ignore"):
+        top = np.max(a, axis=axes, keepdims=True)
+    good = np.isfinite(top) & (top > 0)
+    _, e = np.frexp(np.where(good, top, 1.0))
+    return np.where(good, e, _NO_MASS).astype(np.intc)
+
+
+_NO_MASS = -4096  # below any double's exponent; 2**(_NO_MASS - K) is 0
+
+
+def _rebased(block, top):
+    """Normalize's partials (see ``_partial_sums``) on the row's common scale
+    ``top`` = (max kp, max kq) over its blocks, as (S, P, Q) whose
+    S / P + log(Q / P) is the normalised divergence: with w = 2**(kp - Kp),
+    S = w * (S' + ((kp - kq) - (Kp - Kq)) * ln 2 * P'), P = w * P' and
+    Q = 2**(kq - Kq) * Q'.  Blocks on the same relative scale add no term."""
+    s, p, q, kp, kq = np.moveaxis(block, -1, 0)
+    big_p, big_q = np.moveaxis(top, -1, 0)
+    w = np.ldexp(1.0, (kp - big_p).astype(np.intc))
+    shift = ((kp - kq) - (big_p - big_q)) * math.log(2.0)
+    with np.errstate(invalid="ignore"):
+        s = w * np.where(shift == 0, s, s + shift * p)
+    return np.stack([s, w * p, np.ldexp(q, (kq - big_q).astype(np.intc))], axis=-1)
 
 
 def _finished(sums, *, normalize, base, dx, out_dtype, block_info=None):
@@ -184,10 +232,14 @@ def kl_div(P, Q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None
 
     partial_chunks = tuple((1,) * len(c) if ax in red else c for ax, c in enumerate(chunks))
     partials = da.map_blocks(
-        _partial_sums, p, q, chunks=partial_chunks + ((3,),), new_axis=[ndim],
-        meta=np.empty((0,) * (ndim + 1)), axes=red, kernel_dtype=dtype, check=bool(check),
-        want_sums=bool(normalize), pads=pads,
+        _partial_sums, p, q, chunks=partial_chunks + ((5 if normalize else 3,),),
+        new_axis=[ndim], meta=np.empty((0,) * (ndim + 1)), axes=red, kernel_dtype=dtype,
+        check=bool(check), normalize=bool(normalize), pads=pads,
     )
+    if normalize:
+        top = partials[..., 3:].max(axis=red, keepdims=True)
+        partials = da.map_blocks(_rebased, partials, top, chunks=partial_chunks + ((3,),),
+                                 meta=np.empty((0,) * (ndim + 1)))
     sums = partials.sum(axis=red)
     kl = sums.map_blocks(
         _finished, drop_axis=sums.ndim - 1, meta=np.empty((0,) * (sums.ndim - 1), dtype=dtype),
