@@ -203,3 +203,78 @@ def test_dask_normalize_with_overflowing_sums(chunks):
     # blocks scale by powers of two (exact); kl/P + log(Q/P) then cancels at most
     # log(2n) of 1, so the error is a few eps of 1 (it was nan and inf)
     np.testing.assert_allclose(got, exact, rtol=0, atol=8 * np.finfo(float).eps)
+
+
+# ---- extended precision beyond float64, float32 overflow ---------------------------
+
+@pytest.mark.skipif(np.finfo(np.longdouble).max <= np.finfo(np.float64).max,
+                    reason="np.longdouble is float64 on this platform")
+@pytest.mark.parametrize("func, p, q", [
+    ("kl_div", [1.0, "1e400"], [0.5, 0.5]),
+    ("js_div", [1.0, "1e400"], [0.5, 0.5]),
+    ("kl_pairwise", [[1.0, "-1e400"]], [[0.5, 0.5]]),
+    ("js_pairwise", [[1.0, "1e400"]], [[0.5, 0.5]]),
+])
+def test_longdouble_beyond_float64_is_named_not_called_infinite(func, p, q):
+    p = np.array(p, dtype=np.longdouble)
+    with pytest.raises(ValueError, match=r"[pP] contains -?1e\+400 at index \[0?,? ?1\], beyond the float64"):
+        getattr(kl_fast, func)(p, q)
+    ok = np.array(p, dtype=np.longdouble)
+    ok[np.abs(ok) > 1e300] = 1.0
+    np.testing.assert_allclose(getattr(kl_fast, func)(ok, q),
+                               getattr(kl_fast, func)(ok.astype(np.float64), q), rtol=0)
+
+
+def test_float32_result_beyond_float32_range_is_inf_without_warning_on_every_path():
+    p = np.float32([3e38, 3e38])
+    q = np.float32([1e-30, 3e38])
+    exact = 3e38 * np.log(3e38 / 1e-30)  # > float32 max
+    assert exact > np.finfo(np.float32).max
+    for got in (kl_fast.kl_div(p, q), kl_fast.kl_div(np.stack([p, p]), q),
+                kl_fast.kl_div(np.stack([p, p]), q, out=np.empty(2, np.float32)),
+                kl_fast.kl_div(p.astype(">f4"), q)):  # warnings are errors in this suite
+        assert np.asarray(got).dtype == np.float32
+        assert np.all(np.isposinf(got))
+
+
+# ---- one normalize policy: sums that overflow are rescaled, on every function -------
+
+def test_every_normalize_handles_sums_that_overflow():
+    """Normalising is scale-invariant: each function gives, for rows whose sums
+    overflow, what it gives for the same rows divided by their largest value."""
+    big = np.array([[1e308, 1e308, 1.5e308], [0.2, 0.3, 0.5]])
+    Q = np.array([[1.7e308, 1e308, 1e308], [0.3, 0.3, 0.4]])
+    small_p, small_q = big / big.max(1, keepdims=True), Q / Q.max(1, keepdims=True)
+    x = np.array([0.0, 1.0, 2.0])
+    calls = {
+        "kl_div": lambda p, q: kl_fast.kl_div(p, q, normalize=True),
+        "js_div": lambda p, q: kl_fast.js_div(p, q, normalize=True),
+        "kl_pairwise": lambda p, q: kl_fast.kl_pairwise(p, q, normalize=True),
+        "js_pairwise": lambda p, q: kl_fast.js_pairwise(p, q, normalize=True),
+        "kl_pairwise product form": lambda p, q: kl_fast.kl_pairwise(
+            np.tile(np.repeat(p, 40, axis=1), (40, 1)), np.repeat(q, 40, axis=1),
+            normalize=True),
+        "gaussian_kl": lambda p, q: kl_fast.gaussian_kl(p, x, 1.0, 1.5, normalize=True),
+        "fit_gaussian": lambda p, q: kl_fast.fit_gaussian(p, x, normalize=True).kl,
+    }
+    for name, call in calls.items():
+        got, expected = call(big, Q), call(small_p, small_q)
+        assert np.all(np.isfinite(got)), name
+        # kl_pairwise: the small inputs take the row kernel, the rescaled ones the
+        # product form (relative error ~1e-13 at KL 1.7e-3; README's bound is 6e-8)
+        rtol = 1e-12 if name.startswith("kl_pairwise") else 1e-14
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=1e-16, err_msg=name)
+    with pytest.raises(ValueError, match="overflow; pass normalize=True"):
+        kl_fast.gaussian_kl(big, x, 1.0, 1.5)
+
+
+def test_dask_pairwise_normalize_handles_sums_that_overflow():
+    da = pytest.importorskip("dask.array")
+    import kl_fast.dask as kd
+
+    big = np.array([[1e308, 1e308, 1.5e308], [0.2, 0.3, 0.5]])
+    Q = np.array([[1.7e308, 1e308, 1e308], [0.3, 0.3, 0.4]])
+    got = kd.kl_pairwise(da.from_array(big, chunks=(1, 3)), Q, normalize=True).compute(
+        scheduler="sync")
+    np.testing.assert_allclose(got, kl_fast.kl_pairwise(big, Q, normalize=True), rtol=1e-15)
+    assert np.all(np.isfinite(got))

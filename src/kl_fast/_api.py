@@ -202,6 +202,29 @@ def normalize_rescale(res, f32):
     return flags.view(np.bool_).reshape(res.shape[:-1])
 
 
+def max_exponents(a, red):
+    """(e, found) per group of ``a`` over the axes ``red`` (kept as size one): the
+    exponent e that brings the group's largest value times 2**-e into [1/2, 1),
+    and whether the group has a positive finite largest value (e = 0 if not)."""
+    if a.size == 0:
+        shape = [1 if ax in red else n for ax, n in enumerate(a.shape)]
+        return np.zeros(shape, dtype=np.intc), np.zeros(shape, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        top = np.max(a, axis=red, keepdims=True)
+    found = np.isfinite(top) & (top > 0)
+    _, e = np.frexp(np.where(found, top, 1.0))
+    return np.where(found, e, 0).astype(np.intc), found
+
+
+def scaled_by_max(a, red, where):
+    """``a`` times 2**-e, exactly, in the groups over the axes ``red`` selected by
+    ``where`` (kept as size one): their largest value lands in [1/2, 1) and
+    their sums cannot overflow.  Normalising is scale-invariant, so the
+    functions with ``normalize=True`` use it where a sum overflowed."""
+    e, _ = max_exponents(a, red)
+    return np.ldexp(a, np.where(where, -e, 0).astype(np.intc))
+
+
 def normalized_rows(a, shape, red, sums, redo):
     """``a`` broadcast to ``shape`` and, in the reduction groups (over the axes
     ``red``) where ``redo``, divided by its sum ``sums`` as NumPy's a / a.sum()
@@ -213,8 +236,7 @@ def normalized_rows(a, shape, red, sums, redo):
     redo = np.expand_dims(redo, red)
     over = redo & np.isinf(sums)
     if over.any():
-        _, e = np.frexp(np.max(a, axis=red, keepdims=True))
-        a = np.ldexp(a, np.where(over, -e, 0).astype(np.intc))
+        a = scaled_by_max(a, red, over)
         sums = np.where(over, np.sum(a, axis=red, keepdims=True, dtype=np.float64), sums)
     divisor = np.where(redo & (sums > 0), sums, 1.0)
     return (a / divisor).astype(a.dtype, copy=False)
@@ -270,12 +292,15 @@ def check_out(out, shape, dtype, func):
 def deliver(kl, out, dtype, func):
     """Cast to the result dtype, write ``out`` if given, unwrap 0-d results."""
     kl = np.asarray(kl)
-    if out is not None:
-        check_out(out, kl.shape, np.dtype(dtype), func)
-        np.copyto(out, kl.astype(dtype, copy=False), casting="same_kind")
-        return out
-    if kl.dtype != dtype:
-        kl = kl.astype(dtype)
+    # a float32 result beyond float32's range rounds to inf silently, as the
+    # compiled entries' cast does (the kernels compute in double)
+    with np.errstate(over="ignore"):
+        if out is not None:
+            check_out(out, kl.shape, np.dtype(dtype), func)
+            np.copyto(out, kl.astype(dtype, copy=False), casting="same_kind")
+            return out
+        if kl.dtype != dtype:
+            kl = kl.astype(dtype)
     return kl[()] if kl.ndim == 0 else kl
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _div_kernels, _kernels
-from ._api import apply_options, combine_rows, deliver, raise_bad_value, reduction_rows
+from ._api import (apply_options, combine_rows, deliver, raise_bad_value, reduction_rows,
+                   scaled_by_max)
 from ._validation import (
     as_real_array,
     check_positive_scalar,
@@ -54,6 +55,12 @@ def _reduce_rows(p, q, *, func, names, kernel, find_bad, axis, keepdims, base, n
     status = np.empty(nrows, dtype=np.int8)
     nt = resolve_threads(num_threads if ndim else 1, nrows, nrows * rows.p2.shape[1], func)
     kernel(rows.p2, rows.q2, res, status, normalize, check, nt)
+    if normalize and nrows and (status >= 2).any() and np.isinf(res[:, 1:]).any():
+        # a sum overflowed: normalising is scale-invariant, so redo on the
+        # rows scaled by powers of two that keep their sums finite
+        p2 = scaled_by_max(rows.p2, (1,), np.isinf(res[:, 1:2]))
+        q2 = scaled_by_max(rows.q2, (1,), np.isinf(res[:, 2:3]))
+        kernel(p2, q2, res, status, normalize, check, nt)
     if nrows and status.any():
         bad_rows = np.flatnonzero(status == 1)
         if check and bad_rows.size:

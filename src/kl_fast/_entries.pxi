@@ -543,8 +543,9 @@ cdef object _pairwise_entry(int kind, object P, object Q, object base, bint norm
     qa = pa if Q is None else _operand(Q)
     if qa is None or cnp.PyArray_NDIM(pa) != 2 or cnp.PyArray_NDIM(qa) != 2:
         return None
-    if pa.dtype.kind not in "biuf" or qa.dtype.kind not in "biuf":
-        return None
+    if pa.dtype.kind not in "biuf" or qa.dtype.kind not in "biuf" \
+            or pa.dtype.itemsize > 8 or qa.dtype.itemsize > 8:
+        return None  # extended precision: the Python layer checks its range
     m, n, k = cnp.PyArray_DIM(pa, 0), cnp.PyArray_DIM(pa, 1), cnp.PyArray_DIM(qa, 0)
     if cnp.PyArray_DIM(qa, 1) != n or n == 0 or m * k == 0 or m > SMALL_PAIRWISE \
             or k > SMALL_PAIRWISE or m * k * (n + PAIR_COST) > SMALL_PAIRWISE:

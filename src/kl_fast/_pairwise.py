@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from . import _div_kernels
-from ._api import check_out, deliver, finish, row_sums
+from ._api import check_out, deliver, finish, row_sums, scaled_by_max
 from ._validation import (
     as_real_array,
     check_positive_scalar,
@@ -95,6 +95,24 @@ def _check_sums(sums: np.ndarray, name: str, func: str, row0: int = 0) -> None:
             f"{func}: normalize=True but row {row0 + r} of {name} sums to {float(sums[r])!r}; "
             f"it must sum to a positive finite value"
         )
+
+
+def _finite_sums(Pk, Qk, hp, psum, hq, qsum, same, func, num_threads):
+    """For normalize: rows whose sum overflowed scaled by powers of two (exactly;
+    normalising is scale-invariant) and their stats recomputed; then the
+    sums checked.  Returns (Pk, Qk, hp, psum, hq, qsum)."""
+    if np.isinf(psum).any():
+        Pk = scaled_by_max(Pk, (1,), np.isinf(psum)[:, None])
+        hp, psum = _row_stats(Pk, "P", func, num_threads, False)
+        if same:
+            Qk, hq, qsum = Pk, hp, psum
+    if not same and np.isinf(qsum).any():
+        Qk = scaled_by_max(Qk, (1,), np.isinf(qsum)[:, None])
+        hq, qsum = _row_stats(Qk, "Q", func, num_threads, False)
+    _check_sums(psum, "P", func)
+    if not same:
+        _check_sums(qsum, "Q", func)
+    return Pk, Qk, hp, psum, hq, qsum
 
 
 def _resolve_base(base, func):
@@ -296,9 +314,8 @@ def kl_pairwise(P, Q=None, *, base=None, normalize=False, out=None, num_threads=
     hp, psum = _row_stats(Pk, "P", func, num_threads, check)
     hq, qsum = (hp, psum) if same else _row_stats(Qk, "Q", func, num_threads, check)
     if normalize:
-        _check_sums(psum, "P", func)
-        if not same:
-            _check_sums(qsum, "Q", func)
+        Pk, Qk, hp, psum, hq, qsum = _finite_sums(Pk, Qk, hp, psum, hq, qsum, same, func,
+                                                  num_threads)
     res = _kl_matrix(Pk, Qk, hp, psum, qsum, normalize=normalize,
                      num_threads=num_threads, func=func, out=direct)
     if base is not None:
@@ -357,12 +374,11 @@ def js_pairwise(P, Q=None, *, base=None, normalize=False, out=None, num_threads=
     k = Qk.shape[0]
     direct = _direct_out(out, (m, k), dtype, (P, Q, Pk, Qk), func)
     if check or normalize:
-        _, psum = _row_stats(Pk, "P", func, num_threads, check)
-        _, qsum = (None, psum) if same else _row_stats(Qk, "Q", func, num_threads, check)
+        hp, psum = _row_stats(Pk, "P", func, num_threads, check)
+        hq, qsum = (hp, psum) if same else _row_stats(Qk, "Q", func, num_threads, check)
     if normalize:
-        _check_sums(psum, "P", func)
-        if not same:
-            _check_sums(qsum, "Q", func)
+        Pk, Qk, _, psum, _, qsum = _finite_sums(Pk, Qk, hp, psum, hq, qsum, same, func,
+                                                num_threads)
         # divisors: the kernel divides each pair by its sums (safely, even when
         # a sum is so small that its reciprocal overflows)
         a = np.ascontiguousarray(psum, dtype=np.float64)

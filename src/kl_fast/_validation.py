@@ -32,7 +32,21 @@ def as_real_array(a, name: str, func: str) -> np.ndarray:
         )
     arr = a if type(a) is np.ndarray else np.asarray(a)
     check_real_dtype(arr.dtype, name, func)
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
+        _check_float64_range(arr, name, func)
     return arr
+
+
+def _check_float64_range(arr: np.ndarray, name: str, func: str) -> None:
+    """ValueError for a finite extended-precision value beyond the float64 range
+    the kernels compute in (the cast would turn it into inf)."""
+    big = np.isfinite(arr) & (np.abs(arr) > np.finfo(np.float64).max)
+    if big.any():
+        idx = tuple(int(i) for i in np.argwhere(big)[0])
+        raise ValueError(
+            f"{func}: {name} contains {str(arr[idx])} at index {format_index(idx)}, beyond "
+            f"the float64 range (about 1.8e308) that the kernels compute in"
+        )
 
 
 def result_dtype(*arrays: np.ndarray) -> np.dtype:

@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._api import broadcast_shape, check_options, finish, row_sums
+from ._api import broadcast_shape, check_options, finish, max_exponents, row_sums
 from ._pairwise import (
     _check_matrix_shape,
     _check_row_lengths,
@@ -136,14 +136,8 @@ def _block_exponents(a, axes):
     """Per row of a block (over ``axes``, kept as size one), the exponent e with
     the row's largest value times 2**-e in [1/2, 1); ``_NO_MASS`` for a row
     without a positive finite value (below every other block's exponent)."""
-    if a.size == 0:
-        return np.full([1 if ax in axes else n for ax, n in enumerate(a.shape)], _NO_MASS,
-                       dtype=np.intc)
-    with np.errstate(invalid="ignore"):
-        top = np.max(a, axis=axes, keepdims=True)
-    good = np.isfinite(top) & (top > 0)
-    _, e = np.frexp(np.where(good, top, 1.0))
-    return np.where(good, e, _NO_MASS).astype(np.intc)
+    e, found = max_exponents(a, axes)
+    return np.where(found, e, _NO_MASS).astype(np.intc)
 
 
 _NO_MASS = -4096  # below any double's exponent; 2**(_NO_MASS - K) is 0
@@ -268,7 +262,8 @@ def _checked_rows(block, *, matrix, caller, check, normalize, block_info=None):
     if check or normalize:
         _, sums = _row_stats(A, matrix, caller, 1, check, row0)
         if normalize:
-            _check_sums(sums, matrix, caller, row0)
+            # an overflowed sum is fine: the pairwise function rescales that row
+            _check_sums(np.where(np.isposinf(sums), 1.0, sums), matrix, caller, row0)
     return block
 
 

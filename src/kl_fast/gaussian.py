@@ -15,7 +15,7 @@ import operator
 import numpy as np
 
 from . import _gaussian
-from ._api import _as_rows
+from ._api import _as_rows, scaled_by_max
 from ._validation import as_real_array, format_index, resolve_threads
 
 __all__ = ["gaussian_kl", "gaussian_kl_grad", "fit_gaussian", "GaussianFit"]
@@ -98,6 +98,11 @@ def _prepare(p, x, func: str, normalize: bool, num_threads, *, name: str = "p", 
                              f"the grid must be finite")
     else:
         _gaussian.gaussian_psums_rows(p2, xk, psums, status, nt)
+        if normalize and (status == _gaussian.P_OVERFLOW).any():
+            # normalising is scale-invariant: rows whose sums overflowed are
+            # scaled by powers of two (exactly) that keep them finite
+            p2 = scaled_by_max(p2, (1,), (status == _gaussian.P_OVERFLOW)[:, None])
+            _gaussian.gaussian_psums_rows(p2, xk, psums, status, nt)
         if status.any():
             _explain(status, p2, xk, batch_shape, func, name, origin)
     if normalize and m:
@@ -128,7 +133,8 @@ def _explain(status, p2, xk, batch_shape, func, name, origin=None):
     where = f" at index {format_index(row_idx)}" if batch_shape else ""
     if code == _gaussian.P_ZERO:
         raise ValueError(f"{func}: {name} is all zero{where}; it must have positive mass")
-    raise ValueError(f"{func}: the sums of {name}{where} overflow; rescale it")
+    raise ValueError(f"{func}: the sums of {name}{where} overflow; pass normalize=True "
+                     f"(it rescales them) or rescale {name}")
 
 
 def _param(value, name: str, func: str, *, positive: bool) -> np.ndarray:
