@@ -85,11 +85,11 @@ def test_console_script_declared():
         tomllib = None
     if tomllib is not None:
         meta = tomllib.loads(text)
-        assert meta["project"]["scripts"]["kl-fast"] == "kl_fast.cli:main"
+        assert meta["project"]["scripts"]["kl-fast"] == "_kl_fast_cli:main"
         assert meta["project"]["optional-dependencies"]["plot"] == ["matplotlib>=3.7"]
     else:
-        assert re.search(r'^kl-fast = "kl_fast\.cli:main"$', text, re.M)
-    from kl_fast.cli import main
+        assert re.search(r'^kl-fast = "_kl_fast_cli:main"$', text, re.M)
+    from _kl_fast_cli import main
 
     assert callable(main)
     # Where the package is installed (CI), the script is registered and runs.
@@ -97,11 +97,25 @@ def test_console_script_declared():
 
     installed = [e for e in entry_points(group="console_scripts") if e.name == "kl-fast"]
     if installed:
-        assert installed[0].value == "kl_fast.cli:main"
+        assert installed[0].value == "_kl_fast_cli:main"
         script = shutil.which("kl-fast")
         if script is not None:
             proc = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=120)
             assert proc.returncode == 0 and kl_fast.__version__ in proc.stdout
+
+
+def test_ctrl_c_while_the_command_starts_exits_130_without_a_traceback(monkeypatch, capsys):
+    import types
+
+    import _kl_fast_cli
+
+    class Loading(types.ModuleType):
+        def __getattr__(self, name):  # the import is interrupted by a Ctrl-C
+            raise KeyboardInterrupt
+
+    monkeypatch.setitem(sys.modules, "kl_fast.cli", Loading("kl_fast.cli"))
+    assert _kl_fast_cli.main() == 130
+    assert capsys.readouterr().err.strip() == "kl-fast: interrupted"
 
 
 def test_version_and_help():
