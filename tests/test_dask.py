@@ -493,7 +493,7 @@ def client():
     with dask.config.set({"distributed.comm.timeouts.connect": f"{TIMEOUT}s"}):
         cluster = distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None, silence_logs=logging.CRITICAL,
+            dashboard_address=":0", silence_logs=logging.CRITICAL,  # any free port
         )
         try:
             with distributed.Client(cluster, timeout=TIMEOUT) as c:

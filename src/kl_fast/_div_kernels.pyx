@@ -95,15 +95,22 @@ cdef _pair_rows(const floating[:, :] p, const floating[:, :] q, double[:, ::1] o
         return
     pp = &p[0, 0] if n > 0 else <const floating *>NULL
     qp = &q[0, 0] if n > 0 else <const floating *>NULL
-    if n_threads <= 1 or m == 1:
-        with nogil:
-            for i in range(m):
-                status[i] = _status(_pair_row(log_space, pp + i * sp0, sp1, qp + i * sq0, sq1,
-                                              n, normalize, check, &out[i, 0]))
-    else:
-        for i in prange(m, nogil=True, schedule="static", num_threads=n_threads):
-            status[i] = _status(_pair_row(log_space, pp + i * sp0, sp1, qp + i * sq0, sq1,
-                                          n, normalize, check, &out[i, 0]))
+    watched = _watch_interrupts(<double>m * n)
+    try:
+        if n_threads <= 1 or m == 1:
+            with nogil:
+                for i in range(m):
+                    if kl_stop_requested():
+                        break
+                    status[i] = _status(_pair_row(log_space, pp + i * sp0, sp1, qp + i * sq0,
+                                                  sq1, n, normalize, check, &out[i, 0]))
+        else:
+            for i in prange(m, nogil=True, schedule="static", num_threads=n_threads):
+                if not kl_stop_requested():
+                    status[i] = _status(_pair_row(log_space, pp + i * sp0, sp1, qp + i * sq0,
+                                                  sq1, n, normalize, check, &out[i, 0]))
+    finally:
+        _end_watch(watched)
 
 
 def js_rows(const floating[:, :] p, const floating[:, :] q, double[:, ::1] out,
@@ -156,7 +163,7 @@ def js_pairs(const floating[:, :] P, const floating[:, :] Q, const double[::1] a
     With symmetric (Q is P, a is b) only j >= i is computed and mirrored; the
     kernel is exactly symmetric, so the mirror equals the direct value.
     """
-    cdef Py_ssize_t m = P.shape[0], k = Q.shape[0], n = P.shape[1], i, j, j0
+    cdef Py_ssize_t m = P.shape[0], k = Q.shape[0], n = P.shape[1], i
     cdef Py_ssize_t sp0 = P.strides[0] // <Py_ssize_t>sizeof(floating)
     cdef Py_ssize_t sp1 = P.strides[1] // <Py_ssize_t>sizeof(floating)
     cdef Py_ssize_t sq0 = Q.strides[0] // <Py_ssize_t>sizeof(floating)
@@ -170,21 +177,33 @@ def js_pairs(const floating[:, :] P, const floating[:, :] Q, const double[::1] a
         return
     pp = &P[0, 0] if n > 0 else <const floating *>NULL
     qp = &Q[0, 0] if n > 0 else <const floating *>NULL
-    if n_threads <= 1 or m == 1:
-        with nogil:
-            for i in range(m):
-                j0 = i if symmetric else 0
-                for j in range(j0, k):
-                    _js_row_divided(pp + i * sp0, sp1, qp + j * sq0, sq1, n, a[i], b[j], &out[i, j])
-                    if symmetric:
-                        out[j, i] = out[i, j]
-    else:
-        for i in prange(m, nogil=True, schedule="dynamic", chunksize=1, num_threads=n_threads):
-            j0 = i if symmetric else 0
-            for j in range(j0, k):
-                _js_row_divided(pp + i * sp0, sp1, qp + j * sq0, sq1, n, a[i], b[j], &out[i, j])
-                if symmetric:
-                    out[j, i] = out[i, j]
+    watched = _watch_interrupts(<double>m * k * n)
+    try:
+        if n_threads <= 1 or m == 1:
+            with nogil:
+                for i in range(m):
+                    if kl_stop_requested():
+                        break
+                    _js_pair_row(pp, sp0, sp1, qp, sq0, sq1, n, k, a, b, out, i, symmetric)
+        else:
+            for i in prange(m, nogil=True, schedule="dynamic", chunksize=1,
+                            num_threads=n_threads):
+                if not kl_stop_requested():
+                    _js_pair_row(pp, sp0, sp1, qp, sq0, sq1, n, k, a, b, out, i, symmetric)
+    finally:
+        _end_watch(watched)
+
+
+cdef inline void _js_pair_row(const floating *pp, Py_ssize_t sp0, Py_ssize_t sp1,
+                              const floating *qp, Py_ssize_t sq0, Py_ssize_t sq1, Py_ssize_t n,
+                              Py_ssize_t k, const double[::1] a, const double[::1] b,
+                              double[:, ::1] out, Py_ssize_t i, bint symmetric) noexcept nogil:
+    """Row i of js_pairs' matrix (from column i on when symmetric, mirrored)."""
+    cdef Py_ssize_t j
+    for j in range(i if symmetric else 0, k):
+        _js_row_divided(pp + i * sp0, sp1, qp + j * sq0, sq1, n, a[i], b[j], &out[i, j])
+        if symmetric:
+            out[j, i] = out[i, j]
 
 
 def kl_pairs(const floating[:, :] P, const floating[:, :] Q, const Py_ssize_t[::1] rows,
@@ -207,13 +226,22 @@ def kl_pairs(const floating[:, :] P, const floating[:, :] Q, const Py_ssize_t[::
         return
     pp = &P[0, 0] if n > 0 and P.shape[0] > 0 else <const floating *>NULL
     qp = &Q[0, 0] if n > 0 and Q.shape[0] > 0 else <const floating *>NULL
-    if n_threads <= 1 or npairs == 1:
-        with nogil:
-            for t in range(npairs):
-                kl_row(pp + rows[t] * sp0, sp1, qp + cols[t] * sq0, sq1, n, False, False, &out[t, 0])
-    else:
-        for t in prange(npairs, nogil=True, schedule="static", num_threads=n_threads):
-            kl_row(pp + rows[t] * sp0, sp1, qp + cols[t] * sq0, sq1, n, False, False, &out[t, 0])
+    watched = _watch_interrupts(<double>npairs * n)
+    try:
+        if n_threads <= 1 or npairs == 1:
+            with nogil:
+                for t in range(npairs):
+                    if kl_stop_requested():
+                        break
+                    kl_row(pp + rows[t] * sp0, sp1, qp + cols[t] * sq0, sq1, n, False, False,
+                           &out[t, 0])
+        else:
+            for t in prange(npairs, nogil=True, schedule="static", num_threads=n_threads):
+                if not kl_stop_requested():
+                    kl_row(pp + rows[t] * sp0, sp1, qp + cols[t] * sq0, sq1, n, False, False,
+                           &out[t, 0])
+    finally:
+        _end_watch(watched)
 
 
 def masked_log_rows(const double[:, ::1] x, double[:, ::1] out, int n_threads):
@@ -248,6 +276,7 @@ def exp_split_map(const float[::1] x, const float[::1] xlo, str path):
     return out
 
 
+include "_interrupt.pxi"
 include "_entries.pxi"
 
 select_isa(False)

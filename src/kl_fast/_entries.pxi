@@ -301,14 +301,16 @@ cdef bint _run_rows(int kind, bint f32, const char *p, const char *q, Layout *L,
     if n_threads <= 1:
         with nogil:
             for i in range(m):
-                if not _row_value(kind, f32, p + _offset(i, L.m_in, L.sp0, L.sp_out) * item, L.sp1,
+                if kl_stop_requested() or \
+                        not _row_value(kind, f32, p + _offset(i, L.m_in, L.sp0, L.sp_out) * item, L.sp1,
                                   q + _offset(i, L.m_in, L.sq0, L.sq_out) * item, L.sq1, L.n,
                                   normalize, check, log_base, dx, &values[i]):
                     ok = False
                     break
         return ok
     for i in prange(m, nogil=True, schedule="static", num_threads=n_threads):
-        if not _row_value(kind, f32, p + _offset(i, L.m_in, L.sp0, L.sp_out) * item, L.sp1,
+        if kl_stop_requested() or \
+                not _row_value(kind, f32, p + _offset(i, L.m_in, L.sp0, L.sp_out) * item, L.sp1,
                           q + _offset(i, L.m_in, L.sq0, L.sq_out) * item, L.sq1, L.n,
                           normalize, check, log_base, dx, &values[i]):
             failed += 1
@@ -433,7 +435,7 @@ cdef object _entry(int kind, object p, object q, object axis, bint keepdims, obj
     cdef int type_num, n_threads
     cdef double stack_values[STACK_ROWS]
     cdef double *values
-    cdef bint ok
+    cdef bint ok, watched
     if pa is None:
         return None
     qa = _operand(q)
@@ -456,6 +458,7 @@ cdef object _entry(int kind, object p, object q, object axis, bint keepdims, obj
     if n_threads == 0:
         return None
     values = _values_buffer(L.m, stack_values)
+    watched = _watch_interrupts(<double>L.m * L.n)
     try:
         ok = _run_rows(kind, type_num == cnp.NPY_FLOAT,
                        <const char *>cnp.PyArray_DATA(pa), <const char *>cnp.PyArray_DATA(qa),
@@ -467,6 +470,7 @@ cdef object _entry(int kind, object p, object q, object axis, bint keepdims, obj
     finally:
         if values != stack_values:
             free(values)
+        _end_watch(watched)
 
 
 def kl_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None,

@@ -24,6 +24,8 @@ import numpy as _np
 
 _np_float64 = _np.float64
 
+include "_interrupt.pxi"
+
 
 cdef extern from "gaussian_core.h" nogil:
     ctypedef struct gk_psums:
@@ -216,16 +218,24 @@ def gaussian_eval(const floating[:, :] p, const double[::1] x, const double[:, :
     if want_grad:
         g_mu = &dmu_out[0]
         g_sigma = &dsigma_out[0]
-    if n_threads <= 1 or K == 1:
-        with nogil:
-            for k in range(K):
-                eval_one(pp + rows[k] * s0, s1, &x[0], n, <const gk_psums *>&psums[rows[k], 0],
-                         mu[k], sigma[k], want_grad, n_threads, &kl_out[k], g_mu + k,
-                         g_sigma + k)
-    else:
-        for k in prange(K, nogil=True, schedule="static", num_threads=n_threads):
-            eval_one(pp + rows[k] * s0, s1, &x[0], n, <const gk_psums *>&psums[rows[k], 0],
-                     mu[k], sigma[k], want_grad, 1, &kl_out[k], g_mu + k, g_sigma + k)
+    watched = _watch_interrupts(<double>K * n)
+    try:
+        if n_threads <= 1 or K == 1:
+            with nogil:
+                for k in range(K):
+                    if kl_stop_requested():
+                        break
+                    eval_one(pp + rows[k] * s0, s1, &x[0], n,
+                             <const gk_psums *>&psums[rows[k], 0], mu[k], sigma[k], want_grad,
+                             n_threads, &kl_out[k], g_mu + k, g_sigma + k)
+        else:
+            for k in prange(K, nogil=True, schedule="static", num_threads=n_threads):
+                if not kl_stop_requested():
+                    eval_one(pp + rows[k] * s0, s1, &x[0], n,
+                             <const gk_psums *>&psums[rows[k], 0], mu[k], sigma[k], want_grad,
+                             1, &kl_out[k], g_mu + k, g_sigma + k)
+    finally:
+        _end_watch(watched)
 
 
 def gaussian_fit_rows(const floating[:, :] p, const double[::1] x, const double[:, ::1] psums,
@@ -258,19 +268,26 @@ def gaussian_fit_rows(const floating[:, :] p, const double[::1] x, const double[
     if n == 0 or iters < 0:
         raise ValueError("gaussian_fit_rows: empty p or negative iteration count")
     pp = &p[0, 0]
-    if n_threads <= 1 or m == 1:
-        with nogil:
-            for i in range(m):
-                fit_one(pp + i * s0, s1, &x[0], n, <const gk_psums *>&psums[i, 0], mu0[i], par0[i],
-                        newton, variance, lr, iters, tol, n_threads,
-                        &hist[i, 0, 0] if record else <double *>NULL,
-                        &out[i, 0], &counts[i, 0])
-    else:
-        for i in prange(m, nogil=True, schedule="dynamic", num_threads=n_threads):
-            fit_one(pp + i * s0, s1, &x[0], n, <const gk_psums *>&psums[i, 0], mu0[i], par0[i],
-                    newton, variance, lr, iters, tol, 1,
-                    &hist[i, 0, 0] if record else <double *>NULL,
-                    &out[i, 0], &counts[i, 0])
+    watched = _watch_interrupts(<double>m * n * (iters + 1))
+    try:
+        if n_threads <= 1 or m == 1:
+            with nogil:
+                for i in range(m):
+                    if kl_stop_requested():
+                        break
+                    fit_one(pp + i * s0, s1, &x[0], n, <const gk_psums *>&psums[i, 0], mu0[i],
+                            par0[i], newton, variance, lr, iters, tol, n_threads,
+                            &hist[i, 0, 0] if record else <double *>NULL,
+                            &out[i, 0], &counts[i, 0])
+        else:
+            for i in prange(m, nogil=True, schedule="dynamic", num_threads=n_threads):
+                if not kl_stop_requested():
+                    fit_one(pp + i * s0, s1, &x[0], n, <const gk_psums *>&psums[i, 0], mu0[i],
+                            par0[i], newton, variance, lr, iters, tol, 1,
+                            &hist[i, 0, 0] if record else <double *>NULL,
+                            &out[i, 0], &counts[i, 0])
+    finally:
+        _end_watch(watched)
 
 
 # ---- one row, scalar parameters: the whole call without the Python layer --------------
@@ -391,13 +408,17 @@ def fit_1d(object p, object x, bint newton, bint variance, object mu0, object si
         dims[1] = 3
         hist = cnp.PyArray_EMPTY(2, dims, cnp.NPY_DOUBLE, 0)
         hp = <double *>cnp.PyArray_DATA(hist)
-    with nogil:
-        if is_f32:
-            fit_one(<const float *>pd, 1, xd, n, &ps, m0, par0, newton, variance, lr, iters, tol,
-                    1, hp, out, counts)
-        else:
-            fit_one(<const double *>pd, 1, xd, n, &ps, m0, par0, newton, variance, lr, iters,
-                    tol, 1, hp, out, counts)
+    watched = _watch_interrupts(<double>n * (iters + 1))
+    try:
+        with nogil:
+            if is_f32:
+                fit_one(<const float *>pd, 1, xd, n, &ps, m0, par0, newton, variance, lr, iters,
+                        tol, 1, hp, out, counts)
+            else:
+                fit_one(<const double *>pd, 1, xd, n, &ps, m0, par0, newton, variance, lr,
+                        iters, tol, 1, hp, out, counts)
+    finally:
+        _end_watch(watched)
     if history:
         hist = hist[:counts[0] + 1]
     return ((out[0], out[1], out[2], out[3], out[4], out[5]), (counts[0], counts[1], counts[2]),

@@ -14,6 +14,8 @@ cnp.import_array()
 
 import numpy as _np
 
+include "_interrupt.pxi"
+
 cdef extern from *:
     """
     #ifdef KL_FAST_OPENMP
@@ -71,15 +73,24 @@ def kl_rows(const floating[:, :] p, const floating[:, :] q, double[:, ::1] out,
         return
     pp = &p[0, 0] if n > 0 else <const floating *>NULL
     qp = &q[0, 0] if n > 0 else <const floating *>NULL
-    if n_threads <= 1 or m == 1:
-        with nogil:
-            for i in range(m):
-                st = kl_row(pp + i * sp0, sp1, qp + i * sq0, sq1, n, check, want_sums, &out[i, 0])
-                status[i] = 1 if st == KL_ROW_BAD else 0
-    else:
-        for i in prange(m, nogil=True, schedule="static", num_threads=n_threads):
-            st = kl_row(pp + i * sp0, sp1, qp + i * sq0, sq1, n, check, want_sums, &out[i, 0])
-            status[i] = 1 if st == KL_ROW_BAD else 0
+    watched = _watch_interrupts(<double>m * n)
+    try:
+        if n_threads <= 1 or m == 1:
+            with nogil:
+                for i in range(m):
+                    if kl_stop_requested():
+                        break
+                    st = kl_row(pp + i * sp0, sp1, qp + i * sq0, sq1, n, check, want_sums,
+                                &out[i, 0])
+                    status[i] = 1 if st == KL_ROW_BAD else 0
+        else:
+            for i in prange(m, nogil=True, schedule="static", num_threads=n_threads):
+                if not kl_stop_requested():
+                    st = kl_row(pp + i * sp0, sp1, qp + i * sq0, sq1, n, check, want_sums,
+                                &out[i, 0])
+                    status[i] = 1 if st == KL_ROW_BAD else 0
+    finally:
+        _end_watch(watched)
 
 
 def find_bad(const floating[:] p, const floating[:] q):

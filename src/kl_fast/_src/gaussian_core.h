@@ -18,6 +18,7 @@
 
 #include <stdlib.h>
 #include "kl_core.h"
+#include "kl_interrupt.h"
 
 /* p-side sums: c is p's mean (moments are about it), scale multiplies the
    p-weighted sums of the q pass (1, or 1/P when p is normalised), xgrid says
@@ -192,6 +193,7 @@ static inline void gk_value_grad(const gk_psums *ps, const gk_qsums *qs, double 
 #define GK_FIT_DEGENERATE 4   /* p sits on one grid point: no finite optimum */
 #define GK_FIT_SINGULAR 5     /* q collapsed on the grid: singular Hessian */
 #define GK_FIT_NONFINITE 6    /* a parameter left the finite range */
+#define GK_FIT_INTERRUPTED 7  /* Ctrl-C (kl_interrupt.h): the caller raises KeyboardInterrupt */
 
 typedef struct {
     double mu, sigma, kl, dmu, dsigma, grad_rel;
@@ -246,6 +248,7 @@ static void NAME(const T *p, ptrdiff_t sp, const double *x, ptrdiff_t n,        
     for (;;) {                                                                         \
         if (ev.grad_rel < tol) { res->status = GK_FIT_CONVERGED; return; }             \
         if (res->nit >= max_iter) { res->status = GK_FIT_MAXITER; return; }            \
+        if (kl_stop_requested()) { res->status = GK_FIT_INTERRUPTED; return; }         \
         double W = qs.W, m1 = qs.W1 / W, m2 = qs.W2 / W, m3 = qs.W3 / W, m4 = qs.W4 / W; \
         double k2 = m2 - m1 * m1;                                                      \
         double k3 = m3 - m1 * (3.0 * m2 - 2.0 * m1 * m1);                              \
@@ -335,6 +338,7 @@ static void NAME(const T *p, ptrdiff_t sp, const double *x, ptrdiff_t n,        
         gk_hist(hist, it, ev.kl, mu, par);                                             \
         if (ev.grad_rel < tol) { res->status = GK_FIT_CONVERGED; return; }             \
         if (it >= epochs) { res->status = GK_FIT_MAXITER; return; }                    \
+        if (kl_stop_requested()) { res->status = GK_FIT_INTERRUPTED; return; }         \
         double dmu, dpar;                                                              \
         if (variance) { dmu = ev.g1 / par; dpar = 0.5 * ((ev.g2 / par) / par); }       \
         else { dmu = ev.dmu; dpar = ev.dsigma; }                                       \

@@ -1,0 +1,83 @@
+"""Ctrl-C stops long kernels: KeyboardInterrupt is raised soon after SIGINT.
+
+Each case runs in a child process whose work would take minutes; a thread sends
+SIGINT to the process after a second.  The child must print "interrupted"
+(its KeyboardInterrupt) well before the parent's timeout.
+"""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGINT by os.kill is POSIX")
+
+SCRIPT = textwrap.dedent("""
+    import os, signal, sys, threading, time
+    import numpy as np
+    import kl_fast
+
+    rng = np.random.default_rng(0)
+    x = np.arange(-10, 10, 0.001)
+    p = np.exp(-x ** 2 / 8)
+    work = {case}
+
+    def interrupt():
+        time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    try:
+        work()
+    except KeyboardInterrupt:
+        print("interrupted")
+    else:
+        print("finished")
+""")
+
+# each of these takes one to several minutes uninterrupted on one core
+CASES = {
+    "gradient descent, one row": "lambda: kl_fast.fit_gaussian(p, x, method='gd', epochs=10**7, "
+                                 "tol=0)",
+    "gradient descent, batch on threads": "lambda: kl_fast.fit_gaussian(np.tile(p[::10], (64, 1)), "
+                                          "x[::10], method='gd', epochs=10**6, tol=0, "
+                                          "num_threads=2)",
+    "js_pairwise on threads": "lambda: kl_fast.js_pairwise(rng.random((3000, 5000)), "
+                              "num_threads=2)",
+    "kl_div on broadcast rows": "lambda: kl_fast.kl_div(rng.random((5000, 1, 2000)), "
+                                "rng.random((1, 5000, 2000)))",
+    "gaussian_kl over many parameters": "lambda: kl_fast.gaussian_kl(p, x, "
+                                        "np.linspace(-1, 1, 3_000_000), 2.0)",
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_ctrl_c_stops_a_long_kernel(case):
+    proc = subprocess.run([sys.executable, "-c", SCRIPT.format(case=CASES[case])],
+                          capture_output=True, text=True, timeout=45)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "interrupted", proc.stdout + proc.stderr
+
+
+def test_a_program_that_handles_sigint_itself_is_left_alone():
+    """With a Python-level SIGINT handler installed, the kernels do not watch
+    SIGINT: the handler runs (after the kernel) and the result is complete."""
+    script = textwrap.dedent("""
+        import os, signal, threading, time
+        import numpy as np
+        import kl_fast
+
+        seen = []
+        signal.signal(signal.SIGINT, lambda *a: seen.append(1))
+        rng = np.random.default_rng(0)
+        P, Q = rng.random((600, 1, 2000)), rng.random((1, 600, 2000))
+        expected = kl_fast.kl_div(P, Q)
+        threading.Timer(0.05, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        got = kl_fast.kl_div(P, Q)
+        time.sleep(0.2)
+        print("complete", bool(np.array_equal(got, expected)), seen == [1])
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["complete", "True", "True"], proc.stdout + proc.stderr
