@@ -1,4 +1,5 @@
 """Regression tests for faults found by adversarial testing."""
+import math
 import os
 
 import numpy as np
@@ -278,3 +279,49 @@ def test_dask_pairwise_normalize_handles_sums_that_overflow():
         scheduler="sync")
     np.testing.assert_allclose(got, kl_fast.kl_pairwise(big, Q, normalize=True), rtol=1e-15)
     assert np.all(np.isfinite(got))
+
+
+# ---- fit_gaussian says converged only at a finite optimum ---------------------------
+
+def _grid_optimum_mp(p, x):
+    """The grid Gaussian's optimum by its moment conditions, from a Newton fit
+    started at the answer of an independent NumPy minimiser (scipy)."""
+    scipy_opt = pytest.importorskip("scipy.optimize")
+    from kl_fast import reference
+
+    def f(t):
+        return reference.gaussian_kl(p, x, t[0], math.exp(t[1]))
+
+    res = scipy_opt.minimize(f, [float(np.sum(p * x) / np.sum(p)), 0.0], method="Nelder-Mead",
+                             options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000})
+    return res.x[0], math.exp(res.x[1]), res.fun
+
+
+def test_fit_from_a_huge_sigma0_reaches_the_optimum():
+    x = np.linspace(-5, 5, 101)
+    p = np.exp(-(x - 1) ** 2 / 2)
+    mu, sigma, kl = _grid_optimum_mp(p, x)
+    fit = kl_fast.fit_gaussian(p, x, sigma0=1e10)
+    # it used to stop at the start (nit 0, kl 103.15) claiming convergence
+    assert fit.converged and fit.nit > 0
+    assert fit.kl == pytest.approx(kl, rel=1e-9)
+    assert fit.mu == pytest.approx(mu, abs=1e-4) and fit.sigma == pytest.approx(sigma, rel=1e-4)
+
+
+def test_fit_on_a_two_point_grid_reaches_kl_zero():
+    fit = kl_fast.fit_gaussian([0.3, 0.7], [0.0, 1.0])
+    # q(mu, sigma) on {0, 1} equals p when (2 mu - 1) / (2 sigma^2) = log(7/3)
+    assert fit.converged and abs(fit.kl) < 1e-12
+    assert (2 * fit.mu - 1) / (2 * fit.sigma ** 2) == pytest.approx(math.log(7 / 3), rel=1e-8)
+
+
+def test_fit_reports_no_finite_optimum_at_either_boundary():
+    x = np.linspace(-5, 5, 101)
+    flat = kl_fast.fit_gaussian(np.ones(101), x)
+    assert not flat.converged and "sigma -> infinity" in flat.message
+    assert flat.kl == pytest.approx(101 * math.log(101), rel=1e-12)  # KL against uniform q
+    two = kl_fast.fit_gaussian([0.0, 1.0, 1.0, 0.0], [0.0, 1.0, 2.0, 3.0])
+    assert not two.converged and "two neighbouring grid points" in two.message
+    assert two.kl == pytest.approx(2 * math.log(2), rel=1e-9)  # P log P, the infimum
+    batch = kl_fast.fit_gaussian(np.stack([np.ones(101), np.exp(-(x - 1) ** 2 / 2)]), x)
+    assert list(batch.converged) == [False, True]

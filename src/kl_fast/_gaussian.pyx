@@ -14,7 +14,8 @@ to p-weighted sums of the q pass (1, or 1/P for normalised p), and what x is
 """
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport isfinite, sqrt
+from libc.float cimport DBL_EPSILON
+from libc.math cimport fabs, isfinite, log, sqrt
 
 cimport numpy as cnp
 
@@ -73,13 +74,22 @@ P_BAD_X = 2
 P_ZERO = 3
 P_OVERFLOW = 4
 
-FIT_CONVERGED = 0
-FIT_MAXITER = 1
-FIT_NONPOSITIVE = 2
-FIT_LINESEARCH = 3
-FIT_DEGENERATE = 4
-FIT_SINGULAR = 5
-FIT_NONFINITE = 6
+cdef extern from "gaussian_core.h" nogil:
+    enum:
+        GK_FIT_CONVERGED, GK_FIT_MAXITER, GK_FIT_NONPOSITIVE, GK_FIT_LINESEARCH
+        GK_FIT_DEGENERATE, GK_FIT_SINGULAR, GK_FIT_NONFINITE, GK_FIT_INTERRUPTED
+        GK_FIT_TWO_POINTS, GK_FIT_UNIFORM
+
+FIT_CONVERGED = GK_FIT_CONVERGED
+FIT_MAXITER = GK_FIT_MAXITER
+FIT_NONPOSITIVE = GK_FIT_NONPOSITIVE
+FIT_LINESEARCH = GK_FIT_LINESEARCH
+FIT_DEGENERATE = GK_FIT_DEGENERATE
+FIT_SINGULAR = GK_FIT_SINGULAR
+FIT_NONFINITE = GK_FIT_NONFINITE
+FIT_INTERRUPTED = GK_FIT_INTERRUPTED
+FIT_TWO_POINTS = GK_FIT_TWO_POINTS
+FIT_UNIFORM = GK_FIT_UNIFORM
 
 _ISA = "baseline"
 
@@ -144,6 +154,8 @@ cdef inline void fit_one(const floating *p, Py_ssize_t sp, const double *x, Py_s
             gk_gd_f64(p, sp, x, n, ps, mu0, par0, variance, lr, iters, tol, nthreads, hist, &res)
         else:
             gk_gd_f32(p, sp, x, n, ps, mu0, par0, variance, lr, iters, tol, nthreads, hist, &res)
+    if res.status == GK_FIT_CONVERGED:
+        res.status = _boundary_status(p, sp, x, n, ps, res.kl)
     out[0] = res.mu
     out[1] = res.sigma
     out[2] = res.kl
@@ -153,6 +165,51 @@ cdef inline void fit_one(const floating *p, Py_ssize_t sp, const double *x, Py_s
     counts[0] = res.nit
     counts[1] = res.nfev
     counts[2] = res.status
+
+
+cdef inline int _boundary_status(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                                 const gk_psums *ps, double kl) noexcept nogil:
+    """Status of a fit whose gradient test passed: FIT_CONVERGED, unless the KL
+    only approaches its infimum at a boundary of the family, where no finite
+    (mu, sigma) attains it: FIT_TWO_POINTS (sigma -> 0) or FIT_UNIFORM
+    (sigma -> infinity, q uniform on the grid)."""
+    cdef double limit = ps.H + ps.P * log(<double>n)   # KL against the uniform q
+    if kl >= limit - 64.0 * DBL_EPSILON * (fabs(ps.H) + fabs(ps.P * log(<double>n))):
+        return GK_FIT_UNIFORM
+    if _on_two_neighbours(p, sp, x, n):
+        return GK_FIT_TWO_POINTS
+    return GK_FIT_CONVERGED
+
+
+cdef inline bint _on_two_neighbours(const floating *p, Py_ssize_t sp, const double *x,
+                                    Py_ssize_t n) noexcept nogil:
+    """p has all its mass on two grid values a < b, no grid value lies strictly
+    between them and some lies outside [a, b]: every q of the family keeps mass
+    outside, so the KL decreases toward sigma -> 0 (q on {a, b}) and has no
+    finite minimiser.  (On a grid of the two values alone, q can equal p.)"""
+    cdef Py_ssize_t i
+    cdef double a = 0.0, b = 0.0
+    cdef int found = 0
+    cdef bint outside = False
+    for i in range(n):
+        if p[i * sp] > 0:
+            if found == 0:
+                a = x[i]
+                found = 1
+            elif x[i] != a and found == 1:
+                b = x[i]
+                found = 2
+            elif x[i] != a and x[i] != b:
+                return False
+    if found < 2:
+        return False
+    if a > b:
+        a, b = b, a
+    for i in range(n):
+        if a < x[i] < b:
+            return False
+        outside = outside or x[i] < a or x[i] > b
+    return outside
 
 
 def gaussian_psums_rows(const floating[:, :] p, const double[::1] x, double[:, ::1] out,

@@ -298,13 +298,18 @@ _STOP_MESSAGES = {
     _gaussian.FIT_SINGULAR: ("stopped: q collapsed onto one grid point (singular Hessian); the "
                              "optimum is at sigma -> 0"),
     _gaussian.FIT_NONFINITE: "stopped: a gradient step left the finite range (lower lr)",
+    _gaussian.FIT_INTERRUPTED: "interrupted",
+    _gaussian.FIT_TWO_POINTS: ("no finite optimum: p has all its mass on two neighbouring grid "
+                               "points, and the KL decreases toward sigma -> 0"),
+    _gaussian.FIT_UNIFORM: ("no finite optimum: the KL decreases toward its limit as sigma -> "
+                            "infinity, where q is uniform on the grid"),
 }
 
 
 def _message_table(method: str, parametrization: str) -> list:
     par = "the variance" if parametrization == "variance" else "sigma"
     out = []
-    for code in range(7):
+    for code in range(max(_STOP_MESSAGES) + 1):
         if code == _gaussian.FIT_MAXITER:
             out.append("stopped: max_iter Newton steps without reaching tol" if method == "newton"
                        else "stopped: all epochs run without reaching tol")
@@ -436,10 +441,17 @@ def fit_gaussian(p, x, *, method="newton", mu0=None, sigma0=None, parametrizatio
     in the variance v = sigma^2 (the tutorial's variable, which it calls
     "sigma") and ``sigma0`` is a starting variance.
 
-    Both stop as soon as the relative gradient max(|dKL/dmu|, |dKL/dsigma|) *
-    sigma / sum(p) drops below ``tol``.  A gradient step that would make sigma
-    (or the variance) <= 0 stops the run with ``converged=False`` and the last
-    valid state; nothing is clipped and no NaN is produced.
+    Both stop as soon as the relative gradient drops below ``tol``: the
+    mismatch of q's first two moments with p's, in units of p's standard
+    deviation L on the grid, max(|dKL/dmu| sigma^2 / L, |dKL/dsigma| sigma^3 /
+    L^2) / sum(p).  It does not shrink where sigma is far from the optimum
+    (as the gradient itself does for a huge sigma).  Where the KL only
+    approaches its infimum at a boundary of the family -- p on two neighbouring
+    grid points (sigma -> 0), or q tending to the uniform distribution on the
+    grid (sigma -> infinity) -- the fit reports ``converged=False`` and says so.
+    A gradient step that would make sigma (or the variance) <= 0 stops the run
+    with ``converged=False`` and the last valid state; nothing is clipped and no
+    NaN is produced.
 
     Parameters
     ----------

@@ -155,7 +155,9 @@ typedef struct {
     double g2;        /* P E_q[d^2] - sum p d^2 */
     double dmu;       /* dKL/dmu = g1 / sigma^2 */
     double dsigma;    /* dKL/dsigma = g2 / sigma^3 */
-    double grad_rel;  /* max(|dmu|, |dsigma|) * sigma / P: scale-free gradient size */
+    double grad_rel;  /* max(|g1| / L, |g2| / L^2) / P, L p's standard deviation: the
+                         mismatch of q's first two moments with p's in p's own units,
+                         which does not shrink where sigma is far from the optimum */
     double noise;     /* rounding size of kl (sum of the magnitudes of its terms) */
 } gk_eval;
 
@@ -182,7 +184,9 @@ static inline void gk_value_grad(const gk_psums *ps, const gk_qsums *qs, double 
     ev->g2 = g2;
     ev->dmu = (g1 / sigma) / sigma;
     ev->dsigma = ((g2 / sigma) / sigma) / sigma;
-    ev->grad_rel = fmax(fabs(g1 / sigma), fabs((g2 / sigma) / sigma)) / P;
+    double mp = ps->S1 / P, L = sqrt(fmax(ps->S2 / P - mp * mp, 0.0));
+    if (!(L > 0.0)) L = sigma;   /* p on one point: no finite optimum, any unit */
+    ev->grad_rel = fmax(fabs(g1 / L), fabs((g2 / L) / L)) / P;
 }
 
 /* ---- fitting ---------------------------------------------------------------- */
@@ -194,6 +198,8 @@ static inline void gk_value_grad(const gk_psums *ps, const gk_qsums *qs, double 
 #define GK_FIT_SINGULAR 5     /* q collapsed on the grid: singular Hessian */
 #define GK_FIT_NONFINITE 6    /* a parameter left the finite range */
 #define GK_FIT_INTERRUPTED 7  /* Ctrl-C (kl_interrupt.h): the caller raises KeyboardInterrupt */
+#define GK_FIT_TWO_POINTS 8   /* p on two neighbouring grid points: optimum at sigma -> 0 */
+#define GK_FIT_UNIFORM 9      /* the KL is at its limit as sigma -> infinity (q uniform) */
 
 typedef struct {
     double mu, sigma, kl, dmu, dsigma, grad_rel;
@@ -259,7 +265,9 @@ static void NAME(const T *p, ptrdiff_t sp, const double *x, ptrdiff_t n,        
         double h22 = K4 - K2 * K2 + 4.0 * a * (K3 + a * K2);                           \
         double b = mu - c;                                                             \
         double gn1 = ev.g1 / (P * L), gn2 = (ev.g2 + 2.0 * b * ev.g1) / (P * L * L);   \
-        if (!(h11 * h22 - h12 * h12 > 0.0)) { res->status = GK_FIT_SINGULAR; return; }  \
+        /* q on one point: no curvature left; on two points the Hessian has rank  \
+           one, which the damping below (nu > 0) handles */                           \
+        if (!(h11 > 0.0 && h22 > 0.0)) { res->status = GK_FIT_SINGULAR; return; }    \
         double noise = 64.0 * DBL_EPSILON * ev.noise;                                  \
         /* Newton first, damped by the Newton decrement far from the optimum; if     \
            that step leaves sigma > 0 or raises the KL, Levenberg-Marquardt: add nu   \
