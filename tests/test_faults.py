@@ -263,7 +263,9 @@ def test_every_normalize_handles_sums_that_overflow():
         assert np.all(np.isfinite(got)), name
         # kl_pairwise: the small inputs take the row kernel, the rescaled ones the
         # product form (relative error ~1e-13 at KL 1.7e-3; README's bound is 6e-8)
-        rtol = 1e-12 if name.startswith("kl_pairwise") else 1e-14
+        # fit_gaussian: two fits that stop at tol 1e-9 from different rounding
+        rtol = 1e-12 if name.startswith("kl_pairwise") else 1e-9 if name == "fit_gaussian" \
+            else 1e-14
         np.testing.assert_allclose(got, expected, rtol=rtol, atol=1e-16, err_msg=name)
     with pytest.raises(ValueError, match="overflow; pass normalize=True"):
         kl_fast.gaussian_kl(big, x, 1.0, 1.5)
@@ -325,3 +327,53 @@ def test_fit_reports_no_finite_optimum_at_either_boundary():
     assert two.kl == pytest.approx(2 * math.log(2), rel=1e-9)  # P log P, the infimum
     batch = kl_fast.fit_gaussian(np.stack([np.ones(101), np.exp(-(x - 1) ** 2 / 2)]), x)
     assert list(batch.converged) == [False, True]
+
+
+# ---- the Gaussian functions at any finite scale --------------------------------------
+
+@pytest.mark.parametrize("scale", [1e-170, 1e-156, 2.0 ** -1000, 1e-100, 1e77, 1e100, 1e200,
+                                   2.0 ** 1000])
+def test_gaussian_functions_are_scale_invariant(scale):
+    """q depends on (x - mu) / sigma only: scaling x, mu and sigma together
+    leaves the KL unchanged and scales the gradient by 1/scale (it used to give
+    -1.4e-12, -0.001 or 103.15 for 80.749 at 1e-156 ... 1e-170)."""
+    x = np.linspace(-5, 5, 101)
+    p = np.exp(-(x - 1) ** 2 / 2)
+    kl, d_mu, d_sigma = kl_fast.gaussian_kl_grad(p, x, 1.5, 0.8)
+    s_kl, s_mu, s_sigma = kl_fast.gaussian_kl_grad(p, x * scale, 1.5 * scale, 0.8 * scale)
+    assert s_kl == pytest.approx(kl, rel=1e-14)
+    assert s_mu * scale == pytest.approx(d_mu, rel=1e-13)
+    assert s_sigma * scale == pytest.approx(d_sigma, rel=1e-13)
+    assert kl_fast.gaussian_kl(p, x * scale, 1.5 * scale, 0.8 * scale) == pytest.approx(kl, rel=1e-14)
+    fit, s_fit = kl_fast.fit_gaussian(p, x), kl_fast.fit_gaussian(p, x * scale)
+    assert s_fit.converged and s_fit.kl == pytest.approx(fit.kl, rel=1e-14)
+    assert s_fit.mu / scale == pytest.approx(fit.mu, rel=1e-12)
+    assert s_fit.sigma / scale == pytest.approx(fit.sigma, rel=1e-12)
+    assert s_fit.history["mu"][-1] / scale == pytest.approx(fit.mu, rel=1e-12)
+    batch = kl_fast.fit_gaussian(np.stack([p, p[::-1]]), x * scale)
+    np.testing.assert_allclose(batch.mu / scale, [fit.mu, -fit.mu], rtol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [2.0 ** -400, 2.0 ** 300])
+def test_gradient_descent_in_rescaled_units_takes_the_same_steps(scale):
+    """On a grid scaled by a power of two, with lr scaled by its square, plain
+    gradient descent on (mu, sigma) takes the same steps, bit for bit (the
+    kernels work in the grid's units; the steps are rescaled exactly)."""
+    x = np.linspace(-5, 5, 101)
+    p = np.exp(-(x - 1) ** 2 / 2)
+    ref = kl_fast.fit_gaussian(p, x, method="gd", mu0=0.0, sigma0=2.0, lr=0.01, epochs=30)
+    got = kl_fast.fit_gaussian(p, x * scale, method="gd", mu0=0.0, sigma0=2.0 * scale,
+                               lr=0.01 * scale ** 2, epochs=30)
+    assert got.kl == ref.kl and got.mu == ref.mu * scale and got.sigma == ref.sigma * scale
+    np.testing.assert_array_equal(got.history["sigma"], ref.history["sigma"] * scale)
+
+
+def test_gaussian_kl_for_mu_and_sigma_far_from_the_grid():
+    # q uniform on the grid: exactly 2 log 2 (it was NaN)
+    assert kl_fast.gaussian_kl([1.0, 1.0], [0.0, 1.0], 1e308, 1e308) == pytest.approx(
+        2 * math.log(2), rel=1e-15)
+    # q = [1, exp(-1e308 - 1/2)]: the KL is 1e308 + 1/2 - 2 log 2... (it was inf)
+    assert kl_fast.gaussian_kl([1.0, 1.0], [0.0, 1.0], -1e308, 1.0) == pytest.approx(1e308,
+                                                                                     rel=1e-15)
+    kl, d_mu, _ = kl_fast.gaussian_kl_grad([1.0, 1.0], [0.0, 1.0], -1e308, 1.0)
+    assert kl == pytest.approx(1e308, rel=1e-15) and d_mu == pytest.approx(-1.0, rel=1e-12)

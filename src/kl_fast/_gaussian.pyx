@@ -15,7 +15,7 @@ to p-weighted sums of the q pass (1, or 1/P for normalised p), and what x is
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.float cimport DBL_EPSILON
-from libc.math cimport fabs, isfinite, log, sqrt
+from libc.math cimport fabs, fmax, isfinite, log, sqrt
 
 cimport numpy as cnp
 
@@ -62,10 +62,12 @@ cdef extern from "gaussian_core.h" nogil:
                        int max_iter, int nthreads, double *hist, gk_fit *res)
     void gk_gd_f64(const double *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
                    const gk_psums *ps, double mu0, double par0, int variance, double lr,
-                   int epochs, double tol, int nthreads, double *hist, gk_fit *res)
+                   double lr_par, int epochs, double tol, int nthreads, double *hist,
+                   gk_fit *res)
     void gk_gd_f32(const float *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
                    const gk_psums *ps, double mu0, double par0, int variance, double lr,
-                   int epochs, double tol, int nthreads, double *hist, gk_fit *res)
+                   double lr_par, int epochs, double tol, int nthreads, double *hist,
+                   gk_fit *res)
 
 
 P_OK = 0
@@ -140,7 +142,8 @@ cdef inline void eval_one(const floating *p, Py_ssize_t sp, const double *x, Py_
 
 cdef inline void fit_one(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
                          const gk_psums *ps, double mu0, double par0, bint newton,
-                         bint variance, double lr, int iters, double tol, int nthreads,
+                         bint variance, double lr, double lr_par, int iters, double tol,
+                         int nthreads,
                          double *hist, double *out, int *counts) noexcept nogil:
     """One row's fit; out gets (mu, sigma, kl, dmu, dsigma, grad_rel), counts (nit, nfev, status)."""
     cdef gk_fit res   # in this frame: private to the calling thread
@@ -151,9 +154,11 @@ cdef inline void fit_one(const floating *p, Py_ssize_t sp, const double *x, Py_s
             gk_newton_f32(p, sp, x, n, ps, mu0, par0, tol, iters, nthreads, hist, &res)
     else:
         if floating is double:
-            gk_gd_f64(p, sp, x, n, ps, mu0, par0, variance, lr, iters, tol, nthreads, hist, &res)
+            gk_gd_f64(p, sp, x, n, ps, mu0, par0, variance, lr, lr_par, iters, tol, nthreads,
+                      hist, &res)
         else:
-            gk_gd_f32(p, sp, x, n, ps, mu0, par0, variance, lr, iters, tol, nthreads, hist, &res)
+            gk_gd_f32(p, sp, x, n, ps, mu0, par0, variance, lr, lr_par, iters, tol, nthreads,
+                      hist, &res)
     if res.status == GK_FIT_CONVERGED:
         res.status = _boundary_status(p, sp, x, n, ps, res.kl)
     out[0] = res.mu
@@ -297,14 +302,15 @@ def gaussian_eval(const floating[:, :] p, const double[::1] x, const double[:, :
 
 def gaussian_fit_rows(const floating[:, :] p, const double[::1] x, const double[:, ::1] psums,
                       const double[::1] mu0, const double[::1] par0, bint newton,
-                      bint variance, double lr, int iters, double tol,
+                      bint variance, double lr, double lr_par, int iters, double tol,
                       double[:, ::1] out, int[:, ::1] counts, double[:, :, ::1] hist,
                       int n_threads):
     """Fit every row of p (m, n): Newton (newton=True) or gradient descent.
 
     mu0, par0: start per row (par0 is sigma, or the variance for gradient
     descent with variance set).  iters: max_iter for Newton, epochs for
-    gradient descent.  out[i] = (mu, sigma, kl, dmu, dsigma, grad_rel),
+    gradient descent, with steps lr for mu and lr_par for sigma (or the
+    variance).  out[i] = (mu, sigma, kl, dmu, dsigma, grad_rel),
     counts[i] = (nit, nfev, status FIT_*), hist[i, j] = (kl, mu, sigma or
     variance) of the j-th recorded state (hist may have zero length, then
     nothing is recorded).
@@ -333,14 +339,14 @@ def gaussian_fit_rows(const floating[:, :] p, const double[::1] x, const double[
                     if kl_stop_requested():
                         break
                     fit_one(pp + i * s0, s1, &x[0], n, <const gk_psums *>&psums[i, 0], mu0[i],
-                            par0[i], newton, variance, lr, iters, tol, n_threads,
+                            par0[i], newton, variance, lr, lr_par, iters, tol, n_threads,
                             &hist[i, 0, 0] if record else <double *>NULL,
                             &out[i, 0], &counts[i, 0])
         else:
             for i in prange(m, nogil=True, schedule="dynamic", num_threads=n_threads):
                 if not kl_stop_requested():
                     fit_one(pp + i * s0, s1, &x[0], n, <const gk_psums *>&psums[i, 0], mu0[i],
-                            par0[i], newton, variance, lr, iters, tol, 1,
+                            par0[i], newton, variance, lr, lr_par, iters, tol, 1,
                             &hist[i, 0, 0] if record else <double *>NULL,
                             &out[i, 0], &counts[i, 0])
     finally:
@@ -391,7 +397,21 @@ cdef int _row_psums(object p, object x, gk_psums *ps, const void **pdata, int *i
             st = gk_psums_f32(<const float *>pdata[0], 1, xdata[0], n[0], 1, ps)
         else:
             st = gk_psums_f64(<const double *>pdata[0], 1, xdata[0], n[0], 1, ps)
-    return 0 if st == P_OK else -1
+    if st != P_OK or not _plain_scale(ps):
+        return -1
+    return 0
+
+
+# The grid's scale (p's mean and standard deviation) within [2**-100, 2**100]:
+# beyond, the Python layer rescales x by a power of two (see gaussian._grid_exponent).
+cdef double _SCALE_MIN = 2.0 ** -100
+cdef double _SCALE_MAX = 2.0 ** 100
+
+
+cdef inline bint _plain_scale(const gk_psums *ps) noexcept nogil:
+    cdef double mp = ps.S1 / ps.P
+    cdef double scale = fmax(fabs(ps.c + mp), sqrt(fmax(ps.S2 / ps.P - mp * mp, 0.0)))
+    return _SCALE_MIN <= scale <= _SCALE_MAX
 
 
 def kl_grad_1d(object p, object x, object mu, object sigma, bint want_grad):
@@ -418,6 +438,8 @@ def kl_grad_1d(object p, object x, object mu, object sigma, bint want_grad):
             eval_one(<const float *>pd, 1, xd, n, &ps, m, s, want_grad, 1, &kl, &dm, &ds)
         else:
             eval_one(<const double *>pd, 1, xd, n, &ps, m, s, want_grad, 1, &kl, &dm, &ds)
+    if not (isfinite(kl) and isfinite(dm) and isfinite(ds)):
+        return None  # extreme mu or sigma: the Python layer recomputes in sigma's units
     if not want_grad:
         return _np_float64(kl)
     return _np_float64(kl), _np_float64(dm), _np_float64(ds)
@@ -469,11 +491,11 @@ def fit_1d(object p, object x, bint newton, bint variance, object mu0, object si
     try:
         with nogil:
             if is_f32:
-                fit_one(<const float *>pd, 1, xd, n, &ps, m0, par0, newton, variance, lr, iters,
-                        tol, 1, hp, out, counts)
+                fit_one(<const float *>pd, 1, xd, n, &ps, m0, par0, newton, variance, lr, lr,
+                        iters, tol, 1, hp, out, counts)
             else:
                 fit_one(<const double *>pd, 1, xd, n, &ps, m0, par0, newton, variance, lr,
-                        iters, tol, 1, hp, out, counts)
+                        lr, iters, tol, 1, hp, out, counts)
     finally:
         _end_watch(watched)
     if history:

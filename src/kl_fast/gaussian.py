@@ -66,7 +66,8 @@ def _check_grid_shapes(p_shape: tuple, x_shape: tuple, func: str, name: str = "p
 def _prepare(p, x, func: str, normalize: bool, num_threads, *, name: str = "p", origin=None):
     """Rows of p as an (m, n) kernel array, x as float64, and the p-side sums.
 
-    Returns (p2, xk, psums, batch_shape, n_threads).  ``origin``: where p's
+    Returns (p2, xk, psums, batch_shape, n_threads, k): xk is the grid in units
+    of 2**k (see _grid_exponent), psums are taken on it.  ``origin``: where p's
     batch starts in a larger array (p a block of it), for the index in errors.
     """
     p_in = as_real_array(p, name, func)
@@ -87,32 +88,62 @@ def _prepare(p, x, func: str, normalize: bool, num_threads, *, name: str = "p", 
     batch_shape = pk.shape[:-1]
     m = math.prod(batch_shape)
     p2 = _as_rows(pk, m, n)
-    psums = np.empty((m, 7), dtype=np.float64)
-    status = np.empty(m, dtype=np.int8)
     nt = _threads(num_threads, m, n, func)
+    k = 0
     if m == 0:
+        psums = np.empty((0, 7), dtype=np.float64)
         bad = ~np.isfinite(xk)
         if bad.any():
             i = int(np.argmax(bad))
             raise ValueError(f"{func}: x contains {_describe(xk[i])} at index [{i}]; "
                              f"the grid must be finite")
     else:
-        _gaussian.gaussian_psums_rows(p2, xk, psums, status, nt)
-        if normalize and (status == _gaussian.P_OVERFLOW).any():
-            # normalising is scale-invariant: rows whose sums overflowed are
-            # scaled by powers of two (exactly) that keep them finite
-            p2 = scaled_by_max(p2, (1,), (status == _gaussian.P_OVERFLOW)[:, None])
-            _gaussian.gaussian_psums_rows(p2, xk, psums, status, nt)
+        k = _grid_exponent(xk)  # 0 for a grid with a non-finite value: reported below
+        if k:
+            xk = np.ldexp(xk, -k)
+        p2, psums, status = _psums(p2, xk, normalize, nt)
         if status.any():
             _explain(status, p2, xk, batch_shape, func, name, origin)
-    if normalize and m:
+    return p2, xk, psums, batch_shape, nt, k
+
+
+def _psums(p2, xk, normalize, nt):
+    """(p2, psums, status): the p-side sums of the rows p2 on the grid xk.  With
+    normalize, rows whose sums overflow are first scaled by powers of two
+    (exactly: normalising is scale-invariant), and the sums become those of
+    p / sum(p) where every row is valid."""
+    m = p2.shape[0]
+    psums = np.empty((m, 7), dtype=np.float64)
+    status = np.empty(m, dtype=np.int8)
+    _gaussian.gaussian_psums_rows(p2, xk, psums, status, nt)
+    if normalize and (status == _gaussian.P_OVERFLOW).any():
+        p2 = scaled_by_max(p2, (1,), (status == _gaussian.P_OVERFLOW)[:, None])
+        _gaussian.gaussian_psums_rows(p2, xk, psums, status, nt)
+    if normalize and not status.any():
         total = psums[:, 1].copy()
         psums[:, 1] = 1.0
         psums[:, 2] /= total
         psums[:, 3] /= total
         psums[:, 4] = psums[:, 4] / total - np.log(total)
         psums[:, 5] = 1.0 / total
-    return p2, xk, psums, batch_shape, nt
+    return p2, psums, status
+
+
+# Grids whose largest |x| lies outside [2**-100, 2**100] are rescaled (see
+# _grid_exponent); the compiled fast paths apply the same bounds to p's mean
+# and standard deviation and leave such grids to this layer.
+_GRID_MIN, _GRID_MAX = 2.0 ** -100, 2.0 ** 100
+
+
+def _grid_exponent(xk) -> int:
+    """k with the grid x * 2**-k working in units near its own scale: 0 when
+    the largest |x| is within [2**-100, 2**100] (or is 0), else its exponent.
+    q depends on (x - mu) / sigma only, so with mu and sigma scaled alike the
+    divergence is the same, to the bit, and no square under- or overflows."""
+    top = float(np.max(np.abs(xk)))
+    if not (0.0 < top <= np.finfo(np.float64).max) or _GRID_MIN <= top <= _GRID_MAX:
+        return 0
+    return math.frexp(top)[1]
 
 
 def _explain(status, p2, xk, batch_shape, func, name, origin=None):
@@ -169,7 +200,7 @@ def _unwrap(a: np.ndarray, shape):
 
 
 def _evaluate(p, x, mu, sigma, func, normalize, num_threads, want_grad):
-    p2, xk, psums, pbatch, _ = _prepare(p, x, func, normalize, num_threads)
+    p2, xk, psums, pbatch, _, k = _prepare(p, x, func, normalize, num_threads)
     mu_a = _param(mu, "mu", func, positive=False)
     sigma_a = _param(sigma, "sigma", func, positive=True)
     try:
@@ -185,16 +216,43 @@ def _evaluate(p, x, mu, sigma, func, normalize, num_threads, want_grad):
     else:
         rows = np.broadcast_to(np.arange(p2.shape[0], dtype=np.intp).reshape(pbatch), shape)
         rows = np.ascontiguousarray(rows).reshape(K)
-    mu_b = np.ascontiguousarray(np.broadcast_to(mu_a, shape)).reshape(K)
-    sigma_b = np.ascontiguousarray(np.broadcast_to(sigma_a, shape)).reshape(K)
+    # mu and sigma in the grid's units (2**k, exact)
+    mu_b = np.ldexp(np.broadcast_to(mu_a, shape).reshape(K), -k)
+    sigma_b = np.ldexp(np.broadcast_to(sigma_a, shape).reshape(K), -k)
     kl = np.empty(K)
     dmu = np.empty(K if want_grad else 0)
     dsigma = np.empty(K if want_grad else 0)
     nt = _threads(num_threads, K, n, func)
     _gaussian.gaussian_eval(p2, xk, psums, rows, mu_b, sigma_b, kl, dmu, dsigma, want_grad, nt)
+    done = np.isfinite(kl) & (np.isfinite(dmu) & np.isfinite(dsigma) if want_grad else True)
+    for i in np.flatnonzero(~done):
+        row = p2[rows[i]:rows[i] + 1]
+        values = _in_sigma_units(row, xk, mu_b[i], sigma_b[i], normalize, want_grad)
+        if values is not None:
+            kl[i] = values[0]
+            if want_grad:
+                dmu[i], dsigma[i] = values[1], values[2]
+    if want_grad and k:
+        dmu, dsigma = np.ldexp(dmu, -k), np.ldexp(dsigma, -k)
     if not want_grad:
         return _unwrap(kl, shape)
     return _unwrap(kl, shape), _unwrap(dmu, shape), _unwrap(dsigma, shape)
+
+
+def _in_sigma_units(row, xk, mu, sigma, normalize, want_grad):
+    """(kl, dmu, dsigma) of one row at one (mu, sigma) far from the grid's scale
+    (the sums in the grid's units overflowed), computed with x, mu and sigma
+    in units of 2**s, s the exponent of sigma (exact); None where that fails too."""
+    s = math.frexp(sigma)[1]
+    x2 = np.ldexp(xk, -s)
+    row, ps, status = _psums(row, x2, normalize, 1)
+    if status.any():
+        return None
+    out = np.empty((3, 1))
+    _gaussian.gaussian_eval(row, x2, ps, np.zeros(1, dtype=np.intp),
+                            np.array([math.ldexp(mu, -s)]), np.array([math.ldexp(sigma, -s)]),
+                            out[0], out[1], out[2], want_grad, 1)
+    return out[0, 0], math.ldexp(out[1, 0], -s), math.ldexp(out[2, 0], -s)
 
 
 # ---- value and gradient ------------------------------------------------------------
@@ -383,15 +441,18 @@ class GaussianFit:
                 self._history = {}
             else:
                 par = h[..., 2]
-                sigma, var = (np.sqrt(par), par) if self._raw_variance else (par, par * par)
+                with np.errstate(over="ignore"):  # a variance beyond the range is inf
+                    sigma, var = (np.sqrt(par), par) if self._raw_variance else (par, par * par)
                 self._history = {"kl": h[..., 0], "mu": h[..., 1], "sigma": sigma,
                                  "variance": var}
         return self._history
 
     @property
     def variance(self):
-        """sigma squared (the tutorial's variable)."""
-        return self.sigma ** 2
+        """sigma squared (the tutorial's variable; inf beyond the float64 range)."""
+        with np.errstate(over="ignore"):
+            v = np.square(self.sigma)
+        return v if np.ndim(v) else float(v)
 
     def __repr__(self) -> str:
         if np.ndim(self.mu) == 0:
@@ -529,23 +590,38 @@ def fit_gaussian(p, x, *, method="newton", mu0=None, sigma0=None, parametrizatio
                                message=msg, method=method, parametrization=parametrization,
                                raw_history=h, raw_is_variance=variance and not newton)
 
-    p2, xk, psums, shape, nt = _prepare(p, x, func, normalize, num_threads)
+    # the kernels work in the grid's units of 2**k (k = 0 but for extreme grids):
+    # mu, sigma and the steps scale exactly, the KL not at all
+    p2, xk, psums, shape, nt, k = _prepare(p, x, func, normalize, num_threads)
     m = p2.shape[0]
     P = psums[:, 1]
     mean_off = psums[:, 2] / P
     default_mu = psums[:, 0] + mean_off
     default_var = np.maximum(psums[:, 3] / P - mean_off * mean_off, 0.0)
+    gd_variance = variance and not newton
+    # the defaults are in the grid's units already, a given start is not
     mu0_a = _start(mu0, default_mu, "mu0", func, shape, positive=False)
-    par0_a = _start(sigma0, default_var if variance else np.sqrt(default_var), "sigma0", func,
-                    shape, positive=True)
-    if newton and variance:
-        par0_a = np.sqrt(par0_a)
+    if mu0 is not None:
+        mu0_a = np.ldexp(mu0_a, -k)
+    par0_a = _start(sigma0, default_var if gd_variance else np.sqrt(default_var), "sigma0",
+                    func, shape, positive=True)
+    if sigma0 is not None:
+        if newton and variance:
+            par0_a = np.sqrt(par0_a)
+        par0_a = np.ldexp(par0_a, -2 * k if gd_variance else -k)
 
     out = np.empty((m, 6))
     counts = np.empty((m, 3), dtype=np.intc)
     hist = np.full((m, iters + 1 if history else 0, 3), np.nan)
     _gaussian.gaussian_fit_rows(p2, xk, psums, mu0_a, par0_a, newton, variance,
-                                lr_v, iters, tol_v, out, counts, hist, nt)
+                                math.ldexp(lr_v, -2 * k),
+                                math.ldexp(lr_v, -4 * k if gd_variance else -2 * k),
+                                iters, tol_v, out, counts, hist, nt)
+    if k:
+        out[:, :2] = np.ldexp(out[:, :2], k)
+        out[:, 3:5] = np.ldexp(out[:, 3:5], -k)
+        hist[..., 1] = np.ldexp(hist[..., 1], k)
+        hist[..., 2] = np.ldexp(hist[..., 2], 2 * k if gd_variance else k)
 
     status = counts[:, 2]
     raw = None

@@ -171,11 +171,12 @@ static inline void KLM_FN(gk_pb_sums)(const double *p, const double *x, ptrdiff_
     } while (0)
 
 /* ---- q side: W, W1..W4 and Ap (see gaussian_core.h) ----------------------------
-   With e = x - xk and r = e (e + 2 dk): W += w, Wk += w e^k, Ap += p max(r, 0)
+   With e = x - xk and r = e (e / 2 + dk), half the exponent's numerator (which keeps
+   it finite where e + 2 dk would overflow): W += w, Wk += w e^k, Ap += p max(r, 0)
    (p == 0 adds 0 even if r overflowed). */
 #define GK_Q_SCALAR(I, J, NMOM)                                                        \
     {                                                                                  \
-        double e = x[(I)] - xk, r = e * (e + twodk), pv = p[(I)], wv = w[(I)];         \
+        double e = x[(I)] - xk, r = e * (0.5 * e + dk), pv = p[(I)], wv = w[(I)];      \
         double rp = r > 0.0 ? r : 0.0, tp = pv * rp;                                   \
         ap[J] += pv > 0.0 ? tp : 0.0;                                                  \
         a0[J] += wv;                                                                   \
@@ -187,32 +188,32 @@ static inline void KLM_FN(gk_pb_sums)(const double *p, const double *x, ptrdiff_
     {                                                                                  \
         kl_v4d xv, pv, wv, e, r;                                                       \
         GK_LOAD(xv, x + i + (OFF)); GK_LOAD(pv, p + i + (OFF)); GK_LOAD(wv, w + i + (OFF)); \
-        e = xv - xk;                                                                   \
-        r = e * (e + twodk);                                                           \
-        v_ap[H] += GK_POS(pv, pv * GK_POS(r, r));                                      \
-        v_a0[H] += wv;                                                                 \
-        GK_ADD_MOMENTS(kl_v4d, wv, e, v_a1[H], v_a2[H], v_a3[H], v_a4[H], NMOM);       \
+        e = xv - xk;                                                                        \
+        r = e * (0.5 * e + dk);                                                             \
+        v_ap[H] += GK_POS(pv, pv * GK_POS(r, r));                                           \
+        v_a0[H] += wv;                                                                      \
+        GK_ADD_MOMENTS(kl_v4d, wv, e, v_a1[H], v_a2[H], v_a3[H], v_a4[H], NMOM);            \
     }
 #endif
 
 #define GK_Q_SUMS(NMOM)                                                                \
-static inline void KLM_FN(gk_q##NMOM##_sums)(const double *p, const double *x,        \
+static inline void KLM_FN(gk_q##NMOM##_sums)(const double *p, const double *x,         \
                                              const double *w, ptrdiff_t len, double xk, \
-                                             double twodk, double *tot)                 \
-{                                                                                      \
-    double a0[KL_LANES], a1[KL_LANES], a2[KL_LANES], a3[KL_LANES], a4[KL_LANES],       \
-           ap[KL_LANES];                                                               \
-    ptrdiff_t full = len - len % KL_LANES, i = 0;                                      \
-    GK_Q_MAIN(NMOM)                                                                    \
-    for (; i < len; i++) GK_Q_SCALAR(i, i - full, NMOM)                                \
-    GK_TOTALS(NMOM);                                                                   \
+                                             double dk, double *tot)                    \
+{                                                                                       \
+    double a0[KL_LANES], a1[KL_LANES], a2[KL_LANES], a3[KL_LANES], a4[KL_LANES],        \
+           ap[KL_LANES];                                                                \
+    ptrdiff_t full = len - len % KL_LANES, i = 0;                                       \
+    GK_Q_MAIN(NMOM)                                                                     \
+    for (; i < len; i++) GK_Q_SCALAR(i, i - full, NMOM)                                 \
+    GK_TOTALS(NMOM);                                                                    \
 }
 
 #if GK_VEC
 #define GK_Q_MAIN(NMOM)                                                                \
     {                                                                                  \
         kl_v4d z = {0.0, 0.0, 0.0, 0.0};                                               \
-        kl_v4d v_a0[2] = {z, z}, v_a1[2] = {z, z}, v_a2[2] = {z, z}, v_a3[2] = {z, z},  \
+        kl_v4d v_a0[2] = {z, z}, v_a1[2] = {z, z}, v_a2[2] = {z, z}, v_a3[2] = {z, z}, \
                v_a4[2] = {z, z}, v_ap[2] = {z, z};                                     \
         for (; i < full; i += KL_LANES) {                                              \
             GK_Q_VEC(0, 0, NMOM)                                                       \
@@ -248,12 +249,12 @@ GK_Q_SUMS(4)
         GK_LOAD(xv, x + 8 * t + (OFF)); GK_LOAD(pv, p + 8 * t + (OFF));                \
         GK_LOAD(tv, t2 + 8 * t + (OFF));                                               \
         e = xv - xk;                                                                   \
-        r = e * (e + twodk);                                                           \
+        r = e * (0.5 * e + dk);                                                        \
         rp = GK_POS(r, r);                                                             \
-        d = rp * h - (A + IV * (B + IV * C));                                          \
+        d = 2.0 * (rp * h) - (A + IV * (B + IV * C));                                  \
         dsq[H] += d * d;                                                               \
         tv = (VV * u) * tv;                                                            \
-        tv = tv - tv * d;     /* exp(-d) = 1 - d to within d^2/2 <= 5e-17 */            \
+        tv = tv - tv * d;     /* exp(-d) = 1 - d to within d^2/2 <= 5e-17 */           \
         v_ap[H] += pv * rp;                                                            \
         v_a0[H] += tv;                                                                 \
         GK_ADD_MOMENTS(kl_v4d, tv, e, v_a1[H], v_a2[H], v_a3[H], v_a4[H], NMOM);       \
@@ -261,15 +262,15 @@ GK_Q_SUMS(4)
 #define GK_QT_SUMS(NMOM)                                                               \
 static __attribute__((noinline)) int                                                   \
 KLM_FN(gk_qt##NMOM##_sums)(const double *restrict p, const double *restrict x,         \
-                           const double *restrict t2, double xk, double twodk,         \
+                           const double *restrict t2, double xk, double dk,            \
                            double h, double mu, double dx, double *restrict tot)       \
 {                                                                                      \
     double abc[3], V[8], U[32], a0[KL_LANES], a1[KL_LANES], a2[KL_LANES],              \
            a3[KL_LANES], a4[KL_LANES], ap[KL_LANES];                                   \
-    if (KLM_FN(gk_table_factors)(x, xk, twodk, h, mu, dx, abc, V, U)) return 1;        \
+    if (KLM_FN(gk_table_factors)(x, xk, dk, h, mu, dx, abc, V, U)) return 1;           \
     double A = abc[0], B = abc[1], C = abc[2];                                         \
     kl_v4d z = {0.0, 0.0, 0.0, 0.0};                                                   \
-    kl_v4d v_a0[2] = {z, z}, v_a1[2] = {z, z}, v_a2[2] = {z, z}, v_a3[2] = {z, z},      \
+    kl_v4d v_a0[2] = {z, z}, v_a1[2] = {z, z}, v_a2[2] = {z, z}, v_a3[2] = {z, z},     \
            v_a4[2] = {z, z}, v_ap[2] = {z, z};                                         \
     kl_v4d v0, v1, i0 = {0.0, 1.0, 2.0, 3.0}, i1 = {4.0, 5.0, 6.0, 7.0};               \
     kl_v4d dsq[2] = {z, z};                                                            \
@@ -282,7 +283,7 @@ KLM_FN(gk_qt##NMOM##_sums)(const double *restrict p, const double *restrict x,  
     }                                                                                  \
     {                                                                                  \
         kl_v4d dd = dsq[0] + dsq[1];                                                   \
-        if (!((dd[0] + dd[1]) + (dd[2] + dd[3]) <= 1e-16)) return 1;   /* NaN too */    \
+        if (!((dd[0] + dd[1]) + (dd[2] + dd[3]) <= 1e-16)) return 1;   /* NaN too */   \
     }                                                                                  \
     GK_LANES_OUT(a0, v_a0[0], v_a0[1]); GK_LANES_OUT(a1, v_a1[0], v_a1[1]);            \
     GK_LANES_OUT(a2, v_a2[0], v_a2[1]); GK_LANES_OUT(a3, v_a3[0], v_a3[1]);            \
@@ -294,12 +295,12 @@ KLM_FN(gk_qt##NMOM##_sums)(const double *restrict p, const double *restrict x,  
 /* without vector types the point-by-point map is as good */
 #define GK_QT_SUMS(NMOM)                                                               \
 static int KLM_FN(gk_qt##NMOM##_sums)(const double *p, const double *x, const double *t2, \
-                                      double xk, double twodk, double h, double mu,    \
-                                      double dx, double *tot)                          \
-{                                                                                      \
-    (void)p; (void)x; (void)t2; (void)xk; (void)twodk; (void)h; (void)mu; (void)dx;    \
-    (void)tot;                                                                         \
-    return 1;                                                                          \
+                                      double xk, double dk, double h, double mu,          \
+                                      double dx, double *tot)                             \
+{                                                                                         \
+    (void)p; (void)x; (void)t2; (void)xk; (void)dk; (void)h; (void)mu; (void)dx;          \
+    (void)tot;                                                                            \
+    return 1;                                                                             \
 }
 #endif
 GK_QT_SUMS(0)

@@ -30,14 +30,14 @@ typedef struct { double c, P, S1, S2, H, scale, xgrid; } gk_psums;
 #define GK_TABLE_MIN_POINTS 512   /* the factorised exp pays off from here */
 
 /* q-side sums of one (mu, sigma): xk the grid point nearest mu, dk = xk - mu,
-   W = sum w, Wk = sum w (x - xk)^k, Ap = sum p (x - xk)(x - xk + 2 dk),
+   W = sum w, Wk = sum w (x - xk)^k, Ap = sum p (x - xk)(x - xk + 2 dk) / 2,
    with w = exp(-((x - mu)^2 - dk^2) / (2 sigma^2)). */
 typedef struct { double xk, dk, W, W1, W2, W3, W4, Ap; } gk_qsums;
 
 /* Arguments of the block functions of one pass (p is float or double). */
 typedef struct { const void *p; ptrdiff_t sp; const double *x; ptrdiff_t n; double ctr; } gk_pctx;
 typedef struct { const void *p; ptrdiff_t sp; const double *x; ptrdiff_t n;
-                 double xk, twodk, h, mu, dx; int sorted; const double *t2; } gk_qctx;
+                 double xk, dk, h, mu, dx; int sorted; const double *t2; } gk_qctx;
 typedef void (*gk_block_fn)(const void *ctx, ptrdiff_t blk, double *tot);
 #if defined(__GNUC__) || defined(__clang__)
 typedef long long gk_v4i __attribute__((vector_size(32)));
@@ -163,7 +163,7 @@ typedef struct {
 
 static inline void gk_value(const gk_psums *ps, const gk_qsums *qs, double sigma, gk_eval *ev)
 {
-    double quad = 0.5 * ((ps->scale * qs->Ap / sigma) / sigma);
+    double quad = (ps->scale * qs->Ap / sigma) / sigma;
     double lz = ps->P * log(qs->W);
     ev->kl = ps->H + quad + lz;
     ev->noise = fabs(ps->H) + fabs(quad) + fabs(lz);
@@ -225,9 +225,9 @@ static inline void gk_hist(double *hist, int i, double kl, double mu, double par
    optimum the step is damped by the Newton decrement (full steps near it).  hist gets
    (kl, mu, sigma) of the start and of every accepted iterate. */
 #define GK_NEWTON(NAME, T, QFN)                                                        \
-static void NAME(const T *p, ptrdiff_t sp, const double *x, ptrdiff_t n,              \
-                 const gk_psums *ps, double mu0, double sigma0, double tol,           \
-                 int max_iter, int nthreads, double *hist, gk_fit *res)               \
+static void NAME(const T *p, ptrdiff_t sp, const double *x, ptrdiff_t n,               \
+                 const gk_psums *ps, double mu0, double sigma0, double tol,            \
+                 int max_iter, int nthreads, double *hist, gk_fit *res)                \
 {                                                                                      \
     double P = ps->P, c = ps->c;                                                       \
     double mp = ps->S1 / P;                                                            \
@@ -244,7 +244,7 @@ static void NAME(const T *p, ptrdiff_t sp, const double *x, ptrdiff_t n,        
         return;                                                                        \
     }                                                                                  \
     double mu = mu0, sigma = sigma0;                                                   \
-    QFN(p, sp, x, n, mu, sigma, (int)ps->xgrid, nthreads, &qs);                                                  \
+    QFN(p, sp, x, n, mu, sigma, (int)ps->xgrid, nthreads, &qs);                        \
     gk_value_grad(ps, &qs, sigma, &ev);                                                \
     res->nfev = 1;                                                                     \
     gk_fit_set(res, mu, sigma, &ev);                                                   \
@@ -256,73 +256,75 @@ static void NAME(const T *p, ptrdiff_t sp, const double *x, ptrdiff_t n,        
         if (res->nit >= max_iter) { res->status = GK_FIT_MAXITER; return; }            \
         if (kl_stop_requested()) { res->status = GK_FIT_INTERRUPTED; return; }         \
         double W = qs.W, m1 = qs.W1 / W, m2 = qs.W2 / W, m3 = qs.W3 / W, m4 = qs.W4 / W; \
-        double k2 = m2 - m1 * m1;                                                      \
-        double k3 = m3 - m1 * (3.0 * m2 - 2.0 * m1 * m1);                              \
-        double k4 = m4 - m1 * (4.0 * m3 - m1 * (6.0 * m2 - 3.0 * m1 * m1));            \
-        double a = (m1 + (qs.xk - c)) / L;                                             \
-        double K2 = k2 / (L * L), K3 = k3 / (L * L * L), K4 = k4 / ((L * L) * (L * L)); \
-        double h11 = K2, h12 = K3 + 2.0 * a * K2;                                      \
-        double h22 = K4 - K2 * K2 + 4.0 * a * (K3 + a * K2);                           \
-        double b = mu - c;                                                             \
-        double gn1 = ev.g1 / (P * L), gn2 = (ev.g2 + 2.0 * b * ev.g1) / (P * L * L);   \
-        /* q on one point: no curvature left; on two points the Hessian has rank  \
-           one, which the damping below (nu > 0) handles */                           \
-        if (!(h11 > 0.0 && h22 > 0.0)) { res->status = GK_FIT_SINGULAR; return; }    \
-        double noise = 64.0 * DBL_EPSILON * ev.noise;                                  \
-        /* Newton first, damped by the Newton decrement far from the optimum; if     \
-           that step leaves sigma > 0 or raises the KL, Levenberg-Marquardt: add nu   \
-           times the Hessian's diagonal, which turns the step toward the (scaled)     \
-           gradient and shortens it, until it is feasible and lowers the KL */        \
-        double nu = 0.0;                                                               \
-        int accepted = 0;                                                              \
-        gk_qsums qn = qs;                                                              \
-        gk_eval en = ev;                                                               \
-        double mun = mu, sn = sigma, e1n = eta1, e2n = eta2;                           \
-        for (int tr = 0; tr < 60 && !accepted; tr++) {                                 \
-            double a11 = h11 * (1.0 + nu), a22 = h22 * (1.0 + nu);                     \
-            double det = a11 * a22 - h12 * h12;                                        \
-            double d1 = -(a22 * gn1 - h12 * gn2) / det;                                \
-            double d2 = -(a11 * gn2 - h12 * gn1) / det;                                \
-            double gd = gn1 * d1 + gn2 * d2;                                           \
-            double lam = 1.0;                                                          \
-            if (nu == 0.0) {                                                           \
-                double dec = sqrt(fmax(-gd, 0.0));                                     \
-                if (dec > 0.25) lam = 1.0 / (1.0 + dec);                               \
-            }                                                                          \
-            nu = nu == 0.0 ? 1e-3 : 10.0 * nu;                                         \
-            e1n = eta1 + lam * d1;                                                     \
-            e2n = eta2 + lam * d2;                                                     \
-            if (!(e2n < 0.0 && det > 0.0)) continue;                                   \
-            double vn = -0.5 / e2n;                                                    \
-            mun = c + L * (e1n * vn);                                                  \
-            sn = L * sqrt(vn);                                                         \
-            if (!(sn > 0.0 && sn <= DBL_MAX && fabs(mun) <= DBL_MAX)) continue;        \
-            QFN(p, sp, x, n, mun, sn, (int)ps->xgrid, nthreads, &qn);                                            \
-            gk_value_grad(ps, &qn, sn, &en);                                           \
-            res->nfev++;                                                               \
-            if (en.kl <= ev.kl + 1e-4 * lam * P * gd + noise) accepted = 1;            \
-        }                                                                              \
-        if (!accepted) { res->status = GK_FIT_LINESEARCH; return; }                    \
-        mu = mun; sigma = sn; eta1 = e1n; eta2 = e2n; qs = qn; ev = en;                \
-        res->nit++;                                                                    \
-        gk_fit_set(res, mu, sigma, &ev);                                               \
-        gk_hist(hist, res->nit, ev.kl, mu, sigma);                                     \
-    }                                                                                  \
+        double k2 = m2 - m1 * m1;                                                        \
+        double k3 = m3 - m1 * (3.0 * m2 - 2.0 * m1 * m1);                                \
+        double k4 = m4 - m1 * (4.0 * m3 - m1 * (6.0 * m2 - 3.0 * m1 * m1));              \
+        double a = (m1 + (qs.xk - c)) / L;                                               \
+        double K2 = k2 / (L * L), K3 = k3 / (L * L * L), K4 = k4 / ((L * L) * (L * L));  \
+        double h11 = K2, h12 = K3 + 2.0 * a * K2;                                        \
+        double h22 = K4 - K2 * K2 + 4.0 * a * (K3 + a * K2);                             \
+        double b = mu - c;                                                               \
+        double gn1 = ev.g1 / (P * L), gn2 = (ev.g2 + 2.0 * b * ev.g1) / (P * L * L);     \
+        /* q on one point: no curvature left; on two points the Hessian has rank         \
+           one, which the damping below (nu > 0) handles */                              \
+        if (!(h11 > 0.0 && h22 > 0.0)) { res->status = GK_FIT_SINGULAR; return; }        \
+        double noise = 64.0 * DBL_EPSILON * ev.noise;                                    \
+        /* Newton first, damped by the Newton decrement far from the optimum; if         \
+           that step leaves sigma > 0 or raises the KL, Levenberg-Marquardt: add nu      \
+           times the Hessian's diagonal, which turns the step toward the (scaled)        \
+           gradient and shortens it, until it is feasible and lowers the KL */           \
+        double nu = 0.0;                                                                 \
+        int accepted = 0;                                                                \
+        gk_qsums qn = qs;                                                                \
+        gk_eval en = ev;                                                                 \
+        double mun = mu, sn = sigma, e1n = eta1, e2n = eta2;                             \
+        for (int tr = 0; tr < 60 && !accepted; tr++) {                                   \
+            double a11 = h11 * (1.0 + nu), a22 = h22 * (1.0 + nu);                       \
+            double det = a11 * a22 - h12 * h12;                                          \
+            double d1 = -(a22 * gn1 - h12 * gn2) / det;                                  \
+            double d2 = -(a11 * gn2 - h12 * gn1) / det;                                  \
+            double gd = gn1 * d1 + gn2 * d2;                                             \
+            double lam = 1.0;                                                            \
+            if (nu == 0.0) {                                                             \
+                double dec = sqrt(fmax(-gd, 0.0));                                       \
+                if (dec > 0.25) lam = 1.0 / (1.0 + dec);                                 \
+            }                                                                            \
+            nu = nu == 0.0 ? 1e-3 : 10.0 * nu;                                           \
+            e1n = eta1 + lam * d1;                                                       \
+            e2n = eta2 + lam * d2;                                                       \
+            if (!(e2n < 0.0 && det > 0.0)) continue;                                     \
+            double vn = -0.5 / e2n;                                                      \
+            mun = c + L * (e1n * vn);                                                    \
+            sn = L * sqrt(vn);                                                           \
+            if (!(sn > 0.0 && sn <= DBL_MAX && fabs(mun) <= DBL_MAX)) continue;          \
+            QFN(p, sp, x, n, mun, sn, (int)ps->xgrid, nthreads, &qn);                    \
+            gk_value_grad(ps, &qn, sn, &en);                                             \
+            res->nfev++;                                                                 \
+            if (en.kl <= ev.kl + 1e-4 * lam * P * gd + noise) accepted = 1;              \
+        }                                                                                \
+        if (!accepted) { res->status = GK_FIT_LINESEARCH; return; }                      \
+        mu = mun; sigma = sn; eta1 = e1n; eta2 = e2n; qs = qn; ev = en;                  \
+        res->nit++;                                                                      \
+        gk_fit_set(res, mu, sigma, &ev);                                                 \
+        gk_hist(hist, res->nit, ev.kl, mu, sigma);                                       \
+    }                                                                                    \
 }
 
 GK_NEWTON(gk_newton_f64, double, gk_qsums4_f64)
 GK_NEWTON(gk_newton_f32, float, gk_qsums4_f32)
 
-/* Plain gradient descent for `epochs` steps of size lr, on (mu, sigma) or, with
+/* Plain gradient descent for `epochs` steps of sizes lr (mu) and lr_par (sigma or v;
+   the two differ only when the caller works in rescaled units), on (mu, sigma) or, with
    variance set, on (mu, v = sigma^2) as the tutorial does.  Stops early when
    the relative gradient drops below tol, and before any step that would make
    sigma (or v) <= 0.  hist gets (kl, mu, sigma or v) before every step and at
    the end: row j holds the state after j steps. */
 #define GK_GD(NAME, T, QFN)                                                            \
-static void NAME(const T *p, ptrdiff_t sp, const double *x, ptrdiff_t n,              \
-                 const gk_psums *ps, double mu0, double par0, int variance,           \
-                 double lr, int epochs, double tol, int nthreads, double *hist,       \
-                 gk_fit *res)                                                         \
+static void NAME(const T *p, ptrdiff_t sp, const double *x, ptrdiff_t n,               \
+                 const gk_psums *ps, double mu0, double par0, int variance,            \
+                 double lr, double lr_par, int epochs, double tol, int nthreads,       \
+                 double *hist,                                                         \
+                 gk_fit *res)                                                          \
 {                                                                                      \
     double mu = mu0, par = par0;                                                       \
     gk_qsums qs;                                                                       \
@@ -338,7 +340,7 @@ static void NAME(const T *p, ptrdiff_t sp, const double *x, ptrdiff_t n,        
     }                                                                                  \
     for (int it = 0;; it++) {                                                          \
         double sigma = variance ? sqrt(par) : par;                                     \
-        QFN(p, sp, x, n, mu, sigma, (int)ps->xgrid, nthreads, &qs);                                              \
+        QFN(p, sp, x, n, mu, sigma, (int)ps->xgrid, nthreads, &qs);                    \
         gk_value_grad(ps, &qs, sigma, &ev);                                            \
         res->nfev++;                                                                   \
         res->nit = it;                                                                 \
@@ -350,7 +352,7 @@ static void NAME(const T *p, ptrdiff_t sp, const double *x, ptrdiff_t n,        
         double dmu, dpar;                                                              \
         if (variance) { dmu = ev.g1 / par; dpar = 0.5 * ((ev.g2 / par) / par); }       \
         else { dmu = ev.dmu; dpar = ev.dsigma; }                                       \
-        double mun = mu - lr * dmu, parn = par - lr * dpar;                            \
+        double mun = mu - lr * dmu, parn = par - lr_par * dpar;                        \
         if (!(fabs(mun) <= DBL_MAX && fabs(parn) <= DBL_MAX)) {                        \
             res->status = GK_FIT_NONFINITE; return;                                    \
         }                                                                              \

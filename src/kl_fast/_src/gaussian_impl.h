@@ -41,17 +41,17 @@ static double KLM_FN(gk_nearest)(const double *x, ptrdiff_t n, double mu)
     return bestx;
 }
 
-/* w_i = exp(-a_i), a_i = ((x_i - mu)^2 - dk^2) / (2 sigma^2) = e (e + 2 dk) h >= 0
+/* w_i = exp(-a_i), a_i = ((x_i - mu)^2 - dk^2) / (2 sigma^2) = 2 e (e / 2 + dk) h >= 0
    with e = x_i - xk, h = 1 / (2 sigma^2) (may be inf or 0: the select keeps
    a = 0 at xk and never forms 0 * inf). */
 static __attribute__((noinline)) void
-KLM_FN(gk_wmap)(const double *restrict x, ptrdiff_t len, double xk, double twodk, double h,
+KLM_FN(gk_wmap)(const double *restrict x, ptrdiff_t len, double xk, double dk, double h,
                 double *restrict w)
 {
     for (ptrdiff_t i = 0; i < len; i++) {
         double e = x[i] - xk;
-        double r = e * (e + twodk);
-        w[i] = KLM_FN(exp_f64)(r > 0.0 ? -(r * h) : 0.0);
+        double r = e * (0.5 * e + dk);
+        w[i] = KLM_FN(exp_f64)(r > 0.0 ? -(2.0 * (r * h)) : 0.0);
     }
 }
 
@@ -65,12 +65,12 @@ KLM_FN(gk_wmap)(const double *restrict x, ptrdiff_t len, double xk, double twodk
    exp(-(a_i - a^_i)) to within rounding while |a_i - a^_i| <= 1e-8 (gk_qt*_sums,
    gaussian_blocks.h).  Returns 1 when the
    exponents are too spread for the factors to stay in range. */
-static int KLM_FN(gk_table_factors)(const double *restrict x, double xk, double twodk, double h,
+static int KLM_FN(gk_table_factors)(const double *restrict x, double xk, double dk, double h,
                                     double mu, double dx, double *restrict abc,
                                     double *restrict V, double *restrict U)
 {
-    double e0 = x[0] - xk, r0 = e0 * (e0 + twodk);
-    double A = r0 > 0.0 ? r0 * h : 0.0;
+    double e0 = x[0] - xk, r0 = e0 * (0.5 * e0 + dk);
+    double A = r0 > 0.0 ? 2.0 * (r0 * h) : 0.0;
     double B = 2.0 * h * dx * (x[0] - mu), C = h * dx * dx;
     double arg[20], ex[20];
     if (!(A + 255.0 * fabs(B) + 65025.0 * C <= 700.0)) return 1;

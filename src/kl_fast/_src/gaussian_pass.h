@@ -67,8 +67,8 @@ static inline int GK_BLK(wkind)(const gk_qctx *cx, const double *x, ptrdiff_t le
 {
     if (cx->sorted) {
         double xn = x[0] < cx->mu ? (x[len - 1] < cx->mu ? x[len - 1] : cx->mu) : x[0];
-        double e = xn - cx->xk, r = e * (e + cx->twodk);
-        if (r > 0.0 && r * cx->h > 746.0) return GK_W_ZERO;
+        double e = xn - cx->xk, r = e * (0.5 * e + cx->dk);
+        if (r > 0.0 && 2.0 * (r * cx->h) > 746.0) return GK_W_ZERO;
     }
     if (cx->t2 != NULL && len == KL_BLOCK) {
         double tol = 1e-3 * cx->dx;
@@ -89,13 +89,13 @@ static void GK_BLK(q##NMOM##_block)(const void *vctx, ptrdiff_t blk, double *tot
     double w[KL_BLOCK] __attribute__((aligned(32)));                                    \
     const double *x = cx->x + start;                                                    \
     const double *p = GK_BLK(as_f64)((const GK_B_T *)cx->p + start * cx->sp, cx->sp, len, buf); \
-    int kind = GK_BLK(wkind)(cx, x, len);                                               \
-    if (kind == GK_W_TABLE && KLM_FN(gk_qt##NMOM##_sums)(p, x, cx->t2, cx->xk, cx->twodk, \
-                                                        cx->h, cx->mu, cx->dx, tot) == 0) \
-        return;                                                                         \
-    if (kind == GK_W_ZERO) memset(w, 0, sizeof w);                                      \
-    else KLM_FN(gk_wmap)(x, len, cx->xk, cx->twodk, cx->h, w);                          \
-    KLM_FN(gk_q##NMOM##_sums)(p, x, w, len, cx->xk, cx->twodk, tot);                    \
+    int kind = GK_BLK(wkind)(cx, x, len);                                                       \
+    if (kind == GK_W_TABLE && KLM_FN(gk_qt##NMOM##_sums)(p, x, cx->t2, cx->xk, cx->dk,          \
+                                                        cx->h, cx->mu, cx->dx, tot) == 0)       \
+        return;                                                                                 \
+    if (kind == GK_W_ZERO) memset(w, 0, sizeof w);                                              \
+    else KLM_FN(gk_wmap)(x, len, cx->xk, cx->dk, cx->h, w);                                     \
+    KLM_FN(gk_q##NMOM##_sums)(p, x, w, len, cx->xk, cx->dk, tot);                               \
 }
 GK_Q_BLOCK(0)
 GK_Q_BLOCK(2)
@@ -157,7 +157,7 @@ static void GK_BLK(qsums##NMOM)(const GK_B_T *p, ptrdiff_t sp, const double *x, 
     cx.p = p; cx.sp = sp; cx.x = x; cx.n = n; cx.mu = mu;                               \
     cx.sorted = xgrid >= GK_X_SORTED;                                                   \
     cx.xk = cx.sorted ? gk_nearest_sorted(x, n, mu) : KLM_FN(gk_nearest)(x, n, mu);     \
-    cx.twodk = 2.0 * (cx.xk - mu);                                                      \
+    cx.dk = cx.xk - mu;                                                                 \
     cx.h = (0.5 / sigma) / sigma;                                                       \
     cx.dx = n > 1 ? (x[n - 1] - x[0]) / (double)(n - 1) : 0.0;                          \
     cx.t2 = NULL;                                                                       \
