@@ -56,6 +56,30 @@ static inline void kl_neumaier(double *s, double *c, double x)
     *s = t;
 }
 
+/* p - r q exactly, for r = p / q rounded to double (the residual of a correctly
+   rounded quotient is itself a double).  A term p log(p/q) is then
+   p log r + p log(p / (r q)) = p log r + (p - r q) to within eps of that
+   correction: the ratio's rounding, which would cost eps / |log(p/q)| of
+   relative accuracy where p ~ q, is undone.  Dekker's product (Veltkamp splits),
+   so targets with and without FMA give the same bits; 0 where r or q is beyond
+   2^996 (the split would overflow; |log r| is large there and the rounding of r
+   negligible beside it). */
+#define KL_SPLIT_D (0x1p27 + 1.0)
+static inline double kl_residual_f64(double p, double r, double q)
+{
+    double cr = r * KL_SPLIT_D, rh = cr - (cr - r), rl = r - rh;
+    double cq = q * KL_SPLIT_D, qh = cq - (cq - q), ql = q - qh;
+    double h = r * q, l = ((rh * qh - h) + rh * ql + rl * qh) + rl * ql;
+    if (!(fabs(r) <= 0x1p996 && fabs(q) <= 0x1p996)) return 0.0;
+    return (p - h) - l;
+}
+
+/* The same for float: r q of two floats is exact in double. */
+static inline float kl_residual_f32(float p, float r, float q)
+{
+    return (float)((double)p - (double)r * (double)q);
+}
+
 /* ---- per-target instantiations ---------------------------------------- */
 #define KLM_FN(name) name##_base
 #include "klmath.h"
@@ -95,7 +119,8 @@ static int NAME(const T *p, ptrdiff_t sp, const T *q, ptrdiff_t sq, ptrdiff_t n,
                 pos_inf = 1; t = 0.0;                                              \
             } else {                                                               \
                 double r = pv / qv;                                                \
-                if (r >= DBL_MIN && r <= DBL_MAX) t = pv * log(r);                 \
+                if (r >= DBL_MIN && r <= DBL_MAX)                                  \
+                    t = pv * log(r) + kl_residual_f64(pv, r, qv);                  \
                 else t = pv * (log(pv) - log(qv));                                 \
                 if (t == HUGE_VAL) { pos_inf = 1; t = 0.0; }                       \
             }                                                                      \

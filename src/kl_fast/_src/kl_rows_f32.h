@@ -138,6 +138,38 @@ static inline kl_v8f KLM_FN(kl_v8_ratio)(kl_v8f p, kl_v8f q, kl_v8u *rbad, kl_v8
     return r;
 }
 
+/* p - r q of 8 lanes, exactly (the caller masks p == 0). */
+static inline kl_v8f KLM_FN(kl_v8_residual_raw)(kl_v8f p, kl_v8f r, kl_v8f q)
+{
+#if defined(__FMA__)
+    return (kl_v8f)_mm256_fnmadd_ps((__m256)r, (__m256)q, (__m256)p);
+#else
+    kl_v4f h[3][2];
+    kl_v8f out;
+    memcpy(h[0], &p, sizeof p);
+    memcpy(h[1], &r, sizeof r);
+    memcpy(h[2], &q, sizeof q);
+    for (int j = 0; j < 2; j++) {
+        kl_v4d d = __builtin_convertvector(h[0][j], kl_v4d)
+                   - __builtin_convertvector(h[1][j], kl_v4d) * __builtin_convertvector(h[2][j], kl_v4d);
+        kl_v4f f = __builtin_convertvector(d, kl_v4f);
+        memcpy((char *)&out + j * sizeof f, &f, sizeof f);
+    }
+    return out;
+#endif
+}
+
+/* p - r q exactly for 8 lanes (see kl_residual_f64 in kl_core.h): one FMA, or
+   the products of floats in double, where they are exact.  With masked, 0
+   where p == 0; without, such a lane with q == 0 gives 0/0 = NaN, and
+   kl_block_f32 redoes the block masked (as kl_v4_residual, kl_rows_impl.h). */
+static inline kl_v8f KLM_FN(kl_v8_residual)(kl_v8f p, kl_v8f r, kl_v8f q, int masked)
+{
+    const kl_v8f zero = {0, 0, 0, 0, 0, 0, 0, 0};
+    kl_v8f res = KLM_FN(kl_v8_residual_raw)(p, r, q);
+    return masked ? (kl_v8f)((kl_v8u)res & (kl_v8u)(p != zero)) : res;
+}
+
 /* Whether the checks collected by kl_v8_ratio flag any lane. */
 static inline int KLM_FN(kl_v8_block_bad)(kl_v8u rbad, kl_v8u qbad)
 {
@@ -179,21 +211,24 @@ KLM_FN(kl_v8_tail)(const float *x, ptrdiff_t rem, float pad)
    element must go to the careful path (nothing else computed), else 0. */
 static inline __attribute__((always_inline)) int
 KLM_FN(kl_block_f32_body)(const float *p, const float *q, ptrdiff_t len,
-                          int want_sums, double *out)
+                          int want_sums, int masked, double *out)
 {
     const kl_v4d dz = {0.0, 0.0, 0.0, 0.0};
     kl_v4d a0 = dz, a1 = dz, ps0 = dz, ps1 = dz, qs0 = dz, qs1 = dz;
     kl_v8u rbad = {0, 0, 0, 0, 0, 0, 0, 0}, qbad = rbad;
     kl_v8f p0, q0, p1, r0, r1, t;
     float rbuf[KL_F32_BLOCK + KL_LANES] __attribute__((aligned(32)));
+    float sbuf[KL_F32_BLOCK + KL_LANES] __attribute__((aligned(32)));  /* p - r q */
     kl_v8f ptail = {0, 0, 0, 0, 0, 0, 0, 0};
     ptrdiff_t i = 0, full = len - len % KL_LANES;
-    /* pass 1: ratios and checks (and the sums of p and q) */
+    /* pass 1: ratios, their residuals and checks (and the sums of p and q) */
     for (; i < full; i += KL_LANES) {
         memcpy(&p0, p + i, sizeof p0);
         memcpy(&q0, q + i, sizeof q0);
         r0 = KLM_FN(kl_v8_ratio)(p0, q0, &rbad, &qbad);
         memcpy(rbuf + i, &r0, sizeof r0);
+        t = KLM_FN(kl_v8_residual)(p0, r0, q0, masked);
+        memcpy(sbuf + i, &t, sizeof t);
         if (want_sums) {
             KLM_FN(kl_v8_widen_add)(p0, &ps0, &ps1);
             KLM_FN(kl_v8_widen_add)(q0, &qs0, &qs1);
@@ -206,6 +241,8 @@ KLM_FN(kl_block_f32_body)(const float *p, const float *q, ptrdiff_t len,
         q0 = KLM_FN(kl_v8_tail)(q + full, len - full, 1.0f);
         r0 = KLM_FN(kl_v8_ratio)(ptail, q0, &rbad, &qbad);
         memcpy(rbuf + full, &r0, sizeof r0);
+        t = KLM_FN(kl_v8_residual)(ptail, r0, q0, masked);
+        memcpy(sbuf + full, &t, sizeof t);
         if (want_sums) {
             KLM_FN(kl_v8_widen_add)(ptail, &ps0, &ps1);
             KLM_FN(kl_v8_widen_add)(KLM_FN(kl_v8_tail)(q + full, len - full, 0.0f), &qs0, &qs1);
@@ -219,23 +256,34 @@ KLM_FN(kl_block_f32_body)(const float *p, const float *q, ptrdiff_t len,
         r0 = KLM_FN(kl_v8_log_normal)(r0);
         memcpy(rbuf + i, &r0, sizeof r0);
     }
-    /* pass 3: terms p * log(r); two groups of 8 are added in float before
-       they are widened (one more rounding, the size of a term's own error),
-       so the double accumulators wait on one addition per 16 elements */
+    /* pass 3: terms p * log(r) + (p - r q); two groups of 8 are added in
+       float before they are widened (one more rounding, the size of a term's
+       own error), so the double accumulators wait on one addition per 16
+       elements */
     for (i = 0; i + 2 * KL_LANES <= full; i += 2 * KL_LANES) {
+        kl_v8f s0, s1;
         memcpy(&p0, p + i, sizeof p0);
         memcpy(&p1, p + i + KL_LANES, sizeof p1);
         memcpy(&r0, rbuf + i, sizeof r0);
         memcpy(&r1, rbuf + i + KL_LANES, sizeof r1);
-        t = p0 * r0;
-        t += p1 * r1;
+        memcpy(&s0, sbuf + i, sizeof s0);
+        memcpy(&s1, sbuf + i + KL_LANES, sizeof s1);
+#if defined(__FMA__)
+        t = (kl_v8f)_mm256_fmadd_ps((__m256)p0, (__m256)r0, (__m256)(s0 + s1));
+        t = (kl_v8f)_mm256_fmadd_ps((__m256)p1, (__m256)r1, (__m256)t);
+#else
+        t = p0 * r0 + s0;
+        t += p1 * r1 + s1;
+#endif
         KLM_FN(kl_v8_widen_add)(t, &a0, &a1);
     }
     for (; i < len; i += KL_LANES) {
+        kl_v8f s0;
         if (i < full) memcpy(&p0, p + i, sizeof p0);
         else p0 = ptail;
         memcpy(&r0, rbuf + i, sizeof r0);
-        KLM_FN(kl_v8_widen_add)(p0 * r0, &a0, &a1);
+        memcpy(&s0, sbuf + i, sizeof s0);
+        KLM_FN(kl_v8_widen_add)(p0 * r0 + s0, &a0, &a1);
     }
     out[0] = KLM_FN(kl_v8_lanes_total)(a0, a1);
     if (want_sums) {
@@ -248,8 +296,12 @@ KLM_FN(kl_block_f32_body)(const float *p, const float *q, ptrdiff_t len,
 static __attribute__((noinline)) int
 KLM_FN(kl_block_f32)(const float *p, const float *q, ptrdiff_t len, int want_sums, double *out)
 {
-    if (want_sums) return KLM_FN(kl_block_f32_body)(p, q, len, 1, out);
-    return KLM_FN(kl_block_f32_body)(p, q, len, 0, out);
+    int st = want_sums ? KLM_FN(kl_block_f32_body)(p, q, len, 1, 0, out)
+                       : KLM_FN(kl_block_f32_body)(p, q, len, 0, 0, out);
+    if (st == 0 && out[0] != out[0])  /* p == q == 0 somewhere: see kl_v8_residual */
+        st = want_sums ? KLM_FN(kl_block_f32_body)(p, q, len, 1, 1, out)
+                       : KLM_FN(kl_block_f32_body)(p, q, len, 0, 1, out);
+    return st;
 }
 
 /* Row kernel: the shared block loop (strided operands gathered into L1

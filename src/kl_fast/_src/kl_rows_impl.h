@@ -72,11 +72,12 @@ static inline float KLM_FN(log_normal_f32)(float r)
 
 /* One term p*log(p/q) on the fast path: 0 for p == 0 whatever q is, NaN for
    anything the careful path must see (a value outside [0, max], or p > 0
-   with q == 0), so a non-finite block total sends the row there. */
+   with q == 0), so a non-finite block total sends the row there.  The term
+   is p log(r) + (p - r q) for the rounded ratio r (see kl_residual_f64). */
 static inline double KLM_FN(kl_term_f64)(double p, double q)
 {
     double r = p / q;
-    double t = p * KLM_FN(log_normal_f64)(r);
+    double t = p * KLM_FN(log_normal_f64)(r) + kl_residual_f64(p, r, q);
     /* chained selects on doubles compile to compare + blend, no branches */
     t = (r >= DBL_MIN) & (r <= DBL_MAX) ? t : NAN;  /* also NaN/inf p or q, q == 0 */
     t = p == 0.0 ? q * 0.0 : t;                     /* 0, or NaN for q = inf/NaN */
@@ -87,7 +88,7 @@ static inline double KLM_FN(kl_term_f64)(double p, double q)
 static inline float KLM_FN(kl_term_f32)(float p, float q)
 {
     float r = p / q;
-    float t = p * KLM_FN(log_normal_f32)(r);
+    float t = p * KLM_FN(log_normal_f32)(r) + kl_residual_f32(p, r, q);
     t = (r >= FLT_MIN) & (r <= FLT_MAX) ? t : NAN;
     t = p == 0.0f ? q * 0.0f : t;
     t = (p < q ? p : q) >= 0.0f ? t : NAN;
@@ -164,18 +165,50 @@ static inline __attribute__((always_inline)) kl_v4d KLM_FN(kl_v4_min_where_p)(kl
     return KLM_FN(kl_v4_min)(rm, rmin);
 }
 
+/* p - r q exactly for 4 lanes (see kl_residual_f64): one FMA, or Dekker's
+   product (0 where r or q is beyond 2^996: the split would overflow; there
+   |log r| is large, so the ratio's rounding is negligible beside it).  With
+   masked, 0 where p == 0; without, such a lane with q == 0 gives 0/0 = NaN,
+   which makes the block total NaN and kl_block_f64 redo the block masked (rows
+   whose zeros meet are rarer than the cost of the mask on every element). */
+static inline __attribute__((always_inline)) kl_v4d KLM_FN(kl_v4_residual)(kl_v4d p, kl_v4d r, kl_v4d q,
+                                                                          int masked)
+{
+    const kl_v4d zero = {0.0, 0.0, 0.0, 0.0};
+#if defined(__FMA__)
+    kl_v4d res = (kl_v4d)_mm256_fnmadd_pd((__m256d)r, (__m256d)q, (__m256d)p);
+    if (!masked) return res;
+    return (kl_v4d)((kl_v4i)res & (kl_v4i)(p != zero));
+#else
+    const kl_v4d big = {0x1p996, 0x1p996, 0x1p996, 0x1p996};
+    kl_v4d cr = r * KL_SPLIT_D, rh = cr - (cr - r), rl = r - rh;
+    kl_v4d cq = q * KL_SPLIT_D, qh = cq - (cq - q), ql = q - qh;
+    kl_v4d h = r * q, l = ((rh * qh - h) + rh * ql + rl * qh) + rl * ql;
+    kl_v4d res = (p - h) - l;
+    kl_v4i keep = (kl_v4i)(r <= big) & (kl_v4i)(q <= big);
+    if (masked) keep &= (kl_v4i)(p != zero);
+    return (kl_v4d)((kl_v4i)res & keep);
+#endif
+}
+
 /* The terms of 4 elements, p log z added to *acc and p k to *acck (the term
    is p (k ln2 + log z); the two sums are joined per lane at the end, which
    keeps the ln2 products out of the loop), with the running checks: rmax/rmin
    bound r = p/q over the lanes with p != 0; qbits collects the sign bits of
    q and of q's bits + 2^52 (set for an infinite or NaN q). */
 static inline __attribute__((always_inline)) void KLM_FN(kl_v4_kl_step)(kl_v4d p, kl_v4d q, kl_v4d *acc, kl_v4d *acck,
-                                          kl_v4d *rmax, kl_v4d *rmin, kl_v4u *qbits)
+                                          kl_v4d *rmax, kl_v4d *rmin, kl_v4u *qbits,
+                                          int masked)
 {
     kl_v4d r = p / q, kd, lz;
     kl_v4u qb;
     lz = KLM_FN(kl_v4_log_parts)(r, &kd);
-    *acc += p * lz;
+#if defined(__FMA__)
+    *acc = (kl_v4d)_mm256_fmadd_pd((__m256d)p, (__m256d)lz,
+                                   (__m256d)(*acc + KLM_FN(kl_v4_residual)(p, r, q, masked)));
+#else
+    *acc += p * lz + KLM_FN(kl_v4_residual)(p, r, q, masked);
+#endif
     *acck += p * kd;
     *rmax = KLM_FN(kl_v4_max)(r, *rmax);
     *rmin = KLM_FN(kl_v4_min_where_p)(p, r, *rmin);
@@ -213,7 +246,7 @@ KLM_FN(kl_v4_tail)(const double *x, ptrdiff_t rem, ptrdiff_t j0, double pad)
    with p/q outside the normal range (q == 0, over- or underflow). */
 static inline __attribute__((always_inline)) int
 KLM_FN(kl_block_f64_body)(const double *p, const double *q, ptrdiff_t len,
-                          int want_sums, double *out)
+                          int want_sums, int masked, double *out)
 {
     const kl_v4d zero = {0.0, 0.0, 0.0, 0.0}, one = {1.0, 1.0, 1.0, 1.0};
     kl_v4d a0 = zero, a1 = zero, k0 = zero, k1 = zero, ps0 = zero, ps1 = zero, qs0 = zero,
@@ -228,8 +261,8 @@ KLM_FN(kl_block_f64_body)(const double *p, const double *q, ptrdiff_t len,
         memcpy(&q0, q + i, sizeof q0);
         memcpy(&p1, p + i + 4, sizeof p1);
         memcpy(&q1, q + i + 4, sizeof q1);
-        KLM_FN(kl_v4_kl_step)(p0, q0, &a0, &k0, &rmax, &rmin, &qbits);
-        KLM_FN(kl_v4_kl_step)(p1, q1, &a1, &k1, &rmax, &rmin, &qbits);
+        KLM_FN(kl_v4_kl_step)(p0, q0, &a0, &k0, &rmax, &rmin, &qbits, masked);
+        KLM_FN(kl_v4_kl_step)(p1, q1, &a1, &k1, &rmax, &rmin, &qbits, masked);
         if (want_sums) { ps0 += p0; ps1 += p1; qs0 += q0; qs1 += q1; }
     }
     if (full < len) {
@@ -239,8 +272,8 @@ KLM_FN(kl_block_f64_body)(const double *p, const double *q, ptrdiff_t len,
         q0 = KLM_FN(kl_v4_tail)(q + full, rem, 0, 1.0);
         p1 = KLM_FN(kl_v4_tail)(p + full, rem, 4, 0.0);
         q1 = KLM_FN(kl_v4_tail)(q + full, rem, 4, 1.0);
-        KLM_FN(kl_v4_kl_step)(p0, q0, &a0, &k0, &rmax, &rmin, &qbits);
-        KLM_FN(kl_v4_kl_step)(p1, q1, &a1, &k1, &rmax, &rmin, &qbits);
+        KLM_FN(kl_v4_kl_step)(p0, q0, &a0, &k0, &rmax, &rmin, &qbits, masked);
+        KLM_FN(kl_v4_kl_step)(p1, q1, &a1, &k1, &rmax, &rmin, &qbits, masked);
         if (want_sums) {
             /* the padding's q = 1 must not reach the sum of q */
             ps0 += p0; ps1 += p1;
@@ -270,8 +303,12 @@ KLM_FN(kl_block_f64_body)(const double *p, const double *q, ptrdiff_t len,
 static inline __attribute__((always_inline)) int
 KLM_FN(kl_block_f64)(const double *p, const double *q, ptrdiff_t len, int want_sums, double *out)
 {
-    if (want_sums) return KLM_FN(kl_block_f64_body)(p, q, len, 1, out);
-    return KLM_FN(kl_block_f64_body)(p, q, len, 0, out);
+    int st = want_sums ? KLM_FN(kl_block_f64_body)(p, q, len, 1, 0, out)
+                       : KLM_FN(kl_block_f64_body)(p, q, len, 0, 0, out);
+    if (st == 0 && out[0] != out[0])  /* p == q == 0 somewhere: see kl_v4_residual */
+        st = want_sums ? KLM_FN(kl_block_f64_body)(p, q, len, 1, 1, out)
+                       : KLM_FN(kl_block_f64_body)(p, q, len, 0, 1, out);
+    return st;
 }
 #endif
 
