@@ -1,0 +1,133 @@
+"""Worst relative errors of kl_fast, NumPy and SciPy against mpmath (200-bit),
+case class by case class, on every kernel path: the table in docs/accuracy.md.
+
+    python bench/accuracy.py            # prints the markdown table (about a minute)
+
+Each class draws several inputs; an error is |value - exact| / |exact| (for an
+exact value of 0, the absolute error).  NumPy is the one-liner
+np.sum(np.where(p > 0, p * np.log(p / q), 0)) on inputs it is given divided by
+their sums where the class normalises; SciPy is rel_entr(p, q).sum() likewise
+(scipy.stats.entropy for the normalising classes).
+"""
+import sys
+
+import mpmath
+import numpy as np
+from scipy import special, stats
+
+import kl_fast
+from kl_fast import _config, _kernels
+
+mpmath.mp.prec = 200
+
+
+def _mp(a):
+    return [mpmath.mpf(float(v)) for v in np.ravel(a)]
+
+
+def exact_kl(p, q, normalize=False):
+    p, q = _mp(p), _mp(q)
+    if normalize:
+        sp, sq = mpmath.fsum(p), mpmath.fsum(q)
+        p, q = [v / sp for v in p], [v / sq for v in q]
+    return mpmath.fsum(a * mpmath.log(a / b) for a, b in zip(p, q) if a > 0)
+
+
+def exact_kl_log(lp, lq):
+    lp, lq = _mp(lp), _mp(lq)
+    zp = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in lp))
+    zq = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in lq))
+    return mpmath.fsum(mpmath.exp(a - zp) * ((a - zp) - (b - zq)) for a, b in zip(lp, lq))
+
+
+def rel(value, exact):
+    value = float(value)
+    if exact == 0:
+        return abs(value)
+    return float(abs((mpmath.mpf(value) - exact) / exact))
+
+
+def numpy_kl(p, q):
+    with np.errstate(all="ignore"):
+        return np.sum(np.where(p > 0, p * np.log(p / q), 0))
+
+
+def cases(rng):
+    """(class, inputs, exact, {name: callable}) per drawn input."""
+    out = []
+    for _ in range(5):
+        a = rng.uniform(0.1, 0.9)
+        p, q = np.array([a]), np.array([a * (1 + rng.uniform(1e-13, 1e-12))])
+        out.append(("one term, p/q - 1 ~ 1e-12 (float64)", p, q, exact_kl(p, q), False))
+    for n in (1000, 10_000):
+        q = rng.dirichlet(np.ones(n))
+        p = q * (1 + 1e-8 * rng.standard_normal(n))
+        p /= p.sum()
+        out.append(("p ~ q, n = 1,000 and 10,000 (float64)", p, q, exact_kl(p, q), False))
+    for n in (2, 100, 1000):
+        q = rng.dirichlet(np.ones(n)).astype(np.float32)
+        p = (q * (1 + 1e-4 * rng.standard_normal(n))).astype(np.float32)
+        out.append(("p ~ q (float32)", p, q, exact_kl(p, q), False))
+    for scale in (1e300, 1e-300):
+        p, q = np.array([0.25, 0.75]) * scale, np.array([0.5, 0.5])
+        out.append(("normalize, sums 1e300 apart", p, q, exact_kl(p, q, True), True))
+    for _ in range(3):
+        counts = rng.multinomial(5_000_000, rng.dirichlet(np.ones(50))).astype(float)
+        q = rng.dirichlet(np.ones(50))
+        out.append(("normalize, counts summing to 5e6 against probabilities", counts, q,
+                    exact_kl(counts, q, True), True))
+    p, q = np.array([5e-324, 5e-324]), np.array([1e-323, 5e-324])
+    out.append(("normalize, subnormal sums", p, q, exact_kl(p, q, True), True))
+    for n in (100_000,):
+        p = rng.random(n)
+        q = p * np.exp(rng.standard_normal(n) * 0.5)
+        out.append(("long row, mixed-sign terms, n = 100,000", p, q, exact_kl(p, q), False))
+    return out
+
+
+def run_class_values(p, q, normalize):
+    values = {}
+    for path in _kernels.available_isas():
+        _config.select_isa(path == "baseline")
+        values[f"kl_fast ({path})"] = kl_fast.kl_div(p, q, normalize=normalize)
+    _config.select_isa(False)
+    with np.errstate(all="ignore"):
+        pn, qn = (p / p.sum(), q / q.sum()) if normalize else (p, q)
+        values["NumPy"] = numpy_kl(pn, qn)
+        values["SciPy"] = stats.entropy(p, q) if normalize else special.rel_entr(p, q).sum()
+    return values
+
+
+def main():
+    rng = np.random.default_rng(2026)
+    worst = {}
+    for label, p, q, exact, normalize in cases(rng):
+        for name, value in run_class_values(p, q, normalize).items():
+            key = (label, name)
+            worst[key] = max(worst.get(key, 0.0), rel(value, exact))
+    # log-space normalize: ln 2 for every M
+    for M in (1e8, 1e15, 1e20, 1e300):
+        lp, lq = np.array([M, 0.0]), np.array([0.0, 0.0])
+        exact = mpmath.log(2) if M > 1e3 else exact_kl_log(lp, lq)
+        for path in _kernels.available_isas():
+            _config.select_isa(path == "baseline")
+            key = ("kl_div_log([M, 0], [0, 0], normalize=True), M = 1e8 ... 1e300", f"kl_fast ({path})")
+            worst[key] = max(worst.get(key, 0.0), rel(kl_fast.kl_div_log(lp, lq, normalize=True),
+                                                      exact))
+        _config.select_isa(False)
+        from kl_fast import reference
+        key = ("kl_div_log([M, 0], [0, 0], normalize=True), M = 1e8 ... 1e300", "NumPy")
+        worst[key] = max(worst.get(key, 0.0), rel(reference.kl_div_log(lp, lq, normalize=True),
+                                                  exact))
+    labels = list(dict.fromkeys(k[0] for k in worst))
+    names = list(dict.fromkeys(k[1] for k in worst))
+    print("| case | " + " | ".join(names) + " |")
+    print("|---|" + "---:|" * len(names))
+    for label in labels:
+        cells = [f"{worst[(label, n)]:.1e}" if (label, n) in worst else "" for n in names]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print(f"\n{sys.version.split()[0]}, numpy {np.__version__}, kl_fast {kl_fast.__version__}")
+
+
+if __name__ == "__main__":
+    main()
