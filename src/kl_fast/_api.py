@@ -138,8 +138,9 @@ def combine_rows(res: np.ndarray, rows: ReductionRows) -> np.ndarray:
     """Per-row results (rows, ...) reshaped to the output shape, partial rows added."""
     tail = res.shape[1:]
     if len(rows.row_shape) != len(rows.outer_shape):
-        return res.reshape(rows.row_shape + tail).reshape(rows.outer_shape + (-1,) + tail).sum(
-            axis=len(rows.outer_shape))
+        with np.errstate(over="ignore"):  # partial sums beyond the range add to inf
+            return res.reshape(rows.row_shape + tail).reshape(
+                rows.outer_shape + (-1,) + tail).sum(axis=len(rows.outer_shape))
     return res.reshape(rows.outer_shape + tail)
 
 
@@ -194,11 +195,11 @@ def row_sums(pk, qk, *, axes, func, num_threads, check, names=("p", "q"), shapes
 
 def normalize_rescale(res, f32):
     """Boolean array over the rows of ``res`` (..., 3): those that normalize
-    redoes on inputs divided by their sums (the compiled entries' rule)."""
-    ps = np.ascontiguousarray(res[..., 1], dtype=np.float64).reshape(-1)
-    qs = np.ascontiguousarray(res[..., 2], dtype=np.float64).reshape(-1)
+    redoes on rescaled inputs (the compiled entries' rule)."""
+    kl, ps, qs = (np.ascontiguousarray(res[..., i], dtype=np.float64).reshape(-1)
+                  for i in range(3))
     flags = np.empty(ps.shape[0], dtype=np.uint8)
-    _div_kernels.normalize_rescale(ps, qs, bool(f32), flags)
+    _div_kernels.normalize_rescale(kl, ps, qs, bool(f32), flags)
     return flags.view(np.bool_).reshape(res.shape[:-1])
 
 
@@ -220,26 +221,56 @@ def scaled_by_max(a, red, where):
     """``a`` times 2**-e, exactly, in the groups over the axes ``red`` selected by
     ``where`` (kept as size one): their largest value lands in [1/2, 1) and
     their sums cannot overflow.  Normalising is scale-invariant, so the
-    functions with ``normalize=True`` use it where a sum overflowed."""
+    functions with ``normalize=True`` use it where a sum overflowed or is tiny."""
     e, _ = max_exponents(a, red)
     return np.ldexp(a, np.where(where, -e, 0).astype(np.intc))
 
 
-def normalized_rows(a, shape, red, sums, redo):
-    """``a`` broadcast to ``shape`` and, in the reduction groups (over the axes
-    ``red``) where ``redo``, divided by its sum ``sums`` as NumPy's a / a.sum()
-    would, without overflow: a group whose sum overflowed is first scaled by a
-    power of two (exactly) that brings its largest value into [1/2, 1).  Other
-    groups, and those whose sum is not positive (an error), are left as they are."""
-    a = np.broadcast_to(a, shape)
-    sums = np.expand_dims(np.asarray(sums, dtype=np.float64), red)
+def rescaled_pair(pk, qk, shape, red, res, redo, f32):
+    """p and q broadcast to ``shape``, each reduction group (over the axes
+    ``red``) selected by ``redo`` rescaled (normalising is scale-invariant),
+    from its raw results ``res`` (kl, sum p, sum q).  First by powers of two,
+    exactly: a side whose sum overflowed, is tiny or holds an overflowing term
+    gets its largest value into [1/2, 1).  Then each side is divided by its sum,
+    as NumPy would (proportional p and q then give exactly 0), where no positive
+    element falls below the normal range by it; elsewhere, where the sums differ
+    by more than a factor 16, the smaller side is scaled up by a power of two (or
+    the larger down, near the top of the range) to within a factor 2 of the
+    other, so that kl/P + log(Q/P) cancels little and no element is lost."""
+    tiny, big = (2.0 ** -100, 2.0 ** 100) if f32 else (2.0 ** -960, 2.0 ** 960)
+    kl, psum, qsum = (np.expand_dims(np.asarray(res[..., i], dtype=np.float64), red)
+                      for i in range(3))
     redo = np.expand_dims(redo, red)
-    over = redo & np.isinf(sums)
-    if over.any():
-        a = scaled_by_max(a, red, over)
-        sums = np.where(over, np.sum(a, axis=red, keepdims=True, dtype=np.float64), sums)
-    divisor = np.where(redo & (sums > 0), sums, 1.0)
-    return (a / divisor).astype(a.dtype, copy=False)
+    sides = [np.broadcast_to(pk, shape), np.broadcast_to(qk, shape)]
+    shift = []
+    for a, s in zip(sides, (psum, qsum)):
+        e, _ = max_exponents(a, red)
+        out_of_range = np.isinf(s) | (s < tiny) | (~np.isfinite(kl) & (s > big))
+        shift.append(np.where(redo & out_of_range & (s > 0), e, 0))
+    sides = [np.ldexp(a, -k.astype(np.intc)) for a, k in zip(sides, shift)]
+    sums = [np.sum(a, axis=red, keepdims=True, dtype=np.float64) for a in sides]
+    normal = np.finfo(np.float32 if f32 else np.float64).tiny
+    with np.errstate(invalid="ignore", divide="ignore", under="ignore", over="ignore"):
+        divided = [a / np.where(s > 0, s, 1.0) for a, s in zip(sides, sums)]
+        keeps = [np.all((a == 0) | (d >= normal), axis=red, keepdims=True)
+                 for a, d in zip(sides, divided)]
+    by_sums = redo & keeps[0] & keeps[1] & (sums[0] > 0) & (sums[1] > 0)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        apart = redo & ((sums[1] > 16 * sums[0]) | (sums[0] > 16 * sums[1]))
+        apart &= np.isfinite(sums[0]) & np.isfinite(sums[1]) & (sums[0] > 0) & (sums[1] > 0)
+        k = np.abs(np.frexp(sums[1])[1] - np.frexp(sums[0])[1])
+    small_q = sums[1] < sums[0]
+    top = np.maximum(sums[0], sums[1]) > 2.0 ** 1000
+    # scale the smaller side up by 2**k, or the larger down near the top of the range
+    up = np.where(top, -k, k)
+    shifts = [np.where(apart & (small_q == top), -up, 0), np.where(apart & (small_q != top), -up, 0)]
+    with np.errstate(over="ignore"):
+        scaled = [np.ldexp(a, -s.astype(np.intc)) for a, s in zip(sides, shifts)]
+    # a group the last step would push out of range keeps its first scaling
+    bad = ~(np.all(np.isfinite(scaled[0]), axis=red, keepdims=True)
+            & np.all(np.isfinite(scaled[1]), axis=red, keepdims=True))
+    return [np.where(by_sums, d, np.where(bad, a, s)).astype(a.dtype, copy=False)
+            for a, d, s in zip(sides, divided, scaled)]
 
 
 def finish(kl, psum, qsum, *, normalize, base, dx, func, names=("p", "q"), origin=None):
@@ -373,16 +404,16 @@ def kl_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None
         axes = normalize_axes(axis, ndim, func)
         res, _ = row_sums(pk, qk, axes=axes, func=func, num_threads=num_threads, check=check,
                           shapes=(p_in.shape, q_in.shape), want_sums=normalize)
-        redo = normalize_rescale(res, dtype == np.float32) if normalize else None
-        if redo is not None and redo.any():
-            # Redo the rows whose sums are out of range or far apart on inputs
-            # divided by their sums first (a copy, on this rarer path).
-            shape = np.broadcast_shapes(pk.shape, qk.shape)
-            red = tuple(range(len(shape))) if axes is None else axes
-            scaled = [normalized_rows(a, shape, red, res[..., i], redo)
-                      for i, a in ((1, pk), (2, qk))]
-            res, _ = row_sums(scaled[0], scaled[1], axes=axes, func=func, num_threads=num_threads,
-                              check=check, shapes=(shape, shape), want_sums=True)
+    redo = normalize_rescale(res, dtype == np.float32) if normalize else None
+    if redo is not None and redo.any():
+        # Redo the rows whose sums are out of range or far apart on inputs
+        # scaled by powers of two (a copy, on this rarer path).
+        shape = np.broadcast_shapes(pk.shape, qk.shape)
+        red = tuple(range(len(shape))) if axes is None else axes
+        scaled = rescaled_pair(pk, qk, shape, red, res, redo, dtype == np.float32)
+        res, _ = row_sums(scaled[0], scaled[1], axes=axes, func=func,
+                          num_threads=num_threads if ndim else 1, check=check,
+                          shapes=(shape, shape), want_sums=True)
     kl = finish(res[..., 0], res[..., 1], res[..., 2], normalize=normalize, base=base,
                 dx=dx, func=func)
     if keepdims and ndim:

@@ -23,12 +23,15 @@ def _describe_bad_log(value: float) -> str:
 
 
 def _reduce_rows(p, q, *, func, names, kernel, find_bad, axis, keepdims, base, normalize,
-                 out, num_threads, check, split, describe, requirement, zero_sum):
+                 out, num_threads, check, split, describe, requirement, zero_sum,
+                 rescale_sums=False):
     """Shared body of the row-kernel functions: returns the delivered result.
 
     ``kernel(p2, q2, res, status, normalize, check, n_threads)`` fills res[:, 0]
     with each row's value; ``zero_sum(name, res_row, is_p)`` returns (what is
-    wrong, what is needed) for a row that cannot be normalised.
+    wrong, what is needed) for a row that cannot be normalised.  With
+    ``rescale_sums`` (js_div), res[:, 1:] are the sums of p and q, and rows
+    whose sums overflowed are redone scaled by powers of two.
     """
     p_in = as_real_array(p, names[0], func)
     q_in = as_real_array(q, names[1], func)
@@ -55,12 +58,14 @@ def _reduce_rows(p, q, *, func, names, kernel, find_bad, axis, keepdims, base, n
     status = np.empty(nrows, dtype=np.int8)
     nt = resolve_threads(num_threads if ndim else 1, nrows, nrows * rows.p2.shape[1], func)
     kernel(rows.p2, rows.q2, res, status, normalize, check, nt)
-    if normalize and nrows and (status >= 2).any() and np.isinf(res[:, 1:]).any():
-        # a sum overflowed: normalising is scale-invariant, so redo on the
-        # rows scaled by powers of two that keep their sums finite
-        p2 = scaled_by_max(rows.p2, (1,), np.isinf(res[:, 1:2]))
-        q2 = scaled_by_max(rows.q2, (1,), np.isinf(res[:, 2:3]))
-        kernel(p2, q2, res, status, normalize, check, nt)
+    if rescale_sums and normalize and nrows:
+        # a sum overflowed: normalising is scale-invariant, so redo on the rows
+        # scaled by powers of two (exactly) that keep their sums finite
+        far = np.isinf(res[:, 1:])
+        if far.any():
+            p2 = scaled_by_max(rows.p2, (1,), far[:, :1])
+            q2 = scaled_by_max(rows.q2, (1,), far[:, 1:])
+            kernel(p2, q2, res, status, normalize, check, nt)
     if nrows and status.any():
         bad_rows = np.flatnonzero(status == 1)
         if check and bad_rows.size:
@@ -138,7 +143,7 @@ def js_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, out=Non
         p, q, func="js_div", names=("p", "q"), kernel=_div_kernels.js_rows,
         find_bad=_kernels.find_bad, axis=axis, keepdims=keepdims, base=base,
         normalize=normalize, out=out, num_threads=num_threads, check=check, split=True,
-        describe=describe_bad,
+        describe=describe_bad, rescale_sums=True,
         requirement="probabilities must be finite and non-negative",
         zero_sum=lambda name, row, is_p: (f"{name} sums to {float(row[1 if is_p else 2])!r}",
                                           "it must sum to a positive finite value"),

@@ -214,34 +214,37 @@ cdef inline int _row(int kind, bint f32, const char *p, Py_ssize_t sp, const cha
     return kl_log_row_f64(<const double *>p, sp, <const double *>q, sq, n, normalize, check, res)
 
 
-# Row sums of normalize inside [2**-960, 2**960] (float32: [2**-100, 2**100]) keep
-# every term p*log(p/q) normal and finite; see _normalize_rescale.
+# Row sums of normalize above 2**-960 (float32: 2**-100) keep every term normal;
+# above 2**960 (2**100) a term p*log(p/q) may overflow; see _normalize_rescale.
 cdef double _SUM_TINY_F64 = 2.0 ** -960
 cdef double _SUM_BIG_F64 = 2.0 ** 960
 cdef double _SUM_TINY_F32 = 2.0 ** -100
 cdef double _SUM_BIG_F32 = 2.0 ** 100
 
 
-cdef inline bint _normalize_rescale(double ps, double qs, bint f32) noexcept nogil:
-    """True when normalize must redo a row on inputs divided by their sums first
-    (the Python layer's path): a sum is out of the range where the terms stay
-    normal and finite (or is not positive: an error), or the sums differ by more
-    than a factor 16, where kl/ps + log(qs/ps) would lose more than about three
-    ulps of 1 to cancellation (log(16) = 2.8 is the absolute error in ulps)."""
+cdef inline bint _normalize_rescale(double kl, double ps, double qs, bint f32) noexcept nogil:
+    """True when kl_div's normalize must redo a row on inputs scaled by powers
+    of two (the Python layer's path, _api.rescaled_pair): a sum overflowed, is
+    below the tiny bound (subnormal terms), or is large while the raw sum kl is
+    not finite (an overflowing term), or is not positive (an error); or the sums
+    differ by more than a factor 16, where kl/ps + log(qs/ps) would lose more
+    than about three ulps of 1 to cancellation (log 16 = 2.8)."""
     cdef double tiny = _SUM_TINY_F32 if f32 else _SUM_TINY_F64
     cdef double big = _SUM_BIG_F32 if f32 else _SUM_BIG_F64
-    if not (ps >= tiny and ps <= big and qs >= tiny and qs <= big):
+    if not (ps >= tiny and ps <= DBL_MAX and qs >= tiny and qs <= DBL_MAX):
+        return True
+    if not isfinite(kl) and (ps > big or qs > big):
         return True
     return qs > 16.0 * ps or ps > 16.0 * qs
 
 
-def normalize_rescale(const double[::1] ps, const double[::1] qs, bint f32,
-                      unsigned char[::1] out):
-    """Set out[i] to 1 for the rows (given by their sums of p and q) that normalize
-    redoes on inputs divided by their sums, the compiled entries' rule."""
+def normalize_rescale(const double[::1] kl, const double[::1] ps, const double[::1] qs,
+                      bint f32, unsigned char[::1] out):
+    """Set out[i] to 1 for the rows (given by their raw sum and sums of p and q)
+    that normalize redoes on rescaled inputs, the compiled entries' rule."""
     cdef Py_ssize_t i
     for i in range(ps.shape[0]):
-        out[i] = _normalize_rescale(ps[i], qs[i], f32)
+        out[i] = _normalize_rescale(kl[i], ps[i], qs[i], f32)
 
 
 cdef inline double _kl_normalized(double kl, double ps, double qs) noexcept nogil:
@@ -261,26 +264,33 @@ cdef inline double _scale(double value, double log_base, double dx) noexcept nog
     return value
 
 
-cdef inline bint _row_value(int kind, bint f32, const char *p, Py_ssize_t sp, const char *q,
-                            Py_ssize_t sq, Py_ssize_t n, bint normalize, bint check,
-                            double log_base, double dx, double *value) noexcept nogil:
-    """The finished value of one row; False when the Python layer must take over
-    (a bad value, a sum that cannot normalise or that overflowed)."""
+cdef enum:
+    ROW_DONE = 0      # value written
+    ROW_PYTHON = 1    # a bad value or a sum that cannot normalise: the Python layer explains
+    ROW_RESCALE = 2   # kl_div with normalize: the Python layer's rescaling path computes it
+
+
+cdef inline int _row_value(int kind, bint f32, const char *p, Py_ssize_t sp, const char *q,
+                           Py_ssize_t sq, Py_ssize_t n, bint normalize, bint check,
+                           double log_base, double dx, double *value) noexcept nogil:
+    """The finished value of one row into value[0] (ROW_DONE), or what the
+    Python layer must do instead (ROW_PYTHON, ROW_RESCALE)."""
     cdef double res[3]
     cdef int st = _row(kind, f32, p, sp, q, sq, n, normalize, check, res)
     if kind == KIND_KL:
         if st == KL_ROW_BAD:
-            return False
+            return ROW_PYTHON
         if normalize:
-            # a non-positive sum is an error; other rows may need the rescaling path
-            if _normalize_rescale(res[1], res[2], f32):
-                return False
+            if not (res[1] > 0.0 and res[2] > 0.0):
+                return ROW_PYTHON
+            if _normalize_rescale(res[0], res[1], res[2], f32):
+                return ROW_RESCALE
             res[0] = _kl_normalized(res[0], res[1], res[2])
     elif st == KL_ROW_BAD or st == JS_ROW_ZERO_SUM_P or st == JS_ROW_ZERO_SUM_Q \
             or st == KL_LOG_ROW_ZERO_SUM_P or st == KL_LOG_ROW_ZERO_SUM_Q:
-        return False
+        return ROW_PYTHON
     value[0] = _scale(res[0], log_base, dx)
-    return True
+    return ROW_DONE
 
 
 cdef inline Py_ssize_t _offset(Py_ssize_t i, Py_ssize_t m_in, Py_ssize_t s_in,
@@ -302,17 +312,17 @@ cdef bint _run_rows(int kind, bint f32, const char *p, const char *q, Layout *L,
         with nogil:
             for i in range(m):
                 if kl_stop_requested() or \
-                        not _row_value(kind, f32, p + _offset(i, L.m_in, L.sp0, L.sp_out) * item, L.sp1,
-                                  q + _offset(i, L.m_in, L.sq0, L.sq_out) * item, L.sq1, L.n,
-                                  normalize, check, log_base, dx, &values[i]):
+                        _row_value(kind, f32, p + _offset(i, L.m_in, L.sp0, L.sp_out) * item, L.sp1,
+                                   q + _offset(i, L.m_in, L.sq0, L.sq_out) * item, L.sq1, L.n,
+                                   normalize, check, log_base, dx, &values[i]) != ROW_DONE:
                     ok = False
                     break
         return ok
     for i in prange(m, nogil=True, schedule="static", num_threads=n_threads):
         if kl_stop_requested() or \
-                not _row_value(kind, f32, p + _offset(i, L.m_in, L.sp0, L.sp_out) * item, L.sp1,
-                          q + _offset(i, L.m_in, L.sq0, L.sq_out) * item, L.sq1, L.n,
-                          normalize, check, log_base, dx, &values[i]):
+                _row_value(kind, f32, p + _offset(i, L.m_in, L.sp0, L.sp_out) * item, L.sp1,
+                           q + _offset(i, L.m_in, L.sq0, L.sq_out) * item, L.sq1, L.n,
+                           normalize, check, log_base, dx, &values[i]) != ROW_DONE:
             failed += 1
     return failed == 0
 
@@ -509,23 +519,27 @@ def kl_div_log(log_p, log_q, *, axis=-1, keepdims=False, base=None, normalize=Fa
 cdef bint _run_pairs(int kind, bint f32, const char *P, const char *Q, Py_ssize_t m,
                      Py_ssize_t k, Py_ssize_t n, Py_ssize_t sp0, Py_ssize_t sp1, Py_ssize_t sq0,
                      Py_ssize_t sq1, bint normalize, bint check, double log_base, int n_threads,
-                     double *values) noexcept:
+                     double *values, unsigned char *codes) noexcept:
     """values[i * k + j] = the value of the pair (P[i], Q[j]) (strides in bytes
-    between rows, in elements along them); False when a pair needs the Python layer."""
+    between rows, in elements along them), codes[i * k + j] its ROW_* code;
+    False when some pair needs the Python layer's explanation (ROW_PYTHON)."""
     cdef Py_ssize_t i, j
     cdef int failed = 0
     if n_threads <= 1:
         with nogil:
             for i in range(m):
                 for j in range(k):
-                    if not _row_value(kind, f32, P + i * sp0, sp1, Q + j * sq0, sq1, n, normalize,
-                                      check, log_base, 0.0, &values[i * k + j]):
+                    codes[i * k + j] = _row_value(kind, f32, P + i * sp0, sp1, Q + j * sq0, sq1,
+                                                  n, normalize, check, log_base, 0.0,
+                                                  &values[i * k + j])
+                    if codes[i * k + j] == ROW_PYTHON:
                         return False
         return True
     for i in prange(m, nogil=True, schedule="static", num_threads=n_threads):
         for j in range(k):
-            if not _row_value(kind, f32, P + i * sp0, sp1, Q + j * sq0, sq1, n, normalize,
-                              check, log_base, 0.0, &values[i * k + j]):
+            codes[i * k + j] = _row_value(kind, f32, P + i * sp0, sp1, Q + j * sq0, sq1, n,
+                                          normalize, check, log_base, 0.0, &values[i * k + j])
+            if codes[i * k + j] == ROW_PYTHON:
                 failed += 1
     return failed == 0
 
@@ -542,6 +556,8 @@ cdef object _pairwise_entry(int kind, object P, object Q, object base, bint norm
     cdef bint f32, kernel_f32
     cdef double stack_values[STACK_ROWS]
     cdef double *values
+    cdef unsigned char *codes
+    cdef Py_ssize_t t
     if pa is None:
         return None
     qa = pa if Q is None else _operand(Q)
@@ -571,19 +587,28 @@ cdef object _pairwise_entry(int kind, object P, object Q, object base, bint norm
     item = cnp.PyArray_ITEMSIZE(pa)
     L.m, L.out_ndim, L.out_shape[0], L.out_shape[1] = m * k, 2, m, k
     values = _values_buffer(L.m, stack_values)
+    codes = <unsigned char *>malloc(L.m)
+    if codes == NULL:
+        raise MemoryError
     try:
         if not _run_pairs(kind, kernel_f32, <const char *>cnp.PyArray_DATA(pa),
                           <const char *>cnp.PyArray_DATA(qa), m, k, n,
                           cnp.PyArray_STRIDE(pa, 0), cnp.PyArray_STRIDE(pa, 1) // item,
                           cnp.PyArray_STRIDE(qa, 0), cnp.PyArray_STRIDE(qa, 1) // item,
-                          normalize, check, log_base, n_threads, values):
+                          normalize, check, log_base, n_threads, values, codes):
             return None
+        for t in range(L.m):
+            if codes[t] == ROW_RESCALE:
+                # kl_div's rescaling path for this pair, so the entry is its kl_div
+                values[t] = _general["kl_div"](pa[t // k], qa[t % k], normalize=True,
+                                               base=base, check=check)
         res = _deliver(values, &L, f32, out)
         if res is None:  # an out of another dtype or layout: cast into it, or explain
             res = _deliver_python(_deliver(values, &L, f32, None), out,
                                   _DESCR_F32 if f32 else _DESCR_F64, func)
         return res
     finally:
+        free(codes)
         if values != stack_values:
             free(values)
 

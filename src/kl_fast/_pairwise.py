@@ -97,17 +97,26 @@ def _check_sums(sums: np.ndarray, name: str, func: str, row0: int = 0) -> None:
         )
 
 
-def _finite_sums(Pk, Qk, hp, psum, hq, qsum, same, func, num_threads):
-    """For normalize: rows whose sum overflowed scaled by powers of two (exactly;
-    normalising is scale-invariant) and their stats recomputed; then the
-    sums checked.  Returns (Pk, Qk, hp, psum, hq, qsum)."""
-    if np.isinf(psum).any():
-        Pk = scaled_by_max(Pk, (1,), np.isinf(psum)[:, None])
+def _far(sums, dtype, tiny_too):
+    """Row sums that overflowed and, with tiny_too, positive ones below the
+    range of the kernels of ``dtype`` (2**-960, float32 2**-100)."""
+    far = np.isinf(sums)
+    if tiny_too:
+        far |= (sums > 0) & (sums < (2.0 ** -100 if dtype == np.float32 else 2.0 ** -960))
+    return far
+
+
+def _finite_sums(Pk, Qk, hp, psum, hq, qsum, same, func, num_threads, tiny_too=True):
+    """For normalize: rows whose sum is out of range (see _far) scaled by
+    powers of two (exactly; normalising is scale-invariant) and their stats
+    recomputed; then the sums checked.  Returns (Pk, Qk, hp, psum, hq, qsum)."""
+    if _far(psum, Pk.dtype, tiny_too).any():
+        Pk = scaled_by_max(Pk, (1,), _far(psum, Pk.dtype, tiny_too)[:, None])
         hp, psum = _row_stats(Pk, "P", func, num_threads, False)
         if same:
             Qk, hq, qsum = Pk, hp, psum
-    if not same and np.isinf(qsum).any():
-        Qk = scaled_by_max(Qk, (1,), np.isinf(qsum)[:, None])
+    if not same and _far(qsum, Qk.dtype, tiny_too).any():
+        Qk = scaled_by_max(Qk, (1,), _far(qsum, Qk.dtype, tiny_too)[:, None])
         hq, qsum = _row_stats(Qk, "Q", func, num_threads, False)
     _check_sums(psum, "P", func)
     if not same:
@@ -319,7 +328,8 @@ def kl_pairwise(P, Q=None, *, base=None, normalize=False, out=None, num_threads=
     res = _kl_matrix(Pk, Qk, hp, psum, qsum, normalize=normalize,
                      num_threads=num_threads, func=func, out=direct)
     if base is not None:
-        res /= math.log(base)
+        with np.errstate(over="ignore"):  # beyond the range: inf
+            res /= math.log(base)
     return res if direct is not None else deliver(res, out, dtype, func)
 
 
@@ -377,8 +387,10 @@ def js_pairwise(P, Q=None, *, base=None, normalize=False, out=None, num_threads=
         hp, psum = _row_stats(Pk, "P", func, num_threads, check)
         hq, qsum = (hp, psum) if same else _row_stats(Qk, "Q", func, num_threads, check)
     if normalize:
+        # sums that overflowed only: js_div divides tiny sums safely, and its
+        # entries must stay js_div's bit for bit
         Pk, Qk, _, psum, _, qsum = _finite_sums(Pk, Qk, hp, psum, hq, qsum, same, func,
-                                                num_threads)
+                                                num_threads, tiny_too=False)
         # divisors: the kernel divides each pair by its sums (safely, even when
         # a sum is so small that its reciprocal overflows)
         a = np.ascontiguousarray(psum, dtype=np.float64)
@@ -390,7 +402,8 @@ def js_pairwise(P, Q=None, *, base=None, normalize=False, out=None, num_threads=
     nt = resolve_threads(num_threads, m, m * k * n, func)
     _div_kernels.js_pairs(Pk, Qk, a, b, res, same, nt)
     if base is not None:
-        res /= math.log(base)
+        with np.errstate(over="ignore"):  # beyond the range: inf
+            res /= math.log(base)
     return res if direct is not None else deliver(res, out, dtype, func)
 
 

@@ -109,15 +109,18 @@ def _prepare(p, x, func: str, normalize: bool, num_threads, *, name: str = "p", 
 
 def _psums(p2, xk, normalize, nt):
     """(p2, psums, status): the p-side sums of the rows p2 on the grid xk.  With
-    normalize, rows whose sums overflow are first scaled by powers of two
-    (exactly: normalising is scale-invariant), and the sums become those of
-    p / sum(p) where every row is valid."""
+    normalize, rows whose sums overflow or are tiny are first scaled by powers
+    of two (exactly: normalising is scale-invariant), and the sums become those
+    of p / sum(p) where every row is valid."""
     m = p2.shape[0]
     psums = np.empty((m, 7), dtype=np.float64)
     status = np.empty(m, dtype=np.int8)
     _gaussian.gaussian_psums_rows(p2, xk, psums, status, nt)
-    if normalize and (status == _gaussian.P_OVERFLOW).any():
-        p2 = scaled_by_max(p2, (1,), (status == _gaussian.P_OVERFLOW)[:, None])
+    # rows whose sums overflowed, or whose sum of p is below 2**-960 (their
+    # moments lose precision in subnormals)
+    far = (status == _gaussian.P_OVERFLOW) | ((status == 0) & (psums[:, 1] < 2.0 ** -960))
+    if normalize and far.any():
+        p2 = scaled_by_max(p2, (1,), far[:, None])
         _gaussian.gaussian_psums_rows(p2, xk, psums, status, nt)
     if normalize and not status.any():
         total = psums[:, 1].copy()
@@ -216,24 +219,29 @@ def _evaluate(p, x, mu, sigma, func, normalize, num_threads, want_grad):
     else:
         rows = np.broadcast_to(np.arange(p2.shape[0], dtype=np.intp).reshape(pbatch), shape)
         rows = np.ascontiguousarray(rows).reshape(K)
-    # mu and sigma in the grid's units (2**k, exact)
-    mu_b = np.ldexp(np.broadcast_to(mu_a, shape).reshape(K), -k)
-    sigma_b = np.ldexp(np.broadcast_to(sigma_a, shape).reshape(K), -k)
+    # mu and sigma in the grid's units (2**k, exact; inf or 0 beyond the range,
+    # then redone below)
+    mu_o = np.ascontiguousarray(np.broadcast_to(mu_a, shape)).reshape(K)
+    sigma_o = np.ascontiguousarray(np.broadcast_to(sigma_a, shape)).reshape(K)
+    with np.errstate(over="ignore", under="ignore"):
+        mu_b, sigma_b = np.ldexp(mu_o, -k), np.ldexp(sigma_o, -k)
     kl = np.empty(K)
     dmu = np.empty(K if want_grad else 0)
     dsigma = np.empty(K if want_grad else 0)
     nt = _threads(num_threads, K, n, func)
     _gaussian.gaussian_eval(p2, xk, psums, rows, mu_b, sigma_b, kl, dmu, dsigma, want_grad, nt)
+    if want_grad and k:
+        with np.errstate(over="ignore", under="ignore"):
+            dmu, dsigma = np.ldexp(dmu, -k), np.ldexp(dsigma, -k)
     done = np.isfinite(kl) & (np.isfinite(dmu) & np.isfinite(dsigma) if want_grad else True)
+    done &= (sigma_b > 0) & np.isfinite(mu_b) & np.isfinite(sigma_b)
     for i in np.flatnonzero(~done):
         row = p2[rows[i]:rows[i] + 1]
-        values = _in_sigma_units(row, xk, mu_b[i], sigma_b[i], normalize, want_grad)
+        values = _in_sigma_units(row, np.ldexp(xk, k), mu_o[i], sigma_o[i], normalize, want_grad)
         if values is not None:
             kl[i] = values[0]
             if want_grad:
                 dmu[i], dsigma[i] = values[1], values[2]
-    if want_grad and k:
-        dmu, dsigma = np.ldexp(dmu, -k), np.ldexp(dsigma, -k)
     if not want_grad:
         return _unwrap(kl, shape)
     return _unwrap(kl, shape), _unwrap(dmu, shape), _unwrap(dsigma, shape)
@@ -244,7 +252,10 @@ def _in_sigma_units(row, xk, mu, sigma, normalize, want_grad):
     (the sums in the grid's units overflowed), computed with x, mu and sigma
     in units of 2**s, s the exponent of sigma (exact); None where that fails too."""
     s = math.frexp(sigma)[1]
-    x2 = np.ldexp(xk, -s)
+    with np.errstate(over="ignore", under="ignore"):
+        x2 = np.ldexp(xk, -s)
+    if not np.isfinite(x2).all():
+        return None
     row, ps, status = _psums(row, x2, normalize, 1)
     if status.any():
         return None

@@ -63,14 +63,14 @@ static inline void kl_neumaier(double *s, double *c, double x)
    relative accuracy where p ~ q, is undone.  Dekker's product (Veltkamp splits),
    so targets with and without FMA give the same bits; 0 where r or q is beyond
    2^996 (the split would overflow; |log r| is large there and the rounding of r
-   negligible beside it). */
+   negligible beside it) or p beyond 2^1000 (r q could overflow in the split). */
 #define KL_SPLIT_D (0x1p27 + 1.0)
 static inline double kl_residual_f64(double p, double r, double q)
 {
     double cr = r * KL_SPLIT_D, rh = cr - (cr - r), rl = r - rh;
     double cq = q * KL_SPLIT_D, qh = cq - (cq - q), ql = q - qh;
     double h = r * q, l = ((rh * qh - h) + rh * ql + rl * qh) + rl * ql;
-    if (!(fabs(r) <= 0x1p996 && fabs(q) <= 0x1p996)) return 0.0;
+    if (!(fabs(r) <= 0x1p996 && fabs(q) <= 0x1p996 && fabs(p) <= 0x1p1000)) return 0.0;
     return (p - h) - l;
 }
 

@@ -166,8 +166,8 @@ static inline __attribute__((always_inline)) kl_v4d KLM_FN(kl_v4_min_where_p)(kl
 }
 
 /* p - r q exactly for 4 lanes (see kl_residual_f64): one FMA, or Dekker's
-   product (0 where r or q is beyond 2^996: the split would overflow; there
-   |log r| is large, so the ratio's rounding is negligible beside it).  With
+   product (0 where r or q is beyond 2^996 or p beyond 2^1000: the split would
+   overflow; see kl_residual_f64).  With
    masked, 0 where p == 0; without, such a lane with q == 0 gives 0/0 = NaN,
    which makes the block total NaN and kl_block_f64 redo the block masked (rows
    whose zeros meet are rarer than the cost of the mask on every element). */
@@ -185,7 +185,8 @@ static inline __attribute__((always_inline)) kl_v4d KLM_FN(kl_v4_residual)(kl_v4
     kl_v4d cq = q * KL_SPLIT_D, qh = cq - (cq - q), ql = q - qh;
     kl_v4d h = r * q, l = ((rh * qh - h) + rh * ql + rl * qh) + rl * ql;
     kl_v4d res = (p - h) - l;
-    kl_v4i keep = (kl_v4i)(r <= big) & (kl_v4i)(q <= big);
+    const kl_v4d pbig = {0x1p1000, 0x1p1000, 0x1p1000, 0x1p1000};
+    kl_v4i keep = (kl_v4i)(r <= big) & (kl_v4i)(q <= big) & (kl_v4i)(p <= pbig);
     if (masked) keep &= (kl_v4i)(p != zero);
     return (kl_v4d)((kl_v4i)res & keep);
 #endif
