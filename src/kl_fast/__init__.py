@@ -10,6 +10,7 @@ from ._divergences import js_div, kl_div_log
 from ._pairwise import js_pairwise, kl_pairwise
 from ._config import openmp_enabled, show_config
 from .gaussian import GaussianFit, fit_gaussian, gaussian_kl, gaussian_kl_grad
+from ._target import GaussianTarget
 
 __version__ = "0.1.0"
 
@@ -27,6 +28,6 @@ def get_include() -> str:
 
 __all__ = [
     "kl_div", "kl_pairwise", "js_div", "js_pairwise", "kl_div_log",
-    "gaussian_kl", "gaussian_kl_grad", "fit_gaussian", "GaussianFit",
+    "gaussian_kl", "gaussian_kl_grad", "fit_gaussian", "GaussianFit", "GaussianTarget",
     "openmp_enabled", "show_config", "get_include", "reference", "__version__",
 ]

@@ -266,9 +266,14 @@ def rescaled_pair(pk, qk, shape, red, res, redo, f32):
     shifts = [np.where(apart & (small_q == top), -up, 0), np.where(apart & (small_q != top), -up, 0)]
     with np.errstate(over="ignore"):
         scaled = [np.ldexp(a, -s.astype(np.intc)) for a, s in zip(sides, shifts)]
-    # a group the last step would push out of range keeps its first scaling
-    bad = ~(np.all(np.isfinite(scaled[0]), axis=red, keepdims=True)
-            & np.all(np.isfinite(scaled[1]), axis=red, keepdims=True))
+    # a group the last step would push out of range, or where scaling down
+    # would round a positive element into the subnormals, keeps its first scaling
+    bad = np.zeros_like(apart)
+    for a, t, s in zip(sides, scaled, shifts):
+        with np.errstate(invalid="ignore"):
+            lost = (s > 0) & (a != 0) & ~(np.abs(t) >= normal)
+        bad |= ~np.all(np.isfinite(t), axis=red, keepdims=True)
+        bad |= np.any(lost, axis=red, keepdims=True)
     return [np.where(by_sums, d, np.where(bad, a, s)).astype(a.dtype, copy=False)
             for a, d, s in zip(sides, divided, scaled)]
 

@@ -45,6 +45,16 @@ def gaussian_eval(
     want_grad: bool,
     n_threads: int,
 ) -> None: ...
+def gaussian_eval_hess(
+    p: _Floating,
+    x: _F64,
+    psums: _F64,
+    rows: npt.NDArray[np.intp],
+    mu: _F64,
+    sigma: _F64,
+    out: _F64,
+    n_threads: int,
+) -> None: ...
 def gaussian_fit_rows(
     p: _Floating,
     x: _F64,

@@ -52,6 +52,10 @@ cdef extern from "gaussian_core.h" nogil:
                        double mu, double sigma, int xgrid, int nthreads, gk_qsums *out)
     void gk_qsums2_f32(const float *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
                        double mu, double sigma, int xgrid, int nthreads, gk_qsums *out)
+    void gk_qsums4_f64(const double *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                       double mu, double sigma, int xgrid, int nthreads, gk_qsums *out)
+    void gk_qsums4_f32(const float *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                       double mu, double sigma, int xgrid, int nthreads, gk_qsums *out)
     void gk_value(const gk_psums *ps, const gk_qsums *qs, double sigma, gk_eval *ev)
     void gk_value_grad(const gk_psums *ps, const gk_qsums *qs, double sigma, gk_eval *ev)
     void gk_newton_f64(const double *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
@@ -296,6 +300,83 @@ def gaussian_eval(const floating[:, :] p, const double[::1] x, const double[:, :
                     eval_one(pp + rows[k] * s0, s1, &x[0], n,
                              <const gk_psums *>&psums[rows[k], 0], mu[k], sigma[k], want_grad,
                              1, &kl_out[k], g_mu + k, g_sigma + k)
+    finally:
+        _end_watch(watched)
+
+
+cdef inline void hess_one(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                          const gk_psums *ps, double mu, double sigma, int nthreads,
+                          double *out) noexcept nogil:
+    """out = (kl, dKL/dmu, dKL/dsigma, d2/dmu2, d2/dmu dsigma, d2/dsigma2) from one
+    q pass with q's moments up to the fourth.
+
+    With d = x - mu, dE_q[f]/dmu = Cov_q(f, d) / sigma^2 + E_q[df/dmu] and
+    dE_q[f]/dsigma = Cov_q(f, d^2) / sigma^3; with e = E_q[d] and k2, k3, k4 the
+    central moments of d under q (Cov_q(d, d^2) = k3 + 2 e k2, Var_q(d^2) =
+    k4 - k2^2 + 4 e k3 + 4 e^2 k2):
+        d2KL/dmu2        = P k2 / sigma^4
+        d2KL/dmu dsigma  = P (k3 + 2 e k2) / sigma^5 - 2 g1 / sigma^3
+        d2KL/dsigma2     = P (k4 - k2^2 + 4 e k3 + 4 e^2 k2) / sigma^6 - 3 g2 / sigma^4
+    where g1 / sigma^2 and g2 / sigma^3 are the gradient.
+    """
+    cdef gk_qsums qs
+    cdef gk_eval ev
+    if floating is double:
+        gk_qsums4_f64(p, sp, x, n, mu, sigma, <int>ps.xgrid, nthreads, &qs)
+    else:
+        gk_qsums4_f32(p, sp, x, n, mu, sigma, <int>ps.xgrid, nthreads, &qs)
+    gk_value_grad(ps, &qs, sigma, &ev)
+    cdef double m1 = qs.W1 / qs.W, m2 = qs.W2 / qs.W, m3 = qs.W3 / qs.W, m4 = qs.W4 / qs.W
+    cdef double k2 = m2 - m1 * m1
+    cdef double k3 = m3 - m1 * (3.0 * m2 - 2.0 * m1 * m1)
+    cdef double k4 = m4 - m1 * (4.0 * m3 - m1 * (6.0 * m2 - 3.0 * m1 * m1))
+    cdef double e = m1 + qs.dk
+    cdef double P = ps.P, s2 = sigma * sigma
+    out[0] = ev.kl
+    out[1] = ev.dmu
+    out[2] = ev.dsigma
+    out[3] = ((P * k2) / s2) / s2
+    out[4] = ((P * (k3 + 2.0 * e * k2)) / s2) / (s2 * sigma) - 2.0 * ev.dmu / sigma
+    out[5] = (((P * ((k4 - k2 * k2) + 4.0 * e * (k3 + e * k2))) / s2) / s2) / s2 \
+        - 3.0 * ev.dsigma / sigma
+
+
+def gaussian_eval_hess(const floating[:, :] p, const double[::1] x, const double[:, ::1] psums,
+                       const Py_ssize_t[::1] rows, const double[::1] mu,
+                       const double[::1] sigma, double[:, ::1] out, int n_threads):
+    """For k in range(K): out[k] = (kl, dmu, dsigma, h_mumu, h_musigma, h_sigmasigma) of
+    KL(p[rows[k]] || q(mu[k], sigma[k])), the gradient and the analytic Hessian.
+
+    Arguments as for gaussian_eval; out has shape (K, 6).
+    """
+    cdef Py_ssize_t m = p.shape[0], n = p.shape[1], K = rows.shape[0], k
+    cdef Py_ssize_t s0 = p.strides[0] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t s1 = p.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef const floating *pp
+    if (x.shape[0] != n or psums.shape[0] != m or psums.shape[1] != 7 or mu.shape[0] != K
+            or sigma.shape[0] != K or out.shape[0] != K or out.shape[1] != 6):
+        raise ValueError("gaussian_eval_hess: shape mismatch between the arguments")
+    if K == 0:
+        return
+    if n == 0 or m == 0:
+        raise ValueError("gaussian_eval_hess: empty p")
+    pp = &p[0, 0]
+    watched = _watch_interrupts(<double>K * n)
+    try:
+        if n_threads <= 1 or K == 1:
+            with nogil:
+                for k in range(K):
+                    if kl_stop_requested():
+                        break
+                    hess_one(pp + rows[k] * s0, s1, &x[0], n,
+                             <const gk_psums *>&psums[rows[k], 0], mu[k], sigma[k], n_threads,
+                             &out[k, 0])
+        else:
+            for k in prange(K, nogil=True, schedule="static", num_threads=n_threads):
+                if not kl_stop_requested():
+                    hess_one(pp + rows[k] * s0, s1, &x[0], n,
+                             <const gk_psums *>&psums[rows[k], 0], mu[k], sigma[k], 1,
+                             &out[k, 0])
     finally:
         _end_watch(watched)
 

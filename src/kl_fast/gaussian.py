@@ -204,6 +204,21 @@ def _unwrap(a: np.ndarray, shape):
 
 def _evaluate(p, x, mu, sigma, func, normalize, num_threads, want_grad):
     p2, xk, psums, pbatch, _, k = _prepare(p, x, func, normalize, num_threads)
+    out = _evaluate_prepared(p2, xk, psums, pbatch, k, mu, sigma, func, normalize, num_threads,
+                             1 if want_grad else 0)
+    return tuple(out) if want_grad else out[0]
+
+
+# values _evaluate_prepared returns per order: kl; + dmu, dsigma; + the Hessian's
+# (mu, mu), (mu, sigma) and (sigma, sigma) entries
+_N_OUT = (1, 3, 6)
+
+
+def _evaluate_prepared(p2, xk, psums, pbatch, k, mu, sigma, func, normalize, num_threads,
+                       order):
+    """[kl] (order 0), [kl, dmu, dsigma] (1) or those and the Hessian's three
+    entries (2), each of the broadcast shape of p's batch, mu and sigma, from
+    the prepared rows of _prepare."""
     mu_a = _param(mu, "mu", func, positive=False)
     sigma_a = _param(sigma, "sigma", func, positive=True)
     try:
@@ -225,32 +240,42 @@ def _evaluate(p, x, mu, sigma, func, normalize, num_threads, want_grad):
     sigma_o = np.ascontiguousarray(np.broadcast_to(sigma_a, shape)).reshape(K)
     with np.errstate(over="ignore", under="ignore"):
         mu_b, sigma_b = np.ldexp(mu_o, -k), np.ldexp(sigma_o, -k)
-    kl = np.empty(K)
-    dmu = np.empty(K if want_grad else 0)
-    dsigma = np.empty(K if want_grad else 0)
     nt = _threads(num_threads, K, n, func)
-    _gaussian.gaussian_eval(p2, xk, psums, rows, mu_b, sigma_b, kl, dmu, dsigma, want_grad, nt)
-    if want_grad and k:
+    out = _eval_kernel(p2, xk, psums, rows, mu_b, sigma_b, nt, order)
+    if k:
         with np.errstate(over="ignore", under="ignore"):
-            dmu, dsigma = np.ldexp(dmu, -k), np.ldexp(dsigma, -k)
-    done = np.isfinite(kl) & (np.isfinite(dmu) & np.isfinite(dsigma) if want_grad else True)
+            out[1:3] = np.ldexp(out[1:3], -k)     # d/dmu, d/dsigma: units 2**-k
+            out[3:] = np.ldexp(out[3:], -2 * k)   # second derivatives: 2**-2k
+    done = np.isfinite(out).all(axis=0)
     done &= (sigma_b > 0) & np.isfinite(mu_b) & np.isfinite(sigma_b)
     for i in np.flatnonzero(~done):
         row = p2[rows[i]:rows[i] + 1]
-        values = _in_sigma_units(row, np.ldexp(xk, k), mu_o[i], sigma_o[i], normalize, want_grad)
+        values = _in_sigma_units(row, np.ldexp(xk, k), mu_o[i], sigma_o[i], normalize, order)
         if values is not None:
-            kl[i] = values[0]
-            if want_grad:
-                dmu[i], dsigma[i] = values[1], values[2]
-    if not want_grad:
-        return _unwrap(kl, shape)
-    return _unwrap(kl, shape), _unwrap(dmu, shape), _unwrap(dsigma, shape)
+            out[:, i] = values
+    return [_unwrap(v, shape) for v in out]
 
 
-def _in_sigma_units(row, xk, mu, sigma, normalize, want_grad):
-    """(kl, dmu, dsigma) of one row at one (mu, sigma) far from the grid's scale
-    (the sums in the grid's units overflowed), computed with x, mu and sigma
-    in units of 2**s, s the exponent of sigma (exact); None where that fails too."""
+def _eval_kernel(p2, xk, psums, rows, mu_b, sigma_b, nt, order):
+    """(_N_OUT[order], K) array of the kernel's values at the K parameter sets."""
+    K = rows.shape[0]
+    if order == 2:
+        res = np.empty((K, 6))
+        _gaussian.gaussian_eval_hess(p2, xk, psums, rows, mu_b, sigma_b, res, nt)
+        return np.ascontiguousarray(res.T)
+    res = np.empty((_N_OUT[order], K))
+    empty = np.empty(0)
+    _gaussian.gaussian_eval(p2, xk, psums, rows, mu_b, sigma_b, res[0],
+                            res[1] if order else empty, res[2] if order else empty,
+                            order == 1, nt)
+    return res
+
+
+def _in_sigma_units(row, xk, mu, sigma, normalize, order):
+    """The values of _eval_kernel for one row at one (mu, sigma) far from the
+    grid's scale (the sums in the grid's units overflowed), computed with x, mu
+    and sigma in units of 2**s, s the exponent of sigma (exact); None where that
+    fails too."""
     s = math.frexp(sigma)[1]
     with np.errstate(over="ignore", under="ignore"):
         x2 = np.ldexp(xk, -s)
@@ -259,11 +284,13 @@ def _in_sigma_units(row, xk, mu, sigma, normalize, want_grad):
     row, ps, status = _psums(row, x2, normalize, 1)
     if status.any():
         return None
-    out = np.empty((3, 1))
-    _gaussian.gaussian_eval(row, x2, ps, np.zeros(1, dtype=np.intp),
-                            np.array([math.ldexp(mu, -s)]), np.array([math.ldexp(sigma, -s)]),
-                            out[0], out[1], out[2], want_grad, 1)
-    return out[0, 0], math.ldexp(out[1, 0], -s), math.ldexp(out[2, 0], -s)
+    out = _eval_kernel(row, x2, ps, np.zeros(1, dtype=np.intp),
+                       np.array([math.ldexp(mu, -s)]), np.array([math.ldexp(sigma, -s)]),
+                       1, order)[:, 0]
+    with np.errstate(over="ignore", under="ignore"):
+        out[1:3] = np.ldexp(out[1:3], -s)
+        out[3:] = np.ldexp(out[3:], -2 * s)
+    return out
 
 
 # ---- value and gradient ------------------------------------------------------------
@@ -574,18 +601,9 @@ def fit_gaussian(p, x, *, method="newton", mu0=None, sigma0=None, parametrizatio
     (3.9675094, 6907.767417, False)
     """
     func = "fit_gaussian"
-    if method not in ("newton", "gd"):
-        raise ValueError(f"{func}: method must be 'newton' or 'gd', got {method!r}")
-    if parametrization not in ("sigma", "variance"):
-        raise ValueError(f"{func}: parametrization must be 'sigma' or 'variance', "
-                         f"got {parametrization!r}")
+    variance, lr_v, tol_v, iters = _fit_options(method, parametrization, lr, tol, epochs,
+                                                max_iter, func)
     newton = method == "newton"
-    lr_v = _scalar(lr, "lr", func, positive=True) if not newton else 0.0
-    tol_v = _scalar(tol, "tol", func, positive=False)
-    if tol_v < 0:
-        raise ValueError(f"{func}: tol must be a non-negative scalar, got {tol!r}")
-    iters = _count(max_iter if newton else epochs, "max_iter" if newton else "epochs", func)
-    variance = parametrization == "variance"
     templates = _MESSAGES[method, parametrization]
 
     if not normalize and num_threads is None:
@@ -601,9 +619,37 @@ def fit_gaussian(p, x, *, method="newton", mu0=None, sigma0=None, parametrizatio
                                message=msg, method=method, parametrization=parametrization,
                                raw_history=h, raw_is_variance=variance and not newton)
 
+    p2, xk, psums, shape, nt, k = _prepare(p, x, func, normalize, num_threads)
+    return _fit_prepared(p2, xk, psums, shape, nt, k, method=method, variance=variance,
+                         mu0=mu0, sigma0=sigma0, lr=lr_v, tol=tol_v, iters=iters,
+                         history=history, func=func)
+
+
+def _fit_options(method, parametrization, lr, tol, epochs, max_iter, func):
+    """(variance, lr, tol, iters) of fit_gaussian's options, checked."""
+    if method not in ("newton", "gd"):
+        raise ValueError(f"{func}: method must be 'newton' or 'gd', got {method!r}")
+    if parametrization not in ("sigma", "variance"):
+        raise ValueError(f"{func}: parametrization must be 'sigma' or 'variance', "
+                         f"got {parametrization!r}")
+    newton = method == "newton"
+    lr_v = _scalar(lr, "lr", func, positive=True) if not newton else 0.0
+    tol_v = _scalar(tol, "tol", func, positive=False)
+    if tol_v < 0:
+        raise ValueError(f"{func}: tol must be a non-negative scalar, got {tol!r}")
+    iters = _count(max_iter if newton else epochs, "max_iter" if newton else "epochs", func)
+    return parametrization == "variance", lr_v, tol_v, iters
+
+
+def _fit_prepared(p2, xk, psums, shape, nt, k, *, method, variance, mu0, sigma0, lr, tol,
+                  iters, history, func):
+    """fit_gaussian on the prepared rows of _prepare (options checked)."""
+    newton = method == "newton"
+    lr_v, tol_v = lr, tol
+    parametrization = "variance" if variance else "sigma"
+    templates = _MESSAGES[method, parametrization]
     # the kernels work in the grid's units of 2**k (k = 0 but for extreme grids):
     # mu, sigma and the steps scale exactly, the KL not at all
-    p2, xk, psums, shape, nt, k = _prepare(p, x, func, normalize, num_threads)
     m = p2.shape[0]
     P = psums[:, 1]
     mean_off = psums[:, 2] / P

@@ -43,6 +43,53 @@ def _eval(dtype):
     return setup
 
 
+def _prepared():
+    def setup():
+        import kl_fast
+        from kl_fast import reference
+
+        x, p = _tutorial()
+        target = kl_fast.GaussianTarget(p, x, normalize=False)
+        return {
+            "numpy reference": lambda: reference.gaussian_kl_grad(p, x, 0.3, 2.5),
+            "kl_fast GaussianTarget.kl_grad": lambda: target.kl_grad(0.3, 2.5),
+            "kl_fast GaussianTarget.kl_hess": lambda: target.kl_hess(0.3, 2.5),
+            "kl_fast gaussian_kl_grad (cold)": lambda: kl_fast.gaussian_kl_grad(p, x, 0.3, 2.5),
+        }
+    return setup
+
+
+def _numpy_surface(p, x, mu, sigma, chunk=64):
+    """The tutorial formula broadcast over blocks of parameter sets: memory O(chunk * n)."""
+    mu_f, sigma_f = mu.ravel(), sigma.ravel()
+    out = np.empty(mu_f.size)
+    nz = p != 0
+    for i in range(0, mu_f.size, chunk):
+        m, s = mu_f[i:i + chunk, None], sigma_f[i:i + chunk, None]
+        q = np.exp(-((x - m) ** 2) / (2 * s * s))
+        q /= q.sum(axis=1, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[i:i + chunk] = np.sum(np.where(nz, p * np.log(p / q), 0), axis=1)
+    return out.reshape(mu.shape)
+
+
+def _surface(k):
+    def setup():
+        import kl_fast
+
+        x, p = _tutorial()
+        mu, sigma = np.meshgrid(np.linspace(-2, 2, k), np.linspace(1.0, 4.0, k))
+        target = kl_fast.GaussianTarget(p, x, normalize=False)
+        threads = os.cpu_count() or 1
+        return {
+            "numpy broadcast (blocks of 64)": lambda: _numpy_surface(p, x, mu, sigma),
+            "kl_fast GaussianTarget.kl (1 thread)": lambda: target.kl(mu, sigma, num_threads=1),
+            f"kl_fast GaussianTarget.kl ({threads} threads)": lambda: target.kl(
+                mu, sigma, num_threads=threads),
+        }
+    return setup
+
+
 def _tutorial_fit(case):
     def setup():
         import kl_fast
@@ -86,6 +133,10 @@ def cases(quick: bool):
     for dtype in (np.float64, np.float32):
         name = np.dtype(dtype).name
         out.append(Case(f"gaussian_kl_grad {name} p, tutorial grid n=20,000", _eval(dtype)))
+    out.append(Case("GaussianTarget prepared evaluation, tutorial grid n=20,000", _prepared()))
+    k = 50 if quick else 200
+    out.append(Case(f"GaussianTarget KL surface {k}x{k} (mu, sigma), tutorial grid",
+                    _surface(k), baseline="numpy broadcast (blocks of 64)"))
     fit = Case("fit_gaussian tutorial problem n=20,000", None,
                baseline="numpy reference GD, 100 epochs")
     fit.setup = _tutorial_fit(fit)

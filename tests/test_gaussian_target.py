@@ -1,0 +1,235 @@
+"""GaussianTarget: the same values as gaussian_kl / gaussian_kl_grad / fit_gaussian,
+an analytic Hessian checked against finite differences and mpmath, scipy.optimize."""
+import pickle
+
+import mpmath
+import numpy as np
+import pytest
+
+import kl_fast
+from kl_fast import GaussianTarget
+
+
+@pytest.fixture(scope="module")
+def tutorial():
+    x = np.arange(-10, 10, 0.001)
+    p = np.exp(-x ** 2 / 8) / np.sqrt(8 * np.pi)
+    return p, x
+
+
+def _same(a, b):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_values_equal_the_one_shot_functions(tutorial, normalize, dtype):
+    p, x = tutorial
+    p = p.astype(dtype)
+    t = GaussianTarget(p, x, normalize=normalize)
+    for mu, sigma in [(0.0, 2.0), (1.3, 0.7), (-25.0, 3.0), (0.2, 1e-4), (0.0, 1e6)]:
+        _same(t.kl(mu, sigma), kl_fast.gaussian_kl(p, x, mu, sigma, normalize=normalize))
+        for a, b in zip(t.kl_grad(mu, sigma),
+                        kl_fast.gaussian_kl_grad(p, x, mu, sigma, normalize=normalize)):
+            _same(a, b)
+        kl, grad, _ = t.kl_hess(mu, sigma)
+        ref = kl_fast.gaussian_kl_grad(p, x, mu, sigma, normalize=normalize)
+        _same(kl, ref[0])
+        _same(grad, np.array(ref[1:]))
+
+
+def test_batch_and_broadcasting(rng):
+    x = np.linspace(-3, 4, 57)
+    P = rng.random((3, 1, 57))
+    mu = np.linspace(-1, 1, 4)
+    sigma = np.array([[0.5], [1.0], [2.0]])[:, :, None]  # (3, 1, 1) against (3, 1) x (4,)
+    t = GaussianTarget(P, x, normalize=False)
+    assert t.batch_shape == (3, 1)
+    kl = t.kl(mu, sigma)
+    _same(kl, kl_fast.gaussian_kl(P, x, mu, sigma))
+    assert kl.shape == (3, 3, 4)
+    kl2, grad, hess = t.kl_hess(mu, sigma)
+    assert grad.shape == (3, 3, 4, 2) and hess.shape == (3, 3, 4, 2, 2)
+    _same(hess[..., 0, 1], hess[..., 1, 0])
+    ref = kl_fast.gaussian_kl_grad(P, x, mu, sigma)
+    _same(kl2, ref[0])
+    _same(grad[..., 0], ref[1])
+    _same(grad[..., 1], ref[2])
+
+
+def test_surface_is_one_call(tutorial):
+    p, x = tutorial
+    t = GaussianTarget(p, x)
+    mu, sigma = np.meshgrid(np.linspace(-2, 2, 200), np.linspace(0.5, 4, 200))
+    surf = t.kl(mu, sigma)
+    assert surf.shape == (200, 200)
+    idx = [(0, 0), (57, 131), (199, 199), (100, 3)]
+    for i, j in idx:
+        _same(surf[i, j], kl_fast.gaussian_kl(p, x, mu[i, j], sigma[i, j], normalize=True))
+
+
+def _fd_hessian(t, mu, sigma):
+    """Central differences of the analytic gradient (step scaled to each variable)."""
+    hm, hs = 1e-5 * max(1.0, abs(mu)), 1e-5 * sigma
+    gp, gm = t.kl_grad(mu + hm, sigma), t.kl_grad(mu - hm, sigma)
+    sp, sm = t.kl_grad(mu, sigma + hs), t.kl_grad(mu, sigma - hs)
+    return np.array([[(gp[1] - gm[1]) / (2 * hm), (sp[1] - sm[1]) / (2 * hs)],
+                     [(gp[2] - gm[2]) / (2 * hm), (sp[2] - sm[2]) / (2 * hs)]])
+
+
+@pytest.mark.parametrize("mu,sigma", [(0.3, 1.7), (0.0, 2.0), (-4.0, 0.8), (9.5, 3.0),
+                                      (1.0, 12.0), (0.05, 0.05)])
+def test_hessian_against_finite_differences(tutorial, mu, sigma):
+    p, x = tutorial
+    t = GaussianTarget(p, x)
+    _, _, h = t.kl_hess(mu, sigma)
+    fd = _fd_hessian(t, mu, sigma)
+    scale = np.abs(h).max()
+    np.testing.assert_allclose(h, fd, rtol=2e-5, atol=2e-6 * scale)
+
+
+def _mp_kl(p, x, mu, sigma):
+    lw = [-(xi - mu) ** 2 / (2 * sigma ** 2) for xi in x]
+    lz = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in lw))
+    P = mpmath.fsum(p)
+    return mpmath.fsum(pi * mpmath.log(pi / P) for pi in p if pi) / P \
+        - mpmath.fsum(pi * (v - lz) for pi, v in zip(p, lw)) / P
+
+
+@pytest.mark.parametrize("mu,sigma", [(0.4, 0.9), (-1.2, 2.5), (2.9, 0.35)])
+def test_hessian_against_mpmath(mu, sigma):
+    rng = np.random.default_rng(7)
+    x = np.sort(rng.uniform(-3, 3, 40))
+    p = rng.random(40)
+    t = GaussianTarget(p, x)   # normalize=True: the mpmath KL divides by P
+    kl, grad, hess = t.kl_hess(mu, sigma)
+    with mpmath.workdps(50):
+        pm = [mpmath.mpf(float(v)) for v in p]
+        xm = [mpmath.mpf(float(v)) for v in x]
+        f = lambda a, b: _mp_kl(pm, xm, a, b)  # noqa: E731
+        exact_h = [[mpmath.diff(f, (mu, sigma), (2, 0)), mpmath.diff(f, (mu, sigma), (1, 1))],
+                   [mpmath.diff(f, (mu, sigma), (1, 1)), mpmath.diff(f, (mu, sigma), (0, 2))]]
+        exact_g = [mpmath.diff(f, (mu, sigma), (1, 0)), mpmath.diff(f, (mu, sigma), (0, 1))]
+        exact_kl = f(mu, sigma)
+    exact_h = np.array(exact_h, dtype=float)
+    assert kl == pytest.approx(float(exact_kl), rel=1e-13)
+    np.testing.assert_allclose(grad, np.array(exact_g, dtype=float), rtol=1e-11)
+    np.testing.assert_allclose(hess, exact_h, rtol=1e-10, atol=1e-12 * np.abs(exact_h).max())
+
+
+@pytest.mark.parametrize("scale", [2.0 ** -300, 2.0 ** 300])
+def test_hessian_at_any_scale(scale):
+    rng = np.random.default_rng(3)
+    x = np.linspace(-2, 3, 80)
+    p = rng.random(80)
+    _, g1, h1 = GaussianTarget(p, x).kl_hess(0.3, 0.8)
+    kl, g, h = GaussianTarget(p, x * scale).kl_hess(0.3 * scale, 0.8 * scale)
+    assert kl == GaussianTarget(p, x).kl(0.3, 0.8)
+    np.testing.assert_array_equal(g, g1 / scale)
+    np.testing.assert_array_equal(h, h1 / scale ** 2)
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(method="gd", parametrization="variance",
+                                                 mu0=0.0, sigma0=1.0, epochs=100)])
+def test_fit_equals_fit_gaussian(tutorial, kwargs):
+    p, x = tutorial
+    for normalize in (False, True):
+        a = GaussianTarget(p, x, normalize=normalize).fit(**kwargs)
+        b = kl_fast.fit_gaussian(p, x, normalize=normalize, **kwargs)
+        for name in ("mu", "sigma", "kl", "grad", "nit", "nfev", "converged", "message"):
+            assert getattr(a, name) == getattr(b, name), name
+        for key in b.history:
+            _same(a.history[key], b.history[key])
+
+
+def test_fit_batch(rng):
+    x = np.linspace(-4, 4, 101)
+    P = np.exp(-(x - rng.uniform(-1, 1, (2, 3, 1))) ** 2 / 2)
+    a = GaussianTarget(P, x).fit(history=False)
+    b = kl_fast.fit_gaussian(P, x, normalize=True, history=False)
+    _same(a.mu, b.mu)
+    _same(a.sigma, b.sigma)
+    assert a.mu.shape == (2, 3)
+
+
+@pytest.mark.parametrize("method", ["Newton-CG", "trust-exact", "L-BFGS-B", "trust-ncg"])
+def test_scipy_optimize_reaches_the_fit(tutorial, method):
+    optimize = pytest.importorskip("scipy.optimize")
+    p, x = tutorial
+    t = GaussianTarget(p, x, normalize=False)
+    best = t.fit()
+    fun, jac, hess = t.scipy_objective()
+    kwargs = dict(jac=jac, method=method)
+    if method != "L-BFGS-B":
+        kwargs["hess"] = hess
+    else:
+        kwargs["bounds"] = [(None, None), (1e-6, None)]
+    res = optimize.minimize(fun, [0.5, 1.0], **kwargs)
+    assert res.success, res.message
+    np.testing.assert_allclose(res.x, [best.mu, best.sigma], atol=2e-5)
+    assert res.fun == pytest.approx(best.kl, rel=1e-9)
+
+
+def test_scipy_objective_domain_and_shapes(tutorial):
+    p, x = tutorial
+    fun, jac, hess = GaussianTarget(p, x).scipy_objective()
+    assert fun([0.0, -1.0]) == np.inf
+    assert fun([0.0, 0.0]) == np.inf
+    with pytest.raises(ValueError, match="sigma > 0"):
+        jac([0.0, -1.0])
+    with pytest.raises(ValueError, match="sigma > 0"):
+        hess([np.nan, 1.0])
+    with pytest.raises(ValueError, match="theta"):
+        fun([0.0, 1.0, 2.0])
+    t = GaussianTarget(p, x)
+    f, g, h = fun([0.3, 1.5]), jac([0.3, 1.5]), hess([0.3, 1.5])
+    kl, grad, H = t.kl_hess(0.3, 1.5)
+    assert f == kl
+    _same(g, grad)
+    _same(h, H)
+    with pytest.raises(ValueError, match="batch"):
+        GaussianTarget(np.stack([p, p]), x).scipy_objective()
+
+
+def test_pickle_and_repr(tutorial):
+    p, x = tutorial
+    t = GaussianTarget(p.astype(np.float32), x)
+    t2 = pickle.loads(pickle.dumps(t))
+    for a, b in zip(t.kl_hess([0.1, 0.2], 1.9), t2.kl_hess([0.1, 0.2], 1.9)):
+        _same(a, b)
+    r = repr(t2)
+    assert "20000 grid points" in r and "float32" in r and "normalize=True" in r
+
+
+def test_inputs_are_copied_and_untouched(rng):
+    x = np.linspace(-3, 3, 64)
+    p = rng.random(64)
+    before_p, before_x = p.copy(), x.copy()
+    t = GaussianTarget(p, x)
+    v = t.kl(0.2, 1.1)
+    _same(p, before_p)
+    _same(x, before_x)
+    p[:] = 1.0
+    x[:] = np.linspace(0, 1, 64)
+    assert t.kl(0.2, 1.1) == v
+    with pytest.raises(ValueError):
+        t.x[0] = 5.0
+
+
+def test_errors_name_the_argument():
+    x = np.linspace(0, 1, 5)
+    with pytest.raises(ValueError, match=r"GaussianTarget: p contains NaN at index \[2\]"):
+        GaussianTarget([1, 1, np.nan, 1, 1], x)
+    with pytest.raises(ValueError, match="all zero"):
+        GaussianTarget(np.zeros(5), x)
+    with pytest.raises(ValueError, match="x has 4 points"):
+        GaussianTarget(np.ones(5), x[:4])
+    t = GaussianTarget(np.ones(5), x)
+    with pytest.raises(ValueError, match=r"GaussianTarget.kl: sigma must be positive"):
+        t.kl(0.0, -1.0)
+    with pytest.raises(ValueError, match=r"GaussianTarget.kl_hess: mu must be finite"):
+        t.kl_hess(np.inf, 1.0)
+    with pytest.raises(ValueError, match="do not broadcast"):
+        GaussianTarget(np.ones((2, 5)), x).kl(np.zeros(3), 1.0)
+    with pytest.raises(ValueError, match="method"):
+        t.fit(method="bfgs")
