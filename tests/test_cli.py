@@ -251,11 +251,25 @@ def test_demo_figures(demo_run):
         return
     names = ["kl_pair_1.png", "kl_pair_2.png", "kl_pair_3.png"]
     if hasattr(kl_fast, "fit_gaussian"):
-        names += ["fit_trajectory.png", "fit_kl_history.png"]
+        names += ["fit_trajectory.png", "fit_kl_history.png", "fit_kl_surface.png"]
     assert sorted(p.name for p in out.glob("*.png")) == sorted(names)
     for name in names:
         assert_png(out / name)
         assert str(out / name) in stdout
+
+
+def test_demo_kl_surface_values():
+    from kl_fast import cli
+
+    x = np.arange(-10, 10, 0.001)
+    p = np.exp(-x ** 2 / 8) / np.sqrt(8 * np.pi)
+    mu, sigma, kl, seconds = cli.kl_surface(p, x, size=7)
+    assert kl.shape == mu.shape == sigma.shape == (7, 7) and seconds >= 0
+    assert (mu.min(), mu.max()) == cli.SURFACE_MU and (sigma.min(), sigma.max()) == cli.SURFACE_SIGMA
+    np.testing.assert_array_equal(kl, kl_fast.gaussian_kl(p, x, mu, sigma))
+    # the minimum of the mesh lies next to the tutorial's optimum (0, 2)
+    i, j = np.unravel_index(np.argmin(kl), kl.shape)
+    assert abs(mu[i, j]) <= 0.5 and abs(sigma[i, j] - 2.0) <= 0.4
 
 
 def test_demo_without_matplotlib(tmp_path):

@@ -312,7 +312,16 @@ def demo(out_dir: str, say: Callable[[str], None] = print) -> int:
     written.append((path, "q during gradient descent (every 10th epoch) over p, and Newton's result"))
     path = os.path.join(out_dir, "fit_kl_history.png")
     _plot_history(Figure, path, gd, newton)
-    written.append((path, "KL per iteration for both methods (log scale)"))
+    written.append((path, "KL, mu and the variance per iteration for both methods"))
+    surface = kl_surface(p, x)
+    start = kl_fast.fit_gaussian(p, x, mu0=SURFACE_START[0], sigma0=SURFACE_START[1])
+    path = os.path.join(out_dir, "fit_kl_surface.png")
+    _plot_surface(Figure, path, surface, gd,
+                  [(newton, "Newton from p's moments"),
+                   (_trace("Newton", start, 0.0),
+                    f"Newton from (mu, sigma) = {SURFACE_START}")])
+    written.append((path, f"the KL over (mu, sigma) ({surface[2].size:,} points in one "
+                          f"GaussianTarget call, {_fmt_seconds(surface[3])}) with both paths"))
     for path, what in written:
         say(f"   {path}: {what}")
     return 0
@@ -352,7 +361,6 @@ def _plot_trajectory(Figure, path, x, p, gd: FitTrace, newton: FitTrace) -> None
     dx = GRID[2]
     fig = Figure(figsize=(8.0, 4.5), layout="constrained")
     ax = fig.add_subplot()
-    ax.plot(x, p, color="black", lw=2.5, label="p = N(0, 2)")
     cmap = colormaps["viridis"]
     shown = list(range(0, len(gd.steps), 10))
     for j, i in enumerate(shown):
@@ -362,6 +370,8 @@ def _plot_trajectory(Figure, path, x, p, gd: FitTrace, newton: FitTrace) -> None
     qn = _grid_q(x, newton.mu[-1], newton.sigma[-1], dx)
     ax.plot(x, qn, color="tab:red", lw=2, ls="--",
             label=f"Newton: mu = {newton.mu[-1]:.3g}, sigma = {newton.sigma[-1]:.4f}")
+    # p last and on top, dotted, so the curves of q near the end do not hide it
+    ax.plot(x, p, color="black", lw=2.0, ls=":", zorder=5, label="p = N(0, 2)")
     ax.set_title("Fitting q to p by gradient descent on KL(p || q), every 10th epoch")
     ax.set_xlabel("x")
     ax.set_ylabel(f"density (q shown as q_i / dx, dx = {dx:g})")
@@ -371,8 +381,8 @@ def _plot_trajectory(Figure, path, x, p, gd: FitTrace, newton: FitTrace) -> None
 
 def _plot_history(Figure, path, gd: FitTrace, newton: FitTrace) -> None:
     best = min(float(np.min(gd.kl)), float(np.min(newton.kl)))
-    fig = Figure(figsize=(10.0, 4.0), layout="constrained")
-    ax1, ax2 = fig.subplots(1, 2)
+    fig = Figure(figsize=(10.0, 7.5), layout="constrained")
+    (ax1, ax2), (ax3, ax4) = fig.subplots(2, 2)
     ax1.plot(gd.steps, gd.kl, label=f"gradient descent ({_fmt_seconds(gd.seconds)})")
     ax1.plot(newton.steps, newton.kl, "o-", label=f"Newton ({_fmt_seconds(newton.seconds)})")
     ax1.set_title("KL(p || q) per iteration")
@@ -387,6 +397,59 @@ def _plot_history(Figure, path, gd: FitTrace, newton: FitTrace) -> None:
     ax2.set_xlabel("iteration (epoch)")
     ax2.set_ylabel("KL - min KL")
     ax2.legend()
+    for ax, name in ((ax3, "mu"), (ax4, "variance")):
+        for tr, style in ((gd, "-"), (newton, "o-")):
+            ax.plot(tr.steps, getattr(tr, name), style, label=tr.name)
+        ax.set_title(f"{name} per iteration")
+        ax.set_xlabel("iteration (epoch)")
+        ax.set_ylabel(name)
+        ax.legend()
+    ax3.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    _save(fig, path)
+
+
+# the (mu, sigma) window of the KL surface figure, around the tutorial's optimum (0, 2)
+SURFACE_MU = (-1.5, 1.5)
+SURFACE_SIGMA = (0.8, 3.2)
+SURFACE_START = (1.2, 1.0)   # a start off the mu = 0 line that gradient descent follows
+
+
+def kl_surface(p, x, size: int = 200):
+    """(mu, sigma, kl, seconds): KL(p || q(mu, sigma)) on a size x size mesh of the
+    surface window, from one prepared target in one call."""
+    import time
+
+    import kl_fast
+
+    mu, sigma = np.meshgrid(np.linspace(*SURFACE_MU, size), np.linspace(*SURFACE_SIGMA, size))
+    target = kl_fast.GaussianTarget(p, x, normalize=False)
+    start = time.perf_counter()
+    kl = target.kl(mu, sigma)
+    return mu, sigma, kl, time.perf_counter() - start
+
+
+def _plot_surface(Figure, path, surface, gd: FitTrace, newton_paths) -> None:
+    """Contours of log10(KL - min KL) with the gradient-descent path and Newton's steps."""
+    mu, sigma, kl, _ = surface
+    best = min(float(np.min(kl)), float(np.min(gd.kl)),
+               *(float(np.min(tr.kl)) for tr, _ in newton_paths))
+    excess = np.log10(np.maximum(kl - best, 1e-12))
+    fig = Figure(figsize=(7.5, 6.0), layout="constrained")
+    ax = fig.add_subplot()
+    filled = ax.contourf(mu, sigma, excess, levels=30, cmap="viridis")
+    fig.colorbar(filled, ax=ax, label="log10(KL - min KL)")
+    ax.plot(gd.mu, gd.sigma, color="white", lw=3, zorder=3,
+            label=f"gradient descent from (0, 1), {len(gd.steps) - 1} epochs")
+    ax.plot(gd.mu[-1:], gd.sigma[-1:], "o", color="white", zorder=3)
+    for (tr, label), color in zip(newton_paths, ("tab:red", "tab:orange")):
+        ax.plot(tr.mu, tr.sigma, "o-", color=color, lw=1.5, ms=5, zorder=4,
+                label=f"{label}, {len(tr.steps) - 1} steps")
+    ax.set_xlim(*SURFACE_MU)
+    ax.set_ylim(*SURFACE_SIGMA)
+    ax.set_title("KL(p || q(mu, sigma)) on the tutorial grid, p = N(0, 2)")
+    ax.set_xlabel("mu")
+    ax.set_ylabel("sigma (standard deviation)")
+    ax.legend(loc="upper right")
     _save(fig, path)
 
 
