@@ -11,6 +11,7 @@ from ._pairwise import js_pairwise, kl_pairwise
 from ._config import openmp_enabled, show_config
 from .gaussian import GaussianFit, fit_gaussian, gaussian_kl, gaussian_kl_grad
 from ._target import GaussianTarget
+from ._topk import kl_topk
 
 __version__ = "0.1.0"
 
@@ -27,7 +28,7 @@ def get_include() -> str:
     return os.path.join(os.path.dirname(__file__), "_src")
 
 __all__ = [
-    "kl_div", "kl_pairwise", "js_div", "js_pairwise", "kl_div_log",
+    "kl_div", "kl_pairwise", "kl_topk", "js_div", "js_pairwise", "kl_div_log",
     "gaussian_kl", "gaussian_kl_grad", "fit_gaussian", "GaussianFit", "GaussianTarget",
     "openmp_enabled", "show_config", "get_include", "reference", "__version__",
 ]

@@ -158,7 +158,7 @@ def _abs_side(L: np.ndarray):
 
 
 def _kl_matrix(Pk, Qk, hp, psum, qsum, *, normalize, num_threads, func,
-               refine=True, bound=None, out=None):
+               refine=True, bound=None, out=None, L=None):
     """The (m, k) matrix of KL(P_i || Q_j), natural log, float64.
 
     Entropy term minus the product P @ log(Q).T, block by block, into ``out``
@@ -166,7 +166,7 @@ def _kl_matrix(Pk, Qk, hp, psum, qsum, *, normalize, num_threads, func,
     array.  With ``bound`` (an (m, k) array) the a-priori bound on each
     product-form entry's absolute error is written there; ``refine=False``
     skips the exact recomputation of the entries too close to zero (both for
-    testing the bound).
+    testing the bound).  ``L``: _masked_log of Qk, when the caller has it.
     """
     m, n = Pk.shape
     k = Qk.shape[0]
@@ -180,7 +180,8 @@ def _kl_matrix(Pk, Qk, hp, psum, qsum, *, normalize, num_threads, func,
             bound.fill(0.0)
         return out
     Q64 = np.asarray(Qk, dtype=np.float64)
-    L = _masked_log(Q64, num_threads, func)
+    if L is None:
+        L = _masked_log(Q64, num_threads, func)
     LT = L.T
     sign, side_cols, side = _abs_side(L)
     q_zero = Q64 == 0

@@ -1,0 +1,280 @@
+"""kl_topk: the k nearest rows of Q to each row of P by KL or JS, without the
+full (m, k_total) matrix.
+
+Q is streamed in blocks.  For KL each block is the matrix-product form of
+kl_pairwise (entropy term minus ``P @ log(Q).T``) with its a-priori error
+bound E per entry: the true value lies in [A - E, A + E].  A row keeps its k
+best exact values so far; a block entry can enter only if A - E is at most the
+k-th smallest of those and of the block's A + E, and only such candidates are
+recomputed exactly by kl_div's row kernel, then merged.  JS has no product
+form, so each block is computed exactly by the row kernel of js_pairwise.
+Memory: the (m, k) result plus one block, never the whole matrix.
+"""
+from __future__ import annotations
+
+import math
+import operator
+
+import numpy as np
+
+from . import _div_kernels
+from ._api import finish, kl_div, normalize_rescale
+from ._pairwise import (
+    _finite_sums,
+    _kl_matrix,
+    _masked_log,
+    _prepare,
+    _resolve_base,
+    _row_stats,
+)
+from ._validation import resolve_threads
+
+__all__ = ["kl_topk"]
+
+_DIVERGENCES = ("kl", "js", "kl_reverse")
+# entries per block of the (rows x candidates) tile: the tile's temporaries are
+# a few arrays of this many float64 (4 MiB each)
+_TILE_ENTRIES = 1 << 19
+_MAX_COLS = 4096
+_NO_INDEX = np.iinfo(np.intp).max   # an empty slot ranks after every real index
+
+
+def _check_k(k, total: int, func: str) -> int:
+    if isinstance(k, (float, np.floating)):
+        if not math.isfinite(k) or k != int(k):
+            raise ValueError(f"{func}: k must be a non-negative integer, got {k!r}")
+        k = int(k)
+    try:
+        v = operator.index(k)
+    except TypeError:
+        raise TypeError(f"{func}: k must be an integer, got {k!r}") from None
+    if v < 0:
+        raise ValueError(f"{func}: k must be a non-negative integer, got {v}")
+    if v > total:
+        raise ValueError(f"{func}: k = {v} is larger than the number of rows of Q ({total}); "
+                         f"at most {total} neighbours exist")
+    return v
+
+
+def _merge(vals, idx, new_vals, new_idx, k):
+    """The k smallest of each row of the union (value, then index), as (vals, idx)."""
+    V = np.concatenate([vals, new_vals], axis=1)
+    I = np.concatenate([idx, new_idx], axis=1)
+    order = np.lexsort((I, V), axis=1)[:, :k]
+    return np.take_along_axis(V, order, axis=1), np.take_along_axis(I, order, axis=1)
+
+
+def _by_row(rows, values, cols, m):
+    """Ragged (rows, values, cols) as (m, c) arrays padded with (inf, _NO_INDEX)."""
+    counts = np.bincount(rows, minlength=m)
+    c = int(counts.max()) if counts.size else 0
+    V = np.full((m, c), np.inf)
+    I = np.full((m, c), _NO_INDEX, dtype=np.intp)
+    order = np.argsort(rows, kind="stable")
+    r = rows[order]
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    slot = np.arange(r.size) - start[r]
+    V[r, slot] = values[order]
+    I[r, slot] = cols[order]
+    return V, I
+
+
+class _KLSide:
+    """Exact KL values of (row, column) pairs and block approximations, for
+    KL(P_i || Q_j) (reverse False) or KL(Q_j || P_i) (reverse True)."""
+
+    def __init__(self, Pk, Qk, stats, normalize, reverse, num_threads, func):
+        self.P, self.Q = Pk, Qk
+        self.hp, self.psum, self.hq, self.qsum = stats
+        self.normalize, self.reverse = normalize, reverse
+        self.num_threads, self.func = num_threads, func
+
+    def logs(self, i0, i1, j0, j1):
+        """The logs of the tile's second operand (Q's rows, or P's for reverse)."""
+        b = self.Q[j0:j1] if not self.reverse else self.P[i0:i1]
+        return _masked_log(np.asarray(b, dtype=np.float64), self.num_threads, self.func)
+
+    def approx(self, i0, i1, j0, j1, L):
+        """(A, E): product-form values and their error bounds, (i1 - i0, j1 - j0)."""
+        bound = np.empty((i1 - i0, j1 - j0)) if not self.reverse else np.empty((j1 - j0, i1 - i0))
+        if not self.reverse:
+            A = _kl_matrix(self.P[i0:i1], self.Q[j0:j1], self.hp[i0:i1], self.psum[i0:i1],
+                           self.qsum[j0:j1], normalize=self.normalize,
+                           num_threads=self.num_threads, func=self.func, refine=False,
+                           bound=bound, L=L)
+            return A, bound
+        A = _kl_matrix(self.Q[j0:j1], self.P[i0:i1], self.hq[j0:j1], self.qsum[j0:j1],
+                       self.psum[i0:i1], normalize=self.normalize,
+                       num_threads=self.num_threads, func=self.func, refine=False, bound=bound,
+                       L=L)
+        return A.T, bound.T
+
+    def exact(self, rows, cols):
+        """kl_div's values of the pairs (natural log, float64)."""
+        a, b, sa, sb = (self.P, self.Q, self.psum, self.qsum) if not self.reverse else \
+            (self.Q, self.P, self.qsum, self.psum)
+        ra, rb = (rows, cols) if not self.reverse else (cols, rows)
+        ra = np.ascontiguousarray(ra, dtype=np.intp)
+        rb = np.ascontiguousarray(rb, dtype=np.intp)
+        res = np.empty((ra.size, 3))
+        n = a.shape[1]
+        nt = resolve_threads(self.num_threads, ra.size, ra.size * n, self.func)
+        _div_kernels.kl_pairs(a, b, ra, rb, res, nt)
+        if not self.normalize:
+            return res[:, 0].copy()
+        res[:, 1], res[:, 2] = sa[ra], sb[rb]
+        values = finish(res[:, 0], res[:, 1], res[:, 2], normalize=True, base=None, dx=None,
+                        func=self.func)
+        redo = np.flatnonzero(normalize_rescale(res, False))
+        if redo.size:
+            values[redo] = kl_div(a[ra[redo]], b[rb[redo]], normalize=True)
+        return values
+
+
+def _tiles(m, total):
+    """(mb, kb): rows and candidates per tile, about _TILE_ENTRIES entries."""
+    kb = min(total, _MAX_COLS, max(256, _TILE_ENTRIES // max(m, 1)))
+    mb = max(1, min(m, _TILE_ENTRIES // kb))
+    return mb, kb
+
+
+def _threshold(vals, hi, k):
+    """Per row, a value no candidate outside the top k can beat: the k-th exact
+    value kept so far, or where fewer than k are kept, the k-th smallest upper
+    bound among those and the tile's."""
+    t = vals[:, k - 1].copy()
+    open_rows = np.flatnonzero(t == np.inf)
+    if open_rows.size:
+        both = np.concatenate([vals[open_rows], hi[open_rows]], axis=1)
+        t[open_rows] = np.partition(both, k - 1, axis=1)[:, k - 1]
+    return t
+
+
+def _topk_kl(side, m, total, k):
+    vals = np.full((m, k), np.inf)
+    idx = np.full((m, k), _NO_INDEX, dtype=np.intp)
+    mb, kb = _tiles(m, total)
+    for j0 in range(0, total, kb):
+        j1 = min(total, j0 + kb)
+        L = None if side.reverse else side.logs(0, m, j0, j1)
+        for i0 in range(0, m, mb):
+            i1 = min(m, i0 + mb)
+            A, E = side.approx(i0, i1, j0, j1, L if L is not None else side.logs(i0, i1, j0, j1))
+            with np.errstate(invalid="ignore", over="ignore"):
+                lo, hi = A - E, A + E
+            # an entry the product form could not evaluate (overflow) is a
+            # candidate; an infinite one (mass of p on a zero of q) is exact
+            infinite = A == np.inf
+            unknown = ~np.isfinite(A) & ~infinite
+            lo[unknown], hi[unknown] = -np.inf, np.inf
+            lo[infinite], hi[infinite] = np.inf, np.inf
+            t = _threshold(vals[i0:i1], hi, k)
+            rows, cols = np.nonzero(lo <= t[:, None])
+            if rows.size == 0:
+                continue
+            exact = side.exact(rows + i0, cols + j0)
+            V, I = _by_row(rows, exact, cols + j0, i1 - i0)
+            vals[i0:i1], idx[i0:i1] = _merge(vals[i0:i1], idx[i0:i1], V, I, k)
+    return vals, idx
+
+
+def _topk_js(Pk, Qk, a, b, m, total, k, num_threads, func):
+    vals = np.full((m, k), np.inf)
+    idx = np.full((m, k), _NO_INDEX, dtype=np.intp)
+    mb, kb = _tiles(m, total)
+    n = Pk.shape[1]
+    for j0 in range(0, total, kb):
+        j1 = min(total, j0 + kb)
+        for i0 in range(0, m, mb):
+            i1 = min(m, i0 + mb)
+            tile = np.empty((i1 - i0, j1 - j0))
+            nt = resolve_threads(num_threads, i1 - i0, (i1 - i0) * (j1 - j0) * n, func)
+            _div_kernels.js_pairs(Pk[i0:i1], Qk[j0:j1], a[i0:i1], b[j0:j1], tile, False, nt)
+            cols = np.broadcast_to(np.arange(j0, j1, dtype=np.intp), tile.shape)
+            vals[i0:i1], idx[i0:i1] = _merge(vals[i0:i1], idx[i0:i1], tile, cols, k)
+    return vals, idx
+
+
+def kl_topk(P, Q, k, *, divergence="kl", normalize=False, base=None, num_threads=None,
+            check=True):
+    """For each row of P, the k rows of Q nearest to it by KL (or JS).
+
+    Equivalent to sorting each row of ``kl_pairwise(P, Q)`` (or of
+    ``js_pairwise``, or of ``kl_pairwise(Q, P).T``) and keeping the first k,
+    without forming that matrix: Q is streamed in blocks, each block's product
+    form ``P @ log(Q).T`` with its error bound selects the candidates that can
+    enter a row's top k, and only those are recomputed exactly by kl_div's row
+    kernel.  Memory O(m k + block).
+
+    Parameters
+    ----------
+    P : array_like, shape (m, n)
+        Query distributions, one per row.
+    Q : array_like, shape (k_total, n)
+        Candidate distributions, one per row.
+    k : int
+        Neighbours per query, 0 <= k <= k_total.
+    divergence : {"kl", "js", "kl_reverse"}
+        KL(P_i || Q_j), JS(P_i, Q_j) or KL(Q_j || P_i).
+    normalize, base, num_threads, check
+        As for :func:`kl_pairwise`.
+
+    Returns
+    -------
+    (values, indices) : ndarrays of shape (m, k)
+        Ascending values (float32 when P and Q are float32, else float64), equal
+        to ``kl_div(P[i], Q[j], normalize=normalize, base=base)`` of each pair
+        (computed in float64, as the pairwise functions do; ``js_div`` for
+        "js"), and the indices j into Q; ties go to the lower index, +inf
+        entries (mass of p where q is 0) rank last.
+
+    Examples
+    --------
+    >>> import numpy as np, kl_fast
+    >>> P = np.array([[0.5, 0.5], [0.9, 0.1]])
+    >>> Q = np.array([[0.8, 0.2], [0.5, 0.5], [1.0, 0.0], [0.6, 0.4]])
+    >>> values, indices = kl_fast.kl_topk(P, Q, 2)
+    >>> indices
+    array([[1, 3],
+           [0, 3]])
+    >>> values.round(6)
+    array([[0.      , 0.020411],
+           [0.03669 , 0.226289]])
+    """
+    func = "kl_topk"
+    if divergence not in _DIVERGENCES:
+        raise ValueError(f"{func}: divergence must be one of {', '.join(map(repr, _DIVERGENCES))}, "
+                         f"got {divergence!r}")
+    if Q is None:
+        raise TypeError(f"{func}: Q is required (the candidates to search)")
+    Pk, Qk, dtype, _ = _prepare(P, Q, func)
+    kk = _check_k(k, Qk.shape[0], func)
+    base = _resolve_base(base, func)
+    m, total = Pk.shape[0], Qk.shape[0]
+    if divergence != "js" and dtype != np.float64:
+        Pk, Qk = Pk.astype(np.float64), Qk.astype(np.float64)
+    if divergence == "js" and not (check or normalize):
+        psum = qsum = None
+    else:
+        hp, psum = _row_stats(Pk, "P", func, num_threads, check)
+        hq, qsum = _row_stats(Qk, "Q", func, num_threads, check)
+    if normalize:
+        Pk, Qk, hp, psum, hq, qsum = _finite_sums(Pk, Qk, hp, psum, hq, qsum, False, func,
+                                                  num_threads, tiny_too=divergence != "js")
+    if kk == 0 or m == 0:
+        vals, idx = np.empty((m, kk)), np.empty((m, kk), dtype=np.intp)
+    elif divergence == "js":
+        a = np.ascontiguousarray(psum, dtype=np.float64) if normalize else np.ones(m)
+        b = np.ascontiguousarray(qsum, dtype=np.float64) if normalize else np.ones(total)
+        vals, idx = _topk_js(Pk, Qk, a, b, m, total, kk, num_threads, func)
+    else:
+        side = _KLSide(Pk, Qk, (hp, psum, hq, qsum), normalize, divergence == "kl_reverse",
+                       num_threads, func)
+        vals, idx = _topk_kl(side, m, total, kk)
+    if base is not None:
+        with np.errstate(over="ignore"):
+            vals = vals / math.log(base)
+    if dtype != np.float64:
+        with np.errstate(over="ignore"):
+            vals = vals.astype(dtype)
+    return vals, idx

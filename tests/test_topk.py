@@ -1,0 +1,157 @@
+"""kl_topk against the full matrix of exact values (kl_div / js_div of every pair)."""
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import kl_fast
+from kl_fast import _topk
+
+
+def _exact_matrix(P, Q, divergence, normalize, base):
+    """Every pair through the row kernels (broadcast, no product form)."""
+    P64, Q64 = np.asarray(P, dtype=np.float64), np.asarray(Q, dtype=np.float64)
+    if divergence == "js":
+        return kl_fast.js_div(P64[:, None], Q64[None], normalize=normalize, base=base)
+    if divergence == "kl_reverse":
+        return kl_fast.kl_div(Q64[None], P64[:, None], normalize=normalize, base=base)
+    return kl_fast.kl_div(P64[:, None], Q64[None], normalize=normalize, base=base)
+
+
+def _expected(M, k):
+    cols = np.broadcast_to(np.arange(M.shape[1]), M.shape)
+    order = np.lexsort((cols, M), axis=1)[:, :k]
+    return np.take_along_axis(M, order, axis=1), order
+
+
+def _inputs(rng, m, total, n):
+    P = rng.dirichlet(np.ones(n), m)
+    Q = rng.dirichlet(np.ones(n), total)
+    Q[5] = Q[9] = P[1]                       # exact ties (value 0 for KL)
+    Q[11] = Q[3]                             # duplicate candidates
+    Q[7, :3] = 0.0                           # zeros: +inf where p has mass there
+    P[2, :3] = 0.0                           # ... but not for this row
+    Q[13] = P[4] * (1 + 1e-14 * rng.standard_normal(n))   # near-ties below the product
+    Q[14] = P[4] * (1 + 1e-14 * rng.standard_normal(n))   # form's resolution
+    return P, Q
+
+
+@pytest.mark.parametrize("divergence", ["kl", "js", "kl_reverse"])
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("base", [None, 2.0])
+def test_equals_sorting_the_exact_matrix(rng, divergence, normalize, base):
+    P, Q = _inputs(rng, 23, 300, 17)
+    if normalize:
+        P = P * rng.uniform(0.5, 1e3, (P.shape[0], 1))
+        Q = Q * rng.uniform(1e-3, 2.0, (Q.shape[0], 1))
+    M = _exact_matrix(P, Q, divergence, normalize, base)
+    want_v, want_i = _expected(M, 12)
+    v, i = kl_fast.kl_topk(P, Q, 12, divergence=divergence, normalize=normalize, base=base)
+    np.testing.assert_array_equal(i, want_i)
+    np.testing.assert_array_equal(v, want_v)
+    assert v.dtype == np.float64 and i.dtype == np.intp
+
+
+def test_many_blocks_give_the_same_result(rng, monkeypatch):
+    P, Q = _inputs(rng, 40, 700, 9)
+    whole = kl_fast.kl_topk(P, Q, 7)
+    monkeypatch.setattr(_topk, "_TILE_ENTRIES", 64)
+    monkeypatch.setattr(_topk, "_MAX_COLS", 16)
+    assert _topk._tiles(40, 700) == (4, 16)
+    for div in ("kl", "js", "kl_reverse"):
+        blocked = kl_fast.kl_topk(P, Q, 7, divergence=div)
+        want = _expected(_exact_matrix(P, Q, div, False, None), 7)
+        np.testing.assert_array_equal(blocked[1], want[1])
+        np.testing.assert_array_equal(blocked[0], want[0])
+    np.testing.assert_array_equal(kl_fast.kl_topk(P, Q, 7)[1], whole[1])
+
+
+def test_ties_and_infinities_rank_as_documented():
+    P = np.array([[0.5, 0.5, 0.0]])
+    Q = np.array([[0.0, 1.0, 0.0], [0.5, 0.5, 0.0], [1.0, 0.0, 0.0], [0.5, 0.5, 0.0],
+                  [0.25, 0.25, 0.5]])
+    v, i = kl_fast.kl_topk(P, Q, 5)
+    assert i.tolist() == [[1, 3, 4, 0, 2]]            # 0, 0 (lower index first), ln 2, inf, inf
+    assert v[0, :2].tolist() == [0.0, 0.0]
+    assert v[0, 2] == kl_fast.kl_div(P[0], Q[4])
+    assert np.isinf(v[0, 3:]).all()
+
+
+def test_float32_and_k_zero(rng):
+    P, Q = _inputs(rng, 6, 50, 8)
+    P32, Q32 = P.astype(np.float32), Q.astype(np.float32)
+    v, i = kl_fast.kl_topk(P32, Q32, 4)
+    want_v, want_i = _expected(_exact_matrix(P32, Q32, "kl", False, None), 4)
+    assert v.dtype == np.float32
+    np.testing.assert_array_equal(i, want_i)
+    np.testing.assert_array_equal(v, want_v.astype(np.float32))
+    v0, i0 = kl_fast.kl_topk(P, Q, 0)
+    assert v0.shape == i0.shape == (6, 0)
+
+
+def test_bad_k_and_bad_input():
+    P, Q = np.full((2, 3), 1 / 3), np.full((4, 3), 1 / 3)
+    with pytest.raises(ValueError, match=r"k = 5 is larger than the number of rows of Q \(4\)"):
+        kl_fast.kl_topk(P, Q, 5)
+    for bad in (-1, float("nan"), float("inf"), 2.5):
+        with pytest.raises(ValueError, match="k must be a non-negative integer"):
+            kl_fast.kl_topk(P, Q, bad)
+    with pytest.raises(TypeError, match="k must be an integer"):
+        kl_fast.kl_topk(P, Q, "3")
+    with pytest.raises(ValueError, match="divergence must be one of"):
+        kl_fast.kl_topk(P, Q, 1, divergence="kl_sym")
+    Qbad = Q.copy()
+    Qbad[2, 1] = -0.1
+    with pytest.raises(ValueError, match=r"Q contains a negative value .* at index \[2, 1\]"):
+        kl_fast.kl_topk(P, Qbad, 1)
+    with pytest.raises(ValueError, match="same length"):
+        kl_fast.kl_topk(P, np.ones((4, 2)), 1)
+    before = Q.copy()
+    kl_fast.kl_topk(P, Q, 2, normalize=True)
+    np.testing.assert_array_equal(Q, before)
+
+
+def test_memory_stays_with_the_block(rng):
+    # the full matrix would be 400 x 40,000 float64 = 128 MB
+    P = rng.dirichlet(np.ones(16), 400)
+    Q = rng.dirichlet(np.ones(16), 40_000)
+    tracemalloc.start()
+    try:
+        v, i = kl_fast.kl_topk(P, Q, 5)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 48e6, peak
+    rows = [0, 199, 399]
+    M = kl_fast.kl_div(P[rows][:, None], Q[None])
+    np.testing.assert_array_equal(i[rows], _expected(M, 5)[1])
+
+
+def _product_form(P, Q):
+    """The matrix-product values alone, without the exact recomputation."""
+    from kl_fast import _pairwise as pw
+
+    hp, ps = pw._row_stats(P, "P", "test", 1, True)
+    hq, qs = pw._row_stats(Q, "Q", "test", 1, True)
+    return pw._kl_matrix(P, Q, hp, ps, qs, normalize=False, num_threads=1, func="test",
+                         refine=False)
+
+
+@pytest.mark.parametrize("divergence", ["kl", "kl_reverse"])
+def test_order_finer_than_the_product_form_resolves(divergence):
+    # 400 candidates within 1e-14 of one another: their divergences differ by
+    # about the product form's rounding, so the bound must send the boundary of
+    # the top 10 to the row kernel
+    rng = np.random.default_rng(20261124)
+    n = 64
+    P = rng.dirichlet(np.ones(n), 3)
+    Q = rng.dirichlet(np.ones(n)) * (1 + 1e-14 * rng.standard_normal((400, n)))
+    M = _exact_matrix(P, Q, divergence, False, None)
+    want_v, want_i = _expected(M, 10)
+    v, i = kl_fast.kl_topk(P, Q, 10, divergence=divergence)
+    np.testing.assert_array_equal(i, want_i)
+    np.testing.assert_array_equal(v, want_v)
+    approx = _product_form(P, Q) if divergence == "kl" else _product_form(Q, P).T
+    # the product form alone picks another set (what this test is about)
+    alone = np.sort(np.argsort(approx, axis=1, kind="stable")[:, :10])
+    assert not np.array_equal(alone, np.sort(want_i))
