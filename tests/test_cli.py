@@ -284,6 +284,9 @@ def test_bench_quick_json_plot(tmp_path):
     for g in groups:
         assert f"| {g} |" in proc.stdout
     assert "timing [" in proc.stderr and f"{len(groups)}/{len(groups)} done" in proc.stderr
+    # The time elapsed, and an estimate of the time left while cases remain.
+    assert re.search(rf"{len(groups)}/{len(groups)} done in \d+:\d\d$", proc.stderr, re.M), proc.stderr
+    assert re.search(r"\[\d+:\d\d elapsed, about \d+:\d\d left\] ", proc.stderr), proc.stderr
     doc = json.loads(js.read_text())
     assert doc["quick"] is True and doc["environment"]["kl_fast"] == kl_fast.__version__
     assert [g for g in dict.fromkeys(r["group"] for r in doc["results"])] == groups
@@ -862,3 +865,53 @@ def test_text_parse_memory_is_bounded_by_the_chunk(tmp_path, rng, monkeypatch):
         tracemalloc.stop()
     np.testing.assert_array_equal(table.data, P)
     assert peak < bound, (peak, bound, size)
+
+
+def test_bench_help_states_durations():
+    proc = run_cli("bench", "--help")
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    assert re.search(r"--quick.*about \d+ seconds", text), text
+    assert re.search(r"full run takes about \d+ minutes", text), text
+
+
+def test_bench_progress_time_estimates():
+    from kl_fast.cli import _clock, _elapsed_and_left
+
+    assert _clock(5) == "0:05" and _clock(3599) == "59:59" and _clock(3725) == "1:02:05"
+    assert _elapsed_and_left(30.0, 0, 4) == "[0:30 elapsed]"
+    # 30 s for the first of 4 cases: about 3 x 30 s for the other three.
+    assert _elapsed_and_left(30.0, 1, 4) == f"[0:30 elapsed, about {_clock(3 * 30.0)} left]"
+    assert _elapsed_and_left(90.0, 4, 4) == "[1:30 elapsed]"
+
+
+@pytest.mark.skipif(not HAVE_MPL, reason="needs matplotlib")
+def test_bench_figure_labels_fit_and_name_their_baseline():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from kl_fast.bench import cases_dask
+    from kl_fast.bench.runner import Result
+    from kl_fast.cli import speedup_figure
+
+    long_group = "dask kl_div float64 batch 40,000 x 1,000 vs one q"
+    results = [Result("kl_div float64 n=10", "numpy reference", 1e-5, 1.0, "numpy reference"),
+               Result("kl_div float64 n=10", "kl_fast", 1e-6, 10.0, "numpy reference"),
+               Result(long_group, cases_dask.BASELINE, 1e-2, 1.0, cases_dask.BASELINE),
+               Result(long_group, "kl_fast.dask 2-worker LocalCluster, 8 row blocks", 5e-2, 0.2, cases_dask.BASELINE)]
+    fig = speedup_figure(Figure, results)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()   # the constrained layout is computed on drawing
+    renderer = canvas.get_renderer()
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert sorted(labels) == sorted(["kl_div float64 n=10: kl_fast",
+                                     f"{long_group}: kl_fast.dask 2-worker LocalCluster, 8 row blocks "
+                                     f"(vs {cases_dask.BASELINE})"])
+    assert cases_dask.BASELINE in fig._suptitle.get_text()
+    texts = [fig._suptitle, ax.xaxis.label] + list(ax.get_yticklabels())
+    box = fig.bbox
+    for t in texts:
+        ext = t.get_window_extent(renderer)
+        assert box.x0 - 1 <= ext.x0 and ext.x1 <= box.x1 + 1 and box.y0 - 1 <= ext.y0 and ext.y1 <= box.y1 + 1, \
+            (t.get_text(), ext, box)
