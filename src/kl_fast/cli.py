@@ -526,7 +526,7 @@ def _speedup_label(r: Result) -> str:
     return label if r.baseline.startswith("numpy") else f"{label} (vs {r.baseline})"
 
 
-def _plot_speedups(Figure, path: str, results) -> None:
+def _plot_speedups(Figure: Any, path: str, results: Sequence[Result]) -> None:
     _save(speedup_figure(Figure, results), path, tight=True)
 
 
@@ -534,7 +534,7 @@ def speedup_figure(Figure: Any, results: Sequence[Result]) -> Any:
     """The bar chart of the speed-ups: one bar per implementation that is not its case's baseline."""
     bars = [r for r in results if r.impl != r.baseline and r.speedup]
     labels = [_speedup_label(r) for r in bars]
-    values = [r.speedup for r in bars]
+    values = [r.speedup for r in bars if r.speedup is not None]   # every one of bars
     colors = ["tab:blue" if r.impl.startswith("kl_fast") else "tab:gray" for r in bars]
     # Wide enough for the longest label at 7 points next to a 6-inch plot.
     width = max(10.0, 6.0 + 0.056 * max((len(s) for s in labels), default=0))
