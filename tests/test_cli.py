@@ -66,7 +66,8 @@ def one_line_error(proc, *fragments):
     """The command failed with status 2 and one stderr line (besides progress) holding every fragment."""
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("rows [")]
+    lines = [ln for ln in proc.stderr.splitlines()
+             if ln.strip() and not ln.startswith(("rows [", "reading "))]
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("kl-fast ") and ": error: " in lines[0]
     for frag in fragments:
@@ -297,6 +298,9 @@ def test_bench_quick_json_plot(tmp_path):
     for g in groups:
         assert f"| {g} |" in proc.stdout
     assert "timing [" in proc.stderr and f"{len(groups)}/{len(groups)} done" in proc.stderr
+    # The time elapsed, and an estimate of the time left while cases remain.
+    assert re.search(rf"{len(groups)}/{len(groups)} done in \d+:\d\d$", proc.stderr, re.M), proc.stderr
+    assert re.search(r"\[\d+:\d\d elapsed, about \d+:\d\d left\] ", proc.stderr), proc.stderr
     doc = json.loads(js.read_text())
     assert doc["quick"] is True and doc["environment"]["kl_fast"] == kl_fast.__version__
     assert [g for g in dict.fromkeys(r["group"] for r in doc["results"])] == groups
@@ -368,7 +372,8 @@ def test_compute_single_q_row_options_and_outputs(tmp_path, rng):
     expected = kl_fast.kl_div(P, q)
     for name in ("r.npy", "r.csv", "r.txt"):
         proc = run_cli("compute", tmp_path / "P.npy", tmp_path / "q.npy", "--out", tmp_path / name)
-        assert proc.returncode == 0 and proc.stdout == "", proc.stderr
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == f"wrote {len(P)} KL divergences (float64) to {tmp_path / name}\n"
         back = np.load(tmp_path / name) if name.endswith(".npy") else np.loadtxt(tmp_path / name)
         np.testing.assert_array_equal(back, expected)
     # Distributions as columns.
@@ -423,7 +428,8 @@ def test_compute_large_memory_mapped_in_chunks(tmp_path, rng):
     assert progress[-1].endswith(f"{m:,}/{m:,}")
     # The same with the default chunk size, and without progress output.
     proc = run_cli("compute", path, tmp_path / "q.npy", "--out", tmp_path / "r2.npy", "--no-progress")
-    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.returncode == 0
+    assert not [ln for ln in proc.stderr.splitlines() if "note: " not in ln], proc.stderr
     np.testing.assert_array_equal(np.load(tmp_path / "r2.npy"), np.load(tmp_path / "r.npy"))
 
 
@@ -556,3 +562,370 @@ def test_compute_shape_mismatch_and_option_errors(tmp_path):
     one_line_error(run_cli("compute", d, P), f"P file {d}")
     (d / "dir.npy").mkdir()
     one_line_error(run_cli("compute", d / "dir.npy", P), "is a directory")
+
+
+# ----------------------------------------------------------------------------- compute: more inputs and options
+
+
+def run_cli_stdin(data, *args, timeout=300):
+    """``python -m kl_fast ARGS`` with ``data`` (bytes) on standard input; outputs decoded."""
+    env = os.environ.copy()
+    env.setdefault("MPLBACKEND", "Agg")
+    proc = subprocess.run([sys.executable, "-m", "kl_fast", *map(str, args)], input=data,
+                          capture_output=True, env=env, timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+
+
+def npy_bytes(a):
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+def positive_rows(rng, m, n):
+    a = rng.random((m, n)) + 0.05
+    return a / a.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("command", ["compute", "pairwise"])
+def test_out_refuses_to_overwrite_an_input(tmp_path, rng, command):
+    P, Q = positive_rows(rng, 4, 3), positive_rows(rng, 4, 3)
+    np.save(tmp_path / "P.npy", P)
+    np.save(tmp_path / "Q.npy", Q)
+    before = {name: (tmp_path / name).read_bytes() for name in ("P.npy", "Q.npy")}
+    (tmp_path / "sub").mkdir()
+    os.symlink(tmp_path / "Q.npy", tmp_path / "link.npy")
+    spellings = [(tmp_path / "P.npy", "P"), (tmp_path / "sub" / ".." / "Q.npy", "Q"),
+                 (tmp_path / "link.npy", "Q")]
+    for out, role in spellings:
+        proc = run_cli(command, tmp_path / "P.npy", tmp_path / "Q.npy", "--out", out)
+        one_line_error(proc, f"--out {out}", f"is the {role} file", "refusing to overwrite", "--force")
+        assert proc.stdout == ""
+    for name, data in before.items():
+        assert (tmp_path / name).read_bytes() == data
+    # --force overwrites it, with the values computed from the original inputs.
+    proc = run_cli(command, tmp_path / "P.npy", tmp_path / "Q.npy", "--out", tmp_path / "P.npy", "--force")
+    assert proc.returncode == 0, proc.stderr
+    expected = kl_fast.kl_div(P, Q) if command == "compute" else kl_fast.kl_pairwise(P, Q)
+    np.testing.assert_array_equal(np.load(tmp_path / "P.npy"), expected)
+    # An output that is another file is written as usual.
+    proc = run_cli(command, tmp_path / "Q.npy", tmp_path / "Q.npy", "--out", tmp_path / "other.npy")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_overwrite_refused_for_a_text_input_in_process(tmp_path, capsys):
+    from kl_fast.cli import main
+
+    path = tmp_path / "P.csv"
+    path.write_text("0.25,0.75\n0.5,0.5\n")
+    status = main(["compute", str(path), str(path), "--out", str(path)])
+    one_line_error(subprocess.CompletedProcess([], status, "", capsys.readouterr().err),
+                   f"--out {path}", "is the P file")
+    assert path.read_text() == "0.25,0.75\n0.5,0.5\n"
+
+
+@pytest.mark.parametrize("fmt", ["npy", "csv", "txt", "npz"])
+@pytest.mark.parametrize("role", ["P", "Q"])
+def test_compute_reads_stdin(tmp_path, rng, fmt, role):
+    P, Q = random_rows(rng, 6, 5), random_rows(rng, 6, 5, zeros=0) + 0.01
+    piped = P if role == "P" else Q
+    if fmt == "npy":
+        data = npy_bytes(piped)
+    elif fmt == "npz":
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, other=np.ones(2), dist=piped)
+        data = buf.getvalue()
+    else:
+        data = "\n".join(("," if fmt == "csv" else " ").join(repr(v) for v in row) for row in piped.tolist())
+        data = ("# piped\n" + data + "\n").encode()
+    other = tmp_path / "other.npy"
+    np.save(other, Q if role == "P" else P)
+    args = ("-", other) if role == "P" else (other, "-")
+    extra = ("--key" if role == "P" else "--q-key", "dist") if fmt == "npz" else ()
+    proc = run_cli_stdin(data, "compute", *args, *extra)
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(parse_values(proc.stdout), kl_fast.kl_div(P, Q))
+    np.testing.assert_allclose(parse_values(proc.stdout), reference.kl_div(P, Q), rtol=1e-13)
+
+
+def test_compute_stdin_errors(tmp_path):
+    good = tmp_path / "good.npy"
+    np.save(good, np.array([0.2, 0.3, 0.5]))
+    one_line_error(run_cli_stdin(b"", "compute", "-", "-"), "P and Q are both -", "standard input")
+    one_line_error(run_cli_stdin(b"", "compute", good, "-"), "Q (standard input)", "no numbers")
+    one_line_error(run_cli_stdin(b"0.2,0.3,0.5\n0.1,x,0.9\n", "compute", "-", good),
+                   "P (standard input)", "line 2, column 2: 'x' is not a number")
+    one_line_error(run_cli_stdin(b"0.2 0.3 0.5\n\n0.1 -0.5 0.9\n", "compute", "-", good),
+                   "P (standard input)", "a negative value (-0.5) at line 3, column 2")
+    one_line_error(run_cli_stdin(npy_bytes(np.ones((20, 3)))[:150], "compute", "-", good),
+                   "P (standard input)", "not a valid .npy file")
+    one_line_error(run_cli_stdin(npy_bytes(np.array([[0.2, 0.3, 0.5], [0.2, np.nan, 0.5]])), "compute", good, "-"),
+                   "Q (standard input)", "NaN at index [1, 1]")
+
+
+def test_compute_npz_keys(tmp_path, rng):
+    P, Q = positive_rows(rng, 5, 4), positive_rows(rng, 5, 4)
+    np.savez(tmp_path / "both.npz", p=P, q=Q)
+    np.savez(tmp_path / "onlyq.npz", Q)
+    np.save(tmp_path / "P.npy", P)
+    both, onlyq = tmp_path / "both.npz", tmp_path / "onlyq.npz"
+    expected = kl_fast.kl_div(P, Q)
+    for args in [(both, both, "--key", "p", "--q-key", "q"),
+                 (tmp_path / "P.npy", onlyq),                        # one array: no key needed
+                 (tmp_path / "P.npy", both, "--key", "q"),           # --key applies to an .npz Q
+                 (both, onlyq, "--key", "p", "--q-key", "arr_0")]:
+        proc = run_cli("compute", *args)
+        assert proc.returncode == 0, (args, proc.stderr)
+        np.testing.assert_array_equal(parse_values(proc.stdout), expected)
+    # The same pair with --key for both: P's own rows against themselves.
+    proc = run_cli("compute", both, both, "--key", "p")
+    np.testing.assert_array_equal(parse_values(proc.stdout), np.zeros(5))
+    one_line_error(run_cli("compute", both, onlyq), f"P file {both}", "2 arrays (p, q)", "--key NAME")
+    # --key names Q's array too unless --q-key does.
+    one_line_error(run_cli("compute", both, onlyq, "--key", "p"), "--key p", f"Q file {onlyq}",
+                   "available: arr_0")
+    one_line_error(run_cli("compute", both, both, "--key", "r"), "--key r", f"P file {both}",
+                   "no array 'r'", "available: p, q")
+    one_line_error(run_cli("compute", both, both, "--key", "p", "--q-key", "x"), "--q-key x",
+                   f"Q file {both}", "available: p, q")
+    one_line_error(run_cli("compute", tmp_path / "P.npy", tmp_path / "P.npy", "--key", "p"), "--key p",
+                   "no input is one")
+    one_line_error(run_cli("compute", both, tmp_path / "P.npy", "--key", "p", "--q-key", "q"), "--q-key q",
+                   f"Q file {tmp_path / 'P.npy'}", "is not one")
+    # A bad value is placed in the named array.
+    np.savez(tmp_path / "bad.npz", a=P, b=np.where(P > 0.3, -P, P))
+    r, c = np.argwhere(P > 0.3)[0]
+    one_line_error(run_cli("compute", tmp_path / "bad.npz", tmp_path / "P.npy", "--key", "b"),
+                   f"P file {tmp_path / 'bad.npz'}", f"a negative value ({float(-P[r, c])!r}) at index [{r}, {c}] of array 'b'")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip archive")
+    one_line_error(run_cli("compute", tmp_path / "junk.npz", tmp_path / "P.npy"), "not a valid .npz")
+
+
+def test_compute_dx(tmp_path):
+    x = np.arange(-10, 10, 0.01)
+    p, q = stats.norm.pdf(x, 0, 1), stats.norm.pdf(x, 1, 2)
+    np.save(tmp_path / "p.npy", p)
+    np.save(tmp_path / "q.npy", q)
+    proc = run_cli("compute", tmp_path / "p.npy", tmp_path / "q.npy", "--dx", "0.01")
+    assert proc.returncode == 0, proc.stderr
+    (got,) = parse_values(proc.stdout)
+    assert got == kl_fast.kl_div(p, q, dx=0.01)
+    assert got == pytest.approx(reference.kl_div(p, q, dx=0.01), rel=1e-13)
+    # the continuous KL of N(0, 1) || N(1, 2): log 2 + (1 + 1) / 8 - 1/2
+    assert got == pytest.approx(math.log(2) + 2 / 8 - 0.5, abs=1e-6)
+    P = tmp_path / "p.npy"
+    one_line_error(run_cli("compute", P, P, "--dx", "0.01", "--normalize"), "--dx 0.01", "--normalize")
+    one_line_error(run_cli("compute", P, P, "--dx", "0.01", "--js"), "--dx 0.01", "js_div takes no dx")
+    one_line_error(run_cli("compute", P, P, "--dx", "-1"), "--dx must be positive", "-1.0")
+    one_line_error(run_cli("compute", P, P, "--dx", "inf"), "--dx must be positive", "inf")
+
+
+def test_compute_js(tmp_path, rng):
+    P, Q = random_rows(rng, 6, 5), random_rows(rng, 6, 5)
+    np.save(tmp_path / "P.npy", P)
+    np.save(tmp_path / "Q.npy", Q)
+    proc = run_cli("compute", tmp_path / "P.npy", tmp_path / "Q.npy", "--js", "--normalize", "--base", "2",
+                   "--out", tmp_path / "js.npy")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"wrote 6 JS divergences (float64) to {tmp_path / 'js.npy'}\n"
+    got = np.load(tmp_path / "js.npy")
+    np.testing.assert_array_equal(got, kl_fast.js_div(P, Q, normalize=True, base=2))
+    from scipy.spatial.distance import jensenshannon
+
+    np.testing.assert_allclose(got, [jensenshannon(p, q, base=2) ** 2 for p, q in zip(P, Q)], rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize("js", [False, True])
+def test_pairwise(tmp_path, rng, js):
+    P, Q = random_rows(rng, 4, 6), random_rows(rng, 3, 6, zeros=0) + 0.01
+    np.save(tmp_path / "P.npy", P)
+    np.savetxt(tmp_path / "Q.csv", Q, delimiter=",", fmt="%.17g")
+    flag = ["--js"] if js else []
+    func, ref = (kl_fast.js_pairwise, reference.js_pairwise) if js else (kl_fast.kl_pairwise, reference.kl_pairwise)
+    # Printed: one row of the matrix per line, comma-separated.
+    proc = run_cli("pairwise", tmp_path / "P.npy", tmp_path / "Q.csv", "--base", "2", *flag)
+    assert proc.returncode == 0, proc.stderr
+    got = np.array([[float(v) for v in line.split(",")] for line in proc.stdout.splitlines()])
+    np.testing.assert_array_equal(got, func(P, Q, base=2))
+    np.testing.assert_allclose(got, ref(P, Q, base=2), rtol=1e-12, atol=1e-15)
+    # Written, normalised.
+    out = tmp_path / "M.npy"
+    proc = run_cli("pairwise", tmp_path / "P.npy", tmp_path / "Q.csv", "--normalize", "--out", out, *flag)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"wrote a 4 x 3 matrix of {'JS' if js else 'KL'} divergences (float64) to {out}\n"
+    M = np.load(out)
+    assert M.shape == (4, 3)
+    np.testing.assert_array_equal(M, func(P, Q, normalize=True))
+    Pn, Qn = P / P.sum(axis=1, keepdims=True), Q / Q.sum(axis=1, keepdims=True)
+    if js:
+        from scipy.spatial.distance import cdist
+
+        np.testing.assert_allclose(M, cdist(Pn, Qn, "jensenshannon") ** 2, rtol=1e-10, atol=1e-15)
+    else:
+        np.testing.assert_allclose(M, rel_entr(Pn[:, None], Qn[None]).sum(axis=-1), rtol=1e-12)
+    # Without Q: all pairs within P; text output.
+    proc = run_cli("pairwise", tmp_path / "P.npy", "--out", tmp_path / "M.txt", *flag)
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(np.loadtxt(tmp_path / "M.txt"), func(P))
+
+
+def test_pairwise_errors(tmp_path):
+    np.save(tmp_path / "P.npy", np.full((4, 3), 1 / 3))
+    np.save(tmp_path / "q5.npy", np.full((2, 5), 0.2))
+    np.save(tmp_path / "bad.npy", np.array([[0.5, 0.5, 0.0], [0.2, np.inf, 0.3]]))
+    d = tmp_path
+    one_line_error(run_cli("pairwise", d / "P.npy", d / "q5.npy"), f"Q file {d / 'q5.npy'}", "5 values", "have 3")
+    one_line_error(run_cli("pairwise", d / "P.npy", d / "bad.npy"), f"Q file {d / 'bad.npy'}",
+                   "infinite value (inf) at index [1, 1]")
+    one_line_error(run_cli("pairwise", d / "bad.npy"), f"P file {d / 'bad.npy'}", "at index [1, 1]")
+    one_line_error(run_cli("pairwise", d / "P.npy", "--q-key", "x"), "--q-key x", "no Q")
+    one_line_error(run_cli("pairwise", d / "P.npy", "--base", "0"), "--base")
+
+
+def test_negative_divergences_note(tmp_path):
+    # Not normalised: P's rows sum to less than Q's in rows 1 and 2, so their KL is negative.
+    P = np.array([[0.5, 0.5], [0.2, 0.1], [0.1, 0.3], [1.0, 0.0]])
+    Q = np.array([[0.5, 0.5], [0.6, 0.6], [0.5, 0.5], [0.5, 0.5]])
+    np.save(tmp_path / "P.npy", P)
+    np.save(tmp_path / "Q.npy", Q)
+    expected = kl_fast.kl_div(P, Q)
+    negative = np.flatnonzero(expected < 0)
+    assert negative.size == 2
+    r = negative[0]
+    proc = run_cli("compute", tmp_path / "P.npy", tmp_path / "Q.npy", "--out", tmp_path / "r.npy")
+    assert proc.returncode == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "r.npy"), expected)
+    notes = [ln for ln in proc.stderr.splitlines() if "note:" in ln]
+    assert len(notes) == 1, proc.stderr
+    assert notes[0].startswith("kl-fast compute: note: 2 of 4 KL divergences are negative")
+    assert f"P's row {r} sums to {P[r].sum():.6g}, Q's row {r} to {Q[r].sum():.6g}" in notes[0]
+    assert "--normalize" in notes[0]
+    # Pairwise: the first negative entry in row-major order.
+    M = kl_fast.kl_pairwise(P, Q)
+    i, j = np.argwhere(M < 0)[0]
+    proc = run_cli("pairwise", tmp_path / "P.npy", tmp_path / "Q.npy")
+    assert proc.returncode == 0
+    assert f"note: {int((M < 0).sum())} of 16 KL divergences are negative" in proc.stderr
+    assert f"P's row {i} sums to {P[i].sum():.6g}, Q's row {j} to {Q[j].sum():.6g}" in proc.stderr
+    # No note with --normalize, nor when no value is negative.
+    for args in (("--normalize",), ()):
+        qfile = tmp_path / "Q.npy" if args else tmp_path / "P.npy"
+        proc = run_cli("compute", tmp_path / "P.npy", qfile, *args)
+        assert proc.returncode == 0 and "note" not in proc.stderr, proc.stderr
+
+
+def test_text_parsed_in_chunks_with_progress(tmp_path, rng, monkeypatch, capsys):
+    import kl_fast.cli as cli
+
+    monkeypatch.setattr(cli, "TEXT_CHUNK_BYTES", 2000)
+    P = random_rows(rng, 300, 7, zeros=0)
+    lines = []
+    for k, row in enumerate(P):
+        if k % 37 == 0:
+            lines += ["# a comment", "   "]
+        lines.append(",".join(repr(v) for v in row.tolist()) + ("  # tail" if k % 11 == 0 else ""))
+    path = tmp_path / "P.csv"
+    path.write_text("\n".join(lines) + "\n")
+    q = np.full(7, 1 / 7)
+    np.save(tmp_path / "q.npy", q)
+    status = cli.main(["compute", str(path), str(tmp_path / "q.npy")])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    np.testing.assert_array_equal(parse_values(out), kl_fast.kl_div(P, q))
+    progress = [ln for ln in err.splitlines() if ln.startswith(f"reading P file {path} [")]
+    assert 2 <= len(progress) <= 11
+    assert progress[-1].endswith(f"{path.stat().st_size / 1e6:,.1f}/{path.stat().st_size / 1e6:,.1f} MB")
+    # None with --no-progress.
+    assert cli.main(["compute", str(path), str(tmp_path / "q.npy"), "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""
+    # A bad value and a ragged line in a later chunk are placed by the file's own line number.
+    bad = list(lines)
+    k = [i for i, line in enumerate(lines) if line[:1].isdigit()][-10]   # a data line near the end
+    bad[k] = bad[k].replace(",", ",-", 1)
+    path.write_text("\n".join(bad) + "\n")
+    assert cli.main(["compute", str(path), str(tmp_path / "q.npy")]) == 2
+    err = capsys.readouterr().err
+    assert f"at line {k + 1}, column 2" in err and "a negative value" in err
+    bad = list(lines)
+    bad[k] = bad[k].split("#")[0].rsplit(",", 1)[0]
+    path.write_text("\n".join(bad) + "\n")
+    assert cli.main(["compute", str(path), str(tmp_path / "q.npy")]) == 2
+    err = capsys.readouterr().err
+    assert f"wrong shape: line {k + 1} has 6 values but line 3 has 7" in err
+
+
+def test_text_parse_memory_is_bounded_by_the_chunk(tmp_path, rng, monkeypatch):
+    import tracemalloc
+
+    import kl_fast.cli as cli
+
+    chunk = 64 << 10
+    monkeypatch.setattr(cli, "TEXT_CHUNK_BYTES", chunk)
+    P = rng.random((20_000, 16))
+    path = tmp_path / "P.csv"
+    np.savetxt(path, P, delimiter=",", fmt="%.17g")
+    size = path.stat().st_size
+    bound = P.nbytes * 1.05 + 16 * chunk
+    assert size > 1.5 * bound   # holding the whole text at once would exceed the bound
+    tracemalloc.start()
+    try:
+        table = cli.load_table(str(path), "P", -1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(table.data, P)
+    assert peak < bound, (peak, bound, size)
+
+
+def test_bench_help_states_durations():
+    proc = run_cli("bench", "--help")
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    assert re.search(r"--quick.*about \d+ seconds", text), text
+    assert re.search(r"full run takes about \d+ minutes", text), text
+
+
+def test_bench_progress_time_estimates():
+    from kl_fast.cli import _clock, _elapsed_and_left
+
+    assert _clock(5) == "0:05" and _clock(3599) == "59:59" and _clock(3725) == "1:02:05"
+    assert _elapsed_and_left(30.0, 0, 4) == "[0:30 elapsed]"
+    # 30 s for the first of 4 cases: about 3 x 30 s for the other three.
+    assert _elapsed_and_left(30.0, 1, 4) == f"[0:30 elapsed, about {_clock(3 * 30.0)} left]"
+    assert _elapsed_and_left(90.0, 4, 4) == "[1:30 elapsed]"
+
+
+@pytest.mark.skipif(not HAVE_MPL, reason="needs matplotlib")
+def test_bench_figure_labels_fit_and_name_their_baseline():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from kl_fast.bench import cases_dask
+    from kl_fast.bench.runner import Result
+    from kl_fast.cli import speedup_figure
+
+    long_group = "dask kl_div float64 batch 40,000 x 1,000 vs one q"
+    results = [Result("kl_div float64 n=10", "numpy reference", 1e-5, 1.0, "numpy reference"),
+               Result("kl_div float64 n=10", "kl_fast", 1e-6, 10.0, "numpy reference"),
+               Result(long_group, cases_dask.BASELINE, 1e-2, 1.0, cases_dask.BASELINE),
+               Result(long_group, "kl_fast.dask 2-worker LocalCluster, 8 row blocks", 5e-2, 0.2, cases_dask.BASELINE)]
+    fig = speedup_figure(Figure, results)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()   # the constrained layout is computed on drawing
+    renderer = canvas.get_renderer()
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert sorted(labels) == sorted(["kl_div float64 n=10: kl_fast",
+                                     f"{long_group}: kl_fast.dask 2-worker LocalCluster, 8 row blocks "
+                                     f"(vs {cases_dask.BASELINE})"])
+    assert cases_dask.BASELINE in fig._suptitle.get_text()
+    texts = [fig._suptitle, ax.xaxis.label] + list(ax.get_yticklabels())
+    box = fig.bbox
+    for t in texts:
+        ext = t.get_window_extent(renderer)
+        assert box.x0 - 1 <= ext.x0 and ext.x1 <= box.x1 + 1 and box.y0 - 1 <= ext.y0 and ext.y1 <= box.y1 + 1, \
+            (t.get_text(), ext, box)

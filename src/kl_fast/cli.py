@@ -2,7 +2,10 @@
 
     kl-fast demo [--out DIR]
     kl-fast bench [--quick] [--json FILE] [--plot FILE] [--only TOPIC]
-    kl-fast compute P Q [--axis A] [--normalize] [--base B] [--out FILE] [--chunk-rows N]
+    kl-fast compute P Q [--axis A] [--normalize] [--base B] [--dx DX] [--js] [--out FILE] [--force]
+                        [--key NAME] [--q-key NAME] [--chunk-rows N]
+    kl-fast pairwise P [Q] [--axis A] [--normalize] [--base B] [--js] [--out FILE] [--force]
+                           [--key NAME] [--q-key NAME]
 
 ``python -m kl_fast`` is the same command.  Figures need matplotlib
 (``pip install "kl_fast[plot]"``); everything else needs only NumPy.
@@ -13,14 +16,19 @@ on stderr naming the file and the problem, never a traceback).
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence
+from typing import (TYPE_CHECKING, Any, BinaryIO, Callable, Dict, Iterable, List, Optional, Sequence,
+                    TextIO, Tuple)
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from kl_fast.bench.runner import Result
 
 PROG = "kl-fast"
 PLOT_HINT = 'pip install "kl_fast[plot]"'
@@ -45,6 +53,9 @@ def _figure_class():
 class Progress:
     """A progress bar on stderr: redrawn in place on a terminal, a few plain lines otherwise.
 
+    ``total=None`` is work of unknown size (standard input): the count alone, redrawn on a
+    terminal, a line every few seconds otherwise.  ``unit="MB"`` shows byte counts in MB.
+
     Examples
     --------
     >>> import io
@@ -55,11 +66,14 @@ class Progress:
     """
 
     width = 24
+    unbounded_every = 5.0   # seconds between the plain lines of work of unknown size
 
-    def __init__(self, total: int, label: str, *, stream=None, enabled: bool = True):
-        self.total = max(int(total), 0)
+    def __init__(self, total: Optional[int], label: str, *, stream: Optional[TextIO] = None,
+                 enabled: bool = True, unit: str = "") -> None:
+        self.total = None if total is None else max(int(total), 0)
         self.label = label
-        self.stream = sys.stderr if stream is None else stream
+        self.unit = unit
+        self.stream: TextIO = sys.stderr if stream is None else stream
         self.enabled = enabled
         isatty = getattr(self.stream, "isatty", None)
         self.tty = bool(isatty and isatty())
@@ -67,26 +81,37 @@ class Progress:
         self._last_draw = 0.0
         self._drawn = False
 
+    def _count(self, n: int) -> str:
+        return f"{n / 1e6:,.1f}" if self.unit == "MB" else f"{n:,}"
+
     def update(self, done: int, detail: str = "") -> None:
         if not self.enabled:
             return
-        frac = 1.0 if self.total == 0 else min(max(done / self.total, 0.0), 1.0)
-        filled = int(round(frac * self.width))
-        line = (f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] "
-                f"{done:,}/{self.total:,} {detail}").rstrip()
-        if self.tty:
-            now = time.monotonic()
-            if done < self.total and now - self._last_draw < 0.1:
+        unit = f" {self.unit}" if self.unit else ""
+        now = time.monotonic()
+        if self.total is None:
+            line = f"{self.label} {self._count(done)}{unit} {detail}".rstrip()
+            if now - self._last_draw < (0.1 if self.tty else self.unbounded_every):
                 return
-            self._last_draw = now
+        else:
+            frac = 1.0 if self.total == 0 else min(max(done / self.total, 0.0), 1.0)
+            filled = int(round(frac * self.width))
+            line = (f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] "
+                    f"{self._count(done)}/{self._count(self.total)}{unit} {detail}").rstrip()
+            if self.tty:
+                if done < self.total and now - self._last_draw < 0.1:
+                    return
+            else:
+                # Logs get at most one line per tenth of the work.
+                bucket = int(frac * 10)
+                if bucket == self._last_bucket:
+                    return
+                self._last_bucket = bucket
+        self._last_draw = now
+        if self.tty:
             self.stream.write("\r\x1b[2K" + line)
             self._drawn = True
         else:
-            # Logs get at most one line per tenth of the work.
-            bucket = int(frac * 10)
-            if bucket == self._last_bucket:
-                return
-            self._last_bucket = bucket
             self.stream.write(line + "\n")
         self.stream.flush()
 
@@ -327,9 +352,9 @@ def demo(out_dir: str, say: Callable[[str], None] = print) -> int:
     return 0
 
 
-def _save(fig, path: str) -> None:
+def _save(fig, path: str, tight: bool = False) -> None:
     try:
-        fig.savefig(path, format="png", dpi=110)
+        fig.savefig(path, format="png", dpi=110, bbox_inches="tight" if tight else None)
     except OSError as exc:
         raise CommandError(f"{path}: cannot write the figure ({exc.strerror or exc})") from None
 
@@ -456,6 +481,13 @@ def _plot_surface(Figure, path, surface, gd: FitTrace, newton_paths) -> None:
 # --------------------------------------------------------------------------- bench
 
 
+# How long `kl-fast bench` takes: both timed once, every topic (dask with its local cluster),
+# with --json and --plot, on a 2-core x86-64 Linux machine (4 min 10 s and 22 s).
+BENCH_FULL_MINUTES = 4
+BENCH_QUICK_SECONDS = 20
+BENCH_TIMED_ON = "measured with every topic on a 2-core x86-64 machine"
+
+
 def bench_topics() -> List[str]:
     """Topics of the benchmark table: one per ``kl_fast.bench.cases_<topic>`` module."""
     import pkgutil
@@ -494,14 +526,17 @@ def bench(quick: bool, json_path: Optional[str], plot_path: Optional[str],
                            f"({exc}); pick topics with --only ({', '.join(topics)})") from None
     bar = Progress(len(cases), "timing", enabled=show_progress)
     index = {c.group: i for i, c in enumerate(cases)}
+    started = time.monotonic()
     bar.update(0, cases[0].group if cases else "")
 
-    def progress(group, impl):
-        bar.update(index[group], f"{group} / {impl}")
+    def progress(group: str, impl: str) -> None:
+        done = index[group]   # cases timed before this one
+        bar.update(done, f"{_elapsed_and_left(time.monotonic() - started, done, len(cases))} "
+                         f"{group} / {impl}")
 
     try:
         results = run(cases, quick=quick, progress=progress)
-        bar.update(len(cases), "done")
+        bar.update(len(cases), f"done in {_clock(time.monotonic() - started)}")
     finally:
         bar.close()
     env = environment()
@@ -534,12 +569,39 @@ def bench(quick: bool, json_path: Optional[str], plot_path: Optional[str],
     return 0
 
 
-def _plot_speedups(Figure, path: str, results) -> None:
+def _clock(seconds: float) -> str:
+    """Seconds as m:ss (or h:mm:ss)."""
+    s = int(round(seconds))
+    h, m = divmod(s // 60, 60)
+    return f"{h}:{m:02d}:{s % 60:02d}" if h else f"{m}:{s % 60:02d}"
+
+
+def _elapsed_and_left(elapsed: float, done: int, total: int) -> str:
+    """"[1:05 elapsed, about 2:10 left]": the time left estimated from the cases timed so far."""
+    if done <= 0 or done >= total:
+        return f"[{_clock(elapsed)} elapsed]"
+    return f"[{_clock(elapsed)} elapsed, about {_clock(elapsed / done * (total - done))} left]"
+
+
+def _speedup_label(r: Result) -> str:
+    """A bar's label; a baseline other than NumPy's is named (kl_fast.dask against kl_fast)."""
+    label = f"{r.group}: {r.impl}"
+    return label if r.baseline.startswith("numpy") else f"{label} (vs {r.baseline})"
+
+
+def _plot_speedups(Figure: Any, path: str, results: Sequence[Result]) -> None:
+    _save(speedup_figure(Figure, results), path, tight=True)
+
+
+def speedup_figure(Figure: Any, results: Sequence[Result]) -> Any:
+    """The bar chart of the speed-ups: one bar per implementation that is not its case's baseline."""
     bars = [r for r in results if r.impl != r.baseline and r.speedup]
-    labels = [f"{r.group}: {r.impl}" for r in bars]
-    values = [r.speedup for r in bars]
+    labels = [_speedup_label(r) for r in bars]
+    values = [r.speedup for r in bars if r.speedup is not None]   # every one of bars
     colors = ["tab:blue" if r.impl.startswith("kl_fast") else "tab:gray" for r in bars]
-    fig = Figure(figsize=(10.0, 1.0 + 0.28 * max(len(bars), 1)), layout="constrained")
+    # Wide enough for the longest label at 7 points next to a 6-inch plot.
+    width = max(10.0, 6.0 + 0.056 * max((len(s) for s in labels), default=0))
+    fig = Figure(figsize=(width, 1.6 + 0.28 * max(len(bars), 1)), layout="constrained")
     ax = fig.add_subplot()
     pos = np.arange(len(bars))[::-1]
     ax.set_xscale("log")
@@ -553,215 +615,421 @@ def _plot_speedups(Figure, path: str, results) -> None:
     for y, v in zip(pos, values):
         ax.text(v, y, f" {v:.2f}x ", va="center", fontsize=7,
                 ha="left" if v >= 1 else "right")
-    ax.set_xlabel("speed-up vs the NumPy baseline (baseline time / time; log scale; 1 = baseline)")
-    ax.set_title("kl_fast (blue) and peers (grey) against the NumPy baseline, one run")
-    _save(fig, path)
+    ax.set_xlabel("speed-up: baseline time / time (log scale; 1 = as fast as the baseline)")
+    others = sorted({r.baseline for r in bars if not r.baseline.startswith("numpy")})
+    title = "kl_fast (blue) and peers (grey) against each case's baseline, one run\n"
+    title += ("baseline: NumPy" + (f"; rows marked (vs ...): {', '.join(others)}" if others else ""))
+    fig.suptitle(title, fontsize=10)
+    return fig
 
 
 # --------------------------------------------------------------------------- compute
 
+STDIN = "-"
 TEXT_SUFFIXES = (".csv", ".txt")
-CHUNK_BYTES = 32 << 20    # default size of the P part of a chunk
-REMAP_BYTES = 128 << 20   # reopen memory maps after reading this much
+OUT_SUFFIXES = (".npy",) + TEXT_SUFFIXES
+CHUNK_BYTES = 32 << 20       # default size of the P part of a chunk
+REMAP_BYTES = 128 << 20      # reopen memory maps after reading this much
+TEXT_CHUNK_BYTES = 8 << 20   # text is read and parsed this much at a time
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGIC = b"PK\x03\x04"    # an .npz archive
 
 
 @dataclass
 class Table:
     """A distribution file: the array as stored, and how to name places in it."""
 
-    path: str
+    path: str                 # the file, or "-" for standard input
     role: str                 # "P" or "Q"
-    data: np.ndarray          # as stored: 1-D or 2-D, memory-mapped for .npy
-    text: bool                # .csv/.txt: one distribution per line
+    data: np.ndarray          # as stored: 1-D or 2-D, memory-mapped for an .npy file
+    kind: str                 # "npy" (memory-mapped file), "array" (in memory), "text"
     transposed: bool = False  # distributions are the file's columns (--axis 0)
+    line_numbers: Optional[np.ndarray] = None  # text: the file's line number of each data line
+    key: Optional[str] = None  # .npz: the array's name in the archive
+
+    @property
+    def text(self) -> bool:
+        """One distribution per line of a text file."""
+        return self.kind == "text"
+
+    @property
+    def source(self) -> str:
+        """How messages name the input: "P file x.npy", "Q (standard input)"."""
+        return _source(self.role, self.path)
 
     def remap(self) -> None:
         """Drop the memory map and open a fresh one, so pages already read leave memory."""
-        if not self.text:
+        if self.kind == "npy":
             self.data = np.load(self.path, mmap_mode="r", allow_pickle=False)
 
     def rows(self) -> np.ndarray:
-        """The distributions as rows of a 2-D view (no copy)."""
+        """The distributions as rows of a 2-D view (no copy; a plain ndarray, also of a memory map,
+        so that the library treats it as it does the same values in memory)."""
         d = self.data if self.data.ndim == 2 else self.data.reshape(1, -1)
-        return d.T if self.transposed else d
+        return np.asarray(d.T if self.transposed else d)
+
+    def _line(self, i: int) -> int:
+        assert self.line_numbers is not None
+        return int(self.line_numbers[i])
+
+    def _of_key(self) -> str:
+        return f" of array {self.key!r}" if self.key is not None else ""
 
     def place(self, r: int, c: int) -> str:
         """Where element c of distribution r is, in the file's own terms."""
         i, j = (c, r) if self.transposed else (r, c)
         if self.text:
-            return f"line {_data_line_numbers(self.path)[i]}, column {j + 1}"
+            return f"line {self._line(i)}, column {j + 1}"
         if self.data.ndim == 1:
-            return f"index [{j}]"
-        return f"index [{i}, {j}]"
+            return f"index [{j}]{self._of_key()}"
+        return f"index [{i}, {j}]{self._of_key()}"
 
     def name_row(self, r: int) -> str:
         if self.text:
             if self.transposed:
                 return f"column {r + 1}"
-            return f"line {_data_line_numbers(self.path)[r]}"
+            return f"line {self._line(r)}"
         if self.data.ndim == 1:
             return "the distribution"
         return f"column {r}" if self.transposed else f"row {r}"
+
+    def row_sum(self, r: int) -> float:
+        """The sum of distribution r, in float64."""
+        rows = self.rows()
+        return float(np.sum(rows[r if rows.shape[0] > 1 else 0], dtype=np.float64))
+
+
+def _source(role: str, path: str) -> str:
+    return f"{role} (standard input)" if path == STDIN else f"{role} file {path}"
 
 
 def _is_data_line(line: str) -> bool:
     return bool(line.split("#", 1)[0].strip())
 
 
-def _data_line_numbers(path: str) -> List[int]:
-    """1-based line numbers of the lines holding data (blank and # comment lines skipped)."""
-    with open(path, "r", errors="replace") as fh:
-        return [k for k, line in enumerate(fh, start=1) if _is_data_line(line)]
+def _shown(text: str) -> str:
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _text_problem(path: str, delimiter: Optional[str]) -> str:
-    """Find the first unreadable value or ragged line of a text file, for the error message."""
-    width = None
-    first = None
-    with open(path, "r", errors="replace") as fh:
-        for k, line in enumerate(fh, start=1):
-            body = line.split("#", 1)[0]
-            if not body.strip():
-                continue
-            fields = [f.strip() for f in body.split(delimiter)] if delimiter else body.split()
-            for j, f in enumerate(fields, start=1):
-                try:
-                    float(f)
-                except ValueError:
-                    shown = f if len(f) <= 40 else f[:37] + "..."
-                    hint = " (a header line? remove it or start it with #)" if first is None else ""
-                    if f == "":
-                        return f"line {k}, column {j}: empty field{hint}"
-                    return f"line {k}, column {j}: {shown!r} is not a number{hint}"
-            if width is None:
-                width, first = len(fields), k
-            elif len(fields) != width:
-                return (f"wrong shape: line {k} has {len(fields)} values but line {first} has {width}; "
-                        f"every line must hold one distribution of the same length")
+def _text_problem(lines: Iterable[Tuple[int, str]], delimiter: Optional[str],
+                  width: Optional[int], first: Optional[int]) -> str:
+    """The first unreadable value or ragged line among numbered data lines, for the error message.
+
+    ``width`` and ``first`` are the number of values per line and the line that set it,
+    from the lines before these (None when these are the first).
+    """
+    for k, line in lines:
+        body = line.split("#", 1)[0]
+        fields = [f.strip() for f in body.split(delimiter)] if delimiter else body.split()
+        for j, f in enumerate(fields, start=1):
+            try:
+                float(f)
+            except ValueError:
+                hint = " (a header line? remove it or start it with #)" if first is None else ""
+                if f == "":
+                    return f"line {k}, column {j}: empty field{hint}"
+                return f"line {k}, column {j}: {_shown(f)!r} is not a number{hint}"
+        if width is None or first is None:
+            width, first = len(fields), k
+        elif len(fields) != width:
+            return (f"wrong shape: line {k} has {len(fields)} values but line {first} has {width}; "
+                    f"every line must hold one distribution of the same length")
     return ""
 
 
-def _unparsed_line(lines: List[str], delimiter: Optional[str]) -> str:
-    """The first line the parser rejects on its own, for the error message."""
+def _unparsed_line(lines: Iterable[Tuple[int, str]], delimiter: Optional[str]) -> str:
+    """The first numbered line the parser rejects on its own, for the error message."""
     import warnings
 
-    for k, line in enumerate(lines, start=1):
-        if not line:
-            continue
+    for k, line in lines:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 np.loadtxt([line], delimiter=delimiter, comments="#", dtype=np.float64)
         except ValueError:
-            shown = line.strip()
-            shown = shown if len(shown) <= 40 else shown[:37] + "..."
-            return f"line {k}: {shown!r} is not a line of numbers"
+            return f"line {k}: {_shown(line.strip())!r} is not a line of numbers"
     return "the values cannot be read as numbers"
 
 
-def _read_text(path: str, role: str) -> np.ndarray:
-    import warnings
+def _parse_text(fh: BinaryIO, source: str, delimiter: Optional[str], *, sniff: bool,
+                size: Optional[int], show_progress: bool) -> Tuple[np.ndarray, np.ndarray]:
+    """Parse one distribution per line from ``fh``, TEXT_CHUNK_BYTES of text at a time.
 
-    delimiter = "," if path.lower().endswith(".csv") else None
+    Only a chunk of the text is held at once; the values go into an array sized from
+    the file's size (grown if that falls short).  Blank lines and ``#`` comments are
+    skipped.  With ``sniff``, the values are comma-separated when the first data line
+    holds a comma, else whitespace-separated.  Returns the values (2-D) and the file's
+    line number of each row.
+    """
+    import warnings
+    from array import array
+
+    numbers = array("q")      # the file's line number of each data line
+    data: Optional[np.ndarray] = None
+    rows = 0
+    width: Optional[int] = None
+    first: Optional[int] = None
+    line_no = 0               # lines read so far
+    done = 0                  # bytes read so far
+    big = size is None or size > TEXT_CHUNK_BYTES
+    bar = Progress(size, f"reading {source}", enabled=show_progress and big, unit="MB")
     try:
-        with open(path, "rb") as fh:
-            if b"\0" in fh.read(4096):
-                raise CommandError(f"{role} file {path}: binary data in a text file")
+        while True:
+            raw = fh.readlines(TEXT_CHUNK_BYTES)
+            if not raw:
+                break
+            chunk = b"".join(raw)
+            del raw
+            if done == 0 and b"\0" in chunk[:4096]:
+                raise CommandError(f"{source}: binary data in a text file")
+            try:
+                text = chunk.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                bad = line_no + chunk[:exc.start].count(b"\n") + 1
+                raise CommandError(f"{source}: line {bad}: not UTF-8 text") from None
+            done += len(chunk)
+            del chunk
+            lines = text.replace("\r\n", "\n").split("\n")
+            del text
+            if lines and lines[-1] == "":
+                lines.pop()   # the text ended with a newline
+            kept = [(k, line) for k, line in enumerate(lines, start=line_no + 1) if _is_data_line(line)]
+            line_no += len(lines)
+            del lines
+            if size is not None or done > TEXT_CHUNK_BYTES:  # standard input: once it is large
+                bar.update(done)
+            if not kept:
+                continue
+            if sniff and delimiter is None and width is None:
+                delimiter = "," if "," in kept[0][1].split("#", 1)[0] else None
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    block = np.loadtxt([line for _, line in kept], delimiter=delimiter, comments="#",
+                                       ndmin=2, dtype=np.float64)
+            except ValueError:
+                problem = _text_problem(kept, delimiter, width, first) or _unparsed_line(kept, delimiter)
+                raise CommandError(f"{source}: {problem}") from None
+            if width is None or first is None:
+                width, first = block.shape[1], kept[0][0]
+            elif block.shape[1] != width:
+                raise CommandError(f"{source}: wrong shape: line {kept[0][0]} has {block.shape[1]} values "
+                                   f"but line {first} has {width}; every line must hold one distribution "
+                                   f"of the same length")
+            numbers.extend(k for k, _ in kept)
+            b = block.shape[0]
+            if data is None:
+                # Rows expected in the whole file, from the bytes per row so far.
+                expect = b if size is None else int(b * size / done * 1.02) + 1
+                data = np.empty((max(expect, b), width), dtype=np.float64)
+            elif rows + b > data.shape[0]:
+                grown = np.empty((max(rows + b, int(data.shape[0] * 1.5)), width), dtype=np.float64)
+                grown[:rows] = data[:rows]
+                data = grown
+            data[rows:rows + b] = block
+            rows += b
     except OSError as exc:
-        raise CommandError(f"{role} file {path}: cannot read ({exc.strerror})") from None
-    try:
-        with open(path, "r", encoding="utf-8") as fh:
-            text = fh.read()
-    except UnicodeDecodeError as exc:
-        with open(path, "rb") as fh:
-            line = fh.read()[:exc.start].count(b"\n") + 1
-        raise CommandError(f"{role} file {path}: line {line}: not UTF-8 text") from None
-    except OSError as exc:
-        raise CommandError(f"{role} file {path}: cannot read ({exc.strerror})") from None
-    # Blank lines (also whitespace-only, or only a comment) are skipped; they are
-    # kept as empty lines so the parser's line numbers stay those of the file.
-    lines = [line if line.split("#", 1)[0].strip() else "" for line in text.split("\n")]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "input contained no data" is reported below
-            data = np.loadtxt(lines, delimiter=delimiter, comments="#", ndmin=2, dtype=np.float64)
-    except ValueError:
-        problem = _text_problem(path, delimiter) or _unparsed_line(lines, delimiter)
-        raise CommandError(f"{role} file {path}: {problem}") from None
-    if data.size == 0:
-        raise CommandError(f"{role} file {path}: no numbers in the file")
+        raise CommandError(f"{source}: cannot read ({exc.strerror or exc})") from None
+    finally:
+        bar.close()
+    if data is None or rows == 0:
+        raise CommandError(f"{source}: no numbers in the file")
+    return data[:rows], np.frombuffer(numbers, dtype=np.int64)
+
+
+def _check_dtype(data: np.ndarray, source: str) -> np.ndarray:
+    if data.dtype.kind not in "biuf":
+        raise CommandError(f"{source}: holds {data.dtype} values; the distributions must be real numbers")
     return data
 
 
-NPY_MAGIC = b"\x93NUMPY"
+def _npy_error(source: str, exc: Exception) -> CommandError:
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "allow_pickle" in msg or "Python objects" in msg:
+        return CommandError(f"{source}: holds Python objects, not numbers")
+    if "mmap" in msg or "length" in msg or "EOF" in msg:
+        return CommandError(f"{source}: not a valid .npy file (truncated: {msg})")
+    if isinstance(exc, ValueError):
+        return CommandError(f"{source}: not a valid .npy file ({msg})")
+    return CommandError(f"{source}: not a valid .npy file ({type(exc).__name__}: {exc})")
 
 
 def _read_npy(path: str, role: str) -> np.ndarray:
+    source = _source(role, path)
     try:
         with open(path, "rb") as fh:
             magic = fh.read(len(NPY_MAGIC))
     except OSError as exc:
-        raise CommandError(f"{role} file {path}: cannot read ({exc.strerror or exc})") from None
+        raise CommandError(f"{source}: cannot read ({exc.strerror or exc})") from None
     if magic != NPY_MAGIC:
         what = "an empty file" if not magic else "no .npy header"
-        raise CommandError(f"{role} file {path}: not a valid .npy file ({what})")
+        raise CommandError(f"{source}: not a valid .npy file ({what})")
     try:
         data = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "allow_pickle" in msg or "Python objects" in msg:
-            raise CommandError(f"{role} file {path}: holds Python objects, not numbers") from None
-        if "mmap" in msg or "length" in msg:
-            raise CommandError(f"{role} file {path}: not a valid .npy file (truncated: {msg})") from None
-        raise CommandError(f"{role} file {path}: not a valid .npy file ({msg})") from None
     except OSError as exc:
-        raise CommandError(f"{role} file {path}: cannot read ({exc.strerror or exc})") from None
+        raise CommandError(f"{source}: cannot read ({exc.strerror or exc})") from None
     except Exception as exc:  # np.load's parser raises several kinds on corrupt headers
-        raise CommandError(f"{role} file {path}: not a valid .npy file ({type(exc).__name__}: {exc})") from None
+        raise _npy_error(source, exc) from None
     if not isinstance(data, np.ndarray):
-        raise CommandError(f"{role} file {path}: an .npz archive, not a single .npy array")
-    if data.dtype.kind not in "biuf":
-        raise CommandError(f"{role} file {path}: holds {data.dtype} values; the distributions must be "
-                           f"real numbers")
-    return data
+        raise CommandError(f"{source}: an .npz archive, not a single .npy array")
+    return _check_dtype(data, source)
 
 
-def load_table(path: str, role: str, axis: int) -> Table:
-    """Read ``path`` (P or Q): .npy memory-mapped, .csv/.txt parsed; check its shape."""
-    low = path.lower()
-    if not (low.endswith(".npy") or low.endswith(TEXT_SUFFIXES)):
-        ext = os.path.splitext(path)[1] or "(no extension)"
-        raise CommandError(f"{role} file {path}: unsupported file type {ext}; use .npy, .csv or .txt")
-    if not os.path.exists(path):
-        raise CommandError(f"{role} file {path}: no such file")
-    if os.path.isdir(path):
-        raise CommandError(f"{role} file {path}: is a directory, not a file")
-    text = not low.endswith(".npy")
-    data = _read_text(path, role) if text else _read_npy(path, role)
+def _pick_array(archive: "np.lib.npyio.NpzFile", source: str, key: Optional[str],
+                key_option: str) -> Tuple[np.ndarray, str]:
+    """The array ``key`` of an .npz archive (its only array when key is None)."""
+    names = list(archive.files)
+    if not names:
+        raise CommandError(f"{source}: an .npz archive holding no arrays")
+    if key is None:
+        if len(names) > 1:
+            raise CommandError(f"{source}: an .npz archive of {len(names)} arrays ({', '.join(names)}); "
+                               f"pick one with {key_option} NAME")
+        key = names[0]
+    elif key not in names:
+        raise CommandError(f"{key_option} {key}: {source} has no array {key!r}; "
+                           f"available: {', '.join(names)}")
+    try:
+        data = archive[key]
+    except ValueError as exc:
+        raise _npy_error(f"{source}, array {key!r}", exc) from None
+    except Exception as exc:  # zipfile and the .npy parser raise several kinds on corrupt data
+        raise CommandError(f"{source}: not a valid .npz archive ({type(exc).__name__}: {exc})") from None
+    return _check_dtype(data, f"{source}, array {key!r}"), key
+
+
+def _read_npz(fh: "str | BinaryIO", source: str, key: Optional[str],
+              key_option: str) -> Tuple[np.ndarray, str]:
+    try:
+        archive = np.load(fh, allow_pickle=False)
+    except OSError as exc:
+        raise CommandError(f"{source}: cannot read ({exc.strerror or exc})") from None
+    except Exception as exc:
+        raise CommandError(f"{source}: not a valid .npz archive ({type(exc).__name__}: {exc})") from None
+    if isinstance(archive, np.ndarray):
+        raise CommandError(f"{source}: a single .npy array, not an .npz archive")
+    with archive:
+        return _pick_array(archive, source, key, key_option)
+
+
+class _Prefixed(io.RawIOBase):
+    """A binary stream with the bytes already read from it put back in front."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        super().__init__()
+        self._head = head
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: "memoryview | bytearray") -> int:  # type: ignore[override]
+        view = memoryview(buffer).cast("B")
+        if self._head:
+            n = min(len(view), len(self._head))
+            view[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._rest.read(len(view))
+        view[:len(data)] = data
+        return len(data)
+
+
+def _read_head(fh: BinaryIO, n: int) -> bytes:
+    """The first n bytes of a stream (fewer only at its end)."""
+    head = b""
+    while len(head) < n:
+        more = fh.read(n - len(head))
+        if not more:
+            break
+        head += more
+    return head
+
+
+def _load_stdin(role: str, key: Optional[str], key_option: str,
+                show_progress: bool) -> Tuple[np.ndarray, str, Optional[np.ndarray], Optional[str]]:
+    """(data, kind, line numbers, key) of an input read from standard input: .npy, .npz or text."""
+    source = _source(role, STDIN)
+    stdin = sys.stdin.buffer
+    try:
+        head = _read_head(stdin, len(NPY_MAGIC))
+    except OSError as exc:
+        raise CommandError(f"{source}: cannot read ({exc.strerror or exc})") from None
+    stream = io.BufferedReader(_Prefixed(head, stdin))
+    if head == NPY_MAGIC:
+        try:
+            data = np.lib.format.read_array(stream, allow_pickle=False)
+        except OSError as exc:
+            raise CommandError(f"{source}: cannot read ({exc.strerror or exc})") from None
+        except Exception as exc:
+            raise _npy_error(source, exc) from None
+        return _check_dtype(data, source), "array", None, None
+    if head.startswith(ZIP_MAGIC):
+        # A zip archive is read from its end: the whole archive goes into memory.
+        data, name = _read_npz(io.BytesIO(stream.read()), source, key, key_option)
+        return data, "array", None, name
+    values, numbers = _parse_text(stream, source, None, sniff=True, size=None, show_progress=show_progress)
+    return values, "text", numbers, None
+
+
+def load_table(path: str, role: str, axis: int, key: Optional[str] = None, *,
+               key_option: str = "--key", show_progress: bool = False) -> Table:
+    """Read ``path`` (P or Q): .npy memory-mapped, .npz array ``key``, .csv/.txt parsed,
+    "-" standard input (any of these, told apart by their first bytes); check its shape."""
+    source = _source(role, path)
+    numbers: Optional[np.ndarray] = None
+    if path == STDIN:
+        data, kind, numbers, key = _load_stdin(role, key, key_option, show_progress)
+    else:
+        low = path.lower()
+        if not low.endswith((".npy", ".npz") + TEXT_SUFFIXES):
+            ext = os.path.splitext(path)[1] or "(no extension)"
+            raise CommandError(f"{source}: unsupported file type {ext}; use .npy, .npz, .csv or .txt")
+        if not os.path.exists(path):
+            raise CommandError(f"{source}: no such file")
+        if os.path.isdir(path):
+            raise CommandError(f"{source}: is a directory, not a file")
+        if low.endswith(".npy"):
+            data, kind, key = _read_npy(path, role), "npy", None
+        elif low.endswith(".npz"):
+            data, key = _read_npz(path, source, key, key_option)
+            kind = "array"
+        else:
+            delimiter = "," if low.endswith(".csv") else None
+            try:
+                with open(path, "rb") as fh:
+                    data, numbers = _parse_text(fh, source, delimiter, sniff=False,
+                                                size=os.fstat(fh.fileno()).st_size,
+                                                show_progress=show_progress)
+            except OSError as exc:
+                raise CommandError(f"{source}: cannot read ({exc.strerror or exc})") from None
+            kind, key = "text", None
+    if key is not None:
+        source = f"{source}, array {key!r}"
     if data.ndim not in (1, 2):
-        raise CommandError(f"{role} file {path}: wrong shape {data.shape}; expected one distribution "
+        raise CommandError(f"{source}: wrong shape {data.shape}; expected one distribution "
                            f"(1-D) or one distribution per row (2-D)")
     if data.ndim == 1 and axis not in (0, -1):
-        raise CommandError(f"{role} file {path}: --axis {axis} does not exist for a 1-D array (shape "
+        raise CommandError(f"{source}: --axis {axis} does not exist for a 1-D array (shape "
                            f"{data.shape}); use 0 or -1")
     if data.ndim == 2 and axis not in (0, 1, -1, -2):
-        raise CommandError(f"{role} file {path}: --axis {axis} does not exist for a 2-D array (shape "
+        raise CommandError(f"{source}: --axis {axis} does not exist for a 2-D array (shape "
                            f"{data.shape}); use 0, 1, -1 or -2")
     transposed = data.ndim == 2 and axis in (0, -2)
-    return Table(path, role, data, text, transposed)
+    return Table(path, role, data, kind, transposed, numbers, key)
 
 
-def _first_bad(rows: np.ndarray):
+def _first_bad(rows: np.ndarray) -> Optional[Tuple[int, int, float]]:
     """(row, col, value) of the first negative, NaN or infinite value in rows, or None."""
     with np.errstate(invalid="ignore"):
         bad = ~np.isfinite(rows) | (rows < 0)
     if not bad.any():
         return None
     r, c = np.argwhere(bad)[0]
-    return int(r), int(c), rows[r, c]
+    return int(r), int(c), float(rows[r, c])
 
 
-def _describe(value) -> str:
+def _describe(value: float) -> str:
     v = float(value)
     if math.isnan(v):
         return "NaN"
@@ -770,13 +1038,14 @@ def _describe(value) -> str:
     return f"a negative value ({v!r})"
 
 
-def _explain_failure(tables, chunks, offsets, normalize: bool, exc: ValueError) -> CommandError:
-    """Turn kl_div's ValueError on a chunk into a message about a place in a file."""
+def _explain_failure(tables: Sequence[Table], chunks: Sequence[np.ndarray], offsets: Sequence[int],
+                     normalize: bool, exc: ValueError) -> CommandError:
+    """Turn a library ValueError on a chunk into a message about a place in a file."""
     for table, rows, off in zip(tables, chunks, offsets):
         found = _first_bad(np.asarray(rows))
         if found is not None:
             r, c, v = found
-            return CommandError(f"{table.role} file {table.path}: {_describe(v)} at {table.place(off + r, c)}; "
+            return CommandError(f"{table.source}: {_describe(v)} at {table.place(off + r, c)}; "
                                 f"probabilities must be finite and non-negative")
     if normalize:
         for table, rows, off in zip(tables, chunks, offsets):
@@ -784,7 +1053,7 @@ def _explain_failure(tables, chunks, offsets, normalize: bool, exc: ValueError) 
             zero = np.flatnonzero(~(sums > 0))
             if zero.size:
                 r = int(zero[0])
-                return CommandError(f"{table.role} file {table.path}: {table.name_row(off + r)} sums to "
+                return CommandError(f"{table.source}: {table.name_row(off + r)} sums to "
                                     f"{float(sums[r])!r}; --normalize needs every distribution to have a positive sum")
     return CommandError(str(exc))
 
@@ -796,36 +1065,109 @@ def _format_values(values: np.ndarray) -> List[str]:
     return [str(v) for v in values]
 
 
+def _check_options(base: Optional[float], dx: Optional[float] = None, normalize: bool = False,
+                   js: bool = False) -> None:
+    if base is not None and not (base > 0 and math.isfinite(base) and base != 1):
+        raise CommandError(f"--base must be positive, finite and not 1, got {base!r}")
+    if dx is not None:
+        if not (dx > 0 and math.isfinite(dx)):
+            raise CommandError(f"--dx must be positive and finite, got {dx!r}")
+        if normalize:
+            raise CommandError(f"--dx {dx!r} and --normalize are exclusive: --dx scales sums of density "
+                               f"values, --normalize makes each distribution sum to 1")
+        if js:
+            raise CommandError(f"--dx {dx!r} applies to KL only: js_div takes no dx")
+
+
+def _check_inputs(p_path: str, q_path: Optional[str]) -> None:
+    if p_path == STDIN and q_path == STDIN:
+        raise CommandError("P and Q are both - (standard input): only one input can be read from it")
+
+
+def _check_out(out_path: str, inputs: Sequence[Tuple[str, str]], force: bool) -> None:
+    """--out has a known type, its directory exists, and it is none of the inputs (unless force)."""
+    if not out_path.lower().endswith(OUT_SUFFIXES):
+        ext = os.path.splitext(out_path)[1] or "(no extension)"
+        raise CommandError(f"--out {out_path}: unsupported file type {ext}; use .npy, .csv or .txt")
+    _check_writable_dir(out_path, "--out")
+    if force or not os.path.exists(out_path):
+        return
+    for role, path in inputs:
+        if path == STDIN:
+            continue
+        try:
+            same = os.path.samefile(out_path, path)
+        except OSError:
+            same = os.path.realpath(out_path) == os.path.realpath(path)
+        if same:
+            raise CommandError(f"--out {out_path}: is the {role} file {path}; refusing to overwrite an "
+                               f"input (write elsewhere, or pass --force to overwrite it)")
+
+
+def _release(*tables: Table) -> None:
+    """Drop the arrays of the inputs (closing memory maps) before an output may replace a file."""
+    for t in tables:
+        t.data = np.empty(0)
+
+
+def _write_values(out_path: str, value: np.ndarray, lines: Callable[[], Iterable[str]]) -> None:
+    try:
+        if out_path.lower().endswith(".npy"):
+            np.save(out_path, value)
+        else:
+            with open(out_path, "w") as fh:
+                fh.writelines(lines())
+    except OSError as exc:
+        raise CommandError(f"--out {out_path}: cannot write ({exc.strerror or exc})") from None
+
+
+def _negative_note(count: int, total: int, what: str, p_row: str, p_sum: float, q_row: str,
+                   q_sum: float) -> str:
+    return (f"note: {count:,} of {total:,} {what} divergences are negative (the first: P's {p_row} sums "
+            f"to {p_sum:.6g}, Q's {q_row} to {q_sum:.6g}); KL is non-negative only between distributions "
+            f"of equal sums: pass --normalize to divide each by its sum")
+
+
+def _row_phrase(table: Table, r: int) -> str:
+    """"row 3", "line 7": distribution r of a table (its only one when it has one)."""
+    if table.data.ndim == 1:
+        return "distribution"
+    return table.name_row(r if table.rows().shape[0] > 1 else 0)
+
+
 def compute(p_path: str, q_path: str, *, axis: int = -1, normalize: bool = False,
-            base: Optional[float] = None, out_path: Optional[str] = None,
-            chunk_rows: Optional[int] = None, show_progress: bool = True) -> int:
+            base: Optional[float] = None, dx: Optional[float] = None, js: bool = False,
+            out_path: Optional[str] = None, force: bool = False, key: Optional[str] = None,
+            q_key: Optional[str] = None, chunk_rows: Optional[int] = None,
+            show_progress: bool = True, note: Callable[[str], None] = print) -> int:
+    """``kl-fast compute``: KL(P_i || Q_i) (JS with ``js``) for every distribution in P."""
     import kl_fast
     from kl_fast._validation import result_dtype
 
-    if base is not None and not (base > 0 and math.isfinite(base) and base != 1):
-        raise CommandError(f"--base must be positive, finite and not 1, got {base!r}")
+    _check_options(base, dx, normalize, js)
     if chunk_rows is not None and chunk_rows < 1:
         raise CommandError(f"--chunk-rows must be at least 1, got {chunk_rows}")
+    _check_inputs(p_path, q_path)
     if out_path is not None:
-        if not out_path.lower().endswith((".npy",) + TEXT_SUFFIXES):
-            ext = os.path.splitext(out_path)[1] or "(no extension)"
-            raise CommandError(f"--out {out_path}: unsupported file type {ext}; use .npy, .csv or .txt")
-        _check_writable_dir(out_path, "--out")
+        _check_out(out_path, (("P", p_path), ("Q", q_path)), force)
 
-    P = load_table(p_path, "P", axis)
-    Q = load_table(q_path, "Q", axis)
+    P, Q = _load_pair(p_path, q_path, axis, key, q_key, show_progress)
     pr, qr = P.rows(), Q.rows()
     if pr.shape[1] != qr.shape[1]:
-        raise CommandError(f"Q file {q_path}: wrong shape: its distributions have {qr.shape[1]} values, "
+        raise CommandError(f"{Q.source}: wrong shape: its distributions have {qr.shape[1]} values, "
                            f"those of P ({p_path}) have {pr.shape[1]}")
     mp, mq = pr.shape[0], qr.shape[0]
     if mp != mq and 1 not in (mp, mq):
-        raise CommandError(f"Q file {q_path}: wrong shape: {mq} distributions against {mp} in P ({p_path}); "
+        raise CommandError(f"{Q.source}: wrong shape: {mq} distributions against {mp} in P ({p_path}); "
                            f"Q must hold one distribution or as many as P")
     m, n = (mq if mp == 1 else mp), pr.shape[1]
     dtype = result_dtype(pr, qr)
     if chunk_rows is None:
         chunk_rows = max(1, CHUNK_BYTES // max(1, n * pr.dtype.itemsize))
+    func = kl_fast.js_div if js else kl_fast.kl_div
+    options: Dict[str, object] = dict(axis=-1, normalize=normalize, base=base)
+    if dx is not None:
+        options["dx"] = dx
     result = np.empty(m, dtype=dtype)
     starts = range(0, m, chunk_rows)
     bar = Progress(m, "rows", enabled=show_progress and len(starts) > 1)
@@ -835,7 +1177,7 @@ def compute(p_path: str, q_path: str, *, axis: int = -1, normalize: bool = False
         pc = pr[start:stop] if mp > 1 else pr
         qc = qr[start:stop] if mq > 1 else qr
         try:
-            kl_fast.kl_div(pc, qc, axis=-1, normalize=normalize, base=base, out=result[start:stop])
+            func(pc, qc, out=result[start:stop], **options)
         except ValueError as exc:
             bar.close()
             offsets = (start if mp > 1 else 0, start if mq > 1 else 0)
@@ -850,25 +1192,119 @@ def compute(p_path: str, q_path: str, *, axis: int = -1, normalize: bool = False
             Q.remap()
             pr, qr, mapped = P.rows(), Q.rows(), 0
     bar.close()
+    del pr, qr
 
+    what = "JS" if js else "KL"
+    negative = "" if normalize else _compute_negative_note(result, P, Q, what)
     scalar = P.data.ndim == 1 and Q.data.ndim == 1
-    value = result.reshape(()) if scalar else result
-    lines = "".join(v + "\n" for v in _format_values(result))
     if out_path is None:
-        sys.stdout.write(lines)
-        return 0
+        sys.stdout.write("".join(v + "\n" for v in _format_values(result)))
+    else:
+        _release(P, Q)
+        _write_values(out_path, result.reshape(()) if scalar else result,
+                      lambda: (v + "\n" for v in _format_values(result)))
+        note(f"wrote {m:,} {what} divergence{'s' if m != 1 else ''} ({result.dtype}) to {out_path}")
+    if negative:
+        sys.stdout.flush()
+        print(f"{PROG} compute: {negative}", file=sys.stderr)
+    return 0
+
+
+def _compute_negative_note(result: np.ndarray, P: Table, Q: Table, what: str) -> str:
+    negative = np.flatnonzero(result < 0)
+    if negative.size == 0:
+        return ""
+    r = int(negative[0])
+    return _negative_note(int(negative.size), result.size, what, _row_phrase(P, r), P.row_sum(r),
+                          _row_phrase(Q, r), Q.row_sum(r))
+
+
+def _load_pair(p_path: str, q_path: Optional[str], axis: int, key: Optional[str], q_key: Optional[str],
+               show_progress: bool) -> Tuple[Table, Table]:
+    """P and Q (Q is P when q_path is None); --key picks the array of an .npz input, --q-key Q's."""
+    if q_path is None and q_key is not None:
+        raise CommandError(f"--q-key {q_key}: there is no Q (the pairs are within P); use --key")
+    P = load_table(p_path, "P", axis, key, show_progress=show_progress)
+    if q_path is None:
+        Q = P
+    else:
+        Q = load_table(q_path, "Q", axis, key if q_key is None else q_key,
+                       key_option="--key" if q_key is None else "--q-key", show_progress=show_progress)
+    if key is not None and P.key is None and Q.key is None:
+        raise CommandError(f"--key {key}: picks an array of an .npz input, and no input is one")
+    if q_key is not None and Q.key is None:
+        raise CommandError(f"--q-key {q_key}: picks the array of an .npz Q, and {Q.source} is not one")
+    return P, Q
+
+
+def pairwise(p_path: str, q_path: Optional[str], *, axis: int = -1, normalize: bool = False,
+             base: Optional[float] = None, js: bool = False, out_path: Optional[str] = None,
+             force: bool = False, key: Optional[str] = None, q_key: Optional[str] = None,
+             show_progress: bool = True, note: Callable[[str], None] = print) -> int:
+    """``kl-fast pairwise``: the m x k matrix of KL(P_i || Q_j) (JS with ``js``); Q None: P with itself."""
+    import kl_fast
+
+    _check_options(base)
+    _check_inputs(p_path, q_path)
+    if out_path is not None:
+        inputs = [("P", p_path)] + ([("Q", q_path)] if q_path is not None else [])
+        _check_out(out_path, inputs, force)
+    P, Q = _load_pair(p_path, q_path, axis, key, q_key, show_progress)
+    pr, qr = P.rows(), Q.rows()
+    if pr.shape[1] != qr.shape[1]:
+        raise CommandError(f"{Q.source}: wrong shape: its distributions have {qr.shape[1]} values, "
+                           f"those of P ({p_path}) have {pr.shape[1]}")
+    func = kl_fast.js_pairwise if js else kl_fast.kl_pairwise
     try:
-        if out_path.lower().endswith(".npy"):
-            np.save(out_path, value)
-        else:
-            with open(out_path, "w") as fh:
-                fh.write(lines)
-    except OSError as exc:
-        raise CommandError(f"--out {out_path}: cannot write ({exc.strerror or exc})") from None
+        matrix = func(pr, None if q_path is None else qr, base=base, normalize=normalize)
+    except ValueError as exc:
+        tables = (P,) if q_path is None else (P, Q)
+        raise _explain_failure(tables, (pr, qr), (0, 0), normalize, exc) from None
+    del pr, qr
+
+    what = "JS" if js else "KL"
+    negative = ""
+    if not normalize:
+        where = np.argwhere(matrix < 0)
+        if where.size:
+            i, j = int(where[0][0]), int(where[0][1])
+            negative = _negative_note(len(where), matrix.size, what, _row_phrase(P, i), P.row_sum(i),
+                                      _row_phrase(Q, j), Q.row_sum(j))
+    sep = "," if out_path is None or out_path.lower().endswith(".csv") else " "
+
+    def lines() -> Iterable[str]:
+        for row in matrix:
+            yield sep.join(_format_values(row)) + "\n"
+
+    if out_path is None:
+        sys.stdout.writelines(lines())
+    else:
+        _release(P, Q)
+        _write_values(out_path, matrix, lines)
+        m, k = matrix.shape
+        note(f"wrote a {m:,} x {k:,} matrix of {what} divergences ({matrix.dtype}) to {out_path}")
+    if negative:
+        sys.stdout.flush()
+        print(f"{PROG} pairwise: {negative}", file=sys.stderr)
     return 0
 
 
 # --------------------------------------------------------------------------- main
+
+
+def _add_common_options(c: argparse.ArgumentParser) -> None:
+    """The options compute and pairwise share."""
+    c.add_argument("--axis", type=int, default=-1,
+                   help="axis along which each distribution lies (default -1: one per row; 0: one per column)")
+    c.add_argument("--normalize", action="store_true", help="divide each distribution by its sum first")
+    c.add_argument("--base", type=float, default=None, help="logarithm base (2 gives bits; default e)")
+    c.add_argument("--out", metavar="FILE", help="write the values to FILE (.npy, .csv or .txt)")
+    c.add_argument("--force", action="store_true",
+                   help="let --out overwrite an input file (refused otherwise)")
+    c.add_argument("--key", metavar="NAME", default=None,
+                   help="the array NAME of an .npz input (P, and Q unless --q-key); not needed for an "
+                        ".npz holding one array")
+    c.add_argument("--q-key", metavar="NAME", default=None, help="the array NAME of an .npz Q")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -880,7 +1316,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "and KL divergences between distributions stored in files.",
     )
     parser.add_argument("--version", action="version", version=f"kl_fast {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{demo,bench,compute}")
+    sub = parser.add_subparsers(dest="command", metavar="{demo,bench,compute,pairwise}")
 
     d = sub.add_parser("demo", help="reproduce the KL tutorial: values, fits, speed, figures",
                        description="Reproduce the KL-divergence tutorial with kl_fast: the three "
@@ -892,8 +1328,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="speed-up table against the NumPy baseline",
                        description="Time kl_fast against the NumPy baseline (and SciPy, numba when "
-                                   "installed) and print the ratio table. Progress goes to stderr.")
-    b.add_argument("--quick", action="store_true", help="smaller inputs and fewer repeats")
+                                   "installed) and print the ratio table; the kl_fast.dask rows are "
+                                   "timed against in-memory kl_fast.kl_div instead. Progress, with the "
+                                   "time elapsed and an estimate of the time left, goes to stderr. "
+                                   f"A full run takes about {BENCH_FULL_MINUTES} minutes, --quick about "
+                                   f"{BENCH_QUICK_SECONDS} seconds ({BENCH_TIMED_ON}); --only runs less.")
+    b.add_argument("--quick", action="store_true",
+                   help=f"smaller inputs and fewer repeats (about {BENCH_QUICK_SECONDS} seconds)")
     b.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     b.add_argument("--plot", metavar="FILE", help="also draw a bar chart of the speed-ups (PNG)")
     b.add_argument("--only", metavar="TOPIC", action="append",
@@ -901,21 +1342,38 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
     c = sub.add_parser("compute", help="KL(P || Q) for distributions stored in files",
-                       description="KL(P_i || Q_i) for every distribution P_i in P. Files: .npy "
-                                   "(memory-mapped, processed in chunks of rows) or .csv/.txt (one "
-                                   "distribution per line; # starts a comment). Q may hold a single "
-                                   "distribution, used for every row of P. Prints one value per line, "
-                                   "or writes them with --out (.npy, .csv or .txt).")
-    c.add_argument("p", metavar="P", help="file of distributions P (.npy, .csv or .txt)")
+                       description="KL(P_i || Q_i) (or JS with --js) for every distribution P_i in P. "
+                                   "Files: .npy (memory-mapped, processed in chunks of rows), .npz "
+                                   "(one array of the archive, see --key), or .csv/.txt (one distribution "
+                                   "per line; # starts a comment; read in chunks). - reads one of the "
+                                   "inputs from standard input (.npy, .npz or text, told apart by the "
+                                   "first bytes; text is comma-separated when its first line holds a "
+                                   "comma). Q may hold a single distribution, used for every row of P. "
+                                   "Prints one value per line, or writes them with --out (.npy, .csv or "
+                                   ".txt) and says what it wrote.")
+    c.add_argument("p", metavar="P", help="file of distributions P (.npy, .npz, .csv or .txt; - for stdin)")
     c.add_argument("q", metavar="Q", help="file of distributions Q: one, or as many as P")
-    c.add_argument("--axis", type=int, default=-1,
-                   help="axis along which each distribution lies (default -1: one per row; 0: one per column)")
-    c.add_argument("--normalize", action="store_true", help="divide each distribution by its sum first")
-    c.add_argument("--base", type=float, default=None, help="logarithm base (2 gives bits; default e)")
-    c.add_argument("--out", metavar="FILE", help="write the values to FILE (.npy, .csv or .txt)")
+    _add_common_options(c)
+    c.add_argument("--dx", type=float, default=None,
+                   help="grid spacing: multiply each KL by dx, so density values on a uniform grid give "
+                        "the continuous divergence (KL only; not with --normalize)")
+    c.add_argument("--js", action="store_true", help="Jensen-Shannon divergence (js_div) instead of KL")
     c.add_argument("--chunk-rows", type=int, metavar="N", default=None,
                    help="distributions per chunk (default: about 32 MB of P per chunk)")
     c.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+    w = sub.add_parser("pairwise", help="the matrix of KL(P_i || Q_j) for all pairs",
+                       description="The m x k matrix of KL(P_i || Q_j) (kl_pairwise; JS with --js, "
+                                   "js_pairwise) for the m distributions of P and the k of Q; without "
+                                   "Q, all pairs within P. Inputs as for compute. Prints one row of the "
+                                   "matrix per line (comma-separated), or writes it with --out (.npy, "
+                                   ".csv or .txt).")
+    w.add_argument("p", metavar="P", help="file of distributions P (.npy, .npz, .csv or .txt; - for stdin)")
+    w.add_argument("q", metavar="Q", nargs="?", default=None,
+                   help="file of distributions Q (default: P, all pairs within P)")
+    _add_common_options(w)
+    w.add_argument("--js", action="store_true", help="Jensen-Shannon divergences (js_pairwise) instead of KL")
+    w.add_argument("--no-progress", action="store_true", help="no progress bar on stderr (reading large text)")
     return parser
 
 
@@ -931,8 +1389,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return demo(args.out, say=lambda s: print(s, flush=True))
         if args.command == "bench":
             return bench(args.quick, args.json, args.plot, args.only, show_progress=not args.no_progress)
+        if args.command == "pairwise":
+            return pairwise(args.p, args.q, axis=args.axis, normalize=args.normalize, base=args.base,
+                            js=args.js, out_path=args.out, force=args.force, key=args.key,
+                            q_key=args.q_key, show_progress=not args.no_progress)
         return compute(args.p, args.q, axis=args.axis, normalize=args.normalize, base=args.base,
-                       out_path=args.out, chunk_rows=args.chunk_rows, show_progress=not args.no_progress)
+                       dx=args.dx, js=args.js, out_path=args.out, force=args.force, key=args.key,
+                       q_key=args.q_key, chunk_rows=args.chunk_rows, show_progress=not args.no_progress)
     except CommandError as exc:
         sys.stdout.flush()
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
