@@ -786,6 +786,37 @@ def test_pairwise_errors(tmp_path):
     one_line_error(run_cli("pairwise", d / "P.npy", "--base", "0"), "--base")
 
 
+@pytest.mark.parametrize("js", [False, True])
+def test_pairwise_topk(tmp_path, rng, js):
+    P, Q = random_rows(rng, 5, 6), random_rows(rng, 9, 6, zeros=0) + 0.01
+    Q[4] = Q[2]                                        # a tie: the lower index first
+    np.save(tmp_path / "P.npy", P)
+    np.save(tmp_path / "Q.npy", Q)
+    flag = ["--js"] if js else []
+    M = (kl_fast.js_div if js else kl_fast.kl_div)(P[:, None], Q[None], normalize=True)
+    order = np.lexsort((np.broadcast_to(np.arange(9), M.shape), M), axis=1)[:, :3]
+    proc = run_cli("pairwise", tmp_path / "P.npy", tmp_path / "Q.npy", "--topk", "3",
+                   "--normalize", *flag)
+    assert proc.returncode == 0, proc.stderr
+    pairs = [[item.split(":") for item in line.split(",")] for line in proc.stdout.splitlines()]
+    np.testing.assert_array_equal([[int(j) for j, _ in row] for row in pairs], order)
+    np.testing.assert_array_equal([[float(v) for _, v in row] for row in pairs],
+                                  np.take_along_axis(M, order, axis=1))
+    out = tmp_path / "near.npz"
+    proc = run_cli("pairwise", tmp_path / "P.npy", tmp_path / "Q.npy", "--topk", "3",
+                   "--normalize", "--out", out, *flag)
+    assert proc.returncode == 0, proc.stderr
+    assert str(out) in proc.stdout and "3 nearest" in proc.stdout
+    with np.load(out) as z:
+        np.testing.assert_array_equal(z["indices"], order)
+        np.testing.assert_array_equal(z["values"], np.take_along_axis(M, order, axis=1))
+    d = tmp_path
+    one_line_error(run_cli("pairwise", d / "P.npy", d / "Q.npy", "--topk", "10"), "--topk 10",
+                   "only 9")
+    one_line_error(run_cli("pairwise", d / "P.npy", d / "Q.npy", "--topk", "2", "--out",
+                           d / "x.npy"), "--out", ".npz")
+
+
 def test_negative_divergences_note(tmp_path):
     # Not normalised: P's rows sum to less than Q's in rows 1 and 2, so their KL is negative.
     P = np.array([[0.5, 0.5], [0.2, 0.1], [0.1, 0.3], [1.0, 0.0]])

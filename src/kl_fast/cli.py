@@ -1084,11 +1084,13 @@ def _check_inputs(p_path: str, q_path: Optional[str]) -> None:
         raise CommandError("P and Q are both - (standard input): only one input can be read from it")
 
 
-def _check_out(out_path: str, inputs: Sequence[Tuple[str, str]], force: bool) -> None:
+def _check_out(out_path: str, inputs: Sequence[Tuple[str, str]], force: bool,
+               suffixes: Tuple[str, ...] = OUT_SUFFIXES) -> None:
     """--out has a known type, its directory exists, and it is none of the inputs (unless force)."""
-    if not out_path.lower().endswith(OUT_SUFFIXES):
+    if not out_path.lower().endswith(suffixes):
         ext = os.path.splitext(out_path)[1] or "(no extension)"
-        raise CommandError(f"--out {out_path}: unsupported file type {ext}; use .npy, .csv or .txt")
+        raise CommandError(f"--out {out_path}: unsupported file type {ext}; use "
+                           f"{', '.join(suffixes[:-1])} or {suffixes[-1]}")
     _check_writable_dir(out_path, "--out")
     if force or not os.path.exists(out_path):
         return
@@ -1240,20 +1242,28 @@ def _load_pair(p_path: str, q_path: Optional[str], axis: int, key: Optional[str]
 def pairwise(p_path: str, q_path: Optional[str], *, axis: int = -1, normalize: bool = False,
              base: Optional[float] = None, js: bool = False, out_path: Optional[str] = None,
              force: bool = False, key: Optional[str] = None, q_key: Optional[str] = None,
-             show_progress: bool = True, note: Callable[[str], None] = print) -> int:
-    """``kl-fast pairwise``: the m x k matrix of KL(P_i || Q_j) (JS with ``js``); Q None: P with itself."""
+             show_progress: bool = True, note: Callable[[str], None] = print,
+             topk: Optional[int] = None) -> int:
+    """``kl-fast pairwise``: the m x k matrix of KL(P_i || Q_j) (JS with ``js``); Q None: P with
+    itself.  With ``topk``, the topk nearest rows of Q per row of P instead (kl_topk)."""
     import kl_fast
 
     _check_options(base)
     _check_inputs(p_path, q_path)
+    if topk is not None and topk < 0:
+        raise CommandError(f"--topk must be a non-negative integer, got {topk}")
     if out_path is not None:
         inputs = [("P", p_path)] + ([("Q", q_path)] if q_path is not None else [])
-        _check_out(out_path, inputs, force)
+        _check_out(out_path, inputs, force,
+                   TOPK_SUFFIXES if topk is not None else OUT_SUFFIXES)
     P, Q = _load_pair(p_path, q_path, axis, key, q_key, show_progress)
     pr, qr = P.rows(), Q.rows()
     if pr.shape[1] != qr.shape[1]:
         raise CommandError(f"{Q.source}: wrong shape: its distributions have {qr.shape[1]} values, "
                            f"those of P ({p_path}) have {pr.shape[1]}")
+    if topk is not None:
+        return _topk(P, Q, pr, qr if q_path is not None else pr, topk, normalize=normalize,
+                     base=base, js=js, out_path=out_path, note=note)
     func = kl_fast.js_pairwise if js else kl_fast.kl_pairwise
     try:
         matrix = func(pr, None if q_path is None else qr, base=base, normalize=normalize)
@@ -1286,6 +1296,45 @@ def pairwise(p_path: str, q_path: Optional[str], *, axis: int = -1, normalize: b
     if negative:
         sys.stdout.flush()
         print(f"{PROG} pairwise: {negative}", file=sys.stderr)
+    return 0
+
+
+TOPK_SUFFIXES = (".npz", ".csv", ".txt")
+
+
+def _topk(P, Q, pr: np.ndarray, qr: np.ndarray, k: int, *, normalize: bool,
+          base: Optional[float], js: bool, out_path: Optional[str],
+          note: Callable[[str], None]) -> int:
+    """``kl-fast pairwise --topk K``: per row of P, the K nearest rows of Q (kl_topk)."""
+    import kl_fast
+
+    if k > qr.shape[0]:
+        raise CommandError(f"--topk {k}: Q has only {qr.shape[0]:,} distributions")
+    try:
+        values, indices = kl_fast.kl_topk(pr, qr, k, divergence="js" if js else "kl",
+                                          normalize=normalize, base=base)
+    except ValueError as exc:
+        raise _explain_failure((P, Q), (pr, qr), (0, 0), normalize, exc) from None
+
+    def lines() -> Iterable[str]:
+        for vrow, irow in zip(values, indices):
+            yield ",".join(f"{j}:{v}" for j, v in zip(irow.tolist(), _format_values(vrow))) + "\n"
+
+    what = "JS" if js else "KL"
+    if out_path is None:
+        sys.stdout.writelines(lines())
+        return 0
+    _release(P, Q)
+    try:
+        if out_path.lower().endswith(".npz"):
+            np.savez(out_path, values=values, indices=indices)
+        else:
+            with open(out_path, "w") as fh:
+                fh.writelines(lines())
+    except OSError as exc:
+        raise CommandError(f"--out {out_path}: cannot write ({exc.strerror or exc})") from None
+    note(f"wrote the {k} nearest by {what} for each of {values.shape[0]:,} distributions "
+         f"(values {values.dtype} and indices) to {out_path}")
     return 0
 
 
@@ -1373,6 +1422,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="file of distributions Q (default: P, all pairs within P)")
     _add_common_options(w)
     w.add_argument("--js", action="store_true", help="Jensen-Shannon divergences (js_pairwise) instead of KL")
+    w.add_argument("--topk", type=int, metavar="K", default=None,
+                   help="only the K nearest distributions of Q for each of P (kl_topk, ascending, "
+                        "ties to the lower index), without forming the matrix; prints 'j:value' "
+                        "pairs per line, or writes --out .npz (arrays values and indices), .csv or .txt")
     w.add_argument("--no-progress", action="store_true", help="no progress bar on stderr (reading large text)")
     return parser
 
@@ -1392,7 +1445,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "pairwise":
             return pairwise(args.p, args.q, axis=args.axis, normalize=args.normalize, base=args.base,
                             js=args.js, out_path=args.out, force=args.force, key=args.key,
-                            q_key=args.q_key, show_progress=not args.no_progress)
+                            q_key=args.q_key, show_progress=not args.no_progress, topk=args.topk)
         return compute(args.p, args.q, axis=args.axis, normalize=args.normalize, base=args.base,
                        dx=args.dx, js=args.js, out_path=args.out, force=args.force, key=args.key,
                        q_key=args.q_key, chunk_rows=args.chunk_rows, show_progress=not args.no_progress)
