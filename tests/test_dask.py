@@ -485,6 +485,44 @@ def test_fit_argument_errors_are_eager():
         kd.fit_gaussian(Pd.astype(np.complex128), GX)
 
 
+# ---- kl_topk ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("p_chunks, q_chunks", [((7, 48), (9, 48)), ((30, 48), (1, 48)),
+                                                ((4, 20), (17, 16))])
+@pytest.mark.parametrize("divergence", ["kl", "js", "kl_reverse"])
+def test_topk_matches_in_memory(p_chunks, q_chunks, divergence):
+    q = QA.copy()
+    q[12] = q[2]                     # tied candidates in different blocks
+    for opts in ({}, {"normalize": True, "base": 2.0}):
+        lazy = kd.kl_topk(da.from_array(PA, chunks=p_chunks), da.from_array(q, chunks=q_chunks),
+                          5, divergence=divergence, **opts)
+        v, i = dask.compute(*lazy, scheduler="threads")
+        want_v, want_i = kl_fast.kl_topk(PA, q, 5, divergence=divergence, **opts)
+        np.testing.assert_array_equal(i, want_i)
+        np.testing.assert_array_equal(v, want_v)
+        assert v.dtype == want_v.dtype and i.dtype == np.intp
+
+
+def test_topk_float32_k_zero_and_errors():
+    p32, q32 = PA.astype(np.float32), QA.astype(np.float32)
+    v = compute(kd.kl_topk(da.from_array(p32, chunks=(8, 48)), q32, 3)[0])
+    assert v.dtype == np.float32
+    np.testing.assert_array_equal(v, kl_fast.kl_topk(p32, q32, 3)[0])
+    v0 = compute(kd.kl_topk(PA, QA, 0)[0])
+    assert v0.shape == (30, 0)
+    with pytest.raises(ValueError, match=r"k = 18 is larger than the number of rows of Q \(17\)"):
+        kd.kl_topk(PA, QA, 18)
+    with pytest.raises(ValueError, match="divergence must be one of"):
+        kd.kl_topk(PA, QA, 1, divergence="sym")
+    q = QA.copy()
+    q[16, 30] = np.inf
+    expected = in_memory_error(kl_fast.kl_topk, PA, q, 2)
+    with pytest.raises(ValueError) as info:
+        dask.compute(*kd.kl_topk(da.from_array(PA, chunks=(7, 48)), da.from_array(q, chunks=(5, 48)),
+                                 2), scheduler="threads")
+    assert str(info.value) == expected and "at index [16, 30]" in expected
+
+
 # ---- dask.distributed: one local cluster of two worker processes for the module ------
 
 @pytest.fixture(scope="module")
@@ -521,6 +559,16 @@ def test_distributed_pairwise(client):
                           normalize=True)
     got = client.compute(lazy).result(timeout=TIMEOUT)
     assert_matrix_close(got, kl_fast.kl_pairwise(PA, QA, normalize=True))
+
+
+@pytest.mark.distributed
+def test_distributed_topk(client):
+    lazy = kd.kl_topk(da.from_array(PA, chunks=(7, 48)), da.from_array(QA, chunks=(4, 48)), 6,
+                      normalize=True)
+    v, i = [f.result(timeout=TIMEOUT) for f in client.compute(list(lazy))]
+    want_v, want_i = kl_fast.kl_topk(PA, QA, 6, normalize=True)
+    np.testing.assert_array_equal(i, want_i)
+    np.testing.assert_array_equal(v, want_v)
 
 
 @pytest.mark.distributed

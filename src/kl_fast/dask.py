@@ -323,6 +323,89 @@ def kl_pairwise(P, Q=None, *, base=None, normalize=False, check=True):
     )
 
 
+# ---- kl_topk: partial top-k per pair of blocks, one merge per row block ------------
+
+def _topk_block(pb, qb, start, *, k, divergence, normalize, base):
+    """(mb, 1, k, 2): the block pair's top k (value, global index of Q's row;
+    ``start`` holds the index of the block's first row), padded with (inf, inf)
+    where Q's block has fewer than k rows."""
+    from ._topk import kl_topk as _kl_topk
+
+    j0 = int(start[0])
+    kb = min(k, qb.shape[0])
+    v, i = _kl_topk(pb, qb, kb, divergence=divergence, normalize=normalize, base=base,
+                    num_threads=1, check=False)
+    out = np.full((pb.shape[0], 1, k, 2), np.inf)
+    out[:, 0, :kb, 0] = v
+    out[:, 0, :kb, 1] = i + j0
+    return out
+
+
+def _topk_merge(parts, *, k):
+    """(mb, 1, k, 2) of the k smallest (value, then index) of a row block's partials."""
+    flat = parts.reshape(parts.shape[0], -1, 2)
+    order = np.lexsort((flat[..., 1], flat[..., 0]), axis=1)[:, :k]
+    return np.take_along_axis(flat, order[..., None], axis=1)[:, None]
+
+
+def kl_topk(P, Q, k, *, divergence="kl", normalize=False, base=None, check=True):
+    """:func:`kl_fast.kl_topk` over row blocks of P and Q, lazily.
+
+    Every pair of a row block of P and a row block of Q gives its partial top k
+    (one in-memory ``kl_topk`` call, on the worker holding the blocks), and the
+    partials of each row block of P are merged once: memory per task is that
+    of one block pair, and the (m, k_total) matrix is never formed.  Values,
+    order and ties are those of the in-memory function.
+
+    Returns
+    -------
+    (values, indices) : dask.array.Array, shape (m, k)
+        Chunked like P's rows; values float32 when P and Q are float32.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import kl_fast.dask
+    >>> P = da.from_array(np.array([[0.5, 0.5], [0.9, 0.1]]), chunks=(1, 2))
+    >>> Q = da.from_array(np.array([[0.8, 0.2], [0.5, 0.5], [0.6, 0.4]]), chunks=(2, 2))
+    >>> v, i = kl_fast.dask.kl_topk(P, Q, 2)
+    >>> i.compute(scheduler="threads")
+    array([[1, 2],
+           [0, 2]])
+    """
+    from ._topk import _DIVERGENCES, _check_k
+
+    func = "kl_topk"
+    if divergence not in _DIVERGENCES:
+        raise ValueError(f"{func}: divergence must be one of {', '.join(map(repr, _DIVERGENCES))}, "
+                         f"got {divergence!r}")
+    p = _as_matrix_input(P, "P", func)
+    q = _as_matrix_input(Q, "Q", func)
+    _check_row_lengths(p.shape, q.shape, func)
+    kk = _check_k(k, q.shape[0], func)
+    base = _resolve_base(base, func)
+    dtype = result_dtype(p, q)
+    checks = dict(caller=func, check=bool(check), normalize=bool(normalize))
+    p = p.map_blocks(_checked_rows, matrix="P", meta=p._meta, **checks)
+    q = q.map_blocks(_checked_rows, matrix="Q", meta=q._meta, **checks)
+    if kk == 0:
+        return (da.zeros((p.shape[0], 0), chunks=(p.chunks[0], 0), dtype=dtype),
+                da.zeros((p.shape[0], 0), chunks=(p.chunks[0], 0), dtype=np.intp))
+    starts = da.from_array(np.cumsum((0,) + q.chunks[0][:-1]), chunks=((1,) * q.numblocks[0],))
+    parts = da.blockwise(
+        _topk_block, "ijkv", p, "in", q, "jn", starts, "j", dtype=np.float64, concatenate=True,
+        new_axes={"k": kk, "v": 2}, adjust_chunks={"j": 1}, align_arrays=False,
+        meta=np.empty((0, 0, 0, 0)), k=kk, divergence=divergence,
+        normalize=bool(normalize), base=base,
+    )
+    merged = parts.rechunk({1: -1}).map_blocks(_topk_merge, k=kk, chunks=(p.chunks[0], (1,),
+                                               (kk,), (2,)), dtype=np.float64)
+    values = merged[:, 0, :, 0].astype(dtype)
+    indices = merged[:, 0, :, 1].astype(np.intp)
+    return values, indices
+
+
 # ---- fit_gaussian: every row of P fitted on its own, block by block ----------------
 
 class GaussianFitArrays(NamedTuple):
