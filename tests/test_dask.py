@@ -614,3 +614,20 @@ def test_bench_cases_without_distributed(monkeypatch):
         impls.close()
     for got in results.values():
         np.testing.assert_allclose(got, results[cases_dask.BASELINE], rtol=1e-12)
+
+
+def test_top_level_functions_refuse_dask_collections():
+    x = da.ones((4, 3), chunks=2)
+    grid = np.arange(3.0)
+    calls = [("kl_div", (x, x), "kl_fast.dask.kl_div"), ("js_div", (x, x), "p.compute()"),
+             ("kl_div_log", (np.zeros(3), x), "log_q.compute()"),
+             ("kl_pairwise", (x, x), "kl_fast.dask.kl_pairwise"),
+             ("js_pairwise", (x,), "P.compute()"), ("kl_topk", (x, x, 1), "kl_fast.dask.kl_topk"),
+             ("gaussian_kl", (np.ones(3), grid, x[0], 1.0), "mu.compute()"),
+             ("gaussian_kl_grad", (x, grid, 0.0, 1.0), "p.compute()"),
+             ("fit_gaussian", (x, grid), "kl_fast.dask.fit_gaussian"),
+             ("GaussianTarget", (x, grid), "p.compute()")]
+    for name, args, hint in calls:
+        with pytest.raises(TypeError, match="is a Dask collection") as info:
+            getattr(kl_fast, name)(*args)
+        assert hint in str(info.value), (name, str(info.value))

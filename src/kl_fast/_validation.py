@@ -30,11 +30,28 @@ def as_real_array(a, name: str, func: str) -> np.ndarray:
             f"{name}.filled(0) to count masked entries as zero, or drop them with "
             f"{name}.compressed()"
         )
+    if type(a) is not np.ndarray and hasattr(a, "__dask_graph__"):
+        _refuse_dask(name, func)
     arr = a if type(a) is np.ndarray else np.asarray(a)
     check_real_dtype(arr.dtype, name, func)
     if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
         _check_float64_range(arr, name, func)
     return arr
+
+
+# the public functions that kl_fast.dask mirrors
+_DASK_FUNCTIONS = frozenset({"kl_div", "kl_pairwise", "kl_topk", "fit_gaussian"})
+
+
+def _refuse_dask(name: str, func: str) -> None:
+    """TypeError for a Dask collection: computing it here would load it whole."""
+    base = func.split(".")[0]
+    if base in _DASK_FUNCTIONS:
+        hint = f"use kl_fast.dask.{base} for a lazy result, or pass {name}.compute()"
+    else:
+        hint = f"pass {name}.compute() if it fits in memory"
+    raise TypeError(f"{func}: {name} is a Dask collection, which this function would load "
+                    f"whole into memory; {hint}")
 
 
 def _check_float64_range(arr: np.ndarray, name: str, func: str) -> None:
