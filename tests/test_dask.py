@@ -392,7 +392,7 @@ GP = gaussian_rows((23,), seed=12)
 
 
 def fit_arrays(fit):
-    return [np.asarray(a) for a in dask.compute(*fit, scheduler="threads")]
+    return [np.asarray(a) for a in dask.compute(*fit[:3], scheduler="threads")]
 
 
 FIT_CHUNKS = {"single chunk": (23, 401), "rows": (5, 401), "uneven rows": ((1, 17, 5), 401),
@@ -523,6 +523,87 @@ def test_topk_float32_k_zero_and_errors():
     assert str(info.value) == expected and "at index [16, 30]" in expected
 
 
+# ---- js_div, kl_div_log, js_pairwise, the Gaussian evaluations ----------------------
+
+R3 = probs((6, 7, 10), seed=21)
+RQ3 = probs((7, 10), zero_frac=0.0, seed=22) + 0.01
+
+
+@pytest.mark.parametrize("name", ["js_div", "kl_div_log"])
+@pytest.mark.parametrize("opts", [{}, {"axis": 0}, {"axis": (0, 2), "keepdims": True},
+                                  {"normalize": True, "base": 2.0}, {"axis": None}])
+def test_rowwise_functions_match_in_memory(name, opts):
+    with np.errstate(divide="ignore"):   # log 0 = -inf: a valid log-probability
+        p, q = (R3, RQ3) if name == "js_div" else (np.log(R3), np.log(RQ3))
+    got = compute(getattr(kd, name)(da.from_array(p, chunks=(2, 3, 4)), q, **opts))
+    want = getattr(kl_fast, name)(p, q, **opts)
+    assert got.shape == np.shape(want)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("which, where, q_chunks", [("p", (4, 5, 7), None), ("q", (6, 3), None),
+                                                    ("q", (6, 3), (4, 5))])
+def test_rowwise_errors_index_the_whole_array(which, where, q_chunks):
+    p, q = R3.copy(), RQ3.copy()
+    (p if which == "p" else q)[where] = np.nan
+    expected = in_memory_error(kl_fast.js_div, p, q)
+    qd = q if q_chunks is None else da.from_array(q, chunks=q_chunks)
+    with pytest.raises(ValueError) as info:
+        compute(kd.js_div(da.from_array(p, chunks=(2, 3, 4)), qd))
+    assert str(info.value) == expected
+    z = R3.copy()
+    z[3, 4] = 0.0
+    expected = in_memory_error(kl_fast.js_div, z, RQ3, normalize=True)
+    with pytest.raises(ValueError) as info:
+        compute(kd.js_div(da.from_array(z, chunks=(2, 3, 4)), RQ3, normalize=True))
+    assert str(info.value) == expected and "output index [3, 4]" in expected
+
+
+def test_js_pairwise_matches_in_memory():
+    for q in (None, QA):
+        for opts in ({}, {"normalize": True, "base": 2.0}):
+            lazy = kd.js_pairwise(da.from_array(PA, chunks=(7, 48)),
+                                  None if q is None else da.from_array(q, chunks=(5, 48)), **opts)
+            np.testing.assert_array_equal(compute(lazy), kl_fast.js_pairwise(PA, q, **opts))
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_gaussian_evaluations_match_in_memory(normalize):
+    P = gaussian_rows((4, 5), seed=23)
+    Pd = da.from_array(P, chunks=(3, 2, 100))
+    mu = np.linspace(-1, 1, 5)
+    sigma = np.array([[0.5], [1.0], [2.0], [1.5]])
+    got = compute(kd.gaussian_kl(Pd, GX, mu, sigma, normalize=normalize))
+    np.testing.assert_array_equal(got, kl_fast.gaussian_kl(P, GX, mu, sigma, normalize=normalize))
+    got = dask.compute(*kd.gaussian_kl_grad(Pd, GX, da.from_array(mu, chunks=2), 1.3,
+                                            normalize=normalize), scheduler="threads")
+    for a, b in zip(got, kl_fast.gaussian_kl_grad(P, GX, mu, 1.3, normalize=normalize)):
+        np.testing.assert_array_equal(a, b)
+    bad = P.copy()
+    bad[3, 4, 200] = -1.0
+    expected = in_memory_error(kl_fast.gaussian_kl, bad, GX, 0.0, 1.0)
+    with pytest.raises(ValueError) as info:
+        compute(kd.gaussian_kl(da.from_array(bad, chunks=(3, 2, 100)), GX, 0.0, 1.0))
+    assert str(info.value) == expected
+    with pytest.raises(ValueError, match=r"sigma must be positive and finite, got -1.0 at index \[1\]"):
+        kd.gaussian_kl(Pd, GX, 0.0, [1.0, -1.0, 1.0, 1.0, 1.0])
+
+
+def test_fit_arrays_carry_nit_and_converged():
+    fit = kd.fit_gaussian(da.from_array(GP, chunks=(6, 401)), GX)
+    mu, sigma, kl, nit, converged = dask.compute(*fit, scheduler="threads")
+    expected = kl_fast.fit_gaussian(GP, GX)
+    np.testing.assert_array_equal(nit, expected.nit)
+    np.testing.assert_array_equal(converged, expected.converged)
+    assert nit.dtype == np.intp and converged.dtype == bool
+
+
+def test_delayed_inputs():
+    q = dask.delayed(lambda: Q1.copy())()
+    got = compute(kd.kl_div(da.from_array(P, chunks=(16, 20)), q))
+    np.testing.assert_allclose(got, kl_fast.kl_div(P, Q1), rtol=1e-12)
+
+
 # ---- dask.distributed: one local cluster of two worker processes for the module ------
 
 @pytest.fixture(scope="module")
@@ -572,9 +653,46 @@ def test_distributed_topk(client):
 
 
 @pytest.mark.distributed
+def test_distributed_scattered_future_input(client):
+    q = client.scatter(Q1)
+    got = client.compute(kd.kl_div(da.from_array(P, chunks=(16, 20)), q)).result(timeout=TIMEOUT)
+    np.testing.assert_allclose(got, kl_fast.kl_div(P, Q1), rtol=1e-12)
+    qa = client.scatter(QA)
+    got = client.compute(kd.kl_pairwise(da.from_array(PA, chunks=(7, 48)), qa)).result(timeout=TIMEOUT)
+    assert_matrix_close(got, kl_fast.kl_pairwise(PA, QA))
+
+
+@pytest.mark.distributed
+def test_distributed_survives_a_worker_killed_mid_run(client):
+    import os
+    import time
+
+    rng = np.random.default_rng(5)
+    big_p = rng.dirichlet(np.ones(64), 4000)
+    big_q = rng.dirichlet(np.ones(64), 3000)
+    lazy = kd.kl_topk(da.from_array(big_p, chunks=(250, 64)), da.from_array(big_q, chunks=(250, 64)),
+                      5)
+    futures = client.compute(list(lazy))
+    deadline = time.monotonic() + TIMEOUT
+    while not any(client.processing().values()) and time.monotonic() < deadline:
+        time.sleep(0.01)   # until tasks are running
+    victim = sorted(client.scheduler_info()["workers"])[0]
+    try:
+        client.run(os._exit, 1, workers=[victim])   # dies before it can answer
+    except Exception:  # noqa: BLE001 - the closed connection is the expected outcome
+        pass
+    v, i = [f.result(timeout=3 * TIMEOUT) for f in futures]
+    want_v, want_i = kl_fast.kl_topk(big_p, big_q, 5)
+    np.testing.assert_array_equal(i, want_i)
+    np.testing.assert_array_equal(v, want_v)
+    client.wait_for_workers(2, timeout=TIMEOUT)   # the nanny restarted it
+    assert victim not in client.scheduler_info()["workers"]   # under a new address
+
+
+@pytest.mark.distributed
 def test_distributed_fit_gaussian(client):
     fit = kd.fit_gaussian(da.from_array(GP, chunks=(6, 401)), GX, normalize=True)
-    mu, sigma, kl = [f.result(timeout=TIMEOUT) for f in client.compute(list(fit))]
+    mu, sigma, kl, _, _ = [f.result(timeout=TIMEOUT) for f in client.compute(list(fit))]
     expected = kl_fast.fit_gaussian(GP, GX, normalize=True)
     np.testing.assert_allclose(mu, expected.mu, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(sigma, expected.sigma, rtol=1e-12)

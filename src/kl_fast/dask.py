@@ -23,6 +23,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without dask
     ) from exc
 
 import math
+import re
 from typing import NamedTuple
 
 import numpy as np
@@ -39,7 +40,10 @@ from ._pairwise import kl_pairwise as _kl_pairwise
 from .gaussian import _check_grid_shapes
 from .gaussian import _prepare as _gaussian_prepare
 from .gaussian import _start as _gaussian_start
+from .gaussian import _param as _gaussian_param
 from .gaussian import fit_gaussian as _fit_gaussian
+from .gaussian import gaussian_kl as _gaussian_kl
+from .gaussian import gaussian_kl_grad as _gaussian_kl_grad
 from ._validation import (
     as_real_array,
     check_real_dtype,
@@ -48,11 +52,38 @@ from ._validation import (
     to_kernel_dtype,
 )
 
-__all__ = ["kl_div", "kl_pairwise", "fit_gaussian", "GaussianFitArrays"]
+__all__ = ["kl_div", "js_div", "kl_div_log", "kl_pairwise", "js_pairwise", "kl_topk",
+           "gaussian_kl", "gaussian_kl_grad", "fit_gaussian", "GaussianFitArrays"]
+
+
+def _shape_dtype(a):
+    a = np.asarray(a)
+    return a.shape, a.dtype
+
+
+def _is_future(a) -> bool:
+    return type(a).__name__ == "Future" and type(a).__module__.startswith("distributed")
+
+
+def _from_lazy(a):
+    """A Dask array of a ``dask.delayed`` object or a ``distributed`` Future (of an
+    array), one chunk; only its shape and dtype are fetched now."""
+    import dask
+
+    if _is_future(a):
+        shape, dtype = a.client.submit(_shape_dtype, a, pure=False).result()
+        a = dask.delayed(a)
+    else:
+        shape, dtype = dask.delayed(_shape_dtype)(a).compute()
+    return da.from_delayed(a, shape=shape, dtype=dtype)
 
 
 def _as_input(a, name: str, func: str):
-    """A Dask array as given, anything else as an ndarray; real dtypes only."""
+    """A Dask array as given (a delayed object or a Future as a one-chunk Dask array),
+    anything else as an ndarray; real dtypes only."""
+    if not isinstance(a, (da.Array, np.ndarray)) and (_is_future(a) or (
+            hasattr(a, "__dask_graph__") and type(a).__name__ == "Delayed")):
+        a = _from_lazy(a)
     if isinstance(a, da.Array):
         check_real_dtype(a.dtype, name, func)
         if any(math.isnan(s) for s in a.shape):
@@ -244,6 +275,108 @@ def kl_div(P, Q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None
     return kl
 
 
+# ---- js_div, kl_div_log: whole distributions per block, the in-memory function ----
+
+_INDEX = re.compile(r"(?:(\w+) contains .*? at index |at (output )?index )\[([0-9, ]*)\]")
+
+
+def _shifted(exc: ValueError, starts: dict, out_start: tuple) -> ValueError:
+    """``exc`` with the block-local index in its message moved to the whole array:
+    ``starts`` maps an input's name to its block's start, ``out_start`` is the
+    output block's start (for "output index")."""
+    def repl(m):
+        if not m.group(3).strip():
+            return m.group(0)
+        idx = [int(v) for v in m.group(3).split(",")]
+        start = out_start if m.group(2) else starts.get(m.group(1), ())
+        extra = len(idx) - len(start)   # leading axes padded onto a broadcast input
+        if extra < 0 or any(idx[:extra]):
+            return m.group(0)
+        idx = idx[extra:]
+        shifted = ", ".join(str(i + s) for i, s in zip(idx, start))
+        return m.group(0)[:m.group(0).rindex("[")] + f"[{shifted}]"
+    return ValueError(_INDEX.sub(repl, str(exc), count=1))
+
+
+def _rows_block(pb, qb, *, fn, names, pads, red, options, block_info=None):
+    """``fn`` on one block (whole distributions), errors indexed in the whole arrays."""
+    try:
+        return fn(pb, qb, axis=red, keepdims=True, num_threads=1, **options)
+    except ValueError as exc:
+        starts = {names[0]: _starts(block_info[0]["array-location"], pads[0]),
+                  names[1]: _starts(block_info[1]["array-location"], pads[1])}
+        out = tuple(s for ax, (s, _) in enumerate(block_info[None]["array-location"])
+                    if ax not in red)
+        raise _shifted(exc, starts, out) from None
+
+
+def _rowwise(fn, func, names, P, Q, axis, keepdims, options):
+    """A reduction ``fn`` (js_div, kl_div_log) over Dask arrays: the reduced axes
+    are rechunked to one chunk, so every block holds whole distributions and
+    gives exactly the in-memory values."""
+    p_in = _as_input(P, names[0], func)
+    q_in = _as_input(Q, names[1], func)
+    dtype = result_dtype(p_in, q_in)
+    shape = broadcast_shape((p_in.shape, q_in.shape), names, func)
+    ndim = max(len(shape), 1)
+    axes = normalize_axes(axis, len(shape), func) if shape else None
+    red = tuple(range(ndim)) if axes is None else axes
+    pads = (ndim - p_in.ndim, ndim - q_in.ndim)
+    p, q, _ = _dask_pair(p_in, q_in, ndim)
+    whole = {ax: -1 for ax in red}
+    p, q = p.rechunk(whole), q.rechunk(whole)
+    out = da.map_blocks(
+        _rows_block, p, q, chunks=tuple((1,) * len(c) if ax in red else c
+                                        for ax, c in enumerate(da.core.broadcast_chunks(
+                                            p.chunks, q.chunks))),
+        dtype=dtype, meta=np.empty((0,) * ndim, dtype=dtype), fn=fn, names=names, pads=pads,
+        red=red, options=options,
+    )
+    if keepdims and shape:
+        return out
+    return out.squeeze(axis=red) if shape else out.reshape(())
+
+
+def js_div(P, Q, *, axis=-1, keepdims=False, base=None, normalize=False, check=True):
+    """Jensen-Shannon divergence over ``axis``, lazily: :func:`kl_fast.js_div` on each
+    block, the reduced axes rechunked to one chunk (whole distributions per block),
+    so every value equals the in-memory one; errors carry the whole-array index.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import kl_fast.dask
+    >>> P = da.from_array(np.array([[1.0, 0.0], [0.5, 0.5]]), chunks=(1, 1))
+    >>> kl_fast.dask.js_div(P, np.array([0.0, 1.0]), base=2).compute(scheduler="threads")
+    array([1.        , 0.31127812])
+    """
+    from ._divergences import js_div as _js_div
+
+    return _rowwise(_js_div, "js_div", ("p", "q"), P, Q, axis, keepdims,
+                    dict(base=base, normalize=normalize, check=check))
+
+
+def kl_div_log(log_P, log_Q, *, axis=-1, keepdims=False, base=None, normalize=False, check=True):
+    """:func:`kl_fast.kl_div_log` lazily, block by block with whole distributions per
+    block (the reduced axes rechunked to one chunk): the in-memory values, and
+    errors with the whole-array index.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import kl_fast.dask
+    >>> L = da.from_array(np.log(np.array([[0.5, 0.5], [0.9, 0.1]])), chunks=(1, 2))
+    >>> kl_fast.dask.kl_div_log(L, np.log([0.5, 0.5])).compute(scheduler="threads").round(6)
+    array([0.      , 0.368064])
+    """
+    from ._divergences import kl_div_log as _kl_div_log
+
+    return _rowwise(_kl_div_log, "kl_div_log", ("log_p", "log_q"), log_P, log_Q, axis,
+                    keepdims, dict(base=base, normalize=normalize, check=check))
+
+
 # ---- kl_pairwise: blocks of rows of P against blocks of rows of Q ------------------
 
 def _as_matrix_input(a, name: str, func: str):
@@ -307,7 +440,11 @@ def kl_pairwise(P, Q=None, *, base=None, normalize=False, check=True):
            [0.368064, 0.      ,      inf],
            [0.693147, 0.105361, 0.      ]])
     """
-    func = "kl_pairwise"
+    return _pairwise(_pairwise_block, "kl_pairwise", P, Q, base, normalize, check)
+
+
+def _pairwise(block_fn, func, P, Q, base, normalize, check):
+    """The (m, k) matrix of ``block_fn`` over every pair of row blocks of P and Q."""
     same = Q is None
     p = _as_matrix_input(P, "P", func)
     q = p if same else _as_matrix_input(Q, "Q", func)
@@ -318,9 +455,33 @@ def kl_pairwise(P, Q=None, *, base=None, normalize=False, check=True):
     p = p.map_blocks(_checked_rows, matrix="P", meta=p._meta, **checks)
     q = p if same else q.map_blocks(_checked_rows, matrix="Q", meta=q._meta, **checks)
     return da.blockwise(
-        _pairwise_block, "ij", p, "in", q, "jn", dtype=dtype, concatenate=True,
+        block_fn, "ij", p, "in", q, "jn", dtype=dtype, concatenate=True,
         meta=np.empty((0, 0), dtype=dtype), base=base, normalize=bool(normalize),
     )
+
+
+def _js_pairwise_block(pb, qb, *, base, normalize):
+    from ._pairwise import js_pairwise as _js_pairwise
+
+    return _js_pairwise(pb, qb, base=base, normalize=normalize, num_threads=1, check=False)
+
+
+def js_pairwise(P, Q=None, *, base=None, normalize=False, check=True):
+    """All-pairs Jensen-Shannon matrix, lazily over blocks of rows: every pair of
+    row blocks is one in-memory :func:`kl_fast.js_pairwise` call, so each entry
+    equals ``js_div(P[i], Q[j])`` bit for bit; errors as :func:`kl_pairwise`.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import kl_fast.dask
+    >>> P = da.from_array(np.array([[1.0, 0.0], [0.0, 1.0]]), chunks=(1, 2))
+    >>> kl_fast.dask.js_pairwise(P, base=2).compute(scheduler="threads")
+    array([[0., 1.],
+           [1., 0.]])
+    """
+    return _pairwise(_js_pairwise_block, "js_pairwise", P, Q, base, normalize, check)
 
 
 # ---- kl_topk: partial top-k per pair of blocks, one merge per row block ------------
@@ -408,12 +569,94 @@ def kl_topk(P, Q, k, *, divergence="kl", normalize=False, base=None, check=True)
 
 # ---- fit_gaussian: every row of P fitted on its own, block by block ----------------
 
+def _gaussian_block(pb, mub, sigmab, *, x, normalize, want_grad, block_info=None):
+    """gaussian_kl(_grad) of a block of rows at its block of parameters, stacked
+    along a last axis (1 or 3 values), errors indexed in the whole batch."""
+    from .gaussian import gaussian_kl as _gkl, gaussian_kl_grad as _gkl_grad
+
+    func = "gaussian_kl_grad" if want_grad else "gaussian_kl"
+    try:
+        if want_grad:
+            out = np.stack(np.broadcast_arrays(*_gkl_grad(pb, x, mub[..., 0], sigmab[..., 0],
+                                                          normalize=normalize, num_threads=1)),
+                           axis=-1)
+        else:
+            out = np.asarray(_gkl(pb, x, mub[..., 0], sigmab[..., 0], normalize=normalize,
+                                  num_threads=1))[..., None]
+    except ValueError as exc:
+        batch = _starts(block_info[0]["array-location"][:-1], 0)
+        raise _shifted(exc, {"p": batch + (0,), None: batch, "mu": batch, "sigma": batch},
+                       batch) from None
+    return np.broadcast_to(out, pb.shape[:-1] + out.shape[-1:])
+
+
+def _gaussian_eval(P, x, mu, sigma, normalize, want_grad):
+    func = "gaussian_kl_grad" if want_grad else "gaussian_kl"
+    p = _as_input(P, "p", func)
+    x_np = as_real_array(x, "x", func)
+    _check_grid_shapes(p.shape, x_np.shape, func)
+    params = []
+    for v, name in ((mu, "mu"), (sigma, "sigma")):
+        if not isinstance(v, da.Array):
+            v = _gaussian_param(v, name, func, positive=name == "sigma")
+        params.append(v)
+    try:
+        shape = np.broadcast_shapes(p.shape[:-1], params[0].shape, params[1].shape)
+    except ValueError:
+        raise ValueError(f"{func}: the batch shapes of p {p.shape[:-1]} (its shape without the "
+                         f"grid axis), mu {params[0].shape} and sigma {params[1].shape} do not "
+                         f"broadcast together") from None
+    n = p.shape[-1]
+    p = da.broadcast_to(_to_dask(p, None), shape + (n,))
+    p = p.rechunk({len(shape): -1})
+    chunks = p.chunks[:-1]
+    params = [da.broadcast_to(_to_dask(v, None), shape).rechunk(chunks)[..., None]
+              for v in params]
+    # the grid is checked now, on an empty batch
+    (_gaussian_kl_grad if want_grad else _gaussian_kl)(np.empty((0, n)), x_np, 0.0, 1.0)
+    k = 3 if want_grad else 1
+    out = da.map_blocks(
+        _gaussian_block, p, *params, chunks=chunks + ((k,),), dtype=np.float64,
+        meta=np.empty((0,) * (len(shape) + 1)), x=x_np, normalize=bool(normalize),
+        want_grad=want_grad,
+    )
+    if want_grad:
+        return out[..., 0], out[..., 1], out[..., 2]
+    return out[..., 0]
+
+
+def gaussian_kl(P, x, mu, sigma, *, normalize=False):
+    """:func:`kl_fast.gaussian_kl` lazily: rows of P (the grid axis whole in each
+    block) against mu and sigma broadcast with P's batch shape (scalars, arrays or
+    Dask arrays); the in-memory values, errors with the whole-batch index.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import kl_fast.dask
+    >>> x = np.linspace(-10, 10, 2001)
+    >>> P = da.from_array(np.exp(-x**2 / 8)[None].repeat(3, 0), chunks=(2, 2001))
+    >>> kl_fast.dask.gaussian_kl(P, x, [0.0, 1.0, 2.0], 2.0, normalize=True).compute().round(4)
+    array([0.   , 0.125, 0.5  ])
+    """
+    return _gaussian_eval(P, x, mu, sigma, normalize, False)
+
+
+def gaussian_kl_grad(P, x, mu, sigma, *, normalize=False):
+    """:func:`kl_fast.gaussian_kl_grad` lazily: (kl, d_mu, d_sigma) as Dask arrays of the
+    broadcast batch shape; see :func:`gaussian_kl`."""
+    return _gaussian_eval(P, x, mu, sigma, normalize, True)
+
+
 class GaussianFitArrays(NamedTuple):
     """Lazy results of :func:`fit_gaussian`: Dask arrays of P's batch shape."""
 
     mu: da.Array
     sigma: da.Array
     kl: da.Array
+    nit: da.Array        # Newton steps or epochs taken (int)
+    converged: da.Array  # bool: the relative gradient fell below tol
 
 
 def _fit_block(pb, mu0, sigma0, *, x, options, block_info=None):
@@ -427,7 +670,9 @@ def _fit_block(pb, mu0, sigma0, *, x, options, block_info=None):
         origin = _starts(block_info[0]["array-location"][:-1], 0)
         _gaussian_prepare(pb, x, "fit_gaussian", options["normalize"], 1, origin=origin)
         raise
-    return np.stack([np.asarray(fit.mu), np.asarray(fit.sigma), np.asarray(fit.kl)], axis=-1)
+    return np.stack([np.asarray(fit.mu), np.asarray(fit.sigma), np.asarray(fit.kl),
+                     np.asarray(fit.nit, dtype=np.float64),
+                     np.asarray(fit.converged, dtype=np.float64)], axis=-1)
 
 
 def _start_blocks(value, name, batch_shape, batch_chunks, func):
@@ -463,7 +708,7 @@ def fit_gaussian(P, x, *, method="newton", mu0=None, sigma0=None, parametrizatio
     Returns
     -------
     GaussianFitArrays
-        Named tuple (mu, sigma, kl) of Dask arrays of P's batch shape, float64,
+        Named tuple (mu, sigma, kl, nit, converged) of Dask arrays of P's batch shape,
         chunked like P's batch axes.  They share one graph: compute them
         together (``dask.compute(*fit)``) to fit each block once.
 
@@ -476,9 +721,11 @@ def fit_gaussian(P, x, *, method="newton", mu0=None, sigma0=None, parametrizatio
     >>> x = np.linspace(-10, 10, 2001)
     >>> rows = np.exp(-(x - np.array([[0.5], [1.0], [-2.0]])) ** 2 / 8)
     >>> fit = kl_fast.dask.fit_gaussian(da.from_array(rows, chunks=(2, 2001)), x)
-    >>> mu, sigma, kl = dask.compute(*fit, scheduler="threads")
+    >>> mu, sigma, kl, nit, converged = dask.compute(*fit, scheduler="threads")
     >>> mu.round(6), sigma.round(6)
     (array([ 0.5,  1. , -2. ]), array([2., 2., 2.]))
+    >>> converged
+    array([ True,  True,  True])
     """
     func = "fit_gaussian"
     p = _as_input(P, "p", func)
@@ -498,7 +745,8 @@ def fit_gaussian(P, x, *, method="newton", mu0=None, sigma0=None, parametrizatio
     starts = [_start_blocks(v, name, batch_shape, batch_chunks, func)
               for v, name in ((mu0, "mu0"), (sigma0, "sigma0"))]
     out = da.map_blocks(
-        _fit_block, p, *starts, chunks=batch_chunks + ((3,),), meta=np.empty((0,) * p.ndim),
+        _fit_block, p, *starts, chunks=batch_chunks + ((5,),), meta=np.empty((0,) * p.ndim),
         x=x_np, options=options,
     )
-    return GaussianFitArrays(out[..., 0], out[..., 1], out[..., 2])
+    return GaussianFitArrays(out[..., 0], out[..., 1], out[..., 2], out[..., 3].astype(np.intp),
+                             out[..., 4].astype(bool))
