@@ -576,3 +576,26 @@ def test_single_row_history_on_every_path():
     normalized = kl_fast.fit_gaussian(p, x, normalize=True)
     assert np.ndim(normalized.history["kl"]) == 1
     assert np.shape(normalized.history["kl"])[0] == normalized.nit + 1
+
+
+@pytest.mark.parametrize("method", ["newton", "gd"])
+def test_batch_history_in_chunks(monkeypatch, method):
+    from kl_fast import gaussian
+
+    rng = np.random.default_rng(4)
+    x = np.linspace(-4, 4, 41)
+    P = np.exp(-(x - rng.uniform(-1, 1, (37, 1))) ** 2 / rng.uniform(0.5, 3, (37, 1)))
+    P[5] = 0.0
+    P[5, 20] = 1.0                                   # one point: stops at its start
+    opts = dict(method=method, epochs=7, max_iter=20, lr=0.01)
+    whole = kl_fast.fit_gaussian(P, x, **opts)
+    monkeypatch.setattr(gaussian, "_HISTORY_CHUNK", 3 * 21 * 4)   # 4 rows per chunk (newton)
+    chunked = kl_fast.fit_gaussian(P, x, **opts)
+    for key in ("kl", "mu", "sigma", "variance"):
+        np.testing.assert_array_equal(chunked.history[key], whole.history[key])
+    np.testing.assert_array_equal(chunked.nit, whole.nit)
+    h = chunked.history["kl"]
+    assert h.shape == (37, int(whole.nit.max()) + 1)
+    for i in range(37):
+        assert np.isfinite(h[i, :whole.nit[i] + 1]).all() and np.isnan(h[i, whole.nit[i] + 1:]).all()
+    assert chunked.message.dtype == object and chunked.message[5].startswith("no finite optimum")

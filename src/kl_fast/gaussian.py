@@ -625,6 +625,34 @@ def fit_gaussian(p, x, *, method="newton", mu0=None, sigma0=None, parametrizatio
                          history=history, func=func)
 
 
+# float64 values of the history buffer of one chunk of rows (16 MiB)
+_HISTORY_CHUNK = 1 << 21
+
+
+def _fit_with_history(p2, xk, psums, mu0, par0, fit_args, out, counts, nt):
+    """Fit every row into out and counts, and return the (m, length, 3) history,
+    length the most states any row recorded (shorter rows padded with NaN).
+    Rows run in chunks whose (rows, iters + 1, 3) buffer stays small; only the
+    recorded part of each chunk is kept."""
+    m, iters = p2.shape[0], fit_args[4]
+    chunk = max(1, min(m, _HISTORY_CHUNK // (3 * (iters + 1))))
+    buf = np.empty((chunk, iters + 1, 3))
+    pieces = []
+    for a in range(0, m, chunk):
+        b = min(m, a + chunk)
+        _gaussian.gaussian_fit_rows(p2[a:b], xk, psums[a:b], mu0[a:b], par0[a:b], *fit_args,
+                                    out[a:b], counts[a:b], buf[:b - a], nt)
+        states = counts[a:b, 0]
+        piece = buf[:b - a, :int(states.max()) + 1].copy()
+        piece[np.arange(piece.shape[1]) > states[:, None]] = np.nan
+        pieces.append(piece)
+    length = max(piece.shape[1] for piece in pieces) if pieces else 1
+    hist = np.full((m, length, 3), np.nan)
+    for a, piece in zip(range(0, m, chunk), pieces):
+        hist[a:a + piece.shape[0], :piece.shape[1]] = piece
+    return hist
+
+
 def _fit_options(method, parametrization, lr, tol, epochs, max_iter, func):
     """(variance, lr, tol, iters) of fit_gaussian's options, checked."""
     if method not in ("newton", "gd"):
@@ -669,11 +697,14 @@ def _fit_prepared(p2, xk, psums, shape, nt, k, *, method, variance, mu0, sigma0,
 
     out = np.empty((m, 6))
     counts = np.empty((m, 3), dtype=np.intc)
-    hist = np.full((m, iters + 1 if history else 0, 3), np.nan)
-    _gaussian.gaussian_fit_rows(p2, xk, psums, mu0_a, par0_a, newton, variance,
-                                math.ldexp(lr_v, -2 * k),
-                                math.ldexp(lr_v, -4 * k if gd_variance else -2 * k),
-                                iters, tol_v, out, counts, hist, nt)
+    fit_args = (newton, variance, math.ldexp(lr_v, -2 * k),
+                math.ldexp(lr_v, -4 * k if gd_variance else -2 * k), iters, tol_v)
+    if history:
+        hist = _fit_with_history(p2, xk, psums, mu0_a, par0_a, fit_args, out, counts, nt)
+    else:
+        hist = np.empty((m, 0, 3))
+        _gaussian.gaussian_fit_rows(p2, xk, psums, mu0_a, par0_a, *fit_args, out, counts, hist,
+                                    nt)
     if k:
         out[:, :2] = np.ldexp(out[:, :2], k)
         out[:, 3:5] = np.ldexp(out[:, 3:5], -k)
@@ -681,10 +712,7 @@ def _fit_prepared(p2, xk, psums, shape, nt, k, *, method, variance, mu0, sigma0,
         hist[..., 2] = np.ldexp(hist[..., 2], 2 * k if gd_variance else k)
 
     status = counts[:, 2]
-    raw = None
-    if history:
-        length = int(counts[:, 0].max()) + 1 if m else 1
-        raw = hist[:, :length].reshape(shape + (length, 3))
+    raw = hist.reshape(shape + hist.shape[1:]) if history else None
 
     if shape == ():
         code = int(status[0])
@@ -704,5 +732,5 @@ def _fit_prepared(p2, xk, psums, shape, nt, k, *, method, variance, mu0, sigma0,
         grad_rel=out[:, 5].reshape(shape), nit=counts[:, 0].astype(np.intp).reshape(shape),
         nfev=counts[:, 1].astype(np.intp).reshape(shape),
         converged=(status == _gaussian.FIT_CONVERGED).reshape(shape),
-        message=np.array(templates)[status].reshape(shape), method=method,
+        message=np.array(templates, dtype=object)[status].reshape(shape), method=method,
         parametrization=parametrization, raw_history=raw, raw_is_variance=variance and not newton)
