@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Literal, Optional, Sequence, TypedDict, Union
 
 import numpy as np
 
@@ -164,8 +164,18 @@ class FitTrace:
 
 
 # The tutorial's run: (mu, variance) from (0, 1), learning rate 0.001, 100 epochs, no early stop.
-TUTORIAL_GD = dict(method="gd", parametrization="variance", mu0=0.0, sigma0=1.0, lr=0.001,
-                   epochs=100, tol=0.0)
+class _GDOptions(TypedDict):
+    method: Literal["gd"]
+    parametrization: Literal["variance"]
+    mu0: float
+    sigma0: float
+    lr: float
+    epochs: int
+    tol: float
+
+
+TUTORIAL_GD: _GDOptions = dict(method="gd", parametrization="variance", mu0=0.0, sigma0=1.0,
+                               lr=0.001, epochs=100, tol=0.0)
 
 
 def _trace(name: str, fit, seconds: float) -> FitTrace:
@@ -185,6 +195,10 @@ def _fits(p: np.ndarray, x: np.ndarray):
     gd_sec = _median_seconds(lambda: kl_fast.fit_gaussian(p, x, **TUTORIAL_GD, history=False))
     newton_sec = _median_seconds(lambda: kl_fast.fit_gaussian(p, x, method="newton", history=False))
     return _trace("gradient descent", gd, gd_sec), _trace("Newton", newton, newton_sec)
+
+
+# seconds measured already, or the zero-argument call to time
+_Timed = Union[float, Callable[[], object]]
 
 
 def demo(out_dir: str, say: Callable[[str], None] = print) -> int:
@@ -279,7 +293,7 @@ def demo(out_dir: str, say: Callable[[str], None] = print) -> int:
     p32, q32 = p.astype(np.float32), q.astype(np.float32)
     ref_gd = dict(mu0=0.0, sigma0=1.0, lr=0.001, epochs=100, parametrization="variance")
     numpy_gd_sec = _median_seconds(lambda: reference.fit_gaussian_gd(p, x, **ref_gd))
-    speed = [
+    speed: List[tuple[str, _Timed, _Timed]] = [
         ("kl_div float64", lambda: kl_fast.kl_div(p, q), lambda: reference.kl_div(p, q, check=False)),
         ("kl_div float32", lambda: kl_fast.kl_div(p32, q32),
          lambda: reference.kl_div(p32, q32, check=False)),
@@ -444,7 +458,7 @@ def bench(quick: bool, json_path: Optional[str], plot_path: Optional[str],
     env = environment()
     env["allocator"] = allocator
     print(format_table(results, env))
-    memory = []
+    memory: List[str] = []
     if not only or "kl" in only:
         from kl_fast.bench import cases_kl
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 try:
     import dask.array as da
-except ImportError as exc:  # pragma: no cover - exercised only without dask
+except ImportError as _missing:  # pragma: no cover - exercised only without dask
     raise ImportError(
         "kl_fast.dask needs dask[array] and distributed: pip install 'kl_fast[dask]'"
-    ) from exc
+    ) from _missing
 
 import math
 from typing import NamedTuple
