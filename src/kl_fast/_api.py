@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, Literal, NamedTuple, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _div_kernels, _kernels
+from ._typing import (ArrayLike, ArrayT, Axis, F32Array, F32Result, F64Array, F64Result,
+                      Float32Like, Float64Like, FloatResult, ScalarOr1D)
 from ._validation import (
     _CPU_COUNT,
     _PARALLEL_MIN_ELEMENTS,
@@ -335,8 +338,68 @@ def deliver(kl, out, dtype, func):
     return kl[()] if kl.ndim == 0 else kl
 
 
-def kl_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None,
-           out=None, num_threads=None, check=True):
+# The overloads: ``out`` is returned as passed; Python numbers and flat lists give a
+# float64 scalar; otherwise the dtype follows the inputs (float32 with float32 gives
+# float32) and keepdims=True gives an array.  The ignored overlaps are with the
+# keepdims=True overload below them, which a call that matches both never reaches
+# (float64 inputs with keepdims=True take the float64 keepdims=True overload above).
+@overload
+def kl_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = ..., keepdims: bool = ...,
+           base: float | None = ..., normalize: bool = ..., dx: float | None = ..., out: ArrayT,
+           num_threads: int | None = ..., check: bool = ...) -> ArrayT: ...
+
+@overload
+def kl_div(p: ScalarOr1D, q: ScalarOr1D, *, axis: int | None = ..., keepdims: Literal[False] = ...,
+           base: float | None = ..., normalize: bool = ..., dx: float | None = ..., out: None = ...,
+           num_threads: int | None = ..., check: bool = ...) -> np.float64: ...
+
+@overload
+def kl_div(p: Float32Like, q: Float32Like, *, axis: Axis = ..., keepdims: Literal[True],
+           base: float | None = ..., normalize: bool = ..., dx: float | None = ..., out: None = ...,
+           num_threads: int | None = ..., check: bool = ...) -> F32Array: ...
+
+@overload
+def kl_div(p: Float32Like, q: Float32Like, *, axis: Axis = ..., keepdims: bool = ...,
+           base: float | None = ..., normalize: bool = ..., dx: float | None = ..., out: None = ...,
+           num_threads: int | None = ..., check: bool = ...) -> F32Result: ...
+
+@overload
+def kl_div(p: Float64Like, q: ArrayLike, *, axis: Axis = ..., keepdims: Literal[True],
+           base: float | None = ..., normalize: bool = ..., dx: float | None = ..., out: None = ...,
+           num_threads: int | None = ..., check: bool = ...) -> F64Array: ...
+
+@overload
+def kl_div(p: ArrayLike, q: Float64Like, *, axis: Axis = ..., keepdims: Literal[True],
+           base: float | None = ..., normalize: bool = ..., dx: float | None = ..., out: None = ...,
+           num_threads: int | None = ..., check: bool = ...) -> F64Array: ...
+
+@overload
+def kl_div(  # type: ignore[overload-overlap]
+           p: Float64Like, q: ArrayLike, *, axis: Axis = ..., keepdims: bool = ...,
+           base: float | None = ..., normalize: bool = ..., dx: float | None = ..., out: None = ...,
+           num_threads: int | None = ..., check: bool = ...) -> F64Result: ...
+
+@overload
+def kl_div(  # type: ignore[overload-overlap]
+           p: ArrayLike, q: Float64Like, *, axis: Axis = ..., keepdims: bool = ...,
+           base: float | None = ..., normalize: bool = ..., dx: float | None = ..., out: None = ...,
+           num_threads: int | None = ..., check: bool = ...) -> F64Result: ...
+
+@overload
+def kl_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = ..., keepdims: Literal[True],
+           base: float | None = ..., normalize: bool = ..., dx: float | None = ..., out: None = ...,
+           num_threads: int | None = ..., check: bool = ...) -> F32Array | F64Array: ...
+
+@overload
+def kl_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = ..., keepdims: bool = ...,
+           base: float | None = ..., normalize: bool = ..., dx: float | None = ..., out: None = ...,
+           num_threads: int | None = ..., check: bool = ...) -> FloatResult: ...
+
+
+def kl_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = -1, keepdims: bool = False,
+           base: float | None = None, normalize: bool = False, dx: float | None = None,
+           out: npt.NDArray[Any] | None = None, num_threads: int | None = None,
+           check: bool = True) -> np.floating[Any] | npt.NDArray[Any]:
     """Kullback-Leibler divergence KL(p || q) = sum over ``axis`` of p * log(p / q).
 
     A term with p == 0 counts 0 whatever q is; a term with p > 0 and q == 0 makes

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import math
+from typing import Any, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _div_kernels
+from ._typing import ArrayLike, ArrayT, F32Array, F64Array, Float64Like
 from ._api import check_out, deliver, finish, row_sums, scaled_by_max
 from ._validation import (
     as_real_array,
@@ -250,8 +253,38 @@ def _kl_matrix(Pk, Qk, hp, psum, qsum, *, normalize, num_threads, func,
     return out
 
 
-def kl_pairwise(P, Q=None, *, base=None, normalize=False, out=None, num_threads=None,
-                check=True):
+# The overloads: ``out`` is returned as passed, else the dtype follows the inputs
+# (float32 with float32 gives float32).  mypy takes NumPy's scalar types, which are
+# not final, for overlapping: a float32 array never matches the float64 overload.
+@overload
+def kl_pairwise(P: ArrayLike, Q: ArrayLike | None = ..., *, base: float | None = ...,
+                normalize: bool = ..., out: ArrayT, num_threads: int | None = ...,
+                check: bool = ...) -> ArrayT: ...
+
+@overload
+def kl_pairwise(  # type: ignore[overload-overlap]
+                P: F32Array, Q: F32Array | None = ..., *, base: float | None = ...,
+                normalize: bool = ..., out: None = ..., num_threads: int | None = ...,
+                check: bool = ...) -> F32Array: ...
+
+@overload
+def kl_pairwise(P: Float64Like, Q: ArrayLike | None = ..., *, base: float | None = ...,
+                normalize: bool = ..., out: None = ..., num_threads: int | None = ...,
+                check: bool = ...) -> F64Array: ...
+
+@overload
+def kl_pairwise(P: ArrayLike, Q: Float64Like, *, base: float | None = ...,
+                normalize: bool = ..., out: None = ..., num_threads: int | None = ...,
+                check: bool = ...) -> F64Array: ...
+
+@overload
+def kl_pairwise(P: ArrayLike, Q: ArrayLike | None = ..., *, base: float | None = ...,
+                normalize: bool = ..., out: None = ..., num_threads: int | None = ...,
+                check: bool = ...) -> F32Array | F64Array: ...
+
+def kl_pairwise(P: ArrayLike, Q: ArrayLike | None = None, *, base: float | None = None,
+                normalize: bool = False, out: npt.NDArray[Any] | None = None,
+                num_threads: int | None = None, check: bool = True) -> npt.NDArray[Any]:
     """All-pairs Kullback-Leibler matrix: entry [i, j] is KL(P[i] || Q[j]).
 
     Same semantics as ``kl_div(P[i], Q[j])`` for every pair (a term with p == 0
@@ -333,8 +366,38 @@ def kl_pairwise(P, Q=None, *, base=None, normalize=False, out=None, num_threads=
     return res if direct is not None else deliver(res, out, dtype, func)
 
 
-def js_pairwise(P, Q=None, *, base=None, normalize=False, out=None, num_threads=None,
-                check=True):
+# The overloads: ``out`` is returned as passed, else the dtype follows the inputs
+# (float32 with float32 gives float32).  mypy takes NumPy's scalar types, which are
+# not final, for overlapping: a float32 array never matches the float64 overload.
+@overload
+def js_pairwise(P: ArrayLike, Q: ArrayLike | None = ..., *, base: float | None = ...,
+                normalize: bool = ..., out: ArrayT, num_threads: int | None = ...,
+                check: bool = ...) -> ArrayT: ...
+
+@overload
+def js_pairwise(  # type: ignore[overload-overlap]
+                P: F32Array, Q: F32Array | None = ..., *, base: float | None = ...,
+                normalize: bool = ..., out: None = ..., num_threads: int | None = ...,
+                check: bool = ...) -> F32Array: ...
+
+@overload
+def js_pairwise(P: Float64Like, Q: ArrayLike | None = ..., *, base: float | None = ...,
+                normalize: bool = ..., out: None = ..., num_threads: int | None = ...,
+                check: bool = ...) -> F64Array: ...
+
+@overload
+def js_pairwise(P: ArrayLike, Q: Float64Like, *, base: float | None = ...,
+                normalize: bool = ..., out: None = ..., num_threads: int | None = ...,
+                check: bool = ...) -> F64Array: ...
+
+@overload
+def js_pairwise(P: ArrayLike, Q: ArrayLike | None = ..., *, base: float | None = ...,
+                normalize: bool = ..., out: None = ..., num_threads: int | None = ...,
+                check: bool = ...) -> F32Array | F64Array: ...
+
+def js_pairwise(P: ArrayLike, Q: ArrayLike | None = None, *, base: float | None = None,
+                normalize: bool = False, out: npt.NDArray[Any] | None = None,
+                num_threads: int | None = None, check: bool = True) -> npt.NDArray[Any]:
     """All-pairs Jensen-Shannon matrix: entry [i, j] is JS(P[i], Q[j]).
 
     Each entry equals ``js_div(P[i], Q[j], ...)`` bit for bit (the same fused

@@ -23,9 +23,10 @@ except ImportError as _missing:  # pragma: no cover - exercised only without das
     ) from _missing
 
 import math
-from typing import NamedTuple
+from typing import Literal, NamedTuple, TypedDict
 
 import numpy as np
+import numpy.typing as npt
 
 from ._api import broadcast_shape, check_options, finish, max_exponents, row_sums
 from ._pairwise import (
@@ -166,7 +167,10 @@ def _finished(sums, *, normalize, base, dx, out_dtype, block_info=None):
     return np.asarray(kl, dtype=out_dtype)
 
 
-def kl_div(P, Q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None, check=True):
+def kl_div(P: da.Array | npt.ArrayLike, Q: da.Array | npt.ArrayLike, *,
+           axis: int | tuple[int, ...] | None = -1, keepdims: bool = False,
+           base: float | None = None, normalize: bool = False, dx: float | None = None,
+           check: bool = True) -> da.Array:
     """Kullback-Leibler divergence KL(P || Q) over ``axis``, lazily on Dask arrays.
 
     The semantics, arguments and errors are those of :func:`kl_fast.kl_div`;
@@ -212,6 +216,7 @@ def kl_div(P, Q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None
     dtype = result_dtype(p_in, q_in)
     shape = broadcast_shape((p_in.shape, q_in.shape), ("p", "q"), func)
     ndim = len(shape)
+    red: tuple[int, ...]
     if ndim == 0:
         # Two scalars: the single term, as kl_div treats them.
         if axis not in (None, -1, 0, (), (0,), (-1,)):
@@ -271,7 +276,9 @@ def _pairwise_block(pb, qb, *, base, normalize):
     return _kl_pairwise(pb, qb, base=base, normalize=normalize, num_threads=1, check=False)
 
 
-def kl_pairwise(P, Q=None, *, base=None, normalize=False, check=True):
+def kl_pairwise(P: da.Array | npt.ArrayLike, Q: da.Array | npt.ArrayLike | None = None, *,
+                base: float | None = None, normalize: bool = False,
+                check: bool = True) -> da.Array:
     """All-pairs KL matrix, entry [i, j] = KL(P[i] || Q[j]), lazily over blocks of rows.
 
     Every pair of a row block of P and a row block of Q is one in-memory
@@ -333,6 +340,18 @@ class GaussianFitArrays(NamedTuple):
     kl: da.Array
 
 
+class _FitOptions(TypedDict):
+    """The options of fit_gaussian that every block's call shares."""
+
+    method: Literal["newton", "gd"]
+    parametrization: Literal["sigma", "variance"]
+    lr: float
+    epochs: int
+    tol: float
+    max_iter: int
+    normalize: bool
+
+
 def _fit_block(pb, mu0, sigma0, *, x, options, block_info=None):
     """(mu, sigma, kl) of every row of a block, stacked along a last axis of 3."""
     starts = [a[..., 0] if isinstance(a, np.ndarray) and a.ndim else a for a in (mu0, sigma0)]
@@ -356,8 +375,12 @@ def _start_blocks(value, name, batch_shape, batch_chunks, func):
     return da.from_array(a.reshape(batch_shape + (1,)), chunks=batch_chunks + ((1,),))
 
 
-def fit_gaussian(P, x, *, method="newton", mu0=None, sigma0=None, parametrization="sigma",
-                 lr=0.001, epochs=100, tol=1e-9, max_iter=50, normalize=False):
+def fit_gaussian(P: da.Array | npt.ArrayLike, x: npt.ArrayLike, *,
+                 method: Literal["newton", "gd"] = "newton",
+                 mu0: npt.ArrayLike | None = None, sigma0: npt.ArrayLike | None = None,
+                 parametrization: Literal["sigma", "variance"] = "sigma", lr: float = 0.001,
+                 epochs: int = 100, tol: float = 1e-9, max_iter: int = 50,
+                 normalize: bool = False) -> GaussianFitArrays:
     """Fit the grid Gaussian to every row of P, lazily over P's row blocks.
 
     Each block is one in-memory :func:`kl_fast.fit_gaussian` call (on one
@@ -405,8 +428,9 @@ def fit_gaussian(P, x, *, method="newton", mu0=None, sigma0=None, parametrizatio
         p = da.from_array(p, chunks=("auto",) * (p.ndim - 1) + (-1,))
     # The options, x's values and scalar starts are checked now, on an empty batch.
     scalar = [v if v is None or np.ndim(v) == 0 else None for v in (mu0, sigma0)]
-    options = dict(method=method, parametrization=parametrization, lr=lr, epochs=epochs,
-                   tol=tol, max_iter=max_iter, normalize=bool(normalize))
+    options: _FitOptions = dict(method=method, parametrization=parametrization, lr=lr,
+                                epochs=epochs, tol=tol, max_iter=max_iter,
+                                normalize=bool(normalize))
     _fit_gaussian(np.empty((0, p.shape[-1]), dtype=p.dtype), x_np, mu0=scalar[0],
                   sigma0=scalar[1], history=False, **options)
     if p.numblocks[-1] != 1:

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import math
 import operator
+from typing import Any, Generic, Literal, Sequence, TypeVar, Union, cast, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _gaussian
 from ._api import _as_rows, scaled_by_max
+from ._typing import ArrayLike, F64Array, F64Result, Nested2D
 from ._validation import as_real_array, format_index, resolve_threads
 
 __all__ = ["gaussian_kl", "gaussian_kl_grad", "fit_gaussian", "GaussianFit"]
@@ -268,7 +271,33 @@ def _in_sigma_units(row, xk, mu, sigma, normalize, want_grad):
 
 # ---- value and gradient ------------------------------------------------------------
 
-def gaussian_kl(p, x, mu, sigma, *, normalize=False, num_threads=None):
+_Vector = Union[Sequence[float], Nested2D]  # lists of parameters: a batch
+_Grad = tuple[np.float64, np.float64, np.float64]
+_GradArrays = tuple[F64Array, F64Array, F64Array]
+
+
+@overload
+def gaussian_kl(p: Sequence[float], x: ArrayLike, mu: float, sigma: float, *,
+                normalize: bool = ..., num_threads: int | None = ...) -> np.float64: ...
+
+@overload
+def gaussian_kl(p: Nested2D, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike, *,
+                normalize: bool = ..., num_threads: int | None = ...) -> F64Array: ...
+
+@overload
+def gaussian_kl(p: ArrayLike, x: ArrayLike, mu: _Vector, sigma: ArrayLike, *,
+                normalize: bool = ..., num_threads: int | None = ...) -> F64Array: ...
+
+@overload
+def gaussian_kl(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: _Vector, *,
+                normalize: bool = ..., num_threads: int | None = ...) -> F64Array: ...
+
+@overload
+def gaussian_kl(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike, *,
+                normalize: bool = ..., num_threads: int | None = ...) -> F64Result: ...
+
+def gaussian_kl(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike, *,
+                normalize: bool = False, num_threads: int | None = None) -> F64Result:
     """KL(p || q) for the normalised Gaussian q(mu, sigma) sampled on the grid x.
 
     q_i = exp(-(x_i - mu)^2 / (2 sigma^2)) / Z with Z the sum of the numerators
@@ -324,7 +353,30 @@ def gaussian_kl(p, x, mu, sigma, *, normalize=False, num_threads=None):
     return _evaluate(p, x, mu, sigma, "gaussian_kl", normalize, num_threads, False)
 
 
-def gaussian_kl_grad(p, x, mu, sigma, *, normalize=False, num_threads=None):
+@overload
+def gaussian_kl_grad(p: Sequence[float], x: ArrayLike, mu: float, sigma: float, *,
+                     normalize: bool = ..., num_threads: int | None = ...) -> _Grad: ...
+
+@overload
+def gaussian_kl_grad(p: Nested2D, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike, *,
+                     normalize: bool = ..., num_threads: int | None = ...) -> _GradArrays: ...
+
+@overload
+def gaussian_kl_grad(p: ArrayLike, x: ArrayLike, mu: _Vector, sigma: ArrayLike, *,
+                     normalize: bool = ..., num_threads: int | None = ...) -> _GradArrays: ...
+
+@overload
+def gaussian_kl_grad(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: _Vector, *,
+                     normalize: bool = ..., num_threads: int | None = ...) -> _GradArrays: ...
+
+@overload
+def gaussian_kl_grad(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike, *,
+                     normalize: bool = ...,
+                     num_threads: int | None = ...) -> _Grad | _GradArrays: ...
+
+def gaussian_kl_grad(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike, *,
+                     normalize: bool = False,
+                     num_threads: int | None = None) -> _Grad | _GradArrays:
     """KL(p || q(mu, sigma)) and its gradient, in one pass over the grid.
 
     With d_i = x_i - mu, P = sum p and E_q the mean under q:
@@ -391,8 +443,19 @@ _MESSAGES = {(m, par): _message_table(m, par)
              for m in ("newton", "gd") for par in ("sigma", "variance")}
 
 
-class GaussianFit:
+# The types of GaussianFit's fields: Python scalars for one fit, arrays for a batch.
+_Real = TypeVar("_Real", bound=Union[float, F64Array])
+_Int = TypeVar("_Int", bound=Union[int, npt.NDArray[np.intp]])
+_Bool = TypeVar("_Bool", bound=Union[bool, npt.NDArray[np.bool_]])
+_Str = TypeVar("_Str", bound=Union[str, npt.NDArray[np.str_]])
+
+
+class GaussianFit(Generic[_Real, _Int, _Bool, _Str]):
     """Result of :func:`fit_gaussian`; arrays of the batch shape for a batch of rows.
+
+    For type checkers the class is generic in the types of its fields: a
+    single fit is ``GaussianFit[float, int, bool, str]``, a batch
+    ``GaussianFit[NDArray[float64], NDArray[intp], NDArray[bool_], NDArray[str_]]``.
 
     Attributes
     ----------
@@ -423,11 +486,28 @@ class GaussianFit:
         As passed.
     """
 
+    mu: _Real
+    sigma: _Real
+    kl: _Real
+    grad: tuple[_Real, _Real]
+    grad_rel: _Real
+    nit: _Int
+    nfev: _Int
+    converged: _Bool
+    message: _Str
+    method: str
+    parametrization: str
+    _raw: F64Array | None
+    _raw_variance: bool
+    _history: dict[str, F64Array] | None
+
     __slots__ = ("mu", "sigma", "kl", "grad", "grad_rel", "nit", "nfev", "converged",
                  "message", "method", "parametrization", "_raw", "_raw_variance", "_history")
 
-    def __init__(self, *, mu, sigma, kl, grad, grad_rel, nit, nfev, converged, message,
-                 method, parametrization, raw_history=None, raw_is_variance=False):
+    def __init__(self, *, mu: _Real, sigma: _Real, kl: _Real, grad: tuple[_Real, _Real],
+                 grad_rel: _Real, nit: _Int, nfev: _Int, converged: _Bool, message: _Str,
+                 method: str, parametrization: str, raw_history: F64Array | None = None,
+                 raw_is_variance: bool = False) -> None:
         self.mu = mu
         self.sigma = sigma
         self.kl = kl
@@ -445,7 +525,7 @@ class GaussianFit:
         self._history = None
 
     @property
-    def history(self) -> dict:
+    def history(self) -> dict[str, F64Array]:
         if self._history is None:
             h = self._raw
             if h is None:
@@ -459,11 +539,11 @@ class GaussianFit:
         return self._history
 
     @property
-    def variance(self):
+    def variance(self) -> _Real:
         """sigma squared (the tutorial's variable; inf beyond the float64 range)."""
         with np.errstate(over="ignore"):
             v = np.square(self.sigma)
-        return v if np.ndim(v) else float(v)
+        return cast(_Real, v if np.ndim(v) else float(v))
 
     def __repr__(self) -> str:
         if np.ndim(self.mu) == 0:
@@ -499,9 +579,38 @@ def _start(value, default, name, func, shape, *, positive):
     return np.ascontiguousarray(b).reshape(-1)
 
 
-def fit_gaussian(p, x, *, method="newton", mu0=None, sigma0=None, parametrization="sigma",
-                 lr=0.001, epochs=100, tol=1e-9, max_iter=50, normalize=False,
-                 history=True, num_threads=None):
+_Fit = GaussianFit[float, int, bool, str]
+_FitBatch = GaussianFit[F64Array, npt.NDArray[np.intp], npt.NDArray[np.bool_],
+                        npt.NDArray[np.str_]]
+
+
+@overload
+def fit_gaussian(p: Sequence[float], x: ArrayLike, *, method: Literal["newton", "gd"] = ...,
+                 mu0: ArrayLike | None = ..., sigma0: ArrayLike | None = ...,
+                 parametrization: Literal["sigma", "variance"] = ..., lr: float = ...,
+                 epochs: int = ..., tol: float = ..., max_iter: int = ..., normalize: bool = ...,
+                 history: bool = ..., num_threads: int | None = ...) -> _Fit: ...
+
+@overload
+def fit_gaussian(p: Nested2D, x: ArrayLike, *, method: Literal["newton", "gd"] = ...,
+                 mu0: ArrayLike | None = ..., sigma0: ArrayLike | None = ...,
+                 parametrization: Literal["sigma", "variance"] = ..., lr: float = ...,
+                 epochs: int = ..., tol: float = ..., max_iter: int = ..., normalize: bool = ...,
+                 history: bool = ..., num_threads: int | None = ...) -> _FitBatch: ...
+
+@overload
+def fit_gaussian(p: ArrayLike, x: ArrayLike, *, method: Literal["newton", "gd"] = ...,
+                 mu0: ArrayLike | None = ..., sigma0: ArrayLike | None = ...,
+                 parametrization: Literal["sigma", "variance"] = ..., lr: float = ...,
+                 epochs: int = ..., tol: float = ..., max_iter: int = ..., normalize: bool = ...,
+                 history: bool = ..., num_threads: int | None = ...) -> _Fit | _FitBatch: ...
+
+def fit_gaussian(p: ArrayLike, x: ArrayLike, *, method: Literal["newton", "gd"] = "newton",
+                 mu0: ArrayLike | None = None, sigma0: ArrayLike | None = None,
+                 parametrization: Literal["sigma", "variance"] = "sigma", lr: float = 0.001,
+                 epochs: int = 100, tol: float = 1e-9, max_iter: int = 50,
+                 normalize: bool = False, history: bool = True,
+                 num_threads: int | None = None) -> _Fit | _FitBatch:
     """Fit the grid Gaussian q(mu, sigma) to p by minimising KL(p || q).
 
     ``method="newton"`` (default) runs Newton's method in the natural
