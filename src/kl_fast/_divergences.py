@@ -1,7 +1,7 @@
 """js_div and kl_div_log: conversion, broadcasting, validation, then one kernel call."""
 from __future__ import annotations
 
-from typing import Any, Literal, overload
+from typing import Any, Callable, Literal, Optional, Sequence, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -27,9 +27,17 @@ def _describe_bad_log(value: float) -> str:
     return "NaN" if np.isnan(value) else f"+inf ({value!r})"
 
 
-def _reduce_rows(p, q, *, func, names, kernel, find_bad, axis, keepdims, base, normalize,
-                 out, num_threads, check, split, describe, requirement, zero_sum,
-                 rescale_sums=False):
+# kernel(p2, q2, res, status, normalize, check, n_threads) and find_bad(p_row, q_row)
+_RowKernel = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool, bool, int], None]
+_FindBad = Callable[[np.ndarray, np.ndarray], Optional[tuple[int, int, float]]]
+
+
+def _reduce_rows(p: ArrayLike, q: ArrayLike, *, func: str, names: Sequence[str],
+                 kernel: _RowKernel, find_bad: _FindBad, axis: Any, keepdims: bool,
+                 base: Any, normalize: bool, out: np.ndarray | None, num_threads: Any,
+                 check: bool, split: bool, describe: Callable[[float], str], requirement: str,
+                 zero_sum: Callable[[str, np.ndarray, bool], tuple[str, str]],
+                 rescale_sums: bool = False) -> np.floating[Any] | np.ndarray:
     """Shared body of the row-kernel functions: returns the delivered result.
 
     ``kernel(p2, q2, res, status, normalize, check, n_threads)`` fills res[:, 0]

@@ -291,8 +291,8 @@ def demo(out_dir: str, say: Callable[[str], None] = print) -> int:
     say("")
     q = normal_pdf(x, 2.0, 2.0)
     p32, q32 = p.astype(np.float32), q.astype(np.float32)
-    ref_gd = dict(mu0=0.0, sigma0=1.0, lr=0.001, epochs=100, parametrization="variance")
-    numpy_gd_sec = _median_seconds(lambda: reference.fit_gaussian_gd(p, x, **ref_gd))
+    numpy_gd_sec = _median_seconds(lambda: reference.fit_gaussian_gd(
+        p, x, mu0=0.0, sigma0=1.0, lr=0.001, epochs=100, parametrization="variance"))
     speed: List[tuple[str, _Timed, _Timed]] = [
         ("kl_div float64", lambda: kl_fast.kl_div(p, q), lambda: reference.kl_div(p, q, check=False)),
         ("kl_div float32", lambda: kl_fast.kl_div(p32, q32),

@@ -23,7 +23,7 @@ except ImportError as _missing:  # pragma: no cover - exercised only without das
     ) from _missing
 
 import math
-from typing import Literal, NamedTuple, TypedDict
+from typing import Any, Literal, NamedTuple, Sequence, TypedDict, Union, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -51,8 +51,13 @@ from ._validation import (
 
 __all__ = ["kl_div", "kl_pairwise", "fit_gaussian", "GaussianFitArrays"]
 
+# An input once checked: a Dask array, or anything else made an ndarray.
+_Input = Union[da.Array, np.ndarray]
+# Dask's block_info argument: {argument index: {"array-location": ..., ...}, None: ...}
+_BlockInfo = Any
 
-def _as_input(a, name: str, func: str):
+
+def _as_input(a: object, name: str, func: str) -> _Input:
     """A Dask array as given, anything else as an ndarray; real dtypes only."""
     if isinstance(a, da.Array):
         check_real_dtype(a.dtype, name, func)
@@ -65,7 +70,7 @@ def _as_input(a, name: str, func: str):
     return as_real_array(a, name, func)
 
 
-def _padded(a, ndim: int):
+def _padded(a: _Input, ndim: int) -> _Input:
     """``a`` with leading size-one axes up to ``ndim`` (a view, nothing copied)."""
     extra = ndim - a.ndim
     if extra == 0:
@@ -75,7 +80,7 @@ def _padded(a, ndim: int):
     return a.reshape((1,) * extra + a.shape)
 
 
-def _to_dask(a, like):
+def _to_dask(a: _Input, like: da.Array | None) -> da.Array:
     """``a`` as a Dask array; an ndarray is chunked like ``like`` where their sizes agree."""
     if isinstance(a, da.Array):
         return a
@@ -86,7 +91,8 @@ def _to_dask(a, like):
     return da.from_array(a, chunks=chunks)
 
 
-def _dask_pair(p, q, ndim: int):
+def _dask_pair(p: _Input, q: _Input,
+               ndim: int) -> tuple[da.Array, da.Array, tuple[tuple[int, ...], ...]]:
     """Both inputs as Dask arrays of ``ndim`` axes with chunks unified for blockwise work."""
     p = _padded(p, ndim)
     q = _padded(q, ndim)
@@ -94,16 +100,18 @@ def _dask_pair(p, q, ndim: int):
         p = _to_dask(p, q if isinstance(q, da.Array) else None)
     q = _to_dask(q, p)
     ind = tuple(range(ndim))
-    chunkss, (p, q) = da.unify_chunks(p, ind, q, ind)
-    return p, q, tuple(chunkss[i] for i in ind)
+    chunkss, (pu, qu) = da.unify_chunks(p, ind, q, ind)
+    return pu, qu, tuple(chunkss[i] for i in ind)
 
 
-def _starts(location, pad: int) -> tuple:
+def _starts(location: Sequence[tuple[int, int]], pad: int) -> tuple[int, ...]:
     """Start of a block in its whole array, leading padded axes dropped."""
     return tuple(start for start, _ in location[pad:])
 
 
-def _partial_sums(pb, qb, *, axes, kernel_dtype, check, normalize, pads, block_info=None):
+def _partial_sums(pb: np.ndarray, qb: np.ndarray, *, axes: tuple[int, ...],
+                  kernel_dtype: np.dtype, check: bool, normalize: bool, pads: tuple[int, int],
+                  block_info: _BlockInfo = None) -> np.ndarray:
     """One block's partials, the reduced axes kept as size one.
 
     Without normalize: (sum p*log(p/q), 0, 0).  With normalize the block's p and
@@ -117,7 +125,7 @@ def _partial_sums(pb, qb, *, axes, kernel_dtype, check, normalize, pads, block_i
     shapes = (pk.shape[pads[0]:], qk.shape[pads[1]:])
     origins = (_starts(block_info[0]["array-location"], pads[0]),
                _starts(block_info[1]["array-location"], pads[1]))
-    run = dict(axes=axes, func="kl_div", num_threads=1, check=check, shapes=shapes,
+    run: dict[str, Any] = dict(axes=axes, func="kl_div", num_threads=1, check=check, shapes=shapes,
                want_sums=normalize, origins=origins)
     if not normalize:
         res, _ = row_sums(pk, qk, **run)
@@ -133,7 +141,7 @@ def _partial_sums(pb, qb, *, axes, kernel_dtype, check, normalize, pads, block_i
     return np.expand_dims(np.concatenate([res, np.stack(ks, axis=-1)], axis=-1), axes)
 
 
-def _block_exponents(a, axes):
+def _block_exponents(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     """Per row of a block (over ``axes``, kept as size one), the exponent e with
     the row's largest value times 2**-e in [1/2, 1); ``_NO_MASS`` for a row
     without a positive finite value (below every other block's exponent)."""
@@ -144,7 +152,7 @@ def _block_exponents(a, axes):
 _NO_MASS = -4096  # below any double's exponent; 2**(_NO_MASS - K) is 0
 
 
-def _rebased(block, top):
+def _rebased(block: np.ndarray, top: np.ndarray) -> np.ndarray:
     """Normalize's partials (see ``_partial_sums``) on the row's common scale
     ``top`` = (max kp, max kq) over its blocks, as (S, P, Q) whose
     S / P + log(Q / P) is the normalised divergence: with w = 2**(kp - Kp),
@@ -159,7 +167,8 @@ def _rebased(block, top):
     return np.stack([s, w * p, np.ldexp(q, (kq - big_q).astype(np.intc))], axis=-1)
 
 
-def _finished(sums, *, normalize, base, dx, out_dtype, block_info=None):
+def _finished(sums: np.ndarray, *, normalize: bool, base: float | None, dx: float | None,
+              out_dtype: np.dtype, block_info: _BlockInfo = None) -> np.ndarray:
     """normalize/base/dx applied to a block of summed partials; errors use whole-output indices."""
     origin = _starts(block_info[0]["array-location"][:-1], 0)
     kl = finish(sums[..., 0], sums[..., 1], sums[..., 2], normalize=normalize, base=base,
@@ -251,7 +260,7 @@ def kl_div(P: da.Array | npt.ArrayLike, Q: da.Array | npt.ArrayLike, *,
 
 # ---- kl_pairwise: blocks of rows of P against blocks of rows of Q ------------------
 
-def _as_matrix_input(a, name: str, func: str):
+def _as_matrix_input(a: object, name: str, func: str) -> da.Array:
     """A 2-D Dask array of ``a`` with whole rows in every block."""
     a = _as_input(a, name, func)
     _check_matrix_shape(a.shape, name, func)
@@ -260,7 +269,8 @@ def _as_matrix_input(a, name: str, func: str):
     return a if a.numblocks[1] == 1 else a.rechunk({1: -1})
 
 
-def _checked_rows(block, *, matrix, caller, check, normalize, block_info=None):
+def _checked_rows(block: np.ndarray, *, matrix: str, caller: str, check: bool, normalize: bool,
+                  block_info: _BlockInfo = None) -> np.ndarray:
     """The block itself, once its rows pass ``caller``'s checks (whole-matrix row numbers)."""
     row0 = block_info[0]["array-location"][0][0]
     A = to_kernel_dtype(np.asarray(block), result_dtype(block))
@@ -272,7 +282,8 @@ def _checked_rows(block, *, matrix, caller, check, normalize, block_info=None):
     return block
 
 
-def _pairwise_block(pb, qb, *, base, normalize):
+def _pairwise_block(pb: np.ndarray, qb: np.ndarray, *, base: float | None,
+                    normalize: bool) -> np.ndarray:
     return _kl_pairwise(pb, qb, base=base, normalize=normalize, num_threads=1, check=False)
 
 
@@ -322,8 +333,8 @@ def kl_pairwise(P: da.Array | npt.ArrayLike, Q: da.Array | npt.ArrayLike | None 
     base = _resolve_base(base, func)
     dtype = result_dtype(p, q)
     checks = dict(caller=func, check=bool(check), normalize=bool(normalize))
-    p = p.map_blocks(_checked_rows, matrix="P", meta=p._meta, **checks)
-    q = p if same else q.map_blocks(_checked_rows, matrix="Q", meta=q._meta, **checks)
+    p = da.map_blocks(_checked_rows, p, matrix="P", meta=p._meta, **checks)
+    q = p if same else da.map_blocks(_checked_rows, q, matrix="Q", meta=q._meta, **checks)
     return da.blockwise(
         _pairwise_block, "ij", p, "in", q, "jn", dtype=dtype, concatenate=True,
         meta=np.empty((0, 0), dtype=dtype), base=base, normalize=bool(normalize),
@@ -352,7 +363,8 @@ class _FitOptions(TypedDict):
     normalize: bool
 
 
-def _fit_block(pb, mu0, sigma0, *, x, options, block_info=None):
+def _fit_block(pb: np.ndarray, mu0: Any, sigma0: Any, *, x: np.ndarray,
+               options: _FitOptions, block_info: _BlockInfo = None) -> np.ndarray:
     """(mu, sigma, kl) of every row of a block, stacked along a last axis of 3."""
     starts = [a[..., 0] if isinstance(a, np.ndarray) and a.ndim else a for a in (mu0, sigma0)]
     try:
@@ -366,7 +378,8 @@ def _fit_block(pb, mu0, sigma0, *, x, options, block_info=None):
     return np.stack([np.asarray(fit.mu), np.asarray(fit.sigma), np.asarray(fit.kl)], axis=-1)
 
 
-def _start_blocks(value, name, batch_shape, batch_chunks, func):
+def _start_blocks(value: Any, name: str, batch_shape: tuple[int, ...],
+                  batch_chunks: tuple[tuple[int, ...], ...], func: str) -> object:
     """A start value as given when None or a scalar; else a Dask array shaped like the batch."""
     if value is None or np.ndim(value) == 0:
         return value

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any, Generic, Literal, Sequence, TypeVar, Union, cast, overload
+from typing import Any, Generic, Literal, NoReturn, Sequence, TypeVar, Union, cast, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -32,7 +32,7 @@ _FLOAT64 = np.dtype(np.float64)
 _BLOCK = 256  # grid points per block of the C passes
 
 
-def _threads(num_threads, items: int, n: int, func: str) -> int:
+def _threads(num_threads: Any, items: int, n: int, func: str) -> int:
     """Threads for `items` independent rows or parameter sets on a grid of n points.
 
     Several items run in parallel (by default for large batches); a single item
@@ -54,7 +54,8 @@ def _describe(value: float) -> str:
     return f"a negative value ({float(value)!r})"
 
 
-def _check_grid_shapes(p_shape: tuple, x_shape: tuple, func: str, name: str = "p") -> None:
+def _check_grid_shapes(p_shape: tuple[int, ...], x_shape: tuple[int, ...], func: str,
+                       name: str = "p") -> None:
     """ValueError unless x is 1-D and as long as p's last axis."""
     if len(p_shape) == 0:
         raise ValueError(f"{func}: {name} must have at least one dimension (its last axis runs "
@@ -66,7 +67,9 @@ def _check_grid_shapes(p_shape: tuple, x_shape: tuple, func: str, name: str = "p
                          f"its last axis (shape {p_shape}); they must match")
 
 
-def _prepare(p, x, func: str, normalize: bool, num_threads, *, name: str = "p", origin=None):
+def _prepare(p: object, x: object, func: str, normalize: bool, num_threads: Any, *,
+             name: str = "p", origin: Sequence[int] | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, ...], int, int]:
     """Rows of p as an (m, n) kernel array, x as float64, and the p-side sums.
 
     Returns (p2, xk, psums, batch_shape, n_threads, k): xk is the grid in units
@@ -110,7 +113,8 @@ def _prepare(p, x, func: str, normalize: bool, num_threads, *, name: str = "p", 
     return p2, xk, psums, batch_shape, nt, k
 
 
-def _psums(p2, xk, normalize, nt):
+def _psums(p2: np.ndarray, xk: np.ndarray, normalize: bool,
+           nt: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(p2, psums, status): the p-side sums of the rows p2 on the grid xk.  With
     normalize, rows whose sums overflow or are tiny are first scaled by powers
     of two (exactly: normalising is scale-invariant), and the sums become those
@@ -141,7 +145,7 @@ def _psums(p2, xk, normalize, nt):
 _GRID_MIN, _GRID_MAX = 2.0 ** -100, 2.0 ** 100
 
 
-def _grid_exponent(xk) -> int:
+def _grid_exponent(xk: np.ndarray) -> int:
     """k with the grid x * 2**-k working in units near its own scale: 0 when
     the largest |x| is within [2**-100, 2**100] (or is 0), else its exponent.
     q depends on (x - mu) / sigma only, so with mu and sigma scaled alike the
@@ -152,7 +156,8 @@ def _grid_exponent(xk) -> int:
     return math.frexp(top)[1]
 
 
-def _explain(status, p2, xk, batch_shape, func, name, origin=None):
+def _explain(status: np.ndarray, p2: np.ndarray, xk: np.ndarray, batch_shape: tuple[int, ...],
+             func: str, name: str, origin: Sequence[int] | None = None) -> NoReturn:
     r = int(np.argmax(status != 0))
     code = int(status[r])
     row_idx = tuple(int(i) for i in np.unravel_index(r, batch_shape)) if batch_shape else ()
@@ -174,7 +179,7 @@ def _explain(status, p2, xk, batch_shape, func, name, origin=None):
                      f"(it rescales them) or rescale {name}")
 
 
-def _param(value, name: str, func: str, *, positive: bool) -> np.ndarray:
+def _param(value: object, name: str, func: str, *, positive: bool) -> np.ndarray:
     a = as_real_array(value, name, func)
     if a.dtype != _FLOAT64 or not a.flags.aligned:
         # the kernels load float64 with aligned loads: an unaligned view (a slice of
@@ -189,7 +194,7 @@ def _param(value, name: str, func: str, *, positive: bool) -> np.ndarray:
     return a
 
 
-def _scalar(value, name: str, func: str, *, positive: bool) -> float:
+def _scalar(value: Any, name: str, func: str, *, positive: bool) -> float:
     if type(value) is float or type(value) is int:
         v = float(value)
         if math.isfinite(v) and (v > 0 or not positive):
@@ -200,12 +205,14 @@ def _scalar(value, name: str, func: str, *, positive: bool) -> float:
     return float(a)
 
 
-def _unwrap(a: np.ndarray, shape):
+def _unwrap(a: np.ndarray, shape: tuple[int, ...]) -> np.float64 | np.ndarray:
     a = a.reshape(shape)
-    return a[()] if a.ndim == 0 else a
+    return cast(np.float64, a[()]) if a.ndim == 0 else a
 
 
-def _evaluate(p, x, mu, sigma, func, normalize, num_threads, want_grad):
+def _evaluate(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike, func: str,
+              normalize: bool, num_threads: Any, want_grad: bool) -> Any:
+    """gaussian_kl's value (want_grad False) or gaussian_kl_grad's triple."""
     p2, xk, psums, pbatch, _, k = _prepare(p, x, func, normalize, num_threads)
     mu_a = _param(mu, "mu", func, positive=False)
     sigma_a = _param(sigma, "sigma", func, positive=True)
@@ -250,7 +257,8 @@ def _evaluate(p, x, mu, sigma, func, normalize, num_threads, want_grad):
     return _unwrap(kl, shape), _unwrap(dmu, shape), _unwrap(dsigma, shape)
 
 
-def _in_sigma_units(row, xk, mu, sigma, normalize, want_grad):
+def _in_sigma_units(row: np.ndarray, xk: np.ndarray, mu: float, sigma: float, normalize: bool,
+                    want_grad: bool) -> tuple[float, float, float] | None:
     """(kl, dmu, dsigma) of one row at one (mu, sigma) far from the grid's scale
     (the sums in the grid's units overflowed), computed with x, mu and sigma
     in units of 2**s, s the exponent of sigma (exact); None where that fails too."""
@@ -350,7 +358,8 @@ def gaussian_kl(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike, *,
         fast = _gaussian.kl_grad_1d(p, x, mu, sigma, False)
         if fast is not None:
             return fast
-    return _evaluate(p, x, mu, sigma, "gaussian_kl", normalize, num_threads, False)
+    return cast(F64Result,
+                _evaluate(p, x, mu, sigma, "gaussian_kl", normalize, num_threads, False))
 
 
 @overload
@@ -404,7 +413,8 @@ def gaussian_kl_grad(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike
         fast = _gaussian.kl_grad_1d(p, x, mu, sigma, True)
         if fast is not None:
             return fast
-    return _evaluate(p, x, mu, sigma, "gaussian_kl_grad", normalize, num_threads, True)
+    return cast(Union[_Grad, _GradArrays],
+                _evaluate(p, x, mu, sigma, "gaussian_kl_grad", normalize, num_threads, True))
 
 
 # ---- fitting ------------------------------------------------------------------------
@@ -427,7 +437,7 @@ _STOP_MESSAGES = {
 }
 
 
-def _message_table(method: str, parametrization: str) -> list:
+def _message_table(method: str, parametrization: str) -> list[str]:
     par = "the variance" if parametrization == "variance" else "sigma"
     out = []
     for code in range(max(_STOP_MESSAGES) + 1):
@@ -555,7 +565,7 @@ class GaussianFit(Generic[_Real, _Int, _Bool, _Str]):
                 f"converged; method={self.method!r})")
 
 
-def _count(value, name, func) -> int:
+def _count(value: Any, name: str, func: str) -> int:
     try:
         v = operator.index(value)
     except TypeError:
@@ -567,7 +577,8 @@ def _count(value, name, func) -> int:
     return v
 
 
-def _start(value, default, name, func, shape, *, positive):
+def _start(value: object, default: npt.ArrayLike | None, name: str, func: str, shape: tuple[int, ...],
+           *, positive: bool) -> np.ndarray:
     if value is None:
         return np.ascontiguousarray(default)
     a = _param(value, name, func, positive=positive)
