@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, Callable, Literal, NamedTuple, NoReturn, Sequence, cast, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _div_kernels, _kernels
+from ._typing import (ArrayLike, ArrayT, Axis, F32Array, F32Result, F64Array, F64Result,
+                      Float32Like, Float64Like, FloatResult, ScalarOr1D)
 from ._validation import (
     _CPU_COUNT,
     _PARALLEL_MIN_ELEMENTS,
@@ -23,7 +26,7 @@ from ._validation import (
 _FLOAT32 = np.dtype(np.float32)
 
 
-def _reshape_no_copy(a: np.ndarray, shape):
+def _reshape_no_copy(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
     """``a`` reshaped as a view, or None when that needs a copy."""
     try:
         return np.reshape(a, shape, copy=False)
@@ -46,13 +49,14 @@ def _as_rows(a: np.ndarray, m: int, n: int) -> np.ndarray:
     return v
 
 
-def _own_index(idx_full, arr_shape) -> tuple:
+def _own_index(idx_full: Sequence[int], arr_shape: tuple[int, ...]) -> tuple[int, ...]:
     """Index into an array of ``arr_shape`` that broadcast to the full index."""
     pad = len(idx_full) - len(arr_shape)
     return tuple(0 if size == 1 else i for i, size in zip(idx_full[pad:], arr_shape))
 
 
-def broadcast_shape(shapes, names, func) -> tuple:
+def broadcast_shape(shapes: Sequence[tuple[int, ...]], names: Sequence[str],
+                    func: str) -> tuple[int, ...]:
     """The shape two arrays of ``shapes`` broadcast to, else ValueError naming them."""
     try:
         return np.broadcast_shapes(*shapes)
@@ -63,7 +67,8 @@ def broadcast_shape(shapes, names, func) -> tuple:
         ) from None
 
 
-def check_options(normalize, base, dx, func):
+def check_options(normalize: bool, base: Any, dx: Any,
+                  func: str) -> tuple[float | None, float | None]:
     """Validated (base, dx) as floats or None; normalize and dx are exclusive."""
     if normalize and dx is not None:
         raise ValueError(f"{func}: normalize=True and dx={dx!r} are exclusive; pass one of them")
@@ -78,15 +83,17 @@ class ReductionRows(NamedTuple):
     """Two broadcast inputs laid out as rows of a 2-D view, one reduction per row."""
     p2: np.ndarray
     q2: np.ndarray
-    row_shape: tuple      # shape the rows unravel into
-    col_shape: tuple      # shape each row's elements unravel into
-    outer_shape: tuple    # shape of the result (the axes not reduced)
-    order: list           # axis permutation: kept axes, then reduced axes
+    row_shape: tuple[int, ...]    # shape the rows unravel into
+    col_shape: tuple[int, ...]    # shape each row's elements unravel into
+    outer_shape: tuple[int, ...]  # shape of the result (the axes not reduced)
+    order: list[int]              # axis permutation: kept axes, then reduced axes
     ndim: int
 
 
-def reduction_rows(pk, qk, *, axes, func, names=("p", "q"), shapes=None,
-                   split=True) -> ReductionRows:
+def reduction_rows(pk: np.ndarray, qk: np.ndarray, *, axes: tuple[int, ...] | None, func: str,
+                   names: Sequence[str] = ("p", "q"),
+                   shapes: Sequence[tuple[int, ...]] | None = None,
+                   split: bool = True) -> ReductionRows:
     """Lay out ``pk``, ``qk`` (same dtype, broadcastable) as (rows, n) views.
 
     ``axes`` is a tuple, or None for all.  With ``split`` a broadcast layout that
@@ -139,14 +146,16 @@ def combine_rows(res: np.ndarray, rows: ReductionRows) -> np.ndarray:
     tail = res.shape[1:]
     if len(rows.row_shape) != len(rows.outer_shape):
         with np.errstate(over="ignore"):  # partial sums beyond the range add to inf
-            return res.reshape(rows.row_shape + tail).reshape(
-                rows.outer_shape + (-1,) + tail).sum(axis=len(rows.outer_shape))
+            return cast(np.ndarray, res.reshape(rows.row_shape + tail).reshape(
+                rows.outer_shape + (-1,) + tail).sum(axis=len(rows.outer_shape)))
     return res.reshape(rows.outer_shape + tail)
 
 
-def raise_bad_value(rows: ReductionRows, r: int, found, *, func, names, shapes,
-                    describe=describe_bad,
-                    requirement="probabilities must be finite and non-negative", origins=None):
+def raise_bad_value(rows: ReductionRows, r: int, found: tuple[int, int, float], *, func: str,
+                    names: Sequence[str], shapes: Sequence[tuple[int, ...]],
+                    describe: Callable[[float], str] = describe_bad,
+                    requirement: str = "probabilities must be finite and non-negative",
+                    origins: Sequence[Sequence[int]] | None = None) -> NoReturn:
     """Raise the ValueError for bad value ``found`` = (which, col, value) of row ``r``.
 
     When the inputs are blocks of larger arrays, ``origins`` holds each block's
@@ -154,7 +163,7 @@ def raise_bad_value(rows: ReductionRows, r: int, found, *, func, names, shapes,
     """
     which, col, value = found
     idx_t = tuple(np.unravel_index(r, rows.row_shape)) + tuple(np.unravel_index(col, rows.col_shape))
-    idx_full = [0] * rows.ndim
+    idx_full: list[Any] = [0] * rows.ndim
     for k, ax in enumerate(rows.order):
         idx_full[ax] = idx_t[k]
     own = _own_index(idx_full, shapes[which])
@@ -166,8 +175,10 @@ def raise_bad_value(rows: ReductionRows, r: int, found, *, func, names, shapes,
     )
 
 
-def row_sums(pk, qk, *, axes, func, num_threads, check, names=("p", "q"), shapes=None,
-             want_sums=True, origins=None):
+def row_sums(pk: np.ndarray, qk: np.ndarray, *, axes: tuple[int, ...] | None, func: str,
+             num_threads: Any, check: bool, names: Sequence[str] = ("p", "q"),
+             shapes: Sequence[tuple[int, ...]] | None = None, want_sums: bool = True,
+             origins: Sequence[Sequence[int]] | None = None) -> tuple[np.ndarray, tuple[int, ...]]:
     """Kernel pass over ``pk``, ``qk`` (same dtype, broadcastable).
 
     Returns (res, out_shape) with res of shape out_shape + (3,) holding
@@ -193,7 +204,7 @@ def row_sums(pk, qk, *, axes, func, num_threads, check, names=("p", "q"), shapes
     return combine_rows(res, rows), rows.outer_shape
 
 
-def normalize_rescale(res, f32):
+def normalize_rescale(res: np.ndarray, f32: bool) -> np.ndarray:
     """Boolean array over the rows of ``res`` (..., 3): those that normalize
     redoes on rescaled inputs (the compiled entries' rule)."""
     kl, ps, qs = (np.ascontiguousarray(res[..., i], dtype=np.float64).reshape(-1)
@@ -203,7 +214,7 @@ def normalize_rescale(res, f32):
     return flags.view(np.bool_).reshape(res.shape[:-1])
 
 
-def max_exponents(a, red):
+def max_exponents(a: np.ndarray, red: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """(e, found) per group of ``a`` over the axes ``red`` (kept as size one): the
     exponent e that brings the group's largest value times 2**-e into [1/2, 1),
     and whether the group has a positive finite largest value (e = 0 if not)."""
@@ -217,16 +228,17 @@ def max_exponents(a, red):
     return np.where(found, e, 0).astype(np.intc), found
 
 
-def scaled_by_max(a, red, where):
+def scaled_by_max(a: np.ndarray, red: tuple[int, ...], where: npt.ArrayLike) -> np.ndarray:
     """``a`` times 2**-e, exactly, in the groups over the axes ``red`` selected by
     ``where`` (kept as size one): their largest value lands in [1/2, 1) and
     their sums cannot overflow.  Normalising is scale-invariant, so the
     functions with ``normalize=True`` use it where a sum overflowed or is tiny."""
     e, _ = max_exponents(a, red)
-    return np.ldexp(a, np.where(where, -e, 0).astype(np.intc))
+    return cast(np.ndarray, np.ldexp(a, np.where(where, -e, 0).astype(np.intc)))
 
 
-def rescaled_pair(pk, qk, shape, red, res, redo, f32):
+def rescaled_pair(pk: np.ndarray, qk: np.ndarray, shape: tuple[int, ...], red: tuple[int, ...],
+                  res: np.ndarray, redo: np.ndarray, f32: bool) -> list[np.ndarray]:
     """p and q broadcast to ``shape``, each reduction group (over the axes
     ``red``) selected by ``redo`` rescaled (normalising is scale-invariant),
     from its raw results ``res`` (kl, sum p, sum q).  First by powers of two,
@@ -278,7 +290,9 @@ def rescaled_pair(pk, qk, shape, red, res, redo, f32):
             for a, d, s in zip(sides, divided, scaled)]
 
 
-def finish(kl, psum, qsum, *, normalize, base, dx, func, names=("p", "q"), origin=None):
+def finish(kl: np.ndarray, psum: np.ndarray, qsum: np.ndarray, *, normalize: bool,
+           base: float | None, dx: float | None, func: str, names: Sequence[str] = ("p", "q"),
+           origin: Sequence[int] | None = None) -> np.ndarray:
     """Apply normalize/base/dx to the raw row sums (float64 arrays).
 
     ``origin``: position of these sums in a larger output (a block of it), added
@@ -297,11 +311,18 @@ def finish(kl, psum, qsum, *, normalize, base, dx, func, names=("p", "q"), origi
     return apply_options(kl, psum, qsum, normalize=normalize, base=base, dx=dx)
 
 
-def apply_options(kl, psum, qsum, *, normalize, base, dx):
+def apply_options(kl: npt.ArrayLike, psum: npt.ArrayLike | None, qsum: npt.ArrayLike | None, *,
+                  normalize: bool, base: float | None, dx: float | None) -> np.ndarray:
     """kl / psum + log(qsum / psum) with normalize, then / log(base), then * dx,
     element-wise over the broadcast arrays: the arithmetic of the compiled
-    entries (``_div_kernels.finish_kl``), so both give the same bits."""
-    arrays = np.broadcast_arrays(kl, psum, qsum) if normalize else (np.asarray(kl),)
+    entries (``_div_kernels.finish_kl``), so both give the same bits.  The sums
+    are read only with normalize (None will do without)."""
+    arrays: Sequence[np.ndarray]
+    if normalize:
+        assert psum is not None and qsum is not None
+        arrays = np.broadcast_arrays(kl, psum, qsum)
+    else:
+        arrays = (np.asarray(kl),)
     shape = arrays[0].shape
     flat = [np.ascontiguousarray(a, dtype=np.float64).reshape(-1) for a in arrays]
     if not normalize:
@@ -312,7 +333,7 @@ def apply_options(kl, psum, qsum, *, normalize, base, dx):
     return res.reshape(shape)
 
 
-def check_out(out, shape, dtype, func):
+def check_out(out: object, shape: Sequence[int], dtype: np.dtype, func: str) -> None:
     """Raise the error ``deliver`` would for an ``out`` that cannot take a result
     of this shape and dtype (to be called before the work, when it is known)."""
     if not isinstance(out, np.ndarray):
@@ -325,7 +346,8 @@ def check_out(out, shape, dtype, func):
         raise TypeError(f"{func}: cannot write a {dtype} result into out of dtype {out.dtype}")
 
 
-def deliver(kl, out, dtype, func):
+def deliver(kl: npt.ArrayLike, out: np.ndarray | None, dtype: npt.DTypeLike,
+            func: str) -> np.floating[Any] | np.ndarray:
     """Cast to the result dtype, write ``out`` if given, unwrap 0-d results."""
     kl = np.asarray(kl)
     # a float32 result beyond float32's range rounds to inf silently, as the
@@ -337,11 +359,71 @@ def deliver(kl, out, dtype, func):
             return out
         if kl.dtype != dtype:
             kl = kl.astype(dtype)
-    return kl[()] if kl.ndim == 0 else kl
+    return cast(np.floating[Any], kl[()]) if kl.ndim == 0 else kl
 
 
-def kl_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None,
-           out=None, num_threads=None, check=True):
+# The overloads: ``out`` is returned as passed; Python numbers and flat lists give a
+# float64 scalar; otherwise the dtype follows the inputs (float32 with float32 gives
+# float32) and keepdims=True gives an array.  The ignored overlaps are with the
+# keepdims=True overload below them, which a call that matches both never reaches
+# (float64 inputs with keepdims=True take the float64 keepdims=True overload above).
+@overload
+def kl_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = ..., keepdims: bool = ...,
+           base: float | None = ..., normalize: bool = ..., dx: float | None = ..., out: ArrayT,
+           num_threads: int | None = ..., check: bool = ...) -> ArrayT: ...
+
+@overload
+def kl_div(p: ScalarOr1D, q: ScalarOr1D, *, axis: int | None = ..., keepdims: Literal[False] = ...,
+           base: float | None = ..., normalize: bool = ..., dx: float | None = ..., out: None = ...,
+           num_threads: int | None = ..., check: bool = ...) -> np.float64: ...
+
+@overload
+def kl_div(p: Float32Like, q: Float32Like, *, axis: Axis = ..., keepdims: Literal[True],
+           base: float | None = ..., normalize: bool = ..., dx: float | None = ..., out: None = ...,
+           num_threads: int | None = ..., check: bool = ...) -> F32Array: ...
+
+@overload
+def kl_div(p: Float32Like, q: Float32Like, *, axis: Axis = ..., keepdims: bool = ...,
+           base: float | None = ..., normalize: bool = ..., dx: float | None = ..., out: None = ...,
+           num_threads: int | None = ..., check: bool = ...) -> F32Result: ...
+
+@overload
+def kl_div(p: Float64Like, q: ArrayLike, *, axis: Axis = ..., keepdims: Literal[True],
+           base: float | None = ..., normalize: bool = ..., dx: float | None = ..., out: None = ...,
+           num_threads: int | None = ..., check: bool = ...) -> F64Array: ...
+
+@overload
+def kl_div(p: ArrayLike, q: Float64Like, *, axis: Axis = ..., keepdims: Literal[True],
+           base: float | None = ..., normalize: bool = ..., dx: float | None = ..., out: None = ...,
+           num_threads: int | None = ..., check: bool = ...) -> F64Array: ...
+
+@overload
+def kl_div(  # type: ignore[overload-overlap]
+           p: Float64Like, q: ArrayLike, *, axis: Axis = ..., keepdims: bool = ...,
+           base: float | None = ..., normalize: bool = ..., dx: float | None = ..., out: None = ...,
+           num_threads: int | None = ..., check: bool = ...) -> F64Result: ...
+
+@overload
+def kl_div(  # type: ignore[overload-overlap]
+           p: ArrayLike, q: Float64Like, *, axis: Axis = ..., keepdims: bool = ...,
+           base: float | None = ..., normalize: bool = ..., dx: float | None = ..., out: None = ...,
+           num_threads: int | None = ..., check: bool = ...) -> F64Result: ...
+
+@overload
+def kl_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = ..., keepdims: Literal[True],
+           base: float | None = ..., normalize: bool = ..., dx: float | None = ..., out: None = ...,
+           num_threads: int | None = ..., check: bool = ...) -> F32Array | F64Array: ...
+
+@overload
+def kl_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = ..., keepdims: bool = ...,
+           base: float | None = ..., normalize: bool = ..., dx: float | None = ..., out: None = ...,
+           num_threads: int | None = ..., check: bool = ...) -> FloatResult: ...
+
+
+def kl_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = -1, keepdims: bool = False,
+           base: float | None = None, normalize: bool = False, dx: float | None = None,
+           out: npt.NDArray[Any] | None = None, num_threads: int | None = None,
+           check: bool = True) -> np.floating[Any] | npt.NDArray[Any]:
     """Kullback-Leibler divergence KL(p || q) = sum over ``axis`` of p * log(p / q).
 
     A term with p == 0 counts 0 whatever q is; a term with p > 0 and q == 0 makes
@@ -422,8 +504,8 @@ def kl_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None
     kl = finish(res[..., 0], res[..., 1], res[..., 2], normalize=normalize, base=base,
                 dx=dx, func=func)
     if keepdims and ndim:
-        red = range(ndim) if axes is None else axes
-        kl = np.expand_dims(kl, tuple(red))
+        red = tuple(range(ndim)) if axes is None else axes
+        kl = np.expand_dims(kl, red)
     return deliver(kl, out, dtype, func)
 
 

@@ -27,7 +27,7 @@ def openmp_enabled() -> bool:
     return _kernels.openmp_enabled()
 
 
-def config() -> dict:
+def config() -> dict[str, object]:
     """The configuration as a dict (instruction set, OpenMP, threads)."""
     return {
         "kernel_isa": _kernels.current_isa(),

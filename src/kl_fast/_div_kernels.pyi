@@ -1,10 +1,12 @@
 """Type stub for the compiled Jensen-Shannon, log-space and all-pairs kernels."""
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, Optional, Tuple, TypeVar, Union
 
 import numpy as np
 import numpy.typing as npt
 
 _Floating = Union[npt.NDArray[np.float32], npt.NDArray[np.float64]]
+
+__test__: dict[str, str]
 
 def select_isa(force_baseline: bool = ...) -> str: ...
 def current_isa() -> str: ...
@@ -32,7 +34,11 @@ _Result = np.floating | np.ndarray
 
 def configure(resolve_threads: Callable[..., int], parallel_min_elements: int, cpu_count: int,
               deliver: Callable[..., object]) -> None: ...
-def register_general(func: str, implementation: Callable[..., object]) -> Callable[..., object]: ...
+# The compiled entry returned takes the same arguments and gives the same results as
+# the Python implementation registered (which it falls back to), so it has its type.
+_F = TypeVar("_F", bound=Callable[..., object])
+
+def register_general(func: str, implementation: _F) -> _F: ...
 def kl_div(
     p: object, q: object, *, axis: int | tuple[int, ...] | None = ..., keepdims: bool = ...,
     base: float | None = ..., normalize: bool = ..., dx: float | None = ...,
@@ -56,7 +62,16 @@ def js_pairwise(
     P: object, Q: object = ..., *, base: float | None = ..., normalize: bool = ...,
     out: np.ndarray | None = ..., num_threads: int | None = ..., check: bool = ...,
 ) -> np.ndarray: ...
-def fast_path(func: str, p: object, q: object, **options: object) -> Optional[object]: ...
+def fast_path(
+    func: str, p: object, q: object, *, axis: int | tuple[int, ...] | None = ...,
+    keepdims: bool = ..., base: float | None = ..., normalize: bool = ...,
+    dx: float | None = ..., out: np.ndarray | None = ..., num_threads: int | None = ...,
+    check: bool = ...,
+) -> Optional[object]: ...
+def normalize_rescale(
+    kl: npt.NDArray[np.float64], ps: npt.NDArray[np.float64], qs: npt.NDArray[np.float64],
+    f32: bool, out: npt.NDArray[np.uint8],
+) -> None: ...
 def finish_kl(
     kl: npt.NDArray[np.float64], ps: npt.NDArray[np.float64], qs: npt.NDArray[np.float64],
     out: npt.NDArray[np.float64], normalize: bool, base: float, dx: float,

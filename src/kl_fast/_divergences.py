@@ -1,9 +1,14 @@
 """js_div and kl_div_log: conversion, broadcasting, validation, then one kernel call."""
 from __future__ import annotations
 
+from typing import Any, Callable, Literal, Optional, Sequence, overload
+
 import numpy as np
+import numpy.typing as npt
 
 from . import _div_kernels, _kernels
+from ._typing import (ArrayLike, ArrayT, Axis, F32Array, F32Result, F64Array, F64Result,
+                      Float32Like, Float64Like, FloatResult, ScalarOr1D)
 from ._api import (apply_options, combine_rows, deliver, raise_bad_value, reduction_rows,
                    scaled_by_max)
 from ._validation import (
@@ -22,9 +27,17 @@ def _describe_bad_log(value: float) -> str:
     return "NaN" if np.isnan(value) else f"+inf ({value!r})"
 
 
-def _reduce_rows(p, q, *, func, names, kernel, find_bad, axis, keepdims, base, normalize,
-                 out, num_threads, check, split, describe, requirement, zero_sum,
-                 rescale_sums=False):
+# kernel(p2, q2, res, status, normalize, check, n_threads) and find_bad(p_row, q_row)
+_RowKernel = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool, bool, int], None]
+_FindBad = Callable[[np.ndarray, np.ndarray], Optional[tuple[int, int, float]]]
+
+
+def _reduce_rows(p: ArrayLike, q: ArrayLike, *, func: str, names: Sequence[str],
+                 kernel: _RowKernel, find_bad: _FindBad, axis: Any, keepdims: bool,
+                 base: Any, normalize: bool, out: np.ndarray | None, num_threads: Any,
+                 check: bool, split: bool, describe: Callable[[float], str], requirement: str,
+                 zero_sum: Callable[[str, np.ndarray, bool], tuple[str, str]],
+                 rescale_sums: bool = False) -> np.floating[Any] | np.ndarray:
     """Shared body of the row-kernel functions: returns the delivered result.
 
     ``kernel(p2, q2, res, status, normalize, check, n_threads)`` fills res[:, 0]
@@ -90,8 +103,68 @@ def _reduce_rows(p, q, *, func, names, kernel, find_bad, axis, keepdims, base, n
     return deliver(value, out, dtype, func)
 
 
-def js_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, out=None,
-           num_threads=None, check=True):
+# The overloads: ``out`` is returned as passed; Python numbers and flat lists give a
+# float64 scalar; otherwise the dtype follows the inputs (float32 with float32 gives
+# float32) and keepdims=True gives an array.  The ignored overlaps are with the
+# keepdims=True overload below them, which a call that matches both never reaches
+# (float64 inputs with keepdims=True take the float64 keepdims=True overload above).
+@overload
+def js_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = ..., keepdims: bool = ...,
+           base: float | None = ..., normalize: bool = ..., out: ArrayT,
+           num_threads: int | None = ..., check: bool = ...) -> ArrayT: ...
+
+@overload
+def js_div(p: ScalarOr1D, q: ScalarOr1D, *, axis: int | None = ..., keepdims: Literal[False] = ...,
+           base: float | None = ..., normalize: bool = ..., out: None = ...,
+           num_threads: int | None = ..., check: bool = ...) -> np.float64: ...
+
+@overload
+def js_div(p: Float32Like, q: Float32Like, *, axis: Axis = ..., keepdims: Literal[True],
+           base: float | None = ..., normalize: bool = ..., out: None = ...,
+           num_threads: int | None = ..., check: bool = ...) -> F32Array: ...
+
+@overload
+def js_div(p: Float32Like, q: Float32Like, *, axis: Axis = ..., keepdims: bool = ...,
+           base: float | None = ..., normalize: bool = ..., out: None = ...,
+           num_threads: int | None = ..., check: bool = ...) -> F32Result: ...
+
+@overload
+def js_div(p: Float64Like, q: ArrayLike, *, axis: Axis = ..., keepdims: Literal[True],
+           base: float | None = ..., normalize: bool = ..., out: None = ...,
+           num_threads: int | None = ..., check: bool = ...) -> F64Array: ...
+
+@overload
+def js_div(p: ArrayLike, q: Float64Like, *, axis: Axis = ..., keepdims: Literal[True],
+           base: float | None = ..., normalize: bool = ..., out: None = ...,
+           num_threads: int | None = ..., check: bool = ...) -> F64Array: ...
+
+@overload
+def js_div(  # type: ignore[overload-overlap]
+           p: Float64Like, q: ArrayLike, *, axis: Axis = ..., keepdims: bool = ...,
+           base: float | None = ..., normalize: bool = ..., out: None = ...,
+           num_threads: int | None = ..., check: bool = ...) -> F64Result: ...
+
+@overload
+def js_div(  # type: ignore[overload-overlap]
+           p: ArrayLike, q: Float64Like, *, axis: Axis = ..., keepdims: bool = ...,
+           base: float | None = ..., normalize: bool = ..., out: None = ...,
+           num_threads: int | None = ..., check: bool = ...) -> F64Result: ...
+
+@overload
+def js_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = ..., keepdims: Literal[True],
+           base: float | None = ..., normalize: bool = ..., out: None = ...,
+           num_threads: int | None = ..., check: bool = ...) -> F32Array | F64Array: ...
+
+@overload
+def js_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = ..., keepdims: bool = ...,
+           base: float | None = ..., normalize: bool = ..., out: None = ...,
+           num_threads: int | None = ..., check: bool = ...) -> FloatResult: ...
+
+
+def js_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = -1, keepdims: bool = False,
+           base: float | None = None, normalize: bool = False,
+           out: npt.NDArray[Any] | None = None, num_threads: int | None = None,
+           check: bool = True) -> np.floating[Any] | npt.NDArray[Any]:
     """Jensen-Shannon divergence JS(p, q) = KL(p || m) / 2 + KL(q || m) / 2, m = (p + q) / 2.
 
     Symmetric, finite and at most log(2) (1 bit with ``base=2``) for
@@ -150,8 +223,69 @@ def js_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, out=Non
     )
 
 
-def kl_div_log(log_p, log_q, *, axis=-1, keepdims=False, base=None, normalize=False,
-               out=None, num_threads=None, check=True):
+# The overloads: ``out`` is returned as passed; Python numbers and flat lists give a
+# float64 scalar; otherwise the dtype follows the inputs (float32 with float32 gives
+# float32) and keepdims=True gives an array.  The ignored overlaps are with the
+# keepdims=True overload below them, which a call that matches both never reaches
+# (float64 inputs with keepdims=True take the float64 keepdims=True overload above).
+@overload
+def kl_div_log(log_p: ArrayLike, log_q: ArrayLike, *, axis: Axis = ..., keepdims: bool = ...,
+               base: float | None = ..., normalize: bool = ..., out: ArrayT,
+               num_threads: int | None = ..., check: bool = ...) -> ArrayT: ...
+
+@overload
+def kl_div_log(log_p: ScalarOr1D, log_q: ScalarOr1D, *, axis: int | None = ...,
+               keepdims: Literal[False] = ..., base: float | None = ..., normalize: bool = ...,
+               out: None = ..., num_threads: int | None = ...,
+               check: bool = ...) -> np.float64: ...
+
+@overload
+def kl_div_log(log_p: Float32Like, log_q: Float32Like, *, axis: Axis = ..., keepdims: Literal[True],
+               base: float | None = ..., normalize: bool = ..., out: None = ...,
+               num_threads: int | None = ..., check: bool = ...) -> F32Array: ...
+
+@overload
+def kl_div_log(log_p: Float32Like, log_q: Float32Like, *, axis: Axis = ..., keepdims: bool = ...,
+               base: float | None = ..., normalize: bool = ..., out: None = ...,
+               num_threads: int | None = ..., check: bool = ...) -> F32Result: ...
+
+@overload
+def kl_div_log(log_p: Float64Like, log_q: ArrayLike, *, axis: Axis = ..., keepdims: Literal[True],
+               base: float | None = ..., normalize: bool = ..., out: None = ...,
+               num_threads: int | None = ..., check: bool = ...) -> F64Array: ...
+
+@overload
+def kl_div_log(log_p: ArrayLike, log_q: Float64Like, *, axis: Axis = ..., keepdims: Literal[True],
+               base: float | None = ..., normalize: bool = ..., out: None = ...,
+               num_threads: int | None = ..., check: bool = ...) -> F64Array: ...
+
+@overload
+def kl_div_log(  # type: ignore[overload-overlap]
+               log_p: Float64Like, log_q: ArrayLike, *, axis: Axis = ..., keepdims: bool = ...,
+               base: float | None = ..., normalize: bool = ..., out: None = ...,
+               num_threads: int | None = ..., check: bool = ...) -> F64Result: ...
+
+@overload
+def kl_div_log(  # type: ignore[overload-overlap]
+               log_p: ArrayLike, log_q: Float64Like, *, axis: Axis = ..., keepdims: bool = ...,
+               base: float | None = ..., normalize: bool = ..., out: None = ...,
+               num_threads: int | None = ..., check: bool = ...) -> F64Result: ...
+
+@overload
+def kl_div_log(log_p: ArrayLike, log_q: ArrayLike, *, axis: Axis = ..., keepdims: Literal[True],
+               base: float | None = ..., normalize: bool = ..., out: None = ...,
+               num_threads: int | None = ..., check: bool = ...) -> F32Array | F64Array: ...
+
+@overload
+def kl_div_log(log_p: ArrayLike, log_q: ArrayLike, *, axis: Axis = ..., keepdims: bool = ...,
+               base: float | None = ..., normalize: bool = ..., out: None = ...,
+               num_threads: int | None = ..., check: bool = ...) -> FloatResult: ...
+
+
+def kl_div_log(log_p: ArrayLike, log_q: ArrayLike, *, axis: Axis = -1, keepdims: bool = False,
+               base: float | None = None, normalize: bool = False,
+               out: npt.NDArray[Any] | None = None, num_threads: int | None = None,
+               check: bool = True) -> np.floating[Any] | npt.NDArray[Any]:
     """KL(p || q) from log-probabilities: sum over ``axis`` of exp(log_p) * (log_p - log_q).
 
     For log-softmax outputs and other log-space data, without leaving log space

@@ -1,5 +1,5 @@
 """Type stubs for the compiled kl_fast._gaussian module."""
-from typing import Optional, Tuple, Union
+from typing import Literal, Optional, Tuple, Union, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +22,9 @@ FIT_LINESEARCH: int
 FIT_DEGENERATE: int
 FIT_SINGULAR: int
 FIT_NONFINITE: int
+FIT_INTERRUPTED: int
+FIT_TWO_POINTS: int
+FIT_UNIFORM: int
 
 def select_isa(force_baseline: bool = ...) -> str: ...
 def current_isa() -> str: ...
@@ -64,6 +67,7 @@ def gaussian_fit_rows(
     newton: bool,
     variance: bool,
     lr: float,
+    lr_par: float,
     iters: int,
     tol: float,
     out: _F64,
@@ -71,13 +75,14 @@ def gaussian_fit_rows(
     hist: _F64,
     n_threads: int,
 ) -> None: ...
+@overload
 def kl_grad_1d(
-    p: object,
-    x: object,
-    mu: object,
-    sigma: object,
-    want_grad: bool,
-) -> Optional[Union[np.float64, Tuple[np.float64, np.float64, np.float64]]]: ...
+    p: object, x: object, mu: object, sigma: object, want_grad: Literal[False]
+) -> Optional[np.float64]: ...
+@overload
+def kl_grad_1d(
+    p: object, x: object, mu: object, sigma: object, want_grad: Literal[True]
+) -> Optional[Tuple[np.float64, np.float64, np.float64]]: ...
 def fit_1d(
     p: object,
     x: object,

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import math
+from typing import Any, Sequence, cast, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _div_kernels
+from ._typing import ArrayLike, ArrayT, F32Array, F64Array, Float64Like
 from ._api import check_out, deliver, finish, row_sums, scaled_by_max
 from ._validation import (
     as_real_array,
@@ -26,7 +29,7 @@ _REFINE_FACTOR = 2.0 ** 24
 _BLOCK_ELEMENTS = 1 << 20
 
 
-def _check_matrix_shape(shape: tuple, name: str, func: str) -> None:
+def _check_matrix_shape(shape: tuple[int, ...], name: str, func: str) -> None:
     if len(shape) != 2:
         raise ValueError(
             f"{func}: {name} must be a 2-D array with one distribution per row, "
@@ -34,7 +37,7 @@ def _check_matrix_shape(shape: tuple, name: str, func: str) -> None:
         )
 
 
-def _check_row_lengths(p_shape: tuple, q_shape: tuple, func: str) -> None:
+def _check_row_lengths(p_shape: tuple[int, ...], q_shape: tuple[int, ...], func: str) -> None:
     if q_shape[1] != p_shape[1]:
         raise ValueError(
             f"{func}: the rows of P (length {p_shape[1]}) and of Q (length "
@@ -42,13 +45,13 @@ def _check_row_lengths(p_shape: tuple, q_shape: tuple, func: str) -> None:
         )
 
 
-def _as_matrix(a, name: str, func: str) -> np.ndarray:
+def _as_matrix(a: object, name: str, func: str) -> np.ndarray:
     arr = as_real_array(a, name, func)
     _check_matrix_shape(arr.shape, name, func)
     return arr
 
 
-def _prepare(P, Q, func: str):
+def _prepare(P: object, Q: object, func: str) -> tuple[np.ndarray, np.ndarray, np.dtype, bool]:
     """Validated 2-D inputs in the kernel dtype: (Pk, Qk, dtype, same)."""
     P_in = _as_matrix(P, "P", func)
     same = Q is None
@@ -60,7 +63,8 @@ def _prepare(P, Q, func: str):
     return Pk, Qk, dtype, same
 
 
-def _direct_out(out, shape, dtype, inputs, func):
+def _direct_out(out: np.ndarray | None, shape: tuple[int, int], dtype: np.dtype,
+                inputs: Sequence[object], func: str) -> np.ndarray | None:
     """Check ``out`` (None, or an array for a result of this shape and dtype)
     and return it when the kernels can write the result into it as it is: the
     result is float64 and out a C-contiguous float64 array that may share no
@@ -76,7 +80,8 @@ def _direct_out(out, shape, dtype, inputs, func):
     return None
 
 
-def _row_stats(A: np.ndarray, name: str, func: str, num_threads, check: bool, row0: int = 0):
+def _row_stats(A: np.ndarray, name: str, func: str, num_threads: Any, check: bool,
+               row0: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(sum a*log(a), sum a) of each row: one kernel pass, with the fused check.
 
     ``row0``: the first row's index in a larger matrix (A a block of it), for errors.
@@ -97,16 +102,18 @@ def _check_sums(sums: np.ndarray, name: str, func: str, row0: int = 0) -> None:
         )
 
 
-def _far(sums, dtype, tiny_too):
+def _far(sums: np.ndarray, dtype: np.dtype, tiny_too: bool) -> np.ndarray:
     """Row sums that overflowed and, with tiny_too, positive ones below the
     range of the kernels of ``dtype`` (2**-960, float32 2**-100)."""
-    far = np.isinf(sums)
+    far: np.ndarray = np.isinf(sums)
     if tiny_too:
         far |= (sums > 0) & (sums < (2.0 ** -100 if dtype == np.float32 else 2.0 ** -960))
     return far
 
 
-def _finite_sums(Pk, Qk, hp, psum, hq, qsum, same, func, num_threads, tiny_too=True):
+def _finite_sums(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
+                 hq: np.ndarray, qsum: np.ndarray, same: bool, func: str, num_threads: Any,
+                 tiny_too: bool = True) -> tuple[np.ndarray, ...]:
     """For normalize: rows whose sum is out of range (see _far) scaled by
     powers of two (exactly; normalising is scale-invariant) and their stats
     recomputed; then the sums checked.  Returns (Pk, Qk, hp, psum, hq, qsum)."""
@@ -124,11 +131,11 @@ def _finite_sums(Pk, Qk, hp, psum, hq, qsum, same, func, num_threads, tiny_too=T
     return Pk, Qk, hp, psum, hq, qsum
 
 
-def _resolve_base(base, func):
+def _resolve_base(base: Any, func: str) -> float | None:
     return None if base is None else check_positive_scalar(base, "base", func, allow_one=False)
 
 
-def _masked_log(Q64: np.ndarray, num_threads, func: str) -> np.ndarray:
+def _masked_log(Q64: np.ndarray, num_threads: Any, func: str) -> np.ndarray:
     """log(q) where q > 0, 0 where q == 0 (the zeros are handled separately)."""
     Q64 = np.ascontiguousarray(Q64)
     L = np.empty(Q64.shape, dtype=np.float64)
@@ -137,7 +144,7 @@ def _masked_log(Q64: np.ndarray, num_threads, func: str) -> np.ndarray:
     return L
 
 
-def _abs_side(L: np.ndarray):
+def _abs_side(L: np.ndarray) -> tuple[float, np.ndarray | None, np.ndarray | None]:
     """How to get sum p*|log q| from the product C = P @ L.T.
 
     Returns (sign, cols, side): sum p*|L| = sign * C + 2 * P[:, cols] @ side.T,
@@ -157,8 +164,10 @@ def _abs_side(L: np.ndarray):
     return 1.0, cols, -np.minimum(L[:, cols], 0.0)
 
 
-def _kl_matrix(Pk, Qk, hp, psum, qsum, *, normalize, num_threads, func,
-               refine=True, bound=None, out=None, L=None):
+def _kl_matrix(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
+               qsum: np.ndarray, *, normalize: bool, num_threads: Any, func: str,
+               refine: bool = True, bound: np.ndarray | None = None,
+               out: np.ndarray | None = None, L: np.ndarray | None = None) -> np.ndarray:
     """The (m, k) matrix of KL(P_i || Q_j), natural log, float64.
 
     Entropy term minus the product P @ log(Q).T, block by block, into ``out``
@@ -205,7 +214,7 @@ def _kl_matrix(Pk, Qk, hp, psum, qsum, *, normalize, num_threads, func,
             np.matmul(P64, LT, out=ob)                                # C = P log(Q)^T
             # a_abs = sum p*|log q| + sum |p log p|: the scale of the rounding errors
             a_abs = ob * sign
-            if side_cols is not None:
+            if side_cols is not None and side is not None:  # both or neither
                 a_abs += 2.0 * (P64[:, side_cols] @ side.T)
             h_abs = -hp[i0:i1]
             big = P64 > 1.0
@@ -251,8 +260,38 @@ def _kl_matrix(Pk, Qk, hp, psum, qsum, *, normalize, num_threads, func,
     return out
 
 
-def kl_pairwise(P, Q=None, *, base=None, normalize=False, out=None, num_threads=None,
-                check=True):
+# The overloads: ``out`` is returned as passed, else the dtype follows the inputs
+# (float32 with float32 gives float32).  mypy takes NumPy's scalar types, which are
+# not final, for overlapping: a float32 array never matches the float64 overload.
+@overload
+def kl_pairwise(P: ArrayLike, Q: ArrayLike | None = ..., *, base: float | None = ...,
+                normalize: bool = ..., out: ArrayT, num_threads: int | None = ...,
+                check: bool = ...) -> ArrayT: ...
+
+@overload
+def kl_pairwise(  # type: ignore[overload-overlap]
+                P: F32Array, Q: F32Array | None = ..., *, base: float | None = ...,
+                normalize: bool = ..., out: None = ..., num_threads: int | None = ...,
+                check: bool = ...) -> F32Array: ...
+
+@overload
+def kl_pairwise(P: Float64Like, Q: ArrayLike | None = ..., *, base: float | None = ...,
+                normalize: bool = ..., out: None = ..., num_threads: int | None = ...,
+                check: bool = ...) -> F64Array: ...
+
+@overload
+def kl_pairwise(P: ArrayLike, Q: Float64Like, *, base: float | None = ...,
+                normalize: bool = ..., out: None = ..., num_threads: int | None = ...,
+                check: bool = ...) -> F64Array: ...
+
+@overload
+def kl_pairwise(P: ArrayLike, Q: ArrayLike | None = ..., *, base: float | None = ...,
+                normalize: bool = ..., out: None = ..., num_threads: int | None = ...,
+                check: bool = ...) -> F32Array | F64Array: ...
+
+def kl_pairwise(P: ArrayLike, Q: ArrayLike | None = None, *, base: float | None = None,
+                normalize: bool = False, out: npt.NDArray[Any] | None = None,
+                num_threads: int | None = None, check: bool = True) -> npt.NDArray[Any]:
     """All-pairs Kullback-Leibler matrix: entry [i, j] is KL(P[i] || Q[j]).
 
     Same semantics as ``kl_div(P[i], Q[j])`` for every pair (a term with p == 0
@@ -331,11 +370,41 @@ def kl_pairwise(P, Q=None, *, base=None, normalize=False, out=None, num_threads=
     if base is not None:
         with np.errstate(over="ignore"):  # beyond the range: inf
             res /= math.log(base)
-    return res if direct is not None else deliver(res, out, dtype, func)
+    return res if direct is not None else cast(np.ndarray, deliver(res, out, dtype, func))
 
 
-def js_pairwise(P, Q=None, *, base=None, normalize=False, out=None, num_threads=None,
-                check=True):
+# The overloads: ``out`` is returned as passed, else the dtype follows the inputs
+# (float32 with float32 gives float32).  mypy takes NumPy's scalar types, which are
+# not final, for overlapping: a float32 array never matches the float64 overload.
+@overload
+def js_pairwise(P: ArrayLike, Q: ArrayLike | None = ..., *, base: float | None = ...,
+                normalize: bool = ..., out: ArrayT, num_threads: int | None = ...,
+                check: bool = ...) -> ArrayT: ...
+
+@overload
+def js_pairwise(  # type: ignore[overload-overlap]
+                P: F32Array, Q: F32Array | None = ..., *, base: float | None = ...,
+                normalize: bool = ..., out: None = ..., num_threads: int | None = ...,
+                check: bool = ...) -> F32Array: ...
+
+@overload
+def js_pairwise(P: Float64Like, Q: ArrayLike | None = ..., *, base: float | None = ...,
+                normalize: bool = ..., out: None = ..., num_threads: int | None = ...,
+                check: bool = ...) -> F64Array: ...
+
+@overload
+def js_pairwise(P: ArrayLike, Q: Float64Like, *, base: float | None = ...,
+                normalize: bool = ..., out: None = ..., num_threads: int | None = ...,
+                check: bool = ...) -> F64Array: ...
+
+@overload
+def js_pairwise(P: ArrayLike, Q: ArrayLike | None = ..., *, base: float | None = ...,
+                normalize: bool = ..., out: None = ..., num_threads: int | None = ...,
+                check: bool = ...) -> F32Array | F64Array: ...
+
+def js_pairwise(P: ArrayLike, Q: ArrayLike | None = None, *, base: float | None = None,
+                normalize: bool = False, out: npt.NDArray[Any] | None = None,
+                num_threads: int | None = None, check: bool = True) -> npt.NDArray[Any]:
     """All-pairs Jensen-Shannon matrix: entry [i, j] is JS(P[i], Q[j]).
 
     Each entry equals ``js_div(P[i], Q[j], ...)`` bit for bit (the same fused
@@ -405,7 +474,7 @@ def js_pairwise(P, Q=None, *, base=None, normalize=False, out=None, num_threads=
     if base is not None:
         with np.errstate(over="ignore"):  # beyond the range: inf
             res /= math.log(base)
-    return res if direct is not None else deliver(res, out, dtype, func)
+    return res if direct is not None else cast(np.ndarray, deliver(res, out, dtype, func))
 
 
 # The public functions: compiled entries with these docstrings that compute small

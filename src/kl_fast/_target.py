@@ -9,10 +9,16 @@ evaluation then costs the q pass only, through the same kernels as
 from __future__ import annotations
 
 import math
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
+import numpy.typing as npt
 
 from . import gaussian as _g
+
+# a value per parameter set: a scalar for one, an array of the broadcast shape for many
+_Value = Union[np.float64, npt.NDArray[np.float64]]
+_Theta = npt.ArrayLike
 
 __all__ = ["GaussianTarget"]
 
@@ -62,7 +68,8 @@ class GaussianTarget:
 
     __slots__ = ("_p2", "_xk", "_psums", "_batch_shape", "_k", "_normalize", "_x")
 
-    def __init__(self, p, x, *, normalize=True, check=True):
+    def __init__(self, p: npt.ArrayLike, x: npt.ArrayLike, *, normalize: bool = True,
+                 check: bool = True) -> None:
         func = "GaussianTarget"
         p2, xk, psums, batch_shape, _, k = _g._prepare(p, x, func, bool(normalize), 1)
         if p2.shape[0] == 0:
@@ -85,7 +92,7 @@ class GaussianTarget:
         return v
 
     @property
-    def batch_shape(self) -> tuple:
+    def batch_shape(self) -> tuple[int, ...]:
         """p's shape without the grid axis (() for one distribution)."""
         return self._batch_shape
 
@@ -94,7 +101,7 @@ class GaussianTarget:
         return self._normalize
 
     @property
-    def dtype(self) -> np.dtype:
+    def dtype(self) -> np.dtype[Any]:
         """The dtype p is read in (float32 or float64)."""
         return self._p2.dtype
 
@@ -105,28 +112,33 @@ class GaussianTarget:
                 f"[{float(self._x.min()):.6g}, {float(self._x.max()):.6g}], "
                 f"normalize={self._normalize})")
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         for name in self.__slots__:
             object.__setattr__(self, name, state[name])
 
     # ---- evaluation ----------------------------------------------------------------
-    def _values(self, mu, sigma, func, order, num_threads):
+    def _values(self, mu: npt.ArrayLike, sigma: npt.ArrayLike, func: str, order: int,
+                num_threads: Optional[int]) -> list[_Value]:
         return _g._evaluate_prepared(self._p2, self._xk, self._psums, self._batch_shape,
                                      self._k, mu, sigma, func, self._normalize, num_threads,
                                      order)
 
-    def kl(self, mu, sigma, *, num_threads=None):
+    def kl(self, mu: npt.ArrayLike, sigma: npt.ArrayLike, *,
+           num_threads: Optional[int] = None) -> _Value:
         """KL(p || q(mu, sigma)), as :func:`gaussian_kl` gives it."""
         return self._values(mu, sigma, "GaussianTarget.kl", 0, num_threads)[0]
 
-    def kl_grad(self, mu, sigma, *, num_threads=None):
+    def kl_grad(self, mu: npt.ArrayLike, sigma: npt.ArrayLike, *,
+                num_threads: Optional[int] = None) -> tuple[_Value, _Value, _Value]:
         """(kl, d_mu, d_sigma), as :func:`gaussian_kl_grad` gives them."""
-        return tuple(self._values(mu, sigma, "GaussianTarget.kl_grad", 1, num_threads))
+        kl, dmu, dsigma = self._values(mu, sigma, "GaussianTarget.kl_grad", 1, num_threads)
+        return kl, dmu, dsigma
 
-    def kl_hess(self, mu, sigma, *, num_threads=None):
+    def kl_hess(self, mu: npt.ArrayLike, sigma: npt.ArrayLike, *, num_threads: Optional[int] = None
+                ) -> tuple[_Value, npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """(kl, grad, hess): grad of shape (..., 2) = (d_mu, d_sigma) and the
         analytic Hessian in (mu, sigma), shape (..., 2, 2), from one q pass.
 
@@ -143,8 +155,10 @@ class GaussianTarget:
         return kl, grad, hess
 
     # ---- fitting -------------------------------------------------------------------
-    def fit(self, *, method="newton", mu0=None, sigma0=None, parametrization="sigma",
-            lr=0.001, epochs=100, tol=1e-9, max_iter=50, history=True, num_threads=None):
+    def fit(self, *, method: str = "newton", mu0: Optional[npt.ArrayLike] = None,
+            sigma0: Optional[npt.ArrayLike] = None, parametrization: str = "sigma",
+            lr: float = 0.001, epochs: int = 100, tol: float = 1e-9, max_iter: int = 50,
+            history: bool = True, num_threads: Optional[int] = None) -> "_g.GaussianFit[Any, Any, Any, Any]":
         """:func:`fit_gaussian` of the target's p (its normalize), p's sums reused."""
         func = "GaussianTarget.fit"
         variance, lr_v, tol_v, iters = _g._fit_options(method, parametrization, lr, tol,
@@ -155,7 +169,8 @@ class GaussianTarget:
                                 sigma0=sigma0, lr=lr_v, tol=tol_v, iters=iters,
                                 history=history, func=func)
 
-    def scipy_objective(self):
+    def scipy_objective(self) -> tuple[Callable[[_Theta], float], Callable[[_Theta], np.ndarray],
+                                       Callable[[_Theta], np.ndarray]]:
         """(fun, jac, hess) of theta = [mu, sigma] for ``scipy.optimize.minimize``.
 
         For a target of one row.  fun(theta) is the KL, jac(theta) the gradient
@@ -184,13 +199,13 @@ class GaussianTarget:
 class _Objective:
     """fun, jac and hess of one row's target, sharing the last evaluation."""
 
-    def __init__(self, target: GaussianTarget):
+    def __init__(self, target: GaussianTarget) -> None:
         self._target = target
-        self._theta = None
+        self._theta: Optional[tuple[float, float]] = None
         self._order = -1
-        self._values = None
+        self._values: list[_Value] = []
 
-    def _at(self, theta, order, what):
+    def _at(self, theta: _Theta, order: int, what: str) -> Optional[list[_Value]]:
         t = np.asarray(theta, dtype=np.float64)
         if t.shape != (2,):
             raise ValueError(f"GaussianTarget.scipy_objective: {what} takes theta = [mu, sigma], "
@@ -205,23 +220,24 @@ class _Objective:
             self._theta, self._order = key, max(order, 1)
         return self._values
 
-    def fun(self, theta) -> float:
+    def fun(self, theta: _Theta) -> float:
         v = self._at(theta, 1, "fun")
         return math.inf if v is None else float(v[0])
 
-    def jac(self, theta) -> np.ndarray:
+    def jac(self, theta: _Theta) -> np.ndarray:
         v = self._at(theta, 1, "jac")
         if v is None:
             raise ValueError(f"GaussianTarget.scipy_objective: jac needs a finite mu and sigma "
                              f"> 0, got theta = {np.asarray(theta).tolist()}")
         return np.array([v[1], v[2]], dtype=np.float64)
 
-    def hess(self, theta) -> np.ndarray:
+    def hess(self, theta: _Theta) -> np.ndarray:
         v = self._at(theta, 2, "hess")
         if v is None:
             raise ValueError(f"GaussianTarget.scipy_objective: hess needs a finite mu and "
                              f"sigma > 0, got theta = {np.asarray(theta).tolist()}")
         return np.array([[v[3], v[4]], [v[4], v[5]]], dtype=np.float64)
 
-    def functions(self):
+    def functions(self) -> tuple[Callable[[_Theta], float], Callable[[_Theta], np.ndarray],
+                                 Callable[[_Theta], np.ndarray]]:
         return self.fun, self.jac, self.hess

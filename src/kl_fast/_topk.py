@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import math
 import operator
+from typing import Any, Literal, Optional
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _div_kernels
 from ._api import finish, kl_div, normalize_rescale
@@ -39,7 +41,7 @@ _MAX_COLS = 4096
 _NO_INDEX = np.iinfo(np.intp).max   # an empty slot ranks after every real index
 
 
-def _check_k(k, total: int, func: str) -> int:
+def _check_k(k: Any, total: int, func: str) -> int:
     if isinstance(k, (float, np.floating)):
         if not math.isfinite(k) or k != int(k):
             raise ValueError(f"{func}: k must be a non-negative integer, got {k!r}")
@@ -56,7 +58,8 @@ def _check_k(k, total: int, func: str) -> int:
     return v
 
 
-def _merge(vals, idx, new_vals, new_idx, k):
+def _merge(vals: np.ndarray, idx: np.ndarray, new_vals: np.ndarray, new_idx: np.ndarray,
+           k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k smallest of each row of the union (value, then index), as (vals, idx)."""
     V = np.concatenate([vals, new_vals], axis=1)
     I = np.concatenate([idx, new_idx], axis=1)
@@ -64,7 +67,8 @@ def _merge(vals, idx, new_vals, new_idx, k):
     return np.take_along_axis(V, order, axis=1), np.take_along_axis(I, order, axis=1)
 
 
-def _by_row(rows, values, cols, m):
+def _by_row(rows: np.ndarray, values: np.ndarray, cols: np.ndarray,
+            m: int) -> tuple[np.ndarray, np.ndarray]:
     """Ragged (rows, values, cols) as (m, c) arrays padded with (inf, _NO_INDEX)."""
     counts = np.bincount(rows, minlength=m)
     c = int(counts.max()) if counts.size else 0
@@ -83,18 +87,20 @@ class _KLSide:
     """Exact KL values of (row, column) pairs and block approximations, for
     KL(P_i || Q_j) (reverse False) or KL(Q_j || P_i) (reverse True)."""
 
-    def __init__(self, Pk, Qk, stats, normalize, reverse, num_threads, func):
+    def __init__(self, Pk: np.ndarray, Qk: np.ndarray, stats: tuple[np.ndarray, ...],
+                 normalize: bool, reverse: bool, num_threads: Optional[int], func: str) -> None:
         self.P, self.Q = Pk, Qk
         self.hp, self.psum, self.hq, self.qsum = stats
         self.normalize, self.reverse = normalize, reverse
         self.num_threads, self.func = num_threads, func
 
-    def logs(self, i0, i1, j0, j1):
+    def logs(self, i0: int, i1: int, j0: int, j1: int) -> np.ndarray:
         """The logs of the tile's second operand (Q's rows, or P's for reverse)."""
         b = self.Q[j0:j1] if not self.reverse else self.P[i0:i1]
         return _masked_log(np.asarray(b, dtype=np.float64), self.num_threads, self.func)
 
-    def approx(self, i0, i1, j0, j1, L):
+    def approx(self, i0: int, i1: int, j0: int, j1: int,
+               L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(A, E): product-form values and their error bounds, (i1 - i0, j1 - j0)."""
         bound = np.empty((i1 - i0, j1 - j0)) if not self.reverse else np.empty((j1 - j0, i1 - i0))
         if not self.reverse:
@@ -109,7 +115,7 @@ class _KLSide:
                        L=L)
         return A.T, bound.T
 
-    def exact(self, rows, cols):
+    def exact(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """kl_div's values of the pairs (natural log, float64)."""
         a, b, sa, sb = (self.P, self.Q, self.psum, self.qsum) if not self.reverse else \
             (self.Q, self.P, self.qsum, self.psum)
@@ -131,14 +137,14 @@ class _KLSide:
         return values
 
 
-def _tiles(m, total):
+def _tiles(m: int, total: int) -> tuple[int, int]:
     """(mb, kb): rows and candidates per tile, about _TILE_ENTRIES entries."""
     kb = min(total, _MAX_COLS, max(256, _TILE_ENTRIES // max(m, 1)))
     mb = max(1, min(m, _TILE_ENTRIES // kb))
     return mb, kb
 
 
-def _threshold(vals, hi, k):
+def _threshold(vals: np.ndarray, hi: np.ndarray, k: int) -> np.ndarray:
     """Per row, a value no candidate outside the top k can beat: the k-th exact
     value kept so far, or where fewer than k are kept, the k-th smallest upper
     bound among those and the tile's."""
@@ -150,7 +156,7 @@ def _threshold(vals, hi, k):
     return t
 
 
-def _topk_kl(side, m, total, k):
+def _topk_kl(side: _KLSide, m: int, total: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     vals = np.full((m, k), np.inf)
     idx = np.full((m, k), _NO_INDEX, dtype=np.intp)
     mb, kb = _tiles(m, total)
@@ -178,7 +184,9 @@ def _topk_kl(side, m, total, k):
     return vals, idx
 
 
-def _topk_js(Pk, Qk, a, b, m, total, k, num_threads, func):
+def _topk_js(Pk: np.ndarray, Qk: np.ndarray, a: np.ndarray, b: np.ndarray, m: int, total: int,
+             k: int, num_threads: Optional[int],
+             func: str) -> tuple[np.ndarray, np.ndarray]:
     vals = np.full((m, k), np.inf)
     idx = np.full((m, k), _NO_INDEX, dtype=np.intp)
     mb, kb = _tiles(m, total)
@@ -195,8 +203,10 @@ def _topk_js(Pk, Qk, a, b, m, total, k, num_threads, func):
     return vals, idx
 
 
-def kl_topk(P, Q, k, *, divergence="kl", normalize=False, base=None, num_threads=None,
-            check=True):
+def kl_topk(P: npt.ArrayLike, Q: npt.ArrayLike, k: int, *,
+            divergence: Literal["kl", "js", "kl_reverse"] = "kl", normalize: bool = False,
+            base: Optional[float] = None, num_threads: Optional[int] = None,
+            check: bool = True) -> tuple[np.ndarray, npt.NDArray[np.intp]]:
     """For each row of P, the k rows of Q nearest to it by KL (or JS).
 
     Equivalent to sorting each row of ``kl_pairwise(P, Q)`` (or of
@@ -253,11 +263,8 @@ def kl_topk(P, Q, k, *, divergence="kl", normalize=False, base=None, num_threads
     m, total = Pk.shape[0], Qk.shape[0]
     if divergence != "js" and dtype != np.float64:
         Pk, Qk = Pk.astype(np.float64), Qk.astype(np.float64)
-    if divergence == "js" and not (check or normalize):
-        psum = qsum = None
-    else:
-        hp, psum = _row_stats(Pk, "P", func, num_threads, check)
-        hq, qsum = _row_stats(Qk, "Q", func, num_threads, check)
+    hp, psum = _row_stats(Pk, "P", func, num_threads, check)
+    hq, qsum = _row_stats(Qk, "Q", func, num_threads, check)
     if normalize:
         Pk, Qk, hp, psum, hq, qsum = _finite_sums(Pk, Qk, hp, psum, hq, qsum, False, func,
                                                   num_threads, tiny_too=divergence != "js")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import operator
 import os
+from typing import Any, Iterable, Protocol, SupportsInt
 
 import numpy as np
 
@@ -20,7 +21,7 @@ def check_real_dtype(dtype: np.dtype, name: str, func: str) -> None:
         )
 
 
-def as_real_array(a, name: str, func: str) -> np.ndarray:
+def as_real_array(a: object, name: str, func: str) -> np.ndarray:
     """``a`` as an ndarray of a real numeric dtype, else TypeError naming it.
 
     A masked array is refused: its mask would otherwise be silently ignored."""
@@ -66,7 +67,14 @@ def _check_float64_range(arr: np.ndarray, name: str, func: str) -> None:
         )
 
 
-def result_dtype(*arrays: np.ndarray) -> np.dtype:
+class HasDtype(Protocol):
+    """An array of any kind (NumPy's, Dask's)."""
+
+    @property
+    def dtype(self) -> np.dtype: ...
+
+
+def result_dtype(*arrays: HasDtype) -> np.dtype:
     """float32 when every input is float32 (in either byte order), else float64."""
     for a in arrays:
         if a.dtype.kind != "f" or a.dtype.itemsize != 4:
@@ -83,7 +91,7 @@ def to_kernel_dtype(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return a
 
 
-def check_positive_scalar(value, name: str, func: str, *, allow_one: bool = True) -> float:
+def check_positive_scalar(value: Any, name: str, func: str, *, allow_one: bool = True) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -124,7 +132,7 @@ def default_threads() -> int:
 _PARALLEL_MIN_ELEMENTS = 1 << 15
 
 
-def resolve_threads(num_threads, n_rows: int, n_elements: int, func: str) -> int:
+def resolve_threads(num_threads: Any, n_rows: int, n_elements: int, func: str) -> int:
     if num_threads is None:
         if n_rows <= 1 or n_elements < _PARALLEL_MIN_ELEMENTS:
             return 1
@@ -139,7 +147,7 @@ def resolve_threads(num_threads, n_rows: int, n_elements: int, func: str) -> int
     return max(1, min(n, n_rows, _CPU_COUNT))
 
 
-def normalize_axes(axis, ndim: int, func: str):
+def normalize_axes(axis: Any, ndim: int, func: str) -> tuple[int, ...] | None:
     """Sorted tuple of non-negative axes, or None for all axes."""
     if axis is None:
         return None
@@ -161,11 +169,11 @@ def normalize_axes(axis, ndim: int, func: str):
     return tuple(sorted(out))
 
 
-def format_index(idx) -> str:
-    idx = tuple(int(i) for i in idx)
-    if len(idx) == 1:
-        return f"[{idx[0]}]"
-    return "[" + ", ".join(str(i) for i in idx) + "]"
+def format_index(idx: Iterable[SupportsInt]) -> str:
+    ints = tuple(int(i) for i in idx)
+    if len(ints) == 1:
+        return f"[{ints[0]}]"
+    return "[" + ", ".join(str(i) for i in ints) + "]"
 
 
 def describe_bad(value: float) -> str:

@@ -22,8 +22,8 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import (TYPE_CHECKING, Any, BinaryIO, Callable, Dict, Iterable, List, Optional, Sequence,
-                    TextIO, Tuple)
+from typing import (TYPE_CHECKING, Any, BinaryIO, Callable, Dict, Iterable, List, Literal, Optional,
+                    Sequence, TextIO, Tuple, TypedDict, Union)
 
 import numpy as np
 
@@ -189,8 +189,18 @@ class FitTrace:
 
 
 # The tutorial's run: (mu, variance) from (0, 1), learning rate 0.001, 100 epochs, no early stop.
-TUTORIAL_GD = dict(method="gd", parametrization="variance", mu0=0.0, sigma0=1.0, lr=0.001,
-                   epochs=100, tol=0.0)
+class _GDOptions(TypedDict):
+    method: Literal["gd"]
+    parametrization: Literal["variance"]
+    mu0: float
+    sigma0: float
+    lr: float
+    epochs: int
+    tol: float
+
+
+TUTORIAL_GD: _GDOptions = dict(method="gd", parametrization="variance", mu0=0.0, sigma0=1.0,
+                               lr=0.001, epochs=100, tol=0.0)
 
 
 def _trace(name: str, fit, seconds: float) -> FitTrace:
@@ -210,6 +220,10 @@ def _fits(p: np.ndarray, x: np.ndarray):
     gd_sec = _median_seconds(lambda: kl_fast.fit_gaussian(p, x, **TUTORIAL_GD, history=False))
     newton_sec = _median_seconds(lambda: kl_fast.fit_gaussian(p, x, method="newton", history=False))
     return _trace("gradient descent", gd, gd_sec), _trace("Newton", newton, newton_sec)
+
+
+# seconds measured already, or the zero-argument call to time
+_Timed = Union[float, Callable[[], object]]
 
 
 def demo(out_dir: str, say: Callable[[str], None] = print) -> int:
@@ -302,9 +316,9 @@ def demo(out_dir: str, say: Callable[[str], None] = print) -> int:
     say("")
     q = normal_pdf(x, 2.0, 2.0)
     p32, q32 = p.astype(np.float32), q.astype(np.float32)
-    ref_gd = dict(mu0=0.0, sigma0=1.0, lr=0.001, epochs=100, parametrization="variance")
-    numpy_gd_sec = _median_seconds(lambda: reference.fit_gaussian_gd(p, x, **ref_gd))
-    speed = [
+    numpy_gd_sec = _median_seconds(lambda: reference.fit_gaussian_gd(
+        p, x, mu0=0.0, sigma0=1.0, lr=0.001, epochs=100, parametrization="variance"))
+    speed: List[tuple[str, _Timed, _Timed]] = [
         ("kl_div float64", lambda: kl_fast.kl_div(p, q), lambda: reference.kl_div(p, q, check=False)),
         ("kl_div float32", lambda: kl_fast.kl_div(p32, q32),
          lambda: reference.kl_div(p32, q32, check=False)),
@@ -542,7 +556,7 @@ def bench(quick: bool, json_path: Optional[str], plot_path: Optional[str],
     env = environment()
     env["allocator"] = allocator
     print(format_table(results, env))
-    memory = []
+    memory: List[str] = []
     if not only or "kl" in only:
         from kl_fast.bench import cases_kl
 
@@ -1167,7 +1181,7 @@ def compute(p_path: str, q_path: str, *, axis: int = -1, normalize: bool = False
     if chunk_rows is None:
         chunk_rows = max(1, CHUNK_BYTES // max(1, n * pr.dtype.itemsize))
     func = kl_fast.js_div if js else kl_fast.kl_div
-    options: Dict[str, object] = dict(axis=-1, normalize=normalize, base=base)
+    options: Dict[str, Any] = dict(axis=-1, normalize=normalize, base=base)
     if dx is not None:
         options["dx"] = dx
     result = np.empty(m, dtype=dtype)

@@ -17,16 +17,17 @@ from __future__ import annotations
 
 try:
     import dask.array as da
-except ImportError as exc:  # pragma: no cover - exercised only without dask
+except ImportError as _missing:  # pragma: no cover - exercised only without dask
     raise ImportError(
         "kl_fast.dask needs dask[array] and distributed: pip install 'kl_fast[dask]'"
-    ) from exc
+    ) from _missing
 
 import math
 import re
-from typing import NamedTuple
+from typing import Any, Literal, NamedTuple, Optional, Sequence, TypedDict, Union, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from ._api import broadcast_shape, check_options, finish, max_exponents, row_sums
 from ._pairwise import (
@@ -56,29 +57,33 @@ __all__ = ["kl_div", "js_div", "kl_div_log", "kl_pairwise", "js_pairwise", "kl_t
            "gaussian_kl", "gaussian_kl_grad", "fit_gaussian", "GaussianFitArrays"]
 
 
-def _shape_dtype(a):
-    a = np.asarray(a)
-    return a.shape, a.dtype
+def _shape_dtype(a: Any) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    arr = np.asarray(a)
+    return arr.shape, arr.dtype
 
 
-def _is_future(a) -> bool:
+def _is_future(a: object) -> bool:
     return type(a).__name__ == "Future" and type(a).__module__.startswith("distributed")
 
 
-def _from_lazy(a):
+def _from_lazy(a: Any) -> da.Array:
     """A Dask array of a ``dask.delayed`` object or a ``distributed`` Future (of an
     array), one chunk; only its shape and dtype are fetched now."""
-    import dask
+    from dask.delayed import delayed
 
     if _is_future(a):
         shape, dtype = a.client.submit(_shape_dtype, a, pure=False).result()
-        a = dask.delayed(a)
+        a = delayed(a)
     else:
-        shape, dtype = dask.delayed(_shape_dtype)(a).compute()
+        shape, dtype = delayed(_shape_dtype)(a).compute()
     return da.from_delayed(a, shape=shape, dtype=dtype)
 
+# An input once checked: a Dask array, or anything else made an ndarray.
+_Input = Union[da.Array, np.ndarray]
+# Dask's block_info argument: {argument index: {"array-location": ..., ...}, None: ...}
+_BlockInfo = Any
 
-def _as_input(a, name: str, func: str):
+def _as_input(a: object, name: str, func: str) -> _Input:
     """A Dask array as given (a delayed object or a Future as a one-chunk Dask array),
     anything else as an ndarray; real dtypes only."""
     if not isinstance(a, (da.Array, np.ndarray)) and (_is_future(a) or (
@@ -95,7 +100,7 @@ def _as_input(a, name: str, func: str):
     return as_real_array(a, name, func)
 
 
-def _padded(a, ndim: int):
+def _padded(a: _Input, ndim: int) -> _Input:
     """``a`` with leading size-one axes up to ``ndim`` (a view, nothing copied)."""
     extra = ndim - a.ndim
     if extra == 0:
@@ -105,7 +110,7 @@ def _padded(a, ndim: int):
     return a.reshape((1,) * extra + a.shape)
 
 
-def _to_dask(a, like):
+def _to_dask(a: _Input, like: da.Array | None) -> da.Array:
     """``a`` as a Dask array; an ndarray is chunked like ``like`` where their sizes agree."""
     if isinstance(a, da.Array):
         return a
@@ -116,7 +121,8 @@ def _to_dask(a, like):
     return da.from_array(a, chunks=chunks)
 
 
-def _dask_pair(p, q, ndim: int):
+def _dask_pair(p: _Input, q: _Input,
+               ndim: int) -> tuple[da.Array, da.Array, tuple[tuple[int, ...], ...]]:
     """Both inputs as Dask arrays of ``ndim`` axes with chunks unified for blockwise work."""
     p = _padded(p, ndim)
     q = _padded(q, ndim)
@@ -124,16 +130,18 @@ def _dask_pair(p, q, ndim: int):
         p = _to_dask(p, q if isinstance(q, da.Array) else None)
     q = _to_dask(q, p)
     ind = tuple(range(ndim))
-    chunkss, (p, q) = da.unify_chunks(p, ind, q, ind)
-    return p, q, tuple(chunkss[i] for i in ind)
+    chunkss, (pu, qu) = da.unify_chunks(p, ind, q, ind)
+    return pu, qu, tuple(chunkss[i] for i in ind)
 
 
-def _starts(location, pad: int) -> tuple:
+def _starts(location: Sequence[tuple[int, int]], pad: int) -> tuple[int, ...]:
     """Start of a block in its whole array, leading padded axes dropped."""
     return tuple(start for start, _ in location[pad:])
 
 
-def _partial_sums(pb, qb, *, axes, kernel_dtype, check, normalize, pads, block_info=None):
+def _partial_sums(pb: np.ndarray, qb: np.ndarray, *, axes: tuple[int, ...],
+                  kernel_dtype: np.dtype, check: bool, normalize: bool, pads: tuple[int, int],
+                  block_info: _BlockInfo = None) -> np.ndarray:
     """One block's partials, the reduced axes kept as size one.
 
     Without normalize: (sum p*log(p/q), 0, 0).  With normalize the block's p and
@@ -147,7 +155,7 @@ def _partial_sums(pb, qb, *, axes, kernel_dtype, check, normalize, pads, block_i
     shapes = (pk.shape[pads[0]:], qk.shape[pads[1]:])
     origins = (_starts(block_info[0]["array-location"], pads[0]),
                _starts(block_info[1]["array-location"], pads[1]))
-    run = dict(axes=axes, func="kl_div", num_threads=1, check=check, shapes=shapes,
+    run: dict[str, Any] = dict(axes=axes, func="kl_div", num_threads=1, check=check, shapes=shapes,
                want_sums=normalize, origins=origins)
     if not normalize:
         res, _ = row_sums(pk, qk, **run)
@@ -163,7 +171,7 @@ def _partial_sums(pb, qb, *, axes, kernel_dtype, check, normalize, pads, block_i
     return np.expand_dims(np.concatenate([res, np.stack(ks, axis=-1)], axis=-1), axes)
 
 
-def _block_exponents(a, axes):
+def _block_exponents(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     """Per row of a block (over ``axes``, kept as size one), the exponent e with
     the row's largest value times 2**-e in [1/2, 1); ``_NO_MASS`` for a row
     without a positive finite value (below every other block's exponent)."""
@@ -174,7 +182,7 @@ def _block_exponents(a, axes):
 _NO_MASS = -4096  # below any double's exponent; 2**(_NO_MASS - K) is 0
 
 
-def _rebased(block, top):
+def _rebased(block: np.ndarray, top: np.ndarray) -> np.ndarray:
     """Normalize's partials (see ``_partial_sums``) on the row's common scale
     ``top`` = (max kp, max kq) over its blocks, as (S, P, Q) whose
     S / P + log(Q / P) is the normalised divergence: with w = 2**(kp - Kp),
@@ -189,7 +197,8 @@ def _rebased(block, top):
     return np.stack([s, w * p, np.ldexp(q, (kq - big_q).astype(np.intc))], axis=-1)
 
 
-def _finished(sums, *, normalize, base, dx, out_dtype, block_info=None):
+def _finished(sums: np.ndarray, *, normalize: bool, base: float | None, dx: float | None,
+              out_dtype: np.dtype, block_info: _BlockInfo = None) -> np.ndarray:
     """normalize/base/dx applied to a block of summed partials; errors use whole-output indices."""
     origin = _starts(block_info[0]["array-location"][:-1], 0)
     kl = finish(sums[..., 0], sums[..., 1], sums[..., 2], normalize=normalize, base=base,
@@ -197,7 +206,10 @@ def _finished(sums, *, normalize, base, dx, out_dtype, block_info=None):
     return np.asarray(kl, dtype=out_dtype)
 
 
-def kl_div(P, Q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None, check=True):
+def kl_div(P: da.Array | npt.ArrayLike, Q: da.Array | npt.ArrayLike, *,
+           axis: int | tuple[int, ...] | None = -1, keepdims: bool = False,
+           base: float | None = None, normalize: bool = False, dx: float | None = None,
+           check: bool = True) -> da.Array:
     """Kullback-Leibler divergence KL(P || Q) over ``axis``, lazily on Dask arrays.
 
     The semantics, arguments and errors are those of :func:`kl_fast.kl_div`;
@@ -243,6 +255,7 @@ def kl_div(P, Q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None
     dtype = result_dtype(p_in, q_in)
     shape = broadcast_shape((p_in.shape, q_in.shape), ("p", "q"), func)
     ndim = len(shape)
+    red: tuple[int, ...]
     if ndim == 0:
         # Two scalars: the single term, as kl_div treats them.
         if axis not in (None, -1, 0, (), (0,), (-1,)):
@@ -280,11 +293,12 @@ def kl_div(P, Q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None
 _INDEX = re.compile(r"(?:(\w+) contains .*? at index |at (output )?index )\[([0-9, ]*)\]")
 
 
-def _shifted(exc: ValueError, starts: dict, out_start: tuple) -> ValueError:
+def _shifted(exc: ValueError, starts: dict[Optional[str], tuple[int, ...]],
+             out_start: tuple[int, ...]) -> ValueError:
     """``exc`` with the block-local index in its message moved to the whole array:
     ``starts`` maps an input's name to its block's start, ``out_start`` is the
     output block's start (for "output index")."""
-    def repl(m):
+    def repl(m: re.Match[str]) -> str:
         if not m.group(3).strip():
             return m.group(0)
         idx = [int(v) for v in m.group(3).split(",")]
@@ -298,19 +312,23 @@ def _shifted(exc: ValueError, starts: dict, out_start: tuple) -> ValueError:
     return ValueError(_INDEX.sub(repl, str(exc), count=1))
 
 
-def _rows_block(pb, qb, *, fn, names, pads, red, options, block_info=None):
+def _rows_block(pb: np.ndarray, qb: np.ndarray, *, fn: Any, names: tuple[str, str],
+                pads: tuple[int, int], red: tuple[int, ...], options: dict[str, Any],
+                block_info: _BlockInfo = None) -> np.ndarray:
     """``fn`` on one block (whole distributions), errors indexed in the whole arrays."""
     try:
-        return fn(pb, qb, axis=red, keepdims=True, num_threads=1, **options)
+        return np.asarray(fn(pb, qb, axis=red, keepdims=True, num_threads=1, **options))
     except ValueError as exc:
-        starts = {names[0]: _starts(block_info[0]["array-location"], pads[0]),
+        starts: dict[Optional[str], tuple[int, ...]] = {
+                  names[0]: _starts(block_info[0]["array-location"], pads[0]),
                   names[1]: _starts(block_info[1]["array-location"], pads[1])}
         out = tuple(s for ax, (s, _) in enumerate(block_info[None]["array-location"])
                     if ax not in red)
         raise _shifted(exc, starts, out) from None
 
 
-def _rowwise(fn, func, names, P, Q, axis, keepdims, options):
+def _rowwise(fn: Any, func: str, names: tuple[str, str], P: object, Q: object, axis: Any,
+             keepdims: bool, options: dict[str, Any]) -> da.Array:
     """A reduction ``fn`` (js_div, kl_div_log) over Dask arrays: the reduced axes
     are rechunked to one chunk, so every block holds whole distributions and
     gives exactly the in-memory values."""
@@ -337,7 +355,9 @@ def _rowwise(fn, func, names, P, Q, axis, keepdims, options):
     return out.squeeze(axis=red) if shape else out.reshape(())
 
 
-def js_div(P, Q, *, axis=-1, keepdims=False, base=None, normalize=False, check=True):
+def js_div(P: da.Array | npt.ArrayLike, Q: da.Array | npt.ArrayLike, *,
+           axis: int | Sequence[int] | None = -1, keepdims: bool = False,
+           base: float | None = None, normalize: bool = False, check: bool = True) -> da.Array:
     """Jensen-Shannon divergence over ``axis``, lazily: :func:`kl_fast.js_div` on each
     block, the reduced axes rechunked to one chunk (whole distributions per block),
     so every value equals the in-memory one; errors carry the whole-array index.
@@ -357,7 +377,10 @@ def js_div(P, Q, *, axis=-1, keepdims=False, base=None, normalize=False, check=T
                     dict(base=base, normalize=normalize, check=check))
 
 
-def kl_div_log(log_P, log_Q, *, axis=-1, keepdims=False, base=None, normalize=False, check=True):
+def kl_div_log(log_P: da.Array | npt.ArrayLike, log_Q: da.Array | npt.ArrayLike, *,
+               axis: int | Sequence[int] | None = -1, keepdims: bool = False,
+               base: float | None = None, normalize: bool = False,
+               check: bool = True) -> da.Array:
     """:func:`kl_fast.kl_div_log` lazily, block by block with whole distributions per
     block (the reduced axes rechunked to one chunk): the in-memory values, and
     errors with the whole-array index.
@@ -379,7 +402,7 @@ def kl_div_log(log_P, log_Q, *, axis=-1, keepdims=False, base=None, normalize=Fa
 
 # ---- kl_pairwise: blocks of rows of P against blocks of rows of Q ------------------
 
-def _as_matrix_input(a, name: str, func: str):
+def _as_matrix_input(a: object, name: str, func: str) -> da.Array:
     """A 2-D Dask array of ``a`` with whole rows in every block."""
     a = _as_input(a, name, func)
     _check_matrix_shape(a.shape, name, func)
@@ -388,7 +411,8 @@ def _as_matrix_input(a, name: str, func: str):
     return a if a.numblocks[1] == 1 else a.rechunk({1: -1})
 
 
-def _checked_rows(block, *, matrix, caller, check, normalize, block_info=None):
+def _checked_rows(block: np.ndarray, *, matrix: str, caller: str, check: bool, normalize: bool,
+                  block_info: _BlockInfo = None) -> np.ndarray:
     """The block itself, once its rows pass ``caller``'s checks (whole-matrix row numbers)."""
     row0 = block_info[0]["array-location"][0][0]
     A = to_kernel_dtype(np.asarray(block), result_dtype(block))
@@ -400,11 +424,14 @@ def _checked_rows(block, *, matrix, caller, check, normalize, block_info=None):
     return block
 
 
-def _pairwise_block(pb, qb, *, base, normalize):
+def _pairwise_block(pb: np.ndarray, qb: np.ndarray, *, base: float | None,
+                    normalize: bool) -> np.ndarray:
     return _kl_pairwise(pb, qb, base=base, normalize=normalize, num_threads=1, check=False)
 
 
-def kl_pairwise(P, Q=None, *, base=None, normalize=False, check=True):
+def kl_pairwise(P: da.Array | npt.ArrayLike, Q: da.Array | npt.ArrayLike | None = None, *,
+                base: float | None = None, normalize: bool = False,
+                check: bool = True) -> da.Array:
     """All-pairs KL matrix, entry [i, j] = KL(P[i] || Q[j]), lazily over blocks of rows.
 
     Every pair of a row block of P and a row block of Q is one in-memory
@@ -443,7 +470,8 @@ def kl_pairwise(P, Q=None, *, base=None, normalize=False, check=True):
     return _pairwise(_pairwise_block, "kl_pairwise", P, Q, base, normalize, check)
 
 
-def _pairwise(block_fn, func, P, Q, base, normalize, check):
+def _pairwise(block_fn: Any, func: str, P: object, Q: object, base: float | None,
+              normalize: bool, check: bool) -> da.Array:
     """The (m, k) matrix of ``block_fn`` over every pair of row blocks of P and Q."""
     same = Q is None
     p = _as_matrix_input(P, "P", func)
@@ -452,21 +480,24 @@ def _pairwise(block_fn, func, P, Q, base, normalize, check):
     base = _resolve_base(base, func)
     dtype = result_dtype(p, q)
     checks = dict(caller=func, check=bool(check), normalize=bool(normalize))
-    p = p.map_blocks(_checked_rows, matrix="P", meta=p._meta, **checks)
-    q = p if same else q.map_blocks(_checked_rows, matrix="Q", meta=q._meta, **checks)
+    p = da.map_blocks(_checked_rows, p, matrix="P", meta=p._meta, **checks)
+    q = p if same else da.map_blocks(_checked_rows, q, matrix="Q", meta=q._meta, **checks)
     return da.blockwise(
         block_fn, "ij", p, "in", q, "jn", dtype=dtype, concatenate=True,
         meta=np.empty((0, 0), dtype=dtype), base=base, normalize=bool(normalize),
     )
 
 
-def _js_pairwise_block(pb, qb, *, base, normalize):
+def _js_pairwise_block(pb: np.ndarray, qb: np.ndarray, *, base: float | None,
+                       normalize: bool) -> np.ndarray:
     from ._pairwise import js_pairwise as _js_pairwise
 
     return _js_pairwise(pb, qb, base=base, normalize=normalize, num_threads=1, check=False)
 
 
-def js_pairwise(P, Q=None, *, base=None, normalize=False, check=True):
+def js_pairwise(P: da.Array | npt.ArrayLike, Q: da.Array | npt.ArrayLike | None = None, *,
+                base: float | None = None, normalize: bool = False,
+                check: bool = True) -> da.Array:
     """All-pairs Jensen-Shannon matrix, lazily over blocks of rows: every pair of
     row blocks is one in-memory :func:`kl_fast.js_pairwise` call, so each entry
     equals ``js_div(P[i], Q[j])`` bit for bit; errors as :func:`kl_pairwise`.
@@ -486,7 +517,8 @@ def js_pairwise(P, Q=None, *, base=None, normalize=False, check=True):
 
 # ---- kl_topk: partial top-k per pair of blocks, one merge per row block ------------
 
-def _topk_block(pb, qb, start, *, k, divergence, normalize, base):
+def _topk_block(pb: np.ndarray, qb: np.ndarray, start: np.ndarray, *, k: int, divergence: Any,
+                normalize: bool, base: float | None) -> np.ndarray:
     """(mb, 1, k, 2): the block pair's top k (value, global index of Q's row;
     ``start`` holds the index of the block's first row), padded with (inf, inf)
     where Q's block has fewer than k rows."""
@@ -502,14 +534,16 @@ def _topk_block(pb, qb, start, *, k, divergence, normalize, base):
     return out
 
 
-def _topk_merge(parts, *, k):
+def _topk_merge(parts: np.ndarray, *, k: int) -> np.ndarray:
     """(mb, 1, k, 2) of the k smallest (value, then index) of a row block's partials."""
     flat = parts.reshape(parts.shape[0], -1, 2)
     order = np.lexsort((flat[..., 1], flat[..., 0]), axis=1)[:, :k]
     return np.take_along_axis(flat, order[..., None], axis=1)[:, None]
 
 
-def kl_topk(P, Q, k, *, divergence="kl", normalize=False, base=None, check=True):
+def kl_topk(P: da.Array | npt.ArrayLike, Q: da.Array | npt.ArrayLike, k: int, *,
+            divergence: Literal["kl", "js", "kl_reverse"] = "kl", normalize: bool = False,
+            base: float | None = None, check: bool = True) -> tuple[da.Array, da.Array]:
     """:func:`kl_fast.kl_topk` over row blocks of P and Q, lazily.
 
     Every pair of a row block of P and a row block of Q gives its partial top k
@@ -548,8 +582,8 @@ def kl_topk(P, Q, k, *, divergence="kl", normalize=False, base=None, check=True)
     base = _resolve_base(base, func)
     dtype = result_dtype(p, q)
     checks = dict(caller=func, check=bool(check), normalize=bool(normalize))
-    p = p.map_blocks(_checked_rows, matrix="P", meta=p._meta, **checks)
-    q = q.map_blocks(_checked_rows, matrix="Q", meta=q._meta, **checks)
+    p = da.map_blocks(_checked_rows, p, matrix="P", meta=p._meta, **checks)
+    q = da.map_blocks(_checked_rows, q, matrix="Q", meta=q._meta, **checks)
     if kk == 0:
         return (da.zeros((p.shape[0], 0), chunks=(p.chunks[0], 0), dtype=dtype),
                 da.zeros((p.shape[0], 0), chunks=(p.chunks[0], 0), dtype=np.intp))
@@ -569,7 +603,9 @@ def kl_topk(P, Q, k, *, divergence="kl", normalize=False, base=None, check=True)
 
 # ---- fit_gaussian: every row of P fitted on its own, block by block ----------------
 
-def _gaussian_block(pb, mub, sigmab, *, x, normalize, want_grad, block_info=None):
+def _gaussian_block(pb: np.ndarray, mub: np.ndarray, sigmab: np.ndarray, *, x: np.ndarray,
+                    normalize: bool, want_grad: bool,
+                    block_info: _BlockInfo = None) -> np.ndarray:
     """gaussian_kl(_grad) of a block of rows at its block of parameters, stacked
     along a last axis (1 or 3 values), errors indexed in the whole batch."""
     from .gaussian import gaussian_kl as _gkl, gaussian_kl_grad as _gkl_grad
@@ -590,7 +626,8 @@ def _gaussian_block(pb, mub, sigmab, *, x, normalize, want_grad, block_info=None
     return np.broadcast_to(out, pb.shape[:-1] + out.shape[-1:])
 
 
-def _gaussian_eval(P, x, mu, sigma, normalize, want_grad):
+def _gaussian_eval(P: object, x: npt.ArrayLike, mu: Any, sigma: Any, normalize: bool,
+                   want_grad: bool) -> Any:
     func = "gaussian_kl_grad" if want_grad else "gaussian_kl"
     p = _as_input(P, "p", func)
     x_np = as_real_array(x, "x", func)
@@ -625,7 +662,8 @@ def _gaussian_eval(P, x, mu, sigma, normalize, want_grad):
     return out[..., 0]
 
 
-def gaussian_kl(P, x, mu, sigma, *, normalize=False):
+def gaussian_kl(P: da.Array | npt.ArrayLike, x: npt.ArrayLike, mu: Any, sigma: Any, *,
+                normalize: bool = False) -> da.Array:
     """:func:`kl_fast.gaussian_kl` lazily: rows of P (the grid axis whole in each
     block) against mu and sigma broadcast with P's batch shape (scalars, arrays or
     Dask arrays); the in-memory values, errors with the whole-batch index.
@@ -640,13 +678,16 @@ def gaussian_kl(P, x, mu, sigma, *, normalize=False):
     >>> kl_fast.dask.gaussian_kl(P, x, [0.0, 1.0, 2.0], 2.0, normalize=True).compute().round(4)
     array([0.   , 0.125, 0.5  ])
     """
-    return _gaussian_eval(P, x, mu, sigma, normalize, False)
+    out: da.Array = _gaussian_eval(P, x, mu, sigma, normalize, False)
+    return out
 
 
-def gaussian_kl_grad(P, x, mu, sigma, *, normalize=False):
+def gaussian_kl_grad(P: da.Array | npt.ArrayLike, x: npt.ArrayLike, mu: Any, sigma: Any, *,
+                     normalize: bool = False) -> tuple[da.Array, da.Array, da.Array]:
     """:func:`kl_fast.gaussian_kl_grad` lazily: (kl, d_mu, d_sigma) as Dask arrays of the
     broadcast batch shape; see :func:`gaussian_kl`."""
-    return _gaussian_eval(P, x, mu, sigma, normalize, True)
+    out: tuple[da.Array, da.Array, da.Array] = _gaussian_eval(P, x, mu, sigma, normalize, True)
+    return out
 
 
 class GaussianFitArrays(NamedTuple):
@@ -659,7 +700,20 @@ class GaussianFitArrays(NamedTuple):
     converged: da.Array  # bool: the relative gradient fell below tol
 
 
-def _fit_block(pb, mu0, sigma0, *, x, options, block_info=None):
+class _FitOptions(TypedDict):
+    """The options of fit_gaussian that every block's call shares."""
+
+    method: Literal["newton", "gd"]
+    parametrization: Literal["sigma", "variance"]
+    lr: float
+    epochs: int
+    tol: float
+    max_iter: int
+    normalize: bool
+
+
+def _fit_block(pb: np.ndarray, mu0: Any, sigma0: Any, *, x: np.ndarray,
+               options: _FitOptions, block_info: _BlockInfo = None) -> np.ndarray:
     """(mu, sigma, kl) of every row of a block, stacked along a last axis of 3."""
     starts = [a[..., 0] if isinstance(a, np.ndarray) and a.ndim else a for a in (mu0, sigma0)]
     try:
@@ -675,7 +729,8 @@ def _fit_block(pb, mu0, sigma0, *, x, options, block_info=None):
                      np.asarray(fit.converged, dtype=np.float64)], axis=-1)
 
 
-def _start_blocks(value, name, batch_shape, batch_chunks, func):
+def _start_blocks(value: Any, name: str, batch_shape: tuple[int, ...],
+                  batch_chunks: tuple[tuple[int, ...], ...], func: str) -> object:
     """A start value as given when None or a scalar; else a Dask array shaped like the batch."""
     if value is None or np.ndim(value) == 0:
         return value
@@ -684,8 +739,12 @@ def _start_blocks(value, name, batch_shape, batch_chunks, func):
     return da.from_array(a.reshape(batch_shape + (1,)), chunks=batch_chunks + ((1,),))
 
 
-def fit_gaussian(P, x, *, method="newton", mu0=None, sigma0=None, parametrization="sigma",
-                 lr=0.001, epochs=100, tol=1e-9, max_iter=50, normalize=False):
+def fit_gaussian(P: da.Array | npt.ArrayLike, x: npt.ArrayLike, *,
+                 method: Literal["newton", "gd"] = "newton",
+                 mu0: npt.ArrayLike | None = None, sigma0: npt.ArrayLike | None = None,
+                 parametrization: Literal["sigma", "variance"] = "sigma", lr: float = 0.001,
+                 epochs: int = 100, tol: float = 1e-9, max_iter: int = 50,
+                 normalize: bool = False) -> GaussianFitArrays:
     """Fit the grid Gaussian to every row of P, lazily over P's row blocks.
 
     Each block is one in-memory :func:`kl_fast.fit_gaussian` call (on one
@@ -735,8 +794,9 @@ def fit_gaussian(P, x, *, method="newton", mu0=None, sigma0=None, parametrizatio
         p = da.from_array(p, chunks=("auto",) * (p.ndim - 1) + (-1,))
     # The options, x's values and scalar starts are checked now, on an empty batch.
     scalar = [v if v is None or np.ndim(v) == 0 else None for v in (mu0, sigma0)]
-    options = dict(method=method, parametrization=parametrization, lr=lr, epochs=epochs,
-                   tol=tol, max_iter=max_iter, normalize=bool(normalize))
+    options: _FitOptions = dict(method=method, parametrization=parametrization, lr=lr,
+                                epochs=epochs, tol=tol, max_iter=max_iter,
+                                normalize=bool(normalize))
     _fit_gaussian(np.empty((0, p.shape[-1]), dtype=p.dtype), x_np, mu0=scalar[0],
                   sigma0=scalar[1], history=False, **options)
     if p.numblocks[-1] != 1:

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import math
 import operator
+from typing import Any, Generic, Literal, NoReturn, Sequence, TypeVar, Union, cast, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _gaussian
 from ._api import _as_rows, scaled_by_max
+from ._typing import ArrayLike, F64Array, F64Result, Nested2D
 from ._validation import as_real_array, format_index, resolve_threads
 
 __all__ = ["gaussian_kl", "gaussian_kl_grad", "fit_gaussian", "GaussianFit"]
@@ -29,7 +32,7 @@ _FLOAT64 = np.dtype(np.float64)
 _BLOCK = 256  # grid points per block of the C passes
 
 
-def _threads(num_threads, items: int, n: int, func: str) -> int:
+def _threads(num_threads: Any, items: int, n: int, func: str) -> int:
     """Threads for `items` independent rows or parameter sets on a grid of n points.
 
     Several items run in parallel (by default for large batches); a single item
@@ -51,7 +54,8 @@ def _describe(value: float) -> str:
     return f"a negative value ({float(value)!r})"
 
 
-def _check_grid_shapes(p_shape: tuple, x_shape: tuple, func: str, name: str = "p") -> None:
+def _check_grid_shapes(p_shape: tuple[int, ...], x_shape: tuple[int, ...], func: str,
+                       name: str = "p") -> None:
     """ValueError unless x is 1-D and as long as p's last axis."""
     if len(p_shape) == 0:
         raise ValueError(f"{func}: {name} must have at least one dimension (its last axis runs "
@@ -63,7 +67,9 @@ def _check_grid_shapes(p_shape: tuple, x_shape: tuple, func: str, name: str = "p
                          f"its last axis (shape {p_shape}); they must match")
 
 
-def _prepare(p, x, func: str, normalize: bool, num_threads, *, name: str = "p", origin=None):
+def _prepare(p: object, x: object, func: str, normalize: bool, num_threads: Any, *,
+             name: str = "p", origin: Sequence[int] | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, ...], int, int]:
     """Rows of p as an (m, n) kernel array, x as float64, and the p-side sums.
 
     Returns (p2, xk, psums, batch_shape, n_threads, k): xk is the grid in units
@@ -107,7 +113,8 @@ def _prepare(p, x, func: str, normalize: bool, num_threads, *, name: str = "p", 
     return p2, xk, psums, batch_shape, nt, k
 
 
-def _psums(p2, xk, normalize, nt):
+def _psums(p2: np.ndarray, xk: np.ndarray, normalize: bool,
+           nt: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(p2, psums, status): the p-side sums of the rows p2 on the grid xk.  With
     normalize, rows whose sums overflow or are tiny are first scaled by powers
     of two (exactly: normalising is scale-invariant), and the sums become those
@@ -138,7 +145,7 @@ def _psums(p2, xk, normalize, nt):
 _GRID_MIN, _GRID_MAX = 2.0 ** -100, 2.0 ** 100
 
 
-def _grid_exponent(xk) -> int:
+def _grid_exponent(xk: np.ndarray) -> int:
     """k with the grid x * 2**-k working in units near its own scale: 0 when
     the largest |x| is within [2**-100, 2**100] (or is 0), else its exponent.
     q depends on (x - mu) / sigma only, so with mu and sigma scaled alike the
@@ -149,7 +156,8 @@ def _grid_exponent(xk) -> int:
     return math.frexp(top)[1]
 
 
-def _explain(status, p2, xk, batch_shape, func, name, origin=None):
+def _explain(status: np.ndarray, p2: np.ndarray, xk: np.ndarray, batch_shape: tuple[int, ...],
+             func: str, name: str, origin: Sequence[int] | None = None) -> NoReturn:
     r = int(np.argmax(status != 0))
     code = int(status[r])
     row_idx = tuple(int(i) for i in np.unravel_index(r, batch_shape)) if batch_shape else ()
@@ -171,7 +179,7 @@ def _explain(status, p2, xk, batch_shape, func, name, origin=None):
                      f"(it rescales them) or rescale {name}")
 
 
-def _param(value, name: str, func: str, *, positive: bool) -> np.ndarray:
+def _param(value: object, name: str, func: str, *, positive: bool) -> np.ndarray:
     a = as_real_array(value, name, func)
     if a.dtype != _FLOAT64 or not a.flags.aligned:
         # the kernels load float64 with aligned loads: an unaligned view (a slice of
@@ -186,7 +194,7 @@ def _param(value, name: str, func: str, *, positive: bool) -> np.ndarray:
     return a
 
 
-def _scalar(value, name: str, func: str, *, positive: bool) -> float:
+def _scalar(value: Any, name: str, func: str, *, positive: bool) -> float:
     if type(value) is float or type(value) is int:
         v = float(value)
         if math.isfinite(v) and (v > 0 or not positive):
@@ -197,12 +205,14 @@ def _scalar(value, name: str, func: str, *, positive: bool) -> float:
     return float(a)
 
 
-def _unwrap(a: np.ndarray, shape):
+def _unwrap(a: np.ndarray, shape: tuple[int, ...]) -> np.float64 | np.ndarray:
     a = a.reshape(shape)
-    return a[()] if a.ndim == 0 else a
+    return cast(np.float64, a[()]) if a.ndim == 0 else a
 
 
-def _evaluate(p, x, mu, sigma, func, normalize, num_threads, want_grad):
+def _evaluate(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike, func: str,
+              normalize: bool, num_threads: Any, want_grad: bool) -> Any:
+    """gaussian_kl's value (want_grad False) or gaussian_kl_grad's triple."""
     p2, xk, psums, pbatch, _, k = _prepare(p, x, func, normalize, num_threads)
     out = _evaluate_prepared(p2, xk, psums, pbatch, k, mu, sigma, func, normalize, num_threads,
                              1 if want_grad else 0)
@@ -214,8 +224,10 @@ def _evaluate(p, x, mu, sigma, func, normalize, num_threads, want_grad):
 _N_OUT = (1, 3, 6)
 
 
-def _evaluate_prepared(p2, xk, psums, pbatch, k, mu, sigma, func, normalize, num_threads,
-                       order):
+def _evaluate_prepared(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray,
+                       pbatch: tuple[int, ...], k: int, mu: ArrayLike, sigma: ArrayLike,
+                       func: str, normalize: bool, num_threads: Any,
+                       order: int) -> list[np.float64 | np.ndarray]:
     """[kl] (order 0), [kl, dmu, dsigma] (1) or those and the Hessian's three
     entries (2), each of the broadcast shape of p's batch, mu and sigma, from
     the prepared rows of _prepare."""
@@ -256,7 +268,8 @@ def _evaluate_prepared(p2, xk, psums, pbatch, k, mu, sigma, func, normalize, num
     return [_unwrap(v, shape) for v in out]
 
 
-def _eval_kernel(p2, xk, psums, rows, mu_b, sigma_b, nt, order):
+def _eval_kernel(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, rows: np.ndarray,
+                 mu_b: np.ndarray, sigma_b: np.ndarray, nt: int, order: int) -> np.ndarray:
     """(_N_OUT[order], K) array of the kernel's values at the K parameter sets."""
     K = rows.shape[0]
     if order == 2:
@@ -271,7 +284,8 @@ def _eval_kernel(p2, xk, psums, rows, mu_b, sigma_b, nt, order):
     return res
 
 
-def _in_sigma_units(row, xk, mu, sigma, normalize, order):
+def _in_sigma_units(row: np.ndarray, xk: np.ndarray, mu: float, sigma: float, normalize: bool,
+                    order: int) -> np.ndarray | None:
     """The values of _eval_kernel for one row at one (mu, sigma) far from the
     grid's scale (the sums in the grid's units overflowed), computed with x, mu
     and sigma in units of 2**s, s the exponent of sigma (exact); None where that
@@ -295,7 +309,33 @@ def _in_sigma_units(row, xk, mu, sigma, normalize, order):
 
 # ---- value and gradient ------------------------------------------------------------
 
-def gaussian_kl(p, x, mu, sigma, *, normalize=False, num_threads=None):
+_Vector = Union[Sequence[float], Nested2D]  # lists of parameters: a batch
+_Grad = tuple[np.float64, np.float64, np.float64]
+_GradArrays = tuple[F64Array, F64Array, F64Array]
+
+
+@overload
+def gaussian_kl(p: Sequence[float], x: ArrayLike, mu: float, sigma: float, *,
+                normalize: bool = ..., num_threads: int | None = ...) -> np.float64: ...
+
+@overload
+def gaussian_kl(p: Nested2D, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike, *,
+                normalize: bool = ..., num_threads: int | None = ...) -> F64Array: ...
+
+@overload
+def gaussian_kl(p: ArrayLike, x: ArrayLike, mu: _Vector, sigma: ArrayLike, *,
+                normalize: bool = ..., num_threads: int | None = ...) -> F64Array: ...
+
+@overload
+def gaussian_kl(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: _Vector, *,
+                normalize: bool = ..., num_threads: int | None = ...) -> F64Array: ...
+
+@overload
+def gaussian_kl(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike, *,
+                normalize: bool = ..., num_threads: int | None = ...) -> F64Result: ...
+
+def gaussian_kl(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike, *,
+                normalize: bool = False, num_threads: int | None = None) -> F64Result:
     """KL(p || q) for the normalised Gaussian q(mu, sigma) sampled on the grid x.
 
     q_i = exp(-(x_i - mu)^2 / (2 sigma^2)) / Z with Z the sum of the numerators
@@ -348,10 +388,34 @@ def gaussian_kl(p, x, mu, sigma, *, normalize=False, num_threads=None):
         fast = _gaussian.kl_grad_1d(p, x, mu, sigma, False)
         if fast is not None:
             return fast
-    return _evaluate(p, x, mu, sigma, "gaussian_kl", normalize, num_threads, False)
+    return cast(F64Result,
+                _evaluate(p, x, mu, sigma, "gaussian_kl", normalize, num_threads, False))
 
 
-def gaussian_kl_grad(p, x, mu, sigma, *, normalize=False, num_threads=None):
+@overload
+def gaussian_kl_grad(p: Sequence[float], x: ArrayLike, mu: float, sigma: float, *,
+                     normalize: bool = ..., num_threads: int | None = ...) -> _Grad: ...
+
+@overload
+def gaussian_kl_grad(p: Nested2D, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike, *,
+                     normalize: bool = ..., num_threads: int | None = ...) -> _GradArrays: ...
+
+@overload
+def gaussian_kl_grad(p: ArrayLike, x: ArrayLike, mu: _Vector, sigma: ArrayLike, *,
+                     normalize: bool = ..., num_threads: int | None = ...) -> _GradArrays: ...
+
+@overload
+def gaussian_kl_grad(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: _Vector, *,
+                     normalize: bool = ..., num_threads: int | None = ...) -> _GradArrays: ...
+
+@overload
+def gaussian_kl_grad(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike, *,
+                     normalize: bool = ...,
+                     num_threads: int | None = ...) -> _Grad | _GradArrays: ...
+
+def gaussian_kl_grad(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike, *,
+                     normalize: bool = False,
+                     num_threads: int | None = None) -> _Grad | _GradArrays:
     """KL(p || q(mu, sigma)) and its gradient, in one pass over the grid.
 
     With d_i = x_i - mu, P = sum p and E_q the mean under q:
@@ -379,7 +443,8 @@ def gaussian_kl_grad(p, x, mu, sigma, *, normalize=False, num_threads=None):
         fast = _gaussian.kl_grad_1d(p, x, mu, sigma, True)
         if fast is not None:
             return fast
-    return _evaluate(p, x, mu, sigma, "gaussian_kl_grad", normalize, num_threads, True)
+    return cast(Union[_Grad, _GradArrays],
+                _evaluate(p, x, mu, sigma, "gaussian_kl_grad", normalize, num_threads, True))
 
 
 # ---- fitting ------------------------------------------------------------------------
@@ -402,7 +467,7 @@ _STOP_MESSAGES = {
 }
 
 
-def _message_table(method: str, parametrization: str) -> list:
+def _message_table(method: str, parametrization: str) -> list[str]:
     par = "the variance" if parametrization == "variance" else "sigma"
     out = []
     for code in range(max(_STOP_MESSAGES) + 1):
@@ -418,8 +483,19 @@ _MESSAGES = {(m, par): _message_table(m, par)
              for m in ("newton", "gd") for par in ("sigma", "variance")}
 
 
-class GaussianFit:
+# The types of GaussianFit's fields: Python scalars for one fit, arrays for a batch.
+_Real = TypeVar("_Real", bound=Union[float, F64Array])
+_Int = TypeVar("_Int", bound=Union[int, npt.NDArray[np.intp]])
+_Bool = TypeVar("_Bool", bound=Union[bool, npt.NDArray[np.bool_]])
+_Str = TypeVar("_Str", bound=Union[str, npt.NDArray[np.object_]])
+
+
+class GaussianFit(Generic[_Real, _Int, _Bool, _Str]):
     """Result of :func:`fit_gaussian`; arrays of the batch shape for a batch of rows.
+
+    For type checkers the class is generic in the types of its fields: a
+    single fit is ``GaussianFit[float, int, bool, str]``, a batch
+    ``GaussianFit[NDArray[float64], NDArray[intp], NDArray[bool_], NDArray[str_]]``.
 
     Attributes
     ----------
@@ -450,11 +526,28 @@ class GaussianFit:
         As passed.
     """
 
+    mu: _Real
+    sigma: _Real
+    kl: _Real
+    grad: tuple[_Real, _Real]
+    grad_rel: _Real
+    nit: _Int
+    nfev: _Int
+    converged: _Bool
+    message: _Str
+    method: str
+    parametrization: str
+    _raw: F64Array | None
+    _raw_variance: bool
+    _history: dict[str, F64Array] | None
+
     __slots__ = ("mu", "sigma", "kl", "grad", "grad_rel", "nit", "nfev", "converged",
                  "message", "method", "parametrization", "_raw", "_raw_variance", "_history")
 
-    def __init__(self, *, mu, sigma, kl, grad, grad_rel, nit, nfev, converged, message,
-                 method, parametrization, raw_history=None, raw_is_variance=False):
+    def __init__(self, *, mu: _Real, sigma: _Real, kl: _Real, grad: tuple[_Real, _Real],
+                 grad_rel: _Real, nit: _Int, nfev: _Int, converged: _Bool, message: _Str,
+                 method: str, parametrization: str, raw_history: F64Array | None = None,
+                 raw_is_variance: bool = False) -> None:
         self.mu = mu
         self.sigma = sigma
         self.kl = kl
@@ -472,7 +565,7 @@ class GaussianFit:
         self._history = None
 
     @property
-    def history(self) -> dict:
+    def history(self) -> dict[str, F64Array]:
         if self._history is None:
             h = self._raw
             if h is None:
@@ -486,11 +579,11 @@ class GaussianFit:
         return self._history
 
     @property
-    def variance(self):
+    def variance(self) -> _Real:
         """sigma squared (the tutorial's variable; inf beyond the float64 range)."""
         with np.errstate(over="ignore"):
             v = np.square(self.sigma)
-        return v if np.ndim(v) else float(v)
+        return cast(_Real, v if np.ndim(v) else float(v))
 
     def __repr__(self) -> str:
         if np.ndim(self.mu) == 0:
@@ -502,7 +595,7 @@ class GaussianFit:
                 f"converged; method={self.method!r})")
 
 
-def _count(value, name, func) -> int:
+def _count(value: Any, name: str, func: str) -> int:
     try:
         v = operator.index(value)
     except TypeError:
@@ -514,7 +607,8 @@ def _count(value, name, func) -> int:
     return v
 
 
-def _start(value, default, name, func, shape, *, positive):
+def _start(value: object, default: npt.ArrayLike | None, name: str, func: str, shape: tuple[int, ...],
+           *, positive: bool) -> np.ndarray:
     if value is None:
         return np.ascontiguousarray(default)
     a = _param(value, name, func, positive=positive)
@@ -526,9 +620,38 @@ def _start(value, default, name, func, shape, *, positive):
     return np.ascontiguousarray(b).reshape(-1)
 
 
-def fit_gaussian(p, x, *, method="newton", mu0=None, sigma0=None, parametrization="sigma",
-                 lr=0.001, epochs=100, tol=1e-9, max_iter=50, normalize=False,
-                 history=True, num_threads=None):
+_Fit = GaussianFit[float, int, bool, str]
+_FitBatch = GaussianFit[F64Array, npt.NDArray[np.intp], npt.NDArray[np.bool_],
+                        npt.NDArray[np.object_]]
+
+
+@overload
+def fit_gaussian(p: Sequence[float], x: ArrayLike, *, method: Literal["newton", "gd"] = ...,
+                 mu0: ArrayLike | None = ..., sigma0: ArrayLike | None = ...,
+                 parametrization: Literal["sigma", "variance"] = ..., lr: float = ...,
+                 epochs: int = ..., tol: float = ..., max_iter: int = ..., normalize: bool = ...,
+                 history: bool = ..., num_threads: int | None = ...) -> _Fit: ...
+
+@overload
+def fit_gaussian(p: Nested2D, x: ArrayLike, *, method: Literal["newton", "gd"] = ...,
+                 mu0: ArrayLike | None = ..., sigma0: ArrayLike | None = ...,
+                 parametrization: Literal["sigma", "variance"] = ..., lr: float = ...,
+                 epochs: int = ..., tol: float = ..., max_iter: int = ..., normalize: bool = ...,
+                 history: bool = ..., num_threads: int | None = ...) -> _FitBatch: ...
+
+@overload
+def fit_gaussian(p: ArrayLike, x: ArrayLike, *, method: Literal["newton", "gd"] = ...,
+                 mu0: ArrayLike | None = ..., sigma0: ArrayLike | None = ...,
+                 parametrization: Literal["sigma", "variance"] = ..., lr: float = ...,
+                 epochs: int = ..., tol: float = ..., max_iter: int = ..., normalize: bool = ...,
+                 history: bool = ..., num_threads: int | None = ...) -> _Fit | _FitBatch: ...
+
+def fit_gaussian(p: ArrayLike, x: ArrayLike, *, method: Literal["newton", "gd"] = "newton",
+                 mu0: ArrayLike | None = None, sigma0: ArrayLike | None = None,
+                 parametrization: Literal["sigma", "variance"] = "sigma", lr: float = 0.001,
+                 epochs: int = 100, tol: float = 1e-9, max_iter: int = 50,
+                 normalize: bool = False, history: bool = True,
+                 num_threads: int | None = None) -> _Fit | _FitBatch:
     """Fit the grid Gaussian q(mu, sigma) to p by minimising KL(p || q).
 
     ``method="newton"`` (default) runs Newton's method in the natural
@@ -629,7 +752,9 @@ def fit_gaussian(p, x, *, method="newton", mu0=None, sigma0=None, parametrizatio
 _HISTORY_CHUNK = 1 << 21
 
 
-def _fit_with_history(p2, xk, psums, mu0, par0, fit_args, out, counts, nt):
+def _fit_with_history(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, mu0: np.ndarray,
+                      par0: np.ndarray, fit_args: tuple[bool, bool, float, float, int, float],
+                      out: np.ndarray, counts: np.ndarray, nt: int) -> np.ndarray:
     """Fit every row into out and counts, and return the (m, length, 3) history,
     length the most states any row recorded (shorter rows padded with NaN).
     Rows run in chunks whose (rows, iters + 1, 3) buffer stays small; only the
@@ -653,7 +778,8 @@ def _fit_with_history(p2, xk, psums, mu0, par0, fit_args, out, counts, nt):
     return hist
 
 
-def _fit_options(method, parametrization, lr, tol, epochs, max_iter, func):
+def _fit_options(method: str, parametrization: str, lr: Any, tol: Any, epochs: Any,
+                 max_iter: Any, func: str) -> tuple[bool, float, float, int]:
     """(variance, lr, tol, iters) of fit_gaussian's options, checked."""
     if method not in ("newton", "gd"):
         raise ValueError(f"{func}: method must be 'newton' or 'gd', got {method!r}")
@@ -669,8 +795,10 @@ def _fit_options(method, parametrization, lr, tol, epochs, max_iter, func):
     return parametrization == "variance", lr_v, tol_v, iters
 
 
-def _fit_prepared(p2, xk, psums, shape, nt, k, *, method, variance, mu0, sigma0, lr, tol,
-                  iters, history, func):
+def _fit_prepared(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, shape: tuple[int, ...],
+                  nt: int, k: int, *, method: str, variance: bool, mu0: Any, sigma0: Any,
+                  lr: float, tol: float, iters: int, history: bool,
+                  func: str) -> GaussianFit[Any, Any, Any, Any]:
     """fit_gaussian on the prepared rows of _prepare (options checked)."""
     newton = method == "newton"
     lr_v, tol_v = lr, tol

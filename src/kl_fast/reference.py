@@ -6,27 +6,36 @@ p > 0 with q == 0 gives +inf) but favour clarity over speed and memory.
 """
 from __future__ import annotations
 
+from typing import Any, Callable, Sequence, cast
+
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["kl_div", "js_div", "kl_div_log", "kl_pairwise", "js_pairwise", "gaussian_q",
            "gaussian_kl", "gaussian_kl_grad", "fit_gaussian_gd", "fit_gaussian_newton"]
 
+# The results are what NumPy's reductions give: a NumPy scalar or an array.
+_Result = Any
+_CheckValues = Callable[[np.ndarray, str, str], None]
 
-def _as_float(a, name, func):
+
+def _as_float(a: npt.ArrayLike, name: str, func: str) -> np.ndarray:
     a = np.asarray(a)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{func}: {name} must hold real numbers, got dtype {a.dtype}")
     return a
 
 
-def _check_values(a, name, func):
+def _check_values(a: np.ndarray, name: str, func: str) -> None:
     bad = ~np.isfinite(a) | (a < 0)
     if np.any(bad):
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(f"{func}: {name} contains a bad value {a[idx]!r} at index {list(idx)}")
 
 
-def kl_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None, check=True):
+def kl_div(p: npt.ArrayLike, q: npt.ArrayLike, *, axis: int | tuple[int, ...] | None = -1,
+           keepdims: bool = False, base: float | None = None, normalize: bool = False,
+           dx: float | None = None, check: bool = True) -> _Result:
     """KL(p || q) as in the tutorial: ``np.sum(np.where(p != 0, p * np.log(p / q), 0))``.
 
     Extended with kl_fast's arguments: ``axis``, ``keepdims``, ``base``,
@@ -34,29 +43,30 @@ def kl_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None
     by the grid spacing).  ``check=False`` runs the bare formula.
     """
     func = "reference.kl_div"
-    p = _as_float(p, "p", func)
-    q = _as_float(q, "q", func)
-    dtype = np.float32 if (p.dtype == np.float32 and q.dtype == np.float32) else np.float64
-    p = p.astype(dtype, copy=False)
-    q = q.astype(dtype, copy=False)
+    pa = _as_float(p, "p", func)
+    qa = _as_float(q, "q", func)
+    dtype = np.float32 if (pa.dtype == np.float32 and qa.dtype == np.float32) else np.float64
+    pa = pa.astype(dtype, copy=False)
+    qa = qa.astype(dtype, copy=False)
     if normalize and dx is not None:
         raise ValueError(f"{func}: normalize and dx are exclusive")
     if check:
-        _check_values(p, "p", func)
-        _check_values(q, "q", func)
-    if np.ndim(p) == 0 and np.ndim(q) == 0:
+        _check_values(pa, "p", func)
+        _check_values(qa, "q", func)
+    if np.ndim(pa) == 0 and np.ndim(qa) == 0:
         axis = None
     # axis refers to the broadcast shape, for the sums of normalize too
-    p, q = np.broadcast_arrays(p, q)
+    pa, qa = np.broadcast_arrays(pa, qa)
     with np.errstate(all="ignore"):
         if normalize:
-            psum = np.sum(p, axis=axis, keepdims=True)
-            qsum = np.sum(q, axis=axis, keepdims=True)
+            psum = np.sum(pa, axis=axis, keepdims=True)
+            qsum = np.sum(qa, axis=axis, keepdims=True)
             if np.any(psum == 0) or np.any(qsum == 0):
                 raise ValueError(f"{func}: normalize=True with a zero sum")
-            p = p / psum
-            q = q / qsum
-        result = np.sum(np.where(p != 0, p * np.log(p / q), 0), axis=axis, keepdims=keepdims)
+            pa = pa / psum
+            qa = qa / qsum
+        result = np.sum(np.where(pa != 0, pa * np.log(pa / qa), 0), axis=axis,
+                        keepdims=keepdims)
     if base is not None:
         result = result / np.log(dtype(base))
     if dx is not None:
@@ -66,7 +76,9 @@ def kl_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None
 
 # ---- Jensen-Shannon, log-space inputs and all-pairs matrices ----------------------
 
-def _prepare_pair(p, q, names, func, check, check_values=None):
+def _prepare_pair(p: npt.ArrayLike, q: npt.ArrayLike, names: Sequence[str], func: str, check: bool,
+                  check_values: _CheckValues | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, type[np.floating[Any]]]:
     p = _as_float(p, names[0], func)
     q = _as_float(q, names[1], func)
     dtype = np.float32 if (p.dtype == np.float32 and q.dtype == np.float32) else np.float64
@@ -78,54 +90,58 @@ def _prepare_pair(p, q, names, func, check, check_values=None):
     return p, q, dtype
 
 
-def _masked_kl_terms(p, m):
+def _masked_kl_terms(p: np.ndarray, m: np.ndarray) -> np.ndarray:
     """The tutorial's term: p * log(p / m) where p != 0, else 0."""
     return np.where(p != 0, p * np.log(p / m), 0)
 
 
-def js_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, check=True):
+def js_div(p: npt.ArrayLike, q: npt.ArrayLike, *, axis: int | tuple[int, ...] | None = -1,
+           keepdims: bool = False, base: float | None = None, normalize: bool = False,
+           check: bool = True) -> _Result:
     """Jensen-Shannon divergence as the textbook writes it: m = (p + q) / 2 and
     ``0.5 * KL(p || m) + 0.5 * KL(q || m)`` with the tutorial's masked KL.
 
     ``normalize`` divides p and q by their sums along ``axis`` first.
     """
     func = "reference.js_div"
-    p, q, dtype = _prepare_pair(p, q, ("p", "q"), func, check)
-    if np.ndim(p) == 0 and np.ndim(q) == 0:
+    pa, qa, dtype = _prepare_pair(p, q, ("p", "q"), func, check)
+    if np.ndim(pa) == 0 and np.ndim(qa) == 0:
         axis = None
     with np.errstate(all="ignore"):
         if normalize:
-            psum = np.sum(p, axis=axis, keepdims=True)
-            qsum = np.sum(q, axis=axis, keepdims=True)
+            psum = np.sum(pa, axis=axis, keepdims=True)
+            qsum = np.sum(qa, axis=axis, keepdims=True)
             if np.any(psum == 0) or np.any(qsum == 0):
                 raise ValueError(f"{func}: normalize=True with a zero sum")
-            p = p / psum
-            q = q / qsum
-        m = (p + q) / 2
-        result = 0.5 * (np.sum(_masked_kl_terms(p, m), axis=axis, keepdims=keepdims)
-                        + np.sum(_masked_kl_terms(q, m), axis=axis, keepdims=keepdims))
+            pa = pa / psum
+            qa = qa / qsum
+        m = (pa + qa) / 2
+        result = 0.5 * (np.sum(_masked_kl_terms(pa, m), axis=axis, keepdims=keepdims)
+                        + np.sum(_masked_kl_terms(qa, m), axis=axis, keepdims=keepdims))
     if base is not None:
         result = result / np.log(dtype(base))
     return result
 
 
-def _check_log_values(a, name, func):
+def _check_log_values(a: np.ndarray, name: str, func: str) -> None:
     bad = np.isnan(a) | (a == np.inf)
     if np.any(bad):
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(f"{func}: {name} contains a bad value {a[idx]!r} at index {list(idx)}")
 
 
-def _log_normalize(x, axis, func, name):
+def _log_normalize(x: np.ndarray, axis: int | tuple[int, ...] | None, func: str,
+                   name: str) -> np.ndarray:
     """x minus its log-sum-exp along axis."""
     mx = np.max(x, axis=axis, keepdims=True)
     if np.any(mx == -np.inf):
         raise ValueError(f"{func}: normalize=True but {name} is -inf everywhere in a reduction")
-    return x - (mx + np.log(np.sum(np.exp(x - mx), axis=axis, keepdims=True)))
+    return cast(np.ndarray, x - (mx + np.log(np.sum(np.exp(x - mx), axis=axis, keepdims=True))))
 
 
-def kl_div_log(log_p, log_q, *, axis=-1, keepdims=False, base=None, normalize=False,
-               check=True):
+def kl_div_log(log_p: npt.ArrayLike, log_q: npt.ArrayLike, *,
+               axis: int | tuple[int, ...] | None = -1, keepdims: bool = False,
+               base: float | None = None, normalize: bool = False, check: bool = True) -> _Result:
     """KL from log-probabilities: sum of ``exp(log_p) * (log_p - log_q)``.
 
     The term is 0 where log_p == -inf and +inf where log_q == -inf < log_p.
@@ -148,7 +164,8 @@ def kl_div_log(log_p, log_q, *, axis=-1, keepdims=False, base=None, normalize=Fa
     return result
 
 
-def _pairwise_blocks(P, Q, func, block_rows, pair_fn):
+def _pairwise_blocks(P: npt.ArrayLike, Q: npt.ArrayLike | None, func: str, block_rows: int | None,
+                     pair_fn: Callable[[np.ndarray, np.ndarray], _Result]) -> np.ndarray:
     P = _as_float(P, "P", func)
     Q = P if Q is None else _as_float(Q, "Q", func)
     if P.ndim != 2 or Q.ndim != 2 or P.shape[1] != Q.shape[1]:
@@ -163,7 +180,9 @@ def _pairwise_blocks(P, Q, func, block_rows, pair_fn):
     return out
 
 
-def kl_pairwise(P, Q=None, *, base=None, normalize=False, block_rows=None, check=True):
+def kl_pairwise(P: npt.ArrayLike, Q: npt.ArrayLike | None = None, *, base: float | None = None,
+                normalize: bool = False, block_rows: int | None = None,
+                check: bool = True) -> np.ndarray:
     """All-pairs KL the NumPy way: a block of rows of P broadcast against all of Q,
     ``kl_div(P[i0:i1, None, :], Q[None, :, :])``, block after block.
 
@@ -174,7 +193,9 @@ def kl_pairwise(P, Q=None, *, base=None, normalize=False, block_rows=None, check
         lambda p, q: kl_div(p, q, base=base, normalize=normalize, check=check))
 
 
-def js_pairwise(P, Q=None, *, base=None, normalize=False, block_rows=None, check=True):
+def js_pairwise(P: npt.ArrayLike, Q: npt.ArrayLike | None = None, *, base: float | None = None,
+                normalize: bool = False, block_rows: int | None = None,
+                check: bool = True) -> np.ndarray:
     """All-pairs Jensen-Shannon the NumPy way (row blocks of P broadcast against Q)."""
     return _pairwise_blocks(
         P, Q, "reference.js_pairwise", block_rows,
@@ -187,26 +208,28 @@ def js_pairwise(P, Q=None, *, base=None, normalize=False, block_rows=None, check
 # built explicitly and plugged into the tutorial's formula.  mu and sigma may be arrays
 # matching p's leading axes (one parameter set per row).
 
-def _gaussian_args(p, x, mu, sigma, normalize):
+def _gaussian_args(p: npt.ArrayLike, x: npt.ArrayLike, mu: npt.ArrayLike, sigma: npt.ArrayLike,
+                   normalize: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     p = np.asarray(p, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
     mu = np.asarray(mu, dtype=np.float64)[..., None]
     sigma = np.asarray(sigma, dtype=np.float64)[..., None]
     if normalize:
-        p = p / np.sum(p, axis=-1, keepdims=True)
+        p = np.asarray(p / np.sum(p, axis=-1, keepdims=True))
     return p, x, mu, sigma
 
 
-def gaussian_q(x, mu, sigma):
+def gaussian_q(x: npt.ArrayLike, mu: npt.ArrayLike, sigma: npt.ArrayLike) -> np.ndarray:
     """The normalised Gaussian on the grid x, as the tutorial builds it."""
     x = np.asarray(x, dtype=np.float64)
     mu = np.asarray(mu, dtype=np.float64)[..., None]
     sigma = np.asarray(sigma, dtype=np.float64)[..., None]
     q = np.exp(-np.square(x - mu) / (2 * sigma**2))
-    return q / np.sum(q, axis=-1, keepdims=True)
+    return cast(np.ndarray, q / np.sum(q, axis=-1, keepdims=True))
 
 
-def gaussian_kl(p, x, mu, sigma, *, normalize=False):
+def gaussian_kl(p: npt.ArrayLike, x: npt.ArrayLike, mu: npt.ArrayLike, sigma: npt.ArrayLike, *,
+                normalize: bool = False) -> _Result:
     """KL(p || q(mu, sigma)) with q explicit: the tutorial's ``sum(where(p != 0, p log(p/q), 0))``."""
     p, x, mu, sigma = _gaussian_args(p, x, mu, sigma, normalize)
     q = gaussian_q(x, mu[..., 0], sigma[..., 0])
@@ -214,7 +237,9 @@ def gaussian_kl(p, x, mu, sigma, *, normalize=False):
         return np.sum(np.where(p != 0, p * np.log(p / q), 0), axis=-1)
 
 
-def gaussian_kl_grad(p, x, mu, sigma, *, normalize=False):
+def gaussian_kl_grad(p: npt.ArrayLike, x: npt.ArrayLike, mu: npt.ArrayLike,
+                     sigma: npt.ArrayLike, *,
+                     normalize: bool = False) -> tuple[_Result, _Result, _Result]:
     """(kl, dKL/dmu, dKL/dsigma) from the explicit q and the gradient formulas.
 
     dKL/dmu = (P E_q[d] - sum p d) / sigma^2, dKL/dsigma = (P E_q[d^2] - sum p d^2) / sigma^3,
@@ -231,7 +256,8 @@ def gaussian_kl_grad(p, x, mu, sigma, *, normalize=False):
     return kl, d_mu, d_sigma
 
 
-def _kl_grad_variance(p, x, mu, v):
+def _kl_grad_variance(p: np.ndarray, x: np.ndarray, mu: np.ndarray,
+                      v: np.ndarray) -> tuple[_Result, _Result, _Result]:
     """The tutorial's objective in (mu, v = sigma^2): value and gradient."""
     q = np.exp(-np.square(x - mu[..., None]) / (2 * v[..., None]))
     q = q / np.sum(q, axis=-1, keepdims=True)
@@ -244,8 +270,9 @@ def _kl_grad_variance(p, x, mu, v):
     return kl, d_mu, d_v
 
 
-def fit_gaussian_gd(p, x, *, mu0=0.0, sigma0=1.0, lr=0.001, epochs=100,
-                    parametrization="variance"):
+def fit_gaussian_gd(p: npt.ArrayLike, x: npt.ArrayLike, *, mu0: npt.ArrayLike = 0.0,
+                    sigma0: npt.ArrayLike = 1.0, lr: float = 0.001, epochs: int = 100,
+                    parametrization: str = "variance") -> dict[str, Any]:
     """The tutorial's plain gradient-descent loop (defaults: its settings).
 
     With ``parametrization="variance"`` the step is in v = sigma^2 and sigma0 is
@@ -280,7 +307,8 @@ def fit_gaussian_gd(p, x, *, mu0=0.0, sigma0=1.0, lr=0.001, epochs=100,
                         name: np.stack(hist_par, axis=-1)}}
 
 
-def fit_gaussian_newton(p, x, *, tol=1e-10, max_iter=50):
+def fit_gaussian_newton(p: npt.ArrayLike, x: npt.ArrayLike, *, tol: float = 1e-10,
+                        max_iter: int = 50) -> dict[str, Any]:
     """Newton's method in the natural parameters, from p's grid moments, with q explicit.
 
     In t = (x - c) / s (c, s: p's grid mean and standard deviation) the

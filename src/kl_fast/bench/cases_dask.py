@@ -10,6 +10,7 @@ No rows when dask is not installed; no cluster row without distributed.
 from __future__ import annotations
 
 import logging
+from typing import Callable, Dict
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from kl_fast.bench.runner import Case
 BASELINE = "kl_fast.kl_div (in memory, 1 process)"
 
 
-class _Impls(dict):
+class _Impls(Dict[str, Callable[[], object]]):
     """Implementations of a case, with the cluster they started (closed after timing)."""
 
     def __init__(self, *args, **kwargs):

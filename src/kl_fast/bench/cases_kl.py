@@ -51,7 +51,7 @@ def numba_kl_rows():
     return kl_numba_rows
 
 
-def memory_report(quick: bool) -> list:
+def memory_report(quick: bool) -> list[str]:
     """Peak memory kl_div allocates beyond its output, traced with tracemalloc."""
     import tracemalloc
 

@@ -16,7 +16,7 @@ import platform
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 
 @dataclass
@@ -32,7 +32,7 @@ class Case:
     setup: Callable[[], Dict[str, Callable[[], object]]]
     baseline: str = "numpy reference"
     note: str = ""
-    tags: tuple = field(default_factory=tuple)
+    tags: Tuple[str, ...] = field(default_factory=tuple)
 
 
 @dataclass
@@ -102,7 +102,8 @@ def time_callable(fn: Callable[[], object], *, quick: bool) -> float:
     return samples[len(samples) // 2]
 
 
-def run(cases: List[Case], *, quick: bool = False, progress: Optional[Callable] = None) -> List[Result]:
+def run(cases: List[Case], *, quick: bool = False,
+        progress: Optional[Callable[[str, str], None]] = None) -> List[Result]:
     results: List[Result] = []
     for case in cases:
         impls = case.setup()
@@ -144,13 +145,13 @@ def steady_allocator() -> str:
         return "default"
 
 
-def environment() -> dict:
+def environment() -> Dict[str, object]:
     import numpy as np
 
     import kl_fast
     from kl_fast._config import config
 
-    env = dict(config())
+    env: Dict[str, object] = dict(config())
     env.update(python=platform.python_version(), numpy=np.__version__,
                machine=platform.machine(), kl_fast=kl_fast.__version__)
     try:
@@ -169,7 +170,7 @@ def _fmt_time(sec: float) -> str:
     return f"{sec / 1e-9:7.2f} ns"
 
 
-def format_table(results: List[Result], env: Optional[dict] = None) -> str:
+def format_table(results: List[Result], env: Optional[Dict[str, object]] = None) -> str:
     lines = []
     if env:
         lines.append("; ".join(f"{k}={v}" for k, v in env.items()))
