@@ -8,7 +8,7 @@ second input cannot be normalised (normalize=True).  Validation messages,
 broadcasting and allocation live in the Python layer.
 """
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 
 from kl_fast._kernels cimport KL_ROW_BAD, kl_core_init, kl_row, kl_row_f32, kl_row_f64
 

@@ -301,6 +301,96 @@ cdef inline Py_ssize_t _offset(Py_ssize_t i, Py_ssize_t m_in, Py_ssize_t s_in,
     return (i // m_in) * s_out + (i % m_in) * s_in
 
 
+cdef enum:
+    # columns gathered together by _run_columns (a 64-byte line of float32), and
+    # the longest such column
+    TILE_COLS = 16
+    TILE_MAX_N = 1 << 14
+
+
+cdef inline void _gather_tile(const char *a, Py_ssize_t s_row, Py_ssize_t s_col, Py_ssize_t n,
+                              Py_ssize_t w, bint f32, char *buf) noexcept nogil:
+    """Columns 0..w-1 of a (n rows, stride s_row) tile, column c to buf[c*n:(c+1)*n]:
+    the rows are read in order, so each cache line is loaded once for all w columns."""
+    cdef Py_ssize_t i, c
+    if f32:
+        for i in range(n):
+            for c in range(w):
+                (<float *>buf)[c * n + i] = (<const float *>a)[i * s_row + c * s_col]
+    else:
+        for i in range(n):
+            for c in range(w):
+                (<double *>buf)[c * n + i] = (<const double *>a)[i * s_row + c * s_col]
+
+
+cdef int _columns_group(int kind, bint f32, const char *p, const char *q, Layout *L,
+                        Py_ssize_t item, Py_ssize_t j0, bint normalize, bint check,
+                        double log_base, double dx, char *pbuf, char *qbuf,
+                        double *values) noexcept nogil:
+    """Rows j0 .. j0 + TILE_COLS - 1 (columns of a C-order matrix) through the
+    row kernel on contiguous copies; the number that needed the Python layer."""
+    cdef Py_ssize_t c, n = L.n, w = min(<Py_ssize_t>TILE_COLS, L.m - j0)
+    cdef const char *qc
+    cdef bint q_tile = L.sq0 != 0 and L.sq1 != 1   # q is a matrix laid out like p
+    cdef int failed = 0
+    _gather_tile(p + j0 * L.sp0 * item, L.sp1, L.sp0, n, w, f32, pbuf)
+    if q_tile:
+        _gather_tile(q + j0 * L.sq0 * item, L.sq1, L.sq0, n, w, f32, qbuf)
+    for c in range(w):
+        if q_tile:
+            qc = qbuf + c * n * item
+        else:
+            qc = q + (j0 + c) * L.sq0 * item
+        if _row_value(kind, f32, pbuf + c * n * item, 1, qc, 1 if q_tile else L.sq1, n,
+                      normalize, check, log_base, dx, &values[j0 + c]) != ROW_DONE:
+            failed += 1
+    return failed
+
+
+cdef bint _run_columns(int kind, bint f32, const char *p, const char *q, Layout *L,
+                       Py_ssize_t item, bint normalize, bint check, double log_base, double dx,
+                       int n_threads, double *values) noexcept:
+    """_run_rows for rows that are the columns of a C-order float32 matrix (a
+    reduction along a strided axis, neighbouring rows one element apart):
+    TILE_COLS of them (a cache line) are gathered together into contiguous
+    buffers, instead of each column's elements being loaded one cache line each.
+    The kernels gather a strided row the same way, so the values are the same
+    bits.  Measured on (1000, 1000), one thread: kl_div axis=0 1.95 -> 1.10 ms,
+    js_div 3.09 -> 2.34 ms, kl_div_log 3.8 -> 2.55 ms.  float64 keeps the
+    kernels' own gather: tiled it measured slower (3.3 -> 4.0 ms)."""
+    cdef Py_ssize_t g, groups = (L.m + TILE_COLS - 1) // TILE_COLS
+    cdef Py_ssize_t size = TILE_COLS * L.n * item
+    cdef char *pbuf
+    cdef char *qbuf
+    cdef int failed = 0
+    if n_threads <= 1:
+        pbuf = <char *>malloc(2 * size)
+        if pbuf == NULL:
+            return False
+        qbuf = pbuf + size
+        with nogil:
+            for g in range(groups):
+                if kl_stop_requested():
+                    failed += 1
+                    break
+                failed += _columns_group(kind, f32, p, q, L, item, g * TILE_COLS, normalize,
+                                         check, log_base, dx, pbuf, qbuf, values)
+        free(pbuf)
+        return failed == 0
+    pbuf = qbuf = NULL
+    with nogil, parallel(num_threads=n_threads):
+        pbuf = <char *>malloc(2 * size)
+        qbuf = pbuf + size
+        for g in prange(groups, schedule="static"):
+            if pbuf == NULL or kl_stop_requested():
+                failed += 1
+            else:
+                failed += _columns_group(kind, f32, p, q, L, item, g * TILE_COLS, normalize,
+                                         check, log_base, dx, pbuf, qbuf, values)
+        free(pbuf)
+    return failed == 0
+
+
 cdef bint _run_rows(int kind, bint f32, const char *p, const char *q, Layout *L, Py_ssize_t item,
                     bint normalize, bint check, double log_base, double dx, int n_threads,
                     double *values) noexcept:
@@ -308,6 +398,10 @@ cdef bint _run_rows(int kind, bint f32, const char *p, const char *q, Layout *L,
     cdef Py_ssize_t i, m = L.m
     cdef bint ok = True
     cdef int failed = 0
+    if (f32 and L.m_in == 0 and L.sp0 == 1 and L.sp1 != 1 and L.m >= 2
+            and 1 < L.n <= TILE_MAX_N and (L.sq0 == 1 or L.sq0 == 0)):
+        return _run_columns(kind, f32, p, q, L, item, normalize, check, log_base, dx,
+                            n_threads, values)
     if n_threads <= 1:
         with nogil:
             for i in range(m):
