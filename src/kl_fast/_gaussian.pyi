@@ -58,6 +58,14 @@ def gaussian_eval_hess(
     out: _F64,
     n_threads: int,
 ) -> None: ...
+def prepared_1d(
+    p2: _Floating,
+    xk: _F64,
+    psums: _F64,
+    mu: object,
+    sigma: object,
+    order: int,
+) -> Optional[Tuple[np.float64, ...]]: ...
 def gaussian_fit_rows(
     p: _Floating,
     x: _F64,

@@ -526,6 +526,68 @@ def kl_grad_1d(object p, object x, object mu, object sigma, bint want_grad):
     return _np_float64(kl), _np_float64(dm), _np_float64(ds)
 
 
+cdef inline bint _is_plain_row(object a, int typenum, Py_ssize_t n):
+    """a is a (1, n) C-contiguous, aligned, native-order ndarray of the given type."""
+    cdef cnp.ndarray arr
+    if type(a) is not cnp.ndarray:
+        return False
+    arr = <cnp.ndarray>a
+    return (cnp.PyArray_NDIM(arr) == 2 and cnp.PyArray_TYPE(arr) == typenum
+            and cnp.PyArray_DIM(arr, 0) == 1 and cnp.PyArray_DIM(arr, 1) == n
+            and cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)
+            and cnp.PyArray_ISNOTSWAPPED(arr))
+
+
+def prepared_1d(object p2, object xk, object psums, object mu, object sigma, int order):
+    """The values of a prepared single row (GaussianTarget's p2 (1, n), its grid xk
+    in the grid's own units and psums (1, 7)) at scalar mu, sigma on one thread:
+    (kl,), (kl, dmu, dsigma) or those and the Hessian's three entries (order 0, 1,
+    2), as float64 scalars.  None when the inputs are not of that form or a value
+    is not finite, so the caller takes the general path."""
+    cdef const void *pd
+    cdef const double *xd
+    cdef const gk_psums *ps
+    cdef Py_ssize_t n
+    cdef int is_f32
+    cdef double m = 0.0, s = 1.0
+    cdef double v[6]
+    if not (_as_double(mu, &m) and _as_double(sigma, &s)):
+        return None
+    if not (isfinite(m) and isfinite(s) and s > 0.0):
+        return None
+    if not _is_plain_vector(xk, cnp.NPY_DOUBLE):
+        return None
+    n = cnp.PyArray_DIM(<cnp.ndarray>xk, 0)
+    if _is_plain_row(p2, cnp.NPY_DOUBLE, n):
+        is_f32 = 0
+    elif _is_plain_row(p2, cnp.NPY_FLOAT, n):
+        is_f32 = 1
+    else:
+        return None
+    if n < 1 or not _is_plain_row(psums, cnp.NPY_DOUBLE, 7):
+        return None
+    pd = cnp.PyArray_DATA(<cnp.ndarray>p2)
+    xd = <const double *>cnp.PyArray_DATA(<cnp.ndarray>xk)
+    ps = <const gk_psums *>cnp.PyArray_DATA(<cnp.ndarray>psums)
+    v[1] = v[2] = 0.0
+    with nogil:
+        if order == 2:
+            if is_f32:
+                hess_one(<const float *>pd, 1, xd, n, ps, m, s, 1, v)
+            else:
+                hess_one(<const double *>pd, 1, xd, n, ps, m, s, 1, v)
+        elif is_f32:
+            eval_one(<const float *>pd, 1, xd, n, ps, m, s, order == 1, 1, &v[0], &v[1], &v[2])
+        else:
+            eval_one(<const double *>pd, 1, xd, n, ps, m, s, order == 1, 1, &v[0], &v[1], &v[2])
+    cdef int count = 6 if order == 2 else (3 if order == 1 else 1)
+    cdef int i
+    for i in range(count):
+        if not isfinite(v[i]):
+            return None
+    return tuple([_np_float64(v[i]) for i in range(count)])
+
+
 def fit_1d(object p, object x, bint newton, bint variance, object mu0, object sigma0,
            double lr, int iters, double tol, bint history):
     """Fit of a plain 1-D p on a plain x (see kl_grad_1d); mu0, sigma0 None or scalars.

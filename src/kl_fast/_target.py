@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 import numpy.typing as npt
 
+from . import _gaussian
 from . import gaussian as _g
 
 # a value per parameter set: a scalar for one, an array of the broadcast shape for many
@@ -122,6 +123,11 @@ class GaussianTarget:
     # ---- evaluation ----------------------------------------------------------------
     def _values(self, mu: npt.ArrayLike, sigma: npt.ArrayLike, func: str, order: int,
                 num_threads: Optional[int]) -> list[_Value]:
+        if self._k == 0 and self._batch_shape == () and num_threads is None:
+            # one row at scalar parameters: the compiled path, no Python-level helpers
+            fast = _gaussian.prepared_1d(self._p2, self._xk, self._psums, mu, sigma, order)
+            if fast is not None:
+                return list(fast)
         return _g._evaluate_prepared(self._p2, self._xk, self._psums, self._batch_shape,
                                      self._k, mu, sigma, func, self._normalize, num_threads,
                                      order)
@@ -149,6 +155,9 @@ class GaussianTarget:
         """
         kl, dmu, dsigma, hmm, hms, hss = self._values(mu, sigma, "GaussianTarget.kl_hess", 2,
                                                       num_threads)
+        if np.ndim(kl) == 0:
+            return (kl, np.array([dmu, dsigma], dtype=np.float64),
+                    np.array([[hmm, hms], [hms, hss]], dtype=np.float64))
         grad = np.stack([dmu, dsigma], axis=-1)
         hess = np.stack([np.stack([hmm, hms], axis=-1), np.stack([hms, hss], axis=-1)],
                         axis=-2)
