@@ -72,6 +72,12 @@ def _probe_openmp(compiler):
 
 
 class BuildExt(build_ext):
+    def finalize_options(self):
+        super().finalize_options()
+        # the extensions compile in parallel (pip install . runs build_ext without -j)
+        if not self.parallel:
+            self.parallel = os.cpu_count() or 1
+
     def build_extensions(self):
         omp = None
         if os.environ.get("KL_FAST_NO_OPENMP", "0") in ("", "0"):

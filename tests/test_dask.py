@@ -604,6 +604,15 @@ def test_delayed_inputs():
     np.testing.assert_allclose(got, kl_fast.kl_div(P, Q1), rtol=1e-12)
 
 
+def test_gaussian_target_in_map_blocks():
+    # a prepared target travels with the graph (it pickles) and broadcasts over blocks
+    target = kl_fast.GaussianTarget(GP[0], GX)
+    mu, sigma = np.meshgrid(np.linspace(-1, 1, 30), np.linspace(0.5, 2.0, 20))
+    lazy = da.map_blocks(target.kl, da.from_array(mu, chunks=(7, 11)),
+                         da.from_array(sigma, chunks=(7, 11)), dtype=np.float64)
+    np.testing.assert_array_equal(compute(lazy), target.kl(mu, sigma))
+
+
 # ---- dask.distributed: one local cluster of two worker processes for the module ------
 
 @pytest.fixture(scope="module")
@@ -687,6 +696,17 @@ def test_distributed_survives_a_worker_killed_mid_run(client):
     np.testing.assert_array_equal(v, want_v)
     client.wait_for_workers(2, timeout=TIMEOUT)   # the nanny restarted it
     assert victim not in client.scheduler_info()["workers"]   # under a new address
+
+
+@pytest.mark.distributed
+def test_distributed_gaussian_target(client):
+    target = kl_fast.GaussianTarget(GP[:3], GX)
+    remote = client.scatter(target)
+    got = client.submit(lambda t, m, s: t.kl_hess(m, s), remote, np.zeros((3,)), 1.2)
+    kl, grad, hess = got.result(timeout=TIMEOUT)
+    want = target.kl_hess(np.zeros((3,)), 1.2)
+    for a, b in zip((kl, grad, hess), want):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.distributed
