@@ -5,7 +5,7 @@ import importlib
 import pytest
 
 MODULES = ["kl_fast", "kl_fast._api", "kl_fast._divergences", "kl_fast._pairwise",
-           "kl_fast.gaussian", "kl_fast._target", "kl_fast.dask"]
+           "kl_fast.gaussian", "kl_fast._target", "kl_fast._topk", "kl_fast.dask"]
 
 
 @pytest.mark.parametrize("name", MODULES)
