@@ -38,6 +38,9 @@ cdef enum:
     PAIR_COST = 16
     SMALL_PAIRWISE = 1 << 17
 
+import numpy as _numpy
+
+cdef object _MEMMAP = _numpy.memmap
 cdef cnp.dtype _DESCR_F64 = cnp.PyArray_DescrFromType(cnp.NPY_DOUBLE)
 cdef cnp.dtype _DESCR_F32 = cnp.PyArray_DescrFromType(cnp.NPY_FLOAT)
 
@@ -422,11 +425,14 @@ cdef bint _run_rows(int kind, bint f32, const char *p, const char *q, Layout *L,
 
 
 cdef inline cnp.ndarray _operand(object a):
-    """An ndarray view of ``a`` (lists and tuples converted), else None."""
+    """An ndarray view of ``a`` (lists and tuples converted, a memory-mapped array
+    viewed as the plain array it is), else None."""
     if type(a) is cnp.ndarray:
         return <cnp.ndarray>a
     if type(a) is list or type(a) is tuple:
         return cnp.PyArray_FROMANY(a, cnp.NPY_NOTYPE, 0, 0, 0)
+    if type(a) is _MEMMAP:
+        return <cnp.ndarray>a.view(cnp.ndarray)
     return None
 
 
