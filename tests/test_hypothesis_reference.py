@@ -1494,13 +1494,6 @@ def _check_bad_message(exc, fn_name, named, kind):
     assert is_bad(arr[idx], kind), f"{exc}: {named[m.group(2)]!r}[{idx}] = {arr[idx]!r} is valid"
 
 
-# Known library bug (see test_known_bug_bad_value_in_empty_broadcast): kl_div,
-# js_div and kl_div_log do not check inputs whose broadcast is empty (the
-# kernel pass has no element to visit); the reference, and kl_fast's pairwise
-# functions, raise.
-KNOWN_BUG_EMPTY = "bad value in an empty broadcast accepted (test_known_bug_bad_value_in_empty_broadcast)"
-
-
 def _bad_pair_body(case, name):
     fn, ref_fn = getattr(kl_fast, name), getattr(reference, name)
     p, q = case.p, case.q
@@ -1512,13 +1505,10 @@ def _bad_pair_body(case, name):
     assert isinstance(call_reference(ref_fn, p.values, q.values, **kwargs), ValueError)
     names = ("log_p", "log_q") if name == "kl_div_log" else ("p", "q")
     if np.broadcast(p.values, q.values).size == 0:
-        try:
-            call_lib(fn, p.arg, q.arg, **kwargs)
-        except ValueError as e:
-            if "normalize=True but" not in str(e):  # (an empty reduction sums to 0)
-                _check_bad_message(e, name, dict(zip(names, (p, q))), case.kind)
-        else:
-            event(f"known bug: {KNOWN_BUG_EMPTY}")
+        # each input is checked on its own (test_fixed_bad_value_in_empty_broadcast)
+        e = lib_raises(ValueError, fn, p.arg, q.arg, **kwargs)
+        if "normalize=True but" not in str(e):  # (an empty reduction sums to 0)
+            _check_bad_message(e, name, dict(zip(names, (p, q))), case.kind)
         assert_unchanged(p, q)
         return
     exc = lib_raises(ValueError, fn, p.arg, q.arg, **kwargs)
@@ -1669,17 +1659,20 @@ def test_fixed_normalize_tiny_sum(fn):
     assert float(got) == pytest.approx(expected, rel=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="kl_fast bug: kl_div, js_div and kl_div_log accept a bad value "
-                   "in an input whose broadcast with the other is empty (DESIGN: ValueError)")
 @pytest.mark.parametrize("fn", ["kl_div", "js_div", "kl_div_log"])
-def test_known_bug_bad_value_in_empty_broadcast(fn):
+def test_fixed_bad_value_in_empty_broadcast(fn):
     p, q = np.array([np.nan, 1.0]), np.ones((0, 2))
     with pytest.raises(ValueError):
         getattr(reference, fn)(p, q)
     with pytest.raises(ValueError):
         kl_fast.kl_pairwise(p[None], q)                      # the pairwise functions check
     with pytest.raises(ValueError, match=r"p contains NaN at index \[0\]"):
-        getattr(kl_fast, fn)(p, q)                           # returns array([])
+        getattr(kl_fast, fn)(p, q)                           # was array([])
+    name = "log_q" if fn == "kl_div_log" else "q"
+    with pytest.raises(ValueError, match=name + r" contains .* at index \[1, 1\]"):
+        getattr(kl_fast, fn)(np.ones((0, 1, 2)), np.array([[0.5, 0.5], [0.5, np.inf]]))
+    assert getattr(kl_fast, fn)(p, q, check=False).shape == (0,)
+    assert getattr(kl_fast, fn)(np.ones(2), q).shape == (0,)
 
 
 @pytest.mark.parametrize("fn", ["gaussian_kl", "gaussian_kl_grad"])

@@ -204,6 +204,23 @@ def row_sums(pk: np.ndarray, qk: np.ndarray, *, axes: tuple[int, ...] | None, fu
     return combine_rows(res, rows), rows.outer_shape
 
 
+def check_alone(fn: Callable[..., Any], p_in: np.ndarray, q_in: np.ndarray,
+                filler: float) -> None:
+    """Where p and q broadcast to an empty shape, ``fn``'s check of each non-empty
+    input against a valid ``filler`` of its own shape: a bad value raises its
+    ValueError with the index in that input (as for any other shape)."""
+    try:
+        empty = math.prod(np.broadcast_shapes(p_in.shape, q_in.shape)) == 0
+    except ValueError:
+        return  # shapes that do not broadcast: the caller explains
+    if not empty:
+        return
+    if p_in.size:
+        fn(p_in, np.full(p_in.shape, filler, dtype=p_in.dtype), axis=None)
+    if q_in.size:
+        fn(np.full(q_in.shape, filler, dtype=q_in.dtype), q_in, axis=None)
+
+
 def normalize_rescale(res: np.ndarray, f32: bool) -> np.ndarray:
     """Boolean array over the rows of ``res`` (..., 3): those that normalize
     redoes on rescaled inputs (the compiled entries' rule)."""
@@ -473,6 +490,8 @@ def kl_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = -1, keepdims: bool = Fals
     p_in = as_real_array(p, "p", func)
     q_in = as_real_array(q, "q", func)
     base, dx = check_options(normalize, base, dx, func)
+    if check:
+        check_alone(kl_div, p_in, q_in, 1.0)
     dtype = result_dtype(p_in, q_in)
     pk = to_kernel_dtype(p_in, dtype)
     qk = to_kernel_dtype(q_in, dtype)

@@ -9,8 +9,8 @@ import numpy.typing as npt
 from . import _div_kernels, _kernels
 from ._typing import (ArrayLike, ArrayT, Axis, F32Array, F32Result, F64Array, F64Result,
                       Float32Like, Float64Like, FloatResult, ScalarOr1D)
-from ._api import (apply_options, combine_rows, deliver, raise_bad_value, reduction_rows,
-                   scaled_by_max)
+from ._api import (apply_options, check_alone, combine_rows, deliver, raise_bad_value,
+                   reduction_rows, scaled_by_max)
 from ._validation import (
     as_real_array,
     check_positive_scalar,
@@ -50,6 +50,10 @@ def _reduce_rows(p: ArrayLike, q: ArrayLike, *, func: str, names: Sequence[str],
     q_in = as_real_array(q, names[1], func)
     if base is not None:
         base = check_positive_scalar(base, "base", func, allow_one=False)
+    if check:
+        # the public function (the compiled entry) of this kernel, for check_alone
+        public = js_div if func == "js_div" else kl_div_log
+        check_alone(public, p_in, q_in, 0.0 if func == "kl_div_log" else 1.0)
     dtype = result_dtype(p_in, q_in)
     pk = to_kernel_dtype(p_in, dtype)
     qk = to_kernel_dtype(q_in, dtype)

@@ -564,6 +564,8 @@ cdef object _entry(int kind, object p, object q, object axis, bint keepdims, obj
         return None
     if L.n == 0 and normalize:
         return None  # an empty reduction cannot be normalised: the Python layer explains
+    if check and (L.m == 0 or L.n == 0) and (cnp.PyArray_SIZE(pa) or cnp.PyArray_SIZE(qa)):
+        return None  # an empty broadcast of a non-empty input: the Python layer checks it
     n_threads = _threads(num_threads, L.m, L.n, func)
     if n_threads == 0:
         return None
