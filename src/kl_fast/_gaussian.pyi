@@ -42,20 +42,8 @@ def gaussian_eval(
     rows: npt.NDArray[np.intp],
     mu: _F64,
     sigma: _F64,
-    kl_out: _F64,
-    dmu_out: _F64,
-    dsigma_out: _F64,
-    want_grad: bool,
-    n_threads: int,
-) -> None: ...
-def gaussian_eval_hess(
-    p: _Floating,
-    x: _F64,
-    psums: _F64,
-    rows: npt.NDArray[np.intp],
-    mu: _F64,
-    sigma: _F64,
     out: _F64,
+    order: int,
     n_threads: int,
 ) -> None: ...
 def prepared_1d(

@@ -256,54 +256,6 @@ def gaussian_psums_rows(const floating[:, :] p, const double[::1] x, double[:, :
             status[i] = psums_one(pp + i * s0, s1, &x[0], n, 1, <gk_psums *>&out[i, 0])
 
 
-def gaussian_eval(const floating[:, :] p, const double[::1] x, const double[:, ::1] psums,
-                  const Py_ssize_t[::1] rows, const double[::1] mu, const double[::1] sigma,
-                  double[::1] kl_out, double[::1] dmu_out, double[::1] dsigma_out,
-                  bint want_grad, int n_threads):
-    """For k in range(K): KL(p[rows[k]] || q(mu[k], sigma[k])) into kl_out[k].
-
-    With want_grad, also dKL/dmu and dKL/dsigma into dmu_out and dsigma_out
-    (which may be empty otherwise).  psums are the rows' p-side sums; rows,
-    mu and sigma must be valid (indices in range, sigma > 0, all finite).
-    """
-    cdef Py_ssize_t m = p.shape[0], n = p.shape[1], K = rows.shape[0], k
-    cdef Py_ssize_t s0 = p.strides[0] // <Py_ssize_t>sizeof(floating)
-    cdef Py_ssize_t s1 = p.strides[1] // <Py_ssize_t>sizeof(floating)
-    cdef const floating *pp
-    cdef double *g_mu = NULL
-    cdef double *g_sigma = NULL
-    if (x.shape[0] != n or psums.shape[0] != m or psums.shape[1] != 7 or mu.shape[0] != K
-            or sigma.shape[0] != K or kl_out.shape[0] != K
-            or (want_grad and (dmu_out.shape[0] != K or dsigma_out.shape[0] != K))):
-        raise ValueError("gaussian_eval: shape mismatch between the arguments")
-    if K == 0:
-        return
-    if n == 0 or m == 0:
-        raise ValueError("gaussian_eval: empty p")
-    pp = &p[0, 0]
-    if want_grad:
-        g_mu = &dmu_out[0]
-        g_sigma = &dsigma_out[0]
-    watched = _watch_interrupts(<double>K * n)
-    try:
-        if n_threads <= 1 or K == 1:
-            with nogil:
-                for k in range(K):
-                    if kl_stop_requested():
-                        break
-                    eval_one(pp + rows[k] * s0, s1, &x[0], n,
-                             <const gk_psums *>&psums[rows[k], 0], mu[k], sigma[k], want_grad,
-                             n_threads, &kl_out[k], g_mu + k, g_sigma + k)
-        else:
-            for k in prange(K, nogil=True, schedule="static", num_threads=n_threads):
-                if not kl_stop_requested():
-                    eval_one(pp + rows[k] * s0, s1, &x[0], n,
-                             <const gk_psums *>&psums[rows[k], 0], mu[k], sigma[k], want_grad,
-                             1, &kl_out[k], g_mu + k, g_sigma + k)
-    finally:
-        _end_watch(watched)
-
-
 cdef inline void hess_one(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
                           const gk_psums *ps, double mu, double sigma, int nthreads,
                           double *out) noexcept nogil:
@@ -341,25 +293,41 @@ cdef inline void hess_one(const floating *p, Py_ssize_t sp, const double *x, Py_
         - 3.0 * ev.dsigma / sigma
 
 
-def gaussian_eval_hess(const floating[:, :] p, const double[::1] x, const double[:, ::1] psums,
-                       const Py_ssize_t[::1] rows, const double[::1] mu,
-                       const double[::1] sigma, double[:, ::1] out, int n_threads):
-    """For k in range(K): out[k] = (kl, dmu, dsigma, h_mumu, h_musigma, h_sigmasigma) of
-    KL(p[rows[k]] || q(mu[k], sigma[k])), the gradient and the analytic Hessian.
+cdef inline void eval_order(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                            const gk_psums *ps, double mu, double sigma, int order,
+                            int nthreads, double *out) noexcept nogil:
+    """out[0:1], out[0:3] or out[0:6]: the value, with the gradient (order 1), and
+    with the Hessian's three entries (order 2); see hess_one."""
+    if order == 2:
+        hess_one(p, sp, x, n, ps, mu, sigma, nthreads, out)
+    else:
+        eval_one(p, sp, x, n, ps, mu, sigma, order == 1, nthreads, &out[0], &out[1], &out[2])
 
-    Arguments as for gaussian_eval; out has shape (K, 6).
+
+def gaussian_eval(const floating[:, :] p, const double[::1] x, const double[:, ::1] psums,
+                  const Py_ssize_t[::1] rows, const double[::1] mu, const double[::1] sigma,
+                  double[:, ::1] out, int order, int n_threads):
+    """For k in range(K): out[k] = the values of KL(p[rows[k]] || q(mu[k], sigma[k])):
+    (kl, ...) for order 0, (kl, dmu, dsigma, ...) for order 1 and (kl, dmu, dsigma,
+    h_mumu, h_musigma, h_sigmasigma) for order 2; out has shape (K, 3), or (K, 6)
+    for order 2 (entries an order does not give are left as they are).
+
+    psums are the rows' p-side sums; rows, mu and sigma must be valid (indices in
+    range, sigma > 0, all finite).  Parameter sets run in parallel; a single one
+    splits its grid over the n_threads threads (same result for any count).
     """
     cdef Py_ssize_t m = p.shape[0], n = p.shape[1], K = rows.shape[0], k
     cdef Py_ssize_t s0 = p.strides[0] // <Py_ssize_t>sizeof(floating)
     cdef Py_ssize_t s1 = p.strides[1] // <Py_ssize_t>sizeof(floating)
     cdef const floating *pp
     if (x.shape[0] != n or psums.shape[0] != m or psums.shape[1] != 7 or mu.shape[0] != K
-            or sigma.shape[0] != K or out.shape[0] != K or out.shape[1] != 6):
-        raise ValueError("gaussian_eval_hess: shape mismatch between the arguments")
+            or sigma.shape[0] != K or out.shape[0] != K or not 0 <= order <= 2
+            or out.shape[1] != (6 if order == 2 else 3)):
+        raise ValueError("gaussian_eval: shape mismatch between the arguments")
     if K == 0:
         return
     if n == 0 or m == 0:
-        raise ValueError("gaussian_eval_hess: empty p")
+        raise ValueError("gaussian_eval: empty p")
     pp = &p[0, 0]
     watched = _watch_interrupts(<double>K * n)
     try:
@@ -368,15 +336,15 @@ def gaussian_eval_hess(const floating[:, :] p, const double[::1] x, const double
                 for k in range(K):
                     if kl_stop_requested():
                         break
-                    hess_one(pp + rows[k] * s0, s1, &x[0], n,
-                             <const gk_psums *>&psums[rows[k], 0], mu[k], sigma[k], n_threads,
-                             &out[k, 0])
+                    eval_order(pp + rows[k] * s0, s1, &x[0], n,
+                               <const gk_psums *>&psums[rows[k], 0], mu[k], sigma[k], order,
+                               n_threads, &out[k, 0])
         else:
             for k in prange(K, nogil=True, schedule="static", num_threads=n_threads):
                 if not kl_stop_requested():
-                    hess_one(pp + rows[k] * s0, s1, &x[0], n,
-                             <const gk_psums *>&psums[rows[k], 0], mu[k], sigma[k], 1,
-                             &out[k, 0])
+                    eval_order(pp + rows[k] * s0, s1, &x[0], n,
+                               <const gk_psums *>&psums[rows[k], 0], mu[k], sigma[k], order,
+                               1, &out[k, 0])
     finally:
         _end_watch(watched)
 
@@ -569,17 +537,13 @@ def prepared_1d(object p2, object xk, object psums, object mu, object sigma, int
     pd = cnp.PyArray_DATA(<cnp.ndarray>p2)
     xd = <const double *>cnp.PyArray_DATA(<cnp.ndarray>xk)
     ps = <const gk_psums *>cnp.PyArray_DATA(<cnp.ndarray>psums)
-    v[1] = v[2] = 0.0
+    if not 0 <= order <= 2:
+        raise ValueError(f"prepared_1d: order must be 0, 1 or 2, got {order}")
     with nogil:
-        if order == 2:
-            if is_f32:
-                hess_one(<const float *>pd, 1, xd, n, ps, m, s, 1, v)
-            else:
-                hess_one(<const double *>pd, 1, xd, n, ps, m, s, 1, v)
-        elif is_f32:
-            eval_one(<const float *>pd, 1, xd, n, ps, m, s, order == 1, 1, &v[0], &v[1], &v[2])
+        if is_f32:
+            eval_order(<const float *>pd, 1, xd, n, ps, m, s, order, 1, v)
         else:
-            eval_one(<const double *>pd, 1, xd, n, ps, m, s, order == 1, 1, &v[0], &v[1], &v[2])
+            eval_order(<const double *>pd, 1, xd, n, ps, m, s, order, 1, v)
     cdef int count = 6 if order == 2 else (3 if order == 1 else 1)
     cdef int i
     for i in range(count):

@@ -271,17 +271,9 @@ def _evaluate_prepared(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray,
 def _eval_kernel(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, rows: np.ndarray,
                  mu_b: np.ndarray, sigma_b: np.ndarray, nt: int, order: int) -> np.ndarray:
     """(_N_OUT[order], K) array of the kernel's values at the K parameter sets."""
-    K = rows.shape[0]
-    if order == 2:
-        res = np.empty((K, 6))
-        _gaussian.gaussian_eval_hess(p2, xk, psums, rows, mu_b, sigma_b, res, nt)
-        return np.ascontiguousarray(res.T)
-    res = np.empty((_N_OUT[order], K))
-    empty = np.empty(0)
-    _gaussian.gaussian_eval(p2, xk, psums, rows, mu_b, sigma_b, res[0],
-                            res[1] if order else empty, res[2] if order else empty,
-                            order == 1, nt)
-    return res
+    res = np.empty((rows.shape[0], 6 if order == 2 else 3))
+    _gaussian.gaussian_eval(p2, xk, psums, rows, mu_b, sigma_b, res, order, nt)
+    return np.ascontiguousarray(res[:, :_N_OUT[order]].T)
 
 
 def _in_sigma_units(row: np.ndarray, xk: np.ndarray, mu: float, sigma: float, normalize: bool,
