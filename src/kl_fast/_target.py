@@ -118,7 +118,12 @@ class GaussianTarget:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         for name in self.__slots__:
-            object.__setattr__(self, name, state[name])
+            value = state[name]
+            if isinstance(value, np.ndarray):
+                # an array received over a network can be unaligned in memory; the
+                # kernels load aligned: copy it then (as the functions do with input)
+                value = np.require(value, requirements=["C", "A"])
+            object.__setattr__(self, name, value)
 
     # ---- evaluation ----------------------------------------------------------------
     def _values(self, mu: npt.ArrayLike, sigma: npt.ArrayLike, func: str, order: int,
