@@ -41,6 +41,12 @@ _MAX_COLS = 4096
 _NO_INDEX = np.iinfo(np.intp).max   # an empty slot ranks after every real index
 
 
+def _check_divergence(divergence: Any, func: str) -> None:
+    if divergence not in _DIVERGENCES:
+        raise ValueError(f"{func}: divergence must be one of {', '.join(map(repr, _DIVERGENCES))}, "
+                         f"got {divergence!r}")
+
+
 def _check_k(k: Any, total: int, func: str) -> int:
     if isinstance(k, (float, np.floating)):
         if not math.isfinite(k) or k != int(k):
@@ -256,9 +262,7 @@ def kl_topk(P: npt.ArrayLike, Q: npt.ArrayLike, k: int, *,
            [0.03669 , 0.226289]])
     """
     func = "kl_topk"
-    if divergence not in _DIVERGENCES:
-        raise ValueError(f"{func}: divergence must be one of {', '.join(map(repr, _DIVERGENCES))}, "
-                         f"got {divergence!r}")
+    _check_divergence(divergence, func)
     if Q is None:
         raise TypeError(f"{func}: Q is required (the candidates to search)")
     Pk, Qk, dtype, _ = _prepare(P, Q, func)

@@ -569,12 +569,10 @@ def kl_topk(P: da.Array | npt.ArrayLike, Q: da.Array | npt.ArrayLike, k: int, *,
     array([[1, 2],
            [0, 2]])
     """
-    from ._topk import _DIVERGENCES, _check_k
+    from ._topk import _check_divergence, _check_k
 
     func = "kl_topk"
-    if divergence not in _DIVERGENCES:
-        raise ValueError(f"{func}: divergence must be one of {', '.join(map(repr, _DIVERGENCES))}, "
-                         f"got {divergence!r}")
+    _check_divergence(divergence, func)
     p = _as_matrix_input(P, "P", func)
     q = _as_matrix_input(Q, "Q", func)
     _check_row_lengths(p.shape, q.shape, func)
