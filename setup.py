@@ -5,6 +5,7 @@ wraparound and initialisation checks back on for debugging.  OpenMP is found by 
 probe at build time; without it the build warns and the kernels run serially.
 """
 import os
+import platform
 import sys
 import tempfile
 import textwrap
@@ -91,6 +92,8 @@ class BuildExt(build_ext):
         for ext in self.extensions:
             if not msvc:
                 ext.extra_compile_args = BASE_CFLAGS + list(ext.extra_compile_args)
+            if TARGETS.get(ext.name) == "avx2":
+                ext.extra_compile_args += ["/arch:AVX2"] if msvc else ["-mavx2", "-mfma"]
             if omp is not None:
                 ext.extra_compile_args += omp[0]
                 ext.extra_link_args += omp[1]
@@ -105,11 +108,21 @@ def make_ext(name, sources):
         include_dirs=[np.get_include(), os.path.join("src", "kl_fast", "_src")],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         depends=[os.path.join("src", "kl_fast", "_src", f)
-                 for f in os.listdir(os.path.join("src", "kl_fast", "_src"))],
+                 for f in os.listdir(os.path.join("src", "kl_fast", "_src"))]
+        + [os.path.join("src", "kl_fast", "_core.pxi")],
     )
 
 
-EXTENSIONS = [
+# The compiled core, once per instruction-set target from the same source
+# (_core.pxi): the baseline everywhere, AVX2+FMA on x86-64 (chosen at import).
+X86_64 = platform.machine().lower() in ("x86_64", "amd64")
+CORE = [make_ext("kl_fast._core_baseline", ["src/kl_fast/_core_baseline.pyx"])]
+TARGETS = {}  # extension name -> instruction-set target (flags in BuildExt)
+if X86_64 and os.environ.get("KL_FAST_NO_AVX2", "0") in ("", "0"):
+    CORE.append(make_ext("kl_fast._core_avx2", ["src/kl_fast/_core_avx2.pyx"]))
+    TARGETS["kl_fast._core_avx2"] = "avx2"
+
+EXTENSIONS = CORE + [
     make_ext("kl_fast._kernels", ["src/kl_fast/_kernels.pyx"]),
     make_ext("kl_fast._div_kernels", ["src/kl_fast/_div_kernels.pyx"]),
     make_ext("kl_fast._gaussian", ["src/kl_fast/_gaussian.pyx"]),

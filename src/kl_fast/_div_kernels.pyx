@@ -10,11 +10,12 @@ broadcasting and allocation live in the Python layer.
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 
-from kl_fast._kernels cimport KL_ROW_BAD, kl_core_init, kl_row, kl_row_f32, kl_row_f64
+from kl_fast._core_table cimport ROW_BAD
+from kl_fast._kernels cimport core_table, kl_row
 
 
 cdef inline signed char _status(int st) noexcept nogil:
-    if st == KL_ROW_BAD:
+    if st == ROW_BAD:
         return 1
     if st == JS_ROW_ZERO_SUM_P or st == KL_LOG_ROW_ZERO_SUM_P:
         return 2
@@ -29,7 +30,6 @@ _ISA = "baseline"
 def select_isa(bint force_baseline=False):
     """Choose the kernel instruction set; returns its name ("baseline" or "avx2+fma")."""
     global _ISA
-    kl_core_init(force_baseline)
     js_core_init(force_baseline)
     _ISA = kl_log_core_init(force_baseline).decode("ascii")
     return _ISA

@@ -206,8 +206,8 @@ cdef inline int _row(int kind, bint f32, const char *p, Py_ssize_t sp, const cha
     """One row through the kernel of ``kind``; the kernel's status."""
     if kind == KIND_KL:
         if f32:
-            return kl_row_f32(<const float *>p, sp, <const float *>q, sq, n, check, normalize, res)
-        return kl_row_f64(<const double *>p, sp, <const double *>q, sq, n, check, normalize, res)
+            return core_table().kl_row_f32(<const float *>p, sp, <const float *>q, sq, n, check, normalize, res)
+        return core_table().kl_row_f64(<const double *>p, sp, <const double *>q, sq, n, check, normalize, res)
     if kind == KIND_JS:
         if f32:
             return js_row_f32(<const float *>p, sp, <const float *>q, sq, n, normalize, check, res)
@@ -281,7 +281,7 @@ cdef inline int _row_value(int kind, bint f32, const char *p, Py_ssize_t sp, con
     cdef double res[3]
     cdef int st = _row(kind, f32, p, sp, q, sq, n, normalize, check, res)
     if kind == KIND_KL:
-        if st == KL_ROW_BAD:
+        if st == ROW_BAD:
             return ROW_PYTHON
         if normalize:
             if not (res[1] > 0.0 and res[2] > 0.0):
@@ -289,7 +289,7 @@ cdef inline int _row_value(int kind, bint f32, const char *p, Py_ssize_t sp, con
             if _normalize_rescale(res[0], res[1], res[2], f32):
                 return ROW_RESCALE
             res[0] = _kl_normalized(res[0], res[1], res[2])
-    elif st == KL_ROW_BAD or st == JS_ROW_ZERO_SUM_P or st == JS_ROW_ZERO_SUM_Q \
+    elif st == ROW_BAD or st == JS_ROW_ZERO_SUM_P or st == JS_ROW_ZERO_SUM_Q \
             or st == KL_LOG_ROW_ZERO_SUM_P or st == KL_LOG_ROW_ZERO_SUM_Q:
         return ROW_PYTHON
     value[0] = _scale(res[0], log_base, dx)

@@ -27,25 +27,73 @@ cdef extern from *:
     int kl_openmp_enabled()
 
 
-_ISA = "baseline"
+from cpython.pycapsule cimport PyCapsule_GetPointer
+
+# The one dispatch: the CoreTable of each core build this CPU can run, by name,
+# and the one every kernel call goes through.
+cdef dict _TABLES = {}
+cdef const CoreTable *_table = NULL
+
+
+cdef const CoreTable *core_table() noexcept nogil:
+    return _table
+
+
+def _cpu_has_avx2_fma():
+    """What NumPy's own CPU detection (which checks the OS saves the AVX state) says."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # NumPy < 2
+        from numpy.core._multiarray_umath import __cpu_features__ as features
+    return bool(features.get("AVX2")) and bool(features.get("FMA3"))
+
+
+def _load_tables():
+    from kl_fast import _core_baseline
+    _TABLES["baseline"] = _core_baseline.table("baseline")
+    if _cpu_has_avx2_fma():
+        try:
+            from kl_fast import _core_avx2
+        except ImportError:  # not built for this platform
+            return
+        _TABLES["avx2+fma"] = _core_avx2.table("avx2+fma")
+
+
+cdef const CoreTable *_table_of(str name) except NULL:
+    return <const CoreTable *>PyCapsule_GetPointer(_TABLES[name], b"kl_fast.CoreTable")
 
 
 def select_isa(bint force_baseline=False):
     """Choose the kernel instruction set; returns its name ("baseline" or "avx2+fma")."""
-    global _ISA
-    _ISA = kl_core_init(force_baseline).decode("ascii")
-    return _ISA
+    global _table
+    name = "baseline" if force_baseline or "avx2+fma" not in _TABLES else "avx2+fma"
+    _table = _table_of(name)
+    return name
 
 
 def current_isa():
     """Name of the instruction set the kernels run with."""
-    return _ISA
+    return _table.name.decode("ascii")
+
+
+def available_isas():
+    """Kernel paths this CPU and build can run."""
+    return list(_TABLES)
 
 
 def openmp_enabled():
     """True when the kernels were compiled with OpenMP (rows run in parallel)."""
     return bool(kl_openmp_enabled())
 
+
+
+cdef inline int _row(const CoreTable *tab, const floating *p, Py_ssize_t sp, const floating *q,
+                     Py_ssize_t sq, Py_ssize_t n, bint check, bint want_sums,
+                     double *res) noexcept nogil:
+    if floating is double:
+        return tab.kl_row_f64(p, sp, q, sq, n, check, want_sums, res)
+    else:
+        return tab.kl_row_f32(p, sp, q, sq, n, check, want_sums, res)
 
 
 def kl_rows(const floating[:, :] p, const floating[:, :] q, double[:, ::1] out,
@@ -66,6 +114,7 @@ def kl_rows(const floating[:, :] p, const floating[:, :] q, double[:, ::1] out,
     cdef const floating *pp
     cdef const floating *qp
     cdef int st
+    cdef const CoreTable *tab = _table
     if q.shape[0] != m or q.shape[1] != n or out.shape[0] != m or out.shape[1] != 3 \
             or status.shape[0] != m:
         raise ValueError("kl_rows: shape mismatch between p, q, out and status")
@@ -80,15 +129,15 @@ def kl_rows(const floating[:, :] p, const floating[:, :] q, double[:, ::1] out,
                 for i in range(m):
                     if kl_stop_requested():
                         break
-                    st = kl_row(pp + i * sp0, sp1, qp + i * sq0, sq1, n, check, want_sums,
-                                &out[i, 0])
-                    status[i] = 1 if st == KL_ROW_BAD else 0
+                    st = _row(tab, pp + i * sp0, sp1, qp + i * sq0, sq1, n, check, want_sums,
+                              &out[i, 0])
+                    status[i] = 1 if st == ROW_BAD else 0
         else:
             for i in prange(m, nogil=True, schedule="static", num_threads=n_threads):
                 if not kl_stop_requested():
-                    st = kl_row(pp + i * sp0, sp1, qp + i * sq0, sq1, n, check, want_sums,
-                                &out[i, 0])
-                    status[i] = 1 if st == KL_ROW_BAD else 0
+                    st = _row(tab, pp + i * sp0, sp1, qp + i * sq0, sq1, n, check, want_sums,
+                              &out[i, 0])
+                    status[i] = 1 if st == ROW_BAD else 0
     finally:
         _end_watch(watched)
 
@@ -107,11 +156,11 @@ def find_bad(const floating[:] p, const floating[:] q):
     if n == 0:
         return None
     if floating is double:
-        found = kl_find_bad_f64(&p[0], p.strides[0] // 8, &q[0], q.strides[0] // 8,
-                                n, &which, &index, &value)
+        found = _table.find_bad_f64(&p[0], p.strides[0] // 8, &q[0], q.strides[0] // 8,
+                                    n, &which, &index, &value)
     else:
-        found = kl_find_bad_f32(&p[0], p.strides[0] // 4, &q[0], q.strides[0] // 4,
-                                n, &which, &index, &value)
+        found = _table.find_bad_f32(&p[0], p.strides[0] // 4, &q[0], q.strides[0] // 4,
+                                    n, &which, &index, &value)
     if not found:
         return None
     return which, index, value
@@ -135,13 +184,10 @@ def row_status(const floating[:] p, const floating[:] q, bint check=True, bint w
         st = kl_row(&p[0], p.strides[0] // sizeof(floating), &q[0], q.strides[0] // sizeof(floating),
                     n, check, want_sums, res)
     else:
-        st = KL_ROW_OK
-    name = "bad" if st == KL_ROW_BAD else "careful" if st == KL_ROW_CAREFUL else "fast"
+        st = ROW_OK
+    name = "bad" if st == ROW_BAD else "careful" if st == ROW_CAREFUL else "fast"
     return name, (res[0], res[1], res[2])
 
-
-cdef extern from "kl_core.h" nogil:
-    int kl_math_map(int fn, int is_f32, int use_avx2, const void *x, void *y, Py_ssize_t n)
 
 _MATH_FUNCS = {"log": 0, "exp": 1, "log_normal": 2}
 
@@ -158,21 +204,13 @@ def math_map(str name, x, str path):
         raise TypeError("math_map: x must be float32 or float64")
     if path not in ("baseline", "avx2+fma"):
         raise ValueError(f"math_map: unknown path {path!r}")
-    cdef cnp.ndarray ya = _np.empty_like(xa)
-    if kl_math_map(_MATH_FUNCS[name], xa.dtype == _np.float32, path == "avx2+fma",
-                   cnp.PyArray_DATA(xa), cnp.PyArray_DATA(ya), xa.size) != 0:
+    if path not in _TABLES:
         raise RuntimeError(f"math_map: the {path} path is not available here")
+    cdef cnp.ndarray ya = _np.empty_like(xa)
+    _table_of(path).math_map(_MATH_FUNCS[name], xa.dtype == _np.float32,
+                             cnp.PyArray_DATA(xa), cnp.PyArray_DATA(ya), xa.size)
     return ya
 
 
-def available_isas():
-    """Kernel paths this CPU and build can run."""
-    cdef double x = 1.0, y
-    paths = ["baseline"]
-    if kl_math_map(0, 0, 1, &x, &y, 1) == 0:
-        paths.append("avx2+fma")
-    return paths
-
-
+_load_tables()
 select_isa(False)
-

@@ -1,0 +1,2 @@
+# The compiled core for every CPU (see _core.pxi).
+include "_core.pxi"

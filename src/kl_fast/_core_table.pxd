@@ -1,0 +1,34 @@
+# The table of kernels one compiled core exports (see _core.pxi).  Each
+# instruction-set build of the core fills one; kl_fast._kernels picks one at
+# import (the only dispatch) and every Cython module calls the kernels through
+# it (kl_fast._kernels.core_table()).
+
+# Row statuses of the row kernels.
+cdef enum:
+    ROW_OK = 0
+    ROW_BAD = 1          # a negative, NaN or infinite input (check=True)
+    ROW_NEEDS_CARE = 2   # internal: the row goes to the careful path
+    ROW_CAREFUL = 3      # computed on the careful path
+
+ctypedef int (*kl_row_f64_fn)(const double *p, Py_ssize_t sp, const double *q,
+                              Py_ssize_t sq, Py_ssize_t n, int check, int want_sums,
+                              double *res) noexcept nogil
+ctypedef int (*kl_row_f32_fn)(const float *p, Py_ssize_t sp, const float *q,
+                              Py_ssize_t sq, Py_ssize_t n, int check, int want_sums,
+                              double *res) noexcept nogil
+ctypedef int (*find_bad_f64_fn)(const double *p, Py_ssize_t sp, const double *q,
+                                Py_ssize_t sq, Py_ssize_t n, int *which,
+                                Py_ssize_t *index, double *value) noexcept nogil
+ctypedef int (*find_bad_f32_fn)(const float *p, Py_ssize_t sp, const float *q,
+                                Py_ssize_t sq, Py_ssize_t n, int *which,
+                                Py_ssize_t *index, double *value) noexcept nogil
+ctypedef int (*math_map_fn)(int fn, int is_f32, const void *x, void *y,
+                            Py_ssize_t n) noexcept nogil
+
+ctypedef struct CoreTable:
+    const char *name
+    kl_row_f64_fn kl_row_f64
+    kl_row_f32_fn kl_row_f32
+    find_bad_f64_fn find_bad_f64
+    find_bad_f32_fn find_bad_f32
+    math_map_fn math_map
