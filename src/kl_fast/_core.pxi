@@ -183,39 +183,26 @@ ctypedef struct LanesF32:
     double acc[LANES]      # the terms, widened
     double ps[LANES]
     double qs[LANES]
-    uint32_t rbad[LANES]   # sign bit set: some ratio (p != 0) not normal
-    uint32_t qbad[LANES]   # sign bit set: some q negative, -0, NaN or infinite
 
 
-cdef inline void kl_ratio_group_f32(const float *p, const float *q, Py_ssize_t skip,
-                                    bint want_sums, bint masked, float *r, float *s,
-                                    LanesF32 *L) noexcept nogil:
-    """r = p / q of one group with its residuals s = p - r q and the running
-    checks: for p != 0, r's bits less FLT_MIN's leave [0, 2^31) or do so
-    after adding 2^24 when r is not normal, positive and finite; q's bits
-    (+ 2^23) set the sign bit when q is negative, -0, NaN or infinite.
-    Lanes j < skip take p = 0, q = 1 (see kl_group_f64)."""
-    cdef Py_ssize_t j
-    cdef float pv, qv, rv, sv
-    cdef uint32_t rb, qb, z, pmask
-    for j in range(LANES):
-        pv = p[j] if j >= skip else 0.0
-        qv = q[j] if j >= skip else 1.0
-        rv = pv / qv
-        memcpy(&rb, &rv, 4)
-        memcpy(&qb, &qv, 4)
-        pmask = <uint32_t>0 - <uint32_t>(pv != 0.0)
-        z = rb - <uint32_t>0x00800000
-        L.rbad[j] |= (z | (z + <uint32_t>0x01000000)) & pmask
-        L.qbad[j] |= qb | (qb + <uint32_t>0x00800000)
-        sv = klm_residual_f32(pv, rv, qv)
-        if masked:
-            sv = sv if pv != 0.0 else 0.0
-        r[j] = rv
-        s[j] = sv
-        if want_sums:
-            L.ps[j] += pv
-            L.qs[j] += qv
+cdef inline uint32_t kl_ratio_f32(float p, float q, bint masked, float *r,
+                                  float *s) noexcept nogil:
+    """r = p / q and its residual s = p - r q, with the check bits: the sign
+    bit of the result is set when q is negative, -0, NaN or infinite, or when
+    p != 0 and r is not normal, positive and finite (r's bits less FLT_MIN's
+    leave [0, 2^31), or do after adding 2^24; q's bits + 2^23 reach the sign
+    bit for an infinite or NaN q)."""
+    cdef float rv = p / q, sv
+    cdef uint32_t rb, qb, z, pmask = <uint32_t>0 - <uint32_t>(p != 0.0)
+    memcpy(&rb, &rv, 4)
+    memcpy(&qb, &q, 4)
+    z = rb - <uint32_t>0x00800000
+    sv = klm_residual_f32(p, rv, q)
+    if masked:
+        sv = sv if p != 0.0 else 0.0
+    r[0] = rv
+    s[0] = sv
+    return ((z | (z + <uint32_t>0x01000000)) & pmask) | qb | (qb + <uint32_t>0x00800000)
 
 
 cdef inline float kl_terms_f32(const float *p, const float *r, const float *s, Py_ssize_t skip,
@@ -226,19 +213,22 @@ cdef inline float kl_terms_f32(const float *p, const float *r, const float *s, P
 
 
 cdef inline bint kl_block_f32_pass(const float *p, const float *q, Py_ssize_t length,
-                                   bint want_sums, bint masked, double *out) noexcept nogil:
+                                   bint want_sums, bint masked, float *rbuf,
+                                   double *out) noexcept nogil:
     """The float32 block (length <= BLOCK_F32) in three short loops (fewer live
     values than one fused loop, measured faster): ratios, residuals and checks;
     the division-free log of the ratios in place; the terms p log r + (p - r q)
-    in float, two groups added before they are widened to the double lanes."""
-    cdef float rbuf[BLOCK_F32 + LANES]
-    cdef float sbuf[BLOCK_F32 + LANES]
+    in float, two groups added before they are widened to the double lanes.
+    rbuf is scratch of 2 (BLOCK_F32 + LANES) floats (ratios, then their logs;
+    residuals), from the caller so that this function stays small enough to
+    inline with constant flags."""
+    cdef float *sbuf = rbuf + BLOCK_F32 + LANES
     cdef float pt[LANES]
     cdef float qt[LANES]
     cdef const float *ptail = pt
     cdef const float *qtail = qt
     cdef LanesF32 L
-    cdef uint32_t anybad = 0
+    cdef uint32_t bad = 0
     cdef Py_ssize_t g, i, j, full = length - length % LANES, rem = length - full
     cdef Py_ssize_t pairs = full // (2 * LANES), skip = LANES - rem
     cdef float t
@@ -246,13 +236,10 @@ cdef inline bint kl_block_f32_pass(const float *p, const float *q, Py_ssize_t le
         L.acc[j] = 0.0
         L.ps[j] = 0.0
         L.qs[j] = 0.0
-        L.rbad[j] = 0
-        L.qbad[j] = 0
         pt[j] = 0.0
         qt[j] = 1.0
-    for g in range(full // LANES):
-        kl_ratio_group_f32(p + g * LANES, q + g * LANES, 0, want_sums, masked, rbuf + g * LANES,
-                           sbuf + g * LANES, &L)
+    for i in range(full):
+        bad |= kl_ratio_f32(p[i], q[i], masked, &rbuf[i], &sbuf[i])
     if rem:
         if full:
             # the last LANES elements, those of the group before skipped: no copy
@@ -263,12 +250,10 @@ cdef inline bint kl_block_f32_pass(const float *p, const float *q, Py_ssize_t le
             for j in range(rem):
                 pt[skip + j] = p[j]
                 qt[skip + j] = q[j]
-        kl_ratio_group_f32(ptail, qtail, skip, False, masked, rbuf + full, sbuf + full, &L)
-        if want_sums:
-            add_tail_sums(p + full, q + full, rem, L.ps, L.qs)
-    for j in range(LANES):
-        anybad |= L.rbad[j] | L.qbad[j]
-    if anybad >> 31:
+        for j in range(LANES):
+            bad |= kl_ratio_f32(ptail[j] if j >= skip else 0.0, qtail[j] if j >= skip else 1.0,
+                                masked, &rbuf[full + j], &sbuf[full + j])
+    if bad >> 31:
         return True
     for i in range(full + (LANES if rem else 0)):
         rbuf[i] = klm_log_normal_f32(rbuf[i])
@@ -277,10 +262,20 @@ cdef inline bint kl_block_f32_pass(const float *p, const float *q, Py_ssize_t le
         for j in range(LANES):
             t = p[i + j] * rbuf[i + j] + (sbuf[i + j] + sbuf[i + LANES + j])
             L.acc[j] += p[i + LANES + j] * rbuf[i + LANES + j] + t
+            if want_sums:
+                L.ps[j] += p[i + j]
+                L.qs[j] += q[i + j]
+                L.ps[j] += p[i + LANES + j]
+                L.qs[j] += q[i + LANES + j]
     if full % (2 * LANES):
         i = pairs * 2 * LANES
         for j in range(LANES):
             L.acc[j] += kl_terms_f32(p + i, rbuf + i, sbuf + i, 0, j)
+            if want_sums:
+                L.ps[j] += p[i + j]
+                L.qs[j] += q[i + j]
+    if want_sums:
+        add_tail_sums(p + full, q + full, rem, L.ps, L.qs)
     if rem:
         for j in range(LANES):
             L.acc[j] += kl_terms_f32(ptail, rbuf + full, sbuf + full, skip, j)
@@ -292,14 +287,14 @@ cdef inline bint kl_block_f32_pass(const float *p, const float *q, Py_ssize_t le
 
 
 cdef inline bint kl_block_f32(const float *p, const float *q, Py_ssize_t length,
-                              bint want_sums, double *out) noexcept nogil:
+                              bint want_sums, float *scratch, double *out) noexcept nogil:
     cdef bint bad
     if want_sums:
-        bad = kl_block_f32_pass(p, q, length, True, False, out)
+        bad = kl_block_f32_pass(p, q, length, True, False, scratch, out)
     else:
-        bad = kl_block_f32_pass(p, q, length, False, False, out)
+        bad = kl_block_f32_pass(p, q, length, False, False, scratch, out)
     if not bad and out[0] != out[0]:
-        bad = kl_block_f32_pass(p, q, length, want_sums, True, out)
+        bad = kl_block_f32_pass(p, q, length, want_sums, True, scratch, out)
     return bad
 
 
@@ -323,6 +318,7 @@ cdef int kl_row_fast(const floating *p, Py_ssize_t sp, const floating *q, Py_ssi
     careful path must see (an element its checks flag, or an infinite total)."""
     cdef floating pbuf[BLOCK_F32]
     cdef floating qbuf[BLOCK_F32]
+    cdef float scratch[2 * (BLOCK_F32 + LANES)]
     cdef double sums[3]
     cdef double kl = 0.0, kl_c = 0.0, ps = 0.0, ps_c = 0.0, qs = 0.0, qs_c = 0.0
     cdef Py_ssize_t start = 0, length, block = BLOCK_F64 if floating is double else BLOCK_F32
@@ -334,7 +330,7 @@ cdef int kl_row_fast(const floating *p, Py_ssize_t sp, const floating *q, Py_ssi
         if floating is double:
             bad = kl_block_f64(p, q, n, want_sums, res)
         else:
-            bad = kl_block_f32(p, q, n, want_sums, res)
+            bad = kl_block_f32(p, q, n, want_sums, scratch, res)
         return ROW_NEEDS_CARE if bad or not (fabs(res[0]) <= DBL_MAX) else ROW_OK
     while start < n:
         length = min(n - start, block)
@@ -345,7 +341,8 @@ cdef int kl_row_fast(const floating *p, Py_ssize_t sp, const floating *q, Py_ssi
                                gather(q + start * sq, sq, length, qbuf), length, want_sums, sums)
         else:
             bad = kl_block_f32(gather(p + start * sp, sp, length, pbuf),
-                               gather(q + start * sq, sq, length, qbuf), length, want_sums, sums)
+                               gather(q + start * sq, sq, length, qbuf), length, want_sums, scratch,
+                               sums)
         if bad or not (fabs(sums[0]) <= DBL_MAX):
             return ROW_NEEDS_CARE
         neumaier(&kl, &kl_c, sums[0])
