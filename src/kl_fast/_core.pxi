@@ -37,6 +37,7 @@ cdef extern from "kl_math.h" nogil:
     double klm_residual_f64(double p, double r, double q)
     float klm_residual_f32(float p, float r, float q)
     double klm_join_k_f64(double k, double a)
+    double klm_zero_where_zero_f64(double v, double x)
     double FLT_MAX_D "((double)FLT_MAX)"
 
 cdef enum:
@@ -65,48 +66,84 @@ cdef inline void neumaier(double *s, double *c, double x) noexcept nogil:
     s[0] = t
 
 
-cdef inline void add_tail_sums(const floating *p, const floating *q, Py_ssize_t rem,
-                               double *ps, double *qs) noexcept nogil:
-    """The last rem (< LANES) elements of a block into lanes 0 .. rem-1 of the
-    sums (lane j takes the elements with i % LANES == j, the same order as
-    every other kernel that sums p and q)."""
-    cdef Py_ssize_t j
-    for j in range(rem):
-        ps[j] += p[j]
-        qs[j] += q[j]
+cdef inline void block_sums(const floating *p, const floating *q, Py_ssize_t length,
+                            double *out) noexcept nogil:
+    """The sums of p and q over a contiguous block into out[0], out[1]: lane j
+    takes the elements with i % LANES == j (every kernel that sums p and q
+    uses this one order), the lanes added by lane_total."""
+    cdef double ps[LANES]
+    cdef double qs[LANES]
+    cdef Py_ssize_t g, j, full = length - length % LANES
+    for j in range(LANES):
+        ps[j] = 0.0
+        qs[j] = 0.0
+    for g in range(full // LANES):
+        for j in range(LANES):
+            ps[j] += p[g * LANES + j]
+            qs[j] += q[g * LANES + j]
+    for j in range(length - full):
+        ps[j] += p[full + j]
+        qs[j] += q[full + j]
+    out[0] = lane_total(ps)
+    out[1] = lane_total(qs)
+
+
+cdef inline Py_ssize_t last_group(const floating *p, const floating *q, Py_ssize_t length,
+                                  floating *pt, floating *qt, const floating **ptail,
+                                  const floating **qtail) noexcept nogil:
+    """Where the last, partial group of a block starts, and how many of its
+    LANES lanes to skip: the last LANES elements (overlapping the group before,
+    no copy), or for a block shorter than LANES the block copied to the top
+    lanes of pt, qt.  Returns the number of lanes to skip (LANES: none left)."""
+    cdef Py_ssize_t j, rem = length % LANES
+    if rem == 0:
+        return LANES
+    if length >= LANES:
+        ptail[0] = p + length - LANES
+        qtail[0] = q + length - LANES
+    else:
+        for j in range(LANES):
+            pt[j] = 0.0
+            qt[j] = 1.0
+        for j in range(rem):
+            pt[LANES - rem + j] = p[j]
+            qt[LANES - rem + j] = q[j]
+        ptail[0] = pt
+        qtail[0] = qt
+    return LANES - rem
 
 
 # ---- float64 KL block -----------------------------------------------------
 
+# The lanes of a block.  No two fields that start at zero are adjacent: gcc
+# would merge their zeroing into one memset call, which costs a short row
+# more than its terms.
 ctypedef struct LanesF64:
     double acc[LANES]      # p log z + (p - r q), per lane
+    double rmax[LANES]     # max r over the elements with p != 0 (and 1)
     double acck[LANES]     # p k (r = 2^k z), joined with acc once per block
-    double ps[LANES]       # sum p
-    double qs[LANES]       # sum q
-    double rmax[LANES]     # max r over the elements with p != 0 (and 0)
     double rmin[LANES]     # min r over the elements with p != 0 (and 1)
     uint64_t qbits[LANES]  # sign bits of q and of q's bits + 2^52
 
 
 cdef inline void kl_group_f64(const double *p, const double *q, Py_ssize_t skip,
-                              bint want_sums, bint masked, LanesF64 *L) noexcept nogil:
+                              LanesF64 *L) noexcept nogil:
     """One group of LANES elements into the lanes: the term p log(p/q) =
-    p (k ln2 + log z) + (p - r q) for the rounded r = p/q = 2^k z, and the
-    running checks (rmax, rmin, qbits flag a ratio outside the normal range
-    and a negative, infinite or NaN q).  Lanes j < skip hold elements already
-    counted (the last group of a row overlaps the one before) and take p = 0,
-    q = 1 instead.  Unmasked, p == q == 0 gives 0/0 = NaN and the caller
-    redoes the block masked."""
+    p (k ln2 + log z) + (p - r q) for the rounded r = p/q = 2^k z (exactly 0
+    where p == 0, whatever q), and the running checks (rmax, rmin, qbits flag
+    a ratio outside the normal range and a negative, infinite or NaN q).
+    Lanes j < skip hold elements already counted and take p = 0, q = 1."""
     cdef Py_ssize_t j
     cdef double pv, qv, r, kd, t, rm
     cdef uint64_t qb
     for j in range(LANES):
-        pv = p[j] if j >= skip else 0.0
-        qv = q[j] if j >= skip else 1.0
+        pv = p[j]
+        qv = q[j]
+        pv = pv if j >= skip else 0.0
+        qv = qv if j >= skip else 1.0
         r = pv / qv
-        t = pv * klm_log_parts_f64(r, &kd) + klm_residual_f64(pv, r, qv)
-        if masked:
-            t = t if pv != 0.0 else 0.0
+        t = klm_zero_where_zero_f64(pv * klm_log_parts_f64(r, &kd) + klm_residual_f64(pv, r, qv),
+                                    pv)
         L.acc[j] += t
         L.acck[j] += pv * kd
         L.rmax[j] = r if r > L.rmax[j] else L.rmax[j]
@@ -114,44 +151,31 @@ cdef inline void kl_group_f64(const double *p, const double *q, Py_ssize_t skip,
         L.rmin[j] = rm if rm < L.rmin[j] else L.rmin[j]
         memcpy(&qb, &qv, 8)
         L.qbits[j] |= qb | (qb + <uint64_t>0x0010000000000000)
-        if want_sums:
-            L.ps[j] += pv
-            L.qs[j] += qv
 
 
-cdef inline bint kl_block_f64_pass(const double *p, const double *q, Py_ssize_t length,
-                                   bint want_sums, bint masked, double *out) noexcept nogil:
-    """KL sum of a contiguous block (length <= BLOCK_F64) into out[0], and the
-    sums of p and q into out[1:3] when want_sums.  Returns True when an
+cdef inline bint kl_block_f64(const double *p, const double *q, Py_ssize_t length,
+                              bint want_sums, double *out) noexcept nogil:
+    """KL sum of a contiguous block (0 < length <= BLOCK_F64) into out[0], and
+    the sums of p and q into out[1:3] when want_sums.  Returns True when an
     element needs the careful path (p or q negative, NaN or infinite, or
     p > 0 with p/q outside the normal range)."""
     cdef LanesF64 L
     cdef double pt[LANES]
     cdef double qt[LANES]
-    cdef Py_ssize_t g, j, full = length - length % LANES, rem = length - full
+    cdef const double *ptail = p
+    cdef const double *qtail = q
+    cdef Py_ssize_t g, j, full = length - length % LANES
+    cdef Py_ssize_t skip = last_group(p, q, length, pt, qt, &ptail, &qtail)
     for j in range(LANES):
-        pt[j] = 0.0
-        qt[j] = 1.0
         L.acc[j] = 0.0
+        L.rmax[j] = 1.0
         L.acck[j] = 0.0
-        L.ps[j] = 0.0
-        L.qs[j] = 0.0
-        L.rmax[j] = 0.0
         L.rmin[j] = 1.0
         L.qbits[j] = 0
     for g in range(full // LANES):
-        kl_group_f64(p + g * LANES, q + g * LANES, 0, want_sums, masked, &L)
-    if full and rem:
-        # the last LANES elements, those of the group before skipped: no copy
-        kl_group_f64(p + length - LANES, q + length - LANES, LANES - rem, False, masked, &L)
-    elif rem:
-        # a block shorter than LANES, copied to the top lanes
-        for j in range(rem):
-            pt[LANES - rem + j] = p[j]
-            qt[LANES - rem + j] = q[j]
-        kl_group_f64(pt, qt, LANES - rem, False, masked, &L)
-    if want_sums:
-        add_tail_sums(p + full, q + full, rem, L.ps, L.qs)
+        kl_group_f64(p + g * LANES, q + g * LANES, 0, &L)
+    if skip < LANES:
+        kl_group_f64(ptail, qtail, skip, &L)
     for j in range(LANES):
         if not (L.rmax[j] <= DBL_MAX) or not (L.rmin[j] >= DBL_MIN) or L.qbits[j] >> 63:
             return True
@@ -159,143 +183,86 @@ cdef inline bint kl_block_f64_pass(const double *p, const double *q, Py_ssize_t 
         L.acc[j] = klm_join_k_f64(L.acck[j], L.acc[j])
     out[0] = lane_total(L.acc)
     if want_sums:
-        out[1] = lane_total(L.ps)
-        out[2] = lane_total(L.qs)
+        block_sums(p, q, length, out + 1)
     return False
-
-
-cdef inline bint kl_block_f64(const double *p, const double *q, Py_ssize_t length,
-                              bint want_sums, double *out) noexcept nogil:
-    cdef bint bad
-    if want_sums:
-        bad = kl_block_f64_pass(p, q, length, True, False, out)
-    else:
-        bad = kl_block_f64_pass(p, q, length, False, False, out)
-    if not bad and out[0] != out[0]:
-        # p == q == 0 somewhere (see kl_group_f64): the rare block pays the mask
-        bad = kl_block_f64_pass(p, q, length, want_sums, True, out)
-    return bad
 
 
 # ---- float32 KL block -----------------------------------------------------
 
-ctypedef struct LanesF32:
-    double acc[LANES]      # the terms, widened
-    double ps[LANES]
-    double qs[LANES]
-
-
-cdef inline uint32_t kl_ratio_f32(float p, float q, bint masked, float *r,
-                                  float *s) noexcept nogil:
-    """r = p / q and its residual s = p - r q, with the check bits: the sign
-    bit of the result is set when q is negative, -0, NaN or infinite, or when
-    p != 0 and r is not normal, positive and finite (r's bits less FLT_MIN's
-    leave [0, 2^31), or do after adding 2^24; q's bits + 2^23 reach the sign
-    bit for an infinite or NaN q)."""
+cdef inline uint32_t kl_ratio_f32(float p, float q, float *r, float *s) noexcept nogil:
+    """r = p / q and its residual s = p - r q (0 where p == 0), with the check
+    bits: the sign bit of the result is set when q is negative, -0, NaN or
+    infinite, or when p != 0 and r is not normal, positive and finite (r's
+    bits less FLT_MIN's leave [0, 2^31), or do after adding 2^24; q's bits
+    + 2^23 reach the sign bit for an infinite or NaN q)."""
     cdef float rv = p / q, sv
     cdef uint32_t rb, qb, z, pmask = <uint32_t>0 - <uint32_t>(p != 0.0)
     memcpy(&rb, &rv, 4)
     memcpy(&qb, &q, 4)
     z = rb - <uint32_t>0x00800000
     sv = klm_residual_f32(p, rv, q)
-    if masked:
-        sv = sv if p != 0.0 else 0.0
     r[0] = rv
-    s[0] = sv
+    s[0] = sv if p != 0.0 else 0.0
     return ((z | (z + <uint32_t>0x01000000)) & pmask) | qb | (qb + <uint32_t>0x00800000)
 
 
-cdef inline float kl_terms_f32(const float *p, const float *r, const float *s, Py_ssize_t skip,
-                               Py_ssize_t j) noexcept nogil:
+cdef inline float kl_term_f32(const float *p, const float *r, const float *s, Py_ssize_t skip,
+                              Py_ssize_t j) noexcept nogil:
     """Term j of a group: p log r + (p - r q), 0 for a skipped lane."""
-    cdef float pv = p[j] if j >= skip else 0.0
+    cdef float pv = p[j]
+    pv = pv if j >= skip else 0.0
     return pv * r[j] + s[j]
 
 
-cdef inline bint kl_block_f32_pass(const float *p, const float *q, Py_ssize_t length,
-                                   bint want_sums, bint masked, float *rbuf,
-                                   double *out) noexcept nogil:
-    """The float32 block (length <= BLOCK_F32) in three short loops (fewer live
-    values than one fused loop, measured faster): ratios, residuals and checks;
-    the division-free log of the ratios in place; the terms p log r + (p - r q)
-    in float, two groups added before they are widened to the double lanes.
-    rbuf is scratch of 2 (BLOCK_F32 + LANES) floats (ratios, then their logs;
-    residuals), from the caller so that this function stays small enough to
-    inline with constant flags."""
+cdef inline bint kl_block_f32(const float *p, const float *q, Py_ssize_t length,
+                              bint want_sums, float *rbuf, double *out) noexcept nogil:
+    """The float32 block (0 < length <= BLOCK_F32) in three short loops (fewer
+    live values than one fused loop, measured faster): ratios, residuals and
+    checks; the division-free log of the ratios in place; the terms
+    p log r + (p - r q) in float, two groups added before they are widened to
+    the double lanes.  rbuf is the caller's scratch of 2 (BLOCK_F32 + LANES)
+    floats (ratios, then their logs; residuals)."""
     cdef float *sbuf = rbuf + BLOCK_F32 + LANES
     cdef float pt[LANES]
     cdef float qt[LANES]
-    cdef const float *ptail = pt
-    cdef const float *qtail = qt
-    cdef LanesF32 L
+    cdef const float *ptail = p
+    cdef const float *qtail = q
+    cdef double acc[LANES]
     cdef uint32_t bad = 0
-    cdef Py_ssize_t g, i, j, full = length - length % LANES, rem = length - full
-    cdef Py_ssize_t pairs = full // (2 * LANES), skip = LANES - rem
-    cdef float t
-    for j in range(LANES):
-        L.acc[j] = 0.0
-        L.ps[j] = 0.0
-        L.qs[j] = 0.0
-        pt[j] = 0.0
-        qt[j] = 1.0
+    cdef Py_ssize_t g, i, j, full = length - length % LANES, pairs = full // (2 * LANES)
+    cdef Py_ssize_t skip = last_group(p, q, length, pt, qt, &ptail, &qtail)
+    cdef Py_ssize_t padded = full + (LANES if skip < LANES else 0)
+    cdef float t, pv, qv
     for i in range(full):
-        bad |= kl_ratio_f32(p[i], q[i], masked, &rbuf[i], &sbuf[i])
-    if rem:
-        if full:
-            # the last LANES elements, those of the group before skipped: no copy
-            ptail = p + length - LANES
-            qtail = q + length - LANES
-        else:
-            # a block shorter than LANES, copied to the top lanes
-            for j in range(rem):
-                pt[skip + j] = p[j]
-                qt[skip + j] = q[j]
+        bad |= kl_ratio_f32(p[i], q[i], &rbuf[i], &sbuf[i])
+    if skip < LANES:
         for j in range(LANES):
-            bad |= kl_ratio_f32(ptail[j] if j >= skip else 0.0, qtail[j] if j >= skip else 1.0,
-                                masked, &rbuf[full + j], &sbuf[full + j])
+            pv = ptail[j]
+            qv = qtail[j]
+            bad |= kl_ratio_f32(pv if j >= skip else 0.0, qv if j >= skip else 1.0,
+                                &rbuf[full + j], &sbuf[full + j])
     if bad >> 31:
         return True
-    for i in range(full + (LANES if rem else 0)):
+    for i in range(padded):
         rbuf[i] = klm_log_normal_f32(rbuf[i])
+    for j in range(LANES):
+        acc[j] = 0.0
     for g in range(pairs):
         i = g * 2 * LANES
         for j in range(LANES):
             t = p[i + j] * rbuf[i + j] + (sbuf[i + j] + sbuf[i + LANES + j])
-            L.acc[j] += p[i + LANES + j] * rbuf[i + LANES + j] + t
-            if want_sums:
-                L.ps[j] += p[i + j]
-                L.qs[j] += q[i + j]
-                L.ps[j] += p[i + LANES + j]
-                L.qs[j] += q[i + LANES + j]
+            acc[j] += p[i + LANES + j] * rbuf[i + LANES + j] + t
     if full % (2 * LANES):
         i = pairs * 2 * LANES
         for j in range(LANES):
-            L.acc[j] += kl_terms_f32(p + i, rbuf + i, sbuf + i, 0, j)
-            if want_sums:
-                L.ps[j] += p[i + j]
-                L.qs[j] += q[i + j]
-    if want_sums:
-        add_tail_sums(p + full, q + full, rem, L.ps, L.qs)
-    if rem:
+            acc[j] += kl_term_f32(p + i, rbuf + i, sbuf + i, 0, j)
+    if skip < LANES:
         for j in range(LANES):
-            L.acc[j] += kl_terms_f32(ptail, rbuf + full, sbuf + full, skip, j)
-    out[0] = lane_total(L.acc)
+            acc[j] += kl_term_f32(ptail, rbuf + full, sbuf + full, skip, j)
+    out[0] = lane_total(acc)
     if want_sums:
-        out[1] = lane_total(L.ps)
-        out[2] = lane_total(L.qs)
+        block_sums(p, q, length, out + 1)
     return False
-
-
-cdef inline bint kl_block_f32(const float *p, const float *q, Py_ssize_t length,
-                              bint want_sums, float *scratch, double *out) noexcept nogil:
-    cdef bint bad
-    if want_sums:
-        bad = kl_block_f32_pass(p, q, length, True, False, scratch, out)
-    else:
-        bad = kl_block_f32_pass(p, q, length, False, False, scratch, out)
-    if not bad and out[0] != out[0]:
-        bad = kl_block_f32_pass(p, q, length, want_sums, True, scratch, out)
-    return bad
 
 
 # ---- KL rows --------------------------------------------------------------
@@ -323,6 +290,9 @@ cdef int kl_row_fast(const floating *p, Py_ssize_t sp, const floating *q, Py_ssi
     cdef double kl = 0.0, kl_c = 0.0, ps = 0.0, ps_c = 0.0, qs = 0.0, qs_c = 0.0
     cdef Py_ssize_t start = 0, length, block = BLOCK_F64 if floating is double else BLOCK_F32
     cdef bint bad
+    if n == 0:
+        res[0] = res[1] = res[2] = 0.0
+        return ROW_OK
     if n <= block and sp == 1 and sq == 1:
         # one contiguous block: no gather, no compensation needed
         res[1] = 0.0
