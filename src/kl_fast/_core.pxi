@@ -88,69 +88,52 @@ cdef inline void block_sums(const floating *p, const floating *q, Py_ssize_t len
     out[1] = lane_total(qs)
 
 
-cdef inline Py_ssize_t last_group(const floating *p, const floating *q, Py_ssize_t length,
-                                  floating *pt, floating *qt, const floating **ptail,
-                                  const floating **qtail) noexcept nogil:
-    """Where the last, partial group of a block starts, and how many of its
-    LANES lanes to skip: the last LANES elements (overlapping the group before,
-    no copy), or for a block shorter than LANES the block copied to the top
-    lanes of pt, qt.  Returns the number of lanes to skip (LANES: none left)."""
-    cdef Py_ssize_t j, rem = length % LANES
-    if rem == 0:
-        return LANES
-    if length >= LANES:
-        ptail[0] = p + length - LANES
-        qtail[0] = q + length - LANES
-    else:
-        for j in range(LANES):
-            pt[j] = 0.0
-            qt[j] = 1.0
-        for j in range(rem):
-            pt[LANES - rem + j] = p[j]
-            qt[LANES - rem + j] = q[j]
-        ptail[0] = pt
-        qtail[0] = qt
-    return LANES - rem
-
-
 # ---- float64 KL block -----------------------------------------------------
 
-# The lanes of a block.  No two fields that start at zero are adjacent: gcc
-# would merge their zeroing into one memset call, which costs a short row
-# more than its terms.
+# The lanes of a block (acc and bad do not start at zero side by side with
+# another zeroed field: gcc would merge the zeroing into one memset call, which
+# costs a short row more than its terms).
 ctypedef struct LanesF64:
     double acc[LANES]      # p log z + (p - r q), per lane
-    double rmax[LANES]     # max r over the elements with p != 0 (and 1)
+    uint64_t bad[LANES]    # sign bit set: some element the fast path cannot take
     double acck[LANES]     # p k (r = 2^k z), joined with acc once per block
-    double rmin[LANES]     # min r over the elements with p != 0 (and 1)
-    uint64_t qbits[LANES]  # sign bits of q and of q's bits + 2^52
+
+
+cdef inline double kl_term_f64(double p, double q, double *pk, uint64_t *bits) noexcept nogil:
+    """The term p log(p/q) = p (k ln2 + log z) + (p - r q) for the rounded
+    r = p/q = 2^k z: returns p log z + (p - r q) (exactly 0 where p == 0,
+    whatever q) and p k in pk[0] (joined once per block), and the check bits
+    in bits[0]: the sign bit is set when q is negative, -0, infinite or NaN
+    (q's bits, and q's bits + 2^52), or when p != 0 and r is not normal,
+    positive and finite (r's bits less DBL_MIN's leave [0, 2^63), or do
+    after adding 2^53)."""
+    cdef double r = p / q, kd, t
+    cdef uint64_t qb, rb, z, pmask = <uint64_t>0 - <uint64_t>(p != 0.0)
+    t = klm_zero_where_zero_f64(p * klm_log_parts_f64(r, &kd) + klm_residual_f64(p, r, q), p)
+    pk[0] = p * kd
+    memcpy(&qb, &q, 8)
+    memcpy(&rb, &r, 8)
+    z = rb - <uint64_t>0x0010000000000000
+    bits[0] = (((z | (z + <uint64_t>0x0020000000000000)) & pmask) | qb
+               | (qb + <uint64_t>0x0010000000000000))
+    return t
 
 
 cdef inline void kl_group_f64(const double *p, const double *q, Py_ssize_t skip,
                               LanesF64 *L) noexcept nogil:
-    """One group of LANES elements into the lanes: the term p log(p/q) =
-    p (k ln2 + log z) + (p - r q) for the rounded r = p/q = 2^k z (exactly 0
-    where p == 0, whatever q), and the running checks (rmax, rmin, qbits flag
-    a ratio outside the normal range and a negative, infinite or NaN q).
-    Lanes j < skip hold elements already counted and take p = 0, q = 1."""
+    """One group of LANES elements into the lanes (kl_term_f64).  Lanes
+    j < skip hold elements already counted and take p = 0, q = 1."""
     cdef Py_ssize_t j
-    cdef double pv, qv, r, kd, t, rm
-    cdef uint64_t qb
+    cdef double pv, qv, pk
+    cdef uint64_t bits
     for j in range(LANES):
         pv = p[j]
         qv = q[j]
         pv = pv if j >= skip else 0.0
         qv = qv if j >= skip else 1.0
-        r = pv / qv
-        t = klm_zero_where_zero_f64(pv * klm_log_parts_f64(r, &kd) + klm_residual_f64(pv, r, qv),
-                                    pv)
-        L.acc[j] += t
-        L.acck[j] += pv * kd
-        L.rmax[j] = r if r > L.rmax[j] else L.rmax[j]
-        rm = r if pv != 0.0 else 1.0
-        L.rmin[j] = rm if rm < L.rmin[j] else L.rmin[j]
-        memcpy(&qb, &qv, 8)
-        L.qbits[j] |= qb | (qb + <uint64_t>0x0010000000000000)
+        L.acc[j] += kl_term_f64(pv, qv, &pk, &bits)
+        L.acck[j] += pk
+        L.bad[j] |= bits
 
 
 cdef inline bint kl_block_f64(const double *p, const double *q, Py_ssize_t length,
@@ -160,25 +143,29 @@ cdef inline bint kl_block_f64(const double *p, const double *q, Py_ssize_t lengt
     element needs the careful path (p or q negative, NaN or infinite, or
     p > 0 with p/q outside the normal range)."""
     cdef LanesF64 L
-    cdef double pt[LANES]
-    cdef double qt[LANES]
-    cdef const double *ptail = p
-    cdef const double *qtail = q
-    cdef Py_ssize_t g, j, full = length - length % LANES
-    cdef Py_ssize_t skip = last_group(p, q, length, pt, qt, &ptail, &qtail)
+    cdef Py_ssize_t g, j, full = length - length % LANES, rem = length - full
+    cdef uint64_t bad = 0
+    cdef double pk
+    cdef uint64_t bits
     for j in range(LANES):
         L.acc[j] = 0.0
-        L.rmax[j] = 1.0
+        L.bad[j] = 0
         L.acck[j] = 0.0
-        L.rmin[j] = 1.0
-        L.qbits[j] = 0
+    if length < LANES:
+        # a row shorter than a group: element j in lane j, no vector to fill
+        for j in range(length):
+            L.acc[j] = kl_term_f64(p[j], q[j], &pk, &bits)
+            L.acck[j] = pk
+            L.bad[j] = bits
     for g in range(full // LANES):
         kl_group_f64(p + g * LANES, q + g * LANES, 0, &L)
-    if skip < LANES:
-        kl_group_f64(ptail, qtail, skip, &L)
+    if full and rem:
+        # the last LANES elements, the group before's skipped: read in place
+        kl_group_f64(p + length - LANES, q + length - LANES, LANES - rem, &L)
     for j in range(LANES):
-        if not (L.rmax[j] <= DBL_MAX) or not (L.rmin[j] >= DBL_MIN) or L.qbits[j] >> 63:
-            return True
+        bad |= L.bad[j]
+    if bad >> 63:
+        return True
     for j in range(LANES):
         L.acc[j] = klm_join_k_f64(L.acck[j], L.acc[j])
     out[0] = lane_total(L.acc)
@@ -223,19 +210,33 @@ cdef inline bint kl_block_f32(const float *p, const float *q, Py_ssize_t length,
     the double lanes.  rbuf is the caller's scratch of 2 (BLOCK_F32 + LANES)
     floats (ratios, then their logs; residuals)."""
     cdef float *sbuf = rbuf + BLOCK_F32 + LANES
-    cdef float pt[LANES]
-    cdef float qt[LANES]
-    cdef const float *ptail = p
-    cdef const float *qtail = q
     cdef double acc[LANES]
     cdef uint32_t bad = 0
     cdef Py_ssize_t g, i, j, full = length - length % LANES, pairs = full // (2 * LANES)
-    cdef Py_ssize_t skip = last_group(p, q, length, pt, qt, &ptail, &qtail)
-    cdef Py_ssize_t padded = full + (LANES if skip < LANES else 0)
-    cdef float t, pv, qv
+    cdef Py_ssize_t rem = length - full, skip = LANES - rem
+    cdef const float *ptail = p
+    cdef const float *qtail = q
+    cdef Py_ssize_t padded = full + (LANES if rem else 0)
+    cdef float t, pv, qv, r, sv
+    if length < LANES:
+        # a row shorter than a group: element j in lane j, no vector to fill
+        for j in range(LANES):
+            acc[j] = 0.0
+        for j in range(length):
+            bad |= kl_ratio_f32(p[j], q[j], &r, &sv)
+            acc[j] = p[j] * klm_log_normal_f32(r) + sv
+        if bad >> 31:
+            return True
+        out[0] = lane_total(acc)
+        if want_sums:
+            block_sums(p, q, length, out + 1)
+        return False
     for i in range(full):
         bad |= kl_ratio_f32(p[i], q[i], &rbuf[i], &sbuf[i])
-    if skip < LANES:
+    if rem:
+        # the last LANES elements, the group before's skipped: read in place
+        ptail = p + length - LANES
+        qtail = q + length - LANES
         for j in range(LANES):
             pv = ptail[j]
             qv = qtail[j]
@@ -256,7 +257,7 @@ cdef inline bint kl_block_f32(const float *p, const float *q, Py_ssize_t length,
         i = pairs * 2 * LANES
         for j in range(LANES):
             acc[j] += kl_term_f32(p + i, rbuf + i, sbuf + i, 0, j)
-    if skip < LANES:
+    if rem:
         for j in range(LANES):
             acc[j] += kl_term_f32(ptail, rbuf + full, sbuf + full, skip, j)
     out[0] = lane_total(acc)
