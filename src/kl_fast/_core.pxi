@@ -90,9 +90,9 @@ cdef inline void block_sums(const floating *p, const floating *q, Py_ssize_t len
 
 # ---- float64 KL block -----------------------------------------------------
 
-# The lanes of a block (acc and bad do not start at zero side by side with
-# another zeroed field: gcc would merge the zeroing into one memset call, which
-# costs a short row more than its terms).
+# The lanes of a block.  bad starts at 1 (only its sign bit is tested), so no
+# two zeroed fields are adjacent: gcc would merge their zeroing into one memset
+# call (rep stos), which costs a short row more than its terms.
 ctypedef struct LanesF64:
     double acc[LANES]      # p log z + (p - r q), per lane
     uint64_t bad[LANES]    # sign bit set: some element the fast path cannot take
@@ -149,7 +149,7 @@ cdef inline bint kl_block_f64(const double *p, const double *q, Py_ssize_t lengt
     cdef uint64_t bits
     for j in range(LANES):
         L.acc[j] = 0.0
-        L.bad[j] = 0
+        L.bad[j] = 1
         L.acck[j] = 0.0
     if length < LANES:
         # a row shorter than a group: element j in lane j, no vector to fill
