@@ -13,6 +13,11 @@
 # first to the narrow kernel (the exponential in float, as a float pair times
 # 2^k, the rest of the term in double), then to the wide one (the float64
 # kernel on float input) when a value or a normaliser is out of its range.
+# Each row function is an inline body called twice, with literal strides 1
+# for contiguous rows and with the row's strides otherwise: strided operands
+# are read in place (the terms are elementwise; measured faster than
+# gathering them as the KL kernels do), and each copy of the loops keeps its
+# own hoisted constants (one loop nest holding both spilled them).
 from libc.math cimport exp, copysign, NAN
 from libc.stdint cimport int32_t, int64_t, INT32_MAX, INT64_MAX
 
@@ -78,34 +83,31 @@ cdef inline double log_term_f64(double lp, double lq, double lp0, double lq0) no
     return NAN if care else (t if fin else 0.0)
 
 
-cdef inline int log_map_wide(const floating *p, const floating *q, Py_ssize_t length,
-                             double lp0, double lq0, double *t) noexcept nogil:
-    """Terms of a contiguous block into t; 1 when some lq == -inf under a finite lp."""
+cdef inline int log_map_wide(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                             Py_ssize_t length, double lp0, double lq0, double *t) noexcept nogil:
+    """Terms of a block into t; 1 when some lq == -inf under a finite lp."""
     cdef Py_ssize_t i
     cdef double lp, lq
     cdef int ninf = 0
     for i in range(length):
-        lp = p[i]
-        lq = q[i]
+        lp = p[i * sp]
+        lq = q[i * sq]
         t[i] = log_term_f64(lp, lq, lp0, lq0)
         ninf |= (lp > -HUGE_VAL) & (lq == -HUGE_VAL)
     return ninf
 
 
-cdef int log_row_wide(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
-                      Py_ssize_t n, double lp0, double lq0, double *res) noexcept nogil:
+cdef inline int row_wide(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                         Py_ssize_t n, double lp0, double lq0, double *res) noexcept nogil:
     """The fast path of one row in double into res[0]: ROW_OK, or
     ROW_NEEDS_CARE when a term or a block total is not finite."""
-    cdef floating pbuf[BLOCK_F64]
-    cdef floating qbuf[BLOCK_F64]
     cdef double t[BLOCK_F64]
     cdef double kl = 0.0, kl_c = 0.0, block
     cdef Py_ssize_t start = 0, length
     cdef int ninf = 0
     while start < n:
         length = min(n - start, BLOCK_F64)
-        ninf |= log_map_wide(gather(p + start * sp, sp, length, pbuf),
-                             gather(q + start * sq, sq, length, qbuf), length, lp0, lq0, t)
+        ninf |= log_map_wide(p + start * sp, sp, q + start * sq, sq, length, lp0, lq0, t)
         block = lane_sum(t, length)
         if not (fabs(block) <= DBL_MAX):
             return ROW_NEEDS_CARE
@@ -119,23 +121,34 @@ cdef int log_row_wide(const floating *p, Py_ssize_t sp, const floating *q, Py_ss
     return ROW_OK
 
 
-cdef double log_sumexp_wide(const floating *x, Py_ssize_t sx, Py_ssize_t n,
-                            double mx) noexcept nogil:
+cdef int log_row_wide(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                      Py_ssize_t n, double lp0, double lq0, double *res) noexcept nogil:
+    if sp == 1 and sq == 1:
+        return row_wide(p, 1, q, 1, n, lp0, lq0, res)
+    return row_wide(p, sp, q, sq, n, lp0, lq0, res)
+
+
+cdef inline double sumexp_wide(const floating *x, Py_ssize_t sx, Py_ssize_t n,
+                               double mx) noexcept nogil:
     """Sum of exp(x - mx) along a row (NaN and +inf count 0), in blocks and lanes."""
-    cdef floating buf[BLOCK_F64]
     cdef double t[BLOCK_F64]
-    cdef const floating *xb
     cdef double s = 0.0, s_c = 0.0, v
     cdef Py_ssize_t start = 0, length, i
     while start < n:
         length = min(n - start, BLOCK_F64)
-        xb = gather(x + start * sx, sx, length, buf)
         for i in range(length):
-            v = xb[i]
+            v = x[(start + i) * sx]
             t[i] = klm_exp_f64(v - mx) if v <= DBL_MAX else 0.0
         neumaier(&s, &s_c, lane_sum(t, length))
         start += length
     return s + s_c
+
+
+cdef double log_sumexp_wide(const floating *x, Py_ssize_t sx, Py_ssize_t n,
+                            double mx) noexcept nogil:
+    if sx == 1:
+        return sumexp_wide(x, 1, n, mx)
+    return sumexp_wide(x, sx, n, mx)
 
 
 # ---- float32 terms in float (narrow) ------------------------------------------
@@ -174,30 +187,35 @@ cdef inline double log_term_f32(float lp, float lq, float h0, float l0, double c
     return NAN if bad else t
 
 
-cdef int log_row_narrow(const float *p, Py_ssize_t sp, const float *q, Py_ssize_t sq,
-                        Py_ssize_t n, double lp0, double lq0, double *res) noexcept nogil:
-    """log_row_wide's contract for float rows, computed in float where it can
-    be: ROW_NEEDS_CARE sends the row to log_row_wide."""
-    cdef float pbuf[BLOCK_F32]
-    cdef float qbuf[BLOCK_F32]
+cdef inline int log_map_narrow(const float *p, Py_ssize_t sp, const float *q, Py_ssize_t sq,
+                               Py_ssize_t length, float h0, float l0, double c,
+                               double *t) noexcept nogil:
+    """log_map_wide for log_term_f32 (strides as there)."""
+    cdef Py_ssize_t i
+    cdef float lp, lq
+    cdef int ninf = 0
+    for i in range(length):
+        lp = p[i * sp]
+        lq = q[i * sq]
+        t[i] = log_term_f32(lp, lq, h0, l0, c)
+        ninf |= (lp > NINF_F) & (lq == NINF_F)
+    return ninf
+
+
+cdef inline int row_narrow(const float *p, Py_ssize_t sp, const float *q, Py_ssize_t sq,
+                           Py_ssize_t n, double lp0, double lq0, double *res) noexcept nogil:
+    """row_wide's contract for float rows, computed in float where it can be:
+    ROW_NEEDS_CARE sends the row to log_row_wide."""
     cdef double t[BLOCK_F32]
-    cdef const float *pb
-    cdef const float *qb
     cdef double kl = 0.0, kl_c = 0.0, block, c = lp0 - lq0
-    cdef float h0 = <float>lp0, l0 = <float>(lp0 - <double>h0), lp, lq
-    cdef Py_ssize_t start = 0, length, i
+    cdef float h0 = <float>lp0, l0 = <float>(lp0 - <double>h0)
+    cdef Py_ssize_t start = 0, length
     cdef int ninf = 0
     if not (fabs(lp0) <= LOG_LP0_MAX_F32 and fabs(c) <= LOG_C_MAX_F32):
         return ROW_NEEDS_CARE
     while start < n:
         length = min(n - start, BLOCK_F32)
-        pb = gather(p + start * sp, sp, length, pbuf)
-        qb = gather(q + start * sq, sq, length, qbuf)
-        for i in range(length):
-            lp = pb[i]
-            lq = qb[i]
-            t[i] = log_term_f32(lp, lq, h0, l0, c)
-            ninf |= (lp > NINF_F) & (lq == NINF_F)
+        ninf |= log_map_narrow(p + start * sp, sp, q + start * sq, sq, length, h0, l0, c, t)
         block = lane_sum(t, length)
         if block != block:
             return ROW_NEEDS_CARE
@@ -211,27 +229,38 @@ cdef int log_row_narrow(const float *p, Py_ssize_t sp, const float *q, Py_ssize_
     return ROW_OK
 
 
-cdef double log_sumexp_narrow(const float *x, Py_ssize_t sx, Py_ssize_t n,
-                              double mx) noexcept nogil:
-    """log_sumexp_wide for a float row with |mx| <= 2^16 (mx its largest finite
-    entry): NaN, +inf and exponents below A_MIN count 0 (e < 2^-1000,
-    against a sum of at least 1)."""
-    cdef float buf[BLOCK_F32]
+cdef int log_row_narrow(const float *p, Py_ssize_t sp, const float *q, Py_ssize_t sq,
+                        Py_ssize_t n, double lp0, double lq0, double *res) noexcept nogil:
+    if sp == 1 and sq == 1:
+        return row_narrow(p, 1, q, 1, n, lp0, lq0, res)
+    return row_narrow(p, sp, q, sq, n, lp0, lq0, res)
+
+
+cdef inline double sumexp_narrow(const float *x, Py_ssize_t sx, Py_ssize_t n,
+                                 double mx) noexcept nogil:
+    """sumexp_wide for a float row with |mx| <= 2^16 (mx its largest finite
+    entry), in blocks of BLOCK_F32: NaN, +inf and exponents below A_MIN count
+    0 (e < 2^-1000, against a sum of at least 1)."""
     cdef double t[BLOCK_F32]
-    cdef const float *xb
     cdef double s = 0.0, s_c = 0.0
     cdef float h0 = <float>mx, l0 = <float>(mx - <double>h0), v, ahi, alo
     cdef Py_ssize_t start = 0, length, i
     while start < n:
         length = min(n - start, BLOCK_F32)
-        xb = gather(x + start * sx, sx, length, buf)
         for i in range(length):
-            v = xb[i]
+            v = x[(start + i) * sx]
             ahi = sub_pair(v, h0, l0, &alo)
             t[i] = exp_pair((ahi >= LOG_A_MIN_F) & (v <= FLT_MAX_F), ahi, alo)
         neumaier(&s, &s_c, lane_sum(t, length))
         start += length
     return s + s_c
+
+
+cdef double log_sumexp_narrow(const float *x, Py_ssize_t sx, Py_ssize_t n,
+                              double mx) noexcept nogil:
+    if sx == 1:
+        return sumexp_narrow(x, 1, n, mx)
+    return sumexp_narrow(x, sx, n, mx)
 
 
 # ---- normalisers ----------------------------------------------------------------
@@ -250,45 +279,44 @@ cdef inline int32_t order_key_f32(float x) noexcept nogil:
     return b ^ ((b >> 31) & INT32_MAX)
 
 
-cdef bint log_max(const floating *x, Py_ssize_t sx, Py_ssize_t n, double *xmax) noexcept nogil:
+cdef inline bint max_finite(const floating *x, Py_ssize_t sx, Py_ssize_t n,
+                           double *xmax) noexcept nogil:
     """Largest finite entry of a row into xmax (-inf for an empty or all -inf
     row); True when the row holds NaN or +inf.  The maximum is taken over
     order_key integers, a reduction gcc vectorises (the floating-point one
     it would not without -ffinite-math-only); of -0 and +0, +0 is the larger
     (either gives the same normaliser)."""
-    cdef floating buf[BLOCK_F32]
-    cdef const floating *xb
-    cdef Py_ssize_t start = 0, length, i
+    cdef Py_ssize_t i
     cdef int64_t k64, ok64, bad64 = 0, m64 = order_key_f64(-HUGE_VAL), ninf64 = m64
     cdef int32_t k32, ok32, bad32 = 0, m32 = order_key_f32(NINF_F), ninf32 = m32
     cdef double vd
     cdef float vf
-    while start < n:
-        length = min(n - start, BLOCK_F32)
-        xb = gather(x + start * sx, sx, length, buf)
-        if floating is double:
-            for i in range(length):
-                ok64 = -<int64_t>(xb[i] <= DBL_MAX)
-                bad64 |= ~ok64
-                k64 = (order_key_f64(xb[i]) & ok64) | (ninf64 & ~ok64)
-                m64 = k64 if k64 > m64 else m64
-        else:
-            for i in range(length):
-                ok32 = -<int32_t>(xb[i] <= FLT_MAX_F)
-                bad32 |= ~ok32
-                k32 = (order_key_f32(xb[i]) & ok32) | (ninf32 & ~ok32)
-                m32 = k32 if k32 > m32 else m32
-        start += length
     if floating is double:
+        for i in range(n):
+            ok64 = -<int64_t>(x[i * sx] <= DBL_MAX)
+            bad64 |= ~ok64
+            k64 = (order_key_f64(x[i * sx]) & ok64) | (ninf64 & ~ok64)
+            m64 = k64 if k64 > m64 else m64
         k64 = m64 ^ ((m64 >> 63) & INT64_MAX)
         memcpy(&vd, &k64, 8)
         xmax[0] = vd
         return bad64 != 0
     else:
+        for i in range(n):
+            ok32 = -<int32_t>(x[i * sx] <= FLT_MAX_F)
+            bad32 |= ~ok32
+            k32 = (order_key_f32(x[i * sx]) & ok32) | (ninf32 & ~ok32)
+            m32 = k32 if k32 > m32 else m32
         k32 = m32 ^ ((m32 >> 31) & INT32_MAX)
         memcpy(&vf, &k32, 4)
         xmax[0] = vf
         return bad32 != 0
+
+
+cdef bint log_max(const floating *x, Py_ssize_t sx, Py_ssize_t n, double *xmax) noexcept nogil:
+    if sx == 1:
+        return max_finite(x, 1, n, xmax)
+    return max_finite(x, sx, n, xmax)
 
 
 cdef inline double log_sumexp(const floating *x, Py_ssize_t sx, Py_ssize_t n,
