@@ -85,16 +85,19 @@ cdef inline double log_term_f64(double lp, double lq, double lp0, double lq0) no
 
 cdef inline int log_map_wide(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
                              Py_ssize_t length, double lp0, double lq0, double *t) noexcept nogil:
-    """Terms of a block into t; 1 when some lq == -inf under a finite lp."""
+    """Terms of a block into t; 1 when some lq == -inf under a finite lp.  The
+    flag is 64-bit so that gcc runs the loop 4 doubles at a time: with a
+    32-bit one it takes 8, about 5% faster on long rows but 25% slower on
+    rows of 10 to 30."""
     cdef Py_ssize_t i
     cdef double lp, lq
-    cdef int ninf = 0
+    cdef int64_t ninf = 0
     for i in range(length):
         lp = p[i * sp]
         lq = q[i * sq]
         t[i] = log_term_f64(lp, lq, lp0, lq0)
         ninf |= (lp > -HUGE_VAL) & (lq == -HUGE_VAL)
-    return ninf
+    return ninf != 0
 
 
 cdef inline int row_wide(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
