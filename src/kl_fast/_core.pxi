@@ -422,13 +422,20 @@ cdef int kl_row(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t 
 # ---- element-wise maps of the math, for accuracy tests ----------------------
 
 cdef int math_map(int fn, int is_f32, const void *x, void *y, Py_ssize_t n) noexcept nogil:
-    """y = f(x) for fn 0 log, 1 exp, 2 the KL kernels' log of a normal ratio."""
+    """y = f(x) for fn 0 log, 1 exp, 2 the KL kernels' log of a normal ratio;
+    fn 3 (float32 only) the float32 log-space kernels' exp(x + xlo) in double,
+    for x holding the n values x then the n values xlo, y n doubles."""
     cdef const double *xd = <const double *>x
     cdef double *yd = <double *>y
     cdef const float *xf = <const float *>x
     cdef float *yf = <float *>y
     cdef Py_ssize_t i
     cdef double k, lz
+    if fn == 3:
+        if not is_f32:
+            return -1
+        exp_split_map(xf, xf + n, yd, n)
+        return 0
     for i in range(n):
         if is_f32:
             yf[i] = (klm_log_f32(xf[i]) if fn == 0 else klm_exp_f32(xf[i]) if fn == 1
@@ -441,6 +448,9 @@ cdef int math_map(int fn, int is_f32, const void *x, void *y, Py_ssize_t n) noex
     return 0
 
 
+include "_core_log.pxi"
+
+
 # ---- the table --------------------------------------------------------------
 
 cdef CoreTable _TABLE
@@ -450,6 +460,11 @@ _TABLE.kl_row_f32 = kl_row[float]
 _TABLE.find_bad_f64 = find_bad[double]
 _TABLE.find_bad_f32 = find_bad[float]
 _TABLE.math_map = math_map
+_TABLE.kl_log_row_f64 = kl_log_row[double]
+_TABLE.kl_log_row_f32 = kl_log_row[float]
+_TABLE.kl_log_find_bad_f64 = log_find_bad[double]
+_TABLE.kl_log_find_bad_f32 = log_find_bad[float]
+_TABLE.masked_log_f64 = masked_log_f64
 
 
 def table(str name):

@@ -9,6 +9,8 @@ cdef enum:
     ROW_BAD = 1          # a negative, NaN or infinite input (check=True)
     ROW_NEEDS_CARE = 2   # internal: the row goes to the careful path
     ROW_CAREFUL = 3      # computed on the careful path
+    ROW_ZERO_SUM_P = 4   # normalize: the first input cannot be normalised
+    ROW_ZERO_SUM_Q = 5   # (sums to 0, or log-probabilities -inf everywhere)
 
 ctypedef int (*kl_row_f64_fn)(const double *p, Py_ssize_t sp, const double *q,
                               Py_ssize_t sq, Py_ssize_t n, int check, int want_sums,
@@ -22,6 +24,13 @@ ctypedef int (*find_bad_f64_fn)(const double *p, Py_ssize_t sp, const double *q,
 ctypedef int (*find_bad_f32_fn)(const float *p, Py_ssize_t sp, const float *q,
                                 Py_ssize_t sq, Py_ssize_t n, int *which,
                                 Py_ssize_t *index, double *value) noexcept nogil
+ctypedef int (*kl_log_row_f64_fn)(const double *lp, Py_ssize_t sp, const double *lq,
+                                  Py_ssize_t sq, Py_ssize_t n, int normalize, int check,
+                                  double *res) noexcept nogil
+ctypedef int (*kl_log_row_f32_fn)(const float *lp, Py_ssize_t sp, const float *lq,
+                                  Py_ssize_t sq, Py_ssize_t n, int normalize, int check,
+                                  double *res) noexcept nogil
+ctypedef void (*masked_log_f64_fn)(const double *x, double *y, Py_ssize_t n) noexcept nogil
 ctypedef int (*math_map_fn)(int fn, int is_f32, const void *x, void *y,
                             Py_ssize_t n) noexcept nogil
 
@@ -32,3 +41,8 @@ ctypedef struct CoreTable:
     find_bad_f64_fn find_bad_f64
     find_bad_f32_fn find_bad_f32
     math_map_fn math_map
+    kl_log_row_f64_fn kl_log_row_f64
+    kl_log_row_f32_fn kl_log_row_f32
+    find_bad_f64_fn kl_log_find_bad_f64   # first NaN or +inf (lp before lq)
+    find_bad_f32_fn kl_log_find_bad_f32
+    masked_log_f64_fn masked_log_f64

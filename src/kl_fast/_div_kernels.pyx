@@ -10,16 +10,16 @@ broadcasting and allocation live in the Python layer.
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 
-from kl_fast._core_table cimport ROW_BAD
-from kl_fast._kernels cimport core_table, kl_row
+from kl_fast._core_table cimport ROW_BAD, ROW_ZERO_SUM_P, ROW_ZERO_SUM_Q
+from kl_fast._kernels cimport core_table, kl_log_row, kl_row
 
 
 cdef inline signed char _status(int st) noexcept nogil:
     if st == ROW_BAD:
         return 1
-    if st == JS_ROW_ZERO_SUM_P or st == KL_LOG_ROW_ZERO_SUM_P:
+    if st == JS_ROW_ZERO_SUM_P or st == ROW_ZERO_SUM_P:
         return 2
-    if st == JS_ROW_ZERO_SUM_Q or st == KL_LOG_ROW_ZERO_SUM_Q:
+    if st == JS_ROW_ZERO_SUM_Q or st == ROW_ZERO_SUM_Q:
         return 3
     return 0
 
@@ -30,8 +30,7 @@ _ISA = "baseline"
 def select_isa(bint force_baseline=False):
     """Choose the kernel instruction set; returns its name ("baseline" or "avx2+fma")."""
     global _ISA
-    js_core_init(force_baseline)
-    _ISA = kl_log_core_init(force_baseline).decode("ascii")
+    _ISA = js_core_init(force_baseline).decode("ascii")
     return _ISA
 
 
@@ -57,14 +56,6 @@ cdef inline int _js_row_divided(const floating *p, Py_ssize_t sp, const floating
         return js_row_divided_f32(p, sp, q, sq, n, ps, qs, 0, res)
 
 
-cdef inline int _kl_log_row(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
-                            Py_ssize_t n, bint normalize, bint check, double *res) noexcept nogil:
-    if floating is double:
-        return kl_log_row_f64(p, sp, q, sq, n, normalize, check, res)
-    else:
-        return kl_log_row_f32(p, sp, q, sq, n, normalize, check, res)
-
-
 def _check_rows(p, q, out, status, str func):
     if q.shape[0] != p.shape[0] or q.shape[1] != p.shape[1] or out.shape[0] != p.shape[0] \
             or out.shape[1] != 3 or status.shape[0] != p.shape[0]:
@@ -75,7 +66,7 @@ cdef inline int _pair_row(bint log_space, const floating *p, Py_ssize_t sp, cons
                           Py_ssize_t sq, Py_ssize_t n, bint normalize, bint check,
                           double *res) noexcept nogil:
     if log_space:
-        return _kl_log_row(p, sp, q, sq, n, normalize, check, res)
+        return kl_log_row(p, sp, q, sq, n, normalize, check, res)
     return _js_row(p, sp, q, sq, n, normalize, check, res)
 
 
@@ -143,11 +134,11 @@ def kl_log_find_bad(const floating[:] lp, const floating[:] lq):
     if n == 0:
         return None
     if floating is double:
-        found = kl_log_find_bad_f64(&lp[0], lp.strides[0] // 8, &lq[0], lq.strides[0] // 8,
-                                    n, &which, &index, &value)
+        found = core_table().kl_log_find_bad_f64(&lp[0], lp.strides[0] // 8, &lq[0],
+                                                 lq.strides[0] // 8, n, &which, &index, &value)
     else:
-        found = kl_log_find_bad_f32(&lp[0], lp.strides[0] // 4, &lq[0], lq.strides[0] // 4,
-                                    n, &which, &index, &value)
+        found = core_table().kl_log_find_bad_f32(&lp[0], lp.strides[0] // 4, &lq[0],
+                                                 lq.strides[0] // 4, n, &which, &index, &value)
     if not found:
         return None
     return which, index, value
@@ -253,27 +244,10 @@ def masked_log_rows(const double[:, ::1] x, double[:, ::1] out, int n_threads):
         return
     if n_threads <= 1 or m == 1:
         with nogil:
-            kl_masked_log_f64(&x[0, 0], &out[0, 0], m * n)
+            core_table().masked_log_f64(&x[0, 0], &out[0, 0], m * n)
     else:
         for i in prange(m, nogil=True, schedule="static", num_threads=n_threads):
-            kl_masked_log_f64(&x[i, 0], &out[i, 0], n)
-
-
-def exp_split_map(const float[::1] x, const float[::1] xlo, str path):
-    """exp(x + xlo) of the float32 log-space kernel (its y 2^k, returned as
-    float64), element-wise on the given path, for accuracy tests."""
-    import numpy as _np
-    if xlo.shape[0] != x.shape[0]:
-        raise ValueError("exp_split_map: x and xlo differ in length")
-    if path not in ("baseline", "avx2+fma"):
-        raise ValueError(f"exp_split_map: unknown path {path!r}")
-    out = _np.empty(x.shape[0], dtype=_np.float64)
-    cdef double[::1] o = out
-    if x.shape[0] == 0:
-        return out
-    if kl_log_exp_split_map(path == "avx2+fma", &x[0], &xlo[0], &o[0], x.shape[0]) != 0:
-        raise RuntimeError(f"exp_split_map: the {path} path is not available here")
-    return out
+            core_table().masked_log_f64(&x[i, 0], &out[i, 0], n)
 
 
 include "_interrupt.pxi"

@@ -1,10 +1,12 @@
 # The row kernels, cimportable from other Cython code:
-#     from kl_fast._kernels cimport kl_row
+#     from kl_fast._kernels cimport kl_row, kl_log_row
 # Every caller goes through the one table kl_fast._kernels selected at import
 # (core_table()), so a cimporting module runs the same instruction set.
 from cython cimport floating
 
-from kl_fast._core_table cimport CoreTable, ROW_BAD, ROW_CAREFUL, ROW_OK
+from kl_fast._core_table cimport (
+    CoreTable, ROW_BAD, ROW_CAREFUL, ROW_OK, ROW_ZERO_SUM_P, ROW_ZERO_SUM_Q,
+)
 
 
 cdef const CoreTable *core_table() noexcept nogil
@@ -23,3 +25,20 @@ cdef inline int kl_row(const floating *p, Py_ssize_t sp, const floating *q,
         return core_table().kl_row_f64(p, sp, q, sq, n, check, want_sums, res)
     else:
         return core_table().kl_row_f32(p, sp, q, sq, n, check, want_sums, res)
+
+
+cdef inline int kl_log_row(const floating *lp, Py_ssize_t sp, const floating *lq,
+                           Py_ssize_t sq, Py_ssize_t n, bint normalize, bint check,
+                           double *res) noexcept nogil:
+    """KL divergence of one row from log-probabilities into res[0]; with
+    normalize the rows' log-sum-exp normalisers into res[1] and res[2] (else
+    those are 0).
+
+    Strides are in elements.  Returns ROW_OK / ROW_CAREFUL, ROW_BAD when check
+    is set and the row holds NaN or +inf, or with normalize ROW_ZERO_SUM_P /
+    ROW_ZERO_SUM_Q when log_p / log_q is -inf everywhere.
+    """
+    if floating is double:
+        return core_table().kl_log_row_f64(lp, sp, lq, sq, n, normalize, check, res)
+    else:
+        return core_table().kl_log_row_f32(lp, sp, lq, sq, n, normalize, check, res)

@@ -189,26 +189,36 @@ def row_status(const floating[:] p, const floating[:] q, bint check=True, bint w
     return name, (res[0], res[1], res[2])
 
 
-_MATH_FUNCS = {"log": 0, "exp": 1, "log_normal": 2}
+_MATH_FUNCS = {"log": 0, "exp": 1, "log_normal": 2, "exp_split": 3}
 
 
 def math_map(str name, x, str path):
     """Apply one of the kernels' own functions element-wise (for accuracy tests).
 
     name is "log", "exp" or "log_normal" (the KL kernels' log, valid for normal
-    positive finite input only); x is float64 or float32; path is "baseline" or
-    "avx2+fma".  Raises RuntimeError when that path is not available here.
+    positive finite input only), for x float64 or float32; or "exp_split", the
+    float32 log-space kernels' exp(x[0] + x[1]) for x float32 of shape (2, n),
+    returned as float64 of shape (n,).  path is "baseline" or "avx2+fma".
+    Raises RuntimeError when that path is not available here.
     """
     cdef cnp.ndarray xa = _np.ascontiguousarray(x)
+    cdef cnp.ndarray ya
+    cdef Py_ssize_t n = xa.size
     if xa.dtype != _np.float64 and xa.dtype != _np.float32:
         raise TypeError("math_map: x must be float32 or float64")
     if path not in ("baseline", "avx2+fma"):
         raise ValueError(f"math_map: unknown path {path!r}")
     if path not in _TABLES:
         raise RuntimeError(f"math_map: the {path} path is not available here")
-    cdef cnp.ndarray ya = _np.empty_like(xa)
+    if name == "exp_split":
+        if xa.dtype != _np.float32 or xa.ndim != 2 or xa.shape[0] != 2:
+            raise TypeError("math_map: exp_split takes float32 x of shape (2, n)")
+        n = xa.shape[1]
+        ya = _np.empty(n, dtype=_np.float64)
+    else:
+        ya = _np.empty_like(xa)
     _table_of(path).math_map(_MATH_FUNCS[name], xa.dtype == _np.float32,
-                             cnp.PyArray_DATA(xa), cnp.PyArray_DATA(ya), xa.size)
+                             cnp.PyArray_DATA(xa), cnp.PyArray_DATA(ya), n)
     return ya
 
 

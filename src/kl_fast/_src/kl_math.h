@@ -19,6 +19,8 @@
  *   klm_log_parts_f64       log z and k of a normal, finite r > 0 (kernels join k ln 2 later)
  *   klm_log_normal_f32      log of a normal, finite float r > 0, division-free polynomial
  *   klm_residual_f64/_f32   p - r q exactly, for the rounded ratio r = p / q
+ *   klm_exp_split_f32       exp of a float pair as a float pair times 2^k (k in double's range)
+ *   klm_scale_pair_f64      that pair times 2^k, in double
  *   klm_xlogy_f64/_f32      x log y, exactly +0 where x == 0
  */
 #ifndef KL_MATH_H
@@ -394,6 +396,43 @@ static inline float klm_residual_f32(float p, float r, float q)
 #else
     return (float)((double)p - (double)r * (double)q);
 #endif
+}
+
+/* exp(x + xlo) = (y + *ylo) 2^*k for a float x in [-2200, 2200] and |xlo| <= 2^-8, the
+   exponential of the float32 log-space kernels: y + ylo in [0.7, 1.42] is an unevaluated
+   float pair (far better than one float ulp) and k = round(x / ln 2) may exceed float's
+   exponent range (klm_scale_pair_f64 applies it in double).  Cody-Waite reduction
+   r = (x - k HI) - (k LO - xlo), the first difference exact (HI has 12 bits), then
+   exp(r) = 1 + r + r^2 Q(r) with exp_f32's Q; 1 + hi is rounded and its rounding error kept
+   in ylo (Fast2Sum) with the small terms. */
+#define KLM_LN2HI12_F 0x1.62ep-1f
+#define KLM_LN2LO12_F 0x1.0bfbe8p-15f
+#define KLM_SHIFT_BITS_F INT32_C(0x4b400000)                /* bits of KLM_SHIFT_F */
+static inline float klm_exp_split_f32(float x, float xlo, float *ylo, int32_t *k)
+{
+    float kt = x * KLM_INVLN2_F + KLM_SHIFT_F;
+    float kf = kt - KLM_SHIFT_F;
+    float hi = x - kf * KLM_LN2HI12_F;
+    float lo = kf * KLM_LN2LO12_F - xlo;
+    float r = hi - lo;
+    float r2 = r * r;
+    float q = (KLM_EC2_F + r * KLM_EC3_F) + r2 * ((KLM_EC4_F + r * KLM_EC5_F) + r2 * KLM_EC6_F);
+    float y = 1.0f + hi;
+    float e = (1.0f - y) + hi;
+    int32_t kb;
+    memcpy(&kb, &kt, sizeof kb);
+    *k = kb - KLM_SHIFT_BITS_F;
+    *ylo = e + (r2 * q - lo);
+    return y;
+}
+
+/* (y + ylo) 2^k in double, for k + 1023 in [1, 2046] (klm_exp_split_f32's result). */
+static inline double klm_scale_pair_f64(float y, float ylo, int32_t k)
+{
+    uint64_t b = (uint64_t)(uint32_t)(k + 1023) << 52;
+    double s;
+    memcpy(&s, &b, sizeof s);
+    return ((double)y + (double)ylo) * s;
 }
 
 /* k ln 2 + a, with k (an integer-valued sum of exponents) split so that its product with

@@ -1,0 +1,484 @@
+# KL divergence from log-probabilities (kl_div_log), included by _core.pxi.
+#
+# With log-normalisers lp0, lq0 (the rows' log-sum-exp with normalize, else 0)
+# the term of element i is exp(lp - lp0) ((lp - lp0) - (lq - lq0)): 0 where
+# lp = -inf, and the divergence is +inf where lq = -inf under a finite lp.
+# Each input is taken minus its own normaliser first: (lp - lq) - (lp0 - lq0)
+# would cancel when lp0 and lq0 are large (lp0 = 1e15 left no correct digit).
+#
+# The fast paths map a block of terms into a buffer (a flat loop gcc
+# vectorises), a term that would not be exact becomes NaN, the careful path's
+# cue; the block is added in the fixed lanes (lane_sum) and the block totals
+# with Neumaier compensation, so the order depends on n only.  float32 rows go
+# first to the narrow kernel (the exponential in float, as a float pair times
+# 2^k, the rest of the term in double), then to the wide one (the float64
+# kernel on float input) when a value or a normaliser is out of its range.
+# Each row function is an inline body called twice, with literal strides 1
+# for contiguous rows and with the row's strides otherwise: strided operands
+# are read in place (the terms are elementwise; measured faster than
+# gathering them as the KL kernels do), and each copy of the loops keeps its
+# own hoisted constants (one loop nest holding both spilled them).
+from libc.math cimport exp, copysign, NAN
+from libc.stdint cimport int32_t, int64_t, INT32_MAX, INT64_MAX
+
+from kl_fast._core_table cimport ROW_ZERO_SUM_P, ROW_ZERO_SUM_Q
+
+cdef extern from "kl_math.h" nogil:
+    float klm_exp_split_f32(float x, float xlo, float *ylo, int32_t *k)
+    double klm_scale_pair_f64(float y, float ylo, int32_t k)
+
+cdef extern from *:
+    float FLT_MAX_F "FLT_MAX"
+    float NINF_F "(-(float)HUGE_VAL)"
+    # the narrow kernel's exponents a: taken as they are inside [A_MIN, A_MAX]
+    # (e = y 2^k is a normal double, e times any float difference finite),
+    # terms below exp(NEGLIGIBLE) count 0 (e |diff| < 2^-1074), others need
+    # the wide kernel
+    float LOG_A_MIN_F "(-700.0f)"
+    float LOG_A_MAX_F "88.0f"
+    float LOG_NEGLIGIBLE_F "(-1500.0f)"
+    # |lp0| up to 2^16 keeps the low part of lp0 as a float pair below 2^-8
+    double LOG_LP0_MAX_F32 "0x1p16"
+    double LOG_C_MAX_F32 "0x1p100"
+    double LN2 "0.693147180559945309417232121458"
+
+cdef enum:
+    LOG_NEGLIGIBLE = -1500   # below this exponent exp(a) |diff| < 2^-1074
+    LOG_SHIFT_ABOVE = 600    # careful path: larger terms are summed scaled
+
+
+# ---- sums ---------------------------------------------------------------------
+
+cdef inline double lane_sum(const double *t, Py_ssize_t length) noexcept nogil:
+    """t[0:length] in the fixed lanes (lane j takes t[i] with i % LANES == j,
+    the last partial group too), added by lane_total."""
+    cdef double lane[LANES]
+    cdef Py_ssize_t g, j, full = length - length % LANES
+    for j in range(LANES):
+        lane[j] = 0.0
+    for g in range(full // LANES):
+        for j in range(LANES):
+            lane[j] += t[g * LANES + j]
+    for j in range(length - full):
+        lane[j] += t[full + j]
+    return lane_total(lane)
+
+
+# ---- float64 terms (and float32 widened) ---------------------------------------
+
+cdef inline double log_term_f64(double lp, double lq, double lp0, double lq0) noexcept nogil:
+    """The term, NaN where it would not be exact: NaN or +inf input, exp that
+    overflows, a difference or product that overflows, or exp that underflows
+    while the term itself may not.  0 where lp or lq is -inf (the +inf of
+    lq == -inf under a finite lp is counted apart)."""
+    cdef double a = lp - lp0
+    cdef double e = klm_exp_f64(a)
+    cdef double diff = a - (lq - lq0)
+    cdef double t = e * diff
+    cdef bint bad = (not (lp <= DBL_MAX)) | (not (lq <= DBL_MAX))
+    cdef bint fin = (lp > -HUGE_VAL) & (lq > -HUGE_VAL)
+    cdef bint over = (not (fabs(t) <= DBL_MAX)) | (not (fabs(diff) <= DBL_MAX))
+    cdef bint under = (e < DBL_MIN) & (a > LOG_NEGLIGIBLE) & (fabs(diff) > 1.0)
+    cdef bint care = bad | (fin & (over | under))
+    return NAN if care else (t if fin else 0.0)
+
+
+cdef inline int log_map_wide(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                             Py_ssize_t length, double lp0, double lq0, double *t) noexcept nogil:
+    """Terms of a block into t; 1 when some lq == -inf under a finite lp.  The
+    flag is 64-bit so that gcc runs the loop 4 doubles at a time: with a
+    32-bit one it takes 8, about 5% faster on long rows but 25% slower on
+    rows of 10 to 30."""
+    cdef Py_ssize_t i
+    cdef double lp, lq
+    cdef int64_t ninf = 0
+    for i in range(length):
+        lp = p[i * sp]
+        lq = q[i * sq]
+        t[i] = log_term_f64(lp, lq, lp0, lq0)
+        ninf |= (lp > -HUGE_VAL) & (lq == -HUGE_VAL)
+    return ninf != 0
+
+
+cdef inline int row_wide(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                         Py_ssize_t n, double lp0, double lq0, double *res) noexcept nogil:
+    """The fast path of one row in double into res[0]: ROW_OK, or
+    ROW_NEEDS_CARE when a term or a block total is not finite."""
+    cdef double t[BLOCK_F64]
+    cdef double kl = 0.0, kl_c = 0.0, block
+    cdef Py_ssize_t start = 0, length
+    cdef int ninf = 0
+    while start < n:
+        length = min(n - start, BLOCK_F64)
+        ninf |= log_map_wide(p + start * sp, sp, q + start * sq, sq, length, lp0, lq0, t)
+        block = lane_sum(t, length)
+        if not (fabs(block) <= DBL_MAX):
+            return ROW_NEEDS_CARE
+        neumaier(&kl, &kl_c, block)
+        start += length
+    res[0] = kl + kl_c
+    if not (fabs(res[0]) <= DBL_MAX):
+        return ROW_NEEDS_CARE
+    if ninf:
+        res[0] = HUGE_VAL
+    return ROW_OK
+
+
+cdef int log_row_wide(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                      Py_ssize_t n, double lp0, double lq0, double *res) noexcept nogil:
+    if sp == 1 and sq == 1:
+        return row_wide(p, 1, q, 1, n, lp0, lq0, res)
+    return row_wide(p, sp, q, sq, n, lp0, lq0, res)
+
+
+cdef inline double sumexp_wide(const floating *x, Py_ssize_t sx, Py_ssize_t n,
+                               double mx) noexcept nogil:
+    """Sum of exp(x - mx) along a row (NaN and +inf count 0), in blocks and lanes."""
+    cdef double t[BLOCK_F64]
+    cdef double s = 0.0, s_c = 0.0, v
+    cdef Py_ssize_t start = 0, length, i
+    while start < n:
+        length = min(n - start, BLOCK_F64)
+        for i in range(length):
+            v = x[(start + i) * sx]
+            t[i] = klm_exp_f64(v - mx) if v <= DBL_MAX else 0.0
+        neumaier(&s, &s_c, lane_sum(t, length))
+        start += length
+    return s + s_c
+
+
+cdef double log_sumexp_wide(const floating *x, Py_ssize_t sx, Py_ssize_t n,
+                            double mx) noexcept nogil:
+    if sx == 1:
+        return sumexp_wide(x, 1, n, mx)
+    return sumexp_wide(x, sx, n, mx)
+
+
+# ---- float32 terms in float (narrow) ------------------------------------------
+
+cdef inline float sub_pair(float x, float h0, float l0, float *lo) noexcept nogil:
+    """x - (h0 + l0) as a float pair (hi, lo): Knuth's TwoSum on x - h0."""
+    cdef float s = x - h0
+    cdef float bb = s - x
+    lo[0] = ((x - (s - bb)) + (-h0 - bb)) - l0
+    return s
+
+
+cdef inline double exp_pair(bint keep, float ahi, float alo) noexcept nogil:
+    """exp(ahi + alo) in double where keep is set, else 0 (the exponent of a
+    lane not kept is never used)."""
+    cdef float y, ylo
+    cdef int32_t k
+    y = klm_exp_split_f32(ahi if keep else 0.0, alo if keep else 0.0, &ylo, &k)
+    return klm_scale_pair_f64(y, ylo, k) if keep else 0.0
+
+
+cdef inline double log_term_f32(float lp, float lq, float h0, float l0, double c) noexcept nogil:
+    """The term e ((lp - lq) - c) with e = exp(lp - (h0 + l0)) from the float
+    pair a = lp - (h0 + l0); NaN (the wide kernel's cue) for NaN or +inf
+    input and for a finite pair whose a is outside [A_MIN, A_MAX] and not
+    below NEGLIGIBLE; 0 where lp or lq is -inf."""
+    cdef bint fin = (lp > NINF_F) & (lq > NINF_F)
+    cdef float lps = lp if fin else 0.0
+    cdef float lqs = lq if fin else 0.0
+    cdef float alo
+    cdef float ahi = sub_pair(lps, h0, l0, &alo)
+    cdef bint keep = fin & (ahi >= LOG_A_MIN_F) & (ahi <= LOG_A_MAX_F)
+    cdef bint bad = ((not (lp <= FLT_MAX_F)) | (not (lq <= FLT_MAX_F))
+                     | (fin & (not keep) & (ahi >= LOG_NEGLIGIBLE_F)))
+    cdef double t = exp_pair(keep, ahi, alo) * ((<double>lps - <double>lqs) - c)
+    return NAN if bad else t
+
+
+cdef inline int log_map_narrow(const float *p, Py_ssize_t sp, const float *q, Py_ssize_t sq,
+                               Py_ssize_t length, float h0, float l0, double c,
+                               double *t) noexcept nogil:
+    """log_map_wide for log_term_f32 (strides as there)."""
+    cdef Py_ssize_t i
+    cdef float lp, lq
+    cdef int ninf = 0
+    for i in range(length):
+        lp = p[i * sp]
+        lq = q[i * sq]
+        t[i] = log_term_f32(lp, lq, h0, l0, c)
+        ninf |= (lp > NINF_F) & (lq == NINF_F)
+    return ninf
+
+
+cdef inline int row_narrow(const float *p, Py_ssize_t sp, const float *q, Py_ssize_t sq,
+                           Py_ssize_t n, double lp0, double lq0, double *res) noexcept nogil:
+    """row_wide's contract for float rows, computed in float where it can be:
+    ROW_NEEDS_CARE sends the row to log_row_wide."""
+    cdef double t[BLOCK_F32]
+    cdef double kl = 0.0, kl_c = 0.0, block, c = lp0 - lq0
+    cdef float h0 = <float>lp0, l0 = <float>(lp0 - <double>h0)
+    cdef Py_ssize_t start = 0, length
+    cdef int ninf = 0
+    if not (fabs(lp0) <= LOG_LP0_MAX_F32 and fabs(c) <= LOG_C_MAX_F32):
+        return ROW_NEEDS_CARE
+    while start < n:
+        length = min(n - start, BLOCK_F32)
+        ninf |= log_map_narrow(p + start * sp, sp, q + start * sq, sq, length, h0, l0, c, t)
+        block = lane_sum(t, length)
+        if block != block:
+            return ROW_NEEDS_CARE
+        neumaier(&kl, &kl_c, block)
+        start += length
+    res[0] = kl + kl_c
+    if not (fabs(res[0]) <= DBL_MAX):
+        return ROW_NEEDS_CARE
+    if ninf:
+        res[0] = HUGE_VAL
+    return ROW_OK
+
+
+cdef int log_row_narrow(const float *p, Py_ssize_t sp, const float *q, Py_ssize_t sq,
+                        Py_ssize_t n, double lp0, double lq0, double *res) noexcept nogil:
+    if sp == 1 and sq == 1:
+        return row_narrow(p, 1, q, 1, n, lp0, lq0, res)
+    return row_narrow(p, sp, q, sq, n, lp0, lq0, res)
+
+
+cdef inline double sumexp_narrow(const float *x, Py_ssize_t sx, Py_ssize_t n,
+                                 double mx) noexcept nogil:
+    """sumexp_wide for a float row with |mx| <= 2^16 (mx its largest finite
+    entry), in blocks of BLOCK_F32: NaN, +inf and exponents below A_MIN count
+    0 (e < 2^-1000, against a sum of at least 1)."""
+    cdef double t[BLOCK_F32]
+    cdef double s = 0.0, s_c = 0.0
+    cdef float h0 = <float>mx, l0 = <float>(mx - <double>h0), v, ahi, alo
+    cdef Py_ssize_t start = 0, length, i
+    while start < n:
+        length = min(n - start, BLOCK_F32)
+        for i in range(length):
+            v = x[(start + i) * sx]
+            ahi = sub_pair(v, h0, l0, &alo)
+            t[i] = exp_pair((ahi >= LOG_A_MIN_F) & (v <= FLT_MAX_F), ahi, alo)
+        neumaier(&s, &s_c, lane_sum(t, length))
+        start += length
+    return s + s_c
+
+
+cdef double log_sumexp_narrow(const float *x, Py_ssize_t sx, Py_ssize_t n,
+                              double mx) noexcept nogil:
+    if sx == 1:
+        return sumexp_narrow(x, 1, n, mx)
+    return sumexp_narrow(x, sx, n, mx)
+
+
+# ---- normalisers ----------------------------------------------------------------
+
+cdef inline int64_t order_key_f64(double x) noexcept nogil:
+    """An integer ordered as the doubles x (-0 below +0): x's bits, the
+    magnitude bits flipped when negative.  The same map turns a key back."""
+    cdef int64_t b
+    memcpy(&b, &x, 8)
+    return b ^ ((b >> 63) & INT64_MAX)
+
+
+cdef inline int32_t order_key_f32(float x) noexcept nogil:
+    cdef int32_t b
+    memcpy(&b, &x, 4)
+    return b ^ ((b >> 31) & INT32_MAX)
+
+
+cdef inline bint max_finite(const floating *x, Py_ssize_t sx, Py_ssize_t n,
+                           double *xmax) noexcept nogil:
+    """Largest finite entry of a row into xmax (-inf for an empty or all -inf
+    row); True when the row holds NaN or +inf.  The maximum is taken over
+    order_key integers, a reduction gcc vectorises (the floating-point one
+    it would not without -ffinite-math-only); of -0 and +0, +0 is the larger
+    (either gives the same normaliser)."""
+    cdef Py_ssize_t i
+    cdef int64_t k64, ok64, bad64 = 0, m64 = order_key_f64(-HUGE_VAL), ninf64 = m64
+    cdef int32_t k32, ok32, bad32 = 0, m32 = order_key_f32(NINF_F), ninf32 = m32
+    cdef double vd
+    cdef float vf
+    if floating is double:
+        for i in range(n):
+            ok64 = -<int64_t>(x[i * sx] <= DBL_MAX)
+            bad64 |= ~ok64
+            k64 = (order_key_f64(x[i * sx]) & ok64) | (ninf64 & ~ok64)
+            m64 = k64 if k64 > m64 else m64
+        k64 = m64 ^ ((m64 >> 63) & INT64_MAX)
+        memcpy(&vd, &k64, 8)
+        xmax[0] = vd
+        return bad64 != 0
+    else:
+        for i in range(n):
+            ok32 = -<int32_t>(x[i * sx] <= FLT_MAX_F)
+            bad32 |= ~ok32
+            k32 = (order_key_f32(x[i * sx]) & ok32) | (ninf32 & ~ok32)
+            m32 = k32 if k32 > m32 else m32
+        k32 = m32 ^ ((m32 >> 31) & INT32_MAX)
+        memcpy(&vf, &k32, 4)
+        xmax[0] = vf
+        return bad32 != 0
+
+
+cdef bint log_max(const floating *x, Py_ssize_t sx, Py_ssize_t n, double *xmax) noexcept nogil:
+    if sx == 1:
+        return max_finite(x, 1, n, xmax)
+    return max_finite(x, sx, n, xmax)
+
+
+cdef inline double log_sumexp(const floating *x, Py_ssize_t sx, Py_ssize_t n,
+                              double mx) noexcept nogil:
+    if floating is float:
+        if fabs(mx) <= LOG_LP0_MAX_F32:
+            return log_sumexp_narrow(x, sx, n, mx)
+    return log_sumexp_wide(x, sx, n, mx)
+
+
+# ---- careful path: scalar, libm, exact semantics for every finite input ---------
+
+cdef inline double log_diff_log(double lp, double lq, double lp0, double lq0,
+                                double *sign) noexcept nogil:
+    """log|diff| and the sign of diff = (lp - lp0) - (lq - lq0), without overflow."""
+    cdef double diff = (lp - lp0) - (lq - lq0)
+    if fabs(diff) <= DBL_MAX:
+        sign[0] = diff
+        return log(fabs(diff))
+    diff = (0.5 * lp - 0.5 * lp0) - (0.5 * lq - 0.5 * lq0)
+    sign[0] = diff
+    return log(fabs(diff)) + LN2
+
+
+cdef int log_row_careful(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                         Py_ssize_t n, double lp0, double lq0, double *res) noexcept nogil:
+    """The row in double with libm, in the block and lane order of the fast
+    path; terms beyond exp(LOG_SHIFT_ABOVE) are summed scaled by the largest,
+    so no partial sum overflows and +inf never meets -inf.  NaN when the row
+    holds NaN or +inf (check=False)."""
+    cdef double kl = 0.0, kl_c = 0.0, shift = 0.0, sign, lp, lq, a, la, e, diff, t, s
+    cdef double acc[LANES]
+    cdef bint pos_inf = False, bad = False
+    cdef Py_ssize_t g, start, i, j, length
+    # first pass: the largest term magnitude (as a log), to pick the scale
+    for i in range(n):
+        lp = p[i * sp]
+        lq = q[i * sq]
+        if not (lp <= DBL_MAX and lq <= DBL_MAX):
+            bad = True
+            continue
+        if lp > -HUGE_VAL and lq > -HUGE_VAL:
+            la = (lp - lp0) + log_diff_log(lp, lq, lp0, lq0, &sign)
+            if la > shift:
+                shift = la
+    if shift <= LOG_SHIFT_ABOVE:
+        shift = 0.0
+    for g in range((n + BLOCK_F64 - 1) // BLOCK_F64):
+        start = g * BLOCK_F64
+        length = min(n - start, BLOCK_F64)
+        for j in range(LANES):
+            acc[j] = 0.0
+        for i in range(length):
+            lp = p[(start + i) * sp]
+            lq = q[(start + i) * sq]
+            t = 0.0
+            if not (lp <= DBL_MAX and lq <= DBL_MAX) or lp == -HUGE_VAL:
+                t = 0.0
+            elif lq == -HUGE_VAL:
+                pos_inf = True
+            else:
+                a = lp - lp0
+                la = a + log_diff_log(lp, lq, lp0, lq0, &sign)
+                e = exp(a)
+                diff = a - (lq - lq0)
+                if shift != 0.0:
+                    t = copysign(exp(la - shift), sign)
+                elif sign == 0.0:
+                    t = 0.0
+                elif e >= DBL_MIN and fabs(diff) <= DBL_MAX:
+                    t = e * diff
+                else:
+                    t = copysign(exp(la), sign)
+            acc[i % LANES] += t
+        neumaier(&kl, &kl_c, lane_total(acc))
+    if bad:
+        res[0] = NAN
+    elif pos_inf:
+        res[0] = HUGE_VAL
+    elif shift == 0.0:
+        res[0] = kl + kl_c
+    else:
+        s = kl + kl_c
+        res[0] = 0.0 if s == 0.0 else copysign(exp(shift + log(fabs(s))), s)
+    return ROW_CAREFUL
+
+
+cdef int log_find_bad(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                      Py_ssize_t n, int *which, Py_ssize_t *index, double *value) noexcept nogil:
+    """First element (in row order, lp before lq) that is NaN or +inf: returns
+    1 with which (0 = lp, 1 = lq), index and value, else 0."""
+    cdef Py_ssize_t i
+    cdef double lp, lq
+    for i in range(n):
+        lp = p[i * sp]
+        lq = q[i * sq]
+        if not (lp <= DBL_MAX):
+            which[0] = 0
+            index[0] = i
+            value[0] = lp
+            return 1
+        if not (lq <= DBL_MAX):
+            which[0] = 1
+            index[0] = i
+            value[0] = lq
+            return 1
+    return 0
+
+
+# ---- rows -------------------------------------------------------------------------
+
+cdef int kl_log_row(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                    Py_ssize_t n, int normalize, int check, double *res) noexcept nogil:
+    """One row of kl_div_log: res = (KL, lp0, lq0), lp0 and lq0 the rows'
+    log-sum-exp with normalize, else 0.  Strides in elements (0 for a
+    broadcast operand).  Returns ROW_OK or ROW_CAREFUL; ROW_BAD when check is
+    set and the row holds NaN or +inf; with normalize ROW_ZERO_SUM_P / _Q when
+    log_p / log_q is -inf everywhere."""
+    cdef int which, st
+    cdef Py_ssize_t index
+    cdef double value, mp, mq
+    cdef bint bad
+    res[1] = 0.0
+    res[2] = 0.0
+    if normalize:
+        bad = log_max(p, sp, n, &mp)
+        bad |= log_max(q, sq, n, &mq)
+        if bad and check and log_find_bad(p, sp, q, sq, n, &which, &index, &value):
+            return ROW_BAD
+        if mp == -HUGE_VAL:
+            return ROW_ZERO_SUM_P
+        if mq == -HUGE_VAL:
+            return ROW_ZERO_SUM_Q
+        res[1] = mp + log(log_sumexp(p, sp, n, mp))
+        res[2] = mq + log(log_sumexp(q, sq, n, mq))
+    st = ROW_NEEDS_CARE
+    if floating is float:
+        st = log_row_narrow(p, sp, q, sq, n, res[1], res[2], res)
+    if st == ROW_NEEDS_CARE:
+        st = log_row_wide(p, sp, q, sq, n, res[1], res[2], res)
+    if st == ROW_NEEDS_CARE:
+        if check and log_find_bad(p, sp, q, sq, n, &which, &index, &value):
+            return ROW_BAD
+        st = log_row_careful(p, sp, q, sq, n, res[1], res[2], res)
+    return st
+
+
+cdef void masked_log_f64(const double *x, double *y, Py_ssize_t n) noexcept nogil:
+    """y = log(x) where x > 0 and 0 where x == 0 (the log matrix of the
+    all-pairs KL product, whose zeros are handled apart)."""
+    cdef Py_ssize_t i
+    cdef double l
+    for i in range(n):
+        l = klm_log_f64(x[i])
+        y[i] = l if x[i] > 0.0 else 0.0
+
+
+cdef void exp_split_map(const float *x, const float *xlo, double *y, Py_ssize_t n) noexcept nogil:
+    """y = exp(x + xlo) of the narrow kernels, element-wise (for accuracy tests)."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        y[i] = exp_pair(True, x[i], xlo[i])
