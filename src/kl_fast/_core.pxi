@@ -9,7 +9,9 @@
 # == j) that gcc and clang vectorise, the lanes are added in one fixed
 # pairwise order and the block totals with Neumaier compensation, so a result
 # depends only on the data and n, never on threads or layout.  The only C is
-# kl_math.h (log/exp and exact residuals, inlined into the loops).
+# kl_math.h (log/exp and exact residuals, inlined into the loops).  The KL
+# rows are here, the Jensen-Shannon rows in _core_js.pxi (included below, and
+# built on the same sums, lanes, gather and find_bad).
 #
 # A row is tried on the fast path, which checks its inputs as it goes
 # (ratios in the normal range, no negative, NaN or infinite q); a row it
@@ -24,7 +26,7 @@ from cpython.pycapsule cimport PyCapsule_New
 from cython cimport floating
 
 from kl_fast._core_table cimport (
-    CoreTable, ROW_BAD, ROW_CAREFUL, ROW_NEEDS_CARE, ROW_OK,
+    CoreTable, ROW_BAD, ROW_CAREFUL, ROW_NEEDS_CARE, ROW_OK, ROW_ZERO_SUM_P, ROW_ZERO_SUM_Q,
 )
 
 cdef extern from "kl_math.h" nogil:
@@ -76,6 +78,14 @@ cdef inline void add_tail_sums(const floating *p, const floating *q, Py_ssize_t 
         qs[j] += q[j]
 
 
+cdef inline uint64_t sign_bad_bits(double v) noexcept nogil:
+    """v's bits and its bits + 2^52: the sign bit of either is set when v is
+    negative (or -0), infinite or NaN (an all-ones exponent carries into it)."""
+    cdef uint64_t b
+    memcpy(&b, &v, 8)
+    return b | (b + <uint64_t>0x0010000000000000)
+
+
 # ---- float64 KL block -----------------------------------------------------
 
 ctypedef struct LanesF64:
@@ -99,7 +109,6 @@ cdef inline void kl_group_f64(const double *p, const double *q, Py_ssize_t skip,
     redoes the block masked."""
     cdef Py_ssize_t j
     cdef double pv, qv, r, kd, t, rm
-    cdef uint64_t qb
     for j in range(LANES):
         pv = p[j] if j >= skip else 0.0
         qv = q[j] if j >= skip else 1.0
@@ -112,8 +121,7 @@ cdef inline void kl_group_f64(const double *p, const double *q, Py_ssize_t skip,
         L.rmax[j] = r if r > L.rmax[j] else L.rmax[j]
         rm = r if pv != 0.0 else 1.0
         L.rmin[j] = rm if rm < L.rmin[j] else L.rmin[j]
-        memcpy(&qb, &qv, 8)
-        L.qbits[j] |= qb | (qb + <uint64_t>0x0010000000000000)
+        L.qbits[j] |= sign_bad_bits(qv)
         if want_sums:
             L.ps[j] += pv
             L.qs[j] += qv
@@ -470,6 +478,9 @@ cdef int math_map(int fn, int is_f32, const void *x, void *y, Py_ssize_t n) noex
     return 0
 
 
+include "_core_js.pxi"
+
+
 # ---- the table --------------------------------------------------------------
 
 cdef CoreTable _TABLE
@@ -479,6 +490,12 @@ _TABLE.kl_row_f32 = kl_row[float]
 _TABLE.find_bad_f64 = find_bad[double]
 _TABLE.find_bad_f32 = find_bad[float]
 _TABLE.math_map = math_map
+_TABLE.js_row_f64 = js_row[double]
+_TABLE.js_row_f32 = js_row[float]
+_TABLE.js_row_scaled_f64 = js_row_scaled[double]
+_TABLE.js_row_scaled_f32 = js_row_scaled[float]
+_TABLE.js_row_divided_f64 = js_row_divided[double]
+_TABLE.js_row_divided_f32 = js_row_divided[float]
 
 
 def table(str name):

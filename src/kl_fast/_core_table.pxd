@@ -9,6 +9,8 @@ cdef enum:
     ROW_BAD = 1          # a negative, NaN or infinite input (check=True)
     ROW_NEEDS_CARE = 2   # internal: the row goes to the careful path
     ROW_CAREFUL = 3      # computed on the careful path
+    ROW_ZERO_SUM_P = 4   # JS with normalize: p sums to 0, overflows or is NaN
+    ROW_ZERO_SUM_Q = 5   # the same for q
 
 ctypedef int (*kl_row_f64_fn)(const double *p, Py_ssize_t sp, const double *q,
                               Py_ssize_t sq, Py_ssize_t n, int check, int want_sums,
@@ -22,6 +24,22 @@ ctypedef int (*find_bad_f64_fn)(const double *p, Py_ssize_t sp, const double *q,
 ctypedef int (*find_bad_f32_fn)(const float *p, Py_ssize_t sp, const float *q,
                                 Py_ssize_t sq, Py_ssize_t n, int *which,
                                 Py_ssize_t *index, double *value) noexcept nogil
+# JS of one row: (p, q, normalize, check) -> res[0] = JS, res[1:3] = the sums
+# with normalize.
+ctypedef int (*js_row_f64_fn)(const double *p, Py_ssize_t sp, const double *q,
+                              Py_ssize_t sq, Py_ssize_t n, int normalize, int check,
+                              double *res) noexcept nogil
+ctypedef int (*js_row_f32_fn)(const float *p, Py_ssize_t sp, const float *q,
+                              Py_ssize_t sq, Py_ssize_t n, int normalize, int check,
+                              double *res) noexcept nogil
+# JS of one row with two factors: (a p, b q) (js_row_scaled) or (p / a, q / b)
+# (js_row_divided) -> res[0].
+ctypedef int (*js_row_ab_f64_fn)(const double *p, Py_ssize_t sp, const double *q,
+                                 Py_ssize_t sq, Py_ssize_t n, double a, double b, int check,
+                                 double *res) noexcept nogil
+ctypedef int (*js_row_ab_f32_fn)(const float *p, Py_ssize_t sp, const float *q,
+                                 Py_ssize_t sq, Py_ssize_t n, double a, double b, int check,
+                                 double *res) noexcept nogil
 ctypedef int (*math_map_fn)(int fn, int is_f32, const void *x, void *y,
                             Py_ssize_t n) noexcept nogil
 
@@ -32,3 +50,9 @@ ctypedef struct CoreTable:
     find_bad_f64_fn find_bad_f64
     find_bad_f32_fn find_bad_f32
     math_map_fn math_map
+    js_row_f64_fn js_row_f64
+    js_row_f32_fn js_row_f32
+    js_row_ab_f64_fn js_row_scaled_f64
+    js_row_ab_f32_fn js_row_scaled_f32
+    js_row_ab_f64_fn js_row_divided_f64
+    js_row_ab_f32_fn js_row_divided_f32

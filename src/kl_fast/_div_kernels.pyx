@@ -10,16 +10,16 @@ broadcasting and allocation live in the Python layer.
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 
-from kl_fast._core_table cimport ROW_BAD
+from kl_fast._core_table cimport ROW_BAD, ROW_ZERO_SUM_P, ROW_ZERO_SUM_Q
 from kl_fast._kernels cimport core_table, kl_row
 
 
 cdef inline signed char _status(int st) noexcept nogil:
     if st == ROW_BAD:
         return 1
-    if st == JS_ROW_ZERO_SUM_P or st == KL_LOG_ROW_ZERO_SUM_P:
+    if st == ROW_ZERO_SUM_P or st == KL_LOG_ROW_ZERO_SUM_P:
         return 2
-    if st == JS_ROW_ZERO_SUM_Q or st == KL_LOG_ROW_ZERO_SUM_Q:
+    if st == ROW_ZERO_SUM_Q or st == KL_LOG_ROW_ZERO_SUM_Q:
         return 3
     return 0
 
@@ -30,7 +30,6 @@ _ISA = "baseline"
 def select_isa(bint force_baseline=False):
     """Choose the kernel instruction set; returns its name ("baseline" or "avx2+fma")."""
     global _ISA
-    js_core_init(force_baseline)
     _ISA = kl_log_core_init(force_baseline).decode("ascii")
     return _ISA
 
@@ -38,23 +37,6 @@ def select_isa(bint force_baseline=False):
 def current_isa():
     """Name of the instruction set the kernels of this module run with."""
     return _ISA
-
-
-cdef inline int _js_row(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
-                        Py_ssize_t n, bint normalize, bint check, double *res) noexcept nogil:
-    if floating is double:
-        return js_row_f64(p, sp, q, sq, n, normalize, check, res)
-    else:
-        return js_row_f32(p, sp, q, sq, n, normalize, check, res)
-
-
-cdef inline int _js_row_divided(const floating *p, Py_ssize_t sp, const floating *q,
-                                Py_ssize_t sq, Py_ssize_t n, double ps, double qs,
-                                double *res) noexcept nogil:
-    if floating is double:
-        return js_row_divided_f64(p, sp, q, sq, n, ps, qs, 0, res)
-    else:
-        return js_row_divided_f32(p, sp, q, sq, n, ps, qs, 0, res)
 
 
 cdef inline int _kl_log_row(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
@@ -76,7 +58,7 @@ cdef inline int _pair_row(bint log_space, const floating *p, Py_ssize_t sp, cons
                           double *res) noexcept nogil:
     if log_space:
         return _kl_log_row(p, sp, q, sq, n, normalize, check, res)
-    return _js_row(p, sp, q, sq, n, normalize, check, res)
+    return js_row(p, sp, q, sq, n, normalize, check, res)
 
 
 cdef _pair_rows(const floating[:, :] p, const floating[:, :] q, double[:, ::1] out,
@@ -201,7 +183,7 @@ cdef inline void _js_pair_row(const floating *pp, Py_ssize_t sp0, Py_ssize_t sp1
     """Row i of js_pairs' matrix (from column i on when symmetric, mirrored)."""
     cdef Py_ssize_t j
     for j in range(i if symmetric else 0, k):
-        _js_row_divided(pp + i * sp0, sp1, qp + j * sq0, sq1, n, a[i], b[j], &out[i, j])
+        js_row_divided(pp + i * sp0, sp1, qp + j * sq0, sq1, n, a[i], b[j], False, &out[i, j])
         if symmetric:
             out[j, i] = out[i, j]
 
