@@ -109,7 +109,8 @@ def make_ext(name, sources):
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         depends=[os.path.join("src", "kl_fast", "_src", f)
                  for f in os.listdir(os.path.join("src", "kl_fast", "_src"))]
-        + [os.path.join("src", "kl_fast", f) for f in ("_core.pxi", "_core_log.pxi")],
+        + [os.path.join("src", "kl_fast", f)
+           for f in ("_core.pxi", "_core_log.pxi", "_core_js.pxi")],
     )
 
 

@@ -17,7 +17,7 @@ PATHS = kl_fast._kernels.available_isas()
 
 @pytest.fixture(params=PATHS)
 def path(request):
-    previous = _div_kernels.current_isa()
+    previous = kl_fast._kernels.current_isa()
     assert _config.select_isa(request.param == "baseline") == request.param
     yield request.param
     _config.select_isa(previous == "baseline")

@@ -14,7 +14,6 @@ def select_isa(force_baseline: bool = False) -> str:
     """Choose the kernels' instruction set in every compiled module at once (each
     holds its own dispatch pointers); returns its name ("baseline" or "avx2+fma")."""
     name = _kernels.select_isa(force_baseline)
-    _div_kernels.select_isa(force_baseline)
     _gaussian.select_isa(force_baseline)
     return name
 

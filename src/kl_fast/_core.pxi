@@ -9,7 +9,9 @@
 # == j) that gcc and clang vectorise, the lanes are added in one fixed
 # pairwise order and the block totals with Neumaier compensation, so a result
 # depends only on the data and n, never on threads or layout.  The only C is
-# kl_math.h (log/exp and exact residuals, inlined into the loops).
+# kl_math.h (log/exp and exact residuals, inlined into the loops).  The KL
+# rows are here, the Jensen-Shannon rows in _core_js.pxi (included below, and
+# built on the same sums, lanes, gather and find_bad).
 #
 # A row is tried on the fast path, which checks its inputs as it goes
 # (ratios in the normal range, no negative, NaN or infinite q); a row it
@@ -24,7 +26,7 @@ from cpython.pycapsule cimport PyCapsule_New
 from cython cimport floating
 
 from kl_fast._core_table cimport (
-    CoreTable, ROW_BAD, ROW_CAREFUL, ROW_NEEDS_CARE, ROW_OK,
+    CoreTable, ROW_BAD, ROW_CAREFUL, ROW_NEEDS_CARE, ROW_OK, ROW_ZERO_SUM_P, ROW_ZERO_SUM_Q,
 )
 
 cdef extern from "kl_math.h" nogil:
@@ -88,6 +90,14 @@ cdef inline void block_sums(const floating *p, const floating *q, Py_ssize_t len
     out[1] = lane_total(qs)
 
 
+cdef inline uint64_t sign_bad_bits(double v) noexcept nogil:
+    """v's bits and its bits + 2^52: the sign bit of either is set when v is
+    negative (or -0), infinite or NaN (an all-ones exponent carries into it)."""
+    cdef uint64_t b
+    memcpy(&b, &v, 8)
+    return b | (b + <uint64_t>0x0010000000000000)
+
+
 # ---- float64 KL block -----------------------------------------------------
 
 # The lanes of a block.  bad starts at 1 (only its sign bit is tested), so no
@@ -108,14 +118,12 @@ cdef inline double kl_term_f64(double p, double q, double *pk, uint64_t *bits) n
     positive and finite (r's bits less DBL_MIN's leave [0, 2^63), or do
     after adding 2^53)."""
     cdef double r = p / q, kd, t
-    cdef uint64_t qb, rb, z, pmask = <uint64_t>0 - <uint64_t>(p != 0.0)
+    cdef uint64_t rb, z, pmask = <uint64_t>0 - <uint64_t>(p != 0.0)
     t = klm_zero_where_zero_f64(p * klm_log_parts_f64(r, &kd) + klm_residual_f64(p, r, q), p)
     pk[0] = p * kd
-    memcpy(&qb, &q, 8)
     memcpy(&rb, &r, 8)
     z = rb - <uint64_t>0x0010000000000000
-    bits[0] = (((z | (z + <uint64_t>0x0020000000000000)) & pmask) | qb
-               | (qb + <uint64_t>0x0010000000000000))
+    bits[0] = ((z | (z + <uint64_t>0x0020000000000000)) & pmask) | sign_bad_bits(q)
     return t
 
 
@@ -449,6 +457,7 @@ cdef int math_map(int fn, int is_f32, const void *x, void *y, Py_ssize_t n) noex
 
 
 include "_core_log.pxi"
+include "_core_js.pxi"
 
 
 # ---- the table --------------------------------------------------------------
@@ -465,6 +474,12 @@ _TABLE.kl_log_row_f32 = kl_log_row[float]
 _TABLE.kl_log_find_bad_f64 = log_find_bad[double]
 _TABLE.kl_log_find_bad_f32 = log_find_bad[float]
 _TABLE.masked_log_f64 = masked_log_f64
+_TABLE.js_row_f64 = js_row[double]
+_TABLE.js_row_f32 = js_row[float]
+_TABLE.js_row_scaled_f64 = js_row_scaled[double]
+_TABLE.js_row_scaled_f32 = js_row_scaled[float]
+_TABLE.js_row_divided_f64 = js_row_divided[double]
+_TABLE.js_row_divided_f32 = js_row_divided[float]
 
 
 def table(str name):

@@ -9,8 +9,8 @@ cdef enum:
     ROW_BAD = 1          # a negative, NaN or infinite input (check=True)
     ROW_NEEDS_CARE = 2   # internal: the row goes to the careful path
     ROW_CAREFUL = 3      # computed on the careful path
-    ROW_ZERO_SUM_P = 4   # normalize: the first input cannot be normalised
-    ROW_ZERO_SUM_Q = 5   # (sums to 0, or log-probabilities -inf everywhere)
+    ROW_ZERO_SUM_P = 4   # normalize: the first input cannot be normalised (its sum
+    ROW_ZERO_SUM_Q = 5   # is 0, overflows or is NaN; log-space: -inf everywhere)
 
 ctypedef int (*kl_row_f64_fn)(const double *p, Py_ssize_t sp, const double *q,
                               Py_ssize_t sq, Py_ssize_t n, int check, int want_sums,
@@ -31,6 +31,22 @@ ctypedef int (*kl_log_row_f32_fn)(const float *lp, Py_ssize_t sp, const float *l
                                   Py_ssize_t sq, Py_ssize_t n, int normalize, int check,
                                   double *res) noexcept nogil
 ctypedef void (*masked_log_f64_fn)(const double *x, double *y, Py_ssize_t n) noexcept nogil
+# JS of one row: (p, q, normalize, check) -> res[0] = JS, res[1:3] = the sums
+# with normalize.
+ctypedef int (*js_row_f64_fn)(const double *p, Py_ssize_t sp, const double *q,
+                              Py_ssize_t sq, Py_ssize_t n, int normalize, int check,
+                              double *res) noexcept nogil
+ctypedef int (*js_row_f32_fn)(const float *p, Py_ssize_t sp, const float *q,
+                              Py_ssize_t sq, Py_ssize_t n, int normalize, int check,
+                              double *res) noexcept nogil
+# JS of one row with two factors: (a p, b q) (js_row_scaled) or (p / a, q / b)
+# (js_row_divided) -> res[0].
+ctypedef int (*js_row_ab_f64_fn)(const double *p, Py_ssize_t sp, const double *q,
+                                 Py_ssize_t sq, Py_ssize_t n, double a, double b, int check,
+                                 double *res) noexcept nogil
+ctypedef int (*js_row_ab_f32_fn)(const float *p, Py_ssize_t sp, const float *q,
+                                 Py_ssize_t sq, Py_ssize_t n, double a, double b, int check,
+                                 double *res) noexcept nogil
 ctypedef int (*math_map_fn)(int fn, int is_f32, const void *x, void *y,
                             Py_ssize_t n) noexcept nogil
 
@@ -46,3 +62,9 @@ ctypedef struct CoreTable:
     find_bad_f64_fn kl_log_find_bad_f64   # first NaN or +inf (lp before lq)
     find_bad_f32_fn kl_log_find_bad_f32
     masked_log_f64_fn masked_log_f64
+    js_row_f64_fn js_row_f64
+    js_row_f32_fn js_row_f32
+    js_row_ab_f64_fn js_row_scaled_f64
+    js_row_ab_f32_fn js_row_scaled_f32
+    js_row_ab_f64_fn js_row_divided_f64
+    js_row_ab_f32_fn js_row_divided_f32

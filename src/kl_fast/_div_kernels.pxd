@@ -1,23 +1,29 @@
-# Declarations of the Jensen-Shannon row kernels, cimportable from other Cython
-# code:
-#     from kl_fast._div_kernels cimport js_row_f64
-# A module that cimports them should call js_core_init(0) once at import so it
-# uses the best instruction set.  The log-space KL row kernels are in the core
-# table (kl_fast._kernels cimport kl_log_row).
+# The Jensen-Shannon row kernels, cimportable from other Cython code:
+#     from kl_fast._div_kernels cimport js_row
+# They run through the one table kl_fast._kernels selected (core_table()); the
+# log-space KL row kernel is kl_fast._kernels' kl_log_row.
 
-cdef extern from "js_core.h" nogil:
-    int JS_ROW_ZERO_SUM_P
-    int JS_ROW_ZERO_SUM_Q
-    const char *js_core_init(int force_baseline)
-    int js_row_f64(const double *p, Py_ssize_t sp, const double *q, Py_ssize_t sq,
-                   Py_ssize_t n, int normalize, int check, double *res)
-    int js_row_f32(const float *p, Py_ssize_t sp, const float *q, Py_ssize_t sq,
-                   Py_ssize_t n, int normalize, int check, double *res)
-    int js_row_scaled_f64(const double *p, Py_ssize_t sp, const double *q, Py_ssize_t sq,
-                          Py_ssize_t n, double a, double b, int check, double *res)
-    int js_row_scaled_f32(const float *p, Py_ssize_t sp, const float *q, Py_ssize_t sq,
-                          Py_ssize_t n, double a, double b, int check, double *res)
-    int js_row_divided_f64(const double *p, Py_ssize_t sp, const double *q, Py_ssize_t sq,
-                           Py_ssize_t n, double ps, double qs, int check, double *res)
-    int js_row_divided_f32(const float *p, Py_ssize_t sp, const float *q, Py_ssize_t sq,
-                           Py_ssize_t n, double ps, double qs, int check, double *res)
+from cython cimport floating
+
+from kl_fast._kernels cimport core_table
+
+
+cdef inline int js_row(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                       Py_ssize_t n, bint normalize, bint check, double *res) noexcept nogil:
+    """JS of one row into res[0] (and with normalize, which divides p and q by
+    their sums first, the sums into res[1:3]).  Returns ROW_OK / ROW_CAREFUL,
+    ROW_BAD (check), or ROW_ZERO_SUM_P / _Q (a sum that cannot normalise)."""
+    if floating is double:
+        return core_table().js_row_f64(p, sp, q, sq, n, normalize, check, res)
+    else:
+        return core_table().js_row_f32(p, sp, q, sq, n, normalize, check, res)
+
+
+cdef inline int js_row_divided(const floating *p, Py_ssize_t sp, const floating *q,
+                               Py_ssize_t sq, Py_ssize_t n, double ps, double qs, bint check,
+                               double *res) noexcept nogil:
+    """JS of the row pair (p / ps, q / qs) into res[0], for positive finite ps and qs."""
+    if floating is double:
+        return core_table().js_row_divided_f64(p, sp, q, sq, n, ps, qs, check, res)
+    else:
+        return core_table().js_row_divided_f32(p, sp, q, sq, n, ps, qs, check, res)

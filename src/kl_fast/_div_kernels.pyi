@@ -8,8 +8,6 @@ _Floating = Union[npt.NDArray[np.float32], npt.NDArray[np.float64]]
 
 __test__: dict[str, str]
 
-def select_isa(force_baseline: bool = ...) -> str: ...
-def current_isa() -> str: ...
 def js_rows(
     p: _Floating, q: _Floating, out: npt.NDArray[np.float64], status: npt.NDArray[np.int8],
     normalize: bool, check: bool, n_threads: int,

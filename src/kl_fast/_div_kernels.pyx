@@ -17,43 +17,11 @@ from kl_fast._kernels cimport core_table, kl_log_row, kl_row
 cdef inline signed char _status(int st) noexcept nogil:
     if st == ROW_BAD:
         return 1
-    if st == JS_ROW_ZERO_SUM_P or st == ROW_ZERO_SUM_P:
+    if st == ROW_ZERO_SUM_P:
         return 2
-    if st == JS_ROW_ZERO_SUM_Q or st == ROW_ZERO_SUM_Q:
+    if st == ROW_ZERO_SUM_Q:
         return 3
     return 0
-
-
-_ISA = "baseline"
-
-
-def select_isa(bint force_baseline=False):
-    """Choose the kernel instruction set; returns its name ("baseline" or "avx2+fma")."""
-    global _ISA
-    _ISA = js_core_init(force_baseline).decode("ascii")
-    return _ISA
-
-
-def current_isa():
-    """Name of the instruction set the kernels of this module run with."""
-    return _ISA
-
-
-cdef inline int _js_row(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
-                        Py_ssize_t n, bint normalize, bint check, double *res) noexcept nogil:
-    if floating is double:
-        return js_row_f64(p, sp, q, sq, n, normalize, check, res)
-    else:
-        return js_row_f32(p, sp, q, sq, n, normalize, check, res)
-
-
-cdef inline int _js_row_divided(const floating *p, Py_ssize_t sp, const floating *q,
-                                Py_ssize_t sq, Py_ssize_t n, double ps, double qs,
-                                double *res) noexcept nogil:
-    if floating is double:
-        return js_row_divided_f64(p, sp, q, sq, n, ps, qs, 0, res)
-    else:
-        return js_row_divided_f32(p, sp, q, sq, n, ps, qs, 0, res)
 
 
 def _check_rows(p, q, out, status, str func):
@@ -67,7 +35,7 @@ cdef inline int _pair_row(bint log_space, const floating *p, Py_ssize_t sp, cons
                           double *res) noexcept nogil:
     if log_space:
         return kl_log_row(p, sp, q, sq, n, normalize, check, res)
-    return _js_row(p, sp, q, sq, n, normalize, check, res)
+    return js_row(p, sp, q, sq, n, normalize, check, res)
 
 
 cdef _pair_rows(const floating[:, :] p, const floating[:, :] q, double[:, ::1] out,
@@ -192,7 +160,7 @@ cdef inline void _js_pair_row(const floating *pp, Py_ssize_t sp0, Py_ssize_t sp1
     """Row i of js_pairs' matrix (from column i on when symmetric, mirrored)."""
     cdef Py_ssize_t j
     for j in range(i if symmetric else 0, k):
-        _js_row_divided(pp + i * sp0, sp1, qp + j * sq0, sq1, n, a[i], b[j], &out[i, j])
+        js_row_divided(pp + i * sp0, sp1, qp + j * sq0, sq1, n, a[i], b[j], False, &out[i, j])
         if symmetric:
             out[j, i] = out[i, j]
 
@@ -253,4 +221,3 @@ def masked_log_rows(const double[:, ::1] x, double[:, ::1] out, int n_threads):
 include "_interrupt.pxi"
 include "_entries.pxi"
 
-select_isa(False)

@@ -210,8 +210,8 @@ cdef inline int _row(int kind, bint f32, const char *p, Py_ssize_t sp, const cha
         return core_table().kl_row_f64(<const double *>p, sp, <const double *>q, sq, n, check, normalize, res)
     if kind == KIND_JS:
         if f32:
-            return js_row_f32(<const float *>p, sp, <const float *>q, sq, n, normalize, check, res)
-        return js_row_f64(<const double *>p, sp, <const double *>q, sq, n, normalize, check, res)
+            return core_table().js_row_f32(<const float *>p, sp, <const float *>q, sq, n, normalize, check, res)
+        return core_table().js_row_f64(<const double *>p, sp, <const double *>q, sq, n, normalize, check, res)
     if f32:
         return core_table().kl_log_row_f32(<const float *>p, sp, <const float *>q, sq, n, normalize, check, res)
     return core_table().kl_log_row_f64(<const double *>p, sp, <const double *>q, sq, n, normalize, check, res)
@@ -289,8 +289,7 @@ cdef inline int _row_value(int kind, bint f32, const char *p, Py_ssize_t sp, con
             if _normalize_rescale(res[0], res[1], res[2], f32):
                 return ROW_RESCALE
             res[0] = _kl_normalized(res[0], res[1], res[2])
-    elif st == ROW_BAD or st == JS_ROW_ZERO_SUM_P or st == JS_ROW_ZERO_SUM_Q \
-            or st == ROW_ZERO_SUM_P or st == ROW_ZERO_SUM_Q:
+    elif st == ROW_BAD or st == ROW_ZERO_SUM_P or st == ROW_ZERO_SUM_Q:
         return ROW_PYTHON
     value[0] = _scale(res[0], log_base, dx)
     return ROW_DONE

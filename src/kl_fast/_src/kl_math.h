@@ -22,6 +22,7 @@
  *   klm_exp_split_f32       exp of a float pair as a float pair times 2^k (k in double's range)
  *   klm_scale_pair_f64      that pair times 2^k, in double
  *   klm_xlogy_f64/_f32      x log y, exactly +0 where x == 0
+ *   klm_js_series_f64/_f32  g(d) / d^2 of the Jensen-Shannon pair term as a series in d^2
  */
 #ifndef KL_MATH_H
 #define KL_MATH_H
@@ -441,6 +442,39 @@ static inline double klm_join_k_f64(double k, double a)
 {
     double c = k * (0x1p33 + 1.0), kh = c - (c - k), kl = k - kh;
     return kh * KLM_LN2HI_D + (kl * KLM_LN2HI_D + (k * KLM_LN2LO_D + a));
+}
+
+/* The Jensen-Shannon pair term is (s / 4) g(d) with g(d) = (1+d) log(1+d) + (1-d) log(1-d)
+   = sum_{k>=1} d^(2k) / (k (2k-1)); these are g(d) / d^2 as a series in z = d^2 (coefficient
+   k is 1 / ((k+1)(2k+1))), for 0 <= z < 1/4.  float64: the first omitted term is below 1e-18
+   relative; float32 (shortened to float precision): below 2^-30.  Estrin's scheme (pairs,
+   then pairs of pairs with z^2, z^4, ...): every term is positive, so the order costs no
+   accuracy, and the dependency chain is 5 multiply-adds deep instead of 24, which short
+   rows (latency-bound) feel. */
+static inline double klm_js_series_f64(double z)
+{
+    double z2 = z * z, z4 = z2 * z2, z8 = z4 * z4, z16 = z8 * z8;
+    double e0 = 1.0 + 1.0/6 * z, e1 = 1.0/15 + 1.0/28 * z;
+    double e2 = 1.0/45 + 1.0/66 * z, e3 = 1.0/91 + 1.0/120 * z;
+    double e4 = 1.0/153 + 1.0/190 * z, e5 = 1.0/231 + 1.0/276 * z;
+    double e6 = 1.0/325 + 1.0/378 * z, e7 = 1.0/435 + 1.0/496 * z;
+    double e8 = 1.0/561 + 1.0/630 * z, e9 = 1.0/703 + 1.0/780 * z;
+    double e10 = 1.0/861 + 1.0/946 * z, e11 = 1.0/1035 + 1.0/1128 * z;
+    double f0 = e0 + e1 * z2, f1 = e2 + e3 * z2, f2 = e4 + e5 * z2;
+    double f3 = e6 + e7 * z2, f4 = e8 + e9 * z2, f5 = e10 + e11 * z2;
+    double g0 = f0 + f1 * z4, g1 = f2 + f3 * z4, g2 = f4 + f5 * z4;
+    double h0 = g0 + g1 * z8, h1 = g2 + 1.0/1225 * z8;
+    return h0 + h1 * z16;
+}
+
+static inline float klm_js_series_f32(float z)
+{
+    float z2 = z * z, z4 = z2 * z2, z8 = z4 * z4;
+    float e0 = 1.0f + 1.0f/6 * z, e1 = 1.0f/15 + 1.0f/28 * z;
+    float e2 = 1.0f/45 + 1.0f/66 * z, e3 = 1.0f/91 + 1.0f/120 * z;
+    float e4 = 1.0f/153 + 1.0f/190 * z;
+    float f0 = e0 + e1 * z2, f1 = e2 + e3 * z2, f2 = e4 + 1.0f/231 * z2;
+    return (f0 + f1 * z4) + f2 * z8;
 }
 
 #endif /* KL_MATH_H */

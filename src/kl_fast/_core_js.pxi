@@ -1,0 +1,396 @@
+# The Jensen-Shannon row kernels (included by _core.pxi; the sums, blocks,
+# lanes, gather and find_bad are its own).
+#
+# JS(p, q) = 0.5 KL(p || m) + 0.5 KL(q || m), m = (p + q) / 2, in one pass:
+# with s = x + y and d = (x - y) / s the pair (x, y) contributes
+#     0.5 x log(2x / s) + 0.5 y log(2y / s) = (s / 4) g(d),
+#     g(d) = (1 + d) log(1 + d) + (1 - d) log(1 - d) = sum_k d^(2k) / (k (2k - 1)).
+# The two logs cancel to first order when x is close to y, so for |d| < 1/2 g
+# comes from its series (no cancellation), otherwise from the logs
+# (cancellation by a factor of at most about 4).  Both are computed and one is
+# selected, so the loops vectorise.
+#
+# A row of js_row_scaled is the sum of the terms of the pairs (a p_i, b q_i);
+# js_row_divided picks a = 1 / ps, b = 1 / qs safely, and js_row computes ps
+# and qs (normalize) in the order of the KL kernel's sums, so they equal its
+# sums bit for bit.  The fast path (float64: terms in double; float32: in
+# float where it can, else in double) flags what it cannot take; the careful
+# path (libm, scaling by powers of two) takes every other row.  Terms are
+# added in the fixed lanes, blocks with Neumaier compensation: the result
+# depends only on the data and n, and swapping (a, p) with (b, q) gives the
+# same bits.
+from libc.math cimport NAN
+
+cdef extern from "kl_math.h" nogil:
+    double klm_xlogy_f64(double x, double y)
+    double klm_js_series_f64(double z)
+    float klm_js_series_f32(float z)
+    double JS_2P54 "0x1p54"
+    double JS_2M54 "0x1p-54"
+    double JS_2P64 "0x1p64"
+    double JS_2M64 "0x1p-64"
+    double JS_2P960 "0x1p960"
+
+
+# ---- the pair term --------------------------------------------------------
+
+cdef inline floating js_pair(floating x, floating y, floating diff) noexcept nogil:
+    """(s / 4) g(d) for s = x + y and d = diff / s (diff is x - y, or its
+    rounding from a wider type), for x, y >= 0 with a normal s that leaves
+    1 / s finite; anything else gives some value the callers discard."""
+    cdef floating s = x + y
+    cdef floating inv = 1 / s
+    cdef floating d = diff * inv
+    cdef floating z = d * d
+    cdef floating u = (x + x) * inv          # 1 + d
+    cdef floating v = (y + y) * inv          # 1 - d
+    cdef floating direct, series, hi, lo
+    if floating is double:
+        # xlogy masks its product (exactly 0 at u == 0), which also keeps
+        # the sum of the two out of FMA contraction: u, v swapped, same bits
+        direct = klm_xlogy_f64(u, u) + klm_xlogy_f64(v, v)
+        series = z * klm_js_series_f64(z)
+    else:
+        # the log of a normal ratio (finite at 0, where the product is 0);
+        # the larger of u, v first, so that an FMA contracting the sum
+        # gives the same bits when they are swapped
+        hi = u if u > v else v
+        lo = v if u > v else u
+        direct = hi * klm_log_normal_f32(hi) + lo * klm_log_normal_f32(lo)
+        series = z * klm_js_series_f32(z)
+    return (<floating>0.25 * s) * (series if z < <floating>0.25 else direct)
+
+
+cdef inline double js_term_f64(double x, double y) noexcept nogil:
+    """The pair term in double; 0 when x == y == 0; NaN (the careful path's
+    cue) unless x, y >= 0 and DBL_MIN <= x + y <= DBL_MAX / 2."""
+    cdef double s = x + y
+    cdef double t = js_pair(x, y, x - y)
+    cdef double m = x if x < y else y
+    cdef double w = 0.0 if s == 0.0 else NAN
+    t = t if s >= DBL_MIN else w
+    t = t if s <= 0.5 * DBL_MAX else NAN
+    return t if m >= 0.0 else NAN
+
+
+# ---- float32 terms in float -------------------------------------------------
+#
+# With a == b the pairs are (p, q) as they are and the sum is scaled by a at
+# the end (it is homogeneous of degree 1); otherwise x = a p and y = b q are
+# rounded to float from double, and diff = a p - b q is formed in double
+# before its rounding.  Either way d = diff / s is accurate to a few ulp (in
+# float p - q is exact for q / 2 <= p <= 2 q), so the series keeps its
+# relative accuracy near p == q.  A block with a negative, NaN or infinite
+# value, a sum s that is subnormal or above FLT_MAX / 2, or an a p or b q that
+# underflows to 0 is flagged: the row goes to the double terms.
+
+cdef inline uint32_t js_check_bits_f32(float x, float y, float s) noexcept nogil:
+    """Sign bit set when x or y is negative (or -0), or when s != 0 is not
+    normal or is above FLT_MAX / 2 (s's bits less FLT_MIN's leave [0, 2^31),
+    or do after adding 0x01800000); NaN and inf reach it through s."""
+    cdef uint32_t xb, yb, sb, z, nonzero = <uint32_t>0 - <uint32_t>(s != 0.0)
+    memcpy(&xb, &x, 4)
+    memcpy(&yb, &y, 4)
+    memcpy(&sb, &s, 4)
+    z = sb - <uint32_t>0x00800000
+    return xb | yb | ((z | (z + <uint32_t>0x01800000)) & nonzero)
+
+
+cdef inline uint32_t js_terms_f32(const float *p, const float *q, Py_ssize_t length, double a,
+                                  double b, bint scaled, float *t) noexcept nogil:
+    """t[i] = the term of (a p[i], b q[i]) computed in float (scaled), or of
+    (p[i], q[i]); returns the OR of the check bits.  Called with length
+    LANES: one group, its loop vectorised whole."""
+    cdef uint32_t bad = 0
+    cdef Py_ssize_t i
+    cdef float x, y, diff, s, term
+    cdef double pd, qd
+    for i in range(length):
+        if scaled:
+            pd = a * p[i]
+            qd = b * q[i]
+            x = <float>pd
+            y = <float>qd
+            diff = <float>(pd - qd)
+            # a p or b q underflowed to 0
+            bad |= <uint32_t>0 - <uint32_t>(((p[i] != 0.0) & (x == 0.0))
+                                            | ((q[i] != 0.0) & (y == 0.0)))
+        else:
+            x = p[i]
+            y = q[i]
+            diff = x - y
+        s = x + y
+        term = js_pair(x, y, diff)
+        t[i] = term if s > 0.0 else 0.0
+        bad |= js_check_bits_f32(x, y, s)
+    return bad
+
+
+# ---- fast path: blocks of terms ---------------------------------------------
+
+cdef inline void lane_add(const floating *t, Py_ssize_t length, double *acc) noexcept nogil:
+    """t[0:length] (widened) added into the lanes acc: lane j takes the
+    elements with i % LANES == j."""
+    cdef Py_ssize_t g, j, full = length - length % LANES
+    for g in range(full // LANES):
+        for j in range(LANES):
+            acc[j] += t[g * LANES + j]
+    for j in range(length - full):
+        acc[j] += t[full + j]
+
+
+cdef inline bint js_block_wide(const floating *p, const floating *q, Py_ssize_t length,
+                               double a, double b, double *t, double *out) noexcept nogil:
+    """The JS sum of one contiguous block (length <= BLOCK_F64) with the
+    terms in double into out[0]: the terms into t (scratch from the caller)
+    in one flat loop, then added in the lanes.  Returns True when the total
+    is not finite (a pair flagged, or an overflow)."""
+    cdef double acc[LANES]
+    cdef Py_ssize_t i, j
+    for i in range(length):
+        t[i] = js_term_f64(a * p[i], b * q[i])
+    for j in range(LANES):
+        acc[j] = 0.0
+    lane_add(t, length, acc)
+    out[0] = lane_total(acc)
+    return not (out[0] <= DBL_MAX)
+
+
+cdef inline bint js_block_f32(const float *p, const float *q, Py_ssize_t length, double a,
+                              double b, bint scaled, float *t, double *out) noexcept nogil:
+    """The JS sum of one contiguous block (length <= BLOCK_F32) with the
+    terms in float into out[0]: the terms of its groups of LANES into t
+    (scratch from the caller), then added in the lanes; the last LANES pairs
+    as one more group (the lanes of the pairs of the group before skipped),
+    or a block shorter than LANES copied to the top lanes.  Returns True
+    when a pair needs the double terms.  (Measured: groups with a constant
+    trip count beat one flat loop over the block for short rows, where the
+    loop's set-up and remainder cost as much as the terms.)"""
+    cdef double acc[LANES]
+    cdef float tt[LANES]
+    cdef float pt[LANES]
+    cdef float qt[LANES]
+    cdef const float *pl = pt
+    cdef const float *ql = qt
+    cdef Py_ssize_t g, j, full = length - length % LANES, rem = length - full
+    cdef Py_ssize_t skip = LANES - rem
+    cdef uint32_t bad = 0
+    for g in range(full // LANES):
+        bad |= js_terms_f32(p + g * LANES, q + g * LANES, LANES, a, b, scaled, t + g * LANES)
+    for j in range(LANES):
+        acc[j] = 0.0
+    lane_add(t, full, acc)
+    if rem:
+        if full:
+            pl = p + length - LANES
+            ql = q + length - LANES
+        else:
+            for j in range(LANES):
+                pt[j] = 0.0
+                qt[j] = 0.0
+            for j in range(rem):
+                pt[skip + j] = p[j]
+                qt[skip + j] = q[j]
+        bad |= js_terms_f32(pl, ql, LANES, a, b, scaled, tt)
+        for j in range(LANES):
+            acc[j] += tt[j] if j >= skip else 0.0
+    if bad >> 31:
+        return True
+    out[0] = lane_total(acc)
+    return False
+
+
+cdef int js_row_wide(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                     Py_ssize_t n, double a, double b, double *res) noexcept nogil:
+    """The scaled JS sum of one row with the terms in double: ROW_OK, or
+    ROW_NEEDS_CARE when a block total is not finite (a pair flagged, or an
+    overflow)."""
+    cdef floating pbuf[BLOCK_F64]
+    cdef floating qbuf[BLOCK_F64]
+    cdef double t[BLOCK_F64]
+    cdef double js = 0.0, js_c = 0.0, block
+    cdef Py_ssize_t start = 0, length
+    while start < n:
+        length = min(n - start, BLOCK_F64)
+        if js_block_wide(gather(p + start * sp, sp, length, pbuf),
+                         gather(q + start * sq, sq, length, qbuf), length, a, b, t, &block):
+            return ROW_NEEDS_CARE
+        neumaier(&js, &js_c, block)
+        start += length
+    res[0] = js + js_c
+    return ROW_OK
+
+
+cdef int js_row_narrow(const float *p, Py_ssize_t sp, const float *q, Py_ssize_t sq,
+                       Py_ssize_t n, double a, double b, double *res) noexcept nogil:
+    """The scaled JS sum of one float row with the terms in float (widened
+    to the double lanes): ROW_OK, or ROW_NEEDS_CARE for the double terms."""
+    cdef float pbuf[BLOCK_F32]
+    cdef float qbuf[BLOCK_F32]
+    cdef float t[BLOCK_F32]
+    cdef double js = 0.0, js_c = 0.0, block
+    cdef const float *pb
+    cdef const float *qb
+    cdef Py_ssize_t start = 0, length
+    cdef bint bad
+    if not (DBL_MIN <= a <= DBL_MAX and DBL_MIN <= b <= DBL_MAX):
+        return ROW_NEEDS_CARE
+    while start < n:
+        length = min(n - start, BLOCK_F32)
+        pb = gather(p + start * sp, sp, length, pbuf)
+        qb = gather(q + start * sq, sq, length, qbuf)
+        if a != b:
+            bad = js_block_f32(pb, qb, length, a, b, True, t, &block)
+        else:
+            bad = js_block_f32(pb, qb, length, 1.0, 1.0, False, t, &block)
+        if bad:
+            return ROW_NEEDS_CARE
+        neumaier(&js, &js_c, block)
+        start += length
+    # a == b: the pairs were (p, q), and the sum is homogeneous of degree 1
+    res[0] = a * (js + js_c) if a == b else js + js_c
+    if not (res[0] <= DBL_MAX):
+        return ROW_NEEDS_CARE
+    return ROW_OK
+
+
+cdef inline int js_row_fast(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                            Py_ssize_t n, double a, double b, double *res) noexcept nogil:
+    """float32 tries its float terms first, then the double ones."""
+    cdef int st
+    if floating is float:
+        st = js_row_narrow(p, sp, q, sq, n, a, b, res)
+        if st != ROW_NEEDS_CARE:
+            return st
+    return js_row_wide(p, sp, q, sq, n, a, b, res)
+
+
+# ---- careful path ---------------------------------------------------------
+
+cdef double js_term_careful(double x, double y) noexcept nogil:
+    """The pair term with libm; the term is homogeneous of degree 1, so a
+    pair too large (x + y near overflow) or too small (1 / (x + y) overflows)
+    is scaled by a power of two first.  NaN for a negative, NaN or infinite
+    value."""
+    cdef double s, inv, d, z, u, v, g
+    if not (x >= 0.0 and y >= 0.0 and x <= DBL_MAX and y <= DBL_MAX):
+        return NAN
+    if not (x + y <= 0.5 * DBL_MAX):
+        return 4.0 * js_term_careful(0.25 * x, 0.25 * y)
+    s = x + y
+    if not (s > 0.0):
+        return 0.0
+    if s < DBL_MIN:
+        return JS_2M54 * js_term_careful(JS_2P54 * x, JS_2P54 * y)
+    inv = 1.0 / s
+    d = (x - y) * inv
+    z = d * d
+    if z < 0.25:
+        g = z * klm_js_series_f64(z)
+    else:
+        u = (x + x) * inv
+        v = (y + y) * inv
+        g = (u * log(u) if u > 0.0 else 0.0) + (v * log(v) if v > 0.0 else 0.0)
+    return (0.25 * s) * g
+
+
+cdef int js_row_careful(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                        Py_ssize_t n, double a, double b, double *res) noexcept nogil:
+    """The scaled JS sum in double with libm, in blocks and lanes."""
+    cdef double js = 0.0, js_c = 0.0
+    cdef double acc[LANES]
+    cdef Py_ssize_t g, start, i, j, length
+    for g in range((n + BLOCK_F64 - 1) // BLOCK_F64):
+        start = g * BLOCK_F64
+        length = min(n - start, BLOCK_F64)
+        for j in range(LANES):
+            acc[j] = 0.0
+        for i in range(length):
+            acc[i % LANES] += js_term_careful(a * p[(start + i) * sp], b * q[(start + i) * sq])
+        neumaier(&js, &js_c, lane_total(acc))
+    res[0] = js + js_c
+    return ROW_CAREFUL
+
+
+# ---- rows -----------------------------------------------------------------
+
+cdef bint js_sums(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                  Py_ssize_t n, double *psum, double *qsum) noexcept nogil:
+    """The row sums of p and q in the KL kernel's order (its blocks and
+    block_sums, so they equal its sums bit for bit).  Returns True when the
+    row may hold a negative, NaN or infinite value."""
+    cdef floating pbuf[BLOCK_F32]
+    cdef floating qbuf[BLOCK_F32]
+    cdef const floating *pb
+    cdef const floating *qb
+    cdef double sums[2]
+    cdef double ps = 0.0, ps_c = 0.0, qs = 0.0, qs_c = 0.0
+    cdef uint64_t bits = 0
+    cdef Py_ssize_t start = 0, length, i
+    cdef Py_ssize_t block = BLOCK_F64 if floating is double else BLOCK_F32
+    while start < n:
+        length = min(n - start, block)
+        pb = gather(p + start * sp, sp, length, pbuf)
+        qb = gather(q + start * sq, sq, length, qbuf)
+        block_sums(pb, qb, length, sums)
+        for i in range(length):
+            bits |= sign_bad_bits(pb[i]) | sign_bad_bits(qb[i])
+        neumaier(&ps, &ps_c, sums[0])
+        neumaier(&qs, &qs_c, sums[1])
+        start += length
+    psum[0] = ps + ps_c
+    qsum[0] = qs + qs_c
+    return bits >> 63
+
+
+cdef int js_row_scaled(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                       Py_ssize_t n, double a, double b, int check, double *res) noexcept nogil:
+    """JS sum of the scaled pairs (a p, b q) into res[0]: ROW_OK or
+    ROW_CAREFUL, or ROW_BAD when check is set and the row holds a negative,
+    NaN or infinite value."""
+    cdef int which
+    cdef Py_ssize_t index
+    cdef double value
+    cdef int st = js_row_fast(p, sp, q, sq, n, a, b, res)
+    if st == ROW_NEEDS_CARE:
+        if check and find_bad(p, sp, q, sq, n, &which, &index, &value):
+            return ROW_BAD
+        st = js_row_careful(p, sp, q, sq, n, a, b, res)
+    return st
+
+
+cdef int js_row_divided(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                        Py_ssize_t n, double ps, double qs, int check, double *res) noexcept nogil:
+    """JS of the pair (p / ps, q / qs) into res[0], for positive finite ps
+    and qs (the row sums with normalize, 1 otherwise).  When 1 / ps or 1 / qs
+    overflows (a sum below 2^-1024) the pair is scaled by 2^-64 and the
+    result by 2^64."""
+    cdef double a = 1.0 / ps, b = 1.0 / qs
+    cdef int st
+    if a <= DBL_MAX and b <= DBL_MAX:
+        return js_row_scaled(p, sp, q, sq, n, a, b, check, res)
+    a = 1.0 / (ps * JS_2P64) if ps <= JS_2P960 else JS_2M64 * (1.0 / ps)
+    b = 1.0 / (qs * JS_2P64) if qs <= JS_2P960 else JS_2M64 * (1.0 / qs)
+    st = js_row_scaled(p, sp, q, sq, n, a, b, check, res)
+    res[0] *= JS_2P64
+    return st
+
+
+cdef int js_row(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                Py_ssize_t n, int normalize, int check, double *res) noexcept nogil:
+    """One row of js_div: res[0] = JS, and with normalize (which divides p
+    and q by their sums first) res[1:3] = the sums; a sum that is 0, NaN or
+    overflows gives ROW_ZERO_SUM_P / ROW_ZERO_SUM_Q."""
+    cdef int which
+    cdef Py_ssize_t index
+    cdef double value
+    if not normalize:
+        return js_row_scaled(p, sp, q, sq, n, 1.0, 1.0, check, res)
+    if js_sums(p, sp, q, sq, n, &res[1], &res[2]) and check \
+            and find_bad(p, sp, q, sq, n, &which, &index, &value):
+        return ROW_BAD
+    if not (res[1] > 0.0 and res[1] <= DBL_MAX):
+        return ROW_ZERO_SUM_P
+    if not (res[2] > 0.0 and res[2] <= DBL_MAX):
+        return ROW_ZERO_SUM_Q
+    return js_row_divided(p, sp, q, sq, n, res[1], res[2], check, res)
