@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from . import _div_kernels, _gaussian, _kernels
+from . import _div_kernels, _kernels
 from ._validation import default_threads
 
 # KL_FAST_FORCE_BASELINE=1 keeps the portable kernels even on an AVX2 machine.
@@ -15,7 +15,6 @@ def select_isa(force_baseline: bool = False) -> str:
     holds its own dispatch pointers); returns its name ("baseline" or "avx2+fma")."""
     name = _kernels.select_isa(force_baseline)
     _div_kernels.select_isa(force_baseline)
-    _gaussian.select_isa(force_baseline)
     return name
 
 

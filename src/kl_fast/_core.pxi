@@ -470,6 +470,9 @@ cdef int math_map(int fn, int is_f32, const void *x, void *y, Py_ssize_t n) noex
     return 0
 
 
+include "_core_gaussian.pxi"
+
+
 # ---- the table --------------------------------------------------------------
 
 cdef CoreTable _TABLE
@@ -479,6 +482,14 @@ _TABLE.kl_row_f32 = kl_row[float]
 _TABLE.find_bad_f64 = find_bad[double]
 _TABLE.find_bad_f32 = find_bad[float]
 _TABLE.math_map = math_map
+_TABLE.gk_psums_f64 = gk_psums_row[double]
+_TABLE.gk_psums_f32 = gk_psums_row[float]
+_TABLE.gk_eval_f64 = gk_eval_row[double]
+_TABLE.gk_eval_f32 = gk_eval_row[float]
+_TABLE.gk_newton_f64 = gk_newton_row[double]
+_TABLE.gk_newton_f32 = gk_newton_row[float]
+_TABLE.gk_gd_f64 = gk_gd_row[double]
+_TABLE.gk_gd_f32 = gk_gd_row[float]
 
 
 def table(str name):

@@ -10,6 +10,11 @@ cdef enum:
     ROW_NEEDS_CARE = 2   # internal: the row goes to the careful path
     ROW_CAREFUL = 3      # computed on the careful path
 
+from kl_fast._core_gaussian cimport (
+    gk_psums_f64_fn, gk_psums_f32_fn, gk_eval_f64_fn, gk_eval_f32_fn, gk_newton_f64_fn,
+    gk_newton_f32_fn, gk_gd_f64_fn, gk_gd_f32_fn,
+)
+
 ctypedef int (*kl_row_f64_fn)(const double *p, Py_ssize_t sp, const double *q,
                               Py_ssize_t sq, Py_ssize_t n, int check, int want_sums,
                               double *res) noexcept nogil
@@ -32,3 +37,12 @@ ctypedef struct CoreTable:
     find_bad_f64_fn find_bad_f64
     find_bad_f32_fn find_bad_f32
     math_map_fn math_map
+    # the Gaussian KL on a grid (_core_gaussian.pxi)
+    gk_psums_f64_fn gk_psums_f64
+    gk_psums_f32_fn gk_psums_f32
+    gk_eval_f64_fn gk_eval_f64
+    gk_eval_f32_fn gk_eval_f32
+    gk_newton_f64_fn gk_newton_f64
+    gk_newton_f32_fn gk_newton_f32
+    gk_gd_f64_fn gk_gd_f64
+    gk_gd_f32_fn gk_gd_f32

@@ -396,6 +396,18 @@ static inline float klm_residual_f32(float p, float r, float q)
 #endif
 }
 
+/* a b + c with one rounding (fma) where the target has FMA, else two.  The core is
+   compiled with contraction off, so a loop's sums round the same way in every
+   specialisation of it; the loops that want fused products ask for them here. */
+static inline double klm_mul_add_f64(double a, double b, double c)
+{
+#if KLM_HAVE_FMA
+    return fma(a, b, c);
+#else
+    return a * b + c;
+#endif
+}
+
 /* k ln 2 + a, with k (an integer-valued sum of exponents) split so that its product with
    the high part of ln 2 is exact: one rounding at the end. */
 static inline double klm_join_k_f64(double k, double a)
