@@ -92,12 +92,6 @@ class BuildExt(build_ext):
         for ext in self.extensions:
             if not msvc:
                 ext.extra_compile_args = BASE_CFLAGS + list(ext.extra_compile_args)
-            if ext.name.startswith("kl_fast._core_") and not msvc:
-                # no contraction into FMAs behind the source's back: it would
-                # follow inlining and vectorisation, and two specialisations of
-                # one loop (the Gaussian q pass with and without moments) would
-                # round the same sum differently; kl_math.h calls fma() itself
-                ext.extra_compile_args += ["-ffp-contract=off"]
             if TARGETS.get(ext.name) == "avx2":
                 ext.extra_compile_args += ["/arch:AVX2"] if msvc else ["-mavx2", "-mfma"]
             if omp is not None:

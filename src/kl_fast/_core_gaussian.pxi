@@ -15,7 +15,11 @@
 # factorised tables (20 exps per block instead of 256), each point corrected
 # by its exact exponent.  The value, gradient and Hessian are combined from
 # the two sets of sums; the Newton and gradient-descent fits sit on top and
-# poll the caller's stop function between iterations (Ctrl-C).
+# poll the caller's stop function between iterations (Ctrl-C).  The q pass is
+# specialised for 0, 2 and 4 moments, and the sums they share must round
+# alike (the value from gaussian_kl equals the one from gaussian_kl_grad): the
+# loops add products with klm_mul_add_f64, explicitly, rather than leave the
+# compiler to contract some of them into FMAs in one copy and not another.
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 from libc.math cimport sqrt, fmax
@@ -82,8 +86,8 @@ ctypedef struct GkPLanes:
     double P[LANES]
     double S1[LANES]
     double S2[LANES]
-    double K[LANES]      # sum p k, p = 2^k z (fast form)
-    double L[LANES]      # sum p log z, or sum p log p (careful form)
+    double K[LANES]      # sum p k, p = 2^k z
+    double L[LANES]      # sum p log z
     double pmin[LANES]   # min p over p != 0 (and 1)
 
 
@@ -246,13 +250,13 @@ cdef inline void gk_q_zero(GkQLanes *Q) noexcept nogil:
 cdef inline void gk_q_add(GkQLanes *Q, Py_ssize_t j, double pv, double e, double rp, double wv,
                           int nmom, bint masked) noexcept nogil:
     """One point into lane j: W += w, Wk += w e^k (k <= nmom), Ap += p rp (masked:
-    p == 0 adds 0 even where rp overflowed)."""
-    cdef double tp, we, we2
+    p == 0 adds 0 even where rp overflowed).  The products are added with
+    klm_mul_add_f64, never left to the compiler to contract: every
+    specialisation of a loop rounds its sums alike."""
+    cdef double we, we2
     if masked:
-        tp = pv * rp
-        Q.ap[j] += tp if pv > 0.0 else 0.0
-    else:
-        Q.ap[j] = klm_mul_add_f64(pv, rp, Q.ap[j])
+        rp = rp if pv > 0.0 else 0.0
+    Q.ap[j] = klm_mul_add_f64(pv, rp, Q.ap[j])
     Q.a0[j] += wv
     if nmom >= 2:
         we = wv * e
@@ -278,7 +282,7 @@ cdef inline double gk_half_exponent(double xv, double xk, double dk) noexcept no
     ((x - mu)^2 - dk^2) / 2, in a form that stays finite where e + 2 dk would
     overflow."""
     cdef double e = xv - xk
-    return e * (0.5 * e + dk)
+    return e * klm_mul_add_f64(0.5, e, dk)
 
 
 cdef void gk_wmap(const double *x, Py_ssize_t length, double xk, double dk, double h,
@@ -304,12 +308,12 @@ cdef inline void gk_q_sums(const double *p, const double *x, const double *w, Py
         i = g * LANES
         for j in range(LANES):
             e = x[i + j] - xk
-            r = e * (0.5 * e + dk)
+            r = e * klm_mul_add_f64(0.5, e, dk)
             rp = r if r > 0.0 else 0.0
             gk_q_add(&Q, j, p[i + j], e, rp, w[i + j], nmom, True)
     for j in range(length - full):
         e = x[full + j] - xk
-        r = e * (0.5 * e + dk)
+        r = e * klm_mul_add_f64(0.5, e, dk)
         rp = r if r > 0.0 else 0.0
         gk_q_add(&Q, j, p[full + j], e, rp, w[full + j], nmom, True)
     gk_q_totals(&Q, tot)
@@ -390,7 +394,7 @@ cdef inline bint gk_qt_sums(const double *p, const double *x, const GkPass *cx, 
         i = t * LANES
         for j in range(LANES):
             e = x[i + j] - xk
-            r = e * (0.5 * e + dk)
+            r = e * klm_mul_add_f64(0.5, e, dk)
             rp = r if r > 0.0 else 0.0
             iv = I[j]
             I[j] = iv + LANES

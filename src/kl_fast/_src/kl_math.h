@@ -396,9 +396,9 @@ static inline float klm_residual_f32(float p, float r, float q)
 #endif
 }
 
-/* a b + c with one rounding (fma) where the target has FMA, else two.  The core is
-   compiled with contraction off, so a loop's sums round the same way in every
-   specialisation of it; the loops that want fused products ask for them here. */
+/* a b + c with one rounding (fma) where the target has FMA, else two: for loops
+   whose specialisations must round alike (a product left to the compiler may be
+   contracted in one copy of a loop and not in another). */
 static inline double klm_mul_add_f64(double a, double b, double c)
 {
 #if KLM_HAVE_FMA
