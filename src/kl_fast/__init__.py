@@ -17,10 +17,11 @@ __version__ = "0.1.0"
 
 
 def get_include() -> str:
-    """Directory of kl_fast's C headers, for Cython code that cimports its kernels.
+    """Directory of kl_fast's C header (kl_math.h, the kernels' inline math), for C or
+    Cython code built against kl_fast.
 
     >>> import os, kl_fast
-    >>> os.path.exists(os.path.join(kl_fast.get_include(), "kl_core.h"))
+    >>> os.path.exists(os.path.join(kl_fast.get_include(), "kl_math.h"))
     True
     """
     import os

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from . import _div_kernels, _gaussian, _kernels
+from . import _kernels
 from ._validation import default_threads
 
 # KL_FAST_FORCE_BASELINE=1 keeps the portable kernels even on an AVX2 machine.
@@ -11,11 +11,9 @@ _FORCE_BASELINE = os.environ.get("KL_FAST_FORCE_BASELINE", "0") not in ("", "0")
 
 
 def select_isa(force_baseline: bool = False) -> str:
-    """Choose the kernels' instruction set in every compiled module at once (each
-    holds its own dispatch pointers); returns its name ("baseline" or "avx2+fma")."""
-    name = _kernels.select_isa(force_baseline)
-    _gaussian.select_isa(force_baseline)
-    return name
+    """Choose the kernels' instruction set (the one table every compiled module
+    calls through); returns its name ("baseline" or "avx2+fma")."""
+    return _kernels.select_isa(force_baseline)
 
 
 select_isa(_FORCE_BASELINE)

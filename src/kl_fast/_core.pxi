@@ -458,6 +458,7 @@ cdef int math_map(int fn, int is_f32, const void *x, void *y, Py_ssize_t n) noex
 
 include "_core_log.pxi"
 include "_core_js.pxi"
+include "_core_gaussian.pxi"
 
 
 # ---- the table --------------------------------------------------------------
@@ -480,6 +481,14 @@ _TABLE.js_row_scaled_f64 = js_row_scaled[double]
 _TABLE.js_row_scaled_f32 = js_row_scaled[float]
 _TABLE.js_row_divided_f64 = js_row_divided[double]
 _TABLE.js_row_divided_f32 = js_row_divided[float]
+_TABLE.gk_psums_f64 = gk_psums_row[double]
+_TABLE.gk_psums_f32 = gk_psums_row[float]
+_TABLE.gk_eval_f64 = gk_eval_row[double]
+_TABLE.gk_eval_f32 = gk_eval_row[float]
+_TABLE.gk_newton_f64 = gk_newton_row[double]
+_TABLE.gk_newton_f32 = gk_newton_row[float]
+_TABLE.gk_gd_f64 = gk_gd_row[double]
+_TABLE.gk_gd_f32 = gk_gd_row[float]
 
 
 def table(str name):

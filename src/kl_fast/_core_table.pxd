@@ -12,6 +12,11 @@ cdef enum:
     ROW_ZERO_SUM_P = 4   # normalize: the first input cannot be normalised (its sum
     ROW_ZERO_SUM_Q = 5   # is 0, overflows or is NaN; log-space: -inf everywhere)
 
+from kl_fast._core_gaussian cimport (
+    gk_psums_f64_fn, gk_psums_f32_fn, gk_eval_f64_fn, gk_eval_f32_fn, gk_newton_f64_fn,
+    gk_newton_f32_fn, gk_gd_f64_fn, gk_gd_f32_fn,
+)
+
 ctypedef int (*kl_row_f64_fn)(const double *p, Py_ssize_t sp, const double *q,
                               Py_ssize_t sq, Py_ssize_t n, int check, int want_sums,
                               double *res) noexcept nogil
@@ -68,3 +73,12 @@ ctypedef struct CoreTable:
     js_row_ab_f32_fn js_row_scaled_f32
     js_row_ab_f64_fn js_row_divided_f64
     js_row_ab_f32_fn js_row_divided_f32
+    # the Gaussian KL on a grid (_core_gaussian.pxi)
+    gk_psums_f64_fn gk_psums_f64
+    gk_psums_f32_fn gk_psums_f32
+    gk_eval_f64_fn gk_eval_f64
+    gk_eval_f32_fn gk_eval_f32
+    gk_newton_f64_fn gk_newton_f64
+    gk_newton_f32_fn gk_newton_f32
+    gk_gd_f64_fn gk_gd_f64
+    gk_gd_f32_fn gk_gd_f32

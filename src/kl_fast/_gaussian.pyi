@@ -26,8 +26,6 @@ FIT_INTERRUPTED: int
 FIT_TWO_POINTS: int
 FIT_UNIFORM: int
 
-def select_isa(force_baseline: bool = ...) -> str: ...
-def current_isa() -> str: ...
 def gaussian_psums_rows(
     p: _Floating,
     x: _F64,

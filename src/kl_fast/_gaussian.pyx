@@ -1,7 +1,8 @@
 """Compiled kernels of the Gaussian KL on a grid.
 
-The per-element passes are C (``_src/gaussian_core.h``, compiled per
-instruction set with run-time dispatch); the ``def`` functions here loop over
+The per-element passes, the value, gradient and Hessian and the fit loops
+are in the compiled core (``_core_gaussian.pxi``, called through the table
+``kl_fast._kernels`` selected at import); the ``def`` functions here loop over
 rows or parameter sets (in parallel with OpenMP when it was available at build
 time) and write into arrays the caller allocated.  They validate nothing but
 shapes: the Python layer in ``gaussian.py`` converts, checks, allocates and
@@ -28,50 +29,13 @@ _np_float64 = _np.float64
 include "_interrupt.pxi"
 
 
-cdef extern from "gaussian_core.h" nogil:
-    ctypedef struct gk_psums:
-        double c, P, S1, S2, H, scale, xgrid
-    ctypedef struct gk_qsums:
-        double xk, dk, W, W1, W2, W3, W4, Ap
-    ctypedef struct gk_eval:
-        double kl, g1, g2, dmu, dsigma, grad_rel, noise
-    ctypedef struct gk_fit:
-        double mu, sigma, kl, dmu, dsigma, grad_rel
-        int nit, nfev, status
-
-    const char *gk_core_init(int force_baseline)
-    int gk_psums_f64(const double *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
-                     int nthreads, gk_psums *out)
-    int gk_psums_f32(const float *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
-                     int nthreads, gk_psums *out)
-    void gk_qsums0_f64(const double *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
-                       double mu, double sigma, int xgrid, int nthreads, gk_qsums *out)
-    void gk_qsums2_f64(const double *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
-                       double mu, double sigma, int xgrid, int nthreads, gk_qsums *out)
-    void gk_qsums0_f32(const float *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
-                       double mu, double sigma, int xgrid, int nthreads, gk_qsums *out)
-    void gk_qsums2_f32(const float *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
-                       double mu, double sigma, int xgrid, int nthreads, gk_qsums *out)
-    void gk_qsums4_f64(const double *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
-                       double mu, double sigma, int xgrid, int nthreads, gk_qsums *out)
-    void gk_qsums4_f32(const float *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
-                       double mu, double sigma, int xgrid, int nthreads, gk_qsums *out)
-    void gk_value(const gk_psums *ps, const gk_qsums *qs, double sigma, gk_eval *ev)
-    void gk_value_grad(const gk_psums *ps, const gk_qsums *qs, double sigma, gk_eval *ev)
-    void gk_newton_f64(const double *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
-                       const gk_psums *ps, double mu0, double sigma0, double tol,
-                       int max_iter, int nthreads, double *hist, gk_fit *res)
-    void gk_newton_f32(const float *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
-                       const gk_psums *ps, double mu0, double sigma0, double tol,
-                       int max_iter, int nthreads, double *hist, gk_fit *res)
-    void gk_gd_f64(const double *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
-                   const gk_psums *ps, double mu0, double par0, int variance, double lr,
-                   double lr_par, int epochs, double tol, int nthreads, double *hist,
-                   gk_fit *res)
-    void gk_gd_f32(const float *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
-                   const gk_psums *ps, double mu0, double par0, int variance, double lr,
-                   double lr_par, int epochs, double tol, int nthreads, double *hist,
-                   gk_fit *res)
+from kl_fast._core_gaussian cimport (
+    gk_psums, gk_fit, gk_stop_fn, GK_FIT_CONVERGED, GK_FIT_MAXITER, GK_FIT_NONPOSITIVE,
+    GK_FIT_LINESEARCH, GK_FIT_DEGENERATE, GK_FIT_SINGULAR, GK_FIT_NONFINITE,
+    GK_FIT_INTERRUPTED, GK_FIT_TWO_POINTS, GK_FIT_UNIFORM,
+)
+from kl_fast._core_table cimport CoreTable
+from kl_fast._kernels cimport core_table
 
 
 P_OK = 0
@@ -79,12 +43,6 @@ P_BAD_P = 1
 P_BAD_X = 2
 P_ZERO = 3
 P_OVERFLOW = 4
-
-cdef extern from "gaussian_core.h" nogil:
-    enum:
-        GK_FIT_CONVERGED, GK_FIT_MAXITER, GK_FIT_NONPOSITIVE, GK_FIT_LINESEARCH
-        GK_FIT_DEGENERATE, GK_FIT_SINGULAR, GK_FIT_NONFINITE, GK_FIT_INTERRUPTED
-        GK_FIT_TWO_POINTS, GK_FIT_UNIFORM
 
 FIT_CONVERGED = GK_FIT_CONVERGED
 FIT_MAXITER = GK_FIT_MAXITER
@@ -97,51 +55,24 @@ FIT_INTERRUPTED = GK_FIT_INTERRUPTED
 FIT_TWO_POINTS = GK_FIT_TWO_POINTS
 FIT_UNIFORM = GK_FIT_UNIFORM
 
-_ISA = "baseline"
-
-
-def select_isa(bint force_baseline=False):
-    """Choose the passes' instruction set; returns its name ("baseline" or "avx2+fma")."""
-    global _ISA
-    _ISA = gk_core_init(force_baseline).decode("ascii")
-    return _ISA
-
-
-def current_isa():
-    """Name of the instruction set the passes run with."""
-    return _ISA
-
 
 cdef inline int psums_one(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
                           int nthreads, gk_psums *out) noexcept nogil:
     if floating is double:
-        return gk_psums_f64(p, sp, x, n, nthreads, out)
+        return core_table().gk_psums_f64(p, sp, x, n, nthreads, out)
     else:
-        return gk_psums_f32(p, sp, x, n, nthreads, out)
+        return core_table().gk_psums_f32(p, sp, x, n, nthreads, out)
 
 
-cdef inline void eval_one(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
-                          const gk_psums *ps, double mu, double sigma, bint want_grad,
-                          int nthreads, double *kl, double *dmu, double *dsigma) noexcept nogil:
-    """Value (and gradient) of KL(p || q(mu, sigma)) from p's sums and one q pass."""
-    # The sums live in this frame: private to the calling thread.
-    cdef gk_qsums qs
-    cdef gk_eval ev
-    if want_grad:
-        if floating is double:
-            gk_qsums2_f64(p, sp, x, n, mu, sigma, <int>ps.xgrid, nthreads, &qs)
-        else:
-            gk_qsums2_f32(p, sp, x, n, mu, sigma, <int>ps.xgrid, nthreads, &qs)
-        gk_value_grad(ps, &qs, sigma, &ev)
-        dmu[0] = ev.dmu
-        dsigma[0] = ev.dsigma
+cdef inline void eval_order(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                            const gk_psums *ps, double mu, double sigma, int order,
+                            int nthreads, double *out) noexcept nogil:
+    """out[0:1], out[0:3] or out[0:6]: the value, with the gradient (order 1), and
+    with the Hessian's three entries (order 2), from p's sums and one q pass."""
+    if floating is double:
+        core_table().gk_eval_f64(p, sp, x, n, ps, mu, sigma, order, nthreads, out)
     else:
-        if floating is double:
-            gk_qsums0_f64(p, sp, x, n, mu, sigma, <int>ps.xgrid, nthreads, &qs)
-        else:
-            gk_qsums0_f32(p, sp, x, n, mu, sigma, <int>ps.xgrid, nthreads, &qs)
-        gk_value(ps, &qs, sigma, &ev)
-    kl[0] = ev.kl
+        core_table().gk_eval_f32(p, sp, x, n, ps, mu, sigma, order, nthreads, out)
 
 
 cdef inline void fit_one(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
@@ -151,18 +82,23 @@ cdef inline void fit_one(const floating *p, Py_ssize_t sp, const double *x, Py_s
                          double *hist, double *out, int *counts) noexcept nogil:
     """One row's fit; out gets (mu, sigma, kl, dmu, dsigma, grad_rel), counts (nit, nfev, status)."""
     cdef gk_fit res   # in this frame: private to the calling thread
+    cdef const CoreTable *tab = core_table()
+    # this module's stop flag (each module has its own, see _interrupt.pxi)
+    cdef gk_stop_fn stop = kl_stop_requested
     if newton:
         if floating is double:
-            gk_newton_f64(p, sp, x, n, ps, mu0, par0, tol, iters, nthreads, hist, &res)
+            tab.gk_newton_f64(p, sp, x, n, ps, mu0, par0, tol, iters, nthreads, stop, hist,
+                              &res)
         else:
-            gk_newton_f32(p, sp, x, n, ps, mu0, par0, tol, iters, nthreads, hist, &res)
+            tab.gk_newton_f32(p, sp, x, n, ps, mu0, par0, tol, iters, nthreads, stop, hist,
+                              &res)
     else:
         if floating is double:
-            gk_gd_f64(p, sp, x, n, ps, mu0, par0, variance, lr, lr_par, iters, tol, nthreads,
-                      hist, &res)
+            tab.gk_gd_f64(p, sp, x, n, ps, mu0, par0, variance, lr, lr_par, iters, tol,
+                          nthreads, stop, hist, &res)
         else:
-            gk_gd_f32(p, sp, x, n, ps, mu0, par0, variance, lr, lr_par, iters, tol, nthreads,
-                      hist, &res)
+            tab.gk_gd_f32(p, sp, x, n, ps, mu0, par0, variance, lr, lr_par, iters, tol,
+                          nthreads, stop, hist, &res)
     if res.status == GK_FIT_CONVERGED:
         res.status = _boundary_status(p, sp, x, n, ps, res.kl)
     out[0] = res.mu
@@ -254,54 +190,6 @@ def gaussian_psums_rows(const floating[:, :] p, const double[::1] x, double[:, :
     else:
         for i in prange(m, nogil=True, schedule="static", num_threads=n_threads):
             status[i] = psums_one(pp + i * s0, s1, &x[0], n, 1, <gk_psums *>&out[i, 0])
-
-
-cdef inline void hess_one(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
-                          const gk_psums *ps, double mu, double sigma, int nthreads,
-                          double *out) noexcept nogil:
-    """out = (kl, dKL/dmu, dKL/dsigma, d2/dmu2, d2/dmu dsigma, d2/dsigma2) from one
-    q pass with q's moments up to the fourth.
-
-    With d = x - mu, dE_q[f]/dmu = Cov_q(f, d) / sigma^2 + E_q[df/dmu] and
-    dE_q[f]/dsigma = Cov_q(f, d^2) / sigma^3; with e = E_q[d] and k2, k3, k4 the
-    central moments of d under q (Cov_q(d, d^2) = k3 + 2 e k2, Var_q(d^2) =
-    k4 - k2^2 + 4 e k3 + 4 e^2 k2):
-        d2KL/dmu2        = P k2 / sigma^4
-        d2KL/dmu dsigma  = P (k3 + 2 e k2) / sigma^5 - 2 g1 / sigma^3
-        d2KL/dsigma2     = P (k4 - k2^2 + 4 e k3 + 4 e^2 k2) / sigma^6 - 3 g2 / sigma^4
-    where g1 / sigma^2 and g2 / sigma^3 are the gradient.
-    """
-    cdef gk_qsums qs
-    cdef gk_eval ev
-    if floating is double:
-        gk_qsums4_f64(p, sp, x, n, mu, sigma, <int>ps.xgrid, nthreads, &qs)
-    else:
-        gk_qsums4_f32(p, sp, x, n, mu, sigma, <int>ps.xgrid, nthreads, &qs)
-    gk_value_grad(ps, &qs, sigma, &ev)
-    cdef double m1 = qs.W1 / qs.W, m2 = qs.W2 / qs.W, m3 = qs.W3 / qs.W, m4 = qs.W4 / qs.W
-    cdef double k2 = m2 - m1 * m1
-    cdef double k3 = m3 - m1 * (3.0 * m2 - 2.0 * m1 * m1)
-    cdef double k4 = m4 - m1 * (4.0 * m3 - m1 * (6.0 * m2 - 3.0 * m1 * m1))
-    cdef double e = m1 + qs.dk
-    cdef double P = ps.P, s2 = sigma * sigma
-    out[0] = ev.kl
-    out[1] = ev.dmu
-    out[2] = ev.dsigma
-    out[3] = ((P * k2) / s2) / s2
-    out[4] = ((P * (k3 + 2.0 * e * k2)) / s2) / (s2 * sigma) - 2.0 * ev.dmu / sigma
-    out[5] = (((P * ((k4 - k2 * k2) + 4.0 * e * (k3 + e * k2))) / s2) / s2) / s2 \
-        - 3.0 * ev.dsigma / sigma
-
-
-cdef inline void eval_order(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
-                            const gk_psums *ps, double mu, double sigma, int order,
-                            int nthreads, double *out) noexcept nogil:
-    """out[0:1], out[0:3] or out[0:6]: the value, with the gradient (order 1), and
-    with the Hessian's three entries (order 2); see hess_one."""
-    if order == 2:
-        hess_one(p, sp, x, n, ps, mu, sigma, nthreads, out)
-    else:
-        eval_one(p, sp, x, n, ps, mu, sigma, order == 1, nthreads, &out[0], &out[1], &out[2])
 
 
 def gaussian_eval(const floating[:, :] p, const double[::1] x, const double[:, ::1] psums,
@@ -443,9 +331,9 @@ cdef int _row_psums(object p, object x, gk_psums *ps, const void **pdata, int *i
     xdata[0] = <const double *>cnp.PyArray_DATA(<cnp.ndarray>x)
     with nogil:
         if is_f32[0]:
-            st = gk_psums_f32(<const float *>pdata[0], 1, xdata[0], n[0], 1, ps)
+            st = psums_one(<const float *>pdata[0], 1, xdata[0], n[0], 1, ps)
         else:
-            st = gk_psums_f64(<const double *>pdata[0], 1, xdata[0], n[0], 1, ps)
+            st = psums_one(<const double *>pdata[0], 1, xdata[0], n[0], 1, ps)
     if st != P_OK or not _plain_scale(ps):
         return -1
     return 0
@@ -475,23 +363,27 @@ def kl_grad_1d(object p, object x, object mu, object sigma, bint want_grad):
     cdef const double *xd
     cdef int is_f32
     cdef Py_ssize_t n
-    cdef double m = 0.0, s = 1.0, kl = 0.0, dm = 0.0, ds = 0.0
+    cdef double m = 0.0, s = 1.0
+    cdef double v[3]
+    cdef int order = 1 if want_grad else 0
     if not (_as_double(mu, &m) and _as_double(sigma, &s)):
         return None
     if not (isfinite(m) and isfinite(s) and s > 0.0):
         return None
     if _row_psums(p, x, &ps, &pd, &is_f32, &xd, &n) != 0:
         return None
+    v[1] = 0.0
+    v[2] = 0.0
     with nogil:
         if is_f32:
-            eval_one(<const float *>pd, 1, xd, n, &ps, m, s, want_grad, 1, &kl, &dm, &ds)
+            eval_order(<const float *>pd, 1, xd, n, &ps, m, s, order, 1, v)
         else:
-            eval_one(<const double *>pd, 1, xd, n, &ps, m, s, want_grad, 1, &kl, &dm, &ds)
-    if not (isfinite(kl) and isfinite(dm) and isfinite(ds)):
+            eval_order(<const double *>pd, 1, xd, n, &ps, m, s, order, 1, v)
+    if not (isfinite(v[0]) and isfinite(v[1]) and isfinite(v[2])):
         return None  # extreme mu or sigma: the Python layer recomputes in sigma's units
     if not want_grad:
-        return _np_float64(kl)
-    return _np_float64(kl), _np_float64(dm), _np_float64(ds)
+        return _np_float64(v[0])
+    return _np_float64(v[0]), _np_float64(v[1]), _np_float64(v[2])
 
 
 cdef inline bint _is_plain_row(object a, int typenum, Py_ssize_t n):
@@ -610,5 +502,3 @@ def fit_1d(object p, object x, bint newton, bint variance, object mu0, object si
     return ((out[0], out[1], out[2], out[3], out[4], out[5]), (counts[0], counts[1], counts[2]),
             hist)
 
-
-select_isa(False)

@@ -7,6 +7,8 @@ import numpy.typing as npt
 _Floating = Union[npt.NDArray[np.float32], npt.NDArray[np.float64]]
 
 __test__: dict[str, str]
+# core_table() exported to the modules that cimport it (_kernels.pxd)
+__pyx_capi__: dict[str, object]
 
 def select_isa(force_baseline: bool = ...) -> str: ...
 def current_isa() -> str: ...

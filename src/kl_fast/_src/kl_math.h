@@ -436,6 +436,18 @@ static inline double klm_scale_pair_f64(float y, float ylo, int32_t k)
     return ((double)y + (double)ylo) * s;
 }
 
+/* a b + c with one rounding (fma) where the target has FMA, else two: for loops
+   whose specialisations must round alike (a product left to the compiler may be
+   contracted in one copy of a loop and not in another). */
+static inline double klm_mul_add_f64(double a, double b, double c)
+{
+#if KLM_HAVE_FMA
+    return fma(a, b, c);
+#else
+    return a * b + c;
+#endif
+}
+
 /* k ln 2 + a, with k (an integer-valued sum of exponents) split so that its product with
    the high part of ln 2 is exact: one rounding at the end. */
 static inline double klm_join_k_f64(double k, double a)

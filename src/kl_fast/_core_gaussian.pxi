@@ -1,0 +1,955 @@
+# The Gaussian KL on a grid (included by _core.pxi; the sums, results and
+# statuses are declared in _core_gaussian.pxd).
+#
+# Design: the p-side sums (P, H = sum p log p and p's first two moments) are
+# taken once per p (gk_psums_row); every (mu, sigma) then costs one pass over
+# the grid (gk_qsums_row) that gives log Z and the moments of q, shifted by
+# the grid point xk nearest mu so that nothing overflows.  A pass cuts the
+# grid into blocks of GK_BLOCK points; a block of p (float or double, any
+# stride) is read as contiguous doubles and reduced in fixed lanes like the
+# KL kernels, and gk_run_blocks adds the block totals in block order with
+# Neumaier compensation, the blocks in parallel when threads are given: the
+# result depends only on the data and n, never on the thread count.  On the
+# q side the weights w = exp(-a) come from a map loop over the block (klm_exp
+# vectorised), or, on a full block of an evenly spaced sorted grid, from
+# factorised tables (20 exps per block instead of 256), each point corrected
+# by its exact exponent.  The value, gradient and Hessian are combined from
+# the two sets of sums; the Newton and gradient-descent fits sit on top and
+# poll the caller's stop function between iterations (Ctrl-C).  The q pass is
+# specialised for 0, 2 and 4 moments, and the sums they share must round
+# alike (the value from gaussian_kl equals the one from gaussian_kl_grad): the
+# loops add products with klm_mul_add_f64, explicitly, rather than leave the
+# compiler to contract some of them into FMAs in one copy and not another.
+from libc.stdlib cimport malloc, free
+from libc.string cimport memset
+from libc.math cimport sqrt, fmax
+from libc.float cimport DBL_EPSILON
+from cython.parallel cimport prange
+
+from kl_fast._core_gaussian cimport (
+    gk_psums, gk_qsums, gk_eval, gk_fit, gk_stop_fn, GK_X_SORTED,
+    GK_P_OK, GK_P_BAD_P, GK_P_BAD_X, GK_P_ZERO, GK_P_OVERFLOW,
+    GK_FIT_CONVERGED, GK_FIT_MAXITER, GK_FIT_NONPOSITIVE, GK_FIT_LINESEARCH,
+    GK_FIT_DEGENERATE, GK_FIT_SINGULAR, GK_FIT_NONFINITE, GK_FIT_INTERRUPTED,
+)
+
+cdef extern from "kl_math.h" nogil:
+    double klm_xlogy_f64(double x, double y)
+    double klm_mul_add_f64(double a, double b, double c)
+
+cdef enum:
+    GK_BLOCK = 256             # grid points per block
+    GK_GROUPS = 32             # GK_BLOCK // LANES
+    GK_MAXQ = 6                # most sums a block gives
+    GK_STACK_BLOCKS = 128      # block totals kept on the stack before malloc
+    GK_TABLE_MIN_POINTS = 512  # the factorised exp pays off from here
+
+# what a pass sums
+cdef enum:
+    GK_PASS_A = 0   # p side: P, sum p d, H, sum p d^2 (d = x - ctr), falls of x
+    GK_PASS_B = 1   # p side again: sum p d, sum p d^2 about p's mean
+    GK_PASS_Q = 2   # q side: W, W1 .. W4, Ap
+
+# how a q block's weights are made
+cdef enum:
+    GK_W_ZERO = 0   # all 0: the whole block beyond exp's range
+    GK_W_TABLE = 1  # by the factorised tables
+    GK_W_EXP = 2    # point by point
+
+ctypedef struct GkPass:
+    const double *x
+    Py_ssize_t n
+    int kind            # GK_PASS_*
+    int nmom            # q pass: moments 0, 2 or 4
+    double ctr          # p side: centre of the moments
+    double xk, dk, h, mu, dx   # q side (see gk_qsums_row)
+    bint sorted
+    const double *t2    # exp(-C i^2) for the block indices, or NULL
+
+
+# ---- blocks -------------------------------------------------------------------
+
+cdef inline const double *gk_as_f64(const floating *p, Py_ssize_t sp, Py_ssize_t length,
+                                    double *buf) noexcept nogil:
+    """p[0:length] (stride sp) as contiguous doubles: p itself when it already
+    is, else a copy in buf."""
+    cdef Py_ssize_t i
+    if floating is double:
+        if sp == 1:
+            return p
+    for i in range(length):
+        buf[i] = p[i * sp]
+    return buf
+
+
+ctypedef struct GkPLanes:
+    double P[LANES]
+    double S1[LANES]
+    double S2[LANES]
+    double K[LANES]      # sum p k, p = 2^k z
+    double L[LANES]      # sum p log z
+    double pmin[LANES]   # min p over p != 0 (and 1)
+
+
+cdef inline void gk_pa_point(GkPLanes *A, Py_ssize_t j, double pv, double xv,
+                             double ctr) noexcept nogil:
+    """One point into lane j; log p = k ln2 + log z with no check of p: pmin and
+    a non-finite H send the block to gk_pa_careful."""
+    cdef double kd, pm
+    cdef double lz = klm_log_parts_f64(pv, &kd)
+    cdef double d = xv - ctr
+    cdef double pd = pv * d
+    A.K[j] = klm_mul_add_f64(pv, kd, A.K[j])
+    A.L[j] = klm_mul_add_f64(pv, lz, A.L[j])
+    A.P[j] += pv
+    A.S1[j] += pd
+    A.S2[j] = klm_mul_add_f64(pd, d, A.S2[j])
+    pm = pv if pv != 0.0 else 1.0
+    A.pmin[j] = pm if pm < A.pmin[j] else A.pmin[j]
+
+
+cdef bint gk_pa_sums(const double *p, const double *x, Py_ssize_t length, double ctr,
+                     double *tot) noexcept nogil:
+    """P, sum p d, H, sum p d^2 (d = x - ctr) of a block into tot[0:4], point i
+    in lane i % LANES.  Returns True (tot unspecified) when a p is negative
+    or subnormal or H is not finite: gk_pa_careful takes those blocks.  A NaN or
+    infinite x makes the moments NaN or inf, as it must."""
+    cdef GkPLanes A
+    cdef Py_ssize_t g, i, j, full = length - length % LANES
+    cdef double h
+    for j in range(LANES):
+        A.P[j] = 0.0
+        A.S1[j] = 0.0
+        A.S2[j] = 0.0
+        A.K[j] = 0.0
+        A.L[j] = 0.0
+        A.pmin[j] = 1.0
+    for g in range(full // LANES):
+        i = g * LANES
+        for j in range(LANES):
+            gk_pa_point(&A, j, p[i + j], x[i + j], ctr)
+    for j in range(length - full):
+        gk_pa_point(&A, j, p[full + j], x[full + j], ctr)
+    for j in range(LANES):
+        if not (A.pmin[j] >= DBL_MIN):
+            return True
+    for j in range(LANES):
+        A.L[j] = klm_join_k_f64(A.K[j], A.L[j])
+    h = lane_total(A.L)
+    if not (fabs(h) <= DBL_MAX):
+        return True
+    tot[0] = lane_total(A.P)
+    tot[1] = lane_total(A.S1)
+    tot[2] = h
+    tot[3] = lane_total(A.S2)
+    return False
+
+
+cdef void gk_pa_careful(const double *p, const double *x, Py_ssize_t length, double ctr,
+                        double *tot) noexcept nogil:
+    """gk_pa_sums for the blocks it cannot take (subnormal p, or a negative, NaN
+    or infinite one, whose p log p term klm_xlogy makes NaN or inf), point i in
+    lane i % LANES."""
+    cdef double P[LANES]
+    cdef double S1[LANES]
+    cdef double S2[LANES]
+    cdef double H[LANES]
+    cdef double pv, d
+    cdef Py_ssize_t i, j
+    for j in range(LANES):
+        P[j] = 0.0
+        S1[j] = 0.0
+        S2[j] = 0.0
+        H[j] = 0.0
+    for i in range(length):
+        j = i % LANES
+        pv = p[i]
+        d = x[i] - ctr
+        P[j] += pv
+        S1[j] += pv * d
+        S2[j] += (pv * d) * d
+        H[j] += klm_xlogy_f64(pv, pv)
+    tot[0] = lane_total(P)
+    tot[1] = lane_total(S1)
+    tot[2] = lane_total(H)
+    tot[3] = lane_total(S2)
+
+
+cdef inline double gk_count_down(const double *x, Py_ssize_t length) noexcept nogil:
+    """How many i in [1, length) have x[i] < x[i-1]."""
+    cdef long long c = 0
+    cdef Py_ssize_t i
+    for i in range(1, length):
+        c += x[i] < x[i - 1]
+    return <double>c
+
+
+cdef void gk_pa_block(const double *p, const double *x, Py_ssize_t start, Py_ssize_t length,
+                      double ctr, double *tot) noexcept nogil:
+    """Pass A of one block; tot[4] counts the falls of x, the pair across the
+    block's start included."""
+    if gk_pa_sums(p, x + start, length, ctr, tot):
+        gk_pa_careful(p, x + start, length, ctr, tot)
+    if start > 0:
+        tot[4] = gk_count_down(x + start - 1, length + 1)
+    else:
+        tot[4] = gk_count_down(x, length)
+    tot[5] = 0.0
+
+
+cdef void gk_pb_block(const double *p, const double *x, Py_ssize_t length, double ctr,
+                      double *tot) noexcept nogil:
+    """Pass B of one block: sum p d, sum p d^2 (d = x - ctr) into tot[0:2]."""
+    cdef double a[LANES]
+    cdef double b[LANES]
+    cdef double d, pd
+    cdef Py_ssize_t g, i, j, full = length - length % LANES
+    for j in range(LANES):
+        a[j] = 0.0
+        b[j] = 0.0
+    for g in range(full // LANES):
+        i = g * LANES
+        for j in range(LANES):
+            d = x[i + j] - ctr
+            pd = p[i + j] * d
+            a[j] += pd
+            b[j] += pd * d
+    for j in range(length - full):
+        d = x[full + j] - ctr
+        pd = p[full + j] * d
+        a[j] += pd
+        b[j] += pd * d
+    tot[0] = lane_total(a)
+    tot[1] = lane_total(b)
+
+
+# ---- q side ---------------------------------------------------------------------
+
+ctypedef struct GkQLanes:
+    double a0[LANES]    # sum w
+    double a1[LANES]    # sum w e, e = x - xk
+    double a2[LANES]    # sum w e^2
+    double a3[LANES]
+    double a4[LANES]
+    double ap[LANES]    # sum p max(r, 0), r = e (e / 2 + dk)
+    double dsq[LANES]   # table path: sum of the squared exponent corrections
+
+
+cdef inline void gk_q_zero(GkQLanes *Q) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(LANES):
+        Q.a0[j] = 0.0
+        Q.a1[j] = 0.0
+        Q.a2[j] = 0.0
+        Q.a3[j] = 0.0
+        Q.a4[j] = 0.0
+        Q.ap[j] = 0.0
+        Q.dsq[j] = 0.0
+
+
+cdef inline void gk_q_add(GkQLanes *Q, Py_ssize_t j, double pv, double e, double rp, double wv,
+                          int nmom, bint masked) noexcept nogil:
+    """One point into lane j: W += w, Wk += w e^k (k <= nmom), Ap += p rp (masked:
+    p == 0 adds 0 even where rp overflowed).  The products are added with
+    klm_mul_add_f64, never left to the compiler to contract: every
+    specialisation of a loop rounds its sums alike."""
+    cdef double we, we2
+    if masked:
+        rp = rp if pv > 0.0 else 0.0
+    Q.ap[j] = klm_mul_add_f64(pv, rp, Q.ap[j])
+    Q.a0[j] += wv
+    if nmom >= 2:
+        we = wv * e
+        Q.a1[j] += we
+        Q.a2[j] = klm_mul_add_f64(we, e, Q.a2[j])
+        if nmom >= 4:
+            we2 = we * e
+            Q.a3[j] = klm_mul_add_f64(we2, e, Q.a3[j])
+            Q.a4[j] = klm_mul_add_f64(we2 * e, e, Q.a4[j])
+
+
+cdef inline void gk_q_totals(const GkQLanes *Q, double *tot) noexcept nogil:
+    tot[0] = lane_total(Q.a0)
+    tot[1] = lane_total(Q.a1)
+    tot[2] = lane_total(Q.a2)
+    tot[3] = lane_total(Q.a3)
+    tot[4] = lane_total(Q.a4)
+    tot[5] = lane_total(Q.ap)
+
+
+cdef inline double gk_half_exponent(double xv, double xk, double dk) noexcept nogil:
+    """r = e (e / 2 + dk), e = x - xk: half the exponent's numerator
+    ((x - mu)^2 - dk^2) / 2, in a form that stays finite where e + 2 dk would
+    overflow."""
+    cdef double e = xv - xk
+    return e * klm_mul_add_f64(0.5, e, dk)
+
+
+cdef void gk_wmap(const double *x, Py_ssize_t length, double xk, double dk, double h,
+                  double *w) noexcept nogil:
+    """w_i = exp(-a_i), a_i = 2 r_i h >= 0 (h = 1 / (2 sigma^2) may be inf or 0:
+    the select keeps a = 0 where r <= 0 and never uses 0 * inf)."""
+    cdef Py_ssize_t i
+    cdef double r, a
+    for i in range(length):
+        r = gk_half_exponent(x[i], xk, dk)
+        a = -(2.0 * (r * h))
+        w[i] = klm_exp_f64(a if r > 0.0 else 0.0)
+
+
+cdef inline void gk_q_sums(const double *p, const double *x, const double *w, Py_ssize_t length,
+                           double xk, double dk, int nmom, double *tot) noexcept nogil:
+    """The q sums of a block from its weights w, point i in lane i % LANES."""
+    cdef GkQLanes Q
+    cdef Py_ssize_t g, i, j, full = length - length % LANES
+    cdef double e, r, rp
+    gk_q_zero(&Q)
+    for g in range(full // LANES):
+        i = g * LANES
+        for j in range(LANES):
+            e = x[i + j] - xk
+            r = e * klm_mul_add_f64(0.5, e, dk)
+            rp = r if r > 0.0 else 0.0
+            gk_q_add(&Q, j, p[i + j], e, rp, w[i + j], nmom, True)
+    for j in range(length - full):
+        e = x[full + j] - xk
+        r = e * klm_mul_add_f64(0.5, e, dk)
+        rp = r if r > 0.0 else 0.0
+        gk_q_add(&Q, j, p[full + j], e, rp, w[full + j], nmom, True)
+    gk_q_totals(&Q, tot)
+
+
+cdef bint gk_table_factors(const double *x, const GkPass *cx, double *abc, double *V,
+                           double *U) noexcept nogil:
+    """The factors of w on a full block of an evenly spaced grid (spacing dx)
+    without an exp per point.  With i the index in the block, the exponent on
+    the ideal grid x_0 + i dx is a^_i = A + B i + C i^2, and with i = j + 8 t
+        exp(-a^_i) = exp(-(A + B j)) exp(-8 B t) exp(-C i^2),
+    the last factor from the pass's table t2: 8 + 4 + 8 exps per block, into
+    V[j] and U[t] (the middle factor as a product of two).  Returns True when
+    the exponents are too spread for the factors to stay in range."""
+    cdef double r0 = gk_half_exponent(x[0], cx.xk, cx.dk)
+    cdef double A = 2.0 * (r0 * cx.h) if r0 > 0.0 else 0.0
+    cdef double B = 2.0 * cx.h * cx.dx * (x[0] - cx.mu), C = cx.h * cx.dx * cx.dx
+    cdef double arg[20]
+    cdef double ex[20]
+    cdef int j, k, m
+    if not (A + 255.0 * fabs(B) + 65025.0 * C <= 700.0):
+        return True
+    # exp(-8 B t) = exp(-8 B (t % 4)) exp(-32 B (t / 4)): 20 exps, not 40
+    for j in range(8):
+        arg[j] = -(A + B * j)
+    for k in range(4):
+        arg[8 + k] = -(8.0 * B) * k
+    for m in range(8):
+        arg[12 + m] = -(32.0 * B) * m
+    for j in range(20):
+        ex[j] = klm_exp_f64(arg[j])
+    for j in range(8):
+        V[j] = ex[j]
+    for m in range(8):
+        for k in range(4):
+            U[4 * m + k] = ex[8 + k] * ex[12 + m]
+    abc[0] = A
+    abc[1] = B
+    abc[2] = C
+    return False
+
+
+cdef void gk_t2_table(double C, double *t2) noexcept nogil:
+    """t2[i] = exp(-C i^2) for the GK_BLOCK indices of a block."""
+    cdef int i
+    cdef double di
+    for i in range(GK_BLOCK):
+        di = <double>i
+        t2[i] = klm_exp_f64(-(C * di) * di)
+
+
+cdef inline bint gk_qt_sums(const double *p, const double *x, const GkPass *cx, int nmom,
+                            double *tot) noexcept nogil:
+    """The q sums of a full block of an evenly spaced grid, w from the table
+    factors (gk_table_factors) corrected by each point's exact exponent a_i:
+    exp(-(a_i - a^_i)) = 1 - (a_i - a^_i) to within rounding while the
+    corrections stay below 1e-8 in root sum of squares; returns True (tot
+    unspecified) when they do not, or the factors are out of range."""
+    cdef GkQLanes Q
+    cdef double abc[3]
+    cdef double V[LANES]
+    cdef double U[GK_GROUPS]
+    cdef const double *t2 = cx.t2
+    cdef double xk = cx.xk, dk = cx.dk, h = cx.h
+    cdef double I[LANES]   # the points' indices in the block, as doubles
+    cdef double A, B, C, u, e, r, rp, iv, d, tv
+    cdef Py_ssize_t t, i, j
+    if gk_table_factors(x, cx, abc, V, U):
+        return True
+    A = abc[0]
+    B = abc[1]
+    C = abc[2]
+    gk_q_zero(&Q)
+    for j in range(LANES):
+        I[j] = <double>j
+    for t in range(GK_GROUPS):
+        u = U[t]
+        i = t * LANES
+        for j in range(LANES):
+            e = x[i + j] - xk
+            r = e * klm_mul_add_f64(0.5, e, dk)
+            rp = r if r > 0.0 else 0.0
+            iv = I[j]
+            I[j] = iv + LANES
+            # d = a_i - a^_i, the point's exponent less the ideal one
+            d = klm_mul_add_f64(2.0 * rp, h, -klm_mul_add_f64(iv, klm_mul_add_f64(iv, C, B), A))
+            Q.dsq[j] = klm_mul_add_f64(d, d, Q.dsq[j])
+            tv = (V[j] * u) * t2[i + j]
+            tv = klm_mul_add_f64(-tv, d, tv)
+            gk_q_add(&Q, j, p[i + j], e, rp, tv, nmom, False)
+    if not (lane_total(Q.dsq) <= 1e-16):   # NaN too
+        return True
+    gk_q_totals(&Q, tot)
+    return False
+
+
+cdef inline int gk_wkind(const GkPass *cx, const double *x, Py_ssize_t length) noexcept nogil:
+    """How a block's weights are made (GK_W_*): all 0 when, on a sorted grid,
+    the block's point nearest mu is beyond exp's range; by the tables on a full
+    block whose middle and last points sit on the pass's even spacing."""
+    cdef double xn, r, tol
+    if cx.sorted:
+        if x[0] < cx.mu:
+            xn = x[length - 1] if x[length - 1] < cx.mu else cx.mu
+        else:
+            xn = x[0]
+        r = gk_half_exponent(xn, cx.xk, cx.dk)
+        if r > 0.0 and 2.0 * (r * cx.h) > 746.0:
+            return GK_W_ZERO
+    if cx.t2 != NULL and length == GK_BLOCK:
+        tol = 1e-3 * cx.dx
+        if (fabs(x[GK_BLOCK // 2] - (x[0] + (GK_BLOCK // 2) * cx.dx)) <= tol
+                and fabs(x[GK_BLOCK - 1] - (x[0] + (GK_BLOCK - 1) * cx.dx)) <= tol):
+            return GK_W_TABLE
+    return GK_W_EXP
+
+
+cdef bint gk_qt_block(const double *p, const double *x, const GkPass *cx,
+                      double *tot) noexcept nogil:
+    if cx.nmom == 4:
+        return gk_qt_sums(p, x, cx, 4, tot)
+    if cx.nmom == 2:
+        return gk_qt_sums(p, x, cx, 2, tot)
+    return gk_qt_sums(p, x, cx, 0, tot)
+
+
+cdef void gk_q_block(const double *p, const double *x, Py_ssize_t length, const GkPass *cx,
+                     double *tot) noexcept nogil:
+    """The q sums of one block into tot[0:6]."""
+    cdef double w[GK_BLOCK]
+    cdef int kind = gk_wkind(cx, x, length)
+    if kind == GK_W_TABLE and not gk_qt_block(p, x, cx, tot):
+        return
+    if kind == GK_W_ZERO:
+        memset(w, 0, sizeof(w))
+    else:
+        gk_wmap(x, length, cx.xk, cx.dk, cx.h, w)
+    if cx.nmom == 4:
+        gk_q_sums(p, x, w, length, cx.xk, cx.dk, 4, tot)
+    elif cx.nmom == 2:
+        gk_q_sums(p, x, w, length, cx.xk, cx.dk, 2, tot)
+    else:
+        gk_q_sums(p, x, w, length, cx.xk, cx.dk, 0, tot)
+
+
+# ---- passes -----------------------------------------------------------------------
+
+cdef void gk_block(const floating *p, Py_ssize_t sp, const GkPass *cx, Py_ssize_t blk,
+                   double *tot) noexcept nogil:
+    """The sums of block blk of a pass into tot[0:GK_MAXQ]."""
+    cdef double buf[GK_BLOCK]
+    cdef Py_ssize_t start = blk * GK_BLOCK
+    cdef Py_ssize_t length = min(cx.n - start, <Py_ssize_t>GK_BLOCK)
+    cdef const double *pd = gk_as_f64(p + start * sp, sp, length, buf)
+    if cx.kind == GK_PASS_A:
+        gk_pa_block(pd, cx.x, start, length, cx.ctr, tot)
+    elif cx.kind == GK_PASS_B:
+        gk_pb_block(pd, cx.x + start, length, cx.ctr, tot)
+    else:
+        gk_q_block(pd, cx.x + start, length, cx, tot)
+
+
+cdef void gk_run_blocks(const floating *p, Py_ssize_t sp, const GkPass *cx, int nq,
+                        int nthreads, double *sums) noexcept nogil:
+    """The blocks of a pass, their nq totals added in block order with Neumaier
+    compensation into sums[0:nq].  With nthreads > 1 the blocks are computed in
+    parallel into a buffer first; the additions are the same, so the result does
+    not depend on nthreads."""
+    cdef Py_ssize_t nb = (cx.n + GK_BLOCK - 1) // GK_BLOCK, b
+    cdef double local[GK_STACK_BLOCKS * GK_MAXQ]
+    cdef double *tot = local
+    cdef double s[GK_MAXQ]
+    cdef double c[GK_MAXQ]
+    cdef int k
+    if nb == 1:
+        # Neumaier from (0, 0) gives x + 0.0: the same bits without the bookkeeping
+        gk_block(p, sp, cx, 0, local)
+        for k in range(nq):
+            sums[k] = local[k] + 0.0
+        return
+    for k in range(nq):
+        s[k] = 0.0
+        c[k] = 0.0
+    if nthreads > 1 and nb > 1 and nb > GK_STACK_BLOCKS:
+        tot = <double *>malloc(nb * GK_MAXQ * sizeof(double))
+    if nthreads > 1 and nb > 1 and tot != NULL:
+        for b in prange(nb, schedule="static", num_threads=nthreads):
+            gk_block(p, sp, cx, b, tot + b * GK_MAXQ)
+        for b in range(nb):
+            for k in range(nq):
+                neumaier(&s[k], &c[k], tot[b * GK_MAXQ + k])
+        if tot != local:
+            free(tot)
+    else:
+        # one thread (or no memory for the block totals): block after block
+        for b in range(nb):
+            gk_block(p, sp, cx, b, local)
+            for k in range(nq):
+                neumaier(&s[k], &c[k], local[k])
+    for k in range(nq):
+        sums[k] = s[k] + c[k]
+
+
+cdef int gk_psums_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                      int nthreads, gk_psums *out) noexcept nogil:
+    """p-side sums: P, H and p's first two moments about its mean c, with the
+    check fused in (a negative, NaN or infinite p makes its p log p term NaN or
+    inf, a NaN or infinite x its moments; only then is it looked for).  The
+    moments come from pass A, about the grid's middle point, recentred on c;
+    when c is far from that point in units of p's spread (where recentring
+    would cost digits) pass B takes them again about c.  Returns a GK_P_* code."""
+    cdef GkPass cx
+    cdef double s[GK_MAXQ]
+    cdef double mean, var, v
+    cdef Py_ssize_t i
+    cx.x = x
+    cx.n = n
+    cx.kind = GK_PASS_A
+    cx.ctr = x[n // 2] if n > 0 else 0.0
+    out.c = cx.ctr
+    out.P = 0.0
+    out.S1 = 0.0
+    out.S2 = 0.0
+    out.H = 0.0
+    out.scale = 1.0
+    gk_run_blocks(p, sp, &cx, 6, nthreads, s)
+    out.xgrid = 0.0 if s[4] != 0.0 else GK_X_SORTED
+    if not (fabs(s[0]) <= DBL_MAX and fabs(s[1]) <= DBL_MAX and fabs(s[2]) <= DBL_MAX
+            and fabs(s[3]) <= DBL_MAX):
+        for i in range(n):
+            if not (fabs(x[i]) <= DBL_MAX):
+                return GK_P_BAD_X
+        for i in range(n):
+            v = p[i * sp]
+            if not (0.0 <= v <= DBL_MAX):
+                return GK_P_BAD_P
+        return GK_P_OVERFLOW
+    out.P = s[0]
+    out.H = s[2]
+    if not (s[0] > 0.0):
+        return GK_P_ZERO
+    mean = s[1] / s[0]
+    var = s[3] / s[0] - mean * mean
+    cx.ctr = cx.ctr + mean
+    out.c = cx.ctr
+    if mean * mean <= 64.0 * var:
+        out.S1 = 0.0
+        out.S2 = s[3] - s[1] * mean
+    else:
+        cx.kind = GK_PASS_B
+        gk_run_blocks(p, sp, &cx, 2, nthreads, s)
+        out.S1 = s[0]
+        out.S2 = s[1]
+    if not (out.S2 <= DBL_MAX):
+        return GK_P_OVERFLOW
+    return GK_P_OK
+
+
+cdef double gk_nearest_sorted(const double *x, Py_ssize_t n, double mu) noexcept nogil:
+    """The point of a non-decreasing grid nearest mu, by bisection (ties to the
+    larger; a mu beyond an end gives that end)."""
+    cdef Py_ssize_t lo = 0, hi = n - 1, mid
+    if not (mu > x[0]):
+        return x[0]
+    if not (mu < x[n - 1]):
+        return x[n - 1]
+    while hi - lo > 1:     # x[lo] < mu <= x[hi]
+        mid = lo + (hi - lo) // 2
+        if x[mid] < mu:
+            lo = mid
+        else:
+            hi = mid
+    return x[lo] if mu - x[lo] < x[hi] - mu else x[hi]
+
+
+cdef inline bint gk_closer(double xv, double ad, double bd, double bx, double mu) noexcept nogil:
+    """xv, at distance ad from mu, beats bx at distance bd: nearer, or as near
+    and toward mu."""
+    return (ad < bd) | ((ad == bd) & ((xv - bx) * (mu - bx) > 0.0))
+
+
+cdef double gk_nearest(const double *x, Py_ssize_t n, double mu) noexcept nogil:
+    """The grid point nearest mu: smallest |x - mu|, and among equal distances
+    the one toward mu (so with |mu| so large that every |x - mu| rounds alike,
+    the grid end facing mu).  Its Gaussian exponent is the largest: the shift
+    of the log-sum-exp."""
+    cdef double bd[LANES]
+    cdef double bx[LANES]
+    cdef double xv, ad, best, bestx
+    cdef bint lt
+    cdef Py_ssize_t g, i, j, full = n - n % LANES
+    for j in range(LANES):
+        bd[j] = HUGE_VAL
+        bx[j] = x[0]
+    for g in range(full // LANES):
+        i = g * LANES
+        for j in range(LANES):
+            xv = x[i + j]
+            ad = fabs(xv - mu)
+            lt = gk_closer(xv, ad, bd[j], bx[j], mu)
+            bd[j] = ad if lt else bd[j]
+            bx[j] = xv if lt else bx[j]
+    for j in range(n - full):
+        xv = x[full + j]
+        ad = fabs(xv - mu)
+        if gk_closer(xv, ad, bd[j], bx[j], mu):
+            bd[j] = ad
+            bx[j] = xv
+    best = bd[0]
+    bestx = bx[0]
+    for j in range(1, LANES):
+        if gk_closer(bx[j], bd[j], best, bestx, mu):
+            best = bd[j]
+            bestx = bx[j]
+    return bestx
+
+
+cdef void gk_qsums_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                       double mu, double sigma, int nmom, int xgrid, int nthreads,
+                       gk_qsums *out) noexcept nogil:
+    """q-side sums of one (mu, sigma) with nmom = 0, 2 or 4 moments (the others 0)."""
+    cdef GkPass cx
+    cdef double s[GK_MAXQ]
+    cdef double t2[GK_BLOCK]
+    cx.x = x
+    cx.n = n
+    cx.kind = GK_PASS_Q
+    cx.nmom = nmom
+    cx.mu = mu
+    cx.sorted = xgrid >= GK_X_SORTED
+    cx.xk = gk_nearest_sorted(x, n, mu) if cx.sorted else gk_nearest(x, n, mu)
+    cx.dk = cx.xk - mu
+    cx.h = (0.5 / sigma) / sigma
+    cx.dx = (x[n - 1] - x[0]) / <double>(n - 1) if n > 1 else 0.0
+    cx.t2 = NULL
+    if cx.sorted and n >= GK_TABLE_MIN_POINTS and cx.dx > 0.0 and cx.h <= DBL_MAX:
+        gk_t2_table(cx.h * cx.dx * cx.dx, t2)
+        cx.t2 = t2
+    gk_run_blocks(p, sp, &cx, 6, nthreads, s)
+    out.xk = cx.xk
+    out.dk = cx.dk
+    out.W = s[0]
+    out.W1 = s[1]
+    out.W2 = s[2]
+    out.W3 = s[3]
+    out.W4 = s[4]
+    out.Ap = s[5]
+
+
+# ---- value, gradient and Hessian ---------------------------------------------------
+
+cdef inline void gk_value(const gk_psums *ps, const gk_qsums *qs, double sigma,
+                          gk_eval *ev) noexcept nogil:
+    cdef double quad = (ps.scale * qs.Ap / sigma) / sigma
+    cdef double lz = ps.P * log(qs.W)
+    ev.kl = ps.H + quad + lz
+    ev.noise = fabs(ps.H) + fabs(quad) + fabs(lz)
+
+
+cdef inline void gk_value_grad(const gk_psums *ps, const gk_qsums *qs, double sigma,
+                               gk_eval *ev) noexcept nogil:
+    cdef double P = ps.P
+    # p's moments about xk, from its moments about its mean c
+    cdef double u = ps.c - qs.xk
+    cdef double sp1 = ps.S1 + P * u
+    cdef double sp2 = ps.S2 + u * (2.0 * ps.S1 + P * u)
+    cdef double g1 = P * (qs.W1 / qs.W) - sp1
+    cdef double g2 = P * (qs.W2 / qs.W) - sp2
+    cdef double mp, L
+    gk_value(ps, qs, sigma, ev)
+    g2 += 2.0 * qs.dk * g1   # moments about xk -> about mu
+    ev.g1 = g1
+    ev.g2 = g2
+    ev.dmu = (g1 / sigma) / sigma
+    ev.dsigma = ((g2 / sigma) / sigma) / sigma
+    mp = ps.S1 / P
+    L = sqrt(fmax(ps.S2 / P - mp * mp, 0.0))
+    if not (L > 0.0):
+        L = sigma   # p on one point: no finite optimum, any unit
+    ev.grad_rel = fmax(fabs(g1 / L), fabs((g2 / L) / L)) / P
+
+
+cdef void gk_eval_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                      const gk_psums *ps, double mu, double sigma, int order, int nthreads,
+                      double *out) noexcept nogil:
+    """out[0:1], out[0:3] or out[0:6]: KL(p || q(mu, sigma)), with dKL/dmu and
+    dKL/dsigma (order 1), and with the Hessian's three entries (order 2), from
+    p's sums and one q pass with q's moments up to 0, 2 or 4.
+
+    With d = x - mu, dE_q[f]/dmu = Cov_q(f, d) / sigma^2 + E_q[df/dmu] and
+    dE_q[f]/dsigma = Cov_q(f, d^2) / sigma^3; with e = E_q[d] and k2, k3, k4 the
+    central moments of d under q (Cov_q(d, d^2) = k3 + 2 e k2, Var_q(d^2) =
+    k4 - k2^2 + 4 e k3 + 4 e^2 k2):
+        d2KL/dmu2        = P k2 / sigma^4
+        d2KL/dmu dsigma  = P (k3 + 2 e k2) / sigma^5 - 2 g1 / sigma^3
+        d2KL/dsigma2     = P (k4 - k2^2 + 4 e k3 + 4 e^2 k2) / sigma^6 - 3 g2 / sigma^4
+    where g1 / sigma^2 and g2 / sigma^3 are the gradient."""
+    cdef gk_qsums qs
+    cdef gk_eval ev
+    cdef double m1, m2, m3, m4, k2, k3, k4, e, P, s2
+    if order == 0:
+        gk_qsums_row(p, sp, x, n, mu, sigma, 0, <int>ps.xgrid, nthreads, &qs)
+        gk_value(ps, &qs, sigma, &ev)
+        out[0] = ev.kl
+        return
+    gk_qsums_row(p, sp, x, n, mu, sigma, 2 if order == 1 else 4, <int>ps.xgrid, nthreads, &qs)
+    gk_value_grad(ps, &qs, sigma, &ev)
+    out[0] = ev.kl
+    out[1] = ev.dmu
+    out[2] = ev.dsigma
+    if order != 2:
+        return
+    m1 = qs.W1 / qs.W
+    m2 = qs.W2 / qs.W
+    m3 = qs.W3 / qs.W
+    m4 = qs.W4 / qs.W
+    k2 = m2 - m1 * m1
+    k3 = m3 - m1 * (3.0 * m2 - 2.0 * m1 * m1)
+    k4 = m4 - m1 * (4.0 * m3 - m1 * (6.0 * m2 - 3.0 * m1 * m1))
+    e = m1 + qs.dk
+    P = ps.P
+    s2 = sigma * sigma
+    out[3] = ((P * k2) / s2) / s2
+    out[4] = ((P * (k3 + 2.0 * e * k2)) / s2) / (s2 * sigma) - 2.0 * ev.dmu / sigma
+    out[5] = ((((P * ((k4 - k2 * k2) + 4.0 * e * (k3 + e * k2))) / s2) / s2) / s2
+              - 3.0 * ev.dsigma / sigma)
+
+
+# ---- fits ----------------------------------------------------------------------------
+
+cdef inline void gk_fit_set(gk_fit *res, double mu, double sigma, const gk_eval *ev) noexcept nogil:
+    res.mu = mu
+    res.sigma = sigma
+    res.kl = ev.kl
+    res.dmu = ev.dmu
+    res.dsigma = ev.dsigma
+    res.grad_rel = ev.grad_rel
+
+
+cdef inline void gk_hist(double *hist, int i, double kl, double mu, double par) noexcept nogil:
+    if hist != NULL:
+        hist[3 * i] = kl
+        hist[3 * i + 1] = mu
+        hist[3 * i + 2] = par
+
+
+cdef inline void gk_fit_degenerate(gk_fit *res, double mu, double H, double *hist) noexcept nogil:
+    """All of p on one point: KL -> H as sigma -> 0, no finite optimum."""
+    res.mu = mu
+    res.sigma = 0.0
+    res.kl = H
+    res.dmu = 0.0
+    res.dsigma = 0.0
+    res.grad_rel = 0.0
+    res.status = GK_FIT_DEGENERATE
+    gk_hist(hist, 0, H, mu, 0.0)
+
+
+ctypedef struct GkNewtonStep:
+    double h11, h12, h22   # the Hessian in t = (x - c) / L, over P
+    double gn1, gn2        # the gradient there, over P
+
+
+cdef inline bint gk_newton_system(const gk_psums *ps, const gk_qsums *qs, const gk_eval *ev,
+                                  double mu, double L, GkNewtonStep *st) noexcept nogil:
+    """The 2x2 system of a Newton step in the natural parameters of t = (x - c) / L:
+    gradient P (E_q[T] - E_p[T]), Hessian P Cov_q[T], T = (t, t^2).  False when q
+    has collapsed to one point (no curvature left)."""
+    cdef double P = ps.P, c = ps.c, W = qs.W
+    cdef double m1 = qs.W1 / W, m2 = qs.W2 / W, m3 = qs.W3 / W, m4 = qs.W4 / W
+    cdef double k2 = m2 - m1 * m1
+    cdef double k3 = m3 - m1 * (3.0 * m2 - 2.0 * m1 * m1)
+    cdef double k4 = m4 - m1 * (4.0 * m3 - m1 * (6.0 * m2 - 3.0 * m1 * m1))
+    cdef double a = (m1 + (qs.xk - c)) / L
+    cdef double K2 = k2 / (L * L), K3 = k3 / (L * L * L), K4 = k4 / ((L * L) * (L * L))
+    cdef double b = mu - c
+    st.h11 = K2
+    st.h12 = K3 + 2.0 * a * K2
+    st.h22 = K4 - K2 * K2 + 4.0 * a * (K3 + a * K2)
+    st.gn1 = ev.g1 / (P * L)
+    st.gn2 = (ev.g2 + 2.0 * b * ev.g1) / (P * L * L)
+    # on two points the Hessian has rank one, which the damping (nu > 0) handles
+    return st.h11 > 0.0 and st.h22 > 0.0
+
+
+cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                        const gk_psums *ps, double mu0, double sigma0, double tol,
+                        int max_iter, int nthreads, gk_stop_fn stop, double *hist,
+                        gk_fit *res) noexcept nogil:
+    """Newton in the natural parameters of the grid Gaussian, in the coordinate
+    t = (x - c) / L (c, L: p's mean and standard deviation) so the 2x2 system is
+    well conditioned.  There the KL is convex; a backtracking line search keeps
+    the step inside sigma > 0 and the KL from rising beyond rounding; far from the
+    optimum the step is damped by the Newton decrement (full steps near it); a
+    step that leaves sigma > 0 or raises the KL turns Levenberg-Marquardt: nu
+    times the Hessian's diagonal is added, which turns the step toward the
+    (scaled) gradient and shortens it, until it is feasible and lowers the KL.
+    hist gets (kl, mu, sigma) of the start and of every accepted iterate."""
+    cdef double P = ps.P, c = ps.c, mp = ps.S1 / ps.P
+    cdef double L = sqrt(fmax(ps.S2 / P - mp * mp, 0.0))
+    cdef gk_qsums qs, qn
+    cdef gk_eval ev, en
+    cdef GkNewtonStep st
+    cdef double mu = mu0, sigma = sigma0, v, eta1, eta2, noise, nu
+    cdef double mun, sn, e1n, e2n, a11, a22, det, d1, d2, gd, lam, dec, vn
+    cdef bint accepted
+    cdef int tr
+    res.nit = 0
+    res.nfev = 0
+    if not (L > 0.0):
+        gk_fit_degenerate(res, c + mp, ps.H, hist)
+        return
+    gk_qsums_row(p, sp, x, n, mu, sigma, 4, <int>ps.xgrid, nthreads, &qs)
+    gk_value_grad(ps, &qs, sigma, &ev)
+    res.nfev = 1
+    gk_fit_set(res, mu, sigma, &ev)
+    gk_hist(hist, 0, ev.kl, mu, sigma)
+    v = (sigma / L) * (sigma / L)
+    eta1 = ((mu - c) / L) / v
+    eta2 = -0.5 / v
+    while True:
+        if ev.grad_rel < tol:
+            res.status = GK_FIT_CONVERGED
+            return
+        if res.nit >= max_iter:
+            res.status = GK_FIT_MAXITER
+            return
+        if stop():
+            res.status = GK_FIT_INTERRUPTED
+            return
+        if not gk_newton_system(ps, &qs, &ev, mu, L, &st):
+            res.status = GK_FIT_SINGULAR
+            return
+        noise = 64.0 * DBL_EPSILON * ev.noise
+        nu = 0.0
+        accepted = False
+        qn = qs
+        en = ev
+        mun = mu
+        sn = sigma
+        e1n = eta1
+        e2n = eta2
+        tr = 0
+        while tr < 60 and not accepted:
+            tr += 1
+            a11 = st.h11 * (1.0 + nu)
+            a22 = st.h22 * (1.0 + nu)
+            det = a11 * a22 - st.h12 * st.h12
+            d1 = -(a22 * st.gn1 - st.h12 * st.gn2) / det
+            d2 = -(a11 * st.gn2 - st.h12 * st.gn1) / det
+            gd = st.gn1 * d1 + st.gn2 * d2
+            lam = 1.0
+            if nu == 0.0:
+                dec = sqrt(fmax(-gd, 0.0))
+                if dec > 0.25:
+                    lam = 1.0 / (1.0 + dec)
+            nu = 1e-3 if nu == 0.0 else 10.0 * nu
+            e1n = eta1 + lam * d1
+            e2n = eta2 + lam * d2
+            if not (e2n < 0.0 and det > 0.0):
+                continue
+            vn = -0.5 / e2n
+            mun = c + L * (e1n * vn)
+            sn = L * sqrt(vn)
+            if not (sn > 0.0 and sn <= DBL_MAX and fabs(mun) <= DBL_MAX):
+                continue
+            gk_qsums_row(p, sp, x, n, mun, sn, 4, <int>ps.xgrid, nthreads, &qn)
+            gk_value_grad(ps, &qn, sn, &en)
+            res.nfev += 1
+            if en.kl <= ev.kl + 1e-4 * lam * P * gd + noise:
+                accepted = True
+        if not accepted:
+            res.status = GK_FIT_LINESEARCH
+            return
+        mu = mun
+        sigma = sn
+        eta1 = e1n
+        eta2 = e2n
+        qs = qn
+        ev = en
+        res.nit += 1
+        gk_fit_set(res, mu, sigma, &ev)
+        gk_hist(hist, res.nit, ev.kl, mu, sigma)
+
+
+cdef void gk_gd_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                    const gk_psums *ps, double mu0, double par0, bint variance, double lr,
+                    double lr_par, int epochs, double tol, int nthreads, gk_stop_fn stop,
+                    double *hist, gk_fit *res) noexcept nogil:
+    """Plain gradient descent for `epochs` steps of sizes lr (mu) and lr_par
+    (sigma or v; the two differ only when the caller works in rescaled units), on
+    (mu, sigma) or, with variance set, on (mu, v = sigma^2) as the tutorial does.
+    Stops early when the relative gradient drops below tol, and before any step
+    that would make sigma (or v) <= 0.  hist gets (kl, mu, sigma or v) before
+    every step and at the end: row j holds the state after j steps."""
+    cdef double mu = mu0, par = par0, sigma, dmu, dpar, mun, parn
+    cdef gk_qsums qs
+    cdef gk_eval ev
+    cdef int it = 0
+    res.nit = 0
+    res.nfev = 0
+    if not (par0 > 0.0):
+        # start at sigma = 0: only when p sits on one point (no finite optimum)
+        gk_fit_degenerate(res, mu0, ps.H, hist)
+        return
+    while True:
+        sigma = sqrt(par) if variance else par
+        gk_qsums_row(p, sp, x, n, mu, sigma, 2, <int>ps.xgrid, nthreads, &qs)
+        gk_value_grad(ps, &qs, sigma, &ev)
+        res.nfev += 1
+        res.nit = it
+        gk_fit_set(res, mu, sigma, &ev)
+        gk_hist(hist, it, ev.kl, mu, par)
+        if ev.grad_rel < tol:
+            res.status = GK_FIT_CONVERGED
+            return
+        if it >= epochs:
+            res.status = GK_FIT_MAXITER
+            return
+        if stop():
+            res.status = GK_FIT_INTERRUPTED
+            return
+        if variance:
+            dmu = ev.g1 / par
+            dpar = 0.5 * ((ev.g2 / par) / par)
+        else:
+            dmu = ev.dmu
+            dpar = ev.dsigma
+        mun = mu - lr * dmu
+        parn = par - lr_par * dpar
+        if not (fabs(mun) <= DBL_MAX and fabs(parn) <= DBL_MAX):
+            res.status = GK_FIT_NONFINITE
+            return
+        if not (parn > 0.0):
+            res.status = GK_FIT_NONPOSITIVE
+            return
+        mu = mun
+        par = parn
+        it += 1
