@@ -278,17 +278,25 @@ static inline float klm_exp_f32(float x)
 }
 
 /* v, or exactly +0 where x == +-0 (a bit mask, no branch), float64 */
-static inline double klm_zero_where_zero_f64(double v, double x)
+/* All ones where x != +-0, else 0: a mask the float64 loops can AND with bits (SSE2 has
+   no 64-bit lane compare-to-integer, so there it comes from integer arithmetic). */
+static inline uint64_t klm_nonzero_mask_f64(double x)
 {
-    uint64_t vb, m;
-    memcpy(&vb, &v, sizeof vb);
+    uint64_t m;
 #if KLM_HAVE_SSE42
     m = (uint64_t)0 - (uint64_t)(x != 0.0);
 #else
     memcpy(&m, &x, sizeof m);
     m = (((m & ~KLM_SIGN_D) - 1) >> 63) - 1;                /* zero iff x == +-0 */
 #endif
-    vb &= m;
+    return m;
+}
+
+static inline double klm_zero_where_zero_f64(double v, double x)
+{
+    uint64_t vb;
+    memcpy(&vb, &v, sizeof vb);
+    vb &= klm_nonzero_mask_f64(x);
     memcpy(&v, &vb, sizeof v);
     return v;
 }
