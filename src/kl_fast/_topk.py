@@ -296,4 +296,13 @@ def kl_topk(P: npt.ArrayLike, Q: npt.ArrayLike, k: int, *,
     if dtype != np.float64:
         with np.errstate(over="ignore"):
             vals = vals.astype(dtype)
+    if (base is not None and base > 1.0) or dtype != np.float64:
+        vals, idx = _ties_to_lower_index(vals, idx)
     return vals, idx
+
+
+def _ties_to_lower_index(vals: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's equal values in index order: dividing by log(base) or rounding to
+    float32 can make neighbours that differed by an ulp equal."""
+    order = np.lexsort((idx, vals), axis=-1)
+    return np.take_along_axis(vals, order, -1), np.take_along_axis(idx, order, -1)
