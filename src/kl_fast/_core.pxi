@@ -119,14 +119,12 @@ cdef inline double kl_term_f64(double p, double q, double *pk, uint64_t *bits) n
     positive and finite (r's bits less DBL_MIN's leave [0, 2^63), or do
     after adding 2^53)."""
     cdef double r = p / q, kd, t
-    cdef uint64_t qb, rb, z, pmask = klm_nonzero_mask_f64(p)
+    cdef uint64_t rb, z, pmask = klm_nonzero_mask_f64(p)
     t = klm_zero_where_zero_f64(p * klm_log_parts_f64(r, &kd) + klm_residual_f64(p, r, q), p)
     pk[0] = p * kd
-    memcpy(&qb, &q, 8)
     memcpy(&rb, &r, 8)
     z = rb - <uint64_t>0x0010000000000000
-    bits[0] = (((z | (z + <uint64_t>0x0020000000000000)) & pmask) | qb
-               | (qb + <uint64_t>0x0010000000000000))
+    bits[0] = ((z | (z + <uint64_t>0x0020000000000000)) & pmask) | sign_bad_bits(q)
     return t
 
 
