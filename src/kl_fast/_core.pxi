@@ -27,6 +27,7 @@ from cython cimport floating
 
 from kl_fast._core_table cimport (
     CoreTable, ROW_BAD, ROW_CAREFUL, ROW_NEEDS_CARE, ROW_OK, ROW_ZERO_SUM_P, ROW_ZERO_SUM_Q,
+    SHORT_N,
 )
 
 cdef extern from "kl_math.h" nogil:
@@ -39,6 +40,8 @@ cdef extern from "kl_math.h" nogil:
     double klm_residual_f64(double p, double r, double q)
     float klm_residual_f32(float p, float r, float q)
     double klm_join_k_f64(double k, double a)
+    double klm_mul_add_f64(double a, double b, double c)
+    float klm_mul_add_f32(float a, float b, float c)
     double klm_zero_where_zero_f64(double v, double x)
     uint64_t klm_nonzero_mask_f64(double x)
     double FLT_MAX_D "((double)FLT_MAX)"
@@ -107,21 +110,22 @@ cdef inline uint64_t sign_bad_bits(double v) noexcept nogil:
 ctypedef struct LanesF64:
     double acc[LANES]      # p log z + (p - r q), per lane
     uint64_t bad[LANES]    # sign bit set: some element the fast path cannot take
-    double acck[LANES]     # p k (r = 2^k z), joined with acc once per block
+    double acck[LANES]     # sum of p k (r = 2^k z), joined with acc once per block
 
 
-cdef inline double kl_term_f64(double p, double q, double *pk, uint64_t *bits) noexcept nogil:
+cdef inline double kl_term_f64(double p, double q, double *k, uint64_t *bits) noexcept nogil:
     """The term p log(p/q) = p (k ln2 + log z) + (p - r q) for the rounded
     r = p/q = 2^k z: returns p log z + (p - r q) (exactly 0 where p == 0,
-    whatever q) and p k in pk[0] (joined once per block), and the check bits
+    whatever q) and k in k[0] (the lanes add p k with klm_mul_add_f64, an
+    explicit rounding, and join it once per block), and the check bits
     in bits[0]: the sign bit is set when q is negative, -0, infinite or NaN
     (q's bits, and q's bits + 2^52), or when p != 0 and r is not normal,
     positive and finite (r's bits less DBL_MIN's leave [0, 2^63), or do
     after adding 2^53)."""
-    cdef double r = p / q, kd, t
+    cdef double r = p / q, t
     cdef uint64_t rb, z, pmask = klm_nonzero_mask_f64(p)
-    t = klm_zero_where_zero_f64(p * klm_log_parts_f64(r, &kd) + klm_residual_f64(p, r, q), p)
-    pk[0] = p * kd
+    t = klm_zero_where_zero_f64(klm_mul_add_f64(p, klm_log_parts_f64(r, k),
+                                                klm_residual_f64(p, r, q)), p)
     memcpy(&rb, &r, 8)
     z = rb - <uint64_t>0x0010000000000000
     bits[0] = ((z | (z + <uint64_t>0x0020000000000000)) & pmask) | sign_bad_bits(q)
@@ -133,15 +137,15 @@ cdef inline void kl_group_f64(const double *p, const double *q, Py_ssize_t skip,
     """One group of LANES elements into the lanes (kl_term_f64).  Lanes
     j < skip hold elements already counted and take p = 0, q = 1."""
     cdef Py_ssize_t j
-    cdef double pv, qv, pk
+    cdef double pv, qv, kd
     cdef uint64_t bits
     for j in range(LANES):
         pv = p[j]
         qv = q[j]
         pv = pv if j >= skip else 0.0
         qv = qv if j >= skip else 1.0
-        L.acc[j] += kl_term_f64(pv, qv, &pk, &bits)
-        L.acck[j] += pk
+        L.acc[j] += kl_term_f64(pv, qv, &kd, &bits)
+        L.acck[j] = klm_mul_add_f64(pv, kd, L.acck[j])
         L.bad[j] |= bits
 
 
@@ -154,7 +158,7 @@ cdef inline bint kl_block_f64(const double *p, const double *q, Py_ssize_t lengt
     cdef LanesF64 L
     cdef Py_ssize_t g, j, full = length - length % LANES, rem = length - full
     cdef uint64_t bad = 0
-    cdef double pk
+    cdef double kd
     cdef uint64_t bits
     for j in range(LANES):
         L.acc[j] = 0.0
@@ -163,8 +167,8 @@ cdef inline bint kl_block_f64(const double *p, const double *q, Py_ssize_t lengt
     if length < LANES:
         # a row shorter than a group: element j in lane j, no vector to fill
         for j in range(length):
-            L.acc[j] = kl_term_f64(p[j], q[j], &pk, &bits)
-            L.acck[j] = pk
+            L.acc[j] = kl_term_f64(p[j], q[j], &kd, &bits)
+            L.acck[j] = p[j] * kd
             L.bad[j] = bits
     for g in range(full // LANES):
         kl_group_f64(p + g * LANES, q + g * LANES, 0, &L)
@@ -207,7 +211,17 @@ cdef inline float kl_term_f32(const float *p, const float *r, const float *s, Py
     """Term j of a group: p log r + (p - r q), 0 for a skipped lane."""
     cdef float pv = p[j]
     pv = pv if j >= skip else 0.0
-    return pv * r[j] + s[j]
+    return klm_mul_add_f32(pv, r[j], s[j])
+
+
+cdef inline float kl_pair_f32(const float *p, const float *r, const float *s, Py_ssize_t j,
+                              Py_ssize_t d) noexcept nogil:
+    """Terms j and j + d of p, the logs of the ratios r and the residuals s,
+    added in float before they are widened to a double lane (the products
+    rounded by klm_mul_add_f32: a product left to the compiler is fused in
+    one loop and not in another)."""
+    cdef float t = klm_mul_add_f32(p[j], r[j], s[j] + s[d + j])
+    return klm_mul_add_f32(p[d + j], r[d + j], t)
 
 
 cdef inline bint kl_block_f32(const float *p, const float *q, Py_ssize_t length,
@@ -215,25 +229,26 @@ cdef inline bint kl_block_f32(const float *p, const float *q, Py_ssize_t length,
     """The float32 block (0 < length <= BLOCK_F32) in three short loops (fewer
     live values than one fused loop, measured faster): ratios, residuals and
     checks; the division-free log of the ratios in place; the terms
-    p log r + (p - r q) in float, two groups added before they are widened to
-    the double lanes.  rbuf is the caller's scratch of 2 (BLOCK_F32 + LANES)
+    p log r + (p - r q) in float, two added (elements i and i + half) before
+    they are widened to the double lanes.  rbuf is the caller's scratch of 2 (BLOCK_F32 + LANES)
     floats (ratios, then their logs; residuals)."""
     cdef float *sbuf = rbuf + BLOCK_F32 + LANES
     cdef double acc[LANES]
     cdef uint32_t bad = 0
     cdef Py_ssize_t g, i, j, full = length - length % LANES, pairs = full // (2 * LANES)
+    cdef Py_ssize_t half = pairs * LANES
     cdef Py_ssize_t rem = length - full, skip = LANES - rem
     cdef const float *ptail = p
     cdef const float *qtail = q
     cdef Py_ssize_t padded = full + (LANES if rem else 0)
-    cdef float t, pv, qv, r, sv
+    cdef float pv, qv, r, sv
     if length < LANES:
         # a row shorter than a group: element j in lane j, no vector to fill
         for j in range(LANES):
             acc[j] = 0.0
         for j in range(length):
             bad |= kl_ratio_f32(p[j], q[j], &r, &sv)
-            acc[j] = p[j] * klm_log_normal_f32(r) + sv
+            acc[j] = klm_mul_add_f32(p[j], klm_log_normal_f32(r), sv)
         if bad >> 31:
             return True
         out[0] = lane_total(acc)
@@ -257,13 +272,15 @@ cdef inline bint kl_block_f32(const float *p, const float *q, Py_ssize_t length,
         rbuf[i] = klm_log_normal_f32(rbuf[i])
     for j in range(LANES):
         acc[j] = 0.0
+    # the first 2 half elements in pairs (i, i + half), added in float in place
+    # of the first log, then lane j adds the pairs i % LANES == j
+    for i in range(half):
+        rbuf[i] = kl_pair_f32(p, rbuf, sbuf, i, half)
     for g in range(pairs):
-        i = g * 2 * LANES
         for j in range(LANES):
-            t = p[i + j] * rbuf[i + j] + (sbuf[i + j] + sbuf[i + LANES + j])
-            acc[j] += p[i + LANES + j] * rbuf[i + LANES + j] + t
+            acc[j] += rbuf[g * LANES + j]
     if full % (2 * LANES):
-        i = pairs * 2 * LANES
+        i = 2 * half
         for j in range(LANES):
             acc[j] += kl_term_f32(p + i, rbuf + i, sbuf + i, 0, j)
     if rem:
@@ -428,6 +445,9 @@ cdef int kl_row(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t 
     return st
 
 
+include "_core_short.pxi"
+
+
 # ---- element-wise maps of the math, for accuracy tests ----------------------
 
 cdef int math_map(int fn, int is_f32, const void *x, void *y, Py_ssize_t n) noexcept nogil:
@@ -468,6 +488,8 @@ cdef CoreTable _TABLE
 cdef bytes _NAME = b""
 _TABLE.kl_row_f64 = kl_row[double]
 _TABLE.kl_row_f32 = kl_row[float]
+_TABLE.kl_rows_short_f64 = kl_rows_short[double]
+_TABLE.kl_rows_short_f32 = kl_rows_short[float]
 _TABLE.find_bad_f64 = find_bad[double]
 _TABLE.find_bad_f32 = find_bad[float]
 _TABLE.math_map = math_map

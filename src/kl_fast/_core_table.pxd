@@ -12,6 +12,11 @@ cdef enum:
     ROW_ZERO_SUM_P = 4   # normalize: the first input cannot be normalised (its sum
     ROW_ZERO_SUM_Q = 5   # is 0, overflows or is NaN; log-space: -inf everywhere)
 
+# The longest row kl_rows_short takes (measured: beyond ~40 elements the row
+# kernel, vectorised along the row, is faster).
+cdef enum:
+    SHORT_N = 40
+
 from kl_fast._core_gaussian cimport (
     gk_psums_f64_fn, gk_psums_f32_fn, gk_eval_f64_fn, gk_eval_f32_fn, gk_newton_f64_fn,
     gk_newton_f32_fn, gk_gd_f64_fn, gk_gd_f32_fn,
@@ -23,6 +28,14 @@ ctypedef int (*kl_row_f64_fn)(const double *p, Py_ssize_t sp, const double *q,
 ctypedef int (*kl_row_f32_fn)(const float *p, Py_ssize_t sp, const float *q,
                               Py_ssize_t sq, Py_ssize_t n, int check, int want_sums,
                               double *res) noexcept nogil
+# kl_row of m rows of n <= SHORT_N contiguous elements, row i at p + i sp0,
+# q + i sq0: res[3 i : 3 i + 3] and status[i] as kl_row gives them.
+ctypedef void (*kl_rows_short_f64_fn)(const double *p, Py_ssize_t sp0, const double *q,
+                                      Py_ssize_t sq0, Py_ssize_t m, Py_ssize_t n, int check,
+                                      int want_sums, double *res, int *status) noexcept nogil
+ctypedef void (*kl_rows_short_f32_fn)(const float *p, Py_ssize_t sp0, const float *q,
+                                      Py_ssize_t sq0, Py_ssize_t m, Py_ssize_t n, int check,
+                                      int want_sums, double *res, int *status) noexcept nogil
 ctypedef int (*find_bad_f64_fn)(const double *p, Py_ssize_t sp, const double *q,
                                 Py_ssize_t sq, Py_ssize_t n, int *which,
                                 Py_ssize_t *index, double *value) noexcept nogil
@@ -59,6 +72,8 @@ ctypedef struct CoreTable:
     const char *name
     kl_row_f64_fn kl_row_f64
     kl_row_f32_fn kl_row_f32
+    kl_rows_short_f64_fn kl_rows_short_f64
+    kl_rows_short_f32_fn kl_rows_short_f32
     find_bad_f64_fn find_bad_f64
     find_bad_f32_fn find_bad_f32
     math_map_fn math_map

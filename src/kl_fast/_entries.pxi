@@ -37,6 +37,9 @@ cdef enum:
     # of fixed cost).
     PAIR_COST = 16
     SMALL_PAIRWISE = 1 << 17
+    # kl_div's rows of n <= SHORT_N elements go SHORT_ROWS at a time through the
+    # short-row kernel (a thread's unit of work)
+    SHORT_ROWS = 128
 
 import numpy as _numpy
 
@@ -280,6 +283,12 @@ cdef inline int _row_value(int kind, bint f32, const char *p, Py_ssize_t sp, con
     Python layer must do instead (ROW_PYTHON, ROW_RESCALE)."""
     cdef double res[3]
     cdef int st = _row(kind, f32, p, sp, q, sq, n, normalize, check, res)
+    return _finish(kind, f32, st, res, normalize, log_base, dx, value)
+
+
+cdef inline int _finish(int kind, bint f32, int st, double *res, bint normalize,
+                        double log_base, double dx, double *value) noexcept nogil:
+    """_row_value's work on a row the kernel has done: its status st and res."""
     if kind == KIND_KL:
         if st == ROW_BAD:
             return ROW_PYTHON
@@ -393,6 +402,52 @@ cdef bint _run_columns(int kind, bint f32, const char *p, const char *q, Layout 
     return failed == 0
 
 
+cdef int _short_rows(bint f32, const char *p, const char *q, Layout *L, Py_ssize_t item,
+                     Py_ssize_t r0, bint normalize, bint check, double log_base, double dx,
+                     double *values) noexcept nogil:
+    """kl_div's rows r0 .. r0 + SHORT_ROWS - 1 (or to the end) through the
+    short-row kernel; the number that need the Python layer."""
+    cdef double res[3 * SHORT_ROWS]
+    cdef int st[SHORT_ROWS]
+    cdef Py_ssize_t r, rows = min(<Py_ssize_t>SHORT_ROWS, L.m - r0)
+    cdef const char *pr = p + r0 * L.sp0 * item
+    cdef const char *qr = q + r0 * L.sq0 * item
+    cdef int failed = 0
+    if f32:
+        core_table().kl_rows_short_f32(<const float *>pr, L.sp0, <const float *>qr, L.sq0, rows,
+                                       L.n, check, normalize, res, st)
+    else:
+        core_table().kl_rows_short_f64(<const double *>pr, L.sp0, <const double *>qr, L.sq0,
+                                       rows, L.n, check, normalize, res, st)
+    for r in range(rows):
+        if _finish(KIND_KL, f32, st[r], &res[3 * r], normalize, log_base, dx,
+                   &values[r0 + r]) != ROW_DONE:
+            failed += 1
+    return failed
+
+
+cdef bint _run_short(bint f32, const char *p, const char *q, Layout *L, Py_ssize_t item,
+                     bint normalize, bint check, double log_base, double dx, int n_threads,
+                     double *values) noexcept:
+    """_run_rows for kl_div's short contiguous rows, SHORT_ROWS at a time."""
+    cdef Py_ssize_t g, groups = (L.m + SHORT_ROWS - 1) // SHORT_ROWS
+    cdef int failed = 0
+    if n_threads <= 1 or groups == 1:
+        with nogil:
+            for g in range(groups):
+                if kl_stop_requested() or _short_rows(f32, p, q, L, item, g * SHORT_ROWS,
+                                                      normalize, check, log_base, dx, values):
+                    return False
+        return True
+    for g in prange(groups, nogil=True, schedule="static", num_threads=n_threads):
+        if kl_stop_requested():
+            failed += 1
+        else:
+            failed += _short_rows(f32, p, q, L, item, g * SHORT_ROWS, normalize, check,
+                                  log_base, dx, values)
+    return failed == 0
+
+
 cdef bint _run_rows(int kind, bint f32, const char *p, const char *q, Layout *L, Py_ssize_t item,
                     bint normalize, bint check, double log_base, double dx, int n_threads,
                     double *values) noexcept:
@@ -404,6 +459,9 @@ cdef bint _run_rows(int kind, bint f32, const char *p, const char *q, Layout *L,
             and 1 < L.n <= TILE_MAX_N and (L.sq0 == 1 or L.sq0 == 0)):
         return _run_columns(kind, f32, p, q, L, item, normalize, check, log_base, dx,
                             n_threads, values)
+    if (kind == KIND_KL and L.m_in == 0 and L.sp1 == 1 and L.sq1 == 1 and L.m >= 2
+            and 0 < L.n <= SHORT_N):
+        return _run_short(f32, p, q, L, item, normalize, check, log_base, dx, n_threads, values)
     if n_threads <= 1:
         with nogil:
             for i in range(m):

@@ -5,7 +5,7 @@
 from cython cimport floating
 
 from kl_fast._core_table cimport (
-    CoreTable, ROW_BAD, ROW_CAREFUL, ROW_OK, ROW_ZERO_SUM_P, ROW_ZERO_SUM_Q,
+    CoreTable, ROW_BAD, ROW_CAREFUL, ROW_OK, ROW_ZERO_SUM_P, ROW_ZERO_SUM_Q, SHORT_N,
 )
 
 

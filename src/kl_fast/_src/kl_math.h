@@ -22,6 +22,7 @@
  *   klm_exp_split_f32       exp of a float pair as a float pair times 2^k (k in double's range)
  *   klm_scale_pair_f64      that pair times 2^k, in double
  *   klm_xlogy_f64/_f32      x log y, exactly +0 where x == 0
+ *   klm_mul_add_f64/_f32    a b + c rounded alike in every loop (fma where the target has it)
  *   klm_js_series_f64/_f32  g(d) / d^2 of the Jensen-Shannon pair term as a series in d^2
  */
 #ifndef KL_MATH_H
@@ -451,6 +452,15 @@ static inline double klm_mul_add_f64(double a, double b, double c)
 {
 #if KLM_HAVE_FMA
     return fma(a, b, c);
+#else
+    return a * b + c;
+#endif
+}
+
+static inline float klm_mul_add_f32(float a, float b, float c)
+{
+#if KLM_HAVE_FMA
+    return fmaf(a, b, c);
 #else
     return a * b + c;
 #endif

@@ -1,0 +1,124 @@
+"""The short-row kernel: kl_div over many rows of up to SHORT_N elements gives
+every row the bits of kl_div on that row alone (the row kernel), on every
+kernel path, through the compiled entry and through the Python layer, with
+every row the fast path cannot take handed to the careful path."""
+import numpy as np
+import pytest
+
+import kl_fast
+from kl_fast import _config, _kernels
+
+PATHS = _kernels.available_isas()
+SHORT_N = 40  # the longest row the short-row kernel takes (_core_table.pxd)
+LENGTHS = sorted(set(range(1, 18)) | {23, 24, 31, 32, 33, 39, 40, 41, 48})
+
+
+@pytest.fixture(params=PATHS)
+def path(request):
+    previous = _kernels.current_isa()
+    _config.select_isa(request.param == "baseline")
+    yield request.param
+    _config.select_isa(previous == "baseline")
+
+
+def draw(rng, m, n, dtype, kind):
+    p = rng.random((m, n))
+    q = rng.random((m, n))
+    if kind == "zeros":
+        p[rng.random((m, n)) < 0.3] = 0.0
+    elif kind == "near":
+        q = p * (1.0 + 1e-6 * rng.standard_normal((m, n)))
+    elif kind == "wide":
+        p *= 10.0 ** rng.uniform(-30, 30, (m, n))
+        q *= 10.0 ** rng.uniform(-30, 30, (m, n))
+    p[p.sum(axis=1) == 0, 0] = 0.5
+    return p.astype(dtype), q.astype(dtype)
+
+
+def row_by_row(p, q, **options):
+    return np.array([kl_fast.kl_div(p[i], q[i], **options) for i in range(p.shape[0])])
+
+
+def assert_same_bits(got, want):
+    want = np.ascontiguousarray(want, dtype=got.dtype)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(np.ascontiguousarray(got).view(np.uint8), want.view(np.uint8))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kind", ["uniform", "zeros", "near", "wide"])
+def test_rows_match_the_row_kernel(path, rng, dtype, kind):
+    for n in LENGTHS:
+        p, q = draw(rng, 150, n, dtype, kind)
+        for normalize in (False, True):
+            got = kl_fast.kl_div(p, q, normalize=normalize)
+            assert_same_bits(got, row_by_row(p, q, normalize=normalize))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("num_threads", [1, 2])
+def test_layouts_threads_and_the_python_layer(path, rng, dtype, num_threads):
+    p, q = draw(rng, 1000, 10, dtype, "zeros")
+    want = row_by_row(p, q)
+    # contiguous, on one or two threads
+    assert_same_bits(kl_fast.kl_div(p, q, num_threads=num_threads), want)
+    # rows of a wider array (row stride != n), and reversed rows
+    wide_p = np.zeros((1000, 16), dtype)
+    wide_p[:, :10] = p
+    assert_same_bits(kl_fast.kl_div(wide_p[:, :10], q, num_threads=num_threads), want)
+    assert_same_bits(kl_fast.kl_div(p[::-1], q[::-1], num_threads=num_threads), want[::-1])
+    # one q row broadcast against every p row (row stride 0)
+    assert_same_bits(kl_fast.kl_div(p, q[3], num_threads=num_threads),
+                     row_by_row(p, np.broadcast_to(q[3], p.shape)))
+    # q of another dtype: the Python layer casts and runs _kernels.kl_rows
+    other = np.float32 if dtype == np.float64 else np.float64
+    got = kl_fast.kl_div(p.astype(np.float64), q.astype(other).astype(np.float64).astype(other),
+                         num_threads=num_threads)
+    want_cast = row_by_row(p.astype(np.float64), q.astype(other).astype(np.float64))
+    assert_same_bits(got, want_cast)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rows_the_fast_path_cannot_take(path, rng, dtype):
+    """A row with q = 0 under p > 0 (+inf), a subnormal ratio, or a zero
+    beside normal rows: each row keeps its own value, its neighbours theirs."""
+    tiny = np.finfo(dtype).tiny
+    p, q = draw(rng, 300, 10, dtype, "uniform")
+    q[5, 3] = 0.0                       # +inf
+    p[77, 2] = tiny / 4                 # a subnormal p: the careful path
+    q[150, 0] = np.finfo(dtype).max     # ratio below the normal range
+    p[299] = 0.0                        # all of p zero: 0 without normalize
+    p[299, 9] = 1.0
+    want = row_by_row(p, q)
+    got = kl_fast.kl_div(p, q)
+    assert got[5] == np.inf
+    assert_same_bits(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_bad_values_are_reported_by_index(path, rng, dtype):
+    p, q = draw(rng, 500, 7, dtype, "uniform")
+    p_in, q_in = p.copy(), q.copy()
+    q[321, 4] = np.nan
+    with pytest.raises(ValueError, match=r"q.*\[321, 4\]"):
+        kl_fast.kl_div(p, q)
+    p[12, 1] = -0.25
+    with pytest.raises(ValueError, match=r"p.*\[12, 1\]"):
+        kl_fast.kl_div(p, q)
+    # check=False: the bad rows are NaN, the others exact
+    got = kl_fast.kl_div(p, q, check=False)
+    assert np.isnan(got[12]) and np.isnan(got[321])
+    good = np.ones(500, bool)
+    good[[12, 321]] = False
+    assert_same_bits(got[good], row_by_row(p[good], q[good]))
+    assert np.array_equal(p_in[good], p[good]) and np.array_equal(q_in[good], q[good])
+
+
+def test_short_rows_against_the_reference(rng):
+    """Independent of the row kernel: the NumPy reference on the same rows."""
+    from kl_fast import reference
+    p, q = draw(rng, 2000, 10, np.float64, "zeros")
+    p /= p.sum(axis=1, keepdims=True)
+    q /= q.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(kl_fast.kl_div(p, q), reference.kl_div(p, q), rtol=1e-13,
+                               atol=1e-16)
