@@ -67,6 +67,10 @@ def test_layouts_threads_and_the_python_layer(path, rng, dtype, num_threads):
     wide_p[:, :10] = p
     assert_same_bits(kl_fast.kl_div(wide_p[:, :10], q, num_threads=num_threads), want)
     assert_same_bits(kl_fast.kl_div(p[::-1], q[::-1], num_threads=num_threads), want[::-1])
+    # the columns of C-order matrices (axis=0: element stride 1000, row stride 1)
+    pt, qt = np.ascontiguousarray(p.T), np.ascontiguousarray(q.T)
+    assert_same_bits(kl_fast.kl_div(pt, qt, axis=0, num_threads=num_threads), want)
+    assert_same_bits(kl_fast.kl_div(pt, q.T, axis=0, num_threads=num_threads), want)
     # one q row broadcast against every p row (row stride 0)
     assert_same_bits(kl_fast.kl_div(p, q[3], num_threads=num_threads),
                      row_by_row(p, np.broadcast_to(q[3], p.shape)))

@@ -27,7 +27,7 @@ from cython cimport floating
 
 from kl_fast._core_table cimport (
     CoreTable, ROW_BAD, ROW_CAREFUL, ROW_NEEDS_CARE, ROW_OK, ROW_ZERO_SUM_P, ROW_ZERO_SUM_Q,
-    SHORT_N,
+    SHORT_N, BLOCK_F64, BLOCK_F32,
 )
 
 cdef extern from "kl_math.h" nogil:
@@ -48,8 +48,7 @@ cdef extern from "kl_math.h" nogil:
 
 cdef enum:
     LANES = 8
-    BLOCK_F64 = 256      # elements per block of the float64 kernels
-    BLOCK_F32 = 1024     # and of the float32 ones (terms widened per block)
+    BLOCK_BATCH = 16     # block results a row keeps at a time before adding them
 
 
 # ---- sums -----------------------------------------------------------------
@@ -306,16 +305,70 @@ cdef inline const floating *gather(const floating *x, Py_ssize_t stride, Py_ssiz
     return buf
 
 
-cdef int kl_row_fast(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
-                     Py_ssize_t n, bint want_sums, double *res) noexcept nogil:
-    """The fast path of one row: ROW_OK, or ROW_NEEDS_CARE for a row the
-    careful path must see (an element its checks flag, or an infinite total)."""
+cdef int kl_blocks(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                   Py_ssize_t n, Py_ssize_t b0, Py_ssize_t b1, int want_sums,
+                   double *sums) noexcept nogil:
+    """Blocks b0 .. b1 - 1 of a row of n elements (block b holds elements
+    b BLOCK .. (b + 1) BLOCK - 1): block b's KL sum, and with want_sums its
+    sums of p and q (else 0), into sums[3 (b - b0) :].  Returns ROW_OK, or
+    ROW_NEEDS_CARE for an element the careful path must see or a block total
+    that is not finite.  Blocks are independent: threads may share a row."""
     cdef floating pbuf[BLOCK_F32]
     cdef floating qbuf[BLOCK_F32]
     cdef float scratch[2 * (BLOCK_F32 + LANES)]
-    cdef double sums[3]
-    cdef double kl = 0.0, kl_c = 0.0, ps = 0.0, ps_c = 0.0, qs = 0.0, qs_c = 0.0
-    cdef Py_ssize_t start = 0, length, block = BLOCK_F64 if floating is double else BLOCK_F32
+    cdef Py_ssize_t b, start, length, block = BLOCK_F64 if floating is double else BLOCK_F32
+    cdef double *out
+    cdef bint bad
+    for b in range(b0, b1):
+        start = b * block
+        length = min(n - start, block)
+        out = sums + 3 * (b - b0)
+        out[1] = 0.0
+        out[2] = 0.0
+        if floating is double:
+            bad = kl_block_f64(gather(p + start * sp, sp, length, pbuf),
+                               gather(q + start * sq, sq, length, qbuf), length, want_sums, out)
+        else:
+            bad = kl_block_f32(gather(p + start * sp, sp, length, pbuf),
+                               gather(q + start * sq, sq, length, qbuf), length, want_sums, scratch,
+                               out)
+        if bad or not (fabs(out[0]) <= DBL_MAX):
+            return ROW_NEEDS_CARE
+    return ROW_OK
+
+
+cdef inline void add_blocks(const double *sums, Py_ssize_t count, double *acc) noexcept nogil:
+    """count block results (kl_blocks) added in order into acc = (KL, its
+    compensation, sum p, its compensation, sum q, its compensation)."""
+    cdef Py_ssize_t b, k
+    for b in range(count):
+        for k in range(3):
+            neumaier(&acc[2 * k], &acc[2 * k + 1], sums[3 * b + k])
+
+
+cdef int blocks_total(const double *sums, Py_ssize_t count, double *res) noexcept nogil:
+    """A row's results from all its count block results (kl_blocks) into
+    res[0:3]: ROW_OK, or ROW_NEEDS_CARE when the total is not finite."""
+    cdef double acc[6]
+    cdef Py_ssize_t k
+    for k in range(6):
+        acc[k] = 0.0
+    add_blocks(sums, count, acc)
+    for k in range(3):
+        res[k] = acc[2 * k] + acc[2 * k + 1]
+    return ROW_OK if fabs(res[0]) <= DBL_MAX else ROW_NEEDS_CARE
+
+
+cdef int kl_row_fast(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                     Py_ssize_t n, bint want_sums, double *res) noexcept nogil:
+    """The fast path of one row: ROW_OK, or ROW_NEEDS_CARE for a row the
+    careful path must see (an element its checks flag, or an infinite total).
+    A row longer than a block is summed blockwise (kl_blocks, add_blocks)."""
+    cdef float scratch[2 * (BLOCK_F32 + LANES)]
+    cdef double sums[3 * BLOCK_BATCH]
+    cdef double acc[6]
+    cdef Py_ssize_t k, b0 = 0, b1, block = BLOCK_F64 if floating is double else BLOCK_F32
+    cdef Py_ssize_t nblocks = (n + block - 1) // block
     cdef bint bad
     if n == 0:
         res[0] = res[1] = res[2] = 0.0
@@ -329,29 +382,17 @@ cdef int kl_row_fast(const floating *p, Py_ssize_t sp, const floating *q, Py_ssi
         else:
             bad = kl_block_f32(p, q, n, want_sums, scratch, res)
         return ROW_NEEDS_CARE if bad or not (fabs(res[0]) <= DBL_MAX) else ROW_OK
-    while start < n:
-        length = min(n - start, block)
-        sums[1] = 0.0
-        sums[2] = 0.0
-        if floating is double:
-            bad = kl_block_f64(gather(p + start * sp, sp, length, pbuf),
-                               gather(q + start * sq, sq, length, qbuf), length, want_sums, sums)
-        else:
-            bad = kl_block_f32(gather(p + start * sp, sp, length, pbuf),
-                               gather(q + start * sq, sq, length, qbuf), length, want_sums, scratch,
-                               sums)
-        if bad or not (fabs(sums[0]) <= DBL_MAX):
+    for k in range(6):
+        acc[k] = 0.0
+    while b0 < nblocks:
+        b1 = min(b0 + BLOCK_BATCH, nblocks)
+        if kl_blocks(p, sp, q, sq, n, b0, b1, want_sums, sums) != ROW_OK:
             return ROW_NEEDS_CARE
-        neumaier(&kl, &kl_c, sums[0])
-        neumaier(&ps, &ps_c, sums[1])
-        neumaier(&qs, &qs_c, sums[2])
-        start += length
-    res[0] = kl + kl_c
-    res[1] = ps + ps_c
-    res[2] = qs + qs_c
-    if not (fabs(res[0]) <= DBL_MAX):
-        return ROW_NEEDS_CARE
-    return ROW_OK
+        add_blocks(sums, b1 - b0, acc)
+        b0 = b1
+    for k in range(3):
+        res[k] = acc[2 * k] + acc[2 * k + 1]
+    return ROW_OK if fabs(res[0]) <= DBL_MAX else ROW_NEEDS_CARE
 
 
 cdef inline double kl_term_careful(double p, double q, bint *pos_inf) noexcept nogil:
@@ -490,6 +531,9 @@ _TABLE.kl_row_f64 = kl_row[double]
 _TABLE.kl_row_f32 = kl_row[float]
 _TABLE.kl_rows_short_f64 = kl_rows_short[double]
 _TABLE.kl_rows_short_f32 = kl_rows_short[float]
+_TABLE.kl_blocks_f64 = kl_blocks[double]
+_TABLE.kl_blocks_f32 = kl_blocks[float]
+_TABLE.kl_blocks_total = blocks_total
 _TABLE.find_bad_f64 = find_bad[double]
 _TABLE.find_bad_f32 = find_bad[float]
 _TABLE.math_map = math_map

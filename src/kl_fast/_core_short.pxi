@@ -117,9 +117,24 @@ cdef inline void short_totals(double *a, const double *ak, Py_ssize_t rows,
                     + ((a[4 * rows + r] + a[5 * rows + r]) + (a[6 * rows + r] + a[7 * rows + r])))
 
 
-cdef void short_chunk(const floating *p, Py_ssize_t sp0, const floating *q, Py_ssize_t sq0,
-                      Py_ssize_t rows, Py_ssize_t n, int check, int want_sums, double *res,
-                      int *status) noexcept nogil:
+cdef inline void short_sums(const floating *x, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t rows,
+                            Py_ssize_t n, double *a, double *total) noexcept nogil:
+    """block_sums of rows rows of x (element e of row r at x[r s0 + e s1]),
+    row r's into total[r]: lane j adds the elements e % LANES == j of the
+    full groups, then element full + j; a is scratch for the lanes."""
+    cdef Py_ssize_t e, i, j, r, full = n - n % LANES
+    for i in range(LANES * rows):
+        a[i] = 0.0
+    for e in range(n):
+        j = e % LANES if e < full else e - full
+        for r in range(rows):
+            a[j * rows + r] += x[r * s0 + e * s1]
+    short_totals(a, a, rows, False, total)
+
+
+cdef void short_chunk(const floating *p, Py_ssize_t sp0, Py_ssize_t sp1, const floating *q,
+                      Py_ssize_t sq0, Py_ssize_t sq1, Py_ssize_t rows, Py_ssize_t n, int check,
+                      int want_sums, double *res, int *status) noexcept nogil:
     """kl_rows_short for one chunk: rows * n <= SHORT_ELEMS, rows <= SHORT_ROWS."""
     cdef double t[SHORT_ELEMS]
     cdef double tk[SHORT_ELEMS]      # float64: the exponents k of the ratios
@@ -129,21 +144,24 @@ cdef void short_chunk(const floating *p, Py_ssize_t sp0, const floating *q, Py_s
     cdef double a[LANES * SHORT_ROWS]
     cdef double ak[LANES * SHORT_ROWS]
     cdef double total[SHORT_ROWS]
+    cdef double psum[SHORT_ROWS]
+    cdef double qsum[SHORT_ROWS]
     cdef uint64_t bad = 0, b
     cdef Py_ssize_t e, i, r
     for e in range(n):
         for r in range(rows):
             i = e * rows + r
-            pt[i] = p[r * sp0 + e]
+            pt[i] = p[r * sp0 + e * sp1]
             if floating is double:
-                t[i] = kl_term_f64(pt[i], q[r * sq0 + e], &tk[i], &b)
+                t[i] = kl_term_f64(pt[i], q[r * sq0 + e * sq1], &tk[i], &b)
                 bad |= b
             else:
-                bad |= kl_ratio_f32(pt[i], q[r * sq0 + e], &lr[i], &s[i])
+                bad |= kl_ratio_f32(pt[i], q[r * sq0 + e * sq1], &lr[i], &s[i])
     if bad >> (63 if floating is double else 31):
         # an element the fast path cannot take: every row of the chunk goes to kl_row
         for r in range(rows):
-            status[r] = kl_row(p + r * sp0, 1, q + r * sq0, 1, n, check, want_sums, res + 3 * r)
+            status[r] = kl_row(p + r * sp0, sp1, q + r * sq0, sq1, n, check, want_sums,
+                               res + 3 * r)
         return
     if floating is double:
         short_lanes(t, rows, n, a)
@@ -154,26 +172,34 @@ cdef void short_chunk(const floating *p, Py_ssize_t sp0, const floating *q, Py_s
         short_lanes_f32(pt, lr, s, rows, n, a)
     short_totals(a, ak, rows, floating is double, total)
     for r in range(rows):
-        if not (fabs(total[r]) <= DBL_MAX):
-            status[r] = kl_row(p + r * sp0, 1, q + r * sq0, 1, n, check, want_sums, res + 3 * r)
-            continue
-        res[3 * r] = total[r]
         res[3 * r + 1] = 0.0
         res[3 * r + 2] = 0.0
+    if want_sums:
+        short_sums(p, sp0, sp1, rows, n, a, psum)
+        short_sums(q, sq0, sq1, rows, n, a, qsum)
+    for r in range(rows):
+        if not (fabs(total[r]) <= DBL_MAX):
+            status[r] = kl_row(p + r * sp0, sp1, q + r * sq0, sq1, n, check, want_sums,
+                               res + 3 * r)
+            continue
+        res[3 * r] = total[r]
         if want_sums:
-            block_sums(p + r * sp0, q + r * sq0, n, res + 3 * r + 1)
+            res[3 * r + 1] = psum[r]
+            res[3 * r + 2] = qsum[r]
         status[r] = ROW_OK
 
 
-cdef void kl_rows_short(const floating *p, Py_ssize_t sp0, const floating *q, Py_ssize_t sq0,
-                        Py_ssize_t m, Py_ssize_t n, int check, int want_sums, double *res,
-                        int *status) noexcept nogil:
-    """kl_row of m rows of n contiguous elements (0 < n <= SHORT_N), row i at
-    p + i * sp0 and q + i * sq0 (either stride may be 0, a broadcast row):
-    row i's results into res[3 i : 3 i + 3] and its status into status[i],
-    the same bits and statuses as kl_row."""
+cdef void kl_rows_short(const floating *p, Py_ssize_t sp0, Py_ssize_t sp1, const floating *q,
+                        Py_ssize_t sq0, Py_ssize_t sq1, Py_ssize_t m, Py_ssize_t n, int check,
+                        int want_sums, double *res, int *status) noexcept nogil:
+    """kl_row of m rows of n elements (0 < n <= SHORT_N), element e of row i
+    at p[i sp0 + e sp1] and q[i sq0 + e sq1] (strides in elements, 0 for a
+    broadcast operand): row i's results into res[3 i : 3 i + 3] and its
+    status into status[i], the same bits and statuses as kl_row.  The rows
+    of a reduction along axis 0 of a C-order matrix (sp0 = 1) are read
+    across rows at unit stride, the kernel's best case."""
     cdef Py_ssize_t r0 = 0, rows = min(<Py_ssize_t>SHORT_ROWS, SHORT_ELEMS // n)
     while r0 < m:
-        short_chunk(p + r0 * sp0, sp0, q + r0 * sq0, sq0, min(rows, m - r0), n, check,
-                    want_sums, res + 3 * r0, status + r0)
+        short_chunk(p + r0 * sp0, sp0, sp1, q + r0 * sq0, sq0, sq1, min(rows, m - r0), n,
+                    check, want_sums, res + 3 * r0, status + r0)
         r0 += rows

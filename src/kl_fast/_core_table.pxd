@@ -12,6 +12,11 @@ cdef enum:
     ROW_ZERO_SUM_P = 4   # normalize: the first input cannot be normalised (its sum
     ROW_ZERO_SUM_Q = 5   # is 0, overflows or is NaN; log-space: -inf everywhere)
 
+# Elements per block of the float64 and float32 KL rows (_core.pxi).
+cdef enum:
+    BLOCK_F64 = 256
+    BLOCK_F32 = 1024
+
 # The longest row kl_rows_short takes (measured: beyond ~40 elements the row
 # kernel, vectorised along the row, is faster).
 cdef enum:
@@ -28,14 +33,27 @@ ctypedef int (*kl_row_f64_fn)(const double *p, Py_ssize_t sp, const double *q,
 ctypedef int (*kl_row_f32_fn)(const float *p, Py_ssize_t sp, const float *q,
                               Py_ssize_t sq, Py_ssize_t n, int check, int want_sums,
                               double *res) noexcept nogil
-# kl_row of m rows of n <= SHORT_N contiguous elements, row i at p + i sp0,
-# q + i sq0: res[3 i : 3 i + 3] and status[i] as kl_row gives them.
-ctypedef void (*kl_rows_short_f64_fn)(const double *p, Py_ssize_t sp0, const double *q,
-                                      Py_ssize_t sq0, Py_ssize_t m, Py_ssize_t n, int check,
-                                      int want_sums, double *res, int *status) noexcept nogil
-ctypedef void (*kl_rows_short_f32_fn)(const float *p, Py_ssize_t sp0, const float *q,
-                                      Py_ssize_t sq0, Py_ssize_t m, Py_ssize_t n, int check,
-                                      int want_sums, double *res, int *status) noexcept nogil
+# kl_row of m rows of n <= SHORT_N elements, element e of row i at
+# p[i sp0 + e sp1], q[i sq0 + e sq1]: res[3 i : 3 i + 3] and status[i] as
+# kl_row gives them.
+ctypedef void (*kl_rows_short_f64_fn)(const double *p, Py_ssize_t sp0, Py_ssize_t sp1,
+                                      const double *q, Py_ssize_t sq0, Py_ssize_t sq1,
+                                      Py_ssize_t m, Py_ssize_t n, int check, int want_sums,
+                                      double *res, int *status) noexcept nogil
+ctypedef void (*kl_rows_short_f32_fn)(const float *p, Py_ssize_t sp0, Py_ssize_t sp1,
+                                      const float *q, Py_ssize_t sq0, Py_ssize_t sq1,
+                                      Py_ssize_t m, Py_ssize_t n, int check, int want_sums,
+                                      double *res, int *status) noexcept nogil
+# Blocks b0 .. b1 - 1 of one row (block sums into sums[3 (b - b0) :]), and a
+# row's result from all its block sums: a long row shared by threads.
+ctypedef int (*kl_blocks_f64_fn)(const double *p, Py_ssize_t sp, const double *q,
+                                 Py_ssize_t sq, Py_ssize_t n, Py_ssize_t b0, Py_ssize_t b1,
+                                 int want_sums, double *sums) noexcept nogil
+ctypedef int (*kl_blocks_f32_fn)(const float *p, Py_ssize_t sp, const float *q,
+                                 Py_ssize_t sq, Py_ssize_t n, Py_ssize_t b0, Py_ssize_t b1,
+                                 int want_sums, double *sums) noexcept nogil
+ctypedef int (*kl_blocks_total_fn)(const double *sums, Py_ssize_t count,
+                                   double *res) noexcept nogil
 ctypedef int (*find_bad_f64_fn)(const double *p, Py_ssize_t sp, const double *q,
                                 Py_ssize_t sq, Py_ssize_t n, int *which,
                                 Py_ssize_t *index, double *value) noexcept nogil
@@ -74,6 +92,9 @@ ctypedef struct CoreTable:
     kl_row_f32_fn kl_row_f32
     kl_rows_short_f64_fn kl_rows_short_f64
     kl_rows_short_f32_fn kl_rows_short_f32
+    kl_blocks_f64_fn kl_blocks_f64
+    kl_blocks_f32_fn kl_blocks_f32
+    kl_blocks_total_fn kl_blocks_total
     find_bad_f64_fn find_bad_f64
     find_bad_f32_fn find_bad_f32
     math_map_fn math_map

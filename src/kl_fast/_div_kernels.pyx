@@ -10,7 +10,9 @@ broadcasting and allocation live in the Python layer.
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 
-from kl_fast._core_table cimport ROW_BAD, ROW_ZERO_SUM_P, ROW_ZERO_SUM_Q, SHORT_N
+from kl_fast._core_table cimport (
+    BLOCK_F32, BLOCK_F64, ROW_BAD, ROW_NEEDS_CARE, ROW_OK, ROW_ZERO_SUM_P, ROW_ZERO_SUM_Q, SHORT_N,
+)
 from kl_fast._kernels cimport core_table, kl_log_row, kl_row
 
 

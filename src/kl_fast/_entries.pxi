@@ -40,6 +40,10 @@ cdef enum:
     # kl_div's rows of n <= SHORT_N elements go SHORT_ROWS at a time through the
     # short-row kernel (a thread's unit of work)
     SHORT_ROWS = 128
+    # kl_div of a single row of at least LONG_ROW elements is shared by the
+    # threads, LONG_TASK blocks per task (see _run_long_row)
+    LONG_ROW = 1 << 17
+    LONG_TASK = 64
 
 import numpy as _numpy
 
@@ -414,11 +418,11 @@ cdef int _short_rows(bint f32, const char *p, const char *q, Layout *L, Py_ssize
     cdef const char *qr = q + r0 * L.sq0 * item
     cdef int failed = 0
     if f32:
-        core_table().kl_rows_short_f32(<const float *>pr, L.sp0, <const float *>qr, L.sq0, rows,
-                                       L.n, check, normalize, res, st)
+        core_table().kl_rows_short_f32(<const float *>pr, L.sp0, L.sp1, <const float *>qr,
+                                       L.sq0, L.sq1, rows, L.n, check, normalize, res, st)
     else:
-        core_table().kl_rows_short_f64(<const double *>pr, L.sp0, <const double *>qr, L.sq0,
-                                       rows, L.n, check, normalize, res, st)
+        core_table().kl_rows_short_f64(<const double *>pr, L.sp0, L.sp1, <const double *>qr,
+                                       L.sq0, L.sq1, rows, L.n, check, normalize, res, st)
     for r in range(rows):
         if _finish(KIND_KL, f32, st[r], &res[3 * r], normalize, log_base, dx,
                    &values[r0 + r]) != ROW_DONE:
@@ -448,6 +452,46 @@ cdef bint _run_short(bint f32, const char *p, const char *q, Layout *L, Py_ssize
     return failed == 0
 
 
+cdef bint _run_long_row(bint f32, const char *p, const char *q, Layout *L, bint normalize,
+                        bint check, double log_base, double dx, int n_threads,
+                        double *value) noexcept:
+    """kl_div of one long row shared by n_threads threads: its blocks'
+    results (kl_row's blocks, kl_blocks) computed in parallel, LONG_TASK
+    blocks per task, then added in order by one thread, so the value is the
+    bits kl_row gives on one thread.  A row the fast path cannot take, or any
+    failure, goes to kl_row on one thread."""
+    cdef Py_ssize_t n = L.n, block = BLOCK_F32 if f32 else BLOCK_F64
+    cdef Py_ssize_t nblocks = (n + block - 1) // block, t, b0, b1
+    cdef Py_ssize_t tasks = (nblocks + LONG_TASK - 1) // LONG_TASK
+    cdef double *sums = <double *>malloc(3 * nblocks * sizeof(double))
+    cdef double res[3]
+    cdef int failed = 0, st = ROW_NEEDS_CARE
+    if sums != NULL:
+        for t in prange(tasks, nogil=True, schedule="dynamic", num_threads=n_threads):
+            b0 = t * LONG_TASK
+            b1 = min(b0 + LONG_TASK, nblocks)
+            if kl_stop_requested():
+                failed += 1
+            elif f32:
+                failed += core_table().kl_blocks_f32(<const float *>p, L.sp1, <const float *>q,
+                                                     L.sq1, n, b0, b1, normalize,
+                                                     sums + 3 * b0) != ROW_OK
+            else:
+                failed += core_table().kl_blocks_f64(<const double *>p, L.sp1, <const double *>q,
+                                                     L.sq1, n, b0, b1, normalize,
+                                                     sums + 3 * b0) != ROW_OK
+        if failed == 0:
+            st = core_table().kl_blocks_total(sums, nblocks, res)
+        free(sums)
+    with nogil:
+        if st == ROW_OK:
+            return _finish(KIND_KL, f32, st, res, normalize, log_base, dx, value) == ROW_DONE
+        if kl_stop_requested():
+            return False
+        return _row_value(KIND_KL, f32, p, L.sp1, q, L.sq1, n, normalize, check, log_base, dx,
+                          value) == ROW_DONE
+
+
 cdef bint _run_rows(int kind, bint f32, const char *p, const char *q, Layout *L, Py_ssize_t item,
                     bint normalize, bint check, double log_base, double dx, int n_threads,
                     double *values) noexcept:
@@ -455,13 +499,14 @@ cdef bint _run_rows(int kind, bint f32, const char *p, const char *q, Layout *L,
     cdef Py_ssize_t i, m = L.m
     cdef bint ok = True
     cdef int failed = 0
+    if kind == KIND_KL and L.m == 1 and L.n >= LONG_ROW and n_threads > 1:
+        return _run_long_row(f32, p, q, L, normalize, check, log_base, dx, n_threads, values)
+    if kind == KIND_KL and L.m_in == 0 and L.m >= 2 and 0 < L.n <= SHORT_N:
+        return _run_short(f32, p, q, L, item, normalize, check, log_base, dx, n_threads, values)
     if (f32 and L.m_in == 0 and L.sp0 == 1 and L.sp1 != 1 and L.m >= 2
             and 1 < L.n <= TILE_MAX_N and (L.sq0 == 1 or L.sq0 == 0)):
         return _run_columns(kind, f32, p, q, L, item, normalize, check, log_base, dx,
                             n_threads, values)
-    if (kind == KIND_KL and L.m_in == 0 and L.sp1 == 1 and L.sq1 == 1 and L.m >= 2
-            and 0 < L.n <= SHORT_N):
-        return _run_short(f32, p, q, L, item, normalize, check, log_base, dx, n_threads, values)
     if n_threads <= 1:
         with nogil:
             for i in range(m):
@@ -623,7 +668,9 @@ cdef object _entry(int kind, object p, object q, object axis, bint keepdims, obj
         return None  # an empty reduction cannot be normalised: the Python layer explains
     if check and (L.m == 0 or L.n == 0) and (cnp.PyArray_SIZE(pa) or cnp.PyArray_SIZE(qa)):
         return None  # an empty broadcast of a non-empty input: the Python layer checks it
-    n_threads = _threads(num_threads, L.m, L.n, func)
+    # kl_div shares a single long row between threads (_run_long_row)
+    n_threads = _threads(num_threads, _cpu_count if kind == KIND_KL and L.m == 1
+                         and L.n >= LONG_ROW else L.m, L.n, func)
     if n_threads == 0:
         return None
     values = _values_buffer(L.m, stack_values)
