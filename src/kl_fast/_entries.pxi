@@ -41,9 +41,9 @@ cdef enum:
     # short-row kernel (a thread's unit of work)
     SHORT_ROWS = 128
     # kl_div of a single row of at least LONG_ROW elements is shared by the
-    # threads, LONG_TASK blocks per task (see _run_long_row)
-    LONG_ROW = 1 << 17
-    LONG_TASK = 64
+    # threads, tasks of LONG_TASK elements (see _run_long_row)
+    LONG_ROW = 1 << 13
+    LONG_TASK = 1 << 12
 
 import numpy as _numpy
 
@@ -457,19 +457,19 @@ cdef bint _run_long_row(bint f32, const char *p, const char *q, Layout *L, bint 
                         double *value) noexcept:
     """kl_div of one long row shared by n_threads threads: its blocks'
     results (kl_row's blocks, kl_blocks) computed in parallel, LONG_TASK
-    blocks per task, then added in order by one thread, so the value is the
+    elements per task, then added in order by one thread, so the value is the
     bits kl_row gives on one thread.  A row the fast path cannot take, or any
     failure, goes to kl_row on one thread."""
-    cdef Py_ssize_t n = L.n, block = BLOCK_F32 if f32 else BLOCK_F64
+    cdef Py_ssize_t n = L.n, block = BLOCK_F32 if f32 else BLOCK_F64, per_task = LONG_TASK // block
     cdef Py_ssize_t nblocks = (n + block - 1) // block, t, b0, b1
-    cdef Py_ssize_t tasks = (nblocks + LONG_TASK - 1) // LONG_TASK
+    cdef Py_ssize_t tasks = (nblocks + per_task - 1) // per_task
     cdef double *sums = <double *>malloc(3 * nblocks * sizeof(double))
     cdef double res[3]
     cdef int failed = 0, st = ROW_NEEDS_CARE
     if sums != NULL:
         for t in prange(tasks, nogil=True, schedule="dynamic", num_threads=n_threads):
-            b0 = t * LONG_TASK
-            b1 = min(b0 + LONG_TASK, nblocks)
+            b0 = t * per_task
+            b1 = min(b0 + per_task, nblocks)
             if kl_stop_requested():
                 failed += 1
             elif f32:
