@@ -648,6 +648,7 @@ cdef object _entry(int kind, object p, object q, object axis, bint keepdims, obj
     cdef double stack_values[STACK_ROWS]
     cdef double *values
     cdef bint ok, watched
+    cdef object direct = None
     if pa is None:
         return None
     qa = _operand(q)
@@ -673,7 +674,12 @@ cdef object _entry(int kind, object p, object q, object axis, bint keepdims, obj
                          and L.n >= LONG_ROW else L.m, L.n, func)
     if n_threads == 0:
         return None
-    values = _values_buffer(L.m, stack_values)
+    if out is None and L.out_ndim > 0 and type_num == cnp.NPY_DOUBLE and L.m > STACK_ROWS:
+        # a new float64 result: the rows' values go straight into it
+        direct = cnp.PyArray_EMPTY(L.out_ndim, L.out_shape, cnp.NPY_DOUBLE, 0)
+        values = <double *>cnp.PyArray_DATA(direct)
+    else:
+        values = _values_buffer(L.m, stack_values)
     watched = _watch_interrupts(<double>L.m * L.n)
     try:
         ok = _run_rows(kind, type_num == cnp.NPY_FLOAT,
@@ -682,9 +688,11 @@ cdef object _entry(int kind, object p, object q, object axis, bint keepdims, obj
                        n_threads, values)
         if not ok:
             return None
+        if direct is not None:
+            return direct
         return _deliver(values, &L, type_num == cnp.NPY_FLOAT, out)
     finally:
-        if values != stack_values:
+        if values != stack_values and direct is None:
             free(values)
         _end_watch(watched)
 
