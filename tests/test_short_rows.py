@@ -126,3 +126,33 @@ def test_short_rows_against_the_reference(rng):
     q /= q.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(kl_fast.kl_div(p, q), reference.kl_div(p, q), rtol=1e-13,
                                atol=1e-16)
+
+
+@pytest.mark.parametrize("n", [5, 256, 257, 700])
+def test_long_float64_columns(path, rng, n):
+    """kl_div along axis 0 of a C-order float64 matrix takes the same kernel
+    for columns of any length: every column has the bits of kl_div on a
+    contiguous copy of it."""
+    p, q = draw(rng, n, 300, np.float64, "zeros")
+    p[:, p.sum(axis=0) == 0] = 0.5
+    cols = [(np.ascontiguousarray(p[:, i]), np.ascontiguousarray(q[:, i])) for i in range(300)]
+    for normalize in (False, True):
+        want = [kl_fast.kl_div(a, b, normalize=normalize) for a, b in cols]
+        for num_threads in (1, 2):
+            got = kl_fast.kl_div(p, q, axis=0, normalize=normalize, num_threads=num_threads)
+            assert_same_bits(got, want)
+    # one q column broadcast against every column of p (q's row stride 0)
+    got = kl_fast.kl_div(p, q[:, :1], axis=0)
+    assert_same_bits(got, [kl_fast.kl_div(a, cols[0][1]) for a, _ in cols])
+    # a column with q = 0 under p > 0, one with a subnormal p: their own values
+    q2, p2 = q.copy(), p.copy()
+    q2[n // 2, 7] = 0.0
+    p2[n // 2, 7] = 0.5
+    p2[n - 1, 8] = np.finfo(np.float64).tiny / 4
+    got = kl_fast.kl_div(p2, q2, axis=0)
+    assert got[7] == np.inf
+    assert_same_bits(got, [kl_fast.kl_div(np.ascontiguousarray(p2[:, i]),
+                                          np.ascontiguousarray(q2[:, i])) for i in range(300)])
+    q2[n - 1, 200] = np.nan
+    with pytest.raises(ValueError, match=rf"q.*\[{n - 1}, 200\]"):
+        kl_fast.kl_div(p2, q2, axis=0)

@@ -10,8 +10,9 @@
 # pairwise order and the block totals with Neumaier compensation, so a result
 # depends only on the data and n, never on threads or layout.  The only C is
 # kl_math.h (log/exp and exact residuals, inlined into the loops).  The KL
-# rows are here, the Jensen-Shannon rows in _core_js.pxi (included below, and
-# built on the same sums, lanes, gather and find_bad).
+# rows are here, many KL rows computed across rows in _core_short.pxi, the
+# Jensen-Shannon rows in _core_js.pxi (included below, and built on the same
+# sums, lanes, gather and find_bad).
 #
 # A row is tried on the fast path, which checks its inputs as it goes
 # (ratios in the normal range, no negative, NaN or infinite q); a row it
@@ -529,8 +530,8 @@ cdef CoreTable _TABLE
 cdef bytes _NAME = b""
 _TABLE.kl_row_f64 = kl_row[double]
 _TABLE.kl_row_f32 = kl_row[float]
-_TABLE.kl_rows_short_f64 = kl_rows_short[double]
-_TABLE.kl_rows_short_f32 = kl_rows_short[float]
+_TABLE.kl_rows_across_f64 = kl_rows_across[double]
+_TABLE.kl_rows_across_f32 = kl_rows_across[float]
 _TABLE.kl_blocks_f64 = kl_blocks[double]
 _TABLE.kl_blocks_f32 = kl_blocks[float]
 _TABLE.kl_blocks_total = blocks_total

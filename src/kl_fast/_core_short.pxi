@@ -1,13 +1,18 @@
-# Many short KL rows at once (included by _core.pxi).
+# KL rows computed across rows (included by _core.pxi): many short rows, and
+# float64 rows that are the columns of a C-order matrix.
 #
 # Design: a row of n <= SHORT_N elements through kl_row costs a call, a block
 # set-up and, for n = 10, sixteen terms (two groups of LANES, the last one
-# partly skipped) before a few additions, all in one row's lanes.  Here a
-# chunk of rows is worked on element-major: element e of row r goes to
-# position e * rows + r of the term buffers, so that every step -- the terms,
-# the lane sums, the joins, the lane totals -- is one loop over the chunk's
-# rows that the compiler vectorises across rows.  Each row's lanes are formed
-# in exactly the order kl_block_f64 / kl_block_f32 forms them, so every row
+# partly skipped) before a few additions, all in one row's lanes; a column of
+# a C-order matrix is gathered element by element, one cache line each.  Here
+# a chunk of rows is worked on element-major: lane j of row r lives at
+# a[j * rows + r], and every step -- the terms, the lane sums, the joins, the
+# lane totals -- is one loop across the chunk's rows, which the compiler
+# vectorises (and which reads a matrix's columns along its rows).  float64
+# adds each element's term into its lane as it goes; float32 keeps the
+# block's three passes (ratios, logs, pairs) in element-major buffers.  Each
+# row's lanes are formed in exactly the order kl_block_f64 / kl_block_f32
+# forms them, and its blocks are added as kl_row_fast adds them, so every row
 # gets the bits kl_row would give it; that needs every product the two add
 # rounded alike, so both add them with klm_mul_add_* (a product left to the
 # compiler is fused into an FMA in one loop and not in another).  A chunk
@@ -15,61 +20,62 @@
 # are handed to kl_row itself (careful path, check).
 
 cdef enum:
-    SHORT_ELEMS = 1024   # elements of one chunk of rows at most
-    SHORT_ROWS = 64      # and rows
+    SHORT_ROWS = 128     # rows of a chunk at most
+    SHORT_ELEMS = 2048   # and float32 elements of one block of a chunk (its buffers)
 
 
-cdef inline void short_lanes(const double *t, Py_ssize_t rows, Py_ssize_t n,
-                             double *a) noexcept nogil:
-    """kl_block_f64's lane sums of rows element-major terms t (element e of
-    row r at t[e * rows + r]) into a (lane j of row r at a[j * rows + r]).
-    Lane j adds the elements e % LANES == j of the full groups, then the last
-    n % LANES elements go to the last lanes (the block reads its last group in
-    place and skips the lanes already counted; those add an exact zero, which
-    changes no lane, so they are left out here).  A row shorter than LANES has
-    element j in lane j."""
-    cdef Py_ssize_t g, i, full = n - n % LANES, rem = n - full, width = LANES * rows
-    cdef const double *tg
-    cdef double *tail = a + (LANES - rem) * rows
-    if n < LANES:
-        for i in range(n * rows):
-            a[i] = t[i]
-        for i in range(n * rows, width):
-            a[i] = 0.0
-        return
-    for i in range(width):
+cdef inline uint64_t across_element_f64(const double *p, Py_ssize_t sp, const double *q,
+                                        Py_ssize_t sq, Py_ssize_t rows, bint first,
+                                        double *a, double *ak) noexcept nogil:
+    """One element of each of rows rows (row r's at p[r sp], q[r sq]) into its
+    lane (a[r], and the p k of its ratio into ak[r], kl_term_f64): added as
+    kl_block_f64 adds it, or with first (a row shorter than LANES, element j
+    in lane j) set as the block sets it.  Returns the elements' check bits."""
+    cdef uint64_t bad = 0, b
+    cdef double pv, t, k
+    cdef Py_ssize_t r
+    if first:
+        for r in range(rows):
+            pv = p[r * sp]
+            t = kl_term_f64(pv, q[r * sq], &k, &b)
+            a[r] = t
+            ak[r] = pv * k
+            bad |= b
+    else:
+        for r in range(rows):
+            pv = p[r * sp]
+            t = kl_term_f64(pv, q[r * sq], &k, &b)
+            a[r] += t
+            ak[r] = klm_mul_add_f64(pv, k, ak[r])
+            bad |= b
+    return bad
+
+
+cdef bint across_lanes_f64(const double *p, Py_ssize_t sp0, Py_ssize_t sp1, const double *q,
+                           Py_ssize_t sq0, Py_ssize_t sq1, Py_ssize_t rows, Py_ssize_t n,
+                           double *a, double *ak) noexcept nogil:
+    """kl_block_f64's lanes of one block of rows rows (n <= BLOCK_F64) into a
+    and ak (lane j of row r at j * rows + r).  Lane j adds the elements
+    e % LANES == j of the full groups, then the last n % LANES elements go to
+    the last lanes (the block reads its last group in place and skips the
+    lanes already counted; those add an exact zero, which changes no lane, so
+    they are left out here).  True when an element needs the careful path.
+    Rows whose elements are adjacent (a matrix's columns) take a copy of the
+    loop with literal unit strides."""
+    cdef Py_ssize_t e, i, j, full = n - n % LANES, rem = n - full
+    cdef uint64_t bad = 0
+    for i in range(LANES * rows):
         a[i] = 0.0
-    for g in range(full // LANES):
-        tg = t + g * width
-        for i in range(width):
-            a[i] += tg[i]
-    tg = t + full * rows
-    for i in range(rem * rows):
-        tail[i] += tg[i]
-
-
-cdef inline void short_lanes_k(const double *p, const double *k, Py_ssize_t rows,
-                               Py_ssize_t n, double *a) noexcept nogil:
-    """kl_block_f64's lane sums of p k (element-major p and exponents k of
-    the ratios) into a, as short_lanes places them, each product added with
-    klm_mul_add_f64 as the block adds it."""
-    cdef Py_ssize_t g, i, full = n - n % LANES, rem = n - full, width = LANES * rows, o
-    cdef double *tail = a + (LANES - rem) * rows
-    if n < LANES:
-        for i in range(n * rows):
-            a[i] = p[i] * k[i]
-        for i in range(n * rows, width):
-            a[i] = 0.0
-        return
-    for i in range(width):
-        a[i] = 0.0
-    for g in range(full // LANES):
-        o = g * width
-        for i in range(width):
-            a[i] = klm_mul_add_f64(p[o + i], k[o + i], a[i])
-    o = full * rows
-    for i in range(rem * rows):
-        tail[i] = klm_mul_add_f64(p[o + i], k[o + i], tail[i])
+        ak[i] = 0.0
+    for e in range(n):
+        j = e % LANES if e < full or n < LANES else LANES - rem + (e - full)
+        if sp0 == 1 and sq0 == 1:
+            bad |= across_element_f64(p + e * sp1, 1, q + e * sq1, 1, rows, n < LANES,
+                                      a + j * rows, ak + j * rows)
+        else:
+            bad |= across_element_f64(p + e * sp1, sp0, q + e * sq1, sq0, rows, n < LANES,
+                                      a + j * rows, ak + j * rows)
+    return (bad >> 63) != 0
 
 
 cdef inline void short_lanes_f32(const float *p, float *lr, const float *s,
@@ -132,73 +138,106 @@ cdef inline void short_sums(const floating *x, Py_ssize_t s0, Py_ssize_t s1, Py_
     short_totals(a, a, rows, False, total)
 
 
-cdef void short_chunk(const floating *p, Py_ssize_t sp0, Py_ssize_t sp1, const floating *q,
-                      Py_ssize_t sq0, Py_ssize_t sq1, Py_ssize_t rows, Py_ssize_t n, int check,
-                      int want_sums, double *res, int *status) noexcept nogil:
-    """kl_rows_short for one chunk: rows * n <= SHORT_ELEMS, rows <= SHORT_ROWS."""
-    cdef double t[SHORT_ELEMS]
-    cdef double tk[SHORT_ELEMS]      # float64: the exponents k of the ratios
-    cdef floating pt[SHORT_ELEMS]
+cdef bint across_block(const floating *p, Py_ssize_t sp0, Py_ssize_t sp1, const floating *q,
+                       Py_ssize_t sq0, Py_ssize_t sq1, Py_ssize_t rows, Py_ssize_t n,
+                       int want_sums, double *out) noexcept nogil:
+    """One block of rows rows (n <= the row kernel's block; float32:
+    rows * n <= SHORT_ELEMS): row r's block sum into out[3 r], with want_sums
+    its sums of p and q into out[3 r + 1 : 3 r + 3] (else 0).  True when an
+    element needs the careful path."""
+    cdef float pt[SHORT_ELEMS]
     cdef float lr[SHORT_ELEMS]
     cdef float s[SHORT_ELEMS]
     cdef double a[LANES * SHORT_ROWS]
     cdef double ak[LANES * SHORT_ROWS]
     cdef double total[SHORT_ROWS]
-    cdef double psum[SHORT_ROWS]
-    cdef double qsum[SHORT_ROWS]
-    cdef uint64_t bad = 0, b
+    cdef uint32_t bad = 0
     cdef Py_ssize_t e, i, r
-    for e in range(n):
-        for r in range(rows):
-            i = e * rows + r
-            pt[i] = p[r * sp0 + e * sp1]
-            if floating is double:
-                t[i] = kl_term_f64(pt[i], q[r * sq0 + e * sq1], &tk[i], &b)
-                bad |= b
-            else:
-                bad |= kl_ratio_f32(pt[i], q[r * sq0 + e * sq1], &lr[i], &s[i])
-    if bad >> (63 if floating is double else 31):
-        # an element the fast path cannot take: every row of the chunk goes to kl_row
-        for r in range(rows):
-            status[r] = kl_row(p + r * sp0, sp1, q + r * sq0, sq1, n, check, want_sums,
-                               res + 3 * r)
-        return
     if floating is double:
-        short_lanes(t, rows, n, a)
-        short_lanes_k(pt, tk, rows, n, ak)
+        if across_lanes_f64(p, sp0, sp1, q, sq0, sq1, rows, n, a, ak):
+            return True
     else:
+        for e in range(n):
+            for r in range(rows):
+                i = e * rows + r
+                pt[i] = p[r * sp0 + e * sp1]
+                bad |= kl_ratio_f32(pt[i], q[r * sq0 + e * sq1], &lr[i], &s[i])
+        if bad >> 31:
+            return True
         for i in range(n * rows):
             lr[i] = klm_log_normal_f32(lr[i])
         short_lanes_f32(pt, lr, s, rows, n, a)
     short_totals(a, ak, rows, floating is double, total)
     for r in range(rows):
-        res[3 * r + 1] = 0.0
-        res[3 * r + 2] = 0.0
+        out[3 * r] = total[r]
     if want_sums:
-        short_sums(p, sp0, sp1, rows, n, a, psum)
-        short_sums(q, sq0, sq1, rows, n, a, qsum)
+        short_sums(p, sp0, sp1, rows, n, a, total)
+        for r in range(rows):
+            out[3 * r + 1] = total[r]
+        short_sums(q, sq0, sq1, rows, n, a, total)
+        for r in range(rows):
+            out[3 * r + 2] = total[r]
+    else:
+        for r in range(rows):
+            out[3 * r + 1] = 0.0
+            out[3 * r + 2] = 0.0
+    return False
+
+
+cdef void short_chunk(const floating *p, Py_ssize_t sp0, Py_ssize_t sp1, const floating *q,
+                      Py_ssize_t sq0, Py_ssize_t sq1, Py_ssize_t rows, Py_ssize_t n, int check,
+                      int want_sums, double *res, int *status) noexcept nogil:
+    """kl_rows_across for one chunk of rows (rows <= SHORT_ROWS; float32:
+    rows * n <= SHORT_ELEMS), block by block as kl_row_fast: one block's sums
+    are the result, several are added per row with add_blocks."""
+    cdef double sums[3 * SHORT_ROWS]
+    cdef double acc[6 * SHORT_ROWS]
+    cdef bint care[SHORT_ROWS]
+    cdef Py_ssize_t k, r, start, length, block = BLOCK_F64 if floating is double else BLOCK_F32
     for r in range(rows):
-        if not (fabs(total[r]) <= DBL_MAX):
+        care[r] = False
+        for k in range(6):
+            acc[6 * r + k] = 0.0
+    start = 0
+    while start < n:
+        length = min(block, n - start)
+        if across_block(p + start * sp1, sp0, sp1, q + start * sq1, sq0, sq1, rows, length,
+                        want_sums, res if length == n else sums):
+            # an element the fast path cannot take: every row of the chunk goes to kl_row
+            for r in range(rows):
+                care[r] = True
+            break
+        start += length
+        if length == n:
+            break   # one block: its sums are the result
+        for r in range(rows):
+            if not (fabs(sums[3 * r]) <= DBL_MAX):
+                care[r] = True
+            add_blocks(sums + 3 * r, 1, acc + 6 * r)
+    for r in range(rows):
+        if n > block and not care[r]:
+            for k in range(3):
+                res[3 * r + k] = acc[6 * r + 2 * k] + acc[6 * r + 2 * k + 1]
+        if care[r] or not (fabs(res[3 * r]) <= DBL_MAX):
             status[r] = kl_row(p + r * sp0, sp1, q + r * sq0, sq1, n, check, want_sums,
                                res + 3 * r)
-            continue
-        res[3 * r] = total[r]
-        if want_sums:
-            res[3 * r + 1] = psum[r]
-            res[3 * r + 2] = qsum[r]
-        status[r] = ROW_OK
+        else:
+            status[r] = ROW_OK
 
 
-cdef void kl_rows_short(const floating *p, Py_ssize_t sp0, Py_ssize_t sp1, const floating *q,
-                        Py_ssize_t sq0, Py_ssize_t sq1, Py_ssize_t m, Py_ssize_t n, int check,
-                        int want_sums, double *res, int *status) noexcept nogil:
-    """kl_row of m rows of n elements (0 < n <= SHORT_N), element e of row i
-    at p[i sp0 + e sp1] and q[i sq0 + e sq1] (strides in elements, 0 for a
+cdef void kl_rows_across(const floating *p, Py_ssize_t sp0, Py_ssize_t sp1, const floating *q,
+                         Py_ssize_t sq0, Py_ssize_t sq1, Py_ssize_t m, Py_ssize_t n, int check,
+                         int want_sums, double *res, int *status) noexcept nogil:
+    """kl_row of m rows of n > 0 elements, element e of row i at
+    p[i sp0 + e sp1] and q[i sq0 + e sq1] (strides in elements, 0 for a
     broadcast operand): row i's results into res[3 i : 3 i + 3] and its
-    status into status[i], the same bits and statuses as kl_row.  The rows
-    of a reduction along axis 0 of a C-order matrix (sp0 = 1) are read
-    across rows at unit stride, the kernel's best case."""
-    cdef Py_ssize_t r0 = 0, rows = min(<Py_ssize_t>SHORT_ROWS, SHORT_ELEMS // n)
+    status into status[i], the same bits and statuses as kl_row.  The
+    callers send short rows (n <= SHORT_N, any layout) and float64 rows of
+    any length that are the columns of a C-order matrix (sp0 = 1), which it
+    reads along the matrix's rows."""
+    cdef Py_ssize_t r0 = 0, rows = SHORT_ROWS
+    if floating is float:
+        rows = min(rows, SHORT_ELEMS // n)
     while r0 < m:
         short_chunk(p + r0 * sp0, sp0, sp1, q + r0 * sq0, sq0, sq1, min(rows, m - r0), n,
                     check, want_sums, res + 3 * r0, status + r0)

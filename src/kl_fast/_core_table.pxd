@@ -17,7 +17,7 @@ cdef enum:
     BLOCK_F64 = 256
     BLOCK_F32 = 1024
 
-# The longest row kl_rows_short takes (measured: beyond ~40 elements the row
+# The longest contiguous row sent to kl_rows_across (measured: beyond ~40 elements the row
 # kernel, vectorised along the row, is faster).
 cdef enum:
     SHORT_N = 40
@@ -33,14 +33,14 @@ ctypedef int (*kl_row_f64_fn)(const double *p, Py_ssize_t sp, const double *q,
 ctypedef int (*kl_row_f32_fn)(const float *p, Py_ssize_t sp, const float *q,
                               Py_ssize_t sq, Py_ssize_t n, int check, int want_sums,
                               double *res) noexcept nogil
-# kl_row of m rows of n <= SHORT_N elements, element e of row i at
-# p[i sp0 + e sp1], q[i sq0 + e sq1]: res[3 i : 3 i + 3] and status[i] as
-# kl_row gives them.
-ctypedef void (*kl_rows_short_f64_fn)(const double *p, Py_ssize_t sp0, Py_ssize_t sp1,
+# kl_row of m rows of n elements computed across rows (_core_short.pxi),
+# element e of row i at p[i sp0 + e sp1], q[i sq0 + e sq1]: res[3 i : 3 i + 3]
+# and status[i] as kl_row gives them.
+ctypedef void (*kl_rows_across_f64_fn)(const double *p, Py_ssize_t sp0, Py_ssize_t sp1,
                                       const double *q, Py_ssize_t sq0, Py_ssize_t sq1,
                                       Py_ssize_t m, Py_ssize_t n, int check, int want_sums,
                                       double *res, int *status) noexcept nogil
-ctypedef void (*kl_rows_short_f32_fn)(const float *p, Py_ssize_t sp0, Py_ssize_t sp1,
+ctypedef void (*kl_rows_across_f32_fn)(const float *p, Py_ssize_t sp0, Py_ssize_t sp1,
                                       const float *q, Py_ssize_t sq0, Py_ssize_t sq1,
                                       Py_ssize_t m, Py_ssize_t n, int check, int want_sums,
                                       double *res, int *status) noexcept nogil
@@ -90,8 +90,8 @@ ctypedef struct CoreTable:
     const char *name
     kl_row_f64_fn kl_row_f64
     kl_row_f32_fn kl_row_f32
-    kl_rows_short_f64_fn kl_rows_short_f64
-    kl_rows_short_f32_fn kl_rows_short_f32
+    kl_rows_across_f64_fn kl_rows_across_f64
+    kl_rows_across_f32_fn kl_rows_across_f32
     kl_blocks_f64_fn kl_blocks_f64
     kl_blocks_f32_fn kl_blocks_f32
     kl_blocks_total_fn kl_blocks_total

@@ -97,22 +97,22 @@ cdef inline int _row(const CoreTable *tab, const floating *p, Py_ssize_t sp, con
 
 
 cdef enum:
-    SHORT_ROWS = 128   # rows per call of the short-row kernel (a thread's unit of work)
+    TASK_ROWS = 128   # rows per call of kl_rows_across (a thread's unit of work)
 
 
-cdef void _short_rows(const CoreTable *tab, const floating *p, Py_ssize_t sp0,
+cdef void _across_rows(const CoreTable *tab, const floating *p, Py_ssize_t sp0,
                       Py_ssize_t sp1, const floating *q, Py_ssize_t sq0, Py_ssize_t sq1,
                       Py_ssize_t m, Py_ssize_t n, Py_ssize_t r0, bint check, bint want_sums,
                       double *out, signed char *status) noexcept nogil:
-    """Rows r0 .. r0 + SHORT_ROWS - 1 (or to the end) of kl_rows through the
-    short-row kernel."""
-    cdef int st[SHORT_ROWS]
-    cdef Py_ssize_t r, rows = min(<Py_ssize_t>SHORT_ROWS, m - r0)
+    """Rows r0 .. r0 + TASK_ROWS - 1 (or to the end) of kl_rows through
+    kl_rows_across."""
+    cdef int st[TASK_ROWS]
+    cdef Py_ssize_t r, rows = min(<Py_ssize_t>TASK_ROWS, m - r0)
     if floating is double:
-        tab.kl_rows_short_f64(p + r0 * sp0, sp0, sp1, q + r0 * sq0, sq0, sq1, rows, n, check,
+        tab.kl_rows_across_f64(p + r0 * sp0, sp0, sp1, q + r0 * sq0, sq0, sq1, rows, n, check,
                               want_sums, out + 3 * r0, st)
     else:
-        tab.kl_rows_short_f32(p + r0 * sp0, sp0, sp1, q + r0 * sq0, sq0, sq1, rows, n, check,
+        tab.kl_rows_across_f32(p + r0 * sp0, sp0, sp1, q + r0 * sq0, sq0, sq1, rows, n, check,
                               want_sums, out + 3 * r0, st)
     for r in range(rows):
         status[r0 + r] = 1 if st[r] == ROW_BAD else 0
@@ -147,18 +147,18 @@ def kl_rows(const floating[:, :] p, const floating[:, :] q, double[:, ::1] out,
     watched = _watch_interrupts(<double>m * n)
     try:
         if m > 1 and 0 < n <= SHORT_N:
-            groups = (m + SHORT_ROWS - 1) // SHORT_ROWS
+            groups = (m + TASK_ROWS - 1) // TASK_ROWS
             if n_threads <= 1:
                 with nogil:
                     for g in range(groups):
                         if kl_stop_requested():
                             break
-                        _short_rows(tab, pp, sp0, sp1, qp, sq0, sq1, m, n, g * SHORT_ROWS, check,
+                        _across_rows(tab, pp, sp0, sp1, qp, sq0, sq1, m, n, g * TASK_ROWS, check,
                                     want_sums, &out[0, 0], &status[0])
             else:
                 for g in prange(groups, nogil=True, schedule="static", num_threads=n_threads):
                     if not kl_stop_requested():
-                        _short_rows(tab, pp, sp0, sp1, qp, sq0, sq1, m, n, g * SHORT_ROWS, check,
+                        _across_rows(tab, pp, sp0, sp1, qp, sq0, sq1, m, n, g * TASK_ROWS, check,
                                     want_sums, &out[0, 0], &status[0])
         elif n_threads <= 1 or m == 1:
             with nogil:
