@@ -73,3 +73,11 @@ def finish_kl(
     kl: npt.NDArray[np.float64], ps: npt.NDArray[np.float64], qs: npt.NDArray[np.float64],
     out: npt.NDArray[np.float64], normalize: bool, base: float, dx: float,
 ) -> None: ...
+def product_form_finish(
+    ob: npt.NDArray[np.float64], side: Optional[npt.NDArray[np.float64]],
+    hp: npt.NDArray[np.float64], h_abs: npt.NDArray[np.float64], sign: float,
+    psum: npt.NDArray[np.float64], qsum: npt.NDArray[np.float64],
+    log_ps: npt.NDArray[np.float64], log_qs: npt.NDArray[np.float64], normalize: bool,
+    gamma: float, factor: float, redo: npt.NDArray[np.uint8],
+    bound: Optional[npt.NDArray[np.float64]], n_threads: int,
+) -> int: ...
