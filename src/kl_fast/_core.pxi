@@ -487,9 +487,6 @@ cdef int kl_row(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t 
     return st
 
 
-include "_core_short.pxi"
-
-
 # ---- element-wise maps of the math, for accuracy tests ----------------------
 
 cdef int math_map(int fn, int is_f32, const void *x, void *y, Py_ssize_t n) noexcept nogil:
@@ -521,6 +518,7 @@ cdef int math_map(int fn, int is_f32, const void *x, void *y, Py_ssize_t n) noex
 
 include "_core_log.pxi"
 include "_core_js.pxi"
+include "_core_short.pxi"
 include "_core_gaussian.pxi"
 
 
@@ -532,6 +530,7 @@ _TABLE.kl_row_f64 = kl_row[double]
 _TABLE.kl_row_f32 = kl_row[float]
 _TABLE.kl_rows_across_f64 = kl_rows_across[double]
 _TABLE.kl_rows_across_f32 = kl_rows_across[float]
+_TABLE.js_rows_across_f64 = js_rows_across
 _TABLE.kl_blocks_f64 = kl_blocks[double]
 _TABLE.kl_blocks_f32 = kl_blocks[float]
 _TABLE.kl_blocks_total = blocks_total

@@ -242,3 +242,55 @@ cdef void kl_rows_across(const floating *p, Py_ssize_t sp0, Py_ssize_t sp1, cons
         short_chunk(p + r0 * sp0, sp0, sp1, q + r0 * sq0, sq0, sq1, min(rows, m - r0), n,
                     check, want_sums, res + 3 * r0, status + r0)
         r0 += rows
+
+
+# ---- Jensen-Shannon rows ------------------------------------------------------
+
+cdef void js_across_f64(const double *p, Py_ssize_t sp0, Py_ssize_t sp1, const double *q,
+                        Py_ssize_t sq0, Py_ssize_t sq1, Py_ssize_t rows, Py_ssize_t n,
+                        double *total) noexcept nogil:
+    """js_block_wide's sums of rows rows of n <= SHORT_N elements (rows * n
+    <= SHORT_ELEMS) into total[r]: the terms into an element-major buffer
+    (a separate pass, as the block has it, so no product is fused into the
+    additions), then lane j adds the elements e % LANES == j, the last
+    partial group's into the first lanes (lane_add's order).  A total that
+    is not finite marks a pair the fast path cannot take, or an overflow."""
+    cdef double t[SHORT_ELEMS]
+    cdef double a[LANES * SHORT_ROWS]
+    cdef Py_ssize_t e, i, j, r, full = n - n % LANES
+    for e in range(n):
+        for r in range(rows):
+            t[e * rows + r] = js_term_f64(p[r * sp0 + e * sp1], q[r * sq0 + e * sq1])
+    for i in range(LANES * rows):
+        a[i] = 0.0
+    for e in range(n):
+        j = e % LANES if e < full else e - full
+        for r in range(rows):
+            a[j * rows + r] += t[e * rows + r]
+    short_totals(a, a, rows, False, total)
+
+
+cdef void js_rows_across(const double *p, Py_ssize_t sp0, Py_ssize_t sp1, const double *q,
+                         Py_ssize_t sq0, Py_ssize_t sq1, Py_ssize_t m, Py_ssize_t n, int check,
+                         double *res, int *status) noexcept nogil:
+    """js_row (normalize off) of m float64 rows of 0 < n <= SHORT_N elements,
+    laid out as kl_rows_across's: res[3 i] and status[i] as js_row gives them
+    (res[3 i + 1 : 3 i + 3] are 0)."""
+    cdef double total[SHORT_ROWS]
+    cdef double *out
+    cdef Py_ssize_t r, r0 = 0, step = min(<Py_ssize_t>SHORT_ROWS, SHORT_ELEMS // n), rows
+    while r0 < m:
+        rows = min(step, m - r0)
+        js_across_f64(p + r0 * sp0, sp0, sp1, q + r0 * sq0, sq0, sq1, rows, n, total)
+        for r in range(rows):
+            out = res + 3 * (r0 + r)
+            out[1] = 0.0
+            out[2] = 0.0
+            if total[r] <= DBL_MAX:
+                # js_row_wide's one block added to a zero sum by Neumaier's step
+                out[0] = (0.0 + total[r]) + 0.0
+                status[r0 + r] = ROW_OK
+            else:
+                status[r0 + r] = js_row(p + (r0 + r) * sp0, sp1, q + (r0 + r) * sq0, sq1, n,
+                                        0, check, out)
+        r0 += rows

@@ -40,6 +40,10 @@ ctypedef void (*kl_rows_across_f64_fn)(const double *p, Py_ssize_t sp0, Py_ssize
                                       const double *q, Py_ssize_t sq0, Py_ssize_t sq1,
                                       Py_ssize_t m, Py_ssize_t n, int check, int want_sums,
                                       double *res, int *status) noexcept nogil
+ctypedef void (*js_rows_across_f64_fn)(const double *p, Py_ssize_t sp0, Py_ssize_t sp1,
+                                       const double *q, Py_ssize_t sq0, Py_ssize_t sq1,
+                                       Py_ssize_t m, Py_ssize_t n, int check, double *res,
+                                       int *status) noexcept nogil
 ctypedef void (*kl_rows_across_f32_fn)(const float *p, Py_ssize_t sp0, Py_ssize_t sp1,
                                       const float *q, Py_ssize_t sq0, Py_ssize_t sq1,
                                       Py_ssize_t m, Py_ssize_t n, int check, int want_sums,
@@ -92,6 +96,7 @@ ctypedef struct CoreTable:
     kl_row_f32_fn kl_row_f32
     kl_rows_across_f64_fn kl_rows_across_f64
     kl_rows_across_f32_fn kl_rows_across_f32
+    js_rows_across_f64_fn js_rows_across_f64   # js_row, normalize off, n <= SHORT_N
     kl_blocks_f64_fn kl_blocks_f64
     kl_blocks_f32_fn kl_blocks_f32
     kl_blocks_total_fn kl_blocks_total

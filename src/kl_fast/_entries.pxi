@@ -406,49 +406,53 @@ cdef bint _run_columns(int kind, bint f32, const char *p, const char *q, Layout 
     return failed == 0
 
 
-cdef int _across_rows(bint f32, const char *p, const char *q, Layout *L, Py_ssize_t item,
-                     Py_ssize_t r0, bint normalize, bint check, double log_base, double dx,
-                     double *values) noexcept nogil:
-    """kl_div's rows r0 .. r0 + TASK_ROWS - 1 (or to the end) through the
-    across-rows kernel; the number that need the Python layer."""
+cdef int _across_rows(int kind, bint f32, const char *p, const char *q, Layout *L,
+                      Py_ssize_t item, Py_ssize_t r0, bint normalize, bint check,
+                      double log_base, double dx, double *values) noexcept nogil:
+    """Rows r0 .. r0 + TASK_ROWS - 1 (or to the end) of kl_div or js_div
+    through the across-rows kernels; the number that need the Python layer."""
     cdef double res[3 * TASK_ROWS]
     cdef int st[TASK_ROWS]
     cdef Py_ssize_t r, rows = min(<Py_ssize_t>TASK_ROWS, L.m - r0)
     cdef const char *pr = p + r0 * L.sp0 * item
     cdef const char *qr = q + r0 * L.sq0 * item
     cdef int failed = 0
-    if f32:
+    if kind == KIND_JS:
+        core_table().js_rows_across_f64(<const double *>pr, L.sp0, L.sp1, <const double *>qr,
+                                        L.sq0, L.sq1, rows, L.n, check, res, st)
+    elif f32:
         core_table().kl_rows_across_f32(<const float *>pr, L.sp0, L.sp1, <const float *>qr,
                                        L.sq0, L.sq1, rows, L.n, check, normalize, res, st)
     else:
         core_table().kl_rows_across_f64(<const double *>pr, L.sp0, L.sp1, <const double *>qr,
                                        L.sq0, L.sq1, rows, L.n, check, normalize, res, st)
     for r in range(rows):
-        if _finish(KIND_KL, f32, st[r], &res[3 * r], normalize, log_base, dx,
+        if _finish(kind, f32, st[r], &res[3 * r], normalize, log_base, dx,
                    &values[r0 + r]) != ROW_DONE:
             failed += 1
     return failed
 
 
-cdef bint _run_across(bint f32, const char *p, const char *q, Layout *L, Py_ssize_t item,
-                     bint normalize, bint check, double log_base, double dx, int n_threads,
-                     double *values) noexcept:
-    """_run_rows for kl_div's rows computed across rows, TASK_ROWS at a time."""
+cdef bint _run_across(int kind, bint f32, const char *p, const char *q, Layout *L,
+                      Py_ssize_t item, bint normalize, bint check, double log_base, double dx,
+                      int n_threads, double *values) noexcept:
+    """_run_rows for rows computed across rows, TASK_ROWS at a time."""
     cdef Py_ssize_t g, groups = (L.m + TASK_ROWS - 1) // TASK_ROWS
     cdef int failed = 0
     if n_threads <= 1 or groups == 1:
         with nogil:
             for g in range(groups):
-                if kl_stop_requested() or _across_rows(f32, p, q, L, item, g * TASK_ROWS,
-                                                      normalize, check, log_base, dx, values):
+                if kl_stop_requested() or _across_rows(kind, f32, p, q, L, item,
+                                                       g * TASK_ROWS, normalize, check,
+                                                       log_base, dx, values):
                     return False
         return True
     for g in prange(groups, nogil=True, schedule="static", num_threads=n_threads):
         if kl_stop_requested():
             failed += 1
         else:
-            failed += _across_rows(f32, p, q, L, item, g * TASK_ROWS, normalize, check,
-                                  log_base, dx, values)
+            failed += _across_rows(kind, f32, p, q, L, item, g * TASK_ROWS, normalize, check,
+                                   log_base, dx, values)
     return failed == 0
 
 
@@ -504,7 +508,12 @@ cdef bint _run_rows(int kind, bint f32, const char *p, const char *q, Layout *L,
     if kind == KIND_KL and L.m_in == 0 and L.m >= 2 and L.n > 0 and (
             L.n <= SHORT_N or (not f32 and L.sp0 == 1 and (L.sq0 == 1 or L.sq0 == 0))):
         # short rows, and float64 columns of a C-order matrix: computed across rows
-        return _run_across(f32, p, q, L, item, normalize, check, log_base, dx, n_threads, values)
+        return _run_across(kind, f32, p, q, L, item, normalize, check, log_base, dx, n_threads,
+                           values)
+    if (kind == KIND_JS and not f32 and not normalize and L.m_in == 0 and L.m >= 2
+            and 0 < L.n <= SHORT_N):
+        return _run_across(kind, f32, p, q, L, item, normalize, check, log_base, dx, n_threads,
+                           values)
     if (f32 and L.m_in == 0 and L.sp0 == 1 and L.sp1 != 1 and L.m >= 2
             and 1 < L.n <= TILE_MAX_N and (L.sq0 == 1 or L.sq0 == 0)):
         return _run_columns(kind, f32, p, q, L, item, normalize, check, log_base, dx,
