@@ -4,6 +4,7 @@ Compiler directives are set once here.  ``KL_FAST_DEBUG=1`` turns bounds checks,
 wraparound and initialisation checks back on for debugging.  OpenMP is found by a
 probe at build time; without it the build warns and the kernels run serially.
 """
+import glob
 import os
 import platform
 import sys
@@ -109,8 +110,7 @@ def make_ext(name, sources):
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         depends=[os.path.join("src", "kl_fast", "_src", f)
                  for f in os.listdir(os.path.join("src", "kl_fast", "_src"))]
-        + [os.path.join("src", "kl_fast", f)
-           for f in ("_core.pxi", "_core_log.pxi", "_core_js.pxi")],
+        + sorted(glob.glob(os.path.join("src", "kl_fast", "_core*.pxi"))),
     )
 
 

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
+from kl_fast import _config, _kernels
+
 # "ci" (the default) draws the same examples on every run, so a result does not
 # depend on the run; "dev" explores new ones (HYPOTHESIS_PROFILE=dev) and keeps
 # the failures it finds in the local example database.
@@ -19,6 +21,15 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261124)
+
+
+@pytest.fixture(params=_kernels.available_isas())
+def path(request):
+    """Each kernel path this CPU can run, selected for the test, then restored."""
+    previous = _kernels.current_isa()
+    assert _config.select_isa(request.param == "baseline") == request.param
+    yield request.param
+    _config.select_isa(previous == "baseline")
 
 
 def exact_js(p, q):

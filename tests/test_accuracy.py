@@ -11,22 +11,13 @@ import numpy as np
 import pytest
 
 import kl_fast
-from kl_fast import _config, _kernels
+from kl_fast import _kernels
 
 mpmath = pytest.importorskip("mpmath")
 special = pytest.importorskip("scipy.special")
 
-PATHS = _kernels.available_isas()
 EPS64 = np.finfo(np.float64).eps
 EPS32 = float(np.finfo(np.float32).eps)
-
-
-@pytest.fixture(params=PATHS)
-def path(request):
-    previous = _kernels.current_isa()
-    _config.select_isa(request.param == "baseline")
-    yield request.param
-    _config.select_isa(previous == "baseline")
 
 
 def exact(p, q):

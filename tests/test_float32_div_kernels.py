@@ -8,19 +8,9 @@ import numpy as np
 import pytest
 
 import kl_fast
-from kl_fast import _config, _div_kernels, reference
+from kl_fast import _div_kernels, reference
 
 from conftest import exact_js
-
-PATHS = kl_fast._kernels.available_isas()
-
-
-@pytest.fixture(params=PATHS)
-def path(request):
-    previous = kl_fast._kernels.current_isa()
-    assert _config.select_isa(request.param == "baseline") == request.param
-    yield request.param
-    _config.select_isa(previous == "baseline")
 
 
 def float_ulps(got, ref_ld):

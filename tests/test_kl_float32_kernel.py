@@ -11,14 +11,6 @@ F32 = np.finfo(np.float32)
 BLOCK = 1024  # elements per block of the float32 kernel
 
 
-@pytest.fixture(params=PATHS)
-def path(request):
-    previous = _kernels.current_isa()
-    _config.select_isa(request.param == "baseline")
-    yield request.param
-    _config.select_isa(previous == "baseline")
-
-
 def exact_kl(p, q):
     """Long-double terms summed in long double (p == 0 terms 0, p > 0 = q terms +inf)."""
     p = np.asarray(p, dtype=np.longdouble)

@@ -6,19 +6,10 @@ import numpy as np
 import pytest
 
 import kl_fast
-from kl_fast import _config, _kernels, reference
+from kl_fast import reference
 
-PATHS = _kernels.available_isas()
 # around the smallest shared row (8192) and the task size (4096 elements)
 LENGTHS = [8191, 8192, 8193, 3 * 4096 + 1, 100_003, 1_000_000]
-
-
-@pytest.fixture(params=PATHS)
-def path(request):
-    previous = _kernels.current_isa()
-    _config.select_isa(request.param == "baseline")
-    yield request.param
-    _config.select_isa(previous == "baseline")
 
 
 def same_bits(a, b):

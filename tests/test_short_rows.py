@@ -6,19 +6,10 @@ import numpy as np
 import pytest
 
 import kl_fast
-from kl_fast import _config, _kernels
 
-PATHS = _kernels.available_isas()
-SHORT_N = 40  # the longest row the short-row kernel takes (_core_table.pxd)
+# every length up to 17, and around SHORT_N = 40 (_core_table.pxd), the longest
+# contiguous row sent to the across-rows kernel
 LENGTHS = sorted(set(range(1, 18)) | {23, 24, 31, 32, 33, 39, 40, 41, 48})
-
-
-@pytest.fixture(params=PATHS)
-def path(request):
-    previous = _kernels.current_isa()
-    _config.select_isa(request.param == "baseline")
-    yield request.param
-    _config.select_isa(previous == "baseline")
 
 
 def draw(rng, m, n, dtype, kind):

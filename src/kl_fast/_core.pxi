@@ -10,7 +10,7 @@
 # pairwise order and the block totals with Neumaier compensation, so a result
 # depends only on the data and n, never on threads or layout.  The only C is
 # kl_math.h (log/exp and exact residuals, inlined into the loops).  The KL
-# rows are here, many KL rows computed across rows in _core_short.pxi, the
+# rows are here, many KL rows computed across rows in _core_across.pxi, the
 # Jensen-Shannon rows in _core_js.pxi (included below, and built on the same
 # sums, lanes, gather and find_bad).
 #
@@ -518,7 +518,7 @@ cdef int math_map(int fn, int is_f32, const void *x, void *y, Py_ssize_t n) noex
 
 include "_core_log.pxi"
 include "_core_js.pxi"
-include "_core_short.pxi"
+include "_core_across.pxi"
 include "_core_gaussian.pxi"
 
 

@@ -33,7 +33,7 @@ ctypedef int (*kl_row_f64_fn)(const double *p, Py_ssize_t sp, const double *q,
 ctypedef int (*kl_row_f32_fn)(const float *p, Py_ssize_t sp, const float *q,
                               Py_ssize_t sq, Py_ssize_t n, int check, int want_sums,
                               double *res) noexcept nogil
-# kl_row of m rows of n elements computed across rows (_core_short.pxi),
+# kl_row of m rows of n elements computed across rows (_core_across.pxi),
 # element e of row i at p[i sp0 + e sp1], q[i sq0 + e sq1]: res[3 i : 3 i + 3]
 # and status[i] as kl_row gives them.
 ctypedef void (*kl_rows_across_f64_fn)(const double *p, Py_ssize_t sp0, Py_ssize_t sp1,
