@@ -347,17 +347,24 @@ cdef inline void add_blocks(const double *sums, Py_ssize_t count, double *acc) n
             neumaier(&acc[2 * k], &acc[2 * k + 1], sums[3 * b + k])
 
 
+cdef inline int acc_result(const double *acc, double *res) noexcept nogil:
+    """A row's results res[0:3] from its compensated sums acc (add_blocks):
+    ROW_OK, or ROW_NEEDS_CARE when the KL total is not finite."""
+    cdef Py_ssize_t k
+    for k in range(3):
+        res[k] = acc[2 * k] + acc[2 * k + 1]
+    return ROW_OK if fabs(res[0]) <= DBL_MAX else ROW_NEEDS_CARE
+
+
 cdef int blocks_total(const double *sums, Py_ssize_t count, double *res) noexcept nogil:
     """A row's results from all its count block results (kl_blocks) into
-    res[0:3]: ROW_OK, or ROW_NEEDS_CARE when the total is not finite."""
+    res[0:3] (acc_result)."""
     cdef double acc[6]
     cdef Py_ssize_t k
     for k in range(6):
         acc[k] = 0.0
     add_blocks(sums, count, acc)
-    for k in range(3):
-        res[k] = acc[2 * k] + acc[2 * k + 1]
-    return ROW_OK if fabs(res[0]) <= DBL_MAX else ROW_NEEDS_CARE
+    return acc_result(acc, res)
 
 
 cdef int kl_row_fast(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
@@ -391,9 +398,7 @@ cdef int kl_row_fast(const floating *p, Py_ssize_t sp, const floating *q, Py_ssi
             return ROW_NEEDS_CARE
         add_blocks(sums, b1 - b0, acc)
         b0 = b1
-    for k in range(3):
-        res[k] = acc[2 * k] + acc[2 * k + 1]
-    return ROW_OK if fabs(res[0]) <= DBL_MAX else ROW_NEEDS_CARE
+    return acc_result(acc, res)
 
 
 cdef inline double kl_term_careful(double p, double q, bint *pos_inf) noexcept nogil:

@@ -21,7 +21,8 @@
 
 cdef enum:
     SHORT_ROWS = 128     # rows of a chunk at most
-    SHORT_ELEMS = 2048   # and float32 elements of one block of a chunk (its buffers)
+    SHORT_ELEMS = 2048   # and elements of the buffers of one block of a chunk
+                         # (float32 KL, float64 JS)
 
 
 cdef inline uint64_t across_element_f64(const double *p, Py_ssize_t sp, const double *q,
@@ -80,7 +81,8 @@ cdef bint across_lanes_f64(const double *p, Py_ssize_t sp0, Py_ssize_t sp1, cons
 
 cdef inline void short_lanes_f32(const float *p, float *lr, const float *s,
                                  Py_ssize_t rows, Py_ssize_t n, double *a) noexcept nogil:
-    """kl_block_f32's lane sums of rows element-major (as short_lanes): the
+    """kl_block_f32's lane sums of rows rows element-major (element e of row
+    r at e * rows + r; lane j of row r into a[j * rows + r]): the
     terms p log r + (p - r q) from p, the logs of the ratios lr and their
     residuals s, the pairs of kl_block_f32 (elements e and e + half) added in
     float first (kl_pair_f32, into lr in place)."""
@@ -216,8 +218,7 @@ cdef void short_chunk(const floating *p, Py_ssize_t sp0, Py_ssize_t sp1, const f
             add_blocks(sums + 3 * r, 1, acc + 6 * r)
     for r in range(rows):
         if n > block and not care[r]:
-            for k in range(3):
-                res[3 * r + k] = acc[6 * r + 2 * k] + acc[6 * r + 2 * k + 1]
+            care[r] = acc_result(acc + 6 * r, res + 3 * r) != ROW_OK
         if care[r] or not (fabs(res[3 * r]) <= DBL_MAX):
             status[r] = kl_row(p + r * sp0, sp1, q + r * sq0, sq1, n, check, want_sums,
                                res + 3 * r)
@@ -257,17 +258,12 @@ cdef void js_across_f64(const double *p, Py_ssize_t sp0, Py_ssize_t sp1, const d
     is not finite marks a pair the fast path cannot take, or an overflow."""
     cdef double t[SHORT_ELEMS]
     cdef double a[LANES * SHORT_ROWS]
-    cdef Py_ssize_t e, i, j, r, full = n - n % LANES
+    cdef Py_ssize_t e, r
     for e in range(n):
         for r in range(rows):
             t[e * rows + r] = js_term_f64(p[r * sp0 + e * sp1], q[r * sq0 + e * sq1])
-    for i in range(LANES * rows):
-        a[i] = 0.0
-    for e in range(n):
-        j = e % LANES if e < full else e - full
-        for r in range(rows):
-            a[j * rows + r] += t[e * rows + r]
-    short_totals(a, a, rows, False, total)
+    # lane_add's order is block_sums's: element e of row r at t[r + e * rows]
+    short_sums(t, 1, rows, rows, n, a, total)
 
 
 cdef void js_rows_across(const double *p, Py_ssize_t sp0, Py_ssize_t sp1, const double *q,

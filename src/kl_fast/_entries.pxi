@@ -496,6 +496,22 @@ cdef bint _run_long_row(bint f32, const char *p, const char *q, Layout *L, bint 
                           value) == ROW_DONE
 
 
+cdef inline bint _long_row(int kind, Layout *L) noexcept nogil:
+    """A single kl_div row the threads share (_run_long_row)."""
+    return kind == KIND_KL and L.m == 1 and L.n >= LONG_ROW
+
+
+cdef inline bint _across(int kind, bint f32, bint normalize, Layout *L) noexcept nogil:
+    """Rows computed across rows (_run_across): kl_div's short rows in any
+    layout and float64 columns of a C-order matrix; js_div's short float64
+    rows without normalize."""
+    if L.m_in != 0 or L.m < 2 or L.n == 0:
+        return False
+    if kind == KIND_KL:
+        return L.n <= SHORT_N or (not f32 and L.sp0 == 1 and (L.sq0 == 1 or L.sq0 == 0))
+    return kind == KIND_JS and not f32 and not normalize and L.n <= SHORT_N
+
+
 cdef bint _run_rows(int kind, bint f32, const char *p, const char *q, Layout *L, Py_ssize_t item,
                     bint normalize, bint check, double log_base, double dx, int n_threads,
                     double *values) noexcept:
@@ -503,15 +519,9 @@ cdef bint _run_rows(int kind, bint f32, const char *p, const char *q, Layout *L,
     cdef Py_ssize_t i, m = L.m
     cdef bint ok = True
     cdef int failed = 0
-    if kind == KIND_KL and L.m == 1 and L.n >= LONG_ROW and n_threads > 1:
+    if _long_row(kind, L) and n_threads > 1:
         return _run_long_row(f32, p, q, L, normalize, check, log_base, dx, n_threads, values)
-    if kind == KIND_KL and L.m_in == 0 and L.m >= 2 and L.n > 0 and (
-            L.n <= SHORT_N or (not f32 and L.sp0 == 1 and (L.sq0 == 1 or L.sq0 == 0))):
-        # short rows, and float64 columns of a C-order matrix: computed across rows
-        return _run_across(kind, f32, p, q, L, item, normalize, check, log_base, dx, n_threads,
-                           values)
-    if (kind == KIND_JS and not f32 and not normalize and L.m_in == 0 and L.m >= 2
-            and 0 < L.n <= SHORT_N):
+    if _across(kind, f32, normalize, L):
         return _run_across(kind, f32, p, q, L, item, normalize, check, log_base, dx, n_threads,
                            values)
     if (f32 and L.m_in == 0 and L.sp0 == 1 and L.sp1 != 1 and L.m >= 2
@@ -680,9 +690,8 @@ cdef object _entry(int kind, object p, object q, object axis, bint keepdims, obj
         return None  # an empty reduction cannot be normalised: the Python layer explains
     if check and (L.m == 0 or L.n == 0) and (cnp.PyArray_SIZE(pa) or cnp.PyArray_SIZE(qa)):
         return None  # an empty broadcast of a non-empty input: the Python layer checks it
-    # kl_div shares a single long row between threads (_run_long_row)
-    n_threads = _threads(num_threads, _cpu_count if kind == KIND_KL and L.m == 1
-                         and L.n >= LONG_ROW else L.m, L.n, func)
+    # a single long row is shared between threads (_run_long_row)
+    n_threads = _threads(num_threads, _cpu_count if _long_row(kind, &L) else L.m, L.n, func)
     if n_threads == 0:
         return None
     if out is None and L.out_ndim > 0 and type_num == cnp.NPY_DOUBLE and L.m > STACK_ROWS:

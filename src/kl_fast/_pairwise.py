@@ -205,9 +205,14 @@ def _kl_matrix(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
     Zq_T = q_zero[:, zero_cols].T.astype(np.float32) if zero_cols.size else None
     del q_zero
     gamma = (n + 64) * _U / (1.0 - (n + 64) * _U)
+    # the per-row and per-column inputs of the one pass after the product,
+    # C-contiguous float64 once (read with normalize only: the sums and their logs)
+    hp_c = _c(hp)
     if normalize:
-        log_ps = np.log(psum)
-        log_qs = np.log(qsum)
+        ps_c, qs_c = _c(psum), _c(qsum)
+        log_ps, log_qs = np.log(ps_c), np.log(qs_c)
+    else:
+        ps_c = qs_c = log_ps = log_qs = _EMPTY
     block = max(1, min(m, _BLOCK_ELEMENTS // k))
     block_threads = resolve_threads(num_threads, min(m, block), min(m, block) * k, func)
     # Large finite inputs (about 1e300) overflow the product form (inf, or
@@ -233,19 +238,17 @@ def _kl_matrix(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
             redo = np.empty(ob.shape, dtype=np.uint8)
             # the raw KL hp - C (finished with normalize), its error bound and
             # the entries that bound cannot resolve from 0, in one pass
-            count = _div_kernels.product_form_finish(
-                ob, side_prod, _c(hp[i0:i1]), _c(h_abs),
-                sign, _c(psum[i0:i1]) if normalize else _EMPTY, _c(qsum) if normalize else _EMPTY,
-                _c(log_ps[i0:i1]) if normalize else _EMPTY, _c(log_qs) if normalize else _EMPTY,
-                normalize, gamma, _REFINE_FACTOR, redo,
+            redo_rows = _div_kernels.product_form_finish(
+                ob, side_prod, hp_c[i0:i1], _c(h_abs), sign, ps_c[i0:i1], qs_c,
+                log_ps[i0:i1], log_qs, normalize, gamma, _REFINE_FACTOR, redo,
                 None if bound is None else bound[i0:i1], block_threads)
             if Zq_T is not None:
                 Zp = (Pk[i0:i1, zero_cols] > 0).astype(np.float32)
                 infinite = (Zp @ Zq_T) > 0
                 ob[infinite] = np.inf
-                if count:
+                if redo_rows:
                     redo[infinite] = 0
-            if not refine or not count:
+            if not refine or not redo_rows:
                 continue
             # Recompute exactly what the product form cannot resolve: entries within
             # _REFINE_FACTOR bounds of 0, and non-finite ones (overflow, bad input).
