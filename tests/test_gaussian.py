@@ -341,6 +341,43 @@ def test_results_do_not_depend_on_threads():
         kl_fast.gaussian_kl_grad(p.astype(np.float32), x, 0.2, 1.3, num_threads=1)
 
 
+def test_one_long_row_splits_by_default_with_the_same_bits():
+    from kl_fast import _gaussian, gaussian
+
+    n = _gaussian.SPLIT_MIN + 1000
+    x = np.linspace(-8, 8, n)
+    p = mixture(x, 3)
+    assert gaussian._threads(None, 1, n, "f") == min(gaussian.default_threads(),
+                                                     gaussian._CPU_COUNT)
+    assert gaussian._threads(None, 1, _gaussian.SPLIT_MIN - 1, "f") == 1
+    target = kl_fast.GaussianTarget(p, x, normalize=False)
+    ref = (kl_fast.gaussian_kl_grad(p, x, 0.2, 1.3, num_threads=1),
+           kl_fast.fit_gaussian(p, x, num_threads=1).kl, target.kl_hess(0.2, 1.3, num_threads=1))
+    general = kl_fast.gaussian_kl_grad(np.repeat(p, 2)[::2], x, 0.2, 1.3)   # strided p
+    assert general == ref[0]
+    for nt in (None, 2):
+        assert kl_fast.gaussian_kl_grad(p, x, 0.2, 1.3, num_threads=nt) == ref[0]
+        assert kl_fast.fit_gaussian(p, x, num_threads=nt).kl == ref[1]
+        kl, grad, hess = target.kl_hess(0.2, 1.3, num_threads=nt)
+        assert kl == ref[2][0]
+        assert np.array_equal(grad, ref[2][1]) and np.array_equal(hess, ref[2][2])
+
+
+@pytest.mark.parametrize("bad, error", [(0, ValueError), (-3, ValueError), (2.0, TypeError),
+                                        ("2", TypeError)])
+def test_num_threads_is_checked_on_every_entry(bad, error):
+    x = np.linspace(-4, 4, 50)
+    p = mixture(x, 1)
+    target = kl_fast.GaussianTarget(p, x)
+    calls = [lambda: kl_fast.gaussian_kl(p, x, 0.1, 1.0, num_threads=bad),
+             lambda: kl_fast.gaussian_kl_grad(p, x, 0.1, 1.0, num_threads=bad),
+             lambda: kl_fast.fit_gaussian(p, x, num_threads=bad),
+             lambda: target.kl_grad(0.1, 1.0, num_threads=bad)]
+    for call in calls:
+        with pytest.raises(error, match="num_threads"):
+            call()
+
+
 # ---- batches, dtypes, layouts ---------------------------------------------------------------
 
 def test_batch_of_parameters_equals_loop():
@@ -569,7 +606,7 @@ def test_single_row_history_on_every_path():
     p = np.exp(-x**2 / 8) / np.sqrt(8 * np.pi)
     kw = dict(method="gd", parametrization="variance", mu0=0.0, sigma0=1.0, lr=0.001, epochs=100)
     fast = kl_fast.fit_gaussian(p, x, **kw)
-    general = kl_fast.fit_gaussian(p, x, num_threads=1, **kw)
+    general = kl_fast.fit_gaussian(np.repeat(p, 2)[::2], x, **kw)   # strided: the Python layer
     assert np.shape(fast.history["kl"]) == (101,)
     assert np.shape(general.history["kl"]) == (101,)
     np.testing.assert_allclose(general.history["kl"], fast.history["kl"], rtol=1e-12)

@@ -500,7 +500,8 @@ cdef void gk_run_blocks(const floating *p, Py_ssize_t sp, const GkPass *cx, int 
     if nthreads > 1 and nb > 1 and nb > GK_STACK_BLOCKS:
         tot = <double *>malloc(nb * GK_MAXQ * sizeof(double))
     if nthreads > 1 and nb > 1 and tot != NULL:
-        for b in prange(nb, schedule="static", num_threads=nthreads):
+        # dynamic: a thread that is descheduled (a busy core) holds back few blocks
+        for b in prange(nb, schedule="dynamic", chunksize=4, num_threads=nthreads):
             gk_block(p, sp, cx, b, tot + b * GK_MAXQ)
         for b in range(nb):
             for k in range(nq):

@@ -1,5 +1,5 @@
 """Type stubs for the compiled kl_fast._gaussian module."""
-from typing import Literal, Optional, Tuple, Union, overload
+from typing import Callable, Literal, Optional, Tuple, Union, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +26,11 @@ FIT_INTERRUPTED: int
 FIT_TWO_POINTS: int
 FIT_UNIFORM: int
 
+SPLIT_MIN: int
+BLOCK: int
+
+def configure(default_threads: Callable[[], int], cpu_count: int) -> None: ...
+
 def gaussian_psums_rows(
     p: _Floating,
     x: _F64,
@@ -51,6 +56,7 @@ def prepared_1d(
     mu: object,
     sigma: object,
     order: int,
+    num_threads: object = ...,
 ) -> Optional[Tuple[np.float64, ...]]: ...
 def gaussian_fit_rows(
     p: _Floating,
@@ -71,11 +77,13 @@ def gaussian_fit_rows(
 ) -> None: ...
 @overload
 def kl_grad_1d(
-    p: object, x: object, mu: object, sigma: object, want_grad: Literal[False]
+    p: object, x: object, mu: object, sigma: object, want_grad: Literal[False],
+    num_threads: object = ...,
 ) -> Optional[np.float64]: ...
 @overload
 def kl_grad_1d(
-    p: object, x: object, mu: object, sigma: object, want_grad: Literal[True]
+    p: object, x: object, mu: object, sigma: object, want_grad: Literal[True],
+    num_threads: object = ...,
 ) -> Optional[Tuple[np.float64, np.float64, np.float64]]: ...
 def fit_1d(
     p: object,
@@ -88,6 +96,7 @@ def fit_1d(
     iters: int,
     tol: float,
     history: bool,
+    num_threads: object = ...,
 ) -> Optional[
     Tuple[
         Tuple[float, float, float, float, float, float],

@@ -128,9 +128,10 @@ class GaussianTarget:
     # ---- evaluation ----------------------------------------------------------------
     def _values(self, mu: npt.ArrayLike, sigma: npt.ArrayLike, func: str, order: int,
                 num_threads: Optional[int]) -> list[_Value]:
-        if self._k == 0 and self._batch_shape == () and num_threads is None:
+        if self._k == 0 and self._batch_shape == ():
             # one row at scalar parameters: the compiled path, no Python-level helpers
-            fast = _gaussian.prepared_1d(self._p2, self._xk, self._psums, mu, sigma, order)
+            fast = _gaussian.prepared_1d(self._p2, self._xk, self._psums, mu, sigma, order,
+                                         num_threads)
             if fast is not None:
                 return list(fast)
         return _g._evaluate_prepared(self._p2, self._xk, self._psums, self._batch_shape,

@@ -19,7 +19,9 @@ import numpy.typing as npt
 from . import _gaussian
 from ._api import _as_rows, scaled_by_max
 from ._typing import ArrayLike, F64Array, F64Result, Nested2D
-from ._validation import as_real_array, format_index, resolve_threads
+from ._validation import _CPU_COUNT, as_real_array, default_threads, format_index, resolve_threads
+
+_gaussian.configure(default_threads, _CPU_COUNT)
 
 __all__ = ["gaussian_kl", "gaussian_kl_grad", "fit_gaussian", "GaussianFit"]
 
@@ -29,22 +31,23 @@ _FLOAT64 = np.dtype(np.float64)
 
 # ---- conversion and checks ---------------------------------------------------------
 
-_BLOCK = 256  # grid points per block of the C passes
-
-
 def _threads(num_threads: Any, items: int, n: int, func: str) -> int:
     """Threads for `items` independent rows or parameter sets on a grid of n points.
 
     Several items run in parallel (by default for large batches); a single item
-    splits its grid into blocks over the threads only when num_threads asks for
-    it: one row is too little work to risk waiting on a descheduled thread at
-    every pass.  Results are the same for every thread count.
+    splits its grid into blocks over the threads, by default from
+    ``_gaussian.SPLIT_MIN`` points (the compiled entries apply the same rule).
+    Results are the same for every thread count.
     """
     if items > 1:
         return resolve_threads(num_threads, items, items * n, func)
+    blocks = max(1, -(-n // _gaussian.BLOCK))
     if num_threads is None:
-        return 1
-    return resolve_threads(num_threads, max(1, -(-n // _BLOCK)), n, func)
+        if n < _gaussian.SPLIT_MIN:
+            return 1
+        return max(1, min(default_threads(), blocks, _CPU_COUNT))
+    return resolve_threads(num_threads, blocks, n, func)
+
 
 def _describe(value: float) -> str:
     if np.isnan(value):
@@ -351,8 +354,8 @@ def gaussian_kl(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike, *,
         tutorial where it sums to about 1000).
     num_threads : int, optional
         Threads (default: all cores for large batches of rows or parameter sets,
-        one for a single row; given explicitly, a single row splits its grid
-        over them).  Results do not depend on it.
+        and for a single row of at least 16,384 grid points, which is split
+        into blocks over them).  Results do not depend on it.
 
     Returns
     -------
@@ -376,8 +379,8 @@ def gaussian_kl(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike, *,
     >>> kl_fast.gaussian_kl(p, x, [0.0, 1.0], 2.0, normalize=True).round(4)  # ~ 1/8, as for densities
     array([0.   , 0.125])
     """
-    if not normalize and num_threads is None:
-        fast = _gaussian.kl_grad_1d(p, x, mu, sigma, False)
+    if not normalize:
+        fast = _gaussian.kl_grad_1d(p, x, mu, sigma, False, num_threads)
         if fast is not None:
             return fast
     return cast(F64Result,
@@ -431,8 +434,8 @@ def gaussian_kl_grad(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike
     >>> round(float(kl), 4), round(float(d_mu), 4), round(float(d_sigma), 4)
     (0.125, 0.25, -0.125)
     """
-    if not normalize and num_threads is None:
-        fast = _gaussian.kl_grad_1d(p, x, mu, sigma, True)
+    if not normalize:
+        fast = _gaussian.kl_grad_1d(p, x, mu, sigma, True, num_threads)
         if fast is not None:
             return fast
     return cast(Union[_Grad, _GradArrays],
@@ -693,9 +696,9 @@ def fit_gaussian(p: ArrayLike, x: ArrayLike, *, method: Literal["newton", "gd"] 
     history : bool, default True
         Record (kl, mu, sigma) of the start and after every step.
     num_threads : int, optional
-        Threads (default: all cores for a large batch of rows, one for a single
-        row; given explicitly, a single row splits its grid over them).  Results
-        do not depend on it.
+        Threads (default: all cores for a large batch of rows, and for a single
+        row of at least 16,384 grid points, which is split into blocks over
+        them).  Results do not depend on it.
 
     Returns
     -------
@@ -721,9 +724,9 @@ def fit_gaussian(p: ArrayLike, x: ArrayLike, *, method: Literal["newton", "gd"] 
     newton = method == "newton"
     templates = _MESSAGES[method, parametrization]
 
-    if not normalize and num_threads is None:
+    if not normalize:
         fast = _gaussian.fit_1d(p, x, newton, variance, mu0, sigma0, lr_v, iters, tol_v,
-                                history)
+                                history, num_threads)
         if fast is not None:
             (mu, sigma, kl, d_mu, d_sigma, grad_rel), (nit, nfev, code), h = fast
             msg = templates[code]
