@@ -97,3 +97,29 @@ def test_many_near_equal_terms_float32(path, n):
     numpy32 = float(np.sum(np.where(p > 0, p * np.log(p / q), 0)))
     assert abs(got - truth) <= max(abs(numpy32 - truth), 2 * EPS32 * magnitude(p, q))
     assert abs(got - truth) <= 2 * EPS32 * magnitude(p, q)
+
+
+@pytest.mark.parametrize("spread", [1e-2, 3e-3])
+def test_pairwise_near_duplicates_through_the_product_form(path, spread):
+    # rows near one another (KL 1e-5 .. 1e-4), too many pairs for the row kernel:
+    # the product form, centred on the columns' maxima, is as accurate as NumPy's
+    # all-pairs one-liner (it was 2e-11 .. 5e-10 relative against NumPy's
+    # 1e-13 .. 3e-12).  Per-pair sums (kl_div, SciPy's rel_entr) reach ~1e-14 at
+    # O(m k n) logs; docs/accuracy.md lists both.
+    rng = np.random.default_rng(int(1 / spread))
+    n, m = 100, 120
+    base = rng.dirichlet(np.ones(n))
+    P = base * (1 + spread * rng.standard_normal((m, n)))
+    Q = base * (1 + spread * rng.standard_normal((m, n)))
+    P /= P.sum(axis=1, keepdims=True)
+    Q /= Q.sum(axis=1, keepdims=True)
+    assert m * m * (n + 16) > 2 ** 17   # past the row kernel's crossover
+    got = kl_fast.kl_pairwise(P, Q)
+    numpy = np.sum(P[:, None] * np.log(P[:, None] / Q[None]), axis=-1)
+    ours, peer = [], []
+    for i in range(0, m, 3):
+        j = (7 * i + 1) % m
+        truth = exact(P[i], Q[j])
+        ours.append(abs(got[i, j] - truth) / truth)
+        peer.append(abs(numpy[i, j] - truth) / truth)
+    assert max(ours) <= 2 * max(peer), (max(ours), max(peer))

@@ -467,13 +467,17 @@ cdef int kl_log_row(const floating *p, Py_ssize_t sp, const floating *q, Py_ssiz
     return st
 
 
-cdef void masked_log_f64(const double *x, double *y, Py_ssize_t n) noexcept nogil:
-    """y = log(x) where x > 0 and 0 where x == 0 (the log matrix of the
-    all-pairs KL product, whose zeros are handled apart)."""
+cdef void centred_log_f64(const double *x, const double *r, double *y,
+                          Py_ssize_t n) noexcept nogil:
+    """y = log(x / r) where x > 0 and 0 where x == 0, for r > 0 (the centred log
+    matrix of the all-pairs KL product, whose zeros are handled apart).  The
+    ratio t = x / r is rounded; the residual x - t r is exact and adds its
+    first-order term, so y is accurate to an ulp of itself even where x ~ r."""
     cdef Py_ssize_t i
-    cdef double l
+    cdef double t, l
     for i in range(n):
-        l = klm_log_f64(x[i])
+        t = x[i] / r[i]
+        l = klm_log_f64(t) + klm_residual_f64(x[i], t, r[i]) / x[i]
         y[i] = l if x[i] > 0.0 else 0.0
 
 

@@ -70,7 +70,8 @@ ctypedef int (*kl_log_row_f64_fn)(const double *lp, Py_ssize_t sp, const double 
 ctypedef int (*kl_log_row_f32_fn)(const float *lp, Py_ssize_t sp, const float *lq,
                                   Py_ssize_t sq, Py_ssize_t n, int normalize, int check,
                                   double *res) noexcept nogil
-ctypedef void (*masked_log_f64_fn)(const double *x, double *y, Py_ssize_t n) noexcept nogil
+ctypedef void (*centred_log_f64_fn)(const double *x, const double *r, double *y,
+                                   Py_ssize_t n) noexcept nogil
 # JS of one row: (p, q, normalize, check) -> res[0] = JS, res[1:3] = the sums
 # with normalize.
 ctypedef int (*js_row_f64_fn)(const double *p, Py_ssize_t sp, const double *q,
@@ -107,7 +108,7 @@ ctypedef struct CoreTable:
     kl_log_row_f32_fn kl_log_row_f32
     find_bad_f64_fn kl_log_find_bad_f64   # first NaN or +inf (lp before lq)
     find_bad_f32_fn kl_log_find_bad_f32
-    masked_log_f64_fn masked_log_f64
+    centred_log_f64_fn centred_log_f64
     js_row_f64_fn js_row_f64
     js_row_f32_fn js_row_f32
     js_row_ab_f64_fn js_row_scaled_f64

@@ -25,7 +25,8 @@ def kl_pairs(
     P: _Floating, Q: _Floating, rows: npt.NDArray[np.intp], cols: npt.NDArray[np.intp],
     out: npt.NDArray[np.float64], n_threads: int,
 ) -> None: ...
-def masked_log_rows(x: npt.NDArray[np.float64], out: npt.NDArray[np.float64], n_threads: int) -> None: ...
+def centred_log_rows(x: npt.NDArray[np.float64], r: npt.NDArray[np.float64],
+                     out: npt.NDArray[np.float64], n_threads: int) -> None: ...
 
 _Result = np.floating | np.ndarray
 
@@ -74,8 +75,8 @@ def finish_kl(
     out: npt.NDArray[np.float64], normalize: bool, base: float, dx: float,
 ) -> None: ...
 def product_form_finish(
-    ob: npt.NDArray[np.float64], side: Optional[npt.NDArray[np.float64]],
-    hp: npt.NDArray[np.float64], h_abs: npt.NDArray[np.float64], sign: float,
+    ob: npt.NDArray[np.float64],
+    hp: npt.NDArray[np.float64], h_abs: npt.NDArray[np.float64],
     psum: npt.NDArray[np.float64], qsum: npt.NDArray[np.float64],
     log_ps: npt.NDArray[np.float64], log_qs: npt.NDArray[np.float64], normalize: bool,
     gamma: float, factor: float, redo: npt.NDArray[np.uint8],

@@ -205,19 +205,22 @@ def kl_pairs(const floating[:, :] P, const floating[:, :] Q, const Py_ssize_t[::
         _end_watch(watched)
 
 
-def masked_log_rows(const double[:, ::1] x, double[:, ::1] out, int n_threads):
-    """out = log(x) where x > 0 and 0 where x == 0, row by row (no validation)."""
+def centred_log_rows(const double[:, ::1] x, const double[::1] r, double[:, ::1] out,
+                     int n_threads):
+    """out[i] = log(x[i] / r) where x > 0 and 0 where x == 0, row by row (r > 0,
+    no validation)."""
     cdef Py_ssize_t m = x.shape[0], n = x.shape[1], i
-    if out.shape[0] != m or out.shape[1] != n:
-        raise ValueError("masked_log_rows: x and out differ in shape")
+    if out.shape[0] != m or out.shape[1] != n or r.shape[0] != n:
+        raise ValueError("centred_log_rows: x, r and out differ in shape")
     if m == 0 or n == 0:
         return
     if n_threads <= 1 or m == 1:
         with nogil:
-            core_table().masked_log_f64(&x[0, 0], &out[0, 0], m * n)
+            for i in range(m):
+                core_table().centred_log_f64(&x[i, 0], &r[0], &out[i, 0], n)
     else:
         for i in prange(m, nogil=True, schedule="static", num_threads=n_threads):
-            core_table().masked_log_f64(&x[i, 0], &out[i, 0], n)
+            core_table().centred_log_f64(&x[i, 0], &r[0], &out[i, 0], n)
 
 
 include "_interrupt.pxi"

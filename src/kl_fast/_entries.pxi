@@ -894,10 +894,10 @@ cdef inline unsigned char _product_entry(double *value, double *bound, double c,
                                          double hp, double ps, double qs, double lps,
                                          double lqs, bint normalize, double gamma,
                                          double factor) noexcept nogil:
-    """One entry of the product form: value[0] from c = (P log Q^T)[i, j] and
-    the row's entropy term hp, its error bound (into bound[0]) from
-    a = sum p |log q| + sum |p log p| and the factor gamma; 1 when the bound
-    cannot resolve it from 0 (its value is then recomputed by the row kernel)."""
+    """One entry of the product form: value[0] from c = (P L^T)[i, j] and the
+    row's term hp, its error bound (into bound[0]) from a = -c + h_abs[i] (the
+    scale of the rounding errors) and the factor gamma; 1 when the bound cannot
+    resolve it from 0 (its value is then recomputed by the row kernel)."""
     cdef double v = hp - c
     if normalize:
         v = _kl_normalized(v, ps, qs)
@@ -909,20 +909,20 @@ cdef inline unsigned char _product_entry(double *value, double *bound, double c,
     return not (fabs(v) > factor * a or a == 0.0)
 
 
-cdef inline Py_ssize_t _product_row(double *ob, const double *side, Py_ssize_t k,
-                                    double sign, double hp, double h_abs, double ps,
-                                    const double *qsum, double lps, const double *log_qs,
-                                    bint normalize, double gamma, double factor,
-                                    unsigned char *redo, double *bound) noexcept nogil:
+cdef inline Py_ssize_t _product_row(double *ob, Py_ssize_t k, double hp, double h_abs,
+                                    double ps, const double *qsum, double lps,
+                                    const double *log_qs, bint normalize, double gamma,
+                                    double factor, unsigned char *redo,
+                                    double *bound) noexcept nogil:
     """_product_entry over row i of the block (bound: k doubles, or NULL for
     none); 1 when an entry of it must be recomputed."""
     cdef Py_ssize_t j
     cdef double a, bnd, v
     cdef unsigned char any_redo = 0
-    if side == NULL and not normalize and bound == NULL:
+    if not normalize and bound == NULL:
         # the common case in one loop gcc vectorises (no branch, no call)
         for j in range(k):
-            a = (ob[j] * sign + h_abs) * gamma
+            a = (h_abs - ob[j]) * gamma
             v = hp - ob[j]
             ob[j] = v
             redo[j] = 1 - (<unsigned char>(fabs(v) > factor * a) | <unsigned char>(a == 0.0))
@@ -930,11 +930,7 @@ cdef inline Py_ssize_t _product_row(double *ob, const double *side, Py_ssize_t k
             any_redo |= redo[j]
         return any_redo
     for j in range(k):
-        a = ob[j] * sign
-        if side != NULL:
-            a = a + 2.0 * side[j]
-        a = a + h_abs
-        redo[j] = _product_entry(&ob[j], &bnd, ob[j], a, hp, ps,
+        redo[j] = _product_entry(&ob[j], &bnd, ob[j], h_abs - ob[j], hp, ps,
                                  qsum[j] if normalize else 1.0, lps,
                                  log_qs[j] if normalize else 0.0, normalize, gamma, factor)
         if bound != NULL:
@@ -943,42 +939,33 @@ cdef inline Py_ssize_t _product_row(double *ob, const double *side, Py_ssize_t k
     return any_redo
 
 
-def product_form_finish(double[:, ::1] ob, side, const double[::1] hp, const double[::1] h_abs,
-                        double sign, const double[::1] psum, const double[::1] qsum,
+def product_form_finish(double[:, ::1] ob, const double[::1] hp, const double[::1] h_abs,
+                        const double[::1] psum, const double[::1] qsum,
                         const double[::1] log_ps, const double[::1] log_qs, bint normalize,
                         double gamma, double factor, unsigned char[:, ::1] redo, bound,
                         int n_threads):
     """kl_pairwise's product form after its matrix product, in one pass.
 
-    ob (a block of rows, (b, k)) holds C = P log(Q)^T and becomes the
-    divergences hp[i] - C[i, j] (with normalize: finished as kl_div finishes
-    them); redo[i, j] is set to 1 where the a-priori error bound
-    gamma (|C| sign-corrected by ``side`` (2 P[:, cols] side^T, or None),
-    plus h_abs[i]; with normalize divided by psum[i] and increased by
-    |log qs - log ps| + 1) cannot resolve the entry from 0 within ``factor``
-    bounds (it is recomputed exactly), else 0.  psum, log_ps hold the block's
-    rows, qsum, log_qs the columns (read only with normalize).  Returns the
-    number of rows holding an entry to recompute.  ``bound`` (a (b, k) float64 array, or
-    None) receives each entry's error bound.  The same arithmetic, in the
-    same order, as the NumPy passes it replaces."""
+    ob (a block of rows, (b, k)) holds C = P L^T, L <= 0 the centred logs of
+    Q's rows, and becomes the divergences hp[i] - C[i, j] (with normalize:
+    finished as kl_div finishes them); redo[i, j] is set to 1 where the a-priori
+    error bound gamma (-C[i, j] + h_abs[i]; with normalize divided by psum[i]
+    and increased by |log qs - log ps| + 1) cannot resolve the entry from 0
+    within ``factor`` bounds (it is recomputed exactly), else 0.  psum, log_ps
+    hold the block's rows, qsum, log_qs the columns (read only with
+    normalize).  Returns the number of rows holding an entry to recompute.
+    ``bound`` (a (b, k) float64 array, or None) receives each entry's error
+    bound."""
     cdef Py_ssize_t b = ob.shape[0], k = ob.shape[1], i, count = 0
-    cdef const double[:, ::1] sd
     cdef double[:, ::1] bd
-    cdef const double *sp = NULL
     cdef double *bp = NULL
-    cdef Py_ssize_t s_stride = 0, b_stride = 0
+    cdef Py_ssize_t b_stride = 0
     if bound is not None:
         bd = bound
         if bd.shape[0] != b or bd.shape[1] != k:
             raise ValueError("product_form_finish: bound has the wrong shape")
         bp = &bd[0, 0] if b and k else NULL
         b_stride = k
-    if side is not None:
-        sd = side
-        if sd.shape[0] != b or sd.shape[1] != k:
-            raise ValueError("product_form_finish: side has the wrong shape")
-        sp = &sd[0, 0] if b and k else NULL
-        s_stride = k
     if (hp.shape[0] != b or h_abs.shape[0] != b or redo.shape[0] != b or redo.shape[1] != k
             or (normalize and (psum.shape[0] != b or log_ps.shape[0] != b
                                or qsum.shape[0] != k or log_qs.shape[0] != k))):
@@ -986,8 +973,7 @@ def product_form_finish(double[:, ::1] ob, side, const double[::1] hp, const dou
     if b == 0 or k == 0:
         return 0
     for i in prange(b, nogil=True, schedule="static", num_threads=max(1, n_threads)):
-        count += _product_row(&ob[i, 0], sp + i * s_stride if sp != NULL else NULL, k, sign,
-                              hp[i], h_abs[i], psum[i] if normalize else 1.0,
+        count += _product_row(&ob[i, 0], k, hp[i], h_abs[i], psum[i] if normalize else 1.0,
                               &qsum[0] if normalize else NULL,
                               log_ps[i] if normalize else 0.0,
                               &log_qs[0] if normalize else NULL, normalize, gamma, factor,

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence, cast, overload
+from typing import Any, NamedTuple, Sequence, cast, overload
 
 import numpy as np
 import numpy.typing as npt
 
-from . import _div_kernels
+from . import _div_kernels, _kernels
 from ._typing import ArrayLike, ArrayT, F32Array, F64Array, Float64Like
 from ._api import check_out, deliver, finish, row_sums, scaled_by_max
 from ._validation import (
@@ -141,47 +141,52 @@ def _resolve_base(base: Any, func: str) -> float | None:
     return None if base is None else check_positive_scalar(base, "base", func, allow_one=False)
 
 
-def _masked_log(Q64: np.ndarray, num_threads: Any, func: str) -> np.ndarray:
-    """log(q) where q > 0, 0 where q == 0 (the zeros are handled separately)."""
+class CentredLogs(NamedTuple):
+    """The log matrix of the product form for the rows Q64: L = log(q / r) where
+    q > 0 and 0 where q == 0, with r the column maxima of Q64 (1 where a column
+    is all zero), so L <= 0 and sum p |L| = -P L^T.  Rows near one another give
+    small L and a small rounding error in the product."""
+    L: np.ndarray       # (k, n)
+    r: np.ndarray       # (n,), positive and finite
+    abs_lr: np.ndarray  # |log r|, (n,)
+
+
+def _centred_logs(Q64: np.ndarray, num_threads: Any, func: str) -> CentredLogs:
     Q64 = np.ascontiguousarray(Q64)
+    k, n = Q64.shape
+    r = Q64.max(axis=0) if k else np.ones(n)
+    r[~(r > 0)] = 1.0
     L = np.empty(Q64.shape, dtype=np.float64)
-    nt = resolve_threads(num_threads, Q64.shape[0], Q64.size, func)
-    _div_kernels.masked_log_rows(Q64, L, nt)
-    return L
+    nt = resolve_threads(num_threads, k, Q64.size, func)
+    _div_kernels.centred_log_rows(Q64, r, L, nt)
+    return CentredLogs(L, r, np.abs(np.log(r)))
 
 
-def _abs_side(L: np.ndarray) -> tuple[float, np.ndarray | None, np.ndarray | None]:
-    """How to get sum p*|log q| from the product C = P @ L.T.
-
-    Returns (sign, cols, side): sum p*|L| = sign * C + 2 * P[:, cols] @ side.T,
-    with cols the (few) columns where L has the minority sign, or None when L
-    has one sign throughout.
-    """
-    pos = np.any(L > 0, axis=0)
-    neg = np.any(L < 0, axis=0)
-    if not pos.any():
-        return -1.0, None, None
-    if not neg.any():
-        return 1.0, None, None
-    if np.count_nonzero(pos) <= np.count_nonzero(neg):
-        cols = np.flatnonzero(pos)
-        return -1.0, cols, np.maximum(L[:, cols], 0.0)
-    cols = np.flatnonzero(neg)
-    return 1.0, cols, -np.minimum(L[:, cols], 0.0)
+def _row_terms(P64: np.ndarray, r: np.ndarray, n_threads: int) -> np.ndarray:
+    """sum p log(p / r) of every row of P64 by the row kernel (r > 0 finite)."""
+    res = np.empty((P64.shape[0], 3))
+    status = np.empty(P64.shape[0], dtype=np.int8)
+    _kernels.kl_rows(P64, np.broadcast_to(r, P64.shape), res, status, False, n_threads,
+                     want_sums=False)
+    return res[:, 0].copy()
 
 
 def _kl_matrix(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
                qsum: np.ndarray, *, normalize: bool, num_threads: Any, func: str,
                refine: bool = True, bound: np.ndarray | None = None,
-               out: np.ndarray | None = None, L: np.ndarray | None = None) -> np.ndarray:
+               out: np.ndarray | None = None, logs: CentredLogs | None = None) -> np.ndarray:
     """The (m, k) matrix of KL(P_i || Q_j), natural log, float64.
 
-    Entropy term minus the product P @ log(Q).T, block by block, into ``out``
+    With r > 0 any vector, KL(P_i || Q_j) = sum p log(p / r) - sum p log(q / r):
+    the first term per row by the row kernel, minus the product P @ L.T of the
+    centred logs L = log(Q / r) (_centred_logs), block by block, into ``out``
     (a C-contiguous float64 (m, k) array that overlaps no input) or a new
-    array.  With ``bound`` (an (m, k) array) the a-priori bound on each
-    product-form entry's absolute error is written there; ``refine=False``
-    skips the exact recomputation of the entries too close to zero (both for
-    testing the bound).  ``L``: _masked_log of Qk, when the caller has it.
+    array.  Where the rows lie near r (near-duplicates) both terms are small,
+    and so is the rounding error of their difference.  With ``bound`` (an (m,
+    k) array) the a-priori bound on each product-form entry's absolute error is
+    written there; ``refine=False`` skips the exact recomputation of the
+    entries too close to zero (both for testing the bound).  ``logs``:
+    _centred_logs of Qk, when the caller has it.
     """
     m, n = Pk.shape
     k = Qk.shape[0]
@@ -195,10 +200,9 @@ def _kl_matrix(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
             bound.fill(0.0)
         return out
     Q64 = np.asarray(Qk, dtype=np.float64)
-    if L is None:
-        L = _masked_log(Q64, num_threads, func)
-    LT = L.T
-    sign, side_cols, side = _abs_side(L)
+    if logs is None:
+        logs = _centred_logs(Q64, num_threads, func)
+    LT = logs.L.T
     q_zero = Q64 == 0
     zero_cols = np.flatnonzero(q_zero.any(axis=0))
     # Indicator product: > 0 exactly where P_i has mass on a zero of Q_j.
@@ -207,7 +211,6 @@ def _kl_matrix(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
     gamma = (n + 64) * _U / (1.0 - (n + 64) * _U)
     # the per-row and per-column inputs of the one pass after the product,
     # C-contiguous float64 once (read with normalize only: the sums and their logs)
-    hp_c = _c(hp)
     if normalize:
         ps_c, qs_c = _c(psum), _c(qsum)
         log_ps, log_qs = np.log(ps_c), np.log(qs_c)
@@ -223,25 +226,23 @@ def _kl_matrix(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
             i1 = min(m, i0 + block)
             P64 = np.asarray(Pk[i0:i1], dtype=np.float64)
             ob = out[i0:i1]
-            np.matmul(P64, LT, out=ob)                                # C = P log(Q)^T
-            # sum p*|log q| = sign * C + 2 P[:, cols] side^T, plus sum |p log p|:
-            # the scale of the rounding errors
-            side_prod = None
-            if side_cols is not None and side is not None:  # both or neither
-                side_prod = _c(P64[:, side_cols] @ side.T)
-            h_abs = -hp[i0:i1]
+            np.matmul(P64, LT, out=ob)                                # C = P L^T
+            hr = _row_terms(P64, logs.r, block_threads)
+            # the scale of the rounding errors: sum p |L| = -C (in the finish),
+            # plus sum |p log(p / r)| <= sum |p log p| + sum p |log r|
+            h_abs = -hp[i0:i1] + P64 @ logs.abs_lr
             big = P64 > 1.0
             if big.any():
                 with np.errstate(divide="ignore"):
                     xlogx = np.where(big, P64 * np.log(np.where(big, P64, 1.0)), 0.0)
                 h_abs = h_abs + 2.0 * xlogx.sum(axis=1)
             redo = np.empty(ob.shape, dtype=np.uint8)
-            # the raw KL hp - C (finished with normalize), its error bound and
+            # the raw KL hr - C (finished with normalize), its error bound and
             # the entries that bound cannot resolve from 0, in one pass
             redo_rows = _div_kernels.product_form_finish(
-                ob, side_prod, hp_c[i0:i1], _c(h_abs), sign, ps_c[i0:i1], qs_c,
-                log_ps[i0:i1], log_qs, normalize, gamma, _REFINE_FACTOR, redo,
-                None if bound is None else bound[i0:i1], block_threads)
+                ob, hr, _c(h_abs), ps_c[i0:i1], qs_c, log_ps[i0:i1], log_qs, normalize,
+                gamma, _REFINE_FACTOR, redo, None if bound is None else bound[i0:i1],
+                block_threads)
             if Zq_T is not None:
                 Zp = (Pk[i0:i1, zero_cols] > 0).astype(np.float32)
                 infinite = (Zp @ Zq_T) > 0
@@ -306,8 +307,11 @@ def kl_pairwise(P: ArrayLike, Q: ArrayLike | None = None, *, base: float | None 
     Where P[i] has mass on a zero of Q[j] the entry is exactly +inf; no NaN
     arises from 0 * log(0).
 
-    Accuracy: the product form loses digits to cancellation when P[i] is close
-    to Q[j] (the absolute error is about n * eps * (sum p*|log q| + sum |p log p|)).
+    Accuracy: the product form is centred on the columns' maxima r of Q
+    (``sum p log(p/r)`` minus ``P @ log(Q/r).T``), so rows near one another keep
+    their digits (near-duplicates are about as accurate as NumPy's all-pairs
+    one-liner); its absolute error is bounded by about n * eps * (sum p |log(q/r)|
+    + sum |p log p| + sum p |log r|).
     Entries within 2**24 such error bounds of zero (near-duplicate rows, the
     diagonal of ``kl_pairwise(P)``), and any non-finite ones, are recomputed by
     kl_div's exact row kernel, so they equal ``kl_div(P[i], Q[j], ...)``; every

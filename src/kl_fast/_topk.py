@@ -23,8 +23,9 @@ from . import _div_kernels
 from ._api import finish, kl_div, normalize_rescale
 from ._pairwise import (
     _finite_sums,
+    CentredLogs,
+    _centred_logs,
     _kl_matrix,
-    _masked_log,
     _prepare,
     _resolve_base,
     _row_stats,
@@ -100,25 +101,25 @@ class _KLSide:
         self.normalize, self.reverse = normalize, reverse
         self.num_threads, self.func = num_threads, func
 
-    def logs(self, i0: int, i1: int, j0: int, j1: int) -> np.ndarray:
-        """The logs of the tile's second operand (Q's rows, or P's for reverse)."""
+    def logs(self, i0: int, i1: int, j0: int, j1: int) -> CentredLogs:
+        """The centred logs of the tile's second operand (Q's rows, or P's for reverse)."""
         b = self.Q[j0:j1] if not self.reverse else self.P[i0:i1]
-        return _masked_log(np.asarray(b, dtype=np.float64), self.num_threads, self.func)
+        return _centred_logs(np.asarray(b, dtype=np.float64), self.num_threads, self.func)
 
     def approx(self, i0: int, i1: int, j0: int, j1: int,
-               L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+               logs: CentredLogs) -> tuple[np.ndarray, np.ndarray]:
         """(A, E): product-form values and their error bounds, (i1 - i0, j1 - j0)."""
         bound = np.empty((i1 - i0, j1 - j0)) if not self.reverse else np.empty((j1 - j0, i1 - i0))
         if not self.reverse:
             A = _kl_matrix(self.P[i0:i1], self.Q[j0:j1], self.hp[i0:i1], self.psum[i0:i1],
                            self.qsum[j0:j1], normalize=self.normalize,
                            num_threads=self.num_threads, func=self.func, refine=False,
-                           bound=bound, L=L)
+                           bound=bound, logs=logs)
             return A, bound
         A = _kl_matrix(self.Q[j0:j1], self.P[i0:i1], self.hq[j0:j1], self.qsum[j0:j1],
                        self.psum[i0:i1], normalize=self.normalize,
                        num_threads=self.num_threads, func=self.func, refine=False, bound=bound,
-                       L=L)
+                       logs=logs)
         return A.T, bound.T
 
     def exact(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -168,10 +169,11 @@ def _topk_kl(side: _KLSide, m: int, total: int, k: int) -> tuple[np.ndarray, np.
     mb, kb = _tiles(m, total)
     for j0 in range(0, total, kb):
         j1 = min(total, j0 + kb)
-        L = None if side.reverse else side.logs(0, m, j0, j1)
+        logs = None if side.reverse else side.logs(0, m, j0, j1)
         for i0 in range(0, m, mb):
             i1 = min(m, i0 + mb)
-            A, E = side.approx(i0, i1, j0, j1, L if L is not None else side.logs(i0, i1, j0, j1))
+            A, E = side.approx(i0, i1, j0, j1,
+                               logs if logs is not None else side.logs(i0, i1, j0, j1))
             with np.errstate(invalid="ignore", over="ignore"):
                 lo, hi = A - E, A + E
             # an entry the product form could not evaluate (overflow) is a
