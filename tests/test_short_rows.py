@@ -177,3 +177,64 @@ def test_js_rows_the_fast_path_cannot_take(path, rng):
     assert np.isnan(got[7])
     keep = np.arange(300) != 7
     assert_same_bits(got[keep], [kl_fast.js_div(p[i], q[i]) for i in np.flatnonzero(keep)])
+
+
+def draw_log(rng, m, n, kind):
+    """Log-probabilities (or unnormalised logs) of m rows of n elements."""
+    lp = rng.standard_normal((m, n)) * 3.0
+    lq = rng.standard_normal((m, n)) * 3.0
+    if kind == "neginf":
+        lp[rng.random((m, n)) < 0.2] = -np.inf
+        lq[rng.random((m, n)) < 0.05] = -np.inf
+    elif kind == "near":
+        lq = lp + 1e-9 * rng.standard_normal((m, n))
+    elif kind == "wide":
+        lp += rng.uniform(-700, 700, (m, 1))
+        lq += rng.uniform(-700, 700, (m, 1))
+    return lp, lq
+
+
+@pytest.mark.parametrize("kind", ["uniform", "neginf", "near", "wide"])
+def test_log_rows_match_the_row_kernel(path, rng, kind):
+    """kl_div_log over many short float64 rows (computed across rows) gives
+    every row the bits of kl_div_log on that row alone, with and without
+    normalize, on one or two threads and in any layout (rows of up to
+    LOG_SHORT_N = 20 elements; longer ones keep the row kernel)."""
+    for n in LENGTHS:
+        lp, lq = draw_log(rng, 150, n, kind)
+        for normalize in (False, True):
+            if normalize:   # a row of -inf is an error with normalize: keep one finite entry
+                lp[:, 0] = np.where(np.isinf(lp).all(axis=1), 0.0, lp[:, 0])
+                lq[:, 0] = np.where(np.isinf(lq).all(axis=1), 0.0, lq[:, 0])
+            want = [kl_fast.kl_div_log(lp[i], lq[i], normalize=normalize) for i in range(150)]
+            for num_threads in (1, 2):
+                got = kl_fast.kl_div_log(lp, lq, normalize=normalize, num_threads=num_threads)
+                assert_same_bits(got, want)
+            got = kl_fast.kl_div_log(np.ascontiguousarray(lp.T), np.ascontiguousarray(lq.T),
+                                     axis=0, normalize=normalize)
+            assert_same_bits(got, want)
+            got = kl_fast.kl_div_log(lp[::-1], lq[:1], normalize=normalize)   # broadcast q
+            assert_same_bits(got, [kl_fast.kl_div_log(lp[i], lq[0], normalize=normalize)
+                                   for i in range(149, -1, -1)])
+
+
+def test_log_rows_the_fast_path_cannot_take(path, rng):
+    lp, lq = draw_log(rng, 300, 10, "uniform")
+    lp[5, 3] = 800.0                        # exp overflows: the careful path
+    lq[6, 2] = -np.inf                      # mass of p where q is 0: +inf
+    lp[8] = -np.inf                         # all -inf: 0, and an error with normalize
+    lq[9, 4] = 1e308                        # a difference that overflows
+    lq[7, 1] = np.nan
+    with pytest.raises(ValueError, match=r"log_q.*\[7, 1\]"):
+        kl_fast.kl_div_log(lp, lq)
+    got = kl_fast.kl_div_log(lp, lq, check=False)
+    assert np.isnan(got[7]) and got[6] == np.inf
+    keep = np.arange(300) != 7
+    assert_same_bits(got[keep], [kl_fast.kl_div_log(lp[i], lq[i]) for i in np.flatnonzero(keep)])
+    with pytest.raises(ValueError, match=r"log_p"):
+        kl_fast.kl_div_log(lp, lq, normalize=True, check=False)
+    lp[8, 0] = 0.0
+    got = kl_fast.kl_div_log(lp, lq, normalize=True, check=False)
+    want = [kl_fast.kl_div_log(lp[i], lq[i], normalize=True) for i in np.flatnonzero(keep)]
+    assert_same_bits(got[keep], want)
+    assert np.isnan(got[7])

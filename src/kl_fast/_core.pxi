@@ -536,6 +536,7 @@ _TABLE.kl_row_f32 = kl_row[float]
 _TABLE.kl_rows_across_f64 = kl_rows_across[double]
 _TABLE.kl_rows_across_f32 = kl_rows_across[float]
 _TABLE.js_rows_across_f64 = js_rows_across
+_TABLE.kl_log_rows_across_f64 = kl_log_rows_across
 _TABLE.kl_blocks_f64 = kl_blocks[double]
 _TABLE.kl_blocks_f32 = kl_blocks[float]
 _TABLE.kl_blocks_total = blocks_total

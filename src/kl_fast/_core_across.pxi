@@ -290,3 +290,117 @@ cdef void js_rows_across(const double *p, Py_ssize_t sp0, Py_ssize_t sp1, const 
                 status[r0 + r] = js_row(p + (r0 + r) * sp0, sp1, q + (r0 + r) * sq0, sq1, n,
                                         0, check, out)
         r0 += rows
+
+
+# ---- log-space rows (kl_div_log) ------------------------------------------------
+
+cdef void across_max_f64(const double *x, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t rows,
+                         Py_ssize_t n, double *xmax, bint *bad) noexcept nogil:
+    """max_finite of rows rows (element e of row r at x[r s0 + e s1]): the largest
+    finite entry of row r into xmax[r] (-inf for none), bad[r] set when the row
+    holds NaN or +inf.  The maximum over order_key integers, as max_finite
+    takes it, so the value (and the sign of a zero) is the same."""
+    cdef int64_t m[SHORT_ROWS]
+    cdef int64_t b[SHORT_ROWS]
+    cdef int64_t ninf = order_key_f64(-HUGE_VAL), ok, k
+    cdef Py_ssize_t e, r
+    cdef double v
+    for r in range(rows):
+        m[r] = ninf
+        b[r] = 0
+    for e in range(n):
+        for r in range(rows):
+            v = x[r * s0 + e * s1]
+            ok = -<int64_t>(v <= DBL_MAX)
+            b[r] |= ~ok
+            k = (order_key_f64(v) & ok) | (ninf & ~ok)
+            m[r] = k if k > m[r] else m[r]
+    for r in range(rows):
+        k = m[r] ^ ((m[r] >> 63) & INT64_MAX)
+        memcpy(&xmax[r], &k, 8)
+        bad[r] = b[r] != 0
+
+
+cdef void across_lse_f64(const double *x, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t rows,
+                         Py_ssize_t n, const double *xmax, double *t, double *a,
+                         double *lse) noexcept nogil:
+    """kl_log_row's normaliser xmax + log(sumexp_wide) of each of rows rows
+    (n <= LOG_SHORT_N, xmax finite): exp(x - xmax) element-major into t (0 for NaN
+    and +inf), added in lane_sum's order; a is scratch for the lanes."""
+    cdef Py_ssize_t e, r
+    cdef double v
+    for e in range(n):
+        for r in range(rows):
+            v = x[r * s0 + e * s1]
+            t[e * rows + r] = klm_exp_f64(v - xmax[r]) if v <= DBL_MAX else 0.0
+    short_sums(t, 1, rows, rows, n, a, lse)
+    for r in range(rows):
+        # sumexp_wide's one block added to a zero sum by Neumaier's step
+        lse[r] = xmax[r] + log((0.0 + lse[r]) + 0.0)
+
+
+cdef void log_chunk(const double *p, Py_ssize_t sp0, Py_ssize_t sp1, const double *q,
+                    Py_ssize_t sq0, Py_ssize_t sq1, Py_ssize_t rows, Py_ssize_t n,
+                    int normalize, int check, double *res, int *status) noexcept nogil:
+    """kl_log_rows_across for one chunk (rows * n <= SHORT_ELEMS): the
+    normalisers (with normalize), then row_wide's terms element-major and
+    their lanes; a row the fast path cannot take (NaN or +inf input, an
+    all -inf row with normalize, a term or total that is not finite) goes to
+    kl_log_row."""
+    cdef double t[SHORT_ELEMS]
+    cdef double a[LANES * SHORT_ROWS]
+    cdef double total[SHORT_ROWS]
+    cdef double lp0[SHORT_ROWS]
+    cdef double lq0[SHORT_ROWS]
+    cdef double mp[SHORT_ROWS]
+    cdef double mq[SHORT_ROWS]
+    cdef bint care[SHORT_ROWS]
+    cdef bint bad_q[SHORT_ROWS]
+    cdef int64_t ninf[SHORT_ROWS]
+    cdef Py_ssize_t e, r
+    cdef double lp, lq
+    for r in range(rows):
+        lp0[r] = 0.0
+        lq0[r] = 0.0
+        care[r] = False
+        ninf[r] = 0
+    if normalize:
+        across_max_f64(p, sp0, sp1, rows, n, mp, care)
+        across_max_f64(q, sq0, sq1, rows, n, mq, bad_q)
+        for r in range(rows):
+            care[r] = care[r] | bad_q[r] | (mp[r] == -HUGE_VAL) | (mq[r] == -HUGE_VAL)
+            if care[r]:
+                mp[r] = 0.0   # kl_log_row redoes the row; any finite value here
+                mq[r] = 0.0
+        across_lse_f64(p, sp0, sp1, rows, n, mp, t, a, lp0)
+        across_lse_f64(q, sq0, sq1, rows, n, mq, t, a, lq0)
+    for e in range(n):
+        for r in range(rows):
+            lp = p[r * sp0 + e * sp1]
+            lq = q[r * sq0 + e * sq1]
+            t[e * rows + r] = log_term_f64(lp, lq, lp0[r], lq0[r])
+            ninf[r] |= (lp > -HUGE_VAL) & (lq == -HUGE_VAL)
+    short_sums(t, 1, rows, rows, n, a, total)
+    for r in range(rows):
+        # row_wide's one block added to a zero sum by Neumaier's step
+        total[r] = (0.0 + total[r]) + 0.0
+        if care[r] or not (fabs(total[r]) <= DBL_MAX):
+            status[r] = kl_log_row(p + r * sp0, sp1, q + r * sq0, sq1, n, normalize, check,
+                                   res + 3 * r)
+        else:
+            res[3 * r] = HUGE_VAL if ninf[r] else total[r]
+            res[3 * r + 1] = lp0[r]
+            res[3 * r + 2] = lq0[r]
+            status[r] = ROW_OK
+
+
+cdef void kl_log_rows_across(const double *p, Py_ssize_t sp0, Py_ssize_t sp1, const double *q,
+                             Py_ssize_t sq0, Py_ssize_t sq1, Py_ssize_t m, Py_ssize_t n,
+                             int normalize, int check, double *res, int *status) noexcept nogil:
+    """kl_log_row of m float64 rows of 0 < n <= LOG_SHORT_N elements, laid out as
+    kl_rows_across's: res[3 i : 3 i + 3] and status[i] as kl_log_row gives them."""
+    cdef Py_ssize_t r0 = 0, step = min(<Py_ssize_t>SHORT_ROWS, SHORT_ELEMS // n)
+    while r0 < m:
+        log_chunk(p + r0 * sp0, sp0, sp1, q + r0 * sq0, sq0, sq1, min(step, m - r0), n,
+                  normalize, check, res + 3 * r0, status + r0)
+        r0 += step

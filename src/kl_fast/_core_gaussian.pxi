@@ -668,10 +668,15 @@ cdef void gk_qsums_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssi
 
 cdef inline void gk_value(const gk_psums *ps, const gk_qsums *qs, double sigma,
                           gk_eval *ev) noexcept nogil:
+    """KL = H + quad + P log W.  Here and in gk_value_grad every product that
+    is added goes through klm_mul_add_f64: these are inlined into several
+    callers, and a product left to the compiler could be fused in one copy and
+    not in another (the value of gaussian_kl would then differ from that of
+    gaussian_kl_grad in its last bit)."""
     cdef double quad = (ps.scale * qs.Ap / sigma) / sigma
-    cdef double lz = ps.P * log(qs.W)
-    ev.kl = ps.H + quad + lz
-    ev.noise = fabs(ps.H) + fabs(quad) + fabs(lz)
+    cdef double lw = log(qs.W)
+    ev.kl = klm_mul_add_f64(ps.P, lw, ps.H + quad)
+    ev.noise = fabs(ps.H) + fabs(quad) + fabs(ps.P * lw)
 
 
 cdef inline void gk_value_grad(const gk_psums *ps, const gk_qsums *qs, double sigma,
@@ -679,19 +684,19 @@ cdef inline void gk_value_grad(const gk_psums *ps, const gk_qsums *qs, double si
     cdef double P = ps.P
     # p's moments about xk, from its moments about its mean c
     cdef double u = ps.c - qs.xk
-    cdef double sp1 = ps.S1 + P * u
-    cdef double sp2 = ps.S2 + u * (2.0 * ps.S1 + P * u)
-    cdef double g1 = P * (qs.W1 / qs.W) - sp1
-    cdef double g2 = P * (qs.W2 / qs.W) - sp2
+    cdef double sp1 = klm_mul_add_f64(P, u, ps.S1)
+    cdef double sp2 = klm_mul_add_f64(u, klm_mul_add_f64(P, u, 2.0 * ps.S1), ps.S2)
+    cdef double g1 = klm_mul_add_f64(P, qs.W1 / qs.W, -sp1)
+    cdef double g2 = klm_mul_add_f64(P, qs.W2 / qs.W, -sp2)
     cdef double mp, L
     gk_value(ps, qs, sigma, ev)
-    g2 += 2.0 * qs.dk * g1   # moments about xk -> about mu
+    g2 = klm_mul_add_f64(2.0 * qs.dk, g1, g2)   # moments about xk -> about mu
     ev.g1 = g1
     ev.g2 = g2
     ev.dmu = (g1 / sigma) / sigma
     ev.dsigma = ((g2 / sigma) / sigma) / sigma
     mp = ps.S1 / P
-    L = sqrt(fmax(ps.S2 / P - mp * mp, 0.0))
+    L = sqrt(fmax(klm_mul_add_f64(-mp, mp, ps.S2 / P), 0.0))
     if not (L > 0.0):
         L = sigma   # p on one point: no finite optimum, any unit
     ev.grad_rel = fmax(fabs(g1 / L), fabs((g2 / L) / L)) / P

@@ -18,9 +18,11 @@ cdef enum:
     BLOCK_F32 = 1024
 
 # The longest contiguous row sent to kl_rows_across (measured: beyond ~40 elements the row
-# kernel, vectorised along the row, is faster).
+# kernel, vectorised along the row, is faster), and to kl_log_rows_across (one exp per
+# element: the row kernel catches up from about 24 elements).
 cdef enum:
     SHORT_N = 40
+    LOG_SHORT_N = 20
 
 from kl_fast._core_gaussian cimport (
     gk_psums_f64_fn, gk_psums_f32_fn, gk_eval_f64_fn, gk_eval_f32_fn, gk_newton_f64_fn,
@@ -44,6 +46,10 @@ ctypedef void (*js_rows_across_f64_fn)(const double *p, Py_ssize_t sp0, Py_ssize
                                        const double *q, Py_ssize_t sq0, Py_ssize_t sq1,
                                        Py_ssize_t m, Py_ssize_t n, int check, double *res,
                                        int *status) noexcept nogil
+ctypedef void (*kl_log_rows_across_f64_fn)(const double *p, Py_ssize_t sp0, Py_ssize_t sp1,
+                                           const double *q, Py_ssize_t sq0, Py_ssize_t sq1,
+                                           Py_ssize_t m, Py_ssize_t n, int normalize,
+                                           int check, double *res, int *status) noexcept nogil
 ctypedef void (*kl_rows_across_f32_fn)(const float *p, Py_ssize_t sp0, Py_ssize_t sp1,
                                       const float *q, Py_ssize_t sq0, Py_ssize_t sq1,
                                       Py_ssize_t m, Py_ssize_t n, int check, int want_sums,
@@ -98,6 +104,7 @@ ctypedef struct CoreTable:
     kl_rows_across_f64_fn kl_rows_across_f64
     kl_rows_across_f32_fn kl_rows_across_f32
     js_rows_across_f64_fn js_rows_across_f64   # js_row, normalize off, n <= SHORT_N
+    kl_log_rows_across_f64_fn kl_log_rows_across_f64   # kl_log_row, n <= SHORT_N
     kl_blocks_f64_fn kl_blocks_f64
     kl_blocks_f32_fn kl_blocks_f32
     kl_blocks_total_fn kl_blocks_total

@@ -420,6 +420,10 @@ cdef int _across_rows(int kind, bint f32, const char *p, const char *q, Layout *
     if kind == KIND_JS:
         core_table().js_rows_across_f64(<const double *>pr, L.sp0, L.sp1, <const double *>qr,
                                         L.sq0, L.sq1, rows, L.n, check, res, st)
+    elif kind == KIND_KL_LOG:
+        core_table().kl_log_rows_across_f64(<const double *>pr, L.sp0, L.sp1,
+                                            <const double *>qr, L.sq0, L.sq1, rows, L.n,
+                                            normalize, check, res, st)
     elif f32:
         core_table().kl_rows_across_f32(<const float *>pr, L.sp0, L.sp1, <const float *>qr,
                                        L.sq0, L.sq1, rows, L.n, check, normalize, res, st)
@@ -504,11 +508,13 @@ cdef inline bint _long_row(int kind, Layout *L) noexcept nogil:
 cdef inline bint _across(int kind, bint f32, bint normalize, Layout *L) noexcept nogil:
     """Rows computed across rows (_run_across): kl_div's short rows in any
     layout and float64 columns of a C-order matrix; js_div's short float64
-    rows without normalize."""
+    rows without normalize; kl_div_log's float64 rows of up to LOG_SHORT_N elements."""
     if L.m_in != 0 or L.m < 2 or L.n == 0:
         return False
     if kind == KIND_KL:
         return L.n <= SHORT_N or (not f32 and L.sp0 == 1 and (L.sq0 == 1 or L.sq0 == 0))
+    if kind == KIND_KL_LOG:
+        return not f32 and L.n <= LOG_SHORT_N
     return kind == KIND_JS and not f32 and not normalize and L.n <= SHORT_N
 
 
