@@ -618,21 +618,6 @@ def refuses_inf_sum(fn, sums, *args, **kwargs):
     return False
 
 
-# Known library bug (see test_known_bug_js_normalize_subnormal_and_huge_sums):
-# js_div and js_pairwise with normalize=True go wrong when one input's sum is
-# subnormal and the other's is large: js_div([1e305], [5e-320], normalize=True)
-# is 0.3 where it is 0; the error grows from 1e-15 at a sum of 1e298.
-KNOWN_BUG_JS_SUMS = ("JS normalize=True with one sum subnormal and the other above 1e290 "
-                     "(test_known_bug_js_normalize_subnormal_and_huge_sums)")
-
-
-def js_sums_mask(psum, qsum, normalize):
-    if not normalize:
-        return None
-    lo, hi = np.minimum(psum, qsum), np.maximum(psum, qsum)
-    return (lo > 0) & (lo < LD(np.finfo(np.float64).smallest_normal)) & (hi > LD(1e290))
-
-
 def tiny_sum_mask(psum, dtype, normalize):
     """The results inside KNOWN_BUG_TINY_SUM's region: P below the normal
     range of the inputs' dtype (float32 terms are float32 products)."""
@@ -870,8 +855,7 @@ def _js_div_body(case):
     got = call_lib(kl_fast.js_div, p.arg, q.arg, **kwargs)
     dtype = result_dtype(p, q)
     assert_matches(got, ref, oracle, dtype=dtype, rtol=RTOL[dtype],
-                   atol=atol_for(dtype, oracle.n, case.base), what="js_div",
-                   known=(js_sums_mask(oracle.psum, oracle.qsum, case.normalize), KNOWN_BUG_JS_SUMS))
+                   atol=atol_for(dtype, oracle.n, case.base), what="js_div")
     check_out_and_threads(kl_fast.js_div, (p.arg, q.arg), kwargs, got, case)
     assert_unchanged(p, q)
 
@@ -1063,7 +1047,7 @@ def _pairwise_body(case, name):
         deferred = False
         oracle = oracle_js(pp, qq, axis=-1, keepdims=False, normalize=case.normalize, base=case.base)
         sums = oracle.max_sum
-        known = (js_sums_mask(oracle.psum, oracle.qsum, case.normalize), KNOWN_BUG_JS_SUMS)
+        known = (None, None)
     if refuses_inf_sum(fn, sums, *args, **kwargs):
         assert_unchanged(*laid)
         return
@@ -1688,14 +1672,12 @@ def test_fixed_gaussian_normalize_tiny_sum(fn):
     np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="kl_fast bug: js_div / js_pairwise with normalize=True are "
-                   "wrong when one sum is subnormal and the other huge")
 @pytest.mark.parametrize("fn", ["js_div", "js_pairwise"])
-def test_known_bug_js_normalize_subnormal_and_huge_sums(fn):
+def test_fixed_js_normalize_subnormal_and_huge_sums(fn):
     p, q = np.array([1e305]), np.array([5e-320])   # both normalise to [1.0]: JS = 0
     assert reference.js_div(p / p.sum(), q / q.sum()) == 0.0
     if fn == "js_div":
-        got = kl_fast.js_div(p, q, normalize=True)                          # gives 0.30
+        got = kl_fast.js_div(p, q, normalize=True)                          # gave 0.30
     else:
         got = kl_fast.js_pairwise(p[None], q[None], normalize=True)[0, 0]
     assert abs(float(got)) <= 1e-15
