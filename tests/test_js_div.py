@@ -301,3 +301,25 @@ def test_normalize_sums_far_apart(path, dtype, p_exp, q_exp):
     np.testing.assert_array_equal(got["pairwise entry"], got["public"])
     np.testing.assert_array_equal(got["pairwise python"], got["public"])
 
+
+@pytest.mark.parametrize("layout", ["row", "rows", "split"])
+def test_raw_sum_beyond_range_scaled_back(path, layout):
+    """A JS sum beyond DBL_MAX that base brings back into the range is finite and
+    exact (JS of disjoint rows: sum(p) log(2) / 2 nats) on every path."""
+    from kl_fast import _div_kernels, _divergences
+
+    p, q = np.full(4, 1.7e308), np.zeros(4)
+    expected = float(4 * np.longdouble(1.7e308) * np.log(np.longdouble(2)) / 2
+                     / np.log(np.longdouble(10)))
+    kwargs = {"base": 10.0}
+    if layout == "rows":                   # short float64 rows: computed across rows
+        p, q = np.stack([p, [0.5, 0.5, 0, 0]]), np.stack([q, [0.5, 0.5, 0, 0]])
+        expected = [expected, 0.0]
+    if layout == "split":                  # a broadcast layout reduced in partial rows
+        p, q = np.broadcast_to(p.reshape(2, 1, 2), (2, 2, 2)), np.zeros((2, 2))
+        kwargs["axis"] = (0, 2)
+        expected = [expected, expected]
+    python = _divergences.js_div_python(p, q, **kwargs)
+    assert _div_kernels.fast_path("js_div", p, q, **kwargs) is None   # the Python layer's
+    np.testing.assert_array_equal(kl_fast.js_div(p, q, **kwargs), python)
+    np.testing.assert_allclose(python, expected, rtol=1e-14)
