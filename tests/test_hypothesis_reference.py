@@ -618,21 +618,6 @@ def refuses_inf_sum(fn, sums, *args, **kwargs):
     return False
 
 
-# Known library bug (see test_known_bug_js_normalize_subnormal_and_huge_sums):
-# js_div and js_pairwise with normalize=True go wrong when one input's sum is
-# subnormal and the other's is large: js_div([1e305], [5e-320], normalize=True)
-# is 0.3 where it is 0; the error grows from 1e-15 at a sum of 1e298.
-KNOWN_BUG_JS_SUMS = ("JS normalize=True with one sum subnormal and the other above 1e290 "
-                     "(test_known_bug_js_normalize_subnormal_and_huge_sums)")
-
-
-def js_sums_mask(psum, qsum, normalize):
-    if not normalize:
-        return None
-    lo, hi = np.minimum(psum, qsum), np.maximum(psum, qsum)
-    return (lo > 0) & (lo < LD(np.finfo(np.float64).smallest_normal)) & (hi > LD(1e290))
-
-
 def tiny_sum_mask(psum, dtype, normalize):
     """The results inside KNOWN_BUG_TINY_SUM's region: P below the normal
     range of the inputs' dtype (float32 terms are float32 products)."""
@@ -801,10 +786,6 @@ def assert_unchanged(*laid):
 
 # ---- kl_div ---------------------------------------------------------------------------------
 
-KNOWN_BUG_RAW_SUM = ("sum p log(p/q) beyond the double range although base or dx bring the "
-                     "divergence back into it (test_known_bug_raw_sum_beyond_range)")
-
-
 def _kl_div_body(case):
     p, q = case.p, case.q
     kwargs = dict(axis=case.axis, keepdims=case.keepdims, base=case.base,
@@ -820,14 +801,6 @@ def _kl_div_body(case):
     dtype = result_dtype(p, q)
     oracle = oracle_kl(p.values, q.values, p_dtype=dtype, **kwargs)
     known = (tiny_sum_mask(oracle.psum, dtype, case.normalize), KNOWN_BUG_TINY_SUM)
-    if (case.base is not None or case.dx is not None) and not case.normalize:
-        unscaled = oracle_kl(p.values, q.values, p_dtype=dtype, **dict(kwargs, base=None, dx=None))
-        over = np.abs(np.asarray(unscaled.exact)) >= LD(np.finfo(np.float64).max) / 2
-        if over.any():
-            # the sum itself is beyond the range although base/dx bring the
-            # divergence back into it: inf (test_known_bug_raw_sum_beyond_range)
-            event(f"known bug: {KNOWN_BUG_RAW_SUM}")
-            known = (over | (known[0] if known[0] is not None else False), KNOWN_BUG_RAW_SUM)
     if case.normalize and p.values.ndim == q.values.ndim == 0:
         raw = oracle_kl(p.values, q.values, axis=None, keepdims=False, normalize=False, base=None)
         if raw.span >= LD(np.finfo(np.float64).max) / 2:  # two scalars skip the rescaling
@@ -870,8 +843,7 @@ def _js_div_body(case):
     got = call_lib(kl_fast.js_div, p.arg, q.arg, **kwargs)
     dtype = result_dtype(p, q)
     assert_matches(got, ref, oracle, dtype=dtype, rtol=RTOL[dtype],
-                   atol=atol_for(dtype, oracle.n, case.base), what="js_div",
-                   known=(js_sums_mask(oracle.psum, oracle.qsum, case.normalize), KNOWN_BUG_JS_SUMS))
+                   atol=atol_for(dtype, oracle.n, case.base), what="js_div")
     check_out_and_threads(kl_fast.js_div, (p.arg, q.arg), kwargs, got, case)
     assert_unchanged(p, q)
 
@@ -1063,7 +1035,7 @@ def _pairwise_body(case, name):
         deferred = False
         oracle = oracle_js(pp, qq, axis=-1, keepdims=False, normalize=case.normalize, base=case.base)
         sums = oracle.max_sum
-        known = (js_sums_mask(oracle.psum, oracle.qsum, case.normalize), KNOWN_BUG_JS_SUMS)
+        known = (None, None)
     if refuses_inf_sum(fn, sums, *args, **kwargs):
         assert_unchanged(*laid)
         return
@@ -1688,14 +1660,12 @@ def test_fixed_gaussian_normalize_tiny_sum(fn):
     np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="kl_fast bug: js_div / js_pairwise with normalize=True are "
-                   "wrong when one sum is subnormal and the other huge")
 @pytest.mark.parametrize("fn", ["js_div", "js_pairwise"])
-def test_known_bug_js_normalize_subnormal_and_huge_sums(fn):
+def test_fixed_js_normalize_subnormal_and_huge_sums(fn):
     p, q = np.array([1e305]), np.array([5e-320])   # both normalise to [1.0]: JS = 0
     assert reference.js_div(p / p.sum(), q / q.sum()) == 0.0
     if fn == "js_div":
-        got = kl_fast.js_div(p, q, normalize=True)                          # gives 0.30
+        got = kl_fast.js_div(p, q, normalize=True)                          # gave 0.30
     else:
         got = kl_fast.js_pairwise(p[None], q[None], normalize=True)[0, 0]
     assert abs(float(got)) <= 1e-15
@@ -1782,10 +1752,7 @@ def test_fixed_split_reduction_warns(normalize):
     assert got == pytest.approx(expected, rel=1e-15)
 
 
-@pytest.mark.xfail(strict=True, reason="kl_fast bug: the sum p log(p/q) is formed before base and "
-                   "dx are applied, so a divergence that base or dx bring back into the double "
-                   "range is inf where its raw sum overflows")
-def test_known_bug_raw_sum_beyond_range():
+def test_fixed_raw_sum_beyond_range():
     p = np.array([1.65762720e+306, 1.0])
     q = np.array([1.63000003e+154, 1.0])
     exact = float(LD(p[0]) * np.log(LD(p[0]) / LD(q[0])) * LD(0.001))  # about 5.8e305

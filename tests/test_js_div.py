@@ -264,3 +264,62 @@ def test_normalize_tiny_sums(scale):
     assert pair[0, 1] == kl_fast.js_div(p, q, normalize=True)
     both = kl_fast.js_div(p, p[::-1], normalize=True)
     assert both == pytest.approx(exact_js([1 / 3, 2 / 3], [2 / 3, 1 / 3]), rel=1e-14)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("p_exp, q_exp", [(1000, -1074), (-1074, 1000), (1021, -1074),
+                                          (1021, 0), (958, -1070), (-149, 100)])
+def test_normalize_sums_far_apart(path, dtype, p_exp, q_exp):
+    """One sum subnormal and the other huge (no common power of two makes both
+    reciprocals normal), or a sum above 2**1022 (a subnormal reciprocal): every
+    path gives the JS of the exact shares."""
+    from kl_fast import _div_kernels, _divergences, _pairwise
+
+    top = np.finfo(dtype)
+    p_exp, q_exp = (min(max(e, -149), 100) if dtype == np.float32 else e for e in (p_exp, q_exp))
+    p = (np.array([1.0, 3.0, 0.0]) * 2.0 ** p_exp).astype(dtype)       # shares 1/4, 3/4, 0
+    q = (np.array([3.0, 1.0, 0.0]) * 2.0 ** q_exp).astype(dtype)       # shares 3/4, 1/4, 0
+    assert np.all(np.isfinite(p)) and np.all(p <= top.max) and p[0] > 0 and q[1] > 0
+    expected = exact_js([0.25, 0.75, 0.0], [0.75, 0.25, 0.0])
+    rows_p, rows_q = np.stack([p, q, p]), np.stack([q, p, p])           # JS, JS, 0
+    want = np.array([expected, expected, 0.0])
+    got = {
+        "entry": _div_kernels.fast_path("js_div", rows_p, rows_q, normalize=True),
+        "public": kl_fast.js_div(rows_p, rows_q, normalize=True),
+        "python": _divergences.js_div_python(rows_p, rows_q, normalize=True),
+        "pairwise entry": np.diagonal(_div_kernels.fast_path("js_pairwise", rows_p, rows_q,
+                                                             normalize=True)),
+        "pairwise python": np.diagonal(_pairwise.js_pairwise_python(rows_p, rows_q,
+                                                                    normalize=True)),
+    }
+    rtol = 1e-6 if dtype == np.float32 else 1e-14
+    for how, value in got.items():
+        assert value is not None, how
+        assert value.dtype == dtype, how
+        np.testing.assert_allclose(value, want, rtol=rtol, atol=1e-16, err_msg=how)
+    # the pairwise entries are js_div's, bit for bit
+    np.testing.assert_array_equal(got["pairwise entry"], got["public"])
+    np.testing.assert_array_equal(got["pairwise python"], got["public"])
+
+
+@pytest.mark.parametrize("layout", ["row", "rows", "split"])
+def test_raw_sum_beyond_range_scaled_back(path, layout):
+    """A JS sum beyond DBL_MAX that base brings back into the range is finite and
+    exact (JS of disjoint rows: sum(p) log(2) / 2 nats) on every path."""
+    from kl_fast import _div_kernels, _divergences
+
+    p, q = np.full(4, 1.7e308), np.zeros(4)
+    expected = float(4 * np.longdouble(1.7e308) * np.log(np.longdouble(2)) / 2
+                     / np.log(np.longdouble(10)))
+    kwargs = {"base": 10.0}
+    if layout == "rows":                   # short float64 rows: computed across rows
+        p, q = np.stack([p, [0.5, 0.5, 0, 0]]), np.stack([q, [0.5, 0.5, 0, 0]])
+        expected = [expected, 0.0]
+    if layout == "split":                  # a broadcast layout reduced in partial rows
+        p, q = np.broadcast_to(p.reshape(2, 1, 2), (2, 2, 2)), np.zeros((2, 2))
+        kwargs["axis"] = (0, 2)
+        expected = [expected, expected]
+    python = _divergences.js_div_python(p, q, **kwargs)
+    assert _div_kernels.fast_path("js_div", p, q, **kwargs) is None   # the Python layer's
+    np.testing.assert_array_equal(kl_fast.js_div(p, q, **kwargs), python)
+    np.testing.assert_allclose(python, expected, rtol=1e-14)

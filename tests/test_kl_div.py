@@ -513,3 +513,87 @@ def test_normalize_sums_from_the_fused_kernel(path):
             assert got == pytest.approx(exact, rel=1e-13, abs=1e-15), n
     finally:
         kl_fast._config.select_isa(previous == "baseline")
+
+
+RAW_OVER_P = [1.65762720e+306, 1.0, 0.0, 2e305]     # sum p log(p/q) about 6e308: inf
+RAW_OVER_Q = [1.63000003e+154, 1.0, 3.0, 1e300]
+
+
+@pytest.mark.parametrize("opts", [{"dx": 0.001}, {"base": 1e10}, {"base": 10.0, "dx": 0.5}])
+@pytest.mark.parametrize("layout", ["row", "rows", "columns", "axis None", "long row"])
+def test_raw_sum_beyond_range_scaled_back(path, opts, layout):
+    """A divergence that base or dx bring back into the range is finite and
+    accurate although its raw sum overflows; a KL made infinite by a zero of q
+    stays inf; the compiled entry hands only the overflowing rows' calls over."""
+    from kl_fast import _api, _div_kernels
+
+    p, q = np.array(RAW_OVER_P), np.array(RAW_OVER_Q)
+    factor = np.longdouble(opts.get("dx", 1.0)) / np.log(np.longdouble(opts.get("base", math.e)))
+    kwargs = dict(opts)
+    if layout == "long row":                  # shared by the threads
+        p, q = np.concatenate([p, np.full(10000, 0.5)]), np.concatenate([q, np.full(10000, 0.25)])
+        kwargs["num_threads"] = 2
+    expected = exact_kl(p, q) * factor
+    if layout in ("rows", "columns"):         # with an ordinary row and an infinite one
+        p = np.stack([p, [0.2, 0.8, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]])
+        q = np.stack([q, [0.5, 0.5, 1.0, 1.0], [0.0, 1.0, 1.0, 1.0]])
+        expected = np.array([expected, exact_kl(p[1], q[1]) * factor, np.inf])
+        if layout == "columns":
+            p, q, kwargs["axis"] = p.T.copy(), q.T.copy(), 0
+    if layout == "axis None":
+        p, q, kwargs["axis"] = p.reshape(2, 2), q.reshape(2, 2), None
+    assert np.isfinite(np.atleast_1d(np.asarray(expected, dtype=np.float64))[0])
+    assert _div_kernels.fast_path("kl_div", p, q, **kwargs) is None   # the Python layer's
+    got = kl_fast.kl_div(p, q, **kwargs)
+    np.testing.assert_array_equal(got, _api.kl_div_python(p, q, **kwargs))
+    np.testing.assert_allclose(got, np.asarray(expected, dtype=np.float64), rtol=1e-13)
+
+
+def test_raw_sum_infinite_by_a_zero_of_q_stays_compiled():
+    """A KL made +inf by p > 0 where q == 0 stays on the compiled path with dx or base."""
+    from kl_fast import _div_kernels
+
+    p, q = np.array([1e306, 1.0, 2.0]), np.array([1.0, 0.0, 1.0])
+    for opts in ({"dx": 0.001}, {"base": 10.0}):
+        assert _div_kernels.fast_path("kl_div", p, q, **opts) == np.inf
+        rows = _div_kernels.fast_path("kl_div", np.stack([p, p]), q, **opts)
+        assert rows.tolist() == [np.inf] * 2
+
+
+def test_raw_sum_beyond_float32_range_scaled_back(path):
+    """float32 terms are summed in double: a raw sum beyond FLT_MAX that dx brings
+    back is the float32 of the divergence."""
+    p, q = np.float32([3e38, 1.0]), np.float32([1e-30, 1.0])
+    expected = exact_kl(p.astype(np.float64), q.astype(np.float64)) * np.longdouble(1e-3)
+    got = kl_fast.kl_div(p, q, dx=1e-3)
+    assert got.dtype == np.float32
+    assert got == pytest.approx(float(expected), rel=1e-6)
+
+
+@pytest.mark.parametrize("fn", ["kl_pairwise", "js_pairwise"])
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_pairwise_raw_sum_beyond_range(path, fn, size):
+    """The all-pairs entries whose raw sums overflow, with base bringing them back,
+    are the row function's values (small inputs: bit for bit)."""
+    from kl_fast import _pairwise
+
+    row_fn = kl_fast.kl_div if fn == "kl_pairwise" else kl_fast.js_div
+    if fn == "kl_pairwise":
+        P = np.array([RAW_OVER_P, [0.2, 0.8, 0.0, 0.0]])
+        Q = np.array([RAW_OVER_Q, [0.5, 0.5, 1.0, 1.0], [0.0, 1.0, 1.0, 1.0]])
+    else:                                  # JS of disjoint rows: sum(p) log(2) / 2 nats
+        P = np.array([[1.7e308, 1.7e308, 1.7e308, 1.7e308], [0.2, 0.8, 0.0, 0.0]])
+        Q = np.array([[0.0, 0.0, 0.0, 0.0], [0.5, 0.5, 1.0, 1.0], [1.0, 0.0, 0.0, 1.0]])
+    if size == "large":                    # the Python layer's matrix
+        got = getattr(_pairwise, fn + "_python")(P, Q, base=1e10)
+    else:
+        got = getattr(kl_fast, fn)(P, Q, base=1e10)
+    want = np.array([[row_fn(p, q, base=1e10) for q in Q] for p in P])
+    assert np.isfinite(want[0, 0])
+    if fn == "js_pairwise":
+        nats = 4 * np.longdouble(1.7e308) * np.log(np.longdouble(2)) / 2
+        assert want[0, 0] == pytest.approx(float(nats / np.log(np.longdouble(1e10))), rel=1e-14)
+    if size == "small":
+        np.testing.assert_array_equal(got, want)
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-13)

@@ -307,6 +307,53 @@ def rescaled_pair(pk: np.ndarray, qk: np.ndarray, shape: tuple[int, ...], red: t
             for a, d, s in zip(sides, divided, scaled)]
 
 
+def overflow_shift(n: int) -> int:
+    """The k for which 2**-k times a row of n terms, each below 1500 DBL_MAX in
+    size (|log(p/q)| <= 1455 between doubles), sums to a finite value."""
+    return 13 + max(n - 1, 0).bit_length()
+
+
+def kl_beyond_range(pk: np.ndarray, qk: np.ndarray, axes: tuple[int, ...] | None,
+                    res: np.ndarray, num_threads: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """(res, shift) for kl_div's rows whose raw sum (res[..., 0], from
+    row_sums) is not finite, unless a zero of q under p > 0 makes it +inf:
+    redone on p times 2**-k, since KL(p, q) = 2**k (KL(2**-k p, q) + k log(2)
+    sum(2**-k p)); res[..., 0] holds the bracket there and shift is k (0
+    elsewhere): the divergence is the finished value times 2**shift, in range
+    when base or dx bring it back.  shift is None when no row needs it."""
+    shape = np.broadcast_shapes(pk.shape, qk.shape)
+    red = tuple(range(len(shape))) if axes is None else axes
+    with np.errstate(invalid="ignore"):
+        infinite = np.any((pk > 0) & (qk == 0), axis=red)
+    over = ~np.isfinite(res[..., 0]) & ~infinite
+    if not over.any():
+        return res, None
+    k = overflow_shift(math.prod(shape[ax] for ax in red))
+    shift = np.where(over, k, 0).astype(np.intc)
+    p_scaled = np.ldexp(np.broadcast_to(pk, shape), np.expand_dims(-shift, red)).astype(
+        pk.dtype, copy=False)
+    scaled, _ = row_sums(p_scaled, qk, axes=axes, func="kl_div", num_threads=num_threads,
+                         check=False, shapes=(shape, qk.shape))
+    res = res.copy()
+    with np.errstate(over="ignore"):  # in the rows not redone, which are discarded
+        res[..., 0] = np.where(over, kl_unscaled(scaled[..., 0], scaled[..., 1], k), res[..., 0])
+    return res, shift
+
+
+def kl_unscaled(kl: np.ndarray, psum: np.ndarray, k: int) -> np.ndarray:
+    """2**-k KL(p, q) from kl = KL(2**-k p, q) and psum = sum(2**-k p)."""
+    return kl + k * math.log(2.0) * psum
+
+
+def times_power_of_two(value: np.ndarray, shift: np.ndarray | int | None) -> np.ndarray:
+    """value times 2**shift (an overflow to inf is the result), or value itself
+    for no shift."""
+    if shift is None:
+        return value
+    with np.errstate(over="ignore"):
+        return cast(np.ndarray, np.ldexp(value, shift))
+
+
 def finish(kl: np.ndarray, psum: np.ndarray, qsum: np.ndarray, *, normalize: bool,
            base: float | None, dx: float | None, func: str, names: Sequence[str] = ("p", "q"),
            origin: Sequence[int] | None = None) -> np.ndarray:
@@ -522,8 +569,13 @@ def kl_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = -1, keepdims: bool = Fals
         res, _ = row_sums(scaled[0], scaled[1], axes=axes, func=func,
                           num_threads=num_threads if ndim else 1, check=check,
                           shapes=(shape, shape), want_sums=True)
-    kl = finish(res[..., 0], res[..., 1], res[..., 2], normalize=normalize, base=base,
-                dx=dx, func=func)
+    shift = None
+    if not normalize and (base is not None or dx is not None) \
+            and not np.all(np.isfinite(res[..., 0])):
+        # the raw sum left the range; base or dx may bring the divergence back
+        res, shift = kl_beyond_range(pk, qk, axes, res, num_threads if ndim else 1)
+    kl = times_power_of_two(finish(res[..., 0], res[..., 1], res[..., 2], normalize=normalize,
+                                   base=base, dx=dx, func=func), shift)
     if keepdims and ndim:
         red = tuple(range(ndim)) if axes is None else axes
         kl = np.expand_dims(kl, red)

@@ -295,9 +295,10 @@ cdef double js_term_careful(double x, double y) noexcept nogil:
 
 
 cdef int js_row_careful(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
-                        Py_ssize_t n, double a, double b, double *res) noexcept nogil:
-    """The scaled JS sum in double with libm, in blocks and lanes."""
-    cdef double js = 0.0, js_c = 0.0
+                        Py_ssize_t n, double a, double b, bint divide, double *res) noexcept nogil:
+    """The JS sum of the pairs (a p, b q), or with divide (p / a, q / b), in
+    double with libm, in blocks and lanes."""
+    cdef double js = 0.0, js_c = 0.0, x, y
     cdef double acc[LANES]
     cdef Py_ssize_t g, start, i, j, length
     for g in range((n + BLOCK_F64 - 1) // BLOCK_F64):
@@ -306,7 +307,12 @@ cdef int js_row_careful(const floating *p, Py_ssize_t sp, const floating *q, Py_
         for j in range(LANES):
             acc[j] = 0.0
         for i in range(length):
-            acc[i % LANES] += js_term_careful(a * p[(start + i) * sp], b * q[(start + i) * sq])
+            x = p[(start + i) * sp]
+            y = q[(start + i) * sq]
+            if divide:
+                acc[i % LANES] += js_term_careful(x / a, y / b)
+            else:
+                acc[i % LANES] += js_term_careful(a * x, b * y)
         neumaier(&js, &js_c, lane_total(acc))
     res[0] = js + js_c
     return ROW_CAREFUL
@@ -355,25 +361,40 @@ cdef int js_row_scaled(const floating *p, Py_ssize_t sp, const floating *q, Py_s
     if st == ROW_NEEDS_CARE:
         if check and find_bad(p, sp, q, sq, n, &which, &index, &value):
             return ROW_BAD
-        st = js_row_careful(p, sp, q, sq, n, a, b, res)
+        st = js_row_careful(p, sp, q, sq, n, a, b, False, res)
     return st
+
+
+cdef inline bint js_normal(double a) noexcept nogil:
+    """a is a normal positive double: a p keeps every bit of a normal p."""
+    return DBL_MIN <= a <= DBL_MAX
 
 
 cdef int js_row_divided(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
                         Py_ssize_t n, double ps, double qs, int check, double *res) noexcept nogil:
     """JS of the pair (p / ps, q / qs) into res[0], for positive finite ps
-    and qs (the row sums with normalize, 1 otherwise).  When 1 / ps or 1 / qs
-    overflows (a sum below 2^-1024) the pair is scaled by 2^-64 and the
-    result by 2^64."""
+    and qs (the row sums with normalize, 1 otherwise).  The pairs are
+    (p / ps, q / qs) multiplied by the reciprocals when both are normal;
+    else (a sum below 2^-1024, whose reciprocal overflows) scaled by 2^-64,
+    the result times 2^64, when that makes both normal; else (one sum below
+    2^-1024 and the other above 2^958, or one above 2^1022) each element is
+    divided by its sum on the careful path: no factor leaves the range."""
+    cdef int which
+    cdef Py_ssize_t index
+    cdef double value
     cdef double a = 1.0 / ps, b = 1.0 / qs
     cdef int st
-    if a <= DBL_MAX and b <= DBL_MAX:
+    if js_normal(a) and js_normal(b):
         return js_row_scaled(p, sp, q, sq, n, a, b, check, res)
     a = 1.0 / (ps * JS_2P64) if ps <= JS_2P960 else JS_2M64 * (1.0 / ps)
     b = 1.0 / (qs * JS_2P64) if qs <= JS_2P960 else JS_2M64 * (1.0 / qs)
-    st = js_row_scaled(p, sp, q, sq, n, a, b, check, res)
-    res[0] *= JS_2P64
-    return st
+    if js_normal(a) and js_normal(b):
+        st = js_row_scaled(p, sp, q, sq, n, a, b, check, res)
+        res[0] *= JS_2P64
+        return st
+    if check and find_bad(p, sp, q, sq, n, &which, &index, &value):
+        return ROW_BAD
+    return js_row_careful(p, sp, q, sq, n, ps, qs, True, res)
 
 
 cdef int js_row(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,

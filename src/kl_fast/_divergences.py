@@ -1,6 +1,7 @@
 """js_div and kl_div_log: conversion, broadcasting, validation, then one kernel call."""
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Literal, Optional, Sequence, overload
 
 import numpy as np
@@ -9,8 +10,9 @@ import numpy.typing as npt
 from . import _div_kernels, _kernels
 from ._typing import (ArrayLike, ArrayT, Axis, F32Array, F32Result, F64Array, F64Result,
                       Float32Like, Float64Like, FloatResult, ScalarOr1D)
-from ._api import (apply_options, check_alone, combine_rows, deliver, raise_bad_value,
-                   reduction_rows, scaled_by_max)
+from ._api import (ReductionRows, apply_options, check_alone, combine_rows, deliver,
+                   overflow_shift, raise_bad_value, reduction_rows, scaled_by_max,
+                   times_power_of_two)
 from ._validation import (
     as_real_array,
     check_positive_scalar,
@@ -32,6 +34,28 @@ _RowKernel = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool, boo
 _FindBad = Callable[[np.ndarray, np.ndarray], Optional[tuple[int, int, float]]]
 
 
+def _js_beyond_range(kernel: _RowKernel, rows: ReductionRows, res: np.ndarray,
+                     totals: np.ndarray, normalize: bool,
+                     nt: int) -> tuple[np.ndarray, np.ndarray]:
+    """(totals, shift): the reductions' totals (combine_rows of res[:, 0]) with
+    those that are not finite redone on p and q times 2**-k (JS is homogeneous
+    of degree 1 in the pair), and k for those (0 for the others), so that the
+    divergence is the finished total times 2**shift."""
+    outer = rows.outer_shape
+    over = ~np.isfinite(totals)
+    parts = math.prod(rows.row_shape[len(outer):])  # partial rows per reduction
+    k = overflow_shift(rows.p2.shape[1] * parts)
+    in_over = np.broadcast_to(over.reshape(outer + (1,) * (len(rows.row_shape) - len(outer))),
+                              rows.row_shape).reshape(-1, 1)
+    p2, q2 = (np.ldexp(a, np.where(in_over, -k, 0).astype(np.intc)).astype(a.dtype, copy=False)
+              for a in (rows.p2, rows.q2))
+    scaled = np.empty_like(res)
+    status = np.empty(res.shape[0], dtype=np.int8)
+    kernel(p2, q2, scaled, status, normalize, False, nt)
+    totals = np.where(over, combine_rows(scaled[:, 0], rows), totals)
+    return totals, np.where(over, k, 0).astype(np.intc)
+
+
 def _reduce_rows(p: ArrayLike, q: ArrayLike, *, func: str, names: Sequence[str],
                  kernel: _RowKernel, find_bad: _FindBad, axis: Any, keepdims: bool,
                  base: Any, normalize: bool, out: np.ndarray | None, num_threads: Any,
@@ -44,7 +68,8 @@ def _reduce_rows(p: ArrayLike, q: ArrayLike, *, func: str, names: Sequence[str],
     with each row's value; ``zero_sum(name, res_row, is_p)`` returns (what is
     wrong, what is needed) for a row that cannot be normalised.  With
     ``rescale_sums`` (js_div), res[:, 1:] are the sums of p and q, and rows
-    whose sums overflowed are redone scaled by powers of two.
+    whose sums overflowed are redone scaled by powers of two, as are those
+    whose value overflowed when ``base`` may bring it back into the range.
     """
     p_in = as_real_array(p, names[0], func)
     q_in = as_real_array(q, names[1], func)
@@ -98,9 +123,12 @@ def _reduce_rows(p: ArrayLike, q: ArrayLike, *, func: str, names: Sequence[str],
         where = (f" in the reduction at output index "
                  f"{format_index(np.unravel_index(r, rows.outer_shape))}") if rows.outer_shape else ""
         raise ValueError(f"{func}: normalize=True but {what}{where}; {need}")
-    value = combine_rows(res[:, 0], rows)
+    value, shift = combine_rows(res[:, 0], rows), None
+    if rescale_sums and base is not None and not np.all(np.isfinite(value)):
+        value, shift = _js_beyond_range(kernel, rows, res, value, normalize, nt)
     if base is not None:
-        value = apply_options(value, None, None, normalize=False, base=base, dx=None)
+        value = times_power_of_two(
+            apply_options(value, None, None, normalize=False, base=base, dx=None), shift)
     if keepdims and ndim:
         red = range(ndim) if axes is None else axes
         value = np.expand_dims(value, tuple(red))

@@ -277,7 +277,8 @@ cdef inline double _scale(double value, double log_base, double dx) noexcept nog
 cdef enum:
     ROW_DONE = 0      # value written
     ROW_PYTHON = 1    # a bad value or a sum that cannot normalise: the Python layer explains
-    ROW_RESCALE = 2   # kl_div with normalize: the Python layer's rescaling path computes it
+    ROW_RESCALE = 2   # the Python layer's rescaling path computes it: kl_div with
+                      # normalize, or a raw sum beyond the range that base or dx scale
 
 
 cdef inline int _row_value(int kind, bint f32, const char *p, Py_ssize_t sp, const char *q,
@@ -287,12 +288,39 @@ cdef inline int _row_value(int kind, bint f32, const char *p, Py_ssize_t sp, con
     Python layer must do instead (ROW_PYTHON, ROW_RESCALE)."""
     cdef double res[3]
     cdef int st = _row(kind, f32, p, sp, q, sq, n, normalize, check, res)
-    return _finish(kind, f32, st, res, normalize, log_base, dx, value)
+    return _finish(kind, f32, st, res, normalize, log_base, dx, p, sp, q, sq, n, value)
+
+
+cdef bint _infinite_term(bint f32, const char *p, Py_ssize_t sp, const char *q, Py_ssize_t sq,
+                         Py_ssize_t n) noexcept nogil:
+    """Some p > 0 meets q == 0 in the row: its KL is +inf whatever base and dx are."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if f32:
+            if (<const float *>p)[i * sp] > 0.0 and (<const float *>q)[i * sq] == 0.0:
+                return True
+        elif (<const double *>p)[i * sp] > 0.0 and (<const double *>q)[i * sq] == 0.0:
+            return True
+    return False
+
+
+cdef inline bint _raw_beyond_range(int kind, bint f32, double raw, double log_base, double dx,
+                                   const char *p, Py_ssize_t sp, const char *q, Py_ssize_t sq,
+                                   Py_ssize_t n) noexcept nogil:
+    """The raw sum of a kl_div or js_div row left the range although base or dx
+    may bring the divergence back into it (not a KL made infinite by a zero of
+    q): the Python layer redoes it on inputs scaled by a power of two."""
+    if isfinite(raw) or (log_base == 0.0 and dx == 0.0) or kind == KIND_KL_LOG:
+        return False
+    return kind == KIND_JS or not _infinite_term(f32, p, sp, q, sq, n)
 
 
 cdef inline int _finish(int kind, bint f32, int st, double *res, bint normalize,
-                        double log_base, double dx, double *value) noexcept nogil:
-    """_row_value's work on a row the kernel has done: its status st and res."""
+                        double log_base, double dx, const char *p, Py_ssize_t sp,
+                        const char *q, Py_ssize_t sq, Py_ssize_t n,
+                        double *value) noexcept nogil:
+    """_row_value's work on a row the kernel has done: its status st and res
+    (the row itself for _raw_beyond_range)."""
     if kind == KIND_KL:
         if st == ROW_BAD:
             return ROW_PYTHON
@@ -304,6 +332,8 @@ cdef inline int _finish(int kind, bint f32, int st, double *res, bint normalize,
             res[0] = _kl_normalized(res[0], res[1], res[2])
     elif st == ROW_BAD or st == ROW_ZERO_SUM_P or st == ROW_ZERO_SUM_Q:
         return ROW_PYTHON
+    if _raw_beyond_range(kind, f32, res[0], log_base, dx, p, sp, q, sq, n):
+        return ROW_RESCALE
     value[0] = _scale(res[0], log_base, dx)
     return ROW_DONE
 
@@ -432,6 +462,7 @@ cdef int _across_rows(int kind, bint f32, const char *p, const char *q, Layout *
                                        L.sq0, L.sq1, rows, L.n, check, normalize, res, st)
     for r in range(rows):
         if _finish(kind, f32, st[r], &res[3 * r], normalize, log_base, dx,
+                   pr + r * L.sp0 * item, L.sp1, qr + r * L.sq0 * item, L.sq1, L.n,
                    &values[r0 + r]) != ROW_DONE:
             failed += 1
     return failed
@@ -493,7 +524,8 @@ cdef bint _run_long_row(bint f32, const char *p, const char *q, Layout *L, bint 
         free(sums)
     with nogil:
         if st == ROW_OK:
-            return _finish(KIND_KL, f32, st, res, normalize, log_base, dx, value) == ROW_DONE
+            return _finish(KIND_KL, f32, st, res, normalize, log_base, dx, p, L.sp1, q, L.sq1,
+                           n, value) == ROW_DONE
         if kl_stop_requested():
             return False
         return _row_value(KIND_KL, f32, p, L.sp1, q, L.sq1, n, normalize, check, log_base, dx,
@@ -837,10 +869,11 @@ cdef object _pairwise_entry(int kind, object P, object Q, object base, bint norm
                           cnp.PyArray_STRIDE(qa, 0), cnp.PyArray_STRIDE(qa, 1) // item,
                           normalize, check, log_base, n_threads, values, codes):
             return None
+        row_func = "kl_div" if kind == KIND_KL else "js_div"
         for t in range(L.m):
             if codes[t] == ROW_RESCALE:
-                # kl_div's rescaling path for this pair, so the entry is its kl_div
-                values[t] = _general["kl_div"](pa[t // k], qa[t % k], normalize=True,
+                # the row function's rescaling path for this pair, so the entry is its value
+                values[t] = _general[row_func](pa[t // k], qa[t % k], normalize=normalize,
                                                base=base, check=check)
         res = _deliver(values, &L, f32, out)
         if res is None:  # an out of another dtype or layout: cast into it, or explain

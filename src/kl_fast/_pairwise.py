@@ -9,7 +9,8 @@ import numpy.typing as npt
 
 from . import _div_kernels, _kernels
 from ._typing import ArrayLike, ArrayT, F32Array, F64Array, Float64Like
-from ._api import check_out, deliver, finish, row_sums, scaled_by_max
+from ._api import (check_out, deliver, finish, kl_unscaled, overflow_shift, row_sums,
+                   scaled_by_max, times_power_of_two)
 from ._validation import (
     as_real_array,
     check_positive_scalar,
@@ -266,6 +267,32 @@ def _kl_matrix(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
     return out
 
 
+def _kl_beyond_range(Pk: np.ndarray, Qk: np.ndarray, res: np.ndarray, psum: np.ndarray,
+                     num_threads: Any) -> tuple[np.ndarray, int] | None:
+    """For base: the entries of ``res`` (the raw matrix) whose raw sum left the
+    range, redone as kl_div redoes them (_api.kl_beyond_range: P[i] times
+    2**-k) and left in ``res`` as the bracket; returns (mask, k), or None
+    when there are none.  Only rows summing above DBL_MAX / 1500 can overflow
+    (|log(p/q)| <= 1455); the entries made infinite by a zero of Q under
+    P[i] > 0 stay inf."""
+    over = ~np.isfinite(res) & (psum > np.finfo(np.float64).max / 1500)[:, None]
+    some = np.flatnonzero(over.any(axis=1))
+    if some.size:  # indicator product: > 0 where P[i] has mass on a zero of Q[j]
+        zeros_of_q = (Qk == 0).T.astype(np.float32)
+        over[some] &= ((Pk[some] > 0).astype(np.float32) @ zeros_of_q) == 0
+    if not over.any():
+        return None
+    k = overflow_shift(Pk.shape[1])
+    P_scaled = np.ldexp(Pk, -k)
+    _, psum_scaled = _row_stats(P_scaled, "P", "kl_pairwise", num_threads, False)
+    rows, cols = (np.ascontiguousarray(i, dtype=np.intp) for i in np.nonzero(over))
+    scaled = np.empty((rows.size, 3), dtype=np.float64)
+    nt = resolve_threads(num_threads, rows.size, rows.size * Pk.shape[1], "kl_pairwise")
+    _div_kernels.kl_pairs(P_scaled, Qk, rows, cols, scaled, nt)
+    res[over] = kl_unscaled(scaled[:, 0], psum_scaled[rows], k)
+    return over, k
+
+
 # The overloads: ``out`` is returned as passed, else the dtype follows the inputs
 # (float32 with float32 gives float32).  mypy takes NumPy's scalar types, which are
 # not final, for overlapping: a float32 array never matches the float64 overload.
@@ -384,8 +411,11 @@ def kl_pairwise(P: ArrayLike, Q: ArrayLike | None = None, *, base: float | None 
     res = _kl_matrix(Pk, Qk, hp, psum, qsum, normalize=normalize,
                      num_threads=num_threads, func=func, out=direct)
     if base is not None:
+        over = _kl_beyond_range(Pk, Qk, res, psum, num_threads) if not normalize else None
         with np.errstate(over="ignore"):  # beyond the range: inf
             res /= math.log(base)
+        if over is not None:
+            res[over[0]] = times_power_of_two(res[over[0]], over[1])
     return res if direct is not None else cast(np.ndarray, deliver(res, out, dtype, func))
 
 
@@ -487,9 +517,20 @@ def js_pairwise(P: ArrayLike, Q: ArrayLike | None = None, *, base: float | None 
     res = np.empty((m, k), dtype=np.float64) if direct is None else direct
     nt = resolve_threads(num_threads, m, m * k * n, func)
     _div_kernels.js_pairs(Pk, Qk, a, b, res, same, nt)
+    over, shift = None, overflow_shift(n)
+    if base is not None and not normalize and not np.all(np.isfinite(res)):
+        # the sum left the range: redone on P and Q times 2**-shift, as js_div does
+        over = ~np.isfinite(res)
+        scaled = np.empty((m, k), dtype=np.float64)
+        _div_kernels.js_pairs(np.ldexp(Pk, -shift).astype(Pk.dtype, copy=False),
+                              np.ldexp(Qk, -shift).astype(Qk.dtype, copy=False),
+                              a, b, scaled, same, nt)
+        res[over] = scaled[over]
     if base is not None:
         with np.errstate(over="ignore"):  # beyond the range: inf
             res /= math.log(base)
+        if over is not None:
+            res[over] = times_power_of_two(res[over], shift)
     return res if direct is not None else cast(np.ndarray, deliver(res, out, dtype, func))
 
 
