@@ -7,7 +7,7 @@ from typing import Any, NamedTuple, Sequence, cast, overload
 import numpy as np
 import numpy.typing as npt
 
-from . import _div_kernels, _kernels
+from . import _div_kernels
 from ._typing import ArrayLike, ArrayT, F32Array, F64Array, Float64Like
 from ._api import (check_out, deliver, finish, kl_unscaled, overflow_shift, row_sums,
                    scaled_by_max, times_power_of_two)
@@ -163,15 +163,6 @@ def _centred_logs(Q64: np.ndarray, num_threads: Any, func: str) -> CentredLogs:
     return CentredLogs(L, r, np.abs(np.log(r)))
 
 
-def _row_terms(P64: np.ndarray, r: np.ndarray, n_threads: int) -> np.ndarray:
-    """sum p log(p / r) of every row of P64 by the row kernel (r > 0 finite)."""
-    res = np.empty((P64.shape[0], 3))
-    status = np.empty(P64.shape[0], dtype=np.int8)
-    _kernels.kl_rows(P64, np.broadcast_to(r, P64.shape), res, status, False, n_threads,
-                     want_sums=False)
-    return res[:, 0].copy()
-
-
 def _kl_matrix(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
                qsum: np.ndarray, *, normalize: bool, num_threads: Any, func: str,
                refine: bool = True, bound: np.ndarray | None = None,
@@ -228,7 +219,9 @@ def _kl_matrix(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
             P64 = np.asarray(Pk[i0:i1], dtype=np.float64)
             ob = out[i0:i1]
             np.matmul(P64, LT, out=ob)                                # C = P L^T
-            hr = _row_terms(P64, logs.r, block_threads)
+            # sum p log(p / r) per row: kl_div's row kernel against r
+            hr = _c(row_sums(P64, logs.r, axes=(1,), func=func, num_threads=block_threads,
+                             check=False, want_sums=False)[0][:, 0])
             # the scale of the rounding errors: sum p |L| = -C (in the finish),
             # plus sum |p log(p / r)| <= sum |p log p| + sum p |log r|
             h_abs = -hp[i0:i1] + P64 @ logs.abs_lr
