@@ -30,6 +30,7 @@ SPLIT_MIN: int
 BLOCK: int
 
 def configure(default_threads: Callable[[], int], cpu_count: int) -> None: ...
+def row_threads(num_threads: object, n: int) -> int: ...
 
 def gaussian_psums_rows(
     p: _Floating,

@@ -102,6 +102,11 @@ cdef int _row_threads(object num_threads, Py_ssize_t n) except -1:
     return <int>req if req > 1 else 1
 
 
+def row_threads(object num_threads, Py_ssize_t n):
+    """_row_threads for the Python layer: 0 when it must explain num_threads."""
+    return _row_threads(num_threads, n)
+
+
 cdef inline int psums_one(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
                           int nthreads, gk_psums *out) noexcept nogil:
     if floating is double:

@@ -36,17 +36,14 @@ def _threads(num_threads: Any, items: int, n: int, func: str) -> int:
 
     Several items run in parallel (by default for large batches); a single item
     splits its grid into blocks over the threads, by default from
-    ``_gaussian.SPLIT_MIN`` points (the compiled entries apply the same rule).
-    Results are the same for every thread count.
+    ``_gaussian.SPLIT_MIN`` points (``_gaussian.row_threads``, the compiled
+    entries' rule).  Results are the same for every thread count.
     """
     if items > 1:
         return resolve_threads(num_threads, items, items * n, func)
-    blocks = max(1, -(-n // _gaussian.BLOCK))
-    if num_threads is None:
-        if n < _gaussian.SPLIT_MIN:
-            return 1
-        return max(1, min(default_threads(), blocks, _CPU_COUNT))
-    return resolve_threads(num_threads, blocks, n, func)
+    nt = _gaussian.row_threads(num_threads, n)
+    # 0: not a plain int >= 1 -- another integer type, or a value to explain
+    return nt or resolve_threads(num_threads, max(1, -(-n // _gaussian.BLOCK)), n, func)
 
 
 def _describe(value: float) -> str:
