@@ -1,8 +1,12 @@
 """The kernels' own log and exp, on every kernel path, against long-double NumPy."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from kl_fast import _kernels
+from kl_fast import _config, _kernels
 
 PATHS = _kernels.available_isas()
 
@@ -77,9 +81,54 @@ def test_special_values_as_libm(path, dtype):
         np.testing.assert_array_equal(_kernels.math_map("exp", e, path), np.exp(e))
 
 
+def _cpu_can(name):
+    needs = {target[0]: target[2] for target in _kernels._TARGETS}.get(name, ())
+    features = _kernels._cpu_features()
+    return all(features.get(feature) for feature in needs)
+
+
 def test_paths_reported():
-    assert PATHS[0] == "baseline"
-    assert _kernels.current_isa() in PATHS
+    """Every path the CPU can run is loaded (when built), best first, the baseline
+    last; by default the kernels run the best (unless the environment forces one)."""
+    assert PATHS[-1] == "baseline"
+    order = [target[0] for target in _kernels._TARGETS] + ["baseline"]
+    assert PATHS == [name for name in order if name in PATHS]
+    assert all(_cpu_can(name) for name in PATHS)
+    forced = os.environ.get("KL_FAST_ISA") or (
+        "baseline" if os.environ.get("KL_FAST_FORCE_BASELINE", "0") not in ("", "0") else None)
+    assert _kernels.current_isa() == (forced or PATHS[0])
+
+
+def test_select_isa_by_name_and_its_errors():
+    previous = _kernels.current_isa()
+    try:
+        for name in PATHS:
+            assert _config.select_isa(name) == name == _kernels.current_isa()
+        assert _config.select_isa(True) == "baseline"
+        assert _config.select_isa(False) == PATHS[0] == _config.select_isa()
+        with pytest.raises(ValueError, match="'sse4' is unknown; available: "):
+            _config.select_isa("sse4")
+        for name in ("avx2+fma", "avx512"):
+            if name not in PATHS:
+                with pytest.raises(ValueError, match=f"'{name}' is not available"):
+                    _config.select_isa(name)
+    finally:
+        _config.select_isa(previous)
+
+
+@pytest.mark.parametrize("name", PATHS + ["sse4"])
+def test_isa_from_the_environment(name):
+    """KL_FAST_ISA picks a path at import; a name this machine cannot run fails the
+    import with the available ones, rather than quietly running another path."""
+    env = dict(os.environ, KL_FAST_ISA=name, KL_FAST_FORCE_BASELINE="0")
+    run = subprocess.run([sys.executable, "-c", "import kl_fast; "
+                          "print(kl_fast._kernels.current_isa())"],
+                         env=env, capture_output=True, text=True)
+    if name in PATHS:
+        assert run.returncode == 0 and run.stdout.strip() == name, run.stderr
+    else:
+        assert run.returncode != 0
+        assert f"KL_FAST_ISA='{name}'" in run.stderr and "available: " in run.stderr
 
 
 @pytest.mark.parametrize("path", PATHS)

@@ -6,17 +6,31 @@ import os
 from . import _kernels
 from ._validation import default_threads
 
-# KL_FAST_FORCE_BASELINE=1 keeps the portable kernels even on an AVX2 machine.
+# The kernels' instruction set is the best this CPU and build have, unless the
+# environment names one: KL_FAST_ISA=baseline|avx2+fma|avx512 (an unknown or
+# unavailable name fails the import with the available ones), or
+# KL_FAST_FORCE_BASELINE=1, which keeps the portable kernels on any machine.
 _FORCE_BASELINE = os.environ.get("KL_FAST_FORCE_BASELINE", "0") not in ("", "0")
+_ISA = os.environ.get("KL_FAST_ISA", "") or None
 
 
-def select_isa(force_baseline: bool = False) -> str:
+def select_isa(isa: str | bool | None = None) -> str:
     """Choose the kernels' instruction set (the one table every compiled module
-    calls through); returns its name ("baseline" or "avx2+fma")."""
-    return _kernels.select_isa(force_baseline)
+    calls through) by name ("baseline", "avx2+fma", "avx512"); True means
+    "baseline" and None or False the best available.  Returns its name."""
+    if isinstance(isa, bool):
+        isa = "baseline" if isa else None
+    return _kernels.select_isa(isa)
 
 
-select_isa(_FORCE_BASELINE)
+def _select_from_environment() -> None:
+    try:
+        select_isa(True if _FORCE_BASELINE else _ISA)
+    except ValueError as exc:
+        raise ImportError(f"kl_fast: KL_FAST_ISA={_ISA!r}: {exc}") from None
+
+
+_select_from_environment()
 
 
 def openmp_enabled() -> bool:

@@ -39,34 +39,53 @@ cdef const CoreTable *core_table() noexcept nogil:
     return _table
 
 
-def _cpu_has_avx2_fma():
-    """What NumPy's own CPU detection (which checks the OS saves the AVX state) says."""
+# Instruction-set targets, best first: the name of each core build, its module and
+# the CPU features (NumPy's names) it needs.
+_TARGETS = (
+    ("avx512", "_core_avx512",
+     ("AVX2", "FMA3", "AVX512F", "AVX512CD", "AVX512DQ", "AVX512BW", "AVX512VL")),
+    ("avx2+fma", "_core_avx2", ("AVX2", "FMA3")),
+)
+
+
+def _cpu_features():
+    """What NumPy's own CPU detection (which checks the OS saves the vector state) says."""
     try:
         from numpy._core._multiarray_umath import __cpu_features__ as features
     except ImportError:  # NumPy < 2
         from numpy.core._multiarray_umath import __cpu_features__ as features
-    return bool(features.get("AVX2")) and bool(features.get("FMA3"))
+    return features
 
 
 def _load_tables():
+    import importlib
     from kl_fast import _core_baseline
+    features = _cpu_features()
+    for name, module, needs in _TARGETS:
+        if all(features.get(feature) for feature in needs):
+            try:
+                core = importlib.import_module("kl_fast." + module)
+            except ImportError:  # not built for this platform
+                continue
+            _TABLES[name] = core.table(name)
     _TABLES["baseline"] = _core_baseline.table("baseline")
-    if _cpu_has_avx2_fma():
-        try:
-            from kl_fast import _core_avx2
-        except ImportError:  # not built for this platform
-            return
-        _TABLES["avx2+fma"] = _core_avx2.table("avx2+fma")
 
 
 cdef const CoreTable *_table_of(str name) except NULL:
     return <const CoreTable *>PyCapsule_GetPointer(_TABLES[name], b"kl_fast.CoreTable")
 
 
-def select_isa(bint force_baseline=False):
-    """Choose the kernel instruction set; returns its name ("baseline" or "avx2+fma")."""
+def select_isa(str name=None):
+    """Choose the kernel instruction set by name ("baseline", "avx2+fma", "avx512"),
+    or the best this CPU and build have when name is None; returns its name."""
     global _table
-    name = "baseline" if force_baseline or "avx2+fma" not in _TABLES else "avx2+fma"
+    if name is None:
+        name = available_isas()[0]
+    elif name not in _TABLES:
+        known = ("baseline",) + tuple(target[0] for target in _TARGETS)
+        what = "unknown" if name not in known else "not available on this CPU or build"
+        raise ValueError(f"kernel instruction set {name!r} is {what}; "
+                         f"available: {', '.join(available_isas())}")
     _table = _table_of(name)
     return name
 
@@ -234,7 +253,7 @@ def math_map(str name, x, str path):
     name is "log", "exp" or "log_normal" (the KL kernels' log, valid for normal
     positive finite input only), for x float64 or float32; or "exp_split", the
     float32 log-space kernels' exp(x[0] + x[1]) for x float32 of shape (2, n),
-    returned as float64 of shape (n,).  path is "baseline" or "avx2+fma".
+    returned as float64 of shape (n,).  path is "baseline", "avx2+fma" or "avx512".
     Raises RuntimeError when that path is not available here.
     """
     cdef cnp.ndarray xa = _np.ascontiguousarray(x)
@@ -242,7 +261,7 @@ def math_map(str name, x, str path):
     cdef Py_ssize_t n = xa.size
     if xa.dtype != _np.float64 and xa.dtype != _np.float32:
         raise TypeError("math_map: x must be float32 or float64")
-    if path not in ("baseline", "avx2+fma"):
+    if path not in ("baseline",) + tuple(target[0] for target in _TARGETS):
         raise ValueError(f"math_map: unknown path {path!r}")
     if path not in _TABLES:
         raise RuntimeError(f"math_map: the {path} path is not available here")
@@ -259,4 +278,4 @@ def math_map(str name, x, str path):
 
 
 _load_tables()
-select_isa(False)
+select_isa()
