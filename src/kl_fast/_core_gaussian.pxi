@@ -541,7 +541,7 @@ cdef int gk_psums_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssiz
     out.H = 0.0
     out.scale = 1.0
     gk_run_blocks(p, sp, &cx, 6, nthreads, s)
-    out.xgrid = 0.0 if s[4] != 0.0 else GK_X_SORTED
+    out.flags = 0.0 if s[4] != 0.0 else GK_X_SORTED
     if not (fabs(s[0]) <= DBL_MAX and fabs(s[1]) <= DBL_MAX and fabs(s[2]) <= DBL_MAX
             and fabs(s[3]) <= DBL_MAX):
         for i in range(n):
@@ -633,7 +633,7 @@ cdef double gk_nearest(const double *x, Py_ssize_t n, double mu) noexcept nogil:
 
 
 cdef void gk_qsums_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
-                       double mu, double sigma, int nmom, int xgrid, int nthreads,
+                       double mu, double sigma, int nmom, int flags, int nthreads,
                        gk_qsums *out) noexcept nogil:
     """q-side sums of one (mu, sigma) with nmom = 0, 2 or 4 moments (the others 0)."""
     cdef GkPass cx
@@ -644,7 +644,7 @@ cdef void gk_qsums_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssi
     cx.kind = GK_PASS_Q
     cx.nmom = nmom
     cx.mu = mu
-    cx.sorted = xgrid >= GK_X_SORTED
+    cx.sorted = (flags & GK_X_SORTED) != 0
     cx.xk = gk_nearest_sorted(x, n, mu) if cx.sorted else gk_nearest(x, n, mu)
     cx.dk = cx.xk - mu
     cx.h = (0.5 / sigma) / sigma
@@ -721,11 +721,11 @@ cdef void gk_eval_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssiz
     cdef gk_eval ev
     cdef double m1, m2, m3, m4, k2, k3, k4, e, P, s2
     if order == 0:
-        gk_qsums_row(p, sp, x, n, mu, sigma, 0, <int>ps.xgrid, nthreads, &qs)
+        gk_qsums_row(p, sp, x, n, mu, sigma, 0, <int>ps.flags, nthreads, &qs)
         gk_value(ps, &qs, sigma, &ev)
         out[0] = ev.kl
         return
-    gk_qsums_row(p, sp, x, n, mu, sigma, 2 if order == 1 else 4, <int>ps.xgrid, nthreads, &qs)
+    gk_qsums_row(p, sp, x, n, mu, sigma, 2 if order == 1 else 4, <int>ps.flags, nthreads, &qs)
     gk_value_grad(ps, &qs, sigma, &ev)
     out[0] = ev.kl
     out[1] = ev.dmu
@@ -832,7 +832,7 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
     if not (L > 0.0):
         gk_fit_degenerate(res, c + mp, ps.H, hist)
         return
-    gk_qsums_row(p, sp, x, n, mu, sigma, 4, <int>ps.xgrid, nthreads, &qs)
+    gk_qsums_row(p, sp, x, n, mu, sigma, 4, <int>ps.flags, nthreads, &qs)
     gk_value_grad(ps, &qs, sigma, &ev)
     res.nfev = 1
     gk_fit_set(res, mu, sigma, &ev)
@@ -886,7 +886,7 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
             sn = L * sqrt(vn)
             if not (sn > 0.0 and sn <= DBL_MAX and fabs(mun) <= DBL_MAX):
                 continue
-            gk_qsums_row(p, sp, x, n, mun, sn, 4, <int>ps.xgrid, nthreads, &qn)
+            gk_qsums_row(p, sp, x, n, mun, sn, 4, <int>ps.flags, nthreads, &qn)
             gk_value_grad(ps, &qn, sn, &en)
             res.nfev += 1
             if en.kl <= ev.kl + 1e-4 * lam * P * gd + noise:
@@ -927,7 +927,7 @@ cdef void gk_gd_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_
         return
     while True:
         sigma = sqrt(par) if variance else par
-        gk_qsums_row(p, sp, x, n, mu, sigma, 2, <int>ps.xgrid, nthreads, &qs)
+        gk_qsums_row(p, sp, x, n, mu, sigma, 2, <int>ps.flags, nthreads, &qs)
         gk_value_grad(ps, &qs, sigma, &ev)
         res.nfev += 1
         res.nit = it
