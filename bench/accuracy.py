@@ -124,6 +124,63 @@ def pairwise_near_duplicates(rng, worst):
                 worst[label, name] = max(worst.get((label, name), 0.0), rel(matrix[i, j], exact))
 
 
+def exact_gaussian(p, x, mu, sigma, normalize=False):
+    """(KL, dKL/dmu, dKL/dsigma) against the grid Gaussian q(mu, sigma)."""
+    ps, m, s = _mp(p), mpmath.mpf(float(mu)), mpmath.mpf(float(sigma))
+    d = [v - m for v in _mp(x)]
+    a = [-(v * v) / (2 * s * s) for v in d]
+    top = max(a)
+    logz = top + mpmath.log(mpmath.fsum(mpmath.exp(v - top) for v in a))
+    q = [mpmath.exp(v - logz) for v in a]
+    P = mpmath.fsum(ps)
+    if normalize:
+        ps, P = [v / P for v in ps], mpmath.mpf(1)
+    kl = mpmath.fsum(v * (mpmath.log(v) - (b - logz)) for v, b in zip(ps, a) if v > 0)
+    g1 = mpmath.fsum((P * c - v) * e for v, c, e in zip(ps, q, d)) / s**2
+    g2 = mpmath.fsum((P * c - v) * e * e for v, c, e in zip(ps, q, d)) / s**3
+    return kl, g1, g2
+
+
+def gaussian_near_optimum(worst):
+    """gaussian_kl(_grad) with p = q(0.3, 2) itself (n = 301 and 1001 on [-10, 10]),
+    mu or sigma moved so the KL is 1e-9 ... 1e-13.  NumPy is kl_fast.reference
+    (the explicit q), SciPy rel_entr(p, q).sum() of the same q; the gradient's
+    error is in units of the gradient's length."""
+    from kl_fast import reference
+    rows = {np.float64: ("gaussian_kl near its optimum, KL 1e-9 ... 1e-13 (float64)", False),
+            np.float32: ("gaussian_kl near its optimum, float32 p, normalize=True", True)}
+    grad_label = "gaussian_kl_grad there: gradient error / gradient length (float64)"
+    for n in (301, 1001):
+        x = np.linspace(-10, 10, n)
+        for dtype, (label, normalize) in rows.items():
+            p = reference.gaussian_q(x, 0.3, 2.0).astype(dtype)
+            for target in (1e-9, 1e-11, 1e-13):
+                for mu, sigma in ((0.3 + 2 * np.sqrt(2 * target), 2.0),
+                                  (0.3, 2 + 2 * np.sqrt(target / 2))):
+                    kl, g1, g2 = exact_gaussian(p, x, mu, sigma, normalize)
+                    values = {}
+                    for path in _kernels.available_isas():
+                        _config.select_isa(path == "baseline")
+                        values[f"kl_fast ({path})"] = kl_fast.gaussian_kl_grad(
+                            p, x, mu, sigma, normalize=normalize)
+                    _config.select_isa(False)
+                    values["NumPy"] = reference.gaussian_kl_grad(p, x, mu, sigma,
+                                                                 normalize=normalize)
+                    p64 = p.astype(np.float64)
+                    scipy = special.rel_entr(p64 / p64.sum() if normalize else p64,
+                                             reference.gaussian_q(x, mu, sigma)).sum()
+                    worst[label, "SciPy"] = max(worst.get((label, "SciPy"), 0.0), rel(scipy, kl))
+                    length = mpmath.sqrt(g1 * g1 + g2 * g2)
+                    for name, v in values.items():
+                        worst[label, name] = max(worst.get((label, name), 0.0), rel(v[0], kl))
+                        if normalize:
+                            continue
+                        err = max(abs(mpmath.mpf(float(v[1])) - g1),
+                                  abs(mpmath.mpf(float(v[2])) - g2)) / length
+                        worst[grad_label, name] = max(worst.get((grad_label, name), 0.0),
+                                                      float(err))
+
+
 def main():
     rng = np.random.default_rng(2026)
     worst = {}
@@ -146,6 +203,7 @@ def main():
         worst[key] = max(worst.get(key, 0.0), rel(reference.kl_div_log(lp, lq, normalize=True),
                                                   exact))
     pairwise_near_duplicates(rng, worst)
+    gaussian_near_optimum(worst)
     labels = list(dict.fromkeys(k[0] for k in worst))
     names = list(dict.fromkeys(k[1] for k in worst))
     print("| case | " + " | ".join(names) + " |")

@@ -5,13 +5,16 @@ inputs.
 Rounding r = p/q before the log costs a term p log(p/q) a relative error of
 about eps / |log(p/q)|, which is large where p ~ q; the kernels add the exact
 residual p - r q (an FMA, or Dekker's product) and so keep the term's relative
-accuracy.
+accuracy.  The Gaussian on a grid near its optimum is the same case for the
+divergence from the grid Gaussian q(mu, sigma).
 """
+import math
+
 import numpy as np
 import pytest
 
 import kl_fast
-from kl_fast import _kernels
+from kl_fast import _kernels, reference
 
 mpmath = pytest.importorskip("mpmath")
 special = pytest.importorskip("scipy.special")
@@ -123,3 +126,120 @@ def test_pairwise_near_duplicates_through_the_product_form(path, spread):
         ours.append(abs(got[i, j] - truth) / truth)
         peer.append(abs(numpy[i, j] - truth) / truth)
     assert max(ours) <= 2 * max(peer), (max(ours), max(peer))
+
+
+# ---- the grid Gaussian near its optimum --------------------------------------------
+#
+# p is itself a normalised grid Gaussian q(MU0, SIGMA0), so the grid optimum is
+# (MU0, SIGMA0) with KL 0 (to rounding: p is rounded), and a step of mu by
+# sigma sqrt(2 K), or of sigma by sigma sqrt(K / 2), puts the KL near K.  There
+# H + quad + P log W cancels to K from terms of size ~10, so its rounding
+# (eps times those terms, ~2e-15) was 2e-6 .. 2e-2 of K; NumPy's per-term
+# p log(p/q) loses about eps P through the rounding of q's normaliser.
+
+MU0, SIGMA0 = 0.3, 2.0
+
+
+def gaussian_exact(p, x, mu, sigma, normalize=False):
+    """(KL, dKL/dmu, dKL/dsigma) of the given (rounded) inputs in 200 bits, with
+    p / sum(p) for normalize; log q_i = -(x_i - mu)^2 / (2 sigma^2) - log Z."""
+    with mpmath.workprec(200):
+        m, s = mpmath.mpf(float(mu)), mpmath.mpf(float(sigma))
+        ps = [mpmath.mpf(float(v)) for v in p]
+        d = [mpmath.mpf(float(v)) - m for v in x]
+        a = [-(di * di) / (2 * s * s) for di in d]
+        top = max(a)
+        logz = top + mpmath.log(mpmath.fsum(mpmath.exp(ai - top) for ai in a))
+        q = [mpmath.exp(ai - logz) for ai in a]
+        P = mpmath.fsum(ps)
+        if normalize:
+            ps = [v / P for v in ps]
+            P = mpmath.mpf(1)
+        kl = mpmath.fsum(pi * (mpmath.log(pi) - (ai - logz)) for pi, ai in zip(ps, a) if pi > 0)
+        g1 = mpmath.fsum((P * qi - pi) * di for pi, qi, di in zip(ps, q, d))
+        g2 = mpmath.fsum((P * qi - pi) * di * di for pi, qi, di in zip(ps, q, d))
+        return float(kl), float(g1 / s**2), float(g2 / s**3)
+
+
+def near_optimum(n, target, along, dtype):
+    x = np.linspace(-10, 10, n)
+    p = reference.gaussian_q(x, MU0, SIGMA0).astype(dtype)
+    if along == "mu":
+        return p, x, MU0 + SIGMA0 * math.sqrt(2 * target), SIGMA0
+    return p, x, MU0, SIGMA0 + SIGMA0 * math.sqrt(target / 2)
+
+
+def kl_peers_error(p, x, mu, sigma, normalize, truth):
+    """The smaller relative error of the NumPy reference and of SciPy's rel_entr
+    against the same explicit q."""
+    numpy = reference.gaussian_kl(p, x, mu, sigma, normalize=normalize)
+    p64 = np.asarray(p, dtype=np.float64)
+    q = reference.gaussian_q(x, mu, sigma)
+    scipy = special.rel_entr(p64 / p64.sum() if normalize else p64, q).sum()
+    return min(abs(float(numpy) - truth), abs(float(scipy) - truth)) / truth
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n", [301, 1001])   # the point-by-point exp, and the factorised one
+@pytest.mark.parametrize("along", ["mu", "sigma"])
+@pytest.mark.parametrize("target", [1e-9, 1e-11, 1e-13])
+def test_gaussian_kl_near_its_optimum(path, target, along, n, dtype):
+    p, x, mu, sigma = near_optimum(n, target, along, dtype)
+    for normalize in (False, True):
+        truth = gaussian_exact(p, x, mu, sigma, normalize)[0]
+        if normalize or dtype == np.float64:
+            # (float32 p sums to 1 +- 1e-8: unnormalised, its KL is about sum p - 1)
+            assert target / 4 < truth < 4 * target
+        got = kl_fast.gaussian_kl(p, x, mu, sigma, normalize=normalize)
+        err = abs(float(got) - truth) / truth
+        # at least as close as the better peer, or within 4 ulps of the result
+        assert err <= max(kl_peers_error(p, x, mu, sigma, normalize, truth), 4 * EPS64), \
+            (normalize, err, got, truth)
+
+
+@pytest.mark.parametrize("target", [1e-9, 1e-11, 1e-13])
+@pytest.mark.parametrize("along", ["mu", "sigma"])
+def test_gaussian_gradient_near_its_optimum(path, target, along):
+    # d_mu and d_sigma are sum (P q - p) d^k / sigma^(k+1), k = 1, 2: differences
+    # that vanish at the optimum.  Unlike the KL's, the relative rounding eta_i of
+    # each q_i (exp's, and eps a_i from its argument a_i = d_i^2 / (2 sigma^2))
+    # enters them at first order, as sum P q_i eta_i d_i^k: no evaluation of q in
+    # double does better than about eps sqrt(sum (p (1 + a) d^k)^2) / sigma^(k+1).
+    # Against that floor (times 4) or the NumPy reference's error, the larger.
+    p, x, mu, sigma = near_optimum(1001, target, along, np.float64)
+    truth = gaussian_exact(p, x, mu, sigma)
+    got = kl_fast.gaussian_kl_grad(p, x, mu, sigma)
+    ref = reference.gaussian_kl_grad(p, x, mu, sigma)
+    d = x - mu
+    a = d * d / (2 * sigma**2)
+    for k in (1, 2):
+        floor = 4 * EPS64 * math.sqrt(np.sum((p * (1 + a) * np.abs(d) ** k) ** 2)) / sigma ** (k + 1)
+        err = abs(float(got[k]) - truth[k])
+        peer = abs(float(ref[k]) - truth[k])
+        assert err <= max(peer, floor), (k, err, peer, floor)
+    assert got[0] == kl_fast.gaussian_kl(p, x, mu, sigma)
+
+
+def test_gaussian_near_its_optimum_is_the_same_everywhere(path):
+    # the careful redo takes the same blocks in the same order as the fast pass
+    p, x, mu, sigma = near_optimum(1001, 1e-12, "mu", np.float64)
+    one = kl_fast.gaussian_kl_grad(p, x, mu, sigma, num_threads=1)
+    assert kl_fast.gaussian_kl_grad(p, x, mu, sigma, num_threads=2) == one
+    strided = np.zeros((2, 2 * p.size))
+    strided[1, ::2] = p
+    assert kl_fast.gaussian_kl_grad(strided[1, ::2], x, mu, sigma) == one
+    batch = kl_fast.gaussian_kl_grad(np.stack([p, p]), x, [mu, mu], sigma)
+    assert all(np.all(b == o) for b, o in zip(batch, one))
+    target = kl_fast.GaussianTarget(p, x, normalize=False)
+    kl, grad, _ = target.kl_hess(mu, sigma)
+    assert (kl, grad[0], grad[1]) == one
+
+
+def test_fit_gaussian_reports_its_optimum_accurately(path):
+    p, x, _, _ = near_optimum(1001, 1e-9, "mu", np.float64)
+    fit = kl_fast.fit_gaussian(p, x, normalize=True)
+    assert fit.converged
+    truth = gaussian_exact(p, x, fit.mu, fit.sigma, normalize=True)[0]
+    # the optimum is KL ~ 1e-17 here; the moment form gave ~1e-15 of rounding
+    assert abs(fit.kl - truth) <= max(
+        kl_peers_error(p, x, fit.mu, fit.sigma, True, truth) * truth, 4 * EPS64 * truth)

@@ -8,10 +8,12 @@
 
 # p-side sums (one row of gaussian_psums_rows' output: the field order is the
 # column order): c is p's mean (moments are about it), scale multiplies the
-# p-weighted sums of the q pass (1, or 1/P when p is normalised), xgrid says
-# what the q pass may assume of x: 0 nothing, GK_X_SORTED non-decreasing.
+# p-weighted sums of the q pass (1, or 1/P when p is normalised), flags (a
+# double holding GK_* bits) say what the q pass may assume of x (GK_X_SORTED:
+# non-decreasing) and whether the sums are those of p / sum(p)
+# (GK_P_NORMALIZED: the careful value divides by the exact sum).
 ctypedef struct gk_psums:
-    double c, P, S1, S2, H, scale, xgrid
+    double c, P, S1, S2, H, scale, flags
 
 # q-side sums of one (mu, sigma): xk the grid point nearest mu, dk = xk - mu,
 # W = sum w, Wk = sum w (x - xk)^k, Ap = sum p (x - xk)(x - xk + 2 dk) / 2,
@@ -34,6 +36,7 @@ ctypedef struct gk_fit:
 
 cdef enum:
     GK_X_SORTED = 1
+    GK_P_NORMALIZED = 2
 
 # statuses of the p-side pass
 cdef enum:

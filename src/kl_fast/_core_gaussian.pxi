@@ -20,14 +20,17 @@
 # alike (the value from gaussian_kl equals the one from gaussian_kl_grad): the
 # loops add products with klm_mul_add_f64, explicitly, rather than leave the
 # compiler to contract some of them into FMAs in one copy and not another.
+# Near the optimum (p itself close to a grid Gaussian) the value from the sums
+# is a small difference of large ones; gk_refine then redoes the value and the
+# gradient term by term in two more passes (the section "careful value").
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
-from libc.math cimport sqrt, fmax
+from libc.math cimport sqrt, fmax, isfinite, frexp, ldexp
 from libc.float cimport DBL_EPSILON
 from cython.parallel cimport prange
 
 from kl_fast._core_gaussian cimport (
-    gk_psums, gk_qsums, gk_eval, gk_fit, gk_stop_fn, GK_X_SORTED,
+    gk_psums, gk_qsums, gk_eval, gk_fit, gk_stop_fn, GK_X_SORTED, GK_P_NORMALIZED,
     GK_P_OK, GK_P_BAD_P, GK_P_BAD_X, GK_P_ZERO, GK_P_OVERFLOW,
     GK_FIT_CONVERGED, GK_FIT_MAXITER, GK_FIT_NONPOSITIVE, GK_FIT_LINESEARCH,
     GK_FIT_DEGENERATE, GK_FIT_SINGULAR, GK_FIT_NONFINITE, GK_FIT_INTERRUPTED,
@@ -49,6 +52,8 @@ cdef enum:
     GK_PASS_A = 0   # p side: P, sum p d, H, sum p d^2 (d = x - ctr), falls of x
     GK_PASS_B = 1   # p side again: sum p d, sum p d^2 about p's mean
     GK_PASS_Q = 2   # q side: W, W1 .. W4, Ap
+    GK_PASS_N = 3   # careful value: sum w and sum p, each as an exact part and the rest
+    GK_PASS_C = 4   # careful value: sum p log(p R / w) as hi + lo, sum e d, sum e d^2
 
 # how a q block's weights are made
 cdef enum:
@@ -65,6 +70,8 @@ ctypedef struct GkPass:
     double xk, dk, h, mu, dx   # q side (see gk_qsums_row)
     bint sorted
     const double *t2    # exp(-C i^2) for the block indices, or NULL
+    double mw, mp               # pass N: the shifts of gk_quantum_shift for w and p
+    double rh, rl, ch, cl, lr   # pass C: R = rh + rl, C = ch + cl, lr = log rh
 
 
 # ---- blocks -------------------------------------------------------------------
@@ -459,6 +466,168 @@ cdef void gk_q_block(const double *p, const double *x, Py_ssize_t length, const 
         gk_q_sums(p, x, w, length, cx.xk, cx.dk, 0, tot)
 
 
+# ---- careful value: term by term where the sums cancel -----------------------------
+#
+# Near the optimum KL = H + quad + P log W is a small difference of large sums,
+# and their rounding (about eps (|H| + quad + P |log W|)) swamps it.  There the
+# value is redone as sum p log(p R / w), R = W (or W / sum p for normalised p),
+# with w the weights of gk_wmap and W their sum, each term's ratio r = p R / w
+# close to 1: log r + (p R - r w) / (p R), the residual exact (Dekker or FMA).
+# The rounding of each w then moves the term and W alike and cancels to first
+# order (the error is sum (P q - p) eta for relative errors eta of w), so W and
+# sum p must be exact to well below eps: pass N sums their parts on a grid of
+# multiples of about eps times the sum (exactly, in any order) and the small
+# rest apart.  The terms of pass C are added with TwoSum in the lanes.  The
+# gradient's sums P E_q[f] - sum p f are redone as sum (C w - p) f, C = sum p /
+# W; there the rounding of w stays at first order (about that of q in NumPy).
+
+cdef inline void gk_two_sum(double *s, double *c, double v) noexcept nogil:
+    """v into s, its rounding error into c (Knuth's TwoSum: no branch, no order)."""
+    cdef double t = s[0] + v
+    cdef double bv = t - s[0]
+    c[0] += (s[0] - (t - bv)) + (v - bv)
+    s[0] = t
+
+
+cdef inline void gk_dd_total(const double *s, const double *c, double *tot) noexcept nogil:
+    """The lanes (s, c) as hi + lo into tot[0:2]."""
+    cdef double hi = 0.0, lo = 0.0
+    cdef Py_ssize_t j
+    for j in range(LANES):
+        gk_two_sum(&hi, &lo, s[j])
+        lo += c[j]
+    tot[0] = hi
+    tot[1] = lo
+
+
+cdef inline double gk_quantum_shift(double bound) noexcept nogil:
+    """m = 1.5 2^k with 2^k >= 2 bound: for 0 <= v <= bound, (v + m) - m is v
+    rounded to a multiple of ulp(m), and sums of such parts below 2 bound are exact."""
+    cdef int e
+    frexp(bound, &e)
+    return ldexp(1.5, e + 1)
+
+
+ctypedef struct GkNLanes:
+    double wh[LANES]    # sum of w rounded to multiples of ulp(mw): exact
+    double wl[LANES]    # sum of what that rounding left
+    double ph[LANES]
+    double pl[LANES]
+
+
+cdef inline void gk_n_point(GkNLanes *A, Py_ssize_t j, double pv, double wv, double mw,
+                            double mp) noexcept nogil:
+    cdef double wh = (wv + mw) - mw
+    cdef double ph = (pv + mp) - mp
+    A.wh[j] += wh
+    A.wl[j] += wv - wh
+    A.ph[j] += ph
+    A.pl[j] += pv - ph
+
+
+cdef void gk_n_block(const double *p, const double *x, Py_ssize_t length, const GkPass *cx,
+                     double *tot) noexcept nogil:
+    """Pass N of one block: sum w and sum p, each as an exact high part and the
+    rest, into tot[0:4]."""
+    cdef double w[GK_BLOCK]
+    cdef GkNLanes A
+    cdef double mw = cx.mw, mp = cx.mp
+    cdef Py_ssize_t g, i, j, full = length - length % LANES
+    gk_wmap(x, length, cx.xk, cx.dk, cx.h, w)
+    for j in range(LANES):
+        A.wh[j] = 0.0
+        A.wl[j] = 0.0
+        A.ph[j] = 0.0
+        A.pl[j] = 0.0
+    for g in range(full // LANES):
+        i = g * LANES
+        for j in range(LANES):
+            gk_n_point(&A, j, p[i + j], w[i + j], mw, mp)
+    for j in range(length - full):
+        gk_n_point(&A, j, p[full + j], w[full + j], mw, mp)
+    tot[0] = lane_total(A.wh)
+    tot[1] = lane_total(A.wl)
+    tot[2] = lane_total(A.ph)
+    tot[3] = lane_total(A.pl)
+
+
+cdef inline double gk_log_ratio(double pv, double wv, double a, double rh, double rl,
+                                double lr) noexcept nogil:
+    """log(p R / w) for p > 0, R = rh + rl, from the rounded r = (p rh) / w and
+    the exact residual p R - r w; where w, p rh or r is not normal (w
+    underflowed, p subnormal) from its parts log p + a + lr (a = -log w without
+    w's rounding, lr = log rh: such a point's w is below 2^-1022 of W >= 1).
+    Branch-free, one log (of r or of p)."""
+    cdef double u = pv * rh
+    cdef double r = u / wv
+    cdef double res = (klm_residual_f64(u, r, wv) - klm_residual_f64(u, pv, rh)) + pv * rl
+    # v: the least of w, u and r where u and r are finite, else 0
+    cdef double v = wv if wv < u else u
+    v = v if v < r else r
+    v = v if (u if u > r else r) <= DBL_MAX else 0.0
+    cdef double lg = klm_log_f64(r if v >= DBL_MIN else pv)
+    return lg + res / u if v >= DBL_MIN else (lg + a) + lr
+
+
+cdef void gk_tmap(const double *p, const double *x, const double *w, Py_ssize_t length,
+                  const GkPass *cx, double *t) noexcept nogil:
+    """t_i = p_i log(p_i R / w_i), 0 where p_i == 0 (a map loop: vectorised)."""
+    cdef double xk = cx.xk, dk = cx.dk, h = cx.h, rh = cx.rh, rl = cx.rl, lr = cx.lr
+    cdef double r, a, pv
+    cdef Py_ssize_t i
+    for i in range(length):
+        pv = p[i]
+        r = gk_half_exponent(x[i], xk, dk)
+        a = 2.0 * (r * h) if r > 0.0 else 0.0
+        r = pv * gk_log_ratio(pv, w[i], a, rh, rl, lr)
+        t[i] = r if pv > 0.0 else 0.0
+
+
+ctypedef struct GkCLanes:
+    double s[LANES]     # sum p log(p R / w)
+    double c[LANES]     # TwoSum errors of s
+    double g1[LANES]    # sum (C w - p) d
+    double g2[LANES]    # sum (C w - p) d^2
+
+
+cdef inline void gk_c_point(GkCLanes *A, Py_ssize_t j, double pv, double xv, double wv,
+                            double tv, double mu, double ch, double cl) noexcept nogil:
+    """Term tv and point (p, x, w) into lane j; C w - p keeps the product's rounding."""
+    cdef double cw = wv * ch
+    cdef double d = xv - mu
+    cdef double ed = (((cw - pv) - klm_residual_f64(cw, wv, ch)) + wv * cl) * d
+    gk_two_sum(&A.s[j], &A.c[j], tv)
+    A.g1[j] += ed
+    A.g2[j] = klm_mul_add_f64(ed, d, A.g2[j])
+
+
+cdef void gk_c_block(const double *p, const double *x, Py_ssize_t length, const GkPass *cx,
+                     double *tot) noexcept nogil:
+    """Pass C of one block: sum p log(p R / w) as hi + lo into tot[0:2], and
+    sum (C w - p) d, sum (C w - p) d^2 (d = x - mu) into tot[2:4]."""
+    cdef double w[GK_BLOCK]
+    cdef double t[GK_BLOCK]
+    cdef GkCLanes A
+    cdef double mu = cx.mu, ch = cx.ch, cl = cx.cl
+    cdef Py_ssize_t g, i, j, full = length - length % LANES
+    gk_wmap(x, length, cx.xk, cx.dk, cx.h, w)
+    gk_tmap(p, x, w, length, cx, t)
+    for j in range(LANES):
+        A.s[j] = 0.0
+        A.c[j] = 0.0
+        A.g1[j] = 0.0
+        A.g2[j] = 0.0
+    for g in range(full // LANES):
+        i = g * LANES
+        for j in range(LANES):
+            gk_c_point(&A, j, p[i + j], x[i + j], w[i + j], t[i + j], mu, ch, cl)
+    for j in range(length - full):
+        gk_c_point(&A, j, p[full + j], x[full + j], w[full + j], t[full + j], mu, ch, cl)
+    gk_dd_total(A.s, A.c, tot)
+    tot[2] = lane_total(A.g1)
+    tot[3] = lane_total(A.g2)
+
+
 # ---- passes -----------------------------------------------------------------------
 
 cdef void gk_block(const floating *p, Py_ssize_t sp, const GkPass *cx, Py_ssize_t blk,
@@ -472,8 +641,12 @@ cdef void gk_block(const floating *p, Py_ssize_t sp, const GkPass *cx, Py_ssize_
         gk_pa_block(pd, cx.x, start, length, cx.ctr, tot)
     elif cx.kind == GK_PASS_B:
         gk_pb_block(pd, cx.x + start, length, cx.ctr, tot)
-    else:
+    elif cx.kind == GK_PASS_Q:
         gk_q_block(pd, cx.x + start, length, cx, tot)
+    elif cx.kind == GK_PASS_N:
+        gk_n_block(pd, cx.x + start, length, cx, tot)
+    else:
+        gk_c_block(pd, cx.x + start, length, cx, tot)
 
 
 cdef void gk_run_blocks(const floating *p, Py_ssize_t sp, const GkPass *cx, int nq,
@@ -541,7 +714,7 @@ cdef int gk_psums_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssiz
     out.H = 0.0
     out.scale = 1.0
     gk_run_blocks(p, sp, &cx, 6, nthreads, s)
-    out.xgrid = 0.0 if s[4] != 0.0 else GK_X_SORTED
+    out.flags = 0.0 if s[4] != 0.0 else GK_X_SORTED
     if not (fabs(s[0]) <= DBL_MAX and fabs(s[1]) <= DBL_MAX and fabs(s[2]) <= DBL_MAX
             and fabs(s[3]) <= DBL_MAX):
         for i in range(n):
@@ -633,7 +806,7 @@ cdef double gk_nearest(const double *x, Py_ssize_t n, double mu) noexcept nogil:
 
 
 cdef void gk_qsums_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
-                       double mu, double sigma, int nmom, int xgrid, int nthreads,
+                       double mu, double sigma, int nmom, int flags, int nthreads,
                        gk_qsums *out) noexcept nogil:
     """q-side sums of one (mu, sigma) with nmom = 0, 2 or 4 moments (the others 0)."""
     cdef GkPass cx
@@ -644,7 +817,7 @@ cdef void gk_qsums_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssi
     cx.kind = GK_PASS_Q
     cx.nmom = nmom
     cx.mu = mu
-    cx.sorted = xgrid >= GK_X_SORTED
+    cx.sorted = (flags & GK_X_SORTED) != 0
     cx.xk = gk_nearest_sorted(x, n, mu) if cx.sorted else gk_nearest(x, n, mu)
     cx.dk = cx.xk - mu
     cx.h = (0.5 / sigma) / sigma
@@ -679,6 +852,21 @@ cdef inline void gk_value(const gk_psums *ps, const gk_qsums *qs, double sigma,
     ev.noise = fabs(ps.H) + fabs(quad) + fabs(ps.P * lw)
 
 
+cdef inline void gk_grad_finish(const gk_psums *ps, double sigma, double g1, double g2,
+                                gk_eval *ev) noexcept nogil:
+    """ev's gradient from g1 = P E_q[d] - sum p d and g2 = P E_q[d^2] - sum p d^2."""
+    cdef double P = ps.P
+    cdef double mp = ps.S1 / P
+    cdef double L = sqrt(fmax(klm_mul_add_f64(-mp, mp, ps.S2 / P), 0.0))
+    if not (L > 0.0):
+        L = sigma   # p on one point: no finite optimum, any unit
+    ev.g1 = g1
+    ev.g2 = g2
+    ev.dmu = (g1 / sigma) / sigma
+    ev.dsigma = ((g2 / sigma) / sigma) / sigma
+    ev.grad_rel = fmax(fabs(g1 / L), fabs((g2 / L) / L)) / P
+
+
 cdef inline void gk_value_grad(const gk_psums *ps, const gk_qsums *qs, double sigma,
                                gk_eval *ev) noexcept nogil:
     cdef double P = ps.P
@@ -688,18 +876,101 @@ cdef inline void gk_value_grad(const gk_psums *ps, const gk_qsums *qs, double si
     cdef double sp2 = klm_mul_add_f64(u, klm_mul_add_f64(P, u, 2.0 * ps.S1), ps.S2)
     cdef double g1 = klm_mul_add_f64(P, qs.W1 / qs.W, -sp1)
     cdef double g2 = klm_mul_add_f64(P, qs.W2 / qs.W, -sp2)
-    cdef double mp, L
     gk_value(ps, qs, sigma, ev)
     g2 = klm_mul_add_f64(2.0 * qs.dk, g1, g2)   # moments about xk -> about mu
-    ev.g1 = g1
-    ev.g2 = g2
-    ev.dmu = (g1 / sigma) / sigma
-    ev.dsigma = ((g2 / sigma) / sigma) / sigma
-    mp = ps.S1 / P
-    L = sqrt(fmax(klm_mul_add_f64(-mp, mp, ps.S2 / P), 0.0))
-    if not (L > 0.0):
-        L = sigma   # p on one point: no finite optimum, any unit
-    ev.grad_rel = fmax(fabs(g1 / L), fabs((g2 / L) / L)) / P
+    gk_grad_finish(ps, sigma, g1, g2, ev)
+
+
+cdef inline void gk_dd_norm(double hi, double lo, double *q) noexcept nogil:
+    """hi + lo (|lo| below |hi|, or hi 0) as q[0] + q[1] with q[0] the rounded sum."""
+    q[0] = hi + lo
+    q[1] = lo - (q[0] - hi)
+
+
+cdef inline void gk_dd_div(double ah, double al, double bh, double bl, double *q) noexcept nogil:
+    """(ah + al) / (bh + bl) as q[0] + q[1], to about eps^2."""
+    cdef double q1 = ah / bh
+    cdef double r = (klm_residual_f64(ah, q1, bh) + al) - q1 * bl
+    gk_dd_norm(q1, r / bh, q)
+
+
+cdef bint gk_careful_setup(const floating *p, Py_ssize_t sp, const gk_psums *ps,
+                           const gk_qsums *qs, int nthreads, GkPass *cx,
+                           double *T) noexcept nogil:
+    """Pass N, then cx's R = W (over sum p for normalised p) and C = sum p / W
+    for pass C; T = sum p as hi + lo.  False where the sums are not finite."""
+    cdef double s[4]
+    cdef double W[2]
+    cx.kind = GK_PASS_N
+    cx.mw = gk_quantum_shift(qs.W)
+    cx.mp = gk_quantum_shift(ps.P / ps.scale)
+    gk_run_blocks(p, sp, cx, 4, nthreads, s)
+    gk_dd_norm(s[0], s[1], W)
+    gk_dd_norm(s[2], s[3], T)
+    if not (W[0] >= 1.0 and T[0] > 0.0 and W[0] <= DBL_MAX and T[0] <= DBL_MAX):
+        return False
+    gk_dd_div(T[0], T[1], W[0], W[1], s)
+    cx.ch = s[0]
+    cx.cl = s[1]
+    if (<int>ps.flags & GK_P_NORMALIZED) != 0:
+        gk_dd_div(W[0], W[1], T[0], T[1], W)
+    cx.rh = W[0]
+    cx.rl = W[1]
+    cx.lr = log(W[0])
+    return True
+
+
+cdef bint gk_careful_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                         const gk_psums *ps, const gk_qsums *qs, double mu, double sigma,
+                         int nthreads, double *res) noexcept nogil:
+    """KL, g1 and g2 (see gk_eval) term by term into res[0:3] (the section
+    "careful value" above).  False (res unspecified) where a sum is not finite."""
+    cdef GkPass cx
+    cdef double s[4]
+    cdef double T[2]
+    cdef double f = 1.0
+    cx.x = x
+    cx.n = n
+    cx.mu = mu
+    cx.xk = qs.xk
+    cx.dk = qs.dk
+    cx.h = (0.5 / sigma) / sigma
+    if not gk_careful_setup(p, sp, ps, qs, nthreads, &cx, T):
+        return False
+    cx.kind = GK_PASS_C
+    gk_run_blocks(p, sp, &cx, 4, nthreads, s)
+    if (<int>ps.flags & GK_P_NORMALIZED) != 0:
+        f = 1.0 / T[0]
+    res[0] = (s[0] + s[1]) * f
+    res[1] = s[2] * f
+    res[2] = s[3] * f
+    return isfinite(res[0]) and isfinite(res[1]) and isfinite(res[2])
+
+
+# The fast value is kept where it keeps about 52 - 18 bits: its rounding
+# measured about eps * noise (gk_eval.noise), so below 2^-18 noise it is redone.
+cdef double GK_CAREFUL_BELOW = 2.0 ** -18
+
+
+cdef void gk_refine(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                    const gk_psums *ps, const gk_qsums *qs, double mu, double sigma,
+                    int nthreads, gk_eval *ev) noexcept nogil:
+    """Redo ev's value and gradient term by term where the fast value cancelled."""
+    cdef double res[3]
+    if not (fabs(ev.kl) <= GK_CAREFUL_BELOW * ev.noise):
+        return
+    if gk_careful_row(p, sp, x, n, ps, qs, mu, sigma, nthreads, res):
+        ev.kl = res[0]
+        gk_grad_finish(ps, sigma, res[1], res[2], ev)
+
+
+cdef void gk_eval_at(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                     const gk_psums *ps, double mu, double sigma, int nmom, int nthreads,
+                     gk_qsums *qs, gk_eval *ev) noexcept nogil:
+    """The value and gradient at (mu, sigma), and q's sums with nmom (2 or 4) moments."""
+    gk_qsums_row(p, sp, x, n, mu, sigma, nmom, <int>ps.flags, nthreads, qs)
+    gk_value_grad(ps, qs, sigma, ev)
+    gk_refine(p, sp, x, n, ps, qs, mu, sigma, nthreads, ev)
 
 
 cdef void gk_eval_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
@@ -721,12 +992,12 @@ cdef void gk_eval_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssiz
     cdef gk_eval ev
     cdef double m1, m2, m3, m4, k2, k3, k4, e, P, s2
     if order == 0:
-        gk_qsums_row(p, sp, x, n, mu, sigma, 0, <int>ps.xgrid, nthreads, &qs)
+        gk_qsums_row(p, sp, x, n, mu, sigma, 0, <int>ps.flags, nthreads, &qs)
         gk_value(ps, &qs, sigma, &ev)
+        gk_refine(p, sp, x, n, ps, &qs, mu, sigma, nthreads, &ev)
         out[0] = ev.kl
         return
-    gk_qsums_row(p, sp, x, n, mu, sigma, 2 if order == 1 else 4, <int>ps.xgrid, nthreads, &qs)
-    gk_value_grad(ps, &qs, sigma, &ev)
+    gk_eval_at(p, sp, x, n, ps, mu, sigma, 2 if order == 1 else 4, nthreads, &qs, &ev)
     out[0] = ev.kl
     out[1] = ev.dmu
     out[2] = ev.dsigma
@@ -832,8 +1103,7 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
     if not (L > 0.0):
         gk_fit_degenerate(res, c + mp, ps.H, hist)
         return
-    gk_qsums_row(p, sp, x, n, mu, sigma, 4, <int>ps.xgrid, nthreads, &qs)
-    gk_value_grad(ps, &qs, sigma, &ev)
+    gk_eval_at(p, sp, x, n, ps, mu, sigma, 4, nthreads, &qs, &ev)
     res.nfev = 1
     gk_fit_set(res, mu, sigma, &ev)
     gk_hist(hist, 0, ev.kl, mu, sigma)
@@ -886,8 +1156,7 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
             sn = L * sqrt(vn)
             if not (sn > 0.0 and sn <= DBL_MAX and fabs(mun) <= DBL_MAX):
                 continue
-            gk_qsums_row(p, sp, x, n, mun, sn, 4, <int>ps.xgrid, nthreads, &qn)
-            gk_value_grad(ps, &qn, sn, &en)
+            gk_eval_at(p, sp, x, n, ps, mun, sn, 4, nthreads, &qn, &en)
             res.nfev += 1
             if en.kl <= ev.kl + 1e-4 * lam * P * gd + noise:
                 accepted = True
@@ -927,8 +1196,7 @@ cdef void gk_gd_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_
         return
     while True:
         sigma = sqrt(par) if variance else par
-        gk_qsums_row(p, sp, x, n, mu, sigma, 2, <int>ps.xgrid, nthreads, &qs)
-        gk_value_grad(ps, &qs, sigma, &ev)
+        gk_eval_at(p, sp, x, n, ps, mu, sigma, 2, nthreads, &qs, &ev)
         res.nfev += 1
         res.nit = it
         gk_fit_set(res, mu, sigma, &ev)

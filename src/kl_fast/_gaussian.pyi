@@ -14,6 +14,8 @@ P_BAD_P: int
 P_BAD_X: int
 P_ZERO: int
 P_OVERFLOW: int
+X_SORTED: int
+P_NORMALIZED: int
 
 FIT_CONVERGED: int
 FIT_MAXITER: int

@@ -8,10 +8,11 @@ time) and write into arrays the caller allocated.  They validate nothing but
 shapes: the Python layer in ``gaussian.py`` converts, checks, allocates and
 explains errors.
 
-psums rows hold (c, P, S1, S2, H, scale, xgrid): p's mean c, P = sum p, the
+psums rows hold (c, P, S1, S2, H, scale, flags): p's mean c, P = sum p, the
 first two moments of p about c, H = sum p log p over p > 0, the factor applied
-to p-weighted sums of the q pass (1, or 1/P for normalised p), and what x is
-(0 any, 1 non-decreasing).
+to p-weighted sums of the q pass (1, or 1/P for normalised p), and bits saying
+what x is (X_SORTED: non-decreasing) and whether the sums are those of
+p / sum(p) (P_NORMALIZED, set by the Python layer).
 """
 from cython cimport floating
 from cython.parallel cimport prange
@@ -30,7 +31,7 @@ include "_interrupt.pxi"
 
 
 from kl_fast._core_gaussian cimport (
-    gk_psums, gk_fit, gk_stop_fn, GK_FIT_CONVERGED, GK_FIT_MAXITER, GK_FIT_NONPOSITIVE,
+    gk_psums, gk_fit, gk_stop_fn, GK_X_SORTED, GK_P_NORMALIZED, GK_FIT_CONVERGED, GK_FIT_MAXITER, GK_FIT_NONPOSITIVE,
     GK_FIT_LINESEARCH, GK_FIT_DEGENERATE, GK_FIT_SINGULAR, GK_FIT_NONFINITE,
     GK_FIT_INTERRUPTED, GK_FIT_TWO_POINTS, GK_FIT_UNIFORM,
 )
@@ -43,6 +44,8 @@ P_BAD_P = 1
 P_BAD_X = 2
 P_ZERO = 3
 P_OVERFLOW = 4
+X_SORTED = GK_X_SORTED          # bits of the psums' flags
+P_NORMALIZED = GK_P_NORMALIZED
 
 FIT_CONVERGED = GK_FIT_CONVERGED
 FIT_MAXITER = GK_FIT_MAXITER
@@ -210,7 +213,7 @@ cdef inline bint _on_two_neighbours(const floating *p, Py_ssize_t sp, const doub
 
 def gaussian_psums_rows(const floating[:, :] p, const double[::1] x, double[:, ::1] out,
                         signed char[::1] status, int n_threads):
-    """Per row i of p (m, n): out[i] = (c, P, S1, S2, H, 1, xgrid); status[i] a P_* code.
+    """Per row i of p (m, n): out[i] = (c, P, S1, S2, H, 1, flags); status[i] a P_* code.
 
     Rows run in parallel; a single row splits its grid over the n_threads
     threads instead (same result for any thread count).

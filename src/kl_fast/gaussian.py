@@ -136,6 +136,7 @@ def _psums(p2: np.ndarray, xk: np.ndarray, normalize: bool,
         psums[:, 3] /= total
         psums[:, 4] = psums[:, 4] / total - np.log(total)
         psums[:, 5] = 1.0 / total
+        psums[:, 6] += _gaussian.P_NORMALIZED
     return p2, psums, status
 
 
