@@ -34,6 +34,35 @@ def test_huge_default_thread_count_from_the_environment(monkeypatch):
                                   kl_fast.kl_div(P, np.ones(2), num_threads=1))
 
 
+def _import_in_a_child(**env):
+    """kl_fast imported in a fresh interpreter with the OpenMP variables as given
+    (the others removed): (what brief_spin applied, GOMP_SPINCOUNT afterwards)."""
+    import subprocess
+    import sys
+
+    child = {k: v for k, v in os.environ.items()
+             if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    child.update(env)
+    code = ("import os, kl_fast; from kl_fast import _openmp; "
+            "print(_openmp.applied, os.environ.get('GOMP_SPINCOUNT'))")
+    run = subprocess.run([sys.executable, "-c", code], env=child, capture_output=True,
+                         text=True, check=True)
+    return tuple(run.stdout.split())
+
+
+def test_openmp_spins_briefly_unless_the_user_chose():
+    """The runtime loads with GOMP_SPINCOUNT=3000 and the environment is put back
+    (no variable left behind for other libraries); a user's GOMP_SPINCOUNT or
+    OMP_WAIT_POLICY is left as it is."""
+    from kl_fast import _openmp
+
+    assert _import_in_a_child() == (_openmp.SPINCOUNT, "None")
+    assert _import_in_a_child(GOMP_SPINCOUNT="7") == ("None", "7")
+    assert _import_in_a_child(OMP_WAIT_POLICY="active") == ("None", "None")
+    assert kl_fast._config.config()["openmp_spincount"] in (
+        _openmp.SPINCOUNT, "as the environment set it")
+
+
 def test_thread_cap_is_the_usable_cpu_count():
     assert _validation.resolve_threads(10**9, 10**6, 10**9, "f") == _validation._CPU_COUNT
     assert _validation.resolve_threads(1, 10**6, 10**9, "f") == 1

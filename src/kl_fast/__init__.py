@@ -4,7 +4,10 @@
 >>> round(float(kl_fast.kl_div([0.5, 0.5], [0.9, 0.1])), 6)
 0.510826
 """
-from . import _div_kernels, _kernels, reference
+from ._openmp import brief_spin
+
+with brief_spin():  # the OpenMP runtime reads its settings as it loads (see _openmp)
+    from . import _div_kernels, _kernels, reference
 from ._api import kl_div
 from ._divergences import js_div, kl_div_log
 from ._pairwise import js_pairwise, kl_pairwise

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from . import _kernels
+from . import _kernels, _openmp
 from ._validation import default_threads
 
 # The kernels' instruction set is the best this CPU and build have, unless the
@@ -47,6 +47,7 @@ def config() -> dict[str, object]:
         "openmp": _kernels.openmp_enabled(),
         "default_threads": default_threads() if _kernels.openmp_enabled() else 1,
         "cpu_count": os.cpu_count(),
+        "openmp_spincount": _openmp.applied or "as the environment set it",
     }
 
 
