@@ -118,7 +118,7 @@ def make_ext(name, sources):
 # The compiled core, once per instruction-set target from the same source
 # (_core.pxi): the baseline everywhere; on x86-64 also AVX2+FMA and AVX-512
 # (F, CD, DQ, BW, VL: the Skylake-server set), the best one the CPU has chosen at
-# import.  AVX-512 builds use 512-bit vectors: measured 1.3-1.6x the AVX2 build's
+# import.  AVX-512 builds use 512-bit vectors: measured 1.1-2x the AVX2 build's
 # speed on float64 (docs/core.md).  KL_FAST_NO_AVX2=1 builds only the baseline,
 # KL_FAST_NO_AVX512=1 leaves out AVX-512.
 TARGET_FLAGS = {  # target -> (gcc/clang flags, MSVC flags)

@@ -160,10 +160,10 @@ def gaussian_near_optimum(worst):
                     kl, g1, g2 = exact_gaussian(p, x, mu, sigma, normalize)
                     values = {}
                     for path in _kernels.available_isas():
-                        _config.select_isa(path == "baseline")
+                        _config.select_isa(path)
                         values[f"kl_fast ({path})"] = kl_fast.gaussian_kl_grad(
                             p, x, mu, sigma, normalize=normalize)
-                    _config.select_isa(False)
+                    _config.select_isa()
                     values["NumPy"] = reference.gaussian_kl_grad(p, x, mu, sigma,
                                                                  normalize=normalize)
                     p64 = p.astype(np.float64)

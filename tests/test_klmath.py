@@ -81,22 +81,23 @@ def test_special_values_as_libm(path, dtype):
         np.testing.assert_array_equal(_kernels.math_map("exp", e, path), np.exp(e))
 
 
-def _cpu_can(name):
-    needs = {target[0]: target[2] for target in _kernels._TARGETS}.get(name, ())
-    features = _kernels._cpu_features()
-    return all(features.get(feature) for feature in needs)
+def _built(module):
+    import importlib.util
+
+    return importlib.util.find_spec("kl_fast." + module) is not None
 
 
 def test_paths_reported():
-    """Every path the CPU can run is loaded (when built), best first, the baseline
-    last; by default the kernels run the best (unless the environment forces one)."""
-    assert PATHS[-1] == "baseline"
-    order = [target[0] for target in _kernels._TARGETS] + ["baseline"]
-    assert PATHS == [name for name in order if name in PATHS]
-    assert all(_cpu_can(name) for name in PATHS)
-    forced = os.environ.get("KL_FAST_ISA") or (
-        "baseline" if os.environ.get("KL_FAST_FORCE_BASELINE", "0") not in ("", "0") else None)
-    assert _kernels.current_isa() == (forced or PATHS[0])
+    """Every core build made for this platform that the CPU can run is loaded
+    (a build that fails to load would leave the CPU on a slower path), best
+    first, the baseline last; the kernels run the default unless the
+    environment asks for another."""
+    features = _kernels._cpu_features()
+    expected = [name for name, module, needs, _ in _kernels._TARGETS
+                if _built(module) and all(features.get(f) for f in needs)]
+    assert PATHS == expected + ["baseline"]
+    assert _kernels.default_isa() in PATHS
+    assert _kernels.current_isa() == (_config.requested_isa() or _kernels.default_isa())
 
 
 def test_select_isa_by_name_and_its_errors():
@@ -104,10 +105,11 @@ def test_select_isa_by_name_and_its_errors():
     try:
         for name in PATHS:
             assert _config.select_isa(name) == name == _kernels.current_isa()
-        assert _config.select_isa(True) == "baseline"
-        assert _config.select_isa(False) == PATHS[0] == _config.select_isa()
+        assert _config.select_isa() == _kernels.default_isa() == _kernels.current_isa()
         with pytest.raises(ValueError, match="'sse4' is unknown; available: "):
             _config.select_isa("sse4")
+        with pytest.raises(TypeError, match="isa must be a name or None"):
+            _config.select_isa(True)
         for name in ("avx2+fma", "avx512"):
             if name not in PATHS:
                 with pytest.raises(ValueError, match=f"'{name}' is not available"):
@@ -116,19 +118,37 @@ def test_select_isa_by_name_and_its_errors():
         _config.select_isa(previous)
 
 
-@pytest.mark.parametrize("name", PATHS + ["sse4"])
+def _import_with(**env):
+    child = dict(os.environ, KL_FAST_FORCE_BASELINE="0")
+    child.pop("KL_FAST_ISA", None)
+    child.update(env)
+    return subprocess.run([sys.executable, "-c", "import kl_fast; "
+                           "print(kl_fast._kernels.current_isa())"],
+                          env=child, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("name", PATHS + ["AVX2", "sse4"])
 def test_isa_from_the_environment(name):
-    """KL_FAST_ISA picks a path at import; a name this machine cannot run fails the
-    import with the available ones, rather than quietly running another path."""
-    env = dict(os.environ, KL_FAST_ISA=name, KL_FAST_FORCE_BASELINE="0")
-    run = subprocess.run([sys.executable, "-c", "import kl_fast; "
-                          "print(kl_fast._kernels.current_isa())"],
-                         env=env, capture_output=True, text=True)
-    if name in PATHS:
-        assert run.returncode == 0 and run.stdout.strip() == name, run.stderr
+    """KL_FAST_ISA picks a path at import (any case; "avx2" is avx2+fma); a name
+    this machine cannot run fails the import with the available ones, rather
+    than quietly running another path."""
+    run = _import_with(KL_FAST_ISA=name)
+    wanted = "avx2+fma" if name.lower() == "avx2" else name
+    if wanted in PATHS:
+        assert run.returncode == 0 and run.stdout.strip() == wanted, run.stderr
     else:
         assert run.returncode != 0
-        assert f"KL_FAST_ISA='{name}'" in run.stderr and "available: " in run.stderr
+        assert f"RuntimeError: kl_fast: KL_FAST_ISA='{name}'" in run.stderr
+        assert "available: " in run.stderr
+
+
+def test_isa_and_force_baseline_must_agree():
+    run = _import_with(KL_FAST_ISA="baseline", KL_FAST_FORCE_BASELINE="1")
+    assert run.returncode == 0 and run.stdout.strip() == "baseline", run.stderr
+    run = _import_with(KL_FAST_ISA=PATHS[0] if PATHS[0] != "baseline" else "avx512",
+                       KL_FAST_FORCE_BASELINE="1")
+    assert run.returncode != 0
+    assert "KL_FAST_FORCE_BASELINE=1 ask for different kernel paths" in run.stderr
 
 
 @pytest.mark.parametrize("path", PATHS)

@@ -1,7 +1,7 @@
 # The kernels of kl_fast: row reductions over contiguous or strided rows.
 #
 # Design: this one source is compiled once per instruction-set target
-# (_core_baseline.pyx, _core_avx2.pyx include it; setup.py gives each its
+# (_core_baseline.pyx, _core_avx2.pyx, _core_avx512.pyx include it; setup.py gives each its
 # flags) and exports its kernels in one CoreTable (_core_table.pxd);
 # kl_fast._kernels picks a table at import.  The loops are plain Cython over
 # pointers into the caller's memoryviews: each row is cut into blocks, a block

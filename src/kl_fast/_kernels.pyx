@@ -39,13 +39,18 @@ cdef const CoreTable *core_table() noexcept nogil:
     return _table
 
 
-# Instruction-set targets, best first: the name of each core build, its module and
-# the CPU features (NumPy's names) it needs.
+# Instruction-set targets, best first: the name of each core build, its module,
+# the CPU features (NumPy's names) it needs, and those it needs to be the
+# default: 512-bit vectors lower the clock of Intel cores before Ice Lake, so
+# there the AVX2 build stays the default (KL_FAST_ISA=avx512 still chooses it).
 _TARGETS = (
     ("avx512", "_core_avx512",
-     ("AVX2", "FMA3", "AVX512F", "AVX512CD", "AVX512DQ", "AVX512BW", "AVX512VL")),
-    ("avx2+fma", "_core_avx2", ("AVX2", "FMA3")),
+     ("AVX2", "FMA3", "AVX512F", "AVX512CD", "AVX512DQ", "AVX512BW", "AVX512VL"),
+     ("AVX512_ICL",)),
+    ("avx2+fma", "_core_avx2", ("AVX2", "FMA3"), ()),
 )
+_KNOWN_ISAS = tuple(target[0] for target in _TARGETS) + ("baseline",)
+_DEFAULT_ISA = "baseline"
 
 
 def _cpu_features():
@@ -57,17 +62,36 @@ def _cpu_features():
     return features
 
 
+def _has(features, names):
+    return all(features.get(name) for name in names)
+
+
 def _load_tables():
+    """The table of every core build this CPU can run, best first; the default
+    is the best whose default features the CPU has too.  A build that is
+    missing (not made for this platform) is skipped; one that fails to load
+    is skipped with a warning, since its CPU then runs a slower path."""
+    global _DEFAULT_ISA
     import importlib
+    import warnings
     from kl_fast import _core_baseline
     features = _cpu_features()
-    for name, module, needs in _TARGETS:
-        if all(features.get(feature) for feature in needs):
-            try:
-                core = importlib.import_module("kl_fast." + module)
-            except ImportError:  # not built for this platform
-                continue
-            _TABLES[name] = core.table(name)
+    for name, module, needs, default_needs in _TARGETS:
+        if not _has(features, needs):
+            continue
+        try:
+            core = importlib.import_module("kl_fast." + module)
+        except ModuleNotFoundError as exc:
+            if exc.name != "kl_fast." + module:
+                raise
+            continue
+        except ImportError as exc:
+            warnings.warn(f"kl_fast: the {name} kernels failed to load ({exc}); "
+                          "using the next instruction set", RuntimeWarning, stacklevel=2)
+            continue
+        _TABLES[name] = core.table(name)
+        if _DEFAULT_ISA == "baseline" and _has(features, default_needs):
+            _DEFAULT_ISA = name
     _TABLES["baseline"] = _core_baseline.table("baseline")
 
 
@@ -75,15 +99,19 @@ cdef const CoreTable *_table_of(str name) except NULL:
     return <const CoreTable *>PyCapsule_GetPointer(_TABLES[name], b"kl_fast.CoreTable")
 
 
+def default_isa():
+    """The instruction set the kernels run with unless told otherwise."""
+    return _DEFAULT_ISA
+
+
 def select_isa(str name=None):
     """Choose the kernel instruction set by name ("baseline", "avx2+fma", "avx512"),
-    or the best this CPU and build have when name is None; returns its name."""
+    or the default for this CPU (default_isa()) when name is None; returns its name."""
     global _table
     if name is None:
-        name = available_isas()[0]
+        name = _DEFAULT_ISA
     elif name not in _TABLES:
-        known = ("baseline",) + tuple(target[0] for target in _TARGETS)
-        what = "unknown" if name not in known else "not available on this CPU or build"
+        what = "unknown" if name not in _KNOWN_ISAS else "not available on this CPU or build"
         raise ValueError(f"kernel instruction set {name!r} is {what}; "
                          f"available: {', '.join(available_isas())}")
     _table = _table_of(name)
@@ -261,7 +289,7 @@ def math_map(str name, x, str path):
     cdef Py_ssize_t n = xa.size
     if xa.dtype != _np.float64 and xa.dtype != _np.float32:
         raise TypeError("math_map: x must be float32 or float64")
-    if path not in ("baseline",) + tuple(target[0] for target in _TARGETS):
+    if path not in _KNOWN_ISAS:
         raise ValueError(f"math_map: unknown path {path!r}")
     if path not in _TABLES:
         raise RuntimeError(f"math_map: the {path} path is not available here")

@@ -2,7 +2,7 @@
  * kl_math.h -- the elementary functions of kl_fast's kernels, for float64 and float32.
  *
  * Design: the Cython kernels (_core.pxi) are compiled once per instruction-set target
- * (a baseline build and an AVX2+FMA build of the same source); this header is the only C
+ * (a baseline, an AVX2+FMA and an AVX-512 build of the same source); this header is the only C
  * they include.  Every function is a small static inline function that gcc, clang and
  * MSVC can inline into the kernels' loops and that gcc auto-vectorises under strict IEEE
  * semantics (no -ffast-math): branch-free (selects are bit masks, or ternaries whose arms
