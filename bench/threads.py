@@ -3,9 +3,10 @@
 
 A benchmark loop calls back to back; a program calls now and then.  Each case
 is timed after a gap (busy Python for gaps under 1 ms, a sleep from 1 ms), median
-of the repeats, with the default threads and with num_threads=1, each in a fresh
-interpreter: kl_fast as it loads (GOMP_SPINCOUNT=3000, see kl_fast/_openmp.py)
-and with GOMP_SPINCOUNT=300000, libgomp's own default.  "burn" is the CPU time
+of the repeats, with the default threads and with num_threads=2 and 1, each in a
+fresh interpreter: kl_fast as it loads (GOMP_SPINCOUNT=3000, see kl_fast/_openmp.py)
+and with GOMP_SPINCOUNT=300000, libgomp's own default.  The default takes the
+team only where waking it pays (kl_fast/_kernels.pyx, default_team).  "burn" is the CPU time
 the process uses in the 50 ms after a multi-threaded call.
 """
 import json
@@ -21,7 +22,7 @@ import kl_fast
 rng = np.random.default_rng(0)
 p, q = rng.random(20000), rng.random(20000)
 P, Q = rng.random((1000, 1000)), rng.random((1000, 1000))
-threads = None if sys.argv[1] == "default" else 1
+threads = None if sys.argv[1] == "default" else int(sys.argv[1])
 
 
 def wait(gap_us):
@@ -70,6 +71,7 @@ def main():
     columns = {
         "kl_fast, default threads": measure("default"),
         "libgomp's spin (300000), default threads": measure("default", "300000"),
+        "kl_fast, num_threads=2": measure("2"),
         "kl_fast, num_threads=1": measure("1"),
     }
     print("| case | " + " | ".join(columns) + " |")

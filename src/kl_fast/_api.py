@@ -16,6 +16,7 @@ from ._validation import (
     as_real_array,
     check_positive_scalar,
     describe_bad,
+    default_threads,
     format_index,
     normalize_axes,
     resolve_threads,
@@ -582,7 +583,7 @@ def kl_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = -1, keepdims: bool = Fals
     return deliver(kl, out, dtype, func)
 
 
-_div_kernels.configure(resolve_threads, _PARALLEL_MIN_ELEMENTS, _CPU_COUNT, deliver)
+_div_kernels.configure(default_threads, _PARALLEL_MIN_ELEMENTS, _CPU_COUNT, deliver)
 # The public function: a compiled entry with this docstring that computes every
 # call whose layout needs no copy, and calls the above for everything else.
 kl_div_python = kl_div

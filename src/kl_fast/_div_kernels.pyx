@@ -14,7 +14,9 @@ from kl_fast._core_table cimport (
     BLOCK_F32, BLOCK_F64, LOG_SHORT_N, ROW_BAD, ROW_NEEDS_CARE, ROW_OK, ROW_ZERO_SUM_P,
     ROW_ZERO_SUM_Q, SHORT_N,
 )
-from kl_fast._kernels cimport core_table, kl_log_row, kl_row
+from kl_fast._kernels cimport (
+    core_table, default_count, default_team, kl_log_row, kl_row, team_finished, team_started,
+)
 
 
 cdef inline signed char _status(int st) noexcept nogil:

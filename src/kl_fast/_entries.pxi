@@ -53,22 +53,23 @@ cdef cnp.dtype _DESCR_F32 = cnp.PyArray_DescrFromType(cnp.NPY_FLOAT)
 
 # Set by configure and register_general from the Python layer: the Python
 # implementations (by function name) the entries hand rare layouts and errors
-# to, and the Python layer's thread-count rule, its threshold and CPU cap.
+# to, and the Python layer's default thread count (it reads
+# KL_FAST_NUM_THREADS), threshold for threads and CPU cap.
 cdef dict _general = {}
-cdef object _resolve_threads = None
+cdef object _default_threads = None
 cdef object _deliver_python = None
 cdef Py_ssize_t _parallel_min_elements = 1
 cdef int _cpu_count = 1
 
 
-def configure(object resolve_threads, Py_ssize_t parallel_min_elements, int cpu_count,
+def configure(object default_threads, Py_ssize_t parallel_min_elements, int cpu_count,
               object deliver):
-    """Install the Python layer's thread-count rule (``resolve_threads``, which
-    gives one thread below ``parallel_min_elements`` and never more than
-    ``cpu_count``) and the function that writes a result into an ``out`` of
-    another dtype or layout (or explains why it cannot)."""
-    global _resolve_threads, _parallel_min_elements, _cpu_count, _deliver_python
-    _resolve_threads = resolve_threads
+    """Install the Python layer's thread-count rule (the default count
+    ``default_threads()``, one thread below ``parallel_min_elements``, never
+    more than ``cpu_count``) and the function that writes a result into an
+    ``out`` of another dtype or layout (or explains why it cannot)."""
+    global _default_threads, _parallel_min_elements, _cpu_count, _deliver_python
+    _default_threads = default_threads
     _parallel_min_elements = parallel_min_elements
     _cpu_count = max(1, cpu_count)
     _deliver_python = deliver
@@ -647,7 +648,8 @@ cdef int _threads(object num_threads, Py_ssize_t m, Py_ssize_t n, str func) exce
     if num_threads is None:
         if m <= 1 or m * n < _parallel_min_elements:
             return 1
-        return _resolve_threads(None, m, m * n, func)
+        req = default_count(_default_threads, _cpu_count)
+        return default_team(<int>min(req, m, _cpu_count), <double>m * n, _parallel_min_elements)
     if type(num_threads) is not int:
         return 0
     try:
@@ -660,7 +662,10 @@ cdef int _threads(object num_threads, Py_ssize_t m, Py_ssize_t n, str func) exce
         req = m
     if req > _cpu_count:
         req = _cpu_count
-    return <int>req if req > 1 else 1
+    if req <= 1:
+        return 1
+    team_started(<int>req, <double>m * n)
+    return <int>req
 
 
 cdef object _deliver(double *values, Layout *L, bint f32, object out):
@@ -744,6 +749,7 @@ cdef object _entry(int kind, object p, object q, object axis, bint keepdims, obj
                        <const char *>cnp.PyArray_DATA(pa), <const char *>cnp.PyArray_DATA(qa),
                        &L, cnp.PyArray_ITEMSIZE(pa), normalize, check, log_base, dx_v,
                        n_threads, values)
+        team_finished(n_threads)
         if not ok:
             return None
         if direct is not None:

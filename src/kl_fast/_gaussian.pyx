@@ -36,7 +36,9 @@ from kl_fast._core_gaussian cimport (
     GK_FIT_INTERRUPTED, GK_FIT_TWO_POINTS, GK_FIT_UNIFORM,
 )
 from kl_fast._core_table cimport CoreTable
-from kl_fast._kernels cimport core_table
+from kl_fast._kernels cimport (
+    core_table, default_count, default_team, team_finished, team_started,
+)
 
 
 P_OK = 0
@@ -81,14 +83,16 @@ def configure(object default_threads, int cpu_count):
 
 cdef int _row_threads(object num_threads, Py_ssize_t n) except -1:
     """Threads for one row of n grid points: by default one below SPLIT_MIN
-    points, else the default count; never more than the CPUs or the row's
-    blocks.  0 when num_threads is not an int >= 1 (the Python layer explains)."""
+    points, else the default count where the team pays for itself
+    (_kernels.default_team); never more than the CPUs or the row's blocks.
+    0 when num_threads is not an int >= 1 (the Python layer explains)."""
     cdef long req
     cdef Py_ssize_t blocks = (n + BLOCK - 1) // BLOCK
-    if num_threads is None:
+    cdef bint by_default = num_threads is None
+    if by_default:
         if n < SPLIT_MIN or _default_threads is None:
             return 1
-        req = _default_threads()
+        req = default_count(_default_threads, _cpu_count)
     elif type(num_threads) is int:
         try:
             req = num_threads
@@ -102,7 +106,12 @@ cdef int _row_threads(object num_threads, Py_ssize_t n) except -1:
         req = _cpu_count
     if req > blocks:
         req = blocks
-    return <int>req if req > 1 else 1
+    if req <= 1:
+        return 1
+    if by_default:
+        return default_team(<int>req, <double>n, SPLIT_MIN)
+    team_started(<int>req, <double>n)
+    return <int>req
 
 
 def row_threads(object num_threads, Py_ssize_t n):
@@ -440,6 +449,7 @@ def kl_grad_1d(object p, object x, object mu, object sigma, bint want_grad,
             eval_order(<const float *>pd, 1, xd, n, &ps, m, s, order, nt, v)
         else:
             eval_order(<const double *>pd, 1, xd, n, &ps, m, s, order, nt, v)
+    team_finished(nt)
     if not (isfinite(v[0]) and isfinite(v[1]) and isfinite(v[2])):
         return None  # extreme mu or sigma: the Python layer recomputes in sigma's units
     if not want_grad:
@@ -502,6 +512,7 @@ def prepared_1d(object p2, object xk, object psums, object mu, object sigma, int
             eval_order(<const float *>pd, 1, xd, n, ps, m, s, order, nt, v)
         else:
             eval_order(<const double *>pd, 1, xd, n, ps, m, s, order, nt, v)
+    team_finished(nt)
     cdef int count = 6 if order == 2 else (3 if order == 1 else 1)
     cdef int i
     for i in range(count):
@@ -563,6 +574,7 @@ def fit_1d(object p, object x, bint newton, bint variance, object mu0, object si
                         lr, iters, tol, nt, hp, out, counts)
     finally:
         _end_watch(watched)
+        team_finished(nt)
     if history:
         hist = hist[:counts[0] + 1]
     return ((out[0], out[1], out[2], out[3], out[4], out[5]), (counts[0], counts[1], counts[2]),

@@ -7,6 +7,7 @@ converts, broadcasts, allocates and explains errors.
 """
 from cython cimport floating
 from cython.parallel cimport prange
+from libc.stdlib cimport getenv
 
 cimport numpy as cnp
 
@@ -19,12 +20,16 @@ include "_interrupt.pxi"
 cdef extern from *:
     """
     #ifdef KL_FAST_OPENMP
+    #include <omp.h>
     static int kl_openmp_enabled(void) { return 1; }
+    static double kl_wtime(void) { return omp_get_wtime(); }
     #else
     static int kl_openmp_enabled(void) { return 0; }
+    static double kl_wtime(void) { return 0.0; }
     #endif
     """
     int kl_openmp_enabled()
+    double kl_wtime() noexcept nogil
 
 
 from cpython.pycapsule cimport PyCapsule_GetPointer
@@ -131,6 +136,98 @@ def available_isas():
 def openmp_enabled():
     """True when the kernels were compiled with OpenMP (rows run in parallel)."""
     return bool(kl_openmp_enabled())
+
+
+# ---- when a thread team pays for itself -------------------------------------
+# After a parallel call OpenMP's idle threads spin briefly (_openmp.py), then
+# sleep, and a call that needs a sleeping thread waits for it at the team's
+# barrier.  Measured on a 2-core VM (docs/core.md, "A team that has slept"):
+# the wake costs ~20 us when the team slept under 0.5 ms and 0.2-0.7 ms after
+# longer, against 13 us for a 20,000-element kl_div on a hot team.  So by
+# default a call takes the team from `hot_min` items when the team, or a call
+# that could have used it, ended less than HOT_GAP ago; from WARM_FACTOR *
+# hot_min when that was under COLD_GAP ago; from COLD_FACTOR * hot_min after
+# that.  A stream of calls thus pays a cold wake once, an isolated call never.
+# Results are the same for every thread count: only the time depends on this.
+cdef double HOT_GAP = 50e-6
+cdef double COLD_GAP = 500e-6
+cdef double WARM_FACTOR = 2.0
+cdef double COLD_FACTOR = 64.0
+cdef double ITEM_SECONDS = 1e-9     # time per item assumed until a call's end is seen
+cdef double _team_idle_at = -1e300  # when the last call with a team ended
+cdef double _call_end_at = -1e300   # when the last call of hot_min items or more ended
+cdef bint _ends_pending = False     # the two above hold estimates that team_finished sets
+
+
+cdef int default_team(int threads, double items, double hot_min) noexcept:
+    """Threads for a call of `items` work items by default: `threads`, or 1
+    where waking the team would cost more than it saves."""
+    cdef double now, need, recent
+    if threads <= 1 or items < hot_min:
+        return 1
+    now = kl_wtime()
+    recent = _team_idle_at if _team_idle_at > _call_end_at else _call_end_at
+    if now < recent + HOT_GAP:
+        need = hot_min
+    elif now < recent + COLD_GAP:
+        need = WARM_FACTOR * hot_min
+    else:
+        need = COLD_FACTOR * hot_min
+    if items < need:
+        threads = 1
+    team_started(threads, items)
+    return threads
+
+
+cdef void team_started(int threads, double items) noexcept:
+    """Note a call of `items` items on `threads` threads starting now (its end
+    estimated until team_finished sees it)."""
+    global _team_idle_at, _call_end_at, _ends_pending
+    cdef double end = kl_wtime() + items * ITEM_SECONDS / (threads if threads > 1 else 1)
+    _call_end_at = end
+    if threads > 1:
+        _team_idle_at = end
+    _ends_pending = True
+
+
+cdef void team_finished(int threads) noexcept:
+    """Note the end of the call team_started announced."""
+    global _team_idle_at, _call_end_at, _ends_pending
+    if not _ends_pending:
+        return
+    _call_end_at = kl_wtime()
+    if threads > 1:
+        _team_idle_at = _call_end_at
+    _ends_pending = False
+
+
+cdef int default_count(object read_environment, int cpus) except -1:
+    """The default thread count: `cpus`, or where KL_FAST_NUM_THREADS is set
+    what `read_environment` (the Python layer's default_threads, which explains
+    a bad value) makes of it."""
+    cdef const char *env = getenv("KL_FAST_NUM_THREADS")
+    if env == NULL or env[0] == 0:
+        return cpus
+    return read_environment()
+
+
+def threads_for(int threads, double items, double hot_min):
+    """default_team for the Python layer."""
+    return default_team(threads, items, hot_min)
+
+
+def note_team(int threads, double items):
+    """team_started for the Python layer (a call on `threads` threads chosen by the user)."""
+    if threads > 1:
+        team_started(threads, items)
+
+
+def set_team_idle(double seconds):
+    """Make the rule see a team idle for `seconds` and no recent call (for tests)."""
+    global _team_idle_at, _call_end_at, _ends_pending
+    _team_idle_at = kl_wtime() - seconds
+    _call_end_at = -1e300
+    _ends_pending = False
 
 
 

@@ -133,18 +133,23 @@ _PARALLEL_MIN_ELEMENTS = 1 << 15
 
 
 def resolve_threads(num_threads: Any, n_rows: int, n_elements: int, func: str) -> int:
+    """Threads for n_rows rows of n_elements elements in all: num_threads capped by
+    the rows and CPUs; by default one below _PARALLEL_MIN_ELEMENTS, else all the
+    default threads where waking them pays (``_kernels.threads_for``)."""
     if num_threads is None:
         if n_rows <= 1 or n_elements < _PARALLEL_MIN_ELEMENTS:
             return 1
-        n = default_threads()
-    else:
-        try:
-            n = operator.index(num_threads)
-        except TypeError:
-            raise TypeError(f"{func}: num_threads must be an integer or None, got {num_threads!r}") from None
-        if n < 1:
-            raise ValueError(f"{func}: num_threads must be >= 1, got {n}")
-    return max(1, min(n, n_rows, _CPU_COUNT))
+        n = max(1, min(default_threads(), n_rows, _CPU_COUNT))
+        return int(_kernels.threads_for(n, n_elements, _PARALLEL_MIN_ELEMENTS))
+    try:
+        n = operator.index(num_threads)
+    except TypeError:
+        raise TypeError(f"{func}: num_threads must be an integer or None, got {num_threads!r}") from None
+    if n < 1:
+        raise ValueError(f"{func}: num_threads must be >= 1, got {n}")
+    n = max(1, min(n, n_rows, _CPU_COUNT))
+    _kernels.note_team(n, n_elements)
+    return n
 
 
 def normalize_axes(axis: Any, ndim: int, func: str) -> tuple[int, ...] | None:
