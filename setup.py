@@ -50,6 +50,40 @@ OPENMP_PROBE = textwrap.dedent(
 )
 
 
+# Compiled (not run: the build machine may lack the CPU) with each target's flags,
+# so a compiler or assembler too old for them leaves that build out instead of
+# failing the install.
+TARGET_PROBE = textwrap.dedent(
+    """
+    #include <immintrin.h>
+    int main(void) {
+    #if defined(__AVX512F__)
+        __m512d v = _mm512_set1_pd(1.0);
+        v = _mm512_fmadd_pd(v, v, v);
+        return _mm512_reduce_add_pd(v) == 16.0 ? 0 : 1;
+    #else
+        __m256d v = _mm256_set1_pd(1.0);
+        v = _mm256_fmadd_pd(v, v, v);
+        return _mm256_cvtsd_f64(v) == 2.0 ? 0 : 1;
+    #endif
+    }
+    """
+)
+
+
+def _compiles(compiler, source, flags):
+    """True when `source` compiles with `flags`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as fh:
+            fh.write(source)
+        try:
+            compiler.compile([src], output_dir=tmp, extra_postargs=flags)
+        except Exception:  # any compiler or assembler failure means "no"
+            return False
+    return True
+
+
 def _compiler_is_msvc(compiler):
     return getattr(compiler, "compiler_type", "") == "msvc"
 
@@ -90,6 +124,12 @@ class BuildExt(build_ext):
                 "(kl_fast.openmp_enabled() will return False)."
             )
         msvc = _compiler_is_msvc(self.compiler)
+        for ext in list(self.extensions):
+            flags = TARGET_FLAGS[TARGETS[ext.name]][1 if msvc else 0] if ext.name in TARGETS else None
+            if flags is not None and not _compiles(self.compiler, TARGET_PROBE, flags):
+                warnings.warn(f"kl_fast: the compiler does not take {' '.join(flags)}; "
+                              f"{ext.name} is left out (its CPUs run another build)")
+                self.extensions.remove(ext)
         for ext in self.extensions:
             if not msvc:
                 ext.extra_compile_args = BASE_CFLAGS + list(ext.extra_compile_args)
