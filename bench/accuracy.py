@@ -17,27 +17,9 @@ from scipy import special, stats
 
 import kl_fast
 from kl_fast import _config, _kernels
+from kl_fast.bench import truth
 
 mpmath.mp.prec = 200
-
-
-def _mp(a):
-    return [mpmath.mpf(float(v)) for v in np.ravel(a)]
-
-
-def exact_kl(p, q, normalize=False):
-    p, q = _mp(p), _mp(q)
-    if normalize:
-        sp, sq = mpmath.fsum(p), mpmath.fsum(q)
-        p, q = [v / sp for v in p], [v / sq for v in q]
-    return mpmath.fsum(a * mpmath.log(a / b) for a, b in zip(p, q) if a > 0)
-
-
-def exact_kl_log(lp, lq):
-    lp, lq = _mp(lp), _mp(lq)
-    zp = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in lp))
-    zq = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in lq))
-    return mpmath.fsum(mpmath.exp(a - zp) * ((a - zp) - (b - zq)) for a, b in zip(lp, lq))
 
 
 def rel(value, exact):
@@ -58,30 +40,30 @@ def cases(rng):
     for _ in range(5):
         a = rng.uniform(0.1, 0.9)
         p, q = np.array([a]), np.array([a * (1 + rng.uniform(1e-13, 1e-12))])
-        out.append(("one term, p/q - 1 ~ 1e-12 (float64)", p, q, exact_kl(p, q), False))
+        out.append(("one term, p/q - 1 ~ 1e-12 (float64)", p, q, truth.kl(p, q), False))
     for n in (1000, 10_000):
         q = rng.dirichlet(np.ones(n))
         p = q * (1 + 1e-8 * rng.standard_normal(n))
         p /= p.sum()
-        out.append(("p ~ q, n = 1,000 and 10,000 (float64)", p, q, exact_kl(p, q), False))
+        out.append(("p ~ q, n = 1,000 and 10,000 (float64)", p, q, truth.kl(p, q), False))
     for n in (2, 100, 1000):
         q = rng.dirichlet(np.ones(n)).astype(np.float32)
         p = (q * (1 + 1e-4 * rng.standard_normal(n))).astype(np.float32)
-        out.append(("p ~ q (float32)", p, q, exact_kl(p, q), False))
+        out.append(("p ~ q (float32)", p, q, truth.kl(p, q), False))
     for scale in (1e300, 1e-300):
         p, q = np.array([0.25, 0.75]) * scale, np.array([0.5, 0.5])
-        out.append(("normalize, sums 1e300 apart", p, q, exact_kl(p, q, True), True))
+        out.append(("normalize, sums 1e300 apart", p, q, truth.kl(p, q, True), True))
     for _ in range(3):
         counts = rng.multinomial(5_000_000, rng.dirichlet(np.ones(50))).astype(float)
         q = rng.dirichlet(np.ones(50))
         out.append(("normalize, counts summing to 5e6 against probabilities", counts, q,
-                    exact_kl(counts, q, True), True))
+                    truth.kl(counts, q, True), True))
     p, q = np.array([5e-324, 5e-324]), np.array([1e-323, 5e-324])
-    out.append(("normalize, subnormal sums", p, q, exact_kl(p, q, True), True))
+    out.append(("normalize, subnormal sums", p, q, truth.kl(p, q, True), True))
     for n in (100_000,):
         p = rng.random(n)
         q = p * np.exp(rng.standard_normal(n) * 0.5)
-        out.append(("long row, mixed-sign terms, n = 100,000", p, q, exact_kl(p, q), False))
+        out.append(("long row, mixed-sign terms, n = 100,000", p, q, truth.kl(p, q), False))
     return out
 
 
@@ -119,26 +101,9 @@ def pairwise_near_duplicates(rng, worst):
         values["SciPy"] = special.rel_entr(P[:, None], Q[None]).sum(axis=-1)
         for i in range(0, m, 4):
             j = (7 * i + 1) % m
-            exact = exact_kl(P[i], Q[j])
+            exact = truth.kl(P[i], Q[j])
             for name, matrix in values.items():
                 worst[label, name] = max(worst.get((label, name), 0.0), rel(matrix[i, j], exact))
-
-
-def exact_gaussian(p, x, mu, sigma, normalize=False):
-    """(KL, dKL/dmu, dKL/dsigma) against the grid Gaussian q(mu, sigma)."""
-    ps, m, s = _mp(p), mpmath.mpf(float(mu)), mpmath.mpf(float(sigma))
-    d = [v - m for v in _mp(x)]
-    a = [-(v * v) / (2 * s * s) for v in d]
-    top = max(a)
-    logz = top + mpmath.log(mpmath.fsum(mpmath.exp(v - top) for v in a))
-    q = [mpmath.exp(v - logz) for v in a]
-    P = mpmath.fsum(ps)
-    if normalize:
-        ps, P = [v / P for v in ps], mpmath.mpf(1)
-    kl = mpmath.fsum(v * (mpmath.log(v) - (b - logz)) for v, b in zip(ps, a) if v > 0)
-    g1 = mpmath.fsum((P * c - v) * e for v, c, e in zip(ps, q, d)) / s**2
-    g2 = mpmath.fsum((P * c - v) * e * e for v, c, e in zip(ps, q, d)) / s**3
-    return kl, g1, g2
 
 
 def gaussian_near_optimum(worst):
@@ -157,7 +122,7 @@ def gaussian_near_optimum(worst):
             for target in (1e-9, 1e-11, 1e-13):
                 for mu, sigma in ((0.3 + 2 * np.sqrt(2 * target), 2.0),
                                   (0.3, 2 + 2 * np.sqrt(target / 2))):
-                    kl, g1, g2 = exact_gaussian(p, x, mu, sigma, normalize)
+                    kl, g1, g2 = truth.gaussian(p, x, mu, sigma, normalize)
                     values = {}
                     for path in _kernels.available_isas():
                         _config.select_isa(path)
@@ -191,7 +156,7 @@ def main():
     # log-space normalize: ln 2 for every M
     for M in (1e8, 1e15, 1e20, 1e300):
         lp, lq = np.array([M, 0.0]), np.array([0.0, 0.0])
-        exact = mpmath.log(2) if M > 1e3 else exact_kl_log(lp, lq)
+        exact = mpmath.log(2) if M > 1e3 else truth.kl_log(lp, lq)
         for path in _kernels.available_isas():
             _config.select_isa(path)
             key = ("kl_div_log([M, 0], [0, 0], normalize=True), M = 1e8 ... 1e300", f"kl_fast ({path})")
