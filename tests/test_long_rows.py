@@ -59,3 +59,71 @@ def test_rows_the_fast_path_cannot_take(path, rng, dtype):
     with pytest.raises(ValueError, match=r"q.*\[123456\]"):
         kl_fast.kl_div(p, q_bad, num_threads=2)
     assert np.isnan(kl_fast.kl_div(p, q_bad, num_threads=2, check=False))
+
+
+# ---- js_div and kl_div_log: one long row without normalize shared by threads -----
+
+def _pair_call(name, p, q, **options):
+    if name == "js_div":
+        return kl_fast.js_div(p, q, **options)
+    with np.errstate(divide="ignore"):
+        return kl_fast.kl_div_log(np.log(p), np.log(q), **options)
+
+
+@pytest.mark.parametrize("name", ["js_div", "kl_div_log"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_js_and_log_rows_give_the_one_thread_bits(path, rng, name, dtype):
+    for n in LENGTHS:
+        p = rng.random(n).astype(dtype)
+        q = rng.random(n).astype(dtype)
+        p[rng.random(n) < 0.1] = 0
+        for options in ({}, {"base": 2.0}, {"normalize": True}):
+            one = _pair_call(name, p, q, num_threads=1, **options)
+            assert same_bits(_pair_call(name, p, q, num_threads=2, **options), one), (n, options)
+        pp = np.repeat(p, 2)[::2]
+        assert same_bits(_pair_call(name, pp, q, num_threads=2),
+                         _pair_call(name, p, q, num_threads=1))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_js_and_log_rows_on_every_path(path, rng, dtype):
+    """Rows the narrow (float) pass or both fast passes cannot take: the same
+    bits as one thread, from the double pass or the careful path."""
+    n = 200_000
+    p = rng.random(n).astype(dtype) + dtype(0.01)
+    q = rng.random(n).astype(dtype) + dtype(0.01)
+    big = p.copy()
+    big[99_999] = np.finfo(dtype).max / 4          # a JS pair beyond the float terms
+    tiny = p.copy()
+    tiny[150_000] = np.finfo(dtype).tiny / 8       # a subnormal
+    for a, b in ((big, q), (tiny, q), (p, tiny)):
+        assert same_bits(kl_fast.js_div(a, b, num_threads=2), kl_fast.js_div(a, b, num_threads=1))
+    lp, lq = np.log(p), np.log(q)
+    wide = lp.copy()
+    wide[12_345] = 95.0                            # exp beyond the float kernel's range
+    huge = lp.copy()
+    huge[180_000] = 800.0                          # exp overflows double: careful path
+    for a in (wide, huge):
+        assert same_bits(kl_fast.kl_div_log(a, lq, num_threads=2),
+                         kl_fast.kl_div_log(a, lq, num_threads=1))
+    lq_inf = lq.copy()
+    lq_inf[7] = -np.inf                            # q == 0 under p > 0
+    assert kl_fast.kl_div_log(lp, lq_inf, num_threads=2) == np.inf
+    bad = lq.copy()
+    bad[123_456] = np.nan
+    with pytest.raises(ValueError, match=r"123456"):
+        kl_fast.kl_div_log(lp, bad, num_threads=2)
+    qbad = q.copy()
+    qbad[123_456] = -1.0
+    with pytest.raises(ValueError, match=r"q.*\[123456\]"):
+        kl_fast.js_div(p, qbad, num_threads=2)
+
+
+@pytest.mark.parametrize("name", ["js_div", "kl_div_log"])
+def test_js_and_log_long_rows_against_the_reference(rng, name):
+    p = rng.random(300_000)
+    q = rng.random(300_000)
+    p /= p.sum()
+    q /= q.sum()
+    ref = reference.js_div(p, q) if name == "js_div" else reference.kl_div(p, q)
+    np.testing.assert_allclose(_pair_call(name, p, q, num_threads=2), ref, rtol=1e-12)

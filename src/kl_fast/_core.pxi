@@ -347,6 +347,22 @@ cdef inline void add_blocks(const double *sums, Py_ssize_t count, double *acc) n
             neumaier(&acc[2 * k], &acc[2 * k + 1], sums[3 * b + k])
 
 
+cdef inline void add_totals(const double *totals, Py_ssize_t count, double *acc) noexcept nogil:
+    """count block totals added in order into acc = (sum, its compensation)."""
+    cdef Py_ssize_t b
+    for b in range(count):
+        neumaier(&acc[0], &acc[1], totals[b])
+
+
+cdef void blocks_sum(const double *totals, Py_ssize_t count, double *res) noexcept nogil:
+    """A row's total from all its count block totals (add_totals) into res[0]."""
+    cdef double acc[2]
+    acc[0] = 0.0
+    acc[1] = 0.0
+    add_totals(totals, count, acc)
+    res[0] = acc[0] + acc[1]
+
+
 cdef inline int acc_result(const double *acc, double *res) noexcept nogil:
     """A row's results res[0:3] from its compensated sums acc (add_blocks):
     ROW_OK, or ROW_NEEDS_CARE when the KL total is not finite."""
@@ -554,6 +570,11 @@ _TABLE.js_row_scaled_f64 = js_row_scaled[double]
 _TABLE.js_row_scaled_f32 = js_row_scaled[float]
 _TABLE.js_row_divided_f64 = js_row_divided[double]
 _TABLE.js_row_divided_f32 = js_row_divided[float]
+_TABLE.js_blocks_f64 = js_blocks[double]
+_TABLE.js_blocks_f32 = js_blocks[float]
+_TABLE.log_blocks_f64 = log_blocks[double]
+_TABLE.log_blocks_f32 = log_blocks[float]
+_TABLE.blocks_sum = blocks_sum
 _TABLE.gk_psums_f64 = gk_psums_row[double]
 _TABLE.gk_psums_f32 = gk_psums_row[float]
 _TABLE.gk_eval_f64 = gk_eval_row[double]

@@ -200,24 +200,108 @@ cdef inline bint js_block_f32(const float *p, const float *q, Py_ssize_t length,
     return False
 
 
+cdef int js_wide_blocks(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                        Py_ssize_t n, Py_ssize_t b0, Py_ssize_t b1, double a, double b,
+                        double *totals) noexcept nogil:
+    """js_blocks with the terms in double."""
+    cdef floating pbuf[BLOCK_F64]
+    cdef floating qbuf[BLOCK_F64]
+    cdef double t[BLOCK_F64]
+    cdef Py_ssize_t k, start, length
+    for k in range(b0, b1):
+        start = k * BLOCK_F64
+        length = min(n - start, BLOCK_F64)
+        if js_block_wide(gather(p + start * sp, sp, length, pbuf),
+                         gather(q + start * sq, sq, length, qbuf), length, a, b, t,
+                         &totals[k - b0]):
+            return ROW_NEEDS_CARE
+    return ROW_OK
+
+
+cdef int js_narrow_blocks(const float *p, Py_ssize_t sp, const float *q, Py_ssize_t sq,
+                          Py_ssize_t n, Py_ssize_t b0, Py_ssize_t b1, double a, double b,
+                          double *totals) noexcept nogil:
+    """js_blocks with the terms in float."""
+    cdef float pbuf[BLOCK_F32]
+    cdef float qbuf[BLOCK_F32]
+    cdef float t[BLOCK_F32]
+    cdef const float *pb
+    cdef const float *qb
+    cdef Py_ssize_t k, start, length
+    cdef bint bad
+    for k in range(b0, b1):
+        start = k * BLOCK_F32
+        length = min(n - start, BLOCK_F32)
+        pb = gather(p + start * sp, sp, length, pbuf)
+        qb = gather(q + start * sq, sq, length, qbuf)
+        if a != b:
+            bad = js_block_f32(pb, qb, length, a, b, True, t, &totals[k - b0])
+        else:
+            bad = js_block_f32(pb, qb, length, 1.0, 1.0, False, t, &totals[k - b0])
+        if bad:
+            return ROW_NEEDS_CARE
+    return ROW_OK
+
+
+cdef int js_blocks(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                   Py_ssize_t n, Py_ssize_t b0, Py_ssize_t b1, double a, double b, int narrow,
+                   double *totals, int *flag) noexcept nogil:
+    """JS totals of blocks b0 .. b1 - 1 of a row of n elements into
+    totals[k - b0]: of the scaled pairs (a p, b q) with the terms in double
+    (blocks of BLOCK_F64), or with narrow (float rows) in float (blocks of
+    BLOCK_F32; where a == b the pairs (p, q), the row's total then times a).
+    Returns ROW_OK, or ROW_NEEDS_CARE when a block needs the next path.  flag
+    is not used (the signature of log_blocks).  Blocks are independent:
+    threads may share a row."""
+    return js_blocks_of(p, sp, q, sq, n, b0, b1, a, b, narrow, totals)
+
+
+cdef inline int js_blocks_of(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                             Py_ssize_t n, Py_ssize_t b0, Py_ssize_t b1, double a, double b,
+                             bint narrow, double *totals) noexcept nogil:
+    """js_blocks' choice of kernel, inlined into the row loop."""
+    if floating is float:
+        if narrow:
+            return js_narrow_blocks(p, sp, q, sq, n, b0, b1, a, b, totals)
+    return js_wide_blocks(p, sp, q, sq, n, b0, b1, a, b, totals)
+
+
+cdef inline int js_blocks_row(const floating *p, Py_ssize_t sp, const floating *q,
+                              Py_ssize_t sq, Py_ssize_t n, double a, double b, bint narrow,
+                              double *res) noexcept nogil:
+    """All the blocks of a row (js_blocks) added in order (add_totals) into
+    res[0]: ROW_OK, or ROW_NEEDS_CARE when a block needs the next path."""
+    cdef double totals[BLOCK_BATCH]
+    cdef double acc[2]
+    cdef Py_ssize_t b0 = 0, b1, block = BLOCK_F32 if narrow else BLOCK_F64
+    cdef Py_ssize_t nblocks = (n + block - 1) // block
+    acc[0] = 0.0
+    acc[1] = 0.0
+    while b0 < nblocks:
+        b1 = min(b0 + BLOCK_BATCH, nblocks)
+        if js_blocks_of(p, sp, q, sq, n, b0, b1, a, b, narrow, totals) != ROW_OK:
+            return ROW_NEEDS_CARE
+        add_totals(totals, b1 - b0, acc)
+        b0 = b1
+    res[0] = acc[0] + acc[1]
+    return ROW_OK
+
+
 cdef int js_row_wide(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
                      Py_ssize_t n, double a, double b, double *res) noexcept nogil:
     """The scaled JS sum of one row with the terms in double: ROW_OK, or
     ROW_NEEDS_CARE when a block total is not finite (a pair flagged, or an
     overflow)."""
-    cdef floating pbuf[BLOCK_F64]
-    cdef floating qbuf[BLOCK_F64]
-    cdef double t[BLOCK_F64]
-    cdef double js = 0.0, js_c = 0.0, block
-    cdef Py_ssize_t start = 0, length
-    while start < n:
-        length = min(n - start, BLOCK_F64)
-        if js_block_wide(gather(p + start * sp, sp, length, pbuf),
-                         gather(q + start * sq, sq, length, qbuf), length, a, b, t, &block):
-            return ROW_NEEDS_CARE
-        neumaier(&js, &js_c, block)
-        start += length
-    res[0] = js + js_c
+    return js_blocks_row(p, sp, q, sq, n, a, b, False, res)
+
+
+cdef inline int js_narrow_result(double a, double b, double *res) noexcept nogil:
+    """The narrow path's row total res[0] finished: where a == b the pairs
+    were (p, q), and the sum is homogeneous of degree 1."""
+    if a == b:
+        res[0] = a * res[0]
+    if not (res[0] <= DBL_MAX):
+        return ROW_NEEDS_CARE
     return ROW_OK
 
 
@@ -225,33 +309,11 @@ cdef int js_row_narrow(const float *p, Py_ssize_t sp, const float *q, Py_ssize_t
                        Py_ssize_t n, double a, double b, double *res) noexcept nogil:
     """The scaled JS sum of one float row with the terms in float (widened
     to the double lanes): ROW_OK, or ROW_NEEDS_CARE for the double terms."""
-    cdef float pbuf[BLOCK_F32]
-    cdef float qbuf[BLOCK_F32]
-    cdef float t[BLOCK_F32]
-    cdef double js = 0.0, js_c = 0.0, block
-    cdef const float *pb
-    cdef const float *qb
-    cdef Py_ssize_t start = 0, length
-    cdef bint bad
     if not (DBL_MIN <= a <= DBL_MAX and DBL_MIN <= b <= DBL_MAX):
         return ROW_NEEDS_CARE
-    while start < n:
-        length = min(n - start, BLOCK_F32)
-        pb = gather(p + start * sp, sp, length, pbuf)
-        qb = gather(q + start * sq, sq, length, qbuf)
-        if a != b:
-            bad = js_block_f32(pb, qb, length, a, b, True, t, &block)
-        else:
-            bad = js_block_f32(pb, qb, length, 1.0, 1.0, False, t, &block)
-        if bad:
-            return ROW_NEEDS_CARE
-        neumaier(&js, &js_c, block)
-        start += length
-    # a == b: the pairs were (p, q), and the sum is homogeneous of degree 1
-    res[0] = a * (js + js_c) if a == b else js + js_c
-    if not (res[0] <= DBL_MAX):
+    if js_blocks_row(p, sp, q, sq, n, a, b, True, res) != ROW_OK:
         return ROW_NEEDS_CARE
-    return ROW_OK
+    return js_narrow_result(a, b, res)
 
 
 cdef inline int js_row_fast(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,

@@ -100,35 +100,107 @@ cdef inline int log_map_wide(const floating *p, Py_ssize_t sp, const floating *q
     return ninf != 0
 
 
-cdef inline int row_wide(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
-                         Py_ssize_t n, double lp0, double lq0, double *res) noexcept nogil:
-    """The fast path of one row in double into res[0]: ROW_OK, or
-    ROW_NEEDS_CARE when a term or a block total is not finite."""
+cdef inline int wide_blocks(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                            Py_ssize_t n, Py_ssize_t b0, Py_ssize_t b1, double lp0, double lq0,
+                            double *totals, int *ninf) noexcept nogil:
+    """log_blocks in double."""
     cdef double t[BLOCK_F64]
-    cdef double kl = 0.0, kl_c = 0.0, block
-    cdef Py_ssize_t start = 0, length
-    cdef int ninf = 0
-    while start < n:
+    cdef double block_total
+    cdef Py_ssize_t k, start, length
+    for k in range(b0, b1):
+        start = k * BLOCK_F64
         length = min(n - start, BLOCK_F64)
-        ninf |= log_map_wide(p + start * sp, sp, q + start * sq, sq, length, lp0, lq0, t)
-        block = lane_sum(t, length)
-        if not (fabs(block) <= DBL_MAX):
+        ninf[0] |= log_map_wide(p + start * sp, sp, q + start * sq, sq, length, lp0, lq0, t)
+        block_total = lane_sum(t, length)
+        if not (fabs(block_total) <= DBL_MAX):
             return ROW_NEEDS_CARE
-        neumaier(&kl, &kl_c, block)
-        start += length
-    res[0] = kl + kl_c
-    if not (fabs(res[0]) <= DBL_MAX):
+        totals[k - b0] = block_total
+    return ROW_OK
+
+
+cdef inline int narrow_blocks(const float *p, Py_ssize_t sp, const float *q, Py_ssize_t sq,
+                              Py_ssize_t n, Py_ssize_t b0, Py_ssize_t b1, double lp0, double lq0,
+                              double *totals, int *ninf) noexcept nogil:
+    """log_blocks in float (normalisers within narrow_fits)."""
+    cdef double t[BLOCK_F32]
+    cdef double c = lp0 - lq0, block_total
+    cdef float h0 = <float>lp0, l0 = <float>(lp0 - <double>h0)
+    cdef Py_ssize_t k, start, length
+    for k in range(b0, b1):
+        start = k * BLOCK_F32
+        length = min(n - start, BLOCK_F32)
+        ninf[0] |= log_map_narrow(p + start * sp, sp, q + start * sq, sq, length, h0, l0, c, t)
+        block_total = lane_sum(t, length)
+        if block_total != block_total:
+            return ROW_NEEDS_CARE
+        totals[k - b0] = block_total
+    return ROW_OK
+
+
+cdef inline int blocks_body(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                            Py_ssize_t n, Py_ssize_t b0, Py_ssize_t b1, double lp0, double lq0,
+                            bint narrow, double *totals, int *ninf) noexcept nogil:
+    """log_blocks for given strides (called with literal strides 1 for
+    contiguous rows)."""
+    if floating is float:
+        if narrow:
+            return narrow_blocks(p, sp, q, sq, n, b0, b1, lp0, lq0, totals, ninf)
+    return wide_blocks(p, sp, q, sq, n, b0, b1, lp0, lq0, totals, ninf)
+
+
+cdef int log_blocks(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                    Py_ssize_t n, Py_ssize_t b0, Py_ssize_t b1, double lp0, double lq0,
+                    int narrow, double *totals, int *ninf) noexcept nogil:
+    """Block totals of blocks b0 .. b1 - 1 of a row of n elements into
+    totals[k - b0], with the terms in double (blocks of BLOCK_F64) or with
+    narrow (float rows) in float (blocks of BLOCK_F32); ninf[0] is set to 1
+    when some lq == -inf under a finite lp.  Returns ROW_OK, or ROW_NEEDS_CARE
+    when a term or block total needs the next path.  Blocks are independent:
+    threads may share a row."""
+    if sp == 1 and sq == 1:
+        return blocks_body(p, 1, q, 1, n, b0, b1, lp0, lq0, narrow, totals, ninf)
+    return blocks_body(p, sp, q, sq, n, b0, b1, lp0, lq0, narrow, totals, ninf)
+
+
+cdef inline int log_total(double total, int ninf, double *res) noexcept nogil:
+    """A row's result from its blocks' total: ROW_OK, or ROW_NEEDS_CARE
+    when it is not finite; +inf where some lq == -inf under a finite lp."""
+    res[0] = total
+    if not (fabs(total) <= DBL_MAX):
         return ROW_NEEDS_CARE
     if ninf:
         res[0] = HUGE_VAL
     return ROW_OK
 
 
+cdef inline int row_blocks(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                           Py_ssize_t n, double lp0, double lq0, bint narrow,
+                           double *res) noexcept nogil:
+    """The fast path of one row into res[0] (blocks_body, add_totals): ROW_OK,
+    or ROW_NEEDS_CARE when a term or a total needs the next path."""
+    cdef double totals[BLOCK_BATCH]
+    cdef double acc[2]
+    cdef int ninf = 0
+    cdef Py_ssize_t b0 = 0, b1, block = BLOCK_F32 if narrow else BLOCK_F64
+    cdef Py_ssize_t nblocks = (n + block - 1) // block
+    acc[0] = 0.0
+    acc[1] = 0.0
+    while b0 < nblocks:
+        b1 = min(b0 + BLOCK_BATCH, nblocks)
+        if blocks_body(p, sp, q, sq, n, b0, b1, lp0, lq0, narrow, totals, &ninf) != ROW_OK:
+            return ROW_NEEDS_CARE
+        add_totals(totals, b1 - b0, acc)
+        b0 = b1
+    return log_total(acc[0] + acc[1], ninf, res)
+
+
 cdef int log_row_wide(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
                       Py_ssize_t n, double lp0, double lq0, double *res) noexcept nogil:
+    """The fast path of one row in double into res[0]: ROW_OK, or
+    ROW_NEEDS_CARE when a term or a block total is not finite."""
     if sp == 1 and sq == 1:
-        return row_wide(p, 1, q, 1, n, lp0, lq0, res)
-    return row_wide(p, sp, q, sq, n, lp0, lq0, res)
+        return row_blocks(p, 1, q, 1, n, lp0, lq0, False, res)
+    return row_blocks(p, sp, q, sq, n, lp0, lq0, False, res)
 
 
 cdef inline double sumexp_wide(const floating *x, Py_ssize_t sx, Py_ssize_t n,
@@ -205,38 +277,20 @@ cdef inline int log_map_narrow(const float *p, Py_ssize_t sp, const float *q, Py
     return ninf
 
 
-cdef inline int row_narrow(const float *p, Py_ssize_t sp, const float *q, Py_ssize_t sq,
-                           Py_ssize_t n, double lp0, double lq0, double *res) noexcept nogil:
-    """row_wide's contract for float rows, computed in float where it can be:
-    ROW_NEEDS_CARE sends the row to log_row_wide."""
-    cdef double t[BLOCK_F32]
-    cdef double kl = 0.0, kl_c = 0.0, block, c = lp0 - lq0
-    cdef float h0 = <float>lp0, l0 = <float>(lp0 - <double>h0)
-    cdef Py_ssize_t start = 0, length
-    cdef int ninf = 0
-    if not (fabs(lp0) <= LOG_LP0_MAX_F32 and fabs(c) <= LOG_C_MAX_F32):
-        return ROW_NEEDS_CARE
-    while start < n:
-        length = min(n - start, BLOCK_F32)
-        ninf |= log_map_narrow(p + start * sp, sp, q + start * sq, sq, length, h0, l0, c, t)
-        block = lane_sum(t, length)
-        if block != block:
-            return ROW_NEEDS_CARE
-        neumaier(&kl, &kl_c, block)
-        start += length
-    res[0] = kl + kl_c
-    if not (fabs(res[0]) <= DBL_MAX):
-        return ROW_NEEDS_CARE
-    if ninf:
-        res[0] = HUGE_VAL
-    return ROW_OK
+cdef inline bint narrow_fits(double lp0, double lq0) noexcept nogil:
+    """The normalisers are within the narrow kernel's range."""
+    return fabs(lp0) <= LOG_LP0_MAX_F32 and fabs(lp0 - lq0) <= LOG_C_MAX_F32
 
 
 cdef int log_row_narrow(const float *p, Py_ssize_t sp, const float *q, Py_ssize_t sq,
                         Py_ssize_t n, double lp0, double lq0, double *res) noexcept nogil:
+    """log_row_wide's contract for float rows, computed in float where it can
+    be: ROW_NEEDS_CARE sends the row to log_row_wide."""
+    if not narrow_fits(lp0, lq0):
+        return ROW_NEEDS_CARE
     if sp == 1 and sq == 1:
-        return row_narrow(p, 1, q, 1, n, lp0, lq0, res)
-    return row_narrow(p, sp, q, sq, n, lp0, lq0, res)
+        return row_blocks(p, 1, q, 1, n, lp0, lq0, True, res)
+    return row_blocks(p, sp, q, sq, n, lp0, lq0, True, res)
 
 
 cdef inline double sumexp_narrow(const float *x, Py_ssize_t sx, Py_ssize_t n,

@@ -94,6 +94,18 @@ ctypedef int (*js_row_ab_f64_fn)(const double *p, Py_ssize_t sp, const double *q
 ctypedef int (*js_row_ab_f32_fn)(const float *p, Py_ssize_t sp, const float *q,
                                  Py_ssize_t sq, Py_ssize_t n, double a, double b, int check,
                                  double *res) noexcept nogil
+# Block totals of blocks b0 .. b1 - 1 of one row (js_blocks: a, b the pairs'
+# factors; log_blocks: a, b the normalisers, flag[0] |= a -inf log_q under a
+# finite log_p); narrow: float rows' float kernel.  blocks_sum adds them in order.
+ctypedef int (*pair_blocks_f64_fn)(const double *p, Py_ssize_t sp, const double *q,
+                                   Py_ssize_t sq, Py_ssize_t n, Py_ssize_t b0, Py_ssize_t b1,
+                                   double a, double b, int narrow, double *totals,
+                                   int *flag) noexcept nogil
+ctypedef int (*pair_blocks_f32_fn)(const float *p, Py_ssize_t sp, const float *q,
+                                   Py_ssize_t sq, Py_ssize_t n, Py_ssize_t b0, Py_ssize_t b1,
+                                   double a, double b, int narrow, double *totals,
+                                   int *flag) noexcept nogil
+ctypedef void (*blocks_sum_fn)(const double *totals, Py_ssize_t count, double *res) noexcept nogil
 ctypedef int (*math_map_fn)(int fn, int is_f32, const void *x, void *y,
                             Py_ssize_t n) noexcept nogil
 
@@ -122,6 +134,11 @@ ctypedef struct CoreTable:
     js_row_ab_f32_fn js_row_scaled_f32
     js_row_ab_f64_fn js_row_divided_f64
     js_row_ab_f32_fn js_row_divided_f32
+    pair_blocks_f64_fn js_blocks_f64
+    pair_blocks_f32_fn js_blocks_f32
+    pair_blocks_f64_fn log_blocks_f64
+    pair_blocks_f32_fn log_blocks_f32
+    blocks_sum_fn blocks_sum
     # the Gaussian KL on a grid (_core_gaussian.pxi)
     gk_psums_f64_fn gk_psums_f64
     gk_psums_f32_fn gk_psums_f32

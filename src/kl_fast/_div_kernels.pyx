@@ -11,7 +11,7 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange
 
 from kl_fast._core_table cimport (
-    BLOCK_F32, BLOCK_F64, LOG_SHORT_N, ROW_BAD, ROW_NEEDS_CARE, ROW_OK, ROW_ZERO_SUM_P,
+    BLOCK_F32, BLOCK_F64, LOG_SHORT_N, ROW_BAD, ROW_NEEDS_CARE, ROW_OK, ROW_ZERO_SUM_P, CoreTable,
     ROW_ZERO_SUM_Q, SHORT_N,
 )
 from kl_fast._kernels cimport (

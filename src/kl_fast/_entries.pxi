@@ -13,7 +13,7 @@
 # ``register_general``, which computes the same bits by the same kernels and
 # ``finish_kl``, or raises the documented error.  Bad input is only detected
 # here; explaining it is the Python layer's job.
-from libc.math cimport log, fabs, isfinite, isnan, NAN
+from libc.math cimport log, fabs, isfinite, isnan, HUGE_VAL, NAN
 from libc.float cimport DBL_MAX, DBL_MIN
 from libc.stdlib cimport malloc, free
 
@@ -533,9 +533,94 @@ cdef bint _run_long_row(bint f32, const char *p, const char *q, Layout *L, bint 
                           value) == ROW_DONE
 
 
-cdef inline bint _long_row(int kind, Layout *L) noexcept nogil:
-    """A single kl_div row the threads share (_run_long_row)."""
-    return kind == KIND_KL and L.m == 1 and L.n >= LONG_ROW
+cdef int _pair_blocks(int kind, bint f32, const char *p, Py_ssize_t sp, const char *q,
+                      Py_ssize_t sq, Py_ssize_t n, Py_ssize_t b0, Py_ssize_t b1, bint narrow,
+                      double *totals, int *flag) noexcept nogil:
+    """Blocks b0 .. b1 - 1 of a js_div or kl_div_log row without normalize
+    (js_blocks, log_blocks: factors 1, normalisers 0)."""
+    cdef const CoreTable *tab = core_table()
+    if kind == KIND_JS:
+        if f32:
+            return tab.js_blocks_f32(<const float *>p, sp, <const float *>q, sq, n, b0, b1,
+                                     1.0, 1.0, narrow, totals, flag)
+        return tab.js_blocks_f64(<const double *>p, sp, <const double *>q, sq, n, b0, b1,
+                                 1.0, 1.0, narrow, totals, flag)
+    if f32:
+        return tab.log_blocks_f32(<const float *>p, sp, <const float *>q, sq, n, b0, b1,
+                                  0.0, 0.0, narrow, totals, flag)
+    return tab.log_blocks_f64(<const double *>p, sp, <const double *>q, sq, n, b0, b1,
+                              0.0, 0.0, narrow, totals, flag)
+
+
+cdef int _pair_pass(int kind, bint f32, const char *p, const char *q, Layout *L, bint narrow,
+                    int n_threads, double *res) noexcept:
+    """One fast pass over a long js_div / kl_div_log row shared by n_threads
+    threads: the block totals in parallel, LONG_TASK elements per task, added
+    in order by one thread, finished as the row functions finish them
+    (js_row_narrow, log_total), so res[0] holds the bits of the one-thread
+    pass.  ROW_OK, or ROW_NEEDS_CARE (the next path), or -1 (out of memory,
+    or Ctrl-C)."""
+    cdef Py_ssize_t n = L.n, block = BLOCK_F32 if narrow else BLOCK_F64
+    cdef Py_ssize_t per_task = LONG_TASK // block, nblocks = (n + block - 1) // block
+    cdef Py_ssize_t tasks = (nblocks + per_task - 1) // per_task, t, b0
+    cdef double *totals = <double *>malloc(nblocks * sizeof(double))
+    cdef int failed = 0, stopped = 0, ninf = 0, flag
+    if totals == NULL:
+        return -1
+    for t in prange(tasks, nogil=True, schedule="dynamic", num_threads=n_threads):
+        b0 = t * per_task
+        flag = 0
+        if kl_stop_requested():
+            stopped += 1
+        else:
+            failed += _pair_blocks(kind, f32, p, L.sp1, q, L.sq1, n, b0,
+                                   min(b0 + per_task, nblocks), narrow, totals + b0,
+                                   &flag) != ROW_OK
+            ninf += flag
+    if failed == 0:
+        core_table().blocks_sum(totals, nblocks, res)
+    free(totals)
+    if stopped:
+        return -1
+    if failed:
+        return ROW_NEEDS_CARE
+    if kind == KIND_JS:
+        return ROW_OK if not narrow or res[0] <= DBL_MAX else ROW_NEEDS_CARE
+    if not (fabs(res[0]) <= DBL_MAX):
+        return ROW_NEEDS_CARE
+    if ninf:
+        res[0] = HUGE_VAL
+    return ROW_OK
+
+
+cdef bint _run_long_pair(int kind, bint f32, const char *p, const char *q, Layout *L,
+                         bint check, double log_base, int n_threads, double *value) noexcept:
+    """js_div or kl_div_log of one long row without normalize shared by
+    n_threads threads: float rows' narrow pass, then the double pass (as the
+    row functions try them), each over the threads (_pair_pass); a row neither
+    takes, or any failure, goes to the row function on one thread."""
+    cdef double res[3]
+    cdef int st = ROW_NEEDS_CARE
+    res[1] = 0.0
+    res[2] = 0.0
+    if f32:
+        st = _pair_pass(kind, f32, p, q, L, True, n_threads, res)
+    if st == ROW_NEEDS_CARE:
+        st = _pair_pass(kind, f32, p, q, L, False, n_threads, res)
+    with nogil:
+        if st == ROW_OK:
+            return _finish(kind, f32, st, res, False, log_base, 1.0, p, L.sp1, q, L.sq1, L.n,
+                           value) == ROW_DONE
+        if kl_stop_requested():
+            return False
+        return _row_value(kind, f32, p, L.sp1, q, L.sq1, L.n, False, check, log_base, 1.0,
+                          value) == ROW_DONE
+
+
+cdef inline bint _long_row(int kind, Layout *L, bint normalize) noexcept nogil:
+    """A single row the threads share: kl_div's (_run_long_row), js_div's and
+    kl_div_log's without normalize (_run_long_pair)."""
+    return L.m == 1 and L.n >= LONG_ROW and (kind == KIND_KL or not normalize)
 
 
 cdef inline bint _across(int kind, bint f32, bint normalize, Layout *L) noexcept nogil:
@@ -558,8 +643,10 @@ cdef bint _run_rows(int kind, bint f32, const char *p, const char *q, Layout *L,
     cdef Py_ssize_t i, m = L.m
     cdef bint ok = True
     cdef int failed = 0
-    if _long_row(kind, L) and n_threads > 1:
-        return _run_long_row(f32, p, q, L, normalize, check, log_base, dx, n_threads, values)
+    if _long_row(kind, L, normalize) and n_threads > 1:
+        if kind == KIND_KL:
+            return _run_long_row(f32, p, q, L, normalize, check, log_base, dx, n_threads, values)
+        return _run_long_pair(kind, f32, p, q, L, check, log_base, n_threads, values)
     if _across(kind, f32, normalize, L):
         return _run_across(kind, f32, p, q, L, item, normalize, check, log_base, dx, n_threads,
                            values)
@@ -734,7 +821,8 @@ cdef object _entry(int kind, object p, object q, object axis, bint keepdims, obj
     if check and (L.m == 0 or L.n == 0) and (cnp.PyArray_SIZE(pa) or cnp.PyArray_SIZE(qa)):
         return None  # an empty broadcast of a non-empty input: the Python layer checks it
     # a single long row is shared between threads (_run_long_row)
-    n_threads = _threads(num_threads, _cpu_count if _long_row(kind, &L) else L.m, L.n, func)
+    n_threads = _threads(num_threads, _cpu_count if _long_row(kind, &L, normalize) else L.m, L.n,
+                         func)
     if n_threads == 0:
         return None
     if out is None and L.out_ndim > 0 and type_num == cnp.NPY_DOUBLE and L.m > STACK_ROWS:
