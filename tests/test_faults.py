@@ -26,12 +26,17 @@ def test_huge_num_threads_is_capped(threads):
                                   kl_fast.fit_gaussian(G, x, num_threads=1).mu)
 
 
-def test_huge_default_thread_count_from_the_environment(monkeypatch):
-    monkeypatch.setenv("KL_FAST_NUM_THREADS", "50000")
+@pytest.mark.parametrize("count", ["50000", str(2**40)])
+def test_huge_default_thread_count_from_the_environment(monkeypatch, count):
+    monkeypatch.setenv("KL_FAST_NUM_THREADS", count)
     rng = np.random.default_rng(2)
     P = rng.random((40_000, 2))
     np.testing.assert_array_equal(kl_fast.kl_div(P, np.ones(2)),
                                   kl_fast.kl_div(P, np.ones(2), num_threads=1))
+    x = np.linspace(-4, 4, 20_000)
+    g = np.exp(-x * x)
+    assert kl_fast.gaussian_kl(g, x, 0.1, 1.0) == kl_fast.gaussian_kl(g, x, 0.1, 1.0,
+                                                                      num_threads=1)
 
 
 def _import_in_a_child(**env):

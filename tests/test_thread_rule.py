@@ -1,17 +1,18 @@
 """The default thread count: a team only where waking it pays (kl_fast._kernels.default_team).
 
 The rule reads a clock, so each decision is retried a few times: a test thread
-preempted between setting the team's idle time and asking could see another gap.
+preempted between setting the last call's end and asking could see another gap.
 """
 import numpy as np
 import pytest
 
 import kl_fast
-from kl_fast import _gaussian, _kernels, gaussian
-from kl_fast._validation import _CPU_COUNT, _PARALLEL_MIN_ELEMENTS
+from kl_fast import _div_kernels, _gaussian, _kernels, gaussian
+from kl_fast._validation import _CPU_COUNT, _PARALLEL_MIN_ELEMENTS, default_threads, resolve_threads
 
-pytestmark = pytest.mark.skipif(not _kernels.openmp_enabled() or _CPU_COUNT < 2,
-                                reason="without OpenMP or a second CPU there is no team")
+TEAM = min(default_threads(), _CPU_COUNT)
+pytestmark = pytest.mark.skipif(not _kernels.openmp_enabled() or TEAM < 2,
+                                reason="without OpenMP or a second thread there is no team")
 
 HOT = _PARALLEL_MIN_ELEMENTS
 
@@ -23,7 +24,8 @@ def decides(idle_seconds, items, expected, ask=lambda items: _kernels.threads_fo
         seen.append(ask(items))
         if seen[-1] == expected:
             return
-    pytest.fail(f"team idle {idle_seconds} s, {items} items: threads {seen}, expected {expected}")
+    pytest.fail(f"last call {idle_seconds} s ago, {items} items: threads {seen}, "
+                f"expected {expected}")
 
 
 def test_a_hot_team_is_used_from_the_threshold():
@@ -72,23 +74,51 @@ def test_a_requested_team_counts_as_used():
 
 
 def test_compiled_entries_follow_the_rule():
-    # kl_div's entry: one long row of n elements counts as CPUs x n items
-    n = HOT
-    p, q = np.random.default_rng(0).random((2, n))
-    ref = kl_fast.kl_div(p, q, num_threads=1)
-    for idle in (0.0, 1.0):
-        _kernels.set_team_idle(idle)
-        assert kl_fast.kl_div(p, q) == ref
-    # the Gaussian row rule has its own threshold
+    rows = lambda items: _div_kernels.entry_threads(None, 128, items // 128)  # noqa: E731
+    decides(0.0, 4 * HOT, TEAM, ask=rows)
+    decides(1.0, 4 * HOT, 1, ask=rows)
+    decides(1.0, 64 * HOT, TEAM, ask=rows)
+    # one row shared by the threads: from half the rows' threshold, whatever the CPUs
+    row = lambda n: _div_kernels.entry_threads(None, 1, n, True)  # noqa: E731
+    decides(0.0, HOT // 2, TEAM, ask=row)
+    decides(0.0, HOT // 2 - 1, 1, ask=row)
+    decides(1.0, HOT // 2, 1, ask=row)
+    decides(1.0, 32 * HOT, TEAM, ask=row)
+    # the Gaussian row rule has its own threshold, and counts a fit's passes
     m = _gaussian.SPLIT_MIN
-    decides(0.0, m, min(gaussian.default_threads(), _CPU_COUNT),
-            ask=lambda items: gaussian._threads(None, 1, items, "f"))
-    decides(1.0, m, 1, ask=lambda items: gaussian._threads(None, 1, items, "f"))
+    grid = lambda passes: lambda n: gaussian._threads(None, 1, n, "f", passes)  # noqa: E731
+    decides(0.0, m, TEAM, ask=grid(1))
+    decides(1.0, m, 1, ask=grid(1))
+    decides(1.0, m, TEAM, ask=grid(_gaussian.fit_passes(False, 99)))
+    assert _gaussian.fit_passes(True, 50) < _gaussian.fit_passes(False, 50) == 51
 
 
 def test_the_python_layer_follows_the_rule():
-    from kl_fast._validation import resolve_threads
+    ask = lambda items: resolve_threads(None, 100, items, "f")  # noqa: E731
+    decides(0.0, HOT, min(TEAM, 100), ask=ask)
+    decides(1.0, HOT, 1, ask=ask)
+    decides(1.0, 64 * HOT, min(TEAM, 100), ask=ask)
 
-    decides(0.0, HOT, 2, ask=lambda items: resolve_threads(None, 100, items, "f"))
-    decides(1.0, HOT, 1, ask=lambda items: resolve_threads(None, 100, items, "f"))
-    decides(1.0, 64 * HOT, 2, ask=lambda items: resolve_threads(None, 100, items, "f"))
+
+def test_compiled_calls_record_their_end_and_small_calls_do_not():
+    rng = np.random.default_rng(0)
+    P, Q = rng.random((2, 100, 4 * HOT // 100))
+    x = np.linspace(-5, 5, _gaussian.SPLIT_MIN)
+    g = np.exp(-x * x)
+    row = np.concatenate(P)
+    calls = {"kl_div rows": lambda: kl_fast.kl_div(P, Q),
+             "js_div one long row": lambda: kl_fast.js_div(row, row[::-1]),
+             "js_pairwise": lambda: kl_fast.js_pairwise(P[:32, :64], Q[:32, :64]),
+             "gaussian_kl_grad": lambda: kl_fast.gaussian_kl_grad(g, x, 0.1, 1.2),
+             "fit_gaussian": lambda: kl_fast.fit_gaussian(g, x)}
+    for name, call in calls.items():
+        _kernels.set_team_idle(1.0)
+        call()
+        gap, estimated = _kernels.team_state()
+        assert not estimated and 0.0 <= gap < 0.5, name
+    # a call the Python layer noted keeps its estimate through a small call
+    _kernels.set_team_idle(1.0)
+    _kernels.threads_for(2, 1e10, HOT)       # ends, by the estimate, seconds from now
+    kl_fast.kl_div(P[0, :10], Q[0, :10])
+    gap, estimated = _kernels.team_state()
+    assert estimated and gap < -1.0

@@ -514,7 +514,8 @@ def kl_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = -1, keepdims: bool = Fals
     out : ndarray, optional
         Array of the result's shape to write into; it is returned.
     num_threads : int, optional
-        Threads for the row loop (default: all cores for large inputs); a
+        Threads for the row loop (default: all cores for large inputs, and for
+        mid-size ones where waking the idle threads pays, see docs/core.md); a
         single row of 8,192 elements or more is shared by the threads (by
         default from 16,384).  The result is bit-identical for every thread
         count.

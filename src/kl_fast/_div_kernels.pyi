@@ -30,6 +30,7 @@ def centred_log_rows(x: npt.NDArray[np.float64], r: npt.NDArray[np.float64],
 
 _Result = np.floating | np.ndarray
 
+def entry_threads(num_threads: object, m: int, n: int, long_row: bool = ...) -> int: ...
 def configure(default_threads: Callable[[], int], parallel_min_elements: int, cpu_count: int,
               deliver: Callable[..., object]) -> None: ...
 # The compiled entry returned takes the same arguments and gives the same results as

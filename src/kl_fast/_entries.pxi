@@ -728,15 +728,20 @@ cdef double *_values_buffer(Py_ssize_t m, double *stack) except NULL:
     return values
 
 
-cdef int _threads(object num_threads, Py_ssize_t m, Py_ssize_t n, str func) except -1:
-    """Thread count for m rows of n elements by the Python layer's rule
-    (``resolve_threads``), 0 when the Python layer must explain num_threads."""
+cdef int _threads(object num_threads, Py_ssize_t cap, double items, double hot_min,
+                  unsigned long *token) except -1:
+    """Threads for `items` elements of work split at most `cap` ways: by
+    default one below hot_min elements, else the default count where waking
+    the team pays (_kernels.default_team); never more than the CPUs.  0 when
+    the Python layer must explain num_threads.  A call that may use the team
+    is noted (token[0]; team_finished when it is done)."""
     cdef long req
+    token[0] = 0
     if num_threads is None:
-        if m <= 1 or m * n < _parallel_min_elements:
+        if cap <= 1 or items < hot_min:
             return 1
         req = default_count(_default_threads, _cpu_count)
-        return default_team(<int>min(req, m, _cpu_count), <double>m * n, _parallel_min_elements)
+        return default_team(<int>min(req, cap, _cpu_count), items, hot_min, token)
     if type(num_threads) is not int:
         return 0
     try:
@@ -745,14 +750,27 @@ cdef int _threads(object num_threads, Py_ssize_t m, Py_ssize_t n, str func) exce
         return 0
     if req < 1:
         return 0
-    if req > m:
-        req = m
+    if req > cap:
+        req = cap
     if req > _cpu_count:
         req = _cpu_count
     if req <= 1:
         return 1
-    team_started(<int>req, <double>m * n)
+    token[0] = team_started(<int>req, items)
     return <int>req
+
+
+def entry_threads(object num_threads, Py_ssize_t m, Py_ssize_t n, bint long_row=False):
+    """The threads the compiled entries give m rows of n elements (one row
+    shared by the threads with long_row), for tests; the call is noted done."""
+    cdef unsigned long token
+    cdef int nt
+    if long_row:
+        nt = _threads(num_threads, _cpu_count, <double>n, _parallel_min_elements // 2, &token)
+    else:
+        nt = _threads(num_threads, m, <double>m * n, _parallel_min_elements, &token)
+    team_finished(token)
+    return nt
 
 
 cdef object _deliver(double *values, Layout *L, bint f32, object out):
@@ -796,6 +814,7 @@ cdef object _entry(int kind, object p, object q, object axis, bint keepdims, obj
     cdef Layout L
     cdef double log_base, dx_v
     cdef int type_num, n_threads
+    cdef unsigned long token
     cdef double stack_values[STACK_ROWS]
     cdef double *values
     cdef bint ok, watched
@@ -821,8 +840,12 @@ cdef object _entry(int kind, object p, object q, object axis, bint keepdims, obj
     if check and (L.m == 0 or L.n == 0) and (cnp.PyArray_SIZE(pa) or cnp.PyArray_SIZE(qa)):
         return None  # an empty broadcast of a non-empty input: the Python layer checks it
     # a single long row is shared between threads (_run_long_row)
-    n_threads = _threads(num_threads, _cpu_count if _long_row(kind, &L, normalize) else L.m, L.n,
-                         func)
+    if _long_row(kind, &L, normalize):   # one row shared by the threads
+        n_threads = _threads(num_threads, _cpu_count, <double>L.n, _parallel_min_elements // 2,
+                             &token)
+    else:
+        n_threads = _threads(num_threads, L.m, <double>L.m * L.n, _parallel_min_elements,
+                             &token)
     if n_threads == 0:
         return None
     if out is None and L.out_ndim > 0 and type_num == cnp.NPY_DOUBLE and L.m > STACK_ROWS:
@@ -837,7 +860,7 @@ cdef object _entry(int kind, object p, object q, object axis, bint keepdims, obj
                        <const char *>cnp.PyArray_DATA(pa), <const char *>cnp.PyArray_DATA(qa),
                        &L, cnp.PyArray_ITEMSIZE(pa), normalize, check, log_base, dx_v,
                        n_threads, values)
-        team_finished(n_threads)
+        team_finished(token)
         if not ok:
             return None
         if direct is not None:
@@ -919,6 +942,7 @@ cdef object _pairwise_entry(int kind, object P, object Q, object base, bint norm
     cdef Py_ssize_t m, k, n, item
     cdef double log_base
     cdef int n_threads, type_num
+    cdef unsigned long token
     cdef bint f32, kernel_f32
     cdef double stack_values[STACK_ROWS]
     cdef double *values
@@ -939,7 +963,7 @@ cdef object _pairwise_entry(int kind, object P, object Q, object base, bint norm
     log_base = _log_base(base)
     if isnan(log_base):
         return None
-    n_threads = _threads(num_threads, m, k * n, func)
+    n_threads = _threads(num_threads, m, <double>m * k * n, _parallel_min_elements, &token)
     if n_threads == 0:
         return None
     # float32 pairs: JS by its float32 kernel (so entries equal js_div's), KL in
@@ -963,6 +987,7 @@ cdef object _pairwise_entry(int kind, object P, object Q, object base, bint norm
                           cnp.PyArray_STRIDE(qa, 0), cnp.PyArray_STRIDE(qa, 1) // item,
                           normalize, check, log_base, n_threads, values, codes):
             return None
+        team_finished(token)
         row_func = "kl_div" if kind == KIND_KL else "js_div"
         for t in range(L.m):
             if codes[t] == ROW_RESCALE:

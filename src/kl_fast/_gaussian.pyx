@@ -81,14 +81,18 @@ def configure(object default_threads, int cpu_count):
     _cpu_count = cpu_count if cpu_count > 1 else 1
 
 
-cdef int _row_threads(object num_threads, Py_ssize_t n) except -1:
-    """Threads for one row of n grid points: by default one below SPLIT_MIN
-    points, else the default count where the team pays for itself
-    (_kernels.default_team); never more than the CPUs or the row's blocks.
-    0 when num_threads is not an int >= 1 (the Python layer explains)."""
+cdef int _row_threads(object num_threads, Py_ssize_t n, double work,
+                     unsigned long *token) except -1:
+    """Threads for one row of n grid points and `work` points of passes over it:
+    by default one below SPLIT_MIN points, else the default count where waking
+    the team pays for that work (_kernels.default_team); never more than the
+    CPUs or the row's blocks.  0 when num_threads is not an int >= 1 (the
+    Python layer explains).  A call that may use the team is noted (token[0];
+    team_finished when it is done)."""
     cdef long req
     cdef Py_ssize_t blocks = (n + BLOCK - 1) // BLOCK
     cdef bint by_default = num_threads is None
+    token[0] = 0
     if by_default:
         if n < SPLIT_MIN or _default_threads is None:
             return 1
@@ -109,14 +113,28 @@ cdef int _row_threads(object num_threads, Py_ssize_t n) except -1:
     if req <= 1:
         return 1
     if by_default:
-        return default_team(<int>req, <double>n, SPLIT_MIN)
-    team_started(<int>req, <double>n)
+        return default_team(<int>req, work, SPLIT_MIN, token)
+    token[0] = team_started(<int>req, work)
     return <int>req
 
 
-def row_threads(object num_threads, Py_ssize_t n):
-    """_row_threads for the Python layer: 0 when it must explain num_threads."""
-    return _row_threads(num_threads, n)
+def row_threads(object num_threads, Py_ssize_t n, double work):
+    """_row_threads for the Python layer (the call's end stays estimated):
+    0 when it must explain num_threads."""
+    cdef unsigned long token
+    return _row_threads(num_threads, n, work, &token)
+
+
+# A Newton fit is counted as this many passes over the grid when the thread
+# count is chosen (the tutorial's takes 7), gradient descent as all its epochs.
+cdef int NEWTON_PASSES = 8
+
+
+cpdef double fit_passes(bint newton, int iters):
+    """The passes over the grid a fit of at most `iters` iterations is counted as."""
+    if newton and iters + 1 > NEWTON_PASSES:
+        return NEWTON_PASSES
+    return iters + 1.0
 
 
 cdef inline int psums_one(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
@@ -375,8 +393,9 @@ cdef inline bint _as_double(object v, double *out):
     return False
 
 
-cdef int _row_psums(object p, object x, object num_threads, gk_psums *ps, const void **pdata,
-                    int *is_f32, const double **xdata, Py_ssize_t *n, int *nthreads):
+cdef int _row_psums(object p, object x, object num_threads, double passes, gk_psums *ps,
+                    const void **pdata, int *is_f32, const double **xdata, Py_ssize_t *n,
+                    int *nthreads, unsigned long *token):
     """p-side sums of a plain 1-D p on a plain x, and the threads for the row;
     -1 when they are not plain or invalid, or num_threads needs explaining."""
     cdef int st
@@ -391,7 +410,7 @@ cdef int _row_psums(object p, object x, object num_threads, gk_psums *ps, const 
     n[0] = cnp.PyArray_DIM(<cnp.ndarray>p, 0)
     if n[0] < 1 or cnp.PyArray_DIM(<cnp.ndarray>x, 0) != n[0]:
         return -1
-    nthreads[0] = _row_threads(num_threads, n[0])
+    nthreads[0] = _row_threads(num_threads, n[0], passes * n[0], token)
     if nthreads[0] == 0:
         return -1
     pdata[0] = cnp.PyArray_DATA(<cnp.ndarray>p)
@@ -402,6 +421,7 @@ cdef int _row_psums(object p, object x, object num_threads, gk_psums *ps, const 
         else:
             st = psums_one(<const double *>pdata[0], 1, xdata[0], n[0], nthreads[0], ps)
     if st != P_OK or not _plain_scale(ps):
+        team_finished(token[0])
         return -1
     return 0
 
@@ -436,11 +456,12 @@ def kl_grad_1d(object p, object x, object mu, object sigma, bint want_grad,
     cdef double v[3]
     cdef int order = 1 if want_grad else 0
     cdef int nt
+    cdef unsigned long token
     if not (_as_double(mu, &m) and _as_double(sigma, &s)):
         return None
     if not (isfinite(m) and isfinite(s) and s > 0.0):
         return None
-    if _row_psums(p, x, num_threads, &ps, &pd, &is_f32, &xd, &n, &nt) != 0:
+    if _row_psums(p, x, num_threads, 1.0, &ps, &pd, &is_f32, &xd, &n, &nt, &token) != 0:
         return None
     v[1] = 0.0
     v[2] = 0.0
@@ -449,7 +470,7 @@ def kl_grad_1d(object p, object x, object mu, object sigma, bint want_grad,
             eval_order(<const float *>pd, 1, xd, n, &ps, m, s, order, nt, v)
         else:
             eval_order(<const double *>pd, 1, xd, n, &ps, m, s, order, nt, v)
-    team_finished(nt)
+    team_finished(token)
     if not (isfinite(v[0]) and isfinite(v[1]) and isfinite(v[2])):
         return None  # extreme mu or sigma: the Python layer recomputes in sigma's units
     if not want_grad:
@@ -482,6 +503,7 @@ def prepared_1d(object p2, object xk, object psums, object mu, object sigma, int
     cdef const gk_psums *ps
     cdef Py_ssize_t n
     cdef int is_f32, nt
+    cdef unsigned long token
     cdef double m = 0.0, s = 1.0
     cdef double v[6]
     if not (_as_double(mu, &m) and _as_double(sigma, &s)):
@@ -504,7 +526,7 @@ def prepared_1d(object p2, object xk, object psums, object mu, object sigma, int
     ps = <const gk_psums *>cnp.PyArray_DATA(<cnp.ndarray>psums)
     if not 0 <= order <= 2:
         raise ValueError(f"prepared_1d: order must be 0, 1 or 2, got {order}")
-    nt = _row_threads(num_threads, n)
+    nt = _row_threads(num_threads, n, <double>n, &token)
     if nt == 0:
         return None
     with nogil:
@@ -512,7 +534,7 @@ def prepared_1d(object p2, object xk, object psums, object mu, object sigma, int
             eval_order(<const float *>pd, 1, xd, n, ps, m, s, order, nt, v)
         else:
             eval_order(<const double *>pd, 1, xd, n, ps, m, s, order, nt, v)
-    team_finished(nt)
+    team_finished(token)
     cdef int count = 6 if order == 2 else (3 if order == 1 else 1)
     cdef int i
     for i in range(count):
@@ -533,6 +555,7 @@ def fit_1d(object p, object x, bint newton, bint variance, object mu0, object si
     cdef const void *pd
     cdef const double *xd
     cdef int is_f32, nt
+    cdef unsigned long token
     cdef Py_ssize_t n
     cdef double m0 = 0.0, par0 = 0.0, mean_off, var
     cdef double out[6]
@@ -546,7 +569,8 @@ def fit_1d(object p, object x, bint newton, bint variance, object mu0, object si
         return None
     if sigma0 is not None and not (_as_double(sigma0, &par0) and isfinite(par0) and par0 > 0.0):
         return None
-    if _row_psums(p, x, num_threads, &ps, &pd, &is_f32, &xd, &n, &nt) != 0:
+    if _row_psums(p, x, num_threads, fit_passes(newton, iters), &ps, &pd, &is_f32, &xd, &n,
+                  &nt, &token) != 0:
         return None
     mean_off = ps.S1 / ps.P
     var = ps.S2 / ps.P - mean_off * mean_off
@@ -574,7 +598,7 @@ def fit_1d(object p, object x, bint newton, bint variance, object mu0, object si
                         lr, iters, tol, nt, hp, out, counts)
     finally:
         _end_watch(watched)
-        team_finished(nt)
+        team_finished(token)
     if history:
         hist = hist[:counts[0] + 1]
     return ((out[0], out[1], out[2], out[3], out[4], out[5]), (counts[0], counts[1], counts[2]),

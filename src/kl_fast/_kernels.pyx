@@ -144,76 +144,81 @@ def openmp_enabled():
 # barrier.  Measured on a 2-core VM (docs/core.md, "A team that has slept"):
 # the wake costs ~20 us when the team slept under 0.5 ms and 0.2-0.7 ms after
 # longer, against 13 us for a 20,000-element kl_div on a hot team.  So by
-# default a call takes the team from `hot_min` items when the team, or a call
-# that could have used it, ended less than HOT_GAP ago; from WARM_FACTOR *
+# default a call takes the team from `hot_min` items of work when the last
+# call that could use it ended less than HOT_GAP ago; from WARM_FACTOR *
 # hot_min when that was under COLD_GAP ago; from COLD_FACTOR * hot_min after
-# that.  A stream of calls thus pays a cold wake once, an isolated call never.
+# that.  A burst of calls pays one cold wake (its second call), an isolated
+# call none.  The state is the process's (OpenMP gives each calling thread a
+# team of its own, so calls from several Python threads see each other's
+# times), and the clock is OpenMP's (a jump in it misjudges one call).
 # Results are the same for every thread count: only the time depends on this.
 cdef double HOT_GAP = 50e-6
 cdef double COLD_GAP = 500e-6
 cdef double WARM_FACTOR = 2.0
 cdef double COLD_FACTOR = 64.0
 cdef double ITEM_SECONDS = 1e-9     # time per item assumed until a call's end is seen
-cdef double _team_idle_at = -1e300  # when the last call with a team ended
-cdef double _call_end_at = -1e300   # when the last call of hot_min items or more ended
-cdef bint _ends_pending = False     # the two above hold estimates that team_finished sets
+cdef double _last_end = -1e300      # when the last call of hot_min items or more ended
+cdef unsigned long _calls = 0       # calls noted so far (their tokens)
+cdef unsigned long _estimated = 0   # the call whose end _last_end estimates, 0 if none
 
 
-cdef int default_team(int threads, double items, double hot_min) noexcept:
+cdef int default_team(int threads, double items, double hot_min,
+                      unsigned long *token) noexcept:
     """Threads for a call of `items` work items by default: `threads`, or 1
-    where waking the team would cost more than it saves."""
-    cdef double now, need, recent
+    where waking the team would cost more than it saves.  A call of hot_min
+    items or more is noted (team_started; its token into token[0], else 0)."""
+    cdef double now, gap, need
+    token[0] = 0
     if threads <= 1 or items < hot_min:
         return 1
     now = kl_wtime()
-    recent = _team_idle_at if _team_idle_at > _call_end_at else _call_end_at
-    if now < recent + HOT_GAP:
+    gap = now - _last_end
+    if gap < HOT_GAP:
         need = hot_min
-    elif now < recent + COLD_GAP:
+    elif gap < COLD_GAP:
         need = WARM_FACTOR * hot_min
     else:
         need = COLD_FACTOR * hot_min
     if items < need:
         threads = 1
-    team_started(threads, items)
+    token[0] = team_started(threads, items)
     return threads
 
 
-cdef void team_started(int threads, double items) noexcept:
-    """Note a call of `items` items on `threads` threads starting now (its end
-    estimated until team_finished sees it)."""
-    global _team_idle_at, _call_end_at, _ends_pending
-    cdef double end = kl_wtime() + items * ITEM_SECONDS / (threads if threads > 1 else 1)
-    _call_end_at = end
-    if threads > 1:
-        _team_idle_at = end
-    _ends_pending = True
+cdef unsigned long team_started(int threads, double items) noexcept:
+    """Note a call of `items` items on `threads` threads starting now: its end
+    is estimated until team_finished(token) sees it.  Returns the token."""
+    global _last_end, _calls, _estimated
+    _last_end = kl_wtime() + items * ITEM_SECONDS / (threads if threads > 1 else 1)
+    _calls += 1
+    _estimated = _calls
+    return _calls
 
 
-cdef void team_finished(int threads) noexcept:
-    """Note the end of the call team_started announced."""
-    global _team_idle_at, _call_end_at, _ends_pending
-    if not _ends_pending:
-        return
-    _call_end_at = kl_wtime()
-    if threads > 1:
-        _team_idle_at = _call_end_at
-    _ends_pending = False
+cdef void team_finished(unsigned long token) noexcept:
+    """Note the end of the call team_started gave `token` (0: none), unless a
+    later call has been noted since."""
+    global _last_end, _estimated
+    if token != 0 and token == _estimated:
+        _last_end = kl_wtime()
+        _estimated = 0
 
 
 cdef int default_count(object read_environment, int cpus) except -1:
     """The default thread count: `cpus`, or where KL_FAST_NUM_THREADS is set
     what `read_environment` (the Python layer's default_threads, which explains
-    a bad value) makes of it."""
+    a bad value) makes of it, at most `cpus`."""
     cdef const char *env = getenv("KL_FAST_NUM_THREADS")
     if env == NULL or env[0] == 0:
         return cpus
-    return read_environment()
+    count = read_environment()
+    return cpus if count > cpus else count
 
 
 def threads_for(int threads, double items, double hot_min):
-    """default_team for the Python layer."""
-    return default_team(threads, items, hot_min)
+    """default_team for the Python layer (the call's end stays estimated)."""
+    cdef unsigned long token
+    return default_team(threads, items, hot_min, &token)
 
 
 def note_team(int threads, double items):
@@ -222,12 +227,17 @@ def note_team(int threads, double items):
         team_started(threads, items)
 
 
+def team_state():
+    """(seconds since the last noted call ended, or will by its estimate;
+    whether that end is still an estimate), for tests."""
+    return kl_wtime() - _last_end, _estimated != 0
+
+
 def set_team_idle(double seconds):
-    """Make the rule see a team idle for `seconds` and no recent call (for tests)."""
-    global _team_idle_at, _call_end_at, _ends_pending
-    _team_idle_at = kl_wtime() - seconds
-    _call_end_at = -1e300
-    _ends_pending = False
+    """Make the rule see the last call ended `seconds` ago (for tests)."""
+    global _last_end, _estimated
+    _last_end = kl_wtime() - seconds
+    _estimated = 0
 
 
 

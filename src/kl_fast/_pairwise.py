@@ -466,8 +466,9 @@ def js_pairwise(P: ArrayLike, Q: ArrayLike | None = None, *, base: float | None 
     out : ndarray, shape (m, k), optional
         Where to put the result, as for ``kl_pairwise``; it is returned.
     num_threads : int, optional
-        Threads for the pair loop (default: all cores for large inputs).  The
-        result is bit-identical for every thread count.
+        Threads for the pair loop (default: all cores for large inputs, where
+        waking the idle threads pays).  The result is bit-identical for every
+        thread count.
     check : bool, default True
         Raise ValueError naming the matrix, value and index for a negative, NaN
         or infinite value.

@@ -178,7 +178,8 @@ class GaussianTarget:
         func = "GaussianTarget.fit"
         variance, lr_v, tol_v, iters = _g._fit_options(method, parametrization, lr, tol,
                                                        epochs, max_iter, func)
-        nt = _g._threads(num_threads, self._p2.shape[0], self._p2.shape[1], func)
+        nt = _g._threads(num_threads, self._p2.shape[0], self._p2.shape[1], func,
+                         _gaussian.fit_passes(method == "newton", iters))
         return _g._fit_prepared(self._p2, self._xk, self._psums, self._batch_shape, nt,
                                 self._k, method=method, variance=variance, mu0=mu0,
                                 sigma0=sigma0, lr=lr_v, tol=tol_v, iters=iters,

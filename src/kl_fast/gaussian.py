@@ -31,19 +31,22 @@ _FLOAT64 = np.dtype(np.float64)
 
 # ---- conversion and checks ---------------------------------------------------------
 
-def _threads(num_threads: Any, items: int, n: int, func: str) -> int:
-    """Threads for `items` independent rows or parameter sets on a grid of n points.
+def _threads(num_threads: Any, items: int, n: int, func: str, passes: float = 1.0) -> int:
+    """Threads for `items` independent rows or parameter sets on a grid of n points,
+    each taking `passes` passes over it (a fit: ``_gaussian.fit_passes``).
 
     Several items run in parallel (by default for large batches); a single item
     splits its grid into blocks over the threads, by default from
     ``_gaussian.SPLIT_MIN`` points (``_gaussian.row_threads``, the compiled
-    entries' rule).  Results are the same for every thread count.
+    entries' rule), in both cases where waking the threads pays for the work.
+    Results are the same for every thread count.
     """
+    work = items * n * passes
     if items > 1:
-        return resolve_threads(num_threads, items, items * n, func)
-    nt = _gaussian.row_threads(num_threads, n)
+        return resolve_threads(num_threads, items, int(work), func)
+    nt = _gaussian.row_threads(num_threads, n, work)
     # 0: not a plain int >= 1 -- another integer type, or a value to explain
-    return nt or resolve_threads(num_threads, max(1, -(-n // _gaussian.BLOCK)), n, func)
+    return nt or resolve_threads(num_threads, max(1, -(-n // _gaussian.BLOCK)), int(work), func)
 
 
 def _describe(value: float) -> str:
@@ -68,7 +71,7 @@ def _check_grid_shapes(p_shape: tuple[int, ...], x_shape: tuple[int, ...], func:
 
 
 def _prepare(p: object, x: object, func: str, normalize: bool, num_threads: Any, *,
-             name: str = "p", origin: Sequence[int] | None = None
+             name: str = "p", origin: Sequence[int] | None = None, passes: float = 1.0
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, ...], int, int]:
     """Rows of p as an (m, n) kernel array, x as float64, and the p-side sums.
 
@@ -94,7 +97,7 @@ def _prepare(p: object, x: object, func: str, normalize: bool, num_threads: Any,
     batch_shape = pk.shape[:-1]
     m = math.prod(batch_shape)
     p2 = _as_rows(pk, m, n)
-    nt = _threads(num_threads, m, n, func)
+    nt = _threads(num_threads, m, n, func, passes)
     k = 0
     if m == 0:
         psums = np.empty((0, 7), dtype=np.float64)
@@ -353,7 +356,8 @@ def gaussian_kl(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike, *,
     num_threads : int, optional
         Threads (default: all cores for large batches of rows or parameter sets,
         and for a single row of at least 16,384 grid points, which is split
-        into blocks over them).  Results do not depend on it.
+        into blocks over them, where waking the idle threads pays for the
+        work, see docs/core.md).  Results do not depend on it.
 
     Returns
     -------
@@ -696,7 +700,8 @@ def fit_gaussian(p: ArrayLike, x: ArrayLike, *, method: Literal["newton", "gd"] 
     num_threads : int, optional
         Threads (default: all cores for a large batch of rows, and for a single
         row of at least 16,384 grid points, which is split into blocks over
-        them).  Results do not depend on it.
+        them, where waking the idle threads pays for the fit's passes, see
+        docs/core.md).  Results do not depend on it.
 
     Returns
     -------
@@ -735,7 +740,8 @@ def fit_gaussian(p: ArrayLike, x: ArrayLike, *, method: Literal["newton", "gd"] 
                                message=msg, method=method, parametrization=parametrization,
                                raw_history=h, raw_is_variance=variance and not newton)
 
-    p2, xk, psums, shape, nt, k = _prepare(p, x, func, normalize, num_threads)
+    p2, xk, psums, shape, nt, k = _prepare(p, x, func, normalize, num_threads,
+                                           passes=_gaussian.fit_passes(newton, iters))
     return _fit_prepared(p2, xk, psums, shape, nt, k, method=method, variance=variance,
                          mu0=mu0, sigma0=sigma0, lr=lr_v, tol=tol_v, iters=iters,
                          history=history, func=func)
