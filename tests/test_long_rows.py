@@ -127,3 +127,79 @@ def test_js_and_log_long_rows_against_the_reference(rng, name):
     q /= q.sum()
     ref = reference.js_div(p, q) if name == "js_div" else reference.kl_div(p, q)
     np.testing.assert_allclose(_pair_call(name, p, q, num_threads=2), ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_normalize_on_long_js_and_log_rows(path, rng, dtype):
+    """With normalize the sums or normalisers are taken over the threads too:
+    the same bits as one thread, and the row function's errors."""
+    n = 150_000
+    p = rng.random(n).astype(dtype)
+    q = rng.random(n).astype(dtype)
+    counts = (p * 1e6).astype(dtype)
+    lp, lq = np.log(p), np.log(q)
+    for a, b in ((p, q), (counts, q), (p * dtype(1e-30), q)):
+        assert same_bits(kl_fast.js_div(a, b, normalize=True, num_threads=2),
+                         kl_fast.js_div(a, b, normalize=True, num_threads=1))
+    shifted = lp + dtype(70_000.0)     # beyond the float sums' range: double sums
+    negzero = lp - lp.max()            # the largest entry is 0 (and -0 beside it)
+    negzero[5] = -0.0
+    for a, b in ((lp, lq), (lp * dtype(3), lq), (shifted, lq), (negzero, lq),
+                 (lp, lq - dtype(1e4))):
+        assert same_bits(kl_fast.kl_div_log(a, b, normalize=True, num_threads=2),
+                         kl_fast.kl_div_log(a, b, normalize=True, num_threads=1))
+    with pytest.raises(ValueError, match="sum"):
+        kl_fast.js_div(np.zeros(n, dtype), q, normalize=True, num_threads=2)
+    with pytest.raises(ValueError):
+        kl_fast.kl_div_log(np.full(n, -np.inf, dtype), lq, normalize=True, num_threads=2)
+    bad = lq.copy()
+    bad[140_000] = np.inf
+    with pytest.raises(ValueError, match="140000"):
+        kl_fast.kl_div_log(lp, bad, normalize=True, num_threads=2)
+    bad = q.copy()
+    bad[140_000] = np.nan
+    with pytest.raises(ValueError, match="140000"):
+        kl_fast.js_div(p, bad, normalize=True, num_threads=2)
+
+
+@pytest.mark.parametrize("name", ["js_div", "kl_div_log"])
+def test_js_and_log_long_rows_in_every_layout(rng, name):
+    n = 50_000
+    p = rng.random(n)
+    q = rng.random(n)
+    one = _pair_call(name, p, q, num_threads=1)
+    qq = np.repeat(q, 3)[::3]
+    assert same_bits(_pair_call(name, p, qq, num_threads=2), one)           # strided q
+    assert same_bits(_pair_call(name, p[::-1].copy()[::-1], q[::-1].copy()[::-1],
+                                num_threads=2), one)                         # negative strides
+    c = np.broadcast_to(q[:1], (n,))                                         # stride 0
+    assert same_bits(_pair_call(name, p, c, num_threads=2),
+                     _pair_call(name, p, np.full(n, q[0]), num_threads=1))
+    for options in ({}, {"normalize": True}):
+        P = np.stack([p, q])
+        assert same_bits(_pair_call(name, P.T, np.flipud(P).T, axis=0, num_threads=2, **options),
+                         _pair_call(name, P.T.copy(), np.flipud(P).T.copy(), axis=0,
+                                    num_threads=1, **options))
+
+
+@pytest.mark.parametrize("name", ["js_div", "kl_div_log"])
+def test_unchecked_bad_values_stay_in_the_compiled_path(rng, name):
+    """check=False with NaN: the threads give what one thread gives, without
+    handing the row to the Python layer."""
+    from kl_fast import _div_kernels
+
+    p = rng.random(50_000)
+    q = rng.random(50_000)
+    q[30_000] = np.nan
+    a, b = (p, q) if name == "js_div" else (np.log(p), np.log(q))
+    two = _div_kernels.fast_path(name, a, b, check=False, num_threads=2)
+    assert two is not None
+    assert same_bits(two, _div_kernels.fast_path(name, a, b, check=False, num_threads=1))
+    # with normalize the NaN goes to the Python layer on any thread count
+    def outcome(nt):
+        try:
+            return np.asarray(_pair_call(name, p, q, check=False, normalize=True,
+                                         num_threads=nt)).tobytes()
+        except ValueError as exc:
+            return str(exc)
+    assert outcome(2) == outcome(1)

@@ -343,7 +343,7 @@ cdef void log_chunk(const double *p, Py_ssize_t sp0, Py_ssize_t sp1, const doubl
                     Py_ssize_t sq0, Py_ssize_t sq1, Py_ssize_t rows, Py_ssize_t n,
                     int normalize, int check, double *res, int *status) noexcept nogil:
     """kl_log_rows_across for one chunk (rows * n <= SHORT_ELEMS): the
-    normalisers (with normalize), then row_wide's terms element-major and
+    normalisers (with normalize), then log_row_wide's terms element-major and
     their lanes; a row the fast path cannot take (NaN or +inf input, an
     all -inf row with normalize, a term or total that is not finite) goes to
     kl_log_row."""
@@ -382,7 +382,7 @@ cdef void log_chunk(const double *p, Py_ssize_t sp0, Py_ssize_t sp1, const doubl
             ninf[r] |= (lp > -HUGE_VAL) & (lq == -HUGE_VAL)
     short_sums(t, 1, rows, rows, n, a, total)
     for r in range(rows):
-        # row_wide's one block added to a zero sum by Neumaier's step
+        # log_row_wide's one block added to a zero sum by Neumaier's step
         total[r] = (0.0 + total[r]) + 0.0
         if care[r] or not (fabs(total[r]) <= DBL_MAX):
             status[r] = kl_log_row(p + r * sp0, sp1, q + r * sq0, sq1, n, normalize, check,

@@ -259,9 +259,12 @@ cdef int js_blocks(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize
 cdef inline int js_blocks_of(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
                              Py_ssize_t n, Py_ssize_t b0, Py_ssize_t b1, double a, double b,
                              bint narrow, double *totals) noexcept nogil:
-    """js_blocks' choice of kernel, inlined into the row loop."""
+    """js_blocks' choice of kernel, inlined into the row loop; the float terms
+    need normal factors."""
     if floating is float:
         if narrow:
+            if not (DBL_MIN <= a <= DBL_MAX and DBL_MIN <= b <= DBL_MAX):
+                return ROW_NEEDS_CARE
             return js_narrow_blocks(p, sp, q, sq, n, b0, b1, a, b, totals)
     return js_wide_blocks(p, sp, q, sq, n, b0, b1, a, b, totals)
 
@@ -309,8 +312,6 @@ cdef int js_row_narrow(const float *p, Py_ssize_t sp, const float *q, Py_ssize_t
                        Py_ssize_t n, double a, double b, double *res) noexcept nogil:
     """The scaled JS sum of one float row with the terms in float (widened
     to the double lanes): ROW_OK, or ROW_NEEDS_CARE for the double terms."""
-    if not (DBL_MIN <= a <= DBL_MAX and DBL_MIN <= b <= DBL_MAX):
-        return ROW_NEEDS_CARE
     if js_blocks_row(p, sp, q, sq, n, a, b, True, res) != ROW_OK:
         return ROW_NEEDS_CARE
     return js_narrow_result(a, b, res)
@@ -382,33 +383,56 @@ cdef int js_row_careful(const floating *p, Py_ssize_t sp, const floating *q, Py_
 
 # ---- rows -----------------------------------------------------------------
 
-cdef bint js_sums(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
-                  Py_ssize_t n, double *psum, double *qsum) noexcept nogil:
-    """The row sums of p and q in the KL kernel's order (its blocks and
-    block_sums, so they equal its sums bit for bit).  Returns True when the
-    row may hold a negative, NaN or infinite value."""
+cdef int js_sums_blocks(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                        Py_ssize_t n, Py_ssize_t b0, Py_ssize_t b1, double *psums,
+                        double *qsums) noexcept nogil:
+    """The sums of p and q over blocks b0 .. b1 - 1 of a row (the KL kernel's
+    blocks and block_sums, so the row's sums equal its sums bit for bit) into
+    psums[k - b0] and qsums[k - b0].  Returns 1 when the blocks may hold a
+    negative, NaN or infinite value, else 0.  Blocks are independent: threads
+    may share a row."""
     cdef floating pbuf[BLOCK_F32]
     cdef floating qbuf[BLOCK_F32]
     cdef const floating *pb
     cdef const floating *qb
     cdef double sums[2]
-    cdef double ps = 0.0, ps_c = 0.0, qs = 0.0, qs_c = 0.0
     cdef uint64_t bits = 0
-    cdef Py_ssize_t start = 0, length, i
+    cdef Py_ssize_t k, start, length, i
     cdef Py_ssize_t block = BLOCK_F64 if floating is double else BLOCK_F32
-    while start < n:
+    for k in range(b0, b1):
+        start = k * block
         length = min(n - start, block)
         pb = gather(p + start * sp, sp, length, pbuf)
         qb = gather(q + start * sq, sq, length, qbuf)
         block_sums(pb, qb, length, sums)
+        psums[k - b0] = sums[0]
+        qsums[k - b0] = sums[1]
         for i in range(length):
             bits |= sign_bad_bits(pb[i]) | sign_bad_bits(qb[i])
-        neumaier(&ps, &ps_c, sums[0])
-        neumaier(&qs, &qs_c, sums[1])
-        start += length
-    psum[0] = ps + ps_c
-    qsum[0] = qs + qs_c
-    return bits >> 63
+    return <int>(bits >> 63)
+
+
+cdef bint js_sums(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
+                  Py_ssize_t n, double *psum, double *qsum) noexcept nogil:
+    """The row sums of p and q (js_sums_blocks, each added in block order).
+    Returns True when the row may hold a negative, NaN or infinite value."""
+    cdef double psums[BLOCK_BATCH]
+    cdef double qsums[BLOCK_BATCH]
+    cdef double pacc[2]
+    cdef double qacc[2]
+    cdef Py_ssize_t b0 = 0, b1, block = BLOCK_F64 if floating is double else BLOCK_F32
+    cdef Py_ssize_t nblocks = (n + block - 1) // block
+    cdef int bad = 0
+    pacc[0] = pacc[1] = qacc[0] = qacc[1] = 0.0
+    while b0 < nblocks:
+        b1 = min(b0 + BLOCK_BATCH, nblocks)
+        bad |= js_sums_blocks(p, sp, q, sq, n, b0, b1, psums, qsums)
+        add_totals(psums, b1 - b0, pacc)
+        add_totals(qsums, b1 - b0, qacc)
+        b0 = b1
+    psum[0] = pacc[0] + pacc[1]
+    qsum[0] = qacc[0] + qacc[1]
+    return bad != 0
 
 
 cdef int js_row_scaled(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,

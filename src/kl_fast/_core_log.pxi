@@ -21,7 +21,7 @@
 from libc.math cimport exp, copysign, NAN
 from libc.stdint cimport int32_t, int64_t, INT32_MAX, INT64_MAX
 
-from kl_fast._core_table cimport ROW_ZERO_SUM_P, ROW_ZERO_SUM_Q
+from kl_fast._core_table cimport ROW_ZERO_SUM_P, ROW_ZERO_SUM_Q, sumexp_narrow_fits
 
 cdef extern from "kl_math.h" nogil:
     float klm_exp_split_f32(float x, float xlo, float *ylo, int32_t *k)
@@ -100,6 +100,11 @@ cdef inline int log_map_wide(const floating *p, Py_ssize_t sp, const floating *q
     return ninf != 0
 
 
+cdef inline bint narrow_fits(double lp0, double lq0) noexcept nogil:
+    """The normalisers are within the narrow kernel's range."""
+    return fabs(lp0) <= LOG_LP0_MAX_F32 and fabs(lp0 - lq0) <= LOG_C_MAX_F32
+
+
 cdef inline int wide_blocks(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
                             Py_ssize_t n, Py_ssize_t b0, Py_ssize_t b1, double lp0, double lq0,
                             double *totals, int *ninf) noexcept nogil:
@@ -144,6 +149,8 @@ cdef inline int blocks_body(const floating *p, Py_ssize_t sp, const floating *q,
     contiguous rows)."""
     if floating is float:
         if narrow:
+            if not narrow_fits(lp0, lq0):
+                return ROW_NEEDS_CARE
             return narrow_blocks(p, sp, q, sq, n, b0, b1, lp0, lq0, totals, ninf)
     return wide_blocks(p, sp, q, sq, n, b0, b1, lp0, lq0, totals, ninf)
 
@@ -203,27 +210,21 @@ cdef int log_row_wide(const floating *p, Py_ssize_t sp, const floating *q, Py_ss
     return row_blocks(p, sp, q, sq, n, lp0, lq0, False, res)
 
 
-cdef inline double sumexp_wide(const floating *x, Py_ssize_t sx, Py_ssize_t n,
-                               double mx) noexcept nogil:
-    """Sum of exp(x - mx) along a row (NaN and +inf count 0), in blocks and lanes."""
+cdef inline void sumexp_wide_blocks(const floating *x, Py_ssize_t sx, Py_ssize_t n,
+                                    Py_ssize_t b0, Py_ssize_t b1, double mx,
+                                    double *totals) noexcept nogil:
+    """Sums of exp(x - mx) over blocks b0 .. b1 - 1 of BLOCK_F64 elements (NaN and
+    +inf count 0) into totals[k - b0], in lanes."""
     cdef double t[BLOCK_F64]
-    cdef double s = 0.0, s_c = 0.0, v
-    cdef Py_ssize_t start = 0, length, i
-    while start < n:
+    cdef double v
+    cdef Py_ssize_t k, start, length, i
+    for k in range(b0, b1):
+        start = k * BLOCK_F64
         length = min(n - start, BLOCK_F64)
         for i in range(length):
             v = x[(start + i) * sx]
             t[i] = klm_exp_f64(v - mx) if v <= DBL_MAX else 0.0
-        neumaier(&s, &s_c, lane_sum(t, length))
-        start += length
-    return s + s_c
-
-
-cdef double log_sumexp_wide(const floating *x, Py_ssize_t sx, Py_ssize_t n,
-                            double mx) noexcept nogil:
-    if sx == 1:
-        return sumexp_wide(x, 1, n, mx)
-    return sumexp_wide(x, sx, n, mx)
+        totals[k - b0] = lane_sum(t, length)
 
 
 # ---- float32 terms in float (narrow) ------------------------------------------
@@ -277,47 +278,52 @@ cdef inline int log_map_narrow(const float *p, Py_ssize_t sp, const float *q, Py
     return ninf
 
 
-cdef inline bint narrow_fits(double lp0, double lq0) noexcept nogil:
-    """The normalisers are within the narrow kernel's range."""
-    return fabs(lp0) <= LOG_LP0_MAX_F32 and fabs(lp0 - lq0) <= LOG_C_MAX_F32
-
-
 cdef int log_row_narrow(const float *p, Py_ssize_t sp, const float *q, Py_ssize_t sq,
                         Py_ssize_t n, double lp0, double lq0, double *res) noexcept nogil:
     """log_row_wide's contract for float rows, computed in float where it can
     be: ROW_NEEDS_CARE sends the row to log_row_wide."""
-    if not narrow_fits(lp0, lq0):
-        return ROW_NEEDS_CARE
     if sp == 1 and sq == 1:
         return row_blocks(p, 1, q, 1, n, lp0, lq0, True, res)
     return row_blocks(p, sp, q, sq, n, lp0, lq0, True, res)
 
 
-cdef inline double sumexp_narrow(const float *x, Py_ssize_t sx, Py_ssize_t n,
-                                 double mx) noexcept nogil:
-    """sumexp_wide for a float row with |mx| <= 2^16 (mx its largest finite
-    entry), in blocks of BLOCK_F32: NaN, +inf and exponents below A_MIN count
-    0 (e < 2^-1000, against a sum of at least 1)."""
+cdef inline void sumexp_narrow_blocks(const float *x, Py_ssize_t sx, Py_ssize_t n,
+                                      Py_ssize_t b0, Py_ssize_t b1, double mx,
+                                      double *totals) noexcept nogil:
+    """sumexp_wide_blocks for a float row with |mx| <= 2^16 (mx its largest
+    finite entry), in blocks of BLOCK_F32: NaN, +inf and exponents below A_MIN
+    count 0 (e < 2^-1000, against a sum of at least 1)."""
     cdef double t[BLOCK_F32]
-    cdef double s = 0.0, s_c = 0.0
     cdef float h0 = <float>mx, l0 = <float>(mx - <double>h0), v, ahi, alo
-    cdef Py_ssize_t start = 0, length, i
-    while start < n:
+    cdef Py_ssize_t k, start, length, i
+    for k in range(b0, b1):
+        start = k * BLOCK_F32
         length = min(n - start, BLOCK_F32)
         for i in range(length):
             v = x[(start + i) * sx]
             ahi = sub_pair(v, h0, l0, &alo)
             t[i] = exp_pair((ahi >= LOG_A_MIN_F) & (v <= FLT_MAX_F), ahi, alo)
-        neumaier(&s, &s_c, lane_sum(t, length))
-        start += length
-    return s + s_c
+        totals[k - b0] = lane_sum(t, length)
 
 
-cdef double log_sumexp_narrow(const float *x, Py_ssize_t sx, Py_ssize_t n,
-                              double mx) noexcept nogil:
+cdef int sumexp_blocks(const floating *x, Py_ssize_t sx, Py_ssize_t n, Py_ssize_t b0,
+                       Py_ssize_t b1, double mx, int narrow, double *totals) noexcept nogil:
+    """Sums of exp(x - mx) over blocks b0 .. b1 - 1 of a row into totals[k - b0]:
+    in double (blocks of BLOCK_F64) or with narrow (a float row within
+    sumexp_narrow_fits) in float (blocks of BLOCK_F32).  Returns ROW_OK.
+    Blocks are independent: threads may share a row."""
+    if floating is float:
+        if narrow:
+            if sx == 1:
+                sumexp_narrow_blocks(x, 1, n, b0, b1, mx, totals)
+            else:
+                sumexp_narrow_blocks(x, sx, n, b0, b1, mx, totals)
+            return ROW_OK
     if sx == 1:
-        return sumexp_narrow(x, 1, n, mx)
-    return sumexp_narrow(x, sx, n, mx)
+        sumexp_wide_blocks(x, 1, n, b0, b1, mx, totals)
+    else:
+        sumexp_wide_blocks(x, sx, n, b0, b1, mx, totals)
+    return ROW_OK
 
 
 # ---- normalisers ----------------------------------------------------------------
@@ -376,12 +382,22 @@ cdef bint log_max(const floating *x, Py_ssize_t sx, Py_ssize_t n, double *xmax) 
     return max_finite(x, sx, n, xmax)
 
 
-cdef inline double log_sumexp(const floating *x, Py_ssize_t sx, Py_ssize_t n,
-                              double mx) noexcept nogil:
-    if floating is float:
-        if fabs(mx) <= LOG_LP0_MAX_F32:
-            return log_sumexp_narrow(x, sx, n, mx)
-    return log_sumexp_wide(x, sx, n, mx)
+cdef double log_sumexp(const floating *x, Py_ssize_t sx, Py_ssize_t n,
+                       double mx) noexcept nogil:
+    """Sum of exp(x - mx) along a row: its blocks (sumexp_blocks) added in order."""
+    cdef double totals[BLOCK_BATCH]
+    cdef double acc[2]
+    cdef bint narrow = floating is float and sumexp_narrow_fits(mx)
+    cdef Py_ssize_t b0 = 0, b1, block = BLOCK_F32 if narrow else BLOCK_F64
+    cdef Py_ssize_t nblocks = (n + block - 1) // block
+    acc[0] = 0.0
+    acc[1] = 0.0
+    while b0 < nblocks:
+        b1 = min(b0 + BLOCK_BATCH, nblocks)
+        sumexp_blocks(x, sx, n, b0, b1, mx, narrow, totals)
+        add_totals(totals, b1 - b0, acc)
+        b0 = b1
+    return acc[0] + acc[1]
 
 
 # ---- careful path: scalar, libm, exact semantics for every finite input ---------

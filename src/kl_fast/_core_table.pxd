@@ -24,6 +24,12 @@ cdef enum:
     SHORT_N = 40
     LOG_SHORT_N = 20
 
+
+cdef inline bint sumexp_narrow_fits(double mx) noexcept nogil:
+    """A float row's sums of exp(x - mx) are taken in float (|mx| <= 2^16: the low
+    part of mx as a float pair stays below 2^-8); else in double."""
+    return -65536.0 <= mx <= 65536.0
+
 from kl_fast._core_gaussian cimport (
     gk_psums_f64_fn, gk_psums_f32_fn, gk_eval_f64_fn, gk_eval_f32_fn, gk_newton_f64_fn,
     gk_newton_f32_fn, gk_gd_f64_fn, gk_gd_f32_fn,
@@ -106,6 +112,25 @@ ctypedef int (*pair_blocks_f32_fn)(const float *p, Py_ssize_t sp, const float *q
                                    double a, double b, int narrow, double *totals,
                                    int *flag) noexcept nogil
 ctypedef void (*blocks_sum_fn)(const double *totals, Py_ssize_t count, double *res) noexcept nogil
+# The normalisers of one row, in parts threads can share: the sums of p and q
+# over blocks (js_sums_blocks), the largest finite entry of a row (log_max) and
+# the sums of exp(x - max) over blocks (sumexp_blocks).
+ctypedef int (*sums_blocks_f64_fn)(const double *p, Py_ssize_t sp, const double *q,
+                                   Py_ssize_t sq, Py_ssize_t n, Py_ssize_t b0, Py_ssize_t b1,
+                                   double *psums, double *qsums) noexcept nogil
+ctypedef int (*sums_blocks_f32_fn)(const float *p, Py_ssize_t sp, const float *q,
+                                   Py_ssize_t sq, Py_ssize_t n, Py_ssize_t b0, Py_ssize_t b1,
+                                   double *psums, double *qsums) noexcept nogil
+ctypedef bint (*row_max_f64_fn)(const double *x, Py_ssize_t sx, Py_ssize_t n,
+                                double *xmax) noexcept nogil
+ctypedef bint (*row_max_f32_fn)(const float *x, Py_ssize_t sx, Py_ssize_t n,
+                                double *xmax) noexcept nogil
+ctypedef int (*sumexp_blocks_f64_fn)(const double *x, Py_ssize_t sx, Py_ssize_t n,
+                                     Py_ssize_t b0, Py_ssize_t b1, double mx, int narrow,
+                                     double *totals) noexcept nogil
+ctypedef int (*sumexp_blocks_f32_fn)(const float *x, Py_ssize_t sx, Py_ssize_t n,
+                                     Py_ssize_t b0, Py_ssize_t b1, double mx, int narrow,
+                                     double *totals) noexcept nogil
 ctypedef int (*math_map_fn)(int fn, int is_f32, const void *x, void *y,
                             Py_ssize_t n) noexcept nogil
 
@@ -139,6 +164,12 @@ ctypedef struct CoreTable:
     pair_blocks_f64_fn log_blocks_f64
     pair_blocks_f32_fn log_blocks_f32
     blocks_sum_fn blocks_sum
+    sums_blocks_f64_fn js_sums_blocks_f64
+    sums_blocks_f32_fn js_sums_blocks_f32
+    row_max_f64_fn log_max_f64
+    row_max_f32_fn log_max_f32
+    sumexp_blocks_f64_fn sumexp_blocks_f64
+    sumexp_blocks_f32_fn sumexp_blocks_f32
     # the Gaussian KL on a grid (_core_gaussian.pxi)
     gk_psums_f64_fn gk_psums_f64
     gk_psums_f32_fn gk_psums_f32

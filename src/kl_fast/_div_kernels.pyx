@@ -12,7 +12,7 @@ from cython.parallel cimport parallel, prange
 
 from kl_fast._core_table cimport (
     BLOCK_F32, BLOCK_F64, LOG_SHORT_N, ROW_BAD, ROW_NEEDS_CARE, ROW_OK, ROW_ZERO_SUM_P, CoreTable,
-    ROW_ZERO_SUM_Q, SHORT_N,
+    ROW_ZERO_SUM_Q, SHORT_N, sumexp_narrow_fits,
 )
 from kl_fast._kernels cimport (
     core_table, default_count, default_team, kl_log_row, kl_row, team_finished, team_started,

@@ -223,9 +223,10 @@ def js_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = -1, keepdims: bool = Fals
     out : ndarray, optional
         Array of the result's shape to write into; it is returned.
     num_threads : int, optional
-        Threads for the row loop; without normalize a single row of 8,192
-        elements or more is shared by the threads.  The result is
-        bit-identical for every count.
+        Threads for the row loop (default: all cores for large inputs, and for
+        mid-size ones where waking the idle threads pays, see docs/core.md); a
+        single row of 8,192 elements or more is shared by the threads.  The
+        result is bit-identical for every count.
     check : bool, default True
         Raise ValueError naming the array, value and index for a negative, NaN or
         infinite value (checked inside the kernel pass).  With False such input
@@ -348,9 +349,10 @@ def kl_div_log(log_p: ArrayLike, log_q: ArrayLike, *, axis: Axis = -1, keepdims:
     out : ndarray, optional
         Array of the result's shape to write into; it is returned.
     num_threads : int, optional
-        Threads for the row loop; without normalize a single row of 8,192
-        elements or more is shared by the threads.  The result is
-        bit-identical for every count.
+        Threads for the row loop (default: all cores for large inputs, and for
+        mid-size ones where waking the idle threads pays, see docs/core.md); a
+        single row of 8,192 elements or more is shared by the threads.  The
+        result is bit-identical for every count.
     check : bool, default True
         Raise ValueError naming the array, value and index for NaN or +inf
         (checked inside the kernel pass).  With False such input gives an

@@ -40,8 +40,8 @@ cdef enum:
     # kl_div's rows computed across rows (short rows, float64 columns) go
     # TASK_ROWS at a time through kl_rows_across (a thread's unit of work)
     TASK_ROWS = 128
-    # kl_div of a single row of at least LONG_ROW elements is shared by the
-    # threads, tasks of LONG_TASK elements (see _run_long_row)
+    # a single row of at least LONG_ROW elements is shared by the threads,
+    # tasks of LONG_TASK elements (see _run_long_row, _run_long_pair)
     LONG_ROW = 1 << 13
     LONG_TASK = 1 << 12
 
@@ -534,50 +534,54 @@ cdef bint _run_long_row(bint f32, const char *p, const char *q, Layout *L, bint 
 
 
 cdef int _pair_blocks(int kind, bint f32, const char *p, Py_ssize_t sp, const char *q,
-                      Py_ssize_t sq, Py_ssize_t n, Py_ssize_t b0, Py_ssize_t b1, bint narrow,
-                      double *totals, int *flag) noexcept nogil:
-    """Blocks b0 .. b1 - 1 of a js_div or kl_div_log row without normalize
-    (js_blocks, log_blocks: factors 1, normalisers 0)."""
+                      Py_ssize_t sq, Py_ssize_t n, Py_ssize_t b0, Py_ssize_t b1, double a,
+                      double b, bint narrow, double *totals, int *flag) noexcept nogil:
+    """Blocks b0 .. b1 - 1 of a js_div or kl_div_log row (js_blocks with the
+    pairs' factors a, b; log_blocks with the normalisers a, b)."""
     cdef const CoreTable *tab = core_table()
     if kind == KIND_JS:
         if f32:
             return tab.js_blocks_f32(<const float *>p, sp, <const float *>q, sq, n, b0, b1,
-                                     1.0, 1.0, narrow, totals, flag)
+                                     a, b, narrow, totals, flag)
         return tab.js_blocks_f64(<const double *>p, sp, <const double *>q, sq, n, b0, b1,
-                                 1.0, 1.0, narrow, totals, flag)
+                                 a, b, narrow, totals, flag)
     if f32:
         return tab.log_blocks_f32(<const float *>p, sp, <const float *>q, sq, n, b0, b1,
-                                  0.0, 0.0, narrow, totals, flag)
+                                  a, b, narrow, totals, flag)
     return tab.log_blocks_f64(<const double *>p, sp, <const double *>q, sq, n, b0, b1,
-                              0.0, 0.0, narrow, totals, flag)
+                              a, b, narrow, totals, flag)
 
 
-cdef int _pair_pass(int kind, bint f32, const char *p, const char *q, Layout *L, bint narrow,
-                    int n_threads, double *res) noexcept:
+cdef inline Py_ssize_t _tasks(Py_ssize_t nblocks, Py_ssize_t per_task) noexcept nogil:
+    return (nblocks + per_task - 1) // per_task
+
+
+cdef int _pair_pass(int kind, bint f32, const char *p, const char *q, Layout *L, double a,
+                    double b, bint narrow, int n_threads, double *res) noexcept:
     """One fast pass over a long js_div / kl_div_log row shared by n_threads
     threads: the block totals in parallel, LONG_TASK elements per task, added
     in order by one thread, finished as the row functions finish them
-    (js_row_narrow, log_total), so res[0] holds the bits of the one-thread
+    (js_narrow_result, log_total), so res[0] holds the bits of the one-thread
     pass.  ROW_OK, or ROW_NEEDS_CARE (the next path), or -1 (out of memory,
     or Ctrl-C)."""
     cdef Py_ssize_t n = L.n, block = BLOCK_F32 if narrow else BLOCK_F64
-    cdef Py_ssize_t per_task = LONG_TASK // block, nblocks = (n + block - 1) // block
-    cdef Py_ssize_t tasks = (nblocks + per_task - 1) // per_task, t, b0
+    cdef Py_ssize_t per_task = LONG_TASK // block, nblocks = (n + block - 1) // block, t, b0
     cdef double *totals = <double *>malloc(nblocks * sizeof(double))
     cdef int failed = 0, stopped = 0, ninf = 0, flag
     if totals == NULL:
         return -1
-    for t in prange(tasks, nogil=True, schedule="dynamic", num_threads=n_threads):
+    for t in prange(_tasks(nblocks, per_task), nogil=True, schedule="dynamic",
+                    num_threads=n_threads):
         b0 = t * per_task
         flag = 0
         if kl_stop_requested():
             stopped += 1
         else:
             failed += _pair_blocks(kind, f32, p, L.sp1, q, L.sq1, n, b0,
-                                   min(b0 + per_task, nblocks), narrow, totals + b0,
+                                   min(b0 + per_task, nblocks), a, b, narrow, totals + b0,
                                    &flag) != ROW_OK
             ninf += flag
-    if failed == 0:
+    if failed == 0 and stopped == 0:
         core_table().blocks_sum(totals, nblocks, res)
     free(totals)
     if stopped:
@@ -585,6 +589,8 @@ cdef int _pair_pass(int kind, bint f32, const char *p, const char *q, Layout *L,
     if failed:
         return ROW_NEEDS_CARE
     if kind == KIND_JS:
+        if narrow and a == b:   # js_narrow_result: the pairs were (p, q)
+            res[0] = a * res[0]
         return ROW_OK if not narrow or res[0] <= DBL_MAX else ROW_NEEDS_CARE
     if not (fabs(res[0]) <= DBL_MAX):
         return ROW_NEEDS_CARE
@@ -593,34 +599,155 @@ cdef int _pair_pass(int kind, bint f32, const char *p, const char *q, Layout *L,
     return ROW_OK
 
 
+cdef bint _js_sums(bint f32, const char *p, const char *q, Layout *L, int n_threads,
+                   double *ps, double *qs) noexcept:
+    """The row sums of p and q of one long js_div row shared by the threads
+    (js_sums_blocks, each added in block order: js_sums' bits); False when the
+    row may hold a bad value, or out of memory or Ctrl-C."""
+    cdef Py_ssize_t n = L.n, block = BLOCK_F32 if f32 else BLOCK_F64
+    cdef Py_ssize_t per_task = LONG_TASK // block, nblocks = (n + block - 1) // block, t, b0, b1
+    cdef double *sums = <double *>malloc(2 * nblocks * sizeof(double))
+    cdef int bad = 0
+    cdef const CoreTable *tab = core_table()
+    if sums == NULL:
+        return False
+    for t in prange(_tasks(nblocks, per_task), nogil=True, schedule="dynamic",
+                    num_threads=n_threads):
+        b0 = t * per_task
+        b1 = min(b0 + per_task, nblocks)
+        if kl_stop_requested():
+            bad += 1
+        elif f32:
+            bad += tab.js_sums_blocks_f32(<const float *>p, L.sp1, <const float *>q, L.sq1, n,
+                                          b0, b1, sums + b0, sums + nblocks + b0)
+        else:
+            bad += tab.js_sums_blocks_f64(<const double *>p, L.sp1, <const double *>q, L.sq1,
+                                          n, b0, b1, sums + b0, sums + nblocks + b0)
+    if bad == 0:
+        tab.blocks_sum(sums, nblocks, ps)
+        tab.blocks_sum(sums + nblocks, nblocks, qs)
+    free(sums)
+    return bad == 0
+
+
+cdef bint _log_max(bint f32, const char *x, Py_ssize_t sx, Py_ssize_t n, int n_threads,
+                   double *xmax) noexcept:
+    """The largest finite entry of one long row (log_max over tasks of
+    LONG_TASK elements; a maximum, so the same for any split); False when the
+    row holds NaN or +inf, or on Ctrl-C."""
+    cdef Py_ssize_t t, i0, tasks = _tasks(n, LONG_TASK)
+    cdef double *maxes = <double *>malloc(tasks * sizeof(double))
+    cdef int bad = 0
+    cdef const CoreTable *tab = core_table()
+    if maxes == NULL:
+        return False
+    for t in prange(tasks, nogil=True, schedule="dynamic", num_threads=n_threads):
+        i0 = t * LONG_TASK
+        if kl_stop_requested():
+            bad += 1
+        elif f32:
+            bad += tab.log_max_f32(<const float *>x + i0 * sx, sx, min(LONG_TASK, n - i0),
+                                   &maxes[t])
+        else:
+            bad += tab.log_max_f64(<const double *>x + i0 * sx, sx, min(LONG_TASK, n - i0),
+                                   &maxes[t])
+    xmax[0] = -HUGE_VAL
+    for t in range(tasks):
+        if maxes[t] > xmax[0]:
+            xmax[0] = maxes[t]
+    free(maxes)
+    return bad == 0
+
+
+cdef bint _log_normaliser(bint f32, const char *x, Py_ssize_t sx, Py_ssize_t n, int n_threads,
+                          double *lx0) noexcept:
+    """The log-sum-exp of one long row shared by the threads (kl_log_row's
+    normaliser, its bits): its largest finite entry (_log_max), then the sums
+    of exp(x - max) over blocks (sumexp_blocks, added in order).  False when
+    the row holds NaN or +inf or is -inf everywhere (the row function
+    explains), or out of memory or Ctrl-C."""
+    cdef double mx, total
+    cdef bint narrow
+    cdef Py_ssize_t block, per_task, nblocks, t, b0
+    cdef double *totals
+    cdef int stopped = 0
+    cdef const CoreTable *tab = core_table()
+    if not _log_max(f32, x, sx, n, n_threads, &mx) or mx == -HUGE_VAL:
+        return False
+    narrow = f32 and sumexp_narrow_fits(mx)
+    block = BLOCK_F32 if narrow else BLOCK_F64
+    per_task = LONG_TASK // block
+    nblocks = (n + block - 1) // block
+    totals = <double *>malloc(nblocks * sizeof(double))
+    if totals == NULL:
+        return False
+    for t in prange(_tasks(nblocks, per_task), nogil=True, schedule="dynamic",
+                    num_threads=n_threads):
+        b0 = t * per_task
+        if kl_stop_requested():
+            stopped += 1
+        elif f32:
+            tab.sumexp_blocks_f32(<const float *>x, sx, n, b0, min(b0 + per_task, nblocks), mx,
+                                  narrow, totals + b0)
+        else:
+            tab.sumexp_blocks_f64(<const double *>x, sx, n, b0, min(b0 + per_task, nblocks),
+                                  mx, narrow, totals + b0)
+    tab.blocks_sum(totals, nblocks, &total)
+    free(totals)
+    lx0[0] = mx + log(total)
+    return stopped == 0
+
+
+cdef bint _long_factors(int kind, bint f32, const char *p, const char *q, Layout *L,
+                        int n_threads, double *a, double *b) noexcept:
+    """With normalize, what a long row's passes take, over the threads: js_div's
+    factors 1 / sum p, 1 / sum q, or kl_div_log's normalisers.  False where the
+    row function must see the row (a bad value, a sum that cannot normalise,
+    a factor that is not normal), or out of memory or Ctrl-C."""
+    cdef double ps, qs
+    if kind == KIND_KL_LOG:
+        return (_log_normaliser(f32, p, L.sp1, L.n, n_threads, a)
+                and _log_normaliser(f32, q, L.sq1, L.n, n_threads, b))
+    if not _js_sums(f32, p, q, L, n_threads, &ps, &qs):
+        return False
+    if not (0.0 < ps <= DBL_MAX and 0.0 < qs <= DBL_MAX):
+        return False
+    a[0] = 1.0 / ps
+    b[0] = 1.0 / qs
+    return DBL_MIN <= a[0] <= DBL_MAX and DBL_MIN <= b[0] <= DBL_MAX
+
+
 cdef bint _run_long_pair(int kind, bint f32, const char *p, const char *q, Layout *L,
-                         bint check, double log_base, int n_threads, double *value) noexcept:
-    """js_div or kl_div_log of one long row without normalize shared by
-    n_threads threads: float rows' narrow pass, then the double pass (as the
-    row functions try them), each over the threads (_pair_pass); a row neither
-    takes, or any failure, goes to the row function on one thread."""
+                         bint normalize, bint check, double log_base, double dx, int n_threads,
+                         double *value) noexcept:
+    """js_div or kl_div_log of one long row shared by n_threads threads, with
+    the bits of the row function: with normalize the factors or normalisers
+    first (_long_factors), then float rows' narrow pass and the double pass,
+    as the row function tries them, each over the threads (_pair_pass).  A row
+    neither takes, or any failure, goes to the row function on one thread."""
     cdef double res[3]
+    cdef double a = 1.0 if kind == KIND_JS else 0.0, b = a
     cdef int st = ROW_NEEDS_CARE
     res[1] = 0.0
     res[2] = 0.0
-    if f32:
-        st = _pair_pass(kind, f32, p, q, L, True, n_threads, res)
-    if st == ROW_NEEDS_CARE:
-        st = _pair_pass(kind, f32, p, q, L, False, n_threads, res)
+    if not normalize or _long_factors(kind, f32, p, q, L, n_threads, &a, &b):
+        if f32:
+            st = _pair_pass(kind, f32, p, q, L, a, b, True, n_threads, res)
+        if st == ROW_NEEDS_CARE:
+            st = _pair_pass(kind, f32, p, q, L, a, b, False, n_threads, res)
     with nogil:
         if st == ROW_OK:
-            return _finish(kind, f32, st, res, False, log_base, 1.0, p, L.sp1, q, L.sq1, L.n,
-                           value) == ROW_DONE
+            return _finish(kind, f32, st, res, normalize, log_base, dx, p, L.sp1, q, L.sq1,
+                           L.n, value) == ROW_DONE
         if kl_stop_requested():
             return False
-        return _row_value(kind, f32, p, L.sp1, q, L.sq1, L.n, False, check, log_base, 1.0,
+        return _row_value(kind, f32, p, L.sp1, q, L.sq1, L.n, normalize, check, log_base, dx,
                           value) == ROW_DONE
 
 
-cdef inline bint _long_row(int kind, Layout *L, bint normalize) noexcept nogil:
-    """A single row the threads share: kl_div's (_run_long_row), js_div's and
-    kl_div_log's without normalize (_run_long_pair)."""
-    return L.m == 1 and L.n >= LONG_ROW and (kind == KIND_KL or not normalize)
+cdef inline bint _long_row(int kind, Layout *L) noexcept nogil:
+    """A single row the threads share (_run_long_row, _run_long_pair)."""
+    return L.m == 1 and L.n >= LONG_ROW
 
 
 cdef inline bint _across(int kind, bint f32, bint normalize, Layout *L) noexcept nogil:
@@ -643,10 +770,11 @@ cdef bint _run_rows(int kind, bint f32, const char *p, const char *q, Layout *L,
     cdef Py_ssize_t i, m = L.m
     cdef bint ok = True
     cdef int failed = 0
-    if _long_row(kind, L, normalize) and n_threads > 1:
+    if _long_row(kind, L) and n_threads > 1:
         if kind == KIND_KL:
             return _run_long_row(f32, p, q, L, normalize, check, log_base, dx, n_threads, values)
-        return _run_long_pair(kind, f32, p, q, L, check, log_base, n_threads, values)
+        return _run_long_pair(kind, f32, p, q, L, normalize, check, log_base, dx, n_threads,
+                              values)
     if _across(kind, f32, normalize, L):
         return _run_across(kind, f32, p, q, L, item, normalize, check, log_base, dx, n_threads,
                            values)
@@ -728,8 +856,18 @@ cdef double *_values_buffer(Py_ssize_t m, double *stack) except NULL:
     return values
 
 
+cdef inline double _work(int kind) noexcept nogil:
+    """Work per element, in kl_div's elements, for the thread rule (one thread,
+    measured: js_div about 3.7 and kl_div_log about 1.9 times kl_div)."""
+    if kind == KIND_JS:
+        return 4.0
+    if kind == KIND_KL_LOG:
+        return 2.0
+    return 1.0
+
+
 cdef int _threads(object num_threads, Py_ssize_t cap, double items, double hot_min,
-                  unsigned long *token) except -1:
+                  unsigned long long *token) except -1:
     """Threads for `items` elements of work split at most `cap` ways: by
     default one below hot_min elements, else the default count where waking
     the team pays (_kernels.default_team); never more than the CPUs.  0 when
@@ -763,7 +901,7 @@ cdef int _threads(object num_threads, Py_ssize_t cap, double items, double hot_m
 def entry_threads(object num_threads, Py_ssize_t m, Py_ssize_t n, bint long_row=False):
     """The threads the compiled entries give m rows of n elements (one row
     shared by the threads with long_row), for tests; the call is noted done."""
-    cdef unsigned long token
+    cdef unsigned long long token
     cdef int nt
     if long_row:
         nt = _threads(num_threads, _cpu_count, <double>n, _parallel_min_elements // 2, &token)
@@ -814,10 +952,10 @@ cdef object _entry(int kind, object p, object q, object axis, bint keepdims, obj
     cdef Layout L
     cdef double log_base, dx_v
     cdef int type_num, n_threads
-    cdef unsigned long token
+    cdef unsigned long long token
     cdef double stack_values[STACK_ROWS]
-    cdef double *values
-    cdef bint ok, watched
+    cdef double *values = stack_values
+    cdef bint ok, watched = False
     cdef object direct = None
     if pa is None:
         return None
@@ -839,34 +977,33 @@ cdef object _entry(int kind, object p, object q, object axis, bint keepdims, obj
         return None  # an empty reduction cannot be normalised: the Python layer explains
     if check and (L.m == 0 or L.n == 0) and (cnp.PyArray_SIZE(pa) or cnp.PyArray_SIZE(qa)):
         return None  # an empty broadcast of a non-empty input: the Python layer checks it
-    # a single long row is shared between threads (_run_long_row)
-    if _long_row(kind, &L, normalize):   # one row shared by the threads
-        n_threads = _threads(num_threads, _cpu_count, <double>L.n, _parallel_min_elements // 2,
-                             &token)
+    if _long_row(kind, &L):   # one row shared by the threads (_run_long_row, _run_long_pair)
+        n_threads = _threads(num_threads, _cpu_count, _work(kind) * L.n,
+                             _parallel_min_elements // 2, &token)
     else:
-        n_threads = _threads(num_threads, L.m, <double>L.m * L.n, _parallel_min_elements,
+        n_threads = _threads(num_threads, L.m, _work(kind) * L.m * L.n, _parallel_min_elements,
                              &token)
     if n_threads == 0:
         return None
-    if out is None and L.out_ndim > 0 and type_num == cnp.NPY_DOUBLE and L.m > STACK_ROWS:
-        # a new float64 result: the rows' values go straight into it
-        direct = cnp.PyArray_EMPTY(L.out_ndim, L.out_shape, cnp.NPY_DOUBLE, 0)
-        values = <double *>cnp.PyArray_DATA(direct)
-    else:
-        values = _values_buffer(L.m, stack_values)
-    watched = _watch_interrupts(<double>L.m * L.n)
     try:
+        if out is None and L.out_ndim > 0 and type_num == cnp.NPY_DOUBLE and L.m > STACK_ROWS:
+            # a new float64 result: the rows' values go straight into it
+            direct = cnp.PyArray_EMPTY(L.out_ndim, L.out_shape, cnp.NPY_DOUBLE, 0)
+            values = <double *>cnp.PyArray_DATA(direct)
+        else:
+            values = _values_buffer(L.m, stack_values)
+        watched = _watch_interrupts(<double>L.m * L.n)
         ok = _run_rows(kind, type_num == cnp.NPY_FLOAT,
                        <const char *>cnp.PyArray_DATA(pa), <const char *>cnp.PyArray_DATA(qa),
                        &L, cnp.PyArray_ITEMSIZE(pa), normalize, check, log_base, dx_v,
                        n_threads, values)
-        team_finished(token)
         if not ok:
             return None
         if direct is not None:
             return direct
         return _deliver(values, &L, type_num == cnp.NPY_FLOAT, out)
     finally:
+        team_finished(token)
         if values != stack_values and direct is None:
             free(values)
         _end_watch(watched)
@@ -942,7 +1079,7 @@ cdef object _pairwise_entry(int kind, object P, object Q, object base, bint norm
     cdef Py_ssize_t m, k, n, item
     cdef double log_base
     cdef int n_threads, type_num
-    cdef unsigned long token
+    cdef unsigned long long token
     cdef bint f32, kernel_f32
     cdef double stack_values[STACK_ROWS]
     cdef double *values
@@ -963,7 +1100,8 @@ cdef object _pairwise_entry(int kind, object P, object Q, object base, bint norm
     log_base = _log_base(base)
     if isnan(log_base):
         return None
-    n_threads = _threads(num_threads, m, <double>m * k * n, _parallel_min_elements, &token)
+    n_threads = _threads(num_threads, m, _work(kind) * m * k * n, _parallel_min_elements,
+                         &token)
     if n_threads == 0:
         return None
     # float32 pairs: JS by its float32 kernel (so entries equal js_div's), KL in
@@ -987,7 +1125,6 @@ cdef object _pairwise_entry(int kind, object P, object Q, object base, bint norm
                           cnp.PyArray_STRIDE(qa, 0), cnp.PyArray_STRIDE(qa, 1) // item,
                           normalize, check, log_base, n_threads, values, codes):
             return None
-        team_finished(token)
         row_func = "kl_div" if kind == KIND_KL else "js_div"
         for t in range(L.m):
             if codes[t] == ROW_RESCALE:
@@ -1000,6 +1137,7 @@ cdef object _pairwise_entry(int kind, object P, object Q, object base, bint norm
                                   _DESCR_F32 if f32 else _DESCR_F64, func)
         return res
     finally:
+        team_finished(token)
         free(codes)
         if values != stack_values:
             free(values)

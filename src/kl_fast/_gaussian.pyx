@@ -82,7 +82,7 @@ def configure(object default_threads, int cpu_count):
 
 
 cdef int _row_threads(object num_threads, Py_ssize_t n, double work,
-                     unsigned long *token) except -1:
+                     unsigned long long *token) except -1:
     """Threads for one row of n grid points and `work` points of passes over it:
     by default one below SPLIT_MIN points, else the default count where waking
     the team pays for that work (_kernels.default_team); never more than the
@@ -121,7 +121,7 @@ cdef int _row_threads(object num_threads, Py_ssize_t n, double work,
 def row_threads(object num_threads, Py_ssize_t n, double work):
     """_row_threads for the Python layer (the call's end stays estimated):
     0 when it must explain num_threads."""
-    cdef unsigned long token
+    cdef unsigned long long token
     return _row_threads(num_threads, n, work, &token)
 
 
@@ -395,7 +395,7 @@ cdef inline bint _as_double(object v, double *out):
 
 cdef int _row_psums(object p, object x, object num_threads, double passes, gk_psums *ps,
                     const void **pdata, int *is_f32, const double **xdata, Py_ssize_t *n,
-                    int *nthreads, unsigned long *token):
+                    int *nthreads, unsigned long long *token):
     """p-side sums of a plain 1-D p on a plain x, and the threads for the row;
     -1 when they are not plain or invalid, or num_threads needs explaining."""
     cdef int st
@@ -456,7 +456,7 @@ def kl_grad_1d(object p, object x, object mu, object sigma, bint want_grad,
     cdef double v[3]
     cdef int order = 1 if want_grad else 0
     cdef int nt
-    cdef unsigned long token
+    cdef unsigned long long token
     if not (_as_double(mu, &m) and _as_double(sigma, &s)):
         return None
     if not (isfinite(m) and isfinite(s) and s > 0.0):
@@ -503,7 +503,7 @@ def prepared_1d(object p2, object xk, object psums, object mu, object sigma, int
     cdef const gk_psums *ps
     cdef Py_ssize_t n
     cdef int is_f32, nt
-    cdef unsigned long token
+    cdef unsigned long long token
     cdef double m = 0.0, s = 1.0
     cdef double v[6]
     if not (_as_double(mu, &m) and _as_double(sigma, &s)):
@@ -555,7 +555,7 @@ def fit_1d(object p, object x, bint newton, bint variance, object mu0, object si
     cdef const void *pd
     cdef const double *xd
     cdef int is_f32, nt
-    cdef unsigned long token
+    cdef unsigned long long token
     cdef Py_ssize_t n
     cdef double m0 = 0.0, par0 = 0.0, mean_off, var
     cdef double out[6]
@@ -582,13 +582,14 @@ def fit_1d(object p, object x, bint newton, bint variance, object mu0, object si
         par0 = var if (variance and not newton) else sqrt(var)
     elif variance and newton:
         par0 = sqrt(par0)
-    if history:
-        dims[0] = iters + 1
-        dims[1] = 3
-        hist = cnp.PyArray_EMPTY(2, dims, cnp.NPY_DOUBLE, 0)
-        hp = <double *>cnp.PyArray_DATA(hist)
-    watched = _watch_interrupts(<double>n * (iters + 1))
+    watched = False
     try:
+        if history:
+            dims[0] = iters + 1
+            dims[1] = 3
+            hist = cnp.PyArray_EMPTY(2, dims, cnp.NPY_DOUBLE, 0)
+            hp = <double *>cnp.PyArray_DATA(hist)
+        watched = _watch_interrupts(<double>n * (iters + 1))
         with nogil:
             if is_f32:
                 fit_one(<const float *>pd, 1, xd, n, &ps, m0, par0, newton, variance, lr, lr,

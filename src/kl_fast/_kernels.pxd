@@ -12,9 +12,9 @@ from kl_fast._core_table cimport (
 cdef const CoreTable *core_table() noexcept nogil
 cdef int default_count(object read_environment, int cpus) except -1
 cdef int default_team(int threads, double items, double hot_min,
-                      unsigned long *token) noexcept
-cdef unsigned long team_started(int threads, double items) noexcept
-cdef void team_finished(unsigned long token) noexcept
+                      unsigned long long *token) noexcept
+cdef unsigned long long team_started(int threads, double items) noexcept
+cdef void team_finished(unsigned long long token) noexcept
 
 
 cdef inline int kl_row(const floating *p, Py_ssize_t sp, const floating *q,

@@ -158,12 +158,12 @@ cdef double WARM_FACTOR = 2.0
 cdef double COLD_FACTOR = 64.0
 cdef double ITEM_SECONDS = 1e-9     # time per item assumed until a call's end is seen
 cdef double _last_end = -1e300      # when the last call of hot_min items or more ended
-cdef unsigned long _calls = 0       # calls noted so far (their tokens)
-cdef unsigned long _estimated = 0   # the call whose end _last_end estimates, 0 if none
+cdef unsigned long long _calls = 0       # calls noted so far (their tokens)
+cdef unsigned long long _estimated = 0   # the call whose end _last_end estimates, 0 if none
 
 
 cdef int default_team(int threads, double items, double hot_min,
-                      unsigned long *token) noexcept:
+                      unsigned long long *token) noexcept:
     """Threads for a call of `items` work items by default: `threads`, or 1
     where waking the team would cost more than it saves.  A call of hot_min
     items or more is noted (team_started; its token into token[0], else 0)."""
@@ -185,7 +185,7 @@ cdef int default_team(int threads, double items, double hot_min,
     return threads
 
 
-cdef unsigned long team_started(int threads, double items) noexcept:
+cdef unsigned long long team_started(int threads, double items) noexcept:
     """Note a call of `items` items on `threads` threads starting now: its end
     is estimated until team_finished(token) sees it.  Returns the token."""
     global _last_end, _calls, _estimated
@@ -195,7 +195,7 @@ cdef unsigned long team_started(int threads, double items) noexcept:
     return _calls
 
 
-cdef void team_finished(unsigned long token) noexcept:
+cdef void team_finished(unsigned long long token) noexcept:
     """Note the end of the call team_started gave `token` (0: none), unless a
     later call has been noted since."""
     global _last_end, _estimated
@@ -217,7 +217,7 @@ cdef int default_count(object read_environment, int cpus) except -1:
 
 def threads_for(int threads, double items, double hot_min):
     """default_team for the Python layer (the call's end stays estimated)."""
-    cdef unsigned long token
+    cdef unsigned long long token
     return default_team(threads, items, hot_min, &token)
 
 
