@@ -15,6 +15,7 @@ pytestmark = pytest.mark.skipif(not _kernels.openmp_enabled() or TEAM < 2,
                                 reason="without OpenMP or a second thread there is no team")
 
 HOT = _PARALLEL_MIN_ELEMENTS
+_, WARM, COLD = (int(v) for v in _kernels.team_thresholds(HOT))
 
 
 def decides(idle_seconds, items, expected, ask=lambda items: _kernels.threads_for(2, items, HOT)):
@@ -33,14 +34,21 @@ def test_a_hot_team_is_used_from_the_threshold():
     decides(0.0, HOT - 1, 1)
 
 
-def test_a_team_that_slept_briefly_needs_twice_the_work():
-    decides(250e-6, 2 * HOT - 1, 1)
-    decides(250e-6, 2 * HOT, 2)
+def test_the_thresholds_are_the_measured_ones():
+    # docs/core.md: a hot team pays from 8,192 elements, a 20 us wake from about
+    # 65,000, a 0.2-0.7 ms wake from about 2 million
+    assert (HOT, WARM, COLD) == (8192, 65536, 2**21)
+    assert _kernels.team_thresholds(2**16) == (2**16, 2**17, 2**22)
 
 
-def test_a_team_that_slept_long_needs_sixty_four_times_the_work():
-    decides(1.0, 64 * HOT - 1, 1)
-    decides(1.0, 64 * HOT, 2)
+def test_a_team_that_slept_briefly_needs_more_work():
+    decides(250e-6, WARM - 1, 1)
+    decides(250e-6, WARM, 2)
+
+
+def test_a_team_that_slept_long_needs_much_more_work():
+    decides(1.0, COLD - 1, 1)
+    decides(1.0, COLD, 2)
     decides(1.0, 10**9, 2)
 
 
@@ -77,19 +85,23 @@ def test_compiled_entries_follow_the_rule():
     rows = lambda items: _div_kernels.entry_threads(None, 128, items // 128)  # noqa: E731
     decides(0.0, 4 * HOT, TEAM, ask=rows)
     decides(1.0, 4 * HOT, 1, ask=rows)
-    decides(1.0, 64 * HOT, TEAM, ask=rows)
-    # one row shared by the threads: from half the rows' threshold, whatever the CPUs
+    decides(1.0, COLD, TEAM, ask=rows)
+    # one row shared by the threads: the same thresholds, whatever the CPUs
     row = lambda n: _div_kernels.entry_threads(None, 1, n, True)  # noqa: E731
-    decides(0.0, HOT // 2, TEAM, ask=row)
-    decides(0.0, HOT // 2 - 1, 1, ask=row)
-    decides(1.0, HOT // 2, 1, ask=row)
-    decides(1.0, 32 * HOT, TEAM, ask=row)
-    # the Gaussian row rule has its own threshold, and counts a fit's passes
+    decides(0.0, HOT, TEAM, ask=row)
+    decides(0.0, HOT - 1, 1, ask=row)
+    decides(1.0, HOT, 1, ask=row)
+    decides(1.0, COLD, TEAM, ask=row)
+    # the Gaussian row rule has its own threshold (a point counts two elements),
+    # and counts a fit's passes
     m = _gaussian.SPLIT_MIN
     grid = lambda passes: lambda n: gaussian._threads(None, 1, n, "f", passes)  # noqa: E731
     decides(0.0, m, TEAM, ask=grid(1))
+    decides(0.0, m - 1, 1, ask=grid(1))
     decides(1.0, m, 1, ask=grid(1))
     decides(1.0, m, TEAM, ask=grid(_gaussian.fit_passes(False, 99)))
+    decides(1.0, COLD // 2, TEAM, ask=grid(1))
+    decides(1.0, COLD // 2 - 256, 1, ask=grid(1))
     assert _gaussian.fit_passes(True, 50) < _gaussian.fit_passes(False, 50) == 51
 
 
@@ -97,7 +109,7 @@ def test_the_python_layer_follows_the_rule():
     ask = lambda items: resolve_threads(None, 100, items, "f")  # noqa: E731
     decides(0.0, HOT, min(TEAM, 100), ask=ask)
     decides(1.0, HOT, 1, ask=ask)
-    decides(1.0, 64 * HOT, min(TEAM, 100), ask=ask)
+    decides(1.0, COLD, min(TEAM, 100), ask=ask)
 
 
 def test_compiled_calls_record_their_end_and_small_calls_do_not():

@@ -516,9 +516,8 @@ def kl_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = -1, keepdims: bool = Fals
     num_threads : int, optional
         Threads for the row loop (default: all cores for large inputs, and for
         mid-size ones where waking the idle threads pays, see docs/core.md); a
-        single row of 8,192 elements or more is shared by the threads (by
-        default from 16,384).  The result is bit-identical for every thread
-        count.
+        single row of 8,192 elements or more is shared by the threads.  The
+        result is bit-identical for every thread count.
     check : bool, default True
         Raise ValueError for a negative, NaN or infinite value in p or q (the
         check runs inside the kernel's single pass).  With False such input

@@ -904,7 +904,7 @@ def entry_threads(object num_threads, Py_ssize_t m, Py_ssize_t n, bint long_row=
     cdef unsigned long long token
     cdef int nt
     if long_row:
-        nt = _threads(num_threads, _cpu_count, <double>n, _parallel_min_elements // 2, &token)
+        nt = _threads(num_threads, _cpu_count, <double>n, _parallel_min_elements, &token)
     else:
         nt = _threads(num_threads, m, <double>m * n, _parallel_min_elements, &token)
     team_finished(token)
@@ -979,7 +979,7 @@ cdef object _entry(int kind, object p, object q, object axis, bint keepdims, obj
         return None  # an empty broadcast of a non-empty input: the Python layer checks it
     if _long_row(kind, &L):   # one row shared by the threads (_run_long_row, _run_long_pair)
         n_threads = _threads(num_threads, _cpu_count, _work(kind) * L.n,
-                             _parallel_min_elements // 2, &token)
+                             _parallel_min_elements, &token)
     else:
         n_threads = _threads(num_threads, L.m, _work(kind) * L.m * L.n, _parallel_min_elements,
                              &token)

@@ -143,23 +143,34 @@ def openmp_enabled():
 # sleep, and a call that needs a sleeping thread waits for it at the team's
 # barrier.  Measured on a 2-core VM (docs/core.md, "A team that has slept"):
 # the wake costs ~20 us when the team slept under 0.5 ms and 0.2-0.7 ms after
-# longer, against 13 us for a 20,000-element kl_div on a hot team.  So by
-# default a call takes the team from `hot_min` items of work when the last
-# call that could use it ended less than HOT_GAP ago; from WARM_FACTOR *
-# hot_min when that was under COLD_GAP ago; from COLD_FACTOR * hot_min after
-# that.  A burst of calls pays one cold wake (its second call), an isolated
-# call none.  The state is the process's (OpenMP gives each calling thread a
-# team of its own, so calls from several Python threads see each other's
-# times), and the clock is OpenMP's (a jump in it misjudges one call).
-# Results are the same for every thread count: only the time depends on this.
+# longer; a hot team already pays from 8,192 kl_div elements (1.45-1.6x).  So
+# by default a call takes the team from `hot_min` items of work (kl_div
+# elements, or what costs as much) when the last call that could use it ended
+# less than HOT_GAP ago; from warm_min(hot_min) when that was under COLD_GAP
+# ago; from cold_min(hot_min) after that.  A burst of calls pays one cold wake
+# (its second call), an isolated call none.  The state is the process's (OpenMP
+# gives each calling thread a team of its own, so calls from several Python
+# threads see each other's times), and the clock is OpenMP's (a jump in it
+# misjudges one call).  Results are the same for every thread count: only the
+# time depends on this.
 cdef double HOT_GAP = 50e-6
 cdef double COLD_GAP = 500e-6
-cdef double WARM_FACTOR = 2.0
-cdef double COLD_FACTOR = 64.0
+cdef double WARM_WORK = 65536.0     # about 65 us on one thread: repays a 20 us wake
+cdef double COLD_WORK = 2097152.0   # about 2 ms on one thread: repays a 0.7 ms wake
 cdef double ITEM_SECONDS = 1e-9     # time per item assumed until a call's end is seen
 cdef double _last_end = -1e300      # when the last call of hot_min items or more ended
 cdef unsigned long long _calls = 0       # calls noted so far (their tokens)
 cdef unsigned long long _estimated = 0   # the call whose end _last_end estimates, 0 if none
+
+
+cdef inline double warm_min(double hot_min) noexcept:
+    """Work that repays waking a team that slept under COLD_GAP."""
+    return 2.0 * hot_min if 2.0 * hot_min > WARM_WORK else WARM_WORK
+
+
+cdef inline double cold_min(double hot_min) noexcept:
+    """Work that repays waking a team that slept longer."""
+    return 64.0 * hot_min if 64.0 * hot_min > COLD_WORK else COLD_WORK
 
 
 cdef int default_team(int threads, double items, double hot_min,
@@ -176,9 +187,9 @@ cdef int default_team(int threads, double items, double hot_min,
     if gap < HOT_GAP:
         need = hot_min
     elif gap < COLD_GAP:
-        need = WARM_FACTOR * hot_min
+        need = warm_min(hot_min)
     else:
-        need = COLD_FACTOR * hot_min
+        need = cold_min(hot_min)
     if items < need:
         threads = 1
     token[0] = team_started(threads, items)
@@ -225,6 +236,12 @@ def note_team(int threads, double items):
     """team_started for the Python layer (a call on `threads` threads chosen by the user)."""
     if threads > 1:
         team_started(threads, items)
+
+
+def team_thresholds(double hot_min):
+    """The work from which the rule takes the team after a gap under HOT_GAP,
+    under COLD_GAP, and longer (for tests and docs)."""
+    return hot_min, warm_min(hot_min), cold_min(hot_min)
 
 
 def team_state():

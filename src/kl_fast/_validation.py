@@ -128,8 +128,10 @@ def default_threads() -> int:
     return _CPU_COUNT
 
 
-# Below this many elements a thread team costs more than it saves.
-_PARALLEL_MIN_ELEMENTS = 1 << 15
+# Below this many elements a thread team costs more than it saves, even awake
+# (two threads against one on a hot team, rows of 10 to 1,000: 1.45-1.6x at
+# 8,192 elements, 1.7-1.9x at 16,384; docs/core.md).
+_PARALLEL_MIN_ELEMENTS = 1 << 13
 
 
 def resolve_threads(num_threads: Any, n_rows: int, n_elements: int, func: str) -> int:
