@@ -540,6 +540,20 @@ cdef int math_map(int fn, int is_f32, const void *x, void *y, Py_ssize_t n) noex
 include "_core_log.pxi"
 include "_core_js.pxi"
 include "_core_across.pxi"
+
+
+cdef int pair_result(int is_log, int narrow, double a, double b, double total, int ninf,
+                     double *res) noexcept nogil:
+    """A kl_div_log (is_log) or js_div row's result into res[0] from the total
+    of its blocks (log_blocks / js_blocks with a, b, narrow; ninf their flag),
+    finished as the row functions finish it (log_total, js_narrow_result):
+    ROW_OK, or ROW_NEEDS_CARE for the next path."""
+    if is_log:
+        return log_total(total, ninf, res)
+    res[0] = total
+    if narrow:
+        return js_narrow_result(a, b, res)
+    return ROW_OK
 include "_core_gaussian.pxi"
 
 
@@ -575,6 +589,7 @@ _TABLE.js_blocks_f32 = js_blocks[float]
 _TABLE.log_blocks_f64 = log_blocks[double]
 _TABLE.log_blocks_f32 = log_blocks[float]
 _TABLE.blocks_sum = blocks_sum
+_TABLE.pair_result = pair_result
 _TABLE.js_sums_blocks_f64 = js_sums_blocks[double]
 _TABLE.js_sums_blocks_f32 = js_sums_blocks[float]
 _TABLE.log_max_f64 = log_max[double]

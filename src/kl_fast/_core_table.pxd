@@ -112,6 +112,8 @@ ctypedef int (*pair_blocks_f32_fn)(const float *p, Py_ssize_t sp, const float *q
                                    double a, double b, int narrow, double *totals,
                                    int *flag) noexcept nogil
 ctypedef void (*blocks_sum_fn)(const double *totals, Py_ssize_t count, double *res) noexcept nogil
+ctypedef int (*pair_result_fn)(int is_log, int narrow, double a, double b, double total,
+                              int ninf, double *res) noexcept nogil
 # The normalisers of one row, in parts threads can share: the sums of p and q
 # over blocks (js_sums_blocks), the largest finite entry of a row (log_max) and
 # the sums of exp(x - max) over blocks (sumexp_blocks).
@@ -164,6 +166,7 @@ ctypedef struct CoreTable:
     pair_blocks_f64_fn log_blocks_f64
     pair_blocks_f32_fn log_blocks_f32
     blocks_sum_fn blocks_sum
+    pair_result_fn pair_result
     sums_blocks_f64_fn js_sums_blocks_f64
     sums_blocks_f32_fn js_sums_blocks_f32
     row_max_f64_fn log_max_f64

@@ -561,12 +561,12 @@ cdef int _pair_pass(int kind, bint f32, const char *p, const char *q, Layout *L,
     """One fast pass over a long js_div / kl_div_log row shared by n_threads
     threads: the block totals in parallel, LONG_TASK elements per task, added
     in order by one thread, finished as the row functions finish them
-    (js_narrow_result, log_total), so res[0] holds the bits of the one-thread
-    pass.  ROW_OK, or ROW_NEEDS_CARE (the next path), or -1 (out of memory,
+    (pair_result), so res[0] holds the bits of the one-thread pass.  ROW_OK, or ROW_NEEDS_CARE (the next path), or -1 (out of memory,
     or Ctrl-C)."""
     cdef Py_ssize_t n = L.n, block = BLOCK_F32 if narrow else BLOCK_F64
     cdef Py_ssize_t per_task = LONG_TASK // block, nblocks = (n + block - 1) // block, t, b0
     cdef double *totals = <double *>malloc(nblocks * sizeof(double))
+    cdef double total = 0.0
     cdef int failed = 0, stopped = 0, ninf = 0, flag
     if totals == NULL:
         return -1
@@ -582,21 +582,13 @@ cdef int _pair_pass(int kind, bint f32, const char *p, const char *q, Layout *L,
                                    &flag) != ROW_OK
             ninf += flag
     if failed == 0 and stopped == 0:
-        core_table().blocks_sum(totals, nblocks, res)
+        core_table().blocks_sum(totals, nblocks, &total)
     free(totals)
     if stopped:
         return -1
     if failed:
         return ROW_NEEDS_CARE
-    if kind == KIND_JS:
-        if narrow and a == b:   # js_narrow_result: the pairs were (p, q)
-            res[0] = a * res[0]
-        return ROW_OK if not narrow or res[0] <= DBL_MAX else ROW_NEEDS_CARE
-    if not (fabs(res[0]) <= DBL_MAX):
-        return ROW_NEEDS_CARE
-    if ninf:
-        res[0] = HUGE_VAL
-    return ROW_OK
+    return core_table().pair_result(kind == KIND_KL_LOG, narrow, a, b, total, ninf != 0, res)
 
 
 cdef bint _js_sums(bint f32, const char *p, const char *q, Layout *L, int n_threads,
@@ -879,7 +871,7 @@ cdef int _threads(object num_threads, Py_ssize_t cap, double items, double hot_m
         if cap <= 1 or items < hot_min:
             return 1
         req = default_count(_default_threads, _cpu_count)
-        return default_team(<int>min(req, cap, _cpu_count), items, hot_min, token)
+        return default_team(<int>min(req, cap), items, hot_min, token)
     if type(num_threads) is not int:
         return 0
     try:
@@ -898,15 +890,21 @@ cdef int _threads(object num_threads, Py_ssize_t cap, double items, double hot_m
     return <int>req
 
 
-def entry_threads(object num_threads, Py_ssize_t m, Py_ssize_t n, bint long_row=False):
-    """The threads the compiled entries give m rows of n elements (one row
-    shared by the threads with long_row), for tests; the call is noted done."""
-    cdef unsigned long long token
-    cdef int nt
+cdef int _rows_threads(int kind, Py_ssize_t m, Py_ssize_t n, bint long_row,
+                       object num_threads, unsigned long long *token) except -1:
+    """_threads for m rows of n elements of `kind`, or with long_row one row
+    shared by the threads."""
     if long_row:
-        nt = _threads(num_threads, _cpu_count, <double>n, _parallel_min_elements, &token)
-    else:
-        nt = _threads(num_threads, m, <double>m * n, _parallel_min_elements, &token)
+        return _threads(num_threads, _cpu_count, _work(kind) * n, _parallel_min_elements,
+                        token)
+    return _threads(num_threads, m, _work(kind) * m * n, _parallel_min_elements, token)
+
+
+def entry_threads(object num_threads, Py_ssize_t m, Py_ssize_t n, bint long_row=False):
+    """The threads the compiled kl_div entry gives m rows of n elements (one
+    row shared by the threads with long_row), for tests; the call is noted done."""
+    cdef unsigned long long token
+    cdef int nt = _rows_threads(KIND_KL, m, n, long_row, num_threads, &token)
     team_finished(token)
     return nt
 
@@ -977,12 +975,7 @@ cdef object _entry(int kind, object p, object q, object axis, bint keepdims, obj
         return None  # an empty reduction cannot be normalised: the Python layer explains
     if check and (L.m == 0 or L.n == 0) and (cnp.PyArray_SIZE(pa) or cnp.PyArray_SIZE(qa)):
         return None  # an empty broadcast of a non-empty input: the Python layer checks it
-    if _long_row(kind, &L):   # one row shared by the threads (_run_long_row, _run_long_pair)
-        n_threads = _threads(num_threads, _cpu_count, _work(kind) * L.n,
-                             _parallel_min_elements, &token)
-    else:
-        n_threads = _threads(num_threads, L.m, _work(kind) * L.m * L.n, _parallel_min_elements,
-                             &token)
+    n_threads = _rows_threads(kind, L.m, L.n, _long_row(kind, &L), num_threads, &token)
     if n_threads == 0:
         return None
     try:
