@@ -75,7 +75,7 @@ def test_small_calls_do_not_count_as_a_stream():
 def test_a_requested_team_counts_as_used():
     for _ in range(5):
         _kernels.set_team_idle(1.0)
-        _kernels.note_team(2, 1e3)
+        _kernels.threads(2, 2, 1e3, HOT)   # num_threads=2 asked for a small call
         if _kernels.threads_for(2, HOT, HOT) == 2:
             return
     pytest.fail("a call on two threads the user asked for did not mark the team as awake")
@@ -110,6 +110,22 @@ def test_the_python_layer_follows_the_rule():
     decides(0.0, HOT, min(TEAM, 100), ask=ask)
     decides(1.0, HOT, 1, ask=ask)
     decides(1.0, COLD, min(TEAM, 100), ask=ask)
+
+
+def test_one_rule_for_explicit_counts():
+    # the compiled rule takes an int >= 1 (capped by the rows and the CPUs) and
+    # leaves anything else to the Python layer, which converts or explains it
+    assert _kernels.threads(1, 100, 1e9, HOT) == 1
+    assert _kernels.threads(10**6, 100, 1.0, HOT) == _CPU_COUNT
+    assert _kernels.threads(5, 1, 1e9, HOT) == 1
+    for other in (np.int64(2), 0, -1, 2.0, 10**30):
+        assert _kernels.threads(other, 100, 1e9, HOT) == 0
+    assert resolve_threads(np.int64(2), 100, 1, "f") == min(2, _CPU_COUNT)
+    assert resolve_threads(10**30, 100, 1, "f") == _CPU_COUNT
+    with pytest.raises(ValueError, match="num_threads must be >= 1, got 0"):
+        resolve_threads(0, 100, 1, "f")
+    with pytest.raises(TypeError, match="num_threads must be an integer or None, got 2.0"):
+        resolve_threads(2.0, 100, 1, "f")
 
 
 def test_compiled_calls_record_their_end_and_small_calls_do_not():

@@ -11,12 +11,10 @@ from . import _div_kernels, _kernels
 from ._typing import (ArrayLike, ArrayT, Axis, F32Array, F32Result, F64Array, F64Result,
                       Float32Like, Float64Like, FloatResult, ScalarOr1D)
 from ._validation import (
-    _CPU_COUNT,
     _PARALLEL_MIN_ELEMENTS,
     as_real_array,
     check_positive_scalar,
     describe_bad,
-    default_threads,
     format_index,
     normalize_axes,
     resolve_threads,
@@ -583,7 +581,7 @@ def kl_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = -1, keepdims: bool = Fals
     return deliver(kl, out, dtype, func)
 
 
-_div_kernels.configure(default_threads, _PARALLEL_MIN_ELEMENTS, _CPU_COUNT, deliver)
+_div_kernels.configure(_PARALLEL_MIN_ELEMENTS, deliver)
 # The public function: a compiled entry with this docstring that computes every
 # call whose layout needs no copy, and calls the above for everything else.
 kl_div_python = kl_div

@@ -31,8 +31,7 @@ def centred_log_rows(x: npt.NDArray[np.float64], r: npt.NDArray[np.float64],
 _Result = np.floating | np.ndarray
 
 def entry_threads(num_threads: object, m: int, n: int, long_row: bool = ...) -> int: ...
-def configure(default_threads: Callable[[], int], parallel_min_elements: int, cpu_count: int,
-              deliver: Callable[..., object]) -> None: ...
+def configure(parallel_min_elements: int, deliver: Callable[..., object]) -> None: ...
 # The compiled entry returned takes the same arguments and gives the same results as
 # the Python implementation registered (which it falls back to), so it has its type.
 _F = TypeVar("_F", bound=Callable[..., object])

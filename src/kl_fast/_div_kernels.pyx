@@ -15,7 +15,7 @@ from kl_fast._core_table cimport (
     ROW_ZERO_SUM_Q, SHORT_N, sumexp_narrow_fits,
 )
 from kl_fast._kernels cimport (
-    core_table, default_count, default_team, kl_log_row, kl_row, team_finished, team_started,
+    choose_threads, core_table, kl_log_row, kl_row, team_finished,
 )
 
 

@@ -53,25 +53,20 @@ cdef cnp.dtype _DESCR_F32 = cnp.PyArray_DescrFromType(cnp.NPY_FLOAT)
 
 # Set by configure and register_general from the Python layer: the Python
 # implementations (by function name) the entries hand rare layouts and errors
-# to, and the Python layer's default thread count (it reads
-# KL_FAST_NUM_THREADS), threshold for threads and CPU cap.
+# to, the threshold for threads (_kernels.choose_threads has the rest of the
+# rule) and the function that writes a result into an unusual ``out``.
 cdef dict _general = {}
-cdef object _default_threads = None
 cdef object _deliver_python = None
 cdef Py_ssize_t _parallel_min_elements = 1
-cdef int _cpu_count = 1
 
 
-def configure(object default_threads, Py_ssize_t parallel_min_elements, int cpu_count,
-              object deliver):
-    """Install the Python layer's thread-count rule (the default count
-    ``default_threads()``, one thread below ``parallel_min_elements``, never
-    more than ``cpu_count``) and the function that writes a result into an
-    ``out`` of another dtype or layout (or explains why it cannot)."""
-    global _default_threads, _parallel_min_elements, _cpu_count, _deliver_python
-    _default_threads = default_threads
+def configure(Py_ssize_t parallel_min_elements, object deliver):
+    """Install the Python layer's threshold for threads (one thread below
+    ``parallel_min_elements`` elements by default) and the function that
+    writes a result into an ``out`` of another dtype or layout (or explains
+    why it cannot)."""
+    global _parallel_min_elements, _deliver_python
     _parallel_min_elements = parallel_min_elements
-    _cpu_count = max(1, cpu_count)
     _deliver_python = deliver
 
 
@@ -858,46 +853,13 @@ cdef inline double _work(int kind) noexcept nogil:
     return 1.0
 
 
-cdef int _threads(object num_threads, Py_ssize_t cap, double items, double hot_min,
-                  unsigned long long *token) except -1:
-    """Threads for `items` elements of work split at most `cap` ways: by
-    default one below hot_min elements, else the default count where waking
-    the team pays (_kernels.default_team); never more than the CPUs.  0 when
-    the Python layer must explain num_threads.  A call that may use the team
-    is noted (token[0]; team_finished when it is done)."""
-    cdef long req
-    token[0] = 0
-    if num_threads is None:
-        if cap <= 1 or items < hot_min:
-            return 1
-        req = default_count(_default_threads, _cpu_count)
-        return default_team(<int>min(req, cap), items, hot_min, token)
-    if type(num_threads) is not int:
-        return 0
-    try:
-        req = num_threads
-    except OverflowError:
-        return 0
-    if req < 1:
-        return 0
-    if req > cap:
-        req = cap
-    if req > _cpu_count:
-        req = _cpu_count
-    if req <= 1:
-        return 1
-    token[0] = team_started(<int>req, items)
-    return <int>req
-
-
 cdef int _rows_threads(int kind, Py_ssize_t m, Py_ssize_t n, bint long_row,
                        object num_threads, unsigned long long *token) except -1:
-    """_threads for m rows of n elements of `kind`, or with long_row one row
-    shared by the threads."""
+    """The threads (choose_threads) for m rows of n elements of `kind`, or with
+    long_row one row shared by the threads."""
     if long_row:
-        return _threads(num_threads, _cpu_count, _work(kind) * n, _parallel_min_elements,
-                        token)
-    return _threads(num_threads, m, _work(kind) * m * n, _parallel_min_elements, token)
+        return choose_threads(num_threads, n, _work(kind) * n, _parallel_min_elements, token)
+    return choose_threads(num_threads, m, _work(kind) * m * n, _parallel_min_elements, token)
 
 
 def entry_threads(object num_threads, Py_ssize_t m, Py_ssize_t n, bint long_row=False):
@@ -1093,7 +1055,7 @@ cdef object _pairwise_entry(int kind, object P, object Q, object base, bint norm
     log_base = _log_base(base)
     if isnan(log_base):
         return None
-    n_threads = _threads(num_threads, m, _work(kind) * m * k * n, _parallel_min_elements,
+    n_threads = choose_threads(num_threads, m, _work(kind) * m * k * n, _parallel_min_elements,
                          &token)
     if n_threads == 0:
         return None

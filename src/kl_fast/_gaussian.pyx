@@ -37,7 +37,7 @@ from kl_fast._core_gaussian cimport (
 )
 from kl_fast._core_table cimport CoreTable
 from kl_fast._kernels cimport (
-    core_table, default_count, default_team, team_finished, team_started,
+    choose_threads, core_table, team_finished,
 )
 
 
@@ -68,19 +68,6 @@ FIT_UNIFORM = GK_FIT_UNIFORM
 SPLIT_MIN = 1 << 14
 BLOCK = 256   # grid points per block of the core's passes (GK_BLOCK)
 
-# Set by configure from the Python layer: its default thread count (a
-# function: it reads KL_FAST_NUM_THREADS) and the CPUs the process may use.
-cdef object _default_threads = None
-cdef int _cpu_count = 1
-
-
-def configure(object default_threads, int cpu_count):
-    """Install the Python layer's default thread count and CPU cap."""
-    global _default_threads, _cpu_count
-    _default_threads = default_threads
-    _cpu_count = cpu_count if cpu_count > 1 else 1
-
-
 # A grid point of a pass costs about as much as two kl_div elements (the thread
 # rule's unit: one thread, 20,000 points, a cold gradient 35 us against 18 us).
 cdef double POINT_WORK = 2.0
@@ -94,38 +81,15 @@ cdef int NEWTON_PASSES = 8
 cdef int _row_threads(object num_threads, Py_ssize_t n, double work,
                      unsigned long long *token) except -1:
     """Threads for one row of n grid points and `work` points of passes over it:
-    by default one below SPLIT_MIN points, else the default count where waking
-    the team pays for that work (_kernels.default_team); never more than the
-    CPUs or the row's blocks.  0 when num_threads is not an int >= 1 (the
-    Python layer explains).  A call that may use the team is noted (token[0];
-    team_finished when it is done)."""
-    cdef long req
-    cdef Py_ssize_t blocks = (n + BLOCK - 1) // BLOCK
-    cdef bint by_default = num_threads is None
-    token[0] = 0
-    if by_default:
-        if n < SPLIT_MIN or _default_threads is None:
-            return 1
-        req = default_count(_default_threads, _cpu_count)
-    elif type(num_threads) is int:
-        try:
-            req = num_threads
-        except OverflowError:
-            return 0
-        if req < 1:
-            return 0
-    else:
-        return 0
-    if req > _cpu_count:
-        req = _cpu_count
-    if req > blocks:
-        req = blocks
-    if req <= 1:
+    by default one below SPLIT_MIN points, else _kernels.choose_threads's rule
+    for that work; never more than the row's blocks.  0 when num_threads is
+    not an int >= 1 (the Python layer explains).  A call that may use the
+    team is noted (token[0]; team_finished when it is done)."""
+    if num_threads is None and n < SPLIT_MIN:
+        token[0] = 0
         return 1
-    if by_default:
-        return default_team(<int>req, POINT_WORK * work, POINT_WORK * SPLIT_MIN, token)
-    token[0] = team_started(<int>req, POINT_WORK * work)
-    return <int>req
+    return choose_threads(num_threads, (n + BLOCK - 1) // BLOCK, POINT_WORK * work,
+                          POINT_WORK * SPLIT_MIN, token)
 
 
 def row_threads(object num_threads, Py_ssize_t n, double work):

@@ -10,10 +10,8 @@ from kl_fast._core_table cimport (
 
 
 cdef const CoreTable *core_table() noexcept nogil
-cdef int default_count(object read_environment, int cpus) except -1
-cdef int default_team(int threads, double items, double hot_min,
-                      unsigned long long *token) noexcept
-cdef unsigned long long team_started(int threads, double items) noexcept
+cdef int choose_threads(object num_threads, Py_ssize_t cap, double items, double hot_min,
+                        unsigned long long *token) except -1
 cdef void team_finished(unsigned long long token) noexcept
 
 

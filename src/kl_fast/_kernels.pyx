@@ -215,27 +215,72 @@ cdef void team_finished(unsigned long long token) noexcept:
         _estimated = 0
 
 
-cdef int default_count(object read_environment, int cpus) except -1:
-    """The default thread count: `cpus`, or where KL_FAST_NUM_THREADS is set
-    what `read_environment` (the Python layer's default_threads, which explains
-    a bad value) makes of it, at most `cpus`."""
+# Set by configure_threads from the Python layer: its default thread count (a
+# function: it reads KL_FAST_NUM_THREADS) and the CPUs the process may use.
+cdef object _read_threads = None
+cdef int _cpus = 1
+
+
+def configure_threads(object default_threads, int cpu_count):
+    """Install the Python layer's default thread count and CPU cap."""
+    global _read_threads, _cpus
+    _read_threads = default_threads
+    _cpus = cpu_count if cpu_count > 1 else 1
+
+
+cdef int default_count() except -1:
+    """The default thread count: the CPUs, or where KL_FAST_NUM_THREADS is set
+    what the Python layer's default_threads (which explains a bad value)
+    makes of it, at most the CPUs."""
     cdef const char *env = getenv("KL_FAST_NUM_THREADS")
     if env == NULL or env[0] == 0:
-        return cpus
-    count = read_environment()
-    return cpus if count > cpus else count
+        return _cpus
+    count = _read_threads()
+    return _cpus if count > _cpus else count
+
+
+cdef int choose_threads(object num_threads, Py_ssize_t cap, double items, double hot_min,
+                        unsigned long long *token) except -1:
+    """The threads for a call of `items` work items split at most `cap` ways,
+    the one rule of every entry: by default one below hot_min items, else
+    the default count where waking the team pays (default_team); an int
+    num_threads as asked; never more than the CPUs.  0 when num_threads is
+    not an int >= 1 (the Python layer explains it, or converts another
+    integer type).  A call that may use the team is noted (token[0]; pass
+    it to team_finished when the call is done)."""
+    cdef long req
+    token[0] = 0
+    if num_threads is None:
+        if cap <= 1 or items < hot_min or _read_threads is None:
+            return 1
+        req = default_count()
+        return default_team(<int>min(req, cap), items, hot_min, token)
+    if type(num_threads) is not int:
+        return 0
+    try:
+        req = num_threads
+    except OverflowError:
+        return 0
+    if req < 1:
+        return 0
+    req = min(req, cap, <long>_cpus)
+    if req <= 1:
+        return 1
+    token[0] = team_started(<int>req, items)
+    return <int>req
+
+
+def threads(object num_threads, Py_ssize_t cap, double items, double hot_min):
+    """choose_threads for the Python layer (the call's end stays estimated)."""
+    cdef unsigned long long token
+    return choose_threads(num_threads, cap, items, hot_min, &token)
 
 
 def threads_for(int threads, double items, double hot_min):
-    """default_team for the Python layer (the call's end stays estimated)."""
+    """default_team's choice between 1 and `threads`, for tests (the call's end
+    stays estimated)."""
     cdef unsigned long long token
     return default_team(threads, items, hot_min, &token)
-
-
-def note_team(int threads, double items):
-    """team_started for the Python layer (a call on `threads` threads chosen by the user)."""
-    if threads > 1:
-        team_started(threads, items)
 
 
 def team_thresholds(double hot_min):

@@ -133,25 +133,25 @@ def default_threads() -> int:
 # 8,192 elements, 1.7-1.9x at 16,384; docs/core.md).
 _PARALLEL_MIN_ELEMENTS = 1 << 13
 
+_kernels.configure_threads(default_threads, _CPU_COUNT)
+
 
 def resolve_threads(num_threads: Any, n_rows: int, n_elements: int, func: str) -> int:
-    """Threads for n_rows rows of n_elements elements in all: num_threads capped by
-    the rows and CPUs; by default one below _PARALLEL_MIN_ELEMENTS, else all the
-    default threads where waking them pays (``_kernels.threads_for``)."""
-    if num_threads is None:
-        if n_rows <= 1 or n_elements < _PARALLEL_MIN_ELEMENTS:
-            return 1
-        n = max(1, min(default_threads(), n_rows, _CPU_COUNT))
-        return int(_kernels.threads_for(n, n_elements, _PARALLEL_MIN_ELEMENTS))
+    """Threads for n_rows rows of n_elements elements in all, by the compiled
+    entries' rule (``_kernels.threads``): num_threads capped by the rows and
+    CPUs; by default one below _PARALLEL_MIN_ELEMENTS, else all the default
+    threads where waking them pays.  Explains a num_threads it cannot take."""
+    n = _kernels.threads(num_threads, n_rows, n_elements, _PARALLEL_MIN_ELEMENTS)
+    if n:
+        return int(n)
     try:
         n = operator.index(num_threads)
     except TypeError:
         raise TypeError(f"{func}: num_threads must be an integer or None, got {num_threads!r}") from None
     if n < 1:
         raise ValueError(f"{func}: num_threads must be >= 1, got {n}")
-    n = max(1, min(n, n_rows, _CPU_COUNT))
-    _kernels.note_team(n, n_elements)
-    return n
+    # another integer type (numpy's), or one beyond a C long
+    return int(_kernels.threads(min(n, _CPU_COUNT), n_rows, n_elements, _PARALLEL_MIN_ELEMENTS))
 
 
 def normalize_axes(axis: Any, ndim: int, func: str) -> tuple[int, ...] | None:

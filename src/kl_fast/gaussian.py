@@ -19,9 +19,8 @@ import numpy.typing as npt
 from . import _gaussian
 from ._api import _as_rows, scaled_by_max
 from ._typing import ArrayLike, F64Array, F64Result, Nested2D
-from ._validation import _CPU_COUNT, as_real_array, default_threads, format_index, resolve_threads
+from ._validation import as_real_array, format_index, resolve_threads
 
-_gaussian.configure(default_threads, _CPU_COUNT)
 
 __all__ = ["gaussian_kl", "gaussian_kl_grad", "fit_gaussian", "GaussianFit"]
 
