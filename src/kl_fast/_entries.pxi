@@ -487,44 +487,146 @@ cdef bint _run_across(int kind, bint f32, const char *p, const char *q, Layout *
     return failed == 0
 
 
+# ---- one long row shared by the threads -------------------------------------
+# Every pass over a long row is cut the same way: blocks of the kernels' size,
+# LONG_TASK elements per task, the tasks over the threads, each block's result
+# in its own slot, the slots added in block order by one thread afterwards, so
+# a value has the bits of the one-thread row function.  A LongPass says which
+# pass (its block function) and over what.
+
+cdef enum:
+    PASS_KL = 0        # kl_blocks: (sum, sum p, sum q) per block
+    PASS_PAIR = 1      # js_blocks / log_blocks (kind): one total per block
+    PASS_SUMS = 2      # js_sums_blocks: sum p per block, then sum q per block
+    PASS_MAX = 3       # log_max: the largest finite entry of each LONG_TASK elements
+    PASS_SUMEXP = 4    # sumexp_blocks: one total per block
+
+ctypedef struct LongPass:
+    int what           # PASS_*
+    int kind           # KIND_JS or KIND_KL_LOG for PASS_PAIR
+    bint f32           # float32 inputs
+    bint flag          # PASS_KL: want the sums; PASS_PAIR, PASS_SUMEXP: narrow
+    const char *p      # the row (PASS_MAX, PASS_SUMEXP: the one input)
+    const char *q
+    Py_ssize_t sp, sq, n
+    double a, b        # PASS_PAIR: factors or normalisers; PASS_SUMEXP: a is the max
+    Py_ssize_t block   # elements per block
+    Py_ssize_t nblocks
+    double *out        # the blocks' results (_pass_width doubles per block)
+    int ninf           # PASS_PAIR: some task saw a -inf log_q under a finite log_p
+
+
+cdef LongPass _long_pass(int what, int kind, bint f32, bint flag, const char *p, const char *q,
+                         Py_ssize_t sp, Py_ssize_t sq, Py_ssize_t n, double a,
+                         double b) noexcept nogil:
+    """A LongPass over the row (p, q) of n elements, its block size set from the
+    pass and the dtype (out is set by _over_threads)."""
+    cdef LongPass J
+    J.what = what
+    J.kind = kind
+    J.f32 = f32
+    J.flag = flag
+    J.p = p
+    J.q = q
+    J.sp = sp
+    J.sq = sq
+    J.n = n
+    J.a = a
+    J.b = b
+    if what == PASS_MAX:
+        J.block = LONG_TASK
+    elif what == PASS_KL or what == PASS_SUMS:
+        J.block = BLOCK_F32 if f32 else BLOCK_F64
+    else:
+        J.block = BLOCK_F32 if flag else BLOCK_F64
+    J.nblocks = (n + J.block - 1) // J.block
+    J.out = NULL
+    J.ninf = 0
+    return J
+
+
+cdef inline Py_ssize_t _pass_width(LongPass *J) noexcept nogil:
+    return 3 if J.what == PASS_KL else 2 if J.what == PASS_SUMS else 1
+
+
+cdef int _pass_blocks(LongPass *J, Py_ssize_t b0, Py_ssize_t b1, int *flag) noexcept nogil:
+    """Blocks b0 .. b1 - 1 of the pass into their slots; nonzero where a block
+    needs another path (a value the fast kernel does not take)."""
+    cdef const CoreTable *tab = core_table()
+    cdef const float *p32 = <const float *>J.p
+    cdef const float *q32 = <const float *>J.q
+    cdef const double *p64 = <const double *>J.p
+    cdef const double *q64 = <const double *>J.q
+    cdef Py_ssize_t i0 = b0 * J.block
+    if J.what == PASS_KL:
+        if J.f32:
+            return tab.kl_blocks_f32(p32, J.sp, q32, J.sq, J.n, b0, b1, J.flag,
+                                     J.out + 3 * b0) != ROW_OK
+        return tab.kl_blocks_f64(p64, J.sp, q64, J.sq, J.n, b0, b1, J.flag,
+                                 J.out + 3 * b0) != ROW_OK
+    if J.what == PASS_PAIR:
+        return _pair_blocks(J.kind, J.f32, J.p, J.sp, J.q, J.sq, J.n, b0, b1, J.a, J.b,
+                            J.flag, J.out + b0, flag) != ROW_OK
+    if J.what == PASS_SUMS:
+        if J.f32:
+            return tab.js_sums_blocks_f32(p32, J.sp, q32, J.sq, J.n, b0, b1, J.out + b0,
+                                          J.out + J.nblocks + b0)
+        return tab.js_sums_blocks_f64(p64, J.sp, q64, J.sq, J.n, b0, b1, J.out + b0,
+                                      J.out + J.nblocks + b0)
+    if J.what == PASS_MAX:
+        if J.f32:
+            return tab.log_max_f32(p32 + i0 * J.sp, J.sp, min(J.block, J.n - i0), J.out + b0)
+        return tab.log_max_f64(p64 + i0 * J.sp, J.sp, min(J.block, J.n - i0), J.out + b0)
+    if J.f32:
+        tab.sumexp_blocks_f32(p32, J.sp, J.n, b0, b1, J.a, J.flag, J.out + b0)
+    else:
+        tab.sumexp_blocks_f64(p64, J.sp, J.n, b0, b1, J.a, J.flag, J.out + b0)
+    return 0
+
+
+cdef int _over_threads(LongPass *J, int n_threads) noexcept:
+    """The pass's blocks over n_threads threads, LONG_TASK elements per task,
+    into J.out (allocated here: free it with free(J.out) whatever the result).
+    Returns the number of tasks with a block needing another path, or -1 on
+    Ctrl-C or out of memory."""
+    cdef Py_ssize_t per_task = max(LONG_TASK // J.block, 1)
+    cdef Py_ssize_t t, b0, tasks = (J.nblocks + per_task - 1) // per_task
+    cdef int failed = 0, stopped = 0, ninf = 0, flag
+    J.out = <double *>malloc(_pass_width(J) * J.nblocks * sizeof(double))
+    if J.out == NULL:
+        return -1
+    for t in prange(tasks, nogil=True, schedule="dynamic", num_threads=n_threads):
+        b0 = t * per_task
+        flag = 0
+        if kl_stop_requested():
+            stopped += 1
+        else:
+            failed += _pass_blocks(J, b0, min(b0 + per_task, J.nblocks), &flag) != 0
+            ninf += flag
+    J.ninf = ninf != 0
+    return -1 if stopped else failed
+
+
 cdef bint _run_long_row(bint f32, const char *p, const char *q, Layout *L, bint normalize,
                         bint check, double log_base, double dx, int n_threads,
                         double *value) noexcept:
-    """kl_div of one long row shared by n_threads threads: its blocks'
-    results (kl_row's blocks, kl_blocks) computed in parallel, LONG_TASK
-    elements per task, then added in order by one thread, so the value is the
-    bits kl_row gives on one thread.  A row the fast path cannot take, or any
-    failure, goes to kl_row on one thread."""
-    cdef Py_ssize_t n = L.n, block = BLOCK_F32 if f32 else BLOCK_F64, per_task = LONG_TASK // block
-    cdef Py_ssize_t nblocks = (n + block - 1) // block, t, b0, b1
-    cdef Py_ssize_t tasks = (nblocks + per_task - 1) // per_task
-    cdef double *sums = <double *>malloc(3 * nblocks * sizeof(double))
+    """kl_div of one long row shared by n_threads threads (PASS_KL; the blocks'
+    results added by kl_blocks_total), the bits of kl_row on one thread.  A
+    row the fast path cannot take, or any failure, goes to kl_row on one thread."""
+    cdef LongPass J = _long_pass(PASS_KL, KIND_KL, f32, normalize, p, q, L.sp1, L.sq1, L.n,
+                                 0.0, 0.0)
     cdef double res[3]
-    cdef int failed = 0, st = ROW_NEEDS_CARE
-    if sums != NULL:
-        for t in prange(tasks, nogil=True, schedule="dynamic", num_threads=n_threads):
-            b0 = t * per_task
-            b1 = min(b0 + per_task, nblocks)
-            if kl_stop_requested():
-                failed += 1
-            elif f32:
-                failed += core_table().kl_blocks_f32(<const float *>p, L.sp1, <const float *>q,
-                                                     L.sq1, n, b0, b1, normalize,
-                                                     sums + 3 * b0) != ROW_OK
-            else:
-                failed += core_table().kl_blocks_f64(<const double *>p, L.sp1, <const double *>q,
-                                                     L.sq1, n, b0, b1, normalize,
-                                                     sums + 3 * b0) != ROW_OK
-        if failed == 0:
-            st = core_table().kl_blocks_total(sums, nblocks, res)
-        free(sums)
+    cdef int st = ROW_NEEDS_CARE
+    if _over_threads(&J, n_threads) == 0:
+        st = core_table().kl_blocks_total(J.out, J.nblocks, res)
+    free(J.out)
     with nogil:
         if st == ROW_OK:
             return _finish(KIND_KL, f32, st, res, normalize, log_base, dx, p, L.sp1, q, L.sq1,
-                           n, value) == ROW_DONE
+                           L.n, value) == ROW_DONE
         if kl_stop_requested():
             return False
-        return _row_value(KIND_KL, f32, p, L.sp1, q, L.sq1, n, normalize, check, log_base, dx,
+        return _row_value(KIND_KL, f32, p, L.sp1, q, L.sq1, L.n, normalize, check, log_base, dx,
                           value) == ROW_DONE
 
 
@@ -547,142 +649,65 @@ cdef int _pair_blocks(int kind, bint f32, const char *p, Py_ssize_t sp, const ch
                               a, b, narrow, totals, flag)
 
 
-cdef inline Py_ssize_t _tasks(Py_ssize_t nblocks, Py_ssize_t per_task) noexcept nogil:
-    return (nblocks + per_task - 1) // per_task
-
-
 cdef int _pair_pass(int kind, bint f32, const char *p, const char *q, Layout *L, double a,
                     double b, bint narrow, int n_threads, double *res) noexcept:
     """One fast pass over a long js_div / kl_div_log row shared by n_threads
-    threads: the block totals in parallel, LONG_TASK elements per task, added
-    in order by one thread, finished as the row functions finish them
-    (pair_result), so res[0] holds the bits of the one-thread pass.  ROW_OK, or ROW_NEEDS_CARE (the next path), or -1 (out of memory,
-    or Ctrl-C)."""
-    cdef Py_ssize_t n = L.n, block = BLOCK_F32 if narrow else BLOCK_F64
-    cdef Py_ssize_t per_task = LONG_TASK // block, nblocks = (n + block - 1) // block, t, b0
-    cdef double *totals = <double *>malloc(nblocks * sizeof(double))
+    threads (PASS_PAIR), finished as the row functions finish it (pair_result),
+    so res[0] holds the bits of the one-thread pass.  ROW_OK, or
+    ROW_NEEDS_CARE (the next path), or -1 (out of memory, or Ctrl-C)."""
+    cdef LongPass J = _long_pass(PASS_PAIR, kind, f32, narrow, p, q, L.sp1, L.sq1, L.n, a, b)
     cdef double total = 0.0
-    cdef int failed = 0, stopped = 0, ninf = 0, flag
-    if totals == NULL:
-        return -1
-    for t in prange(_tasks(nblocks, per_task), nogil=True, schedule="dynamic",
-                    num_threads=n_threads):
-        b0 = t * per_task
-        flag = 0
-        if kl_stop_requested():
-            stopped += 1
-        else:
-            failed += _pair_blocks(kind, f32, p, L.sp1, q, L.sq1, n, b0,
-                                   min(b0 + per_task, nblocks), a, b, narrow, totals + b0,
-                                   &flag) != ROW_OK
-            ninf += flag
-    if failed == 0 and stopped == 0:
-        core_table().blocks_sum(totals, nblocks, &total)
-    free(totals)
-    if stopped:
-        return -1
+    cdef int failed = _over_threads(&J, n_threads)
+    if failed == 0:
+        core_table().blocks_sum(J.out, J.nblocks, &total)
+    free(J.out)
     if failed:
-        return ROW_NEEDS_CARE
-    return core_table().pair_result(kind == KIND_KL_LOG, narrow, a, b, total, ninf != 0, res)
+        return -1 if failed < 0 else ROW_NEEDS_CARE
+    return core_table().pair_result(kind == KIND_KL_LOG, narrow, a, b, total, J.ninf, res)
 
 
 cdef bint _js_sums(bint f32, const char *p, const char *q, Layout *L, int n_threads,
                    double *ps, double *qs) noexcept:
     """The row sums of p and q of one long js_div row shared by the threads
-    (js_sums_blocks, each added in block order: js_sums' bits); False when the
-    row may hold a bad value, or out of memory or Ctrl-C."""
-    cdef Py_ssize_t n = L.n, block = BLOCK_F32 if f32 else BLOCK_F64
-    cdef Py_ssize_t per_task = LONG_TASK // block, nblocks = (n + block - 1) // block, t, b0, b1
-    cdef double *sums = <double *>malloc(2 * nblocks * sizeof(double))
-    cdef int bad = 0
-    cdef const CoreTable *tab = core_table()
-    if sums == NULL:
-        return False
-    for t in prange(_tasks(nblocks, per_task), nogil=True, schedule="dynamic",
-                    num_threads=n_threads):
-        b0 = t * per_task
-        b1 = min(b0 + per_task, nblocks)
-        if kl_stop_requested():
-            bad += 1
-        elif f32:
-            bad += tab.js_sums_blocks_f32(<const float *>p, L.sp1, <const float *>q, L.sq1, n,
-                                          b0, b1, sums + b0, sums + nblocks + b0)
-        else:
-            bad += tab.js_sums_blocks_f64(<const double *>p, L.sp1, <const double *>q, L.sq1,
-                                          n, b0, b1, sums + b0, sums + nblocks + b0)
-    if bad == 0:
-        tab.blocks_sum(sums, nblocks, ps)
-        tab.blocks_sum(sums + nblocks, nblocks, qs)
-    free(sums)
-    return bad == 0
-
-
-cdef bint _log_max(bint f32, const char *x, Py_ssize_t sx, Py_ssize_t n, int n_threads,
-                   double *xmax) noexcept:
-    """The largest finite entry of one long row (log_max over tasks of
-    LONG_TASK elements; a maximum, so the same for any split); False when the
-    row holds NaN or +inf, or on Ctrl-C."""
-    cdef Py_ssize_t t, i0, tasks = _tasks(n, LONG_TASK)
-    cdef double *maxes = <double *>malloc(tasks * sizeof(double))
-    cdef int bad = 0
-    cdef const CoreTable *tab = core_table()
-    if maxes == NULL:
-        return False
-    for t in prange(tasks, nogil=True, schedule="dynamic", num_threads=n_threads):
-        i0 = t * LONG_TASK
-        if kl_stop_requested():
-            bad += 1
-        elif f32:
-            bad += tab.log_max_f32(<const float *>x + i0 * sx, sx, min(LONG_TASK, n - i0),
-                                   &maxes[t])
-        else:
-            bad += tab.log_max_f64(<const double *>x + i0 * sx, sx, min(LONG_TASK, n - i0),
-                                   &maxes[t])
-    xmax[0] = -HUGE_VAL
-    for t in range(tasks):
-        if maxes[t] > xmax[0]:
-            xmax[0] = maxes[t]
-    free(maxes)
-    return bad == 0
+    (PASS_SUMS, each added in block order: js_sums' bits); False when the row
+    may hold a bad value, or out of memory or Ctrl-C."""
+    cdef LongPass J = _long_pass(PASS_SUMS, KIND_JS, f32, False, p, q, L.sp1, L.sq1, L.n,
+                                 0.0, 0.0)
+    cdef int failed = _over_threads(&J, n_threads)
+    if failed == 0:
+        core_table().blocks_sum(J.out, J.nblocks, ps)
+        core_table().blocks_sum(J.out + J.nblocks, J.nblocks, qs)
+    free(J.out)
+    return failed == 0
 
 
 cdef bint _log_normaliser(bint f32, const char *x, Py_ssize_t sx, Py_ssize_t n, int n_threads,
                           double *lx0) noexcept:
     """The log-sum-exp of one long row shared by the threads (kl_log_row's
-    normaliser, its bits): its largest finite entry (_log_max), then the sums
-    of exp(x - max) over blocks (sumexp_blocks, added in order).  False when
-    the row holds NaN or +inf or is -inf everywhere (the row function
-    explains), or out of memory or Ctrl-C."""
-    cdef double mx, total
-    cdef bint narrow
-    cdef Py_ssize_t block, per_task, nblocks, t, b0
-    cdef double *totals
-    cdef int stopped = 0
-    cdef const CoreTable *tab = core_table()
-    if not _log_max(f32, x, sx, n, n_threads, &mx) or mx == -HUGE_VAL:
+    normaliser, its bits): its largest finite entry (PASS_MAX: a maximum of
+    maxima, the same for any split), then the sums of exp(x - max) over
+    blocks (PASS_SUMEXP, added in order).  False when the row holds NaN or
+    +inf or is -inf everywhere (the row function explains), or out of memory
+    or Ctrl-C."""
+    cdef LongPass J = _long_pass(PASS_MAX, KIND_KL_LOG, f32, False, x, NULL, sx, 0, n, 0.0, 0.0)
+    cdef double mx = -HUGE_VAL, total
+    cdef Py_ssize_t t
+    cdef int failed = _over_threads(&J, n_threads)
+    if failed == 0:
+        for t in range(J.nblocks):
+            if J.out[t] > mx:
+                mx = J.out[t]
+    free(J.out)
+    if failed or mx == -HUGE_VAL:
         return False
-    narrow = f32 and sumexp_narrow_fits(mx)
-    block = BLOCK_F32 if narrow else BLOCK_F64
-    per_task = LONG_TASK // block
-    nblocks = (n + block - 1) // block
-    totals = <double *>malloc(nblocks * sizeof(double))
-    if totals == NULL:
-        return False
-    for t in prange(_tasks(nblocks, per_task), nogil=True, schedule="dynamic",
-                    num_threads=n_threads):
-        b0 = t * per_task
-        if kl_stop_requested():
-            stopped += 1
-        elif f32:
-            tab.sumexp_blocks_f32(<const float *>x, sx, n, b0, min(b0 + per_task, nblocks), mx,
-                                  narrow, totals + b0)
-        else:
-            tab.sumexp_blocks_f64(<const double *>x, sx, n, b0, min(b0 + per_task, nblocks),
-                                  mx, narrow, totals + b0)
-    tab.blocks_sum(totals, nblocks, &total)
-    free(totals)
-    lx0[0] = mx + log(total)
-    return stopped == 0
+    J = _long_pass(PASS_SUMEXP, KIND_KL_LOG, f32, f32 and sumexp_narrow_fits(mx), x, NULL, sx,
+                   0, n, mx, 0.0)
+    failed = _over_threads(&J, n_threads)
+    if failed == 0:
+        core_table().blocks_sum(J.out, J.nblocks, &total)
+        lx0[0] = mx + log(total)
+    free(J.out)
+    return failed == 0
 
 
 cdef bint _long_factors(int kind, bint f32, const char *p, const char *q, Layout *L,
