@@ -83,6 +83,29 @@ def test_thread_cap_is_the_usable_cpu_count():
     assert 1 <= _validation._CPU_COUNT <= (os.cpu_count() or 1)
 
 
+def test_one_rule_for_explicit_counts():
+    # the compiled rule (_kernels.threads, what every entry calls) takes an int >= 1,
+    # capped by the rows and the CPUs, and leaves anything else to the Python layer,
+    # which converts or explains it
+    from kl_fast import _kernels
+    cpus, hot = _validation._CPU_COUNT, _validation._PARALLEL_MIN_ELEMENTS
+    assert _kernels.threads(1, 100, 1e9, hot) == 1
+    assert _kernels.threads(10**6, 100, 1.0, hot) == min(cpus, 100)
+    assert _kernels.threads(5, 1, 1e9, hot) == 1
+    for other in (np.int64(2), 0, -1, 2.0, True, 10**30):
+        assert _kernels.threads(other, 100, 1e9, hot) == 0
+    resolve = _validation.resolve_threads
+    assert resolve(np.int64(2), 100, 1, "f") == min(2, cpus)
+    assert resolve(True, 100, 1, "f") == 1
+    assert resolve(10**30, 100, 1, "f") == min(cpus, 100)
+    with pytest.raises(ValueError, match="num_threads must be >= 1, got 0"):
+        resolve(0, 100, 1, "f")
+    with pytest.raises(ValueError, match="num_threads must be >= 1, got 0"):
+        resolve(np.int64(0), 100, 1, "f")
+    with pytest.raises(TypeError, match="num_threads must be an integer or None, got 2.0"):
+        resolve(2.0, 100, 1, "f")
+
+
 # ---- byte-swapped float32 stays float32 --------------------------------------------
 
 def _pair32(rng, shape):

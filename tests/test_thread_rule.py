@@ -86,9 +86,11 @@ def test_compiled_entries_follow_the_rule():
     decides(0.0, 4 * HOT, TEAM, ask=rows)
     decides(1.0, 4 * HOT, 1, ask=rows)
     decides(1.0, COLD, TEAM, ask=rows)
-    # one row shared by the threads: the same thresholds, whatever the CPUs
+    # one row shared by the threads: the same thresholds, whatever the CPUs, and
+    # at most one thread per task of 4,096 elements
     row = lambda n: _div_kernels.entry_threads(None, 1, n, True)  # noqa: E731
-    decides(0.0, HOT, TEAM, ask=row)
+    decides(0.0, HOT, min(TEAM, HOT // 4096), ask=row)
+    assert _div_kernels.entry_threads(64, 1, HOT, True) == min(_CPU_COUNT, HOT // 4096)
     decides(0.0, HOT - 1, 1, ask=row)
     decides(1.0, HOT, 1, ask=row)
     decides(1.0, COLD, TEAM, ask=row)
@@ -110,22 +112,6 @@ def test_the_python_layer_follows_the_rule():
     decides(0.0, HOT, min(TEAM, 100), ask=ask)
     decides(1.0, HOT, 1, ask=ask)
     decides(1.0, COLD, min(TEAM, 100), ask=ask)
-
-
-def test_one_rule_for_explicit_counts():
-    # the compiled rule takes an int >= 1 (capped by the rows and the CPUs) and
-    # leaves anything else to the Python layer, which converts or explains it
-    assert _kernels.threads(1, 100, 1e9, HOT) == 1
-    assert _kernels.threads(10**6, 100, 1.0, HOT) == _CPU_COUNT
-    assert _kernels.threads(5, 1, 1e9, HOT) == 1
-    for other in (np.int64(2), 0, -1, 2.0, 10**30):
-        assert _kernels.threads(other, 100, 1e9, HOT) == 0
-    assert resolve_threads(np.int64(2), 100, 1, "f") == min(2, _CPU_COUNT)
-    assert resolve_threads(10**30, 100, 1, "f") == _CPU_COUNT
-    with pytest.raises(ValueError, match="num_threads must be >= 1, got 0"):
-        resolve_threads(0, 100, 1, "f")
-    with pytest.raises(TypeError, match="num_threads must be an integer or None, got 2.0"):
-        resolve_threads(2.0, 100, 1, "f")
 
 
 def test_compiled_calls_record_their_end_and_small_calls_do_not():

@@ -882,8 +882,9 @@ cdef int _rows_threads(int kind, Py_ssize_t m, Py_ssize_t n, bint long_row,
                        object num_threads, unsigned long long *token) except -1:
     """The threads (choose_threads) for m rows of n elements of `kind`, or with
     long_row one row shared by the threads."""
-    if long_row:
-        return choose_threads(num_threads, n, _work(kind) * n, _parallel_min_elements, token)
+    if long_row:   # at most one thread per task of LONG_TASK elements
+        return choose_threads(num_threads, (n + LONG_TASK - 1) // LONG_TASK, _work(kind) * n,
+                              _parallel_min_elements, token)
     return choose_threads(num_threads, m, _work(kind) * m * n, _parallel_min_elements, token)
 
 

@@ -1,5 +1,5 @@
 """Type stubs for the compiled kl_fast._gaussian module."""
-from typing import Callable, Literal, Optional, Tuple, Union, overload
+from typing import Literal, Optional, Tuple, Union, overload
 
 import numpy as np
 import numpy.typing as npt
