@@ -40,8 +40,9 @@ cdef enum:
     # kl_div's rows computed across rows (short rows, float64 columns) go
     # TASK_ROWS at a time through kl_rows_across (a thread's unit of work)
     TASK_ROWS = 128
-    # a single row of at least LONG_ROW elements is shared by the threads,
-    # tasks of LONG_TASK elements (see _run_long_row, _run_long_pair)
+    # a single row of at least LONG_ROW elements is shared by the threads, at
+    # most one per task of LONG_TASK elements (_over_threads; BLOCK_F64 and
+    # BLOCK_F32 divide it)
     LONG_ROW = 1 << 13
     LONG_TASK = 1 << 12
 
@@ -490,9 +491,10 @@ cdef bint _run_across(int kind, bint f32, const char *p, const char *q, Layout *
 # ---- one long row shared by the threads -------------------------------------
 # Every pass over a long row is cut the same way: blocks of the kernels' size,
 # LONG_TASK elements per task, the tasks over the threads, each block's result
-# in its own slot, the slots added in block order by one thread afterwards, so
-# a value has the bits of the one-thread row function.  A LongPass says which
-# pass (its block function) and over what.
+# in its own slot; one thread then combines the slots in block order (added as
+# the row function adds its blocks, or PASS_MAX's maximum), so a value has the
+# bits of the one-thread row function.  A LongPass says which pass (its block
+# function) and over what.
 
 cdef enum:
     PASS_KL = 0        # kl_blocks: (sum, sum p, sum q) per block
@@ -505,7 +507,7 @@ ctypedef struct LongPass:
     int what           # PASS_*
     int kind           # KIND_JS or KIND_KL_LOG for PASS_PAIR
     bint f32           # float32 inputs
-    bint flag          # PASS_KL: want the sums; PASS_PAIR, PASS_SUMEXP: narrow
+    bint option        # PASS_KL: want the sums; PASS_PAIR, PASS_SUMEXP: narrow
     const char *p      # the row (PASS_MAX, PASS_SUMEXP: the one input)
     const char *q
     Py_ssize_t sp, sq, n
@@ -516,16 +518,17 @@ ctypedef struct LongPass:
     int ninf           # PASS_PAIR: some task saw a -inf log_q under a finite log_p
 
 
-cdef LongPass _long_pass(int what, int kind, bint f32, bint flag, const char *p, const char *q,
+cdef LongPass _long_pass(int what, int kind, bint f32, bint option, const char *p, const char *q,
                          Py_ssize_t sp, Py_ssize_t sq, Py_ssize_t n, double a,
                          double b) noexcept nogil:
     """A LongPass over the row (p, q) of n elements, its block size set from the
-    pass and the dtype (out is set by _over_threads)."""
+    pass and the dtype or, for PASS_PAIR and PASS_SUMEXP, from narrow (out is
+    set by _over_threads)."""
     cdef LongPass J
     J.what = what
     J.kind = kind
     J.f32 = f32
-    J.flag = flag
+    J.option = option
     J.p = p
     J.q = q
     J.sp = sp
@@ -538,7 +541,7 @@ cdef LongPass _long_pass(int what, int kind, bint f32, bint flag, const char *p,
     elif what == PASS_KL or what == PASS_SUMS:
         J.block = BLOCK_F32 if f32 else BLOCK_F64
     else:
-        J.block = BLOCK_F32 if flag else BLOCK_F64
+        J.block = BLOCK_F32 if option else BLOCK_F64
     J.nblocks = (n + J.block - 1) // J.block
     J.out = NULL
     J.ninf = 0
@@ -549,9 +552,10 @@ cdef inline Py_ssize_t _pass_width(LongPass *J) noexcept nogil:
     return 3 if J.what == PASS_KL else 2 if J.what == PASS_SUMS else 1
 
 
-cdef int _pass_blocks(LongPass *J, Py_ssize_t b0, Py_ssize_t b1, int *flag) noexcept nogil:
+cdef int _pass_blocks(LongPass *J, Py_ssize_t b0, Py_ssize_t b1, int *ninf) noexcept nogil:
     """Blocks b0 .. b1 - 1 of the pass into their slots; nonzero where a block
-    needs another path (a value the fast kernel does not take)."""
+    needs another path (a value the fast kernel does not take).  PASS_PAIR sets
+    ninf[0] where a -inf log_q meets a finite log_p."""
     cdef const CoreTable *tab = core_table()
     cdef const float *p32 = <const float *>J.p
     cdef const float *q32 = <const float *>J.q
@@ -560,13 +564,13 @@ cdef int _pass_blocks(LongPass *J, Py_ssize_t b0, Py_ssize_t b1, int *flag) noex
     cdef Py_ssize_t i0 = b0 * J.block
     if J.what == PASS_KL:
         if J.f32:
-            return tab.kl_blocks_f32(p32, J.sp, q32, J.sq, J.n, b0, b1, J.flag,
+            return tab.kl_blocks_f32(p32, J.sp, q32, J.sq, J.n, b0, b1, J.option,
                                      J.out + 3 * b0) != ROW_OK
-        return tab.kl_blocks_f64(p64, J.sp, q64, J.sq, J.n, b0, b1, J.flag,
+        return tab.kl_blocks_f64(p64, J.sp, q64, J.sq, J.n, b0, b1, J.option,
                                  J.out + 3 * b0) != ROW_OK
     if J.what == PASS_PAIR:
         return _pair_blocks(J.kind, J.f32, J.p, J.sp, J.q, J.sq, J.n, b0, b1, J.a, J.b,
-                            J.flag, J.out + b0, flag) != ROW_OK
+                            J.option, J.out + b0, ninf) != ROW_OK
     if J.what == PASS_SUMS:
         if J.f32:
             return tab.js_sums_blocks_f32(p32, J.sp, q32, J.sq, J.n, b0, b1, J.out + b0,
@@ -578,9 +582,9 @@ cdef int _pass_blocks(LongPass *J, Py_ssize_t b0, Py_ssize_t b1, int *flag) noex
             return tab.log_max_f32(p32 + i0 * J.sp, J.sp, min(J.block, J.n - i0), J.out + b0)
         return tab.log_max_f64(p64 + i0 * J.sp, J.sp, min(J.block, J.n - i0), J.out + b0)
     if J.f32:
-        tab.sumexp_blocks_f32(p32, J.sp, J.n, b0, b1, J.a, J.flag, J.out + b0)
+        tab.sumexp_blocks_f32(p32, J.sp, J.n, b0, b1, J.a, J.option, J.out + b0)
     else:
-        tab.sumexp_blocks_f64(p64, J.sp, J.n, b0, b1, J.a, J.flag, J.out + b0)
+        tab.sumexp_blocks_f64(p64, J.sp, J.n, b0, b1, J.a, J.option, J.out + b0)
     return 0
 
 
@@ -589,9 +593,9 @@ cdef int _over_threads(LongPass *J, int n_threads) noexcept:
     into J.out (allocated here: free it with free(J.out) whatever the result).
     Returns the number of tasks with a block needing another path, or -1 on
     Ctrl-C or out of memory."""
-    cdef Py_ssize_t per_task = max(LONG_TASK // J.block, 1)
+    cdef Py_ssize_t per_task = LONG_TASK // J.block
     cdef Py_ssize_t t, b0, tasks = (J.nblocks + per_task - 1) // per_task
-    cdef int failed = 0, stopped = 0, ninf = 0, flag
+    cdef int failed = 0, stopped = 0, ninf = 0, flag = 0
     J.out = <double *>malloc(_pass_width(J) * J.nblocks * sizeof(double))
     if J.out == NULL:
         return -1
