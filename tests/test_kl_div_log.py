@@ -126,6 +126,56 @@ def test_terms_exact_where_exp_under_or_overflows():
     assert np.isfinite(kl_fast.kl_div_log([-1e308, 0.0], [1e308, 0.0]))
 
 
+def _mp_kl_log_base(lp, lq, base, normalize=False):
+    """sum exp(lp) (lp - lq) / log(base) in 200 bits (lp > -inf terms)."""
+    mpmath = pytest.importorskip("mpmath")
+    with mpmath.workprec(200):
+        a = [mpmath.mpf(float(v)) for v in lp]
+        b = [mpmath.mpf(float(v)) for v in lq]
+        if normalize:
+            za = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in a))
+            zb = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in b))
+            a, b = [v - za for v in a], [v - zb for v in b]
+        total = mpmath.fsum(mpmath.exp(u) * (u - v) for u, v in zip(a, b) if u > -mpmath.inf)
+        return total / mpmath.log(mpmath.mpf(float(base)))
+
+
+@pytest.mark.parametrize("lp, lq, normalize", [
+    ([709.0], [0.0], False),                         # exp(709) 709: the raw sum overflows
+    ([709.0, 5.0], [0.0, 1.0], False),
+    ([709.0], [709.0 * 3], False),                   # negative, -1.6e308 after the base
+    ([709.5, 709.2, 600.0], [1.0, 1e3, 650.0], False),   # terms of both signs
+    ([0.0, 0.0], [0.0, -1.79e308], True),            # a difference beyond the range
+])
+def test_base_brings_an_overflowing_sum_back_into_range(lp, lq, normalize):
+    # the raw sum exp(lp) (lp - lq) is beyond the double range, its quotient by
+    # log(base) is not: redone in scaled form, as kl_div rescales its inputs
+    base = math.exp(709.0)
+    exact = _mp_kl_log_base(lp, lq, base, normalize)
+    got = kl_fast.kl_div_log(np.array(lp), np.array(lq), base=base, normalize=normalize)
+    assert np.isfinite(got)
+    assert abs(float(got) - float(exact)) <= 4 * np.finfo(float).eps * abs(float(exact))
+    # the same row among others, through the Python layer's row loop and into out=
+    P = np.array([lp, [v - 1.0 for v in lp]])
+    Q = np.array([lq, lq])
+    out = np.empty(2)
+    kl_fast.kl_div_log(P, Q, base=base, normalize=normalize, out=out)
+    assert out[0] == got
+    exact1 = _mp_kl_log_base(P[1], Q[1], base, normalize)
+    assert abs(out[1] - float(exact1)) <= 4 * np.finfo(float).eps * abs(float(exact1))
+
+
+def test_base_leaves_a_true_infinity():
+    base = math.exp(709.0)
+    # a finite log_p meets a -inf log_q: +inf whatever the base
+    assert kl_fast.kl_div_log([709.0, 3.0], [-np.inf, 0.0], base=base) == np.inf
+    # beyond the range even after the base
+    assert kl_fast.kl_div_log([709.5, 709.2], [1.0, -1e306], base=base) == np.inf
+    assert kl_fast.kl_div_log([709.0], [1e300], base=base) == -np.inf
+    # a weight beyond every range
+    assert kl_fast.kl_div_log([1e6, 0.0], [0.0, 0.0], base=base) == np.inf
+
+
 def test_float32_stays_float32_and_matches_float64():
     lp = log_probs(np.float32, (40, 30), seed=1)
     lq = log_probs(np.float32, (40, 30), ninf_frac=0.0, seed=2)

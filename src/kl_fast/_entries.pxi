@@ -288,15 +288,23 @@ cdef inline int _row_value(int kind, bint f32, const char *p, Py_ssize_t sp, con
     return _finish(kind, f32, st, res, normalize, log_base, dx, p, sp, q, sq, n, value)
 
 
-cdef bint _infinite_term(bint f32, const char *p, Py_ssize_t sp, const char *q, Py_ssize_t sq,
-                         Py_ssize_t n) noexcept nogil:
-    """Some p > 0 meets q == 0 in the row: its KL is +inf whatever base and dx are."""
+cdef inline double _element(bint f32, const char *x, Py_ssize_t i) noexcept nogil:
+    return (<const float *>x)[i] if f32 else (<const double *>x)[i]
+
+
+cdef bint _infinite_term(int kind, bint f32, const char *p, Py_ssize_t sp, const char *q,
+                         Py_ssize_t sq, Py_ssize_t n) noexcept nogil:
+    """Some term of the row is +inf whatever base and dx are: kl_div's p > 0
+    meeting q == 0, kl_div_log's finite log_p meeting a -inf log_q."""
     cdef Py_ssize_t i
+    cdef double pv, qv
     for i in range(n):
-        if f32:
-            if (<const float *>p)[i * sp] > 0.0 and (<const float *>q)[i * sq] == 0.0:
+        pv = _element(f32, p, i * sp)
+        qv = _element(f32, q, i * sq)
+        if kind == KIND_KL_LOG:
+            if pv > -HUGE_VAL and qv == -HUGE_VAL:
                 return True
-        elif (<const double *>p)[i * sp] > 0.0 and (<const double *>q)[i * sq] == 0.0:
+        elif pv > 0.0 and qv == 0.0:
             return True
     return False
 
@@ -304,12 +312,13 @@ cdef bint _infinite_term(bint f32, const char *p, Py_ssize_t sp, const char *q, 
 cdef inline bint _raw_beyond_range(int kind, bint f32, double raw, double log_base, double dx,
                                    const char *p, Py_ssize_t sp, const char *q, Py_ssize_t sq,
                                    Py_ssize_t n) noexcept nogil:
-    """The raw sum of a kl_div or js_div row left the range although base or dx
-    may bring the divergence back into it (not a KL made infinite by a zero of
-    q): the Python layer redoes it on inputs scaled by a power of two."""
-    if isfinite(raw) or (log_base == 0.0 and dx == 0.0) or kind == KIND_KL_LOG:
+    """The raw sum of a row left the range although base or dx may bring the
+    divergence back into it (not one made infinite by a term, _infinite_term):
+    the Python layer redoes it (kl_div and js_div on inputs scaled by a power
+    of two, kl_div_log term by term in scaled form)."""
+    if isfinite(raw) or (log_base == 0.0 and dx == 0.0):
         return False
-    return kind == KIND_JS or not _infinite_term(f32, p, sp, q, sq, n)
+    return kind == KIND_JS or not _infinite_term(kind, f32, p, sp, q, sq, n)
 
 
 cdef inline int _finish(int kind, bint f32, int st, double *res, bint normalize,
