@@ -198,6 +198,24 @@ def test_pickle_and_repr(tutorial):
     assert "20000 grid points" in r and "float32" in r and "normalize=True" in r
 
 
+def test_unpickling_refuses_a_state_of_another_layout(tutorial):
+    p, x = tutorial
+    t = GaussianTarget(p[::10], x[::10])
+    state = t.__getstate__()
+    assert state["layout"] == 1
+    # a state pickled before the layout stamp reads as layout 1
+    old = {k: v for k, v in state.items() if k != "layout"}
+    t2 = GaussianTarget.__new__(GaussianTarget)
+    t2.__setstate__(old)
+    _same(t2.kl_grad(0.1, 1.9), t.kl_grad(0.1, 1.9))
+    for bad, words in (({**state, "layout": 2}, "of layout 2, this kl_fast reads layout 1"),
+                       ({k: v for k, v in state.items() if k != "_psums"}, "missing _psums"),
+                       ({**state, "_psums": state["_psums"][:, :5]},
+                        "whose p-side sums are not 7 per row")):
+        with pytest.raises(ValueError, match=f"cannot unpickle a state {words}"):
+            GaussianTarget.__new__(GaussianTarget).__setstate__(bad)
+
+
 def test_inputs_are_copied_and_untouched(rng):
     x = np.linspace(-3, 3, 64)
     p = rng.random(64)

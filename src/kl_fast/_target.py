@@ -113,10 +113,29 @@ class GaussianTarget:
                 f"[{float(self._x.min()):.6g}, {float(self._x.max()):.6g}], "
                 f"normalize={self._normalize})")
 
+    # The layout of the pickled state (the slots, psums of 7 p-side sums per row); a
+    # state of another layout is refused rather than misread.  States pickled before
+    # the stamp have layout 1.
+    _STATE_LAYOUT = 1
+
     def __getstate__(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        state = {name: getattr(self, name) for name in self.__slots__}
+        state["layout"] = self._STATE_LAYOUT
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        layout = state.get("layout", 1)
+        missing = [name for name in self.__slots__ if name not in state]
+        psums = state.get("_psums")
+        problem = (f"of layout {layout!r}, this kl_fast reads layout {self._STATE_LAYOUT}"
+                   if layout != self._STATE_LAYOUT else
+                   f"missing {', '.join(missing)}" if missing else
+                   "whose p-side sums are not 7 per row"
+                   if not (isinstance(psums, np.ndarray) and psums.ndim == 2
+                           and psums.shape[1] == 7) else "")
+        if problem:
+            raise ValueError(f"GaussianTarget: cannot unpickle a state {problem}; "
+                             "build the target again from p and x")
         for name in self.__slots__:
             value = state[name]
             if isinstance(value, np.ndarray):
