@@ -107,6 +107,13 @@ def test_compiled_entries_follow_the_rule():
     assert _gaussian.fit_passes(True, 50) < _gaussian.fit_passes(False, 50) == 51
 
 
+def test_work_per_element_is_the_entries_weight():
+    # js_div and kl_div_log elements weigh 4 and 2 kl_div elements, in the compiled
+    # entries and in the Python layer's row loop alike
+    assert [_div_kernels.work_per_element(f) for f in ("kl_div", "js_div", "kl_div_log")] == \
+        [1.0, 4.0, 2.0]
+
+
 def test_the_python_layer_follows_the_rule():
     ask = lambda items: resolve_threads(None, 100, items, "f")  # noqa: E731
     decides(0.0, HOT, min(TEAM, 100), ask=ask)

@@ -151,7 +151,8 @@ def _reduce_rows(p: ArrayLike, q: ArrayLike, *, func: str, names: Sequence[str],
     nrows = rows.p2.shape[0]
     res = np.empty((nrows, 3), dtype=np.float64)
     status = np.empty(nrows, dtype=np.int8)
-    nt = resolve_threads(num_threads if ndim else 1, nrows, nrows * rows.p2.shape[1], func)
+    work = _div_kernels.work_per_element(func) * nrows * rows.p2.shape[1]
+    nt = resolve_threads(num_threads if ndim else 1, nrows, int(work), func)
     kernel(rows.p2, rows.q2, res, status, normalize, check, nt)
     if rescale_sums and normalize and nrows:
         # a sum overflowed: normalising is scale-invariant, so redo on the rows

@@ -901,6 +901,13 @@ cdef int _rows_threads(int kind, Py_ssize_t m, Py_ssize_t n, bint long_row,
     return choose_threads(num_threads, m, _work(kind) * m * n, _parallel_min_elements, token)
 
 
+def work_per_element(str func):
+    """_work for the Python layer: kl_div elements one element of ``func``
+    (kl_div, js_div or kl_div_log) counts as in the thread rule."""
+    return _work(KIND_JS if func == "js_div" else KIND_KL_LOG if func == "kl_div_log"
+                 else KIND_KL)
+
+
 def entry_threads(object num_threads, Py_ssize_t m, Py_ssize_t n, bint long_row=False):
     """The threads the compiled kl_div entry gives m rows of n elements (one
     row shared by the threads with long_row), for tests; the call is noted done."""
