@@ -145,7 +145,9 @@ def _mp_kl_log_base(lp, lq, base, normalize=False):
     ([709.0, 5.0], [0.0, 1.0], False),
     ([709.0], [709.0 * 3], False),                   # negative, -1.6e308 after the base
     ([709.5, 709.2, 600.0], [1.0, 1e3, 650.0], False),   # terms of both signs
-    ([0.0, 0.0], [0.0, -1.79e308], True),            # a difference beyond the range
+    ([0.0, -50.0], [-1e308, 1e308], True),           # log_q - lq0 beyond the range
+    ([-1.0, -50.0, -60.0], [-1e308, 1e308, 1e308], True),
+    ([2000.0, 709.0], [2000.0, 0.0], False),         # a zero term of a weight beyond range
 ])
 def test_base_brings_an_overflowing_sum_back_into_range(lp, lq, normalize):
     # the raw sum exp(lp) (lp - lq) is beyond the double range, its quotient by
@@ -157,7 +159,7 @@ def test_base_brings_an_overflowing_sum_back_into_range(lp, lq, normalize):
     assert abs(float(got) - float(exact)) <= 4 * np.finfo(float).eps * abs(float(exact))
     # the same row among others, through the Python layer's row loop and into out=
     P = np.array([lp, [v - 1.0 for v in lp]])
-    Q = np.array([lq, lq])
+    Q = np.array([lq, [v - 1.0 for v in lq]])
     out = np.empty(2)
     kl_fast.kl_div_log(P, Q, base=base, normalize=normalize, out=out)
     assert out[0] == got

@@ -56,28 +56,32 @@ def _js_beyond_range(kernel: _RowKernel, rows: ReductionRows, res: np.ndarray,
     return totals, np.where(over, k, 0).astype(np.intc)
 
 
-# ln 2 in two parts (fdlibm's): k * _LN2_HI is exact for |k| < 2**20
+# ln 2 in two parts (fdlibm's): k * _LN2_HI is exact for |k| < 2**21
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
 
 
-def _log_scaled_row(a: np.ndarray, b: np.ndarray) -> tuple[float, int] | None:
-    """(s, K) with sum exp(a) (a - b) = s 2**K to within a few ulps, for the
-    terms of finite a (b > -inf there): each taken as exp(r) m 2**(k + e) with
-    a = k ln2 + r (Cody and Waite's reduction) and a - b = m 2**e (the halves'
-    difference, one exponent up, where a - b overflows), the terms scaled by
-    2**-K for the largest k + e and added exactly.  None where some weight is
-    beyond every range (a > 2**19 ln 2)."""
-    keep = a > -7e5          # smaller weights times any finite difference are 0
-    a, b = a[keep], b[keep]
+def _log_scaled_row(lp: np.ndarray, lq: np.ndarray, lp0: float,
+                    lq0: float) -> tuple[float, int] | None:
+    """(s, K) with sum exp(a) (a - b) = s 2**K, a = lp - lp0, b = lq - lq0, over
+    the terms of finite lp (lq finite there; lp0, lq0 the normalisers or 0):
+    each nonzero term taken as exp(r) m 2**(k + e) with a = k ln2 + r (Cody and
+    Waite's reduction) and a - b = m 2**e (formed from the halves, one exponent
+    up, where it overflows), the terms scaled by 2**-K for the largest k + e and
+    added exactly (math.fsum).  None where some weight is beyond every range
+    (a > 2**19 ln 2)."""
+    a = lp - lp0
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = a - (lq - lq0)
+        halved = ~np.isfinite(d)
+        d = np.where(halved, (0.5 * lp - 0.5 * lp0) - (0.5 * lq - 0.5 * lq0), d)
+    # smaller weights times any finite difference are 0, as are zero differences
+    keep = (a > -7e5) & (d != 0.0)
+    a, d, halved = a[keep], d[keep], halved[keep]
     if a.size == 0:
         return 0.0, 0
     if a.max() > 2.0**19 * _LN2_HI:
         return None
-    with np.errstate(over="ignore", invalid="ignore"):
-        d = a - b
-        halved = ~np.isfinite(d)
-        d = np.where(halved, 0.5 * a - 0.5 * b, d)
     k = np.rint(a / (_LN2_HI + _LN2_LO))
     r = (a - k * _LN2_HI) - k * _LN2_LO
     m, e = np.frexp(d)
@@ -87,23 +91,25 @@ def _log_scaled_row(a: np.ndarray, b: np.ndarray) -> tuple[float, int] | None:
     return math.fsum(terms.tolist()), top
 
 
-def _log_beyond_range(rows: ReductionRows, res: np.ndarray, totals: np.ndarray,
-                      normalize: bool) -> tuple[np.ndarray, np.ndarray]:
+def _log_beyond_range(rows: ReductionRows, res: np.ndarray,
+                      totals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(totals, shift) for kl_div_log: the reductions whose raw sum left the
-    double range, unless a term made it +inf (a finite log_p meeting a -inf
-    log_q), redone as sum exp(a) (a - b), a = log_p - lp0, b = log_q - lq0 with
-    the rows' normalisers (0 without normalize) in scaled form
-    (_log_scaled_row), so that the divergence is the finished total times
-    2**shift."""
+    double range redone in scaled form (_log_scaled_row, with the kernel's
+    normalisers res[:, 1:], 0 without normalize), so that the divergence is the
+    finished total times 2**shift; left as they are: rows made +inf by a term
+    (a finite log_p meeting a -inf log_q) and rows holding NaN or +inf
+    (check=False).  kl_div_log has one row per reduction (split=False)."""
     flat = totals.reshape(-1).copy()
     shift = np.zeros(flat.shape, dtype=np.intc)
-    for r in np.flatnonzero(~np.isfinite(flat)):
-        lp = rows.p2[r].astype(np.float64)
-        lq = rows.q2[r].astype(np.float64)
-        if (np.any((lp > -np.inf) & (lq == -np.inf)) or not np.all((lp < np.inf) & (lq < np.inf))
-                or not np.all(np.isfinite(res[r, 1:]))):
-            continue   # +inf by a term, or NaN / +inf input (check=False): left as it is
-        scaled = _log_scaled_row(lp - res[r, 1], lq - res[r, 2])
+    over = np.flatnonzero(~np.isfinite(flat))
+    p2 = rows.p2[over].astype(np.float64)
+    q2 = rows.q2[over].astype(np.float64)
+    keep = ~np.any((p2 > -np.inf) & (q2 == -np.inf), axis=1)
+    keep &= np.all((p2 < np.inf) & (q2 < np.inf), axis=1)
+    keep &= np.all(np.isfinite(res[over, 1:]), axis=1)
+    for i in np.flatnonzero(keep):
+        r = over[i]
+        scaled = _log_scaled_row(p2[i], q2[i], res[r, 1], res[r, 2])
         if scaled is not None:
             flat[r], shift[r] = scaled
     return flat.reshape(totals.shape), shift.reshape(totals.shape)
@@ -181,8 +187,8 @@ def _reduce_rows(p: ArrayLike, q: ArrayLike, *, func: str, names: Sequence[str],
     if base is not None and not np.all(np.isfinite(value)):
         if rescale_sums:
             value, shift = _js_beyond_range(kernel, rows, res, value, normalize, nt)
-        elif func == "kl_div_log" and len(rows.row_shape) == len(rows.outer_shape):
-            value, shift = _log_beyond_range(rows, res, value, normalize)
+        elif func == "kl_div_log":
+            value, shift = _log_beyond_range(rows, res, value)
     if base is not None:
         value = times_power_of_two(
             apply_options(value, None, None, normalize=False, base=base, dx=None), shift)
