@@ -746,8 +746,8 @@ def fit_gaussian(p: ArrayLike, x: ArrayLike, *, method: Literal["newton", "gd"] 
                          history=history, func=func)
 
 
-# float64 values of the history buffer of one chunk of rows (16 MiB)
-_HISTORY_CHUNK = 1 << 21
+# float64 values of the history buffer of one chunk of rows (2 MiB)
+_HISTORY_CHUNK = 1 << 18
 
 
 def _fit_with_history(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, mu0: np.ndarray,
@@ -755,24 +755,29 @@ def _fit_with_history(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, mu0: np
                       out: np.ndarray, counts: np.ndarray, nt: int) -> np.ndarray:
     """Fit every row into out and counts, and return the (m, length, 3) history,
     length the most states any row recorded (shorter rows padded with NaN).
-    Rows run in chunks whose (rows, iters + 1, 3) buffer stays small; only the
-    recorded part of each chunk is kept."""
+    Rows run in chunks whose (rows, iters + 1, 3) buffer stays small (2 MiB: the
+    kernel's strided writes stay in cache); only the recorded part of each chunk
+    is copied out, into the result (widened if a later chunk records more)."""
     m, iters = p2.shape[0], fit_args[4]
     chunk = max(1, min(m, _HISTORY_CHUNK // (3 * (iters + 1))))
     buf = np.empty((chunk, iters + 1, 3))
-    pieces = []
+    hist = np.empty((m, 1, 3))
     for a in range(0, m, chunk):
         b = min(m, a + chunk)
         _gaussian.gaussian_fit_rows(p2[a:b], xk, psums[a:b], mu0[a:b], par0[a:b], *fit_args,
                                     out[a:b], counts[a:b], buf[:b - a], nt)
         states = counts[a:b, 0]
-        piece = buf[:b - a, :int(states.max()) + 1].copy()
-        piece[np.arange(piece.shape[1]) > states[:, None]] = np.nan
-        pieces.append(piece)
-    length = max(piece.shape[1] for piece in pieces) if pieces else 1
-    hist = np.full((m, length, 3), np.nan)
-    for a, piece in zip(range(0, m, chunk), pieces):
-        hist[a:a + piece.shape[0], :piece.shape[1]] = piece
+        length = int(states.max()) + 1
+        if length > hist.shape[1]:
+            # a longer record than the rows before: widen, NaN after what they recorded
+            wider = np.empty((m, length, 3))
+            wider[:a, :hist.shape[1]] = hist[:a]
+            wider[:a, hist.shape[1]:] = np.nan
+            hist = wider
+        part = hist[a:b, :length]
+        part[...] = buf[:b - a, :length]
+        part[np.arange(length) > states[:, None]] = np.nan   # after each row's last state
+        hist[a:b, length:] = np.nan
     return hist
 
 
