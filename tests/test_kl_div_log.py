@@ -178,6 +178,21 @@ def test_base_leaves_a_true_infinity():
     assert kl_fast.kl_div_log([1e6, 0.0], [0.0, 0.0], base=base) == np.inf
 
 
+def test_weights_far_beyond_the_range_keep_the_sign_of_their_sum():
+    # exp(4.02e307) weighs two terms of differences -2.04e307 and +4.02e307: the sum
+    # is +inf.  Scaling by the largest log-term (a + log|diff|, which rounds to a
+    # at that size) made both terms 1 in size and the row 0.0; NumPy's reference
+    # gives NaN (inf - inf).
+    lp = np.array([705.79, 4.02e307, 4.02e307, -133.6])
+    lq = np.array([-46.5, 6.06e307, 705.37, 705.37])
+    assert kl_fast.kl_div_log(lp, lq) == np.inf
+    assert kl_fast.kl_div_log(lp, lq, base=2.0) == np.inf
+    assert kl_fast.kl_div_log(lp[[1, 2]], lq[[2, 1]]) == np.inf
+    assert kl_fast.kl_div_log(np.array([4.23e307, 4.23e307]), np.array([8.5e307, 694.67])) == -np.inf
+    # equal weights, differences that cancel exactly: 0
+    assert kl_fast.kl_div_log(np.array([1e300, 1e300]), np.array([1e300 + 2**950, 1e300 - 2**950])) == 0.0
+
+
 def test_float32_stays_float32_and_matches_float64():
     lp = log_probs(np.float32, (40, 30), seed=1)
     lq = log_probs(np.float32, (40, 30), ninf_frac=0.0, seed=2)

@@ -417,14 +417,20 @@ cdef inline double log_diff_log(double lp, double lq, double lp0, double lq0,
 cdef int log_row_careful(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
                          Py_ssize_t n, double lp0, double lq0, double *res) noexcept nogil:
     """The row in double with libm, in the block and lane order of the fast
-    path; terms beyond exp(LOG_SHIFT_ABOVE) are summed scaled by the largest,
-    so no partial sum overflows and +inf never meets -inf.  NaN when the row
-    holds NaN or +inf (check=False)."""
-    cdef double kl = 0.0, kl_c = 0.0, shift = 0.0, sign, lp, lq, a, la, e, diff, t, s
+    path; where some term is beyond exp(LOG_SHIFT_ABOVE) the terms are summed
+    scaled by the largest, exp(a) |diff| with a = lp - lp0: each as
+    exp((a - a*) + (log|diff| - l*)) for the largest's a* and l*, whose
+    difference of a is exact where it matters (Sterbenz), so terms of weights
+    far beyond the range (a ~ 1e300, where a + log|diff| is just a) keep their
+    proportions and their sum its sign.  No partial sum overflows and +inf
+    never meets -inf.  NaN when the row holds NaN or +inf (check=False)."""
+    cdef double kl = 0.0, kl_c = 0.0, shift = 0.0, sign, lp, lq, a, ld, e, diff, t, s
+    cdef double top_a = 0.0, top_l = -HUGE_VAL   # the largest term's a and log|diff|
     cdef double acc[LANES]
     cdef bint pos_inf = False, bad = False
     cdef Py_ssize_t g, start, i, j, length
-    # first pass: the largest term magnitude (as a log), to pick the scale
+    # first pass: the largest term (compared by the exact-ish difference of the
+    # logs of two terms), to pick the scale
     for i in range(n):
         lp = p[i * sp]
         lq = q[i * sq]
@@ -432,11 +438,13 @@ cdef int log_row_careful(const floating *p, Py_ssize_t sp, const floating *q, Py
             bad = True
             continue
         if lp > -HUGE_VAL and lq > -HUGE_VAL:
-            la = (lp - lp0) + log_diff_log(lp, lq, lp0, lq0, &sign)
-            if la > shift:
-                shift = la
-    if shift <= LOG_SHIFT_ABOVE:
-        shift = 0.0
+            a = lp - lp0
+            ld = log_diff_log(lp, lq, lp0, lq0, &sign)
+            if ld > -HUGE_VAL and (top_l == -HUGE_VAL or (a - top_a) + (ld - top_l) > 0.0):
+                top_a = a
+                top_l = ld
+    if top_l > -HUGE_VAL and top_a + top_l > LOG_SHIFT_ABOVE:
+        shift = top_a + top_l
     for g in range((n + BLOCK_F64 - 1) // BLOCK_F64):
         start = g * BLOCK_F64
         length = min(n - start, BLOCK_F64)
@@ -452,17 +460,17 @@ cdef int log_row_careful(const floating *p, Py_ssize_t sp, const floating *q, Py
                 pos_inf = True
             else:
                 a = lp - lp0
-                la = a + log_diff_log(lp, lq, lp0, lq0, &sign)
+                ld = log_diff_log(lp, lq, lp0, lq0, &sign)
                 e = exp(a)
                 diff = a - (lq - lq0)
-                if shift != 0.0:
-                    t = copysign(exp(la - shift), sign)
-                elif sign == 0.0:
+                if sign == 0.0:
                     t = 0.0
+                elif shift != 0.0:
+                    t = copysign(exp((a - top_a) + (ld - top_l)), sign)
                 elif e >= DBL_MIN and fabs(diff) <= DBL_MAX:
                     t = e * diff
                 else:
-                    t = copysign(exp(la), sign)
+                    t = copysign(exp(a + ld), sign)
             acc[i % LANES] += t
         neumaier(&kl, &kl_c, lane_total(acc))
     if bad:
