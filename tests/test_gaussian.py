@@ -624,6 +624,13 @@ def test_batch_history_in_chunks(monkeypatch, method):
     for key in ("kl", "mu", "sigma", "variance"):
         np.testing.assert_array_equal(chunked.history[key], whole.history[key])
     np.testing.assert_array_equal(chunked.nit, whole.nit)
+    # rows ordered by their number of steps, both ways: the result widens in later
+    # chunks, or later chunks record fewer states than its width
+    assert len(np.unique(whole.nit)) > 1
+    for order in (np.argsort(whole.nit, kind="stable"), np.argsort(-whole.nit, kind="stable")):
+        ordered = kl_fast.fit_gaussian(P[order], x, **opts)
+        for key in ("kl", "mu", "sigma"):
+            np.testing.assert_array_equal(ordered.history[key], whole.history[key][order])
     h = chunked.history["kl"]
     assert h.shape == (37, int(whole.nit.max()) + 1)
     for i in range(37):

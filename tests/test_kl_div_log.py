@@ -137,7 +137,7 @@ def _mp_kl_log_base(lp, lq, base, normalize=False):
             zb = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in b))
             a, b = [v - za for v in a], [v - zb for v in b]
         total = mpmath.fsum(mpmath.exp(u) * (u - v) for u, v in zip(a, b) if u > -mpmath.inf)
-        return total / mpmath.log(mpmath.mpf(float(base)))
+        return total if base is None else total / mpmath.log(mpmath.mpf(float(base)))
 
 
 @pytest.mark.parametrize("lp, lq, normalize", [
@@ -191,6 +191,28 @@ def test_weights_far_beyond_the_range_keep_the_sign_of_their_sum():
     assert kl_fast.kl_div_log(np.array([4.23e307, 4.23e307]), np.array([8.5e307, 694.67])) == -np.inf
     # equal weights, differences that cancel exactly: 0
     assert kl_fast.kl_div_log(np.array([1e300, 1e300]), np.array([1e300 + 2**950, 1e300 - 2**950])) == 0.0
+
+
+@pytest.mark.parametrize("lp, lq, normalize, dtype", [
+    ([700.0, 701.0], [0.0, 700.9], False, np.float64),     # the larger weight, the smaller term
+    ([700.0, 701.0], [0.0, 700.9], False, np.float32),
+    ([0.0, -1.0, -3.0], [-1.7e308, 0.0, 0.0], True, np.float64),   # |diff| beyond e^600
+    ([1e38, 1e38, 0.0], [3e38, -1e38, 0.0], False, np.float32),   # weights beyond every range
+])
+def test_scaled_careful_sum_against_mpmath(lp, lq, normalize, dtype):
+    # rows whose largest term is beyond exp(600): the careful path's scaled sum
+    lp, lq = np.array(lp, dtype=dtype), np.array(lq, dtype=dtype)
+    exact = float(_mp_kl_log_base(lp, lq, None, normalize))
+    got = float(kl_fast.kl_div_log(lp.astype(np.float64), lq.astype(np.float64),
+                                   normalize=normalize))
+    if math.isinf(exact):
+        assert got == exact
+    else:
+        assert abs(got - exact) <= 1e-12 * abs(exact), (got, exact)
+    if dtype == np.float32:
+        # float32 rows take the same double path and round once (here to inf)
+        with np.errstate(over="ignore"):
+            assert kl_fast.kl_div_log(lp, lq, normalize=normalize) == np.float32(got)
 
 
 def test_float32_stays_float32_and_matches_float64():

@@ -762,6 +762,7 @@ def _fit_with_history(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, mu0: np
     chunk = max(1, min(m, _HISTORY_CHUNK // (3 * (iters + 1))))
     buf = np.empty((chunk, iters + 1, 3))
     hist = np.empty((m, 1, 3))
+    longest = 1   # the most states a row recorded so far (hist may be wider)
     for a in range(0, m, chunk):
         b = min(m, a + chunk)
         _gaussian.gaussian_fit_rows(p2[a:b], xk, psums[a:b], mu0[a:b], par0[a:b], *fit_args,
@@ -769,16 +770,19 @@ def _fit_with_history(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, mu0: np
         states = counts[a:b, 0]
         length = int(states.max()) + 1
         if length > hist.shape[1]:
-            # a longer record than the rows before: widen, NaN after what they recorded
-            wider = np.empty((m, length, 3))
+            # a longer record than the rows before: widen (at least twice, so rows
+            # that get longer chunk by chunk copy the result a few times, not once
+            # per chunk), NaN after what they recorded
+            wider = np.empty((m, min(iters + 1, max(length, 2 * hist.shape[1])), 3))
             wider[:a, :hist.shape[1]] = hist[:a]
             wider[:a, hist.shape[1]:] = np.nan
             hist = wider
+        longest = max(longest, length)
         part = hist[a:b, :length]
         part[...] = buf[:b - a, :length]
         part[np.arange(length) > states[:, None]] = np.nan   # after each row's last state
         hist[a:b, length:] = np.nan
-    return hist
+    return hist if hist.shape[1] == longest else np.ascontiguousarray(hist[:, :longest])
 
 
 def _fit_options(method: str, parametrization: str, lr: Any, tol: Any, epochs: Any,
