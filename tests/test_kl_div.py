@@ -429,6 +429,32 @@ def test_normalize_with_sums_beyond_double_range():
     np.testing.assert_allclose(kl_fast.kl_div(p, q, normalize=True), expected, rtol=1e-12)
 
 
+def test_normalize_keeps_the_infinity_of_mass_on_a_zero_of_q():
+    # p > 0 meets q == 0: +inf whatever normalising by the sums does to that p.
+    # Dividing by sum p rounded 1e-310 / 1e300 to 0 (the result was 0.0, as
+    # scipy.stats.entropy still gives), and a p sum beyond the range gave inf / inf.
+    assert kl_fast.kl_div([1e300, 1e-310], [0.93, 0.0], normalize=True) == np.inf
+    assert kl_fast.kl_div([1e300, 1e-310], [0.93, 0.0], normalize=True, base=2) == np.inf
+    assert kl_fast.kl_div([1e300, 1e-310], [0.93, 0.0], normalize=True, base=0.5) == -np.inf
+    assert kl_fast.kl_div([1.7e308, 1.7e308, 1e-310], [1.0, 1.0, 0.0], normalize=True) == np.inf
+    P = np.array([[1e300, 1e-310, 1.0], [1e300, 0.0, 1.0], [1.0, 0.0, 3.0]])
+    q = np.array([0.93, 0.0, 1.0])
+    got = kl_fast.kl_div(P, q, normalize=True)
+    assert got[0] == np.inf and np.isfinite(got[1:]).all()
+    np.testing.assert_allclose(got[1:], stats.entropy(P[1:], q, axis=1), rtol=1e-12)
+    np.testing.assert_array_equal(kl_fast.kl_div(P.T, q[:, None], normalize=True, axis=0), got)
+    assert kl_fast.kl_div(np.float32([3e38, 1e-45]), np.float32([0.9, 0.0]), normalize=True) == np.inf
+    # all pairs: the same entries (the product form on rows scaled by powers of two)
+    P2 = np.array([[1.7e308, 1.7e308, 1e-310], [1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    Q2 = np.array([[1.0, 1.0, 0.0], [1.0, 2.0, 3.0]])
+    expected = np.array([[kl_fast.kl_div(a, b, normalize=True) for b in Q2] for a in P2])
+    assert expected[0, 0] == np.inf
+    np.testing.assert_allclose(kl_fast.kl_pairwise(P2, Q2, normalize=True), expected, rtol=1e-12)
+    big = np.tile(P2, (40, 1))   # beyond the pair-by-pair size: the product form
+    np.testing.assert_allclose(kl_fast.kl_pairwise(big, np.tile(Q2, (40, 1)), normalize=True),
+                               np.tile(expected, (40, 40)), rtol=1e-12)
+
+
 def test_axis_must_be_int_tuple_or_none():
     a = np.array([[0.5, 0.5]])
     with pytest.raises(TypeError, match="axis"):

@@ -559,6 +559,15 @@ def kl_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = -1, keepdims: bool = Fals
         res, _ = row_sums(pk, qk, axes=axes, func=func, num_threads=num_threads, check=check,
                           shapes=(p_in.shape, q_in.shape), want_sums=normalize)
     redo = normalize_rescale(res, dtype == np.float32) if normalize else None
+    infinite = None
+    if redo is not None and redo.any():
+        # a row where p > 0 meets q == 0 is +inf however far apart or out of range
+        # its sums are (rescaling may round that p to 0, and inf / inf is NaN)
+        shape = np.broadcast_shapes(pk.shape, qk.shape)
+        red = tuple(range(len(shape))) if axes is None else axes
+        with np.errstate(invalid="ignore"):
+            infinite = np.any((pk > 0) & (qk == 0), axis=red).reshape(redo.shape)
+        redo &= ~infinite
     if redo is not None and redo.any():
         # Redo the rows whose sums are out of range or far apart on inputs
         # scaled by powers of two (a copy, on this rarer path).
@@ -575,6 +584,9 @@ def kl_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = -1, keepdims: bool = Fals
         res, shift = kl_beyond_range(pk, qk, axes, res, num_threads if ndim else 1)
     kl = times_power_of_two(finish(res[..., 0], res[..., 1], res[..., 2], normalize=normalize,
                                    base=base, dx=dx, func=func), shift)
+    if infinite is not None and infinite.any():
+        # +inf in nats; a base below 1 (a negative log) makes it -inf
+        kl = np.where(infinite, np.inf if base is None or base > 1 else -np.inf, kl)
     if keepdims and ndim:
         red = tuple(range(ndim)) if axes is None else axes
         kl = np.expand_dims(kl, red)

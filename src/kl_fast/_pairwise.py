@@ -118,6 +118,21 @@ def _far(sums: np.ndarray, dtype: np.dtype, tiny_too: bool) -> np.ndarray:
     return far
 
 
+def _meets_zeros(P: np.ndarray, zero_cols: np.ndarray, Zq_T: np.ndarray) -> np.ndarray:
+    """(rows of P, columns of Zq_T): where P_i has mass on a zero of Q_j, from
+    the indicator product (Zq_T: Q's zeros in the columns zero_cols, transposed)."""
+    return cast(np.ndarray, ((P[:, zero_cols] > 0).astype(np.float32) @ Zq_T) > 0)
+
+
+def _infinite_after_scaling(P0: np.ndarray, Q0: np.ndarray, res: np.ndarray) -> None:
+    """+inf into res where P0_i has mass on a zero of Q0_j: rows that normalize
+    scaled by powers of two may have had such a mass rounded to 0."""
+    q_zero = Q0 == 0
+    zero_cols = np.flatnonzero(q_zero.any(axis=0))
+    if zero_cols.size:
+        res[_meets_zeros(P0, zero_cols, q_zero[:, zero_cols].T.astype(np.float32))] = np.inf
+
+
 def _finite_sums(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
                  hq: np.ndarray, qsum: np.ndarray, same: bool, func: str, num_threads: Any,
                  tiny_too: bool = True) -> tuple[np.ndarray, ...]:
@@ -238,8 +253,7 @@ def _kl_matrix(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
                 gamma, _REFINE_FACTOR, redo, None if bound is None else bound[i0:i1],
                 block_threads)
             if Zq_T is not None:
-                Zp = (Pk[i0:i1, zero_cols] > 0).astype(np.float32)
-                infinite = (Zp @ Zq_T) > 0
+                infinite = _meets_zeros(Pk[i0:i1], zero_cols, Zq_T)
                 ob[infinite] = np.inf
                 if redo_rows:
                     redo[infinite] = 0
@@ -398,11 +412,14 @@ def kl_pairwise(P: ArrayLike, Q: ArrayLike | None = None, *, base: float | None 
         Qk = Pk if same else Qk.astype(np.float64)
     hp, psum = _row_stats(Pk, "P", func, num_threads, check)
     hq, qsum = (hp, psum) if same else _row_stats(Qk, "Q", func, num_threads, check)
+    P0, Q0 = Pk, Qk
     if normalize:
         Pk, Qk, hp, psum, hq, qsum = _finite_sums(Pk, Qk, hp, psum, hq, qsum, same, func,
                                                   num_threads)
     res = _kl_matrix(Pk, Qk, hp, psum, qsum, normalize=normalize,
                      num_threads=num_threads, func=func, out=direct)
+    if Pk is not P0 or Qk is not Q0:
+        _infinite_after_scaling(P0, Q0, res)
     if base is not None:
         over = _kl_beyond_range(Pk, Qk, res, psum, num_threads) if not normalize else None
         with np.errstate(over="ignore"):  # beyond the range: inf
