@@ -312,6 +312,13 @@ def overflow_shift(n: int) -> int:
     return 13 + max(n - 1, 0).bit_length()
 
 
+def mass_on_zeros(pk: np.ndarray, qk: np.ndarray, red: tuple[int, ...]) -> np.ndarray:
+    """Per reduction over the axes ``red``: some p > 0 meets q == 0 (the KL is
+    +inf, normalised or not, whatever base and dx are)."""
+    with np.errstate(invalid="ignore"):
+        return cast(np.ndarray, np.any((pk > 0) & (qk == 0), axis=red))
+
+
 def kl_beyond_range(pk: np.ndarray, qk: np.ndarray, axes: tuple[int, ...] | None,
                     res: np.ndarray, num_threads: Any) -> tuple[np.ndarray, np.ndarray | None]:
     """(res, shift) for kl_div's rows whose raw sum (res[..., 0], from
@@ -322,9 +329,7 @@ def kl_beyond_range(pk: np.ndarray, qk: np.ndarray, axes: tuple[int, ...] | None
     when base or dx bring it back.  shift is None when no row needs it."""
     shape = np.broadcast_shapes(pk.shape, qk.shape)
     red = tuple(range(len(shape))) if axes is None else axes
-    with np.errstate(invalid="ignore"):
-        infinite = np.any((pk > 0) & (qk == 0), axis=red)
-    over = ~np.isfinite(res[..., 0]) & ~infinite
+    over = ~np.isfinite(res[..., 0]) & ~mass_on_zeros(pk, qk, red)
     if not over.any():
         return res, None
     k = overflow_shift(math.prod(shape[ax] for ax in red))
@@ -561,22 +566,19 @@ def kl_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = -1, keepdims: bool = Fals
     redo = normalize_rescale(res, dtype == np.float32) if normalize else None
     infinite = None
     if redo is not None and redo.any():
+        shape = np.broadcast_shapes(pk.shape, qk.shape)
+        red = tuple(range(len(shape))) if axes is None else axes
         # a row where p > 0 meets q == 0 is +inf however far apart or out of range
         # its sums are (rescaling may round that p to 0, and inf / inf is NaN)
-        shape = np.broadcast_shapes(pk.shape, qk.shape)
-        red = tuple(range(len(shape))) if axes is None else axes
-        with np.errstate(invalid="ignore"):
-            infinite = np.any((pk > 0) & (qk == 0), axis=red).reshape(redo.shape)
+        infinite = mass_on_zeros(pk, qk, red).reshape(redo.shape)
         redo &= ~infinite
-    if redo is not None and redo.any():
-        # Redo the rows whose sums are out of range or far apart on inputs
-        # scaled by powers of two (a copy, on this rarer path).
-        shape = np.broadcast_shapes(pk.shape, qk.shape)
-        red = tuple(range(len(shape))) if axes is None else axes
-        scaled = rescaled_pair(pk, qk, shape, red, res, redo, dtype == np.float32)
-        res, _ = row_sums(scaled[0], scaled[1], axes=axes, func=func,
-                          num_threads=num_threads if ndim else 1, check=check,
-                          shapes=(shape, shape), want_sums=True)
+        if redo.any():
+            # Redo the rows whose sums are out of range or far apart on inputs
+            # scaled by powers of two (a copy, on this rarer path).
+            scaled = rescaled_pair(pk, qk, shape, red, res, redo, dtype == np.float32)
+            res, _ = row_sums(scaled[0], scaled[1], axes=axes, func=func,
+                              num_threads=num_threads if ndim else 1, check=check,
+                              shapes=(shape, shape), want_sums=True)
     shift = None
     if not normalize and (base is not None or dx is not None) \
             and not np.all(np.isfinite(res[..., 0])):
