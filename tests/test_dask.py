@@ -1,5 +1,6 @@
 """kl_fast.dask against the in-memory functions and the NumPy reference."""
 import logging
+import math
 import sys
 
 import numpy as np
@@ -146,6 +147,23 @@ def test_zero_semantics_across_blocks():
     assert np.isfinite(got[0]) and np.isfinite(got[2])
     assert got[1] == np.inf
     np.testing.assert_allclose(got, reference.kl_div(p, q), rtol=1e-12)
+
+
+@pytest.mark.parametrize("chunks", [1, 2])
+def test_normalize_blocks_that_span_the_range(chunks):
+    # each block scales its rows by powers of two: that rounded 1e-310 under p > 0
+    # to 0 (+inf for a finite value) and p > 0 over a zero of q to 0 (0 * inf = NaN
+    # when the blocks were put on one scale)
+    p = np.array([[1.0, 1.0, 1.0, 1.0], [1e300, 1e-200, 1e-300, 1e200],
+                  [1e308, 1e308, 1e-310, 1.0], [1.7e308, 1e-310, 1e-300, 1.0]])
+    q = np.array([[1e308, 1e308, 1e-310, 1.0], [1e-310, 1e308, 1e300, 5e-324],
+                  [1.0, 1.0, 0.0, 1.0], [1e308, 1e308, 1e308, 1e-320]])
+    expected = kl_fast.kl_div(p, q, normalize=True)
+    assert expected[2] == np.inf and np.isfinite(expected[[0, 1, 3]]).all()
+    for base in (None, 0.5):
+        got = compute(kd.kl_div(da.from_array(p, chunks=(1, chunks)), q, normalize=True, base=base))
+        want = expected / math.log(base) if base else expected
+        np.testing.assert_allclose(got, want, rtol=1e-13)
 
 
 def test_one_element_blocks():

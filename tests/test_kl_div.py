@@ -455,6 +455,75 @@ def test_normalize_keeps_the_infinity_of_mass_on_a_zero_of_q():
                                np.tile(expected, (40, 40)), rtol=1e-12)
 
 
+def _mp_normalized_kl(p, q, base=None):
+    """KL of p / sum(p) against q / sum(q) in 2,400-bit arithmetic (enough for
+    sums of doubles that span the whole range), as a float."""
+    import mpmath
+    with mpmath.workprec(2400):
+        a = [mpmath.mpf(float(v)) for v in p]
+        b = [mpmath.mpf(float(v)) for v in q]
+        sa, sb = mpmath.fsum(a), mpmath.fsum(b)
+        t = mpmath.fsum(u / sa * mpmath.log((u / sa) / (v / sb)) for u, v in zip(a, b) if u)
+        return float(t / mpmath.log(base)) if base else float(t)
+
+
+@pytest.mark.parametrize("p, q", [
+    # q's sum overflows and scaling it into range rounds 1e-310 under p > 0 to 0
+    # (the result was inf; NumPy's and SciPy's normalising give inf too)
+    ([1.0, 1.0, 1.0], [1e308, 1e308, 1e-310]),
+    ([1.0, 1.0, 1.0], [1e308, 1e308, 3.4e-322]),
+    ([1e300, 1e-200, 1e-300, 1e200], [1e-310, 1e308, 1e300, 5e-324]),
+    ([1e-310, 1.7e308, 1e-320], [1e-310, 1e308, 1e308]),
+    # ... and where that p is itself below every other weight's range
+    ([1e308, 1e308, 1e-310], [1e308, 1e308, 1e-310]),
+    ([0.0, 1.7e308, 1.7e308, 5e-324], [1.0, 1e308, 1e308, 5e-324]),
+    # q scaled down raised p log(p/q) beyond the range while p's sum was finite
+    # (the result was inf)
+    ([1.0, 1e308], [1.7e308, 1e308]),
+    ([1.7e308, 5e-324, 1.0], [1e308, 1e308, 1e200]),
+])
+def test_normalize_keeps_every_element_of_q_that_spans_the_range(p, q):
+    # the truth is finite: scaling q by one power of two cannot keep both ends
+    # of it, so the terms of the rounded elements are taken from q as it is
+    truth = _mp_normalized_kl(p, q)
+    for base in (None, 2.0, 0.5):
+        got = kl_fast.kl_div(p, q, normalize=True, base=base)
+        expected = truth / math.log(base) if base else truth
+        assert np.isfinite(got)
+        assert abs(got - expected) <= 1e-13 * max(abs(expected), 1.0), (base, got, expected)
+    P = np.array([p, np.ones(len(p)), p])
+    got = kl_fast.kl_div(P, np.array(q), normalize=True)
+    np.testing.assert_array_equal(got[[0, 2]], kl_fast.kl_div(p, q, normalize=True))
+    np.testing.assert_array_equal(kl_fast.kl_div(P.T, np.array(q)[:, None], normalize=True, axis=0),
+                                  got)
+    assert got[1] == pytest.approx(_mp_normalized_kl(np.ones(len(p)), q), rel=1e-13)
+
+
+def test_all_pairs_of_rows_that_span_the_range():
+    # the product form on rows scaled by powers of two gave +inf or NaN for finite
+    # entries: an element of q rounded to 0 under p > 0, a row whose terms overflow
+    P = np.array([[1.0, 1.0, 1.0], [1e300, 1e300, 1.0], [0.0, 1.0, 1.0], [1e-310, 1.7e308, 1e-320]])
+    Q = np.array([[1e308, 1e308, 1e-310], [1.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1e-310, 1e308, 1e308]])
+    expected = np.array([[_mp_normalized_kl(p, q) if (q[p > 0] > 0).all() else np.inf for q in Q]
+                         for p in P])
+    for reps in (1, 40):   # pair by pair, and the product form
+        got = kl_fast.kl_pairwise(np.tile(P, (reps, 1)), np.tile(Q, (reps, 1)), normalize=True)
+        np.testing.assert_allclose(got, np.tile(expected, (reps, reps)), rtol=1e-13, atol=1e-14)
+
+
+def test_base_near_one_with_dx_brings_a_large_value_back():
+    # dividing by log(1.0001) overflowed before dx = 1e-300 brought it back
+    import mpmath
+    p, q = [1e-320, 1.7e308], [1e200, 5e-324]
+    with mpmath.workprec(2400):
+        t = mpmath.fsum(mpmath.mpf(a) * mpmath.log(mpmath.mpf(a) / mpmath.mpf(b)) for a, b in zip(p, q))
+        expected = float(t * mpmath.mpf(1e-300) / mpmath.log(mpmath.mpf(1.0001)))
+    got = kl_fast.kl_div(p, q, base=1.0001, dx=1e-300)
+    assert got == pytest.approx(expected, rel=1e-13)
+    assert kl_fast.kl_div(np.array([p, p]), np.array([q, q]), base=1.0001, dx=1e-300)[1] == got
+    assert kl_fast.kl_div(p, q, base=1.0001) == np.inf   # beyond the range, truly
+
+
 def test_axis_must_be_int_tuple_or_none():
     a = np.array([[0.5, 0.5]])
     with pytest.raises(TypeError, match="axis"):

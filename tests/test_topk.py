@@ -77,6 +77,32 @@ def test_ties_and_infinities_rank_as_documented():
     assert np.isinf(v[0, 3:]).all()
 
 
+# Rows whose values span the double range: the product form's bound is not a
+# number, or normalize's scaling by powers of two rounds an element away (a p
+# over a zero of q, or a q under p > 0).
+SPANNING = [
+    (np.array([[1e308]]), np.array([[1e308]]), False),
+    (np.array([[1e308, 1e308, 1e-310]]), np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]]), True),
+    (np.array([[1.0, 1.0, 1.0], [1e300, 1e300, 1.0]]),
+     np.array([[1.0, 1.0, 0.5], [1e308, 1e308, 1e-310], [1.0, 1.0, 0.0]]), True),
+    (np.array([[1e300, 1e-200, 1e-300, 1e200]]),
+     np.array([[1e-310, 1e308, 1e300, 5e-324], [1.0, 2.0, 3.0, 4.0]]), True),
+]
+
+
+@pytest.mark.parametrize("P, Q, normalize", SPANNING)
+@pytest.mark.parametrize("divergence", ["kl", "kl_reverse"])
+def test_rows_that_span_the_range_rank_by_their_exact_values(P, Q, normalize, divergence):
+    # the results were an index past the end of Q (with +inf), 0.0 for +inf, or
+    # +inf for a finite value
+    M = _exact_matrix(P, Q, divergence, normalize, None)
+    for k in range(1, Q.shape[0] + 1):
+        v, i = kl_fast.kl_topk(P, Q, k, divergence=divergence, normalize=normalize)
+        ev, ei = _expected(M, k)
+        np.testing.assert_array_equal(i, ei)
+        np.testing.assert_allclose(v, ev, rtol=1e-13)
+
+
 def test_float32_and_k_zero(rng):
     P, Q = _inputs(rng, 6, 50, 8)
     P32, Q32 = P.astype(np.float32), Q.astype(np.float32)

@@ -254,30 +254,34 @@ def scaled_by_max(a: np.ndarray, red: tuple[int, ...], where: npt.ArrayLike) -> 
 
 
 def rescaled_pair(pk: np.ndarray, qk: np.ndarray, shape: tuple[int, ...], red: tuple[int, ...],
-                  res: np.ndarray, redo: np.ndarray, f32: bool) -> list[np.ndarray]:
-    """p and q broadcast to ``shape``, each reduction group (over the axes
-    ``red``) selected by ``redo`` rescaled (normalising is scale-invariant),
-    from its raw results ``res`` (kl, sum p, sum q).  First by powers of two,
-    exactly: a side whose sum overflowed, is tiny or holds an overflowing term
-    gets its largest value into [1/2, 1).  Then each side is divided by its sum,
-    as NumPy would (proportional p and q then give exactly 0), where no positive
-    element falls below the normal range by it; elsewhere, where the sums differ
-    by more than a factor 16, the smaller side is scaled up by a power of two (or
-    the larger down, near the top of the range) to within a factor 2 of the
-    other, so that kl/P + log(Q/P) cancels little and no element is lost."""
-    tiny, big = (2.0 ** -100, 2.0 ** 100) if f32 else (2.0 ** -960, 2.0 ** 960)
-    kl, psum, qsum = (np.expand_dims(np.asarray(res[..., i], dtype=np.float64), red)
-                      for i in range(3))
+                  res: np.ndarray, redo: np.ndarray, f32: bool
+                  ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """([p, q], lost, q_shift): p and q broadcast to ``shape``, each reduction
+    group (over the axes ``red``) selected by ``redo`` rescaled (normalising is
+    scale-invariant), from its raw results ``res`` (kl, sum p, sum q).  First by
+    powers of two, exactly: a side whose sum overflowed or is tiny, or a large p
+    whose terms may overflow, gets its largest value into [1/2, 1); q_shift is
+    q's power, per group.  Where that rounds elements of q under p > 0 below the
+    normal range (q spans more than the range), ``lost`` marks them and the group
+    stays so (``sums_with_lost_terms`` computes it).  Then each side is divided by
+    its sum, as NumPy would (proportional p and q then give exactly 0), where no
+    positive element falls below the normal range by it; elsewhere, where the
+    sums differ by more than a factor 16, the smaller side is scaled up by a
+    power of two (or the larger down, near the top of the range) to within a
+    factor 2 of the other, so that kl/P + log(Q/P) cancels little and no element
+    is lost."""
     redo = np.expand_dims(redo, red)
     sides = [np.broadcast_to(pk, shape), np.broadcast_to(qk, shape)]
-    shift = []
-    for a, s in zip(sides, (psum, qsum)):
-        e, _ = max_exponents(a, red)
-        out_of_range = np.isinf(s) | (s < tiny) | (~np.isfinite(kl) & (s > big))
-        shift.append(np.where(redo & out_of_range & (s > 0), e, 0))
-    sides = [np.ldexp(a, -k.astype(np.intc)) for a, k in zip(sides, shift)]
-    sums = [np.sum(a, axis=red, keepdims=True, dtype=np.float64) for a in sides]
     normal = np.finfo(np.float32 if f32 else np.float64).tiny
+    shift = first_shifts(sides, res, redo, red, f32)
+    with np.errstate(under="ignore"):
+        sides = [np.ldexp(a, -k.astype(np.intc)) for a, k in zip(sides, shift)]
+    with np.errstate(invalid="ignore"):
+        lost = ((np.broadcast_to(qk, shape) != 0) & (sides[0] != 0) & (shift[1] > 0)
+                & ~(np.abs(sides[1]) >= normal))
+    redo = redo & ~np.any(lost, axis=red, keepdims=True)
+    with np.errstate(over="ignore"):  # in groups not redone, whose sums are not used
+        sums = [np.sum(a, axis=red, keepdims=True, dtype=np.float64) for a in sides]
     with np.errstate(invalid="ignore", divide="ignore", under="ignore", over="ignore"):
         divided = [a / np.where(s > 0, s, 1.0) for a, s in zip(sides, sums)]
         keeps = [np.all((a == 0) | (d >= normal), axis=red, keepdims=True)
@@ -299,11 +303,49 @@ def rescaled_pair(pk: np.ndarray, qk: np.ndarray, shape: tuple[int, ...], red: t
     bad = np.zeros_like(apart)
     for a, t, s in zip(sides, scaled, shifts):
         with np.errstate(invalid="ignore"):
-            lost = (s > 0) & (a != 0) & ~(np.abs(t) >= normal)
+            gone = (s > 0) & (a != 0) & ~(np.abs(t) >= normal)
         bad |= ~np.all(np.isfinite(t), axis=red, keepdims=True)
-        bad |= np.any(lost, axis=red, keepdims=True)
+        bad |= np.any(gone, axis=red, keepdims=True)
     return [np.where(by_sums, d, np.where(bad, a, s)).astype(a.dtype, copy=False)
-            for a, d, s in zip(sides, divided, scaled)]
+            for a, d, s in zip(sides, divided, scaled)], lost, shift[1]
+
+
+def first_shifts(sides: list[np.ndarray], res: np.ndarray, redo: np.ndarray,
+                 red: tuple[int, ...], f32: bool) -> list[np.ndarray]:
+    """[p's, q's]: the powers of two of rescaled_pair's first step, per group
+    over the axes ``red`` (kept as size one)."""
+    tiny, big = (2.0 ** -100, 2.0 ** 100) if f32 else (2.0 ** -960, 2.0 ** 960)
+    kl, psum, qsum = (np.expand_dims(np.asarray(res[..., i], dtype=np.float64), red)
+                      for i in range(3))
+    exps = [max_exponents(a, red)[0] for a in sides]
+    # an overflowing term p log(p/q) needs a large p; q scaled down raises it
+    p_out = np.isinf(psum) | (psum < tiny) | ((psum > big) & (~np.isfinite(kl) | np.isinf(qsum)))
+    q_out = np.isinf(qsum) | (qsum < tiny)
+    return [np.where(redo & out & (s > 0), e, 0)
+            for e, out, s in zip(exps, (p_out, q_out), (psum, qsum))]
+
+
+def sums_with_lost_terms(p: np.ndarray, q_scaled: np.ndarray, q: np.ndarray, lost: np.ndarray,
+                         q_shift: np.ndarray, axes: tuple[int, ...] | None, red: tuple[int, ...],
+                         num_threads: Any, check: bool) -> np.ndarray:
+    """Row sums (kl, sum p, sum q) of p against q_scaled = q times 2**-q_shift
+    (per group over the axes ``red``, kept as size one), where that rounded the
+    elements marked ``lost`` (under p > 0) below the normal range: their terms
+    are p log(p/q) + q_shift log(2) p, from q as it is."""
+    zero = np.zeros((), dtype=p.dtype)
+    shape = p.shape
+    kept, _ = row_sums(np.where(lost, zero, p), q_scaled, axes=axes, func="kl_div",
+                       num_threads=num_threads, check=check, shapes=(shape, shape), want_sums=True)
+    gone, _ = row_sums(np.where(lost, p, zero), np.where(lost, q, np.ones((), dtype=q.dtype)),
+                       axes=axes, func="kl_div", num_threads=num_threads, check=False,
+                       shapes=(shape, shape), want_sums=True)
+    k = np.squeeze(q_shift, red)
+    some = np.any(lost, axis=red)
+    res = kept.copy()
+    res[..., 0] = np.where(some, kept[..., 0] + (gone[..., 0] + k * math.log(2.0) * gone[..., 1]),
+                           kept[..., 0])
+    res[..., 1] = np.where(some, kept[..., 1] + gone[..., 1], kept[..., 1])
+    return res
 
 
 def overflow_shift(n: int) -> int:
@@ -575,10 +617,16 @@ def kl_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = -1, keepdims: bool = Fals
         if redo.any():
             # Redo the rows whose sums are out of range or far apart on inputs
             # scaled by powers of two (a copy, on this rarer path).
-            scaled = rescaled_pair(pk, qk, shape, red, res, redo, dtype == np.float32)
-            res, _ = row_sums(scaled[0], scaled[1], axes=axes, func=func,
-                              num_threads=num_threads if ndim else 1, check=check,
-                              shapes=(shape, shape), want_sums=True)
+            scaled, lost, q_shift = rescaled_pair(pk, qk, shape, red, res, redo,
+                                                  dtype == np.float32)
+            if lost.any():
+                res = sums_with_lost_terms(scaled[0], scaled[1], np.broadcast_to(qk, shape),
+                                           lost, q_shift, axes, red,
+                                           num_threads if ndim else 1, check)
+            else:
+                res, _ = row_sums(scaled[0], scaled[1], axes=axes, func=func,
+                                  num_threads=num_threads if ndim else 1, check=check,
+                                  shapes=(shape, shape), want_sums=True)
     shift = None
     if not normalize and (base is not None or dx is not None) \
             and not np.all(np.isfinite(res[..., 0])):

@@ -263,12 +263,14 @@ cdef inline double _kl_normalized(double kl, double ps, double qs) noexcept nogi
 
 
 cdef inline double _scale(double value, double log_base, double dx) noexcept nogil:
-    """Apply base (log_base 0: natural log) and dx (0: none)."""
+    """Apply base (log_base 0: natural log) and dx (0: none); where dividing by a
+    log_base below 1 overflows, dx is applied first (it may bring it back)."""
+    cdef double v = value
     if log_base != 0.0:
-        value = value / log_base
+        v = v / log_base
     if dx != 0.0:
-        value = value * dx
-    return value
+        v = v * dx if isfinite(v) or not isfinite(value) else (value * dx) / log_base
+    return v
 
 
 cdef enum:

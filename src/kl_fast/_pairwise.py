@@ -9,7 +9,7 @@ import numpy.typing as npt
 
 from . import _div_kernels
 from ._typing import ArrayLike, ArrayT, F32Array, F64Array, Float64Like
-from ._api import (check_out, deliver, finish, kl_unscaled, overflow_shift, row_sums,
+from ._api import (check_out, deliver, finish, kl_div, kl_unscaled, overflow_shift, row_sums,
                    scaled_by_max, times_power_of_two)
 from ._validation import (
     as_real_array,
@@ -124,13 +124,31 @@ def _meets_zeros(P: np.ndarray, zero_cols: np.ndarray, Zq_T: np.ndarray) -> np.n
     return cast(np.ndarray, ((P[:, zero_cols] > 0).astype(np.float32) @ Zq_T) > 0)
 
 
-def _infinite_after_scaling(P0: np.ndarray, Q0: np.ndarray, res: np.ndarray) -> None:
-    """+inf into res where P0_i has mass on a zero of Q0_j: rows that normalize
-    scaled by powers of two may have had such a mass rounded to 0."""
-    q_zero = Q0 == 0
-    zero_cols = np.flatnonzero(q_zero.any(axis=0))
-    if zero_cols.size:
-        res[_meets_zeros(P0, zero_cols, q_zero[:, zero_cols].T.astype(np.float32))] = np.inf
+def _mend_normalized(P0: np.ndarray, Q0: np.ndarray, P: np.ndarray, Q: np.ndarray,
+                     res: np.ndarray) -> None:
+    """normalize: the entries of ``res`` that the product form or the scaling of
+    rows by powers of two (P0, Q0 into P, Q) could not give, redone by kl_div from
+    the original rows: those not finite (other than the +inf of P0_i's mass on a
+    zero of Q0_j) and the pairs with a row that scaling rounded an element of
+    below the normal range."""
+    redo = ~np.isfinite(res)
+    if redo.any():
+        q_zero = Q0 == 0
+        zero_cols = np.flatnonzero(q_zero.any(axis=0))
+        if zero_cols.size:
+            redo &= ~_meets_zeros(P0, zero_cols, q_zero[:, zero_cols].T.astype(np.float32))
+    redo |= _rounded_away(P0, P)[:, None] | _rounded_away(Q0, Q)[None, :]
+    rows, cols = np.nonzero(redo)
+    if rows.size:
+        res[rows, cols] = kl_div(P0[rows], Q0[cols], normalize=True)
+
+
+def _rounded_away(original: np.ndarray, scaled: np.ndarray) -> np.ndarray:
+    """Per row: scaling by a power of two took an element below the normal range."""
+    if scaled is original:
+        return np.zeros(original.shape[0], dtype=bool)
+    down = np.abs(scaled) < np.abs(original)
+    return cast(np.ndarray, np.any(down & ~(np.abs(scaled) >= np.finfo(scaled.dtype).tiny), axis=1))
 
 
 def _finite_sums(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
@@ -418,8 +436,8 @@ def kl_pairwise(P: ArrayLike, Q: ArrayLike | None = None, *, base: float | None 
                                                   num_threads)
     res = _kl_matrix(Pk, Qk, hp, psum, qsum, normalize=normalize,
                      num_threads=num_threads, func=func, out=direct)
-    if Pk is not P0 or Qk is not Q0:
-        _infinite_after_scaling(P0, Q0, res)
+    if normalize:
+        _mend_normalized(P0, Q0, Pk, Qk, res)
     if base is not None:
         over = _kl_beyond_range(Pk, Qk, res, psum, num_threads) if not normalize else None
         with np.errstate(over="ignore"):  # beyond the range: inf

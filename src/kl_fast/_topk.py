@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +23,7 @@ from . import _div_kernels
 from ._api import finish, kl_div, normalize_rescale
 from ._pairwise import (
     _finite_sums,
+    _rounded_away,
     CentredLogs,
     _centred_logs,
     _kl_matrix,
@@ -95,11 +96,16 @@ class _KLSide:
     KL(P_i || Q_j) (reverse False) or KL(Q_j || P_i) (reverse True)."""
 
     def __init__(self, Pk: np.ndarray, Qk: np.ndarray, stats: tuple[np.ndarray, ...],
-                 normalize: bool, reverse: bool, num_threads: Optional[int], func: str) -> None:
+                 normalize: bool, reverse: bool, num_threads: Optional[int], func: str,
+                 originals: tuple[np.ndarray, np.ndarray]) -> None:
         self.P, self.Q = Pk, Qk
         self.hp, self.psum, self.hq, self.qsum = stats
         self.normalize, self.reverse = normalize, reverse
         self.num_threads, self.func = num_threads, func
+        # the rows before normalize's scaling; those it rounded an element of
+        # below the normal range take their pairs from kl_div on the originals
+        self.P0, self.Q0 = originals
+        self.p_lost, self.q_lost = _rounded_away(self.P0, Pk), _rounded_away(self.Q0, Qk)
 
     def logs(self, i0: int, i1: int, j0: int, j1: int) -> CentredLogs:
         """The centred logs of the tile's second operand (Q's rows, or P's for reverse)."""
@@ -122,6 +128,18 @@ class _KLSide:
                        logs=logs)
         return A.T, bound.T
 
+    def lost(self, i0: int, i1: int, j0: int, j1: int) -> np.ndarray:
+        """(i1 - i0, j1 - j0): the pairs of a row that scaling rounded."""
+        return cast(np.ndarray, self.p_lost[i0:i1, None] | self.q_lost[None, j0:j1])
+
+    def zero_mass(self, i0: int, i1: int, j0: int, j1: int) -> np.ndarray:
+        """(i1 - i0, j1 - j0): where the divergence's first row has mass on a zero
+        of its second (the value is +inf), from the original rows."""
+        a, b = self.P0[i0:i1], self.Q0[j0:j1]
+        if self.reverse:
+            return cast(np.ndarray, ((b > 0).astype(np.float32) @ (a == 0).T.astype(np.float32)).T > 0)
+        return cast(np.ndarray, ((a > 0).astype(np.float32) @ (b == 0).T.astype(np.float32)) > 0)
+
     def exact(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """kl_div's values of the pairs (natural log, float64)."""
         a, b, sa, sb = (self.P, self.Q, self.psum, self.qsum) if not self.reverse else \
@@ -138,10 +156,12 @@ class _KLSide:
         res[:, 1], res[:, 2] = sa[ra], sb[rb]
         values = finish(res[:, 0], res[:, 1], res[:, 2], normalize=True, base=None, dx=None,
                         func=self.func)
-        redo = np.flatnonzero(normalize_rescale(res, False))
+        redo = np.flatnonzero(normalize_rescale(res, False) | self.p_lost[rows] | self.q_lost[cols])
         if redo.size:
-            values[redo] = kl_div(a[ra[redo]], b[rb[redo]], normalize=True)
+            a0, b0 = (self.P0, self.Q0) if not self.reverse else (self.Q0, self.P0)
+            values[redo] = kl_div(a0[ra[redo]], b0[rb[redo]], normalize=True)
         return values
+
 
 
 def _tiles(m: int, total: int) -> tuple[int, int]:
@@ -176,10 +196,13 @@ def _topk_kl(side: _KLSide, m: int, total: int, k: int) -> tuple[np.ndarray, np.
                                logs if logs is not None else side.logs(i0, i1, j0, j1))
             with np.errstate(invalid="ignore", over="ignore"):
                 lo, hi = A - E, A + E
-            # an entry the product form could not evaluate (overflow) is a
-            # candidate; an infinite one (mass of p on a zero of q) is exact
+            # an entry the product form could not evaluate (overflow, a bound that
+            # is not a number) or of a rounded row is a candidate; an infinite one
+            # (mass of p on a zero of q) is exact
             infinite = A == np.inf
-            unknown = ~np.isfinite(A) & ~infinite
+            if infinite.any():
+                infinite &= side.zero_mass(i0, i1, j0, j1)
+            unknown = (~np.isfinite(A) & ~infinite) | np.isnan(E) | side.lost(i0, i1, j0, j1)
             lo[unknown], hi[unknown] = -np.inf, np.inf
             lo[infinite], hi[infinite] = np.inf, np.inf
             t = _threshold(vals[i0:i1], hi, k)
@@ -275,6 +298,7 @@ def kl_topk(P: npt.ArrayLike, Q: npt.ArrayLike, k: int, *,
         Pk, Qk = Pk.astype(np.float64), Qk.astype(np.float64)
     hp, psum = _row_stats(Pk, "P", func, num_threads, check)
     hq, qsum = _row_stats(Qk, "Q", func, num_threads, check)
+    P0, Q0 = Pk, Qk
     if normalize:
         Pk, Qk, hp, psum, hq, qsum = _finite_sums(Pk, Qk, hp, psum, hq, qsum, False, func,
                                                   num_threads, tiny_too=divergence != "js")
@@ -290,7 +314,7 @@ def kl_topk(P: npt.ArrayLike, Q: npt.ArrayLike, k: int, *,
         # the same cores cost more than they give (measured: 500 x 5,000 x 128, k=10,
         # 67 ms on one thread, 103 ms on two)
         side = _KLSide(Pk, Qk, (hp, psum, hq, qsum), normalize, divergence == "kl_reverse",
-                       1 if num_threads is None else num_threads, func)
+                       1 if num_threads is None else num_threads, func, (P0, Q0))
         vals, idx = _topk_kl(side, m, total, kk)
     if base is not None:
         with np.errstate(over="ignore"):

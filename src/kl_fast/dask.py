@@ -29,7 +29,8 @@ from typing import Any, Literal, NamedTuple, Optional, Sequence, TypedDict, Unio
 import numpy as np
 import numpy.typing as npt
 
-from ._api import broadcast_shape, check_options, finish, max_exponents, row_sums
+from ._api import (broadcast_shape, check_options, finish, mass_on_zeros, max_exponents, row_sums,
+                   sums_with_lost_terms)
 from ._pairwise import (
     _check_matrix_shape,
     _check_row_lengths,
@@ -161,14 +162,38 @@ def _partial_sums(pb: np.ndarray, qb: np.ndarray, *, axes: tuple[int, ...],
         res, _ = row_sums(pk, qk, **run)
         return np.expand_dims(res, axes)
     kp, kq = _block_exponents(pk, axes), _block_exponents(qk, axes)
+    scaled = [np.ldexp(a, -np.where(k == _NO_MASS, 0, k).astype(np.intc))
+              for a, k in ((pk, kp), (qk, kq))]
     try:
-        res, _ = row_sums(*(np.ldexp(a, -np.where(k == _NO_MASS, 0, k).astype(np.intc))
-                            for a, k in ((pk, kp), (qk, kq))), **run)
+        res, _ = row_sums(*scaled, **run)
     except ValueError:
         row_sums(pk, qk, **run)  # the same error, showing the values as given
         raise
+    res = _scaled_block_sums(res, pk, qk, scaled, kq, axes)
     ks = [np.broadcast_to(np.squeeze(k, axis=axes), res.shape[:-1]) for k in (kp, kq)]
     return np.expand_dims(np.concatenate([res, np.stack(ks, axis=-1)], axis=-1), axes)
+
+
+def _scaled_block_sums(res: np.ndarray, pk: np.ndarray, qk: np.ndarray, scaled: list[np.ndarray],
+                       kq: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """A block's sums ``res`` of the scaled p and q, mended where scaling rounded
+    values away: p > 0 meeting q == 0 is +inf however small p became, and an
+    element of q rounded below the normal range under p > 0 takes its terms
+    from q as it is (``sums_with_lost_terms``)."""
+    shape = np.broadcast_shapes(pk.shape, qk.shape)
+    q = np.broadcast_to(qk, shape)
+    q_scaled = np.broadcast_to(scaled[1], shape)
+    with np.errstate(invalid="ignore"):
+        lost = (q != 0) & (np.broadcast_to(scaled[0], shape) != 0) & (np.abs(q_scaled) < np.abs(q)) \
+            & ~(np.abs(q_scaled) >= np.finfo(q.dtype).tiny)
+    if lost.any():
+        res = sums_with_lost_terms(np.broadcast_to(scaled[0], shape), q_scaled, q, lost,
+                                   np.where(kq == _NO_MASS, 0, kq), axes, axes, 1, False)
+    infinite = mass_on_zeros(pk, qk, axes)
+    if infinite.any():
+        res = res.copy()
+        res[..., 0] = np.where(infinite, np.inf, res[..., 0])
+    return res
 
 
 def _block_exponents(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
@@ -193,7 +218,8 @@ def _rebased(block: np.ndarray, top: np.ndarray) -> np.ndarray:
     w = np.ldexp(1.0, (kp - big_p).astype(np.intc))
     shift = ((kp - kq) - (big_p - big_q)) * math.log(2.0)
     with np.errstate(invalid="ignore"):
-        s = w * np.where(shift == 0, s, s + shift * p)
+        # +inf (p > 0 meets q == 0) stays so whatever the weight
+        s = np.where(s == np.inf, s, w * np.where(shift == 0, s, s + shift * p))
     return np.stack([s, w * p, np.ldexp(q, (kq - big_q).astype(np.intc))], axis=-1)
 
 
