@@ -155,11 +155,13 @@ def test_normalize_blocks_that_span_the_range(chunks):
     # to 0 (+inf for a finite value) and p > 0 over a zero of q to 0 (0 * inf = NaN
     # when the blocks were put on one scale)
     p = np.array([[1.0, 1.0, 1.0, 1.0], [1e300, 1e-200, 1e-300, 1e200],
-                  [1e308, 1e308, 1e-310, 1.0], [1.7e308, 1e-310, 1e-300, 1.0]])
+                  [1e308, 1e308, 1e-310, 1.0], [1.7e308, 1e-310, 1e-300, 1.0],
+                  [1.0, 2.0, 3.0, 4.0]])
     q = np.array([[1e308, 1e308, 1e-310, 1.0], [1e-310, 1e308, 1e300, 5e-324],
-                  [1.0, 1.0, 0.0, 1.0], [1e308, 1e308, 1e308, 1e-320]])
+                  [1.0, 1.0, 0.0, 1.0], [1e308, 1e308, 1e308, 1e-320],
+                  [1e-310, 2e-310, 1e-300, 1e-305]])   # the last q scaled up
     expected = kl_fast.kl_div(p, q, normalize=True)
-    assert expected[2] == np.inf and np.isfinite(expected[[0, 1, 3]]).all()
+    assert expected[2] == np.inf and np.isfinite(expected[[0, 1, 3, 4]]).all()
     for base in (None, 0.5):
         got = compute(kd.kl_div(da.from_array(p, chunks=(1, chunks)), q, normalize=True, base=base))
         want = expected / math.log(base) if base else expected

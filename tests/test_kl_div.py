@@ -499,6 +499,27 @@ def test_normalize_keeps_every_element_of_q_that_spans_the_range(p, q):
     assert got[1] == pytest.approx(_mp_normalized_kl(np.ones(len(p)), q), rel=1e-13)
 
 
+@pytest.mark.parametrize("p, q", [
+    ([1e308, 1.0], [1e307, 0.1]),                      # proportional: 0
+    ([1e308, 1e-300], [1e307, 1e-300]),
+    ([1.7e308, 1e300, 0.0], [1e307, 1e100, 1e-300]),
+    ([1e-100, 1e-100, 1e-300], [1e308, 1e308, 1.0]),
+    ([1.0, 1.0, 3.0, 1e100], [3.0, 3.0, 1.7e308, 1e307]),
+    ([1e307, 1.0, 1e100], [1e300, 1.0, 1.7e308]),      # was inf
+])
+def test_normalize_sums_far_apart_near_the_top_of_the_range(p, q):
+    # both sums brought to one scale: kl/P + log(Q/P) cancels no more than the
+    # terms' own rounding (eps times the sum of their sizes, which is at least 1)
+    import mpmath
+    with mpmath.workprec(2400):
+        a, b = [mpmath.mpf(v) for v in p], [mpmath.mpf(v) for v in q]
+        sa, sb = mpmath.fsum(a), mpmath.fsum(b)
+        terms = [u / sa * mpmath.log((u / sa) / (v / sb)) for u, v in zip(a, b) if u]
+        truth, size = float(mpmath.fsum(terms)), float(mpmath.fsum(abs(t) for t in terms))
+    got = kl_fast.kl_div(p, q, normalize=True)
+    assert abs(got - truth) <= 4 * np.finfo(float).eps * max(size, 1.0), (got, truth)
+
+
 def test_all_pairs_of_rows_that_span_the_range():
     # the product form on rows scaled by powers of two gave +inf or NaN for finite
     # entries: an element of q rounded to 0 under p > 0, a row whose terms overflow

@@ -259,55 +259,63 @@ def rescaled_pair(pk: np.ndarray, qk: np.ndarray, shape: tuple[int, ...], red: t
     """([p, q], lost, q_shift): p and q broadcast to ``shape``, each reduction
     group (over the axes ``red``) selected by ``redo`` rescaled (normalising is
     scale-invariant), from its raw results ``res`` (kl, sum p, sum q).  First by
-    powers of two, exactly: a side whose sum overflowed or is tiny, or a large p
-    whose terms may overflow, gets its largest value into [1/2, 1); q_shift is
-    q's power, per group.  Where that rounds elements of q under p > 0 below the
-    normal range (q spans more than the range), ``lost`` marks them and the group
-    stays so (``sums_with_lost_terms`` computes it).  Then each side is divided by
-    its sum, as NumPy would (proportional p and q then give exactly 0), where no
-    positive element falls below the normal range by it; elsewhere, where the
-    sums differ by more than a factor 16, the smaller side is scaled up by a
-    power of two (or the larger down, near the top of the range) to within a
-    factor 2 of the other, so that kl/P + log(Q/P) cancels little and no element
-    is lost."""
+    powers of two, exactly: a side whose sum overflowed or is tiny, or whose
+    terms may overflow, gets its largest value into [1/2, 1); q_shift is q's
+    power, per group.  Where that rounds elements of q under p > 0 (q spans more
+    than the range), ``lost`` marks them and q stays so (``sums_with_lost_terms``
+    computes such a group).  Then each side is divided by its sum, as NumPy would
+    (proportional p and q then give exactly 0), where no positive element falls
+    below the normal range by it; elsewhere, where the sums differ by more than a
+    factor 16, they are brought within a factor 2 (``apart_shifts``), so that
+    kl/P + log(Q/P) cancels little."""
     redo = np.expand_dims(redo, red)
     sides = [np.broadcast_to(pk, shape), np.broadcast_to(qk, shape)]
     normal = np.finfo(np.float32 if f32 else np.float64).tiny
     shift = first_shifts(sides, res, redo, red, f32)
     with np.errstate(under="ignore"):
         sides = [np.ldexp(a, -k.astype(np.intc)) for a, k in zip(sides, shift)]
-    with np.errstate(invalid="ignore"):
-        lost = ((np.broadcast_to(qk, shape) != 0) & (sides[0] != 0) & (shift[1] > 0)
-                & ~(np.abs(sides[1]) >= normal))
-    redo = redo & ~np.any(lost, axis=red, keepdims=True)
+    lost = ((sides[0] != 0) & (shift[1] > 0)
+            & (np.ldexp(sides[1], shift[1].astype(np.intc)) != np.broadcast_to(qk, shape)))
+    q_kept = ~np.any(lost, axis=red, keepdims=True)
     with np.errstate(over="ignore"):  # in groups not redone, whose sums are not used
         sums = [np.sum(a, axis=red, keepdims=True, dtype=np.float64) for a in sides]
     with np.errstate(invalid="ignore", divide="ignore", under="ignore", over="ignore"):
         divided = [a / np.where(s > 0, s, 1.0) for a, s in zip(sides, sums)]
         keeps = [np.all((a == 0) | (d >= normal), axis=red, keepdims=True)
                  for a, d in zip(sides, divided)]
-    by_sums = redo & keeps[0] & keeps[1] & (sums[0] > 0) & (sums[1] > 0)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        apart = redo & ((sums[1] > 16 * sums[0]) | (sums[0] > 16 * sums[1]))
-        apart &= np.isfinite(sums[0]) & np.isfinite(sums[1]) & (sums[0] > 0) & (sums[1] > 0)
-        k = np.abs(np.frexp(sums[1])[1] - np.frexp(sums[0])[1])
-    small_q = sums[1] < sums[0]
-    top = np.maximum(sums[0], sums[1]) > 2.0 ** 1000
-    # scale the smaller side up by 2**k, or the larger down near the top of the range
-    up = np.where(top, -k, k)
-    shifts = [np.where(apart & (small_q == top), -up, 0), np.where(apart & (small_q != top), -up, 0)]
-    with np.errstate(over="ignore"):
+    by_sums = redo & q_kept & keeps[0] & keeps[1] & (sums[0] > 0) & (sums[1] > 0)
+    shifts = apart_shifts(sums, redo, q_kept)
+    with np.errstate(over="ignore", under="ignore"):
         scaled = [np.ldexp(a, -s.astype(np.intc)) for a, s in zip(sides, shifts)]
     # a group the last step would push out of range, or where scaling down
     # would round a positive element into the subnormals, keeps its first scaling
-    bad = np.zeros_like(apart)
+    bad = np.zeros_like(by_sums)
     for a, t, s in zip(sides, scaled, shifts):
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):
             gone = (s > 0) & (a != 0) & ~(np.abs(t) >= normal)
-        bad |= ~np.all(np.isfinite(t), axis=red, keepdims=True)
+            bad |= ~np.isfinite(np.sum(t, axis=red, keepdims=True, dtype=np.float64))
         bad |= np.any(gone, axis=red, keepdims=True)
     return [np.where(by_sums, d, np.where(bad, a, s)).astype(a.dtype, copy=False)
             for a, d, s in zip(sides, divided, scaled)], lost, shift[1]
+
+
+def apart_shifts(sums: list[np.ndarray], redo: np.ndarray, q_kept: np.ndarray) -> list[np.ndarray]:
+    """[p's, q's]: the powers of two that bring sums (P, Q) more than a factor 16
+    apart to within a factor 2, per group selected by ``redo``: the smaller side
+    scaled up, or the larger down near the top of the range; only p moves where
+    q must keep its scale (``q_kept`` False), in the other direction if need be."""
+    P, Q = sums
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        apart = redo & ((Q > 16 * P) | (P > 16 * Q))
+        apart &= np.isfinite(P) & np.isfinite(Q) & (P > 0) & (Q > 0)
+        k = np.abs(np.frexp(Q)[1] - np.frexp(P)[1])
+    small_q = Q < P
+    top = np.maximum(P, Q) > 2.0 ** 1000
+    up = np.where(top, -k, k)   # a moved side is times 2**up
+    p_moves = apart & (small_q == top)
+    q_moves = apart & (small_q != top)
+    return [np.where(p_moves, -up, np.where(q_moves & ~q_kept, up, 0)),
+            np.where(q_moves & q_kept, -up, 0)]
 
 
 def first_shifts(sides: list[np.ndarray], res: np.ndarray, redo: np.ndarray,
@@ -315,14 +323,13 @@ def first_shifts(sides: list[np.ndarray], res: np.ndarray, redo: np.ndarray,
     """[p's, q's]: the powers of two of rescaled_pair's first step, per group
     over the axes ``red`` (kept as size one)."""
     tiny, big = (2.0 ** -100, 2.0 ** 100) if f32 else (2.0 ** -960, 2.0 ** 960)
-    kl, psum, qsum = (np.expand_dims(np.asarray(res[..., i], dtype=np.float64), red)
-                      for i in range(3))
+    psum, qsum = (np.expand_dims(np.asarray(res[..., i], dtype=np.float64), red)
+                  for i in (1, 2))
     exps = [max_exponents(a, red)[0] for a in sides]
-    # an overflowing term p log(p/q) needs a large p; q scaled down raises it
-    p_out = np.isinf(psum) | (psum < tiny) | ((psum > big) & (~np.isfinite(kl) | np.isinf(qsum)))
-    q_out = np.isinf(qsum) | (qsum < tiny)
-    return [np.where(redo & out & (s > 0), e, 0)
-            for e, out, s in zip(exps, (p_out, q_out), (psum, qsum))]
+    # a large sum comes down, so that no term p log(p/q) overflows here or after
+    # the sums are brought together
+    return [np.where(redo & (np.isinf(s) | (s < tiny) | (s > big)) & (s > 0), e, 0)
+            for e, s in zip(exps, (psum, qsum))]
 
 
 def sums_with_lost_terms(p: np.ndarray, q_scaled: np.ndarray, q: np.ndarray, lost: np.ndarray,
@@ -423,7 +430,8 @@ def finish(kl: np.ndarray, psum: np.ndarray, qsum: np.ndarray, *, normalize: boo
 
 def apply_options(kl: npt.ArrayLike, psum: npt.ArrayLike | None, qsum: npt.ArrayLike | None, *,
                   normalize: bool, base: float | None, dx: float | None) -> np.ndarray:
-    """kl / psum + log(qsum / psum) with normalize, then / log(base), then * dx,
+    """kl / psum + log(qsum / psum) with normalize, then / log(base), then * dx
+    (dx first where dividing by a log(base) below 1 overflows),
     element-wise over the broadcast arrays: the arithmetic of the compiled
     entries (``_div_kernels.finish_kl``), so both give the same bits.  The sums
     are read only with normalize (None will do without)."""

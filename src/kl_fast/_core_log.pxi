@@ -550,13 +550,23 @@ cdef void centred_log_f64(const double *x, const double *r, double *y,
     """y = log(x / r) where x > 0 and 0 where x == 0, for r > 0 (the centred log
     matrix of the all-pairs KL product, whose zeros are handled apart).  The
     ratio t = x / r is rounded; the residual x - t r is exact and adds its
-    first-order term, so y is accurate to an ulp of itself even where x ~ r."""
+    first-order term, so y is accurate to an ulp of itself even where x ~ r.  A
+    ratio in the subnormals (y below log(DBL_MIN) = -708.4) has lost bits that
+    one term cannot give back: there y is log(x) - log(r), in a second pass that
+    only such rows take, so that the first stays branch-free."""
     cdef Py_ssize_t i
     cdef double t, l
+    cdef int low = 0
     for i in range(n):
         t = x[i] / r[i]
         l = klm_log_f64(t) + klm_residual_f64(x[i], t, r[i]) / x[i]
         y[i] = l if x[i] > 0.0 else 0.0
+    for i in range(n):
+        low |= y[i] < -708.0
+    if low:
+        for i in range(n):
+            if y[i] < -708.0:
+                y[i] = klm_log_f64(x[i]) - klm_log_f64(r[i])
 
 
 cdef void exp_split_map(const float *x, const float *xlo, double *y, Py_ssize_t n) noexcept nogil:

@@ -132,6 +132,15 @@ class _KLSide:
         """(i1 - i0, j1 - j0): the pairs of a row that scaling rounded."""
         return cast(np.ndarray, self.p_lost[i0:i1, None] | self.q_lost[None, j0:j1])
 
+    def large(self, i0: int, i1: int, j0: int, j1: int) -> np.ndarray:
+        """(i1 - i0, j1 - j0), broadcast: pairs whose first row sums above
+        DBL_MAX / 1500, where the product form may overflow to +inf (|log(p/q)|
+        <= 1455 keeps every other sum in range)."""
+        limit = np.finfo(np.float64).max / 1500
+        if self.reverse:
+            return cast(np.ndarray, (self.qsum[j0:j1] > limit)[None, :])
+        return cast(np.ndarray, (self.psum[i0:i1] > limit)[:, None])
+
     def zero_mass(self, i0: int, i1: int, j0: int, j1: int) -> np.ndarray:
         """(i1 - i0, j1 - j0): where the divergence's first row has mass on a zero
         of its second (the value is +inf), from the original rows."""
@@ -200,9 +209,12 @@ def _topk_kl(side: _KLSide, m: int, total: int, k: int) -> tuple[np.ndarray, np.
             # is not a number) or of a rounded row is a candidate; an infinite one
             # (mass of p on a zero of q) is exact
             infinite = A == np.inf
+            lost = side.lost(i0, i1, j0, j1)
             if infinite.any():
-                infinite &= side.zero_mass(i0, i1, j0, j1)
-            unknown = (~np.isfinite(A) & ~infinite) | np.isnan(E) | side.lost(i0, i1, j0, j1)
+                doubt = side.large(i0, i1, j0, j1) | lost
+                if (infinite & doubt).any():
+                    infinite &= ~doubt | side.zero_mass(i0, i1, j0, j1)
+            unknown = (~np.isfinite(A) & ~infinite) | np.isnan(E) | lost
             lo[unknown], hi[unknown] = -np.inf, np.inf
             lo[infinite], hi[infinite] = np.inf, np.inf
             t = _threshold(vals[i0:i1], hi, k)

@@ -169,30 +169,29 @@ def _partial_sums(pb: np.ndarray, qb: np.ndarray, *, axes: tuple[int, ...],
     except ValueError:
         row_sums(pk, qk, **run)  # the same error, showing the values as given
         raise
-    res = _scaled_block_sums(res, pk, qk, scaled, kq, axes)
+    res = _scaled_block_sums(res, pk, qk, scaled, kp, kq, axes)
     ks = [np.broadcast_to(np.squeeze(k, axis=axes), res.shape[:-1]) for k in (kp, kq)]
     return np.expand_dims(np.concatenate([res, np.stack(ks, axis=-1)], axis=-1), axes)
 
 
 def _scaled_block_sums(res: np.ndarray, pk: np.ndarray, qk: np.ndarray, scaled: list[np.ndarray],
-                       kq: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    """A block's sums ``res`` of the scaled p and q, mended where scaling rounded
-    values away: p > 0 meeting q == 0 is +inf however small p became, and an
-    element of q rounded below the normal range under p > 0 takes its terms
-    from q as it is (``sums_with_lost_terms``)."""
-    shape = np.broadcast_shapes(pk.shape, qk.shape)
-    q = np.broadcast_to(qk, shape)
-    q_scaled = np.broadcast_to(scaled[1], shape)
-    with np.errstate(invalid="ignore"):
-        lost = (q != 0) & (np.broadcast_to(scaled[0], shape) != 0) & (np.abs(q_scaled) < np.abs(q)) \
-            & ~(np.abs(q_scaled) >= np.finfo(q.dtype).tiny)
-    if lost.any():
-        res = sums_with_lost_terms(np.broadcast_to(scaled[0], shape), q_scaled, q, lost,
-                                   np.where(kq == _NO_MASS, 0, kq), axes, axes, 1, False)
-    infinite = mass_on_zeros(pk, qk, axes)
-    if infinite.any():
-        res = res.copy()
-        res[..., 0] = np.where(infinite, np.inf, res[..., 0])
+                       kp: np.ndarray, kq: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """A block's sums ``res`` of p times 2**-kp and q times 2**-kq (``scaled``),
+    mended where scaling down rounded values: p > 0 meeting q == 0 is +inf however
+    small p became, and an element of q rounded under p > 0 takes its terms from
+    q as it is (``sums_with_lost_terms``)."""
+    if (kq > 0).any():
+        shape = np.broadcast_shapes(pk.shape, qk.shape)
+        q, q_scaled, p_scaled = (np.broadcast_to(a, shape) for a in (qk, scaled[1], scaled[0]))
+        shift = np.where(kq > 0, kq, 0)
+        lost = (kq > 0) & (p_scaled != 0) & (np.ldexp(q_scaled, shift) != q)
+        if lost.any():
+            res = sums_with_lost_terms(p_scaled, q_scaled, q, lost, shift, axes, axes, 1, False)
+    if (kp > 0).any():
+        infinite = mass_on_zeros(pk, qk, axes)
+        if infinite.any():
+            res = res.copy()
+            res[..., 0] = np.where(infinite, np.inf, res[..., 0])
     return res
 
 
