@@ -506,18 +506,48 @@ def test_normalize_keeps_every_element_of_q_that_spans_the_range(p, q):
     ([1e-100, 1e-100, 1e-300], [1e308, 1e308, 1.0]),
     ([1.0, 1.0, 3.0, 1e100], [3.0, 3.0, 1.7e308, 1e307]),
     ([1e307, 1.0, 1e100], [1e300, 1.0, 1.7e308]),      # was inf
+    ([1e250, 1e-300], [1e308, 1e-300]),                 # q comes down to p's scale only
+    (list(np.ldexp([0.1, 1e308], -900)), [0.1, 1e308]),
+    (np.float32([1.7e-39, 2e20, 0.03]), np.float32([0.02, 1.3e38, 1.7e38])),
+    (np.float32([0, 0, 1.720444189574794e-39, 2.087875120435938e20, 0.034718647599220276]),
+     np.float32([4.326565060541446e-39, 7.715889860099274e-39, 0.023621656000614166,
+                 1.289632270108475e38, 1.7546848003732596e38])),
+    (np.float32([0.005586065351963043, 9.4692253272287e-39, 8.408847876683157e28]),
+     np.float32([1.1391906312473316e-38, 7.264192433854874e16, 1.1350975489768124e38])),
 ])
 def test_normalize_sums_far_apart_near_the_top_of_the_range(p, q):
     # both sums brought to one scale: kl/P + log(Q/P) cancels no more than the
     # terms' own rounding (eps times the sum of their sizes, which is at least 1)
     import mpmath
     with mpmath.workprec(2400):
-        a, b = [mpmath.mpf(v) for v in p], [mpmath.mpf(v) for v in q]
+        a, b = [mpmath.mpf(float(v)) for v in p], [mpmath.mpf(float(v)) for v in q]
         sa, sb = mpmath.fsum(a), mpmath.fsum(b)
         terms = [u / sa * mpmath.log((u / sa) / (v / sb)) for u, v in zip(a, b) if u]
         truth, size = float(mpmath.fsum(terms)), float(mpmath.fsum(abs(t) for t in terms))
     got = kl_fast.kl_div(p, q, normalize=True)
-    assert abs(got - truth) <= 4 * np.finfo(float).eps * max(size, 1.0), (got, truth)
+    eps = np.finfo(got.dtype).eps
+    assert abs(float(got) - truth) <= 4 * eps * max(size, 1.0), (got, truth)
+
+
+def test_normalize_of_proportional_rows_anywhere_in_the_range_is_zero():
+    # p = 2**k q exactly: the rescaling brings both to one scale, so the result is
+    # 0 to the rounding of the sums (a scaling that rounded q's small elements
+    # left sums hundreds of powers of two apart: errors up to 2.3e-13)
+    rng = np.random.default_rng(3)
+    pool = np.array([1e-310, 1e-300, 1e-200, 1.0, 1e200, 1e300, 1e308, 3e-5])
+    worst, checked = 0.0, 0
+    for _ in range(3000):
+        q = rng.choice(pool, int(rng.integers(1, 5)))
+        q = np.where(rng.random(q.size) < 0.3, rng.random(q.size), q)
+        k = int(rng.integers(-1100, 1100))
+        with np.errstate(over="ignore", under="ignore"):
+            p = np.ldexp(q, k)
+        if not (np.isfinite(p).all() and np.array_equal(np.ldexp(p, -k), q)):
+            continue
+        worst = max(worst, abs(kl_fast.kl_div(p, q, normalize=True)))
+        checked += 1
+    assert checked > 1000
+    assert worst <= 4 * np.finfo(float).eps
 
 
 def test_all_pairs_of_rows_that_span_the_range():

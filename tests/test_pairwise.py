@@ -222,6 +222,19 @@ def test_kl_overflowing_product_form_falls_back():
     np.testing.assert_allclose(got[1], per_pair[1], rtol=1e-14)
 
 
+@pytest.mark.parametrize("normalize", [False, True])
+def test_product_form_with_ratios_in_the_subnormals(normalize):
+    # log(q / r) with q / r in the subnormals: the rounded ratio had lost bits the
+    # first-order residual cannot give back (744.84 for 744.44)
+    P = np.array([[1e-200, 3e-5], [0.5, 0.5], [1e-320, 1.0], [1e-310, 5e-324]])
+    # the column maxima (3.0) make q / r inexact in the subnormals
+    Q = np.array([[1.0, 1.5e-323], [0.3, 1e-310], [2.5e-323, 1e-310], [3.0, 3.0]])
+    reps = 40   # beyond the pair-by-pair size: the product form
+    got = kl_fast.kl_pairwise(np.tile(P, (reps, 1)), np.tile(Q, (reps, 1)), normalize=normalize)
+    per_pair = kl_fast.kl_div(P[:, None], Q[None], normalize=normalize)
+    np.testing.assert_allclose(got, np.tile(per_pair, (reps, reps)), rtol=1e-13, atol=1e-14)
+
+
 def _kl_longdouble(P, Q):
     """KL of every pair in long double (its wider exponent range holds the sums), rounded once."""
     P = np.asarray(P, dtype=np.longdouble)[:, None]  # noqa: N806

@@ -278,7 +278,8 @@ def rescaled_pair(pk: np.ndarray, qk: np.ndarray, shape: tuple[int, ...], red: t
             & (np.ldexp(sides[1], shift[1].astype(np.intc)) != np.broadcast_to(qk, shape)))
     q_kept = ~np.any(lost, axis=red, keepdims=True)
     with np.errstate(over="ignore"):  # in groups not redone, whose sums are not used
-        sums = [np.sum(a, axis=red, keepdims=True, dtype=np.float64) for a in sides]
+        sums = [cast(np.ndarray, np.sum(a, axis=red, keepdims=True, dtype=np.float64))
+                for a in sides]
     with np.errstate(invalid="ignore", divide="ignore", under="ignore", over="ignore"):
         divided = [a / np.where(s > 0, s, 1.0) for a, s in zip(sides, sums)]
         keeps = [np.all((a == 0) | (d >= normal), axis=red, keepdims=True)
@@ -302,34 +303,38 @@ def rescaled_pair(pk: np.ndarray, qk: np.ndarray, shape: tuple[int, ...], red: t
 def apart_shifts(sums: list[np.ndarray], redo: np.ndarray, q_kept: np.ndarray) -> list[np.ndarray]:
     """[p's, q's]: the powers of two that bring sums (P, Q) more than a factor 16
     apart to within a factor 2, per group selected by ``redo``: the smaller side
-    scaled up, or the larger down near the top of the range; only p moves where
-    q must keep its scale (``q_kept`` False), in the other direction if need be."""
+    scaled up (both sums are below about 2**961 here, first_shifts brought larger
+    ones down), or p down where q must keep its scale (``q_kept`` False)."""
     P, Q = sums
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         apart = redo & ((Q > 16 * P) | (P > 16 * Q))
         apart &= np.isfinite(P) & np.isfinite(Q) & (P > 0) & (Q > 0)
         k = np.abs(np.frexp(Q)[1] - np.frexp(P)[1])
-    small_q = Q < P
-    top = np.maximum(P, Q) > 2.0 ** 1000
-    up = np.where(top, -k, k)   # a moved side is times 2**up
-    p_moves = apart & (small_q == top)
-    q_moves = apart & (small_q != top)
-    return [np.where(p_moves, -up, np.where(q_moves & ~q_kept, up, 0)),
-            np.where(q_moves & q_kept, -up, 0)]
+    p_small = P < Q
+    return [np.where(apart & p_small, -k, np.where(apart & ~p_small & ~q_kept, k, 0)),
+            np.where(apart & ~p_small & q_kept, -k, 0)]
 
 
 def first_shifts(sides: list[np.ndarray], res: np.ndarray, redo: np.ndarray,
                  red: tuple[int, ...], f32: bool) -> list[np.ndarray]:
     """[p's, q's]: the powers of two of rescaled_pair's first step, per group
-    over the axes ``red`` (kept as size one)."""
+    over the axes ``red`` (kept as size one).  A p whose sum overflowed, is tiny
+    or above ``big`` gets its largest value into [1/2, 1) (so that no term
+    p log(p/q) overflows); a q whose sum is out of that range comes to p's
+    scale (not further: that would round its small elements for nothing)."""
     tiny, big = (2.0 ** -100, 2.0 ** 100) if f32 else (2.0 ** -960, 2.0 ** 960)
     psum, qsum = (np.expand_dims(np.asarray(res[..., i], dtype=np.float64), red)
                   for i in (1, 2))
-    exps = [max_exponents(a, red)[0] for a in sides]
-    # a large sum comes down, so that no term p log(p/q) overflows here or after
-    # the sums are brought together
-    return [np.where(redo & (np.isinf(s) | (s < tiny) | (s > big)) & (s > 0), e, 0)
-            for e, s in zip(exps, (psum, qsum))]
+    (e_p, _), (e_q, _) = (max_exponents(a, red) for a in sides)
+    out = [redo & (np.isinf(s) | (s < tiny) | (s > big)) & (s > 0) for s in (psum, qsum)]
+    p_shift = np.where(out[0], e_p, 0)
+    # the sums' exponents (where a sum overflowed, its largest value's plus
+    # log2(n), an upper bound), p's after its shift
+    n = math.prod(sides[0].shape[ax] for ax in red)
+    e_sums = [np.where(np.isfinite(s), np.frexp(np.where(np.isfinite(s), s, 1.0))[1],
+                       e + n.bit_length()) for s, e in ((psum, e_p), (qsum, e_q))]
+    q_shift = np.where(out[1], e_sums[1] - (e_sums[0] - p_shift), 0)
+    return [p_shift, q_shift]
 
 
 def sums_with_lost_terms(p: np.ndarray, q_scaled: np.ndarray, q: np.ndarray, lost: np.ndarray,
@@ -349,9 +354,10 @@ def sums_with_lost_terms(p: np.ndarray, q_scaled: np.ndarray, q: np.ndarray, los
     k = np.squeeze(q_shift, red)
     some = np.any(lost, axis=red)
     res = kept.copy()
-    res[..., 0] = np.where(some, kept[..., 0] + (gone[..., 0] + k * math.log(2.0) * gone[..., 1]),
-                           kept[..., 0])
-    res[..., 1] = np.where(some, kept[..., 1] + gone[..., 1], kept[..., 1])
+    with np.errstate(over="ignore", invalid="ignore"):  # only from bad input with check=False
+        res[..., 0] = np.where(some, kept[..., 0] + (gone[..., 0] + k * math.log(2.0) * gone[..., 1]),
+                               kept[..., 0])
+        res[..., 1] = np.where(some, kept[..., 1] + gone[..., 1], kept[..., 1])
     return res
 
 
