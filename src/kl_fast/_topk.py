@@ -102,10 +102,12 @@ class _KLSide:
         self.hp, self.psum, self.hq, self.qsum = stats
         self.normalize, self.reverse = normalize, reverse
         self.num_threads, self.func = num_threads, func
-        # the rows before normalize's scaling; those it rounded an element of
-        # below the normal range take their pairs from kl_div on the originals
+        # the rows before normalize's scaling: the pairs of a scaled row are
+        # computed by kl_div on the originals (the same bits), and those of a
+        # row it rounded an element of are candidates whatever their bound says
         self.P0, self.Q0 = originals
         self.p_lost, self.q_lost = _rounded_away(self.P0, Pk), _rounded_away(self.Q0, Qk)
+        self.p_moved, self.q_moved = _moved(self.P0, Pk), _moved(self.Q0, Qk)
 
     def logs(self, i0: int, i1: int, j0: int, j1: int) -> CentredLogs:
         """The centred logs of the tile's second operand (Q's rows, or P's for reverse)."""
@@ -165,12 +167,19 @@ class _KLSide:
         res[:, 1], res[:, 2] = sa[ra], sb[rb]
         values = finish(res[:, 0], res[:, 1], res[:, 2], normalize=True, base=None, dx=None,
                         func=self.func)
-        redo = np.flatnonzero(normalize_rescale(res, False) | self.p_lost[rows] | self.q_lost[cols])
+        redo = np.flatnonzero(normalize_rescale(res, False) | self.p_moved[rows] | self.q_moved[cols])
         if redo.size:
             a0, b0 = (self.P0, self.Q0) if not self.reverse else (self.Q0, self.P0)
             values[redo] = kl_div(a0[ra[redo]], b0[rb[redo]], normalize=True)
         return values
 
+
+
+def _moved(original: np.ndarray, scaled: np.ndarray) -> np.ndarray:
+    """Per row: normalize's scaling changed it."""
+    if scaled is original:
+        return np.zeros(original.shape[0], dtype=bool)
+    return cast(np.ndarray, np.any(scaled != original, axis=1))
 
 
 def _tiles(m: int, total: int) -> tuple[int, int]:
