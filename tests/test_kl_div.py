@@ -507,6 +507,9 @@ def test_normalize_keeps_every_element_of_q_that_spans_the_range(p, q):
     ([1.0, 1.0, 3.0, 1e100], [3.0, 3.0, 1.7e308, 1e307]),
     ([1e307, 1.0, 1e100], [1e300, 1.0, 1.7e308]),      # was inf
     ([1e250, 1e-300], [1e308, 1e-300]),                 # q comes down to p's scale only
+    ([1e-289, 1e-289], [1.7e308, 1e275]),               # ... but not below its own range
+    ([2.3349419677927704e-290, 8.409461422683633e-290],
+     [1.2548510635608282e+308, 1.3675797709101558e+289]),
     (list(np.ldexp([0.1, 1e308], -900)), [0.1, 1e308]),
     (np.float32([1.7e-39, 2e20, 0.03]), np.float32([0.02, 1.3e38, 1.7e38])),
     (np.float32([0, 0, 1.720444189574794e-39, 2.087875120435938e20, 0.034718647599220276]),
@@ -539,6 +542,8 @@ def test_normalize_of_proportional_rows_anywhere_in_the_range_is_zero():
     for _ in range(3000):
         q = rng.choice(pool, int(rng.integers(1, 5)))
         q = np.where(rng.random(q.size) < 0.3, rng.random(q.size), q)
+        if rng.random() < 0.2:   # longer rows, whose sums lie further from their largest value
+            q = np.concatenate([q, rng.random(30) * 1e52, np.zeros(10)])
         k = int(rng.integers(-1100, 1100))
         with np.errstate(over="ignore", under="ignore"):
             p = np.ldexp(q, k)

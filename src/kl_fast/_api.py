@@ -272,14 +272,15 @@ def rescaled_pair(pk: np.ndarray, qk: np.ndarray, shape: tuple[int, ...], red: t
     sides = [np.broadcast_to(pk, shape), np.broadcast_to(qk, shape)]
     normal = np.finfo(np.float32 if f32 else np.float64).tiny
     shift = first_shifts(sides, res, redo, red, f32)
-    with np.errstate(under="ignore"):
+    # (over and invalid: from bad input with check=False, which raises after)
+    with np.errstate(under="ignore", over="ignore", invalid="ignore"):
         sides = [np.ldexp(a, -k.astype(np.intc)) for a, k in zip(sides, shift)]
-    lost = ((sides[0] != 0) & (shift[1] > 0)
-            & (np.ldexp(sides[1], shift[1].astype(np.intc)) != np.broadcast_to(qk, shape)))
-    q_kept = ~np.any(lost, axis=red, keepdims=True)
-    with np.errstate(over="ignore"):  # in groups not redone, whose sums are not used
+        lost = ((sides[0] != 0) & (shift[1] > 0)
+                & (np.ldexp(sides[1], shift[1].astype(np.intc)) != np.broadcast_to(qk, shape)))
+        # in groups not redone the sums are not used
         sums = [cast(np.ndarray, np.sum(a, axis=red, keepdims=True, dtype=np.float64))
                 for a in sides]
+    q_kept = ~np.any(lost, axis=red, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore", under="ignore", over="ignore"):
         divided = [a / np.where(s > 0, s, 1.0) for a, s in zip(sides, sums)]
         keeps = [np.all((a == 0) | (d >= normal), axis=red, keepdims=True)
@@ -321,20 +322,21 @@ def first_shifts(sides: list[np.ndarray], res: np.ndarray, redo: np.ndarray,
     over the axes ``red`` (kept as size one).  A p whose sum overflowed, is tiny
     or above ``big`` gets its largest value into [1/2, 1) (so that no term
     p log(p/q) overflows); a q whose sum is out of that range comes to p's
-    scale (not further: that would round its small elements for nothing)."""
+    scale, but down no further than its own largest value into [1/2, 1) (that
+    would round its elements for nothing)."""
     tiny, big = (2.0 ** -100, 2.0 ** 100) if f32 else (2.0 ** -960, 2.0 ** 960)
     psum, qsum = (np.expand_dims(np.asarray(res[..., i], dtype=np.float64), red)
                   for i in (1, 2))
-    (e_p, _), (e_q, _) = (max_exponents(a, red) for a in sides)
+    exps = [max_exponents(a, red)[0] for a in sides]
     out = [redo & (np.isinf(s) | (s < tiny) | (s > big)) & (s > 0) for s in (psum, qsum)]
-    p_shift = np.where(out[0], e_p, 0)
-    # the sums' exponents (where a sum overflowed, its largest value's plus
-    # log2(n), an upper bound), p's after its shift
-    n = math.prod(sides[0].shape[ax] for ax in red)
-    e_sums = [np.where(np.isfinite(s), np.frexp(np.where(np.isfinite(s), s, 1.0))[1],
-                       e + n.bit_length()) for s, e in ((psum, e_p), (qsum, e_q))]
-    q_shift = np.where(out[1], e_sums[1] - (e_sums[0] - p_shift), 0)
-    return [p_shift, q_shift]
+    p_shift = np.where(out[0], exps[0], 0)
+    # each sum's exponent, from the sum of the side scaled by its largest value
+    # (in range whatever the sum), p's after its shift
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        e_p, e_q = (e + np.frexp(np.sum(np.ldexp(a, -e), axis=red, keepdims=True,
+                                        dtype=np.float64))[1]
+                    for a, e in zip(sides, exps))
+    return [p_shift, np.where(out[1], np.minimum(e_q - (e_p - p_shift), exps[1]), 0)]
 
 
 def sums_with_lost_terms(p: np.ndarray, q_scaled: np.ndarray, q: np.ndarray, lost: np.ndarray,
