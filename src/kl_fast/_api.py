@@ -305,15 +305,15 @@ def apart_shifts(sums: list[np.ndarray], redo: np.ndarray, q_kept: np.ndarray) -
     """[p's, q's]: the powers of two that bring sums (P, Q) more than a factor 16
     apart to within a factor 2, per group selected by ``redo``: the smaller side
     scaled up (both sums are below about 2**961 here, first_shifts brought larger
-    ones down), or p down where q must keep its scale (``q_kept`` False)."""
+    ones down).  A q that must keep its scale (``q_kept`` False) is never the
+    smaller: first_shifts took it to p's scale or stopped it above."""
     P, Q = sums
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         apart = redo & ((Q > 16 * P) | (P > 16 * Q))
         apart &= np.isfinite(P) & np.isfinite(Q) & (P > 0) & (Q > 0)
         k = np.abs(np.frexp(Q)[1] - np.frexp(P)[1])
     p_small = P < Q
-    return [np.where(apart & p_small, -k, np.where(apart & ~p_small & ~q_kept, k, 0)),
-            np.where(apart & ~p_small & q_kept, -k, 0)]
+    return [np.where(apart & p_small, -k, 0), np.where(apart & ~p_small & q_kept, -k, 0)]
 
 
 def first_shifts(sides: list[np.ndarray], res: np.ndarray, redo: np.ndarray,
