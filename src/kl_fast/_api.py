@@ -275,8 +275,7 @@ def rescaled_pair(pk: np.ndarray, qk: np.ndarray, shape: tuple[int, ...], red: t
     # (over and invalid: from bad input with check=False, which raises after)
     with np.errstate(under="ignore", over="ignore", invalid="ignore"):
         sides = [np.ldexp(a, -k.astype(np.intc)) for a, k in zip(sides, shift)]
-        lost = ((sides[0] != 0) & (shift[1] > 0)
-                & (np.ldexp(sides[1], shift[1].astype(np.intc)) != np.broadcast_to(qk, shape)))
+        lost = rounded_under_p(sides[0], sides[1], np.broadcast_to(qk, shape), shift[1])
         # in groups not redone the sums are not used
         sums = [cast(np.ndarray, np.sum(a, axis=red, keepdims=True, dtype=np.float64))
                 for a in sides]
@@ -337,6 +336,16 @@ def first_shifts(sides: list[np.ndarray], res: np.ndarray, redo: np.ndarray,
                                         dtype=np.float64))[1]
                     for a, e in zip(sides, exps))
     return [p_shift, np.where(out[1], np.minimum(e_q - (e_p - p_shift), exps[1]), 0)]
+
+
+def rounded_under_p(p_scaled: np.ndarray, q_scaled: np.ndarray, q: np.ndarray,
+                    shift: np.ndarray) -> np.ndarray:
+    """Where q_scaled = q times 2**-shift (shift per group, broadcast) was
+    rounded by a scaling down, under a p that is still nonzero: the elements
+    whose terms ``sums_with_lost_terms`` takes from q as it is."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return cast(np.ndarray, (p_scaled != 0) & (shift > 0)
+                    & (np.ldexp(q_scaled, np.maximum(shift, 0).astype(np.intc)) != q))
 
 
 def sums_with_lost_terms(p: np.ndarray, q_scaled: np.ndarray, q: np.ndarray, lost: np.ndarray,

@@ -124,6 +124,16 @@ def _meets_zeros(P: np.ndarray, zero_cols: np.ndarray, Zq_T: np.ndarray) -> np.n
     return cast(np.ndarray, ((P[:, zero_cols] > 0).astype(np.float32) @ Zq_T) > 0)
 
 
+def _zero_mass(P: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    """(rows of P, rows of Q): where P_i has mass on a zero of Q_j (the
+    divergence is +inf), by the indicator product over Q's zero columns."""
+    q_zero = Q == 0
+    zero_cols = np.flatnonzero(q_zero.any(axis=0))
+    if not zero_cols.size:
+        return np.zeros((P.shape[0], Q.shape[0]), dtype=bool)
+    return _meets_zeros(P, zero_cols, q_zero[:, zero_cols].T.astype(np.float32))
+
+
 def _mend_normalized(P0: np.ndarray, Q0: np.ndarray, P: np.ndarray, Q: np.ndarray,
                      res: np.ndarray) -> None:
     """normalize: the entries of ``res`` that the product form or the scaling of
@@ -133,10 +143,7 @@ def _mend_normalized(P0: np.ndarray, Q0: np.ndarray, P: np.ndarray, Q: np.ndarra
     below the normal range."""
     redo = ~np.isfinite(res)
     if redo.any():
-        q_zero = Q0 == 0
-        zero_cols = np.flatnonzero(q_zero.any(axis=0))
-        if zero_cols.size:
-            redo &= ~_meets_zeros(P0, zero_cols, q_zero[:, zero_cols].T.astype(np.float32))
+        redo &= ~_zero_mass(P0, Q0)
     redo |= _rounded_away(P0, P)[:, None] | _rounded_away(Q0, Q)[None, :]
     rows, cols = np.nonzero(redo)
     if rows.size:
@@ -302,9 +309,8 @@ def _kl_beyond_range(Pk: np.ndarray, Qk: np.ndarray, res: np.ndarray, psum: np.n
     P[i] > 0 stay inf."""
     over = ~np.isfinite(res) & (psum > np.finfo(np.float64).max / 1500)[:, None]
     some = np.flatnonzero(over.any(axis=1))
-    if some.size:  # indicator product: > 0 where P[i] has mass on a zero of Q[j]
-        zeros_of_q = (Qk == 0).T.astype(np.float32)
-        over[some] &= ((Pk[some] > 0).astype(np.float32) @ zeros_of_q) == 0
+    if some.size:
+        over[some] &= ~_zero_mass(Pk[some], Qk)
     if not over.any():
         return None
     k = overflow_shift(Pk.shape[1])

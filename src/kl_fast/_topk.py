@@ -24,6 +24,7 @@ from ._api import finish, kl_div, normalize_rescale
 from ._pairwise import (
     _finite_sums,
     _rounded_away,
+    _zero_mass,
     CentredLogs,
     _centred_logs,
     _kl_matrix,
@@ -147,9 +148,7 @@ class _KLSide:
         """(i1 - i0, j1 - j0): where the divergence's first row has mass on a zero
         of its second (the value is +inf), from the original rows."""
         a, b = self.P0[i0:i1], self.Q0[j0:j1]
-        if self.reverse:
-            return cast(np.ndarray, ((b > 0).astype(np.float32) @ (a == 0).T.astype(np.float32)).T > 0)
-        return cast(np.ndarray, ((a > 0).astype(np.float32) @ (b == 0).T.astype(np.float32)) > 0)
+        return _zero_mass(b, a).T if self.reverse else _zero_mass(a, b)
 
     def exact(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """kl_div's values of the pairs (natural log, float64)."""

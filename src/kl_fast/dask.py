@@ -29,8 +29,8 @@ from typing import Any, Literal, NamedTuple, Optional, Sequence, TypedDict, Unio
 import numpy as np
 import numpy.typing as npt
 
-from ._api import (broadcast_shape, check_options, finish, mass_on_zeros, max_exponents, row_sums,
-                   sums_with_lost_terms)
+from ._api import (broadcast_shape, check_options, finish, mass_on_zeros, max_exponents,
+                   rounded_under_p, row_sums, sums_with_lost_terms)
 from ._pairwise import (
     _check_matrix_shape,
     _check_row_lengths,
@@ -184,7 +184,7 @@ def _scaled_block_sums(res: np.ndarray, pk: np.ndarray, qk: np.ndarray, scaled: 
         shape = np.broadcast_shapes(pk.shape, qk.shape)
         q, q_scaled, p_scaled = (np.broadcast_to(a, shape) for a in (qk, scaled[1], scaled[0]))
         shift = np.where(kq > 0, kq, 0)
-        lost = (kq > 0) & (p_scaled != 0) & (np.ldexp(q_scaled, shift) != q)
+        lost = rounded_under_p(p_scaled, q_scaled, q, shift)
         if lost.any():
             res = sums_with_lost_terms(p_scaled, q_scaled, q, lost, shift, axes, axes, 1, False)
     if (kp > 0).any():
