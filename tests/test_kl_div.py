@@ -748,3 +748,75 @@ def test_pairwise_raw_sum_beyond_range(path, fn, size):
         np.testing.assert_array_equal(got, want)
     else:
         np.testing.assert_allclose(got, want, rtol=1e-13)
+
+
+def _mp_scaled_kl(p, q, dx=None, base=None):
+    """sum p log(p/q) times dx, over log(base), in 2400-bit arithmetic."""
+    import mpmath
+    with mpmath.workprec(2400):
+        t = mpmath.fsum(mpmath.mpf(float(u)) * mpmath.log(mpmath.mpf(float(u)) / mpmath.mpf(float(v)))
+                        for u, v in zip(p, q) if u)
+        if dx is not None:
+            t *= mpmath.mpf(dx)
+        if base is not None:
+            t /= mpmath.log(mpmath.mpf(base))
+        return t
+
+
+def _within_output_floor(got, truth, rel):
+    """got is truth to rel, or to the rounding of a subnormal result."""
+    import mpmath
+    err = abs(mpmath.mpf(float(got)) - truth)
+    floor = mpmath.mpf(2.0**-1074) if isinstance(got, (float, np.float64)) else mpmath.mpf(2.0**-149)
+    return err <= rel * abs(truth) + floor
+
+
+def _tiny_rows(rng, m, n):
+    """Rows with values from the subnormals up to 2**-900, some of order 1, some 0."""
+    v = np.ldexp(rng.uniform(1.0, 2.0, (m, n)), rng.integers(-1074, -900, (m, n)))
+    big = rng.random((m, n)) < 0.2
+    v[big] = rng.random(big.sum())
+    v[rng.random((m, n)) < 0.1] = 0.0
+    return v
+
+
+def test_magnified_tiny_sums_keep_their_bits(path):
+    """A raw sum of subnormal terms keeps few bits; dx or a base near 1 magnifies it
+    into the normal range, where those rows are redone at full precision."""
+    rng = np.random.default_rng(11)
+    P, Q = _tiny_rows(rng, 8, 4), _tiny_rows(rng, 8, 4)
+    Q[Q == 0] = 1e-300
+    P[0], Q[0] = [5e-324, 1.0, 0.0, 0.0], [0.34, 1.0, 1.0, 1.0]   # one subnormal term
+    P[1], Q[1] = [5e-324, 0.0, 0.0, 0.0], [1e-310, 1e300, 1.0, 1.0]
+    for kw in ({"dx": 1e300}, {"dx": 3e78}, {"base": 1.0 + 1e-7}, {"base": 2.0}):
+        rows = kl_fast.kl_div(P, Q, **kw)
+        np.testing.assert_array_equal(kl_fast.kl_div(P.T, Q.T, axis=0, **kw), rows)
+        for i in range(len(P)):
+            truth = _mp_scaled_kl(P[i], Q[i], **kw)
+            got = kl_fast.kl_div(P[i], Q[i], **kw)
+            assert got == rows[i]
+            assert _within_output_floor(got, truth, 1e-14), (kw, i, got, float(truth))
+    # float32 terms are floats: subnormal below 2**-126
+    p32, q32 = np.float32([1e-45, 3e-44]), np.float32([1e-40, 1e-44])
+    got = kl_fast.kl_div(p32, q32, dx=1e40)
+    assert got.dtype == np.float32
+    assert _within_output_floor(got, _mp_scaled_kl(p32, q32, dx=1e40), 1e-6)
+    # equal rows and rows of zeros stay exactly 0
+    assert kl_fast.kl_div([0.0, 0.0], [1.0, 1.0], dx=10.0) == 0.0
+    assert kl_fast.kl_div([1e-320, 0.5], [1e-320, 0.5], dx=1e300) == 0.0
+
+
+def test_pairwise_and_topk_magnified_tiny_sums(path):
+    """The all-pairs entries and top-k values of such pairs are kl_div's."""
+    rng = np.random.default_rng(12)
+    P, Q = _tiny_rows(rng, 3, 3), _tiny_rows(rng, 5, 3)
+    Q[Q == 0] = 1e-300
+    base = 1.0 + 1e-6
+    want = np.array([[kl_fast.kl_div(p, q, base=base) for q in Q] for p in P])
+    for i in range(len(P)):
+        for j in range(len(Q)):
+            assert _within_output_floor(want[i, j], _mp_scaled_kl(P[i], Q[j], base=base), 1e-14)
+    np.testing.assert_array_equal(kl_fast.kl_pairwise(P, Q, base=base), want)
+    vals, idx = kl_fast.kl_topk(P, Q, len(Q), base=base)
+    np.testing.assert_array_equal(vals, np.take_along_axis(want, idx, axis=1))
+    assert np.all(np.diff(vals, axis=1) >= 0)

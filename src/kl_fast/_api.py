@@ -410,6 +410,78 @@ def kl_beyond_range(pk: np.ndarray, qk: np.ndarray, axes: tuple[int, ...] | None
     return res, shift
 
 
+def raw_tiny(f32: bool) -> float:
+    """Below this a raw KL sum, or a p > 0, may hold subnormal terms (float32's
+    terms are floats): 2**-102 for float32, 2**-968 for float64 (the compiled
+    entries' _raw_too_small)."""
+    return 2.0**-102 if f32 else 2.0**-968
+
+
+def small_terms(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(t, e) with p log(p/q) = t 2**e, each term of float64 p > 0 and q > 0
+    kept to full precision however small: p and q times 2**k, their larger
+    into [1/2, 1), through the kernel's term (exact ratio residual) where p so
+    scaled is normal, else p scaled into [1, 2) times log(p) - log(q) (the
+    ratio is below DBL_MIN there, so the logs do not cancel)."""
+    k = -np.frexp(np.fmax(p, q))[1]
+    ps, qs = np.ldexp(p, k), np.ldexp(q, k)
+    normal = ps >= np.finfo(np.float64).tiny
+    kernel, _ = row_sums(np.where(normal, ps, 0.0)[:, None], np.where(normal, qs, 1.0)[:, None],
+                         axes=(1,), func="kl_div", num_threads=1, check=False,
+                         want_sums=False)
+    s = 1 - np.frexp(p)[1]
+    with np.errstate(divide="ignore"):
+        logs = np.ldexp(p, s) * (np.log(p) - np.log(q))
+    return np.where(normal, kernel[..., 0], logs), np.where(normal, -k, -s)
+
+
+def kl_below_range(pk: np.ndarray, qk: np.ndarray, axes: tuple[int, ...] | None,
+                   res: np.ndarray, shift: np.ndarray | None, base: float | None,
+                   dx: float | None, num_threads: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """(res, shift) for kl_div's rows whose raw sum is below raw_tiny and that
+    hold a p > 0 as small, where base or dx magnify the sum (subnormal terms
+    kept few bits, which the magnified divergence would show): redone in
+    float64, the other terms by the kernel, the small p's terms apart at full
+    precision (small_terms), all added exactly (math.fsum on a common scale).
+    res[..., 0] there holds the sum's fraction in [1/2, 1) and shift its
+    exponent, so that the divergence is the finished value times 2**shift."""
+    mag = (abs(dx) if dx is not None else 1.0) / (abs(math.log(base)) if base is not None else 1.0)
+    tiny = raw_tiny(pk.dtype == np.float32)
+    shape = np.broadcast_shapes(pk.shape, qk.shape)
+    red = tuple(range(len(shape))) if axes is None else axes
+    if not mag > 1.0 or not np.any(np.abs(res[..., 0]) < tiny):
+        return res, shift
+    small = (np.broadcast_to(pk, shape) > 0) & (np.broadcast_to(pk, shape) < tiny)
+    redo = (np.abs(res[..., 0]) < tiny) & np.any(small, axis=red)
+    if not redo.any():
+        return res, shift
+    small &= np.expand_dims(redo, red)
+    p = np.broadcast_to(pk, shape).astype(np.float64)
+    q = np.broadcast_to(qk, shape).astype(np.float64)
+    rest, _ = row_sums(np.where(small, 0.0, p), q, axes=axes, func="kl_div",
+                       num_threads=num_threads, check=False, want_sums=False)
+    # the reduced axes last, so that each output element's terms are one row
+    keep = [ax for ax in range(len(shape)) if ax not in red]
+    order = keep + list(red)
+    rows = redo.size
+    small_r = np.transpose(small, order).reshape(rows, -1)
+    terms, exps = small_terms(np.transpose(p, order).reshape(rows, -1)[small_r],
+                              np.transpose(q, order).reshape(rows, -1)[small_r])
+    owner = np.nonzero(small_r)[0]
+    res = res.copy()
+    shift = np.zeros(redo.shape, np.intc) if shift is None else shift.copy()
+    flat_res, flat_shift = res.reshape(-1, 3), shift.reshape(-1)
+    for r in np.flatnonzero(redo.reshape(-1)):
+        t, e = terms[owner == r], exps[owner == r]
+        parts = np.append(t, rest.reshape(-1, 3)[r, 0])
+        pe = np.append(e, 0)
+        top = int(np.max(np.where(parts != 0, np.frexp(parts)[1] + pe, np.iinfo(np.intc).min)))
+        top = max(top, -2**20)  # all parts 0
+        frac, ex = math.frexp(math.fsum(np.ldexp(parts, pe - top).tolist()))
+        flat_res[r, 0], flat_shift[r] = frac, ex + top
+    return res, shift
+
+
 def kl_unscaled(kl: np.ndarray, psum: np.ndarray, k: int) -> np.ndarray:
     """2**-k KL(p, q) from kl = KL(2**-k p, q) and psum = sum(2**-k p)."""
     return kl + k * math.log(2.0) * psum
@@ -657,6 +729,8 @@ def kl_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = -1, keepdims: bool = Fals
             and not np.all(np.isfinite(res[..., 0])):
         # the raw sum left the range; base or dx may bring the divergence back
         res, shift = kl_beyond_range(pk, qk, axes, res, num_threads if ndim else 1)
+    if not normalize and (base is not None or dx is not None):
+        res, shift = kl_below_range(pk, qk, axes, res, shift, base, dx, num_threads if ndim else 1)
     kl = times_power_of_two(finish(res[..., 0], res[..., 1], res[..., 2], normalize=normalize,
                                    base=base, dx=dx, func=func), shift)
     if infinite is not None and infinite.any():

@@ -277,7 +277,8 @@ cdef enum:
     ROW_DONE = 0      # value written
     ROW_PYTHON = 1    # a bad value or a sum that cannot normalise: the Python layer explains
     ROW_RESCALE = 2   # the Python layer's rescaling path computes it: kl_div with
-                      # normalize, or a raw sum beyond the range that base or dx scale
+                      # normalize, or a raw sum beyond the range (or kl_div's below it)
+                      # that base or dx scale
 
 
 cdef inline int _row_value(int kind, bint f32, const char *p, Py_ssize_t sp, const char *q,
@@ -323,6 +324,27 @@ cdef inline bint _raw_beyond_range(int kind, bint f32, double raw, double log_ba
     return kind == KIND_JS or not _infinite_term(kind, f32, p, sp, q, sq, n)
 
 
+cdef inline bint _raw_too_small(bint f32, double raw, double log_base, double dx,
+                                const char *p, Py_ssize_t sp, Py_ssize_t n) noexcept nogil:
+    """kl_div's raw sum of a row is below RAW_TINY (2**-968; float32, whose terms
+    are floats, 2**-102), some p > 0 is that small too (its term may be
+    subnormal and keep few bits) and base or dx magnify the sum: the Python
+    layer redoes the row on p and q times a power of two (_api.kl_below_range)."""
+    cdef double tiny = 1.9721522630525295e-31 if f32 else 4.008336720017946e-292  # 2**-102, 2**-968
+    cdef double mag = fabs(dx) if dx != 0.0 else 1.0
+    cdef double v
+    cdef Py_ssize_t i
+    if log_base != 0.0:
+        mag = mag / fabs(log_base)
+    if not (mag > 1.0 and fabs(raw) < tiny):
+        return False
+    for i in range(n):
+        v = _element(f32, p, i * sp)
+        if 0.0 < v < tiny:
+            return True
+    return False
+
+
 cdef inline int _finish(int kind, bint f32, int st, double *res, bint normalize,
                         double log_base, double dx, const char *p, Py_ssize_t sp,
                         const char *q, Py_ssize_t sq, Py_ssize_t n,
@@ -341,6 +363,8 @@ cdef inline int _finish(int kind, bint f32, int st, double *res, bint normalize,
     elif st == ROW_BAD or st == ROW_ZERO_SUM_P or st == ROW_ZERO_SUM_Q:
         return ROW_PYTHON
     if _raw_beyond_range(kind, f32, res[0], log_base, dx, p, sp, q, sq, n):
+        return ROW_RESCALE
+    if kind == KIND_KL and not normalize and _raw_too_small(f32, res[0], log_base, dx, p, sp, n):
         return ROW_RESCALE
     value[0] = _scale(res[0], log_base, dx)
     return ROW_DONE

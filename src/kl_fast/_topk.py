@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _div_kernels
-from ._api import finish, kl_div, normalize_rescale
+from ._api import finish, kl_div, normalize_rescale, raw_tiny
 from ._pairwise import (
     _finite_sums,
     _rounded_away,
@@ -339,11 +339,36 @@ def kl_topk(P: npt.ArrayLike, Q: npt.ArrayLike, k: int, *,
     if base is not None:
         with np.errstate(over="ignore"):
             vals = vals / math.log(base)
+        if divergence != "js" and not normalize:
+            vals, idx = _small_values(P0, Q0, vals, idx, base, divergence == "kl_reverse")
     if dtype != np.float64:
         with np.errstate(over="ignore"):
             vals = vals.astype(dtype)
     if (base is not None and base > 1.0) or dtype != np.float64:
         vals, idx = _ties_to_lower_index(vals, idx)
+    return vals, idx
+
+
+def _small_values(P0: np.ndarray, Q0: np.ndarray, vals: np.ndarray, idx: np.ndarray,
+                  base: float, reverse: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The values whose raw sum is below raw_tiny, of a pair whose p holds a
+    p > 0 as small, where base magnifies them (their subnormal terms kept few
+    bits): kl_div's value of the pair (its kl_below_range), and those rows
+    sorted again (ties to the lower index)."""
+    log_base = math.log(base)
+    tiny = raw_tiny(False)
+    if not abs(log_base) < 1.0:
+        return vals, idx
+    rows = set()
+    for i, c in zip(*np.nonzero(np.abs(vals * log_base) < tiny)):
+        j = idx[i, c]
+        a, b = (Q0[j], P0[i]) if reverse else (P0[i], Q0[j])
+        if np.any((a > 0) & (a < tiny)):
+            vals[i, c] = kl_div(a, b, base=base)
+            rows.add(i)
+    for i in rows:
+        order = np.lexsort((idx[i], vals[i]))
+        vals[i], idx[i] = vals[i][order], idx[i][order]
     return vals, idx
 
 
