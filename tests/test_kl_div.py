@@ -820,3 +820,23 @@ def test_pairwise_and_topk_magnified_tiny_sums(path):
     vals, idx = kl_fast.kl_topk(P, Q, len(Q), base=base)
     np.testing.assert_array_equal(vals, np.take_along_axis(want, idx, axis=1))
     assert np.all(np.diff(vals, axis=1) >= 0)
+
+
+def test_magnified_tiny_sums_past_the_range_and_in_large_inputs():
+    """dx / log(base) beyond DBL_MAX still finishes finite; the Python layer of
+    kl_pairwise and kl_topk's choice take the redone values."""
+    for kw in ({"dx": 1e300, "base": 1.0 + 1e-10}, {"dx": 1.7e308, "base": 2.0}):
+        got = kl_fast.kl_div([5e-324], [1e-310], **kw)
+        assert _within_output_floor(got, _mp_scaled_kl([5e-324], [1e-310], **kw), 1e-14), kw
+    P = np.array([[2.0**-1074, 1.0]])
+    Q = np.tile([2.0**-1074 * math.exp(30.55), 1.0], (8000, 1))      # the matrix path
+    got = kl_fast.kl_pairwise(P, Q, base=1 + 1e-15)
+    assert np.all(got == kl_fast.kl_div(P[0], Q[0], base=1 + 1e-15))
+    assert _within_output_floor(got[0, 0], _mp_scaled_kl(P[0], Q[0], base=1 + 1e-15), 1e-14)
+    # three raw sums that round alike: the smallest true value is chosen
+    Q = np.array([[2.0**-1074 * math.exp(c), 1.0] for c in (30.55, 30.6, 30.45)])
+    want = [kl_fast.kl_div(P[0], q, base=1 + 1e-7) for q in Q]
+    vals, idx = kl_fast.kl_topk(P, Q, 1, base=1 + 1e-7)
+    assert idx[0, 0] == int(np.argmin(want)) == 1 and vals[0, 0] == min(want)
+    vals, idx = kl_fast.kl_topk(Q, P, 1, base=1 + 1e-7, divergence="kl_reverse")
+    np.testing.assert_array_equal(vals[:, 0], want)

@@ -432,7 +432,7 @@ def small_terms(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     s = 1 - np.frexp(p)[1]
     with np.errstate(divide="ignore"):
         logs = np.ldexp(p, s) * (np.log(p) - np.log(q))
-    return np.where(normal, kernel[..., 0], logs), np.where(normal, -k, -s)
+    return np.where(normal, kernel[..., 0], logs), np.where(normal, -k, -s).astype(np.intc)
 
 
 def kl_below_range(pk: np.ndarray, qk: np.ndarray, axes: tuple[int, ...] | None,
@@ -467,18 +467,21 @@ def kl_below_range(pk: np.ndarray, qk: np.ndarray, axes: tuple[int, ...] | None,
     small_r = np.transpose(small, order).reshape(rows, -1)
     terms, exps = small_terms(np.transpose(p, order).reshape(rows, -1)[small_r],
                               np.transpose(q, order).reshape(rows, -1)[small_r])
-    owner = np.nonzero(small_r)[0]
+    bounds = np.searchsorted(np.nonzero(small_r)[0], np.arange(rows + 1))
+    # the fraction times dx / log(base) must stay finite before the shift
+    lift = max(0, max(math.frexp(dx)[1], 0) if dx is not None else 0)
+    lift += max(1 - math.frexp(math.log(base))[1], 0) if base is not None else 0
+    lift = max(lift - 1000, 0)
     res = res.copy()
     shift = np.zeros(redo.shape, np.intc) if shift is None else shift.copy()
     flat_res, flat_shift = res.reshape(-1, 3), shift.reshape(-1)
     for r in np.flatnonzero(redo.reshape(-1)):
-        t, e = terms[owner == r], exps[owner == r]
-        parts = np.append(t, rest.reshape(-1, 3)[r, 0])
-        pe = np.append(e, 0)
-        top = int(np.max(np.where(parts != 0, np.frexp(parts)[1] + pe, np.iinfo(np.intc).min)))
-        top = max(top, -2**20)  # all parts 0
+        parts = np.append(terms[bounds[r]:bounds[r + 1]], rest.reshape(-1, 3)[r, 0])
+        pe = np.append(exps[bounds[r]:bounds[r + 1]], 0).astype(np.intc)
+        nonzero = parts != 0
+        top = int(np.max(np.frexp(parts[nonzero])[1] + pe[nonzero])) if nonzero.any() else 0
         frac, ex = math.frexp(math.fsum(np.ldexp(parts, pe - top).tolist()))
-        flat_res[r, 0], flat_shift[r] = frac, ex + top
+        flat_res[r, 0], flat_shift[r] = math.ldexp(frac, -lift), ex + top + lift
     return res, shift
 
 

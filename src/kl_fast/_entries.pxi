@@ -334,9 +334,11 @@ cdef inline bint _raw_too_small(bint f32, double raw, double log_base, double dx
     cdef double mag = fabs(dx) if dx != 0.0 else 1.0
     cdef double v
     cdef Py_ssize_t i
+    if not fabs(raw) < tiny:
+        return False
     if log_base != 0.0:
         mag = mag / fabs(log_base)
-    if not (mag > 1.0 and fabs(raw) < tiny):
+    if not mag > 1.0:
         return False
     for i in range(n):
         v = _element(f32, p, i * sp)

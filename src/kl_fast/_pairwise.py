@@ -9,8 +9,8 @@ import numpy.typing as npt
 
 from . import _div_kernels
 from ._typing import ArrayLike, ArrayT, F32Array, F64Array, Float64Like
-from ._api import (check_out, deliver, finish, kl_div, kl_unscaled, overflow_shift, row_sums,
-                   scaled_by_max, times_power_of_two)
+from ._api import (check_out, deliver, finish, kl_div, kl_unscaled, overflow_shift, raw_tiny,
+                   row_sums, scaled_by_max, times_power_of_two)
 from ._validation import (
     as_real_array,
     check_positive_scalar,
@@ -324,6 +324,20 @@ def _kl_beyond_range(Pk: np.ndarray, Qk: np.ndarray, res: np.ndarray, psum: np.n
     return over, k
 
 
+def _small_entries(P0: np.ndarray, Q0: np.ndarray, res: np.ndarray, base: float) -> None:
+    """The entries of ``res`` (divided by log(base)) whose raw sum is below
+    raw_tiny, of a row of P holding a p > 0 as small, where base magnifies them
+    (their subnormal terms kept few bits): kl_div's value of the pair (its
+    kl_below_range), in place."""
+    log_base = math.log(base)
+    if not abs(log_base) < 1.0:
+        return
+    tiny = raw_tiny(False)
+    for i in np.flatnonzero(np.any((P0 > 0) & (P0 < tiny), axis=1)):
+        for j in np.flatnonzero(np.abs(res[i] * log_base) < tiny):
+            res[i, j] = kl_div(P0[i], Q0[j], base=base)
+
+
 # The overloads: ``out`` is returned as passed, else the dtype follows the inputs
 # (float32 with float32 gives float32).  mypy takes NumPy's scalar types, which are
 # not final, for overlapping: a float32 array never matches the float64 overload.
@@ -450,6 +464,8 @@ def kl_pairwise(P: ArrayLike, Q: ArrayLike | None = None, *, base: float | None 
             res /= math.log(base)
         if over is not None:
             res[over[0]] = times_power_of_two(res[over[0]], over[1])
+        if not normalize:
+            _small_entries(P0, Q0, res, base)
     return res if direct is not None else cast(np.ndarray, deliver(res, out, dtype, func))
 
 

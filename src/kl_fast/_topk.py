@@ -351,24 +351,26 @@ def kl_topk(P: npt.ArrayLike, Q: npt.ArrayLike, k: int, *,
 
 def _small_values(P0: np.ndarray, Q0: np.ndarray, vals: np.ndarray, idx: np.ndarray,
                   base: float, reverse: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The values whose raw sum is below raw_tiny, of a pair whose p holds a
-    p > 0 as small, where base magnifies them (their subnormal terms kept few
-    bits): kl_div's value of the pair (its kl_below_range), and those rows
-    sorted again (ties to the lower index)."""
+    """Where base magnifies raw sums (|log(base)| < 1), the pairs whose p (the
+    row of P, or of Q for kl_reverse) holds a p > 0 below raw_tiny may have
+    subnormal terms that kept few bits: they join each row's candidates with
+    kl_div's values (its kl_below_range), and those rows are chosen again."""
     log_base = math.log(base)
     tiny = raw_tiny(False)
     if not abs(log_base) < 1.0:
         return vals, idx
-    rows = set()
-    for i, c in zip(*np.nonzero(np.abs(vals * log_base) < tiny)):
-        j = idx[i, c]
-        a, b = (Q0[j], P0[i]) if reverse else (P0[i], Q0[j])
-        if np.any((a > 0) & (a < tiny)):
-            vals[i, c] = kl_div(a, b, base=base)
-            rows.add(i)
-    for i in rows:
-        order = np.lexsort((idx[i], vals[i]))
-        vals[i], idx[i] = vals[i][order], idx[i][order]
+    small_p = np.any((P0 > 0) & (P0 < tiny), axis=1)
+    small_q = np.flatnonzero(np.any((Q0 > 0) & (Q0 < tiny), axis=1))
+    kk = idx.shape[1]
+    for i in range(P0.shape[0]):
+        extra = small_q if reverse else (np.arange(Q0.shape[0]) if small_p[i] else small_q[:0])
+        if extra.size == 0:
+            continue
+        cand = np.union1d(idx[i], extra)
+        v = np.array([kl_div(Q0[j], P0[i], base=base) if reverse else
+                      kl_div(P0[i], Q0[j], base=base) for j in cand], dtype=np.float64)
+        order = np.lexsort((cand, v if log_base > 0 else -v))[:kk]   # the raw sums' order
+        vals[i], idx[i] = v[order], cand[order]
     return vals, idx
 
 
