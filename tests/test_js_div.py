@@ -323,3 +323,28 @@ def test_raw_sum_beyond_range_scaled_back(path, layout):
     assert _div_kernels.fast_path("js_div", p, q, **kwargs) is None   # the Python layer's
     np.testing.assert_array_equal(kl_fast.js_div(p, q, **kwargs), python)
     np.testing.assert_allclose(python, expected, rtol=1e-14)
+
+
+def test_base_near_one_magnifies_subnormal_terms(path):
+    """JS of rows whose terms are subnormal, divided by the log of a base near
+    1: redone at full precision (within 1e-14 of mpmath, or the result's own
+    subnormal rounding), 1-D, in a batch and along axis=0."""
+    import mpmath
+    rng = np.random.default_rng(21)
+    P = np.ldexp(rng.uniform(1, 2, (6, 3)), rng.integers(-1074, -900, (6, 3)))
+    Q = np.ldexp(rng.uniform(1, 2, (6, 3)), rng.integers(-1074, -900, (6, 3)))
+    P[0], Q[0] = [5e-324, 0.0, 0.5], [0.0, 1e-320, 0.5]
+    P[1, 2] = 0.0
+    base = 1.0 + 1e-12
+    batch = kl_fast.js_div(P, Q, base=base)
+    np.testing.assert_array_equal(kl_fast.js_div(P.T, Q.T, axis=0, base=base), batch)
+    with mpmath.workprec(2400):
+        for p, q, got in zip(P, Q, batch):
+            t = mpmath.mpf(0)
+            for a, b in zip(p, q):
+                a, b = mpmath.mpf(float(a)), mpmath.mpf(float(b))
+                m = (a + b) / 2
+                t += (a * mpmath.log(a / m) if a else 0) / 2 + (b * mpmath.log(b / m) if b else 0) / 2
+            t /= mpmath.log(mpmath.mpf(base))
+            assert kl_fast.js_div(p, q, base=base) == got
+            assert abs(mpmath.mpf(float(got)) - t) <= 1e-14 * abs(t) + mpmath.mpf(2.0**-1074), (p, q)

@@ -292,3 +292,24 @@ def test_normalize_with_large_normalisers_keeps_every_digit(M):
         got32 = kl_fast.kl_div_log(np.float32([M, 0.0]), np.float32([0.0, 0.0]), normalize=True)
         assert got32.dtype == np.float32
         assert float(got32) == pytest.approx(exact, rel=1.2e-7)
+
+
+def test_base_near_one_magnifies_subnormal_terms(path):
+    """kl_div_log of rows whose terms exp(log_p) (log_p - log_q) are subnormal,
+    divided by the log of a base near 1: redone at full precision (within
+    1e-14 of mpmath on the given logs, or the result's own subnormal rounding)."""
+    import mpmath
+    rng = np.random.default_rng(22)
+    LP = -rng.uniform(690.0, 744.0, (6, 3))
+    LQ = -rng.uniform(600.0, 744.0, (6, 3))
+    LP[0], LQ[0] = [math.log(5e-324), -np.inf, -700.0], [math.log(1e-310), -1.0, -700.0]
+    base = 1.0 + 1e-15
+    batch = kl_fast.kl_div_log(LP, LQ, base=base)
+    np.testing.assert_array_equal(kl_fast.kl_div_log(LP.T, LQ.T, axis=0, base=base), batch)
+    with mpmath.workprec(2400):
+        for lp, lq, got in zip(LP, LQ, batch):
+            t = mpmath.fsum(mpmath.exp(mpmath.mpf(float(a))) * (mpmath.mpf(float(a)) - mpmath.mpf(float(b)))
+                            for a, b in zip(lp, lq) if a > -np.inf)
+            t /= mpmath.log(mpmath.mpf(base))
+            assert kl_fast.kl_div_log(lp, lq, base=base) == got
+            assert abs(mpmath.mpf(float(got)) - t) <= 1e-14 * abs(t) + mpmath.mpf(2.0**-1074), (lp, lq)

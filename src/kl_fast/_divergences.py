@@ -11,7 +11,7 @@ from . import _div_kernels, _kernels
 from ._typing import (ArrayLike, ArrayT, Axis, F32Array, F32Result, F64Array, F64Result,
                       Float32Like, Float64Like, FloatResult, ScalarOr1D)
 from ._api import (ReductionRows, apply_options, check_alone, combine_rows, deliver,
-                   overflow_shift, raise_bad_value, reduction_rows, scaled_by_max,
+                   overflow_shift, raise_bad_value, raw_tiny, reduction_rows, scaled_by_max,
                    times_power_of_two)
 from ._validation import (
     as_real_array,
@@ -115,6 +115,59 @@ def _log_beyond_range(rows: ReductionRows, res: np.ndarray,
     return flat.reshape(totals.shape), shift.reshape(totals.shape)
 
 
+def _js_row_scaled(kernel: _RowKernel, p: np.ndarray, q: np.ndarray) -> tuple[float, int]:
+    """(s, K) with the JS sum of float64 rows p, q = s 2**K: each element's
+    term from p and q times 2**k, their larger into [1/2, 1) (JS is
+    homogeneous of degree 1, so that is 2**k times the term, exactly), the
+    terms added exactly on a common scale (math.fsum)."""
+    k = np.where((p > 0) | (q > 0), -np.frexp(np.fmax(p, q))[1], 0).astype(np.intc)
+    terms = np.empty((p.size, 3), dtype=np.float64)
+    status = np.empty(p.size, dtype=np.int8)
+    kernel(np.ldexp(p, k)[:, None], np.ldexp(q, k)[:, None], terms, status, False, False, 1)
+    t = terms[:, 0]
+    nonzero = t != 0
+    if not nonzero.any():
+        return 0.0, 0
+    top = int(np.max(np.frexp(t[nonzero])[1] - k[nonzero]))
+    return math.fsum(np.ldexp(t, -k - top).tolist()), top
+
+
+def _below_range(func: str, kernel: _RowKernel, rows: ReductionRows, totals: np.ndarray,
+                 shift: np.ndarray | None, base: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """(totals, shift) for js_div and kl_div_log (normalize off) where base
+    magnifies (|log(base)| < 1): the reductions whose total is below
+    raw_tiny and that hold an input whose terms may be subnormal (a p or q
+    below raw_tiny; a finite log_p below its log) redone in float64 at full
+    precision (_js_row_scaled, _log_scaled_row), so that the divergence is the
+    finished total times 2**shift; rows holding NaN or +inf (check=False) are
+    left as they are."""
+    tiny = raw_tiny(rows.p2.dtype == np.float32)
+    flat = totals.reshape(-1)
+    cand = np.flatnonzero(np.abs(flat) < tiny)
+    if not abs(math.log(base)) < 1.0 or cand.size == 0:
+        return totals, shift
+    parts = rows.p2.shape[0] // flat.size
+    flat = flat.copy()
+    sh = np.zeros(flat.shape, np.intc) if shift is None else shift.reshape(-1).copy()
+    for r in cand:
+        a = rows.p2[r * parts:(r + 1) * parts].astype(np.float64).reshape(-1)
+        b = rows.q2[r * parts:(r + 1) * parts].astype(np.float64).reshape(-1)
+        if func == "kl_div_log":
+            small = np.any((a > -np.inf) & (a < math.log(tiny)))
+            if not small or np.any(np.isnan(a) | np.isnan(b) | (a == np.inf) | (b == np.inf)):
+                continue
+            scaled = _log_scaled_row(a, b, 0.0, 0.0)
+            if scaled is None:
+                continue
+        else:
+            small = np.any(((a > 0) & (a < tiny)) | ((b > 0) & (b < tiny)))
+            if not small or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+                continue
+            scaled = _js_row_scaled(kernel, a, b)
+        flat[r], sh[r] = scaled
+    return flat.reshape(totals.shape), sh.reshape(totals.shape)
+
+
 def _reduce_rows(p: ArrayLike, q: ArrayLike, *, func: str, names: Sequence[str],
                  kernel: _RowKernel, find_bad: _FindBad, axis: Any, keepdims: bool,
                  base: Any, normalize: bool, out: np.ndarray | None, num_threads: Any,
@@ -189,6 +242,8 @@ def _reduce_rows(p: ArrayLike, q: ArrayLike, *, func: str, names: Sequence[str],
             value, shift = _js_beyond_range(kernel, rows, res, value, normalize, nt)
         elif func == "kl_div_log":
             value, shift = _log_beyond_range(rows, res, value)
+    if base is not None and not normalize:
+        value, shift = _below_range(func, kernel, rows, value, shift, base)
     if base is not None:
         value = times_power_of_two(
             apply_options(value, None, None, normalize=False, base=base, dx=None), shift)

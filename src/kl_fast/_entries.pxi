@@ -324,15 +324,25 @@ cdef inline bint _raw_beyond_range(int kind, bint f32, double raw, double log_ba
     return kind == KIND_JS or not _infinite_term(kind, f32, p, sp, q, sq, n)
 
 
-cdef inline bint _raw_too_small(bint f32, double raw, double log_base, double dx,
-                                const char *p, Py_ssize_t sp, Py_ssize_t n) noexcept nogil:
-    """kl_div's raw sum of a row is below RAW_TINY (2**-968; float32, whose terms
-    are floats, 2**-102), some p > 0 is that small too (its term may be
-    subnormal and keep few bits) and base or dx magnify the sum: the Python
-    layer redoes the row on p and q times a power of two (_api.kl_below_range)."""
+cdef inline bint _small_value(int kind, double v, double tiny) noexcept nogil:
+    """v is an input whose terms may be subnormal: 0 < v < tiny, or for
+    kl_div_log a finite log below log(tiny)."""
+    if kind == KIND_KL_LOG:
+        return -HUGE_VAL < v < log(tiny)
+    return 0.0 < v < tiny
+
+
+cdef inline bint _raw_too_small(int kind, bint f32, double raw, double log_base, double dx,
+                                const char *p, Py_ssize_t sp, const char *q, Py_ssize_t sq,
+                                Py_ssize_t n) noexcept nogil:
+    """A row's raw sum is below 2**-968 (float32, whose terms are floats,
+    2**-102), it holds an input that small (kl_div: a p; js_div: a p or q;
+    kl_div_log: a log_p below the log of it), whose terms may be subnormal and
+    keep few bits, and base or dx magnify the sum: the Python layer redoes the
+    row with those terms at full precision (_api.kl_below_range,
+    _divergences._below_range)."""
     cdef double tiny = 1.9721522630525295e-31 if f32 else 4.008336720017946e-292  # 2**-102, 2**-968
     cdef double mag = fabs(dx) if dx != 0.0 else 1.0
-    cdef double v
     cdef Py_ssize_t i
     if not fabs(raw) < tiny:
         return False
@@ -341,8 +351,9 @@ cdef inline bint _raw_too_small(bint f32, double raw, double log_base, double dx
     if not mag > 1.0:
         return False
     for i in range(n):
-        v = _element(f32, p, i * sp)
-        if 0.0 < v < tiny:
+        if _small_value(kind, _element(f32, p, i * sp), tiny):
+            return True
+        if kind == KIND_JS and _small_value(kind, _element(f32, q, i * sq), tiny):
             return True
     return False
 
@@ -366,7 +377,7 @@ cdef inline int _finish(int kind, bint f32, int st, double *res, bint normalize,
         return ROW_PYTHON
     if _raw_beyond_range(kind, f32, res[0], log_base, dx, p, sp, q, sq, n):
         return ROW_RESCALE
-    if kind == KIND_KL and not normalize and _raw_too_small(f32, res[0], log_base, dx, p, sp, n):
+    if not normalize and _raw_too_small(kind, f32, res[0], log_base, dx, p, sp, q, sq, n):
         return ROW_RESCALE
     value[0] = _scale(res[0], log_base, dx)
     return ROW_DONE
