@@ -423,3 +423,22 @@ def test_product_form_finish_is_the_numpy_passes(normalize, num_threads):
             assert bound.tobytes() == a_abs.tobytes()
         assert np.array_equal(redo.view(bool), want_redo)
         assert rows == want_redo.any(axis=1).sum() >= 1
+
+
+def test_normalize_matrix_with_sums_far_apart():
+    """The product form finishes S/P + log(Q/P): rows whose sums lie far apart
+    are first scaled (by powers of two) to sums near 1, so near-duplicates keep
+    kl_div's accuracy and proportional rows give 0 to rounding."""
+    p = np.array([0.1, 0.2, 0.3, 0.4])
+    q = p * (1 + 1e-5 * np.array([1, -1, 1, -1])) * 1e250
+    got = kl_fast.kl_pairwise(np.tile(p, (100, 1)), np.tile(q, (100, 1)), normalize=True)
+    want = kl_fast.kl_div(p, q, normalize=True)
+    # the rounding of normalising (each element's division by its sum) is the floor
+    assert np.all(np.abs(got - want) <= 4e-16 * 0.25)
+    zero = kl_fast.kl_pairwise(np.tile(p, (100, 1)), np.tile(p * 1e250, (100, 1)), normalize=True)
+    assert np.all(np.abs(zero) <= 4.5e-16)
+    counts = np.random.default_rng(3).integers(0, 1000, (200, 30)).astype(float)
+    got = kl_fast.kl_pairwise(counts, counts[:50] / 7.0, normalize=True)
+    want = np.array([[kl_fast.kl_div(a, b, normalize=True) for b in counts[:50] / 7.0]
+                     for a in counts])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=4e-15)

@@ -206,3 +206,20 @@ def test_ties_made_by_rounding_or_base_keep_index_order(rng, dtype, base):
     assert tied.any()
     assert np.all(np.diff(v, axis=1) >= 0)
     assert np.all(i[:, 1:][tied] > i[:, :-1][tied])
+
+
+@pytest.mark.parametrize("divergence", ["kl", "kl_reverse"])
+def test_base_brings_an_overflowing_raw_sum_back(divergence):
+    """A pair whose raw sum overflows while its divergence in base 1e300 does not
+    is a candidate with kl_div's value (it was inf and ranked last)."""
+    P = np.array([[1e308, 1e308]])
+    Q = np.array([[1.0, 1.0], [1e300, 1e300]])
+    if divergence == "kl":
+        vals, idx = kl_fast.kl_topk(P, Q, 2, base=1e300)
+        want = [kl_fast.kl_div(P[0], q, base=1e300) for q in Q]
+        np.testing.assert_array_equal(idx[0], [1, 0])
+        np.testing.assert_array_equal(vals[0], [want[1], want[0]])
+        assert np.isfinite(want[1]) and want[0] == np.inf
+    else:
+        vals, idx = kl_fast.kl_topk(Q, P, 1, base=1e300, divergence="kl_reverse")
+        np.testing.assert_array_equal(vals[:, 0], [kl_fast.kl_div(P[0], q, base=1e300) for q in Q])

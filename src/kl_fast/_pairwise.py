@@ -160,10 +160,12 @@ def _rounded_away(original: np.ndarray, scaled: np.ndarray) -> np.ndarray:
 
 def _finite_sums(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
                  hq: np.ndarray, qsum: np.ndarray, same: bool, func: str, num_threads: Any,
-                 tiny_too: bool = True) -> tuple[np.ndarray, ...]:
+                 tiny_too: bool = True, near_one: bool = False) -> tuple[np.ndarray, ...]:
     """For normalize: rows whose sum is out of range (see _far) scaled by
     powers of two (exactly; normalising is scale-invariant) and their stats
-    recomputed; then the sums checked.  Returns (Pk, Qk, hp, psum, hq, qsum)."""
+    recomputed; with near_one also rows whose sum is outside [1/4, 4), their
+    sum into [1/2, 1) (_sum_near_one); then the sums checked.  Returns (Pk, Qk,
+    hp, psum, hq, qsum)."""
     if _far(psum, Pk.dtype, tiny_too).any():
         Pk = scaled_by_max(Pk, (1,), _far(psum, Pk.dtype, tiny_too)[:, None])
         hp, psum = _row_stats(Pk, "P", func, num_threads, False)
@@ -172,10 +174,31 @@ def _finite_sums(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarra
     if not same and _far(qsum, Qk.dtype, tiny_too).any():
         Qk = scaled_by_max(Qk, (1,), _far(qsum, Qk.dtype, tiny_too)[:, None])
         hq, qsum = _row_stats(Qk, "Q", func, num_threads, False)
+    if near_one:
+        Pk, hp, psum = _sum_near_one(Pk, hp, psum, "P", func, num_threads)
+        Qk, hq, qsum = (Pk, hp, psum) if same else _sum_near_one(Qk, hq, qsum, "Q", func,
+                                                                  num_threads)
     _check_sums(psum, "P", func)
     if not same:
         _check_sums(qsum, "Q", func)
     return Pk, Qk, hp, psum, hq, qsum
+
+
+def _sum_near_one(X: np.ndarray, h: np.ndarray, sums: np.ndarray, name: str, func: str,
+                  num_threads: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(X, h, sums) with the rows whose finite positive sum is outside [1/4, 4)
+    scaled by the power of two that takes it into [1/2, 1), and their stats
+    recomputed: KL's product form finishes S/P + log(Q/P), which cancels where
+    the sums of a pair are far apart (kl_div's rule: more than a factor 16).
+    Exact but for elements it takes below the normal range, whose rows
+    _mend_normalized redoes by kl_div."""
+    apart = np.isfinite(sums) & (sums > 0) & ((sums < 0.25) | (sums >= 4.0))
+    if not apart.any():
+        return X, h, sums
+    e = np.frexp(np.where(apart, sums, 1.0))[1]
+    X = np.ldexp(X, np.where(apart, -e, 0).astype(np.intc)[:, None]).astype(X.dtype, copy=False)
+    h, sums = _row_stats(X, name, func, num_threads, False)
+    return X, h, sums
 
 
 def _resolve_base(base: Any, func: str) -> float | None:
@@ -453,7 +476,7 @@ def kl_pairwise(P: ArrayLike, Q: ArrayLike | None = None, *, base: float | None 
     P0, Q0 = Pk, Qk
     if normalize:
         Pk, Qk, hp, psum, hq, qsum = _finite_sums(Pk, Qk, hp, psum, hq, qsum, same, func,
-                                                  num_threads)
+                                                  num_threads, near_one=True)
     res = _kl_matrix(Pk, Qk, hp, psum, qsum, normalize=normalize,
                      num_threads=num_threads, func=func, out=direct)
     if normalize:

@@ -340,7 +340,7 @@ def kl_topk(P: npt.ArrayLike, Q: npt.ArrayLike, k: int, *,
         with np.errstate(over="ignore"):
             vals = vals / math.log(base)
         if divergence != "js" and not normalize:
-            vals, idx = _small_values(P0, Q0, vals, idx, base, divergence == "kl_reverse")
+            vals, idx = _rescued_values(P0, Q0, vals, idx, base, divergence == "kl_reverse")
     if dtype != np.float64:
         with np.errstate(over="ignore"):
             vals = vals.astype(dtype)
@@ -349,27 +349,33 @@ def kl_topk(P: npt.ArrayLike, Q: npt.ArrayLike, k: int, *,
     return vals, idx
 
 
-def _small_values(P0: np.ndarray, Q0: np.ndarray, vals: np.ndarray, idx: np.ndarray,
-                  base: float, reverse: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Where base magnifies raw sums (|log(base)| < 1), the pairs whose p (the
-    row of P, or of Q for kl_reverse) holds a p > 0 below raw_tiny may have
-    subnormal terms that kept few bits: they join each row's candidates with
-    kl_div's values (its kl_below_range), and those rows are chosen again."""
+def _rescued_values(P0: np.ndarray, Q0: np.ndarray, vals: np.ndarray, idx: np.ndarray,
+                    base: float, reverse: bool) -> tuple[np.ndarray, np.ndarray]:
+    """With base, the pairs whose p (the row of P, or of Q for kl_reverse) may
+    give a raw sum that kl_div redoes: one summing above DBL_MAX / 1500 (the
+    raw sum may overflow where the divergence does not, _api.kl_beyond_range)
+    or, where base magnifies (|log(base)| < 1), one holding a p > 0 below
+    raw_tiny (subnormal terms that kept few bits, _api.kl_below_range).  They
+    join each row's candidates with kl_div's values, and those rows are
+    chosen again in the raw sums' order."""
     log_base = math.log(base)
     tiny = raw_tiny(False)
-    if not abs(log_base) < 1.0:
+    side = Q0 if reverse else P0
+    with np.errstate(over="ignore"):
+        rescue = np.sum(side, axis=1) > np.finfo(np.float64).max / 1500
+    if abs(log_base) < 1.0:
+        rescue |= np.any((side > 0) & (side < tiny), axis=1)
+    if not rescue.any():
         return vals, idx
-    small_p = np.any((P0 > 0) & (P0 < tiny), axis=1)
-    small_q = np.flatnonzero(np.any((Q0 > 0) & (Q0 < tiny), axis=1))
     kk = idx.shape[1]
     for i in range(P0.shape[0]):
-        extra = small_q if reverse else (np.arange(Q0.shape[0]) if small_p[i] else small_q[:0])
+        extra = np.flatnonzero(rescue) if reverse else np.arange(Q0.shape[0] if rescue[i] else 0)
         if extra.size == 0:
             continue
         cand = np.union1d(idx[i], extra)
         v = np.array([kl_div(Q0[j], P0[i], base=base) if reverse else
                       kl_div(P0[i], Q0[j], base=base) for j in cand], dtype=np.float64)
-        order = np.lexsort((cand, v if log_base > 0 else -v))[:kk]   # the raw sums' order
+        order = np.lexsort((cand, v if log_base > 0 else -v))[:kk]
         vals[i], idx[i] = v[order], cand[order]
     return vals, idx
 
