@@ -636,3 +636,34 @@ def test_batch_history_in_chunks(monkeypatch, method):
     for i in range(37):
         assert np.isfinite(h[i, :whole.nit[i] + 1]).all() and np.isnan(h[i, whole.nit[i] + 1:]).all()
     assert chunked.message.dtype == object and chunked.message[5].startswith("no finite optimum")
+
+
+@pytest.mark.parametrize("n, s", [(3, 0.25), (11, 0.25), (11, 0.2)])
+def test_newton_fit_widens_a_start_below_the_spacing(n, s):
+    """p a grid Gaussian narrower than the spacing: p's grid standard deviation
+    (the start) lies far below sigma, where q sits on one point; the fit widens
+    sigma while that lowers the KL and then converges to p's own parameters."""
+    x = np.linspace(-(n // 2), n // 2, n)
+    p = np.exp(-x**2 / (2 * s * s))
+    p /= p.sum()
+    fit = kl_fast.fit_gaussian(p, x)
+    assert fit.converged, fit.message
+    assert fit.sigma == pytest.approx(s, rel=1e-9)
+    assert abs(fit.mu) < 1e-9
+    assert fit.kl <= 1e-14
+
+
+def test_degenerate_p_on_repeated_grid_points():
+    """All of p on one grid value that the grid holds m times: q spreads evenly
+    over the copies as sigma -> 0, so the KL's limit is H + P log m (here q is
+    [1/2, 1/2] for every (mu, sigma): the closed form and gaussian_kl agree)."""
+    p = np.array([1.0, 2.0])
+    fit = kl_fast.fit_gaussian(p, [5.0, 5.0], normalize=True)
+    exact = (1 / 3) * math.log((1 / 3) / 0.5) + (2 / 3) * math.log((2 / 3) / 0.5)
+    assert fit.kl == pytest.approx(exact, rel=1e-14)
+    assert kl_fast.gaussian_kl(p, [5.0, 5.0], 0.3, 2.0, normalize=True) == pytest.approx(exact, rel=1e-14)
+    p3 = np.array([0.0, 0.25, 0.25, 0.5])
+    fit = kl_fast.fit_gaussian(p3, [0.0, 1.0, 1.0, 1.0])
+    assert fit.sigma == 0.0 and fit.mu == 1.0
+    assert fit.kl == pytest.approx(0.25 * 2 * math.log(0.25 * 3) + 0.5 * math.log(0.5 * 3),
+                                   rel=1e-14)

@@ -1037,16 +1037,28 @@ cdef inline void gk_hist(double *hist, int i, double kl, double mu, double par) 
         hist[3 * i + 2] = par
 
 
-cdef inline void gk_fit_degenerate(gk_fit *res, double mu, double H, double *hist) noexcept nogil:
-    """All of p on one point: KL -> H as sigma -> 0, no finite optimum."""
+cdef void gk_fit_degenerate(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                            const gk_psums *ps, gk_fit *res, double mu,
+                            double *hist) noexcept nogil:
+    """All of p on one grid value v: as sigma -> 0 q spreads evenly over the
+    m grid points at v, so KL -> H + P log m; no finite optimum."""
+    cdef Py_ssize_t i, first = -1, m = 0
+    cdef double kl
+    for i in range(n):
+        if first < 0 and p[i * sp] > 0:
+            first = i
+    for i in range(n):
+        if first >= 0 and x[i] == x[first]:
+            m += 1
+    kl = ps.H + ps.P * log(<double>max(m, 1))
     res.mu = mu
     res.sigma = 0.0
-    res.kl = H
+    res.kl = kl
     res.dmu = 0.0
     res.dsigma = 0.0
     res.grad_rel = 0.0
     res.status = GK_FIT_DEGENERATE
-    gk_hist(hist, 0, H, mu, 0.0)
+    gk_hist(hist, 0, kl, mu, 0.0)
 
 
 ctypedef struct GkNewtonStep:
@@ -1076,6 +1088,31 @@ cdef inline bint gk_newton_system(const gk_psums *ps, const gk_qsums *qs, const 
     return st.h11 > 0.0 and st.h22 > 0.0
 
 
+cdef bint gk_widen(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                   const gk_psums *ps, double mu, int nthreads, double *sigma, gk_qsums *qs,
+                   gk_eval *ev, int *nfev) noexcept nogil:
+    """sigma doubled for as long as that lowers the KL (at most 64 times), with
+    its sums and evaluation: the start of a Newton fit from p's grid standard
+    deviation can lie far below the spacing, where q sits on one point and the
+    second-order model fails.  False when the first doubling does not lower it."""
+    cdef gk_qsums qn
+    cdef gk_eval en
+    cdef double sn
+    cdef int i
+    for i in range(64):
+        sn = 2.0 * sigma[0]
+        if not (sn <= DBL_MAX):
+            return i > 0
+        gk_eval_at(p, sp, x, n, ps, mu, sn, 4, nthreads, &qn, &en)
+        nfev[0] += 1
+        if not (en.kl < ev.kl):
+            return i > 0
+        sigma[0] = sn
+        qs[0] = qn
+        ev[0] = en
+    return True
+
+
 cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
                         const gk_psums *ps, double mu0, double sigma0, double tol,
                         int max_iter, int nthreads, gk_stop_fn stop, double *hist,
@@ -1101,7 +1138,7 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
     res.nit = 0
     res.nfev = 0
     if not (L > 0.0):
-        gk_fit_degenerate(res, c + mp, ps.H, hist)
+        gk_fit_degenerate(p, sp, x, n, ps, res, c + mp, hist)
         return
     gk_eval_at(p, sp, x, n, ps, mu, sigma, 4, nthreads, &qs, &ev)
     res.nfev = 1
@@ -1121,8 +1158,19 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
             res.status = GK_FIT_INTERRUPTED
             return
         if not gk_newton_system(ps, &qs, &ev, mu, L, &st):
-            res.status = GK_FIT_SINGULAR
-            return
+            # q has collapsed onto one grid point (sigma far below the spacing
+            # there): where widening lowers the KL (p has mass elsewhere) that
+            # is the iterate, else the optimum is at sigma -> 0
+            if not gk_widen(p, sp, x, n, ps, mu, nthreads, &sigma, &qs, &ev, &res.nfev):
+                res.status = GK_FIT_SINGULAR
+                return
+            v = (sigma / L) * (sigma / L)
+            eta1 = ((mu - c) / L) / v
+            eta2 = -0.5 / v
+            res.nit += 1
+            gk_fit_set(res, mu, sigma, &ev)
+            gk_hist(hist, res.nit, ev.kl, mu, sigma)
+            continue
         noise = 64.0 * DBL_EPSILON * ev.noise
         nu = 0.0
         accepted = False
@@ -1161,8 +1209,18 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
             if en.kl <= ev.kl + 1e-4 * lam * P * gd + noise:
                 accepted = True
         if not accepted:
-            res.status = GK_FIT_LINESEARCH
-            return
+            # the system is too far from the KL's shape here (q nearly collapsed):
+            # widen, where that lowers the KL, and try again
+            if not gk_widen(p, sp, x, n, ps, mu, nthreads, &sigma, &qs, &ev, &res.nfev):
+                res.status = GK_FIT_LINESEARCH
+                return
+            v = (sigma / L) * (sigma / L)
+            eta1 = ((mu - c) / L) / v
+            eta2 = -0.5 / v
+            res.nit += 1
+            gk_fit_set(res, mu, sigma, &ev)
+            gk_hist(hist, res.nit, ev.kl, mu, sigma)
+            continue
         mu = mun
         sigma = sn
         eta1 = e1n
@@ -1192,7 +1250,7 @@ cdef void gk_gd_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_
     res.nfev = 0
     if not (par0 > 0.0):
         # start at sigma = 0: only when p sits on one point (no finite optimum)
-        gk_fit_degenerate(res, mu0, ps.H, hist)
+        gk_fit_degenerate(p, sp, x, n, ps, res, mu0, hist)
         return
     while True:
         sigma = sqrt(par) if variance else par
