@@ -96,9 +96,9 @@ def reduction_rows(pk: np.ndarray, qk: np.ndarray, *, axes: tuple[int, ...] | No
     """Lay out ``pk``, ``qk`` (same dtype, broadcastable) as (rows, n) views.
 
     ``axes`` is a tuple, or None for all.  With ``split`` a broadcast layout that
-    cannot merge the reduction axes without a copy reduces the last axis only
-    (the caller adds the partial results with ``combine_rows``); without it such
-    inputs are copied so that each row is one whole reduction.
+    cannot merge the reduction axes without a copy of the broadcast reduces the
+    last axis only (the caller adds the partial results with ``combine_rows``);
+    otherwise such inputs are copied so that each row is one whole reduction.
     """
     shapes = shapes if shapes is not None else (pk.shape, qk.shape)
     if pk.shape == qk.shape:
@@ -122,10 +122,14 @@ def reduction_rows(pk: np.ndarray, qk: np.ndarray, *, axes: tuple[int, ...] | No
     n = math.prod(red_shape)
 
     # Merge the reduction axes into one; if a broadcast layout forbids that
-    # without a copy, reduce the last axis only and add the partial sums.
+    # without a copy (of the broadcast, as large as the other input), reduce the
+    # last axis only and add the partial sums.  A strided layout is copied (the
+    # size of the input itself), so its result has the contiguous input's bits.
     p2 = _reshape_no_copy(pb, (m, n))
     q2 = _reshape_no_copy(qb, (m, n))
-    if split and (p2 is None or q2 is None) and len(red_shape) > 1:
+    broadcast = any(stride == 0 and size > 1 for a in (pb, qb)
+                    for stride, size in zip(a.strides[len(keep):], a.shape[len(keep):]))
+    if split and (p2 is None or q2 is None) and len(red_shape) > 1 and broadcast:
         k = math.prod(red_shape[:-1])
         nl = red_shape[-1]
         p2 = _as_rows(pb, m * k, nl)
