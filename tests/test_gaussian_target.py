@@ -268,3 +268,18 @@ def test_unpickled_unaligned_arrays_are_realigned(tutorial):
         assert getattr(t2, name).flags.aligned
     for a, b in zip(t2.kl_hess([0.1, 0.3], 1.9), t.kl_hess([0.1, 0.3], 1.9)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_kl_hess_has_no_nan_at_extreme_parameters():
+    """No NaN for any finite mu and positive finite sigma (README): q sitting on
+    one point with E_q[d] near DBL_MAX (4 E_q[d] overflowed, times a zero
+    moment) and sigma^2 underflowing to 0 (0 / 0).  At mu = -1e308, sigma = 1
+    the closed form (q on x = 0) gives d2/dmu2 = 0, d2/dmu dsigma = 2 and
+    d2/dsigma2 = 3 sum p (x - mu)^2 - ... = +inf."""
+    t = kl_fast.GaussianTarget([1, 1], [0, 1], normalize=False)
+    kl, grad, hess = t.kl_hess(-1e308, 1.0)
+    assert hess.tolist() == [[0.0, 2.0], [2.0, np.inf]]
+    for mu, sigma in ((-1.7e308, 1.0), (1.7e308, 1e-300), (0.3, 1e-300), (0.3, 1e300),
+                      (1e300, 1e-200)):
+        kl, grad, hess = t.kl_hess(mu, sigma)
+        assert not np.isnan(hess).any() and not np.isnan(grad).any() and not np.isnan(kl), (mu, sigma)

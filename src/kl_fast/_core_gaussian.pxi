@@ -973,6 +973,14 @@ cdef void gk_eval_at(const floating *p, Py_ssize_t sp, const double *x, Py_ssize
     gk_refine(p, sp, x, n, ps, qs, mu, sigma, nthreads, ev)
 
 
+cdef inline double gk_over_power(double a, double sigma, int k) noexcept nogil:
+    """a / sigma^k, dividing k times (no intermediate sigma^k to under- or overflow)."""
+    cdef int i
+    for i in range(k):
+        a = a / sigma
+    return a
+
+
 cdef void gk_eval_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
                       const gk_psums *ps, double mu, double sigma, int order, int nthreads,
                       double *out) noexcept nogil:
@@ -990,7 +998,7 @@ cdef void gk_eval_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssiz
     where g1 / sigma^2 and g2 / sigma^3 are the gradient."""
     cdef gk_qsums qs
     cdef gk_eval ev
-    cdef double m1, m2, m3, m4, k2, k3, k4, e, P, s2
+    cdef double m1, m2, m3, m4, k2, k3, k4, e, P
     if order == 0:
         gk_qsums_row(p, sp, x, n, mu, sigma, 0, <int>ps.flags, nthreads, &qs)
         gk_value(ps, &qs, sigma, &ev)
@@ -1012,10 +1020,12 @@ cdef void gk_eval_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssiz
     k4 = m4 - m1 * (4.0 * m3 - m1 * (6.0 * m2 - 3.0 * m1 * m1))
     e = m1 + qs.dk
     P = ps.P
-    s2 = sigma * sigma
-    out[3] = ((P * k2) / s2) / s2
-    out[4] = ((P * (k3 + 2.0 * e * k2)) / s2) / (s2 * sigma) - 2.0 * ev.dmu / sigma
-    out[5] = ((((P * ((k4 - k2 * k2) + 4.0 * e * (k3 + e * k2))) / s2) / s2) / s2
+    # e times the moments first: e may be near DBL_MAX where q sits on one point
+    # (the moments 0), and 4 e would overflow to inf times 0; the powers of
+    # sigma one division at a time, since sigma^2 may underflow to 0 (0 / 0)
+    out[3] = gk_over_power(P * k2, sigma, 4)
+    out[4] = gk_over_power(P * (k3 + 2.0 * (e * k2)), sigma, 5) - 2.0 * ev.dmu / sigma
+    out[5] = (gk_over_power(P * ((k4 - k2 * k2) + 4.0 * (e * (k3 + e * k2))), sigma, 6)
               - 3.0 * ev.dsigma / sigma)
 
 
