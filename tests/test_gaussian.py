@@ -667,3 +667,14 @@ def test_degenerate_p_on_repeated_grid_points():
     assert fit.sigma == 0.0 and fit.mu == 1.0
     assert fit.kl == pytest.approx(0.25 * 2 * math.log(0.25 * 3) + 0.5 * math.log(0.5 * 3),
                                    rel=1e-14)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: kl_fast.gaussian_kl([], [], 0.0, 1.0),
+    lambda: kl_fast.gaussian_kl_grad([], [], 0.0, 1.0),
+    lambda: kl_fast.fit_gaussian([], []),
+    lambda: kl_fast.GaussianTarget([], []),
+])
+def test_empty_grid_is_the_documented_error(call):
+    with pytest.raises(ValueError, match="p is all zero; it must have positive mass"):
+        call()

@@ -223,3 +223,16 @@ def test_base_brings_an_overflowing_raw_sum_back(divergence):
     else:
         vals, idx = kl_fast.kl_topk(Q, P, 1, base=1e300, divergence="kl_reverse")
         np.testing.assert_array_equal(vals[:, 0], [kl_fast.kl_div(P[0], q, base=1e300) for q in Q])
+
+
+def test_base_below_one_keeps_the_nearest_first():
+    """A base below 1 has a negative logarithm: the neighbours are the nearest
+    rows as without base, and the values (kl_div's in that base) descend."""
+    P = np.array([[0.5, 0.5], [0.2, 0.8]])
+    Q = np.array([[0.9, 0.1], [0.5, 0.5], [0.6, 0.4], [0.25, 0.75]])
+    vals, idx = kl_fast.kl_topk(P, Q, 3, base=0.5)
+    _, idx_nats = kl_fast.kl_topk(P, Q, 3)
+    np.testing.assert_array_equal(idx, idx_nats)
+    np.testing.assert_array_equal(vals, [[kl_fast.kl_div(P[i], Q[j], base=0.5) for j in idx[i]]
+                                         for i in range(2)])
+    assert np.all(np.diff(vals, axis=1) <= 0)

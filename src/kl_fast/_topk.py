@@ -291,7 +291,9 @@ def kl_topk(P: npt.ArrayLike, Q: npt.ArrayLike, k: int, *,
         to ``kl_div(P[i], Q[j], normalize=normalize, base=base)`` of each pair
         (computed in float64, as the pairwise functions do; ``js_div`` for
         "js"), and the indices j into Q; ties go to the lower index, +inf
-        entries (mass of p where q is 0) rank last.
+        entries (mass of p where q is 0) rank last.  With a base below 1
+        (a negative logarithm) the nearest rows still come first, so the
+        values descend.
 
     Examples
     --------

@@ -153,7 +153,7 @@ def _grid_exponent(xk: np.ndarray) -> int:
     the largest |x| is within [2**-100, 2**100] (or is 0), else its exponent.
     q depends on (x - mu) / sigma only, so with mu and sigma scaled alike the
     divergence is the same, to the bit, and no square under- or overflows."""
-    top = float(np.max(np.abs(xk)))
+    top = float(np.max(np.abs(xk), initial=0.0))  # an empty grid: p is reported all zero
     if not (0.0 < top <= np.finfo(np.float64).max) or _GRID_MIN <= top <= _GRID_MAX:
         return 0
     return math.frexp(top)[1]
