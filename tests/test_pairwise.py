@@ -442,3 +442,32 @@ def test_normalize_matrix_with_sums_far_apart():
     want = np.array([[kl_fast.kl_div(a, b, normalize=True) for b in counts[:50] / 7.0]
                      for a in counts])
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=4e-15)
+
+
+def test_normalize_near_zero_entries_are_kl_div_after_scaling():
+    """Rows scaled to sums near 1 before the product form: the entries it cannot
+    resolve from 0 are still kl_div's of the original rows, bit for bit."""
+    rng = np.random.default_rng(0)
+    b = rng.random((200, 10)) + 0.1
+    P, Q = b * 1000, b * (1 + 1e-9 * rng.standard_normal((200, 10))) * 1500
+    got = kl_fast.kl_pairwise(P, Q, normalize=True)
+    near = np.abs(got) < 1e-8
+    assert near.sum() >= 200
+    for i, j in zip(*np.nonzero(near)):
+        assert got[i, j] == kl_fast.kl_div(P[i], Q[j], normalize=True)
+
+
+def test_js_matrix_path_redoes_magnified_subnormal_terms():
+    """js_pairwise's matrix path and kl_topk("js") take js_div's values where a
+    base near 1 magnifies subnormal terms."""
+    P = np.hstack([np.arange(1, 101)[:, None] * 5e-324, np.full((100, 1), 1e-320)])
+    Q = P[::-1]
+    base = 1 + 1e-12
+    got = kl_fast.js_pairwise(P, np.tile(Q, (3, 1)), base=base)     # the matrix path
+    for i, j in ((0, 0), (0, 96), (5, 203), (99, 99), (42, 299)):
+        assert got[i, j] == kl_fast.js_div(P[i], Q[j % 100], base=base)
+    vals, idx = kl_fast.kl_topk(P[:3], Q, 2, divergence="js", base=base)
+    want = np.array([[kl_fast.js_div(p, q, base=base) for q in Q] for p in P[:3]])
+    order = np.lexsort((np.broadcast_to(np.arange(100), want.shape), want), axis=1)[:, :2]
+    np.testing.assert_array_equal(idx, order)
+    np.testing.assert_array_equal(vals, np.take_along_axis(want, order, axis=1))

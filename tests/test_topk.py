@@ -236,3 +236,12 @@ def test_base_below_one_keeps_the_nearest_first():
     np.testing.assert_array_equal(vals, [[kl_fast.kl_div(P[i], Q[j], base=0.5) for j in idx[i]]
                                          for i in range(2)])
     assert np.all(np.diff(vals, axis=1) <= 0)
+
+
+def test_rescued_rows_respect_check_false():
+    """With check=False a bad value gives some result (unspecified), not an error,
+    on the rows base makes kl_topk redo too."""
+    P = np.array([[np.inf, 1.0], [1e308, 1e308]])
+    Q = np.array([[1.0, 1.0], [1e300, 1e300]])
+    vals, idx = kl_fast.kl_topk(P, Q, 1, base=10.0, check=False)
+    assert vals.shape == idx.shape == (2, 1)

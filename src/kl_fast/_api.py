@@ -453,10 +453,12 @@ def kl_below_range(pk: np.ndarray, qk: np.ndarray, axes: tuple[int, ...] | None,
     tiny = raw_tiny(pk.dtype == np.float32)
     shape = np.broadcast_shapes(pk.shape, qk.shape)
     red = tuple(range(len(shape))) if axes is None else axes
-    if not mag > 1.0 or not np.any(np.abs(res[..., 0]) < tiny):
+    # an exact 0 is the sum of zero terms (equal elements), not of subnormal ones
+    raw_small = (np.abs(res[..., 0]) < tiny) & (res[..., 0] != 0)
+    if not mag > 1.0 or not raw_small.any():
         return res, shift
     small = (np.broadcast_to(pk, shape) > 0) & (np.broadcast_to(pk, shape) < tiny)
-    redo = (np.abs(res[..., 0]) < tiny) & np.any(small, axis=red)
+    redo = raw_small & np.any(small, axis=red)
     if not redo.any():
         return res, shift
     small &= np.expand_dims(redo, red)

@@ -136,35 +136,39 @@ def _below_range(func: str, kernel: _RowKernel, rows: ReductionRows, totals: np.
                  shift: np.ndarray | None, base: float) -> tuple[np.ndarray, np.ndarray | None]:
     """(totals, shift) for js_div and kl_div_log (normalize off) where base
     magnifies (|log(base)| < 1): the reductions whose total is below
-    raw_tiny and that hold an input whose terms may be subnormal (a p or q
-    below raw_tiny; a finite log_p below its log) redone in float64 at full
-    precision (_js_row_scaled, _log_scaled_row), so that the divergence is the
-    finished total times 2**shift; rows holding NaN or +inf (check=False) are
-    left as they are."""
+    raw_tiny (0 included: their terms can underflow) and that hold an input
+    whose terms may be subnormal (a p or q below raw_tiny; a finite log_p
+    below its log) redone in float64 at full precision (_js_row_scaled,
+    _log_scaled_row), so that the divergence is the finished total times
+    2**shift; rows holding NaN or +inf (check=False) are left as they are."""
     tiny = raw_tiny(rows.p2.dtype == np.float32)
     flat = totals.reshape(-1)
     cand = np.flatnonzero(np.abs(flat) < tiny)
     if not abs(math.log(base)) < 1.0 or cand.size == 0:
         return totals, shift
     parts = rows.p2.shape[0] // flat.size
+    own = (cand[:, None] * parts + np.arange(parts)).reshape(-1)   # their rows, in order
+    a_all = rows.p2[own].reshape(cand.size, parts, -1)
+    b_all = rows.q2[own].reshape(cand.size, parts, -1)
+    with np.errstate(invalid="ignore"):
+        if func == "kl_div_log":
+            small = (a_all > -np.inf) & (a_all < math.log(tiny))
+            bad = np.isnan(a_all) | np.isnan(b_all) | (a_all == np.inf) | (b_all == np.inf)
+        else:
+            small = ((a_all > 0) & (a_all < tiny)) | ((b_all > 0) & (b_all < tiny))
+            bad = ~(np.isfinite(a_all) & np.isfinite(b_all))
+    redo = np.any(small, axis=(1, 2)) & ~np.any(bad, axis=(1, 2))
+    if not redo.any():
+        return totals, shift
     flat = flat.copy()
     sh = np.zeros(flat.shape, np.intc) if shift is None else shift.reshape(-1).copy()
-    for r in cand:
-        a = rows.p2[r * parts:(r + 1) * parts].astype(np.float64).reshape(-1)
-        b = rows.q2[r * parts:(r + 1) * parts].astype(np.float64).reshape(-1)
-        if func == "kl_div_log":
-            small = np.any((a > -np.inf) & (a < math.log(tiny)))
-            if not small or np.any(np.isnan(a) | np.isnan(b) | (a == np.inf) | (b == np.inf)):
-                continue
-            scaled = _log_scaled_row(a, b, 0.0, 0.0)
-            if scaled is None:
-                continue
-        else:
-            small = np.any(((a > 0) & (a < tiny)) | ((b > 0) & (b < tiny)))
-            if not small or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-                continue
-            scaled = _js_row_scaled(kernel, a, b)
-        flat[r], sh[r] = scaled
+    for c in np.flatnonzero(redo):
+        a = a_all[c].astype(np.float64).reshape(-1)
+        b = b_all[c].astype(np.float64).reshape(-1)
+        scaled = (_log_scaled_row(a, b, 0.0, 0.0) if func == "kl_div_log"
+                  else _js_row_scaled(kernel, a, b))
+        if scaled is not None:
+            flat[cand[c]], sh[cand[c]] = scaled
     return flat.reshape(totals.shape), sh.reshape(totals.shape)
 
 

@@ -326,9 +326,9 @@ cdef inline bint _raw_beyond_range(int kind, bint f32, double raw, double log_ba
 
 cdef inline bint _small_value(int kind, double v, double tiny) noexcept nogil:
     """v is an input whose terms may be subnormal: 0 < v < tiny, or for
-    kl_div_log a finite log below log(tiny)."""
+    kl_div_log a finite log below tiny (the caller passes log(tiny))."""
     if kind == KIND_KL_LOG:
-        return -HUGE_VAL < v < log(tiny)
+        return -HUGE_VAL < v < tiny
     return 0.0 < v < tiny
 
 
@@ -344,12 +344,17 @@ cdef inline bint _raw_too_small(int kind, bint f32, double raw, double log_base,
     cdef double tiny = 1.9721522630525295e-31 if f32 else 4.008336720017946e-292  # 2**-102, 2**-968
     cdef double mag = fabs(dx) if dx != 0.0 else 1.0
     cdef Py_ssize_t i
-    if not fabs(raw) < tiny:
+    # kl_div's exact 0 is a sum of zero terms (p == q, or p == 0): a subnormal p
+    # differing from q by a unit gives a term of about that unit, not 0 (JS and
+    # log-space terms can underflow to 0)
+    if not fabs(raw) < tiny or (kind == KIND_KL and raw == 0.0):
         return False
     if log_base != 0.0:
         mag = mag / fabs(log_base)
     if not mag > 1.0:
         return False
+    if kind == KIND_KL_LOG:
+        tiny = log(tiny)
     for i in range(n):
         if _small_value(kind, _element(f32, p, i * sp), tiny):
             return True

@@ -9,8 +9,9 @@ import numpy.typing as npt
 
 from . import _div_kernels
 from ._typing import ArrayLike, ArrayT, F32Array, F64Array, Float64Like
-from ._api import (check_out, deliver, finish, kl_div, kl_unscaled, overflow_shift, raw_tiny,
-                   row_sums, scaled_by_max, times_power_of_two)
+from ._api import (check_out, deliver, finish, kl_div, kl_unscaled, normalize_rescale,
+                   overflow_shift, raw_tiny, row_sums, scaled_by_max, times_power_of_two)
+from ._divergences import js_div
 from ._validation import (
     as_real_array,
     check_positive_scalar,
@@ -146,8 +147,10 @@ def _mend_normalized(P0: np.ndarray, Q0: np.ndarray, P: np.ndarray, Q: np.ndarra
         redo &= ~_zero_mass(P0, Q0)
     redo |= _rounded_away(P0, P)[:, None] | _rounded_away(Q0, Q)[None, :]
     rows, cols = np.nonzero(redo)
-    if rows.size:
-        res[rows, cols] = kl_div(P0[rows], Q0[cols], normalize=True)
+    step = max(1, 2**20 // max(P0.shape[1], 1))   # pairs per call: copies of about 8 MB
+    for t in range(0, rows.size, step):
+        r, c = rows[t:t + step], cols[t:t + step]
+        res[r, c] = kl_div(P0[r], Q0[c], normalize=True)
 
 
 def _rounded_away(original: np.ndarray, scaled: np.ndarray) -> np.ndarray:
@@ -190,12 +193,18 @@ def _sum_near_one(X: np.ndarray, h: np.ndarray, sums: np.ndarray, name: str, fun
     scaled by the power of two that takes it into [1/2, 1), and their stats
     recomputed: KL's product form finishes S/P + log(Q/P), which cancels where
     the sums of a pair are far apart (kl_div's rule: more than a factor 16).
-    Exact but for elements it takes below the normal range, whose rows
-    _mend_normalized redoes by kl_div."""
+    Exact: rows whose scaling would take an element below the normal range
+    keep their sums."""
     apart = np.isfinite(sums) & (sums > 0) & ((sums < 0.25) | (sums >= 4.0))
     if not apart.any():
         return X, h, sums
     e = np.frexp(np.where(apart, sums, 1.0))[1]
+    # not where scaling down would take an element below the normal range
+    with np.errstate(invalid="ignore"):
+        least = np.min(np.where(X > 0, X, np.inf), axis=1, initial=np.inf)
+    apart &= (e <= 0) | (np.ldexp(least, -np.maximum(e, 0)) >= np.finfo(X.dtype).tiny)
+    if not apart.any():
+        return X, h, sums
     X = np.ldexp(X, np.where(apart, -e, 0).astype(np.intc)[:, None]).astype(X.dtype, copy=False)
     h, sums = _row_stats(X, name, func, num_threads, False)
     return X, h, sums
@@ -229,7 +238,8 @@ def _centred_logs(Q64: np.ndarray, num_threads: Any, func: str) -> CentredLogs:
 def _kl_matrix(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
                qsum: np.ndarray, *, normalize: bool, num_threads: Any, func: str,
                refine: bool = True, bound: np.ndarray | None = None,
-               out: np.ndarray | None = None, logs: CentredLogs | None = None) -> np.ndarray:
+               out: np.ndarray | None = None, logs: CentredLogs | None = None,
+               originals: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
     """The (m, k) matrix of KL(P_i || Q_j), natural log, float64.
 
     With r > 0 any vector, KL(P_i || Q_j) = sum p log(p / r) - sum p log(q / r):
@@ -314,12 +324,31 @@ def _kl_matrix(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
             if rows.size:
                 rows = rows.astype(np.intp, copy=False) + i0
                 cols = np.ascontiguousarray(cols, dtype=np.intp)
-                res = np.empty((rows.size, 3), dtype=np.float64)
-                nt = resolve_threads(num_threads, rows.size, rows.size * n, func)
-                _div_kernels.kl_pairs(Pk, Qk, rows, cols, res, nt)
-                ob[redo_mask] = finish(res[:, 0], psum[rows], qsum[cols], normalize=normalize,
-                                       base=None, dx=None, func=func)
+                ob[redo_mask] = _kl_pairs_exact(Pk, Qk, psum, qsum, rows, cols, normalize,
+                                                num_threads, func, originals)
     return out
+
+
+def _kl_pairs_exact(Pk: np.ndarray, Qk: np.ndarray, psum: np.ndarray, qsum: np.ndarray,
+                    rows: np.ndarray, cols: np.ndarray, normalize: bool, num_threads: Any,
+                    func: str, originals: tuple[np.ndarray, ...] | None) -> np.ndarray:
+    """kl_div of the pairs (P[rows], Q[cols]) by its row kernel.  With
+    normalize and ``originals`` (P, Q and their sums before rows were scaled
+    by powers of two), from the original rows, so each value is kl_div's bit
+    for bit; the pairs kl_div itself redoes on rescaled inputs (sums far apart
+    or out of range) by kl_div."""
+    if normalize and originals is not None:
+        Pk, Qk, psum, qsum = originals
+    res = np.empty((rows.size, 3), dtype=np.float64)
+    nt = resolve_threads(num_threads, rows.size, rows.size * Pk.shape[1], func)
+    _div_kernels.kl_pairs(Pk, Qk, rows, cols, res, nt)
+    res[:, 1], res[:, 2] = psum[rows], qsum[cols]
+    vals = finish(res[:, 0], res[:, 1], res[:, 2], normalize=normalize, base=None, dx=None,
+                  func=func)
+    if normalize and originals is not None:
+        for t in np.flatnonzero(normalize_rescale(res, False)):
+            vals[t] = kl_div(Pk[rows[t]], Qk[cols[t]], normalize=True, check=False)
+    return vals
 
 
 def _kl_beyond_range(Pk: np.ndarray, Qk: np.ndarray, res: np.ndarray, psum: np.ndarray,
@@ -347,18 +376,31 @@ def _kl_beyond_range(Pk: np.ndarray, Qk: np.ndarray, res: np.ndarray, psum: np.n
     return over, k
 
 
-def _small_entries(P0: np.ndarray, Q0: np.ndarray, res: np.ndarray, base: float) -> None:
+def _small_entries(P0: np.ndarray, Q0: np.ndarray, res: np.ndarray, base: float,
+                   js: bool = False) -> None:
     """The entries of ``res`` (divided by log(base)) whose raw sum is below
-    raw_tiny, of a row of P holding a p > 0 as small, where base magnifies them
-    (their subnormal terms kept few bits): kl_div's value of the pair (its
-    kl_below_range), in place."""
+    raw_tiny but not 0, of a row of P (for JS: or of Q) holding a value > 0 as
+    small, where base magnifies them (their subnormal terms kept few bits):
+    kl_div's (js_div's) value of the pair, in place, as the row functions redo
+    them (_api.kl_below_range, _divergences._below_range)."""
     log_base = math.log(base)
+    tiny = raw_tiny(P0.dtype == np.float32)
     if not abs(log_base) < 1.0:
         return
-    tiny = raw_tiny(False)
-    for i in np.flatnonzero(np.any((P0 > 0) & (P0 < tiny), axis=1)):
-        for j in np.flatnonzero(np.abs(res[i] * log_base) < tiny):
-            res[i, j] = kl_div(P0[i], Q0[j], base=base)
+    small_p = np.any((P0 > 0) & (P0 < tiny), axis=1)
+    small_q = np.any((Q0 > 0) & (Q0 < tiny), axis=1) if js else np.zeros(Q0.shape[0], bool)
+    if not (small_p.any() or small_q.any()):
+        return
+    raw = res * log_base
+    mask = (np.abs(raw) < tiny) & (small_p[:, None] | small_q[None, :])
+    if not js:
+        mask &= raw != 0    # kl_div's exact 0 is a sum of zero terms (its _raw_too_small)
+    fn = js_div if js else kl_div
+    rows, cols = np.nonzero(mask)
+    step = max(1, 2**20 // max(P0.shape[1], 1))   # pairs per call: copies of about 8 MB
+    for t in range(0, rows.size, step):
+        r, c = rows[t:t + step], cols[t:t + step]
+        res[r, c] = fn(P0[r], Q0[c], base=base, check=False)
 
 
 # The overloads: ``out`` is returned as passed, else the dtype follows the inputs
@@ -473,12 +515,12 @@ def kl_pairwise(P: ArrayLike, Q: ArrayLike | None = None, *, base: float | None 
         Qk = Pk if same else Qk.astype(np.float64)
     hp, psum = _row_stats(Pk, "P", func, num_threads, check)
     hq, qsum = (hp, psum) if same else _row_stats(Qk, "Q", func, num_threads, check)
-    P0, Q0 = Pk, Qk
+    P0, Q0, originals = Pk, Qk, (Pk, Qk, psum, qsum)
     if normalize:
         Pk, Qk, hp, psum, hq, qsum = _finite_sums(Pk, Qk, hp, psum, hq, qsum, same, func,
                                                   num_threads, near_one=True)
     res = _kl_matrix(Pk, Qk, hp, psum, qsum, normalize=normalize,
-                     num_threads=num_threads, func=func, out=direct)
+                     num_threads=num_threads, func=func, out=direct, originals=originals)
     if normalize:
         _mend_normalized(P0, Q0, Pk, Qk, res)
     if base is not None:
@@ -605,6 +647,8 @@ def js_pairwise(P: ArrayLike, Q: ArrayLike | None = None, *, base: float | None 
             res /= math.log(base)
         if over is not None:
             res[over] = times_power_of_two(res[over], shift)
+        if not normalize:
+            _small_entries(Pk, Qk, res, base, js=True)
     return res if direct is not None else cast(np.ndarray, deliver(res, out, dtype, func))
 
 

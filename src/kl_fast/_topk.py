@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from . import _div_kernels
 from ._api import finish, kl_div, normalize_rescale, raw_tiny
+from ._divergences import js_div
 from ._pairwise import (
     _finite_sums,
     _rounded_away,
@@ -341,8 +342,8 @@ def kl_topk(P: npt.ArrayLike, Q: npt.ArrayLike, k: int, *,
     if base is not None:
         with np.errstate(over="ignore"):
             vals = vals / math.log(base)
-        if divergence != "js" and not normalize:
-            vals, idx = _rescued_values(P0, Q0, vals, idx, base, divergence == "kl_reverse")
+        if not normalize:
+            vals, idx = _rescued_values(P0, Q0, vals, idx, base, divergence, check)
     if dtype != np.float64:
         with np.errstate(over="ignore"):
             vals = vals.astype(dtype)
@@ -352,34 +353,48 @@ def kl_topk(P: npt.ArrayLike, Q: npt.ArrayLike, k: int, *,
 
 
 def _rescued_values(P0: np.ndarray, Q0: np.ndarray, vals: np.ndarray, idx: np.ndarray,
-                    base: float, reverse: bool) -> tuple[np.ndarray, np.ndarray]:
-    """With base, the pairs whose p (the row of P, or of Q for kl_reverse) may
-    give a raw sum that kl_div redoes: one summing above DBL_MAX / 1500 (the
-    raw sum may overflow where the divergence does not, _api.kl_beyond_range)
-    or, where base magnifies (|log(base)| < 1), one holding a p > 0 below
-    raw_tiny (subnormal terms that kept few bits, _api.kl_below_range).  They
-    join each row's candidates with kl_div's values, and those rows are
-    chosen again in the raw sums' order."""
+                    base: float, divergence: str, check: bool) -> tuple[np.ndarray, np.ndarray]:
+    """With base, the pairs whose raw sum the row function may redo: a row of p
+    (P's, Q's for kl_reverse, both for JS) summing above DBL_MAX / 1500 (the
+    raw sum may overflow where the divergence does not) or, where base
+    magnifies (|log(base)| < 1), holding a value > 0 below raw_tiny (subnormal
+    terms that kept few bits).  They join each row's candidates with the row
+    function's values, and those rows are chosen again in the raw sums' order."""
     log_base = math.log(base)
-    tiny = raw_tiny(False)
-    side = Q0 if reverse else P0
-    with np.errstate(over="ignore"):
-        rescue = np.sum(side, axis=1) > np.finfo(np.float64).max / 1500
-    if abs(log_base) < 1.0:
-        rescue |= np.any((side > 0) & (side < tiny), axis=1)
-    if not rescue.any():
+    tiny = raw_tiny(P0.dtype == np.float32)
+
+    def rescue(X: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            out = np.sum(X, axis=1) > np.finfo(np.float64).max / 1500
+        if abs(log_base) < 1.0:
+            out |= np.any((X > 0) & (X < tiny), axis=1)
+        return cast(np.ndarray, out)
+
+    none_p, none_q = np.zeros(P0.shape[0], bool), np.zeros(Q0.shape[0], bool)
+    rescue_p = none_p if divergence == "kl_reverse" else rescue(P0)
+    rescue_q = none_q if divergence == "kl" else rescue(Q0)
+    if not (rescue_p.any() or rescue_q.any()):
         return vals, idx
     kk = idx.shape[1]
     for i in range(P0.shape[0]):
-        extra = np.flatnonzero(rescue) if reverse else np.arange(Q0.shape[0] if rescue[i] else 0)
+        extra = np.arange(Q0.shape[0]) if rescue_p[i] else np.flatnonzero(rescue_q)
         if extra.size == 0:
             continue
         cand = np.union1d(idx[i], extra)
-        v = np.array([kl_div(Q0[j], P0[i], base=base) if reverse else
-                      kl_div(P0[i], Q0[j], base=base) for j in cand], dtype=np.float64)
-        order = np.lexsort((cand, v if log_base > 0 else -v))[:kk]
+        v = np.array([_pair_value(P0[i], Q0[j], base, divergence, check) for j in cand],
+                     dtype=np.float64)
+        order = np.lexsort((cand, v if log_base > 0 else -v))[:kk]   # the raw sums' order
         vals[i], idx[i] = v[order], cand[order]
     return vals, idx
+
+
+def _pair_value(p: np.ndarray, q: np.ndarray, base: float, divergence: str,
+                check: bool) -> float:
+    """The row function's value of one pair of kl_topk's divergence."""
+    if divergence == "js":
+        return float(js_div(p, q, base=base, check=check))
+    a, b = (q, p) if divergence == "kl_reverse" else (p, q)
+    return float(kl_div(a, b, base=base, check=check))
 
 
 def _ties_to_lower_index(vals: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

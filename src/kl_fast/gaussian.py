@@ -450,10 +450,11 @@ _STOP_MESSAGES = {
     _gaussian.FIT_NONPOSITIVE: "stopped: the next gradient step would make {par} <= 0 (lower lr)",
     _gaussian.FIT_LINESEARCH: ("stopped: no Newton step lowers the KL any further (rounding "
                                "limit, or the optimum is at sigma -> 0 or infinity)"),
-    _gaussian.FIT_DEGENERATE: ("no finite optimum: p has all its mass on one grid point, and the "
+    _gaussian.FIT_DEGENERATE: ("no finite optimum: p has all its mass on one grid value, and the "
                                "KL decreases toward sigma -> 0"),
-    _gaussian.FIT_SINGULAR: ("stopped: q collapsed onto one grid point (singular Hessian); the "
-                             "optimum is at sigma -> 0"),
+    _gaussian.FIT_SINGULAR: ("stopped: the Newton system is singular (q on one grid point, or "
+                             "its curvature beyond the double range) and a wider sigma does not "
+                             "lower the KL"),
     _gaussian.FIT_NONFINITE: "stopped: a gradient step left the finite range (lower lr)",
     _gaussian.FIT_INTERRUPTED: "interrupted",
     _gaussian.FIT_TWO_POINTS: ("no finite optimum: p has all its mass on two neighbouring grid "
