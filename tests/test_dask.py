@@ -789,3 +789,19 @@ def test_top_level_functions_refuse_dask_collections():
         with pytest.raises(TypeError, match="is a Dask collection") as info:
             getattr(kl_fast, name)(*args)
         assert hint in str(info.value), (name, str(info.value))
+
+
+def test_magnified_subnormal_terms_are_kept():
+    """Blocks carry the terms of p below 2**-968 apart at full precision, so dx or
+    a base near 1 that magnifies them gives in-memory kl_div's value (to its
+    last bits), across chunks of the reduced axis."""
+    rng = np.random.default_rng(11)
+    P = np.ldexp(rng.uniform(1, 2, (6, 8)), rng.integers(-1074, -1030, (6, 8)))
+    Q = np.ldexp(rng.uniform(1, 2, (6, 8)), rng.integers(-1074, -990, (6, 8)))
+    P[0, :4], Q[0, :4] = 0.5, 0.5           # ordinary terms that cancel to 0
+    P[1, 0] = 0.0
+    for kw in ({"dx": 1e300}, {"base": 1 + 1e-9}, {"dx": 1e200, "base": 2.0}):
+        want = kl_fast.kl_div(P, Q, **kw)
+        for chunks in ((2, 3), (6, 8), (1, 1)):
+            got = kl_fast.dask.kl_div(da.from_array(P, chunks=chunks), Q, **kw).compute()
+            np.testing.assert_allclose(got, want, rtol=1e-14, atol=0)

@@ -439,6 +439,21 @@ def small_terms(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(normal, kernel[..., 0], logs), np.where(normal, -k, -s).astype(np.intc)
 
 
+def options_lift(base: float | None, dx: float | None) -> int:
+    """The k >= 0 for which a value below 1 times 2**-k, times dx and over
+    log(base), stays finite: a fraction carried with its exponent (the value is
+    the finished fraction times 2**(exponent + k)) is lowered by it first."""
+    lift = max(math.frexp(dx)[1], 0) if dx is not None else 0
+    lift += max(1 - math.frexp(math.log(base))[1], 0) if base is not None else 0
+    return max(lift - 1000, 0)
+
+
+def magnifies(base: float | None, dx: float | None) -> bool:
+    """dx / |log(base)| exceeds 1: a raw sum of subnormal terms would show its
+    lost bits in the divergence."""
+    return (abs(dx) if dx is not None else 1.0) > (abs(math.log(base)) if base is not None else 1.0)
+
+
 def kl_below_range(pk: np.ndarray, qk: np.ndarray, axes: tuple[int, ...] | None,
                    res: np.ndarray, shift: np.ndarray | None, base: float | None,
                    dx: float | None, num_threads: Any) -> tuple[np.ndarray, np.ndarray | None]:
@@ -449,13 +464,12 @@ def kl_below_range(pk: np.ndarray, qk: np.ndarray, axes: tuple[int, ...] | None,
     precision (small_terms), all added exactly (math.fsum on a common scale).
     res[..., 0] there holds the sum's fraction in [1/2, 1) and shift its
     exponent, so that the divergence is the finished value times 2**shift."""
-    mag = (abs(dx) if dx is not None else 1.0) / (abs(math.log(base)) if base is not None else 1.0)
     tiny = raw_tiny(pk.dtype == np.float32)
     shape = np.broadcast_shapes(pk.shape, qk.shape)
     red = tuple(range(len(shape))) if axes is None else axes
     # an exact 0 is the sum of zero terms (equal elements), not of subnormal ones
     raw_small = (np.abs(res[..., 0]) < tiny) & (res[..., 0] != 0)
-    if not mag > 1.0 or not raw_small.any():
+    if not magnifies(base, dx) or not raw_small.any():
         return res, shift
     small = (np.broadcast_to(pk, shape) > 0) & (np.broadcast_to(pk, shape) < tiny)
     redo = raw_small & np.any(small, axis=red)
@@ -475,9 +489,7 @@ def kl_below_range(pk: np.ndarray, qk: np.ndarray, axes: tuple[int, ...] | None,
                               np.transpose(q, order).reshape(rows, -1)[small_r])
     bounds = np.searchsorted(np.nonzero(small_r)[0], np.arange(rows + 1))
     # the fraction times dx / log(base) must stay finite before the shift
-    lift = max(0, max(math.frexp(dx)[1], 0) if dx is not None else 0)
-    lift += max(1 - math.frexp(math.log(base))[1], 0) if base is not None else 0
-    lift = max(lift - 1000, 0)
+    lift = options_lift(base, dx)
     res = res.copy()
     shift = np.zeros(redo.shape, np.intc) if shift is None else shift.copy()
     flat_res, flat_shift = res.reshape(-1, 3), shift.reshape(-1)

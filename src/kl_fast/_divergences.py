@@ -11,8 +11,8 @@ from . import _div_kernels, _kernels
 from ._typing import (ArrayLike, ArrayT, Axis, F32Array, F32Result, F64Array, F64Result,
                       Float32Like, Float64Like, FloatResult, ScalarOr1D)
 from ._api import (ReductionRows, apply_options, check_alone, combine_rows, deliver,
-                   overflow_shift, raise_bad_value, raw_tiny, reduction_rows, scaled_by_max,
-                   times_power_of_two)
+                   magnifies, overflow_shift, raise_bad_value, raw_tiny, reduction_rows,
+                   scaled_by_max, times_power_of_two)
 from ._validation import (
     as_real_array,
     check_positive_scalar,
@@ -144,7 +144,7 @@ def _below_range(func: str, kernel: _RowKernel, rows: ReductionRows, totals: np.
     tiny = raw_tiny(rows.p2.dtype == np.float32)
     flat = totals.reshape(-1)
     cand = np.flatnonzero(np.abs(flat) < tiny)
-    if not abs(math.log(base)) < 1.0 or cand.size == 0:
+    if not magnifies(base, None) or cand.size == 0:
         return totals, shift
     parts = rows.p2.shape[0] // flat.size
     own = (cand[:, None] * parts + np.arange(parts)).reshape(-1)   # their rows, in order

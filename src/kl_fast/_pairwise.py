@@ -9,8 +9,9 @@ import numpy.typing as npt
 
 from . import _div_kernels
 from ._typing import ArrayLike, ArrayT, F32Array, F64Array, Float64Like
-from ._api import (check_out, deliver, finish, kl_div, kl_unscaled, normalize_rescale,
-                   overflow_shift, raw_tiny, row_sums, scaled_by_max, times_power_of_two)
+from ._api import (check_out, deliver, finish, kl_div, kl_unscaled, magnifies,
+                   normalize_rescale, overflow_shift, raw_tiny, row_sums, scaled_by_max,
+                   times_power_of_two)
 from ._divergences import js_div
 from ._validation import (
     as_real_array,
@@ -385,7 +386,7 @@ def _small_entries(P0: np.ndarray, Q0: np.ndarray, res: np.ndarray, base: float,
     them (_api.kl_below_range, _divergences._below_range)."""
     log_base = math.log(base)
     tiny = raw_tiny(P0.dtype == np.float32)
-    if not abs(log_base) < 1.0:
+    if not magnifies(base, None):
         return
     small_p = np.any((P0 > 0) & (P0 < tiny), axis=1)
     small_q = np.any((Q0 > 0) & (Q0 < tiny), axis=1) if js else np.zeros(Q0.shape[0], bool)

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _div_kernels
-from ._api import finish, kl_div, normalize_rescale, raw_tiny
+from ._api import finish, kl_div, magnifies, normalize_rescale, raw_tiny
 from ._divergences import js_div
 from ._pairwise import (
     _finite_sums,
@@ -366,7 +366,7 @@ def _rescued_values(P0: np.ndarray, Q0: np.ndarray, vals: np.ndarray, idx: np.nd
     def rescue(X: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore"):
             out = np.sum(X, axis=1) > np.finfo(np.float64).max / 1500
-        if abs(log_base) < 1.0:
+        if magnifies(base, None):
             out |= np.any((X > 0) & (X < tiny), axis=1)
         return cast(np.ndarray, out)
 

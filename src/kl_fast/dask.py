@@ -29,8 +29,9 @@ from typing import Any, Literal, NamedTuple, Optional, Sequence, TypedDict, Unio
 import numpy as np
 import numpy.typing as npt
 
-from ._api import (broadcast_shape, check_options, finish, mass_on_zeros, max_exponents,
-                   rounded_under_p, row_sums, sums_with_lost_terms)
+from ._api import (broadcast_shape, check_options, finish, magnifies, mass_on_zeros,
+                   max_exponents, options_lift, raw_tiny, rounded_under_p, row_sums, small_terms,
+                   sums_with_lost_terms, times_power_of_two)
 from ._pairwise import (
     _check_matrix_shape,
     _check_row_lengths,
@@ -142,10 +143,12 @@ def _starts(location: Sequence[tuple[int, int]], pad: int) -> tuple[int, ...]:
 
 def _partial_sums(pb: np.ndarray, qb: np.ndarray, *, axes: tuple[int, ...],
                   kernel_dtype: np.dtype, check: bool, normalize: bool, pads: tuple[int, int],
-                  block_info: _BlockInfo = None) -> np.ndarray:
+                  small: bool = False, block_info: _BlockInfo = None) -> np.ndarray:
     """One block's partials, the reduced axes kept as size one.
 
-    Without normalize: (sum p*log(p/q), 0, 0).  With normalize the block's p and
+    Without normalize: (sum p*log(p/q), 0, 0); with ``small`` (base or dx
+    magnify the sum) the terms of p below raw_tiny apart, at full precision
+    times 2**_SMALL_EXP, in the second (_small_partials).  With normalize the block's p and
     q are first scaled by powers of two (exactly) that bring each row's largest
     value into [1/2, 1), so that no sum over- or underflows, and the partials
     are (sum p'*log(p'/q'), sum p', sum q', kp, kq) for p = p' * 2**kp and
@@ -160,6 +163,8 @@ def _partial_sums(pb: np.ndarray, qb: np.ndarray, *, axes: tuple[int, ...],
                want_sums=normalize, origins=origins)
     if not normalize:
         res, _ = row_sums(pk, qk, **run)
+        if small:
+            res = _small_partials(pk, qk, res, axes)
         return np.expand_dims(res, axes)
     kp, kq = _block_exponents(pk, axes), _block_exponents(qk, axes)
     scaled = [np.ldexp(a, -np.where(k == _NO_MASS, 0, k).astype(np.intc))
@@ -172,6 +177,30 @@ def _partial_sums(pb: np.ndarray, qb: np.ndarray, *, axes: tuple[int, ...],
     res = _scaled_block_sums(res, pk, qk, scaled, kp, kq, axes)
     ks = [np.broadcast_to(np.squeeze(k, axis=axes), res.shape[:-1]) for k in (kp, kq)]
     return np.expand_dims(np.concatenate([res, np.stack(ks, axis=-1)], axis=-1), axes)
+
+
+_SMALL_EXP = 1000   # the small terms' scale: below 2**-957, they become normal numbers
+
+
+def _small_partials(pk: np.ndarray, qk: np.ndarray, res: np.ndarray,
+                    axes: tuple[int, ...]) -> np.ndarray:
+    """A block's raw partials ``res`` with its terms of p > 0 below raw_tiny
+    (which may be subnormal and keep few bits) taken apart: res[..., 0] the
+    kernel's sum of the others, res[..., 1] the sum of those terms at full
+    precision (_api.small_terms) times 2**_SMALL_EXP.  Unchanged without them."""
+    tiny = raw_tiny(pk.dtype == np.float32)
+    shape = np.broadcast_shapes(pk.shape, qk.shape)
+    small = (np.broadcast_to(pk, shape) > 0) & (np.broadcast_to(pk, shape) < tiny)
+    if not small.any():
+        return res
+    p = np.broadcast_to(pk, shape).astype(np.float64)
+    q = np.broadcast_to(qk, shape).astype(np.float64)
+    rest, _ = row_sums(np.where(small, 0.0, p), q, axes=axes, func="kl_div", num_threads=1,
+                       check=False, want_sums=False)
+    terms, exps = small_terms(p[small], q[small])
+    scaled = np.zeros(shape)
+    scaled[small] = np.ldexp(terms, exps + _SMALL_EXP)
+    return np.stack([rest[..., 0], scaled.sum(axis=axes), np.zeros_like(rest[..., 0])], axis=-1)
 
 
 def _scaled_block_sums(res: np.ndarray, pk: np.ndarray, qk: np.ndarray, scaled: list[np.ndarray],
@@ -223,12 +252,35 @@ def _rebased(block: np.ndarray, top: np.ndarray) -> np.ndarray:
 
 
 def _finished(sums: np.ndarray, *, normalize: bool, base: float | None, dx: float | None,
-              out_dtype: np.dtype, block_info: _BlockInfo = None) -> np.ndarray:
-    """normalize/base/dx applied to a block of summed partials; errors use whole-output indices."""
+              out_dtype: np.dtype, small: bool = False, block_info: _BlockInfo = None) -> np.ndarray:
+    """normalize/base/dx applied to a block of summed partials; errors use whole-output indices.
+    With ``small`` the raw sum is the first partial plus the second times
+    2**-_SMALL_EXP (_small_partials), joined without losing the second's bits."""
     origin = _starts(block_info[0]["array-location"][:-1], 0)
+    shift = None
+    if small:
+        sums, shift = _joined_small(sums, base, dx)
     kl = finish(sums[..., 0], sums[..., 1], sums[..., 2], normalize=normalize, base=base,
                 dx=dx, func="kl_div", origin=origin)
-    return np.asarray(kl, dtype=out_dtype)
+    return np.asarray(times_power_of_two(kl, shift), dtype=out_dtype)
+
+
+def _joined_small(sums: np.ndarray, base: float | None,
+                  dx: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """(sums, shift) with the raw sum r + s 2**-_SMALL_EXP of _small_partials's
+    partials (r, s) in sums[..., 0] times 2**-shift: where s is 0 or r too large
+    for s to matter below its last bits, r + s 2**-_SMALL_EXP itself (shift 0);
+    elsewhere the fraction of r 2**_SMALL_EXP + s, lowered by options_lift so
+    that dx and base cannot overflow it."""
+    r, s = sums[..., 0], sums[..., 1]
+    joined = (s != 0) & (np.abs(r) < 2.0**-900)
+    lift = options_lift(base, dx)
+    with np.errstate(over="ignore", invalid="ignore"):
+        frac, exp = np.frexp(np.ldexp(np.where(joined, r, 0.0), _SMALL_EXP) + s)
+        plain = r + np.ldexp(s, -_SMALL_EXP)
+    out = np.zeros(sums.shape)
+    out[..., 0] = np.where(joined, np.ldexp(frac, -lift), plain)
+    return out, np.where(joined, exp - _SMALL_EXP + lift, 0).astype(np.intc)
 
 
 def kl_div(P: da.Array | npt.ArrayLike, Q: da.Array | npt.ArrayLike, *,
@@ -292,12 +344,14 @@ def kl_div(P: da.Array | npt.ArrayLike, Q: da.Array | npt.ArrayLike, *,
         red = tuple(range(ndim)) if axes is None else axes
     pads = (ndim - p_in.ndim, ndim - q_in.ndim)
     p, q, chunks = _dask_pair(p_in, q_in, ndim)
+    # base or dx magnify a raw sum of subnormal terms: blocks carry them apart
+    small = not normalize and magnifies(base, dx)
 
     partial_chunks = tuple((1,) * len(c) if ax in red else c for ax, c in enumerate(chunks))
     partials = da.map_blocks(
         _partial_sums, p, q, chunks=partial_chunks + ((5 if normalize else 3,),),
         new_axis=[ndim], meta=np.empty((0,) * (ndim + 1)), axes=red, kernel_dtype=dtype,
-        check=bool(check), normalize=bool(normalize), pads=pads,
+        check=bool(check), normalize=bool(normalize), pads=pads, small=small,
     )
     if normalize:
         top = partials[..., 3:].max(axis=red, keepdims=True)
@@ -306,7 +360,7 @@ def kl_div(P: da.Array | npt.ArrayLike, Q: da.Array | npt.ArrayLike, *,
     sums = partials.sum(axis=red)
     kl = sums.map_blocks(
         _finished, drop_axis=sums.ndim - 1, meta=np.empty((0,) * (sums.ndim - 1), dtype=dtype),
-        normalize=normalize, base=base, dx=dx, out_dtype=dtype,
+        normalize=normalize, base=base, dx=dx, out_dtype=dtype, small=small,
     )
     if keepdims:
         kl = kl[tuple(None if ax in red else slice(None) for ax in range(ndim))]
