@@ -678,3 +678,12 @@ def test_degenerate_p_on_repeated_grid_points():
 def test_empty_grid_is_the_documented_error(call):
     with pytest.raises(ValueError, match="p is all zero; it must have positive mass"):
         call()
+
+
+def test_gd_on_a_tiny_grid_reports_the_overflowing_step():
+    """In the grid's units (x about 1e-250) lr overflows: the fit says so
+    (lower lr) instead of raising Python's OverflowError."""
+    x = np.linspace(-1, 1, 5)
+    p = np.exp(-0.5 * (x / 0.3) ** 2)
+    fit = kl_fast.fit_gaussian(p, x * 1e-250, method="gd", lr=1e-3, epochs=10)
+    assert not fit.converged and "left the finite range" in fit.message

@@ -240,7 +240,8 @@ def _reduce_rows(p: ArrayLike, q: ArrayLike, *, func: str, names: Sequence[str],
         where = (f" in the reduction at output index "
                  f"{format_index(np.unravel_index(r, rows.outer_shape))}") if rows.outer_shape else ""
         raise ValueError(f"{func}: normalize=True but {what}{where}; {need}")
-    value, shift = combine_rows(res[:, 0], rows), None
+    # a contiguous copy: a view of res would keep its (rows, 3) buffer alive
+    value, shift = combine_rows(np.ascontiguousarray(res[:, 0]), rows), None
     if base is not None and not np.all(np.isfinite(value)):
         if rescale_sums:
             value, shift = _js_beyond_range(kernel, rows, res, value, normalize, nt)

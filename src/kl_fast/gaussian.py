@@ -293,9 +293,12 @@ def _in_sigma_units(row: np.ndarray, xk: np.ndarray, mu: float, sigma: float, no
     row, ps, status = _psums(row, x2, normalize, 1)
     if status.any():
         return None
-    out = _eval_kernel(row, x2, ps, np.zeros(1, dtype=np.intp),
-                       np.array([math.ldexp(mu, -s)]), np.array([math.ldexp(sigma, -s)]),
-                       1, order)[:, 0]
+    with np.errstate(over="ignore"):
+        mu2, sigma2 = np.ldexp(np.array([mu, sigma]), -s)
+    if not np.isfinite(mu2):
+        return None
+    out = _eval_kernel(row, x2, ps, np.zeros(1, dtype=np.intp), np.array([mu2]),
+                       np.array([sigma2]), 1, order)[:, 0]
     with np.errstate(over="ignore", under="ignore"):
         out[1:3] = np.ldexp(out[1:3], -s)
         out[3:] = np.ldexp(out[3:], -2 * s)
@@ -833,8 +836,12 @@ def _fit_prepared(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, shape: tupl
 
     out = np.empty((m, 6))
     counts = np.empty((m, 3), dtype=np.intc)
-    fit_args = (newton, variance, math.ldexp(lr_v, -2 * k),
-                math.ldexp(lr_v, -4 * k if gd_variance else -2 * k), iters, tol_v)
+    # in the grid's units a step size may overflow: inf, and the first step
+    # reports that it left the finite range
+    with np.errstate(over="ignore"):
+        lr_mu = float(np.ldexp(lr_v, -2 * k))
+        lr_par = float(np.ldexp(lr_v, -4 * k if gd_variance else -2 * k))
+    fit_args = (newton, variance, lr_mu, lr_par, iters, tol_v)
     if history:
         hist = _fit_with_history(p2, xk, psums, mu0_a, par0_a, fit_args, out, counts, nt)
     else:
