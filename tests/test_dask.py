@@ -805,3 +805,20 @@ def test_magnified_subnormal_terms_are_kept():
         for chunks in ((2, 3), (6, 8), (1, 1)):
             got = kl_fast.dask.kl_div(da.from_array(P, chunks=chunks), Q, **kw).compute()
             np.testing.assert_allclose(got, want, rtol=1e-14, atol=0)
+
+
+def test_magnified_blocks_leave_other_rows_and_warnings_alone():
+    """A subnormal p in one row does not change the other rows of its block
+    (they keep in-memory kl_div's bits), and bad values with check=False give
+    their NaN without warnings, as in memory."""
+    import warnings
+    rng = np.random.default_rng(0)
+    P, Q = rng.random((6, 40, 7, 30)), rng.random((40, 1, 30))
+    P[0, 0, 0, 0] = 2.0**-1040
+    got = kd.kl_div(da.from_array(P), Q, axis=(0, 2), dx=10.0).compute()
+    np.testing.assert_array_equal(got, kl_fast.kl_div(P, Q, axis=(0, 2), dx=10.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = kd.kl_div(da.from_array(np.array([[1e-310, 0.5]])), np.array([[-1.0, 0.5]]),
+                        check=False, dx=1e300).compute()
+    assert got.shape == (1,)

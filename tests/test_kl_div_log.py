@@ -333,3 +333,10 @@ def test_subnormal_weight_of_a_normal_term(path):
                 else:
                     worst_units = max(worst_units, float(err / mpmath.mpf(2.0**-1074)))
     assert worst_normal <= 2e-15 and worst_units <= 8, (worst_normal, worst_units)
+
+
+def test_weight_that_underflows_to_zero_gives_zero_not_nan():
+    """lp - lp0 overflowing to -inf (logs spread past DBL_MAX under normalize):
+    the term's weight is 0 and so is the term, not NaN."""
+    got = kl_fast.kl_div_log(np.array([1e308, -1e308]), np.array([1e308, 0.0]), normalize=True)
+    assert got == 0.0

@@ -427,15 +427,15 @@ def small_terms(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     into [1/2, 1), through the kernel's term (exact ratio residual) where p so
     scaled is normal, else p scaled into [1, 2) times log(p) - log(q) (the
     ratio is below DBL_MIN there, so the logs do not cancel)."""
-    k = -np.frexp(np.fmax(p, q))[1]
-    ps, qs = np.ldexp(p, k), np.ldexp(q, k)
-    normal = ps >= np.finfo(np.float64).tiny
+    with np.errstate(all="ignore"):   # bad values (check=False) give what they give, silently
+        k = -np.frexp(np.fmax(p, q))[1]
+        ps, qs = np.ldexp(p, k), np.ldexp(q, k)
+        normal = ps >= np.finfo(np.float64).tiny
+        s = 1 - np.frexp(p)[1]
+        logs = np.ldexp(p, s) * (np.log(p) - np.log(q))
     kernel, _ = row_sums(np.where(normal, ps, 0.0)[:, None], np.where(normal, qs, 1.0)[:, None],
                          axes=(1,), func="kl_div", num_threads=1, check=False,
                          want_sums=False)
-    s = 1 - np.frexp(p)[1]
-    with np.errstate(divide="ignore"):
-        logs = np.ldexp(p, s) * (np.log(p) - np.log(q))
     return np.where(normal, kernel[..., 0], logs), np.where(normal, -k, -s).astype(np.intc)
 
 

@@ -424,7 +424,7 @@ cdef int log_row_careful(const floating *p, Py_ssize_t sp, const floating *q, Py
     far beyond the range (a ~ 1e300, where a + log|diff| is just a) keep their
     proportions and their sum its sign.  No partial sum overflows and +inf
     never meets -inf.  NaN when the row holds NaN or +inf (check=False)."""
-    cdef double kl = 0.0, kl_c = 0.0, shift = 0.0, sign, lp, lq, a, ld, e, diff, t, s, sa, sb
+    cdef double kl = 0.0, kl_c = 0.0, shift = 0.0, sign, lp, lq, a, ld, e, diff, t, s, sa, sb, corr
     cdef double top_a = 0.0, top_l = -HUGE_VAL   # the largest term's a and log|diff|
     cdef double acc[LANES]
     cdef bint pos_inf = False, bad = False
@@ -474,7 +474,10 @@ cdef int log_row_careful(const floating *p, Py_ssize_t sp, const floating *q, Py
                     # 5.7e-14 relative near a = -708) carried to first order
                     sa = a + ld
                     sb = sa - a
-                    t = copysign(exp(sa) * (1.0 + ((a - (sa - sb)) + (ld - sb))), sign)
+                    corr = (a - (sa - sb)) + (ld - sb)
+                    if not (fabs(corr) < 1.0):
+                        corr = 0.0   # a or the sum infinite: exp(sa) is 0 or inf as it is
+                    t = copysign(exp(sa) * (1.0 + corr), sign)
             acc[i % LANES] += t
         neumaier(&kl, &kl_c, lane_total(acc))
     if bad:

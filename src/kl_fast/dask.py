@@ -184,14 +184,20 @@ _SMALL_EXP = 1000   # the small terms' scale: below 2**-957, they become normal 
 
 def _small_partials(pk: np.ndarray, qk: np.ndarray, res: np.ndarray,
                     axes: tuple[int, ...]) -> np.ndarray:
-    """A block's raw partials ``res`` with its terms of p > 0 below raw_tiny
-    (which may be subnormal and keep few bits) taken apart: res[..., 0] the
-    kernel's sum of the others, res[..., 1] the sum of those terms at full
-    precision (_api.small_terms) times 2**_SMALL_EXP.  Unchanged without them."""
+    """A block's raw partials ``res`` with, in the rows whose partial is below
+    2**-900 (where the lost bits of subnormal terms could show), the terms of
+    p > 0 below raw_tiny taken apart: res[..., 0] the kernel's sum of the
+    others, res[..., 1] the sum of those terms at full precision
+    (_api.small_terms) times 2**_SMALL_EXP.  Other rows are unchanged."""
+    low = np.abs(res[..., 0]) < 2.0**-900
+    if not low.any():
+        return res
     tiny = raw_tiny(pk.dtype == np.float32)
     shape = np.broadcast_shapes(pk.shape, qk.shape)
     small = (np.broadcast_to(pk, shape) > 0) & (np.broadcast_to(pk, shape) < tiny)
-    if not small.any():
+    small &= np.expand_dims(low, axes)
+    has = np.any(small, axis=axes)
+    if not has.any():
         return res
     p = np.broadcast_to(pk, shape).astype(np.float64)
     q = np.broadcast_to(qk, shape).astype(np.float64)
@@ -199,8 +205,12 @@ def _small_partials(pk: np.ndarray, qk: np.ndarray, res: np.ndarray,
                        check=False, want_sums=False)
     terms, exps = small_terms(p[small], q[small])
     scaled = np.zeros(shape)
-    scaled[small] = np.ldexp(terms, exps + _SMALL_EXP)
-    return np.stack([rest[..., 0], scaled.sum(axis=axes), np.zeros_like(rest[..., 0])], axis=-1)
+    with np.errstate(all="ignore"):
+        scaled[small] = np.ldexp(terms, exps + _SMALL_EXP)
+    out = res.copy()
+    out[..., 0] = np.where(has, rest[..., 0], res[..., 0])
+    out[..., 1] = np.where(has, scaled.sum(axis=axes), 0.0)
+    return out
 
 
 def _scaled_block_sums(res: np.ndarray, pk: np.ndarray, qk: np.ndarray, scaled: list[np.ndarray],
