@@ -439,6 +439,29 @@ def small_terms(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(normal, kernel[..., 0], logs), np.where(normal, -k, -s).astype(np.intc)
 
 
+def fsum_scaled(t: np.ndarray, e: np.ndarray) -> tuple[float, int]:
+    """(s, K) with sum t 2**e = s 2**K to one rounding: the parts brought to
+    the scale of the largest and added exactly (math.fsum); (0.0, 0) when all
+    are 0."""
+    nonzero = t != 0
+    if not nonzero.any():
+        return 0.0, 0
+    top = int(np.max(np.frexp(t[nonzero])[1] + e[nonzero]))
+    return math.fsum(np.ldexp(t, (e - top).clip(-2000).astype(np.intc)).tolist()), top
+
+
+def small_apart(p: np.ndarray, q: np.ndarray, small: np.ndarray, axes: tuple[int, ...] | None,
+                num_threads: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rest, t, e) for float64 p, q of one shape and a mask ``small`` of p's
+    values whose terms may be subnormal: rest the kernel's raw sums over
+    ``axes`` without them, and their terms t 2**e at full precision
+    (small_terms), in the C order of the mask."""
+    rest, _ = row_sums(np.where(small, 0.0, p), q, axes=axes, func="kl_div",
+                       num_threads=num_threads, check=False, want_sums=False)
+    t, e = small_terms(p[small], q[small])
+    return rest[..., 0], t, e
+
+
 def options_lift(base: float | None, dx: float | None) -> int:
     """The k >= 0 for which a value below 1 times 2**-k, times dx and over
     log(base), stays finite: a fraction carried with its exponent (the value is
@@ -476,17 +499,14 @@ def kl_below_range(pk: np.ndarray, qk: np.ndarray, axes: tuple[int, ...] | None,
     if not redo.any():
         return res, shift
     small &= np.expand_dims(redo, red)
-    p = np.broadcast_to(pk, shape).astype(np.float64)
-    q = np.broadcast_to(qk, shape).astype(np.float64)
-    rest, _ = row_sums(np.where(small, 0.0, p), q, axes=axes, func="kl_div",
-                       num_threads=num_threads, check=False, want_sums=False)
     # the reduced axes last, so that each output element's terms are one row
     keep = [ax for ax in range(len(shape)) if ax not in red]
     order = keep + list(red)
     rows = redo.size
+    p, q = (np.transpose(np.broadcast_to(a, shape).astype(np.float64), order).reshape(rows, -1)
+            for a in (pk, qk))
     small_r = np.transpose(small, order).reshape(rows, -1)
-    terms, exps = small_terms(np.transpose(p, order).reshape(rows, -1)[small_r],
-                              np.transpose(q, order).reshape(rows, -1)[small_r])
+    rest, terms, exps = small_apart(p, q, small_r, (1,), num_threads)
     bounds = np.searchsorted(np.nonzero(small_r)[0], np.arange(rows + 1))
     # the fraction times dx / log(base) must stay finite before the shift
     lift = options_lift(base, dx)
@@ -494,11 +514,9 @@ def kl_below_range(pk: np.ndarray, qk: np.ndarray, axes: tuple[int, ...] | None,
     shift = np.zeros(redo.shape, np.intc) if shift is None else shift.copy()
     flat_res, flat_shift = res.reshape(-1, 3), shift.reshape(-1)
     for r in np.flatnonzero(redo.reshape(-1)):
-        parts = np.append(terms[bounds[r]:bounds[r + 1]], rest.reshape(-1, 3)[r, 0])
-        pe = np.append(exps[bounds[r]:bounds[r + 1]], 0).astype(np.intc)
-        nonzero = parts != 0
-        top = int(np.max(np.frexp(parts[nonzero])[1] + pe[nonzero])) if nonzero.any() else 0
-        frac, ex = math.frexp(math.fsum(np.ldexp(parts, pe - top).tolist()))
+        s, top = fsum_scaled(np.append(terms[bounds[r]:bounds[r + 1]], rest[r]),
+                             np.append(exps[bounds[r]:bounds[r + 1]], 0))
+        frac, ex = math.frexp(s)
         flat_res[r, 0], flat_shift[r] = math.ldexp(frac, -lift), ex + top + lift
     return res, shift
 

@@ -1099,27 +1099,39 @@ cdef inline bint gk_newton_system(const gk_psums *ps, const gk_qsums *qs, const 
 
 
 cdef bint gk_widen(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
-                   const gk_psums *ps, double mu, int nthreads, double *sigma, gk_qsums *qs,
-                   gk_eval *ev, int *nfev) noexcept nogil:
-    """sigma doubled for as long as that lowers the KL (at most 64 times), with
-    its sums and evaluation: the start of a Newton fit from p's grid standard
-    deviation can lie far below the spacing, where q sits on one point and the
-    second-order model fails.  False when the first doubling does not lower it."""
+                   const gk_psums *ps, double mu, double L, int nthreads, double *sigma,
+                   double *eta1, double *eta2, gk_qsums *qs, gk_eval *ev, gk_fit *res,
+                   double *hist) noexcept nogil:
+    """A Newton iterate by widening: sigma doubled for as long as that lowers
+    the KL (at most 64 times), with its sums, evaluation and natural
+    parameters, counted and recorded as an iteration.  The start of a Newton
+    fit from p's grid standard deviation can lie far below the spacing, where
+    q sits on one point and the second-order model fails.  False (nothing
+    changed) when the first doubling does not lower the KL."""
     cdef gk_qsums qn
     cdef gk_eval en
-    cdef double sn
-    cdef int i
-    for i in range(64):
+    cdef double sn, v
+    cdef int doubled = 0
+    while doubled < 64:
         sn = 2.0 * sigma[0]
         if not (sn <= DBL_MAX):
-            return i > 0
+            break
         gk_eval_at(p, sp, x, n, ps, mu, sn, 4, nthreads, &qn, &en)
-        nfev[0] += 1
+        res.nfev += 1
         if not (en.kl < ev.kl):
-            return i > 0
+            break
         sigma[0] = sn
         qs[0] = qn
         ev[0] = en
+        doubled += 1
+    if doubled == 0:
+        return False
+    v = (sigma[0] / L) * (sigma[0] / L)
+    eta1[0] = ((mu - ps.c) / L) / v
+    eta2[0] = -0.5 / v
+    res.nit += 1
+    gk_fit_set(res, mu, sigma[0], ev)
+    gk_hist(hist, res.nit, ev.kl, mu, sigma[0])
     return True
 
 
@@ -1171,15 +1183,10 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
             # q has collapsed onto one grid point (sigma far below the spacing
             # there): where widening lowers the KL (p has mass elsewhere) that
             # is the iterate, else the optimum is at sigma -> 0
-            if not gk_widen(p, sp, x, n, ps, mu, nthreads, &sigma, &qs, &ev, &res.nfev):
+            if not gk_widen(p, sp, x, n, ps, mu, L, nthreads, &sigma, &eta1, &eta2, &qs, &ev,
+                            res, hist):
                 res.status = GK_FIT_SINGULAR
                 return
-            v = (sigma / L) * (sigma / L)
-            eta1 = ((mu - c) / L) / v
-            eta2 = -0.5 / v
-            res.nit += 1
-            gk_fit_set(res, mu, sigma, &ev)
-            gk_hist(hist, res.nit, ev.kl, mu, sigma)
             continue
         noise = 64.0 * DBL_EPSILON * ev.noise
         nu = 0.0
@@ -1221,15 +1228,10 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
         if not accepted:
             # the system is too far from the KL's shape here (q nearly collapsed):
             # widen, where that lowers the KL, and try again
-            if not gk_widen(p, sp, x, n, ps, mu, nthreads, &sigma, &qs, &ev, &res.nfev):
+            if not gk_widen(p, sp, x, n, ps, mu, L, nthreads, &sigma, &eta1, &eta2, &qs, &ev,
+                            res, hist):
                 res.status = GK_FIT_LINESEARCH
                 return
-            v = (sigma / L) * (sigma / L)
-            eta1 = ((mu - c) / L) / v
-            eta2 = -0.5 / v
-            res.nit += 1
-            gk_fit_set(res, mu, sigma, &ev)
-            gk_hist(hist, res.nit, ev.kl, mu, sigma)
             continue
         mu = mun
         sigma = sn

@@ -11,7 +11,7 @@ from . import _div_kernels, _kernels
 from ._typing import (ArrayLike, ArrayT, Axis, F32Array, F32Result, F64Array, F64Result,
                       Float32Like, Float64Like, FloatResult, ScalarOr1D)
 from ._api import (ReductionRows, apply_options, check_alone, combine_rows, deliver,
-                   magnifies, overflow_shift, raise_bad_value, raw_tiny, reduction_rows,
+                   fsum_scaled, magnifies, overflow_shift, raise_bad_value, raw_tiny, reduction_rows,
                    scaled_by_max, times_power_of_two)
 from ._validation import (
     as_real_array,
@@ -85,10 +85,7 @@ def _log_scaled_row(lp: np.ndarray, lq: np.ndarray, lp0: float,
     k = np.rint(a / (_LN2_HI + _LN2_LO))
     r = (a - k * _LN2_HI) - k * _LN2_LO
     m, e = np.frexp(d)
-    ex = k.astype(np.int64) + e + halved
-    top = int(ex.max())
-    terms = np.ldexp(np.exp(r) * m, (ex - top).clip(-2000).astype(np.intc))
-    return math.fsum(terms.tolist()), top
+    return fsum_scaled(np.exp(r) * m, k.astype(np.int64) + e + halved)
 
 
 def _log_beyond_range(rows: ReductionRows, res: np.ndarray,
@@ -124,12 +121,7 @@ def _js_row_scaled(kernel: _RowKernel, p: np.ndarray, q: np.ndarray) -> tuple[fl
     terms = np.empty((p.size, 3), dtype=np.float64)
     status = np.empty(p.size, dtype=np.int8)
     kernel(np.ldexp(p, k)[:, None], np.ldexp(q, k)[:, None], terms, status, False, False, 1)
-    t = terms[:, 0]
-    nonzero = t != 0
-    if not nonzero.any():
-        return 0.0, 0
-    top = int(np.max(np.frexp(t[nonzero])[1] - k[nonzero]))
-    return math.fsum(np.ldexp(t, -k - top).tolist()), top
+    return fsum_scaled(terms[:, 0], -k)
 
 
 def _below_range(func: str, kernel: _RowKernel, rows: ReductionRows, totals: np.ndarray,

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple, Sequence, cast, overload
+from typing import Any, Callable, NamedTuple, Sequence, cast, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -147,11 +147,18 @@ def _mend_normalized(P0: np.ndarray, Q0: np.ndarray, P: np.ndarray, Q: np.ndarra
     if redo.any():
         redo &= ~_zero_mass(P0, Q0)
     redo |= _rounded_away(P0, P)[:, None] | _rounded_away(Q0, Q)[None, :]
-    rows, cols = np.nonzero(redo)
-    step = max(1, 2**20 // max(P0.shape[1], 1))   # pairs per call: copies of about 8 MB
+    _by_row_function(kl_div, P0, Q0, redo, res, normalize=True)
+
+
+def _by_row_function(fn: Callable[..., Any], P0: np.ndarray, Q0: np.ndarray, mask: np.ndarray,
+                     res: np.ndarray, **options: Any) -> None:
+    """res[i, j] = fn(P0[i], Q0[j], **options) where mask is set, in calls on
+    the stacked pairs (copies of about 8 MB at a time)."""
+    rows, cols = np.nonzero(mask)
+    step = max(1, 2**20 // max(P0.shape[1], 1))
     for t in range(0, rows.size, step):
         r, c = rows[t:t + step], cols[t:t + step]
-        res[r, c] = kl_div(P0[r], Q0[c], normalize=True)
+        res[r, c] = fn(P0[r], Q0[c], **options)
 
 
 def _rounded_away(original: np.ndarray, scaled: np.ndarray) -> np.ndarray:
@@ -347,8 +354,9 @@ def _kl_pairs_exact(Pk: np.ndarray, Qk: np.ndarray, psum: np.ndarray, qsum: np.n
     vals = finish(res[:, 0], res[:, 1], res[:, 2], normalize=normalize, base=None, dx=None,
                   func=func)
     if normalize and originals is not None:
-        for t in np.flatnonzero(normalize_rescale(res, False)):
-            vals[t] = kl_div(Pk[rows[t]], Qk[cols[t]], normalize=True, check=False)
+        far = normalize_rescale(res, False)
+        if far.any():
+            vals[far] = kl_div(Pk[rows[far]], Qk[cols[far]], normalize=True, check=False)
     return vals
 
 
@@ -396,12 +404,7 @@ def _small_entries(P0: np.ndarray, Q0: np.ndarray, res: np.ndarray, base: float,
     mask = (np.abs(raw) < tiny) & (small_p[:, None] | small_q[None, :])
     if not js:
         mask &= raw != 0    # kl_div's exact 0 is a sum of zero terms (its _raw_too_small)
-    fn = js_div if js else kl_div
-    rows, cols = np.nonzero(mask)
-    step = max(1, 2**20 // max(P0.shape[1], 1))   # pairs per call: copies of about 8 MB
-    for t in range(0, rows.size, step):
-        r, c = rows[t:t + step], cols[t:t + step]
-        res[r, c] = fn(P0[r], Q0[c], base=base, check=False)
+    _by_row_function(js_div if js else kl_div, P0, Q0, mask, res, base=base, check=False)
 
 
 # The overloads: ``out`` is returned as passed, else the dtype follows the inputs

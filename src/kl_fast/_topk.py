@@ -381,20 +381,20 @@ def _rescued_values(P0: np.ndarray, Q0: np.ndarray, vals: np.ndarray, idx: np.nd
         if extra.size == 0:
             continue
         cand = np.union1d(idx[i], extra)
-        v = np.array([_pair_value(P0[i], Q0[j], base, divergence, check) for j in cand],
-                     dtype=np.float64)
+        v = _row_values(P0[i], Q0[cand], base, divergence, check)
         order = np.lexsort((cand, v if log_base > 0 else -v))[:kk]   # the raw sums' order
         vals[i], idx[i] = v[order], cand[order]
     return vals, idx
 
 
-def _pair_value(p: np.ndarray, q: np.ndarray, base: float, divergence: str,
-                check: bool) -> float:
-    """The row function's value of one pair of kl_topk's divergence."""
+def _row_values(p: np.ndarray, Q: np.ndarray, base: float, divergence: str,
+                check: bool) -> np.ndarray:
+    """The row function's values of kl_topk's divergence between p and each row
+    of Q (float64), in one call (its bits do not depend on the layout)."""
     if divergence == "js":
-        return float(js_div(p, q, base=base, check=check))
-    a, b = (q, p) if divergence == "kl_reverse" else (p, q)
-    return float(kl_div(a, b, base=base, check=check))
+        return np.asarray(js_div(p, Q, base=base, check=check), dtype=np.float64)
+    a, b = (Q, p) if divergence == "kl_reverse" else (p, Q)
+    return np.asarray(kl_div(a, b, base=base, check=check), dtype=np.float64)
 
 
 def _ties_to_lower_index(vals: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

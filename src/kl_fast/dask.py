@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._api import (broadcast_shape, check_options, finish, magnifies, mass_on_zeros,
-                   max_exponents, options_lift, raw_tiny, rounded_under_p, row_sums, small_terms,
+                   max_exponents, options_lift, raw_tiny, rounded_under_p, row_sums, small_apart,
                    sums_with_lost_terms, times_power_of_two)
 from ._pairwise import (
     _check_matrix_shape,
@@ -199,16 +199,13 @@ def _small_partials(pk: np.ndarray, qk: np.ndarray, res: np.ndarray,
     has = np.any(small, axis=axes)
     if not has.any():
         return res
-    p = np.broadcast_to(pk, shape).astype(np.float64)
-    q = np.broadcast_to(qk, shape).astype(np.float64)
-    rest, _ = row_sums(np.where(small, 0.0, p), q, axes=axes, func="kl_div", num_threads=1,
-                       check=False, want_sums=False)
-    terms, exps = small_terms(p[small], q[small])
+    rest, terms, exps = small_apart(np.broadcast_to(pk, shape).astype(np.float64),
+                                    np.broadcast_to(qk, shape).astype(np.float64), small, axes, 1)
     scaled = np.zeros(shape)
     with np.errstate(all="ignore"):
         scaled[small] = np.ldexp(terms, exps + _SMALL_EXP)
     out = res.copy()
-    out[..., 0] = np.where(has, rest[..., 0], res[..., 0])
+    out[..., 0] = np.where(has, rest, res[..., 0])
     out[..., 1] = np.where(has, scaled.sum(axis=axes), 0.0)
     return out
 
