@@ -245,3 +245,64 @@ def test_rescued_rows_respect_check_false():
     Q = np.array([[1.0, 1.0], [1e300, 1e300]])
     vals, idx = kl_fast.kl_topk(P, Q, 1, base=10.0, check=False)
     assert vals.shape == idx.shape == (2, 1)
+
+
+def _screen_by_arrays(A, E, t, row_flags, col_flags):
+    """topk_screen's rule written on whole arrays: None where it must defer."""
+    flags = row_flags[:, None] | col_flags[None, :]
+    with np.errstate(invalid="ignore", over="ignore"):
+        lo = A - E
+    if ((A == np.inf) & (flags != 0)).any():
+        return None
+    cand = np.where(A == np.inf, t[:, None] == np.inf,
+                    np.isnan(A) | np.isnan(E) | (A == -np.inf) | ((flags & 2) != 0)
+                    | (lo <= t[:, None]))
+    return np.nonzero(cand)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_compiled_screen_follows_the_rule(rng, transposed):
+    from kl_fast import _div_kernels
+    specials = np.array([np.inf, -np.inf, np.nan, 0.0, 1e308])
+    for trial in range(200):
+        m, k = rng.integers(1, 7), rng.integers(1, 9)
+        A = rng.uniform(-0.1, 1.0, (k, m) if transposed else (m, k))
+        E = rng.uniform(0.0, 0.2, A.shape)
+        A[rng.random(A.shape) < 0.1] = rng.choice(specials)
+        E[rng.random(E.shape) < 0.05] = rng.choice([np.nan, np.inf, 1e308])
+        if transposed:
+            A, E = A.T, E.T
+        t = rng.uniform(0.0, 0.8, m)
+        t[rng.random(m) < 0.2] = np.inf
+        row_flags = (rng.random(m) < 0.2) * rng.integers(1, 4, m).astype(np.uint8)
+        col_flags = (rng.random(k) < 0.2) * rng.integers(1, 4, k).astype(np.uint8)
+        rows, cols = np.empty(A.size, np.intp), np.empty(A.size, np.intp)
+        count = _div_kernels.topk_screen(A, E, t, row_flags.astype(np.uint8),
+                                         col_flags.astype(np.uint8), rows, cols)
+        want = _screen_by_arrays(A, E, t, row_flags, col_flags)
+        if want is None:
+            assert count == -1
+            continue
+        np.testing.assert_array_equal(rows[:count], want[0])
+        np.testing.assert_array_equal(cols[:count], want[1])
+
+
+def test_deferred_tiles_still_rank_by_exact_values(rng, monkeypatch):
+    """Tiles holding +inf in a row whose sum may overflow take the array path;
+    the result is the exact matrix sorted, in one tile or in many."""
+    P = rng.dirichlet(np.ones(6), 9)
+    Q = rng.dirichlet(np.ones(6), 40)
+    P[3] *= 1e307                       # a sum above DBL_MAX / 1500
+    Q[[4, 17, 30], 2] = 0.0             # +inf where P has mass there
+    calls = []
+    screen = _topk._div_kernels.topk_screen
+    monkeypatch.setattr(_topk._div_kernels, "topk_screen",
+                        lambda *a: calls.append(screen(*a)) or calls[-1])
+    want = _expected(_exact_matrix(P, Q, "kl", False, None), 5)
+    for tiles in ((1 << 19, 4096), (16, 8)):
+        monkeypatch.setattr(_topk, "_TILE_ENTRIES", tiles[0])
+        monkeypatch.setattr(_topk, "_MAX_COLS", tiles[1])
+        v, i = kl_fast.kl_topk(P, Q, 5)
+        np.testing.assert_array_equal(i, want[1])
+        np.testing.assert_array_equal(v, want[0])
+    assert -1 in calls and any(c >= 0 for c in calls)

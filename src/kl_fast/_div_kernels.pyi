@@ -83,3 +83,13 @@ def product_form_finish(
     gamma: float, factor: float, redo: npt.NDArray[np.uint8],
     bound: Optional[npt.NDArray[np.float64]], n_threads: int,
 ) -> int: ...
+def topk_upper(
+    A: npt.NDArray[np.float64], E: npt.NDArray[np.float64], rows: npt.NDArray[np.intp],
+    row_flags: npt.NDArray[np.uint8], col_flags: npt.NDArray[np.uint8],
+    buf: npt.NDArray[np.float64],
+) -> None: ...
+def topk_screen(
+    A: npt.NDArray[np.float64], E: npt.NDArray[np.float64], t: npt.NDArray[np.float64],
+    row_flags: npt.NDArray[np.uint8], col_flags: npt.NDArray[np.uint8],
+    rows: npt.NDArray[np.intp], cols: npt.NDArray[np.intp],
+) -> int: ...

@@ -9,6 +9,8 @@ broadcasting and allocation live in the Python layer.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange
+from libc.float cimport DBL_MAX
+from libc.math cimport HUGE_VAL, fabs
 
 from kl_fast._core_table cimport (
     BLOCK_F32, BLOCK_F64, LOG_SHORT_N, ROW_BAD, ROW_NEEDS_CARE, ROW_OK, ROW_ZERO_SUM_P, CoreTable,
@@ -225,6 +227,81 @@ def centred_log_rows(const double[:, ::1] x, const double[::1] r, double[:, ::1]
         for i in prange(m, nogil=True, schedule="static", num_threads=n_threads):
             core_table().centred_log_f64(&x[i, 0], &r[0], &out[i, 0], n)
 
+
+cdef inline signed char _topk_candidate(double a, double e, double t,
+                                        unsigned char flags) noexcept nogil:
+    """Whether a product-form entry a with error bound e can enter a row whose
+    top-k threshold is t: 1 when a - e <= t, and always where a or e is NaN, a
+    is -inf (the product form could not evaluate it) or the pair is rounded
+    (flags bit 1); a = +inf (mass of p on a zero of q) is exact (a candidate
+    only while t is +inf), or -1 where flags are set (a sum that may have
+    overflowed, or a rounded row: the caller decides)."""
+    if a == HUGE_VAL:
+        return -1 if flags else <signed char>(t == HUGE_VAL)
+    if a != a or e != e or a == -HUGE_VAL or flags & 2:
+        return 1
+    return <signed char>(a - e <= t)
+
+
+cdef inline void _topk_check(const double[:, :] A, const double[:, :] E,
+                             const unsigned char[::1] row_flags,
+                             const unsigned char[::1] col_flags, str func):
+    if (E.shape[0] != A.shape[0] or E.shape[1] != A.shape[1]
+            or row_flags.shape[0] != A.shape[0] or col_flags.shape[0] != A.shape[1]):
+        raise ValueError(f"{func}: A, E, row_flags and col_flags differ in shape")
+
+
+def topk_upper(const double[:, :] A, const double[:, :] E, const Py_ssize_t[::1] rows,
+               const unsigned char[::1] row_flags, const unsigned char[::1] col_flags,
+               double[:, ::1] buf):
+    """The upper bounds A + E of the tile's rows ``rows`` into the last columns
+    of buf (one row of buf per index; the first columns are the caller's), +inf
+    where the entry is not finite, its bound is NaN or its row or column was
+    rounded (flags bit 1), as for kl_topk's threshold."""
+    cdef Py_ssize_t k = A.shape[1], off = buf.shape[1] - A.shape[1], r, i, j
+    cdef double a, e
+    _topk_check(A, E, row_flags, col_flags, "topk_upper")
+    if buf.shape[0] != rows.shape[0] or off < 0:
+        raise ValueError("topk_upper: buf does not fit rows and A")
+    with nogil:
+        for r in range(rows.shape[0]):
+            i = rows[r]
+            for j in range(k):
+                a = A[i, j]
+                e = E[i, j]
+                if (row_flags[i] | col_flags[j]) & 2 or not (fabs(a) <= DBL_MAX) or e != e:
+                    buf[r, off + j] = HUGE_VAL
+                else:
+                    buf[r, off + j] = a + e
+
+
+def topk_screen(const double[:, :] A, const double[:, :] E, const double[::1] t,
+                const unsigned char[::1] row_flags, const unsigned char[::1] col_flags,
+                Py_ssize_t[::1] rows, Py_ssize_t[::1] cols):
+    """kl_topk's screen of one tile in one pass: the entries (i, j) of the
+    product form A (error bounds E, any strides) that can enter row i's top k
+    (threshold t[i]) into rows[:count], cols[:count] (each of A's size), in
+    row-major order; flags as _KLSide.flags gives them (see _topk_candidate).
+    Returns count, or -1 (rows and cols unfinished) where an infinite entry
+    lies in a flagged row or column."""
+    cdef Py_ssize_t m = A.shape[0], k = A.shape[1], i, j, count = 0
+    cdef signed char c
+    _topk_check(A, E, row_flags, col_flags, "topk_screen")
+    if t.shape[0] != m or rows.shape[0] < m * k or cols.shape[0] < m * k:
+        raise ValueError("topk_screen: t, rows or cols do not fit A")
+    with nogil:
+        for i in range(m):
+            for j in range(k):
+                c = _topk_candidate(A[i, j], E[i, j], t[i], row_flags[i] | col_flags[j])
+                if c < 0:
+                    count = -1
+                    break
+                rows[count] = i
+                cols[count] = j
+                count += c
+            if count < 0:
+                break
+    return count
 
 include "_interrupt.pxi"
 include "_entries.pxi"

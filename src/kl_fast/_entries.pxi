@@ -1260,8 +1260,12 @@ cdef inline Py_ssize_t _product_row(double *ob, Py_ssize_t k, double hp, double 
     cdef Py_ssize_t j
     cdef double a, bnd, v
     cdef unsigned char any_redo = 0
-    if not normalize and bound == NULL:
-        # the common case in one loop gcc vectorises (no branch, no call)
+    if not normalize:
+        # the common case in loops gcc vectorises (no branch, no call); the
+        # bound is _product_entry's a * gamma
+        if bound != NULL:
+            for j in range(k):
+                bound[j] = (h_abs - ob[j]) * gamma
         for j in range(k):
             a = (h_abs - ob[j]) * gamma
             v = hp - ob[j]

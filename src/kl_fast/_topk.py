@@ -110,6 +110,7 @@ class _KLSide:
         self.P0, self.Q0 = originals
         self.p_lost, self.q_lost = _rounded_away(self.P0, Pk), _rounded_away(self.Q0, Qk)
         self.p_moved, self.q_moved = _moved(self.P0, Pk), _moved(self.Q0, Qk)
+        self._buffers = np.empty((2, 0))
 
     def logs(self, i0: int, i1: int, j0: int, j1: int) -> CentredLogs:
         """The centred logs of the tile's second operand (Q's rows, or P's for reverse)."""
@@ -118,32 +119,38 @@ class _KLSide:
 
     def approx(self, i0: int, i1: int, j0: int, j1: int,
                logs: CentredLogs) -> tuple[np.ndarray, np.ndarray]:
-        """(A, E): product-form values and their error bounds, (i1 - i0, j1 - j0)."""
-        bound = np.empty((i1 - i0, j1 - j0)) if not self.reverse else np.empty((j1 - j0, i1 - i0))
+        """(A, E): product-form values and their error bounds, (i1 - i0, j1 - j0),
+        in buffers the tiles share (fresh arrays of a tile's size cost page
+        faults comparable to the product)."""
+        size = (i1 - i0) * (j1 - j0)
+        if self._buffers.shape[1] < size:
+            self._buffers = np.empty((2, size))
+        shape = (i1 - i0, j1 - j0) if not self.reverse else (j1 - j0, i1 - i0)
+        A, bound = (self._buffers[t, :size].reshape(shape) for t in (0, 1))
         if not self.reverse:
-            A = _kl_matrix(self.P[i0:i1], self.Q[j0:j1], self.hp[i0:i1], self.psum[i0:i1],
-                           self.qsum[j0:j1], normalize=self.normalize,
-                           num_threads=self.num_threads, func=self.func, refine=False,
-                           bound=bound, logs=logs)
+            _kl_matrix(self.P[i0:i1], self.Q[j0:j1], self.hp[i0:i1], self.psum[i0:i1],
+                       self.qsum[j0:j1], normalize=self.normalize, num_threads=self.num_threads,
+                       func=self.func, refine=False, bound=bound, out=A, logs=logs)
             return A, bound
-        A = _kl_matrix(self.Q[j0:j1], self.P[i0:i1], self.hq[j0:j1], self.qsum[j0:j1],
-                       self.psum[i0:i1], normalize=self.normalize,
-                       num_threads=self.num_threads, func=self.func, refine=False, bound=bound,
-                       logs=logs)
+        _kl_matrix(self.Q[j0:j1], self.P[i0:i1], self.hq[j0:j1], self.qsum[j0:j1],
+                   self.psum[i0:i1], normalize=self.normalize, num_threads=self.num_threads,
+                   func=self.func, refine=False, bound=bound, out=A, logs=logs)
         return A.T, bound.T
 
-    def lost(self, i0: int, i1: int, j0: int, j1: int) -> np.ndarray:
-        """(i1 - i0, j1 - j0): the pairs of a row that scaling rounded."""
-        return cast(np.ndarray, self.p_lost[i0:i1, None] | self.q_lost[None, j0:j1])
-
-    def large(self, i0: int, i1: int, j0: int, j1: int) -> np.ndarray:
-        """(i1 - i0, j1 - j0), broadcast: pairs whose first row sums above
-        DBL_MAX / 1500, where the product form may overflow to +inf (|log(p/q)|
-        <= 1455 keeps every other sum in range)."""
+    def flags(self, i0: int, i1: int, j0: int, j1: int) -> tuple[np.ndarray, np.ndarray]:
+        """The tile's rows and columns as uint8 flags for topk_screen: bit 0
+        set in a row (a column for reverse) whose sum is above DBL_MAX / 1500,
+        where the product form may overflow to +inf (|log(p/q)| <= 1455 keeps
+        every other sum in range); bit 1 in a row that normalize's scaling
+        rounded."""
         limit = np.finfo(np.float64).max / 1500
+        rows = self.p_lost[i0:i1].astype(np.uint8) << 1
+        cols = self.q_lost[j0:j1].astype(np.uint8) << 1
         if self.reverse:
-            return cast(np.ndarray, (self.qsum[j0:j1] > limit)[None, :])
-        return cast(np.ndarray, (self.psum[i0:i1] > limit)[:, None])
+            cols |= self.qsum[j0:j1] > limit
+        else:
+            rows |= self.psum[i0:i1] > limit
+        return rows, cols
 
     def zero_mass(self, i0: int, i1: int, j0: int, j1: int) -> np.ndarray:
         """(i1 - i0, j1 - j0): where the divergence's first row has mass on a zero
@@ -190,15 +197,49 @@ def _tiles(m: int, total: int) -> tuple[int, int]:
 
 
 def _threshold(vals: np.ndarray, hi: np.ndarray, k: int) -> np.ndarray:
-    """Per row, a value no candidate outside the top k can beat: the k-th exact
-    value kept so far, or where fewer than k are kept, the k-th smallest upper
-    bound among those and the tile's."""
-    t = vals[:, k - 1].copy()
+    """For rows holding fewer than k exact values (vals, padded with inf), a
+    value no candidate outside the top k can beat: the k-th smallest of those
+    and the tile's upper bounds hi."""
+    both = np.concatenate([vals, hi], axis=1)
+    return cast(np.ndarray, np.partition(both, k - 1, axis=1)[:, k - 1])
+
+
+def _candidates(side: _KLSide, A: np.ndarray, E: np.ndarray, kept: np.ndarray, k: int,
+                i0: int, i1: int, j0: int, j1: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of the tile entries (A, E: product-form values and their
+    bounds) that can enter their row's top k, kept holding the rows' k best
+    exact values so far: lo = A - E at most the row's threshold.  An entry the
+    product form could not evaluate (overflow, a bound that is not a number)
+    or of a rounded row is a candidate; an infinite one (mass of p on a zero
+    of q) is exact, unless its row's sum is large or rounded (then zero_mass
+    decides, on the tile's arrays)."""
+    row_flags, col_flags = side.flags(i0, i1, j0, j1)
+    t = kept[:, k - 1].copy()
     open_rows = np.flatnonzero(t == np.inf)
     if open_rows.size:
-        both = np.concatenate([vals[open_rows], hi[open_rows]], axis=1)
-        t[open_rows] = np.partition(both, k - 1, axis=1)[:, k - 1]
-    return t
+        buf = np.empty((open_rows.size, k + A.shape[1]))
+        buf[:, :k] = kept[open_rows]
+        _div_kernels.topk_upper(A, E, open_rows, row_flags, col_flags, buf)
+        buf.partition(k - 1, axis=1)
+        t[open_rows] = buf[:, k - 1]
+        del buf
+    rows, cols = np.empty(A.size, dtype=np.intp), np.empty(A.size, dtype=np.intp)
+    count = _div_kernels.topk_screen(A, E, t, row_flags, col_flags, rows, cols)
+    if count >= 0:
+        return rows[:count], cols[:count]
+    with np.errstate(invalid="ignore", over="ignore"):
+        lo, hi = A - E, A + E
+    infinite = A == np.inf
+    flags = row_flags[:, None] | col_flags[None, :]
+    lost, doubt = (flags & 2) != 0, flags != 0
+    infinite &= ~doubt | side.zero_mass(i0, i1, j0, j1)
+    unknown = (~np.isfinite(A) & ~infinite) | np.isnan(E) | lost
+    lo[unknown], hi[unknown] = -np.inf, np.inf
+    lo[infinite], hi[infinite] = np.inf, np.inf
+    t = kept[:, k - 1].copy()
+    if open_rows.size:
+        t[open_rows] = _threshold(kept[open_rows], hi[open_rows], k)
+    return cast(tuple[np.ndarray, np.ndarray], np.nonzero(lo <= t[:, None]))
 
 
 def _topk_kl(side: _KLSide, m: int, total: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -212,22 +253,7 @@ def _topk_kl(side: _KLSide, m: int, total: int, k: int) -> tuple[np.ndarray, np.
             i1 = min(m, i0 + mb)
             A, E = side.approx(i0, i1, j0, j1,
                                logs if logs is not None else side.logs(i0, i1, j0, j1))
-            with np.errstate(invalid="ignore", over="ignore"):
-                lo, hi = A - E, A + E
-            # an entry the product form could not evaluate (overflow, a bound that
-            # is not a number) or of a rounded row is a candidate; an infinite one
-            # (mass of p on a zero of q) is exact
-            infinite = A == np.inf
-            lost = side.lost(i0, i1, j0, j1)
-            if infinite.any():
-                doubt = side.large(i0, i1, j0, j1) | lost
-                if (infinite & doubt).any():
-                    infinite &= ~doubt | side.zero_mass(i0, i1, j0, j1)
-            unknown = (~np.isfinite(A) & ~infinite) | np.isnan(E) | lost
-            lo[unknown], hi[unknown] = -np.inf, np.inf
-            lo[infinite], hi[infinite] = np.inf, np.inf
-            t = _threshold(vals[i0:i1], hi, k)
-            rows, cols = np.nonzero(lo <= t[:, None])
+            rows, cols = _candidates(side, A, E, vals[i0:i1], k, i0, i1, j0, j1)
             if rows.size == 0:
                 continue
             exact = side.exact(rows + i0, cols + j0)
