@@ -513,7 +513,8 @@ def test_fit_argument_errors_are_eager():
 def test_topk_matches_in_memory(p_chunks, q_chunks, divergence):
     q = QA.copy()
     q[12] = q[2]                     # tied candidates in different blocks
-    for opts in ({}, {"normalize": True, "base": 2.0}):
+    q[15, :3] = 0.0                  # +inf entries (-inf in base 0.5) rank last
+    for opts in ({}, {"normalize": True, "base": 2.0}, {"base": 0.5}):
         lazy = kd.kl_topk(da.from_array(PA, chunks=p_chunks), da.from_array(q, chunks=q_chunks),
                           5, divergence=divergence, **opts)
         v, i = dask.compute(*lazy, scheduler="threads")

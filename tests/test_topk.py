@@ -225,17 +225,46 @@ def test_base_brings_an_overflowing_raw_sum_back(divergence):
         np.testing.assert_array_equal(vals[:, 0], [kl_fast.kl_div(P[0], q, base=1e300) for q in Q])
 
 
-def test_base_below_one_keeps_the_nearest_first():
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_base_below_one_keeps_the_nearest_first(dtype):
     """A base below 1 has a negative logarithm: the neighbours are the nearest
-    rows as without base, and the values (kl_div's in that base) descend."""
-    P = np.array([[0.5, 0.5], [0.2, 0.8]])
-    Q = np.array([[0.9, 0.1], [0.5, 0.5], [0.6, 0.4], [0.25, 0.75]])
+    rows as without base, and the values (kl_div's in that base) descend
+    (float32 ones came farthest first)."""
+    P = np.array([[0.5, 0.5], [0.2, 0.8]], dtype=dtype)
+    Q = np.array([[0.9, 0.1], [0.5, 0.5], [0.6, 0.4], [0.25, 0.75]], dtype=dtype)
     vals, idx = kl_fast.kl_topk(P, Q, 3, base=0.5)
     _, idx_nats = kl_fast.kl_topk(P, Q, 3)
     np.testing.assert_array_equal(idx, idx_nats)
-    np.testing.assert_array_equal(vals, [[kl_fast.kl_div(P[i], Q[j], base=0.5) for j in idx[i]]
-                                         for i in range(2)])
+    want = [[kl_fast.kl_div(P[i].astype(np.float64), Q[j].astype(np.float64), base=0.5)
+             for j in idx[i]] for i in range(2)]
+    np.testing.assert_array_equal(vals, np.asarray(want).astype(dtype))
     assert np.all(np.diff(vals, axis=1) <= 0)
+
+
+@pytest.mark.parametrize("divergence", ["kl", "js", "kl_reverse"])
+def test_ties_at_the_kth_place_go_to_the_lower_index(rng, divergence):
+    """Candidates whose float64 values differ below float32's (or the division
+    by log(base)'s) resolution tie in the values returned; at the k-th place the
+    lower index of the tie is the one kept, as sorting the returned matrix does
+    (the higher index was kept where its float64 value was smaller)."""
+    boundary_ties = 0
+    for trial in range(150):
+        p = rng.dirichlet(np.ones(4))
+        Q = p * (1 + 1e-7 * rng.standard_normal((6, 4)))
+        P, Q = p[None].astype(np.float32), (Q / Q.sum(1, keepdims=True)).astype(np.float32)
+        k = int(rng.integers(1, 6))
+        for base in (None, 2.0, 0.5):
+            M64 = _exact_matrix(P, Q, divergence, False, base)
+            sign = -1.0 if base is not None and base < 1 else 1.0
+            # float32 JS is js_pairwise's (float32 kernel), not float64's rounded
+            M = (kl_fast.js_pairwise(P, Q, base=base) if divergence == "js"
+                 else M64.astype(np.float32))
+            first = np.lexsort((np.arange(6), sign * M[0]))[:k]
+            v, i = kl_fast.kl_topk(P, Q, k, divergence=divergence, base=base)
+            np.testing.assert_array_equal(i[0], first)
+            np.testing.assert_array_equal(v[0], M[0, first])
+            boundary_ties += set(first) != set(np.lexsort((np.arange(6), sign * M64[0]))[:k])
+    assert boundary_ties >= 3       # the case the test is about occurred
 
 
 def test_rescued_rows_respect_check_false():

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any, Literal, Optional, cast
+from typing import Any, Literal, NamedTuple, Optional, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -68,13 +68,41 @@ def _check_k(k: Any, total: int, func: str) -> int:
     return v
 
 
+class _Order(NamedTuple):
+    """How kl_topk ranks the raw float64 values: by the values it returns
+    (divided by log(base), rounded to the output dtype), nearest first (so
+    negated for a base below 1), ties to the lower index.  The key is monotone
+    in the raw value, so the top k by key follow from the raw values' order
+    except within one key's class, which ``ceiling`` bounds."""
+    log_base: Optional[float]
+    dtype: np.dtype[Any]
+
+    def key(self, v: np.ndarray) -> np.ndarray:
+        """The sort key of raw values v: non-decreasing in v."""
+        r = v if self.log_base is None else v / self.log_base
+        if self.dtype != np.float64:
+            with np.errstate(over="ignore"):
+                r = r.astype(self.dtype).astype(np.float64)
+        return r if self.log_base is None or self.log_base > 0 else -r
+
+    def ceiling(self, t: np.ndarray) -> np.ndarray:
+        """At least every raw value whose key equals t's: the returned value's
+        rounding (float32: 2**-24 relative or 2**-149 absolute; the division by
+        log(base): 2**-53 relative or 2**-1074) taken back to raw values."""
+        if self.log_base is None and self.dtype == np.float64:
+            return t
+        scale = 1.0 if self.log_base is None else abs(self.log_base)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return cast(np.ndarray, t + (np.abs(t) * 2.0**-20 + scale * 2.0**-140))
+
+
 def _merge(vals: np.ndarray, idx: np.ndarray, new_vals: np.ndarray, new_idx: np.ndarray,
-           k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k smallest of each row of the union (value, then index), as (vals, idx)."""
+           k: int, order: _Order) -> tuple[np.ndarray, np.ndarray]:
+    """The k first of each row of the union (key, then index), as (vals, idx)."""
     V = np.concatenate([vals, new_vals], axis=1)
     I = np.concatenate([idx, new_idx], axis=1)
-    order = np.lexsort((I, V), axis=1)[:, :k]
-    return np.take_along_axis(V, order, axis=1), np.take_along_axis(I, order, axis=1)
+    first = np.lexsort((I, order.key(V)), axis=1)[:, :k]
+    return np.take_along_axis(V, first, axis=1), np.take_along_axis(I, first, axis=1)
 
 
 def _by_row(rows: np.ndarray, values: np.ndarray, cols: np.ndarray,
@@ -205,10 +233,13 @@ def _threshold(vals: np.ndarray, hi: np.ndarray, k: int) -> np.ndarray:
 
 
 def _candidates(side: _KLSide, A: np.ndarray, E: np.ndarray, kept: np.ndarray, k: int,
-                i0: int, i1: int, j0: int, j1: int) -> tuple[np.ndarray, np.ndarray]:
+                order: _Order, i0: int, i1: int, j0: int,
+                j1: int) -> tuple[np.ndarray, np.ndarray]:
     """(rows, cols) of the tile entries (A, E: product-form values and their
-    bounds) that can enter their row's top k, kept holding the rows' k best
-    exact values so far: lo = A - E at most the row's threshold.  An entry the
+    bounds) that can enter their row's top k, kept holding the rows' k first
+    exact values so far: lo = A - E at most the row's threshold (order's
+    ceiling of the k-th kept value, or of the k-th smallest upper bound among
+    those and the tile's where fewer are kept).  An entry the
     product form could not evaluate (overflow, a bound that is not a number)
     or of a rounded row is a candidate; an infinite one (mass of p on a zero
     of q) is exact, unless its row's sum is large or rounded (then zero_mass
@@ -223,6 +254,7 @@ def _candidates(side: _KLSide, A: np.ndarray, E: np.ndarray, kept: np.ndarray, k
         buf.partition(k - 1, axis=1)
         t[open_rows] = buf[:, k - 1]
         del buf
+    t = order.ceiling(t)
     rows, cols = np.empty(A.size, dtype=np.intp), np.empty(A.size, dtype=np.intp)
     count = _div_kernels.topk_screen(A, E, t, row_flags, col_flags, rows, cols)
     if count >= 0:
@@ -239,10 +271,12 @@ def _candidates(side: _KLSide, A: np.ndarray, E: np.ndarray, kept: np.ndarray, k
     t = kept[:, k - 1].copy()
     if open_rows.size:
         t[open_rows] = _threshold(kept[open_rows], hi[open_rows], k)
+    t = order.ceiling(t)
     return cast(tuple[np.ndarray, np.ndarray], np.nonzero(lo <= t[:, None]))
 
 
-def _topk_kl(side: _KLSide, m: int, total: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _topk_kl(side: _KLSide, m: int, total: int, k: int,
+             order: _Order) -> tuple[np.ndarray, np.ndarray]:
     vals = np.full((m, k), np.inf)
     idx = np.full((m, k), _NO_INDEX, dtype=np.intp)
     mb, kb = _tiles(m, total)
@@ -253,17 +287,17 @@ def _topk_kl(side: _KLSide, m: int, total: int, k: int) -> tuple[np.ndarray, np.
             i1 = min(m, i0 + mb)
             A, E = side.approx(i0, i1, j0, j1,
                                logs if logs is not None else side.logs(i0, i1, j0, j1))
-            rows, cols = _candidates(side, A, E, vals[i0:i1], k, i0, i1, j0, j1)
+            rows, cols = _candidates(side, A, E, vals[i0:i1], k, order, i0, i1, j0, j1)
             if rows.size == 0:
                 continue
             exact = side.exact(rows + i0, cols + j0)
             V, I = _by_row(rows, exact, cols + j0, i1 - i0)
-            vals[i0:i1], idx[i0:i1] = _merge(vals[i0:i1], idx[i0:i1], V, I, k)
+            vals[i0:i1], idx[i0:i1] = _merge(vals[i0:i1], idx[i0:i1], V, I, k, order)
     return vals, idx
 
 
 def _topk_js(Pk: np.ndarray, Qk: np.ndarray, a: np.ndarray, b: np.ndarray, m: int, total: int,
-             k: int, num_threads: Optional[int],
+             k: int, order: _Order, num_threads: Optional[int],
              func: str) -> tuple[np.ndarray, np.ndarray]:
     vals = np.full((m, k), np.inf)
     idx = np.full((m, k), _NO_INDEX, dtype=np.intp)
@@ -277,7 +311,7 @@ def _topk_js(Pk: np.ndarray, Qk: np.ndarray, a: np.ndarray, b: np.ndarray, m: in
             nt = resolve_threads(num_threads, i1 - i0, (i1 - i0) * (j1 - j0) * n, func)
             _div_kernels.js_pairs(Pk[i0:i1], Qk[j0:j1], a[i0:i1], b[j0:j1], tile, False, nt)
             cols = np.broadcast_to(np.arange(j0, j1, dtype=np.intp), tile.shape)
-            vals[i0:i1], idx[i0:i1] = _merge(vals[i0:i1], idx[i0:i1], tile, cols, k)
+            vals[i0:i1], idx[i0:i1] = _merge(vals[i0:i1], idx[i0:i1], tile, cols, k, order)
     return vals, idx
 
 
@@ -351,12 +385,13 @@ def kl_topk(P: npt.ArrayLike, Q: npt.ArrayLike, k: int, *,
     if normalize:
         Pk, Qk, hp, psum, hq, qsum = _finite_sums(Pk, Qk, hp, psum, hq, qsum, False, func,
                                                   num_threads, tiny_too=divergence != "js")
+    order = _Order(None if base is None else math.log(base), np.dtype(dtype))
     if kk == 0 or m == 0:
         vals, idx = np.empty((m, kk)), np.empty((m, kk), dtype=np.intp)
     elif divergence == "js":
         a = np.ascontiguousarray(psum, dtype=np.float64) if normalize else np.ones(m)
         b = np.ascontiguousarray(qsum, dtype=np.float64) if normalize else np.ones(total)
-        vals, idx = _topk_js(Pk, Qk, a, b, m, total, kk, num_threads, func)
+        vals, idx = _topk_js(Pk, Qk, a, b, m, total, kk, order, num_threads, func)
     else:
         # Between the tiles' matrix products (on NumPy's BLAS threads) the row kernels
         # run on one thread unless asked otherwise: two thread pools taking turns on
@@ -364,7 +399,7 @@ def kl_topk(P: npt.ArrayLike, Q: npt.ArrayLike, k: int, *,
         # 67 ms on one thread, 103 ms on two)
         side = _KLSide(Pk, Qk, (hp, psum, hq, qsum), normalize, divergence == "kl_reverse",
                        1 if num_threads is None else num_threads, func, (P0, Q0))
-        vals, idx = _topk_kl(side, m, total, kk)
+        vals, idx = _topk_kl(side, m, total, kk, order)
     if base is not None:
         with np.errstate(over="ignore"):
             vals = vals / math.log(base)
@@ -373,8 +408,8 @@ def kl_topk(P: npt.ArrayLike, Q: npt.ArrayLike, k: int, *,
     if dtype != np.float64:
         with np.errstate(over="ignore"):
             vals = vals.astype(dtype)
-    if (base is not None and base > 1.0) or dtype != np.float64:
-        vals, idx = _ties_to_lower_index(vals, idx)
+    if base is not None or dtype != np.float64:
+        vals, idx = _ties_to_lower_index(vals, idx, base is not None and base < 1.0)
     return vals, idx
 
 
@@ -423,8 +458,10 @@ def _row_values(p: np.ndarray, Q: np.ndarray, base: float, divergence: str,
     return np.asarray(kl_div(a, b, base=base, check=check), dtype=np.float64)
 
 
-def _ties_to_lower_index(vals: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's equal values in index order: dividing by log(base) or rounding to
-    float32 can make neighbours that differed by an ulp equal."""
-    order = np.lexsort((idx, vals), axis=-1)
-    return np.take_along_axis(vals, order, -1), np.take_along_axis(idx, order, -1)
+def _ties_to_lower_index(vals: np.ndarray, idx: np.ndarray,
+                         descending: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Each row nearest first (values descending with a base below 1) and equal
+    values in index order: the rescued rows' rounding to float32 can make
+    neighbours that differed by an ulp equal."""
+    first = np.lexsort((idx, -vals if descending else vals), axis=-1)
+    return np.take_along_axis(vals, first, -1), np.take_along_axis(idx, first, -1)

@@ -607,7 +607,8 @@ def _topk_block(pb: np.ndarray, qb: np.ndarray, start: np.ndarray, *, k: int, di
                 normalize: bool, base: float | None) -> np.ndarray:
     """(mb, 1, k, 2): the block pair's top k (value, global index of Q's row;
     ``start`` holds the index of the block's first row), padded with (inf, inf)
-    where Q's block has fewer than k rows."""
+    where Q's block has fewer than k rows ((-inf, inf) with a base below 1,
+    whose values descend)."""
     from ._topk import kl_topk as _kl_topk
 
     j0 = int(start[0])
@@ -615,15 +616,24 @@ def _topk_block(pb: np.ndarray, qb: np.ndarray, start: np.ndarray, *, k: int, di
     v, i = _kl_topk(pb, qb, kb, divergence=divergence, normalize=normalize, base=base,
                     num_threads=1, check=False)
     out = np.full((pb.shape[0], 1, k, 2), np.inf)
+    if _descending(base):
+        out[:, 0, kb:, 0] = -np.inf
     out[:, 0, :kb, 0] = v
     out[:, 0, :kb, 1] = i + j0
     return out
 
 
-def _topk_merge(parts: np.ndarray, *, k: int) -> np.ndarray:
-    """(mb, 1, k, 2) of the k smallest (value, then index) of a row block's partials."""
+def _descending(base: float | None) -> bool:
+    """kl_topk's values descend (nearest first) with a base below 1."""
+    return base is not None and base < 1.0
+
+
+def _topk_merge(parts: np.ndarray, *, k: int, base: float | None) -> np.ndarray:
+    """(mb, 1, k, 2) of the k first (value, then index; the value descending
+    with a base below 1) of a row block's partials."""
     flat = parts.reshape(parts.shape[0], -1, 2)
-    order = np.lexsort((flat[..., 1], flat[..., 0]), axis=1)[:, :k]
+    key = -flat[..., 0] if _descending(base) else flat[..., 0]
+    order = np.lexsort((flat[..., 1], key), axis=1)[:, :k]
     return np.take_along_axis(flat, order[..., None], axis=1)[:, None]
 
 
@@ -678,7 +688,7 @@ def kl_topk(P: da.Array | npt.ArrayLike, Q: da.Array | npt.ArrayLike, k: int, *,
         meta=np.empty((0, 0, 0, 0)), k=kk, divergence=divergence,
         normalize=bool(normalize), base=base,
     )
-    merged = parts.rechunk({1: -1}).map_blocks(_topk_merge, k=kk, chunks=(p.chunks[0], (1,),
+    merged = parts.rechunk({1: -1}).map_blocks(_topk_merge, k=kk, base=base, chunks=(p.chunks[0], (1,),
                                                (kk,), (2,)), dtype=np.float64)
     values = merged[:, 0, :, 0].astype(dtype)
     indices = merged[:, 0, :, 1].astype(np.intp)
