@@ -335,3 +335,35 @@ def test_deferred_tiles_still_rank_by_exact_values(rng, monkeypatch):
         np.testing.assert_array_equal(i, want[1])
         np.testing.assert_array_equal(v, want[0])
     assert -1 in calls and any(c >= 0 for c in calls)
+
+
+def test_ties_made_by_the_base_at_the_kth_place():
+    """Two raw values an ulp apart that tie once divided by log(base): the lower
+    index is kept (in base 2 and in base 0.5); a finite raw value that overflows
+    to +inf in base 2 ties with a raw +inf of lower index."""
+    P = np.array([[1.0]])
+    Q = np.array([[0.03520450731946204], [0.03520450731946205]])
+    raw = kl_fast.kl_div(P[0], Q)
+    assert raw[0] != raw[1] and raw[0] / np.log(2.0) == raw[1] / np.log(2.0)
+    np.testing.assert_array_equal(kl_fast.kl_topk(P, Q, 1, base=2.0)[1], [[0]])
+    np.testing.assert_array_equal(kl_fast.kl_topk(P, Q, 2, base=0.5)[1], [[0, 1]])
+    P = np.array([[1e305, 0.0]])
+    Q = np.array([[0.0, 1.0], [1e-300, 1.0]])
+    assert np.isinf(kl_fast.kl_div(P[0], Q[0])) and np.isfinite(kl_fast.kl_div(P[0], Q[1]))
+    np.testing.assert_array_equal(kl_fast.kl_div(P[0], Q, base=2.0), [np.inf, np.inf])
+    v, i = kl_fast.kl_topk(P, Q, 1, base=2.0)
+    assert i.tolist() == [[0]] and v.tolist() == [[np.inf]]
+    v, i = kl_fast.kl_topk(np.array([[1e-300, 0.0]]), np.array([[0.5, 0.5], [1e305, 0.0]]), 1,
+                           base=2.0, divergence="kl_reverse")
+    assert i.tolist() == [[0]] and v.tolist() == [[np.inf]]
+
+
+def test_nan_under_check_false_is_not_an_empty_slot():
+    """A NaN value (bad input, check=False) ranks with +inf, before the padding:
+    the index returned is Q's row, not the empty slot's marker."""
+    P = np.array([[0.5, 0.5]])
+    Q = np.array([[np.nan, 0.5], [0.5, 0.5]])
+    with np.errstate(invalid="ignore"):
+        v, i = kl_fast.kl_topk(P, Q, 2, check=False)
+    assert i.tolist() == [[1, 0]]
+    assert v[0, 0] == 0.0 and np.isnan(v[0, 1])

@@ -78,22 +78,27 @@ class _Order(NamedTuple):
     dtype: np.dtype[Any]
 
     def key(self, v: np.ndarray) -> np.ndarray:
-        """The sort key of raw values v: non-decreasing in v."""
-        r = v if self.log_base is None else v / self.log_base
-        if self.dtype != np.float64:
-            with np.errstate(over="ignore"):
+        """The sort key of raw values v: non-decreasing in v; NaN (a bad value
+        under check=False) ties with +inf, before the empty slots."""
+        with np.errstate(over="ignore"):
+            r = v if self.log_base is None else v / self.log_base
+            if self.dtype != np.float64:
                 r = r.astype(self.dtype).astype(np.float64)
-        return r if self.log_base is None or self.log_base > 0 else -r
+        r = r if self.log_base is None or self.log_base > 0 else -r
+        return cast(np.ndarray, np.where(np.isnan(r), np.inf, r))
 
     def ceiling(self, t: np.ndarray) -> np.ndarray:
         """At least every raw value whose key equals t's: the returned value's
         rounding (float32: 2**-24 relative or 2**-149 absolute; the division by
-        log(base): 2**-53 relative or 2**-1074) taken back to raw values."""
+        log(base): 2**-53 relative or 2**-1074) taken back to raw values, and
+        +inf where t's key is +inf (a value that overflows to +inf ties with
+        the infinite ones) or t is NaN."""
         if self.log_base is None and self.dtype == np.float64:
-            return t
+            return cast(np.ndarray, np.where(np.isnan(t), np.inf, t))
         scale = 1.0 if self.log_base is None else abs(self.log_base)
         with np.errstate(over="ignore", invalid="ignore"):
-            return cast(np.ndarray, t + (np.abs(t) * 2.0**-20 + scale * 2.0**-140))
+            wide = t + (np.abs(t) * 2.0**-20 + scale * 2.0**-140)
+        return cast(np.ndarray, np.where(self.key(t) == np.inf, np.inf, wide))
 
 
 def _merge(vals: np.ndarray, idx: np.ndarray, new_vals: np.ndarray, new_idx: np.ndarray,
