@@ -687,3 +687,41 @@ def test_gd_on_a_tiny_grid_reports_the_overflowing_step():
     p = np.exp(-0.5 * (x / 0.3) ** 2)
     fit = kl_fast.fit_gaussian(p, x * 1e-250, method="gd", lr=1e-3, epochs=10)
     assert not fit.converged and "left the finite range" in fit.message
+
+
+def test_batch_fit_keeps_its_rows_states_not_a_padded_array(monkeypatch):
+    """A batch whose rows stop after different numbers of steps: the padded
+    history equals each row's own fit (also across chunks of one row), the
+    status codes match the messages, and the result keeps the fields plus 24
+    bytes per recorded state, not rows x (longest run) (a few rows run to
+    max_iter here: p heavier at the grid's ends than any Gaussian)."""
+    import tracemalloc
+    from kl_fast import gaussian as g
+    rng = np.random.default_rng(3)
+    x = np.linspace(-3, 3, 10)
+    P = rng.random((4000, 10)) + np.exp(-x**2)
+    P[:3] = [1.0, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 1.0]   # no finite optimum
+    tracemalloc.start()
+    fit = kl_fast.fit_gaussian(P, x)
+    kept = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    states = int(np.sum(fit.nit + 1))
+    assert fit.nit.max() == 50 and np.median(fit.nit) <= 5
+    assert kept <= 66 * P.shape[0] + 24 * states + 16384
+    assert kept < 0.5 * 24 * P.shape[0] * (fit.nit.max() + 1)
+    assert fit.status.dtype == np.int8
+    texts = g._MESSAGES["newton", "sigma"]
+    assert all(m == texts[c] for m, c in zip(fit.message, fit.status))
+    assert set(fit.status[:3]) <= {g.FitStatus.MAXITER, g.FitStatus.UNIFORM}
+    monkeypatch.setattr(g, "_HISTORY_CHUNK", 1)
+    rows = [0, 5, 1, 17, 2]
+    chunked = kl_fast.fit_gaussian(P[rows], x)
+    for r, i in enumerate(rows):
+        one = kl_fast.fit_gaussian(P[i], x)
+        assert one.status == fit.status[i] and isinstance(one.status, g.FitStatus)
+        assert one.message.startswith(fit.message[i])
+        for key in ("kl", "mu", "sigma", "variance"):
+            for batch in (fit, chunked):
+                h = batch.history[key][i if batch is fit else r]
+                np.testing.assert_array_equal(h[:one.nit + 1], one.history[key])
+                assert np.all(np.isnan(h[one.nit + 1:]))

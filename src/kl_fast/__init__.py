@@ -12,7 +12,7 @@ from ._api import kl_div
 from ._divergences import js_div, kl_div_log
 from ._pairwise import js_pairwise, kl_pairwise
 from ._config import openmp_enabled, show_config
-from .gaussian import GaussianFit, fit_gaussian, gaussian_kl, gaussian_kl_grad
+from .gaussian import FitStatus, GaussianFit, fit_gaussian, gaussian_kl, gaussian_kl_grad
 from ._target import GaussianTarget
 from ._topk import kl_topk
 
@@ -33,6 +33,6 @@ def get_include() -> str:
 
 __all__ = [
     "kl_div", "kl_pairwise", "kl_topk", "js_div", "js_pairwise", "kl_div_log",
-    "gaussian_kl", "gaussian_kl_grad", "fit_gaussian", "GaussianFit", "GaussianTarget",
+    "gaussian_kl", "gaussian_kl_grad", "fit_gaussian", "GaussianFit", "FitStatus", "GaussianTarget",
     "openmp_enabled", "show_config", "get_include", "reference", "__version__",
 ]

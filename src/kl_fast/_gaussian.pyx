@@ -18,6 +18,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.float cimport DBL_EPSILON
 from libc.math cimport fabs, fmax, isfinite, log, sqrt
+from libc.string cimport memcpy
 
 cimport numpy as cnp
 
@@ -338,6 +339,28 @@ def gaussian_fit_rows(const floating[:, :] p, const double[::1] x, const double[
                             &out[i, 0], &counts[i, 0])
     finally:
         _end_watch(watched)
+
+
+def pack_states(const double[:, :, ::1] hist, const int[:, ::1] counts, double[:, ::1] out):
+    """The states gaussian_fit_rows recorded, row after row: row i's first
+    counts[i, 0] + 1 entries of hist into out (rows of 3), which must hold
+    exactly their total."""
+    cdef Py_ssize_t i, k = 0, s, m = hist.shape[0]
+    if counts.shape[0] != m or counts.shape[1] != 3 or hist.shape[2] != 3 or out.shape[1] != 3:
+        raise ValueError("pack_states: shape mismatch between hist, counts and out")
+    for i in range(m):
+        s = counts[i, 0] + 1
+        if s < 1 or s > hist.shape[1]:
+            raise ValueError(f"pack_states: row {i} records {s} states, hist holds {hist.shape[1]}")
+        k += s
+    if k != out.shape[0]:
+        raise ValueError(f"pack_states: out holds {out.shape[0]} states, the rows {k}")
+    k = 0
+    with nogil:
+        for i in range(m):
+            s = counts[i, 0] + 1
+            memcpy(&out[k, 0], &hist[i, 0, 0], s * 3 * sizeof(double))
+            k += s
 
 
 # ---- one row, scalar parameters: the whole call without the Python layer --------------

@@ -85,7 +85,7 @@ class _Order(NamedTuple):
             if self.dtype != np.float64:
                 r = r.astype(self.dtype).astype(np.float64)
         r = r if self.log_base is None or self.log_base > 0 else -r
-        return cast(np.ndarray, np.where(np.isnan(r), np.inf, r))
+        return np.where(np.isnan(r), np.inf, r)
 
     def ceiling(self, t: np.ndarray) -> np.ndarray:
         """At least every raw value whose key equals t's: the returned value's
@@ -94,11 +94,11 @@ class _Order(NamedTuple):
         +inf where t's key is +inf (a value that overflows to +inf ties with
         the infinite ones) or t is NaN."""
         if self.log_base is None and self.dtype == np.float64:
-            return cast(np.ndarray, np.where(np.isnan(t), np.inf, t))
+            return np.where(np.isnan(t), np.inf, t)
         scale = 1.0 if self.log_base is None else abs(self.log_base)
         with np.errstate(over="ignore", invalid="ignore"):
             wide = t + (np.abs(t) * 2.0**-20 + scale * 2.0**-140)
-        return cast(np.ndarray, np.where(self.key(t) == np.inf, np.inf, wide))
+        return np.where(self.key(t) == np.inf, np.inf, wide)
 
 
 def _merge(vals: np.ndarray, idx: np.ndarray, new_vals: np.ndarray, new_idx: np.ndarray,

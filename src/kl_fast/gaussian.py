@@ -9,6 +9,7 @@ allocates; the work is one call into ``_gaussian``.
 """
 from __future__ import annotations
 
+import enum
 import math
 import operator
 from typing import Any, Generic, Literal, NoReturn, Sequence, TypeVar, Union, cast, overload
@@ -22,7 +23,7 @@ from ._typing import ArrayLike, F64Array, F64Result, Nested2D
 from ._validation import as_real_array, format_index, resolve_threads
 
 
-__all__ = ["gaussian_kl", "gaussian_kl_grad", "fit_gaussian", "GaussianFit"]
+__all__ = ["gaussian_kl", "gaussian_kl_grad", "fit_gaussian", "GaussianFit", "FitStatus"]
 
 _FLOAT32 = np.dtype(np.float32)
 _FLOAT64 = np.dtype(np.float64)
@@ -483,6 +484,21 @@ _MESSAGES = {(m, par): _message_table(m, par)
              for m in ("newton", "gd") for par in ("sigma", "variance")}
 
 
+class FitStatus(enum.IntEnum):
+    """Why a fit stopped (:attr:`GaussianFit.status`; ``GaussianFit.message``
+    says it in words)."""
+    CONVERGED = _gaussian.FIT_CONVERGED
+    MAXITER = _gaussian.FIT_MAXITER
+    NONPOSITIVE = _gaussian.FIT_NONPOSITIVE
+    LINESEARCH = _gaussian.FIT_LINESEARCH
+    DEGENERATE = _gaussian.FIT_DEGENERATE
+    SINGULAR = _gaussian.FIT_SINGULAR
+    NONFINITE = _gaussian.FIT_NONFINITE
+    INTERRUPTED = _gaussian.FIT_INTERRUPTED
+    TWO_POINTS = _gaussian.FIT_TWO_POINTS
+    UNIFORM = _gaussian.FIT_UNIFORM
+
+
 # The types of GaussianFit's fields: Python scalars for one fit, arrays for a batch.
 _Real = TypeVar("_Real", bound=Union[float, F64Array])
 _Int = TypeVar("_Int", bound=Union[int, npt.NDArray[np.intp]])
@@ -516,12 +532,17 @@ class GaussianFit(Generic[_Real, _Int, _Bool, _Str]):
     converged : bool or ndarray
         True when grad_rel < tol.
     message : str or ndarray of str
-        Why the iteration stopped.
+        Why the iteration stopped (for a batch, built from ``status`` when
+        first read).
+    status : FitStatus or ndarray of int8
+        Why the iteration stopped, as a code (the values of :class:`FitStatus`).
     history : dict of ndarray
         "kl", "mu", "sigma" and "variance" of the start (index 0) and of the
         state after each step; shape batch + (k,).  In a batch, rows that
-        stopped earlier than others are padded with NaN after their last state.
-        Empty when the fit ran with ``history=False``.
+        stopped earlier than others are padded with NaN after their last state
+        (a batch keeps each row's states one after another, and builds the
+        padded arrays when ``history`` is first read).  Empty when the fit ran
+        with ``history=False``.
     method, parametrization : str
         As passed.
     """
@@ -534,20 +555,28 @@ class GaussianFit(Generic[_Real, _Int, _Bool, _Str]):
     nit: _Int
     nfev: _Int
     converged: _Bool
-    message: _Str
     method: str
     parametrization: str
-    _raw: F64Array | None
+    _message: _Str | None
+    _status: int | npt.NDArray[np.int8]
+    _raw: F64Array | list[F64Array] | None
     _raw_variance: bool
     _history: dict[str, F64Array] | None
 
     __slots__ = ("mu", "sigma", "kl", "grad", "grad_rel", "nit", "nfev", "converged",
-                 "message", "method", "parametrization", "_raw", "_raw_variance", "_history")
+                 "method", "parametrization", "_message", "_status", "_raw",
+                 "_raw_variance", "_history")
 
     def __init__(self, *, mu: _Real, sigma: _Real, kl: _Real, grad: tuple[_Real, _Real],
-                 grad_rel: _Real, nit: _Int, nfev: _Int, converged: _Bool, message: _Str,
-                 method: str, parametrization: str, raw_history: F64Array | None = None,
+                 grad_rel: _Real, nit: _Int, nfev: _Int, converged: _Bool,
+                 message: _Str | None, status: int | npt.NDArray[np.int8],
+                 method: str, parametrization: str,
+                 raw_history: F64Array | list[F64Array] | None = None,
                  raw_is_variance: bool = False) -> None:
+        """message None (a batch): built from status and the method's texts on
+        first use.  raw_history: one fit's (k, 3) states (kl, mu, sigma or
+        variance), or a batch's states row after row, in parts
+        (_fit_with_history)."""
         self.mu = mu
         self.sigma = sigma
         self.kl = kl
@@ -556,21 +585,40 @@ class GaussianFit(Generic[_Real, _Int, _Bool, _Str]):
         self.nit = nit
         self.nfev = nfev
         self.converged = converged
-        self.message = message
         self.method = method
         self.parametrization = parametrization
-        # (..., k, 3) rows of (kl, mu, sigma or variance); the dict is built on first use
+        self._message = message
+        self._status = status
+        # the dict is built on first use
         self._raw = raw_history
         self._raw_variance = raw_is_variance
         self._history = None
 
     @property
+    def message(self) -> _Str:
+        if self._message is None:
+            texts = np.array(_MESSAGES[self.method, self.parametrization], dtype=object)
+            self._message = cast(_Str, texts[np.asarray(self._status)])
+        return self._message
+
+    @property
+    def status(self) -> "FitStatus | npt.NDArray[np.int8]":
+        if isinstance(self._status, np.ndarray):
+            return self._status
+        return FitStatus(self._status)
+
+    @property
     def history(self) -> dict[str, F64Array]:
         if self._history is None:
-            h = self._raw
-            if h is None:
+            raw = self._raw
+            if raw is None:
                 self._history = {}
             else:
+                if isinstance(raw, list):   # a batch: its states row after row
+                    nit = np.asarray(self.nit)
+                    h = _padded_history(raw, nit).reshape(nit.shape + (-1, 3))
+                else:
+                    h = raw
                 par = h[..., 2]
                 with np.errstate(over="ignore"):  # a variance beyond the range is inf
                     sigma, var = (np.sqrt(par), par) if self._raw_variance else (par, par * par)
@@ -740,7 +788,8 @@ def fit_gaussian(p: ArrayLike, x: ArrayLike, *, method: Literal["newton", "gd"] 
                 msg += f" (relative gradient {grad_rel:.3g}, tol {tol_v:g})"
             return GaussianFit(mu=mu, sigma=sigma, kl=kl, grad=(d_mu, d_sigma), grad_rel=grad_rel,
                                nit=nit, nfev=nfev, converged=code == _gaussian.FIT_CONVERGED,
-                               message=msg, method=method, parametrization=parametrization,
+                               message=msg, status=code, method=method,
+                               parametrization=parametrization,
                                raw_history=h, raw_is_variance=variance and not newton)
 
     p2, xk, psums, shape, nt, k = _prepare(p, x, func, normalize, num_threads,
@@ -756,37 +805,36 @@ _HISTORY_CHUNK = 1 << 18
 
 def _fit_with_history(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, mu0: np.ndarray,
                       par0: np.ndarray, fit_args: tuple[bool, bool, float, float, int, float],
-                      out: np.ndarray, counts: np.ndarray, nt: int) -> np.ndarray:
-    """Fit every row into out and counts, and return the (m, length, 3) history,
-    length the most states any row recorded (shorter rows padded with NaN).
-    Rows run in chunks whose (rows, iters + 1, 3) buffer stays small (2 MiB: the
-    kernel's strided writes stay in cache); only the recorded part of each chunk
-    is copied out, into the result (widened if a later chunk records more)."""
+                      out: np.ndarray, counts: np.ndarray, nt: int) -> list[np.ndarray]:
+    """Fit every row into out and counts, and return the recorded states of all
+    rows one after another, in parts of (states, 3) (one per chunk of rows, not
+    joined: a copy of them all costs as much as recording them): row i's nit +
+    1 states (nit = counts[i, 0]) follow row i - 1's.  Rows run in chunks whose
+    (rows, iters + 1, 3) buffer stays small (2 MiB: the kernel's strided writes
+    stay in cache); only the recorded states of each chunk are kept, so a batch
+    whose rows mostly stop early keeps little where a few run to max_iter."""
     m, iters = p2.shape[0], fit_args[4]
     chunk = max(1, min(m, _HISTORY_CHUNK // (3 * (iters + 1))))
     buf = np.empty((chunk, iters + 1, 3))
-    hist = np.empty((m, 1, 3))
-    longest = 1   # the most states a row recorded so far (hist may be wider)
+    parts = []
     for a in range(0, m, chunk):
         b = min(m, a + chunk)
         _gaussian.gaussian_fit_rows(p2[a:b], xk, psums[a:b], mu0[a:b], par0[a:b], *fit_args,
                                     out[a:b], counts[a:b], buf[:b - a], nt)
-        states = counts[a:b, 0]
-        length = int(states.max()) + 1
-        if length > hist.shape[1]:
-            # a longer record than the rows before: widen (at least twice, so rows
-            # that get longer chunk by chunk copy the result a few times, not once
-            # per chunk), NaN after what they recorded
-            wider = np.empty((m, min(iters + 1, max(length, 2 * hist.shape[1])), 3))
-            wider[:a, :hist.shape[1]] = hist[:a]
-            wider[:a, hist.shape[1]:] = np.nan
-            hist = wider
-        longest = max(longest, length)
-        part = hist[a:b, :length]
-        part[...] = buf[:b - a, :length]
-        part[np.arange(length) > states[:, None]] = np.nan   # after each row's last state
-        hist[a:b, length:] = np.nan
-    return hist if hist.shape[1] == longest else np.ascontiguousarray(hist[:, :longest])
+        part = np.empty((int(counts[a:b, 0].sum()) + (b - a), 3))
+        _gaussian.pack_states(buf[:b - a], counts[a:b], part)
+        parts.append(part)
+    return parts
+
+
+def _padded_history(parts: list[np.ndarray], nit: np.ndarray) -> np.ndarray:
+    """The states _fit_with_history recorded, as (m, max(nit) + 1, 3) with NaN
+    after each row's last state."""
+    nit = nit.reshape(-1)
+    length = int(nit.max()) + 1 if nit.size else 1
+    out = np.full((nit.size, length, 3), np.nan)
+    out[np.arange(length) <= nit[:, None]] = np.concatenate(parts) if parts else np.empty((0, 3))
+    return out
 
 
 def _fit_options(method: str, parametrization: str, lr: Any, tol: Any, epochs: Any,
@@ -842,20 +890,21 @@ def _fit_prepared(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, shape: tupl
         lr_mu = float(np.ldexp(lr_v, -2 * k))
         lr_par = float(np.ldexp(lr_v, -4 * k if gd_variance else -2 * k))
     fit_args = (newton, variance, lr_mu, lr_par, iters, tol_v)
+    parts: list[np.ndarray] = []
     if history:
-        hist = _fit_with_history(p2, xk, psums, mu0_a, par0_a, fit_args, out, counts, nt)
+        parts = _fit_with_history(p2, xk, psums, mu0_a, par0_a, fit_args, out, counts, nt)
     else:
-        hist = np.empty((m, 0, 3))
-        _gaussian.gaussian_fit_rows(p2, xk, psums, mu0_a, par0_a, *fit_args, out, counts, hist,
-                                    nt)
+        _gaussian.gaussian_fit_rows(p2, xk, psums, mu0_a, par0_a, *fit_args, out, counts,
+                                    np.empty((m, 0, 3)), nt)
     if k:
         out[:, :2] = np.ldexp(out[:, :2], k)
         out[:, 3:5] = np.ldexp(out[:, 3:5], -k)
-        hist[..., 1] = np.ldexp(hist[..., 1], k)
-        hist[..., 2] = np.ldexp(hist[..., 2], 2 * k if gd_variance else k)
+        for part in parts:
+            part[:, 1] = np.ldexp(part[:, 1], k)
+            part[:, 2] = np.ldexp(part[:, 2], 2 * k if gd_variance else k)
 
     status = counts[:, 2]
-    raw = hist.reshape(shape + hist.shape[1:]) if history else None
+    raw = parts if history else None
 
     if shape == ():
         code = int(status[0])
@@ -866,14 +915,17 @@ def _fit_prepared(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, shape: tupl
             mu=float(out[0, 0]), sigma=float(out[0, 1]), kl=float(out[0, 2]),
             grad=(float(out[0, 3]), float(out[0, 4])), grad_rel=float(out[0, 5]),
             nit=int(counts[0, 0]), nfev=int(counts[0, 1]),
-            converged=code == _gaussian.FIT_CONVERGED, message=msg, method=method,
-            parametrization=parametrization, raw_history=raw,
+            converged=code == _gaussian.FIT_CONVERGED, message=msg, status=code, method=method,
+            parametrization=parametrization,
+            raw_history=None if raw is None else _padded_history(raw, counts[:, 0])[0],
             raw_is_variance=variance and not newton)
+    nit = counts[:, 0].astype(np.intp).reshape(shape)
     return GaussianFit(
         mu=out[:, 0].reshape(shape), sigma=out[:, 1].reshape(shape), kl=out[:, 2].reshape(shape),
         grad=(out[:, 3].reshape(shape), out[:, 4].reshape(shape)),
-        grad_rel=out[:, 5].reshape(shape), nit=counts[:, 0].astype(np.intp).reshape(shape),
+        grad_rel=out[:, 5].reshape(shape), nit=nit,
         nfev=counts[:, 1].astype(np.intp).reshape(shape),
         converged=(status == _gaussian.FIT_CONVERGED).reshape(shape),
-        message=np.array(templates, dtype=object)[status].reshape(shape), method=method,
-        parametrization=parametrization, raw_history=raw, raw_is_variance=variance and not newton)
+        message=None, status=status.astype(np.int8).reshape(shape),
+        method=method, parametrization=parametrization, raw_history=raw,
+        raw_is_variance=variance and not newton)

@@ -163,6 +163,8 @@ assert_type(fit.converged, bool)
 assert_type(fit.message, str)
 assert_type(fit.variance, float)
 assert_type(fit.history, dict[str, F64])
+assert_type(fit.status, kl_fast.FitStatus | npt.NDArray[np.int8])
+assert fit.status is kl_fast.FitStatus.CONVERGED
 assert isinstance(fit.mu, float) and isinstance(fit.nit, int)
 assert isinstance(fit.converged, bool) and isinstance(fit.message, str)
 assert isinstance(fit.variance, float) and is_f64_array(fit.history["kl"])
@@ -178,6 +180,7 @@ assert is_f64_array(batch.mu) and batch.mu.shape == (2,)
 assert isinstance(batch.nfev, np.ndarray) and batch.nfev.dtype == np.intp
 assert isinstance(batch.converged, np.ndarray) and batch.converged.dtype == np.bool_
 assert isinstance(batch.message, np.ndarray) and all(isinstance(m, str) for m in batch.message)
+assert isinstance(batch.status, np.ndarray) and batch.status.dtype == np.int8
 
 # An array p: one fit or a batch, by its shape.
 some = kl_fast.fit_gaussian(g, x)
