@@ -443,3 +443,68 @@ def test_gaussian_kl_for_mu_and_sigma_far_from_the_grid():
                                                                                      rel=1e-15)
     kl, d_mu, _ = kl_fast.gaussian_kl_grad([1.0, 1.0], [0.0, 1.0], -1e308, 1.0)
     assert kl == pytest.approx(1e308, rel=1e-15) and d_mu == pytest.approx(-1.0, rel=1e-12)
+
+
+# ---- NumPy conventions at the edges of the API ------------------------------------
+
+def test_reference_normalizes_after_broadcasting_as_the_library_does():
+    """The NumPy reference's js_div and kl_div_log normalised each input by its
+    own sums before broadcasting (a negative KL for a broadcast q); the sums of
+    normalize run along axis of the broadcast shape, as in kl_div."""
+    from kl_fast import reference
+    p = np.array([[1.0, 2.0], [3.0, 4.0]])
+    q = np.array([1.0, 3.0])
+    qb = np.broadcast_to(q, p.shape).copy()
+    for fast, ref, a, b, bb in ((kl_fast.js_div, reference.js_div, p, q, qb),
+                                (kl_fast.kl_div_log, reference.kl_div_log, np.log(p),
+                                 np.log(q), np.log(qb))):
+        want = ref(a, bb, axis=0, normalize=True)
+        np.testing.assert_allclose(ref(a, b, axis=0, normalize=True), want, rtol=1e-14)
+        np.testing.assert_allclose(fast(a, b, axis=0, normalize=True), want, rtol=1e-14)
+    assert np.all(reference.kl_div_log(np.log(p), np.log(q), axis=0, normalize=True) >= 0)
+    np.testing.assert_allclose(reference.js_div(0.5, [1.0, 2.0, 3.0], axis=0, normalize=True),
+                               kl_fast.js_div(0.5, [1.0, 2.0, 3.0], axis=0, normalize=True),
+                               rtol=1e-14)
+
+
+@pytest.mark.parametrize("axis", [-1, 0, 1, None, (), (0,), (-1,)])
+def test_axis_of_two_scalars_has_one_rule(axis):
+    """Two scalars reduce over axis -1 (the default), None, () and (-1,); any other
+    axis is out of range (AxisError) for kl_div, js_div, kl_div_log and the
+    reference alike (js_div and kl_div_log took 0 and (0,), the reference any)."""
+    from kl_fast import reference
+    for f in (kl_fast.kl_div, kl_fast.js_div, kl_fast.kl_div_log,
+              reference.kl_div, reference.js_div, reference.kl_div_log):
+        if axis in (-1, None, (), (-1,)):
+            assert np.ndim(f(0.5, 0.25, axis=axis)) == 0
+        else:
+            with pytest.raises(np.exceptions.AxisError, match="out of bounds"):
+                f(0.5, 0.25, axis=axis)
+
+
+@pytest.mark.parametrize("method", ["newton", "gd"])
+@pytest.mark.parametrize("option, value, error", [
+    ("lr", 0.0, ValueError), ("lr", -1.0, ValueError), ("lr", float("nan"), ValueError),
+    ("epochs", -1, ValueError), ("epochs", 1.5, TypeError),
+    ("max_iter", -1, ValueError), ("max_iter", 1.5, TypeError)])
+def test_fit_checks_the_options_the_method_does_not_use(method, option, value, error):
+    x = np.linspace(-3, 3, 10)
+    with pytest.raises(error, match=f"fit_gaussian: {option} must be"):
+        kl_fast.fit_gaussian(np.exp(-x**2), x, method=method, **{option: value})
+    with pytest.raises(error, match=f"GaussianTarget.fit: {option} must be"):
+        kl_fast.GaussianTarget(np.exp(-x**2), x).fit(method=method, **{option: value})
+
+
+def test_ragged_sequences_are_named():
+    ragged = [[0.5, 0.5], [1.0]]
+    x = np.array([0.0, 1.0])
+    calls = [("kl_div", "p", lambda: kl_fast.kl_div(ragged, [0.5, 0.5])),
+             ("js_div", "q", lambda: kl_fast.js_div([0.5, 0.5], ragged)),
+             ("kl_div_log", "log_p", lambda: kl_fast.kl_div_log(ragged, [0.5, 0.5])),
+             ("kl_pairwise", "P", lambda: kl_fast.kl_pairwise(ragged, [[0.5, 0.5]])),
+             ("kl_topk", "Q", lambda: kl_fast.kl_topk([[0.5, 0.5]], ragged, 1)),
+             ("gaussian_kl", "p", lambda: kl_fast.gaussian_kl(ragged, x, 0.0, 1.0)),
+             ("fit_gaussian", "p", lambda: kl_fast.fit_gaussian(ragged, x))]
+    for func, name, call in calls:
+        with pytest.raises(ValueError, match=f"{func}: {name} is not an array of numbers"):
+            call()

@@ -125,8 +125,9 @@ def test_bad_k_and_bad_input():
     for bad in (-1, float("nan"), float("inf"), 2.5):
         with pytest.raises(ValueError, match="k must be a non-negative integer"):
             kl_fast.kl_topk(P, Q, bad)
-    with pytest.raises(TypeError, match="k must be an integer"):
-        kl_fast.kl_topk(P, Q, "3")
+    for bad in ("3", True, np.True_):
+        with pytest.raises(TypeError, match="k must be an integer"):
+            kl_fast.kl_topk(P, Q, bad)
     with pytest.raises(ValueError, match="divergence must be one of"):
         kl_fast.kl_topk(P, Q, 1, divergence="kl_sym")
     Qbad = Q.copy()

@@ -14,6 +14,7 @@ from ._validation import (
     _PARALLEL_MIN_ELEMENTS,
     as_real_array,
     check_positive_scalar,
+    check_scalar_axis,
     describe_bad,
     format_index,
     normalize_axes,
@@ -729,9 +730,7 @@ def kl_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = -1, keepdims: bool = Fals
     ndim = max(pk.ndim, qk.ndim)
     if ndim == 0:
         # Two scalars: the single term (axis=-1 and axis=None both mean "it").
-        if not (axis is None or (type(axis) is int and axis == -1)
-                or (type(axis) is tuple and axis in ((), (-1,)))):
-            normalize_axes(axis, 0, func)
+        check_scalar_axis(axis, func)
         axes = None
         pk = pk.reshape(1)
         qk = qk.reshape(1)

@@ -16,6 +16,7 @@ from ._api import (ReductionRows, apply_options, check_alone, combine_rows, deli
 from ._validation import (
     as_real_array,
     check_positive_scalar,
+    check_scalar_axis,
     describe_bad,
     format_index,
     normalize_axes,
@@ -194,8 +195,7 @@ def _reduce_rows(p: ArrayLike, q: ArrayLike, *, func: str, names: Sequence[str],
     shapes = (p_in.shape, q_in.shape)
     if ndim == 0:
         # Two scalars: the single term (axis=-1 and axis=None both mean "it").
-        if axis not in (None, -1, 0, (), (0,), (-1,)):
-            normalize_axes(axis, 0, func)
+        check_scalar_axis(axis, func)
         axes = None
         pk = pk.reshape(1)
         qk = qk.reshape(1)

@@ -876,7 +876,10 @@ cdef inline cnp.ndarray _operand(object a):
     if type(a) is cnp.ndarray:
         return <cnp.ndarray>a
     if type(a) is list or type(a) is tuple:
-        return cnp.PyArray_FROMANY(a, cnp.NPY_NOTYPE, 0, 0, 0)
+        try:
+            return cnp.PyArray_FROMANY(a, cnp.NPY_NOTYPE, 0, 0, 0)
+        except ValueError:
+            return None   # a ragged sequence, above all: the Python layer explains
     if type(a) is _MEMMAP:
         return <cnp.ndarray>a.view(cnp.ndarray)
     return None

@@ -33,7 +33,10 @@ def as_real_array(a: object, name: str, func: str) -> np.ndarray:
         )
     if type(a) is not np.ndarray and hasattr(a, "__dask_graph__"):
         _refuse_dask(name, func)
-    arr = a if type(a) is np.ndarray else np.asarray(a)
+    try:
+        arr = a if type(a) is np.ndarray else np.asarray(a)
+    except ValueError as exc:   # a ragged nested sequence, above all
+        raise ValueError(f"{func}: {name} is not an array of numbers ({exc})") from None
     check_real_dtype(arr.dtype, name, func)
     if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
         _check_float64_range(arr, name, func)
@@ -152,6 +155,20 @@ def resolve_threads(num_threads: Any, n_rows: int, n_elements: int, func: str) -
         raise ValueError(f"{func}: num_threads must be >= 1, got {n}")
     # another integer type (numpy's), or one beyond a C long
     return int(_kernels.threads(min(n, _CPU_COUNT), n_rows, n_elements, _PARALLEL_MIN_ELEMENTS))
+
+
+def check_scalar_axis(axis: Any, func: str) -> None:
+    """Two scalars: axis -1 (the default), None, () and (-1,) mean their single
+    term; any other axis is out of range for a 0-d array (normalize_axes
+    explains it)."""
+    if not scalar_axis(axis):
+        normalize_axes(axis, 0, func)
+
+
+def scalar_axis(axis: Any) -> bool:
+    """axis means the single term of two scalars (check_scalar_axis)."""
+    return (axis is None or (type(axis) is int and axis == -1)
+            or (type(axis) is tuple and axis in ((), (-1,))))
 
 
 def normalize_axes(axis: Any, ndim: int, func: str) -> tuple[int, ...] | None:

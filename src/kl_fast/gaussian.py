@@ -846,12 +846,16 @@ def _fit_options(method: str, parametrization: str, lr: Any, tol: Any, epochs: A
         raise ValueError(f"{func}: parametrization must be 'sigma' or 'variance', "
                          f"got {parametrization!r}")
     newton = method == "newton"
-    lr_v = _scalar(lr, "lr", func, positive=True) if not newton else 0.0
+    # every option is checked, also those the method does not use (a typo would
+    # otherwise pass unnoticed)
+    lr_v = _scalar(lr, "lr", func, positive=True)
     tol_v = _scalar(tol, "tol", func, positive=False)
     if tol_v < 0:
         raise ValueError(f"{func}: tol must be a non-negative scalar, got {tol!r}")
-    iters = _count(max_iter if newton else epochs, "max_iter" if newton else "epochs", func)
-    return parametrization == "variance", lr_v, tol_v, iters
+    epochs_v = _count(epochs, "epochs", func)
+    max_iter_v = _count(max_iter, "max_iter", func)
+    return (parametrization == "variance", 0.0 if newton else lr_v, tol_v,
+            max_iter_v if newton else epochs_v)
 
 
 def _fit_prepared(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, shape: tuple[int, ...],

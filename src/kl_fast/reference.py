@@ -6,7 +6,7 @@ p > 0 with q == 0 gives +inf) but favour clarity over speed and memory.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence, cast
+from typing import Any, Callable, Sequence, Union, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +17,7 @@ __all__ = ["kl_div", "js_div", "kl_div_log", "kl_pairwise", "js_pairwise", "gaus
 # The results are what NumPy's reductions give: a NumPy scalar or an array.
 _Result = Any
 _CheckValues = Callable[[np.ndarray, str, str], None]
+_Axis = Union[int, tuple[int, ...], None]
 
 
 def _as_float(a: npt.ArrayLike, name: str, func: str) -> np.ndarray:
@@ -43,20 +44,9 @@ def kl_div(p: npt.ArrayLike, q: npt.ArrayLike, *, axis: int | tuple[int, ...] | 
     by the grid spacing).  ``check=False`` runs the bare formula.
     """
     func = "reference.kl_div"
-    pa = _as_float(p, "p", func)
-    qa = _as_float(q, "q", func)
-    dtype = np.float32 if (pa.dtype == np.float32 and qa.dtype == np.float32) else np.float64
-    pa = pa.astype(dtype, copy=False)
-    qa = qa.astype(dtype, copy=False)
     if normalize and dx is not None:
         raise ValueError(f"{func}: normalize and dx are exclusive")
-    if check:
-        _check_values(pa, "p", func)
-        _check_values(qa, "q", func)
-    if np.ndim(pa) == 0 and np.ndim(qa) == 0:
-        axis = None
-    # axis refers to the broadcast shape, for the sums of normalize too
-    pa, qa = np.broadcast_arrays(pa, qa)
+    pa, qa, dtype, axis = _prepare_pair(p, q, ("p", "q"), func, check, axis)
     with np.errstate(all="ignore"):
         if normalize:
             psum = np.sum(pa, axis=axis, keepdims=True)
@@ -77,8 +67,11 @@ def kl_div(p: npt.ArrayLike, q: npt.ArrayLike, *, axis: int | tuple[int, ...] | 
 # ---- Jensen-Shannon, log-space inputs and all-pairs matrices ----------------------
 
 def _prepare_pair(p: npt.ArrayLike, q: npt.ArrayLike, names: Sequence[str], func: str, check: bool,
-                  check_values: _CheckValues | None = None
-                  ) -> tuple[np.ndarray, np.ndarray, type[np.floating[Any]]]:
+                  axis: _Axis, check_values: _CheckValues | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, type[np.floating[Any]], _Axis]:
+    """p and q converted, checked and broadcast together (axis refers to the
+    broadcast shape, for the sums of normalize too), their dtype, and the axis
+    (for two scalars None, or AxisError, by kl_fast's rule)."""
     p = _as_float(p, names[0], func)
     q = _as_float(q, names[1], func)
     dtype = np.float32 if (p.dtype == np.float32 and q.dtype == np.float32) else np.float64
@@ -87,7 +80,13 @@ def _prepare_pair(p: npt.ArrayLike, q: npt.ArrayLike, names: Sequence[str], func
     if check:
         (check_values or _check_values)(p, names[0], func)
         (check_values or _check_values)(q, names[1], func)
-    return p, q, dtype
+    if p.ndim == 0 and q.ndim == 0:
+        if axis not in (None, -1, (), (-1,)):
+            raise np.exceptions.AxisError(f"{func}: axis {axis!r} is out of bounds for two "
+                                          f"scalars (arrays of dimension 0)")
+        axis = None
+    p, q = np.broadcast_arrays(p, q)
+    return p, q, dtype, axis
 
 
 def _masked_kl_terms(p: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -104,9 +103,7 @@ def js_div(p: npt.ArrayLike, q: npt.ArrayLike, *, axis: int | tuple[int, ...] | 
     ``normalize`` divides p and q by their sums along ``axis`` first.
     """
     func = "reference.js_div"
-    pa, qa, dtype = _prepare_pair(p, q, ("p", "q"), func, check)
-    if np.ndim(pa) == 0 and np.ndim(qa) == 0:
-        axis = None
+    pa, qa, dtype, axis = _prepare_pair(p, q, ("p", "q"), func, check, axis)
     with np.errstate(all="ignore"):
         if normalize:
             psum = np.sum(pa, axis=axis, keepdims=True)
@@ -148,10 +145,8 @@ def kl_div_log(log_p: npt.ArrayLike, log_q: npt.ArrayLike, *,
     ``normalize`` subtracts each input's log-sum-exp along ``axis`` first.
     """
     func = "reference.kl_div_log"
-    lp, lq, dtype = _prepare_pair(log_p, log_q, ("log_p", "log_q"), func, check,
-                                  check_values=_check_log_values)
-    if np.ndim(lp) == 0 and np.ndim(lq) == 0:
-        axis = None
+    lp, lq, dtype, axis = _prepare_pair(log_p, log_q, ("log_p", "log_q"), func, check, axis,
+                                        check_values=_check_log_values)
     with np.errstate(all="ignore"):
         if normalize:
             lp = _log_normalize(lp, axis, func, "log_p")
