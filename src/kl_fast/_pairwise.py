@@ -27,6 +27,12 @@ _U = 2.0 ** -53
 # recomputed by the exact row kernel, so every other entry has a relative error
 # below 1 / _REFINE_FACTOR.
 _REFINE_FACTOR = 2.0 ** 24
+# ... and so are entries below this fraction of their error scale (the bound
+# before its factor gamma): near-duplicate rows, whose small divergences the
+# product's rounding (about eps sqrt(n) times that scale) would leave at
+# NumPy's accuracy or worse, get the row kernel's (SciPy's level).  Rows far
+# from one another (the common case) are not touched.
+_REFINE_RELATIVE = 2.0 ** -12
 # Rows per block are chosen so that a block of the result has about this many
 # entries: the temporaries stay a few times that size whatever m is.
 _BLOCK_ELEMENTS = 1 << 20
@@ -316,7 +322,8 @@ def _kl_matrix(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
             # the entries that bound cannot resolve from 0, in one pass
             redo_rows = _div_kernels.product_form_finish(
                 ob, hr, _c(h_abs), ps_c[i0:i1], qs_c, log_ps[i0:i1], log_qs, normalize,
-                gamma, _REFINE_FACTOR, redo, None if bound is None else bound[i0:i1],
+                gamma, max(_REFINE_FACTOR, _REFINE_RELATIVE / gamma), redo,
+                None if bound is None else bound[i0:i1],
                 block_threads)
             if Zq_T is not None:
                 infinite = _meets_zeros(Pk[i0:i1], zero_cols, Zq_T)
@@ -449,15 +456,14 @@ def kl_pairwise(P: ArrayLike, Q: ArrayLike | None = None, *, base: float | None 
     arises from 0 * log(0).
 
     Accuracy: the product form is centred on the columns' maxima r of Q
-    (``sum p log(p/r)`` minus ``P @ log(Q/r).T``), so rows near one another keep
-    their digits (near-duplicates are about as accurate as NumPy's all-pairs
-    one-liner); its absolute error is bounded by about n * eps * (sum p |log(q/r)|
-    + sum |p log p| + sum p |log r|).
-    Entries within 2**24 such error bounds of zero (near-duplicate rows, the
-    diagonal of ``kl_pairwise(P)``), and any non-finite ones, are recomputed by
-    kl_div's exact row kernel, so they equal ``kl_div(P[i], Q[j], ...)``; every
-    other entry has a relative error below 2**-24 by that bound, and in practice
-    near 1e-13 * (sum p*|log q|) / KL.  Small inputs (m * k * (n + 16) up to
+    (``sum p log(p/r)`` minus ``P @ log(Q/r).T``); its absolute error is bounded
+    by about n * eps * S, S = sum p |log(q/r)| + sum |p log p| + sum p |log r|.
+    Entries within 2**24 such error bounds of zero or below 2**-12 * S (pairs of
+    near-duplicate rows, the diagonal of ``kl_pairwise(P)``), and any non-finite
+    ones, are recomputed by kl_div's exact row kernel, so they equal
+    ``kl_div(P[i], Q[j], ...)``; every other entry has a relative error below
+    min(2**-24, 2**12 * n * eps) by that bound, and in practice near
+    1e-13 * (sum p*|log q|) / KL.  Small inputs (m * k * (n + 16) up to
     2**17, where the row kernel is the faster) are computed pair by pair by the
     row kernel, so every entry equals ``kl_div(P[i], Q[j], ...)`` (in float64).
     For full accuracy on every entry of a large input use
