@@ -524,6 +524,21 @@ def test_topk_matches_in_memory(p_chunks, q_chunks, divergence):
         assert v.dtype == want_v.dtype and i.dtype == np.intp
 
 
+def test_topk_nan_under_check_false_ranks_as_in_memory():
+    """A NaN value (bad input, check=False) ranks with +inf before the padding
+    of the partials (an empty slot's index was returned)."""
+    P = np.array([[0.5, 0.5]])
+    Q = np.array([[0.5, 0.5], [np.nan, 0.5], [0.2, 0.8], [0.3, 0.7]])
+    for base in (None, 0.5):
+        with np.errstate(invalid="ignore"):
+            lazy = kd.kl_topk(da.from_array(P), da.from_array(Q, chunks=(3, 2)), 4,
+                              check=False, base=base)
+            v, i = dask.compute(*lazy, scheduler="threads")
+            want_v, want_i = kl_fast.kl_topk(P, Q, 4, check=False, base=base)
+        np.testing.assert_array_equal(i, want_i)
+        np.testing.assert_array_equal(v, want_v)
+
+
 def test_topk_float32_k_zero_and_errors():
     p32, q32 = PA.astype(np.float32), QA.astype(np.float32)
     v = compute(kd.kl_topk(da.from_array(p32, chunks=(8, 48)), q32, 3)[0])

@@ -477,6 +477,8 @@ def test_axis_of_two_scalars_has_one_rule(axis):
               reference.kl_div, reference.js_div, reference.kl_div_log):
         if axis in (-1, None, (), (-1,)):
             assert np.ndim(f(0.5, 0.25, axis=axis)) == 0
+            if type(axis) is int:   # a NumPy integer too
+                assert np.ndim(f(0.5, 0.25, axis=np.int64(axis))) == 0
         else:
             with pytest.raises(np.exceptions.AxisError, match="out of bounds"):
                 f(0.5, 0.25, axis=axis)

@@ -725,3 +725,12 @@ def test_batch_fit_keeps_its_rows_states_not_a_padded_array(monkeypatch):
                 h = batch.history[key][i if batch is fit else r]
                 np.testing.assert_array_equal(h[:one.nit + 1], one.history[key])
                 assert np.all(np.isnan(h[one.nit + 1:]))
+
+
+@pytest.mark.parametrize("shape", [(0, 41), (2, 0, 41), (0, 3, 41)])
+@pytest.mark.parametrize("method", ["newton", "gd"])
+def test_empty_batch_has_an_empty_history(shape, method):
+    x = np.linspace(-5, 5, 41)
+    fit = kl_fast.fit_gaussian(np.ones(shape), x, method=method)
+    assert fit.history["kl"].shape == shape[:-1] + (1,)
+    assert fit.message.shape == fit.status.shape == shape[:-1]

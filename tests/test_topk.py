@@ -368,3 +368,15 @@ def test_nan_under_check_false_is_not_an_empty_slot():
         v, i = kl_fast.kl_topk(P, Q, 2, check=False)
     assert i.tolist() == [[1, 0]]
     assert v[0, 0] == 0.0 and np.isnan(v[0, 1])
+
+
+def test_values_that_overflow_downwards_tie_at_minus_inf():
+    """Unnormalised float32 rows whose KL is below -FLT_MAX: all return -inf and
+    tie, so the lowest indices are kept for every k (k=1 kept index 2)."""
+    P = np.full((1, 200), 1e37, np.float32)
+    Q = np.stack([np.full(200, v, np.float32) for v in (1e38, 2e38, 3e38)])
+    assert np.all(kl_fast.kl_pairwise(P, Q) == -np.inf)
+    for base in (None, 1.0000001):
+        for k in (1, 2, 3):
+            v, i = kl_fast.kl_topk(P, Q, k, base=base)
+            assert i.tolist() == [list(range(k))] and np.all(v == -np.inf)

@@ -86,21 +86,32 @@ class _Order(NamedTuple):
             r = v if self.log_base is None else v / self.log_base
             if self.dtype != np.float64:
                 r = r.astype(self.dtype).astype(np.float64)
-        r = r if self.log_base is None or self.log_base > 0 else -r
-        return np.where(np.isnan(r), np.inf, r)
+        return nearest_first(r, self.log_base is not None and self.log_base < 0)
 
     def ceiling(self, t: np.ndarray) -> np.ndarray:
         """At least every raw value whose key equals t's: the returned value's
         rounding (float32: 2**-24 relative or 2**-149 absolute; the division by
-        log(base): 2**-53 relative or 2**-1074) taken back to raw values, and
-        +inf where t's key is +inf (a value that overflows to +inf ties with
-        the infinite ones) or t is NaN."""
+        log(base): 2**-53 relative or 2**-1074) taken back to raw values; +inf
+        where t's key is +inf (a value that overflows to +inf ties with the
+        infinite ones) or t is NaN, and where t's key is -inf (t overflowed
+        downwards), the largest raw value that can: -(the dtype's largest
+        value) * |log(base)|."""
         if self.log_base is None and self.dtype == np.float64:
             return np.where(np.isnan(t), np.inf, t)
         scale = 1.0 if self.log_base is None else abs(self.log_base)
         with np.errstate(over="ignore", invalid="ignore"):
             wide = t + (np.abs(t) * 2.0**-20 + scale * 2.0**-140)
-        return np.where(self.key(t) == np.inf, np.inf, wide)
+            lowest = -float(np.finfo(self.dtype).max) * scale
+        key = self.key(t)
+        return np.where(key == np.inf, np.inf, np.where(key == -np.inf, lowest, wide))
+
+
+def nearest_first(values: np.ndarray, descending: bool) -> np.ndarray:
+    """The sort key of kl_topk's returned values: negated where they descend (a
+    base below 1), NaN (a bad value under check=False) tied with +inf, before
+    the empty slots."""
+    r = -values if descending else values
+    return np.where(np.isnan(r), np.inf, r)
 
 
 def _merge(vals: np.ndarray, idx: np.ndarray, new_vals: np.ndarray, new_idx: np.ndarray,
@@ -470,5 +481,5 @@ def _ties_to_lower_index(vals: np.ndarray, idx: np.ndarray,
     """Each row nearest first (values descending with a base below 1) and equal
     values in index order: the rescued rows' rounding to float32 can make
     neighbours that differed by an ulp equal."""
-    first = np.lexsort((idx, -vals if descending else vals), axis=-1)
+    first = np.lexsort((idx, nearest_first(vals, descending)), axis=-1)
     return np.take_along_axis(vals, first, -1), np.take_along_axis(idx, first, -1)

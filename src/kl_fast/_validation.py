@@ -166,9 +166,18 @@ def check_scalar_axis(axis: Any, func: str) -> None:
 
 
 def scalar_axis(axis: Any) -> bool:
-    """axis means the single term of two scalars (check_scalar_axis)."""
-    return (axis is None or (type(axis) is int and axis == -1)
-            or (type(axis) is tuple and axis in ((), (-1,))))
+    """axis means the single term of two scalars (check_scalar_axis); an
+    integer of any type counts as in normalize_axes."""
+    if axis is None:
+        return True
+    items = axis if type(axis) is tuple else (axis,)
+    if any(isinstance(a, (bool, np.bool_)) for a in items):
+        return False
+    try:
+        values = [operator.index(a) for a in items]
+    except TypeError:
+        return False
+    return values == [-1] or (type(axis) is tuple and not values)
 
 
 def normalize_axes(axis: Any, ndim: int, func: str) -> tuple[int, ...] | None:

@@ -632,7 +632,9 @@ def _topk_merge(parts: np.ndarray, *, k: int, base: float | None) -> np.ndarray:
     """(mb, 1, k, 2) of the k first (value, then index; the value descending
     with a base below 1) of a row block's partials."""
     flat = parts.reshape(parts.shape[0], -1, 2)
-    key = -flat[..., 0] if _descending(base) else flat[..., 0]
+    from ._topk import nearest_first
+
+    key = nearest_first(flat[..., 0], _descending(base))
     order = np.lexsort((flat[..., 1], key), axis=1)[:, :k]
     return np.take_along_axis(flat, order[..., None], axis=1)[:, None]
 

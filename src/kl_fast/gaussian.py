@@ -616,7 +616,8 @@ class GaussianFit(Generic[_Real, _Int, _Bool, _Str]):
             else:
                 if isinstance(raw, list):   # a batch: its states row after row
                     nit = np.asarray(self.nit)
-                    h = _padded_history(raw, nit).reshape(nit.shape + (-1, 3))
+                    h = _padded_history(raw, nit)
+                    h = h.reshape(nit.shape + h.shape[1:])
                 else:
                     h = raw
                 par = h[..., 2]
