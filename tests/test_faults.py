@@ -488,7 +488,8 @@ def test_axis_of_two_scalars_has_one_rule(axis):
 @pytest.mark.parametrize("option, value, error", [
     ("lr", 0.0, ValueError), ("lr", -1.0, ValueError), ("lr", float("nan"), ValueError),
     ("epochs", -1, ValueError), ("epochs", 1.5, TypeError),
-    ("max_iter", -1, ValueError), ("max_iter", 1.5, TypeError)])
+    ("max_iter", -1, ValueError), ("max_iter", 1.5, TypeError), ("lr", True, TypeError),
+    ("epochs", True, TypeError), ("max_iter", np.True_, TypeError), ("tol", True, TypeError)])
 def test_fit_checks_the_options_the_method_does_not_use(method, option, value, error):
     x = np.linspace(-3, 3, 10)
     with pytest.raises(error, match=f"fit_gaussian: {option} must be"):

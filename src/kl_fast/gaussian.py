@@ -199,6 +199,8 @@ def _param(value: object, name: str, func: str, *, positive: bool) -> np.ndarray
 
 
 def _scalar(value: Any, name: str, func: str, *, positive: bool) -> float:
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{func}: {name} must be a real number, got {value!r}")
     if type(value) is float or type(value) is int:
         v = float(value)
         if math.isfinite(v) and (v > 0 or not positive):
@@ -645,6 +647,8 @@ class GaussianFit(Generic[_Real, _Int, _Bool, _Str]):
 
 
 def _count(value: Any, name: str, func: str) -> int:
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{func}: {name} must be an integer, got {value!r}")
     try:
         v = operator.index(value)
     except TypeError:
