@@ -516,7 +516,8 @@ def bench(quick: bool, json_path: Optional[str], plot_path: Optional[str],
           only: Optional[Sequence[str]], show_progress: bool = True) -> int:
     import json
 
-    from kl_fast.bench.runner import discover_cases, environment, format_table, run, steady_allocator
+    from kl_fast.bench.runner import (discover_cases, environment, format_table, memory_report,
+                                      print_memory, run, steady_allocator)
 
     topics = bench_topics()
     if only:
@@ -556,17 +557,8 @@ def bench(quick: bool, json_path: Optional[str], plot_path: Optional[str],
     env = environment()
     env["allocator"] = allocator
     print(format_table(results, env))
-    memory: List[str] = []
-    if not only or "kl" in only:
-        from kl_fast.bench import cases_kl
-
-        report = getattr(cases_kl, "memory_report", None)
-        memory = report(quick) if report is not None else []
-        if memory:
-            print()
-            print("| memory | tracemalloc | extra |")
-            print("|---|---:|---:|")
-            print("\n".join(memory))
+    memory = memory_report(quick, list(only) if only else None)
+    print_memory(memory)
     if json_path is not None:
         doc = {"environment": env, "quick": quick, "topics": list(only) if only else topics,
                "results": [r.__dict__ for r in results], "memory": memory}

@@ -143,3 +143,35 @@ def cases(quick: bool):
     out.append(Case(f"fit_gaussian {m:,} rows x 1,000 bins", _batch_fit(m, 1_000),
                     baseline="numpy reference newton"))
     return out
+
+
+def memory_report(quick: bool) -> list[str]:
+    """What a batch fit's result keeps (tracemalloc, after the call) and its peak,
+    and the time with the default history=True against history=False."""
+    import time
+    import tracemalloc
+
+    import kl_fast
+
+    m = 10_000 if quick else 100_000
+    rng = np.random.default_rng(7)
+    x = np.linspace(-3.0, 3.0, 10)
+    P = rng.random((m, 10)) + np.exp(-x**2)
+    kl_fast.fit_gaussian(P, x)  # warm-up
+    tracemalloc.start()
+    fit = kl_fast.fit_gaussian(P, x)
+    kept, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    times = {}
+    for history in (True, False):
+        runs = []
+        for _ in range(3 if quick else 7):
+            t0 = time.perf_counter()
+            kl_fast.fit_gaussian(P, x, history=history)
+            runs.append(time.perf_counter() - t0)
+        times[history] = float(np.median(runs))
+    del fit
+    return [f"| fit_gaussian {m:,} x 10 (inputs {P.nbytes / 1e6:,.0f} MB) | "
+            f"{peak / 1e6:,.1f} MB peak | {kept / 1e6:,.1f} MB kept by the result; "
+            f"{times[True] * 1e3:.1f} ms (history=True, the default) against "
+            f"{times[False] * 1e3:.1f} ms (history=False) |"]

@@ -186,6 +186,24 @@ def format_table(results: List[Result], env: Optional[Dict[str, object]] = None)
     return "\n".join(lines)
 
 
+def memory_report(quick: bool, only: Optional[List[str]] = None) -> List[str]:
+    """The memory table's rows of the topics run (their cases modules'
+    ``memory_report``)."""
+    lines: List[str] = []
+    for topic in ("kl", "gaussian"):
+        if not only or topic in only:
+            lines += importlib.import_module(f"kl_fast.bench.cases_{topic}").memory_report(quick)
+    return lines
+
+
+def print_memory(lines: List[str]) -> None:
+    if lines:
+        print()
+        print("| memory | tracemalloc | extra |")
+        print("|---|---:|---:|")
+        print("\n".join(lines))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="kl_fast speed-up table (ratios against the NumPy baseline).")
     parser.add_argument("--quick", action="store_true", help="smaller inputs and fewer repeats")
@@ -202,13 +220,7 @@ def main(argv=None) -> int:
 
     results = run(cases, quick=args.quick, progress=progress)
     print(format_table(results, env))
-    if not args.only or "kl" in args.only:
-        from kl_fast.bench.cases_kl import memory_report
-
-        print()
-        print("| memory | tracemalloc | extra |")
-        print("|---|---:|---:|")
-        print("\n".join(memory_report(args.quick)))
+    print_memory(memory_report(args.quick, args.only))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"environment": env, "results": [r.__dict__ for r in results]}, fh, indent=2)
