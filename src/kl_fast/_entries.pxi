@@ -41,10 +41,13 @@ cdef enum:
     # TASK_ROWS at a time through kl_rows_across (a thread's unit of work)
     TASK_ROWS = 128
     # a single row of at least LONG_ROW elements is shared by the threads, at
-    # most one per task of LONG_TASK elements (_over_threads; BLOCK_F64 and
-    # BLOCK_F32 divide it)
+    # most one per LONG_TASK elements (_rows_threads; BLOCK_F64 and BLOCK_F32
+    # divide it)
     LONG_ROW = 1 << 13
     LONG_TASK = 1 << 12
+    # ... in tasks of about half a thread's share of the row, at most
+    # LONG_TASK_MAX elements each (_task_blocks)
+    LONG_TASK_MAX = 1 << 16
 
 import numpy as _numpy
 
@@ -543,7 +546,7 @@ cdef bint _run_across(int kind, bint f32, const char *p, const char *q, Layout *
 
 # ---- one long row shared by the threads -------------------------------------
 # Every pass over a long row is cut the same way: blocks of the kernels' size,
-# LONG_TASK elements per task, the tasks over the threads, each block's result
+# _task_blocks blocks per task, the tasks over the threads, each block's result
 # in its own slot; one thread then combines the slots in block order (added as
 # the row function adds its blocks, or PASS_MAX's maximum), so a value has the
 # bits of the one-thread row function.  A LongPass says which pass (its block
@@ -614,7 +617,8 @@ cdef int _pass_blocks(LongPass *J, Py_ssize_t b0, Py_ssize_t b1, int *ninf) noex
     cdef const float *q32 = <const float *>J.q
     cdef const double *p64 = <const double *>J.p
     cdef const double *q64 = <const double *>J.q
-    cdef Py_ssize_t i0 = b0 * J.block
+    cdef Py_ssize_t b, i0 = b0 * J.block
+    cdef int bad = 0
     if J.what == PASS_KL:
         if J.f32:
             return tab.kl_blocks_f32(p32, J.sp, q32, J.sq, J.n, b0, b1, J.option,
@@ -631,9 +635,13 @@ cdef int _pass_blocks(LongPass *J, Py_ssize_t b0, Py_ssize_t b1, int *ninf) noex
         return tab.js_sums_blocks_f64(p64, J.sp, q64, J.sq, J.n, b0, b1, J.out + b0,
                                       J.out + J.nblocks + b0)
     if J.what == PASS_MAX:
-        if J.f32:
-            return tab.log_max_f32(p32 + i0 * J.sp, J.sp, min(J.block, J.n - i0), J.out + b0)
-        return tab.log_max_f64(p64 + i0 * J.sp, J.sp, min(J.block, J.n - i0), J.out + b0)
+        for b in range(b0, b1):
+            i0 = b * J.block
+            if J.f32:
+                bad |= tab.log_max_f32(p32 + i0 * J.sp, J.sp, min(J.block, J.n - i0), J.out + b)
+            else:
+                bad |= tab.log_max_f64(p64 + i0 * J.sp, J.sp, min(J.block, J.n - i0), J.out + b)
+        return bad
     if J.f32:
         tab.sumexp_blocks_f32(p32, J.sp, J.n, b0, b1, J.a, J.option, J.out + b0)
     else:
@@ -641,12 +649,22 @@ cdef int _pass_blocks(LongPass *J, Py_ssize_t b0, Py_ssize_t b1, int *ninf) noex
     return 0
 
 
+cdef inline Py_ssize_t _task_blocks(Py_ssize_t nblocks, Py_ssize_t block,
+                                    int n_threads) noexcept nogil:
+    """Blocks per task of a long row: two tasks per thread, so that the dynamic
+    schedule balances the threads (tasks of LONG_TASK elements left one of two
+    threads 3 of the 5 tasks of 20,000 elements), and at most LONG_TASK_MAX
+    elements each, so that a busy core holds back little of a long row."""
+    cdef Py_ssize_t per = (nblocks + 2 * n_threads - 1) // (2 * n_threads)
+    return max(1, min(per, LONG_TASK_MAX // block))
+
+
 cdef int _over_threads(LongPass *J, int n_threads) noexcept:
-    """The pass's blocks over n_threads threads, LONG_TASK elements per task,
+    """The pass's blocks over n_threads threads, _task_blocks blocks per task,
     into J.out (allocated here: free it with free(J.out) whatever the result).
     Returns the number of tasks with a block needing another path, or -1 on
     Ctrl-C or out of memory."""
-    cdef Py_ssize_t per_task = LONG_TASK // J.block
+    cdef Py_ssize_t per_task = _task_blocks(J.nblocks, J.block, n_threads)
     cdef Py_ssize_t t, b0, tasks = (J.nblocks + per_task - 1) // per_task
     cdef int failed = 0, stopped = 0, ninf = 0, flag = 0
     J.out = <double *>malloc(_pass_width(J) * J.nblocks * sizeof(double))
