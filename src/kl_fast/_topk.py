@@ -106,6 +106,11 @@ class _Order(NamedTuple):
         return np.where(key == np.inf, np.inf, np.where(key == -np.inf, lowest, wide))
 
 
+def descends(base: Optional[float]) -> bool:
+    """kl_topk's values descend (nearest first) with a base below 1."""
+    return base is not None and base < 1.0
+
+
 def nearest_first(values: np.ndarray, descending: bool) -> np.ndarray:
     """The sort key of kl_topk's returned values: negated where they descend (a
     base below 1), NaN (a bad value under check=False) tied with +inf, before
@@ -242,14 +247,6 @@ def _tiles(m: int, total: int) -> tuple[int, int]:
     return mb, kb
 
 
-def _threshold(vals: np.ndarray, hi: np.ndarray, k: int) -> np.ndarray:
-    """For rows holding fewer than k exact values (vals, padded with inf), a
-    value no candidate outside the top k can beat: the k-th smallest of those
-    and the tile's upper bounds hi."""
-    both = np.concatenate([vals, hi], axis=1)
-    return cast(np.ndarray, np.partition(both, k - 1, axis=1)[:, k - 1])
-
-
 def _candidates(side: _KLSide, A: np.ndarray, E: np.ndarray, kept: np.ndarray, k: int,
                 order: _Order, i0: int, i1: int, j0: int,
                 j1: int) -> tuple[np.ndarray, np.ndarray]:
@@ -261,7 +258,8 @@ def _candidates(side: _KLSide, A: np.ndarray, E: np.ndarray, kept: np.ndarray, k
     product form could not evaluate (overflow, a bound that is not a number)
     or of a rounded row is a candidate; an infinite one (mass of p on a zero
     of q) is exact, unless its row's sum is large or rounded (then zero_mass
-    decides, on the tile's arrays)."""
+    decides, on the tile's arrays; the threshold is the same, as topk_upper
+    gives such entries the upper bound +inf)."""
     row_flags, col_flags = side.flags(i0, i1, j0, j1)
     t = kept[:, k - 1].copy()
     open_rows = np.flatnonzero(t == np.inf)
@@ -278,18 +276,13 @@ def _candidates(side: _KLSide, A: np.ndarray, E: np.ndarray, kept: np.ndarray, k
     if count >= 0:
         return rows[:count], cols[:count]
     with np.errstate(invalid="ignore", over="ignore"):
-        lo, hi = A - E, A + E
+        lo = A - E
     infinite = A == np.inf
     flags = row_flags[:, None] | col_flags[None, :]
     lost, doubt = (flags & 2) != 0, flags != 0
     infinite &= ~doubt | side.zero_mass(i0, i1, j0, j1)
-    unknown = (~np.isfinite(A) & ~infinite) | np.isnan(E) | lost
-    lo[unknown], hi[unknown] = -np.inf, np.inf
-    lo[infinite], hi[infinite] = np.inf, np.inf
-    t = kept[:, k - 1].copy()
-    if open_rows.size:
-        t[open_rows] = _threshold(kept[open_rows], hi[open_rows], k)
-    t = order.ceiling(t)
+    lo[(~np.isfinite(A) & ~infinite) | np.isnan(E) | lost] = -np.inf
+    lo[infinite] = np.inf
     return cast(tuple[np.ndarray, np.ndarray], np.nonzero(lo <= t[:, None]))
 
 
@@ -427,7 +420,7 @@ def kl_topk(P: npt.ArrayLike, Q: npt.ArrayLike, k: int, *,
         with np.errstate(over="ignore"):
             vals = vals.astype(dtype)
     if base is not None or dtype != np.float64:
-        vals, idx = _ties_to_lower_index(vals, idx, base is not None and base < 1.0)
+        vals, idx = _ties_to_lower_index(vals, idx, descends(base))
     return vals, idx
 
 

@@ -158,26 +158,18 @@ def resolve_threads(num_threads: Any, n_rows: int, n_elements: int, func: str) -
 
 
 def check_scalar_axis(axis: Any, func: str) -> None:
-    """Two scalars: axis -1 (the default), None, () and (-1,) mean their single
-    term; any other axis is out of range for a 0-d array (normalize_axes
-    explains it)."""
-    if not scalar_axis(axis):
-        normalize_axes(axis, 0, func)
-
-
-def scalar_axis(axis: Any) -> bool:
-    """axis means the single term of two scalars (check_scalar_axis); an
-    integer of any type counts as in normalize_axes."""
+    """Two scalars: axis -1 (the default; an integer of any type, as in
+    normalize_axes), None, () and (-1,) mean their single term; any other axis
+    is out of range for a 0-d array (normalize_axes explains it)."""
     if axis is None:
-        return True
+        return
     items = axis if type(axis) is tuple else (axis,)
-    if any(isinstance(a, (bool, np.bool_)) for a in items):
-        return False
     try:
-        values = [operator.index(a) for a in items]
+        values = [None if isinstance(a, (bool, np.bool_)) else operator.index(a) for a in items]
     except TypeError:
-        return False
-    return values == [-1] or (type(axis) is tuple and not values)
+        values = [None]
+    if not (values == [-1] or (type(axis) is tuple and not values)):
+        normalize_axes(axis, 0, func)
 
 
 def normalize_axes(axis: Any, ndim: int, func: str) -> tuple[int, ...] | None:

@@ -609,32 +609,27 @@ def _topk_block(pb: np.ndarray, qb: np.ndarray, start: np.ndarray, *, k: int, di
     ``start`` holds the index of the block's first row), padded with (inf, inf)
     where Q's block has fewer than k rows ((-inf, inf) with a base below 1,
     whose values descend)."""
-    from ._topk import kl_topk as _kl_topk
+    from ._topk import descends, kl_topk as _kl_topk
 
     j0 = int(start[0])
     kb = min(k, qb.shape[0])
     v, i = _kl_topk(pb, qb, kb, divergence=divergence, normalize=normalize, base=base,
                     num_threads=1, check=False)
     out = np.full((pb.shape[0], 1, k, 2), np.inf)
-    if _descending(base):
+    if descends(base):
         out[:, 0, kb:, 0] = -np.inf
     out[:, 0, :kb, 0] = v
     out[:, 0, :kb, 1] = i + j0
     return out
 
 
-def _descending(base: float | None) -> bool:
-    """kl_topk's values descend (nearest first) with a base below 1."""
-    return base is not None and base < 1.0
-
-
 def _topk_merge(parts: np.ndarray, *, k: int, base: float | None) -> np.ndarray:
     """(mb, 1, k, 2) of the k first (value, then index; the value descending
     with a base below 1) of a row block's partials."""
-    flat = parts.reshape(parts.shape[0], -1, 2)
-    from ._topk import nearest_first
+    from ._topk import descends, nearest_first
 
-    key = nearest_first(flat[..., 0], _descending(base))
+    flat = parts.reshape(parts.shape[0], -1, 2)
+    key = nearest_first(flat[..., 0], descends(base))
     order = np.lexsort((flat[..., 1], key), axis=1)[:, :k]
     return np.take_along_axis(flat, order[..., None], axis=1)[:, None]
 
