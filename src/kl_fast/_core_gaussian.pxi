@@ -45,6 +45,7 @@ cdef enum:
     GK_GROUPS = 32             # GK_BLOCK // LANES
     GK_MAXQ = 6                # most sums a block gives
     GK_STACK_BLOCKS = 128      # block totals kept on the stack before malloc
+    GK_STATIC_BLOCKS = 256     # blocks per thread up to which a pass is split statically
     GK_TABLE_MIN_POINTS = 512  # the factorised exp pays off from here
 
 # what a pass sums
@@ -673,9 +674,17 @@ cdef void gk_run_blocks(const floating *p, Py_ssize_t sp, const GkPass *cx, int 
     if nthreads > 1 and nb > 1 and nb > GK_STACK_BLOCKS:
         tot = <double *>malloc(nb * GK_MAXQ * sizeof(double))
     if nthreads > 1 and nb > 1 and tot != NULL:
-        # dynamic: a thread that is descheduled (a busy core) holds back few blocks
-        for b in prange(nb, schedule="dynamic", chunksize=4, num_threads=nthreads):
-            gk_block(p, sp, cx, b, tot + b * GK_MAXQ)
+        if nb <= GK_STATIC_BLOCKS * nthreads:
+            # static: each thread reads the same part of the grid in every call,
+            # which stays in its core's cache (a dynamic split moved it from core
+            # to core: 12 us against 6.3 us for 20,000 points where the cores
+            # did not share a cache)
+            for b in prange(nb, schedule="static", num_threads=nthreads):
+                gk_block(p, sp, cx, b, tot + b * GK_MAXQ)
+        else:
+            # dynamic: a thread that is descheduled (a busy core) holds back few blocks
+            for b in prange(nb, schedule="dynamic", chunksize=4, num_threads=nthreads):
+                gk_block(p, sp, cx, b, tot + b * GK_MAXQ)
         for b in range(nb):
             for k in range(nq):
                 neumaier(&s[k], &c[k], tot[b * GK_MAXQ + k])

@@ -651,32 +651,57 @@ cdef int _pass_blocks(LongPass *J, Py_ssize_t b0, Py_ssize_t b1, int *ninf) noex
 
 cdef inline Py_ssize_t _task_blocks(Py_ssize_t nblocks, Py_ssize_t block,
                                     int n_threads) noexcept nogil:
-    """Blocks per task of a long row: two tasks per thread, so that the dynamic
-    schedule balances the threads (tasks of LONG_TASK elements left one of two
-    threads 3 of the 5 tasks of 20,000 elements), and at most LONG_TASK_MAX
-    elements each, so that a busy core holds back little of a long row."""
+    """Blocks per task of a long row: two tasks per thread (tasks of LONG_TASK
+    elements left one of two threads 3 of the 5 tasks of 20,000 elements), and
+    at most LONG_TASK_MAX elements each, so that a busy core holds back little
+    of a long row."""
     cdef Py_ssize_t per = (nblocks + 2 * n_threads - 1) // (2 * n_threads)
     return max(1, min(per, LONG_TASK_MAX // block))
+
+
+cdef inline int _pass_task(LongPass *J, Py_ssize_t t, Py_ssize_t per_task,
+                           int *flag) noexcept nogil:
+    """Task t of a long row's pass (blocks t per_task .. (t + 1) per_task - 1):
+    0, 1 when a block needs another path, -1 on Ctrl-C."""
+    cdef Py_ssize_t b0 = t * per_task
+    if kl_stop_requested():
+        return -1
+    return _pass_blocks(J, b0, min(b0 + per_task, J.nblocks), flag) != 0
 
 
 cdef int _over_threads(LongPass *J, int n_threads) noexcept:
     """The pass's blocks over n_threads threads, _task_blocks blocks per task,
     into J.out (allocated here: free it with free(J.out) whatever the result).
     Returns the number of tasks with a block needing another path, or -1 on
-    Ctrl-C or out of memory."""
+    Ctrl-C or out of memory.
+
+    A row of two tasks per thread (tasks under LONG_TASK_MAX elements) is
+    scheduled statically, each thread one contiguous half: a row reused from
+    call to call then stays in the cache of the core that read it.  With a
+    dynamic schedule the halves changed cores from call to call, and where
+    the two cores did not share a cache (some periods on a virtual machine)
+    n = 20,000 took 8.6 us on two threads instead of 7.2 (docs/core.md,
+    "Threads on cores that do not share a cache").  Longer rows, read from memory anyway, keep the dynamic schedule, so a
+    busy core takes fewer of their tasks."""
     cdef Py_ssize_t per_task = _task_blocks(J.nblocks, J.block, n_threads)
-    cdef Py_ssize_t t, b0, tasks = (J.nblocks + per_task - 1) // per_task
-    cdef int failed = 0, stopped = 0, ninf = 0, flag = 0
+    cdef Py_ssize_t t, tasks = (J.nblocks + per_task - 1) // per_task
+    cdef int failed = 0, stopped = 0, ninf = 0, flag = 0, r = 0
     J.out = <double *>malloc(_pass_width(J) * J.nblocks * sizeof(double))
     if J.out == NULL:
         return -1
-    for t in prange(tasks, nogil=True, schedule="dynamic", num_threads=n_threads):
-        b0 = t * per_task
-        flag = 0
-        if kl_stop_requested():
-            stopped += 1
-        else:
-            failed += _pass_blocks(J, b0, min(b0 + per_task, J.nblocks), &flag) != 0
+    if tasks <= 2 * n_threads:
+        for t in prange(tasks, nogil=True, schedule="static", num_threads=n_threads):
+            flag = 0
+            r = _pass_task(J, t, per_task, &flag)
+            stopped += r < 0
+            failed += r > 0
+            ninf += flag
+    else:
+        for t in prange(tasks, nogil=True, schedule="dynamic", num_threads=n_threads):
+            flag = 0
+            r = _pass_task(J, t, per_task, &flag)
+            stopped += r < 0
+            failed += r > 0
             ninf += flag
     J.ninf = ninf != 0
     return -1 if stopped else failed
