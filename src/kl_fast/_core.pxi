@@ -50,6 +50,7 @@ cdef extern from "kl_math.h" nogil:
 cdef enum:
     LANES = 8
     BLOCK_BATCH = 16     # block results a row keeps at a time before adding them
+    PAIRS_TWO_CHAINS = 32  # groups of pairs from which a float32 block adds them in two chains
 
 
 # ---- sums -----------------------------------------------------------------
@@ -224,6 +225,31 @@ cdef inline float kl_pair_f32(const float *p, const float *r, const float *s, Py
     return klm_mul_add_f32(p[d + j], r[d + j], t)
 
 
+cdef inline void add_pairs_two_chains(const float *pr, Py_ssize_t pairs,
+                                     double *acc) noexcept nogil:
+    """kl_block_f32's groups of pairs pr (LANES each) widened and added into
+    the lanes acc (zero on entry) in two chains, the even groups and the odd
+    ones, joined at the end: the additions of one chain waited on one another
+    (one thread, medians, AVX-512: n = 20,000 4.8 -> 4.5-4.7 us, rows of 600
+    15.1 -> 14.4 us per 100).  Blocks of fewer than PAIRS_TWO_CHAINS groups
+    (512 elements) keep one chain: with two chains in every block rows of 50
+    took 12% longer.  The rows kl_rows_across takes (at most 2 groups) are
+    added in one chain there, in the same order."""
+    cdef double odd[LANES]
+    cdef Py_ssize_t g, j
+    for j in range(LANES):
+        odd[j] = 0.0
+    for g in range(0, pairs - 1, 2):
+        for j in range(LANES):
+            acc[j] += pr[g * LANES + j]
+            odd[j] += pr[(g + 1) * LANES + j]
+    if pairs % 2:
+        for j in range(LANES):
+            acc[j] += pr[(pairs - 1) * LANES + j]
+    for j in range(LANES):
+        acc[j] += odd[j]
+
+
 cdef inline bint kl_block_f32(const float *p, const float *q, Py_ssize_t length,
                               bint want_sums, float *rbuf, double *out) noexcept nogil:
     """The float32 block (0 < length <= BLOCK_F32) in three short loops (fewer
@@ -276,9 +302,12 @@ cdef inline bint kl_block_f32(const float *p, const float *q, Py_ssize_t length,
     # of the first log, then lane j adds the pairs i % LANES == j
     for i in range(half):
         rbuf[i] = kl_pair_f32(p, rbuf, sbuf, i, half)
-    for g in range(pairs):
-        for j in range(LANES):
-            acc[j] += rbuf[g * LANES + j]
+    if pairs < PAIRS_TWO_CHAINS:
+        for g in range(pairs):
+            for j in range(LANES):
+                acc[j] += rbuf[g * LANES + j]
+    else:
+        add_pairs_two_chains(rbuf, pairs, acc)
     if full % (2 * LANES):
         i = 2 * half
         for j in range(LANES):
