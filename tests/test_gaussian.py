@@ -734,3 +734,18 @@ def test_empty_batch_has_an_empty_history(shape, method):
     fit = kl_fast.fit_gaussian(np.ones(shape), x, method=method)
     assert fit.history["kl"].shape == shape[:-1] + (1,)
     assert fit.message.shape == fit.status.shape == shape[:-1]
+
+
+def test_grad_rel_is_the_documented_scale_free_gradient():
+    # GaussianFit.grad_rel = max(|d_mu| sigma^2 / L, |d_sigma| sigma^3 / L^2) / P, with
+    # L p's standard deviation on the grid (a fit stopped early, so the gradient is not 0)
+    x = np.linspace(-5, 5, 100)
+    p = np.exp(-(x - 0.5) ** 2 / 2) * (1 + 0.2 * np.sin(2 * x))
+    fit = kl_fast.fit_gaussian(p, x, method="gd", epochs=3)
+    P = p.sum()
+    mean = (p * x).sum() / P
+    L = np.sqrt((p * (x - mean) ** 2).sum() / P)
+    d_mu, d_sigma = fit.grad
+    want = max(abs(d_mu) * fit.sigma**2 / L, abs(d_sigma) * fit.sigma**3 / L**2) / P
+    assert fit.grad_rel == pytest.approx(want, rel=1e-12)
+    assert not fit.converged and fit.grad_rel > 1e-6

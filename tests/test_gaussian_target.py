@@ -175,7 +175,13 @@ def test_scipy_objective_domain_and_shapes(tutorial):
     with pytest.raises(ValueError, match="sigma > 0"):
         jac([0.0, -1.0])
     with pytest.raises(ValueError, match="sigma > 0"):
-        hess([np.nan, 1.0])
+        hess([0.0, -1.0])
+    # bad input is an error for all three, not a value outside the family
+    for theta in ([np.nan, 1.0], [np.inf, 1.0], [0.0, np.nan], [0.0, np.inf]):
+        for f in (fun, jac, hess):
+            with pytest.raises(ValueError, match="finite mu and sigma"):
+                f(theta)
+    assert fun([0.0, -np.inf]) == np.inf
     with pytest.raises(ValueError, match="theta"):
         fun([0.0, 1.0, 2.0])
     t = GaussianTarget(p, x)
@@ -186,6 +192,36 @@ def test_scipy_objective_domain_and_shapes(tutorial):
     _same(h, H)
     with pytest.raises(ValueError, match="batch"):
         GaussianTarget(np.stack([p, p]), x).scipy_objective()
+
+
+def test_grid_cannot_be_changed_through_x(tutorial):
+    p, x = tutorial
+    for grid in (x, x * 2.0**600):   # held as is, and as a scaled grid
+        t = GaussianTarget(p, grid)
+        before = t.kl(0.5, 1.5 * grid[-1] / x[-1])
+        for target in (t, pickle.loads(pickle.dumps(t))):
+            v = target.x
+            _same(v, grid)
+            with pytest.raises(ValueError):
+                v.setflags(write=True)
+            with pytest.raises(ValueError):
+                v[0] = 100.0
+            assert target.kl(0.5, 1.5 * grid[-1] / x[-1]) == before
+
+
+def test_empty_batch_as_gaussian_kl(tutorial):
+    _, x = tutorial
+    x = x[:50]
+    for shape in ((0, 50), (2, 0, 50)):
+        p = np.zeros(shape)
+        t = GaussianTarget(p, x)
+        assert t.batch_shape == shape[:-1]
+        _same(t.kl(0.0, 1.0), kl_fast.gaussian_kl(p, x, 0.0, 1.0))
+        for a, b in zip(t.kl_grad(0.0, 1.0), kl_fast.gaussian_kl_grad(p, x, 0.0, 1.0)):
+            _same(a, b)
+        kl, grad, hess = t.kl_hess(np.zeros(3)[:, None, None] if len(shape) == 3 else 0.0, 1.0)
+        assert hess.shape == kl.shape + (2, 2) and kl.size == 0
+        assert t.fit().mu.shape == shape[:-1]
 
 
 def test_pickle_and_repr(tutorial):

@@ -122,12 +122,14 @@ def test_bad_k_and_bad_input():
     P, Q = np.full((2, 3), 1 / 3), np.full((4, 3), 1 / 3)
     with pytest.raises(ValueError, match=r"k = 5 is larger than the number of rows of Q \(4\)"):
         kl_fast.kl_topk(P, Q, 5)
-    for bad in (-1, float("nan"), float("inf"), 2.5):
-        with pytest.raises(ValueError, match="k must be a non-negative integer"):
-            kl_fast.kl_topk(P, Q, bad)
-    for bad in ("3", True, np.True_):
+    with pytest.raises(ValueError, match="k must be a non-negative integer"):
+        kl_fast.kl_topk(P, Q, -1)
+    # a count is an integer, as for NumPy: whole floats are refused like the others
+    for bad in ("3", True, np.True_, 2.0, np.float64(2.0), np.float32(2), np.array(2.0),
+                float("nan"), float("inf"), 2.5):
         with pytest.raises(TypeError, match="k must be an integer"):
             kl_fast.kl_topk(P, Q, bad)
+    assert kl_fast.kl_topk(P, Q, np.int8(2))[1].shape == (2, 2)
     with pytest.raises(ValueError, match="divergence must be one of"):
         kl_fast.kl_topk(P, Q, 1, divergence="kl_sym")
     Qbad = Q.copy()

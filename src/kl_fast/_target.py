@@ -73,8 +73,6 @@ class GaussianTarget:
                  check: bool = True) -> None:
         func = "GaussianTarget"
         p2, xk, psums, batch_shape, _, k = _g._prepare(p, x, func, bool(normalize), 1)
-        if p2.shape[0] == 0:
-            raise ValueError(f"{func}: p has no rows (batch shape {batch_shape})")
         # own copies: the q pass reads p and x again at every evaluation
         self._p2 = np.array(p2, order="C", copy=True)
         self._xk = np.array(xk, copy=True)
@@ -82,15 +80,13 @@ class GaussianTarget:
         self._batch_shape = tuple(batch_shape)
         self._k = int(k)
         self._normalize = bool(normalize)
-        self._x = np.ldexp(self._xk, self._k) if self._k else self._xk
+        self._x = _read_only(np.ldexp(self._xk, self._k) if self._k else self._xk.copy())
 
     # ---- description ---------------------------------------------------------------
     @property
     def x(self) -> np.ndarray:
         """The grid (a read-only float64 copy)."""
-        v = self._x.view()
-        v.flags.writeable = False
-        return v
+        return self._x.view()
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
@@ -143,6 +139,7 @@ class GaussianTarget:
                 # kernels load aligned: copy it then (as the functions do with input)
                 value = np.require(value, requirements=["C", "A"])
             object.__setattr__(self, name, value)
+        self._x = _read_only(np.array(self._x, copy=True))
 
     # ---- evaluation ----------------------------------------------------------------
     def _values(self, mu: npt.ArrayLike, sigma: npt.ArrayLike, func: str, order: int,
@@ -212,7 +209,8 @@ class GaussianTarget:
         (shape (2,)) and hess(theta) the analytic Hessian (2, 2); the last
         evaluation is remembered, so fun and jac at the same theta cost one
         pass.  Where sigma <= 0 (outside the family) fun is +inf, which line
-        searches step back from; jac and hess raise ValueError there.
+        searches step back from; jac and hess raise ValueError there, and all
+        three where mu or sigma is NaN, mu infinite or sigma +inf.
 
         Examples
         --------
@@ -231,6 +229,13 @@ class GaussianTarget:
         return _Objective(self).functions()
 
 
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """a (an array the caller owns) made read-only: views of it cannot be made
+    writeable again."""
+    a.flags.writeable = False
+    return a
+
+
 class _Objective:
     """fun, jac and hess of one row's target, sharing the last evaluation."""
 
@@ -246,7 +251,10 @@ class _Objective:
             raise ValueError(f"GaussianTarget.scipy_objective: {what} takes theta = [mu, sigma], "
                              f"got an array of shape {t.shape}")
         mu, sigma = float(t[0]), float(t[1])
-        if not (math.isfinite(mu) and math.isfinite(sigma) and sigma > 0):
+        if not (math.isfinite(mu) and sigma < math.inf and not math.isnan(sigma)):
+            raise ValueError(f"GaussianTarget.scipy_objective: {what} needs a finite mu and "
+                             f"sigma, got theta = {t.tolist()}")
+        if not sigma > 0:
             return None
         key = (mu, sigma)
         if self._theta != key or self._order < order:
@@ -262,15 +270,15 @@ class _Objective:
     def jac(self, theta: _Theta) -> np.ndarray:
         v = self._at(theta, 1, "jac")
         if v is None:
-            raise ValueError(f"GaussianTarget.scipy_objective: jac needs a finite mu and sigma "
-                             f"> 0, got theta = {np.asarray(theta).tolist()}")
+            raise ValueError(f"GaussianTarget.scipy_objective: jac needs sigma > 0, "
+                             f"got theta = {np.asarray(theta).tolist()}")
         return np.array([v[1], v[2]], dtype=np.float64)
 
     def hess(self, theta: _Theta) -> np.ndarray:
         v = self._at(theta, 2, "hess")
         if v is None:
-            raise ValueError(f"GaussianTarget.scipy_objective: hess needs a finite mu and "
-                             f"sigma > 0, got theta = {np.asarray(theta).tolist()}")
+            raise ValueError(f"GaussianTarget.scipy_objective: hess needs sigma > 0, "
+                             f"got theta = {np.asarray(theta).tolist()}")
         return np.array([[v[3], v[4]], [v[4], v[5]]], dtype=np.float64)
 
     def functions(self) -> tuple[Callable[[_Theta], float], Callable[[_Theta], np.ndarray],

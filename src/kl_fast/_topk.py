@@ -54,10 +54,6 @@ def _check_divergence(divergence: Any, func: str) -> None:
 def _check_k(k: Any, total: int, func: str) -> int:
     if isinstance(k, (bool, np.bool_)):
         raise TypeError(f"{func}: k must be an integer, got {k!r}")
-    if isinstance(k, (float, np.floating)):
-        if not math.isfinite(k) or k != int(k):
-            raise ValueError(f"{func}: k must be a non-negative integer, got {k!r}")
-        k = int(k)
     try:
         v = operator.index(k)
     except TypeError:

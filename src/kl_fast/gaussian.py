@@ -525,14 +525,17 @@ class GaussianFit(Generic[_Real, _Int, _Bool, _Str]):
     grad : tuple (d_mu, d_sigma)
         The gradient at the result.
     grad_rel : float or ndarray
-        max(|d_mu|, |d_sigma|) * sigma / P with P = sum p: the scale-free size of
-        the gradient that ``tol`` is compared with.
+        max(|d_mu| sigma^2 / L, |d_sigma| sigma^3 / L^2) / P, with P = sum p and
+        L p's standard deviation on the grid: the scale-free size of the
+        gradient that ``tol`` is compared with (see :func:`fit_gaussian`).
     nit : int or ndarray
         Newton steps or gradient-descent epochs taken.
     nfev : int or ndarray
         Kernel evaluations (one pass over the grid each).
     converged : bool or ndarray
-        True when grad_rel < tol.
+        True when the fit stopped at an optimum because grad_rel < tol; False
+        otherwise, also where grad_rel is below tol at a boundary of the family
+        (p on two neighbouring grid points, or uniform: see ``status``).
     message : str or ndarray of str
         Why the iteration stopped (for a batch, built from ``status`` when
         first read).
