@@ -17,7 +17,7 @@ p / sum(p) (P_NORMALIZED, set by the Python layer).
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.float cimport DBL_EPSILON
-from libc.math cimport fabs, fmax, isfinite, log, sqrt
+from libc.math cimport INFINITY, exp, fabs, fmax, isfinite, log, sqrt
 from libc.string cimport memcpy
 
 cimport numpy as cnp
@@ -34,7 +34,7 @@ include "_interrupt.pxi"
 from kl_fast._core_gaussian cimport (
     gk_psums, gk_fit, gk_stop_fn, GK_X_SORTED, GK_P_NORMALIZED, GK_FIT_CONVERGED, GK_FIT_MAXITER, GK_FIT_NONPOSITIVE,
     GK_FIT_LINESEARCH, GK_FIT_DEGENERATE, GK_FIT_SINGULAR, GK_FIT_NONFINITE,
-    GK_FIT_INTERRUPTED, GK_FIT_TWO_POINTS, GK_FIT_UNIFORM,
+    GK_FIT_INTERRUPTED, GK_FIT_TWO_POINTS, GK_FIT_UNIFORM, GK_FIT_TILT,
 )
 from kl_fast._core_table cimport CoreTable
 from kl_fast._kernels cimport (
@@ -60,6 +60,7 @@ FIT_NONFINITE = GK_FIT_NONFINITE
 FIT_INTERRUPTED = GK_FIT_INTERRUPTED
 FIT_TWO_POINTS = GK_FIT_TWO_POINTS
 FIT_UNIFORM = GK_FIT_UNIFORM
+FIT_TILT = GK_FIT_TILT
 
 # A single row's grid is split into blocks over the threads by default from
 # SPLIT_MIN points (kl_div's long rows split from the same size).  Two threads
@@ -152,6 +153,9 @@ cdef inline void fit_one(const floating *p, Py_ssize_t sp, const double *x, Py_s
                           nthreads, stop, hist, &res)
     if res.status == GK_FIT_CONVERGED:
         res.status = _boundary_status(p, sp, x, n, ps, res.kl)
+    elif newton and (res.status == GK_FIT_MAXITER or res.status == GK_FIT_LINESEARCH
+                     or res.status == GK_FIT_SINGULAR) and _tilt_is_infimum(x, n, ps):
+        res.status = GK_FIT_TILT
     out[0] = res.mu
     out[1] = res.sigma
     out[2] = res.kl
@@ -175,6 +179,84 @@ cdef inline int _boundary_status(const floating *p, Py_ssize_t sp, const double 
     if _on_two_neighbours(p, sp, x, n):
         return GK_FIT_TWO_POINTS
     return GK_FIT_CONVERGED
+
+
+cdef void _tilt_moments(const double *x, Py_ssize_t n, double c, double a,
+                        double *mean, double *var) noexcept nogil:
+    """Mean and variance of t = x - c under the exponential tilt q ~ exp(a t)
+    of the uniform distribution on the grid (the variance about the mean, in
+    a second pass)."""
+    cdef Py_ssize_t i
+    cdef double top = -INFINITY, w, W = 0.0, W1 = 0.0, V = 0.0, t
+    for i in range(n):
+        top = fmax(top, a * (x[i] - c))
+    for i in range(n):
+        t = x[i] - c
+        w = exp(a * t - top)
+        W += w
+        W1 += w * t
+    mean[0] = W1 / W
+    for i in range(n):
+        t = x[i] - c - mean[0]
+        V += exp(a * (x[i] - c) - top) * t * t
+    var[0] = V / W
+
+
+cdef bint _tilt_is_infimum(const double *x, Py_ssize_t n, const gk_psums *ps) noexcept nogil:
+    """True when no Gaussian on the grid attains the infimum of the KL: p's
+    grid variance is at least that of the exponential tilt q ~ exp(a x) with
+    p's mean.  The grid Gaussians are the family exp(b1 x + b2 x^2), b2 < 0;
+    the KL is convex in (b1, b2) and its optimum matches q's mean and variance
+    to p's; for a given mean the variance grows toward the tilt's as b2 -> 0,
+    so where p's is as large no b2 < 0 matches it and the KL decreases toward
+    the tilt, as sigma -> infinity with mu / sigma^2 -> a.  The tilt's a is
+    found from its mean (increasing in a, with the variance as derivative) by
+    Newton's method inside a bracket."""
+    cdef double lo_t = INFINITY, hi_t = -INFINITY, span, m, var_p, lo, hi, a, mean, var
+    cdef Py_ssize_t i
+    cdef int it
+    for i in range(n):
+        lo_t = min(lo_t, x[i] - ps.c)
+        hi_t = max(hi_t, x[i] - ps.c)
+    span = hi_t - lo_t
+    m = ps.S1 / ps.P
+    var_p = ps.S2 / ps.P - m * m
+    if not (span > 0.0 and lo_t < m < hi_t and var_p > 0.0):
+        return False
+    # a bracket [lo, hi] of the tilt's a: its mean passes m in it (the
+    # tilt's mean at a = 0 is the grid's; from there the bracket grows)
+    _tilt_moments(x, n, ps.c, 0.0, &mean, &var)
+    lo = 0.0 if mean < m else -1.0 / span
+    hi = 0.0 if mean > m else 1.0 / span
+    for it in range(1100):
+        if lo == 0.0:
+            break
+        _tilt_moments(x, n, ps.c, lo, &mean, &var)
+        if mean < m:
+            break
+        lo *= 2.0
+    for it in range(1100):
+        if hi == 0.0:
+            break
+        _tilt_moments(x, n, ps.c, hi, &mean, &var)
+        if mean > m:
+            break
+        hi *= 2.0
+    # Newton steps on the mean (its derivative in a is the variance), kept in
+    # the bracket by bisection
+    a = 0.0 if lo < 0.0 < hi else 0.5 * (lo + hi)
+    for it in range(100):
+        _tilt_moments(x, n, ps.c, a, &mean, &var)
+        if fabs(mean - m) <= 1e-12 * span:
+            break
+        if mean < m:
+            lo = a
+        else:
+            hi = a
+        a = a - (mean - m) / var
+        if not (lo < a < hi):
+            a = 0.5 * (lo + hi)
+    return var_p >= var * (1.0 - 1e-9)
 
 
 cdef inline bint _on_two_neighbours(const floating *p, Py_ssize_t sp, const double *x,

@@ -467,6 +467,10 @@ _STOP_MESSAGES = {
                                "points, and the KL decreases toward sigma -> 0"),
     _gaussian.FIT_UNIFORM: ("no finite optimum: the KL decreases toward its limit as sigma -> "
                             "infinity, where q is uniform on the grid"),
+    _gaussian.FIT_TILT: ("no finite optimum: p is spread at least as widely as any Gaussian on "
+                         "the grid with its mean can be, and the KL decreases toward its limit "
+                         "as sigma -> infinity with mu / sigma**2 fixed, where q is an "
+                         "exponential tilt exp(a x) of the uniform distribution on the grid"),
 }
 
 
@@ -499,6 +503,7 @@ class FitStatus(enum.IntEnum):
     INTERRUPTED = _gaussian.FIT_INTERRUPTED
     TWO_POINTS = _gaussian.FIT_TWO_POINTS
     UNIFORM = _gaussian.FIT_UNIFORM
+    TILT = _gaussian.FIT_TILT
 
 
 # The types of GaussianFit's fields: Python scalars for one fit, arrays for a batch.
@@ -726,7 +731,10 @@ def fit_gaussian(p: ArrayLike, x: ArrayLike, *, method: Literal["newton", "gd"] 
     (as the gradient itself does for a huge sigma).  Where the KL only
     approaches its infimum at a boundary of the family -- p on two neighbouring
     grid points (sigma -> 0), or q tending to the uniform distribution on the
-    grid (sigma -> infinity) -- the fit reports ``converged=False`` and says so.
+    grid (sigma -> infinity), or for Newton to an exponential tilt exp(a x) of
+    it (sigma -> infinity with mu / sigma^2 -> a: where p's grid variance is at
+    least that tilt's with p's mean, status ``FitStatus.TILT``) -- the fit
+    reports ``converged=False`` and says so.
     A gradient step that would make sigma (or the variance) <= 0 stops the run
     with ``converged=False`` and the last valid state; nothing is clipped and no
     NaN is produced.
