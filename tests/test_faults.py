@@ -96,7 +96,9 @@ def test_one_rule_for_explicit_counts():
         assert _kernels.threads(other, 100, 1e9, hot) == 0
     resolve = _validation.resolve_threads
     assert resolve(np.int64(2), 100, 1, "f") == min(2, cpus)
-    assert resolve(True, 100, 1, "f") == 1
+    for flag in (True, False, np.True_):   # a bool is not a count (as kl_topk's k)
+        with pytest.raises(TypeError, match="num_threads must be an integer or None"):
+            resolve(flag, 100, 1, "f")
     assert resolve(10**30, 100, 1, "f") == min(cpus, 100)
     with pytest.raises(ValueError, match="num_threads must be >= 1, got 0"):
         resolve(0, 100, 1, "f")

@@ -589,6 +589,51 @@ def test_axis_must_be_int_tuple_or_none():
     assert kl_fast.kl_div(0.5, 0.25, axis=None) == pytest.approx(0.5 * math.log(2), rel=1e-15)
 
 
+@pytest.mark.parametrize("func", [kl_fast.kl_div, kl_fast.js_div, kl_fast.kl_div_log])
+def test_options_of_the_wrong_type_are_refused_as_numpy_does(func):
+    # NumPy's reductions refuse a list or a bool as axis; a string is not a real
+    # number (float() would parse it); a bool is not a thread count
+    a = np.full((2, 3), 1 / 3)
+    for axis in ([0], [0, 1], True, np.True_, (True,), (0, False)):
+        with pytest.raises(TypeError, match="axis must be an integer"):
+            func(a, a, axis=axis)
+        with pytest.raises(TypeError):
+            np.sum(a, axis=axis)
+    names = ("base", "dx") if func is kl_fast.kl_div else ("base",)
+    for name in names:
+        for bad in ("2", b"2", np.str_("2"), np.array("2")):
+            with pytest.raises(TypeError, match=f"{name} must be a real number"):
+                func(a, a, **{name: bad})
+    with pytest.raises(TypeError, match="num_threads must be an integer"):
+        func(a, a, num_threads=True)
+    # what stays accepted: NumPy integers and 0-d arrays of numbers
+    kw = {"dx": np.float32(1)} if func is kl_fast.kl_div else {}
+    np.testing.assert_array_equal(func(a, a, axis=np.int8(1), base=np.array(2.0), **kw),
+                                  func(a, a, base=2))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_normalize_rescale_of_a_matrix_column_is_that_column_alone(dtype):
+    # columns whose sums are more than a factor 16 apart are redone on rescaled
+    # inputs; their sums must be added in one order whatever the layout
+    rng = np.random.default_rng(0)
+    P = rng.random((8, 300)).astype(dtype)
+    Q = (rng.random((8, 300)) * 100).astype(dtype)
+    alone = np.array([kl_fast.kl_div(P[:, j].copy(), Q[:, j].copy(), normalize=True)
+                      for j in range(300)])
+    for layout in (np.ascontiguousarray, np.asfortranarray):
+        np.testing.assert_array_equal(
+            kl_fast.kl_div(layout(P), layout(Q), axis=0, normalize=True), alone)
+        # the same columns as the rows of a matrix (an F-order one: strided rows)
+        np.testing.assert_array_equal(
+            kl_fast.kl_div(layout(P.T), layout(Q.T), normalize=True), alone)
+    P3 = rng.random((4, 8, 5)).astype(dtype)
+    Q3 = (rng.random((4, 8, 5)) * 100).astype(dtype)
+    alone = [kl_fast.kl_div(np.moveaxis(P3, 1, 0)[j].ravel(), np.moveaxis(Q3, 1, 0)[j].ravel(),
+                            normalize=True) for j in range(8)]
+    np.testing.assert_array_equal(kl_fast.kl_div(P3, Q3, axis=(0, 2), normalize=True), alone)
+
+
 # ---- the fused block kernel's checks, at every position of a block ------------
 
 SPECIALS = [
@@ -853,3 +898,23 @@ def test_strided_reduction_over_several_axes_has_the_contiguous_bits(fn):
     for axis in (None, (1, 2), (0, 2), (0, 1)):
         assert np.array_equal(fn(big[:, ::2, ::2], q, axis=axis), fn(p, q, axis=axis)), axis
         assert np.array_equal(fn(q, big[:, ::2, ::2], axis=axis), fn(q, p, axis=axis)), axis
+
+
+@pytest.mark.parametrize("name", ["kl_div", "js_div", "kl_div_log"])
+def test_reference_refuses_what_the_compiled_functions_refuse(name):
+    fast, ref = getattr(kl_fast, name), getattr(reference, name)
+    p, q = np.array([0.5, 0.5]), np.array([0.9, 0.1])
+    options = [{"base": b} for b in (1, -2, 0, np.inf, np.nan, "2", [2, 3])]
+    if name == "kl_div":
+        options += [{"dx": d} for d in (0, -0.1, np.inf, np.nan, "0.5")]
+    for kw in options:
+        for func in (fast, ref):
+            with pytest.raises((TypeError, ValueError), match=next(iter(kw))):
+                func(p, q, **kw)
+    masked = np.ma.array([0.5, 0.5, 0.9], mask=[0, 0, 1])
+    for func in (fast, ref):
+        with pytest.raises(TypeError, match="masked"):
+            func(masked, np.array([0.5, 0.5, 1e-9]))
+    # float32 in either byte order gives float32, as the compiled functions do
+    big = [np.array(a, dtype=">f4") for a in (p, q)]
+    assert ref(*big).dtype == fast(*big).dtype == np.float32

@@ -282,8 +282,7 @@ def rescaled_pair(pk: np.ndarray, qk: np.ndarray, shape: tuple[int, ...], red: t
         sides = [np.ldexp(a, -k.astype(np.intc)) for a, k in zip(sides, shift)]
         lost = rounded_under_p(sides[0], sides[1], np.broadcast_to(qk, shape), shift[1])
         # in groups not redone the sums are not used
-        sums = [cast(np.ndarray, np.sum(a, axis=red, keepdims=True, dtype=np.float64))
-                for a in sides]
+        sums = [group_sums(a, red) for a in sides]
     q_kept = ~np.any(lost, axis=red, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore", under="ignore", over="ignore"):
         divided = [a / np.where(s > 0, s, 1.0) for a, s in zip(sides, sums)]
@@ -303,6 +302,21 @@ def rescaled_pair(pk: np.ndarray, qk: np.ndarray, shape: tuple[int, ...], red: t
         bad |= np.any(gone, axis=red, keepdims=True)
     return [np.where(by_sums, d, np.where(bad, a, s)).astype(a.dtype, copy=False)
             for a, d, s in zip(sides, divided, scaled)], lost, shift[1]
+
+
+def group_sums(a: np.ndarray, red: tuple[int, ...]) -> np.ndarray:
+    """a's sums over the axes ``red`` (kept as size one) in float64, each group's
+    elements added in the same order whatever a's layout: NumPy sums a
+    contiguous axis pairwise but adds along another axis element after element,
+    so a column of a C-order matrix got other bits than the same values in a row."""
+    a = np.asarray(a)
+    red = tuple(sorted(r % a.ndim for r in red))
+    keep = [d for d in range(a.ndim) if d not in red]
+    rows = np.ascontiguousarray(np.transpose(a, keep + list(red)), dtype=np.float64)
+    rows = rows.reshape(tuple(a.shape[d] for d in keep) + (-1,))
+    out = np.sum(rows, axis=-1)
+    return cast(np.ndarray, out.reshape(tuple(1 if d in red else a.shape[d]
+                                              for d in range(a.ndim))))
 
 
 def apart_shifts(sums: list[np.ndarray], redo: np.ndarray, q_kept: np.ndarray) -> list[np.ndarray]:
@@ -337,8 +351,7 @@ def first_shifts(sides: list[np.ndarray], res: np.ndarray, redo: np.ndarray,
     # each sum's exponent, from the sum of the side scaled by its largest value
     # (in range whatever the sum), p's after its shift
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        e_p, e_q = (e + np.frexp(np.sum(np.ldexp(a, -e), axis=red, keepdims=True,
-                                        dtype=np.float64))[1]
+        e_p, e_q = (e + np.frexp(group_sums(np.ldexp(a, -e), red))[1]
                     for a, e in zip(sides, exps))
     return [p_shift, np.where(out[1], np.minimum(e_q - (e_p - p_shift), exps[1]), 0)]
 

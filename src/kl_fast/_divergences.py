@@ -315,7 +315,9 @@ def js_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = -1, keepdims: bool = Fals
     """Jensen-Shannon divergence JS(p, q) = KL(p || m) / 2 + KL(q || m) / 2, m = (p + q) / 2.
 
     Symmetric, finite and at most log(2) (1 bit with ``base=2``) for
-    normalised inputs; zeros need no special care (m > 0 wherever p or q is).
+    normalised inputs, up to rounding (disjoint supports, where it equals
+    log(2), may give an ulp more); zeros need no special care (m > 0 wherever
+    p or q is).
     Equals ``scipy.spatial.distance.jensenshannon(p, q, base=base) ** 2`` for
     normalised rows.  One fused pass per row; near p == q it keeps full
     relative accuracy (the textbook formula loses it to cancellation).

@@ -96,6 +96,9 @@ def to_kernel_dtype(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 def check_positive_scalar(value: Any, name: str, func: str, *, allow_one: bool = True) -> float:
     try:
+        if isinstance(value, (str, bytes, np.str_, np.bytes_)) or (
+                isinstance(value, np.ndarray) and value.dtype.kind not in "biuf"):
+            raise TypeError   # float() would parse a string
         v = float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{func}: {name} must be a real number, got {value!r}") from None
@@ -148,6 +151,8 @@ def resolve_threads(num_threads: Any, n_rows: int, n_elements: int, func: str) -
     if n:
         return int(n)
     try:
+        if isinstance(num_threads, (bool, np.bool_)):
+            raise TypeError
         n = operator.index(num_threads)
     except TypeError:
         raise TypeError(f"{func}: num_threads must be an integer or None, got {num_threads!r}") from None
@@ -176,13 +181,13 @@ def normalize_axes(axis: Any, ndim: int, func: str) -> tuple[int, ...] | None:
     """Sorted tuple of non-negative axes, or None for all axes."""
     if axis is None:
         return None
-    if isinstance(axis, (tuple, list)):
-        axes = tuple(axis)
-    else:
-        axes = (axis,)
+    # as NumPy's reductions: an int or a tuple of ints (a list, a bool: TypeError)
+    axes = axis if type(axis) is tuple else (axis,)
     out = []
     for ax in axes:
         try:
+            if isinstance(ax, (bool, np.bool_)):
+                raise TypeError
             ax = operator.index(ax)
         except TypeError:
             raise TypeError(f"{func}: axis must be an integer, a tuple of integers or None, got {axis!r}") from None

@@ -1,8 +1,14 @@
 """Plain-NumPy twins of kl_fast's kernels, written the obvious way.
 
 These are the baseline that tests compare against and benchmarks time against.
-They follow the same semantics as the compiled functions (p == 0 counts 0,
-p > 0 with q == 0 gives +inf) but favour clarity over speed and memory.
+They follow the compiled functions' semantics on valid inputs of moderate range
+(p == 0 counts 0, p > 0 with q == 0 gives +inf; negative, NaN and infinite
+values, masked arrays, a bad ``base`` or ``dx`` are errors) but favour clarity
+over speed and memory: they are the tutorial's formulas, so where the compiled
+functions rescale (sums or ratios beyond the double range, a subnormal q) they
+overflow or lose the result, a q of -0.0 under p > 0 gives NaN where the
+compiled functions give +inf, and an error names the index in the broadcast
+arrays the formula sees.
 """
 from __future__ import annotations
 
@@ -21,6 +27,9 @@ _Axis = Union[int, tuple[int, ...], None]
 
 
 def _as_float(a: npt.ArrayLike, name: str, func: str) -> np.ndarray:
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(f"{func}: {name} is a masked array; pass its data (and handle the "
+                        f"mask) explicitly")
     a = np.asarray(a)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{func}: {name} must hold real numbers, got dtype {a.dtype}")
@@ -44,6 +53,8 @@ def kl_div(p: npt.ArrayLike, q: npt.ArrayLike, *, axis: int | tuple[int, ...] | 
     by the grid spacing).  ``check=False`` runs the bare formula.
     """
     func = "reference.kl_div"
+    _option(base, "base", func, not_one=True)
+    _option(dx, "dx", func)
     if normalize and dx is not None:
         raise ValueError(f"{func}: normalize and dx are exclusive")
     pa, qa, dtype, axis = _prepare_pair(p, q, ("p", "q"), func, check, axis)
@@ -74,7 +85,8 @@ def _prepare_pair(p: npt.ArrayLike, q: npt.ArrayLike, names: Sequence[str], func
     (for two scalars None, or AxisError, by kl_fast's rule)."""
     p = _as_float(p, names[0], func)
     q = _as_float(q, names[1], func)
-    dtype = np.float32 if (p.dtype == np.float32 and q.dtype == np.float32) else np.float64
+    f32 = [a.dtype.kind == "f" and a.dtype.itemsize == 4 for a in (p, q)]   # either byte order
+    dtype = np.float32 if all(f32) else np.float64
     p = p.astype(dtype, copy=False)
     q = q.astype(dtype, copy=False)
     if check:
@@ -87,6 +99,20 @@ def _prepare_pair(p: npt.ArrayLike, q: npt.ArrayLike, names: Sequence[str], func
         axis = None
     p, q = np.broadcast_arrays(p, q)
     return p, q, dtype, axis
+
+
+def _option(value: Any, name: str, func: str, *, not_one: bool = False) -> Any:
+    """base or dx (None passes): a real number, positive and finite (base not 1)."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes, bool, np.bool_)) or np.ndim(value) != 0 \
+            or np.asarray(value).dtype.kind not in "iuf":
+        raise TypeError(f"{func}: {name} must be a real number, got {value!r}")
+    v = float(value)
+    if not (0.0 < v < np.inf) or (not_one and v == 1.0):
+        raise ValueError(f"{func}: {name} must be positive and finite"
+                         f"{' and not 1' if not_one else ''}, got {value!r}")
+    return value
 
 
 def _masked_kl_terms(p: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -103,6 +129,7 @@ def js_div(p: npt.ArrayLike, q: npt.ArrayLike, *, axis: int | tuple[int, ...] | 
     ``normalize`` divides p and q by their sums along ``axis`` first.
     """
     func = "reference.js_div"
+    _option(base, "base", func, not_one=True)
     pa, qa, dtype, axis = _prepare_pair(p, q, ("p", "q"), func, check, axis)
     with np.errstate(all="ignore"):
         if normalize:
@@ -145,6 +172,7 @@ def kl_div_log(log_p: npt.ArrayLike, log_q: npt.ArrayLike, *,
     ``normalize`` subtracts each input's log-sum-exp along ``axis`` first.
     """
     func = "reference.kl_div_log"
+    _option(base, "base", func, not_one=True)
     lp, lq, dtype, axis = _prepare_pair(log_p, log_q, ("log_p", "log_q"), func, check, axis,
                                         check_values=_check_log_values)
     with np.errstate(all="ignore"):
