@@ -918,3 +918,19 @@ def test_reference_refuses_what_the_compiled_functions_refuse(name):
     # float32 in either byte order gives float32, as the compiled functions do
     big = [np.array(a, dtype=">f4") for a in (p, q)]
     assert ref(*big).dtype == fast(*big).dtype == np.float32
+
+
+def test_reference_pairwise_and_log_errors_name_their_arguments():
+    with pytest.raises(ValueError, match=r"reference.kl_pairwise: P contains .* at index \[1, 1\]"):
+        reference.kl_pairwise([[0.5, 0.5], [0.5, -0.5]], [[0.5, 0.5]])
+    with pytest.raises(ValueError, match=r"reference.js_pairwise: Q contains .* at index \[0, 1\]"):
+        reference.js_pairwise([[0.5, 0.5]], [[0.5, np.nan]])
+    with pytest.raises(ValueError, match="reference.kl_pairwise: base must be"):
+        reference.kl_pairwise([[0.5, 0.5]], [[0.5, 0.5]], base=1)
+    big = np.array([[0.5, 0.5]], dtype=">f4")
+    assert reference.kl_pairwise(big, big).dtype == np.float32
+    # an empty reduction holds no probability: the same error as a -inf row
+    for func in (reference.kl_div_log, kl_fast.kl_div_log):
+        with pytest.raises(ValueError, match="normalize=True but log_p is -inf everywhere"):
+            func(np.ones((2, 0)), np.ones((2, 0)), normalize=True)
+        assert func(np.ones((0, 3)), np.ones((0, 3)), normalize=True).shape == (0,)

@@ -6,9 +6,8 @@ They follow the compiled functions' semantics on valid inputs of moderate range
 values, masked arrays, a bad ``base`` or ``dx`` are errors) but favour clarity
 over speed and memory: they are the tutorial's formulas, so where the compiled
 functions rescale (sums or ratios beyond the double range, a subnormal q) they
-overflow or lose the result, a q of -0.0 under p > 0 gives NaN where the
-compiled functions give +inf, and an error names the index in the broadcast
-arrays the formula sees.
+overflow or lose the result, and a q of -0.0 under p > 0 gives NaN where the
+compiled functions give +inf.
 """
 from __future__ import annotations
 
@@ -157,7 +156,8 @@ def _check_log_values(a: np.ndarray, name: str, func: str) -> None:
 def _log_normalize(x: np.ndarray, axis: int | tuple[int, ...] | None, func: str,
                    name: str) -> np.ndarray:
     """x minus its log-sum-exp along axis."""
-    mx = np.max(x, axis=axis, keepdims=True)
+    # (an empty reduction holds no probability either)
+    mx = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     if np.any(mx == -np.inf):
         raise ValueError(f"{func}: normalize=True but {name} is -inf everywhere in a reduction")
     return cast(np.ndarray, x - (mx + np.log(np.sum(np.exp(x - mx), axis=axis, keepdims=True))))
@@ -188,16 +188,22 @@ def kl_div_log(log_p: npt.ArrayLike, log_q: npt.ArrayLike, *,
 
 
 def _pairwise_blocks(P: npt.ArrayLike, Q: npt.ArrayLike | None, func: str, block_rows: int | None,
-                     pair_fn: Callable[[np.ndarray, np.ndarray], _Result]) -> np.ndarray:
+                     check: bool, pair_fn: Callable[[np.ndarray, np.ndarray], _Result]
+                     ) -> np.ndarray:
+    """pair_fn (given check=False) over row blocks of P against Q, P and Q
+    checked first, so that an error names them and their [row, column]."""
     P = _as_float(P, "P", func)
     Q = P if Q is None else _as_float(Q, "Q", func)
     if P.ndim != 2 or Q.ndim != 2 or P.shape[1] != Q.shape[1]:
         raise ValueError(f"{func}: P and Q must be 2-D with rows of the same length")
+    if check:
+        _check_values(P, "P", func)
+        _check_values(Q, "Q", func)
     if block_rows is None:
         # about 2**22 elements per (rows, k, n) temporary
         block_rows = max(1, (1 << 22) // max(1, Q.shape[0] * Q.shape[1]))
-    dtype = np.float32 if (P.dtype == np.float32 and Q.dtype == np.float32) else np.float64
-    out = np.empty((P.shape[0], Q.shape[0]), dtype=dtype)
+    f32 = [a.dtype.kind == "f" and a.dtype.itemsize == 4 for a in (P, Q)]   # either byte order
+    out = np.empty((P.shape[0], Q.shape[0]), dtype=np.float32 if all(f32) else np.float64)
     for i0 in range(0, P.shape[0], block_rows):
         out[i0:i0 + block_rows] = pair_fn(P[i0:i0 + block_rows, None, :], Q[None, :, :])
     return out
@@ -212,8 +218,9 @@ def kl_pairwise(P: npt.ArrayLike, Q: npt.ArrayLike | None = None, *, base: float
     Memory per block is block_rows * k * n elements (default: about 2**22).
     """
     return _pairwise_blocks(
-        P, Q, "reference.kl_pairwise", block_rows,
-        lambda p, q: kl_div(p, q, base=base, normalize=normalize, check=check))
+        P, Q, "reference.kl_pairwise", block_rows, check,
+        lambda p, q: kl_div(p, q, base=_option(base, "base", "reference.kl_pairwise", not_one=True),
+                          normalize=normalize, check=False))
 
 
 def js_pairwise(P: npt.ArrayLike, Q: npt.ArrayLike | None = None, *, base: float | None = None,
@@ -221,8 +228,9 @@ def js_pairwise(P: npt.ArrayLike, Q: npt.ArrayLike | None = None, *, base: float
                 check: bool = True) -> np.ndarray:
     """All-pairs Jensen-Shannon the NumPy way (row blocks of P broadcast against Q)."""
     return _pairwise_blocks(
-        P, Q, "reference.js_pairwise", block_rows,
-        lambda p, q: js_div(p, q, base=base, normalize=normalize, check=check))
+        P, Q, "reference.js_pairwise", block_rows, check,
+        lambda p, q: js_div(p, q, base=_option(base, "base", "reference.js_pairwise", not_one=True),
+                          normalize=normalize, check=False))
 
 
 # ---- Gaussian on a grid ----------------------------------------------------------------
