@@ -1,6 +1,7 @@
 """Gaussian KL on a grid: value, gradient and fits against the NumPy reference,
 finite differences, mpmath, closed forms and the tutorial's numbers."""
 import math
+import warnings
 
 import mpmath
 import numpy as np
@@ -809,3 +810,23 @@ def test_newton_reports_an_infimum_at_an_exponential_tilt():
     assert 20 <= tilts <= 380
     assert "no finite optimum" in kl_fast.fit_gaussian(P[fit.status == kl_fast.FitStatus.TILT][0],
                                                        x).message
+
+
+def test_tilt_near_an_end_of_the_grid_and_on_a_scaled_grid():
+    # p's mean near an end: the tilt's mean is found to a tolerance relative to that
+    # end (var_p / var_tilt is about 6.3 here); on a grid scaled by 1e300 the fit runs
+    # off past the double range without a warning
+    p = np.array([1.0] + [1e-14] * 9)
+    x = np.arange(10.0)
+    _, var_q = _tilt_kl_and_variance(p, x)
+    P = p.sum()
+    var_p = (p * (x - (p * x).sum() / P) ** 2).sum() / P
+    assert var_p > 5 * var_q
+    assert kl_fast.fit_gaussian(p, x).status == kl_fast.FitStatus.TILT
+    p = np.array([1.0, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 1.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        one = kl_fast.fit_gaussian(p, np.linspace(-3, 3, 10) * 1e300)
+        batch = kl_fast.fit_gaussian(np.stack([p, p]), np.linspace(-3, 3, 10) * 1e300)
+    assert one.status == kl_fast.FitStatus.TILT and one.sigma > 1e300
+    assert list(batch.status) == [kl_fast.FitStatus.TILT] * 2 and np.all(batch.sigma > 1e300)

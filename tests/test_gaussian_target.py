@@ -319,3 +319,14 @@ def test_kl_hess_has_no_nan_at_extreme_parameters():
                       (1e300, 1e-200)):
         kl, grad, hess = t.kl_hess(mu, sigma)
         assert not np.isnan(hess).any() and not np.isnan(grad).any() and not np.isnan(kl), (mu, sigma)
+
+
+def test_empty_grid_repr_and_state_rebuilt_from_the_prepared_grid(tutorial):
+    assert "on 0 grid points," in repr(GaussianTarget(np.zeros((0, 0)), np.zeros(0)))
+    p, x = tutorial
+    t = GaussianTarget(p, x)
+    state = t.__getstate__()
+    state["_x"] = state["_x"] + 1.0            # a grid the sums were not prepared on
+    u = GaussianTarget.__new__(GaussianTarget)
+    u.__setstate__(state)
+    _same(u.x, x)

@@ -934,3 +934,26 @@ def test_reference_pairwise_and_log_errors_name_their_arguments():
         with pytest.raises(ValueError, match="normalize=True but log_p is -inf everywhere"):
             func(np.ones((2, 0)), np.ones((2, 0)), normalize=True)
         assert func(np.ones((0, 3)), np.ones((0, 3)), normalize=True).shape == (0,)
+
+
+def test_real_number_options_in_both_layers():
+    # one rule for base and dx in the compiled functions and the reference: a real
+    # number (Python or NumPy, a 0-d array of one; Fraction too), never a bool, a
+    # string or bytes of any kind, a complex or a timedelta
+    import collections
+    from fractions import Fraction
+
+    a = np.full((2, 3), 1 / 3)
+    for bad in (bytearray(b"2"), np.complex128(2 + 3j), 2 + 0j, np.timedelta64(2), True,
+                np.True_, np.array(True), np.array([2.0]), "2"):
+        for func in (kl_fast.kl_div, reference.kl_div):
+            for name in ("base", "dx"):
+                with pytest.raises(TypeError, match=f"{name} must be a real number"):
+                    func(a, a, **{name: bad})
+    for good in (2, 2.0, np.float32(2), np.int64(2), np.array(2.0), Fraction(2)):
+        np.testing.assert_array_equal(kl_fast.kl_div(a, a, base=good), reference.kl_div(a, a, base=good))
+    with pytest.raises(ValueError, match="reference.kl_pairwise: base must be"):
+        reference.kl_pairwise(np.zeros((0, 2)), [[0.5, 0.5]], base=1)
+    # a tuple subclass is a tuple of axes, as for NumPy
+    Axes = collections.namedtuple("Axes", "first second")
+    np.testing.assert_array_equal(kl_fast.kl_div(a, a, axis=Axes(0, 1)), 0.0)

@@ -313,7 +313,7 @@ def group_sums(a: np.ndarray, red: tuple[int, ...]) -> np.ndarray:
     red = tuple(sorted(r % a.ndim for r in red))
     keep = [d for d in range(a.ndim) if d not in red]
     rows = np.ascontiguousarray(np.transpose(a, keep + list(red)), dtype=np.float64)
-    rows = rows.reshape(tuple(a.shape[d] for d in keep) + (-1,))
+    rows = rows.reshape(tuple(a.shape[d] for d in keep) + (math.prod(a.shape[d] for d in red),))
     out = np.sum(rows, axis=-1)
     return cast(np.ndarray, out.reshape(tuple(1 if d in red else a.shape[d]
                                               for d in range(a.ndim))))

@@ -17,7 +17,7 @@ p / sum(p) (P_NORMALIZED, set by the Python layer).
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.float cimport DBL_EPSILON
-from libc.math cimport INFINITY, exp, fabs, fmax, isfinite, log, sqrt
+from libc.math cimport INFINITY, exp, fabs, fmax, fmin, isfinite, log, sqrt
 from libc.string cimport memcpy
 
 cimport numpy as cnp
@@ -37,6 +37,9 @@ from kl_fast._core_gaussian cimport (
     GK_FIT_INTERRUPTED, GK_FIT_TWO_POINTS, GK_FIT_UNIFORM, GK_FIT_TILT,
 )
 from kl_fast._core_table cimport CoreTable
+
+cdef extern from "kl_math.h" nogil:
+    double klm_exp_f64(double x)
 from kl_fast._kernels cimport (
     choose_threads, core_table, team_finished,
 )
@@ -154,7 +157,8 @@ cdef inline void fit_one(const floating *p, Py_ssize_t sp, const double *x, Py_s
     if res.status == GK_FIT_CONVERGED:
         res.status = _boundary_status(p, sp, x, n, ps, res.kl)
     elif newton and (res.status == GK_FIT_MAXITER or res.status == GK_FIT_LINESEARCH
-                     or res.status == GK_FIT_SINGULAR) and _tilt_is_infimum(x, n, ps):
+                     or res.status == GK_FIT_SINGULAR) and _ran_off(x, n, &res) \
+            and _tilt_is_infimum(x, n, ps, (res.mu - ps.c) / (res.sigma * res.sigma)):
         res.status = GK_FIT_TILT
     out[0] = res.mu
     out[1] = res.sigma
@@ -181,28 +185,62 @@ cdef inline int _boundary_status(const floating *p, Py_ssize_t sp, const double 
     return GK_FIT_CONVERGED
 
 
-cdef void _tilt_moments(const double *x, Py_ssize_t n, double c, double a,
+cdef inline bint _ran_off(const double *x, Py_ssize_t n, const gk_fit *res) noexcept nogil:
+    """The fit's last sigma is wider than the grid: where the infimum is a tilt
+    Newton's steps widen sigma without end, and only then is the tilt checked
+    (a fit stopped early on a narrower sigma keeps its status)."""
+    cdef double lo = x[0], hi = x[0]
+    cdef Py_ssize_t i
+    for i in range(n):
+        lo = fmin(lo, x[i])
+        hi = fmax(hi, x[i])
+    return not (res.sigma <= hi - lo)
+
+
+cdef enum:
+    TILT_LANES = 8   # lanes of _tilt_moments's sums (a loop gcc vectorises)
+
+
+cdef void _tilt_moments(const double *x, Py_ssize_t n, double c, double top_t, double a,
                         double *mean, double *var) noexcept nogil:
     """Mean and variance of t = x - c under the exponential tilt q ~ exp(a t)
-    of the uniform distribution on the grid (the variance about the mean, in
-    a second pass)."""
-    cdef Py_ssize_t i
-    cdef double top = -INFINITY, w, W = 0.0, W1 = 0.0, V = 0.0, t
-    for i in range(n):
-        top = fmax(top, a * (x[i] - c))
-    for i in range(n):
-        t = x[i] - c
-        w = exp(a * t - top)
-        W += w
-        W1 += w * t
-    mean[0] = W1 / W
-    for i in range(n):
-        t = x[i] - c - mean[0]
-        V += exp(a * (x[i] - c) - top) * t * t
-    var[0] = V / W
+    of the uniform distribution on the grid, in one pass (one exp per point,
+    point i in lane i % TILT_LANES): the weights are scaled by the largest,
+    exp(top_t) with top_t = max a t at an end of the grid, and the moments
+    taken about c (p's mean, near the tilt's at the a sought, so the variance
+    does not cancel there)."""
+    cdef double W[TILT_LANES]
+    cdef double W1[TILT_LANES]
+    cdef double W2[TILT_LANES]
+    cdef double w, t, s0 = 0.0, s1 = 0.0, s2 = 0.0
+    cdef Py_ssize_t g, j, full = n - n % TILT_LANES
+    for j in range(TILT_LANES):
+        W[j] = 0.0
+        W1[j] = 0.0
+        W2[j] = 0.0
+    for g in range(full // TILT_LANES):
+        for j in range(TILT_LANES):
+            t = x[g * TILT_LANES + j] - c
+            w = klm_exp_f64(a * t - top_t)
+            W[j] += w
+            W1[j] += w * t
+            W2[j] += (w * t) * t
+    for j in range(n - full):
+        t = x[full + j] - c
+        w = klm_exp_f64(a * t - top_t)
+        W[j] += w
+        W1[j] += w * t
+        W2[j] += (w * t) * t
+    for j in range(TILT_LANES):
+        s0 += W[j]
+        s1 += W1[j]
+        s2 += W2[j]
+    mean[0] = s1 / s0
+    var[0] = fmax(s2 / s0 - mean[0] * mean[0], 0.0)
 
 
-cdef bint _tilt_is_infimum(const double *x, Py_ssize_t n, const gk_psums *ps) noexcept nogil:
+cdef bint _tilt_is_infimum(const double *x, Py_ssize_t n, const gk_psums *ps,
+                           double a0) noexcept nogil:
     """True when no Gaussian on the grid attains the infimum of the KL: p's
     grid variance is at least that of the exponential tilt q ~ exp(a x) with
     p's mean.  The grid Gaussians are the family exp(b1 x + b2 x^2), b2 < 0;
@@ -210,44 +248,49 @@ cdef bint _tilt_is_infimum(const double *x, Py_ssize_t n, const gk_psums *ps) no
     to p's; for a given mean the variance grows toward the tilt's as b2 -> 0,
     so where p's is as large no b2 < 0 matches it and the KL decreases toward
     the tilt, as sigma -> infinity with mu / sigma^2 -> a.  The tilt's a is
-    found from its mean (increasing in a, with the variance as derivative) by
-    Newton's method inside a bracket."""
-    cdef double lo_t = INFINITY, hi_t = -INFINITY, span, m, var_p, lo, hi, a, mean, var
+    found from its mean (increasing in a, with the variance as derivative):
+    a bracket grown from a0 (the fit's last (mu - c) / sigma^2), then Newton's
+    method kept in it by bisection, to 1e-12 of p's mean's distance from the
+    nearer end of the grid."""
+    cdef double lo_t = INFINITY, hi_t = -INFINITY, span, m, var_p, tol
+    cdef double a, b, lo, hi, step, mean, var, mean_b, var_b, d
     cdef Py_ssize_t i
     cdef int it
     for i in range(n):
-        lo_t = min(lo_t, x[i] - ps.c)
-        hi_t = max(hi_t, x[i] - ps.c)
+        lo_t = fmin(lo_t, x[i] - ps.c)
+        hi_t = fmax(hi_t, x[i] - ps.c)
     span = hi_t - lo_t
     m = ps.S1 / ps.P
     var_p = ps.S2 / ps.P - m * m
     if not (span > 0.0 and lo_t < m < hi_t and var_p > 0.0):
         return False
-    # a bracket [lo, hi] of the tilt's a: its mean passes m in it (the
-    # tilt's mean at a = 0 is the grid's; from there the bracket grows)
-    _tilt_moments(x, n, ps.c, 0.0, &mean, &var)
-    lo = 0.0 if mean < m else -1.0 / span
-    hi = 0.0 if mean > m else 1.0 / span
+    tol = 1e-12 * fmin(m - lo_t, hi_t - m)
+    a = a0 if isfinite(a0) else 0.0
+    _tilt_moments(x, n, ps.c, fmax(a * lo_t, a * hi_t), a, &mean, &var)
+    if fabs(mean - m) <= tol:   # the fit ran off along the tilt: a0 is a
+        return var_p >= var * (1.0 - 1e-9)
+    # the bracket: from a toward the side where the tilt's mean passes m
+    d = 1.0 if mean < m else -1.0
+    step = fmax(fabs(a), 1.0 / span)
+    b = a
     for it in range(1100):
-        if lo == 0.0:
+        b = a + d * step
+        if not isfinite(b):
+            return False
+        _tilt_moments(x, n, ps.c, fmax(b * lo_t, b * hi_t), b, &mean_b, &var_b)
+        if (mean_b - m) * d >= 0.0:
             break
-        _tilt_moments(x, n, ps.c, lo, &mean, &var)
-        if mean < m:
-            break
-        lo *= 2.0
-    for it in range(1100):
-        if hi == 0.0:
-            break
-        _tilt_moments(x, n, ps.c, hi, &mean, &var)
-        if mean > m:
-            break
-        hi *= 2.0
-    # Newton steps on the mean (its derivative in a is the variance), kept in
-    # the bracket by bisection
-    a = 0.0 if lo < 0.0 < hi else 0.5 * (lo + hi)
-    for it in range(100):
-        _tilt_moments(x, n, ps.c, a, &mean, &var)
-        if fabs(mean - m) <= 1e-12 * span:
+        a, mean, var = b, mean_b, var_b
+        step *= 2.0
+    lo = fmin(a, b)
+    hi = fmax(a, b)
+    # Newton from the end of the bracket nearer the root (by the mean's slope)
+    a = a - (mean - m) / var if var > 0.0 else 0.5 * (lo + hi)
+    if not (lo < a < hi):
+        a = 0.5 * (lo + hi)
+    for it in range(200):
+        _tilt_moments(x, n, ps.c, fmax(a * lo_t, a * hi_t), a, &mean, &var)
+        if fabs(mean - m) <= tol:
             break
         if mean < m:
             lo = a
@@ -256,6 +299,8 @@ cdef bint _tilt_is_infimum(const double *x, Py_ssize_t n, const gk_psums *ps) no
         a = a - (mean - m) / var
         if not (lo < a < hi):
             a = 0.5 * (lo + hi)
+            if not (lo < a < hi):
+                break
     return var_p >= var * (1.0 - 1e-9)
 
 

@@ -105,8 +105,8 @@ class GaussianTarget:
     def __repr__(self) -> str:
         n = self._xk.shape[0]
         rows = "one row" if self._batch_shape == () else f"batch shape {self._batch_shape}"
-        return (f"GaussianTarget({rows} of {self._p2.dtype} on {n} grid points in "
-                f"[{float(self._x.min()):.6g}, {float(self._x.max()):.6g}], "
+        span = (f" in [{float(self._x.min()):.6g}, {float(self._x.max()):.6g}]" if n else "")
+        return (f"GaussianTarget({rows} of {self._p2.dtype} on {n} grid points{span}, "
                 f"normalize={self._normalize})")
 
     # The layout of the pickled state (the slots, psums of 7 p-side sums per row); a
@@ -139,7 +139,8 @@ class GaussianTarget:
                 # kernels load aligned: copy it then (as the functions do with input)
                 value = np.require(value, requirements=["C", "A"])
             object.__setattr__(self, name, value)
-        self._x = _read_only(np.array(self._x, copy=True))
+        # the grid from the one the sums were prepared on, not from the state
+        self._x = _read_only(np.ldexp(self._xk, self._k) if self._k else self._xk.copy())
 
     # ---- evaluation ----------------------------------------------------------------
     def _values(self, mu: npt.ArrayLike, sigma: npt.ArrayLike, func: str, order: int,

@@ -1,6 +1,7 @@
 """Conversion, validation and thread-count helpers shared by the public API."""
 from __future__ import annotations
 
+import numbers
 import operator
 import os
 from typing import Any, Iterable, Protocol, SupportsInt
@@ -94,14 +95,23 @@ def to_kernel_dtype(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return a
 
 
+def real_scalar(value: Any) -> float | None:
+    """value as a float where it is a real number (a Python or NumPy real, or a
+    0-d array of one; not a bool), else None.  float() alone would also parse
+    strings and drop imaginary parts."""
+    if isinstance(value, (bool, np.bool_, np.timedelta64)):   # (a NumPy integer subclass)
+        return None
+    if isinstance(value, np.ndarray):
+        return float(value) if value.ndim == 0 and value.dtype.kind in "iuf" else None
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return None
+
+
 def check_positive_scalar(value: Any, name: str, func: str, *, allow_one: bool = True) -> float:
-    try:
-        if isinstance(value, (str, bytes, np.str_, np.bytes_)) or (
-                isinstance(value, np.ndarray) and value.dtype.kind not in "biuf"):
-            raise TypeError   # float() would parse a string
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{func}: {name} must be a real number, got {value!r}") from None
+    v = real_scalar(value)
+    if v is None:
+        raise TypeError(f"{func}: {name} must be a real number, got {value!r}")
     if not (v > 0.0 and np.isfinite(v)) or (not allow_one and v == 1.0):
         extra = "" if allow_one else " and not 1"
         raise ValueError(f"{func}: {name} must be positive and finite{extra}, got {value!r}")
@@ -168,12 +178,12 @@ def check_scalar_axis(axis: Any, func: str) -> None:
     is out of range for a 0-d array (normalize_axes explains it)."""
     if axis is None:
         return
-    items = axis if type(axis) is tuple else (axis,)
+    items = axis if isinstance(axis, tuple) else (axis,)
     try:
         values = [None if isinstance(a, (bool, np.bool_)) else operator.index(a) for a in items]
     except TypeError:
         values = [None]
-    if not (values == [-1] or (type(axis) is tuple and not values)):
+    if not (values == [-1] or (isinstance(axis, tuple) and not values)):
         normalize_axes(axis, 0, func)
 
 
@@ -182,7 +192,7 @@ def normalize_axes(axis: Any, ndim: int, func: str) -> tuple[int, ...] | None:
     if axis is None:
         return None
     # as NumPy's reductions: an int or a tuple of ints (a list, a bool: TypeError)
-    axes = axis if type(axis) is tuple else (axis,)
+    axes = axis if isinstance(axis, tuple) else (axis,)
     out = []
     for ax in axes:
         try:
@@ -216,6 +226,7 @@ def describe_bad(value: float) -> str:
 
 __all__ = [
     "check_real_dtype", "as_real_array", "result_dtype", "to_kernel_dtype", "check_positive_scalar",
+    "real_scalar",
     "default_threads", "resolve_threads", "normalize_axes", "format_index", "describe_bad",
     "_kernels",
 ]

@@ -917,11 +917,14 @@ def _fit_prepared(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, shape: tupl
         _gaussian.gaussian_fit_rows(p2, xk, psums, mu0_a, par0_a, *fit_args, out, counts,
                                     np.empty((m, 0, 3)), nt)
     if k:
-        out[:, :2] = np.ldexp(out[:, :2], k)
-        out[:, 3:5] = np.ldexp(out[:, 3:5], -k)
-        for part in parts:
-            part[:, 1] = np.ldexp(part[:, 1], k)
-            part[:, 2] = np.ldexp(part[:, 2], 2 * k if gd_variance else k)
+        # back to the caller's units; a fit that ran off (sigma -> infinity) may
+        # leave the double range there: inf, as for an unscaled grid
+        with np.errstate(over="ignore"):
+            out[:, :2] = np.ldexp(out[:, :2], k)
+            out[:, 3:5] = np.ldexp(out[:, 3:5], -k)
+            for part in parts:
+                part[:, 1] = np.ldexp(part[:, 1], k)
+                part[:, 2] = np.ldexp(part[:, 2], 2 * k if gd_variance else k)
 
     status = counts[:, 2]
     raw = parts if history else None

@@ -16,6 +16,8 @@ from typing import Any, Callable, Sequence, Union, cast
 import numpy as np
 import numpy.typing as npt
 
+from ._validation import real_scalar
+
 __all__ = ["kl_div", "js_div", "kl_div_log", "kl_pairwise", "js_pairwise", "gaussian_q",
            "gaussian_kl", "gaussian_kl_grad", "fit_gaussian_gd", "fit_gaussian_newton"]
 
@@ -104,10 +106,9 @@ def _option(value: Any, name: str, func: str, *, not_one: bool = False) -> Any:
     """base or dx (None passes): a real number, positive and finite (base not 1)."""
     if value is None:
         return None
-    if isinstance(value, (str, bytes, bool, np.bool_)) or np.ndim(value) != 0 \
-            or np.asarray(value).dtype.kind not in "iuf":
+    v = real_scalar(value)
+    if v is None:
         raise TypeError(f"{func}: {name} must be a real number, got {value!r}")
-    v = float(value)
     if not (0.0 < v < np.inf) or (not_one and v == 1.0):
         raise ValueError(f"{func}: {name} must be positive and finite"
                          f"{' and not 1' if not_one else ''}, got {value!r}")
@@ -217,20 +218,20 @@ def kl_pairwise(P: npt.ArrayLike, Q: npt.ArrayLike | None = None, *, base: float
 
     Memory per block is block_rows * k * n elements (default: about 2**22).
     """
+    _option(base, "base", "reference.kl_pairwise", not_one=True)
     return _pairwise_blocks(
         P, Q, "reference.kl_pairwise", block_rows, check,
-        lambda p, q: kl_div(p, q, base=_option(base, "base", "reference.kl_pairwise", not_one=True),
-                          normalize=normalize, check=False))
+        lambda p, q: kl_div(p, q, base=base, normalize=normalize, check=False))
 
 
 def js_pairwise(P: npt.ArrayLike, Q: npt.ArrayLike | None = None, *, base: float | None = None,
                 normalize: bool = False, block_rows: int | None = None,
                 check: bool = True) -> np.ndarray:
     """All-pairs Jensen-Shannon the NumPy way (row blocks of P broadcast against Q)."""
+    _option(base, "base", "reference.js_pairwise", not_one=True)
     return _pairwise_blocks(
         P, Q, "reference.js_pairwise", block_rows, check,
-        lambda p, q: js_div(p, q, base=_option(base, "base", "reference.js_pairwise", not_one=True),
-                          normalize=normalize, check=False))
+        lambda p, q: js_div(p, q, base=base, normalize=normalize, check=False))
 
 
 # ---- Gaussian on a grid ----------------------------------------------------------------
