@@ -140,7 +140,7 @@ def js_div(p: npt.ArrayLike, q: npt.ArrayLike, *, axis: int | tuple[int, ...] | 
             pa = pa / psum
             qa = qa / qsum
         m = (pa + qa) / 2
-        result = 0.5 * (np.sum(_masked_kl_terms(pa, m), axis=axis, keepdims=keepdims)
+        result = dtype(0.5) * (np.sum(_masked_kl_terms(pa, m), axis=axis, keepdims=keepdims)
                         + np.sum(_masked_kl_terms(qa, m), axis=axis, keepdims=keepdims))
     if base is not None:
         result = result / np.log(dtype(base))
