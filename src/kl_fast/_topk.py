@@ -13,7 +13,6 @@ Memory: the (m, k) result plus one block, never the whole matrix.
 from __future__ import annotations
 
 import math
-import operator
 from typing import Any, Literal, NamedTuple, Optional, cast
 
 import numpy as np
@@ -33,7 +32,7 @@ from ._pairwise import (
     _resolve_base,
     _row_stats,
 )
-from ._validation import resolve_threads
+from ._validation import integer_or_none, resolve_threads
 
 __all__ = ["kl_topk"]
 
@@ -52,12 +51,9 @@ def _check_divergence(divergence: Any, func: str) -> None:
 
 
 def _check_k(k: Any, total: int, func: str) -> int:
-    if isinstance(k, (bool, np.bool_)):
+    v = integer_or_none(k)
+    if v is None:
         raise TypeError(f"{func}: k must be an integer, got {k!r}")
-    try:
-        v = operator.index(k)
-    except TypeError:
-        raise TypeError(f"{func}: k must be an integer, got {k!r}") from None
     if v < 0:
         raise ValueError(f"{func}: k must be a non-negative integer, got {v}")
     if v > total:

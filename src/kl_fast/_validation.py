@@ -152,20 +152,28 @@ _PARALLEL_MIN_ELEMENTS = 1 << 13
 _kernels.configure_threads(default_threads, _CPU_COUNT)
 
 
+def integer_or_none(value: Any) -> int | None:
+    """value as a Python int where it is an integer (Python's or NumPy's, or
+    anything with __index__; a bool is not one, as for NumPy's axis), else None."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def resolve_threads(num_threads: Any, n_rows: int, n_elements: int, func: str) -> int:
     """Threads for n_rows rows of n_elements elements in all, by the compiled
     entries' rule (``_kernels.threads``): num_threads capped by the rows and
     CPUs; by default one below _PARALLEL_MIN_ELEMENTS, else all the default
     threads where waking them pays.  Explains a num_threads it cannot take."""
-    n = _kernels.threads(num_threads, n_rows, n_elements, _PARALLEL_MIN_ELEMENTS)
-    if n:
-        return int(n)
-    try:
-        if isinstance(num_threads, (bool, np.bool_)):
-            raise TypeError
-        n = operator.index(num_threads)
-    except TypeError:
-        raise TypeError(f"{func}: num_threads must be an integer or None, got {num_threads!r}") from None
+    chosen = _kernels.threads(num_threads, n_rows, n_elements, _PARALLEL_MIN_ELEMENTS)
+    if chosen:
+        return int(chosen)
+    n = integer_or_none(num_threads)
+    if n is None:
+        raise TypeError(f"{func}: num_threads must be an integer or None, got {num_threads!r}")
     if n < 1:
         raise ValueError(f"{func}: num_threads must be >= 1, got {n}")
     # another integer type (numpy's), or one beyond a C long
@@ -179,10 +187,7 @@ def check_scalar_axis(axis: Any, func: str) -> None:
     if axis is None:
         return
     items = axis if isinstance(axis, tuple) else (axis,)
-    try:
-        values = [None if isinstance(a, (bool, np.bool_)) else operator.index(a) for a in items]
-    except TypeError:
-        values = [None]
+    values = [integer_or_none(a) for a in items]
     if not (values == [-1] or (isinstance(axis, tuple) and not values)):
         normalize_axes(axis, 0, func)
 
@@ -194,13 +199,10 @@ def normalize_axes(axis: Any, ndim: int, func: str) -> tuple[int, ...] | None:
     # as NumPy's reductions: an int or a tuple of ints (a list, a bool: TypeError)
     axes = axis if isinstance(axis, tuple) else (axis,)
     out = []
-    for ax in axes:
-        try:
-            if isinstance(ax, (bool, np.bool_)):
-                raise TypeError
-            ax = operator.index(ax)
-        except TypeError:
-            raise TypeError(f"{func}: axis must be an integer, a tuple of integers or None, got {axis!r}") from None
+    for item in axes:
+        ax = integer_or_none(item)
+        if ax is None:
+            raise TypeError(f"{func}: axis must be an integer, a tuple of integers or None, got {axis!r}")
         if not -ndim <= ax < ndim:
             raise np.exceptions.AxisError(ax, ndim, f"{func}: axis")
         out.append(ax % ndim)

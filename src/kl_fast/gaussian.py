@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 import math
-import operator
 from typing import Any, Generic, Literal, NoReturn, Sequence, TypeVar, Union, cast, overload
 
 import numpy as np
@@ -20,7 +19,7 @@ import numpy.typing as npt
 from . import _gaussian
 from ._api import _as_rows, scaled_by_max
 from ._typing import ArrayLike, F64Array, F64Result, Nested2D
-from ._validation import as_real_array, format_index, resolve_threads
+from ._validation import as_real_array, format_index, integer_or_none, resolve_threads
 
 
 __all__ = ["gaussian_kl", "gaussian_kl_grad", "fit_gaussian", "GaussianFit", "FitStatus"]
@@ -655,12 +654,9 @@ class GaussianFit(Generic[_Real, _Int, _Bool, _Str]):
 
 
 def _count(value: Any, name: str, func: str) -> int:
-    if isinstance(value, (bool, np.bool_)):
+    v = integer_or_none(value)
+    if v is None:
         raise TypeError(f"{func}: {name} must be an integer, got {value!r}")
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{func}: {name} must be an integer, got {value!r}") from None
     if v < 0:
         raise ValueError(f"{func}: {name} must be >= 0, got {v}")
     if v > 10_000_000:
