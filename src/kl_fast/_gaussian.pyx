@@ -157,8 +157,7 @@ cdef inline void fit_one(const floating *p, Py_ssize_t sp, const double *x, Py_s
     if res.status == GK_FIT_CONVERGED:
         res.status = _boundary_status(p, sp, x, n, ps, res.kl)
     elif newton and (res.status == GK_FIT_MAXITER or res.status == GK_FIT_LINESEARCH
-                     or res.status == GK_FIT_SINGULAR) and _ran_off(x, n, &res) \
-            and _tilt_is_infimum(x, n, ps, (res.mu - ps.c) / (res.sigma * res.sigma)):
+                     or res.status == GK_FIT_SINGULAR) and _ran_off_to_tilt(x, n, ps, &res):
         res.status = GK_FIT_TILT
     out[0] = res.mu
     out[1] = res.sigma
@@ -183,18 +182,6 @@ cdef inline int _boundary_status(const floating *p, Py_ssize_t sp, const double 
     if _on_two_neighbours(p, sp, x, n):
         return GK_FIT_TWO_POINTS
     return GK_FIT_CONVERGED
-
-
-cdef inline bint _ran_off(const double *x, Py_ssize_t n, const gk_fit *res) noexcept nogil:
-    """The fit's last sigma is wider than the grid: where the infimum is a tilt
-    Newton's steps widen sigma without end, and only then is the tilt checked
-    (a fit stopped early on a narrower sigma keeps its status)."""
-    cdef double lo = x[0], hi = x[0]
-    cdef Py_ssize_t i
-    for i in range(n):
-        lo = fmin(lo, x[i])
-        hi = fmax(hi, x[i])
-    return not (res.sigma <= hi - lo)
 
 
 cdef enum:
@@ -239,9 +226,12 @@ cdef void _tilt_moments(const double *x, Py_ssize_t n, double c, double top_t, d
     var[0] = fmax(s2 / s0 - mean[0] * mean[0], 0.0)
 
 
-cdef bint _tilt_is_infimum(const double *x, Py_ssize_t n, const gk_psums *ps,
-                           double a0) noexcept nogil:
-    """True when no Gaussian on the grid attains the infimum of the KL: p's
+cdef bint _ran_off_to_tilt(const double *x, Py_ssize_t n, const gk_psums *ps,
+                           const gk_fit *res) noexcept nogil:
+    """True when the fit's last sigma is wider than the grid (where the
+    infimum is a tilt Newton's steps widen sigma without end, and only then is
+    the tilt checked: a fit stopped early on a narrower sigma keeps its
+    status) and no Gaussian on the grid attains the infimum of the KL: p's
     grid variance is at least that of the exponential tilt q ~ exp(a x) with
     p's mean.  The grid Gaussians are the family exp(b1 x + b2 x^2), b2 < 0;
     the KL is convex in (b1, b2) and its optimum matches q's mean and variance
@@ -249,16 +239,21 @@ cdef bint _tilt_is_infimum(const double *x, Py_ssize_t n, const gk_psums *ps,
     so where p's is as large no b2 < 0 matches it and the KL decreases toward
     the tilt, as sigma -> infinity with mu / sigma^2 -> a.  The tilt's a is
     found from its mean (increasing in a, with the variance as derivative):
-    a bracket grown from a0 (the fit's last (mu - c) / sigma^2), then Newton's
+    a bracket grown from the fit's last (mu - c) / sigma^2, then Newton's
     method kept in it by bisection, to 1e-12 of p's mean's distance from the
     nearer end of the grid."""
-    cdef double lo_t = INFINITY, hi_t = -INFINITY, span, m, var_p, tol
+    cdef double x_lo = x[0], x_hi = x[0], lo_t, hi_t, span, m, var_p, tol
+    cdef double a0 = (res.mu - ps.c) / (res.sigma * res.sigma)
     cdef double a, b, lo, hi, step, mean, var, mean_b, var_b, d
     cdef Py_ssize_t i
     cdef int it
     for i in range(n):
-        lo_t = fmin(lo_t, x[i] - ps.c)
-        hi_t = fmax(hi_t, x[i] - ps.c)
+        x_lo = fmin(x_lo, x[i])
+        x_hi = fmax(x_hi, x[i])
+    if res.sigma <= x_hi - x_lo:
+        return False
+    lo_t = x_lo - ps.c
+    hi_t = x_hi - ps.c
     span = hi_t - lo_t
     m = ps.S1 / ps.P
     var_p = ps.S2 / ps.P - m * m
