@@ -78,6 +78,12 @@ def kl_div(p: npt.ArrayLike, q: npt.ArrayLike, *, axis: int | tuple[int, ...] | 
 
 # ---- Jensen-Shannon, log-space inputs and all-pairs matrices ----------------------
 
+def _pair_dtype(a: np.ndarray, b: np.ndarray) -> type[np.floating[Any]]:
+    """float32 where both are float32 (in either byte order), else float64."""
+    f32 = [x.dtype.kind == "f" and x.dtype.itemsize == 4 for x in (a, b)]
+    return np.float32 if all(f32) else np.float64
+
+
 def _prepare_pair(p: npt.ArrayLike, q: npt.ArrayLike, names: Sequence[str], func: str, check: bool,
                   axis: _Axis, check_values: _CheckValues | None = None
                   ) -> tuple[np.ndarray, np.ndarray, type[np.floating[Any]], _Axis]:
@@ -86,8 +92,7 @@ def _prepare_pair(p: npt.ArrayLike, q: npt.ArrayLike, names: Sequence[str], func
     (for two scalars None, or AxisError, by kl_fast's rule)."""
     p = _as_float(p, names[0], func)
     q = _as_float(q, names[1], func)
-    f32 = [a.dtype.kind == "f" and a.dtype.itemsize == 4 for a in (p, q)]   # either byte order
-    dtype = np.float32 if all(f32) else np.float64
+    dtype = _pair_dtype(p, q)
     p = p.astype(dtype, copy=False)
     q = q.astype(dtype, copy=False)
     if check:
@@ -203,8 +208,7 @@ def _pairwise_blocks(P: npt.ArrayLike, Q: npt.ArrayLike | None, func: str, block
     if block_rows is None:
         # about 2**22 elements per (rows, k, n) temporary
         block_rows = max(1, (1 << 22) // max(1, Q.shape[0] * Q.shape[1]))
-    f32 = [a.dtype.kind == "f" and a.dtype.itemsize == 4 for a in (P, Q)]   # either byte order
-    out = np.empty((P.shape[0], Q.shape[0]), dtype=np.float32 if all(f32) else np.float64)
+    out = np.empty((P.shape[0], Q.shape[0]), dtype=_pair_dtype(P, Q))
     for i0 in range(0, P.shape[0], block_rows):
         out[i0:i0 + block_rows] = pair_fn(P[i0:i0 + block_rows, None, :], Q[None, :, :])
     return out
