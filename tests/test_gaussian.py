@@ -695,13 +695,16 @@ def test_batch_fit_keeps_its_rows_states_not_a_padded_array(monkeypatch):
     history equals each row's own fit (also across chunks of one row), the
     status codes match the messages, and the result keeps the fields plus 24
     bytes per recorded state, not rows x (longest run) (a few rows run to
-    max_iter here: p heavier at the grid's ends than any Gaussian)."""
+    max_iter here: exponential tilts of the uniform p, on the boundary between
+    a finite optimum and none, which the fit leaves to run; a row heavier at
+    the grid's ends than any Gaussian stops early)."""
     import tracemalloc
     from kl_fast import gaussian as g
     rng = np.random.default_rng(3)
     x = np.linspace(-3, 3, 10)
     P = rng.random((4000, 10)) + np.exp(-x**2)
-    P[:3] = [1.0, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 1.0]   # no finite optimum
+    P[:3] = np.exp(np.array([[0.5], [-0.3], [0.8]]) * x)   # the infimum is p itself
+    P[3] = [1.0, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 1.0]   # no finite optimum
     tracemalloc.start()
     fit = kl_fast.fit_gaussian(P, x)
     kept = tracemalloc.get_traced_memory()[0]
@@ -713,9 +716,10 @@ def test_batch_fit_keeps_its_rows_states_not_a_padded_array(monkeypatch):
     assert fit.status.dtype == np.int8
     texts = g._MESSAGES["newton", "sigma"]
     assert all(m == texts[c] for m, c in zip(fit.message, fit.status))
-    assert set(fit.status[:3]) == {g.FitStatus.TILT}
+    assert set(fit.status[:4]) == {g.FitStatus.TILT}
+    assert list(fit.nit[:3]) == [50] * 3 and fit.nit[3] < 10
     monkeypatch.setattr(g, "_HISTORY_CHUNK", 1)
-    rows = [0, 5, 1, 17, 2]
+    rows = [0, 5, 1, 3, 17, 2]
     chunked = kl_fast.fit_gaussian(P[rows], x)
     for r, i in enumerate(rows):
         one = kl_fast.fit_gaussian(P[i], x)
@@ -802,6 +806,8 @@ def test_newton_reports_an_infimum_at_an_exponential_tilt():
             tilts += 1
             assert fit.status[i] == kl_fast.FitStatus.TILT, i
             assert not fit.converged[i]
+            # stopped once sigma was wider than the grid, not at max_iter
+            assert x[-1] - x[0] < fit.sigma[i] and fit.nit[i] < 50, i
             # no Gaussian gets below the tilt's KL (the fit stopped on its way there)
             assert kl_tilt <= fit.kl[i] + 1e-12, i
         else:

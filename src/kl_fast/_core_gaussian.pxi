@@ -25,7 +25,7 @@
 # gradient term by term in two more passes (the section "careful value").
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
-from libc.math cimport sqrt, fmax, isfinite, frexp, ldexp
+from libc.math cimport sqrt, fmax, fmin, isfinite, frexp, ldexp
 from libc.float cimport DBL_EPSILON
 from cython.parallel cimport prange
 
@@ -33,7 +33,7 @@ from kl_fast._core_gaussian cimport (
     gk_psums, gk_qsums, gk_eval, gk_fit, gk_stop_fn, GK_X_SORTED, GK_P_NORMALIZED,
     GK_P_OK, GK_P_BAD_P, GK_P_BAD_X, GK_P_ZERO, GK_P_OVERFLOW,
     GK_FIT_CONVERGED, GK_FIT_MAXITER, GK_FIT_NONPOSITIVE, GK_FIT_LINESEARCH,
-    GK_FIT_DEGENERATE, GK_FIT_SINGULAR, GK_FIT_NONFINITE, GK_FIT_INTERRUPTED,
+    GK_FIT_DEGENERATE, GK_FIT_SINGULAR, GK_FIT_NONFINITE, GK_FIT_INTERRUPTED, GK_FIT_TILT,
 )
 
 cdef extern from "kl_math.h" nogil:
@@ -1144,6 +1144,137 @@ cdef bint gk_widen(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t
     return True
 
 
+# ---- no finite optimum: the exponential tilt --------------------------------
+
+cdef enum:
+    TILT_LANES = 8       # lanes of gk_tilt_moments's sums (a loop gcc vectorises)
+    TILT_NOT_WIDER = 0   # sigma is not wider than the grid: not checked
+    TILT_NONE = 1        # a Gaussian on the grid attains the infimum
+    TILT_BOUNDARY = 2    # p's variance is the tilt's to 1e-9: left to the fit
+    TILT_INFIMUM = 3     # no finite optimum: the infimum is the tilt
+
+
+cdef void gk_tilt_moments(const double *x, Py_ssize_t n, double c, double top_t, double a,
+                          double *mean, double *var) noexcept nogil:
+    """Mean and variance of t = x - c under the exponential tilt q ~ exp(a t)
+    of the uniform distribution on the grid, in one pass (one exp per point,
+    point i in lane i % TILT_LANES): the weights are scaled by the largest,
+    exp(top_t) with top_t = max a t at an end of the grid, and the moments
+    taken about c (p's mean, near the tilt's at the a sought, so the variance
+    does not cancel there)."""
+    cdef double W[TILT_LANES]
+    cdef double W1[TILT_LANES]
+    cdef double W2[TILT_LANES]
+    cdef double w, t, s0 = 0.0, s1 = 0.0, s2 = 0.0
+    cdef Py_ssize_t g, j, full = n - n % TILT_LANES
+    for j in range(TILT_LANES):
+        W[j] = 0.0
+        W1[j] = 0.0
+        W2[j] = 0.0
+    for g in range(full // TILT_LANES):
+        for j in range(TILT_LANES):
+            t = x[g * TILT_LANES + j] - c
+            w = klm_exp_f64(a * t - top_t)
+            W[j] += w
+            W1[j] += w * t
+            W2[j] += (w * t) * t
+    for j in range(n - full):
+        t = x[full + j] - c
+        w = klm_exp_f64(a * t - top_t)
+        W[j] += w
+        W1[j] += w * t
+        W2[j] += (w * t) * t
+    for j in range(TILT_LANES):
+        s0 += W[j]
+        s1 += W1[j]
+        s2 += W2[j]
+    mean[0] = s1 / s0
+    var[0] = fmax(s2 / s0 - mean[0] * mean[0], 0.0)
+
+
+cdef inline int gk_tilt_verdict(double var_p, double var_tilt) noexcept nogil:
+    """TILT_INFIMUM, TILT_BOUNDARY or TILT_NONE from p's variance against the
+    tilt's with p's mean (gk_tilt_state)."""
+    if var_p >= var_tilt * (1.0 + 1e-9):
+        return TILT_INFIMUM
+    return TILT_BOUNDARY if var_p >= var_tilt * (1.0 - 1e-9) else TILT_NONE
+
+
+cdef int gk_tilt_state(const double *x, Py_ssize_t n, const gk_psums *ps, double x_lo,
+                       double x_hi, double mu, double sigma) noexcept nogil:
+    """Where a Newton iterate's sigma is wider than the grid [x_lo, x_hi]
+    (where the infimum is a tilt Newton's steps widen sigma without end),
+    whether a Gaussian on the grid attains the infimum of the KL: it does not
+    where p's grid variance is at least that of the exponential tilt q ~
+    exp(a x) with p's mean.  The grid Gaussians are the family exp(b1 x + b2
+    x^2), b2 < 0; the KL is convex in (b1, b2) and its optimum matches q's mean
+    and variance to p's; for a given mean the variance grows toward the tilt's
+    as b2 -> 0, so where p's is as large no b2 < 0 matches it and the KL
+    decreases toward the tilt, as sigma -> infinity with mu / sigma^2 -> a.
+    The tilt's a is found from its mean (increasing in a, with the variance as
+    derivative): a bracket grown from the iterate's (mu - c) / sigma^2, then
+    Newton's method kept in it by bisection, to 1e-12 of p's mean's distance
+    from the nearer end of the grid.  The verdict does not depend on the
+    iterate, which only starts the search: a fit checks once."""
+    cdef double lo_t = x_lo - ps.c, hi_t = x_hi - ps.c, span = hi_t - lo_t
+    cdef double m = ps.S1 / ps.P, var_p = ps.S2 / ps.P - m * m, tol
+    cdef double a = (mu - ps.c) / (sigma * sigma)
+    cdef double b, lo, hi, step, mean, var, mean_b, var_b, d
+    cdef int it
+    if sigma <= x_hi - x_lo:
+        return TILT_NOT_WIDER
+    if not (span > 0.0 and lo_t < m < hi_t and var_p > 0.0):
+        return TILT_NONE
+    tol = 1e-12 * fmin(m - lo_t, hi_t - m)
+    a = a if isfinite(a) else 0.0
+    gk_tilt_moments(x, n, ps.c, fmax(a * lo_t, a * hi_t), a, &mean, &var)
+    if fabs(mean - m) <= tol:   # the fit ran off along the tilt: a is its parameter
+        return gk_tilt_verdict(var_p, var)
+    # the bracket: from a toward the side where the tilt's mean passes m
+    d = 1.0 if mean < m else -1.0
+    step = fmax(fabs(a), 1.0 / span)
+    b = a
+    for it in range(1100):
+        b = a + d * step
+        if not isfinite(b):
+            return TILT_NONE
+        gk_tilt_moments(x, n, ps.c, fmax(b * lo_t, b * hi_t), b, &mean_b, &var_b)
+        if (mean_b - m) * d >= 0.0:
+            break
+        a, mean, var = b, mean_b, var_b
+        step *= 2.0
+    lo = fmin(a, b)
+    hi = fmax(a, b)
+    # Newton from the end of the bracket nearer the root (by the mean's slope)
+    a = a - (mean - m) / var if var > 0.0 else 0.5 * (lo + hi)
+    if not (lo < a < hi):
+        a = 0.5 * (lo + hi)
+    for it in range(200):
+        gk_tilt_moments(x, n, ps.c, fmax(a * lo_t, a * hi_t), a, &mean, &var)
+        if fabs(mean - m) <= tol:
+            break
+        if mean < m:
+            lo = a
+        else:
+            hi = a
+        a = a - (mean - m) / var
+        if not (lo < a < hi):
+            a = 0.5 * (lo + hi)
+            if not (lo < a < hi):
+                break
+    return gk_tilt_verdict(var_p, var)
+
+
+cdef void gk_grid_ends(const double *x, Py_ssize_t n, double *lo, double *hi) noexcept nogil:
+    """The smallest and the largest grid value."""
+    cdef Py_ssize_t i
+    lo[0] = x[0]
+    hi[0] = x[0]
+    for i in range(n):
+        lo[0] = fmin(lo[0], x[i])
+        hi[0] = fmax(hi[0], x[i])
+
+
 cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
                         const gk_psums *ps, double mu0, double sigma0, double tol,
                         int max_iter, int nthreads, gk_stop_fn stop, double *hist,
@@ -1164,8 +1295,9 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
     cdef GkNewtonStep st
     cdef double mu = mu0, sigma = sigma0, v, eta1, eta2, noise, nu
     cdef double mun, sn, e1n, e2n, a11, a22, det, d1, d2, gd, lam, dec, vn
+    cdef double x_lo = 0.0, x_hi = -1.0
     cdef bint accepted
-    cdef int tr
+    cdef int tr, tilt = TILT_NOT_WIDER
     res.nit = 0
     res.nfev = 0
     if not (L > 0.0):
@@ -1182,8 +1314,17 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
         if ev.grad_rel < tol:
             res.status = GK_FIT_CONVERGED
             return
+        # where the infimum is a tilt sigma grows without end: stop once it
+        # is wider than the grid (at least 2 L wide) and the tilt is checked
+        if tilt == TILT_NOT_WIDER and sigma > 1.5 * L:
+            if x_hi < x_lo:
+                gk_grid_ends(x, n, &x_lo, &x_hi)
+            tilt = gk_tilt_state(x, n, ps, x_lo, x_hi, mu, sigma)
+            if tilt == TILT_INFIMUM:
+                res.status = GK_FIT_TILT
+                return
         if res.nit >= max_iter:
-            res.status = GK_FIT_MAXITER
+            res.status = GK_FIT_TILT if tilt == TILT_BOUNDARY else GK_FIT_MAXITER
             return
         if stop():
             res.status = GK_FIT_INTERRUPTED
@@ -1194,7 +1335,7 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
             # is the iterate, else the optimum is at sigma -> 0
             if not gk_widen(p, sp, x, n, ps, mu, L, nthreads, &sigma, &eta1, &eta2, &qs, &ev,
                             res, hist):
-                res.status = GK_FIT_SINGULAR
+                res.status = GK_FIT_TILT if tilt == TILT_BOUNDARY else GK_FIT_SINGULAR
                 return
             continue
         noise = 64.0 * DBL_EPSILON * ev.noise
@@ -1239,7 +1380,7 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
             # widen, where that lowers the KL, and try again
             if not gk_widen(p, sp, x, n, ps, mu, L, nthreads, &sigma, &eta1, &eta2, &qs, &ev,
                             res, hist):
-                res.status = GK_FIT_LINESEARCH
+                res.status = GK_FIT_TILT if tilt == TILT_BOUNDARY else GK_FIT_LINESEARCH
                 return
             continue
         mu = mun

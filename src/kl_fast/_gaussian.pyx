@@ -17,7 +17,7 @@ p / sum(p) (P_NORMALIZED, set by the Python layer).
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.float cimport DBL_EPSILON
-from libc.math cimport INFINITY, exp, fabs, fmax, fmin, isfinite, log, sqrt
+from libc.math cimport exp, fabs, fmax, isfinite, log, sqrt
 from libc.string cimport memcpy
 
 cimport numpy as cnp
@@ -38,8 +38,6 @@ from kl_fast._core_gaussian cimport (
 )
 from kl_fast._core_table cimport CoreTable
 
-cdef extern from "kl_math.h" nogil:
-    double klm_exp_f64(double x)
 from kl_fast._kernels cimport (
     choose_threads, core_table, team_finished,
 )
@@ -156,9 +154,6 @@ cdef inline void fit_one(const floating *p, Py_ssize_t sp, const double *x, Py_s
                           nthreads, stop, hist, &res)
     if res.status == GK_FIT_CONVERGED:
         res.status = _boundary_status(p, sp, x, n, ps, res.kl)
-    elif newton and (res.status == GK_FIT_MAXITER or res.status == GK_FIT_LINESEARCH
-                     or res.status == GK_FIT_SINGULAR) and _ran_off_to_tilt(x, n, ps, &res):
-        res.status = GK_FIT_TILT
     out[0] = res.mu
     out[1] = res.sigma
     out[2] = res.kl
@@ -182,121 +177,6 @@ cdef inline int _boundary_status(const floating *p, Py_ssize_t sp, const double 
     if _on_two_neighbours(p, sp, x, n):
         return GK_FIT_TWO_POINTS
     return GK_FIT_CONVERGED
-
-
-cdef enum:
-    TILT_LANES = 8   # lanes of _tilt_moments's sums (a loop gcc vectorises)
-
-
-cdef void _tilt_moments(const double *x, Py_ssize_t n, double c, double top_t, double a,
-                        double *mean, double *var) noexcept nogil:
-    """Mean and variance of t = x - c under the exponential tilt q ~ exp(a t)
-    of the uniform distribution on the grid, in one pass (one exp per point,
-    point i in lane i % TILT_LANES): the weights are scaled by the largest,
-    exp(top_t) with top_t = max a t at an end of the grid, and the moments
-    taken about c (p's mean, near the tilt's at the a sought, so the variance
-    does not cancel there)."""
-    cdef double W[TILT_LANES]
-    cdef double W1[TILT_LANES]
-    cdef double W2[TILT_LANES]
-    cdef double w, t, s0 = 0.0, s1 = 0.0, s2 = 0.0
-    cdef Py_ssize_t g, j, full = n - n % TILT_LANES
-    for j in range(TILT_LANES):
-        W[j] = 0.0
-        W1[j] = 0.0
-        W2[j] = 0.0
-    for g in range(full // TILT_LANES):
-        for j in range(TILT_LANES):
-            t = x[g * TILT_LANES + j] - c
-            w = klm_exp_f64(a * t - top_t)
-            W[j] += w
-            W1[j] += w * t
-            W2[j] += (w * t) * t
-    for j in range(n - full):
-        t = x[full + j] - c
-        w = klm_exp_f64(a * t - top_t)
-        W[j] += w
-        W1[j] += w * t
-        W2[j] += (w * t) * t
-    for j in range(TILT_LANES):
-        s0 += W[j]
-        s1 += W1[j]
-        s2 += W2[j]
-    mean[0] = s1 / s0
-    var[0] = fmax(s2 / s0 - mean[0] * mean[0], 0.0)
-
-
-cdef bint _ran_off_to_tilt(const double *x, Py_ssize_t n, const gk_psums *ps,
-                           const gk_fit *res) noexcept nogil:
-    """True when the fit's last sigma is wider than the grid (where the
-    infimum is a tilt Newton's steps widen sigma without end, and only then is
-    the tilt checked: a fit stopped early on a narrower sigma keeps its
-    status) and no Gaussian on the grid attains the infimum of the KL: p's
-    grid variance is at least that of the exponential tilt q ~ exp(a x) with
-    p's mean.  The grid Gaussians are the family exp(b1 x + b2 x^2), b2 < 0;
-    the KL is convex in (b1, b2) and its optimum matches q's mean and variance
-    to p's; for a given mean the variance grows toward the tilt's as b2 -> 0,
-    so where p's is as large no b2 < 0 matches it and the KL decreases toward
-    the tilt, as sigma -> infinity with mu / sigma^2 -> a.  The tilt's a is
-    found from its mean (increasing in a, with the variance as derivative):
-    a bracket grown from the fit's last (mu - c) / sigma^2, then Newton's
-    method kept in it by bisection, to 1e-12 of p's mean's distance from the
-    nearer end of the grid."""
-    cdef double x_lo = x[0], x_hi = x[0], lo_t, hi_t, span, m, var_p, tol
-    cdef double a0 = (res.mu - ps.c) / (res.sigma * res.sigma)
-    cdef double a, b, lo, hi, step, mean, var, mean_b, var_b, d
-    cdef Py_ssize_t i
-    cdef int it
-    for i in range(n):
-        x_lo = fmin(x_lo, x[i])
-        x_hi = fmax(x_hi, x[i])
-    if res.sigma <= x_hi - x_lo:
-        return False
-    lo_t = x_lo - ps.c
-    hi_t = x_hi - ps.c
-    span = hi_t - lo_t
-    m = ps.S1 / ps.P
-    var_p = ps.S2 / ps.P - m * m
-    if not (span > 0.0 and lo_t < m < hi_t and var_p > 0.0):
-        return False
-    tol = 1e-12 * fmin(m - lo_t, hi_t - m)
-    a = a0 if isfinite(a0) else 0.0
-    _tilt_moments(x, n, ps.c, fmax(a * lo_t, a * hi_t), a, &mean, &var)
-    if fabs(mean - m) <= tol:   # the fit ran off along the tilt: a0 is a
-        return var_p >= var * (1.0 - 1e-9)
-    # the bracket: from a toward the side where the tilt's mean passes m
-    d = 1.0 if mean < m else -1.0
-    step = fmax(fabs(a), 1.0 / span)
-    b = a
-    for it in range(1100):
-        b = a + d * step
-        if not isfinite(b):
-            return False
-        _tilt_moments(x, n, ps.c, fmax(b * lo_t, b * hi_t), b, &mean_b, &var_b)
-        if (mean_b - m) * d >= 0.0:
-            break
-        a, mean, var = b, mean_b, var_b
-        step *= 2.0
-    lo = fmin(a, b)
-    hi = fmax(a, b)
-    # Newton from the end of the bracket nearer the root (by the mean's slope)
-    a = a - (mean - m) / var if var > 0.0 else 0.5 * (lo + hi)
-    if not (lo < a < hi):
-        a = 0.5 * (lo + hi)
-    for it in range(200):
-        _tilt_moments(x, n, ps.c, fmax(a * lo_t, a * hi_t), a, &mean, &var)
-        if fabs(mean - m) <= tol:
-            break
-        if mean < m:
-            lo = a
-        else:
-            hi = a
-        a = a - (mean - m) / var
-        if not (lo < a < hi):
-            a = 0.5 * (lo + hi)
-            if not (lo < a < hi):
-                break
-    return var_p >= var * (1.0 - 1e-9)
 
 
 cdef inline bint _on_two_neighbours(const floating *p, Py_ssize_t sp, const double *x,
