@@ -842,6 +842,15 @@ def test_negative_divergences_note(tmp_path):
     assert proc.returncode == 0
     assert f"note: {int((M < 0).sum())} of 16 KL divergences are negative" in proc.stderr
     assert f"P's row {i} sums to {P[i].sum():.6g}, Q's row {j} to {Q[j].sum():.6g}" in proc.stderr
+    # A base below 1 turns the printed signs: the note follows the divergence in nats.
+    for cmd in ("compute", "pairwise"):
+        proc = run_cli(cmd, tmp_path / "P.npy", tmp_path / "Q.npy", "--base", "0.5")
+        assert proc.returncode == 0
+        count = negative.size if cmd == "compute" else int((M < 0).sum())
+        assert f"note: {count} of {4 if cmd == 'compute' else 16} KL divergences are negative (in nats" \
+            in proc.stderr, proc.stderr
+        proc = run_cli(cmd, tmp_path / "P.npy", tmp_path / "P.npy", "--base", "0.5", "--js")
+        assert proc.returncode == 0 and "note" not in proc.stderr, proc.stderr
     # No note with --normalize, nor when no value is negative.
     for args in (("--normalize",), ()):
         qfile = tmp_path / "Q.npy" if args else tmp_path / "P.npy"

@@ -559,6 +559,30 @@ def test_topk_float32_k_zero_and_errors():
     assert str(info.value) == expected and "at index [16, 30]" in expected
 
 
+def test_topk_and_pairwise_with_empty_blocks_rows_or_columns():
+    # a row block of P with no rows (boolean selection, then compute_chunk_sizes),
+    # P with no rows, and rows of no elements: the in-memory results
+    Pd = da.from_array(PA, chunks=(8, 48))
+    sel = Pd[Pd[:, 0] > 0.02]
+    sel.compute_chunk_sizes()
+    assert 0 in sel.chunks[0]
+    kept = PA[PA[:, 0] > 0.02]
+    for got, want in zip(dask.compute(*kd.kl_topk(sel, QA, 2), scheduler="threads"),
+                         kl_fast.kl_topk(kept, QA, 2)):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(dask.compute(*kd.kl_topk(PA[:0], QA, 2), scheduler="threads"),
+                         kl_fast.kl_topk(PA[:0], QA, 2)):
+        assert got.shape == want.shape == (0, 2) and got.dtype == want.dtype
+    P0, Q0 = np.zeros((2, 0)), np.zeros((3, 0))
+    for f in ("kl_pairwise", "js_pairwise"):
+        np.testing.assert_array_equal(compute(getattr(kd, f)(P0, Q0)), getattr(kl_fast, f)(P0, Q0))
+    for got, want in zip(dask.compute(*kd.kl_topk(P0, Q0, 1), scheduler="threads"),
+                         kl_fast.kl_topk(P0, Q0, 1)):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(TypeError, match="kl_topk: Q is required"):
+        kd.kl_topk(PA, None, 1)
+
+
 # ---- js_div, kl_div_log, js_pairwise, the Gaussian evaluations ----------------------
 
 R3 = probs((6, 7, 10), seed=21)

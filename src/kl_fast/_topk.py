@@ -50,6 +50,12 @@ def _check_divergence(divergence: Any, func: str) -> None:
                          f"got {divergence!r}")
 
 
+def require_candidates(Q: Any, func: str) -> None:
+    """kl_topk has no Q = None (the pairs within P) form: each row would be its own nearest."""
+    if Q is None:
+        raise TypeError(f"{func}: Q is required (the candidates to search)")
+
+
 def _check_k(k: Any, total: int, func: str) -> int:
     v = integer_or_none(k)
     if v is None:
@@ -374,8 +380,7 @@ def kl_topk(P: npt.ArrayLike, Q: npt.ArrayLike, k: int, *,
     """
     func = "kl_topk"
     _check_divergence(divergence, func)
-    if Q is None:
-        raise TypeError(f"{func}: Q is required (the candidates to search)")
+    require_candidates(Q, func)
     Pk, Qk, dtype, _ = _prepare(P, Q, func)
     kk = _check_k(k, Qk.shape[0], func)
     base = _resolve_base(base, func)

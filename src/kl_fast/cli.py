@@ -1129,9 +1129,16 @@ def _write_values(out_path: str, value: np.ndarray, lines: Callable[[], Iterable
         raise CommandError(f"--out {out_path}: cannot write ({exc.strerror or exc})") from None
 
 
+def _negative(values: np.ndarray, base: Optional[float]) -> np.ndarray:
+    """Where the divergence is negative in nats: values below 0, or above 0 with a
+    base below 1 (whose log is negative)."""
+    return values > 0 if base is not None and base < 1 else values < 0
+
+
 def _negative_note(count: int, total: int, what: str, p_row: str, p_sum: float, q_row: str,
-                   q_sum: float) -> str:
-    return (f"note: {count:,} of {total:,} {what} divergences are negative (the first: P's {p_row} sums "
+                   q_sum: float, base: Optional[float]) -> str:
+    sign = " (in nats; base < 1 turns their sign)" if base is not None and base < 1 else ""
+    return (f"note: {count:,} of {total:,} {what} divergences are negative{sign} (the first: P's {p_row} sums "
             f"to {p_sum:.6g}, Q's {q_row} to {q_sum:.6g}); KL is non-negative only between distributions "
             f"of equal sums: pass --normalize to divide each by its sum")
 
@@ -1203,7 +1210,7 @@ def compute(p_path: str, q_path: str, *, axis: int = -1, normalize: bool = False
     del pr, qr
 
     what = "JS" if js else "KL"
-    negative = "" if normalize else _compute_negative_note(result, P, Q, what)
+    negative = "" if normalize else _compute_negative_note(result, P, Q, what, base)
     scalar = P.data.ndim == 1 and Q.data.ndim == 1
     if out_path is None:
         sys.stdout.write("".join(v + "\n" for v in _format_values(result)))
@@ -1218,13 +1225,14 @@ def compute(p_path: str, q_path: str, *, axis: int = -1, normalize: bool = False
     return 0
 
 
-def _compute_negative_note(result: np.ndarray, P: Table, Q: Table, what: str) -> str:
-    negative = np.flatnonzero(result < 0)
+def _compute_negative_note(result: np.ndarray, P: Table, Q: Table, what: str,
+                           base: Optional[float]) -> str:
+    negative = np.flatnonzero(_negative(result, base))
     if negative.size == 0:
         return ""
     r = int(negative[0])
     return _negative_note(int(negative.size), result.size, what, _row_phrase(P, r), P.row_sum(r),
-                          _row_phrase(Q, r), Q.row_sum(r))
+                          _row_phrase(Q, r), Q.row_sum(r), base)
 
 
 def _load_pair(p_path: str, q_path: Optional[str], axis: int, key: Optional[str], q_key: Optional[str],
@@ -1281,11 +1289,11 @@ def pairwise(p_path: str, q_path: Optional[str], *, axis: int = -1, normalize: b
     what = "JS" if js else "KL"
     negative = ""
     if not normalize:
-        where = np.argwhere(matrix < 0)
+        where = np.argwhere(_negative(matrix, base))
         if where.size:
             i, j = int(where[0][0]), int(where[0][1])
             negative = _negative_note(len(where), matrix.size, what, _row_phrase(P, i), P.row_sum(i),
-                                      _row_phrase(Q, j), Q.row_sum(j))
+                                      _row_phrase(Q, j), Q.row_sum(j), base)
     sep = "," if out_path is None or out_path.lower().endswith(".csv") else " "
 
     def lines() -> Iterable[str]:

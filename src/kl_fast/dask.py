@@ -493,7 +493,8 @@ def _as_matrix_input(a: object, name: str, func: str) -> da.Array:
     a = _as_input(a, name, func)
     _check_matrix_shape(a.shape, name, func)
     if not isinstance(a, da.Array):
-        return da.from_array(a, chunks=("auto", -1))
+        # Dask cannot size "auto" chunks of rows of no elements: one block then
+        return da.from_array(a, chunks=("auto" if a.shape[1] else a.shape[0], -1))
     return a if a.numblocks[1] == 1 else a.rechunk({1: -1})
 
 
@@ -628,7 +629,7 @@ def _topk_merge(parts: np.ndarray, *, k: int, base: float | None) -> np.ndarray:
     with a base below 1) of a row block's partials."""
     from ._topk import descends, nearest_first
 
-    flat = parts.reshape(parts.shape[0], -1, 2)
+    flat = parts.reshape(parts.shape[0], parts.shape[1] * parts.shape[2], 2)   # also for no rows
     key = nearest_first(flat[..., 0], descends(base))
     order = np.lexsort((flat[..., 1], key), axis=1)[:, :k]
     return np.take_along_axis(flat, order[..., None], axis=1)[:, None]
@@ -662,10 +663,11 @@ def kl_topk(P: da.Array | npt.ArrayLike, Q: da.Array | npt.ArrayLike, k: int, *,
     array([[1, 2],
            [0, 2]])
     """
-    from ._topk import _check_divergence, _check_k
+    from ._topk import _check_divergence, _check_k, require_candidates
 
     func = "kl_topk"
     _check_divergence(divergence, func)
+    require_candidates(Q, func)
     p = _as_matrix_input(P, "P", func)
     q = _as_matrix_input(Q, "Q", func)
     _check_row_lengths(p.shape, q.shape, func)
