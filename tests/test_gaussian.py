@@ -507,6 +507,19 @@ def test_degenerate_p():
             or "no Newton step" in fit2.message), fit2.message
 
 
+def test_uniform_p_on_a_grid_of_two_values_converges():
+    # q is uniform at mu between the two values for every sigma: the optimum is
+    # attained (KL = 2 log 2 against the uniform q), not a limit at sigma -> infinity;
+    # on three values the uniform q is only a limit
+    for method in ("newton", "gd"):
+        for x in ([0.0, 1.0], [0.0, 1.0, 1.0, 0.0]):
+            fit = kl_fast.fit_gaussian(np.ones(len(x)), x, method=method)
+            assert fit.converged and fit.status == kl_fast.FitStatus.CONVERGED, (method, x)
+            assert fit.mu == 0.5 and fit.kl == pytest.approx(len(x) * math.log(len(x)), rel=1e-15)
+    fit = kl_fast.fit_gaussian(np.ones(3), [0.0, 0.5, 1.0])
+    assert fit.status == kl_fast.FitStatus.UNIFORM and not fit.converged
+
+
 def test_fit_normalize_and_variance_start():
     a = kl_fast.fit_gaussian(SMALL_P * 50, SMALL_X, normalize=True)
     b = kl_fast.fit_gaussian(SMALL_P / SMALL_P.sum(), SMALL_X)

@@ -170,13 +170,28 @@ cdef inline int _boundary_status(const floating *p, Py_ssize_t sp, const double 
     """Status of a fit whose gradient test passed: FIT_CONVERGED, unless the KL
     only approaches its infimum at a boundary of the family, where no finite
     (mu, sigma) attains it: FIT_TWO_POINTS (sigma -> 0) or FIT_UNIFORM
-    (sigma -> infinity, q uniform on the grid)."""
+    (sigma -> infinity, q uniform on the grid; on a grid of two values q is
+    uniform at a finite (mu, sigma) too, and that fit converged)."""
     cdef double limit = ps.H + ps.P * log(<double>n)   # KL against the uniform q
-    if kl >= limit - 64.0 * DBL_EPSILON * (fabs(ps.H) + fabs(ps.P * log(<double>n))):
+    if kl >= limit - 64.0 * DBL_EPSILON * (fabs(ps.H) + fabs(ps.P * log(<double>n))) \
+            and _three_values(x, n):
         return GK_FIT_UNIFORM
     if _on_two_neighbours(p, sp, x, n):
         return GK_FIT_TWO_POINTS
     return GK_FIT_CONVERGED
+
+
+cdef inline bint _three_values(const double *x, Py_ssize_t n) noexcept nogil:
+    """The grid holds at least three distinct values."""
+    cdef Py_ssize_t i
+    cdef double a = x[0], b = x[0]
+    for i in range(n):
+        if x[i] != a:
+            if b == a:
+                b = x[i]
+            elif x[i] != b:
+                return True
+    return False
 
 
 cdef inline bint _on_two_neighbours(const floating *p, Py_ssize_t sp, const double *x,
