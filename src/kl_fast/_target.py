@@ -209,9 +209,13 @@ class GaussianTarget:
         For a target of one row.  fun(theta) is the KL, jac(theta) the gradient
         (shape (2,)) and hess(theta) the analytic Hessian (2, 2); the last
         evaluation is remembered, so fun and jac at the same theta cost one
-        pass.  Where sigma <= 0 (outside the family) fun is +inf, which line
-        searches step back from; jac and hess raise ValueError there, and all
-        three where mu or sigma is NaN, mu infinite or sigma +inf.
+        pass.  q depends on sigma only through sigma**2, and the three are
+        extended to sigma < 0 by that symmetry (the KL at |sigma|, its
+        derivatives with the sign of sigma): an unconstrained method that steps
+        across sigma = 0 goes on from the mirror point, and may return a
+        negative sigma, whose absolute value is the fit's.  At sigma = 0 fun is
+        +inf and jac and hess raise ValueError; all three raise where mu or
+        sigma is NaN or infinite.
 
         Examples
         --------
@@ -251,11 +255,11 @@ class _Objective:
         if t.shape != (2,):
             raise ValueError(f"GaussianTarget.scipy_objective: {what} takes theta = [mu, sigma], "
                              f"got an array of shape {t.shape}")
-        mu, sigma = float(t[0]), float(t[1])
-        if not (math.isfinite(mu) and sigma < math.inf and not math.isnan(sigma)):
+        mu, sigma = float(t[0]), abs(float(t[1]))
+        if not (math.isfinite(mu) and math.isfinite(sigma)):
             raise ValueError(f"GaussianTarget.scipy_objective: {what} needs a finite mu and "
                              f"sigma, got theta = {t.tolist()}")
-        if not sigma > 0:
+        if sigma == 0:
             return None
         key = (mu, sigma)
         if self._theta != key or self._order < order:
@@ -271,16 +275,18 @@ class _Objective:
     def jac(self, theta: _Theta) -> np.ndarray:
         v = self._at(theta, 1, "jac")
         if v is None:
-            raise ValueError(f"GaussianTarget.scipy_objective: jac needs sigma > 0, "
+            raise ValueError(f"GaussianTarget.scipy_objective: jac needs sigma != 0, "
                              f"got theta = {np.asarray(theta).tolist()}")
-        return np.array([v[1], v[2]], dtype=np.float64)
+        s = math.copysign(1.0, float(np.asarray(theta, dtype=np.float64)[1]))
+        return np.array([v[1], s * v[2]], dtype=np.float64)
 
     def hess(self, theta: _Theta) -> np.ndarray:
         v = self._at(theta, 2, "hess")
         if v is None:
-            raise ValueError(f"GaussianTarget.scipy_objective: hess needs sigma > 0, "
+            raise ValueError(f"GaussianTarget.scipy_objective: hess needs sigma != 0, "
                              f"got theta = {np.asarray(theta).tolist()}")
-        return np.array([[v[3], v[4]], [v[4], v[5]]], dtype=np.float64)
+        s = math.copysign(1.0, float(np.asarray(theta, dtype=np.float64)[1]))
+        return np.array([[v[3], s * v[4]], [s * v[4], v[5]]], dtype=np.float64)
 
     def functions(self) -> tuple[Callable[[_Theta], float], Callable[[_Theta], np.ndarray],
                                  Callable[[_Theta], np.ndarray]]:
