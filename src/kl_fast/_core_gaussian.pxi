@@ -1275,51 +1275,157 @@ cdef void gk_grid_ends(const double *x, Py_ssize_t n, double *lo, double *hi) no
         hi[0] = fmax(hi[0], x[i])
 
 
+cdef enum:
+    VALLEY_HALVINGS = 10   # points a valley step tries: from 1/2 to 1/1024 of the way
+
+
+ctypedef struct GkIterate:
+    double mu, sigma
+    double eta1, eta2      # the natural parameters in t = (x - c) / L
+    gk_qsums qs
+    gk_eval ev
+
+
+cdef inline bint gk_from_natural(const gk_psums *ps, double L, GkIterate *it) noexcept nogil:
+    """it's mu and sigma from its natural parameters; False where they leave
+    the family (eta2 >= 0) or the finite range."""
+    cdef double v
+    if not (it.eta2 < 0.0):
+        return False
+    v = -0.5 / it.eta2
+    it.mu = ps.c + L * (it.eta1 * v)
+    it.sigma = L * sqrt(v)
+    return it.sigma > 0.0 and it.sigma <= DBL_MAX and fabs(it.mu) <= DBL_MAX
+
+
+cdef inline double gk_direction(const GkNewtonStep *st, double nu, double *d1, double *d2,
+                                double *gd) noexcept nogil:
+    """The Newton step with nu times the Hessian's diagonal added
+    (Levenberg-Marquardt) into d1, d2 and its directional derivative into gd;
+    returns the determinant (a descent direction only where it is > 0)."""
+    cdef double a11 = st.h11 * (1.0 + nu), a22 = st.h22 * (1.0 + nu)
+    cdef double det = a11 * a22 - st.h12 * st.h12
+    d1[0] = -(a22 * st.gn1 - st.h12 * st.gn2) / det
+    d2[0] = -(a11 * st.gn2 - st.h12 * st.gn1) / det
+    gd[0] = st.gn1 * d1[0] + st.gn2 * d2[0]
+    return det
+
+
+cdef inline bint gk_try(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                        const gk_psums *ps, double L, const GkIterate *cur, double d1,
+                        double d2, double lam, int nthreads, GkIterate *out,
+                        gk_fit *res) noexcept nogil:
+    """The point lam (d1, d2) from cur, evaluated into out; False (nothing
+    evaluated) where it leaves the family or the finite range."""
+    out.eta1 = cur.eta1 + lam * d1
+    out.eta2 = cur.eta2 + lam * d2
+    if not gk_from_natural(ps, L, out):
+        return False
+    gk_eval_at(p, sp, x, n, ps, out.mu, out.sigma, 4, nthreads, &out.qs, &out.ev)
+    res.nfev += 1
+    return True
+
+
+cdef bint gk_damped_step(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                         const gk_psums *ps, double L, const GkNewtonStep *st,
+                         const GkIterate *cur, double noise, int nthreads, GkIterate *out,
+                         int *tries, gk_fit *res) noexcept nogil:
+    """A Newton step from cur into out, True where one lowered the KL: damped
+    by the Newton decrement far from the optimum (full steps near it); a step
+    that leaves sigma > 0 or raises the KL beyond rounding turns
+    Levenberg-Marquardt: nu times the Hessian's diagonal is added, which turns
+    the step toward the (scaled) gradient and shortens it.  The steps tried
+    in tries."""
+    cdef double nu = 0.0, d1, d2, gd, lam, det, dec
+    cdef int tr
+    for tr in range(60):
+        tries[0] = tr + 1
+        det = gk_direction(st, nu, &d1, &d2, &gd)
+        lam = 1.0
+        if nu == 0.0:
+            dec = sqrt(fmax(-gd, 0.0))
+            if dec > 0.25:
+                lam = 1.0 / (1.0 + dec)
+        nu = 1e-3 if nu == 0.0 else 10.0 * nu
+        if det > 0.0 and gk_try(p, sp, x, n, ps, L, cur, d1, d2, lam, nthreads, out, res) \
+                and out.ev.kl <= cur.ev.kl + 1e-4 * lam * ps.P * gd + noise:
+            return True
+    return False
+
+
+cdef bint gk_valley_step(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                         const gk_psums *ps, double L, const GkNewtonStep *st,
+                         const GkIterate *cur, double noise, int nthreads, GkIterate *out,
+                         gk_fit *res) noexcept nogil:
+    """Where the full Newton step from cur crosses eta2 = 0 (sigma -> infinity),
+    the point along its direction from half way there, halved (up to
+    VALLEY_HALVINGS points) for as long as that lowers the KL (convex along
+    the line), into out; True where it
+    lowers the KL.  Where q sits near one grid point the Hessian is near
+    singular along a valley toward a Gaussian centred off the grid: the
+    Newton step is right in direction but far too long (N(6, 0.5) on the grid
+    0, 1, ..., 5: 10^5 times), and the damped steps crawled along the valley."""
+    cdef GkIterate trial
+    cdef double d1, d2, gd, t, lam = 0.0
+    cdef bint found = False
+    cdef int h
+    if not (gk_direction(st, 0.0, &d1, &d2, &gd) > 0.0 and d2 > 0.0
+            and not (cur.eta2 + d2 < 0.0)):
+        return False
+    t = 0.5 * (-cur.eta2 / d2)
+    for h in range(VALLEY_HALVINGS):
+        if gk_try(p, sp, x, n, ps, L, cur, d1, d2, t, nthreads, &trial, res):
+            if found and not (trial.ev.kl < out.ev.kl):
+                break
+            found = True
+            lam = t
+            out[0] = trial
+        t *= 0.5
+    return found and out.ev.kl <= cur.ev.kl + 1e-4 * lam * ps.P * gd + noise
+
+
 cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
                         const gk_psums *ps, double mu0, double sigma0, double tol,
                         int max_iter, int nthreads, gk_stop_fn stop, double *hist,
                         gk_fit *res) noexcept nogil:
     """Newton in the natural parameters of the grid Gaussian, in the coordinate
     t = (x - c) / L (c, L: p's mean and standard deviation) so the 2x2 system is
-    well conditioned.  There the KL is convex; a backtracking line search keeps
-    the step inside sigma > 0 and the KL from rising beyond rounding; far from the
-    optimum the step is damped by the Newton decrement (full steps near it); a
-    step that leaves sigma > 0 or raises the KL turns Levenberg-Marquardt: nu
-    times the Hessian's diagonal is added, which turns the step toward the
-    (scaled) gradient and shortens it, until it is feasible and lowers the KL.
-    hist gets (kl, mu, sigma) of the start and of every accepted iterate."""
-    cdef double P = ps.P, c = ps.c, mp = ps.S1 / ps.P
-    cdef double L = sqrt(fmax(ps.S2 / P - mp * mp, 0.0))
-    cdef gk_qsums qs, qn
-    cdef gk_eval ev, en
-    cdef GkNewtonStep st
-    cdef double mu = mu0, sigma = sigma0, v, eta1, eta2, noise, nu
-    cdef double mun, sn, e1n, e2n, a11, a22, det, d1, d2, gd, lam, dec, vn
+    well conditioned.  There the KL is convex; each iterate is the damped step
+    (gk_damped_step) or, where that needed Levenberg-Marquardt and the full
+    step leaves the family, the point along the full step (gk_valley_step),
+    whichever has the lower KL; where no damped step lowers the KL,
+    sigma is widened (gk_widen).  hist gets (kl, mu, sigma) of the start and of
+    every accepted iterate."""
+    cdef double mp = ps.S1 / ps.P, L = sqrt(fmax(ps.S2 / ps.P - mp * mp, 0.0)), v, noise
     cdef double x_lo = 0.0, x_hi = -1.0
-    cdef bint accepted
-    cdef int tr, tilt = TILT_NOT_WIDER
+    cdef GkIterate cur, nxt, alt
+    cdef GkNewtonStep st
+    cdef bint accepted, system
+    cdef int tries, tilt = TILT_NOT_WIDER
     res.nit = 0
     res.nfev = 0
     if not (L > 0.0):
-        gk_fit_degenerate(p, sp, x, n, ps, res, c + mp, hist)
+        gk_fit_degenerate(p, sp, x, n, ps, res, ps.c + mp, hist)
         return
-    gk_eval_at(p, sp, x, n, ps, mu, sigma, 4, nthreads, &qs, &ev)
+    cur.mu = mu0
+    cur.sigma = sigma0
+    gk_eval_at(p, sp, x, n, ps, cur.mu, cur.sigma, 4, nthreads, &cur.qs, &cur.ev)
     res.nfev = 1
-    gk_fit_set(res, mu, sigma, &ev)
-    gk_hist(hist, 0, ev.kl, mu, sigma)
-    v = (sigma / L) * (sigma / L)
-    eta1 = ((mu - c) / L) / v
-    eta2 = -0.5 / v
+    gk_fit_set(res, cur.mu, cur.sigma, &cur.ev)
+    gk_hist(hist, 0, cur.ev.kl, cur.mu, cur.sigma)
+    v = (cur.sigma / L) * (cur.sigma / L)
+    cur.eta1 = ((cur.mu - ps.c) / L) / v
+    cur.eta2 = -0.5 / v
     while True:
-        if ev.grad_rel < tol:
+        if cur.ev.grad_rel < tol:
             res.status = GK_FIT_CONVERGED
             return
         # where the infimum is a tilt sigma grows without end: stop once it
         # is wider than the grid (at least 2 L wide) and the tilt is checked
-        if tilt == TILT_NOT_WIDER and sigma > 1.5 * L:
+        if tilt == TILT_NOT_WIDER and cur.sigma > 1.5 * L:
             if x_hi < x_lo:
                 gk_grid_ends(x, n, &x_lo, &x_hi)
-            tilt = gk_tilt_state(x, n, ps, x_lo, x_hi, mu, sigma)
+            tilt = gk_tilt_state(x, n, ps, x_lo, x_hi, cur.mu, cur.sigma)
             if tilt == TILT_INFIMUM:
                 res.status = GK_FIT_TILT
                 return
@@ -1329,69 +1435,34 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
         if stop():
             res.status = GK_FIT_INTERRUPTED
             return
-        if not gk_newton_system(ps, &qs, &ev, mu, L, &st):
-            # q has collapsed onto one grid point (sigma far below the spacing
-            # there): where widening lowers the KL (p has mass elsewhere) that
-            # is the iterate, else the optimum is at sigma -> 0
-            if not gk_widen(p, sp, x, n, ps, mu, L, nthreads, &sigma, &eta1, &eta2, &qs, &ev,
-                            res, hist):
-                res.status = GK_FIT_TILT if tilt == TILT_BOUNDARY else GK_FIT_SINGULAR
-                return
-            continue
-        noise = 64.0 * DBL_EPSILON * ev.noise
-        nu = 0.0
-        accepted = False
-        qn = qs
-        en = ev
-        mun = mu
-        sn = sigma
-        e1n = eta1
-        e2n = eta2
-        tr = 0
-        while tr < 60 and not accepted:
-            tr += 1
-            a11 = st.h11 * (1.0 + nu)
-            a22 = st.h22 * (1.0 + nu)
-            det = a11 * a22 - st.h12 * st.h12
-            d1 = -(a22 * st.gn1 - st.h12 * st.gn2) / det
-            d2 = -(a11 * st.gn2 - st.h12 * st.gn1) / det
-            gd = st.gn1 * d1 + st.gn2 * d2
-            lam = 1.0
-            if nu == 0.0:
-                dec = sqrt(fmax(-gd, 0.0))
-                if dec > 0.25:
-                    lam = 1.0 / (1.0 + dec)
-            nu = 1e-3 if nu == 0.0 else 10.0 * nu
-            e1n = eta1 + lam * d1
-            e2n = eta2 + lam * d2
-            if not (e2n < 0.0 and det > 0.0):
+        system = gk_newton_system(ps, &cur.qs, &cur.ev, cur.mu, L, &st)
+        if system:
+            noise = 64.0 * DBL_EPSILON * cur.ev.noise
+            accepted = gk_damped_step(p, sp, x, n, ps, L, &st, &cur, noise, nthreads, &nxt,
+                                      &tries, res)
+            # a damped step that needed Levenberg-Marquardt competes with the valley
+            # (a step that failed widens sigma instead, below)
+            if accepted and tries > 1 \
+                    and gk_valley_step(p, sp, x, n, ps, L, &st, &cur, noise, nthreads, &alt, res) \
+                    and alt.ev.kl < nxt.ev.kl:
+                nxt = alt
+            if accepted:
+                cur = nxt
+                res.nit += 1
+                gk_fit_set(res, cur.mu, cur.sigma, &cur.ev)
+                gk_hist(hist, res.nit, cur.ev.kl, cur.mu, cur.sigma)
                 continue
-            vn = -0.5 / e2n
-            mun = c + L * (e1n * vn)
-            sn = L * sqrt(vn)
-            if not (sn > 0.0 and sn <= DBL_MAX and fabs(mun) <= DBL_MAX):
-                continue
-            gk_eval_at(p, sp, x, n, ps, mun, sn, 4, nthreads, &qn, &en)
-            res.nfev += 1
-            if en.kl <= ev.kl + 1e-4 * lam * P * gd + noise:
-                accepted = True
-        if not accepted:
-            # the system is too far from the KL's shape here (q nearly collapsed):
-            # widen, where that lowers the KL, and try again
-            if not gk_widen(p, sp, x, n, ps, mu, L, nthreads, &sigma, &eta1, &eta2, &qs, &ev,
-                            res, hist):
-                res.status = GK_FIT_TILT if tilt == TILT_BOUNDARY else GK_FIT_LINESEARCH
-                return
-            continue
-        mu = mun
-        sigma = sn
-        eta1 = e1n
-        eta2 = e2n
-        qs = qn
-        ev = en
-        res.nit += 1
-        gk_fit_set(res, mu, sigma, &ev)
-        gk_hist(hist, res.nit, ev.kl, mu, sigma)
+        # q has collapsed onto one grid point (sigma far below the spacing
+        # there; no curvature left), or the system is too far from the KL's
+        # shape: where widening lowers the KL (p has mass elsewhere) that is
+        # the iterate, else the optimum is at sigma -> 0 or no step helps
+        if not gk_widen(p, sp, x, n, ps, cur.mu, L, nthreads, &cur.sigma, &cur.eta1,
+                        &cur.eta2, &cur.qs, &cur.ev, res, hist):
+            if tilt == TILT_BOUNDARY:
+                res.status = GK_FIT_TILT
+            else:
+                res.status = GK_FIT_LINESEARCH if system else GK_FIT_SINGULAR
+            return
 
 
 cdef void gk_gd_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
