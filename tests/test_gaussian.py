@@ -186,6 +186,30 @@ def test_extreme_parameters_no_overflow_or_nan(mu, sigma):
             assert mp_kl(p, x, mu, sigma) > 1e300 or sigma < 1e-150
 
 
+def test_grid_of_one_value_and_sigma_below_the_grids_range():
+    # A grid of one value: q is uniform on it for every (mu, sigma), so the KL is
+    # KL(p || 1/n) and every derivative 0, also where mu or sigma is far outside the
+    # grid's units (these gave NaN)
+    for p, x in (([2.0], [1e-300]), ([1.0, 3.0], [5e40, 5e40]), ([1.0], [1e50])):
+        want = sum(v * math.log(v * len(p)) for v in p)
+        t = kl_fast.GaussianTarget(p, x, normalize=False)
+        for mu, sigma in ((0.0, 1.0), (1e20, 1e-300), (-1e300, 1e300), (x[0], 5e-324)):
+            kl, d_mu, d_sigma = kl_fast.gaussian_kl_grad(p, x, mu, sigma)
+            assert kl == pytest.approx(want, rel=1e-15, abs=1e-300) and d_mu == d_sigma == 0
+            kl, grad, hess = t.kl_hess(mu, sigma)
+            assert not np.any(grad) and not np.any(hess)
+    # sigma more than the double range below the grid's units: q on the grid point
+    # nearest mu, and each value its limit (mu on the middle of a symmetric grid:
+    # d_mu exactly 0; off it, the sign of the step toward p's mass)
+    x = np.array([-1.0, -0.5, 0.0, 0.5, 1.0]) * 1e40
+    p = np.array([1.0, 2.0, 3.0, 2.0, 1.0])
+    with np.errstate(all="raise"):
+        assert kl_fast.gaussian_kl_grad(p, x, 0.0, 1e-300) == (np.inf, 0.0, -np.inf)
+        assert kl_fast.gaussian_kl_grad(p, x, 0.3e40, 1e-300) == (np.inf, np.inf, -np.inf)
+        kl, grad, hess = kl_fast.GaussianTarget(p, x, normalize=False).kl_hess(0.0, 1e-300)
+    assert kl == np.inf and list(grad) == [0.0, -np.inf] and not np.isnan(hess).any()
+
+
 def test_limits_tiny_and_huge_sigma():
     x = np.linspace(-2, 2, 41)
     onehot = np.zeros(41)

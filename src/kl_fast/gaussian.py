@@ -224,6 +224,8 @@ def _evaluate(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike, func:
     return tuple(out) if want_grad else out[0]
 
 
+_TINIEST = np.nextafter(0.0, 1.0)
+
 # values _evaluate_prepared returns per order: kl; + dmu, dsigma; + the Hessian's
 # (mu, mu), (mu, sigma) and (sigma, sigma) entries
 _N_OUT = (1, 3, 6)
@@ -257,6 +259,15 @@ def _evaluate_prepared(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray,
     sigma_o = np.ascontiguousarray(np.broadcast_to(sigma_a, shape)).reshape(K)
     with np.errstate(over="ignore", under="ignore"):
         mu_b, sigma_b = np.ldexp(mu_o, -k), np.ldexp(sigma_o, -k)
+    # a sigma below the grid's units by more than the double range: q sits on the
+    # grid points nearest mu at the smallest positive sigma already, and every
+    # value is its limit (0 or +-inf, or the KL's constant part) there too
+    sigma_b = np.maximum(sigma_b, _TINIEST)
+    if n and xk.min() == xk.max():
+        # a grid of one value: q is uniform on it for every (mu, sigma), so the
+        # values are those at any of them and the derivatives 0
+        mu_b[:] = xk[0]
+        sigma_b[:] = 1.0
     nt = _threads(num_threads, K, n, func)
     out = _eval_kernel(p2, xk, psums, rows, mu_b, sigma_b, nt, order)
     if k:
@@ -264,7 +275,7 @@ def _evaluate_prepared(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray,
             out[1:3] = np.ldexp(out[1:3], -k)     # d/dmu, d/dsigma: units 2**-k
             out[3:] = np.ldexp(out[3:], -2 * k)   # second derivatives: 2**-2k
     done = np.isfinite(out).all(axis=0)
-    done &= (sigma_b > 0) & np.isfinite(mu_b) & np.isfinite(sigma_b)
+    done &= np.isfinite(mu_b) & np.isfinite(sigma_b)
     for i in np.flatnonzero(~done):
         row = p2[rows[i]:rows[i] + 1]
         values = _in_sigma_units(row, np.ldexp(xk, k), mu_o[i], sigma_o[i], normalize, order)
@@ -342,7 +353,11 @@ def gaussian_kl(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike, *,
     over the grid; terms with p_i == 0 count 0.  log q_i is evaluated
     analytically (a shifted log-sum-exp), so the result stays finite where q_i
     underflows, and mu far outside the grid or a tiny or huge sigma give no
-    overflow or NaN.
+    overflow or NaN (a sigma more than the double range below the grid gives
+    each value its limit, 0 or +-inf).  The one exception: on a grid smaller
+    than 2**-100, a mu beyond the double range both in the grid's units and
+    in sigma's (|mu| above about 2**1024 times the grid's scale and sigma)
+    gives NaN.
 
     Parameters
     ----------
