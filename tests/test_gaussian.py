@@ -186,6 +186,27 @@ def test_extreme_parameters_no_overflow_or_nan(mu, sigma):
             assert mp_kl(p, x, mu, sigma) > 1e300 or sigma < 1e-150
 
 
+def test_integers_beyond_the_float64_range_are_named():
+    x = np.linspace(-1, 1, 5)
+    p = np.ones(5)
+    t = kl_fast.GaussianTarget(p, x)
+    calls = {"gaussian_kl: mu": lambda v: kl_fast.gaussian_kl(p, x, v, 1.0),
+             "gaussian_kl_grad: sigma": lambda v: kl_fast.gaussian_kl_grad(p, x, 0.0, v),
+             "fit_gaussian: sigma0": lambda v: kl_fast.fit_gaussian(p, x, sigma0=v),
+             "fit_gaussian: mu0": lambda v: kl_fast.fit_gaussian(p, x, mu0=v),
+             "fit_gaussian: tol": lambda v: kl_fast.fit_gaussian(p, x, tol=v),
+             "GaussianTarget.kl: sigma": lambda v: t.kl(0.0, v)}
+    for where, call in calls.items():
+        for v in (10**400, -(10**400)):
+            with pytest.raises(ValueError, match=f"{where} must be .*finite, got an integer of "
+                                                 f"401 digits"):
+                call(v)
+    # within the range an integer is a number as any other
+    assert kl_fast.gaussian_kl(p, x, 0, 2**1000) == kl_fast.gaussian_kl(p, x, 0.0, 2.0**1000)
+    with pytest.raises(TypeError, match=r"fun takes theta = \[mu, sigma\] of real numbers"):
+        t.scipy_objective()[0]([0.0, 1j])
+
+
 def test_grid_of_one_value_and_sigma_below_the_grids_range():
     # A grid of one value: q is uniform on it for every (mu, sigma), so the KL is
     # KL(p || 1/n) and every derivative 0, also where mu or sigma is far outside the

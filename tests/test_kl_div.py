@@ -954,6 +954,15 @@ def test_real_number_options_in_both_layers():
         np.testing.assert_array_equal(kl_fast.kl_div(a, a, base=good), reference.kl_div(a, a, base=good))
     with pytest.raises(ValueError, match="reference.kl_pairwise: base must be"):
         reference.kl_pairwise(np.zeros((0, 2)), [[0.5, 0.5]], base=1)
+    # an integer beyond the float64 range is a ValueError naming it by its size (it was
+    # Python's bare OverflowError)
+    for func in (kl_fast.kl_div, reference.kl_div, kl_fast.js_div):
+        for name, value in (("base", 10**400), ("dx", -(10**400))):
+            if func is kl_fast.js_div and name == "dx":
+                continue
+            with pytest.raises(ValueError, match=f"{name} must be positive and finite.*, got an "
+                                                 f"integer of 401 digits, beyond the float64 range"):
+                func(a, a, **{name: value})
     # a tuple subclass is a tuple of axes, as for NumPy
     Axes = collections.namedtuple("Axes", "first second")
     np.testing.assert_array_equal(kl_fast.kl_div(a, a, axis=Axes(0, 1)), 0.0)

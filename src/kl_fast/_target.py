@@ -251,7 +251,11 @@ class _Objective:
         self._values: list[_Value] = []
 
     def _at(self, theta: _Theta, order: int, what: str) -> Optional[list[_Value]]:
-        t = np.asarray(theta, dtype=np.float64)
+        try:
+            t = np.asarray(theta, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            raise TypeError(f"GaussianTarget.scipy_objective: {what} takes theta = [mu, sigma] "
+                            f"of real numbers, got {theta!r}") from None
         if t.shape != (2,):
             raise ValueError(f"GaussianTarget.scipy_objective: {what} takes theta = [mu, sigma], "
                              f"got an array of shape {t.shape}")

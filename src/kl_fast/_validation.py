@@ -1,6 +1,7 @@
 """Conversion, validation and thread-count helpers shared by the public API."""
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 import os
@@ -38,6 +39,8 @@ def as_real_array(a: object, name: str, func: str) -> np.ndarray:
         arr = a if type(a) is np.ndarray else np.asarray(a)
     except ValueError as exc:   # a ragged nested sequence, above all
         raise ValueError(f"{func}: {name} is not an array of numbers ({exc})") from None
+    if arr.dtype == object and arr.ndim == 0 and real_scalar(a) in (math.inf, -math.inf):
+        raise ValueError(f"{func}: {name} must be finite, got {describe(a)}")
     check_real_dtype(arr.dtype, name, func)
     if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
         _check_float64_range(arr, name, func)
@@ -97,15 +100,33 @@ def to_kernel_dtype(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 def real_scalar(value: Any) -> float | None:
     """value as a float where it is a real number (a Python or NumPy real, or a
-    0-d array of one; not a bool), else None.  float() alone would also parse
-    strings and drop imaginary parts."""
+    0-d array of one; not a bool), else None; +-inf for an integer beyond the
+    float64 range.  float() alone would also parse strings and drop imaginary
+    parts."""
     if isinstance(value, (bool, np.bool_, np.timedelta64)):   # (a NumPy integer subclass)
         return None
     if isinstance(value, np.ndarray):
         return float(value) if value.ndim == 0 and value.dtype.kind in "iuf" else None
     if isinstance(value, numbers.Real):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:   # an integer (or a Fraction) beyond the float64 range
+            return math.inf if int(math.trunc(value)) > 0 else -math.inf
     return None
+
+
+def describe(value: Any) -> str:
+    """repr(value) for an error message; an integer beyond the float64 range by
+    its size (its repr may run to thousands of digits)."""
+    if isinstance(value, numbers.Rational) and not isinstance(value, (bool, np.integer)):
+        whole = abs(int(math.trunc(value)))
+        if whole > _LARGEST_FLOAT_INT:
+            kind = "an integer" if isinstance(value, int) else f"a {type(value).__name__}"
+            return f"{kind} of {len(str(whole))} digits, beyond the float64 range"
+    return repr(value)
+
+
+_LARGEST_FLOAT_INT = int(np.finfo(np.float64).max)
 
 
 def check_positive_scalar(value: Any, name: str, func: str, *, allow_one: bool = True) -> float:
@@ -114,7 +135,7 @@ def check_positive_scalar(value: Any, name: str, func: str, *, allow_one: bool =
         raise TypeError(f"{func}: {name} must be a real number, got {value!r}")
     if not (v > 0.0 and np.isfinite(v)) or (not allow_one and v == 1.0):
         extra = "" if allow_one else " and not 1"
-        raise ValueError(f"{func}: {name} must be positive and finite{extra}, got {value!r}")
+        raise ValueError(f"{func}: {name} must be positive and finite{extra}, got {describe(value)}")
     return v
 
 
@@ -228,7 +249,7 @@ def describe_bad(value: float) -> str:
 
 __all__ = [
     "check_real_dtype", "as_real_array", "result_dtype", "to_kernel_dtype", "check_positive_scalar",
-    "real_scalar",
+    "real_scalar", "describe",
     "default_threads", "resolve_threads", "normalize_axes", "format_index", "describe_bad",
     "_kernels",
 ]

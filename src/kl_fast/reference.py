@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence, Union, cast
 import numpy as np
 import numpy.typing as npt
 
-from ._validation import real_scalar
+from ._validation import describe, real_scalar
 
 __all__ = ["kl_div", "js_div", "kl_div_log", "kl_pairwise", "js_pairwise", "gaussian_q",
            "gaussian_kl", "gaussian_kl_grad", "fit_gaussian_gd", "fit_gaussian_newton"]
@@ -116,7 +116,7 @@ def _option(value: Any, name: str, func: str, *, not_one: bool = False) -> Any:
         raise TypeError(f"{func}: {name} must be a real number, got {value!r}")
     if not (0.0 < v < np.inf) or (not_one and v == 1.0):
         raise ValueError(f"{func}: {name} must be positive and finite"
-                         f"{' and not 1' if not_one else ''}, got {value!r}")
+                         f"{' and not 1' if not_one else ''}, got {describe(value)}")
     return value
 
 
