@@ -391,7 +391,9 @@ def gaussian_kl(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike, *,
     ------
     ValueError
         p negative, NaN, infinite or all zero; x not 1-D, not finite or not
-        matching p; mu not finite; sigma not positive and finite.
+        matching p; mu not finite; sigma not positive and finite; without
+        normalize, p whose sums on the grid overflow (p near the double range:
+        normalize=True scales it).
 
     Examples
     --------
@@ -749,7 +751,8 @@ def fit_gaussian(p: ArrayLike, x: ArrayLike, *, method: Literal["newton", "gd"] 
     grid (sigma -> infinity), or for Newton to an exponential tilt exp(a x) of
     it (sigma -> infinity with mu / sigma^2 -> a: where p's grid variance is at
     least that tilt's with p's mean, status ``FitStatus.TILT``; Newton stops
-    there as soon as its sigma is wider than the grid) -- the fit reports
+    there as soon as its sigma is wider than the grid, and its (mu, sigma) and
+    KL are that iterate's, above the tilt's KL) -- the fit reports
     ``converged=False`` and says so.
     A gradient step that would make sigma (or the variance) <= 0 stops the run
     with ``converged=False`` and the last valid state; nothing is clipped and no
