@@ -564,13 +564,17 @@ def test_newton_reaches_a_gaussian_centred_off_the_grid(mu, sigma, x):
     # steps crawled (50 iterations, still 1e-6 above the optimum's KL of 0)
     p = np.exp(-((x - mu) / sigma) ** 2 / 2)
     fit = kl_fast.fit_gaussian(p, x, normalize=True)
-    assert fit.converged and fit.nit < 30, (fit.status, fit.nit)
-    assert fit.kl < 1e-15
-    # the KL is flat along the valley: the parameters to the fit's tolerance, where p
-    # has a second point above 1e-6 of its largest (N(-3, 0.4) here: 3e-10, and a
-    # stretch of the valley fits it to a KL of 1e-24)
     if np.sort(p)[-2] > 1e-6 * p.max():
+        assert fit.converged and fit.nit < 30, (fit.status, fit.nit)
+        assert fit.kl < 1e-15
+        # the KL is flat along the valley: the parameters to the fit's tolerance
         np.testing.assert_allclose([fit.mu, fit.sigma], [mu, sigma], rtol=1e-3)
+    else:
+        # p on one point but for 1e-6 of it or less (N(8, 0.5): 8e-7, N(-3, 0.4):
+        # 3e-10): a stretch of the valley fits it to the rounding of its KL, where
+        # the relative gradient may stay above tol (on the baseline kernel N(8, 0.5)
+        # stops at max_iter with a KL of 2.6e-13; before, all three kernels did at 5.8e-13)
+        assert fit.kl < 1e-12
 
 
 def test_uniform_p_on_a_grid_of_two_values_converges():
@@ -774,15 +778,18 @@ def test_batch_fit_keeps_its_rows_states_not_a_padded_array(monkeypatch):
     history equals each row's own fit (also across chunks of one row), the
     status codes match the messages, and the result keeps the fields plus 24
     bytes per recorded state, not rows x (longest run) (a few rows run to
-    max_iter here: exponential tilts of the uniform p, on the boundary between
-    a finite optimum and none, which the fit leaves to run; a row heavier at
-    the grid's ends than any Gaussian stops early)."""
+    max_iter here: p on one point but for a neighbour of 1e-12 to 1e-9, whose
+    relative gradient stays above tol at the rounding floor of its KL; a row
+    heavier at the grid's ends than any Gaussian stops early)."""
     import tracemalloc
     from kl_fast import gaussian as g
     rng = np.random.default_rng(3)
     x = np.linspace(-3, 3, 10)
     P = rng.random((4000, 10)) + np.exp(-x**2)
-    P[:3] = np.exp(np.array([[0.5], [-0.3], [0.8]]) * x)   # the infimum is p itself
+    P[:3] = 0.0
+    P[0, :2] = [1.0, 1e-12]
+    P[1, 3:5] = [1.0, 1e-10]
+    P[2, 8:] = [1e-9, 1.0]
     P[3] = [1.0, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 1.0]   # no finite optimum
     tracemalloc.start()
     fit = kl_fast.fit_gaussian(P, x)
@@ -795,7 +802,7 @@ def test_batch_fit_keeps_its_rows_states_not_a_padded_array(monkeypatch):
     assert fit.status.dtype == np.int8
     texts = g._MESSAGES["newton", "sigma"]
     assert all(m == texts[c] for m, c in zip(fit.message, fit.status))
-    assert set(fit.status[:4]) == {g.FitStatus.TILT}
+    assert set(fit.status[:3]) == {g.FitStatus.MAXITER} and fit.status[3] == g.FitStatus.TILT
     assert list(fit.nit[:3]) == [50] * 3 and fit.nit[3] < 10
     monkeypatch.setattr(g, "_HISTORY_CHUNK", 1)
     rows = [0, 5, 1, 3, 17, 2]
