@@ -294,6 +294,24 @@ def test_longdouble_beyond_float64_is_named_not_called_infinite(func, p, q):
                                getattr(kl_fast, func)(ok.astype(np.float64), q), rtol=0)
 
 
+@pytest.mark.skipif(np.finfo(np.longdouble).max <= np.finfo(np.float64).max,
+                    reason="np.longdouble is float64 on this platform")
+@pytest.mark.parametrize("func", ["kl_div", "js_div", "kl_pairwise", "js_pairwise"])
+def test_longdouble_below_float64_is_named_not_rounded_to_zero(func):
+    # a q of 1e-400 rounded to 0 made a finite KL infinite without a word; values that
+    # round to float64's smallest subnormal (above half of it) are still taken
+    def call(q):
+        p = [1.0, 1.0]
+        return getattr(kl_fast, func)(*(([p], [q]) if func.endswith("pairwise") else (p, q)))
+
+    for v in ("1e-400", "-1e-400", "2.4e-324"):
+        with pytest.raises(ValueError, match=rf"[qQ] contains {v} at index \[0?,? ?0\], "
+                                             r"below the float64 range"):
+            call(np.array([np.longdouble(v), 1.0]))
+    q = np.array([np.longdouble("2.6e-324"), 1.0])
+    np.testing.assert_array_equal(call(q), call(q.astype(np.float64)))
+
+
 def test_float32_result_beyond_float32_range_is_inf_without_warning_on_every_path():
     p = np.float32([3e38, 3e38])
     q = np.float32([1e-30, 3e38])

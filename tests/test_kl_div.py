@@ -416,6 +416,44 @@ def test_overflowing_sum_is_inf_not_nan():
             kl_fast._config.select_isa(previous)
 
 
+@pytest.mark.parametrize("layout", ["row", "rows", "q broadcast over axis None"])
+def test_term_beyond_range_brought_back_by_negative_terms(path, layout):
+    """A term that overflows alone while the divergence is in range (negative terms
+    bring the sum back): the finite value, without base or dx (it was inf), and no
+    NaN where partial rows of a broadcast operand overflow in opposite directions."""
+    import warnings
+
+    import mpmath
+
+    def _mp_kl(p, q):   # to 50 digits, as a float (inf beyond the range)
+        with mpmath.workdps(50):
+            s = mpmath.fsum([mpmath.mpf(float(a)) * mpmath.log(mpmath.mpf(float(a)) / float(b))
+                             for a, b in zip(np.ravel(p), np.ravel(q)) if a > 0])
+        return float(s) if abs(s) <= np.finfo(np.float64).max else math.inf
+
+    p = np.array([1.6178831790386129e+307, 1.0036170374109804e+308, 3.6373344579338684e+307])
+    q = np.array([9.391117475428056e+307, 1.666848475908632e+307, 3.420775046537369e+307])
+    kwargs = {}
+    expected = _mp_kl(p, q)   # 1.5395535056504652e+308
+    if layout == "rows":
+        p, q = np.stack([p, [0.5, 0.5, 0.0], p]), np.stack([q, [0.25, 0.75, 1.0], q[::-1]])
+        expected = np.array([expected, _mp_kl(p[1], q[1]), _mp_kl(p[2], q[2])])
+    if layout == "q broadcast over axis None":
+        a, b = 1.79e308 / np.e, 1.79e308
+        p = np.array([[1e308, 0.0, 0.0, 0.0], [0.0, a, a, a]])
+        q = np.array([1e307, b, b, b])
+        kwargs["axis"] = None
+        expected = _mp_kl(p.ravel(), np.tile(q, 2))   # 3.2707249390340051e+307
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = kl_fast.kl_div(p, q, **kwargs)
+    np.testing.assert_allclose(got, np.asarray(expected, dtype=np.float64), rtol=1e-14)
+    if layout == "q broadcast over axis None":
+        p[0, 0] = 1.5e308   # now beyond the range: inf, not NaN
+        assert _mp_kl(p.ravel(), np.tile(q, 2)) > np.finfo(np.float64).max
+        assert kl_fast.kl_div(p, q, axis=None) == np.inf
+
+
 def test_normalize_with_sums_beyond_double_range():
     """Normalising is scale-invariant, even when the raw sums overflow."""
     got = kl_fast.kl_div([1e308, 1e308], [1.0, 1.0], normalize=True)

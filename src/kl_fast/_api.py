@@ -149,7 +149,9 @@ def combine_rows(res: np.ndarray, rows: ReductionRows) -> np.ndarray:
     """Per-row results (rows, ...) reshaped to the output shape, partial rows added."""
     tail = res.shape[1:]
     if len(rows.row_shape) != len(rows.outer_shape):
-        with np.errstate(over="ignore"):  # partial sums beyond the range add to inf
+        # partial sums beyond the range add to +-inf, or NaN where both meet: the
+        # callers redo rows whose sum is not finite
+        with np.errstate(over="ignore", invalid="ignore"):
             return cast(np.ndarray, res.reshape(rows.row_shape + tail).reshape(
                 rows.outer_shape + (-1,) + tail).sum(axis=len(rows.outer_shape)))
     return res.reshape(rows.outer_shape + tail)
@@ -776,9 +778,9 @@ def kl_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = -1, keepdims: bool = Fals
                                   num_threads=num_threads if ndim else 1, check=check,
                                   shapes=(shape, shape), want_sums=True)
     shift = None
-    if not normalize and (base is not None or dx is not None) \
-            and not np.all(np.isfinite(res[..., 0])):
-        # the raw sum left the range; base or dx may bring the divergence back
+    if not normalize and not np.all(np.isfinite(res[..., 0])):
+        # the raw sum left the range: negative terms, or base or dx, may bring the
+        # divergence back
         res, shift = kl_beyond_range(pk, qk, axes, res, num_threads if ndim else 1)
     if not normalize and (base is not None or dx is not None):
         res, shift = kl_below_range(pk, qk, axes, res, shift, base, dx, num_threads if ndim else 1)

@@ -318,11 +318,13 @@ cdef bint _infinite_term(int kind, bint f32, const char *p, Py_ssize_t sp, const
 cdef inline bint _raw_beyond_range(int kind, bint f32, double raw, double log_base, double dx,
                                    const char *p, Py_ssize_t sp, const char *q, Py_ssize_t sq,
                                    Py_ssize_t n) noexcept nogil:
-    """The raw sum of a row left the range although base or dx may bring the
-    divergence back into it (not one made infinite by a term, _infinite_term):
-    the Python layer redoes it (kl_div and js_div on inputs scaled by a power
-    of two, kl_div_log term by term in scaled form)."""
-    if isfinite(raw) or (log_base == 0.0 and dx == 0.0):
+    """The raw sum of a row left the range although the divergence may be in
+    it (not one made infinite by a term, _infinite_term): for kl_div always
+    (a term beyond the range may be brought back by negative ones), for
+    js_div and kl_div_log where base or dx may bring it back.  The Python
+    layer redoes it (kl_div and js_div on inputs scaled by a power of two,
+    kl_div_log term by term in scaled form)."""
+    if isfinite(raw) or (kind != KIND_KL and log_base == 0.0 and dx == 0.0):
         return False
     return kind == KIND_JS or not _infinite_term(kind, f32, p, sp, q, sq, n)
 

@@ -64,14 +64,19 @@ def _refuse_dask(name: str, func: str) -> None:
 
 def _check_float64_range(arr: np.ndarray, name: str, func: str) -> None:
     """ValueError for a finite extended-precision value beyond the float64 range
-    the kernels compute in (the cast would turn it into inf)."""
-    big = np.isfinite(arr) & (np.abs(arr) > np.finfo(np.float64).max)
-    if big.any():
-        idx = tuple(int(i) for i in np.argwhere(big)[0])
-        raise ValueError(
-            f"{func}: {name} contains {str(arr[idx])} at index {format_index(idx)}, beyond "
-            f"the float64 range (about 1.8e308) that the kernels compute in"
-        )
+    the kernels compute in (the cast would turn it into inf), or nonzero and
+    below its smallest value (the cast would turn it into 0: a q > 0 into a
+    zero, making the KL infinite)."""
+    magnitude = np.abs(arr)
+    big = np.isfinite(arr) & (magnitude > np.finfo(np.float64).max)
+    # at most half float64's smallest subnormal (2**-1075) rounds to 0
+    small = (magnitude > 0) & (magnitude <= np.ldexp(np.ones((), arr.dtype), -1075))
+    for mask, where in ((big, "beyond the float64 range (about 1.8e308)"),
+                        (small, "below the float64 range (about 4.9e-324)")):
+        if mask.any():
+            idx = tuple(int(i) for i in np.argwhere(mask)[0])
+            raise ValueError(f"{func}: {name} contains {str(arr[idx])} at index "
+                             f"{format_index(idx)}, {where} that the kernels compute in")
 
 
 class HasDtype(Protocol):
