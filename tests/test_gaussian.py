@@ -894,8 +894,10 @@ def test_newton_reports_an_infimum_at_an_exponential_tilt():
             assert not fit.converged[i]
             # stopped once sigma was wider than the grid, not at max_iter
             assert x[-1] - x[0] < fit.sigma[i] and fit.nit[i] < 50, i
-            # no Gaussian gets below the tilt's KL (the fit stopped on its way there)
+            # no Gaussian gets below the tilt's KL, and the fit's last point lies so far
+            # along the tilt that its KL is the infimum's to rounding
             assert kl_tilt <= fit.kl[i] + 1e-12, i
+            assert fit.kl[i] == pytest.approx(kl_tilt, rel=1e-9, abs=1e-14), i
         else:
             assert fit.status[i] == kl_fast.FitStatus.CONVERGED, i
             assert fit.kl[i] < kl_tilt, i

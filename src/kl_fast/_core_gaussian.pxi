@@ -1201,7 +1201,7 @@ cdef inline int gk_tilt_verdict(double var_p, double var_tilt) noexcept nogil:
 
 
 cdef int gk_tilt_state(const double *x, Py_ssize_t n, const gk_psums *ps, double x_lo,
-                       double x_hi, double mu, double sigma) noexcept nogil:
+                       double x_hi, double mu, double sigma, double *a_tilt) noexcept nogil:
     """Where a Newton iterate's sigma is wider than the grid [x_lo, x_hi]
     (where the infimum is a tilt Newton's steps widen sigma without end),
     whether a Gaussian on the grid attains the infimum of the KL: it does not
@@ -1214,8 +1214,9 @@ cdef int gk_tilt_state(const double *x, Py_ssize_t n, const gk_psums *ps, double
     The tilt's a is found from its mean (increasing in a, with the variance as
     derivative): a bracket grown from the iterate's (mu - c) / sigma^2, then
     Newton's method kept in it by bisection, to 1e-12 of p's mean's distance
-    from the nearer end of the grid.  The verdict does not depend on the
-    iterate, which only starts the search: a fit checks once."""
+    from the nearer end of the grid, into a_tilt.  The verdict does not depend
+    on the iterate, which only starts the search (but for a bracket that
+    leaves the double range: TILT_NONE): a fit checks once."""
     cdef double lo_t = x_lo - ps.c, hi_t = x_hi - ps.c, span = hi_t - lo_t
     cdef double m = ps.S1 / ps.P, var_p = ps.S2 / ps.P - m * m, tol
     cdef double a = (mu - ps.c) / (sigma * sigma)
@@ -1229,6 +1230,7 @@ cdef int gk_tilt_state(const double *x, Py_ssize_t n, const gk_psums *ps, double
     a = a if isfinite(a) else 0.0
     gk_tilt_moments(x, n, ps.c, fmax(a * lo_t, a * hi_t), a, &mean, &var)
     if fabs(mean - m) <= tol:   # the fit ran off along the tilt: a is its parameter
+        a_tilt[0] = a
         return gk_tilt_verdict(var_p, var)
     # the bracket: from a toward the side where the tilt's mean passes m
     d = 1.0 if mean < m else -1.0
@@ -1262,6 +1264,7 @@ cdef int gk_tilt_state(const double *x, Py_ssize_t n, const gk_psums *ps, double
             a = 0.5 * (lo + hi)
             if not (lo < a < hi):
                 break
+    a_tilt[0] = a
     return gk_tilt_verdict(var_p, var)
 
 
@@ -1384,6 +1387,39 @@ cdef bint gk_valley_step(const floating *p, Py_ssize_t sp, const double *x, Py_s
     return found and out.ev.kl <= cur.ev.kl + 1e-4 * lam * ps.P * gd + noise
 
 
+cdef enum:
+    TILT_SIGMA_EXP = 26   # the point along a tilt: sigma 2**26 times the grid's span
+
+
+cdef void gk_along_tilt(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
+                        const gk_psums *ps, double span, double a, int nthreads,
+                        GkIterate *cur, gk_fit *res, double *hist) noexcept nogil:
+    """A fit that runs off toward the tilt exp(a (x - c)) moved far along it:
+    sigma = 2**TILT_SIGMA_EXP times the grid's span and mu = c + a sigma**2,
+    where the Gaussian differs from the tilt by (span / sigma)**2 = 2**-52 in
+    relative terms and the KL is the infimum's to rounding (fewer powers of
+    two where mu or sigma would leave the double range); taken, as one more
+    iterate, where it lowers the KL.  (The point's KL is accurate however far
+    mu lies: each weight's exponent is formed from x's offset from the grid
+    point nearest mu.)"""
+    cdef GkIterate t
+    cdef int e
+    for e in range(TILT_SIGMA_EXP, 0, -1):
+        t.sigma = ldexp(span, e)
+        t.mu = ps.c + (a * t.sigma) * t.sigma
+        if t.sigma > cur.sigma and t.sigma <= DBL_MAX and fabs(t.mu) <= DBL_MAX:
+            break
+    else:
+        return
+    gk_eval_at(p, sp, x, n, ps, t.mu, t.sigma, 4, nthreads, &t.qs, &t.ev)
+    res.nfev += 1
+    if t.ev.kl < cur.ev.kl:
+        cur[0] = t
+        res.nit += 1
+        gk_fit_set(res, t.mu, t.sigma, &t.ev)
+        gk_hist(hist, res.nit, t.ev.kl, t.mu, t.sigma)
+
+
 cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
                         const gk_psums *ps, double mu0, double sigma0, double tol,
                         int max_iter, int nthreads, gk_stop_fn stop, double *hist,
@@ -1397,7 +1433,7 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
     sigma is widened (gk_widen).  hist gets (kl, mu, sigma) of the start and of
     every accepted iterate."""
     cdef double mp = ps.S1 / ps.P, L = sqrt(fmax(ps.S2 / ps.P - mp * mp, 0.0)), v, noise
-    cdef double x_lo = 0.0, x_hi = -1.0
+    cdef double x_lo = 0.0, x_hi = -1.0, a_tilt = 0.0
     cdef GkIterate cur, nxt, alt
     cdef GkNewtonStep st
     cdef bint accepted, system
@@ -1425,8 +1461,10 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
         if tilt == TILT_NOT_WIDER and cur.sigma > 1.5 * L:
             if x_hi < x_lo:
                 gk_grid_ends(x, n, &x_lo, &x_hi)
-            tilt = gk_tilt_state(x, n, ps, x_lo, x_hi, cur.mu, cur.sigma)
+            tilt = gk_tilt_state(x, n, ps, x_lo, x_hi, cur.mu, cur.sigma, &a_tilt)
             if tilt == TILT_INFIMUM:
+                if res.nit < max_iter:
+                    gk_along_tilt(p, sp, x, n, ps, x_hi - x_lo, a_tilt, nthreads, &cur, res, hist)
                 res.status = GK_FIT_TILT
                 return
         if res.nit >= max_iter:
