@@ -201,10 +201,18 @@ def test_integers_beyond_the_float64_range_are_named():
             with pytest.raises(ValueError, match=f"{where} must be .*finite, got an integer of "
                                                  f"401 digits"):
                 call(v)
-    # within the range an integer is a number as any other
+    # within the range an integer is a number as any other, also beyond int64
     assert kl_fast.gaussian_kl(p, x, 0, 2**1000) == kl_fast.gaussian_kl(p, x, 0.0, 2.0**1000)
-    with pytest.raises(TypeError, match=r"fun takes theta = \[mu, sigma\] of real numbers"):
-        t.scipy_objective()[0]([0.0, 1j])
+    for where, call in calls.items():
+        if "sigma" in where:
+            with pytest.raises(ValueError, match=f"{where} must be positive and finite, got -1e"):
+                call(-(10**20))
+    fun = t.scipy_objective()[0]
+    for theta in ([0.0, 1j], ["1", 1], [b"0", 1]):
+        with pytest.raises(TypeError, match=r"fun takes theta = \[mu, sigma\] of real numbers"):
+            fun(theta)
+    with pytest.raises(ValueError, match="fun needs a finite mu and sigma, got an integer beyond"):
+        fun([10**400, 1])
 
 
 def test_grid_of_one_value_and_sigma_below_the_grids_range():

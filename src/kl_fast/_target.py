@@ -252,8 +252,14 @@ class _Objective:
 
     def _at(self, theta: _Theta, order: int, what: str) -> Optional[list[_Value]]:
         try:
-            t = np.asarray(theta, dtype=np.float64)
-        except (TypeError, ValueError, OverflowError):
+            raw = np.asarray(theta)
+            if raw.dtype.kind not in "biufO":   # strings would be parsed, complex cut
+                raise TypeError
+            t = raw.astype(np.float64)
+        except OverflowError:   # a Python integer beyond the float64 range
+            raise ValueError(f"GaussianTarget.scipy_objective: {what} needs a finite mu and "
+                             f"sigma, got an integer beyond the float64 range") from None
+        except (TypeError, ValueError):
             raise TypeError(f"GaussianTarget.scipy_objective: {what} takes theta = [mu, sigma] "
                             f"of real numbers, got {theta!r}") from None
         if t.shape != (2,):

@@ -39,8 +39,13 @@ def as_real_array(a: object, name: str, func: str) -> np.ndarray:
         arr = a if type(a) is np.ndarray else np.asarray(a)
     except ValueError as exc:   # a ragged nested sequence, above all
         raise ValueError(f"{func}: {name} is not an array of numbers ({exc})") from None
-    if arr.dtype == object and arr.ndim == 0 and real_scalar(a) in (math.inf, -math.inf):
-        raise ValueError(f"{func}: {name} must be finite, got {describe(a)}")
+    if arr.dtype == object and arr.ndim == 0:
+        # a Python integer beyond int64 (NumPy holds it as an object): the float it is
+        v = real_scalar(a)
+        if v is not None and not math.isfinite(v):
+            raise ValueError(f"{func}: {name} must be finite, got {describe(a)}")
+        if v is not None:
+            arr = np.asarray(v)
     check_real_dtype(arr.dtype, name, func)
     if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
         _check_float64_range(arr, name, func)
