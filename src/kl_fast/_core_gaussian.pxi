@@ -1107,40 +1107,59 @@ cdef inline bint gk_newton_system(const gk_psums *ps, const gk_qsums *qs, const 
     return st.h11 > 0.0 and st.h22 > 0.0
 
 
+ctypedef struct GkIterate:
+    double mu, sigma
+    double eta1, eta2      # the natural parameters in t = (x - c) / L
+    gk_qsums qs
+    gk_eval ev
+
+
+cdef inline bint gk_from_natural(const gk_psums *ps, double L, GkIterate *it) noexcept nogil:
+    """it's mu and sigma from its natural parameters; False where they leave
+    the family (eta2 >= 0) or the finite range."""
+    cdef double v
+    if not (it.eta2 < 0.0):
+        return False
+    v = -0.5 / it.eta2
+    it.mu = ps.c + L * (it.eta1 * v)
+    it.sigma = L * sqrt(v)
+    return it.sigma > 0.0 and it.sigma <= DBL_MAX and fabs(it.mu) <= DBL_MAX
+
+
+cdef inline void gk_to_natural(const gk_psums *ps, double L, GkIterate *it) noexcept nogil:
+    """it's natural parameters from its mu and sigma."""
+    cdef double v = (it.sigma / L) * (it.sigma / L)
+    it.eta1 = ((it.mu - ps.c) / L) / v
+    it.eta2 = -0.5 / v
+
+
 cdef bint gk_widen(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
-                   const gk_psums *ps, double mu, double L, int nthreads, double *sigma,
-                   double *eta1, double *eta2, gk_qsums *qs, gk_eval *ev, gk_fit *res,
+                   const gk_psums *ps, double L, int nthreads, GkIterate *cur, gk_fit *res,
                    double *hist) noexcept nogil:
-    """A Newton iterate by widening: sigma doubled for as long as that lowers
-    the KL (at most 64 times), with its sums, evaluation and natural
+    """A Newton iterate by widening: cur's sigma doubled for as long as that
+    lowers the KL (at most 64 times), with its sums, evaluation and natural
     parameters, counted and recorded as an iteration.  The start of a Newton
     fit from p's grid standard deviation can lie far below the spacing, where
     q sits on one point and the second-order model fails.  False (nothing
     changed) when the first doubling does not lower the KL."""
-    cdef gk_qsums qn
-    cdef gk_eval en
-    cdef double sn, v
+    cdef GkIterate t = cur[0]
     cdef int doubled = 0
     while doubled < 64:
-        sn = 2.0 * sigma[0]
-        if not (sn <= DBL_MAX):
+        t.sigma = 2.0 * cur.sigma
+        if not (t.sigma <= DBL_MAX):
             break
-        gk_eval_at(p, sp, x, n, ps, mu, sn, 4, nthreads, &qn, &en)
+        gk_eval_at(p, sp, x, n, ps, t.mu, t.sigma, 4, nthreads, &t.qs, &t.ev)
         res.nfev += 1
-        if not (en.kl < ev.kl):
+        if not (t.ev.kl < cur.ev.kl):
             break
-        sigma[0] = sn
-        qs[0] = qn
-        ev[0] = en
+        cur[0] = t
         doubled += 1
     if doubled == 0:
         return False
-    v = (sigma[0] / L) * (sigma[0] / L)
-    eta1[0] = ((mu - ps.c) / L) / v
-    eta2[0] = -0.5 / v
+    gk_to_natural(ps, L, cur)
     res.nit += 1
-    gk_fit_set(res, mu, sigma[0], ev)
-    gk_hist(hist, res.nit, ev.kl, mu, sigma[0])
+    gk_fit_set(res, cur.mu, cur.sigma, &cur.ev)
+    gk_hist(hist, res.nit, cur.ev.kl, cur.mu, cur.sigma)
     return True
 
 
@@ -1282,25 +1301,6 @@ cdef enum:
     VALLEY_HALVINGS = 10   # points a valley step tries: from 1/2 to 1/1024 of the way
 
 
-ctypedef struct GkIterate:
-    double mu, sigma
-    double eta1, eta2      # the natural parameters in t = (x - c) / L
-    gk_qsums qs
-    gk_eval ev
-
-
-cdef inline bint gk_from_natural(const gk_psums *ps, double L, GkIterate *it) noexcept nogil:
-    """it's mu and sigma from its natural parameters; False where they leave
-    the family (eta2 >= 0) or the finite range."""
-    cdef double v
-    if not (it.eta2 < 0.0):
-        return False
-    v = -0.5 / it.eta2
-    it.mu = ps.c + L * (it.eta1 * v)
-    it.sigma = L * sqrt(v)
-    return it.sigma > 0.0 and it.sigma <= DBL_MAX and fabs(it.mu) <= DBL_MAX
-
-
 cdef inline double gk_direction(const GkNewtonStep *st, double nu, double *d1, double *d2,
                                 double *gd) noexcept nogil:
     """The Newton step with nu times the Hessian's diagonal added
@@ -1432,7 +1432,7 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
     whichever has the lower KL; where no damped step lowers the KL,
     sigma is widened (gk_widen).  hist gets (kl, mu, sigma) of the start and of
     every accepted iterate."""
-    cdef double mp = ps.S1 / ps.P, L = sqrt(fmax(ps.S2 / ps.P - mp * mp, 0.0)), v, noise
+    cdef double mp = ps.S1 / ps.P, L = sqrt(fmax(ps.S2 / ps.P - mp * mp, 0.0)), noise
     cdef double x_lo = 0.0, x_hi = -1.0, a_tilt = 0.0
     cdef GkIterate cur, nxt, alt
     cdef GkNewtonStep st
@@ -1449,15 +1449,14 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
     res.nfev = 1
     gk_fit_set(res, cur.mu, cur.sigma, &cur.ev)
     gk_hist(hist, 0, cur.ev.kl, cur.mu, cur.sigma)
-    v = (cur.sigma / L) * (cur.sigma / L)
-    cur.eta1 = ((cur.mu - ps.c) / L) / v
-    cur.eta2 = -0.5 / v
+    gk_to_natural(ps, L, &cur)
     while True:
         if cur.ev.grad_rel < tol:
             res.status = GK_FIT_CONVERGED
             return
-        # where the infimum is a tilt sigma grows without end: stop once it
-        # is wider than the grid (at least 2 L wide) and the tilt is checked
+        # where the infimum is a tilt sigma grows without end: once it is wider
+        # than the grid (at least 2 L wide) the tilt is checked, and where it is
+        # the infimum the fit ends far along it
         if tilt == TILT_NOT_WIDER and cur.sigma > 1.5 * L:
             if x_hi < x_lo:
                 gk_grid_ends(x, n, &x_lo, &x_hi)
@@ -1494,8 +1493,7 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
         # there; no curvature left), or the system is too far from the KL's
         # shape: where widening lowers the KL (p has mass elsewhere) that is
         # the iterate, else the optimum is at sigma -> 0 or no step helps
-        if not gk_widen(p, sp, x, n, ps, cur.mu, L, nthreads, &cur.sigma, &cur.eta1,
-                        &cur.eta2, &cur.qs, &cur.ev, res, hist):
+        if not gk_widen(p, sp, x, n, ps, L, nthreads, &cur, res, hist):
             if tilt == TILT_BOUNDARY:
                 res.status = GK_FIT_TILT
             else:
