@@ -228,6 +228,26 @@ def test_base_brings_an_overflowing_raw_sum_back(divergence):
         np.testing.assert_array_equal(vals[:, 0], [kl_fast.kl_div(P[0], q, base=1e300) for q in Q])
 
 
+@pytest.mark.parametrize("divergence", ["kl", "kl_reverse", "js"])
+def test_a_term_beyond_the_range_brought_back_by_negative_ones(divergence):
+    """Without base: a pair one of whose terms overflows while its divergence does
+    not (1.5e308) has kl_div's value, in its place among the others (it was inf)."""
+    p = np.array([1.6178831790386129e+307, 1.0036170374109804e+308, 3.6373344579338684e+307])
+    q = np.array([9.391117475428056e+307, 1.666848475908632e+307, 3.420775046537369e+307])
+    Q = np.stack([q, q[::-1], [1e308, 1e308, 1e308], p, [0.5, 0.25, 0.25]])
+    vals, idx = kl_fast.kl_topk(p[None], Q, 5, divergence=divergence)
+    if divergence == "js":
+        want = np.array([kl_fast.js_div(p, row) for row in Q])
+    elif divergence == "kl":
+        want = np.array([kl_fast.kl_div(p, row) for row in Q])
+    else:
+        want = np.array([kl_fast.kl_div(row, p) for row in Q])
+    assert divergence == "js" or np.isfinite(want[0]) and want[0] > 1.3e308
+    order = np.lexsort((np.arange(5), want))
+    np.testing.assert_array_equal(idx[0], order)
+    np.testing.assert_array_equal(vals[0], want[order])
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_base_below_one_keeps_the_nearest_first(dtype):
     """A base below 1 has a negative logarithm: the neighbours are the nearest

@@ -411,8 +411,8 @@ def kl_topk(P: npt.ArrayLike, Q: npt.ArrayLike, k: int, *,
     if base is not None:
         with np.errstate(over="ignore"):
             vals = vals / math.log(base)
-        if not normalize:
-            vals, idx = _rescued_values(P0, Q0, vals, idx, base, divergence, check)
+    if not normalize:
+        vals, idx = _rescued_values(P0, Q0, vals, idx, base, divergence, check)
     if dtype != np.float64:
         with np.errstate(over="ignore"):
             vals = vals.astype(dtype)
@@ -422,14 +422,16 @@ def kl_topk(P: npt.ArrayLike, Q: npt.ArrayLike, k: int, *,
 
 
 def _rescued_values(P0: np.ndarray, Q0: np.ndarray, vals: np.ndarray, idx: np.ndarray,
-                    base: float, divergence: str, check: bool) -> tuple[np.ndarray, np.ndarray]:
-    """With base, the pairs whose raw sum the row function may redo: a row of p
-    (P's, Q's for kl_reverse, both for JS) summing above DBL_MAX / 1500 (the
-    raw sum may overflow where the divergence does not) or, where base
-    magnifies (|log(base)| < 1), holding a value > 0 below raw_tiny (subnormal
-    terms that kept few bits).  They join each row's candidates with the row
-    function's values, and those rows are chosen again in the raw sums' order."""
-    log_base = math.log(base)
+                    base: float | None, divergence: str,
+                    check: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs whose raw sum the row function may redo: a row of p (P's, Q's
+    for kl_reverse, both for JS) summing above DBL_MAX / 1500 (the raw sum may
+    overflow where the divergence does not: a term beyond the range that
+    negative ones bring back, or a base that does) or, where base magnifies
+    (|log(base)| < 1), holding a value > 0 below raw_tiny (subnormal terms that
+    kept few bits).  They join each row's candidates with the row function's
+    values, and those rows are chosen again in the raw sums' order."""
+    log_base = 1.0 if base is None else math.log(base)
     tiny = raw_tiny(P0.dtype == np.float32)
 
     def rescue(X: np.ndarray) -> np.ndarray:
@@ -456,7 +458,7 @@ def _rescued_values(P0: np.ndarray, Q0: np.ndarray, vals: np.ndarray, idx: np.nd
     return vals, idx
 
 
-def _row_values(p: np.ndarray, Q: np.ndarray, base: float, divergence: str,
+def _row_values(p: np.ndarray, Q: np.ndarray, base: float | None, divergence: str,
                 check: bool) -> np.ndarray:
     """The row function's values of kl_topk's divergence between p and each row
     of Q (float64), in one call (its bits do not depend on the layout)."""
