@@ -127,6 +127,28 @@ def _batch_fit(m, n):
     return setup
 
 
+def _random_fit(m, n):
+    """Uniformly random rows on a grid of n points: about half have no finite
+    optimum (their KL's infimum is an exponential tilt of the uniform q, which
+    Newton follows until its check says so)."""
+    def setup():
+        import kl_fast
+        from kl_fast import reference
+
+        x = np.linspace(-3, 3, n)
+        P = np.random.default_rng(0).random((m, n))
+
+        def numpy_newton():
+            with np.errstate(all="ignore"):   # its rows that run off divide 0 by 0
+                return reference.fit_gaussian_newton(P, x)
+
+        return {
+            "numpy reference newton": numpy_newton,
+            "kl_fast newton (1 thread)": lambda: kl_fast.fit_gaussian(P, x, num_threads=1),
+        }
+    return setup
+
+
 def cases(quick: bool):
     out = []
     for dtype in (np.float64, np.float32):
@@ -141,6 +163,8 @@ def cases(quick: bool):
     out.append(fit)
     m = 1_000 if quick else 10_000
     out.append(Case(f"fit_gaussian {m:,} rows x 1,000 bins", _batch_fit(m, 1_000),
+                    baseline="numpy reference newton"))
+    out.append(Case(f"fit_gaussian {m:,} uniformly random rows x 10 bins", _random_fit(m, 10),
                     baseline="numpy reference newton"))
     return out
 
