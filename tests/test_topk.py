@@ -248,6 +248,31 @@ def test_a_term_beyond_the_range_brought_back_by_negative_ones(divergence):
     np.testing.assert_array_equal(vals[0], want[order])
 
 
+def test_subnormal_divergences_rank_as_kl_div():
+    """p of subnormal values: the divergences are subnormal, below what the screens'
+    bounds cover; the row's candidates take kl_div's values (k=1 gave the largest)."""
+    p = np.array([1.5e-323, 1e-323])
+    Q = np.array([[9.599477649249644e-301, 7.74043088661032e-301],
+                  [9.682260821511456e-301, 6.8121483001691954e-301],
+                  [9.154810349544309e-301, 8.698376619183769e-301],
+                  [8.147205661472475e-301, 9.94701821833481e-301]])
+    want = kl_fast.kl_div(p, Q)
+    order = np.lexsort((np.arange(4), want))
+    for k in range(1, 5):
+        vals, idx = kl_fast.kl_topk(p[None], Q, k)
+        np.testing.assert_array_equal(idx[0], order[:k])
+        np.testing.assert_array_equal(vals[0], want[order[:k]])
+    # among ordinary rows, in the matrix products' path
+    rng = np.random.default_rng(4)
+    P, Q = rng.random((64, 16)), rng.random((64, 16)) * 1e-300
+    P[5] = rng.random(16) * 1e-322
+    vals, idx = kl_fast.kl_topk(P, Q, 3)
+    want = kl_fast.kl_div(P[5], Q)
+    order = np.lexsort((np.arange(64), want))[:3]
+    np.testing.assert_array_equal(idx[5], order)
+    np.testing.assert_array_equal(vals[5], want[order])
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_base_below_one_keeps_the_nearest_first(dtype):
     """A base below 1 has a negative logarithm: the neighbours are the nearest

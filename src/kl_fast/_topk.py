@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _div_kernels
-from ._api import finish, kl_div, magnifies, normalize_rescale, raw_tiny
+from ._api import finish, kl_div, normalize_rescale, raw_tiny
 from ._divergences import js_div
 from ._pairwise import (
     _finite_sums,
@@ -427,18 +427,19 @@ def _rescued_values(P0: np.ndarray, Q0: np.ndarray, vals: np.ndarray, idx: np.nd
     """The pairs whose raw sum the row function may redo: a row of p (P's, Q's
     for kl_reverse, both for JS) summing above DBL_MAX / 1500 (the raw sum may
     overflow where the divergence does not: a term beyond the range that
-    negative ones bring back, or a base that does) or, where base magnifies
-    (|log(base)| < 1), holding a value > 0 below raw_tiny (subnormal terms that
-    kept few bits).  They join each row's candidates with the row function's
-    values, and those rows are chosen again in the raw sums' order."""
+    negative ones bring back, or a base that does) or holding a value > 0
+    below raw_tiny (subnormal terms that kept few bits, which base may
+    magnify and which the screens' bounds do not cover).  They join each
+    row's candidates with the row function's values, and those rows are
+    chosen again in the raw sums' order."""
     log_base = 1.0 if base is None else math.log(base)
     tiny = raw_tiny(P0.dtype == np.float32)
 
     def rescue(X: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore"):
             out = np.sum(X, axis=1) > np.finfo(np.float64).max / 1500
-        if magnifies(base, None):
-            out |= np.any((X > 0) & (X < tiny), axis=1)
+        # (subnormal terms also defeat the screens' error bounds, base or not)
+        out |= np.any((X > 0) & (X < tiny), axis=1)
         return cast(np.ndarray, out)
 
     none_p, none_q = np.zeros(P0.shape[0], bool), np.zeros(Q0.shape[0], bool)

@@ -301,10 +301,11 @@ def kl_div(P: da.Array | npt.ArrayLike, Q: da.Array | npt.ArrayLike, *,
     one of them an ndarray (a single ``q`` against a chunked batch, say); they
     broadcast together without copies.  The reduction axes may be chunked:
     each block's kernel pass yields partial sums that Dask adds, so the result
-    equals the in-memory ``kl_div`` to rounding.  (Not where a block's partial
-    sum overflows the double range while the whole divergence does not, terms
-    near 1e308 brought back by negative ones in other blocks: that is ``inf``
-    here.  Keep the reduced axes in one chunk for such data.)
+    equals the in-memory ``kl_div`` to rounding.  (Not where a raw sum leaves
+    the double range while the divergence does not -- terms near 1e308 brought
+    back by negative ones, or by ``base`` or ``dx`` -- which the in-memory
+    function redoes on scaled inputs: that is ``inf`` here, with NumPy's
+    overflow warning, in any chunking.)
 
     A bad value (negative, NaN or infinite, ``check=True``) raises, when
     computed, the ValueError ``kl_div`` raises, with the index in the whole
