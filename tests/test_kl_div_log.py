@@ -126,6 +126,32 @@ def test_terms_exact_where_exp_under_or_overflows():
     assert np.isfinite(kl_fast.kl_div_log([-1e308, 0.0], [1e308, 0.0]))
 
 
+def test_terms_where_exp_overflows_within_the_documented_600_eps():
+    # The README's bound where exp(log_p) overflows but the divergence does not: the
+    # scaled careful term rounds its shift of about 709 (half an ulp of 709 is 256 eps
+    # of the term), and a row adds such terms (measured up to 437 eps of the terms' size)
+    mpmath = pytest.importorskip("mpmath")
+    rng = np.random.default_rng(12)
+    eps, worst, finite = np.finfo(float).eps, 0.0, 0
+    for _ in range(400):
+        lp = rng.uniform(709.8, 711.5, 1)
+        lq = lp - rng.uniform(1e-3, 1.0, 1)
+        if rng.random() < 0.5:   # rows of a few terms, some cancelling
+            lp = np.append(lp, rng.uniform(700.0, 709.0, 2))
+            lq = np.append(lq, lp[1:] + rng.uniform(-1.0, 1.0, 2))
+        got = kl_fast.kl_div_log(lp, lq)
+        with mpmath.workprec(200):
+            terms = [mpmath.exp(mpmath.mpf(float(u))) * (mpmath.mpf(float(u)) - mpmath.mpf(float(v)))
+                     for u, v in zip(lp, lq)]
+            want, size = mpmath.fsum(terms), mpmath.fsum(abs(t) for t in terms)
+        if not abs(want) <= np.finfo(float).max:
+            assert got == np.inf
+            continue
+        finite += 1
+        worst = max(worst, float(abs(mpmath.mpf(float(got)) - want) / size) / eps)
+    assert finite > 100 and worst <= 600
+
+
 def _mp_kl_log_base(lp, lq, base, normalize=False):
     """sum exp(lp) (lp - lq) / log(base) in 200 bits (lp > -inf terms)."""
     mpmath = pytest.importorskip("mpmath")
