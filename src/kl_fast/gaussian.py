@@ -19,7 +19,7 @@ import numpy.typing as npt
 from . import _gaussian
 from ._api import _as_rows, scaled_by_max
 from ._typing import ArrayLike, F64Array, F64Result, Nested2D
-from ._validation import (as_real_array, describe, format_index, integer_or_none, real_scalar,
+from ._validation import (as_real_array, describe, format_index, integer_or_none,
                           resolve_threads)
 
 
@@ -202,12 +202,13 @@ def _scalar(value: Any, name: str, func: str, *, positive: bool) -> float:
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{func}: {name} must be a real number, got {value!r}")
     if type(value) is float or type(value) is int:
-        v = real_scalar(value)
-        if v is not None and math.isfinite(v) and (v > 0 or not positive):
-            return v
-        if type(value) is int and v is not None and not math.isfinite(v):
+        try:
+            v = float(value)
+        except OverflowError:   # an integer beyond the float64 range
             what = "positive and finite" if positive else "finite"
-            raise ValueError(f"{func}: {name} must be {what}, got {describe(value)}")
+            raise ValueError(f"{func}: {name} must be {what}, got {describe(value)}") from None
+        if math.isfinite(v) and (v > 0 or not positive):
+            return v
     a = _param(value, name, func, positive=positive)
     if a.ndim != 0:
         raise ValueError(f"{func}: {name} must be a scalar, got an array of shape {a.shape}")
