@@ -304,8 +304,9 @@ def kl_div(P: da.Array | npt.ArrayLike, Q: da.Array | npt.ArrayLike, *,
     equals the in-memory ``kl_div`` to rounding.  (Not where a raw sum leaves
     the double range while the divergence does not -- terms near 1e308 brought
     back by negative ones, or by ``base`` or ``dx`` -- which the in-memory
-    function redoes on scaled inputs: that is ``inf`` here, with NumPy's
-    overflow warning, in any chunking.)
+    function redoes on scaled inputs: that is ``inf`` here in any chunking,
+    with NumPy's overflow warning where the overflow happens in Dask's sum of
+    the blocks.)
 
     A bad value (negative, NaN or infinite, ``check=True``) raises, when
     computed, the ValueError ``kl_div`` raises, with the index in the whole
