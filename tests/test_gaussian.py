@@ -786,18 +786,18 @@ def test_batch_fit_keeps_its_rows_states_not_a_padded_array(monkeypatch):
     history equals each row's own fit (also across chunks of one row), the
     status codes match the messages, and the result keeps the fields plus 24
     bytes per recorded state, not rows x (longest run) (a few rows run to
-    max_iter here: p on one point but for a neighbour of 1e-12 to 1e-9, whose
-    relative gradient stays above tol at the rounding floor of its KL; a row
-    heavier at the grid's ends than any Gaussian stops early)."""
+    max_iter here: Gaussians centred off the grid, narrow beside its spacing,
+    whose damped steps crawl along the valley toward them; a row heavier at
+    the grid's ends than any Gaussian stops early)."""
     import tracemalloc
     from kl_fast import gaussian as g
     rng = np.random.default_rng(3)
     x = np.linspace(-3, 3, 10)
     P = rng.random((4000, 10)) + np.exp(-x**2)
-    P[:3] = 0.0
-    P[0, :2] = [1.0, 1e-12]
-    P[1, 3:5] = [1.0, 1e-10]
-    P[2, 8:] = [1e-9, 1.0]
+    for i, (mu, s) in enumerate(((-3.521403478549246, 0.28647841993241274),
+                                 (8.690531771378598, 0.47327111133732463),
+                                 (9.378722358480676, 0.5107019121412701))):
+        P[i] = np.exp(-0.5 * ((x - mu) / s) ** 2)
     P[3] = [1.0, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 1.0]   # no finite optimum
     tracemalloc.start()
     fit = kl_fast.fit_gaussian(P, x)
@@ -932,3 +932,36 @@ def test_tilt_near_an_end_of_the_grid_and_on_a_scaled_grid():
         batch = kl_fast.fit_gaussian(np.stack([p, p]), np.linspace(-3, 3, 10) * 1e300)
     assert one.status == kl_fast.FitStatus.TILT and one.sigma > 1e300
     assert list(batch.status) == [kl_fast.FitStatus.TILT] * 2 and np.all(batch.sigma > 1e300)
+
+
+@pytest.mark.parametrize("n", [11, 101])
+def test_newton_at_the_kls_rounding_floor_stops_at_the_optimum(n):
+    """p on one grid point with 1e-12 to 1e-8 elsewhere: the KL's optimum
+    lies where its relative gradient stays above tol (the gradient's own
+    rounding), and Newton's damped steps used to crawl there for 50 steps of
+    ~12 evaluations each (MAXITER).  A step whose KL is level with the
+    start's within rounding is taken where the slope along it has flattened
+    (Hager and Zhang's approximate Wolfe condition), and three steps in a row
+    that raise the KL end the fit: each row stops in under 120 evaluations,
+    and the NumPy reference, minimised from the result by Nelder-Mead, finds
+    no point lower by more than its own rounding (1e-15)."""
+    from scipy.optimize import minimize
+    rng = np.random.default_rng(n)
+    x = np.linspace(-5, 5, n)
+    P = rng.uniform(1e-12, 1e-8, (20, n)) * 10.0 ** -rng.integers(0, 4, (20, 1))
+    P[np.arange(20), rng.integers(0, n, 20)] = 1.0
+    fit = kl_fast.fit_gaussian(P, x, history=False)
+    S = kl_fast.FitStatus
+    assert set(fit.status) <= {S.CONVERGED, S.LINESEARCH, S.TWO_POINTS, S.TILT}
+    assert fit.nfev.max() < 120
+    def ref_kl(i, t):
+        with np.errstate(all="ignore"):
+            v = float(reference.gaussian_kl(P[i], x, t[0], abs(t[1])))
+        return v if math.isfinite(v) else math.inf
+
+    for i in range(20):
+        with np.errstate(invalid="ignore"):   # the simplex's inf - inf where sigma hits 0
+            ref = minimize(lambda t: ref_kl(i, t), [fit.mu[i], fit.sigma[i]],
+                           method="Nelder-Mead",
+                           options={"xatol": 1e-12, "fatol": 1e-18, "maxiter": 400})
+        assert ref.fun >= fit.kl[i] - 1e-15, (i, ref.fun, fit.kl[i])

@@ -1329,6 +1329,21 @@ cdef inline bint gk_try(const floating *p, Py_ssize_t sp, const double *x, Py_ss
     return True
 
 
+cdef double WOLFE_EPS = 1e-6
+
+
+cdef inline bint gk_wolfe_near(const gk_psums *ps, double L, const GkIterate *out, double d1,
+                               double d2, double gd) noexcept nogil:
+    """Hager and Zhang's approximate Wolfe condition on the step (d1, d2) whose
+    directional derivative at its start is gd < 0: the derivative at out lies
+    in [0.9 gd, -0.8 gd]."""
+    cdef GkNewtonStep so
+    cdef double g
+    gk_newton_system(ps, &out.qs, &out.ev, out.mu, L, &so)
+    g = so.gn1 * d1 + so.gn2 * d2
+    return 0.9 * gd <= g <= -0.8 * gd
+
+
 cdef bint gk_damped_step(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
                          const gk_psums *ps, double L, const GkNewtonStep *st,
                          const GkIterate *cur, double noise, int nthreads, GkIterate *out,
@@ -1351,7 +1366,9 @@ cdef bint gk_damped_step(const floating *p, Py_ssize_t sp, const double *x, Py_s
                 lam = 1.0 / (1.0 + dec)
         nu = 1e-3 if nu == 0.0 else 10.0 * nu
         if det > 0.0 and gk_try(p, sp, x, n, ps, L, cur, d1, d2, lam, nthreads, out, res) \
-                and out.ev.kl <= cur.ev.kl + 1e-4 * lam * ps.P * gd + noise:
+                and (out.ev.kl <= cur.ev.kl + 1e-4 * lam * ps.P * gd + noise
+                     or (out.ev.kl <= cur.ev.kl + WOLFE_EPS * fabs(cur.ev.kl) + noise
+                         and gk_wolfe_near(ps, L, out, d1, d2, gd))):
             return True
     return False
 
@@ -1420,6 +1437,10 @@ cdef void gk_along_tilt(const floating *p, Py_ssize_t sp, const double *x, Py_ss
         gk_hist(hist, res.nit, t.ev.kl, t.mu, t.sigma)
 
 
+cdef enum:
+    NEWTON_RISES = 3   # accepted steps in a row that raise the KL (within rounding): the floor
+
+
 cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
                         const gk_psums *ps, double mu0, double sigma0, double tol,
                         int max_iter, int nthreads, gk_stop_fn stop, double *hist,
@@ -1437,7 +1458,7 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
     cdef GkIterate cur, nxt, alt
     cdef GkNewtonStep st
     cdef bint accepted, system
-    cdef int tries, tilt = TILT_NOT_WIDER
+    cdef int tries, tilt = TILT_NOT_WIDER, rises = 0
     res.nit = 0
     res.nfev = 0
     if not (L > 0.0):
@@ -1469,6 +1490,9 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
         if res.nit >= max_iter:
             res.status = GK_FIT_TILT if tilt == TILT_BOUNDARY else GK_FIT_MAXITER
             return
+        if rises >= NEWTON_RISES:
+            res.status = GK_FIT_LINESEARCH
+            return
         if stop():
             res.status = GK_FIT_INTERRUPTED
             return
@@ -1484,6 +1508,7 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
                     and alt.ev.kl < nxt.ev.kl:
                 nxt = alt
             if accepted:
+                rises = rises + 1 if nxt.ev.kl > cur.ev.kl else 0
                 cur = nxt
                 res.nit += 1
                 gk_fit_set(res, cur.mu, cur.sigma, &cur.ev)
