@@ -965,3 +965,41 @@ def test_newton_at_the_kls_rounding_floor_stops_at_the_optimum(n):
                            method="Nelder-Mead",
                            options={"xatol": 1e-12, "fatol": 1e-18, "maxiter": 400})
         assert ref.fun >= fit.kl[i] - 1e-15, (i, ref.fun, fit.kl[i])
+
+
+@pytest.mark.parametrize("mu0", [1e60, 1e80, -1e100, 1e300])
+def test_a_far_start_does_not_decide_the_tilt_verdict(mu0):
+    """The tilt verdict does not depend on the iterate: a start at mu0 = 1e60
+    (a = (mu - c) / sigma**2 about 1e61) left its root search halving from
+    there for its 200 steps, and the unconverged a said "no finite optimum"
+    for the grid Gaussian N(0, 1).  For p spread like the tilt the verdict
+    stands, and the fit ends at the same point far along it (the KL of the
+    default start's end, the tilt's infimum log(sum p) - sum p log p / P
+    checked by the NumPy reference) however far the start."""
+    x = np.linspace(-3, 3, 7)
+    fit = kl_fast.fit_gaussian(np.exp(-x**2 / 2), x, mu0=mu0)
+    assert fit.status != kl_fast.FitStatus.TILT
+    x = np.linspace(-3, 3, 10)
+    p = np.array([1.0, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 1.0])
+    far, near = kl_fast.fit_gaussian(p, x, mu0=mu0), kl_fast.fit_gaussian(p, x)
+    assert far.status == near.status == kl_fast.FitStatus.TILT
+    assert far.kl == pytest.approx(near.kl, rel=1e-12)
+    ref = float(reference.gaussian_kl(p, x, far.mu, far.sigma))
+    assert far.kl == pytest.approx(ref, rel=1e-9)
+
+
+@pytest.mark.parametrize("sigma0", [1e-300, 1e-200])
+def test_a_start_with_infinite_kl_widens_to_the_optimum(sigma0):
+    """sigma0 = 1e-200 on a grid of spacing 1: the KL is inf there, and the
+    widening gave up after 64 doublings (1.8e-181, still inf) with SINGULAR,
+    "a wider sigma does not lower the KL".  It now jumps to p's standard
+    deviation and converges to the fit of the default start (p is the grid
+    Gaussian N(0, 1); its optimum checked against the NumPy reference)."""
+    x = np.linspace(-3, 3, 7)
+    p = np.exp(-x**2 / 2)
+    fit, ref = kl_fast.fit_gaussian(p, x, sigma0=sigma0), kl_fast.fit_gaussian(p, x)
+    assert fit.converged and fit.nfev < 20
+    assert fit.kl == pytest.approx(ref.kl, rel=1e-12)
+    assert fit.sigma == pytest.approx(ref.sigma, rel=1e-6)
+    numpy_fit = reference.fit_gaussian_newton(p, x)
+    assert fit.kl <= float(numpy_fit["kl"]) + 1e-12

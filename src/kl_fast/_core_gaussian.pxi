@@ -1141,16 +1141,22 @@ cdef bint gk_widen(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t
     parameters, counted and recorded as an iteration.  The start of a Newton
     fit from p's grid standard deviation can lie far below the spacing, where
     q sits on one point and the second-order model fails.  False (nothing
-    changed) when the first doubling does not lower the KL."""
+    changed) when the first doubling does not lower the KL.  From an infinite
+    KL the first step goes to L (p's standard deviation) and later ones by
+    2**32 while the KL stays infinite."""
     cdef GkIterate t = cur[0]
     cdef int doubled = 0
+    cdef bint infinite
     while doubled < 64:
-        t.sigma = 2.0 * cur.sigma
+        # from an infinite KL (a user's start far below the spacing) to p's
+        # standard deviation L, then by 2**32 at a time while it stays infinite
+        infinite = cur.ev.kl == HUGE_VAL
+        t.sigma = fmax(L, 4294967296.0 * cur.sigma) if infinite else 2.0 * cur.sigma
         if not (t.sigma <= DBL_MAX):
             break
         gk_eval_at(p, sp, x, n, ps, t.mu, t.sigma, 4, nthreads, &t.qs, &t.ev)
         res.nfev += 1
-        if not (t.ev.kl < cur.ev.kl):
+        if not (t.ev.kl < cur.ev.kl or (infinite and t.ev.kl == HUGE_VAL)):
             break
         cur[0] = t
         doubled += 1
@@ -1171,6 +1177,7 @@ cdef enum:
     TILT_NONE = 1        # a Gaussian on the grid attains the infimum
     TILT_BOUNDARY = 2    # p's variance is the tilt's to 1e-9: left to the fit
     TILT_INFIMUM = 3     # no finite optimum: the infimum is the tilt
+    TILT_START_ABOVE = 1 << 30   # |a| times the grid's span beyond which a search starts at 0
 
 
 cdef void gk_tilt_moments(const double *x, Py_ssize_t n, double c, double top_t, double a,
@@ -1235,7 +1242,8 @@ cdef int gk_tilt_state(const double *x, Py_ssize_t n, const gk_psums *ps, double
     Newton's method kept in it by bisection, to 1e-12 of p's mean's distance
     from the nearer end of the grid, into a_tilt.  The verdict does not depend
     on the iterate, which only starts the search (but for a bracket that
-    leaves the double range: TILT_NONE): a fit checks once."""
+    leaves the double range, or a root not found in 200 steps: TILT_NONE): a
+    fit checks once."""
     cdef double lo_t = x_lo - ps.c, hi_t = x_hi - ps.c, span = hi_t - lo_t
     cdef double m = ps.S1 / ps.P, var_p = ps.S2 / ps.P - m * m, tol
     cdef double a = (mu - ps.c) / (sigma * sigma)
@@ -1246,7 +1254,9 @@ cdef int gk_tilt_state(const double *x, Py_ssize_t n, const gk_psums *ps, double
     if not (span > 0.0 and lo_t < m < hi_t and var_p > 0.0):
         return TILT_NONE
     tol = 1e-12 * fmin(m - lo_t, hi_t - m)
-    a = a if isfinite(a) else 0.0
+    # an iterate far off the grid (a user's mu0 of 1e60) says nothing of the tilt:
+    # the search then starts from the uniform distribution
+    a = a if fabs(a * span) <= TILT_START_ABOVE else 0.0
     gk_tilt_moments(x, n, ps.c, fmax(a * lo_t, a * hi_t), a, &mean, &var)
     if fabs(mean - m) <= tol:   # the fit ran off along the tilt: a is its parameter
         a_tilt[0] = a
@@ -1283,6 +1293,8 @@ cdef int gk_tilt_state(const double *x, Py_ssize_t n, const gk_psums *ps, double
             a = 0.5 * (lo + hi)
             if not (lo < a < hi):
                 break
+    else:
+        return TILT_NONE   # not found: no verdict (the fit goes on)
     a_tilt[0] = a
     return gk_tilt_verdict(var_p, var)
 
@@ -1424,7 +1436,7 @@ cdef void gk_along_tilt(const floating *p, Py_ssize_t sp, const double *x, Py_ss
     for e in range(TILT_SIGMA_EXP, 0, -1):
         t.sigma = ldexp(span, e)
         t.mu = ps.c + (a * t.sigma) * t.sigma
-        if t.sigma > cur.sigma and t.sigma <= DBL_MAX and fabs(t.mu) <= DBL_MAX:
+        if t.sigma <= DBL_MAX and fabs(t.mu) <= DBL_MAX:
             break
     else:
         return
