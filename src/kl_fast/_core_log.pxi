@@ -18,13 +18,16 @@
 # are read in place (the terms are elementwise; measured faster than
 # gathering them as the KL kernels do), and each copy of the loops keeps its
 # own hoisted constants (one loop nest holding both spilled them).
-from libc.math cimport exp, copysign, NAN
+from libc.math cimport exp, copysign, floor, frexp, ldexp, NAN
 from libc.stdint cimport int32_t, int64_t, INT32_MAX, INT64_MAX
 
 from kl_fast._core_table cimport ROW_ZERO_SUM_P, ROW_ZERO_SUM_Q, sumexp_narrow_fits
 
 cdef extern from "kl_math.h" nogil:
     float klm_exp_split_f32(float x, float xlo, float *ylo, int32_t *k)
+    # ln 2 = HI + LO, k HI exact for |k| < 2^21
+    double LN2_HI "KLM_LN2HI_D"
+    double LN2_LO "KLM_LN2LO_D"
     double klm_scale_pair_f64(float y, float ylo, int32_t k)
 
 cdef extern from *:
@@ -45,6 +48,7 @@ cdef extern from *:
 cdef enum:
     LOG_NEGLIGIBLE = -1500   # below this exponent exp(a) |diff| < 2^-1074
     LOG_SHIFT_ABOVE = 600    # careful path: larger terms are summed scaled
+    LOG_EXP_SCALED_MAX = 1 << 20   # exp_scaled's range of a (k ln2's high part exact)
 
 
 # ---- sums ---------------------------------------------------------------------
@@ -414,20 +418,82 @@ cdef inline double log_diff_log(double lp, double lq, double lp0, double lq0,
     return log(fabs(diff)) + LN2
 
 
+cdef inline double scaled_diff(double lp, double lq, double lp0, double lq0,
+                               int e) noexcept nogil:
+    """diff = (lp - lp0) - (lq - lq0) times 2^-e, exactly, also where diff
+    itself would overflow (its halves are taken then)."""
+    cdef double diff = (lp - lp0) - (lq - lq0)
+    if fabs(diff) <= DBL_MAX:
+        return ldexp(diff, -e)
+    return ldexp((0.5 * lp - 0.5 * lp0) - (0.5 * lq - 0.5 * lq0), 1 - e)
+
+
+cdef inline int diff_exponent(double lp, double lq, double lp0, double lq0) noexcept nogil:
+    """e with diff = (lp - lp0) - (lq - lq0) = m 2^e, |m| in [1/2, 1) (frexp's),
+    also where diff itself would overflow."""
+    cdef double diff = (lp - lp0) - (lq - lq0)
+    cdef int e
+    if fabs(diff) <= DBL_MAX:
+        frexp(diff, &e)
+        return e
+    frexp((0.5 * lp - 0.5 * lp0) - (0.5 * lq - 0.5 * lq0), &e)
+    return e + 1
+
+
+cdef inline double exp_scaled(double a, double s, int e) noexcept nogil:
+    """s exp(a) 2^e for a <= LOG_EXP_SCALED_MAX, without overflow on the way: a = k ln2 + r
+    (Cody-Waite, k ln2's high part exact), then s exp(r) scaled by 2^(k + e)
+    (exactly, but for the result's own over- or underflow)."""
+    cdef double k = floor(a / LN2 + 0.5)
+    cdef double r = (a - k * LN2_HI) - k * LN2_LO
+    return ldexp(s * exp(r), <int>k + e)
+
+
+cdef inline double scaled_term(double lp, double lq, double lp0, double lq0, double top_a,
+                               double top_l, int top_e) noexcept nogil:
+    """A term exp(a) diff (a = lp - lp0) over the scale exp(top_a) 2^top_e:
+    exp(a - top_a) (diff 2^-top_e), each factor exact or rounded once; where
+    exp(a - top_a) would overflow (a far above top_a, diff tiny), from the
+    logs (such a term is far below the largest)."""
+    cdef double sign, a = lp - lp0, ld
+    if a - top_a <= 700.0:
+        return exp(a - top_a) * scaled_diff(lp, lq, lp0, lq0, top_e)
+    ld = log_diff_log(lp, lq, lp0, lq0, &sign)
+    return copysign(exp((a - top_a) + (ld - top_e * LN2)), sign)
+
+
+cdef inline double unscaled_term(double a, double ld, double diff,
+                                 double sign) noexcept nogil:
+    """A term exp(a) diff without the scale: exp(a) diff where both factors
+    are in range, else exp(a + ld) with the sum's rounding (up to half an ulp
+    of a, 5.7e-14 relative near a = -708) carried to first order."""
+    cdef double e = exp(a), sa, sb, corr
+    if e >= DBL_MIN and fabs(diff) <= DBL_MAX:
+        return e * diff
+    sa = a + ld
+    sb = sa - a
+    corr = (a - (sa - sb)) + (ld - sb)
+    if not (fabs(corr) < 1.0):
+        corr = 0.0   # a or the sum infinite: exp(sa) is 0 or inf as it is
+    return copysign(exp(sa) * (1.0 + corr), sign)
+
+
 cdef int log_row_careful(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
                          Py_ssize_t n, double lp0, double lq0, double *res) noexcept nogil:
     """The row in double with libm, in the block and lane order of the fast
     path; where some term is beyond exp(LOG_SHIFT_ABOVE) the terms are summed
-    scaled by the largest, exp(a) |diff| with a = lp - lp0: each as
-    exp((a - a*) + (log|diff| - l*)) for the largest's a* and l*, whose
-    difference of a is exact where it matters (Sterbenz), so terms of weights
-    far beyond the range (a ~ 1e300, where a + log|diff| is just a) keep their
-    proportions and their sum its sign.  No partial sum overflows and +inf
-    never meets -inf.  NaN when the row holds NaN or +inf (check=False)."""
-    cdef double kl = 0.0, kl_c = 0.0, shift = 0.0, sign, lp, lq, a, ld, e, diff, t, s, sa, sb, corr
+    scaled by the largest's exp(a*) 2^e* (a* = lp - lp0 and e* the binary
+    exponent of its diff): each as exp(a - a*) (diff 2^-e*), whose difference
+    of a is exact where it matters (Sterbenz), so terms of weights far beyond
+    the range (a ~ 1e300) keep their proportions and their sum its sign; the
+    sum is scaled back as s exp(a*) 2^e* (exp_scaled: no rounding of a large
+    exponent).  No partial sum overflows and +inf never meets -inf.  NaN when
+    the row holds NaN or +inf (check=False)."""
+    cdef double kl = 0.0, kl_c = 0.0, sign, lp, lq, a, ld, t, s
     cdef double top_a = 0.0, top_l = -HUGE_VAL   # the largest term's a and log|diff|
     cdef double acc[LANES]
-    cdef bint pos_inf = False, bad = False
+    cdef bint pos_inf = False, bad = False, scaled
+    cdef int top_e = 0
     cdef Py_ssize_t g, start, i, j, length
     # first pass: the largest term (compared by the exact-ish difference of the
     # logs of two terms), to pick the scale
@@ -443,8 +509,8 @@ cdef int log_row_careful(const floating *p, Py_ssize_t sp, const floating *q, Py
             if ld > -HUGE_VAL and (top_l == -HUGE_VAL or (a - top_a) + (ld - top_l) > 0.0):
                 top_a = a
                 top_l = ld
-    if top_l > -HUGE_VAL and top_a + top_l > LOG_SHIFT_ABOVE:
-        shift = top_a + top_l
+                top_e = diff_exponent(lp, lq, lp0, lq0)
+    scaled = top_l > -HUGE_VAL and top_a + top_l > LOG_SHIFT_ABOVE
     for g in range((n + BLOCK_F64 - 1) // BLOCK_F64):
         start = g * BLOCK_F64
         length = min(n - start, BLOCK_F64)
@@ -461,34 +527,28 @@ cdef int log_row_careful(const floating *p, Py_ssize_t sp, const floating *q, Py
             else:
                 a = lp - lp0
                 ld = log_diff_log(lp, lq, lp0, lq0, &sign)
-                e = exp(a)
-                diff = a - (lq - lq0)
                 if sign == 0.0:
                     t = 0.0
-                elif shift != 0.0:
-                    t = copysign(exp((a - top_a) + (ld - top_l)), sign)
-                elif e >= DBL_MIN and fabs(diff) <= DBL_MAX:
-                    t = e * diff
+                elif scaled:
+                    t = scaled_term(lp, lq, lp0, lq0, top_a, top_l, top_e)
                 else:
-                    # exp(a + ld) with the sum's rounding (up to half an ulp of a,
-                    # 5.7e-14 relative near a = -708) carried to first order
-                    sa = a + ld
-                    sb = sa - a
-                    corr = (a - (sa - sb)) + (ld - sb)
-                    if not (fabs(corr) < 1.0):
-                        corr = 0.0   # a or the sum infinite: exp(sa) is 0 or inf as it is
-                    t = copysign(exp(sa) * (1.0 + corr), sign)
+                    t = unscaled_term(a, ld, a - (lq - lq0), sign)
             acc[i % LANES] += t
         neumaier(&kl, &kl_c, lane_total(acc))
     if bad:
         res[0] = NAN
     elif pos_inf:
         res[0] = HUGE_VAL
-    elif shift == 0.0:
+    elif not scaled:
         res[0] = kl + kl_c
     else:
         s = kl + kl_c
-        res[0] = 0.0 if s == 0.0 else copysign(exp(shift + log(fabs(s))), s)
+        if s == 0.0:
+            res[0] = 0.0
+        elif top_a > LOG_EXP_SCALED_MAX:
+            res[0] = copysign(HUGE_VAL, s)   # an overflow whatever s is
+        else:
+            res[0] = exp_scaled(top_a, s, top_e)
     return ROW_CAREFUL
 
 
