@@ -360,3 +360,31 @@ def test_tuple_axis_result_is_contiguous_and_small(fn):
     got = getattr(kl_fast, fn)(a, b, axis=(0, 2))
     assert got.flags.c_contiguous
     assert got.base is None or got.base.nbytes == got.nbytes
+
+
+def test_float32_within_8_eps32_of_the_result():
+    """The docstring's bound for float32 input (float32 kernels: the terms in
+    float): within 8 float32 eps of the result against mpmath, on rows of 1
+    to 40 random, nearly equal and widely scaled values (5.7 measured; the
+    float64 result rounded once would be within 0.5)."""
+    mpmath = pytest.importorskip("mpmath")
+    rng = np.random.default_rng(20)
+    e32, worst = float(np.finfo(np.float32).eps), 0.0
+    for i in range(2000):
+        m = int(rng.integers(1, 4)) if i % 2 else int(rng.integers(1, 41))
+        p = rng.random(m)
+        q = (p * (1 + 1e-3 * rng.standard_normal(m)) if i % 3 == 1
+             else rng.random(m) * 10.0 ** rng.uniform(-30, 0, m) if i % 3 == 2 else rng.random(m))
+        p, q = p.astype(np.float32), q.astype(np.float32)
+        got = kl_fast.js_div(p, q)
+        assert got.dtype == np.float32
+        with mpmath.workprec(200):
+            terms = []
+            for a, b in zip(map(mpmath.mpf, p.tolist()), map(mpmath.mpf, q.tolist())):
+                mid = (a + b) / 2
+                terms.append((a * mpmath.log(a / mid) if a else 0) / 2
+                             + (b * mpmath.log(b / mid) if b else 0) / 2)
+            want = mpmath.fsum(terms)
+        if want != 0:
+            worst = max(worst, float(abs(mpmath.mpf(float(got)) - want) / abs(want)) / e32)
+    assert worst <= 8.0

@@ -626,7 +626,8 @@ def deliver(kl: npt.ArrayLike, out: np.ndarray | None, dtype: npt.DTypeLike,
 
 # The overloads: ``out`` is returned as passed; Python numbers and flat lists give a
 # float64 scalar; otherwise the dtype follows the inputs (float32 with float32 gives
-# float32) and keepdims=True gives an array.  The ignored overlaps are with the
+# float32) and keepdims=True gives an array (at run time a 0-d input gives a scalar
+# there, as NumPy's reductions do; the stubs say array).  The ignored overlaps are with the
 # keepdims=True overload below them, which a call that matches both never reaches
 # (float64 inputs with keepdims=True take the float64 keepdims=True overload above).
 @overload
