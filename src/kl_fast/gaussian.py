@@ -116,6 +116,10 @@ def _prepare(p: object, x: object, func: str, normalize: bool, num_threads: Any,
     return p2, xk, psums, batch_shape, nt, k
 
 
+# normalize: rows whose sum of p is beyond 2**8 or below 2**-8 are summed again scaled
+_LOG2_SUM_REDO = 8
+
+
 def _psums(p2: np.ndarray, xk: np.ndarray, normalize: bool,
            nt: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(p2, psums, status): the p-side sums of the rows p2 on the grid xk.  With
@@ -132,6 +136,21 @@ def _psums(p2: np.ndarray, xk: np.ndarray, normalize: bool,
     if normalize and far.any():
         p2 = scaled_by_max(p2, (1,), far[:, None])
         _gaussian.gaussian_psums_rows(p2, xk, psums, status, nt)
+    if normalize and not status.any():
+        # p log p summed at a sum of p far from 1 cancels against log(sum p) below
+        # (an error of eps |log sum p|): such rows are summed again scaled by the
+        # power of two that brings their sum into [1/2, 1) (exactly; an element
+        # rounded into the subnormals weighs less than 2**-1022 of the sum)
+        e = np.frexp(psums[:, 1])[1]
+        redo = np.abs(e) > _LOG2_SUM_REDO
+        if redo.any():
+            p2 = np.ldexp(p2, np.where(redo, -e, 0).astype(np.intc)[:, None])
+            sub = np.ascontiguousarray(p2[redo])
+            sub_sums = np.empty((sub.shape[0], 7), dtype=np.float64)
+            sub_status = np.empty(sub.shape[0], dtype=np.int8)
+            _gaussian.gaussian_psums_rows(sub, xk, sub_sums, sub_status, nt)
+            psums[redo] = sub_sums
+            status[redo] = sub_status
     if normalize and not status.any():
         total = psums[:, 1].copy()
         psums[:, 1] = 1.0
