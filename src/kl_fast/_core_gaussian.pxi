@@ -1114,6 +1114,13 @@ ctypedef struct GkIterate:
     gk_eval ev
 
 
+cdef inline void gk_record(const GkIterate *it, gk_fit *res, double *hist) noexcept nogil:
+    """it as a Newton fit's next iterate: counted, made the result, recorded in hist."""
+    res.nit += 1
+    gk_fit_set(res, it.mu, it.sigma, &it.ev)
+    gk_hist(hist, res.nit, it.ev.kl, it.mu, it.sigma)
+
+
 cdef inline bint gk_from_natural(const gk_psums *ps, double L, GkIterate *it) noexcept nogil:
     """it's mu and sigma from its natural parameters; False where they leave
     the family (eta2 >= 0) or the finite range."""
@@ -1163,9 +1170,7 @@ cdef bint gk_widen(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t
     if doubled == 0:
         return False
     gk_to_natural(ps, L, cur)
-    res.nit += 1
-    gk_fit_set(res, cur.mu, cur.sigma, &cur.ev)
-    gk_hist(hist, res.nit, cur.ev.kl, cur.mu, cur.sigma)
+    gk_record(cur, res, hist)
     return True
 
 
@@ -1444,9 +1449,7 @@ cdef void gk_along_tilt(const floating *p, Py_ssize_t sp, const double *x, Py_ss
     res.nfev += 1
     if t.ev.kl < cur.ev.kl:
         cur[0] = t
-        res.nit += 1
-        gk_fit_set(res, t.mu, t.sigma, &t.ev)
-        gk_hist(hist, res.nit, t.ev.kl, t.mu, t.sigma)
+        gk_record(cur, res, hist)
 
 
 cdef enum:
@@ -1522,9 +1525,7 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
             if accepted:
                 rises = rises + 1 if nxt.ev.kl > cur.ev.kl else 0
                 cur = nxt
-                res.nit += 1
-                gk_fit_set(res, cur.mu, cur.sigma, &cur.ev)
-                gk_hist(hist, res.nit, cur.ev.kl, cur.mu, cur.sigma)
+                gk_record(&cur, res, hist)
                 continue
         # q has collapsed onto one grid point (sigma far below the spacing
         # there; no curvature left), or the system is too far from the KL's

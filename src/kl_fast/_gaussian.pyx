@@ -398,7 +398,7 @@ cdef inline bint _is_plain_vector(object a, int typenum):
 cdef inline bint _as_double(object v, double *out):
     """v as a double where it is a float or an int within float64's range (the
     Python path explains the others)."""
-    if type(v) is float or isinstance(v, float):
+    if isinstance(v, float):
         out[0] = <double>v
         return True
     if type(v) is int:
