@@ -45,3 +45,15 @@ def exact_js(p, q):
             if y > 0:
                 total += y * (y / m).ln() / 2
         return float(total)
+
+
+def mixed_rows(rng, count):
+    """count pairs (p, q) of float64 rows for accuracy draws: every other row
+    of 1 to 3 elements, else 1 to 40; q random, nearly equal to p (1e-3), or
+    scaled over 30 decades, in turn."""
+    for i in range(count):
+        m = int(rng.integers(1, 4)) if i % 2 else int(rng.integers(1, 41))
+        p = rng.random(m)
+        q = (p * (1 + 1e-3 * rng.standard_normal(m)) if i % 3 == 1
+             else rng.random(m) * 10.0 ** rng.uniform(-30, 0, m) if i % 3 == 2 else rng.random(m))
+        yield p, q
