@@ -1038,3 +1038,20 @@ def _mp_gaussian_kl(p, x, mu, sigma):
         W = mpmath.fsum(Q)
         return float(mpmath.fsum((a / T) * mpmath.log((a / T) / (b / W))
                                  for a, b in zip(P, Q) if a))
+
+
+def test_grid_gaussians_narrower_than_the_spacing_end_near_their_optimum():
+    """The README's limit: p a grid Gaussian of sigma 0.2 to 0.6 on the grid
+    0, 1, ..., 19 (1,617 centres and widths).  Below about a third of the
+    spacing q sits on two points, the KL is nearly flat along a valley and
+    its Hessian near singular: 40 fits stop at max_iter, each within 4e-8 of
+    the KL at the generating (mu, sigma) (the optimum, p being in the family;
+    checked with the NumPy reference)."""
+    x = np.arange(20.0)
+    C, S = np.meshgrid(np.arange(0, 19.25, 0.25), np.linspace(0.2, 0.6, 21))
+    P = np.exp(-(x - C.ravel()[:, None]) ** 2 / (2 * S.ravel()[:, None] ** 2))
+    fit = kl_fast.fit_gaussian(P, x, history=False)
+    optimum = reference.gaussian_kl(P, x, C.ravel(), S.ravel())
+    assert np.all(fit.kl - optimum <= 4e-8)
+    assert np.sum(fit.status == kl_fast.FitStatus.MAXITER) <= 40
+    assert set(fit.status) <= {kl_fast.FitStatus.CONVERGED, kl_fast.FitStatus.MAXITER}
