@@ -972,13 +972,16 @@ def test_a_far_start_does_not_decide_the_tilt_verdict(mu0):
     """The tilt verdict does not depend on the iterate: a start at mu0 = 1e60
     (a = (mu - c) / sigma**2 about 1e61) left its root search halving from
     there for its 200 steps, and the unconverged a said "no finite optimum"
-    for the grid Gaussian N(0, 1).  For p spread like the tilt the verdict
-    stands, and the fit ends at the same point far along it (the KL of the
-    default start's end, the tilt's infimum log(sum p) - sum p log p / P
-    checked by the NumPy reference) however far the start."""
+    for the grid Gaussian N(0, 1); with the search fixed the fit still ended
+    at the uniform limit (LINESEARCH).  A start worse than p's moments now
+    gives way to them: the fit converges to N(0, 1).  For p spread like the
+    tilt the verdict stands, and the fit ends at the same point far along it
+    (its KL checked by the NumPy reference) however far the start."""
     x = np.linspace(-3, 3, 7)
     fit = kl_fast.fit_gaussian(np.exp(-x**2 / 2), x, mu0=mu0)
-    assert fit.status != kl_fast.FitStatus.TILT
+    assert fit.converged and fit.nfev < 10
+    # the optimum, p being the grid Gaussian N(0, 1)
+    assert fit.mu == pytest.approx(0.0, abs=1e-9) and fit.sigma == pytest.approx(1.0, rel=1e-9)
     x = np.linspace(-3, 3, 10)
     p = np.array([1.0, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 1.0])
     far, near = kl_fast.fit_gaussian(p, x, mu0=mu0), kl_fast.fit_gaussian(p, x)
@@ -1055,3 +1058,30 @@ def test_grid_gaussians_narrower_than_the_spacing_end_near_their_optimum():
     assert np.all(fit.kl - optimum <= 4e-8)
     assert np.sum(fit.status == kl_fast.FitStatus.MAXITER) <= 40
     assert set(fit.status) <= {kl_fast.FitStatus.CONVERGED, kl_fast.FitStatus.MAXITER}
+
+
+
+def test_newton_stopped_by_rising_steps_ends_at_its_best_iterate():
+    """Three accepted steps in a row that raise the KL (within rounding) end a
+    Newton fit (LINESEARCH) at the iterate before them: its KL is the lowest
+    in the row's history.  And float32 p whose sum is far from 1 keeps its
+    small values under normalize=True (its sums are taken again in float64:
+    [1e30, 1e-20] scaled in float32 lost 1e-20 and the KL was -3e-34)."""
+    rng = np.random.default_rng(11)
+    x = np.linspace(-5, 5, 5)
+    P = rng.uniform(1e-15, 1e-14, (200, 5))
+    P[np.arange(200), rng.integers(0, 5, 200)] = 1.0
+    fit = kl_fast.fit_gaussian(P, x)
+    stopped = np.flatnonzero(fit.status == kl_fast.FitStatus.LINESEARCH)
+    assert stopped.size > 20
+    kl = fit.history["kl"]
+    for i in stopped:
+        assert fit.kl[i] == np.nanmin(kl[i])
+    p = np.array([1e30, 1e-20], np.float32)
+    x = np.array([0.0, 1.0])
+    with mpmath.workprec(200):
+        a, b = (mpmath.mpf(float(v)) for v in p)
+        w1 = mpmath.exp(-1 / (2 * mpmath.mpf(1e-25) ** 2))   # q on x = 0 (w0 = 1)
+        want = (a * mpmath.log(a / (a + b)) + b * (mpmath.log(b / (a + b)) - mpmath.log(w1))) / (a + b)
+    got = kl_fast.gaussian_kl(p, x, 0.0, 1e-25, normalize=True)
+    assert got == pytest.approx(float(want), rel=1e-12)

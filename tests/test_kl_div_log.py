@@ -127,17 +127,21 @@ def test_terms_exact_where_exp_under_or_overflows():
     assert np.isfinite(kl_fast.kl_div_log([-1e308, 0.0], [1e308, 0.0]))
 
 
-@pytest.mark.parametrize("kind", ["overflowing", "mixed", "one tiny", "huge differences"])
-def test_scaled_terms_within_2_eps_of_the_terms_size(kind):
-    # The README's bound for the careful path's scaled sum (rows with a term beyond
-    # exp(600)): each term is exp(a - a*) (diff 2^-e*), scaled back by exp_scaled
-    # with no rounding of a large exponent.  The sum rounded exp(shift + log|s|),
-    # shift ~ 709, which cost up to half an ulp of 709 (256 eps; 413-503 measured on
-    # such rows); a row of large terms holding one log_p below -708 took that path:
-    # kl_div_log([0, -750], [-1e300, 0]) was 1e300 (1 - 2.4e-14).  Measured: 1.46 eps.
-    # Results below the double range are judged against DBL_MIN.
+KINDS = ["overflowing", "mixed", "one tiny", "huge differences", "weights apart"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_careful_terms_within_2_eps_of_the_terms_size(kind):
+    # The README's bound for the careful path (a row with a log_p below -708 or a
+    # term beyond exp(600)): a term is exp(a - a*) (diff 2^-e*) with the rounding
+    # of a - a* carried, or exp(a) diff formed without under- or overflow, and the
+    # sum is scaled back with no rounding of a large exponent.  Before, the sum
+    # rounded exp(shift + log|s|), shift ~ 709, and terms exp(a + log|diff|): up to
+    # half an ulp of 709 (256 eps; 413-503 measured on such rows);
+    # kl_div_log([0, -750], [-1e300, 0]) was 1e300 (1 - 2.4e-14).  Measured: 1.46
+    # eps.  Results below the double range are judged against DBL_MIN.
     mpmath = pytest.importorskip("mpmath")
-    rng = np.random.default_rng(["overflowing", "mixed", "one tiny", "huge differences"].index(kind))
+    rng = np.random.default_rng(KINDS.index(kind))
     eps, worst, finite = np.finfo(float).eps, 0.0, 0
     for _ in range(300):
         m = rng.integers(1, 12)
@@ -149,8 +153,13 @@ def test_scaled_terms_within_2_eps_of_the_terms_size(kind):
         elif kind == "one tiny":
             lp, lq = rng.uniform(550.0, 705.0, m), np.zeros(m)
             lp[rng.integers(0, m)] = -750.0
-        else:
+        elif kind == "huge differences":
             lp, lq = rng.uniform(-50.0, 50.0, m), -(10.0 ** rng.uniform(250.0, 307.0, m))
+        else:   # small weights with term-sized differences beside large weights
+            lp = rng.uniform(-800.0, 712.0, m)
+            lq = np.where(rng.random(m) < 0.5, -(10.0 ** rng.uniform(0.0, 307.0, m)),
+                          rng.uniform(-800.0, 712.0, m))
+            lp[rng.integers(0, m)] = -750.0 if rng.random() < 0.5 else rng.uniform(690.0, 712.0)
         got = kl_fast.kl_div_log(lp, lq)
         with mpmath.workprec(250):
             terms = [mpmath.exp(mpmath.mpf(float(u))) * (mpmath.mpf(float(u)) - mpmath.mpf(float(v)))
@@ -165,6 +174,12 @@ def test_scaled_terms_within_2_eps_of_the_terms_size(kind):
     assert finite > 100 and worst <= 2.0
     assert kl_fast.kl_div_log([0.0, -750.0], [-1e300, 0.0]) == 1e300
     assert kl_fast.kl_div_log([0.0, -750.0], [-1e300, 0.0], base=2) == 1e300 / math.log(2)
+    # a - a* rounded (half an ulp of 700) where a small weight meets a huge difference
+    # (151 eps before the rounding was carried)
+    lp, lq = [699.9803028285198, -0.7127261073046289, -750.0], [699.2116539663061, -1.859557888945801e+304, 0.0]
+    with mpmath.workprec(250):
+        want = mpmath.fsum(mpmath.exp(mpmath.mpf(u)) * (mpmath.mpf(u) - mpmath.mpf(v)) for u, v in zip(lp, lq))
+    assert abs(kl_fast.kl_div_log(lp, lq) - float(want)) <= 2 * eps * float(want)
 
 
 def _mp_kl_log_base(lp, lq, base, normalize=False):

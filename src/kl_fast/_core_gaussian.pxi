@@ -1346,7 +1346,9 @@ cdef inline bint gk_try(const floating *p, Py_ssize_t sp, const double *x, Py_ss
     return True
 
 
-cdef double WOLFE_EPS = 1e-6
+cdef extern from *:
+    # the approximate Wolfe condition's allowance: a KL level with the start's to 1e-6
+    double WOLFE_EPS "1e-6"
 
 
 cdef inline bint gk_wolfe_near(const gk_psums *ps, double L, const GkIterate *out, double d1,
@@ -1385,6 +1387,7 @@ cdef bint gk_damped_step(const floating *p, Py_ssize_t sp, const double *x, Py_s
         if det > 0.0 and gk_try(p, sp, x, n, ps, L, cur, d1, d2, lam, nthreads, out, res) \
                 and (out.ev.kl <= cur.ev.kl + 1e-4 * lam * ps.P * gd + noise
                      or (out.ev.kl <= cur.ev.kl + WOLFE_EPS * fabs(cur.ev.kl) + noise
+                         and (out.mu != cur.mu or out.sigma != cur.sigma)
                          and gk_wolfe_near(ps, L, out, d1, d2, gd))):
             return True
     return False
@@ -1470,7 +1473,7 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
     every accepted iterate."""
     cdef double mp = ps.S1 / ps.P, L = sqrt(fmax(ps.S2 / ps.P - mp * mp, 0.0)), noise
     cdef double x_lo = 0.0, x_hi = -1.0, a_tilt = 0.0
-    cdef GkIterate cur, nxt, alt
+    cdef GkIterate cur, nxt, alt, best
     cdef GkNewtonStep st
     cdef bint accepted, system
     cdef int tries, tilt = TILT_NOT_WIDER, rises = 0
@@ -1485,7 +1488,18 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
     res.nfev = 1
     gk_fit_set(res, cur.mu, cur.sigma, &cur.ev)
     gk_hist(hist, 0, cur.ev.kl, cur.mu, cur.sigma)
+    if (mu0 != ps.c + mp or sigma0 != L) and max_iter > 0:
+        # a caller's start worse than p's moments (far off the grid, say) gives
+        # way to them, as the first iterate: the KL has one optimum
+        alt.mu = ps.c + mp
+        alt.sigma = L
+        gk_eval_at(p, sp, x, n, ps, alt.mu, alt.sigma, 4, nthreads, &alt.qs, &alt.ev)
+        res.nfev += 1
+        if alt.ev.kl < cur.ev.kl:
+            cur = alt
+            gk_record(&cur, res, hist)
     gk_to_natural(ps, L, &cur)
+    best = cur
     while True:
         if cur.ev.grad_rel < tol:
             res.status = GK_FIT_CONVERGED
@@ -1506,6 +1520,7 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
             res.status = GK_FIT_TILT if tilt == TILT_BOUNDARY else GK_FIT_MAXITER
             return
         if rises >= NEWTON_RISES:
+            gk_record(&best, res, hist)   # back to the iterate before the rises
             res.status = GK_FIT_LINESEARCH
             return
         if stop():
@@ -1524,6 +1539,8 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
                 nxt = alt
             if accepted:
                 rises = rises + 1 if nxt.ev.kl > cur.ev.kl else 0
+                if rises == 0:
+                    best = nxt
                 cur = nxt
                 gk_record(&cur, res, hist)
                 continue
@@ -1532,11 +1549,16 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
         # shape: where widening lowers the KL (p has mass elsewhere) that is
         # the iterate, else the optimum is at sigma -> 0 or no step helps
         if not gk_widen(p, sp, x, n, ps, L, nthreads, &cur, res, hist):
+            if best.ev.kl < cur.ev.kl:
+                gk_record(&best, res, hist)   # back to the iterate before the rises
             if tilt == TILT_BOUNDARY:
                 res.status = GK_FIT_TILT
             else:
                 res.status = GK_FIT_LINESEARCH if system else GK_FIT_SINGULAR
             return
+        rises = 0
+        if cur.ev.kl <= best.ev.kl:
+            best = cur
 
 
 cdef void gk_gd_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,

@@ -406,38 +406,31 @@ cdef double log_sumexp(const floating *x, Py_ssize_t sx, Py_ssize_t n,
 
 # ---- careful path: scalar, libm, exact semantics for every finite input ---------
 
+cdef inline double diff_part(double lp, double lq, double lp0, double lq0,
+                             int *half) noexcept nogil:
+    """diff = (lp - lp0) - (lq - lq0) where it is finite (half = 0), else the
+    difference of the halves, diff / 2 (half = 1): diff = result * 2^half."""
+    cdef double diff = (lp - lp0) - (lq - lq0)
+    half[0] = not (fabs(diff) <= DBL_MAX)
+    if half[0]:
+        diff = (0.5 * lp - 0.5 * lp0) - (0.5 * lq - 0.5 * lq0)
+    return diff
+
+
 cdef inline double log_diff_log(double lp, double lq, double lp0, double lq0,
                                 double *sign) noexcept nogil:
     """log|diff| and the sign of diff = (lp - lp0) - (lq - lq0), without overflow."""
-    cdef double diff = (lp - lp0) - (lq - lq0)
-    if fabs(diff) <= DBL_MAX:
-        sign[0] = diff
-        return log(fabs(diff))
-    diff = (0.5 * lp - 0.5 * lp0) - (0.5 * lq - 0.5 * lq0)
-    sign[0] = diff
-    return log(fabs(diff)) + LN2
-
-
-cdef inline double scaled_diff(double lp, double lq, double lp0, double lq0,
-                               int e) noexcept nogil:
-    """diff = (lp - lp0) - (lq - lq0) times 2^-e, exactly, also where diff
-    itself would overflow (its halves are taken then)."""
-    cdef double diff = (lp - lp0) - (lq - lq0)
-    if fabs(diff) <= DBL_MAX:
-        return ldexp(diff, -e)
-    return ldexp((0.5 * lp - 0.5 * lp0) - (0.5 * lq - 0.5 * lq0), 1 - e)
+    cdef int half = 0
+    sign[0] = diff_part(lp, lq, lp0, lq0, &half)
+    return log(fabs(sign[0])) + half * LN2
 
 
 cdef inline int diff_exponent(double lp, double lq, double lp0, double lq0) noexcept nogil:
     """e with diff = (lp - lp0) - (lq - lq0) = m 2^e, |m| in [1/2, 1) (frexp's),
     also where diff itself would overflow."""
-    cdef double diff = (lp - lp0) - (lq - lq0)
-    cdef int e
-    if fabs(diff) <= DBL_MAX:
-        frexp(diff, &e)
-        return e
-    frexp((0.5 * lp - 0.5 * lp0) - (0.5 * lq - 0.5 * lq0), &e)
-    return e + 1
+    cdef int half = 0, e = 0
+    frexp(diff_part(lp, lq, lp0, lq0, &half), &e)
+    return e + half
 
 
 cdef inline double exp_scaled(double a, double s, int e) noexcept nogil:
@@ -450,32 +443,38 @@ cdef inline double exp_scaled(double a, double s, int e) noexcept nogil:
 
 
 cdef inline double scaled_term(double lp, double lq, double lp0, double lq0, double top_a,
-                               double top_l, int top_e) noexcept nogil:
+                               int top_e) noexcept nogil:
     """A term exp(a) diff (a = lp - lp0) over the scale exp(top_a) 2^top_e:
-    exp(a - top_a) (diff 2^-top_e), each factor exact or rounded once; where
-    exp(a - top_a) would overflow (a far above top_a, diff tiny), from the
-    logs (such a term is far below the largest)."""
-    cdef double sign, a = lp - lp0, ld
-    if a - top_a <= 700.0:
-        return exp(a - top_a) * scaled_diff(lp, lq, lp0, lq0, top_e)
-    ld = log_diff_log(lp, lq, lp0, lq0, &sign)
-    return copysign(exp((a - top_a) + (ld - top_e * LN2)), sign)
+    exp(s) (diff 2^-top_e) for s = a - top_a, with the rounding of s carried
+    (TwoSum) and exp(s) applied as exp_scaled does (no under- or overflow on
+    the way), so the term is within about an ulp however far a lies from
+    top_a.  (s <= 1455: the largest term's a + log|diff| is at least this
+    one's, and log|diff| >= -745.  Below s = -2000 the term is under 2^-785
+    of the largest: 0.)"""
+    cdef double a = lp - lp0, s = a - top_a, b, err, t, d
+    cdef int half = 0
+    if s < -2000.0:
+        return 0.0
+    b = s - a
+    err = (a - (s - b)) + (-top_a - b)
+    d = diff_part(lp, lq, lp0, lq0, &half)   # before half is read
+    t = exp_scaled(s, d, half - top_e)
+    return t + t * err
 
 
-cdef inline double unscaled_term(double a, double ld, double diff,
-                                 double sign) noexcept nogil:
-    """A term exp(a) diff without the scale: exp(a) diff where both factors
-    are in range, else exp(a + ld) with the sum's rounding (up to half an ulp
-    of a, 5.7e-14 relative near a = -708) carried to first order."""
-    cdef double e = exp(a), sa, sb, corr
+cdef inline double unscaled_term(double lp, double lq, double lp0, double lq0) noexcept nogil:
+    """A term exp(a) diff (a = lp - lp0) without a scale: the product where both
+    factors are in range, else as exp_scaled forms it (exp(a) under- or
+    overflowing on its own; a <= 1345 here, as a + log|diff| <= LOG_SHIFT_ABOVE;
+    below a = -2000 the term is under 2^-1860: 0)."""
+    cdef double a = lp - lp0, e = exp(a), diff = a - (lq - lq0)
+    cdef int half = 0
     if e >= DBL_MIN and fabs(diff) <= DBL_MAX:
         return e * diff
-    sa = a + ld
-    sb = sa - a
-    corr = (a - (sa - sb)) + (ld - sb)
-    if not (fabs(corr) < 1.0):
-        corr = 0.0   # a or the sum infinite: exp(sa) is 0 or inf as it is
-    return copysign(exp(sa) * (1.0 + corr), sign)
+    if a < -2000.0:
+        return 0.0
+    diff = diff_part(lp, lq, lp0, lq0, &half)   # before half is read
+    return exp_scaled(a, diff, half)
 
 
 cdef int log_row_careful(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
@@ -483,17 +482,17 @@ cdef int log_row_careful(const floating *p, Py_ssize_t sp, const floating *q, Py
     """The row in double with libm, in the block and lane order of the fast
     path; where some term is beyond exp(LOG_SHIFT_ABOVE) the terms are summed
     scaled by the largest's exp(a*) 2^e* (a* = lp - lp0 and e* the binary
-    exponent of its diff): each as exp(a - a*) (diff 2^-e*), whose difference
-    of a is exact where it matters (Sterbenz), so terms of weights far beyond
-    the range (a ~ 1e300) keep their proportions and their sum its sign; the
-    sum is scaled back as s exp(a*) 2^e* (exp_scaled: no rounding of a large
-    exponent).  No partial sum overflows and +inf never meets -inf.  NaN when
-    the row holds NaN or +inf (check=False)."""
+    exponent of its diff): each as exp(a - a*) (diff 2^-e*) (scaled_term), so
+    terms of weights far beyond the range (a ~ 1e300) keep their proportions
+    and their sum its sign; the sum is scaled back as s exp(a*) 2^e*
+    (exp_scaled: no rounding of a large exponent).  Other terms are formed as
+    unscaled_term does.  No partial sum overflows and +inf never meets -inf.
+    NaN when the row holds NaN or +inf (check=False)."""
     cdef double kl = 0.0, kl_c = 0.0, sign, lp, lq, a, ld, t, s
     cdef double top_a = 0.0, top_l = -HUGE_VAL   # the largest term's a and log|diff|
     cdef double acc[LANES]
     cdef bint pos_inf = False, bad = False, scaled
-    cdef int top_e = 0
+    cdef int top_e = 0, half = 0
     cdef Py_ssize_t g, start, i, j, length
     # first pass: the largest term (compared by the exact-ish difference of the
     # logs of two terms), to pick the scale
@@ -525,14 +524,12 @@ cdef int log_row_careful(const floating *p, Py_ssize_t sp, const floating *q, Py
             elif lq == -HUGE_VAL:
                 pos_inf = True
             else:
-                a = lp - lp0
-                ld = log_diff_log(lp, lq, lp0, lq0, &sign)
-                if sign == 0.0:
+                if diff_part(lp, lq, lp0, lq0, &half) == 0.0:
                     t = 0.0
                 elif scaled:
-                    t = scaled_term(lp, lq, lp0, lq0, top_a, top_l, top_e)
+                    t = scaled_term(lp, lq, lp0, lq0, top_a, top_e)
                 else:
-                    t = unscaled_term(a, ld, a - (lq - lq0), sign)
+                    t = unscaled_term(lp, lq, lp0, lq0)
             acc[i % LANES] += t
         neumaier(&kl, &kl_c, lane_total(acc))
     if bad:

@@ -136,16 +136,19 @@ def _psums(p2: np.ndarray, xk: np.ndarray, normalize: bool,
     if normalize and far.any():
         p2 = scaled_by_max(p2, (1,), far[:, None])
         _gaussian.gaussian_psums_rows(p2, xk, psums, status, nt)
+    shift = np.zeros(m, dtype=np.intc)
     if normalize and not status.any():
         # p log p summed at a sum of p far from 1 cancels against log(sum p) below
-        # (an error of eps |log sum p|): such rows are summed again scaled by the
-        # power of two that brings their sum into [1/2, 1) (exactly; an element
-        # rounded into the subnormals weighs less than 2**-1022 of the sum)
+        # (an error of eps |log sum p|): such rows' sums are taken again from p
+        # times the power of two 2**-e that brings their sum into [1/2, 1), in
+        # float64 (exact for float32 p; a float64 element rounded into the
+        # subnormals weighs less than 2**-1021 of the sum).  The q pass reads p
+        # itself, with the factor 1 / sum p.
         e = np.frexp(psums[:, 1])[1]
         redo = np.abs(e) > _LOG2_SUM_REDO
         if redo.any():
-            p2 = np.ldexp(p2, np.where(redo, -e, 0).astype(np.intc)[:, None])
-            sub = np.ascontiguousarray(p2[redo])
+            shift[redo] = e[redo]
+            sub = np.ldexp(p2[redo].astype(np.float64), -shift[redo, None])
             sub_sums = np.empty((sub.shape[0], 7), dtype=np.float64)
             sub_status = np.empty(sub.shape[0], dtype=np.int8)
             _gaussian.gaussian_psums_rows(sub, xk, sub_sums, sub_status, nt)
@@ -157,7 +160,7 @@ def _psums(p2: np.ndarray, xk: np.ndarray, normalize: bool,
         psums[:, 2] /= total
         psums[:, 3] /= total
         psums[:, 4] = psums[:, 4] / total - np.log(total)
-        psums[:, 5] = 1.0 / total
+        psums[:, 5] = np.ldexp(1.0 / total, -shift)
         psums[:, 6] += _gaussian.P_NORMALIZED
     return p2, psums, status
 
