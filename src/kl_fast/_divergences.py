@@ -456,8 +456,9 @@ def kl_div_log(log_p: ArrayLike, log_q: ArrayLike, *, axis: Axis = -1, keepdims:
     log_p, log_q : array_like
         Real values or -inf that broadcast together; NaN and +inf are errors.
         float32 with float32 gives float32, from float32 kernels (exp as a float
-        pair, the terms in double: within 1 float32 eps of the terms' size,
-        0.52 measured against mpmath); any other real input computes in float64.
+        pair, the terms in double: within 1 float32 eps of the terms' size, or of
+        float32's smallest normal where that is larger; 0.52 measured against
+        mpmath); any other real input computes in float64.
     axis : int, tuple of int or None, default -1
         Axis (or axes) summed over; None sums over everything.
     keepdims : bool, default False

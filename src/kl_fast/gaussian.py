@@ -116,8 +116,8 @@ def _prepare(p: object, x: object, func: str, normalize: bool, num_threads: Any,
     return p2, xk, psums, batch_shape, nt, k
 
 
-# normalize: rows whose sum of p is beyond 2**8 or below 2**-8 are summed again scaled
-_LOG2_SUM_REDO = 8
+# normalize: rows whose sum of p is beyond 2**20 or below 2**-20 are summed again scaled
+_LOG2_SUM_REDO = 20
 
 
 def _psums(p2: np.ndarray, xk: np.ndarray, normalize: bool,
