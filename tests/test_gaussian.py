@@ -1087,3 +1087,18 @@ def test_newton_stopped_by_rising_steps_ends_at_its_best_iterate():
         want = (a * mpmath.log(a / (a + b)) + b * (mpmath.log(b / (a + b)) - mpmath.log(w1))) / (a + b)
     got = kl_fast.gaussian_kl(p, x, 0.0, 1e-25, normalize=True)
     assert got == pytest.approx(float(want), rel=1e-12)
+
+
+def test_reference_gaussian_far_off_the_grid():
+    """kl_fast.reference builds q as the tutorial does; far off the grid (mu =
+    -1e4, sigma = 200 on 0..4) every weight underflowed and its KL was NaN
+    (0.972 instead of 1.131 at mu = -6402).  Its exponents are now taken
+    relative to the point nearest mu: mpmath's value, as the compiled one."""
+    x = np.arange(5.0)
+    e = -(x - 9) ** 2 / 0.08
+    p = np.exp(e - e.max())
+    p /= p.sum()
+    for mu, sigma in ((-1e4, 200.0), (-6402.0, 166.0)):
+        want = _mp_gaussian_kl(p, x, mu, sigma)
+        assert float(reference.gaussian_kl(p, x, mu, sigma)) == pytest.approx(want, rel=1e-9)
+        assert float(kl_fast.gaussian_kl(p, x, mu, sigma)) == pytest.approx(want, rel=1e-12)

@@ -256,11 +256,14 @@ def _gaussian_args(p: npt.ArrayLike, x: npt.ArrayLike, mu: npt.ArrayLike, sigma:
 
 
 def gaussian_q(x: npt.ArrayLike, mu: npt.ArrayLike, sigma: npt.ArrayLike) -> np.ndarray:
-    """The normalised Gaussian on the grid x, as the tutorial builds it."""
+    """The normalised Gaussian on the grid x, as the tutorial builds it, with the
+    exponent taken relative to the grid point nearest mu (the normalisation
+    cancels it): far off the grid every weight underflowed and q was 0/0 = NaN."""
     x = np.asarray(x, dtype=np.float64)
     mu = np.asarray(mu, dtype=np.float64)[..., None]
     sigma = np.asarray(sigma, dtype=np.float64)[..., None]
-    q = np.exp(-np.square(x - mu) / (2 * sigma**2))
+    d2 = np.square(x - mu)
+    q = np.exp(-(d2 - np.min(d2, axis=-1, keepdims=True)) / (2 * sigma**2))
     return cast(np.ndarray, q / np.sum(q, axis=-1, keepdims=True))
 
 
@@ -295,7 +298,8 @@ def gaussian_kl_grad(p: npt.ArrayLike, x: npt.ArrayLike, mu: npt.ArrayLike,
 def _kl_grad_variance(p: np.ndarray, x: np.ndarray, mu: np.ndarray,
                       v: np.ndarray) -> tuple[_Result, _Result, _Result]:
     """The tutorial's objective in (mu, v = sigma^2): value and gradient."""
-    q = np.exp(-np.square(x - mu[..., None]) / (2 * v[..., None]))
+    d2 = np.square(x - mu[..., None])
+    q = np.exp(-(d2 - np.min(d2, axis=-1, keepdims=True)) / (2 * v[..., None]))
     q = q / np.sum(q, axis=-1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         kl = np.sum(np.where(p != 0, p * np.log(p / q), 0), axis=-1)
