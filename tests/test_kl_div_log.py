@@ -417,3 +417,21 @@ def test_float32_within_1_eps32_of_the_terms_size():
         size = max(size, mpmath.mpf(float(np.finfo(np.float32).tiny)))
         worst = max(worst, float(abs(mpmath.mpf(float(got)) - want) / size) / e32)
     assert worst <= 1.0
+
+
+@pytest.mark.parametrize("lp, lq, normalize", [
+    ([-709.5], [-1.7e308], False),            # exp(a) subnormal, the difference near DBL_MAX
+    ([-720.0], [1.7e308], False),
+    ([-745.0], [1.7e308], False),
+    ([-744.0, -745.0, -746.0], [1e308, 1.7e308, -1.7e308], False),
+    ([0.6, 0.0, 0.6], [-1.7e308, -1.7e308, 1.7e308], False),   # the scaled sum
+    ([-149.6, 0.0], [-1.7e308, 1.7e308], True),
+])
+def test_careful_terms_with_differences_near_the_double_range(lp, lq, normalize):
+    # exp(a) times a difference beyond DBL_MAX / sqrt(2): the product of the
+    # difference and exp(r) (r in [-ln2/2, ln2/2]) overflowed before its scaling
+    # (inf, -inf or NaN for finite divergences); the difference's exponent is now
+    # taken out first
+    want = float(_mp_kl_log_base(lp, lq, None, normalize))
+    got = kl_fast.kl_div_log(lp, lq, normalize=normalize)
+    assert np.isfinite(got) and got == pytest.approx(want, rel=1e-14)

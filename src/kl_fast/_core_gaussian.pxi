@@ -1459,6 +1459,17 @@ cdef enum:
     NEWTON_RISES = 3   # accepted steps in a row that raise the KL (within rounding): the floor
 
 
+cdef inline bint gk_start_hopeless(double x_lo, double x_hi, double mu0,
+                                   const GkIterate *start) noexcept nogil:
+    """A caller's Newton start that gives way to p's moments (where they have
+    the lower KL, as the first iterate): mu0 beyond an end of the grid by more
+    than its span (natural parameters of 1e60 over the grid lose every digit
+    of the steps), or an infinite KL.  A start nearer is the caller's, however
+    ill-conditioned the fit: it may lead to a better end."""
+    cdef double span = x_hi - x_lo
+    return not (x_lo - span <= mu0 <= x_hi + span) or not isfinite(start.ev.kl)
+
+
 cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
                         const gk_psums *ps, double mu0, double sigma0, double tol,
                         int max_iter, int nthreads, gk_stop_fn stop, double *hist,
@@ -1488,16 +1499,16 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
     res.nfev = 1
     gk_fit_set(res, cur.mu, cur.sigma, &cur.ev)
     gk_hist(hist, 0, cur.ev.kl, cur.mu, cur.sigma)
-    if (mu0 != ps.c + mp or sigma0 != L) and max_iter > 0:
-        # a caller's start worse than p's moments (far off the grid, say) gives
-        # way to them, as the first iterate: the KL has one optimum
-        alt.mu = ps.c + mp
-        alt.sigma = L
-        gk_eval_at(p, sp, x, n, ps, alt.mu, alt.sigma, 4, nthreads, &alt.qs, &alt.ev)
-        res.nfev += 1
-        if alt.ev.kl < cur.ev.kl:
-            cur = alt
-            gk_record(&cur, res, hist)
+    if max_iter > 0 and (mu0 != ps.c + mp or sigma0 != L):
+        gk_grid_ends(x, n, &x_lo, &x_hi)
+        if gk_start_hopeless(x_lo, x_hi, mu0, &cur):
+            alt.mu = ps.c + mp
+            alt.sigma = L
+            gk_eval_at(p, sp, x, n, ps, alt.mu, alt.sigma, 4, nthreads, &alt.qs, &alt.ev)
+            res.nfev += 1
+            if alt.ev.kl < cur.ev.kl:
+                cur = alt
+                gk_record(&cur, res, hist)
     gk_to_natural(ps, L, &cur)
     best = cur
     while True:

@@ -435,11 +435,14 @@ cdef inline int diff_exponent(double lp, double lq, double lp0, double lq0) noex
 
 cdef inline double exp_scaled(double a, double s, int e) noexcept nogil:
     """s exp(a) 2^e for a <= LOG_EXP_SCALED_MAX, without overflow on the way: a = k ln2 + r
-    (Cody-Waite, k ln2's high part exact), then s exp(r) scaled by 2^(k + e)
-    (exactly, but for the result's own over- or underflow)."""
+    (Cody-Waite, k ln2's high part exact) and s = m 2^es (m in [1/2, 1)), then
+    m exp(r) scaled by 2^(k + es + e) (exactly, but for the result's own over- or
+    underflow)."""
     cdef double k = floor(a / LN2 + 0.5)
     cdef double r = (a - k * LN2_HI) - k * LN2_LO
-    return ldexp(s * exp(r), <int>k + e)
+    cdef int es = 0
+    cdef double m = frexp(s, &es)
+    return ldexp(m * exp(r), <int>k + es + e)
 
 
 cdef inline double scaled_term(double lp, double lq, double lp0, double lq0, double top_a,
