@@ -1093,7 +1093,9 @@ def test_reference_gaussian_far_off_the_grid():
     """kl_fast.reference builds q as the tutorial does; far off the grid (mu =
     -1e4, sigma = 200 on 0..4) every weight underflowed and its KL was NaN
     (0.972 instead of 1.131 at mu = -6402).  Its exponents are now taken
-    relative to the point nearest mu: mpmath's value, as the compiled one."""
+    relative to the point nearest mu, as (x - x*)(x + x* - 2 mu) (the
+    difference of the squares, rounded, was uniform at mu = 1e20): mpmath's
+    value, as the compiled one."""
     x = np.arange(5.0)
     e = -(x - 9) ** 2 / 0.08
     p = np.exp(e - e.max())
@@ -1102,6 +1104,14 @@ def test_reference_gaussian_far_off_the_grid():
         want = _mp_gaussian_kl(p, x, mu, sigma)
         assert float(reference.gaussian_kl(p, x, mu, sigma)) == pytest.approx(want, rel=1e-9)
         assert float(kl_fast.gaussian_kl(p, x, mu, sigma)) == pytest.approx(want, rel=1e-12)
+    # far enough that (x - mu)**2 rounds by more than the points' differences: taken
+    # as (x - x*)(x + x* - 2 mu), x* the point nearest mu
+    x = np.linspace(-5, 5, 101)
+    p = np.exp(-(x - 0.7) ** 2 / 3) + 0.2 * np.exp(-(x + 2) ** 2 / 0.1)
+    p /= p.sum()
+    for mu, sigma in ((1e20, 1e10), (1e16, 1e8), (-1e9, 3e4)):
+        want = _mp_gaussian_kl(p, x, mu, sigma)
+        assert float(reference.gaussian_kl(p, x, mu, sigma)) == pytest.approx(want, rel=1e-9)
 
 
 def test_a_callers_start_near_the_grid_is_kept():
@@ -1118,3 +1128,19 @@ def test_a_callers_start_near_the_grid_is_kept():
     assert abs(float(reference.gaussian_kl(p, x, m, s))) < 1e-15
     fit = kl_fast.fit_gaussian(p, x, mu0=-0.8533155006077352, sigma0=0.03466301185931939)
     assert fit.converged and fit.kl < 1e-15
+
+
+@pytest.mark.parametrize("mu0", [None, 8.0, 12.0, 15.0])
+def test_p_exactly_a_tilt_ends_at_the_infimum(mu0):
+    """p = exp(0.8 x) is itself a tilt (its variance is the tilt's to 1e-9:
+    left to the fit), whose infimum P log P (P = sum p; q -> p / P) is only
+    approached as sigma -> infinity.  Newton from starts at mu0 = 8 to 15
+    ended (TILT, at max_iter) 10% to 38% above it; the point far along the
+    tilt is now taken where it lowers the KL, and every start ends there."""
+    x = np.linspace(-5, 5, 201)
+    p = np.exp(0.8 * x)
+    P = math.fsum(p)
+    fit = kl_fast.fit_gaussian(p, x, mu0=mu0)
+    # on the boundary the gradient test may pass there too (converged, far along)
+    assert fit.status in (kl_fast.FitStatus.TILT, kl_fast.FitStatus.CONVERGED)
+    assert fit.kl == pytest.approx(P * math.log(P), rel=1e-12)

@@ -1527,6 +1527,14 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
                     gk_along_tilt(p, sp, x, n, ps, x_hi - x_lo, a_tilt, nthreads, &cur, res, hist)
                 res.status = GK_FIT_TILT
                 return
+            if tilt == TILT_BOUNDARY and res.nit < max_iter:
+                # p is a tilt to 1e-9: the point far along it, where it lowers
+                # the KL, and the fit goes on from there
+                gk_along_tilt(p, sp, x, n, ps, x_hi - x_lo, a_tilt, nthreads, &cur, res, hist)
+                gk_to_natural(ps, L, &cur)
+                if cur.ev.kl <= best.ev.kl:
+                    best = cur
+                    rises = 0
         if res.nit >= max_iter:
             res.status = GK_FIT_TILT if tilt == TILT_BOUNDARY else GK_FIT_MAXITER
             return

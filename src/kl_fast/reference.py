@@ -262,9 +262,20 @@ def gaussian_q(x: npt.ArrayLike, mu: npt.ArrayLike, sigma: npt.ArrayLike) -> np.
     x = np.asarray(x, dtype=np.float64)
     mu = np.asarray(mu, dtype=np.float64)[..., None]
     sigma = np.asarray(sigma, dtype=np.float64)[..., None]
-    d2 = np.square(x - mu)
-    q = np.exp(-(d2 - np.min(d2, axis=-1, keepdims=True)) / (2 * sigma**2))
+    q = np.exp(-_excess_square(x, mu) / (2 * sigma**2))
     return cast(np.ndarray, q / np.sum(q, axis=-1, keepdims=True))
+
+
+def _excess_square(x: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """(x - mu)**2 - (x* - mu)**2 for x* the grid point nearest mu, as
+    (x - x*)(x + x* - 2 mu): no rounding of (x - mu)**2 (about eps mu**2 far
+    off the grid) swamps the points' differences.  (x - mu)**2 on an empty grid."""
+    if x.shape[-1] == 0:
+        return cast(np.ndarray, np.square(x - mu))
+    # the distances to mu clipped into the grid's range do not all round alike
+    inside = np.clip(mu, np.min(x), np.max(x))
+    nearest = np.take(x, np.argmin(np.abs(x - inside), axis=-1))[..., None]
+    return cast(np.ndarray, (x - nearest) * (x + nearest - 2.0 * mu))
 
 
 def gaussian_kl(p: npt.ArrayLike, x: npt.ArrayLike, mu: npt.ArrayLike, sigma: npt.ArrayLike, *,
@@ -298,8 +309,7 @@ def gaussian_kl_grad(p: npt.ArrayLike, x: npt.ArrayLike, mu: npt.ArrayLike,
 def _kl_grad_variance(p: np.ndarray, x: np.ndarray, mu: np.ndarray,
                       v: np.ndarray) -> tuple[_Result, _Result, _Result]:
     """The tutorial's objective in (mu, v = sigma^2): value and gradient."""
-    d2 = np.square(x - mu[..., None])
-    q = np.exp(-(d2 - np.min(d2, axis=-1, keepdims=True)) / (2 * v[..., None]))
+    q = np.exp(-_excess_square(x, mu[..., None]) / (2 * v[..., None]))
     q = q / np.sum(q, axis=-1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         kl = np.sum(np.where(p != 0, p * np.log(p / q), 0), axis=-1)
