@@ -1144,3 +1144,32 @@ def test_p_exactly_a_tilt_ends_at_the_infimum(mu0):
     # on the boundary the gradient test may pass there too (converged, far along)
     assert fit.status in (kl_fast.FitStatus.TILT, kl_fast.FitStatus.CONVERGED)
     assert fit.kl == pytest.approx(P * math.log(P), rel=1e-12)
+
+
+def test_level_steps_are_taken_only_near_the_optimum():
+    """The approximate Wolfe acceptance (a step level with the start's KL to
+    1e-6) holds only where the relative gradient is below 1e-3: far from the
+    optimum, on a plateau where q sits on one grid point, it took level steps
+    in place of widening and the fit crept up, ending at KL 297.45 after 2,000
+    steps where the default start (and the previous rule) reach 225.54."""
+    x = np.linspace(-15000, -5000, 7)
+    p = np.array([39.594498, 11.616891, 3.408356, 1.0, 0.29339659, 0.086081557,
+                  0.025256034], np.float32)
+    fit = kl_fast.fit_gaussian(p, x, mu0=-19209.289247626264, max_iter=2000)
+    default = kl_fast.fit_gaussian(p, x)
+    assert fit.kl <= default.kl * (1 + 1e-12)
+    numpy_fit = reference.fit_gaussian_newton(p, x)
+    assert fit.kl <= float(numpy_fit["kl"]) * (1 + 1e-9)
+
+
+def test_reference_gaussian_on_a_grid_far_from_zero():
+    """The reference's exponents as (x - x*)((x - x*) + 2 (x* - mu)): formed as
+    (x - x*)(x + x* - 2 mu) they lost eps |x| of each point's difference (a
+    grid at 1e12: 1.1e-6 of the KL); the compiled value is the truth here
+    (1e-15 of mpmath's elsewhere in this file)."""
+    for off in (1e6, 1e9, 1e12):
+        x = off + np.linspace(-5, 5, 101)
+        p = np.exp(-(x - off - 0.7) ** 2 / 3)
+        p /= p.sum()
+        want = float(kl_fast.gaussian_kl(p, x, off + 0.3, 0.2))
+        assert float(reference.gaussian_kl(p, x, off + 0.3, 0.2)) == pytest.approx(want, rel=1e-14)

@@ -1349,6 +1349,8 @@ cdef inline bint gk_try(const floating *p, Py_ssize_t sp, const double *x, Py_ss
 cdef extern from *:
     # the approximate Wolfe condition's allowance: a KL level with the start's to 1e-6
     double WOLFE_EPS "1e-6"
+    # ... taken only near the optimum: a relative gradient below this
+    double WOLFE_NEAR "1e-3"
 
 
 cdef inline bint gk_wolfe_near(const gk_psums *ps, double L, const GkIterate *out, double d1,
@@ -1386,7 +1388,8 @@ cdef bint gk_damped_step(const floating *p, Py_ssize_t sp, const double *x, Py_s
         nu = 1e-3 if nu == 0.0 else 10.0 * nu
         if det > 0.0 and gk_try(p, sp, x, n, ps, L, cur, d1, d2, lam, nthreads, out, res) \
                 and (out.ev.kl <= cur.ev.kl + 1e-4 * lam * ps.P * gd + noise
-                     or (out.ev.kl <= cur.ev.kl + WOLFE_EPS * fabs(cur.ev.kl) + noise
+                     or (cur.ev.grad_rel < WOLFE_NEAR
+                         and out.ev.kl <= cur.ev.kl + WOLFE_EPS * fabs(cur.ev.kl) + noise
                          and (out.mu != cur.mu or out.sigma != cur.sigma)
                          and gk_wolfe_near(ps, L, out, d1, d2, gd))):
             return True

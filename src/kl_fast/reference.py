@@ -268,14 +268,18 @@ def gaussian_q(x: npt.ArrayLike, mu: npt.ArrayLike, sigma: npt.ArrayLike) -> np.
 
 def _excess_square(x: np.ndarray, mu: np.ndarray) -> np.ndarray:
     """(x - mu)**2 - (x* - mu)**2 for x* the grid point nearest mu, as
-    (x - x*)(x + x* - 2 mu): no rounding of (x - mu)**2 (about eps mu**2 far
-    off the grid) swamps the points' differences.  (x - mu)**2 on an empty grid."""
+    (x - x*)((x - x*) + 2 (x* - mu)): no rounding of (x - mu)**2 (about eps
+    mu**2 far off the grid) or of x + x* (eps |x| on a grid far from 0) swamps
+    the points' differences.  (x - mu)**2 on an empty grid."""
     if x.shape[-1] == 0:
         return cast(np.ndarray, np.square(x - mu))
     # the distances to mu clipped into the grid's range do not all round alike
-    inside = np.clip(mu, np.min(x), np.max(x))
-    nearest = np.take(x, np.argmin(np.abs(x - inside), axis=-1))[..., None]
-    return cast(np.ndarray, (x - nearest) * (x + nearest - 2.0 * mu))
+    inside = np.clip(mu, np.min(x, axis=-1, keepdims=True), np.max(x, axis=-1, keepdims=True))
+    d = np.abs(x - inside)
+    nearest = np.take_along_axis(np.broadcast_to(x, d.shape), np.argmin(d, axis=-1)[..., None],
+                                 axis=-1)
+    step = x - nearest
+    return cast(np.ndarray, step * (step + 2.0 * (nearest - mu)))
 
 
 def gaussian_kl(p: npt.ArrayLike, x: npt.ArrayLike, mu: npt.ArrayLike, sigma: npt.ArrayLike, *,
