@@ -1163,10 +1163,10 @@ def test_level_steps_are_taken_only_near_the_optimum():
 
 
 def test_reference_gaussian_on_a_grid_far_from_zero():
-    """The reference's exponents as (x - x*)((x - x*) + 2 (x* - mu)): formed as
-    (x - x*)(x + x* - 2 mu) they lost eps |x| of each point's difference (a
-    grid at 1e12: 1.1e-6 of the KL); the compiled value is the truth here
-    (1e-15 of mpmath's elsewhere in this file)."""
+    """The reference keeps the tutorial's formula where it works: on a grid at
+    1e12 (where (x - x*)(x + x* - 2 mu) would lose eps |x| of each point's
+    difference, 1.1e-6 of the KL) it is the compiled value to 1e-14 (that
+    value is 1e-15 of mpmath's elsewhere in this file)."""
     for off in (1e6, 1e9, 1e12):
         x = off + np.linspace(-5, 5, 101)
         p = np.exp(-(x - off - 0.7) ** 2 / 3)
