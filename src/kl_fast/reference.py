@@ -275,10 +275,14 @@ def _normalised_weights(q: np.ndarray, x: np.ndarray, mu: np.ndarray,
     keeps its digits and those near it) or whose sum is not finite formed again
     from _excess_square."""
     total = np.sum(q, axis=-1, keepdims=True)
-    lost = ~(total >= 2.0**-900)
+    lost = ~(total[..., 0] >= 2.0**-900)
     if np.any(lost):
-        again = np.exp(-_excess_square(x, mu) / two_var)
-        q = np.where(lost, again, q)
+        # those groups only (q has the broadcast shape of x, mu and two_var)
+        groups = q.shape[:-1] + (1,)
+        xs = np.broadcast_to(x, q.shape)[lost]
+        again = _excess_square(xs, np.broadcast_to(mu, groups)[lost])
+        q = q.copy()
+        q[lost] = np.exp(-again / np.broadcast_to(two_var, groups)[lost])
         total = np.sum(q, axis=-1, keepdims=True)
     return cast(np.ndarray, q / total)
 
