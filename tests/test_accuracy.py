@@ -298,3 +298,115 @@ def test_fit_gaussian_reports_its_optimum_accurately(path):
     # the optimum is KL ~ 1e-17 here; the moment form gave ~1e-15 of rounding
     assert abs(fit.kl - truth) <= max(
         kl_peers_error(p, x, fit.mu, fit.sigma, True, truth) * truth, 4 * EPS64 * truth)
+
+
+def exact_kl_log_normalized(lp, lq):
+    """KL of softmax(lp) from softmax(lq) (the given, rounded inputs; -inf
+    entries of lp carry no weight), in 160 bits, each input less its largest
+    entry before the log-sum-exp so that no digit goes to the offset; and the
+    size of its terms, sum p (|log p| + |log q|)."""
+    with mpmath.workprec(160):
+        a = [mpmath.mpf(float(v)) for v in lp]
+        b = [mpmath.mpf(float(v)) for v in lq]
+        ma = max(v for v in a if v != -mpmath.inf)
+        mb = max(v for v in b if v != -mpmath.inf)
+        a = [v - ma for v in a]
+        b = [v - mb for v in b]
+        la = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in a))
+        lb = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in b))
+        pairs = [(x - la, y - lb) for x, y in zip(a, b) if x != -mpmath.inf]
+        kl = mpmath.fsum(mpmath.exp(x) * (x - y) for x, y in pairs)
+        size = mpmath.fsum(mpmath.exp(x) * (abs(x) + abs(y)) for x, y in pairs)
+        return kl, float(size)
+
+
+def offset_rows(rng, offset, n, rows=1):
+    """log_p, log_q of rows of n standard-normal logs (log_q a perturbed copy,
+    shifted by a normal amount) plus offset; beyond 1e14 the logs are offset
+    plus a few of its ulps (a normal spread would round away)."""
+    if offset > 1e14:
+        ulp = np.spacing(offset)
+        lp = offset + rng.integers(-8, 9, (rows, n)) * ulp
+        return lp, offset + rng.integers(-8, 9, (rows, n)) * ulp
+    lp = 2.0 * rng.standard_normal((rows, n)) + offset
+    return lp, lp + 0.1 * rng.standard_normal((rows, n)) + rng.standard_normal((rows, 1))
+
+
+@pytest.mark.parametrize("offset", [0.0, -40.0, 1e4, 1e8, 1e12, 1e15, 1e300])
+def test_kl_div_log_normalize_does_not_depend_on_the_offset(path, offset):
+    # The log-sum-exp lp0 = max + log(sum) is rounded by up to half an ulp of the
+    # maximum, and a = lp - lp0 carried that into every term: 1.4e-11 of the
+    # result at an offset of 1e4, 2.4e-8 at 1e8, 0.7 at 1e15 (and NumPy's
+    # reference alike).  Rows of 3 and 10 (across rows), 100 and 2,000 (the row
+    # kernel), within 4 eps of the terms' size (measured 3), and as close as
+    # SciPy's log_softmax or within 2 eps of it.
+    special = pytest.importorskip("scipy.special")
+    rng = np.random.default_rng(int(abs(offset)) % 1000 + 5)
+    for n in (3, 10, 100, 2000):
+        lp, lq = offset_rows(rng, offset, n, rows=2)
+        got = kl_fast.kl_div_log(lp, lq, normalize=True)
+        for r in range(2):
+            truth_value, size = exact_kl_log_normalized(lp[r], lq[r])
+            unit = EPS64 * (1.0 + size)
+            a, b = special.log_softmax(lp[r]), special.log_softmax(lq[r])
+            peer = abs(mpmath.mpf(float(np.sum(np.exp(a) * (a - b)))) - truth_value) / unit
+            for value in (got[r], kl_fast.kl_div_log(lp[r], lq[r], normalize=True)):
+                err = abs(mpmath.mpf(float(value)) - truth_value) / unit
+                assert err <= 4 and err <= peer + 2, (n, r, float(err), float(peer))
+
+
+@pytest.mark.parametrize("offset", [1e8, 1e15])
+def test_kl_div_log_normalize_of_a_long_row_does_not_depend_on_the_offset(offset):
+    # a row the threads share takes its normalisers over the threads: the same
+    # correction, the same bits on one thread and two
+    rng = np.random.default_rng(9)
+    lp, lq = offset_rows(rng, offset, 9000)
+    lp, lq = lp[0], lq[0]
+    one = kl_fast.kl_div_log(lp, lq, normalize=True, num_threads=1)
+    assert kl_fast.kl_div_log(lp, lq, normalize=True, num_threads=2) == one
+    truth_value, size = exact_kl_log_normalized(lp, lq)
+    assert abs(mpmath.mpf(float(one)) - truth_value) <= 4 * EPS64 * (1.0 + size)
+
+
+def test_kl_div_log_normalize_of_huge_logs():
+    # half of p's mass on each of two logs of 3e38: the rounded log-sum-exp (3e38,
+    # with log 2 below its ulp) counted each weight as 1 and doubled the result
+    lp = np.array([-np.inf, 3e38, -np.inf, 3e38])
+    lq = np.array([3e38, 3e38 - 1e25, 3e38, 3e38])
+    truth_value, _ = exact_kl_log_normalized(lp, lq)
+    assert abs(kl_fast.kl_div_log(lp, lq, normalize=True) - truth_value) <= 2 * EPS64 * truth_value
+    assert abs(reference.kl_div_log(lp, lq, normalize=True) - truth_value) <= 2 * EPS64 * truth_value
+    # a sum beyond the double range that base brings back (redone in scaled form
+    # with the normalisers in two parts): 1e308 / ln 2
+    lp, lq = np.array([1e308, 1e308]), np.array([1e308, -1e308])
+    truth_value, _ = exact_kl_log_normalized(lp, lq)
+    got = kl_fast.kl_div_log(lp, lq, normalize=True, base=2)
+    assert abs(got - truth_value / mpmath.log(2)) <= 4 * EPS64 * abs(truth_value / mpmath.log(2))
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e4, 1e8, 3e38])
+def test_kl_div_log_normalize_float32_does_not_depend_on_the_offset(path, offset):
+    # float32 logs near 1e8 are 8 apart, near 3e38 2e31 apart: a spread of a few
+    # of their ulps; within an eps32 of the terms' size (measured 0.41)
+    rng = np.random.default_rng(3)
+    for n in (3, 10, 100, 3000):
+        if offset > 1e4:
+            ulp = float(np.spacing(np.float32(offset)))
+            lp = (offset + rng.integers(-8, 9, n) * ulp).astype(np.float32)
+            lq = (offset + rng.integers(-8, 9, n) * ulp).astype(np.float32)
+        else:
+            lp = (2.0 * rng.standard_normal(n) + offset).astype(np.float32)
+            lq = (lp + 0.1 * rng.standard_normal(n) + rng.standard_normal()).astype(np.float32)
+        truth_value, size = exact_kl_log_normalized(lp, lq)
+        got = float(kl_fast.kl_div_log(lp, lq, normalize=True))
+        assert abs(mpmath.mpf(got) - truth_value) <= EPS32 * (1.0 + size), (n, got, truth_value)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e8, 1e15])
+def test_reference_kl_div_log_normalize_does_not_depend_on_the_offset(offset):
+    # the NumPy baseline subtracts the maximum first, as SciPy's log_softmax
+    rng = np.random.default_rng(4)
+    lp, lq = offset_rows(rng, offset, 100)
+    truth_value, size = exact_kl_log_normalized(lp[0], lq[0])
+    got = reference.kl_div_log(lp[0], lq[0], normalize=True)
+    assert abs(mpmath.mpf(float(got)) - truth_value) <= 8 * EPS64 * (1.0 + size)

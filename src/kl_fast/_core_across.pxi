@@ -323,10 +323,11 @@ cdef void across_max_f64(const double *x, Py_ssize_t s0, Py_ssize_t s1, Py_ssize
 
 cdef void across_lse_f64(const double *x, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t rows,
                          Py_ssize_t n, const double *xmax, double *t, double *a,
-                         double *lse) noexcept nogil:
-    """kl_log_row's normaliser xmax + log(sumexp_wide) of each of rows rows
-    (n <= LOG_SHORT_N, xmax finite): exp(x - xmax) element-major into t (0 for NaN
-    and +inf), added in lane_sum's order; a is scratch for the lanes."""
+                         double *lse, double *lo) noexcept nogil:
+    """kl_log_row's normaliser of each of rows rows (n <= LOG_SHORT_N, xmax
+    finite), log_normaliser(xmax, sumexp_wide) into lse and lo: exp(x - xmax)
+    element-major into t (0 for NaN and +inf), added in lane_sum's order; a is
+    scratch for the lanes."""
     cdef Py_ssize_t e, r
     cdef double v
     for e in range(n):
@@ -336,7 +337,7 @@ cdef void across_lse_f64(const double *x, Py_ssize_t s0, Py_ssize_t s1, Py_ssize
     short_sums(t, 1, rows, rows, n, a, lse)
     for r in range(rows):
         # sumexp_wide's one block added to a zero sum by Neumaier's step
-        lse[r] = xmax[r] + log((0.0 + lse[r]) + 0.0)
+        lse[r] = log_normaliser(xmax[r], (0.0 + lse[r]) + 0.0, &lo[r])
 
 
 cdef void log_chunk(const double *p, Py_ssize_t sp0, Py_ssize_t sp1, const double *q,
@@ -354,6 +355,8 @@ cdef void log_chunk(const double *p, Py_ssize_t sp0, Py_ssize_t sp1, const doubl
     cdef double lq0[SHORT_ROWS]
     cdef double mp[SHORT_ROWS]
     cdef double mq[SHORT_ROWS]
+    cdef double lo_p[SHORT_ROWS]
+    cdef double lo_q[SHORT_ROWS]
     cdef bint care[SHORT_ROWS]
     cdef bint bad_q[SHORT_ROWS]
     cdef int64_t ninf[SHORT_ROWS]
@@ -362,6 +365,8 @@ cdef void log_chunk(const double *p, Py_ssize_t sp0, Py_ssize_t sp1, const doubl
     for r in range(rows):
         lp0[r] = 0.0
         lq0[r] = 0.0
+        lo_p[r] = 0.0
+        lo_q[r] = 0.0
         care[r] = False
         ninf[r] = 0
     if normalize:
@@ -372,8 +377,8 @@ cdef void log_chunk(const double *p, Py_ssize_t sp0, Py_ssize_t sp1, const doubl
             if care[r]:
                 mp[r] = 0.0   # kl_log_row redoes the row; any finite value here
                 mq[r] = 0.0
-        across_lse_f64(p, sp0, sp1, rows, n, mp, t, a, lp0)
-        across_lse_f64(q, sq0, sq1, rows, n, mq, t, a, lq0)
+        across_lse_f64(p, sp0, sp1, rows, n, mp, t, a, lp0, lo_p)
+        across_lse_f64(q, sq0, sq1, rows, n, mq, t, a, lq0, lo_q)
     for e in range(n):
         for r in range(rows):
             lp = p[r * sp0 + e * sp1]
@@ -388,7 +393,7 @@ cdef void log_chunk(const double *p, Py_ssize_t sp0, Py_ssize_t sp1, const doubl
             status[r] = kl_log_row(p + r * sp0, sp1, q + r * sq0, sq1, n, normalize, check,
                                    res + 3 * r)
         else:
-            res[3 * r] = HUGE_VAL if ninf[r] else total[r]
+            res[3 * r] = HUGE_VAL if ninf[r] else log_normalised(total[r], lo_p[r], lo_q[r])
             res[3 * r + 1] = lp0[r]
             res[3 * r + 2] = lq0[r]
             status[r] = ROW_OK

@@ -21,7 +21,9 @@
 from libc.math cimport exp, copysign, floor, frexp, ldexp, NAN
 from libc.stdint cimport int32_t, int64_t, INT32_MAX, INT64_MAX
 
-from kl_fast._core_table cimport ROW_ZERO_SUM_P, ROW_ZERO_SUM_Q, sumexp_narrow_fits
+from kl_fast._core_table cimport (
+    ROW_ZERO_SUM_P, ROW_ZERO_SUM_Q, sumexp_narrow_fits, log_normaliser, log_normalised,
+)
 
 cdef extern from "kl_math.h" nogil:
     float klm_exp_split_f32(float x, float xlo, float *ylo, int32_t *k)
@@ -579,13 +581,14 @@ cdef int log_find_bad(const floating *p, Py_ssize_t sp, const floating *q, Py_ss
 cdef int kl_log_row(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
                     Py_ssize_t n, int normalize, int check, double *res) noexcept nogil:
     """One row of kl_div_log: res = (KL, lp0, lq0), lp0 and lq0 the rows'
-    log-sum-exp with normalize, else 0.  Strides in elements (0 for a
+    log-sum-exp with normalize (rounded; the result is corrected for their
+    rounding, log_normalised), else 0.  Strides in elements (0 for a
     broadcast operand).  Returns ROW_OK or ROW_CAREFUL; ROW_BAD when check is
     set and the row holds NaN or +inf; with normalize ROW_ZERO_SUM_P / _Q when
     log_p / log_q is -inf everywhere."""
     cdef int which, st
     cdef Py_ssize_t index
-    cdef double value, mp, mq
+    cdef double value, mp, mq, lo_p = 0.0, lo_q = 0.0
     cdef bint bad
     res[1] = 0.0
     res[2] = 0.0
@@ -598,8 +601,8 @@ cdef int kl_log_row(const floating *p, Py_ssize_t sp, const floating *q, Py_ssiz
             return ROW_ZERO_SUM_P
         if mq == -HUGE_VAL:
             return ROW_ZERO_SUM_Q
-        res[1] = mp + log(log_sumexp(p, sp, n, mp))
-        res[2] = mq + log(log_sumexp(q, sq, n, mq))
+        res[1] = log_normaliser(mp, log_sumexp(p, sp, n, mp), &lo_p)
+        res[2] = log_normaliser(mq, log_sumexp(q, sq, n, mq), &lo_q)
     st = ROW_NEEDS_CARE
     if floating is float:
         st = log_row_narrow(p, sp, q, sq, n, res[1], res[2], res)
@@ -609,6 +612,7 @@ cdef int kl_log_row(const floating *p, Py_ssize_t sp, const floating *q, Py_ssiz
         if check and log_find_bad(p, sp, q, sq, n, &which, &index, &value):
             return ROW_BAD
         st = log_row_careful(p, sp, q, sq, n, res[1], res[2], res)
+    res[0] = log_normalised(res[0], lo_p, lo_q)
     return st
 
 

@@ -2,6 +2,8 @@
 # instruction-set build of the core fills one; kl_fast._kernels picks one at
 # import (the only dispatch) and every Cython module calls the kernels through
 # it (kl_fast._kernels.core_table()).
+from libc.math cimport exp, log
+from libc.float cimport DBL_MAX
 
 # Row statuses of the row kernels.
 cdef enum:
@@ -29,6 +31,38 @@ cdef inline bint sumexp_narrow_fits(double mx) noexcept nogil:
     """A float row's sums of exp(x - mx) are taken in float (|mx| <= 2^16: the low
     part of mx as a float pair stays below 2^-8); else in double."""
     return -65536.0 <= mx <= 65536.0
+
+
+# kl_div_log's normalisers.  A row's terms are formed with its log-sum-exp
+# rounded, lp0 = mx + log(sumexp), whose rounding error lo (up to half an ulp
+# of mx: 0.06 at mx = 1e15) would shift every a = lp - lp0 alike; the terms'
+# sum is corrected for it once (log_normalised), so the result does not
+# depend on how far the logs lie from 0.
+
+cdef inline double log_normaliser(double mx, double sumexp, double *lo) noexcept nogil:
+    """lp0 = mx + log(sumexp) rounded, and in lo[0] its rounding error exactly
+    (Knuth's TwoSum): mx + log(sumexp) = lp0 + lo[0]."""
+    cdef double l = log(sumexp), hi = mx + l, b = hi - mx
+    lo[0] = (mx - (hi - b)) + (l - b)
+    return hi
+
+
+cdef inline double log_normalised(double kl, double lo_p, double lo_q) noexcept nogil:
+    """The divergence from kl, the row's sum of exp(a) (a - b) with a = lp - lp0
+    and b = lq - lq0 for the rounded normalisers: the exact a and b are lo_p
+    and lo_q less (log_normaliser), so the weights exp(a) are exp(-lo_p)
+    times these and sum to 1 (their sum here is exp(lo_p)): the divergence is
+    exp(-lo_p) kl - (lo_p - lo_q).  kl itself where both are 0, or kl is not
+    finite."""
+    cdef double w
+    if (lo_p == 0.0 and lo_q == 0.0) or not (-DBL_MAX <= kl <= DBL_MAX):
+        return kl
+    if -9.5367431640625e-07 <= lo_p <= 9.5367431640625e-07:   # 2^-20
+        # exp(-lo) - 1 to 2^-60 relative: the usual case, without a call
+        w = kl + kl * (lo_p * (0.5 * lo_p - 1.0))
+    else:
+        w = exp(-lo_p) * kl
+    return w - (lo_p - lo_q)
 
 from kl_fast._core_gaussian cimport (
     gk_psums_f64_fn, gk_psums_f32_fn, gk_eval_f64_fn, gk_eval_f32_fn, gk_newton_f64_fn,

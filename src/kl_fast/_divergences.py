@@ -62,20 +62,24 @@ _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
 
 
-def _log_scaled_row(lp: np.ndarray, lq: np.ndarray, lp0: float,
-                    lq0: float) -> tuple[float, int] | None:
-    """(s, K) with sum exp(a) (a - b) = s 2**K, a = lp - lp0, b = lq - lq0, over
-    the terms of finite lp (lq finite there; lp0, lq0 the normalisers or 0):
-    each nonzero term taken as exp(r) m 2**(k + e) with a = k ln2 + r (Cody and
-    Waite's reduction) and a - b = m 2**e (formed from the halves, one exponent
-    up, where it overflows), the terms scaled by 2**-K for the largest k + e and
-    added exactly (math.fsum).  None where some weight is beyond every range
+def _log_scaled_row(lp: np.ndarray, lq: np.ndarray, lp0: tuple[float, float] = (0.0, 0.0),
+                    lq0: tuple[float, float] = (0.0, 0.0)) -> tuple[float, int] | None:
+    """(s, K) with sum exp(a) (a - b) = s 2**K, a = (lp - m) - l for the
+    normaliser lp0 = (m, l) and b likewise, over the terms of finite lp (lq
+    finite there; the normalisers the largest entry and the log of the sum of
+    exponentials, _log_centred, or 0): each nonzero term taken as
+    exp(r) m 2**(k + e) with a = k ln2 + r (Cody and Waite's reduction) and
+    a - b = m 2**e (formed from the halves, one exponent up, where it
+    overflows), the terms scaled by 2**-K for the largest k + e and added
+    exactly (math.fsum).  None where some weight is beyond every range
     (a > 2**19 ln 2)."""
-    a = lp - lp0
+    (mp, lp_l), (mq, lq_l) = lp0, lq0
     with np.errstate(over="ignore", invalid="ignore"):
-        d = a - (lq - lq0)
+        a = (lp - mp) - lp_l
+        d = a - ((lq - mq) - lq_l)
         halved = ~np.isfinite(d)
-        d = np.where(halved, (0.5 * lp - 0.5 * lp0) - (0.5 * lq - 0.5 * lq0), d)
+        d = np.where(halved, ((0.5 * lp - 0.5 * mp) - 0.5 * lp_l)
+                     - ((0.5 * lq - 0.5 * mq) - 0.5 * lq_l), d)
     # smaller weights times any finite difference are 0, as are zero differences
     keep = (a > -7e5) & (d != 0.0)
     a, d, halved = a[keep], d[keep], halved[keep]
@@ -89,14 +93,27 @@ def _log_scaled_row(lp: np.ndarray, lq: np.ndarray, lp0: float,
     return fsum_scaled(np.exp(r) * m, k.astype(np.int64) + e + halved)
 
 
-def _log_beyond_range(rows: ReductionRows, res: np.ndarray,
-                      totals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _log_centred(x: np.ndarray, normalize: bool) -> tuple[float, float]:
+    """A row's normaliser as (m, log sum exp(x - m)) for m its largest entry:
+    the kernels' m + log sum exp(x - m) in two parts, so that
+    (x - m) - log sum exp(x - m) is not moved by the rounding of their sum;
+    (0, 0) without normalize."""
+    if not normalize:
+        return 0.0, 0.0
+    m = float(x.max())
+    with np.errstate(over="ignore"):
+        return m, float(np.log(np.sum(np.exp(x - m))))
+
+
+def _log_beyond_range(rows: ReductionRows, res: np.ndarray, totals: np.ndarray,
+                      normalize: bool) -> tuple[np.ndarray, np.ndarray]:
     """(totals, shift) for kl_div_log: the reductions whose raw sum left the
-    double range redone in scaled form (_log_scaled_row, with the kernel's
-    normalisers res[:, 1:], 0 without normalize), so that the divergence is the
-    finished total times 2**shift; left as they are: rows made +inf by a term
-    (a finite log_p meeting a -inf log_q) and rows holding NaN or +inf
-    (check=False).  kl_div_log has one row per reduction (split=False)."""
+    double range redone in scaled form (_log_scaled_row, with normalize on the
+    inputs less their largest entries and the logs of their sums of
+    exponentials, _log_centred), so that the divergence is the finished total
+    times 2**shift; left as they are: rows made +inf by a term (a finite log_p
+    meeting a -inf log_q) and rows holding NaN or +inf (check=False).
+    kl_div_log has one row per reduction (split=False)."""
     flat = totals.reshape(-1).copy()
     shift = np.zeros(flat.shape, dtype=np.intc)
     over = np.flatnonzero(~np.isfinite(flat))
@@ -107,7 +124,8 @@ def _log_beyond_range(rows: ReductionRows, res: np.ndarray,
     keep &= np.all(np.isfinite(res[over, 1:]), axis=1)
     for i in np.flatnonzero(keep):
         r = over[i]
-        scaled = _log_scaled_row(p2[i], q2[i], res[r, 1], res[r, 2])
+        scaled = _log_scaled_row(p2[i], q2[i], _log_centred(p2[i], normalize),
+                                 _log_centred(q2[i], normalize))
         if scaled is not None:
             flat[r], shift[r] = scaled
     return flat.reshape(totals.shape), shift.reshape(totals.shape)
@@ -158,7 +176,7 @@ def _below_range(func: str, kernel: _RowKernel, rows: ReductionRows, totals: np.
     for c in np.flatnonzero(redo):
         a = a_all[c].astype(np.float64).reshape(-1)
         b = b_all[c].astype(np.float64).reshape(-1)
-        scaled = (_log_scaled_row(a, b, 0.0, 0.0) if func == "kl_div_log"
+        scaled = (_log_scaled_row(a, b) if func == "kl_div_log"
                   else _js_row_scaled(kernel, a, b))
         if scaled is not None:
             flat[cand[c]], sh[cand[c]] = scaled
@@ -238,7 +256,7 @@ def _reduce_rows(p: ArrayLike, q: ArrayLike, *, func: str, names: Sequence[str],
         if rescale_sums:
             value, shift = _js_beyond_range(kernel, rows, res, value, normalize, nt)
         elif func == "kl_div_log":
-            value, shift = _log_beyond_range(rows, res, value)
+            value, shift = _log_beyond_range(rows, res, value, normalize)
     if base is not None and not normalize:
         value, shift = _below_range(func, kernel, rows, value, shift, base)
     if base is not None:

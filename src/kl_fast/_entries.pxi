@@ -784,9 +784,9 @@ cdef bint _js_sums(bint f32, const char *p, const char *q, Layout *L, int n_thre
 
 
 cdef bint _log_normaliser(bint f32, const char *x, Py_ssize_t sx, Py_ssize_t n, int n_threads,
-                          double *lx0) noexcept:
+                          double *lx0, double *lo) noexcept:
     """The log-sum-exp of one long row shared by the threads (kl_log_row's
-    normaliser, its bits): its largest finite entry (PASS_MAX: a maximum of
+    normaliser and its rounding error lo, their bits): its largest finite entry (PASS_MAX: a maximum of
     maxima, the same for any split), then the sums of exp(x - max) over
     blocks (PASS_SUMEXP, added in order).  False when the row holds NaN or
     +inf or is -inf everywhere (the row function explains), or out of memory
@@ -807,21 +807,22 @@ cdef bint _log_normaliser(bint f32, const char *x, Py_ssize_t sx, Py_ssize_t n, 
     failed = _over_threads(&J, n_threads)
     if failed == 0:
         core_table().blocks_sum(J.out, J.nblocks, &total)
-        lx0[0] = mx + log(total)
+        lx0[0] = log_normaliser(mx, total, lo)
     free(J.out)
     return failed == 0
 
 
 cdef bint _long_factors(int kind, bint f32, const char *p, const char *q, Layout *L,
-                        int n_threads, double *a, double *b) noexcept:
+                        int n_threads, double *a, double *b, double *lo) noexcept:
     """With normalize, what a long row's passes take, over the threads: js_div's
-    factors 1 / sum p, 1 / sum q, or kl_div_log's normalisers.  False where the
+    factors 1 / sum p, 1 / sum q, or kl_div_log's normalisers (their rounding
+    errors into lo[0:2]).  False where the
     row function must see the row (a bad value, a sum that cannot normalise,
     a factor that is not normal), or out of memory or Ctrl-C."""
     cdef double ps, qs
     if kind == KIND_KL_LOG:
-        return (_log_normaliser(f32, p, L.sp1, L.n, n_threads, a)
-                and _log_normaliser(f32, q, L.sq1, L.n, n_threads, b))
+        return (_log_normaliser(f32, p, L.sp1, L.n, n_threads, a, &lo[0])
+                and _log_normaliser(f32, q, L.sq1, L.n, n_threads, b, &lo[1]))
     if not _js_sums(f32, p, q, L, n_threads, &ps, &qs):
         return False
     if not (0.0 < ps <= DBL_MAX and 0.0 < qs <= DBL_MAX):
@@ -840,17 +841,22 @@ cdef bint _run_long_pair(int kind, bint f32, const char *p, const char *q, Layou
     as the row function tries them, each over the threads (_pair_pass).  A row
     neither takes, or any failure, goes to the row function on one thread."""
     cdef double res[3]
+    cdef double lo[2]
     cdef double a = 1.0 if kind == KIND_JS else 0.0, b = a
     cdef int st = ROW_NEEDS_CARE
     res[1] = 0.0
     res[2] = 0.0
-    if not normalize or _long_factors(kind, f32, p, q, L, n_threads, &a, &b):
+    lo[0] = 0.0
+    lo[1] = 0.0
+    if not normalize or _long_factors(kind, f32, p, q, L, n_threads, &a, &b, lo):
         if f32:
             st = _pair_pass(kind, f32, p, q, L, a, b, True, n_threads, res)
         if st == ROW_NEEDS_CARE:
             st = _pair_pass(kind, f32, p, q, L, a, b, False, n_threads, res)
     with nogil:
         if st == ROW_OK:
+            if kind == KIND_KL_LOG:
+                res[0] = log_normalised(res[0], lo[0], lo[1])
             return _finish(kind, f32, st, res, normalize, log_base, dx, p, L.sp1, q, L.sq1,
                            L.n, value) == ROW_DONE
         if kl_stop_requested():

@@ -161,12 +161,15 @@ def _check_log_values(a: np.ndarray, name: str, func: str) -> None:
 
 def _log_normalize(x: np.ndarray, axis: int | tuple[int, ...] | None, func: str,
                    name: str) -> np.ndarray:
-    """x minus its log-sum-exp along axis."""
+    """x minus its log-sum-exp along axis, as (x - max) - log(sum(exp(x - max)))
+    (SciPy's log_softmax: the rounding of the log-sum-exp itself, up to half an
+    ulp of the maximum, would shift every term alike)."""
     # (an empty reduction holds no probability either)
     mx = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     if np.any(mx == -np.inf):
         raise ValueError(f"{func}: normalize=True but {name} is -inf everywhere in a reduction")
-    return cast(np.ndarray, x - (mx + np.log(np.sum(np.exp(x - mx), axis=axis, keepdims=True))))
+    centred = x - mx
+    return cast(np.ndarray, centred - np.log(np.sum(np.exp(centred), axis=axis, keepdims=True)))
 
 
 def kl_div_log(log_p: npt.ArrayLike, log_q: npt.ArrayLike, *,
