@@ -94,6 +94,42 @@ def run_class_values(p, q, normalize):
     return values
 
 
+def log_normalize_offsets(rng, worst):
+    """kl_div_log(normalize=True) on rows of logs offset by 1e4 ... 1e300 (n = 10
+    and 1,000; beyond 1e14 the logs are the offset plus a few of its ulps), errors
+    in units of eps times the terms' size, 1 + sum p (|log p| + |log q|); SciPy is
+    its log_softmax of each input, then the sum."""
+    label = "kl_div_log normalize, logs offset by 1e4 ... 1e300 (units: eps x terms' size)"
+    with mpmath.workprec(160):
+        for offset in (1e4, 1e8, 1e12, 1e15, 1e300):
+            for n in (10, 1000):
+                if offset > 1e14:
+                    lp = offset + rng.integers(-8, 9, n) * np.spacing(offset)
+                    lq = offset + rng.integers(-8, 9, n) * np.spacing(offset)
+                else:
+                    lp = 2.0 * rng.standard_normal(n) + offset
+                    lq = lp + 0.1 * rng.standard_normal(n) + rng.standard_normal()
+                a = [mpmath.mpf(float(v)) - mpmath.mpf(float(lp.max())) for v in lp]
+                b = [mpmath.mpf(float(v)) - mpmath.mpf(float(lq.max())) for v in lq]
+                la = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in a))
+                lb = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in b))
+                exact = mpmath.fsum(mpmath.exp(x - la) * ((x - la) - (y - lb)) for x, y in zip(a, b))
+                unit = np.finfo(float).eps * float(1 + mpmath.fsum(
+                    mpmath.exp(x - la) * (abs(x - la) + abs(y - lb)) for x, y in zip(a, b)))
+                values = {}
+                for path in _kernels.available_isas():
+                    _config.select_isa(path)
+                    values[f"kl_fast ({path})"] = kl_fast.kl_div_log(lp, lq, normalize=True)
+                _config.select_isa()
+                from kl_fast import reference
+                values["NumPy"] = reference.kl_div_log(lp, lq, normalize=True)
+                sa, sb = special.log_softmax(lp), special.log_softmax(lq)
+                values["SciPy"] = np.sum(np.exp(sa) * (sa - sb))
+                for name, value in values.items():
+                    err = float(abs(mpmath.mpf(float(value)) - exact)) / unit
+                    worst[label, name] = max(worst.get((label, name), 0.0), err)
+
+
 def pairwise_near_duplicates(rng, worst):
     """kl_pairwise's product form on rows near one another (KL 1e-5 .. 1e-4,
     n = 100, 120 x 120 pairs), sampled entries; NumPy and SciPy all-pairs
@@ -192,6 +228,7 @@ def main():
                                                   exact))
     pairwise_near_duplicates(rng, worst)
     gaussian_near_optimum(worst)
+    log_normalize_offsets(rng, worst)
     labels = list(dict.fromkeys(k[0] for k in worst))
     names = list(dict.fromkeys(k[1] for k in worst))
     print("| case | " + " | ".join(names) + " |")
