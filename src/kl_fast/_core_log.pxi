@@ -51,6 +51,8 @@ cdef enum:
     LOG_NEGLIGIBLE = -1500   # below this exponent exp(a) |diff| < 2^-1074
     LOG_SHIFT_ABOVE = 600    # careful path: larger terms are summed scaled
     LOG_EXP_SCALED_MAX = 1 << 20   # exp_scaled's range of a (k ln2's high part exact)
+    LOG_TERM_NEGLIGIBLE = -2000    # careful path: a term whose exponent (scaled or not)
+                                   # lies below this is 0 beside the sum
 
 
 # ---- sums ---------------------------------------------------------------------
@@ -447,39 +449,36 @@ cdef inline double exp_scaled(double a, double s, int e) noexcept nogil:
     return ldexp(m * exp(r), <int>k + es + e)
 
 
-cdef inline double scaled_term(double lp, double lq, double lp0, double lq0, double top_a,
+cdef inline double scaled_term(double a, double d, int half, double top_a,
                                int top_e) noexcept nogil:
-    """A term exp(a) diff (a = lp - lp0) over the scale exp(top_a) 2^top_e:
-    exp(s) (diff 2^-top_e) for s = a - top_a, with the rounding of s carried
-    (TwoSum) and exp(s) applied as exp_scaled does (no under- or overflow on
-    the way), so the term is within about an ulp however far a lies from
-    top_a.  (s <= 1455: the largest term's a + log|diff| is at least this
-    one's, and log|diff| >= -745.  Below s = -2000 the term is under 2^-785
-    of the largest: 0.)"""
-    cdef double a = lp - lp0, s = a - top_a, b, err, t, d
-    cdef int half = 0
-    if s < -2000.0:
+    """A term exp(a) diff (a = lp - lp0, diff = d 2^half from diff_part) over
+    the scale exp(top_a) 2^top_e: exp(s) (diff 2^-top_e) for s = a - top_a,
+    with the rounding of s carried (TwoSum) and exp(s) applied as exp_scaled
+    does (no under- or overflow on the way), so the term is within about an
+    ulp however far a lies from top_a.  (s <= 1455: the largest term's
+    a + log|diff| is at least this one's, and log|diff| >= -745.  Below
+    s = LOG_TERM_NEGLIGIBLE the term is under 2^-785 of the largest: 0.)"""
+    cdef double s = a - top_a, b, err, t
+    if s < LOG_TERM_NEGLIGIBLE:
         return 0.0
     b = s - a
     err = (a - (s - b)) + (-top_a - b)
-    d = diff_part(lp, lq, lp0, lq0, &half)   # before half is read
     t = exp_scaled(s, d, half - top_e)
     return t + t * err
 
 
-cdef inline double unscaled_term(double lp, double lq, double lp0, double lq0) noexcept nogil:
-    """A term exp(a) diff (a = lp - lp0) without a scale: the product where both
-    factors are in range, else as exp_scaled forms it (exp(a) under- or
-    overflowing on its own; a <= 1345 here, as a + log|diff| <= LOG_SHIFT_ABOVE;
-    below a = -2000 the term is under 2^-1860: 0)."""
-    cdef double a = lp - lp0, e = exp(a), diff = a - (lq - lq0)
-    cdef int half = 0
-    if e >= DBL_MIN and fabs(diff) <= DBL_MAX:
-        return e * diff
-    if a < -2000.0:
+cdef inline double unscaled_term(double a, double d, int half) noexcept nogil:
+    """A term exp(a) diff (a = lp - lp0, diff = d 2^half from diff_part)
+    without a scale: the product where both factors are in range, else as
+    exp_scaled forms it (exp(a) under- or overflowing on its own; a <= 1345
+    here, as a + log|diff| <= LOG_SHIFT_ABOVE; below a = LOG_TERM_NEGLIGIBLE
+    the term is under 2^-1860: 0)."""
+    cdef double e = exp(a)
+    if e >= DBL_MIN and half == 0:
+        return e * d
+    if a < LOG_TERM_NEGLIGIBLE:
         return 0.0
-    diff = diff_part(lp, lq, lp0, lq0, &half)   # before half is read
-    return exp_scaled(a, diff, half)
+    return exp_scaled(a, d, half)
 
 
 cdef int log_row_careful(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
@@ -493,7 +492,7 @@ cdef int log_row_careful(const floating *p, Py_ssize_t sp, const floating *q, Py
     (exp_scaled: no rounding of a large exponent).  Other terms are formed as
     unscaled_term does.  No partial sum overflows and +inf never meets -inf.
     NaN when the row holds NaN or +inf (check=False)."""
-    cdef double kl = 0.0, kl_c = 0.0, sign, lp, lq, a, ld, t, s
+    cdef double kl = 0.0, kl_c = 0.0, sign, lp, lq, a, ld, t, s, d
     cdef double top_a = 0.0, top_l = -HUGE_VAL   # the largest term's a and log|diff|
     cdef double acc[LANES]
     cdef bint pos_inf = False, bad = False, scaled
@@ -529,12 +528,13 @@ cdef int log_row_careful(const floating *p, Py_ssize_t sp, const floating *q, Py
             elif lq == -HUGE_VAL:
                 pos_inf = True
             else:
-                if diff_part(lp, lq, lp0, lq0, &half) == 0.0:
+                d = diff_part(lp, lq, lp0, lq0, &half)
+                if d == 0.0:
                     t = 0.0
                 elif scaled:
-                    t = scaled_term(lp, lq, lp0, lq0, top_a, top_e)
+                    t = scaled_term(lp - lp0, d, half, top_a, top_e)
                 else:
-                    t = unscaled_term(lp, lq, lp0, lq0)
+                    t = unscaled_term(lp - lp0, d, half)
             acc[i % LANES] += t
         neumaier(&kl, &kl_c, lane_total(acc))
     if bad:
