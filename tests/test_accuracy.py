@@ -410,3 +410,35 @@ def test_reference_kl_div_log_normalize_does_not_depend_on_the_offset(offset):
     truth_value, size = exact_kl_log_normalized(lp[0], lq[0])
     got = reference.kl_div_log(lp[0], lq[0], normalize=True)
     assert abs(mpmath.mpf(float(got)) - truth_value) <= 8 * EPS64 * (1.0 + size)
+
+
+def test_kl_div_log_normalize_correction_has_the_same_bits_on_every_path(path):
+    # The correction's products are fused on some targets: a long row over two
+    # threads took it from another module's copy (unfused) and differed in the
+    # last bit from the row on one thread; every path now calls the core's one copy.
+    c = 2.0 ** 32 + 2.0 ** 29   # lo_p = 4.75e-7: the series branch
+    lp = np.full(8192, -np.inf)
+    lq = np.full(8192, -np.inf)
+    lp[:2] = c
+    lq[:2] = [0.0, -888.792953821642]
+    short = kl_fast.kl_div_log(lp[:2], lq[:2], normalize=True)
+    for threads in (1, 2):
+        assert kl_fast.kl_div_log(lp, lq, normalize=True, num_threads=threads) == short
+    assert kl_fast.kl_div_log(np.stack([lp[:2]] * 3), np.stack([lq[:2]] * 3),
+                              normalize=True).tolist() == [short] * 3
+
+
+@pytest.mark.parametrize("n", [2, 4, 9000])
+def test_kl_div_log_normalize_near_the_largest_double(path, n):
+    # Near DBL_MAX the rounded normaliser drops log(n): the weights of the row's
+    # terms sum to n, and their raw sum overflowed although the divergence
+    # (about 2e308 / n) is in range; such rows are now redone in scaled form.
+    lp = np.full(n, 1e308)
+    lq = np.full(n, 1e308)
+    lq[0] = -1e308
+    truth_value, _ = exact_kl_log_normalized(lp, lq)
+    for threads in (1, 2):
+        got = kl_fast.kl_div_log(lp, lq, normalize=True, num_threads=threads)
+        assert abs(got - truth_value) <= 4 * EPS64 * truth_value, (got, float(truth_value))
+    rows = kl_fast.kl_div_log(np.stack([lp, lp]), np.stack([lq, lq]), normalize=True)
+    assert rows[0] == rows[1] == kl_fast.kl_div_log(lp, lq, normalize=True)

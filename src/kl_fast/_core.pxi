@@ -603,6 +603,7 @@ _TABLE.find_bad_f64 = find_bad[double]
 _TABLE.find_bad_f32 = find_bad[float]
 _TABLE.math_map = math_map
 _TABLE.kl_log_row_f64 = kl_log_row[double]
+_TABLE.log_normalised = log_normalised
 _TABLE.kl_log_row_f32 = kl_log_row[float]
 _TABLE.kl_log_find_bad_f64 = log_find_bad[double]
 _TABLE.kl_log_find_bad_f32 = log_find_bad[float]

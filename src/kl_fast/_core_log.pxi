@@ -22,7 +22,7 @@ from libc.math cimport exp, copysign, floor, frexp, ldexp, NAN
 from libc.stdint cimport int32_t, int64_t, INT32_MAX, INT64_MAX
 
 from kl_fast._core_table cimport (
-    ROW_ZERO_SUM_P, ROW_ZERO_SUM_Q, sumexp_narrow_fits, log_normaliser, log_normalised,
+    ROW_ZERO_SUM_P, ROW_ZERO_SUM_Q, sumexp_narrow_fits, log_normaliser,
 )
 
 cdef extern from "kl_math.h" nogil:
@@ -577,6 +577,26 @@ cdef int log_find_bad(const floating *p, Py_ssize_t sp, const floating *q, Py_ss
 
 
 # ---- rows -------------------------------------------------------------------------
+
+cdef double log_normalised(double kl, double lo_p, double lo_q) noexcept nogil:
+    """The divergence from kl, the row's sum of exp(a) (a - b) with a = lp - lp0
+    and b = lq - lq0 for the rounded normalisers: the exact a and b are lo_p
+    and lo_q less (log_normaliser), so the weights exp(a) are exp(-lo_p)
+    times these and sum to 1 (their sum here is exp(lo_p)): the divergence is
+    exp(-lo_p) kl - (lo_p - lo_q).  kl itself where both are 0, or kl is not
+    finite.  Its products may be fused on one target and not on another, so
+    every path of a row (the long row over threads too) calls this one copy,
+    through the table."""
+    cdef double w
+    if (lo_p == 0.0 and lo_q == 0.0) or not (-DBL_MAX <= kl <= DBL_MAX):
+        return kl
+    if -9.5367431640625e-07 <= lo_p <= 9.5367431640625e-07:   # 2^-20
+        # exp(-lo) - 1 to 2^-60 relative: the usual case, without a call
+        w = kl + kl * (lo_p * (0.5 * lo_p - 1.0))
+    else:
+        w = exp(-lo_p) * kl
+    return w - (lo_p - lo_q)
+
 
 cdef int kl_log_row(const floating *p, Py_ssize_t sp, const floating *q, Py_ssize_t sq,
                     Py_ssize_t n, int normalize, int check, double *res) noexcept nogil:

@@ -2,8 +2,7 @@
 # instruction-set build of the core fills one; kl_fast._kernels picks one at
 # import (the only dispatch) and every Cython module calls the kernels through
 # it (kl_fast._kernels.core_table()).
-from libc.math cimport exp, log
-from libc.float cimport DBL_MAX
+from libc.math cimport log
 
 # Row statuses of the row kernels.
 cdef enum:
@@ -36,33 +35,17 @@ cdef inline bint sumexp_narrow_fits(double mx) noexcept nogil:
 # kl_div_log's normalisers.  A row's terms are formed with its log-sum-exp
 # rounded, lp0 = mx + log(sumexp), whose rounding error lo (up to half an ulp
 # of mx: 0.06 at mx = 1e15) would shift every a = lp - lp0 alike; the terms'
-# sum is corrected for it once (log_normalised), so the result does not
-# depend on how far the logs lie from 0.
+# sum is corrected for it once (log_normalised in the core, which every
+# path calls through the table: one compiled copy, the same bits), so the
+# result does not depend on how far the logs lie from 0.
 
 cdef inline double log_normaliser(double mx, double sumexp, double *lo) noexcept nogil:
     """lp0 = mx + log(sumexp) rounded, and in lo[0] its rounding error exactly
-    (Knuth's TwoSum): mx + log(sumexp) = lp0 + lo[0]."""
+    (Knuth's TwoSum, no products: the same bits in every module):
+    mx + log(sumexp) = lp0 + lo[0]."""
     cdef double l = log(sumexp), hi = mx + l, b = hi - mx
     lo[0] = (mx - (hi - b)) + (l - b)
     return hi
-
-
-cdef inline double log_normalised(double kl, double lo_p, double lo_q) noexcept nogil:
-    """The divergence from kl, the row's sum of exp(a) (a - b) with a = lp - lp0
-    and b = lq - lq0 for the rounded normalisers: the exact a and b are lo_p
-    and lo_q less (log_normaliser), so the weights exp(a) are exp(-lo_p)
-    times these and sum to 1 (their sum here is exp(lo_p)): the divergence is
-    exp(-lo_p) kl - (lo_p - lo_q).  kl itself where both are 0, or kl is not
-    finite."""
-    cdef double w
-    if (lo_p == 0.0 and lo_q == 0.0) or not (-DBL_MAX <= kl <= DBL_MAX):
-        return kl
-    if -9.5367431640625e-07 <= lo_p <= 9.5367431640625e-07:   # 2^-20
-        # exp(-lo) - 1 to 2^-60 relative: the usual case, without a call
-        w = kl + kl * (lo_p * (0.5 * lo_p - 1.0))
-    else:
-        w = exp(-lo_p) * kl
-    return w - (lo_p - lo_q)
 
 from kl_fast._core_gaussian cimport (
     gk_psums_f64_fn, gk_psums_f32_fn, gk_eval_f64_fn, gk_eval_f32_fn, gk_newton_f64_fn,
@@ -148,6 +131,7 @@ ctypedef int (*pair_blocks_f32_fn)(const float *p, Py_ssize_t sp, const float *q
 ctypedef void (*blocks_sum_fn)(const double *totals, Py_ssize_t count, double *res) noexcept nogil
 ctypedef int (*pair_result_fn)(int is_log, int narrow, double a, double b, double total,
                               int ninf, double *res) noexcept nogil
+ctypedef double (*log_normalised_fn)(double kl, double lo_p, double lo_q) noexcept nogil
 # The normalisers of one row, in parts threads can share: the sums of p and q
 # over blocks (js_sums_blocks), the largest finite entry of a row (log_max) and
 # the sums of exp(x - max) over blocks (sumexp_blocks).
@@ -201,6 +185,7 @@ ctypedef struct CoreTable:
     pair_blocks_f32_fn log_blocks_f32
     blocks_sum_fn blocks_sum
     pair_result_fn pair_result
+    log_normalised_fn log_normalised
     sums_blocks_f64_fn js_sums_blocks_f64
     sums_blocks_f32_fn js_sums_blocks_f32
     row_max_f64_fn log_max_f64

@@ -252,16 +252,20 @@ def _reduce_rows(p: ArrayLike, q: ArrayLike, *, func: str, names: Sequence[str],
         raise ValueError(f"{func}: normalize=True but {what}{where}; {need}")
     # a contiguous copy: a view of res would keep its (rows, 3) buffer alive
     value, shift = combine_rows(np.ascontiguousarray(res[:, 0]), rows), None
-    if base is not None and not np.all(np.isfinite(value)):
-        if rescale_sums:
+    if not np.all(np.isfinite(value)):
+        # a raw sum beyond the range that base may bring back, or (kl_div_log
+        # with normalize) whose weights were those of the rounded normalisers
+        if base is not None and rescale_sums:
             value, shift = _js_beyond_range(kernel, rows, res, value, normalize, nt)
-        elif func == "kl_div_log":
+        elif func == "kl_div_log" and (base is not None or normalize):
             value, shift = _log_beyond_range(rows, res, value, normalize)
     if base is not None and not normalize:
         value, shift = _below_range(func, kernel, rows, value, shift, base)
     if base is not None:
         value = times_power_of_two(
             apply_options(value, None, None, normalize=False, base=base, dx=None), shift)
+    elif shift is not None:
+        value = times_power_of_two(value, shift)
     if keepdims and ndim:
         red = range(ndim) if axes is None else axes
         value = np.expand_dims(value, tuple(red))

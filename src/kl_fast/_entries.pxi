@@ -316,15 +316,20 @@ cdef bint _infinite_term(int kind, bint f32, const char *p, Py_ssize_t sp, const
 
 
 cdef inline bint _raw_beyond_range(int kind, bint f32, double raw, double log_base, double dx,
-                                   const char *p, Py_ssize_t sp, const char *q, Py_ssize_t sq,
-                                   Py_ssize_t n) noexcept nogil:
+                                   bint normalize, const char *p, Py_ssize_t sp,
+                                   const char *q, Py_ssize_t sq, Py_ssize_t n) noexcept nogil:
     """The raw sum of a row left the range although the divergence may be in
     it (not one made infinite by a term, _infinite_term): for kl_div always
     (a term beyond the range may be brought back by negative ones), for
-    js_div and kl_div_log where base or dx may bring it back.  The Python
-    layer redoes it (kl_div and js_div on inputs scaled by a power of two,
-    kl_div_log term by term in scaled form)."""
-    if isfinite(raw) or (kind != KIND_KL and log_base == 0.0 and dx == 0.0):
+    js_div and kl_div_log where base or dx may bring it back, and for
+    kl_div_log with normalize (the weights of the rounded normaliser may sum
+    to up to n, log_normalised).  The Python layer redoes it (kl_div and
+    js_div on inputs scaled by a power of two, kl_div_log term by term in
+    scaled form)."""
+    if isfinite(raw):
+        return False
+    if kind != KIND_KL and log_base == 0.0 and dx == 0.0 \
+            and not (kind == KIND_KL_LOG and normalize):
         return False
     return kind == KIND_JS or not _infinite_term(kind, f32, p, sp, q, sq, n)
 
@@ -385,7 +390,7 @@ cdef inline int _finish(int kind, bint f32, int st, double *res, bint normalize,
             res[0] = _kl_normalized(res[0], res[1], res[2])
     elif st == ROW_BAD or st == ROW_ZERO_SUM_P or st == ROW_ZERO_SUM_Q:
         return ROW_PYTHON
-    if _raw_beyond_range(kind, f32, res[0], log_base, dx, p, sp, q, sq, n):
+    if _raw_beyond_range(kind, f32, res[0], log_base, dx, normalize, p, sp, q, sq, n):
         return ROW_RESCALE
     if not normalize and _raw_too_small(kind, f32, res[0], log_base, dx, p, sp, q, sq, n):
         return ROW_RESCALE
@@ -856,7 +861,7 @@ cdef bint _run_long_pair(int kind, bint f32, const char *p, const char *q, Layou
     with nogil:
         if st == ROW_OK:
             if kind == KIND_KL_LOG:
-                res[0] = log_normalised(res[0], lo[0], lo[1])
+                res[0] = core_table().log_normalised(res[0], lo[0], lo[1])
             return _finish(kind, f32, st, res, normalize, log_base, dx, p, L.sp1, q, L.sq1,
                            L.n, value) == ROW_DONE
         if kl_stop_requested():
