@@ -358,3 +358,36 @@ def test_empty_grid_repr_and_state_rebuilt_from_the_prepared_grid(tutorial):
     u = GaussianTarget.__new__(GaussianTarget)
     u.__setstate__(state)
     _same(u.x, x)
+
+
+@pytest.mark.parametrize("scale, sigma", [(1e-200, 1e-20), (1e-100, 1e80), (1e-250, 1e-100)])
+def test_gradient_on_a_tiny_grid_does_not_underflow(scale, sigma):
+    # On a grid below 2**-100 the sums run in its units (2**k); with sigma much
+    # wider than it the gradient there, 2**k times the caller's, fell below the
+    # normal range and came back 0 (d_mu of 1e-160 read 0)
+    p, x = [1.0, 0.0, 0.0], np.array([-1.0, 0.0, 1.0]) * scale
+    kl, dmu, dsigma = truth.gaussian(p, x, 0.0, sigma, prec=400)
+    got = kl_fast.gaussian_kl_grad(p, x, 0.0, sigma)
+    # (approx's default absolute tolerance, 1e-12, would pass a 0 for 1e-160)
+    assert got[0] == pytest.approx(float(kl), rel=1e-14, abs=0.0)
+    assert got[1] == pytest.approx(float(dmu), rel=1e-12, abs=0.0) and float(dmu) != 0.0
+    assert got[2] == pytest.approx(float(dsigma), rel=1e-12, abs=1e-300)
+    target = GaussianTarget(p, x, normalize=False)
+    assert target.kl_grad(0.0, sigma) == got
+    assert tuple(target.kl_hess(0.0, sigma)[1]) == got[1:]
+
+
+@pytest.mark.parametrize("x, mu, sigma", [([1.0, 1e-170, 0.0], 1e-170, 1e-170),
+                                          ([1.0, 1e-160, 0.0], 1e-160, 1e-161),
+                                          ([1e200, 1e-100, 0.0, -1e200], 1e-100, 1e-100)])
+def test_a_grid_spanning_hundreds_of_orders_of_magnitude(x, mu, sigma):
+    # sigma and the spacing near mu far below the grid's largest |x|: in the
+    # grid's units the squared distances near mu underflowed (0.693 for 0.474)
+    p = np.zeros(len(x))
+    p[1] = 1.0
+    kl, dmu, dsigma = truth.gaussian(p, x, mu, sigma, prec=800)
+    got = kl_fast.gaussian_kl_grad(p, x, mu, sigma)
+    assert got[0] == pytest.approx(float(kl), rel=1e-12, abs=1e-300)
+    assert got[1] == pytest.approx(float(dmu), rel=1e-10, abs=1e-300)
+    assert got[2] == pytest.approx(float(dsigma), rel=1e-10, abs=1e-300)
+    assert kl_fast.gaussian_kl(p, x, mu, sigma) == got[0]
