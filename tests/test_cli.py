@@ -474,6 +474,9 @@ BAD_FILES = [
     ("negative.csv", lambda p: _write(p, "# p\n0.2,0.3,0.5\n\n0.1,0.9,-1e-3\n"),
      ["a negative value (-0.001) at line 4, column 3"]),
     ("nan.txt", lambda p: _write(p, "0.2 0.3 0.5\nnan 0.1 0.9\n"), ["NaN at line 2, column 1"]),
+    # below the smallest double: the parser would read it as 0 without a word
+    ("underflow.csv", lambda p: _write(p, "0.2,0.3,0.5\n# 1e-400\n0.0e-999,1,2.5e-400\n"),
+     ["line 3, column 3: '2.5e-400' is below the smallest double"]),
     ("binary.csv", lambda p: p.write_bytes(b"\x00\x01\x02garbage"), ["binary data"]),
     # float() accepts "1_0" but the parser does not: still the command's own message
     ("underscore.csv", lambda p: _write(p, "0.2,0.3,0.5\n0.1,1_0,0.7\n"), ["line 2:", "not a line of numbers"]),

@@ -19,6 +19,7 @@ import argparse
 import io
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -717,6 +718,27 @@ def _shown(text: str) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+# a decimal exponent of -300 or below: a number that may be below the smallest
+# double, which the parser reads as 0 without a word
+_TINY_EXPONENT = re.compile(r"[eE]-0*(?:[3-9][0-9]{2}|[0-9]{4,})")
+_ZERO_LITERAL = re.compile(r"[+-]?(?:0+\.?0*|\.0+)(?:[eE][+-]?[0-9]+)?")
+
+
+def _underflow_problem(lines: Iterable[Tuple[int, str]], delimiter: Optional[str]) -> str:
+    """The first nonzero number among numbered data lines that reads as 0 (below
+    the smallest double, about 4.9e-324), for the error message; "" if none."""
+    for k, line in lines:
+        body = line.split("#", 1)[0]
+        if not _TINY_EXPONENT.search(body):
+            continue
+        fields = [f.strip() for f in body.split(delimiter)] if delimiter else body.split()
+        for j, f in enumerate(fields, start=1):
+            if _TINY_EXPONENT.search(f) and float(f) == 0.0 and not _ZERO_LITERAL.fullmatch(f):
+                return (f"line {k}, column {j}: {_shown(f)!r} is below the smallest double "
+                        f"(about 4.9e-324) and would be read as 0")
+    return ""
+
+
 def _text_problem(lines: Iterable[Tuple[int, str]], delimiter: Optional[str],
                   width: Optional[int], first: Optional[int]) -> str:
     """The first unreadable value or ragged line among numbered data lines, for the error message.
@@ -795,6 +817,7 @@ def _parse_text(fh: BinaryIO, source: str, delimiter: Optional[str], *, sniff: b
                 raise CommandError(f"{source}: line {bad}: not UTF-8 text") from None
             done += len(chunk)
             del chunk
+            tiny = _TINY_EXPONENT.search(text) is not None
             lines = text.replace("\r\n", "\n").split("\n")
             del text
             if lines and lines[-1] == "":
@@ -816,6 +839,9 @@ def _parse_text(fh: BinaryIO, source: str, delimiter: Optional[str], *, sniff: b
             except ValueError:
                 problem = _text_problem(kept, delimiter, width, first) or _unparsed_line(kept, delimiter)
                 raise CommandError(f"{source}: {problem}") from None
+            problem = _underflow_problem(kept, delimiter) if tiny else ""
+            if problem:
+                raise CommandError(f"{source}: {problem}")
             if width is None or first is None:
                 width, first = block.shape[1], kept[0][0]
             elif block.shape[1] != width:
