@@ -174,7 +174,16 @@ class GaussianTarget:
         With d = x - mu, P = sum p and k2, k3, k4 the central moments of d under
         q (mean e): d2/dmu2 = P k2 / sigma^4, d2/dmu dsigma = P (k3 + 2 e k2) /
         sigma^5 - 2 d_mu / sigma, d2/dsigma2 = P (k4 - k2^2 + 4 e k3 +
-        4 e^2 k2) / sigma^6 - 3 d_sigma / sigma.
+        4 e^2 k2) / sigma^6 - 3 d_sigma / sigma.  Where the divergence or its
+        gradient is beyond the double range (``inf``), an entry whose two
+        parts are both infinite, of opposite signs, has no value here and is NaN.
+
+        >>> import numpy as np, kl_fast
+        >>> x = np.linspace(-5, 5, 101)
+        >>> t = kl_fast.GaussianTarget(np.exp(-x**2 / 2), x)
+        >>> kl, grad, hess = t.kl_hess(0.0, 1.0)
+        >>> bool(abs(kl) < 1e-12 and np.abs(grad).max() < 1e-9), bool(hess[0, 0] > 0)
+        (True, True)
         """
         kl, dmu, dsigma, hmm, hms, hss = self._values(mu, sigma, "GaussianTarget.kl_hess", 2,
                                                       num_threads)
