@@ -477,6 +477,10 @@ BAD_FILES = [
     # below the smallest double: the parser would read it as 0 without a word
     ("underflow.csv", lambda p: _write(p, "0.2,0.3,0.5\n# 1e-400\n0.0e-999,1,2.5e-400\n"),
      ["line 3, column 3: '2.5e-400' is below the smallest double"]),
+    ("underflow_digits.txt", lambda p: _write(p, "1e-310 0 0.0000000000000000000000001e-299\n"),
+     ["line 1, column 3:", "is below the smallest double"]),
+    ("underflow_zeros.txt", lambda p: _write(p, "0.2 0.%s1 0.5\n" % ("0" * 400)),
+     ["line 1, column 2:", "is below the smallest double"]),
     ("binary.csv", lambda p: p.write_bytes(b"\x00\x01\x02garbage"), ["binary data"]),
     # float() accepts "1_0" but the parser does not: still the command's own message
     ("underscore.csv", lambda p: _write(p, "0.2,0.3,0.5\n0.1,1_0,0.7\n"), ["line 2:", "not a line of numbers"]),

@@ -391,3 +391,27 @@ def test_a_grid_spanning_hundreds_of_orders_of_magnitude(x, mu, sigma):
     assert got[1] == pytest.approx(float(dmu), rel=1e-10, abs=1e-300)
     assert got[2] == pytest.approx(float(dsigma), rel=1e-10, abs=1e-300)
     assert kl_fast.gaussian_kl(p, x, mu, sigma) == got[0]
+    # the target's compiled path for one row at scalar parameters leaves it too
+    target = GaussianTarget(p, x, normalize=False)
+    assert target.kl_grad(mu, sigma) == got
+    assert target.kl([mu], [sigma])[0] == got[0]
+
+
+def test_ordinary_evaluations_are_not_redone_in_sigmas_units(monkeypatch):
+    # the redo of extreme evaluations (in sigma's units, a Python loop) must not
+    # catch ordinary ones: surfaces, normalised and batch calls, scaled grids
+    import kl_fast.gaussian as gaussian_module
+    calls = []
+    original = gaussian_module._in_sigma_units
+    monkeypatch.setattr(gaussian_module, "_in_sigma_units",
+                        lambda *a, **k: calls.append(1) or original(*a, **k))
+    x = np.arange(-10, 10, 0.01)
+    p = np.exp(-x ** 2 / 8)
+    mu, sigma = np.meshgrid(np.linspace(-5, 5, 20), np.geomspace(0.01, 100, 20))
+    for grid, scale in ((x, 1.0), (x * 1e40, 1e40), (x * 1e-40, 1e-40)):
+        target = GaussianTarget(p, grid)
+        target.kl(mu * scale, sigma * scale)
+        target.kl_hess(0.3 * scale, 2.0 * scale)
+        kl_fast.gaussian_kl_grad(np.stack([p, p]), grid, 0.3 * scale, [2.0 * scale, scale],
+                                 normalize=True)
+    assert calls == []

@@ -328,9 +328,11 @@ cdef inline bint _raw_beyond_range(int kind, bint f32, double raw, double log_ba
     scaled form)."""
     if isfinite(raw):
         return False
-    if kind != KIND_KL and log_base == 0.0 and dx == 0.0 \
-            and not (kind == KIND_KL_LOG and normalize):
-        return False
+    if kind != KIND_KL and log_base == 0.0 and dx == 0.0:
+        # without base, only kl_div_log's normalised overflow (not the NaN of a
+        # bad input under check=False)
+        if not (kind == KIND_KL_LOG and normalize and not isnan(raw)):
+            return False
     return kind == KIND_JS or not _infinite_term(kind, f32, p, sp, q, sq, n)
 
 

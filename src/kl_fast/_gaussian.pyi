@@ -14,6 +14,7 @@ P_BAD_P: int
 P_BAD_X: int
 P_ZERO: int
 P_OVERFLOW: int
+SIGMA_NARROW: float
 X_SORTED: int
 P_NORMALIZED: int
 
@@ -53,6 +54,7 @@ def gaussian_eval(
     order: int,
     n_threads: int,
 ) -> None: ...
+
 def prepared_1d(
     p2: _Floating,
     xk: _F64,

@@ -455,6 +455,19 @@ cdef inline bint _plain_scale(const gk_psums *ps) noexcept nogil:
     return _SCALE_MIN <= scale <= _SCALE_MAX
 
 
+# Below this sigma in the grid's units the squares of distances near mu, of the
+# order of sigma, may underflow there (a grid spanning many orders of
+# magnitude): the Python layer redoes such evaluations in sigma's units
+# (kl_fast.gaussian._evaluate_prepared), and the scalar fast paths leave them to it.
+cdef double _SIGMA_NARROW = 2.0 ** -450
+SIGMA_NARROW = _SIGMA_NARROW
+
+
+cdef inline bint _sigma_fast(double s) noexcept:
+    """sigma is one the scalar fast paths take: finite and not below SIGMA_NARROW."""
+    return isfinite(s) and s >= _SIGMA_NARROW
+
+
 def kl_grad_1d(object p, object x, object mu, object sigma, bint want_grad,
                object num_threads=None):
     """KL (and gradient) of a plain 1-D p (float64 or float32, contiguous) on a
@@ -476,7 +489,7 @@ def kl_grad_1d(object p, object x, object mu, object sigma, bint want_grad,
     cdef unsigned long long token
     if not (_as_double(mu, &m) and _as_double(sigma, &s)):
         return None
-    if not (isfinite(m) and isfinite(s) and s > 0.0):
+    if not (isfinite(m) and _sigma_fast(s)):
         return None
     if _row_psums(p, x, num_threads, 1.0, &ps, &pd, &is_f32, &xd, &n, &nt, &token) != 0:
         return None
@@ -525,7 +538,7 @@ def prepared_1d(object p2, object xk, object psums, object mu, object sigma, int
     cdef double v[6]
     if not (_as_double(mu, &m) and _as_double(sigma, &s)):
         return None
-    if not (isfinite(m) and isfinite(s) and s > 0.0):
+    if not (isfinite(m) and _sigma_fast(s)):
         return None
     if not _is_plain_vector(xk, cnp.NPY_DOUBLE):
         return None

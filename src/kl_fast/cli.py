@@ -718,24 +718,29 @@ def _shown(text: str) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-# a decimal exponent of -300 or below: a number that may be below the smallest
-# double, which the parser reads as 0 without a word
-_TINY_EXPONENT = re.compile(r"[eE]-0*(?:[3-9][0-9]{2}|[0-9]{4,})")
+# Text that may hold a number below the smallest double, which the parser reads
+# as 0 without a word: a decimal exponent of -250 or below, or 20 zeros after a
+# decimal point (with an exponent above -250 a number below 1e-323 needs at
+# least 74 of them).  Only parsed zeros in lines with such text are looked at.
+_TINY_TEXT = re.compile(r"[eE]-0*(?:2[5-9][0-9]|[3-9][0-9]{2}|[0-9]{4,})|\.0{20}")
 _ZERO_LITERAL = re.compile(r"[+-]?(?:0+\.?0*|\.0+)(?:[eE][+-]?[0-9]+)?")
 
 
-def _underflow_problem(lines: Iterable[Tuple[int, str]], delimiter: Optional[str]) -> str:
-    """The first nonzero number among numbered data lines that reads as 0 (below
-    the smallest double, about 4.9e-324), for the error message; "" if none."""
-    for k, line in lines:
+def _underflow_problem(lines: Sequence[Tuple[int, str]], block: np.ndarray,
+                       delimiter: Optional[str]) -> str:
+    """The first number among numbered data lines (parsed into the rows of
+    block) that is not 0 but reads as 0, below the smallest double (about
+    4.9e-324), for the error message; "" if none."""
+    for r in np.flatnonzero((block == 0).any(axis=1)):
+        k, line = lines[int(r)]
         body = line.split("#", 1)[0]
-        if not _TINY_EXPONENT.search(body):
+        if not _TINY_TEXT.search(body):
             continue
         fields = [f.strip() for f in body.split(delimiter)] if delimiter else body.split()
-        for j, f in enumerate(fields, start=1):
-            if _TINY_EXPONENT.search(f) and float(f) == 0.0 and not _ZERO_LITERAL.fullmatch(f):
-                return (f"line {k}, column {j}: {_shown(f)!r} is below the smallest double "
-                        f"(about 4.9e-324) and would be read as 0")
+        for j in np.flatnonzero(block[r] == 0):
+            if not _ZERO_LITERAL.fullmatch(fields[j]):
+                return (f"line {k}, column {j + 1}: {_shown(fields[j])!r} is below the smallest "
+                        f"double (about 4.9e-324) and would be read as 0")
     return ""
 
 
@@ -817,7 +822,7 @@ def _parse_text(fh: BinaryIO, source: str, delimiter: Optional[str], *, sniff: b
                 raise CommandError(f"{source}: line {bad}: not UTF-8 text") from None
             done += len(chunk)
             del chunk
-            tiny = _TINY_EXPONENT.search(text) is not None
+            tiny = _TINY_TEXT.search(text) is not None
             lines = text.replace("\r\n", "\n").split("\n")
             del text
             if lines and lines[-1] == "":
@@ -839,7 +844,7 @@ def _parse_text(fh: BinaryIO, source: str, delimiter: Optional[str], *, sniff: b
             except ValueError:
                 problem = _text_problem(kept, delimiter, width, first) or _unparsed_line(kept, delimiter)
                 raise CommandError(f"{source}: {problem}") from None
-            problem = _underflow_problem(kept, delimiter) if tiny else ""
+            problem = _underflow_problem(kept, block, delimiter) if tiny else ""
             if problem:
                 raise CommandError(f"{source}: {problem}")
             if width is None or first is None:

@@ -253,9 +253,6 @@ def _evaluate(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike, func:
 
 _TINIEST = np.nextafter(0.0, 1.0)
 _DBL_MIN = float(np.finfo(np.float64).tiny)
-# below this sigma in the grid's units the squares of distances near mu, of the
-# order of sigma, may underflow there (a grid spanning many orders of magnitude)
-_SIGMA_NARROW = 2.0 ** -450
 
 # values _evaluate_prepared returns per order: kl; + dmu, dsigma; + the Hessian's
 # (mu, mu), (mu, sigma) and (sigma, sigma) entries
@@ -302,15 +299,18 @@ def _evaluate_prepared(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray,
     nt = _threads(num_threads, K, n, func)
     out = _eval_kernel(p2, xk, psums, rows, mu_b, sigma_b, nt, order)
     # derivatives in the units of a tiny grid (k < 0) are 2**k times the caller's:
-    # one below the normal range there may be an ordinary number in the caller's
-    lost = (np.abs(out[1:]) < _DBL_MIN).any(axis=0) if k < 0 and order else False
+    # one below the normal range there (0 included: it may have underflowed) may
+    # be an ordinary number in the caller's
+    lost = np.zeros(K, dtype=bool)
+    if k < 0 and order:
+        lost = (np.abs(out[1:]) < _DBL_MIN).any(axis=0)
     if k:
         with np.errstate(over="ignore", under="ignore"):
             out[1:3] = np.ldexp(out[1:3], -k)     # d/dmu, d/dsigma: units 2**-k
             out[3:] = np.ldexp(out[3:], -2 * k)   # second derivatives: 2**-2k
     done = np.isfinite(out).all(axis=0) & ~lost
     done &= np.isfinite(mu_b) & np.isfinite(sigma_b)
-    narrow = sigma_b < _SIGMA_NARROW
+    narrow = sigma_b < _gaussian.SIGMA_NARROW
     for i in np.flatnonzero(~done | narrow):
         row = p2[rows[i]:rows[i] + 1]
         values = _in_sigma_units(row, np.ldexp(xk, k), mu_o[i], sigma_o[i], normalize, order)
