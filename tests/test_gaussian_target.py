@@ -407,11 +407,14 @@ def test_ordinary_evaluations_are_not_redone_in_sigmas_units(monkeypatch):
                         lambda *a, **k: calls.append(1) or original(*a, **k))
     x = np.arange(-10, 10, 0.01)
     p = np.exp(-x ** 2 / 8)
-    mu, sigma = np.meshgrid(np.linspace(-5, 5, 20), np.geomspace(0.01, 100, 20))
-    for grid, scale in ((x, 1.0), (x * 1e40, 1e40), (x * 1e-40, 1e-40)):
+    # sigma from a tenth of the spacing (the Hessian's d2/dmu2 underflows to 0 in a
+    # tiny grid's units: an exact 0 of the second derivatives is not redone) to 100
+    mu, sigma = np.meshgrid(np.linspace(-5, 5, 20), np.geomspace(0.001, 100, 20))
+    for scale in (1.0, 1e40, 1e-40, 1e200, 1e-200):
+        grid = x * scale
         target = GaussianTarget(p, grid)
         target.kl(mu * scale, sigma * scale)
-        target.kl_hess(0.3 * scale, 2.0 * scale)
+        target.kl_hess(mu * scale, sigma * scale)   # 1e-200: second derivatives overflow
         kl_fast.gaussian_kl_grad(np.stack([p, p]), grid, 0.3 * scale, [2.0 * scale, scale],
                                  normalize=True)
     assert calls == []

@@ -326,12 +326,12 @@ cdef inline bint _raw_beyond_range(int kind, bint f32, double raw, double log_ba
     to up to n, log_normalised).  The Python layer redoes it (kl_div and
     js_div on inputs scaled by a power of two, kl_div_log term by term in
     scaled form)."""
-    if isfinite(raw):
+    if isfinite(raw) or (kind != KIND_KL and isnan(raw)):
+        # (js_div's and kl_div_log's NaN is a bad input's, under check=False)
         return False
     if kind != KIND_KL and log_base == 0.0 and dx == 0.0:
-        # without base, only kl_div_log's normalised overflow (not the NaN of a
-        # bad input under check=False)
-        if not (kind == KIND_KL_LOG and normalize and not isnan(raw)):
+        # without base, only kl_div_log's normalised overflow
+        if not (kind == KIND_KL_LOG and normalize):
             return False
     return kind == KIND_JS or not _infinite_term(kind, f32, p, sp, q, sq, n)
 

@@ -719,10 +719,10 @@ def _shown(text: str) -> str:
 
 
 # Text that may hold a number below the smallest double, which the parser reads
-# as 0 without a word: a decimal exponent of -250 or below, or 20 zeros after a
-# decimal point (with an exponent above -250 a number below 1e-323 needs at
-# least 74 of them).  Only parsed zeros in lines with such text are looked at.
-_TINY_TEXT = re.compile(r"[eE]-0*(?:2[5-9][0-9]|[3-9][0-9]{2}|[0-9]{4,})|\.0{20}")
+# as 0 without a word: a decimal exponent of -300 or below, or 20 zeros after a
+# decimal point (with an exponent above -300 a number below 1e-323 needs at
+# least 24 of them).  Only parsed zeros in lines with such text are looked at.
+_TINY_TEXT = re.compile(r"[eE]-0*(?:[3-9][0-9]{2}|[0-9]{4,})|\.0{20}")
 _ZERO_LITERAL = re.compile(r"[+-]?(?:0+\.?0*|\.0+)(?:[eE][+-]?[0-9]+)?")
 
 

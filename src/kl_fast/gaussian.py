@@ -298,18 +298,18 @@ def _evaluate_prepared(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray,
         sigma_b[:] = 1.0
     nt = _threads(num_threads, K, n, func)
     out = _eval_kernel(p2, xk, psums, rows, mu_b, sigma_b, nt, order)
-    # derivatives in the units of a tiny grid (k < 0) are 2**k times the caller's:
-    # one below the normal range there (0 included: it may have underflowed) may
-    # be an ordinary number in the caller's
-    lost = np.zeros(K, dtype=bool)
+    # done: finite in the grid's units (beyond the range after the scaling back
+    # below is the caller's true overflow, which no other units would avoid)
+    done = np.isfinite(out).all(axis=0) & np.isfinite(mu_b) & np.isfinite(sigma_b)
     if k < 0 and order:
-        lost = (np.abs(out[1:]) < _DBL_MIN).any(axis=0)
+        # the gradient in the units of a tiny grid is 2**k times the caller's: a
+        # component below the normal range there (0 included: it may have
+        # underflowed) may be an ordinary number in the caller's
+        done &= ~(np.abs(out[1:3]) < _DBL_MIN).any(axis=0)
     if k:
         with np.errstate(over="ignore", under="ignore"):
             out[1:3] = np.ldexp(out[1:3], -k)     # d/dmu, d/dsigma: units 2**-k
             out[3:] = np.ldexp(out[3:], -2 * k)   # second derivatives: 2**-2k
-    done = np.isfinite(out).all(axis=0) & ~lost
-    done &= np.isfinite(mu_b) & np.isfinite(sigma_b)
     narrow = sigma_b < _gaussian.SIGMA_NARROW
     for i in np.flatnonzero(~done | narrow):
         row = p2[rows[i]:rows[i] + 1]
