@@ -1004,3 +1004,21 @@ def test_real_number_options_in_both_layers():
     # a tuple subclass is a tuple of axes, as for NumPy
     Axes = collections.namedtuple("Axes", "first second")
     np.testing.assert_array_equal(kl_fast.kl_div(a, a, axis=Axes(0, 1)), 0.0)
+
+
+def test_lists_of_python_integers_beyond_int64():
+    # NumPy holds such a list as an object array: its integers are the floats they
+    # round to where they are in range (as a 0-d one already was), and one beyond
+    # the float64 range is named with its index (it was "must hold real numbers,
+    # got an array of dtype object")
+    expected = reference.kl_div(np.array([2.0 ** 64, 1.0]), np.array([1.0, 1.0]))
+    assert kl_fast.kl_div([2 ** 64, 1], [1, 1]) == expected
+    assert kl_fast.js_div([2 ** 64, 1], [1, 1]) == kl_fast.js_div([2.0 ** 64, 1.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match=r"kl_div: p contains an integer of 603 digits, beyond "
+                                         r"the float64 range, at index \[0\]"):
+        kl_fast.kl_div([2 ** 2000, 1], [1, 1])
+    with pytest.raises(ValueError, match=r"kl_pairwise: Q contains an integer of 332 digits.*"
+                                         r"at index \[1, 1\]"):
+        kl_fast.kl_pairwise([[1.0, 1.0]], [[1, 2], [3, -2 ** 1100]])
+    with pytest.raises(TypeError, match="must hold real numbers"):
+        kl_fast.kl_div(np.array([1, None], dtype=object), [1.0, 1.0])

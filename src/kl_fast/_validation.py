@@ -46,10 +46,31 @@ def as_real_array(a: object, name: str, func: str) -> np.ndarray:
             raise ValueError(f"{func}: {name} must be finite, got {describe(a)}")
         if v is not None:
             arr = np.asarray(v)
+    elif arr.dtype == object:
+        arr = _object_integers(arr, name, func)
     check_real_dtype(arr.dtype, name, func)
     if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
         _check_float64_range(arr, name, func)
     return arr
+
+
+def _object_integers(arr: np.ndarray, name: str, func: str) -> np.ndarray:
+    """An object array that holds only Python integers (NumPy's array of a list
+    with one beyond int64) as the float64 array they round to, where each is
+    within the float64 range; else ValueError naming the first one beyond it.
+    Any other object array is returned as it is (check_real_dtype refuses it)."""
+    flat = arr.ravel()
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+               for v in flat):
+        return arr
+    out = np.empty(arr.shape, dtype=np.float64)
+    for i, v in enumerate(flat):
+        try:
+            out.flat[i] = float(v)
+        except OverflowError:
+            raise ValueError(f"{func}: {name} contains {describe(v)}, at index "
+                             f"{format_index(np.unravel_index(i, arr.shape))}") from None
+    return out
 
 
 # the public functions that kl_fast.dask mirrors
