@@ -105,7 +105,7 @@ def _log_centred(x: np.ndarray, normalize: bool) -> tuple[float, float]:
         return m, float(np.log(np.sum(np.exp(x - m))))
 
 
-def _log_beyond_range(rows: ReductionRows, res: np.ndarray, totals: np.ndarray,
+def _log_beyond_range(rows: ReductionRows, totals: np.ndarray,
                       normalize: bool) -> tuple[np.ndarray, np.ndarray]:
     """(totals, shift) for kl_div_log: the reductions whose raw sum left the
     double range redone in scaled form (_log_scaled_row, with normalize on the
@@ -121,7 +121,6 @@ def _log_beyond_range(rows: ReductionRows, res: np.ndarray, totals: np.ndarray,
     q2 = rows.q2[over].astype(np.float64)
     keep = ~np.any((p2 > -np.inf) & (q2 == -np.inf), axis=1)
     keep &= np.all((p2 < np.inf) & (q2 < np.inf), axis=1)
-    keep &= np.all(np.isfinite(res[over, 1:]), axis=1)
     for i in np.flatnonzero(keep):
         r = over[i]
         scaled = _log_scaled_row(p2[i], q2[i], _log_centred(p2[i], normalize),
@@ -258,7 +257,7 @@ def _reduce_rows(p: ArrayLike, q: ArrayLike, *, func: str, names: Sequence[str],
         if base is not None and rescale_sums:
             value, shift = _js_beyond_range(kernel, rows, res, value, normalize, nt)
         elif func == "kl_div_log" and (base is not None or normalize):
-            value, shift = _log_beyond_range(rows, res, value, normalize)
+            value, shift = _log_beyond_range(rows, value, normalize)
     if base is not None and not normalize:
         value, shift = _below_range(func, kernel, rows, value, shift, base)
     if base is not None:

@@ -793,9 +793,9 @@ cdef bint _js_sums(bint f32, const char *p, const char *q, Layout *L, int n_thre
 cdef bint _log_normaliser(bint f32, const char *x, Py_ssize_t sx, Py_ssize_t n, int n_threads,
                           double *lx0, double *lo) noexcept:
     """The log-sum-exp of one long row shared by the threads (kl_log_row's
-    normaliser and its rounding error lo, their bits): its largest finite entry (PASS_MAX: a maximum of
-    maxima, the same for any split), then the sums of exp(x - max) over
-    blocks (PASS_SUMEXP, added in order).  False when the row holds NaN or
+    normaliser and its rounding error lo, their bits): its largest finite
+    entry (PASS_MAX: a maximum of maxima, the same for any split), then the
+    sums of exp(x - max) over blocks (PASS_SUMEXP, added in order).  False when the row holds NaN or
     +inf or is -inf everywhere (the row function explains), or out of memory
     or Ctrl-C."""
     cdef LongPass J = _long_pass(PASS_MAX, KIND_KL_LOG, f32, False, x, NULL, sx, 0, n, 0.0, 0.0)
@@ -823,9 +823,9 @@ cdef bint _long_factors(int kind, bint f32, const char *p, const char *q, Layout
                         int n_threads, double *a, double *b, double *lo) noexcept:
     """With normalize, what a long row's passes take, over the threads: js_div's
     factors 1 / sum p, 1 / sum q, or kl_div_log's normalisers (their rounding
-    errors into lo[0:2]).  False where the
-    row function must see the row (a bad value, a sum that cannot normalise,
-    a factor that is not normal), or out of memory or Ctrl-C."""
+    errors into lo[0:2]).  False where the row function must see the row (a
+    bad value, a sum that cannot normalise, a factor that is not normal), or
+    out of memory or Ctrl-C."""
     cdef double ps, qs
     if kind == KIND_KL_LOG:
         return (_log_normaliser(f32, p, L.sp1, L.n, n_threads, a, &lo[0])

@@ -54,7 +54,6 @@ def gaussian_eval(
     order: int,
     n_threads: int,
 ) -> None: ...
-
 def prepared_1d(
     p2: _Floating,
     xk: _F64,
