@@ -397,23 +397,27 @@ def test_product_form_finish_is_the_numpy_passes(normalize, num_threads):
     hp = -rng.random(b) * 3.0
     C[4, 6] = hp[4]                     # a divergence of 0: redo
     h_abs = rng.random(b) * 2.0
+    C[5, :3] = np.nan, np.inf, -np.inf  # non-finite entries
+    C[6, 7] = h_abs[6]                  # a bound of 0: kept
     psum, qsum = rng.random(b) + 0.5, rng.random(k) + 0.5
     qsum[6] = psum[4]                   # so that [4, 6] is 0 with normalize too
     log_ps, log_qs = np.log(psum), np.log(qsum)
     gamma, factor = 164 * 2.0 ** -53, 2.0 ** 24
     # the same arithmetic in NumPy passes
-    a_abs = h_abs[:, None] - C
-    want = hp[:, None] - C
-    if normalize:
-        want = kl_fast._api.finish(want, psum[:, None], qsum[None, :], normalize=True, base=None,
-                                   dx=None, func="test")
-        a_abs /= psum[:, None]
-        a_abs += np.abs(log_qs[None, :] - log_ps[:, None]) + 1.0
-    a_abs *= gamma
-    want_redo = ~((np.abs(want) > factor * a_abs) | (a_abs == 0.0))
+    with np.errstate(invalid="ignore"):
+        a_abs = h_abs[:, None] - C
+        want = hp[:, None] - C
+        if normalize:
+            want = kl_fast._api.finish(want, psum[:, None], qsum[None, :], normalize=True,
+                                       base=None, dx=None, func="test")
+            a_abs /= psum[:, None]
+            a_abs += np.abs(log_qs[None, :] - log_ps[:, None]) + 1.0
+        a_abs *= gamma
+        want_redo = ~((np.abs(want) > factor * a_abs) | (a_abs == 0.0))
+    assert want_redo[5, [0, 2]].all() and not want_redo[5, 1] and not want_redo[6, 7]
     for with_bound in (True, False):
         ob = C.copy()
-        redo = np.empty((b, k), np.uint8)
+        redo = np.zeros((b, k), np.uint8)
         bound = np.empty((b, k)) if with_bound else None
         rows = _div_kernels.product_form_finish(ob, hp, h_abs, psum, qsum, log_ps, log_qs,
                                                 normalize, gamma, factor, redo, bound,

@@ -569,6 +569,7 @@ cdef int math_map(int fn, int is_f32, const void *x, void *y, Py_ssize_t n) noex
 include "_core_log.pxi"
 include "_core_js.pxi"
 include "_core_across.pxi"
+include "_core_pairwise.pxi"
 
 
 cdef int pair_result(int is_log, int narrow, double a, double b, double total, int ninf,
@@ -608,6 +609,7 @@ _TABLE.kl_log_row_f32 = kl_log_row[float]
 _TABLE.kl_log_find_bad_f64 = log_find_bad[double]
 _TABLE.kl_log_find_bad_f32 = log_find_bad[float]
 _TABLE.centred_log_f64 = centred_log_f64
+_TABLE.product_row = product_row
 _TABLE.js_row_f64 = js_row[double]
 _TABLE.js_row_f32 = js_row[float]
 _TABLE.js_row_scaled_f64 = js_row_scaled[double]

@@ -101,6 +101,10 @@ ctypedef int (*kl_log_row_f32_fn)(const float *lp, Py_ssize_t sp, const float *l
                                   double *res) noexcept nogil
 ctypedef void (*centred_log_f64_fn)(const double *x, const double *r, double *y,
                                    Py_ssize_t n) noexcept nogil
+# One row of kl_pairwise's product form without normalize (_core_pairwise.pxi):
+# (ob = C's row, k, hp, h_abs, gamma, factor, redo) -> 1 when an entry must be redone.
+ctypedef int (*product_row_fn)(double *ob, Py_ssize_t k, double hp, double h_abs,
+                               double gamma, double factor, unsigned char *redo) noexcept nogil
 # JS of one row: (p, q, normalize, check) -> res[0] = JS, res[1:3] = the sums
 # with normalize.
 ctypedef int (*js_row_f64_fn)(const double *p, Py_ssize_t sp, const double *q,
@@ -173,6 +177,7 @@ ctypedef struct CoreTable:
     find_bad_f64_fn kl_log_find_bad_f64   # first NaN or +inf (lp before lq)
     find_bad_f32_fn kl_log_find_bad_f32
     centred_log_f64_fn centred_log_f64
+    product_row_fn product_row
     js_row_f64_fn js_row_f64
     js_row_f32_fn js_row_f32
     js_row_ab_f64_fn js_row_scaled_f64

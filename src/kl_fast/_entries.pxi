@@ -1322,19 +1322,11 @@ cdef inline Py_ssize_t _product_row(double *ob, Py_ssize_t k, double hp, double 
     cdef double a, bnd, v
     cdef unsigned char any_redo = 0
     if not normalize:
-        # the common case in loops gcc vectorises (no branch, no call); the
-        # bound is _product_entry's a * gamma
+        # the common case: the core's vectorised row (redo zeroed by the caller)
         if bound != NULL:
             for j in range(k):
                 bound[j] = (h_abs - ob[j]) * gamma
-        for j in range(k):
-            a = (h_abs - ob[j]) * gamma
-            v = hp - ob[j]
-            ob[j] = v
-            redo[j] = 1 - (<unsigned char>(fabs(v) > factor * a) | <unsigned char>(a == 0.0))
-        for j in range(k):
-            any_redo |= redo[j]
-        return any_redo
+        return core_table().product_row(ob, k, hp, h_abs, gamma, factor, redo)
     for j in range(k):
         redo[j] = _product_entry(&ob[j], &bnd, ob[j], h_abs - ob[j], hp, ps,
                                  qsum[j] if normalize else 1.0, lps,
@@ -1354,7 +1346,9 @@ def product_form_finish(double[:, ::1] ob, const double[::1] hp, const double[::
 
     ob (a block of rows, (b, k)) holds C = P L^T, L <= 0 the centred logs of
     Q's rows, and becomes the divergences hp[i] - C[i, j] (with normalize:
-    finished as kl_div finishes them); redo[i, j] is set to 1 where the a-priori
+    finished as kl_div finishes them); redo (zeroed by the caller: without
+    normalize a row with no entry to redo is left as it is) is set to 1 at [i, j]
+    where the a-priori
     error bound gamma (-C[i, j] + h_abs[i]; with normalize divided by psum[i]
     and increased by |log qs - log ps| + 1) cannot resolve the entry from 0
     within ``factor`` bounds (it is recomputed exactly), else 0.  psum, log_ps

@@ -317,7 +317,8 @@ def _kl_matrix(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
                 with np.errstate(divide="ignore"):
                     xlogx = np.where(big, P64 * np.log(np.where(big, P64, 1.0)), 0.0)
                 h_abs = h_abs + 2.0 * xlogx.sum(axis=1)
-            redo = np.empty(ob.shape, dtype=np.uint8)
+            # zeroed pages that the finish touches only in a row with an entry to redo
+            redo = np.zeros(ob.shape, dtype=np.uint8)
             # the raw KL hr - C (finished with normalize), its error bound and
             # the entries that bound cannot resolve from 0, in one pass
             redo_rows = _div_kernels.product_form_finish(
