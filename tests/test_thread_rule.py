@@ -135,11 +135,72 @@ def test_compiled_calls_record_their_end_and_small_calls_do_not():
     for name, call in calls.items():
         _kernels.set_team_idle(1.0)
         call()
-        gap, estimated = _kernels.team_state()
+        gap, estimated, _ = _kernels.team_state()
         assert not estimated and 0.0 <= gap < 0.5, name
     # a call the Python layer noted keeps its estimate through a small call
     _kernels.set_team_idle(1.0)
     _kernels.threads_for(2, 1e10, HOT)       # ends, by the estimate, seconds from now
     kl_fast.kl_div(P[0, :10], Q[0, :10])
-    gap, estimated = _kernels.team_state()
+    gap, estimated, _ = _kernels.team_state()
     assert estimated and gap < -1.0
+
+
+SPAN, SLACK, BUSY_WORK, BUSY_CALLS = _kernels.busy_thresholds()
+COLD_GAP_SECONDS = 500e-6
+
+
+def test_a_team_call_slower_than_one_thread_marks_the_core_busy():
+    # another library's threads (OpenBLAS's spin about 100 ms after a product) held
+    # the other core: by default calls then run alone unless they are large
+    _kernels.set_team_idle(0.0)
+    _kernels.rule_team_call(4 * HOT, 4 * HOT * 1e-9 + 2 * SLACK)
+    assert not _kernels.team_state()[2]                # one slow wake is not enough
+    _kernels.rule_team_call(4 * HOT, 4 * HOT * 1e-9 + 2 * SLACK)
+    assert _kernels.team_state()[2]
+    decides_busy = lambda items: _kernels.threads_for(2, items, HOT)  # noqa: E731
+    assert decides_busy(4 * HOT) == 1
+    assert decides_busy(COLD) == 1
+    assert decides_busy(BUSY_WORK) == 2
+    # an explicit num_threads is taken as asked
+    assert _kernels.threads(2, 2, 4 * HOT, HOT) == 2
+    assert (SPAN, SLACK, BUSY_WORK, BUSY_CALLS) == (0.1, 50e-6, 2.0**23, 2)
+
+
+def test_a_team_call_as_fast_as_expected_marks_nothing():
+    _kernels.set_team_idle(0.0)
+    for seconds in (1e-3, 4 * HOT * 1e-9 / 2, 1e-3, 4 * HOT * 1e-9 / 2):
+        _kernels.rule_team_call(4 * HOT, seconds)      # slow calls, but not in a row
+    assert not _kernels.team_state()[2]
+    decides(0.0, 4 * HOT, 2)
+
+
+def test_a_team_that_slept_long_marks_nothing_when_slow():
+    # its wake costs 0.2-0.7 ms on a quiet machine too (docs/core.md)
+    _kernels.set_team_idle(0.0)
+    for _ in range(BUSY_CALLS):
+        _kernels.rule_team_call(4 * HOT, 1e-3, team_idle=2 * COLD_GAP_SECONDS)
+    assert not _kernels.team_state()[2]
+    for _ in range(BUSY_CALLS):
+        _kernels.rule_team_call(4 * HOT, 1e-3, team_idle=COLD_GAP_SECONDS / 2)
+    assert _kernels.team_state()[2]
+
+
+def test_a_busy_core_is_tried_again_after_the_span():
+    import time
+    _kernels.set_team_idle(0.0)
+    _kernels.note_busy_core()
+    assert _kernels.team_state()[2]
+    time.sleep(SPAN + 0.05)
+    assert not _kernels.team_state()[2]
+
+
+def test_kl_pairwise_notes_the_spin_of_blas_threads():
+    rng = np.random.default_rng(1)
+    P, Q = rng.random((2, 128, 64)) + 0.01
+    _kernels.set_team_idle(0.0)
+    kl_fast.kl_pairwise(P[:4, :8], Q[:4, :8])        # a product BLAS keeps to one thread
+    assert not _kernels.team_state()[2]
+    got = kl_fast.kl_pairwise(P, Q)
+    assert _kernels.team_state()[2]
+    _kernels.set_team_idle(0.0)
+    np.testing.assert_array_equal(got, kl_fast.kl_pairwise(P, Q, num_threads=2))

@@ -162,6 +162,32 @@ cdef double _last_end = -1e300      # when the last call of hot_min items or mor
 cdef unsigned long long _calls = 0       # calls noted so far (their tokens)
 cdef unsigned long long _estimated = 0   # the call whose end _last_end estimates, 0 if none
 
+# A busy core.  Another library's threads may hold the other core: OpenBLAS's
+# workers spin for about 100 ms after each multi-threaded matrix product
+# (NumPy's own `@`), and a co-tenant, a Dask worker or a joblib pool may run
+# there.  Then a team waits 0.3 ms for its second thread (measured: kl_div on
+# 200 x 1,000 after a NumPy product took 330 us on 2 threads, 100 us on 1, 52 us
+# on a quiet machine; docs/core.md, "A busy core").  A call the rule gave the
+# team that ran longer than one thread would have (by the estimate, plus
+# BUSY_SLACK), BUSY_CALLS times in a row, marks the core busy for BUSY_SPAN:
+# meanwhile the rule takes the team only from BUSY_WORK items, where half a core
+# still pays.  The first call after the span tries the team again.  Only a call
+# whose team had worked less than COLD_GAP before counts (a team that slept
+# longer wakes slowly anyway), and one slow wake is not enough (this VM's
+# vCPUs sometimes take 0.3 ms to wake after a short gap).
+cdef double BUSY_SPAN = 0.1
+cdef double BUSY_SLACK = 50e-6
+cdef double BUSY_WORK = 8388608.0   # about 8 ms on one thread
+cdef int BUSY_CALLS = 2
+cdef int _slow_calls = 0            # slow team calls in a row
+cdef double _busy_until = -1e300    # default calls avoid the team until then
+cdef double _started = 0.0          # when the call _estimated notes started, and its work,
+cdef double _started_items = 0.0    # if the rule (not the caller) gave it the team
+cdef bint _started_by_rule = False
+cdef int _started_threads = 1
+cdef double _team_end = -1e300      # when the last noted call on a team ended
+cdef double _team_gap = 1e300       # how long before the call _estimated notes that was
+
 
 cdef inline double warm_min(double hot_min) noexcept:
     """Work that repays waking a team that slept under COLD_GAP."""
@@ -190,17 +216,26 @@ cdef int default_team(int threads, double items, double hot_min,
         need = warm_min(hot_min)
     else:
         need = cold_min(hot_min)
+    if now < _busy_until and need < BUSY_WORK:
+        need = BUSY_WORK
     if items < need:
         threads = 1
-    token[0] = team_started(threads, items)
+    token[0] = team_started(threads, items, threads > 1)
     return threads
 
 
-cdef unsigned long long team_started(int threads, double items) noexcept:
-    """Note a call of `items` items on `threads` threads starting now: its end
-    is estimated until team_finished(token) sees it.  Returns the token."""
-    global _last_end, _calls, _estimated
-    _last_end = kl_wtime() + items * ITEM_SECONDS / (threads if threads > 1 else 1)
+cdef unsigned long long team_started(int threads, double items, bint by_rule) noexcept:
+    """Note a call of `items` items on `threads` threads starting now (by_rule:
+    the rule gave it the team): its end is estimated until team_finished(token)
+    sees it.  Returns the token."""
+    global _last_end, _calls, _estimated, _started, _started_items, _started_by_rule
+    global _started_threads, _team_gap
+    _started = kl_wtime()
+    _started_items = items
+    _started_by_rule = by_rule
+    _started_threads = threads
+    _team_gap = _started - _team_end
+    _last_end = _started + items * ITEM_SECONDS / (threads if threads > 1 else 1)
     _calls += 1
     _estimated = _calls
     return _calls
@@ -208,11 +243,30 @@ cdef unsigned long long team_started(int threads, double items) noexcept:
 
 cdef void team_finished(unsigned long long token) noexcept:
     """Note the end of the call team_started gave `token` (0: none), unless a
-    later call has been noted since."""
-    global _last_end, _estimated
+    later call has been noted since; a call the rule gave the team that took
+    longer than one thread would have marks the core busy."""
+    global _last_end, _estimated, _busy_until, _team_end, _slow_calls
     if token != 0 and token == _estimated:
         _last_end = kl_wtime()
         _estimated = 0
+        if _started_threads > 1:
+            _team_end = _last_end
+        if not _started_by_rule or _team_gap >= COLD_GAP:
+            return
+        if _last_end - _started > _started_items * ITEM_SECONDS + BUSY_SLACK:
+            _slow_calls += 1
+            if _slow_calls >= BUSY_CALLS:
+                _busy_until = _last_end + BUSY_SPAN
+                _slow_calls = 0
+        else:
+            _slow_calls = 0
+
+
+def note_busy_core():
+    """Mark the other cores busy for BUSY_SPAN (kl_pairwise, after its BLAS
+    product, whose threads spin on)."""
+    global _busy_until
+    _busy_until = kl_wtime() + BUSY_SPAN
 
 
 # Set by configure_threads from the Python layer: its default thread count (a
@@ -266,7 +320,7 @@ cdef int choose_threads(object num_threads, Py_ssize_t cap, double items, double
     req = min(req, cap, <long>_cpus)
     if req <= 1:
         return 1
-    token[0] = team_started(<int>req, items)
+    token[0] = team_started(<int>req, items, False)
     return <int>req
 
 
@@ -291,15 +345,36 @@ def team_thresholds(double hot_min):
 
 def team_state():
     """(seconds since the last noted call ended, or will by its estimate;
-    whether that end is still an estimate), for tests."""
-    return kl_wtime() - _last_end, _estimated != 0
+    whether that end is still an estimate; whether the rule sees a busy core),
+    for tests."""
+    cdef double now = kl_wtime()
+    return now - _last_end, _estimated != 0, now < _busy_until
 
 
 def set_team_idle(double seconds):
-    """Make the rule see the last call ended `seconds` ago (for tests)."""
-    global _last_end, _estimated
+    """Make the rule see the last call ended `seconds` ago, and no busy core
+    (for tests)."""
+    global _last_end, _estimated, _busy_until, _team_end, _slow_calls
     _last_end = kl_wtime() - seconds
+    _team_end = _last_end
     _estimated = 0
+    _busy_until = -1e300
+    _slow_calls = 0
+
+
+def rule_team_call(double items, double seconds, double team_idle=0.0):
+    """Note a call of `items` items that the rule gave the team, `team_idle`
+    seconds after the team's last call, and that took `seconds` (for tests)."""
+    global _started, _team_end
+    _team_end = kl_wtime() - team_idle
+    cdef unsigned long long token = team_started(2, items, True)
+    _started -= seconds
+    team_finished(token)
+
+
+def busy_thresholds():
+    """(BUSY_SPAN, BUSY_SLACK, BUSY_WORK, BUSY_CALLS), for tests and docs."""
+    return BUSY_SPAN, BUSY_SLACK, BUSY_WORK, BUSY_CALLS
 
 
 

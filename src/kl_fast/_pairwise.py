@@ -7,7 +7,7 @@ from typing import Any, Callable, NamedTuple, Sequence, cast, overload
 import numpy as np
 import numpy.typing as npt
 
-from . import _div_kernels
+from . import _div_kernels, _kernels
 from ._typing import ArrayLike, ArrayT, F32Array, F64Array, Float64Like
 from ._api import (check_out, deliver, finish, kl_div, kl_unscaled, magnifies,
                    normalize_rescale, overflow_shift, raw_tiny, row_sums, scaled_by_max,
@@ -36,6 +36,9 @@ _REFINE_RELATIVE = 2.0 ** -12
 # Rows per block are chosen so that a block of the result has about this many
 # entries: the temporaries stay a few times that size whatever m is.
 _BLOCK_ELEMENTS = 1 << 20
+# products from which OpenBLAS runs on threads (whose workers then spin for about
+# 100 ms: measured from 100 x 100 x 100, not at 64 x 64 x 64)
+_BLAS_THREADED = 1 << 18
 _EMPTY = np.empty(0, dtype=np.float64)
 
 
@@ -101,9 +104,11 @@ def _row_stats(A: np.ndarray, name: str, func: str, num_threads: Any, check: boo
 
     ``row0``: the first row's index in a larger matrix (A a block of it), for errors.
     """
-    ones = np.ones(1, dtype=A.dtype)
+    # a row of ones, not one broadcast 1: a contiguous q needs no gathering
+    ones = np.ones(A.shape[1], dtype=A.dtype)
     res, _ = row_sums(A, ones, axes=(1,), func=func, num_threads=num_threads, check=check,
-                      names=(name, "ones"), shapes=(A.shape, (1,)), origins=((row0, 0), (0,)))
+                      names=(name, "ones"), shapes=(A.shape, ones.shape),
+                      origins=((row0, 0), (0,)))
     return res[:, 0], res[:, 1]
 
 
@@ -305,7 +310,6 @@ def _kl_matrix(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
             i1 = min(m, i0 + block)
             P64 = np.asarray(Pk[i0:i1], dtype=np.float64)
             ob = out[i0:i1]
-            np.matmul(P64, LT, out=ob)                                # C = P L^T
             # sum p log(p / r) per row: kl_div's row kernel against r
             hr = _c(row_sums(P64, logs.r, axes=(1,), func=func, num_threads=block_threads,
                              check=False, want_sums=False)[0][:, 0])
@@ -317,6 +321,13 @@ def _kl_matrix(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
                 with np.errstate(divide="ignore"):
                     xlogx = np.where(big, P64 * np.log(np.where(big, P64, 1.0)), 0.0)
                 h_abs = h_abs + 2.0 * xlogx.sum(axis=1)
+            np.matmul(P64, LT, out=ob)                                # C = P L^T
+            if (i1 - i0) * k * n > _BLAS_THREADED:
+                # BLAS's threads spin on after the product: our next calls by
+                # default keep to one thread (the rule's busy core)
+                _kernels.note_busy_core()
+                block_threads = resolve_threads(num_threads, min(m, block), min(m, block) * k,
+                                                func)
             # zeroed pages that the finish touches only in a row with an entry to redo
             redo = np.zeros(ob.shape, dtype=np.uint8)
             # the raw KL hr - C (finished with normalize), its error bound and

@@ -40,6 +40,47 @@ def _kl_pairwise(m, k, n, dtype, zero_frac):
     return setup
 
 
+MATMUL = "numpy matmul form"
+
+
+def _matmul_form(P, Q):
+    """What a user writes by hand: sum p log p per row minus P @ log(Q).T (the
+    same BLAS product kl_pairwise uses; no error bound, no zeros handled)."""
+    return (P * np.log(P)).sum(axis=1)[:, None] - P @ np.log(Q).T
+
+
+def _torch_form():
+    """The matmul form in torch (CPU), when torch is installed (else None)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+
+    def form(P, Q):
+        return (P * P.log()).sum(dim=1)[:, None] - P @ Q.log().T
+
+    return torch, form
+
+
+def _kl_pairwise_matmul(m, k, n):
+    def setup():
+        import kl_fast
+
+        rng = np.random.default_rng(m + k + n + 2)
+        P = _rows(rng, m, n, np.float64) + 1e-3 / n
+        Q = _rows(rng, k, n, np.float64) + 1e-3 / n
+        impls = {MATMUL: lambda: _matmul_form(P, Q),
+                 "kl_fast kl_pairwise": lambda: kl_fast.kl_pairwise(P, Q),
+                 "kl_fast kl_pairwise (1 thread)": lambda: kl_fast.kl_pairwise(P, Q, num_threads=1)}
+        peer = _torch_form()
+        if peer is not None:
+            torch, form = peer
+            Pt, Qt = torch.from_numpy(P), torch.from_numpy(Q)
+            impls["torch matmul form"] = lambda: form(Pt, Qt)
+        return impls
+    return setup
+
+
 def _kl_pairwise_within(m, n, dtype):
     def setup():
         import kl_fast
@@ -183,6 +224,12 @@ def cases(quick: bool):
                     _kl_pairwise(m, k, n, np.float64, 0.05)))
     out.append(Case(f"kl_pairwise float32 {m:,} x {k:,}, n={n:,}", _kl_pairwise(m, k, n, np.float32, 0.0)))
     out.append(Case(f"kl_pairwise(P) float64 {m:,} x {m:,}, n={n:,}", _kl_pairwise_within(m, n, np.float64)))
+    sizes = ((200, 200, 100), (200, 200, 1_000)) if quick else (
+        (1_000, 1_000, 100), (1_000, 1_000, 1_000), (4_000, 4_000, 256))
+    for mm, kk, nn in sizes:
+        out.append(Case(f"kl_pairwise float64 {mm:,} x {kk:,}, n={nn:,} against the matmul form",
+                        _kl_pairwise_matmul(mm, kk, nn), baseline=MATMUL,
+                        note="both through NumPy's BLAS"))
     mt, kt = (100, 1_000) if quick else (500, 5_000)
     out.append(Case(f"kl_topk k=10, {mt:,} queries x {kt:,} candidates, n=128",
                     _topk(mt, kt, 128, 10), baseline="numpy broadcast + argpartition",
