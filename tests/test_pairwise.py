@@ -1,6 +1,7 @@
 """kl_pairwise and js_pairwise against per-pair kl_div / js_div, the NumPy broadcast
 baseline, SciPy's cdist and long-double sums; the product form's error bound."""
 import tracemalloc
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -386,9 +387,10 @@ def test_js_threads_bit_identical():
 
 @pytest.mark.parametrize("normalize", [False, True])
 @pytest.mark.parametrize("num_threads", [1, 2])
-def test_product_form_finish_is_the_numpy_passes(normalize, num_threads):
+def test_product_form_finish_is_the_numpy_passes(normalize, num_threads, path):
     """The one compiled pass after the matrix product gives the bits of the
-    NumPy passes it replaced: raw KL, finish, error bound, the entries to redo."""
+    NumPy passes it replaced: raw KL, finish, error bound, the entries to redo,
+    on every kernel path (a product the compiler fuses must not decide a tie)."""
     from kl_fast import _div_kernels
     rng = np.random.default_rng(7)
     b, k = 37, 53
@@ -399,10 +401,18 @@ def test_product_form_finish_is_the_numpy_passes(normalize, num_threads):
     h_abs = rng.random(b) * 2.0
     C[5, :3] = np.nan, np.inf, -np.inf  # non-finite entries
     C[6, 7] = h_abs[6]                  # a bound of 0: kept
+    gamma, factor = 164 * 2.0 ** -53, 2.0 ** -12 / (164 * 2.0 ** -53)
+    # ties, |hp - c| == fl(factor a) with factor a below it: redone (a fused
+    # product would keep them), rows 7 to 10; and subnormal bounds, row 11
+    ties = [h for h in np.linspace(0.4, 0.6, 400)
+            if Fraction(factor * (h * gamma)) > Fraction(factor) * Fraction(h * gamma)][:4]
+    h_abs[7:11], C[7:11, :] = ties, 0.0
+    hp[7:11] = [factor * (h_abs[i] * gamma) for i in range(7, 11)]
+    h_abs[11], C[11, :] = 2.0 ** -1025, 0.0
+    hp[11] = factor * ((h_abs[11] - 0.0) * gamma)
     psum, qsum = rng.random(b) + 0.5, rng.random(k) + 0.5
     qsum[6] = psum[4]                   # so that [4, 6] is 0 with normalize too
     log_ps, log_qs = np.log(psum), np.log(qsum)
-    gamma, factor = 164 * 2.0 ** -53, 2.0 ** 24
     # the same arithmetic in NumPy passes
     with np.errstate(invalid="ignore"):
         a_abs = h_abs[:, None] - C
@@ -415,6 +425,8 @@ def test_product_form_finish_is_the_numpy_passes(normalize, num_threads):
         a_abs *= gamma
         want_redo = ~((np.abs(want) > factor * a_abs) | (a_abs == 0.0))
     assert want_redo[5, [0, 2]].all() and not want_redo[5, 1] and not want_redo[6, 7]
+    if not normalize:
+        assert want_redo[7:12].all()
     for with_bound in (True, False):
         ob = C.copy()
         redo = np.zeros((b, k), np.uint8)

@@ -174,6 +174,29 @@ def test_a_team_call_as_fast_as_expected_marks_nothing():
     decides(0.0, 4 * HOT, 2)
 
 
+def test_slow_means_slower_than_one_thread_at_its_measured_pace():
+    # one thread's pace is learned from the calls the rule ran alone (the baseline
+    # build takes about 4 ns per element): a team as slow as that is not a busy core
+    _kernels.set_team_idle(0.0)
+    for _ in range(20):
+        _kernels.rule_team_call(4 * HOT, 4 * HOT * 4e-9, threads=1)
+    for _ in range(BUSY_CALLS):
+        _kernels.rule_team_call(4 * HOT, 4 * HOT * 3e-9)
+    assert not _kernels.team_state()[2]
+    for _ in range(BUSY_CALLS):
+        _kernels.rule_team_call(4 * HOT, 4 * HOT * 5e-9 + 2 * SLACK)
+    assert _kernels.team_state()[2]
+
+
+def test_slow_calls_far_apart_are_not_in_a_row():
+    import time
+    _kernels.set_team_idle(0.0)
+    _kernels.rule_team_call(4 * HOT, 1e-3)
+    time.sleep(SPAN + 0.02)
+    _kernels.rule_team_call(4 * HOT, 1e-3)
+    assert not _kernels.team_state()[2]
+
+
 def test_a_team_that_slept_long_marks_nothing_when_slow():
     # its wake costs 0.2-0.7 ms on a quiet machine too (docs/core.md)
     _kernels.set_team_idle(0.0)
@@ -194,7 +217,9 @@ def test_a_busy_core_is_tried_again_after_the_span():
     assert not _kernels.team_state()[2]
 
 
-def test_kl_pairwise_notes_the_spin_of_blas_threads():
+def test_kl_pairwise_notes_the_spin_of_blas_threads(monkeypatch):
+    for name in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)      # (Dask's workers set them to 1)
     rng = np.random.default_rng(1)
     P, Q = rng.random((2, 128, 64)) + 0.01
     _kernels.set_team_idle(0.0)
@@ -202,5 +227,9 @@ def test_kl_pairwise_notes_the_spin_of_blas_threads():
     assert not _kernels.team_state()[2]
     got = kl_fast.kl_pairwise(P, Q)
     assert _kernels.team_state()[2]
+    _kernels.set_team_idle(0.0)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")     # BLAS kept to one thread
+    kl_fast.kl_pairwise(P, Q)
+    assert not _kernels.team_state()[2]
     _kernels.set_team_idle(0.0)
     np.testing.assert_array_equal(got, kl_fast.kl_pairwise(P, Q, num_threads=2))

@@ -112,7 +112,7 @@ def default_isa():
 def select_isa(str name=None):
     """Choose the kernel instruction set by name ("baseline", "avx2+fma", "avx512"),
     or the default for this CPU (default_isa()) when name is None; returns its name."""
-    global _table
+    global _table, _item_seconds
     if name is None:
         name = _DEFAULT_ISA
     elif name not in _TABLES:
@@ -120,6 +120,7 @@ def select_isa(str name=None):
         raise ValueError(f"kernel instruction set {name!r} is {what}; "
                          f"available: {', '.join(available_isas())}")
     _table = _table_of(name)
+    _item_seconds = ITEM_SECONDS     # one thread's pace is the new kernels' to learn
     return name
 
 
@@ -168,8 +169,9 @@ cdef unsigned long long _estimated = 0   # the call whose end _last_end estimate
 # there.  Then a team waits 0.3 ms for its second thread (measured: kl_div on
 # 200 x 1,000 after a NumPy product took 330 us on 2 threads, 100 us on 1, 52 us
 # on a quiet machine; docs/core.md, "A busy core").  A call the rule gave the
-# team that ran longer than one thread would have (by the estimate, plus
-# BUSY_SLACK), BUSY_CALLS times in a row, marks the core busy for BUSY_SPAN:
+# team that ran longer than one thread would have (at _item_seconds, the mean
+# time per item of the last calls the rule ran on one thread, plus BUSY_SLACK),
+# BUSY_CALLS times within BUSY_SPAN, marks the core busy for BUSY_SPAN:
 # meanwhile the rule takes the team only from BUSY_WORK items, where half a core
 # still pays.  The first call after the span tries the team again.  Only a call
 # whose team had worked less than COLD_GAP before counts (a team that slept
@@ -179,7 +181,9 @@ cdef double BUSY_SPAN = 0.1
 cdef double BUSY_SLACK = 50e-6
 cdef double BUSY_WORK = 8388608.0   # about 8 ms on one thread
 cdef int BUSY_CALLS = 2
-cdef int _slow_calls = 0            # slow team calls in a row
+cdef int _slow_calls = 0            # slow team calls in a row, the last one at _slow_at
+cdef double _slow_at = -1e300
+cdef double _item_seconds = 1e-9    # one thread's time per item: a mean of the last calls
 cdef double _busy_until = -1e300    # default calls avoid the team until then
 cdef double _started = 0.0          # when the call _estimated notes started, and its work,
 cdef double _started_items = 0.0    # if the rule (not the caller) gave it the team
@@ -245,16 +249,22 @@ cdef void team_finished(unsigned long long token) noexcept:
     """Note the end of the call team_started gave `token` (0: none), unless a
     later call has been noted since; a call the rule gave the team that took
     longer than one thread would have marks the core busy."""
-    global _last_end, _estimated, _busy_until, _team_end, _slow_calls
+    global _last_end, _estimated, _busy_until, _team_end, _slow_calls, _slow_at, _item_seconds
     if token != 0 and token == _estimated:
         _last_end = kl_wtime()
         _estimated = 0
         if _started_threads > 1:
             _team_end = _last_end
+        elif _started_items > 0.0:
+            # one thread's pace (the baseline build's is about 4 ns per item)
+            _item_seconds += 0.25 * ((_last_end - _started) / _started_items - _item_seconds)
         if not _started_by_rule or _team_gap >= COLD_GAP:
             return
-        if _last_end - _started > _started_items * ITEM_SECONDS + BUSY_SLACK:
+        if _last_end - _started > _started_items * _item_seconds + BUSY_SLACK:
+            if _last_end - _slow_at > BUSY_SPAN:
+                _slow_calls = 0
             _slow_calls += 1
+            _slow_at = _last_end
             if _slow_calls >= BUSY_CALLS:
                 _busy_until = _last_end + BUSY_SPAN
                 _slow_calls = 0
@@ -354,20 +364,23 @@ def team_state():
 def set_team_idle(double seconds):
     """Make the rule see the last call ended `seconds` ago, and no busy core
     (for tests)."""
-    global _last_end, _estimated, _busy_until, _team_end, _slow_calls
+    global _last_end, _estimated, _busy_until, _team_end, _slow_calls, _slow_at, _item_seconds
     _last_end = kl_wtime() - seconds
     _team_end = _last_end
     _estimated = 0
     _busy_until = -1e300
     _slow_calls = 0
+    _slow_at = -1e300
+    _item_seconds = ITEM_SECONDS
 
 
-def rule_team_call(double items, double seconds, double team_idle=0.0):
-    """Note a call of `items` items that the rule gave the team, `team_idle`
-    seconds after the team's last call, and that took `seconds` (for tests)."""
+def rule_team_call(double items, double seconds, double team_idle=0.0, int threads=2):
+    """Note a call of `items` items that the rule gave `threads` threads,
+    `team_idle` seconds after the team's last call, and that took `seconds`
+    (for tests)."""
     global _started, _team_end
     _team_end = kl_wtime() - team_idle
-    cdef unsigned long long token = team_started(2, items, True)
+    cdef unsigned long long token = team_started(threads, items, threads > 1)
     _started -= seconds
     team_finished(token)
 
