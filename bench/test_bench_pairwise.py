@@ -15,7 +15,7 @@ CASES = cases_pairwise.cases(quick=False)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.group for c in CASES])
-@pytest.mark.parametrize("impl", ["kl_fast", "numpy reference", "scipy"])
+@pytest.mark.parametrize("impl", ["kl_fast", "numpy reference", "numpy matmul form", "scipy"])
 def test_pairwise(benchmark, case, impl):
     impls = built_impls(case)
     matches = [name for name in impls if name.startswith(impl)]

@@ -153,8 +153,9 @@ def test_a_team_call_slower_than_one_thread_marks_the_core_busy():
     # another library's threads (OpenBLAS's spin about 100 ms after a product) held
     # the other core: by default calls then run alone unless they are large
     _kernels.set_team_idle(0.0)
-    _kernels.rule_team_call(4 * HOT, 4 * HOT * 1e-9 + 2 * SLACK)
-    assert not _kernels.team_state()[2]                # one slow wake is not enough
+    for _ in range(BUSY_CALLS - 1):                     # a team warming up is not enough
+        _kernels.rule_team_call(4 * HOT, 4 * HOT * 1e-9 + 2 * SLACK)
+        assert not _kernels.team_state()[2]
     _kernels.rule_team_call(4 * HOT, 4 * HOT * 1e-9 + 2 * SLACK)
     assert _kernels.team_state()[2]
     decides_busy = lambda items: _kernels.threads_for(2, items, HOT)  # noqa: E731
@@ -163,13 +164,13 @@ def test_a_team_call_slower_than_one_thread_marks_the_core_busy():
     assert decides_busy(BUSY_WORK) == 2
     # an explicit num_threads is taken as asked
     assert _kernels.threads(2, 2, 4 * HOT, HOT) == 2
-    assert (SPAN, SLACK, BUSY_WORK, BUSY_CALLS) == (0.1, 50e-6, 2.0**23, 2)
+    assert (SPAN, SLACK, BUSY_WORK, BUSY_CALLS) == (0.1, 50e-6, 2.0**23, 4)
 
 
 def test_a_team_call_as_fast_as_expected_marks_nothing():
     _kernels.set_team_idle(0.0)
-    for seconds in (1e-3, 4 * HOT * 1e-9 / 2, 1e-3, 4 * HOT * 1e-9 / 2):
-        _kernels.rule_team_call(4 * HOT, seconds)      # slow calls, but not in a row
+    for seconds in [1e-3] * (BUSY_CALLS - 1) + [4 * HOT * 1e-9 / 2] + [1e-3] * (BUSY_CALLS - 1):
+        _kernels.rule_team_call(4 * HOT, seconds)      # slow calls, but not enough in a row
     assert not _kernels.team_state()[2]
     decides(0.0, 4 * HOT, 2)
 
@@ -188,10 +189,27 @@ def test_slow_means_slower_than_one_thread_at_its_measured_pace():
     assert _kernels.team_state()[2]
 
 
+def test_only_calls_that_did_their_work_teach_the_pace():
+    rng = np.random.default_rng(2)
+    P, Q = rng.random((2, 1000, 1000)) + 0.01
+    bad = P.copy()
+    bad[500, 7] = -1.0
+    _kernels.set_team_idle(1.0)
+    start = _kernels.one_thread_pace()
+    for _ in range(3):
+        with pytest.raises(ValueError, match="negative"):
+            kl_fast.kl_div(bad, Q)                    # stops at the bad row
+    assert _kernels.one_thread_pace() == start
+    _kernels.set_team_idle(1.0)
+    kl_fast.kl_div(P, Q)                              # alone (the team slept), all its rows
+    assert _kernels.one_thread_pace() != start
+
+
 def test_slow_calls_far_apart_are_not_in_a_row():
     import time
     _kernels.set_team_idle(0.0)
-    _kernels.rule_team_call(4 * HOT, 1e-3)
+    for _ in range(BUSY_CALLS - 1):
+        _kernels.rule_team_call(4 * HOT, 1e-3)
     time.sleep(SPAN + 0.02)
     _kernels.rule_team_call(4 * HOT, 1e-3)
     assert not _kernels.team_state()[2]
@@ -218,8 +236,8 @@ def test_a_busy_core_is_tried_again_after_the_span():
 
 
 def test_kl_pairwise_notes_the_spin_of_blas_threads(monkeypatch):
-    for name in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
-        monkeypatch.delenv(name, raising=False)      # (Dask's workers set them to 1)
+    from kl_fast import _pairwise
+    monkeypatch.setattr(_pairwise, "_BLAS_ONE_THREAD", False)
     rng = np.random.default_rng(1)
     P, Q = rng.random((2, 128, 64)) + 0.01
     _kernels.set_team_idle(0.0)
@@ -228,8 +246,19 @@ def test_kl_pairwise_notes_the_spin_of_blas_threads(monkeypatch):
     got = kl_fast.kl_pairwise(P, Q)
     assert _kernels.team_state()[2]
     _kernels.set_team_idle(0.0)
-    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")     # BLAS kept to one thread
-    kl_fast.kl_pairwise(P, Q)
+    monkeypatch.setattr(_pairwise, "_BLAS_ONE_THREAD", True)   # the environment kept BLAS
+    kl_fast.kl_pairwise(P, Q)                                   # to one thread
     assert not _kernels.team_state()[2]
-    _kernels.set_team_idle(0.0)
     np.testing.assert_array_equal(got, kl_fast.kl_pairwise(P, Q, num_threads=2))
+
+
+def test_the_blas_thread_count_is_read_in_openblas_order(monkeypatch):
+    from kl_fast import _pairwise
+    for name in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS",
+                 "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    assert _pairwise._blas_env_threads() == ""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert _pairwise._blas_env_threads() == "1"
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    assert _pairwise._blas_env_threads() == "2"

@@ -17,7 +17,7 @@ from kl_fast._core_table cimport (
     ROW_ZERO_SUM_Q, SHORT_N, sumexp_narrow_fits, log_normaliser,
 )
 from kl_fast._kernels cimport (
-    choose_threads, core_table, kl_log_row, kl_row, team_finished,
+    choose_threads, core_table, kl_log_row, kl_row, team_completed, team_finished,
 )
 
 

@@ -1105,11 +1105,12 @@ cdef object _entry(int kind, object p, object q, object axis, bint keepdims, obj
                        n_threads, values)
         if not ok:
             return None
+        team_completed(token)
         if direct is not None:
             return direct
         return _deliver(values, &L, type_num == cnp.NPY_FLOAT, out)
     finally:
-        team_finished(token)
+        team_finished(token)   # (a no-op after team_completed)
         if values != stack_values and direct is None:
             free(values)
         _end_watch(watched)

@@ -39,7 +39,7 @@ from kl_fast._core_gaussian cimport (
 from kl_fast._core_table cimport CoreTable
 
 from kl_fast._kernels cimport (
-    choose_threads, core_table, team_finished,
+    choose_threads, core_table, team_completed, team_finished,
 )
 
 
@@ -500,7 +500,7 @@ def kl_grad_1d(object p, object x, object mu, object sigma, bint want_grad,
             eval_order(<const float *>pd, 1, xd, n, &ps, m, s, order, nt, v)
         else:
             eval_order(<const double *>pd, 1, xd, n, &ps, m, s, order, nt, v)
-    team_finished(token)
+    team_completed(token)
     if not (isfinite(v[0]) and isfinite(v[1]) and isfinite(v[2])):
         return None  # extreme mu or sigma: the Python layer recomputes in sigma's units
     if not want_grad:
@@ -564,7 +564,7 @@ def prepared_1d(object p2, object xk, object psums, object mu, object sigma, int
             eval_order(<const float *>pd, 1, xd, n, ps, m, s, order, nt, v)
         else:
             eval_order(<const double *>pd, 1, xd, n, ps, m, s, order, nt, v)
-    team_finished(token)
+    team_completed(token)
     cdef int count = 6 if order == 2 else (3 if order == 1 else 1)
     cdef int i
     for i in range(count):

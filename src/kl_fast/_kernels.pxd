@@ -13,6 +13,7 @@ cdef const CoreTable *core_table() noexcept nogil
 cdef int choose_threads(object num_threads, Py_ssize_t cap, double items, double hot_min,
                         unsigned long long *token) except -1
 cdef void team_finished(unsigned long long token) noexcept
+cdef void team_completed(unsigned long long token) noexcept
 
 
 cdef inline int kl_row(const floating *p, Py_ssize_t sp, const floating *q,

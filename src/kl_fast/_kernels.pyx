@@ -171,16 +171,16 @@ cdef unsigned long long _estimated = 0   # the call whose end _last_end estimate
 # on a quiet machine; docs/core.md, "A busy core").  A call the rule gave the
 # team that ran longer than one thread would have (at _item_seconds, the mean
 # time per item of the last calls the rule ran on one thread, plus BUSY_SLACK),
-# BUSY_CALLS times within BUSY_SPAN, marks the core busy for BUSY_SPAN:
+# BUSY_CALLS times in a row within BUSY_SPAN, marks the core busy for BUSY_SPAN:
 # meanwhile the rule takes the team only from BUSY_WORK items, where half a core
 # still pays.  The first call after the span tries the team again.  Only a call
 # whose team had worked less than COLD_GAP before counts (a team that slept
-# longer wakes slowly anyway), and one slow wake is not enough (this VM's
-# vCPUs sometimes take 0.3 ms to wake after a short gap).
+# longer wakes slowly anyway), and a few slow wakes are not enough (on this VM
+# a team warming up after a pause took up to three slow calls).
 cdef double BUSY_SPAN = 0.1
 cdef double BUSY_SLACK = 50e-6
 cdef double BUSY_WORK = 8388608.0   # about 8 ms on one thread
-cdef int BUSY_CALLS = 2
+cdef int BUSY_CALLS = 4
 cdef int _slow_calls = 0            # slow team calls in a row, the last one at _slow_at
 cdef double _slow_at = -1e300
 cdef double _item_seconds = 1e-9    # one thread's time per item: a mean of the last calls
@@ -247,29 +247,53 @@ cdef unsigned long long team_started(int threads, double items, bint by_rule) no
 
 cdef void team_finished(unsigned long long token) noexcept:
     """Note the end of the call team_started gave `token` (0: none), unless a
-    later call has been noted since; a call the rule gave the team that took
-    longer than one thread would have marks the core busy."""
-    global _last_end, _estimated, _busy_until, _team_end, _slow_calls, _slow_at, _item_seconds
-    if token != 0 and token == _estimated:
-        _last_end = kl_wtime()
-        _estimated = 0
-        if _started_threads > 1:
-            _team_end = _last_end
-        elif _started_items > 0.0:
-            # one thread's pace (the baseline build's is about 4 ns per item)
-            _item_seconds += 0.25 * ((_last_end - _started) / _started_items - _item_seconds)
-        if not _started_by_rule or _team_gap >= COLD_GAP:
-            return
-        if _last_end - _started > _started_items * _item_seconds + BUSY_SLACK:
-            if _last_end - _slow_at > BUSY_SPAN:
-                _slow_calls = 0
-            _slow_calls += 1
-            _slow_at = _last_end
-            if _slow_calls >= BUSY_CALLS:
-                _busy_until = _last_end + BUSY_SPAN
-                _slow_calls = 0
-        else:
-            _slow_calls = 0
+    later call has been noted since."""
+    team_ended(token, False)
+
+
+cdef void team_completed(unsigned long long token) noexcept:
+    """team_finished for a call that did all the work it was noted with (the
+    rows or the Gaussian evaluation, no early return, no Python rescue): its
+    time also teaches one thread's pace, or tells a slow team (busy_note)."""
+    team_ended(token, True)
+
+
+cdef void team_ended(unsigned long long token, bint completed) noexcept:
+    global _last_end, _estimated, _team_end, _item_seconds
+    cdef double seconds, pace
+    if token == 0 or token != _estimated:
+        return
+    _last_end = kl_wtime()
+    _estimated = 0
+    if _started_threads > 1:
+        _team_end = _last_end
+    if not completed or _started_items <= 0.0:
+        return
+    seconds = _last_end - _started
+    if _started_threads == 1:
+        # one thread's pace (the baseline build's is about 4 ns per item); a
+        # sample counts for at most 4 times the mean or a quarter of it
+        pace = seconds / _started_items
+        pace = min(max(pace, 0.25 * _item_seconds), 4.0 * _item_seconds)
+        _item_seconds += 0.25 * (pace - _item_seconds)
+    elif _started_by_rule and _team_gap < COLD_GAP:
+        busy_note(seconds > _started_items * _item_seconds + BUSY_SLACK)
+
+
+cdef void busy_note(bint slow) noexcept:
+    """Count a team call the rule chose: BUSY_CALLS slow ones in a row, each
+    within BUSY_SPAN of the last, mark the core busy."""
+    global _busy_until, _slow_calls, _slow_at
+    if not slow:
+        _slow_calls = 0
+        return
+    if _last_end - _slow_at > BUSY_SPAN:
+        _slow_calls = 0
+    _slow_calls += 1
+    _slow_at = _last_end
+    if _slow_calls >= BUSY_CALLS:
+        _busy_until = _last_end + BUSY_SPAN
+        _slow_calls = 0
 
 
 def note_busy_core():
@@ -382,7 +406,12 @@ def rule_team_call(double items, double seconds, double team_idle=0.0, int threa
     _team_end = kl_wtime() - team_idle
     cdef unsigned long long token = team_started(threads, items, threads > 1)
     _started -= seconds
-    team_finished(token)
+    team_completed(token)
+
+
+def one_thread_pace():
+    """The learned seconds per item of one thread (for tests)."""
+    return _item_seconds
 
 
 def busy_thresholds():

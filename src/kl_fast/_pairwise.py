@@ -255,12 +255,21 @@ def _centred_logs(Q64: np.ndarray, num_threads: Any, func: str) -> CentredLogs:
     return CentredLogs(L, r, np.abs(np.log(r)))
 
 
-def _blas_may_use_threads() -> bool:
-    """False where the environment keeps BLAS on one thread (OPENBLAS_NUM_THREADS,
-    MKL_NUM_THREADS or OMP_NUM_THREADS set to 1); a limit set at run time (such as
-    threadpoolctl's) is not seen."""
-    return not any(os.environ.get(name, "").strip() == "1"
-                   for name in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"))
+def _blas_env_threads() -> str:
+    """The thread count the environment gave BLAS when NumPy loaded it, in
+    OpenBLAS's order (OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS, OMP_NUM_THREADS;
+    MKL_NUM_THREADS for MKL), or "" where none is set."""
+    for name in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS",
+                 "MKL_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return ""
+
+
+# Read once, as BLAS read it when it loaded (NumPy is imported before this module);
+# a limit set at run time (threadpoolctl's) is not seen.
+_BLAS_ONE_THREAD = _blas_env_threads() == "1"
 
 
 def _kl_matrix(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
@@ -331,7 +340,7 @@ def _kl_matrix(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
                     xlogx = np.where(big, P64 * np.log(np.where(big, P64, 1.0)), 0.0)
                 h_abs = h_abs + 2.0 * xlogx.sum(axis=1)
             np.matmul(P64, LT, out=ob)                                # C = P L^T
-            if (i1 - i0) * k * n > _BLAS_THREADED and _blas_may_use_threads():
+            if (i1 - i0) * k * n > _BLAS_THREADED and not _BLAS_ONE_THREAD:
                 # BLAS's threads spin on after the product: our next calls by
                 # default keep to one thread (the rule's busy core)
                 _kernels.note_busy_core()
