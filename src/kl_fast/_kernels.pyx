@@ -176,7 +176,8 @@ cdef unsigned long long _estimated = 0   # the call whose end _last_end estimate
 # still pays.  The first call after the span tries the team again.  Only a call
 # whose team had worked less than COLD_GAP before counts (a team that slept
 # longer wakes slowly anyway), and a few slow wakes are not enough (on this VM
-# a team warming up after a pause took up to three slow calls).
+# a team warming up after a pause took three slow calls, in a new process up
+# to five).
 cdef double BUSY_SPAN = 0.1
 cdef double BUSY_SLACK = 50e-6
 cdef double BUSY_WORK = 8388608.0   # about 8 ms on one thread
