@@ -260,5 +260,7 @@ def test_the_blas_thread_count_is_read_in_openblas_order(monkeypatch):
     assert _pairwise._blas_env_threads() == ""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert _pairwise._blas_env_threads() == "1"
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "0")       # OpenBLAS's "unset"
+    assert _pairwise._blas_env_threads() == "1"
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
     assert _pairwise._blas_env_threads() == "2"

@@ -257,12 +257,13 @@ def _centred_logs(Q64: np.ndarray, num_threads: Any, func: str) -> CentredLogs:
 
 def _blas_env_threads() -> str:
     """The thread count the environment gave BLAS when NumPy loaded it, in
-    OpenBLAS's order (OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS, OMP_NUM_THREADS;
-    MKL_NUM_THREADS for MKL), or "" where none is set."""
+    OpenBLAS's order (OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS, OMP_NUM_THREADS,
+    where 0 counts as unset; NumPy's wheels carry OpenBLAS), then
+    MKL_NUM_THREADS; "" where none is set."""
     for name in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS",
                  "MKL_NUM_THREADS"):
         value = os.environ.get(name, "").strip()
-        if value:
+        if value and value != "0":
             return value
     return ""
 
@@ -320,28 +321,21 @@ def _kl_matrix(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
         ps_c = qs_c = log_ps = log_qs = _EMPTY
     block = max(1, min(m, _BLOCK_ELEMENTS // k))
     block_threads = resolve_threads(num_threads, min(m, block), min(m, block) * k, func)
-    # float64 rows take one product for the whole matrix (a product per block
-    # packed L again each time: 4,000 x 4,000, n = 256, 75 against 64 ms),
-    # after the rows' terms, while BLAS's threads are still asleep
-    one_product = Pk.dtype == np.float64
+    # one product for the whole matrix (a product per block packed L again each
+    # time: 4,000 x 4,000, n = 256, 75 against 64 ms), after the rows' terms,
+    # while BLAS's threads are still asleep
+    P64 = np.asarray(Pk, dtype=np.float64)     # (the callers' rows are float64)
     starts = range(0, m, block)
     # Large finite inputs (about 1e300) overflow the product form (inf, or
     # inf - inf = NaN); every non-finite entry is recomputed by the row kernel
     # below, so the warnings are silenced, not the problem.
     with np.errstate(over="ignore", invalid="ignore"):
-        terms = [_row_terms(Pk[i0:i0 + block], hp[i0:i0 + block], logs, block_threads, func)
-                 for i0 in starts] if one_product else []
-        if one_product:
-            block_threads = _product(Pk, LT, out, num_threads, block, func) or block_threads
-        for b, i0 in enumerate(starts):
+        terms = [_row_terms(P64[i0:i0 + block], hp[i0:i0 + block], logs, block_threads, func)
+                 for i0 in starts]
+        block_threads = _product(P64, LT, out, num_threads, block, func) or block_threads
+        for (hr, h_abs), i0 in zip(terms, starts):
             i1 = min(m, i0 + block)
             ob = out[i0:i1]
-            if one_product:
-                hr, h_abs = terms[b]
-            else:
-                P64 = np.asarray(Pk[i0:i1], dtype=np.float64)
-                hr, h_abs = _row_terms(P64, hp[i0:i1], logs, block_threads, func)
-                block_threads = _product(P64, LT, ob, num_threads, block, func) or block_threads
             # zeroed pages that the finish touches only in a row with an entry to redo
             redo = np.zeros(ob.shape, dtype=np.uint8)
             # the raw KL hr - C (finished with normalize), its error bound and
