@@ -145,18 +145,17 @@ def test_compiled_calls_record_their_end_and_small_calls_do_not():
     assert estimated and gap < -1.0
 
 
-SPAN, SLACK, BUSY_WORK, BUSY_CALLS = _kernels.busy_thresholds()
+SPAN, SLACK, BUSY_WORK, PERSIST, BLAS_SPAN = _kernels.busy_thresholds()
 COLD_GAP_SECONDS = 500e-6
 
 
-def test_a_team_call_slower_than_one_thread_marks_the_core_busy():
+def test_team_calls_slower_than_one_thread_for_a_while_mark_the_core_busy():
     # another library's threads (OpenBLAS's spin about 100 ms after a product) held
     # the other core: by default calls then run alone unless they are large
     _kernels.set_team_idle(0.0)
-    for _ in range(BUSY_CALLS - 1):                     # a team warming up is not enough
-        _kernels.rule_team_call(4 * HOT, 4 * HOT * 1e-9 + 2 * SLACK)
-        assert not _kernels.team_state()[2]
-    _kernels.rule_team_call(4 * HOT, 4 * HOT * 1e-9 + 2 * SLACK)
+    _kernels.rule_team_call(4 * HOT, PERSIST / 2)      # a team warming up is not enough
+    assert not _kernels.team_state()[2]
+    _kernels.rule_team_call(4 * HOT, PERSIST)          # slow since PERSIST ago
     assert _kernels.team_state()[2]
     decides_busy = lambda items: _kernels.threads_for(2, items, HOT)  # noqa: E731
     assert decides_busy(4 * HOT) == 1
@@ -164,13 +163,13 @@ def test_a_team_call_slower_than_one_thread_marks_the_core_busy():
     assert decides_busy(BUSY_WORK) == 2
     # an explicit num_threads is taken as asked
     assert _kernels.threads(2, 2, 4 * HOT, HOT) == 2
-    assert (SPAN, SLACK, BUSY_WORK, BUSY_CALLS) == (0.1, 50e-6, 2.0**23, 4)
+    assert (SPAN, SLACK, BUSY_WORK, PERSIST, BLAS_SPAN) == (0.5, 50e-6, 2.0**23, 0.02, 0.1)
 
 
-def test_a_team_call_as_fast_as_expected_marks_nothing():
+def test_a_team_call_as_fast_as_expected_ends_a_run_of_slow_ones():
     _kernels.set_team_idle(0.0)
-    for seconds in [1e-3] * (BUSY_CALLS - 1) + [4 * HOT * 1e-9 / 2] + [1e-3] * (BUSY_CALLS - 1):
-        _kernels.rule_team_call(4 * HOT, seconds)      # slow calls, but not enough in a row
+    for seconds in (0.75 * PERSIST, 4 * HOT * 1e-9 / 2, 0.75 * PERSIST):
+        _kernels.rule_team_call(4 * HOT, seconds)
     assert not _kernels.team_state()[2]
     decides(0.0, 4 * HOT, 2)
 
@@ -178,14 +177,13 @@ def test_a_team_call_as_fast_as_expected_marks_nothing():
 def test_slow_means_slower_than_one_thread_at_its_measured_pace():
     # one thread's pace is learned from the calls the rule ran alone (the baseline
     # build takes about 4 ns per element): a team as slow as that is not a busy core
+    items = 1e7                       # 40 ms on one thread, at 4 ns
     _kernels.set_team_idle(0.0)
     for _ in range(20):
-        _kernels.rule_team_call(4 * HOT, 4 * HOT * 4e-9, threads=1)
-    for _ in range(BUSY_CALLS):
-        _kernels.rule_team_call(4 * HOT, 4 * HOT * 3e-9)
+        _kernels.rule_team_call(items, items * 4e-9, threads=1)
+    _kernels.rule_team_call(items, items * 3e-9)     # slower than 1 ns per item, not 4
     assert not _kernels.team_state()[2]
-    for _ in range(BUSY_CALLS):
-        _kernels.rule_team_call(4 * HOT, 4 * HOT * 5e-9 + 2 * SLACK)
+    _kernels.rule_team_call(items, items * 5e-9)
     assert _kernels.team_state()[2]
 
 
@@ -208,21 +206,18 @@ def test_only_calls_that_did_their_work_teach_the_pace():
 def test_slow_calls_far_apart_are_not_in_a_row():
     import time
     _kernels.set_team_idle(0.0)
-    for _ in range(BUSY_CALLS - 1):
-        _kernels.rule_team_call(4 * HOT, 1e-3)
-    time.sleep(SPAN + 0.02)
-    _kernels.rule_team_call(4 * HOT, 1e-3)
+    _kernels.rule_team_call(4 * HOT, 0.75 * PERSIST)
+    time.sleep(2 * COLD_GAP_SECONDS)
+    _kernels.rule_team_call(4 * HOT, 0.75 * PERSIST, team_idle=COLD_GAP_SECONDS / 2)
     assert not _kernels.team_state()[2]
 
 
 def test_a_team_that_slept_long_marks_nothing_when_slow():
     # its wake costs 0.2-0.7 ms on a quiet machine too (docs/core.md)
     _kernels.set_team_idle(0.0)
-    for _ in range(BUSY_CALLS):
-        _kernels.rule_team_call(4 * HOT, 1e-3, team_idle=2 * COLD_GAP_SECONDS)
+    _kernels.rule_team_call(4 * HOT, 2 * PERSIST, team_idle=2 * COLD_GAP_SECONDS)
     assert not _kernels.team_state()[2]
-    for _ in range(BUSY_CALLS):
-        _kernels.rule_team_call(4 * HOT, 1e-3, team_idle=COLD_GAP_SECONDS / 2)
+    _kernels.rule_team_call(4 * HOT, 2 * PERSIST, team_idle=COLD_GAP_SECONDS / 2)
     assert _kernels.team_state()[2]
 
 
@@ -231,7 +226,7 @@ def test_a_busy_core_is_tried_again_after_the_span():
     _kernels.set_team_idle(0.0)
     _kernels.note_busy_core()
     assert _kernels.team_state()[2]
-    time.sleep(SPAN + 0.05)
+    time.sleep(BLAS_SPAN + 0.05)
     assert not _kernels.team_state()[2]
 
 

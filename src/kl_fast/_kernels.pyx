@@ -168,22 +168,25 @@ cdef unsigned long long _estimated = 0   # the call whose end _last_end estimate
 # (NumPy's own `@`), and a co-tenant, a Dask worker or a joblib pool may run
 # there.  Then a team waits 0.3 ms for its second thread (measured: kl_div on
 # 200 x 1,000 after a NumPy product took 330 us on 2 threads, 100 us on 1, 52 us
-# on a quiet machine; docs/core.md, "A busy core").  A call the rule gave the
+# on a quiet machine; docs/core.md, "A busy core").  Calls the rule gave the
 # team that ran longer than one thread would have (at _item_seconds, the mean
 # time per item of the last calls the rule ran on one thread, plus BUSY_SLACK),
-# BUSY_CALLS times in a row within BUSY_SPAN, marks the core busy for BUSY_SPAN:
-# meanwhile the rule takes the team only from BUSY_WORK items, where half a core
-# still pays.  The first call after the span tries the team again.  Only a call
-# whose team had worked less than COLD_GAP before counts (a team that slept
-# longer wakes slowly anyway), and a few slow wakes are not enough (on this VM
-# a team warming up after a pause took three slow calls, in a new process up
-# to five).
-cdef double BUSY_SPAN = 0.1
+# in a row for BUSY_PERSIST, mark the core busy for BUSY_SPAN: meanwhile the
+# rule takes the team only from BUSY_WORK items, where half a core still pays.
+# The first call after the span tries the team again.  Only a call whose team
+# had worked less than COLD_GAP before counts (a team that slept longer wakes
+# slowly anyway), and a team warming up is not a busy core: on this VM it took
+# up to five slow calls after a pause, well under BUSY_PERSIST (a count of
+# four kept a new process's back-to-back calls on one thread, the warm-up
+# after each span marking the core busy again).  kl_pairwise marks the core
+# busy for BLAS_SPAN after a product BLAS ran on threads (their spin).
+cdef double BUSY_SPAN = 0.5
+cdef double BUSY_PERSIST = 0.02
+cdef double BLAS_SPAN = 0.1
 cdef double BUSY_SLACK = 50e-6
 cdef double BUSY_WORK = 8388608.0   # about 8 ms on one thread
-cdef int BUSY_CALLS = 4
-cdef int _slow_calls = 0            # slow team calls in a row, the last one at _slow_at
-cdef double _slow_at = -1e300
+cdef double _slow_since = -1.0      # when the current run of slow team calls started (-1: none)
+cdef double _slow_at = -1e300       # and when its last call ended
 cdef double _item_seconds = 1e-9    # one thread's time per item: a mean of the last calls
 cdef double _busy_until = -1e300    # default calls avoid the team until then
 cdef double _started = 0.0          # when the call _estimated notes started, and its work,
@@ -282,26 +285,27 @@ cdef void team_ended(unsigned long long token, bint completed) noexcept:
 
 
 cdef void busy_note(bint slow) noexcept:
-    """Count a team call the rule chose: BUSY_CALLS slow ones in a row, each
-    within BUSY_SPAN of the last, mark the core busy."""
-    global _busy_until, _slow_calls, _slow_at
+    """Count a team call the rule chose (it ended at _last_end): slow ones in
+    a row, each starting within COLD_GAP of the last one's end, that span
+    BUSY_PERSIST mark the core busy."""
+    global _busy_until, _slow_since, _slow_at
     if not slow:
-        _slow_calls = 0
+        _slow_since = -1.0
         return
-    if _last_end - _slow_at > BUSY_SPAN:
-        _slow_calls = 0
-    _slow_calls += 1
+    if _slow_since < 0.0 or _started - _slow_at > COLD_GAP:
+        _slow_since = _started
+    _slow_since = min(_slow_since, _started)
     _slow_at = _last_end
-    if _slow_calls >= BUSY_CALLS:
+    if _last_end - _slow_since >= BUSY_PERSIST:
         _busy_until = _last_end + BUSY_SPAN
-        _slow_calls = 0
+        _slow_since = -1.0
 
 
 def note_busy_core():
-    """Mark the other cores busy for BUSY_SPAN (kl_pairwise, after its BLAS
+    """Mark the other cores busy for BLAS_SPAN (kl_pairwise, after its BLAS
     product, whose threads spin on)."""
     global _busy_until
-    _busy_until = kl_wtime() + BUSY_SPAN
+    _busy_until = max(_busy_until, kl_wtime() + BLAS_SPAN)
 
 
 # Set by configure_threads from the Python layer: its default thread count (a
@@ -389,12 +393,12 @@ def team_state():
 def set_team_idle(double seconds):
     """Make the rule see the last call ended `seconds` ago, and no busy core
     (for tests)."""
-    global _last_end, _estimated, _busy_until, _team_end, _slow_calls, _slow_at, _item_seconds
+    global _last_end, _estimated, _busy_until, _team_end, _slow_since, _slow_at, _item_seconds
     _last_end = kl_wtime() - seconds
     _team_end = _last_end
     _estimated = 0
     _busy_until = -1e300
-    _slow_calls = 0
+    _slow_since = -1.0
     _slow_at = -1e300
     _item_seconds = ITEM_SECONDS
 
@@ -416,8 +420,8 @@ def one_thread_pace():
 
 
 def busy_thresholds():
-    """(BUSY_SPAN, BUSY_SLACK, BUSY_WORK, BUSY_CALLS), for tests and docs."""
-    return BUSY_SPAN, BUSY_SLACK, BUSY_WORK, BUSY_CALLS
+    """(BUSY_SPAN, BUSY_SLACK, BUSY_WORK, BUSY_PERSIST, BLAS_SPAN), for tests and docs."""
+    return BUSY_SPAN, BUSY_SLACK, BUSY_WORK, BUSY_PERSIST, BLAS_SPAN
 
 
 
