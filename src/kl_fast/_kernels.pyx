@@ -170,7 +170,8 @@ cdef unsigned long long _estimated = 0   # the call whose end _last_end estimate
 # 200 x 1,000 after a NumPy product took 330 us on 2 threads, 100 us on 1, 52 us
 # on a quiet machine; docs/core.md, "A busy core").  Calls the rule gave the
 # team that ran longer than one thread would have (at _item_seconds, the mean
-# time per item of the last calls the rule ran on one thread, plus BUSY_SLACK),
+# time per item of the last calls the rule ran on one thread, but at least
+# ITEM_SECONDS, plus BUSY_SLACK),
 # in a row for BUSY_PERSIST, mark the core busy for BUSY_SPAN: meanwhile the
 # rule takes the team only from BUSY_WORK items, where half a core still pays.
 # The first call after the span tries the team again.  Only a call whose team
@@ -281,13 +282,16 @@ cdef void team_ended(unsigned long long token, bint completed) noexcept:
         pace = min(max(pace, 0.25 * _item_seconds), 4.0 * _item_seconds)
         _item_seconds += 0.25 * (pace - _item_seconds)
     elif _started_by_rule and _team_gap < COLD_GAP:
-        busy_note(seconds > _started_items * _item_seconds + BUSY_SLACK)
+        # at least ITEM_SECONDS per item: a pace learned on float32 rows (about
+        # 2.7 times as fast as float64's) must not make float64 teams look slow
+        busy_note(seconds > _started_items * max(_item_seconds, ITEM_SECONDS) + BUSY_SLACK)
 
 
 cdef void busy_note(bint slow) noexcept:
-    """Count a team call the rule chose (it ended at _last_end): slow ones in
+    """Note a team call the rule chose (it ended at _last_end): slow ones in
     a row, each starting within COLD_GAP of the last one's end, that span
-    BUSY_PERSIST mark the core busy."""
+    BUSY_PERSIST mark the core busy.  (The min: rule_team_call, for tests,
+    backdates a call's start.)"""
     global _busy_until, _slow_since, _slow_at
     if not slow:
         _slow_since = -1.0
