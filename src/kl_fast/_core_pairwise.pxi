@@ -8,8 +8,8 @@
 # vectorise there), finds the rows that may hold an entry to redo with a wider
 # bound, |factor| (1 + 2^-40) |a| + 2^-1000, so that however the compiler
 # rounds or fuses it, it never passes a row the test flags; the test itself
-# (_product_entry's, no sum for the compiler to fuse its product into, the same
-# in every build) then runs on those rows only.
+# (product_unresolved in _core_table.pxd, which _entries.pxi's pass with
+# normalize uses too) then runs on those rows only.
 
 
 cdef inline uint64_t maybe_unresolved_bits(double c, double hp, double h_abs, double gamma,
@@ -33,18 +33,17 @@ cdef int product_row(double *ob, Py_ssize_t k, double hp, double h_abs, double g
                      double factor, unsigned char *redo) noexcept nogil:
     """One row of the product form without normalize: ob[j] = hp - ob[j], and
     redo[j] = 1 (redo zeroed by the caller) where the entry is not resolved
-    from 0: not (|hp - c| > factor a or a == 0), a = (h_abs - c) gamma.
+    from 0 (product_unresolved, with a = (h_abs - c) gamma).
     Returns 1 when the row has such an entry."""
     cdef Py_ssize_t j
     cdef uint64_t maybe = 0
-    cdef double a, wide_factor = fabs(factor) * (1.0 + 1.0 / 1099511627776.0)   # 1 + 2^-40
+    cdef double wide_factor = fabs(factor) * (1.0 + 1.0 / 1099511627776.0)   # 1 + 2^-40
     cdef unsigned char any_redo = 0
     for j in range(k):
         maybe |= maybe_unresolved_bits(ob[j], hp, h_abs, gamma, wide_factor)
     if maybe >> 63:
         for j in range(k):
-            a = (h_abs - ob[j]) * gamma
-            redo[j] = not (fabs(hp - ob[j]) > factor * a or a == 0.0)
+            redo[j] = product_unresolved(hp - ob[j], (h_abs - ob[j]) * gamma, factor)
             any_redo |= redo[j]
     for j in range(k):
         ob[j] = hp - ob[j]

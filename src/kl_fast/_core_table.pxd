@@ -2,7 +2,7 @@
 # instruction-set build of the core fills one; kl_fast._kernels picks one at
 # import (the only dispatch) and every Cython module calls the kernels through
 # it (kl_fast._kernels.core_table()).
-from libc.math cimport log
+from libc.math cimport fabs, log
 
 # Row statuses of the row kernels.
 cdef enum:
@@ -24,6 +24,14 @@ cdef enum:
 cdef enum:
     SHORT_N = 40
     LOG_SHORT_N = 20
+
+
+cdef inline bint product_unresolved(double v, double a, double factor) noexcept nogil:
+    """kl_pairwise's product form: the entry v with the error bound a is not
+    resolved from 0 within factor bounds (it is recomputed exactly).  A
+    comparison with no sum a compiler could fuse the product into, so every
+    build decides alike."""
+    return not (fabs(v) > factor * a or a == 0.0)
 
 
 cdef inline bint sumexp_narrow_fits(double mx) noexcept nogil:

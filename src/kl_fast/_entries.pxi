@@ -795,9 +795,9 @@ cdef bint _log_normaliser(bint f32, const char *x, Py_ssize_t sx, Py_ssize_t n, 
     """The log-sum-exp of one long row shared by the threads (kl_log_row's
     normaliser and its rounding error lo, their bits): its largest finite
     entry (PASS_MAX: a maximum of maxima, the same for any split), then the
-    sums of exp(x - max) over blocks (PASS_SUMEXP, added in order).  False when the row holds NaN or
-    +inf or is -inf everywhere (the row function explains), or out of memory
-    or Ctrl-C."""
+    sums of exp(x - max) over blocks (PASS_SUMEXP, added in order).  False
+    when the row holds NaN or +inf or is -inf everywhere (the row function
+    explains), or out of memory or Ctrl-C."""
     cdef LongPass J = _long_pass(PASS_MAX, KIND_KL_LOG, f32, False, x, NULL, sx, 0, n, 0.0, 0.0)
     cdef double mx = -HUGE_VAL, total
     cdef Py_ssize_t t
@@ -1295,21 +1295,18 @@ def finish_kl(const double[::1] kl, const double[::1] ps, const double[::1] qs,
 
 cdef inline unsigned char _product_entry(double *value, double *bound, double c, double a,
                                          double hp, double ps, double qs, double lps,
-                                         double lqs, bint normalize, double gamma,
+                                         double lqs, double gamma,
                                          double factor) noexcept nogil:
-    """One entry of the product form: value[0] from c = (P L^T)[i, j] and the
-    row's term hp, its error bound (into bound[0]) from a = -c + h_abs[i] (the
-    scale of the rounding errors) and the factor gamma; 1 when the bound cannot
-    resolve it from 0 (its value is then recomputed by the row kernel)."""
-    cdef double v = hp - c
-    if normalize:
-        v = _kl_normalized(v, ps, qs)
-        a = a / ps
-        a = a + (fabs(lqs - lps) + 1.0)
-    a = a * gamma
+    """One entry of the product form with normalize: value[0] from c = (P
+    L^T)[i, j] and the row's term hp, finished as kl_div finishes it, its error
+    bound (into bound[0]) from a = -c + h_abs[i] (the scale of the rounding
+    errors) and the factor gamma; 1 when the bound cannot resolve it from 0
+    (product_unresolved: its value is then recomputed by the row kernel)."""
+    cdef double v = _kl_normalized(hp - c, ps, qs)
+    a = (a / ps + (fabs(lqs - lps) + 1.0)) * gamma
     value[0] = v
     bound[0] = a
-    return not (fabs(v) > factor * a or a == 0.0)
+    return product_unresolved(v, a, factor)
 
 
 cdef inline Py_ssize_t _product_row(double *ob, Py_ssize_t k, double hp, double h_abs,
@@ -1317,10 +1314,11 @@ cdef inline Py_ssize_t _product_row(double *ob, Py_ssize_t k, double hp, double 
                                     const double *log_qs, bint normalize, double gamma,
                                     double factor, unsigned char *redo,
                                     double *bound) noexcept nogil:
-    """_product_entry over row i of the block (bound: k doubles, or NULL for
-    none); 1 when an entry of it must be recomputed."""
+    """Row i of the block: the core's product_row without normalize, else
+    _product_entry over it (bound: k doubles, or NULL for none); 1 when an
+    entry of it must be recomputed."""
     cdef Py_ssize_t j
-    cdef double a, bnd, v
+    cdef double bnd
     cdef unsigned char any_redo = 0
     if not normalize:
         # the common case: the core's vectorised row (redo zeroed by the caller)
@@ -1329,9 +1327,8 @@ cdef inline Py_ssize_t _product_row(double *ob, Py_ssize_t k, double hp, double 
                 bound[j] = (h_abs - ob[j]) * gamma
         return core_table().product_row(ob, k, hp, h_abs, gamma, factor, redo)
     for j in range(k):
-        redo[j] = _product_entry(&ob[j], &bnd, ob[j], h_abs - ob[j], hp, ps,
-                                 qsum[j] if normalize else 1.0, lps,
-                                 log_qs[j] if normalize else 0.0, normalize, gamma, factor)
+        redo[j] = _product_entry(&ob[j], &bnd, ob[j], h_abs - ob[j], hp, ps, qsum[j], lps,
+                                 log_qs[j], gamma, factor)
         if bound != NULL:
             bound[j] = bnd
         any_redo |= redo[j]

@@ -264,6 +264,7 @@ cdef void team_completed(unsigned long long token) noexcept:
 
 
 cdef void team_ended(unsigned long long token, bint completed) noexcept:
+    """team_finished, and with completed team_completed."""
     global _last_end, _estimated, _team_end, _item_seconds
     cdef double seconds, pace
     if token == 0 or token != _estimated:

@@ -282,9 +282,9 @@ def _kl_matrix(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
 
     With r > 0 any vector, KL(P_i || Q_j) = sum p log(p / r) - sum p log(q / r):
     the first term per row by the row kernel, minus the product P @ L.T of the
-    centred logs L = log(Q / r) (_centred_logs), block by block, into ``out``
-    (a C-contiguous float64 (m, k) array that overlaps no input) or a new
-    array.  Where the rows lie near r (near-duplicates) both terms are small,
+    centred logs L = log(Q / r) (_centred_logs), one product into ``out`` (a
+    C-contiguous float64 (m, k) array that overlaps no input) or a new array,
+    finished block by block.  Where the rows lie near r (near-duplicates) both terms are small,
     and so is the rounding error of their difference.  With ``bound`` (an (m,
     k) array) the a-priori bound on each product-form entry's absolute error is
     written there; ``refine=False`` skips the exact recomputation of the
