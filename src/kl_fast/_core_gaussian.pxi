@@ -47,6 +47,8 @@ cdef enum:
     GK_STACK_BLOCKS = 128      # block totals kept on the stack before malloc
     GK_STATIC_BLOCKS = 256     # blocks per thread up to which a pass is split statically
     GK_TABLE_MIN_POINTS = 512  # the factorised exp pays off from here
+    GK_CHUNK = 8               # blocks a thread takes at a time (their table factors together)
+    GK_FACTOR_EXPS = 20        # exps of one block's table factors
 
 # what a pass sums
 cdef enum:
@@ -73,6 +75,13 @@ ctypedef struct GkPass:
     const double *t2    # exp(-C i^2) for the block indices, or NULL
     double mw, mp               # pass N: the shifts of gk_quantum_shift for w and p
     double rh, rl, ch, cl, lr   # pass C: R = rh + rl, C = ch + cl, lr = log rh
+
+ctypedef struct GkFactors:
+    # a full block's factors of the tabled weights (gk_chunk_factors)
+    double A, B, C
+    double V[LANES]
+    double U[GK_GROUPS]
+    bint bad            # out of range: the block takes an exp per point
 
 
 # ---- blocks -------------------------------------------------------------------
@@ -327,22 +336,25 @@ cdef inline void gk_q_sums(const double *p, const double *x, const double *w, Py
     gk_q_totals(&Q, tot)
 
 
-cdef bint gk_table_factors(const double *x, const GkPass *cx, double *abc, double *V,
-                           double *U) noexcept nogil:
+cdef bint gk_factor_args(const double *x, const GkPass *cx, GkFactors *f,
+                        double *arg) noexcept nogil:
     """The factors of w on a full block of an evenly spaced grid (spacing dx)
     without an exp per point.  With i the index in the block, the exponent on
     the ideal grid x_0 + i dx is a^_i = A + B i + C i^2, and with i = j + 8 t
         exp(-a^_i) = exp(-(A + B j)) exp(-8 B t) exp(-C i^2),
-    the last factor from the pass's table t2: 8 + 4 + 8 exps per block, into
-    V[j] and U[t] (the middle factor as a product of two).  Returns True when
+    the last factor from the pass's table t2.  This sets A, B, C and the
+    GK_FACTOR_EXPS arguments whose exps give V[j] and U[t] (gk_factor_products;
+    the middle factor as a product of two); returns True (the arguments 0) when
     the exponents are too spread for the factors to stay in range."""
     cdef double r0 = gk_half_exponent(x[0], cx.xk, cx.dk)
     cdef double A = 2.0 * (r0 * cx.h) if r0 > 0.0 else 0.0
     cdef double B = 2.0 * cx.h * cx.dx * (x[0] - cx.mu), C = cx.h * cx.dx * cx.dx
-    cdef double arg[20]
-    cdef double ex[20]
     cdef int j, k, m
+    f.A = A
+    f.B = B
+    f.C = C
     if not (A + 255.0 * fabs(B) + 65025.0 * C <= 700.0):
+        memset(arg, 0, GK_FACTOR_EXPS * sizeof(double))
         return True
     # exp(-8 B t) = exp(-8 B (t % 4)) exp(-32 B (t / 4)): 20 exps, not 40
     for j in range(8):
@@ -351,17 +363,34 @@ cdef bint gk_table_factors(const double *x, const GkPass *cx, double *abc, doubl
         arg[8 + k] = -(8.0 * B) * k
     for m in range(8):
         arg[12 + m] = -(32.0 * B) * m
-    for j in range(20):
-        ex[j] = klm_exp_f64(arg[j])
+    return False
+
+
+cdef inline void gk_factor_products(const double *ex, GkFactors *f) noexcept nogil:
+    """V and U of a block from the exps of its gk_factor_args arguments."""
+    cdef int j, k, m
     for j in range(8):
-        V[j] = ex[j]
+        f.V[j] = ex[j]
     for m in range(8):
         for k in range(4):
-            U[4 * m + k] = ex[8 + k] * ex[12 + m]
-    abc[0] = A
-    abc[1] = B
-    abc[2] = C
-    return False
+            f.U[4 * m + k] = ex[8 + k] * ex[12 + m]
+
+
+cdef void gk_chunk_factors(const GkPass *cx, Py_ssize_t first, int count,
+                           GkFactors *F) noexcept nogil:
+    """The table factors of the count full blocks from block first on, their exps
+    in one loop: independent of each other, they overlap where one block's
+    alone would wait on each step (the whole block's time, measured)."""
+    cdef double arg[GK_CHUNK * GK_FACTOR_EXPS]
+    cdef double ex[GK_CHUNK * GK_FACTOR_EXPS]
+    cdef int k, j
+    for k in range(count):
+        F[k].bad = gk_factor_args(cx.x + (first + k) * GK_BLOCK, cx, &F[k],
+                                  arg + k * GK_FACTOR_EXPS)
+    for j in range(count * GK_FACTOR_EXPS):
+        ex[j] = klm_exp_f64(arg[j])
+    for k in range(count):
+        gk_factor_products(ex + k * GK_FACTOR_EXPS, &F[k])
 
 
 cdef void gk_t2_table(double C, double *t2) noexcept nogil:
@@ -373,32 +402,27 @@ cdef void gk_t2_table(double C, double *t2) noexcept nogil:
         t2[i] = klm_exp_f64(-(C * di) * di)
 
 
-cdef inline bint gk_qt_sums(const double *p, const double *x, const GkPass *cx, int nmom,
-                            double *tot) noexcept nogil:
+cdef inline bint gk_qt_sums(const double *p, const double *x, const GkPass *cx,
+                            const GkFactors *f, int nmom, double *tot) noexcept nogil:
     """The q sums of a full block of an evenly spaced grid, w from the table
-    factors (gk_table_factors) corrected by each point's exact exponent a_i:
+    factors f (gk_chunk_factors) corrected by each point's exact exponent a_i:
     exp(-(a_i - a^_i)) = 1 - (a_i - a^_i) to within rounding while the
     corrections stay below 1e-8 in root sum of squares; returns True (tot
     unspecified) when they do not, or the factors are out of range."""
     cdef GkQLanes Q
-    cdef double abc[3]
-    cdef double V[LANES]
-    cdef double U[GK_GROUPS]
     cdef const double *t2 = cx.t2
     cdef double xk = cx.xk, dk = cx.dk, h = cx.h
+    cdef double A = f.A, B = f.B, C = f.C
     cdef double I[LANES]   # the points' indices in the block, as doubles
-    cdef double A, B, C, u, e, r, rp, iv, d, tv
+    cdef double u, e, r, rp, iv, d, tv
     cdef Py_ssize_t t, i, j
-    if gk_table_factors(x, cx, abc, V, U):
+    if f.bad:
         return True
-    A = abc[0]
-    B = abc[1]
-    C = abc[2]
     gk_q_zero(&Q)
     for j in range(LANES):
         I[j] = <double>j
     for t in range(GK_GROUPS):
-        u = U[t]
+        u = f.U[t]
         i = t * LANES
         for j in range(LANES):
             e = x[i + j] - xk
@@ -409,7 +433,7 @@ cdef inline bint gk_qt_sums(const double *p, const double *x, const GkPass *cx, 
             # d = a_i - a^_i, the point's exponent less the ideal one
             d = klm_mul_add_f64(2.0 * rp, h, -klm_mul_add_f64(iv, klm_mul_add_f64(iv, C, B), A))
             Q.dsq[j] = klm_mul_add_f64(d, d, Q.dsq[j])
-            tv = (V[j] * u) * t2[i + j]
+            tv = (f.V[j] * u) * t2[i + j]
             tv = klm_mul_add_f64(-tv, d, tv)
             gk_q_add(&Q, j, p[i + j], e, rp, tv, nmom, False)
     if not (lane_total(Q.dsq) <= 1e-16):   # NaN too
@@ -440,20 +464,20 @@ cdef inline int gk_wkind(const GkPass *cx, const double *x, Py_ssize_t length) n
 
 
 cdef bint gk_qt_block(const double *p, const double *x, const GkPass *cx,
-                      double *tot) noexcept nogil:
+                      const GkFactors *f, double *tot) noexcept nogil:
     if cx.nmom == 4:
-        return gk_qt_sums(p, x, cx, 4, tot)
+        return gk_qt_sums(p, x, cx, f, 4, tot)
     if cx.nmom == 2:
-        return gk_qt_sums(p, x, cx, 2, tot)
-    return gk_qt_sums(p, x, cx, 0, tot)
+        return gk_qt_sums(p, x, cx, f, 2, tot)
+    return gk_qt_sums(p, x, cx, f, 0, tot)
 
 
 cdef void gk_q_block(const double *p, const double *x, Py_ssize_t length, const GkPass *cx,
-                     double *tot) noexcept nogil:
-    """The q sums of one block into tot[0:6]."""
+                     const GkFactors *f, double *tot) noexcept nogil:
+    """The q sums of one block into tot[0:6] (f: its table factors, or NULL)."""
     cdef double w[GK_BLOCK]
     cdef int kind = gk_wkind(cx, x, length)
-    if kind == GK_W_TABLE and not gk_qt_block(p, x, cx, tot):
+    if kind == GK_W_TABLE and f != NULL and not gk_qt_block(p, x, cx, f, tot):
         return
     if kind == GK_W_ZERO:
         memset(w, 0, sizeof(w))
@@ -632,8 +656,9 @@ cdef void gk_c_block(const double *p, const double *x, Py_ssize_t length, const 
 # ---- passes -----------------------------------------------------------------------
 
 cdef void gk_block(const floating *p, Py_ssize_t sp, const GkPass *cx, Py_ssize_t blk,
-                   double *tot) noexcept nogil:
-    """The sums of block blk of a pass into tot[0:GK_MAXQ]."""
+                   const GkFactors *f, double *tot) noexcept nogil:
+    """The sums of block blk of a pass into tot[0:GK_MAXQ] (f: a q block's table
+    factors, or NULL)."""
     cdef double buf[GK_BLOCK]
     cdef Py_ssize_t start = blk * GK_BLOCK
     cdef Py_ssize_t length = min(cx.n - start, <Py_ssize_t>GK_BLOCK)
@@ -643,61 +668,81 @@ cdef void gk_block(const floating *p, Py_ssize_t sp, const GkPass *cx, Py_ssize_
     elif cx.kind == GK_PASS_B:
         gk_pb_block(pd, cx.x + start, length, cx.ctr, tot)
     elif cx.kind == GK_PASS_Q:
-        gk_q_block(pd, cx.x + start, length, cx, tot)
+        gk_q_block(pd, cx.x + start, length, cx, f, tot)
     elif cx.kind == GK_PASS_N:
         gk_n_block(pd, cx.x + start, length, cx, tot)
     else:
         gk_c_block(pd, cx.x + start, length, cx, tot)
 
 
+cdef void gk_chunk(const floating *p, Py_ssize_t sp, const GkPass *cx, Py_ssize_t chunk,
+                   double *tot) noexcept nogil:
+    """The sums of the GK_CHUNK blocks of chunk (fewer at the end of the grid)
+    into tot[0:GK_CHUNK * GK_MAXQ], block after block; on a tabled q pass the
+    table factors of its full blocks first."""
+    cdef GkFactors F[GK_CHUNK]
+    cdef Py_ssize_t first = chunk * GK_CHUNK, nb = (cx.n + GK_BLOCK - 1) // GK_BLOCK
+    cdef int count = <int>min(nb - first, <Py_ssize_t>GK_CHUNK)
+    cdef int full = <int>min(cx.n // GK_BLOCK - first, <Py_ssize_t>count)
+    cdef int k
+    cdef bint tabled = cx.kind == GK_PASS_Q and cx.t2 != NULL
+    if tabled and full > 0:
+        gk_chunk_factors(cx, first, full, F)
+    for k in range(count):
+        gk_block(p, sp, cx, first + k, &F[k] if tabled and k < full else NULL,
+                 tot + k * GK_MAXQ)
+
+
 cdef void gk_run_blocks(const floating *p, Py_ssize_t sp, const GkPass *cx, int nq,
                         int nthreads, double *sums) noexcept nogil:
     """The blocks of a pass, their nq totals added in block order with Neumaier
-    compensation into sums[0:nq].  With nthreads > 1 the blocks are computed in
-    parallel into a buffer first; the additions are the same, so the result does
-    not depend on nthreads."""
+    compensation into sums[0:nq].  With nthreads > 1 the chunks of blocks are
+    computed in parallel into a buffer first; the additions are the same, so the
+    result does not depend on nthreads."""
     cdef Py_ssize_t nb = (cx.n + GK_BLOCK - 1) // GK_BLOCK, b
+    cdef Py_ssize_t nc = (nb + GK_CHUNK - 1) // GK_CHUNK, c
     cdef double local[GK_STACK_BLOCKS * GK_MAXQ]
     cdef double *tot = local
     cdef double s[GK_MAXQ]
-    cdef double c[GK_MAXQ]
+    cdef double c_[GK_MAXQ]
     cdef int k
     if nb == 1:
         # Neumaier from (0, 0) gives x + 0.0: the same bits without the bookkeeping
-        gk_block(p, sp, cx, 0, local)
+        gk_block(p, sp, cx, 0, NULL, local)
         for k in range(nq):
             sums[k] = local[k] + 0.0
         return
     for k in range(nq):
         s[k] = 0.0
-        c[k] = 0.0
-    if nthreads > 1 and nb > 1 and nb > GK_STACK_BLOCKS:
-        tot = <double *>malloc(nb * GK_MAXQ * sizeof(double))
-    if nthreads > 1 and nb > 1 and tot != NULL:
+        c_[k] = 0.0
+    if nthreads > 1 and nc > 1 and nc * GK_CHUNK > GK_STACK_BLOCKS:
+        tot = <double *>malloc(nc * GK_CHUNK * GK_MAXQ * sizeof(double))
+    if nthreads > 1 and nc > 1 and tot != NULL:
         if nb <= GK_STATIC_BLOCKS * nthreads:
             # static: each thread reads the same part of the grid in every call,
             # which stays in its core's cache (a dynamic split moved it from core
             # to core: GaussianTarget.kl_grad on 20,000 points took 12.5 us
             # against 10.5 where the cores did not share a cache; docs/core.md)
-            for b in prange(nb, schedule="static", num_threads=nthreads):
-                gk_block(p, sp, cx, b, tot + b * GK_MAXQ)
+            for c in prange(nc, schedule="static", num_threads=nthreads):
+                gk_chunk(p, sp, cx, c, tot + c * (GK_CHUNK * GK_MAXQ))
         else:
             # dynamic: a thread that is descheduled (a busy core) holds back few blocks
-            for b in prange(nb, schedule="dynamic", chunksize=4, num_threads=nthreads):
-                gk_block(p, sp, cx, b, tot + b * GK_MAXQ)
+            for c in prange(nc, schedule="dynamic", num_threads=nthreads):
+                gk_chunk(p, sp, cx, c, tot + c * (GK_CHUNK * GK_MAXQ))
         for b in range(nb):
             for k in range(nq):
-                neumaier(&s[k], &c[k], tot[b * GK_MAXQ + k])
+                neumaier(&s[k], &c_[k], tot[b * GK_MAXQ + k])
         if tot != local:
             free(tot)
     else:
-        # one thread (or no memory for the block totals): block after block
-        for b in range(nb):
-            gk_block(p, sp, cx, b, local)
-            for k in range(nq):
-                neumaier(&s[k], &c[k], local[k])
+        # one thread (or no memory for the block totals): chunk after chunk
+        for c in range(nc):
+            gk_chunk(p, sp, cx, c, local)
+            for b in range(min(nb - c * GK_CHUNK, <Py_ssize_t>GK_CHUNK)):
+                for k in range(nq):
+                    neumaier(&s[k], &c_[k], local[b * GK_MAXQ + k])
     for k in range(nq):
-        sums[k] = s[k] + c[k]
+        sums[k] = s[k] + c_[k]
 
 
 cdef int gk_psums_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
