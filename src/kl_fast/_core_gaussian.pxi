@@ -12,8 +12,9 @@
 # result depends only on the data and n, never on the thread count.  On the
 # q side the weights w = exp(-a) come from a map loop over the block (klm_exp
 # vectorised), or, on a full block of an evenly spaced sorted grid, from
-# factorised tables (20 exps per block instead of 256), each point corrected
-# by its exact exponent.  The value, gradient and Hessian are combined from
+# factorised tables (20 exps per block instead of 256, taken for the blocks
+# of a chunk in one loop), each point corrected by its exact exponent.
+# The value, gradient and Hessian are combined from
 # the two sets of sums; the Newton and gradient-descent fits sit on top and
 # poll the caller's stop function between iterations (Ctrl-C).  The q pass is
 # specialised for 0, 2 and 4 moments, and the sums they share must round
