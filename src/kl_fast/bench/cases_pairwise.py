@@ -241,7 +241,8 @@ def cases(quick: bool):
     out.append(Case(f"kl_pairwise float32 {m:,} x {k:,}, n={n:,}", _kl_pairwise(m, k, n, np.float32, 0.0)))
     out.append(Case(f"kl_pairwise(P) float64 {m:,} x {m:,}, n={n:,}", _kl_pairwise_within(m, n, np.float64)))
     sizes = ((200, 200, 100), (200, 200, 1_000)) if quick else (
-        (1_000, 1_000, 100), (1_000, 1_000, 1_000), (4_000, 4_000, 256))
+        (100, 100, 10), (200, 200, 100), (1_000, 1_000, 100), (1_000, 1_000, 1_000),
+        (4_000, 4_000, 256))
     for mm, kk, nn in sizes:
         out.append(Case(f"kl_pairwise float64 {mm:,} x {kk:,}, n={nn:,} against the matmul form",
                         _kl_pairwise_matmul(mm, kk, nn), baseline=MATMUL,
