@@ -277,7 +277,8 @@ def test_gaussian_gradient_near_its_optimum(path, target, along):
 
 def test_gaussian_near_its_optimum_is_the_same_everywhere(path):
     # the careful redo takes the same blocks in the same order as the fast pass
-    p, x, mu, sigma = near_optimum(1001, 1e-12, "mu", np.float64)
+    # (4,097 points: three chunks of blocks, so two threads share them)
+    p, x, mu, sigma = near_optimum(4097, 1e-12, "mu", np.float64)
     one = kl_fast.gaussian_kl_grad(p, x, mu, sigma, num_threads=1)
     assert kl_fast.gaussian_kl_grad(p, x, mu, sigma, num_threads=2) == one
     strided = np.zeros((2, 2 * p.size))

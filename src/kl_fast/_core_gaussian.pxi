@@ -354,12 +354,12 @@ cdef bint gk_factor_args(const double *x, const GkPass *cx, GkFactors *f,
     f.A = A
     f.B = B
     f.C = C
-    if not (A + 255.0 * fabs(B) + 65025.0 * C <= 700.0):
+    if not (klm_mul_add_f64(65025.0, C, klm_mul_add_f64(255.0, fabs(B), A)) <= 700.0):
         memset(arg, 0, GK_FACTOR_EXPS * sizeof(double))
         return True
     # exp(-8 B t) = exp(-8 B (t % 4)) exp(-32 B (t / 4)): 20 exps, not 40
     for j in range(8):
-        arg[j] = -(A + B * j)
+        arg[j] = -klm_mul_add_f64(B, <double>j, A)
     for k in range(4):
         arg[8 + k] = -(8.0 * B) * k
     for m in range(8):

@@ -63,13 +63,15 @@ FIT_TWO_POINTS = GK_FIT_TWO_POINTS
 FIT_UNIFORM = GK_FIT_UNIFORM
 FIT_TILT = GK_FIT_TILT
 
-# A single row's grid is split into blocks over the threads by default from
-# SPLIT_MIN points (kl_div's long rows split from the same size).  Two threads
-# against one, value and gradient cold or prepared and Newton fits, measured
-# 0.8-1.0x at 2,048 points, 0.9-1.2x at 4,096 and 8,192, 1.3-1.7x from 16,384;
-# the blocks are added in the same order for every thread count.
+# A single row's grid is split into chunks of blocks over the threads by default
+# from SPLIT_MIN points (kl_div's long rows split from the same size).  Two
+# threads against one, value and gradient cold or prepared and Newton fits,
+# measured 0.8-1.0x at 2,048 points, 0.9-1.2x at 4,096 and 8,192, 1.3-1.7x from
+# 16,384 (blocks split one by one then; a chunk of 2,048 points now goes to one
+# thread); the blocks are added in the same order for every thread count.
 SPLIT_MIN = 1 << 14
 BLOCK = 256   # grid points per block of the core's passes (GK_BLOCK)
+CHUNK = 8     # blocks a thread takes at a time (GK_CHUNK)
 
 # A grid point of a pass costs about as much as two kl_div elements (the thread
 # rule's unit: one thread, 20,000 points, a cold gradient 35 us against 18 us).
@@ -85,13 +87,13 @@ cdef int _row_threads(object num_threads, Py_ssize_t n, double work,
                      unsigned long long *token) except -1:
     """Threads for one row of n grid points and `work` points of passes over it:
     by default one below SPLIT_MIN points, else _kernels.choose_threads's rule
-    for that work; never more than the row's blocks.  0 when num_threads is
+    for that work; never more than the row's chunks of blocks.  0 when num_threads is
     not an int >= 1 (the Python layer explains).  A call that may use the
     team is noted (token[0]; team_finished when it is done)."""
     if num_threads is None and n < SPLIT_MIN:
         token[0] = 0
         return 1
-    return choose_threads(num_threads, (n + BLOCK - 1) // BLOCK, POINT_WORK * work,
+    return choose_threads(num_threads, (n + BLOCK * CHUNK - 1) // (BLOCK * CHUNK), POINT_WORK * work,
                           POINT_WORK * SPLIT_MIN, token)
 
 
