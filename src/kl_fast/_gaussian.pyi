@@ -32,6 +32,7 @@ FIT_TILT: int
 
 SPLIT_MIN: int
 BLOCK: int
+CHUNK: int
 
 def row_threads(num_threads: object, n: int, work: float) -> int: ...
 def fit_passes(newton: bool, iters: int) -> float: ...
