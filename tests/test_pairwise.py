@@ -302,6 +302,19 @@ def test_pairwise_errors(func):
     func(np.where(P > 0.5, np.nan, P), check=False)  # unspecified, memory-safe
 
 
+def test_pairwise_normalize_unchecked_does_not_raise_for_kl_div():
+    # with normalize, entries the product form cannot give are redone by kl_div:
+    # check=False must reach it (it raised, naming kl_div and the row's own index)
+    rng = np.random.default_rng(3)
+    P = rng.dirichlet(np.ones(10), 100)
+    Q = rng.dirichlet(np.ones(10), 100)
+    P[3, 2] = -0.5
+    res = kl_fast.kl_pairwise(P, Q, normalize=True, check=False)
+    expect = [kl_fast.kl_div(P[3], q, normalize=True, check=False) for q in Q]
+    np.testing.assert_array_equal(res[3], expect)
+    assert np.all(np.isfinite(np.delete(res, 3, axis=0)))
+
+
 @pytest.mark.parametrize("func", [kl_fast.kl_pairwise, kl_fast.js_pairwise])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_pairwise_out(func, dtype):

@@ -167,17 +167,18 @@ def _zero_mass(P: np.ndarray, Q: np.ndarray) -> np.ndarray:
 
 
 def _mend_normalized(P0: np.ndarray, Q0: np.ndarray, P: np.ndarray, Q: np.ndarray,
-                     res: np.ndarray) -> None:
+                     res: np.ndarray, check: bool) -> None:
     """normalize: the entries of ``res`` that the product form or the scaling of
     rows by powers of two (P0, Q0 into P, Q) could not give, redone by kl_div from
     the original rows: those not finite (other than the +inf of P0_i's mass on a
     zero of Q0_j) and the pairs with a row that scaling rounded an element of
-    below the normal range."""
+    below the normal range.  ``check``: the caller's (kl_div must not raise, with
+    its own name and the row's index, for a value the caller was told not to check)."""
     redo = ~np.isfinite(res)
     if redo.any():
         redo &= ~_zero_mass(P0, Q0)
     redo |= _rounded_away(P0, P)[:, None] | _rounded_away(Q0, Q)[None, :]
-    _by_row_function(kl_div, P0, Q0, redo, res, normalize=True)
+    _by_row_function(kl_div, P0, Q0, redo, res, normalize=True, check=check)
 
 
 def _by_row_function(fn: Callable[..., Any], P0: np.ndarray, Q0: np.ndarray, mask: np.ndarray,
@@ -600,7 +601,7 @@ def kl_pairwise(P: ArrayLike, Q: ArrayLike | None = None, *, base: float | None 
     res = _kl_matrix(Pk, Qk, hp, psum, qsum, normalize=normalize,
                      num_threads=num_threads, func=func, out=direct, originals=originals)
     if normalize:
-        _mend_normalized(P0, Q0, Pk, Qk, res)
+        _mend_normalized(P0, Q0, Pk, Qk, res, check)
     if base is not None:
         over = _kl_beyond_range(Pk, Qk, res, psum, num_threads) if not normalize else None
         with np.errstate(over="ignore"):  # beyond the range: inf
