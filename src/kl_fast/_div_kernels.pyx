@@ -61,18 +61,18 @@ cdef _pair_rows(const floating[:, :] p, const floating[:, :] q, double[:, ::1] o
         return
     pp = &p[0, 0] if n > 0 else <const floating *>NULL
     qp = &q[0, 0] if n > 0 else <const floating *>NULL
-    watched = _watch_interrupts(<double>m * n)
+    cdef bint watched = _watch_interrupts(<double>m * n)
     try:
         if n_threads <= 1 or m == 1:
             with nogil:
                 for i in range(m):
-                    if kl_stop_requested():
+                    if stop_requested(watched):
                         break
                     status[i] = _status(_pair_row(log_space, pp + i * sp0, sp1, qp + i * sq0,
                                                   sq1, n, normalize, check, &out[i, 0]))
         else:
             for i in prange(m, nogil=True, schedule="static", num_threads=n_threads):
-                if not kl_stop_requested():
+                if not stop_requested(watched):
                     status[i] = _status(_pair_row(log_space, pp + i * sp0, sp1, qp + i * sq0,
                                                   sq1, n, normalize, check, &out[i, 0]))
     finally:
@@ -143,18 +143,18 @@ def js_pairs(const floating[:, :] P, const floating[:, :] Q, const double[::1] a
         return
     pp = &P[0, 0] if n > 0 else <const floating *>NULL
     qp = &Q[0, 0] if n > 0 else <const floating *>NULL
-    watched = _watch_interrupts(<double>m * k * n)
+    cdef bint watched = _watch_interrupts(<double>m * k * n)
     try:
         if n_threads <= 1 or m == 1:
             with nogil:
                 for i in range(m):
-                    if kl_stop_requested():
+                    if stop_requested(watched):
                         break
                     _js_pair_row(pp, sp0, sp1, qp, sq0, sq1, n, k, a, b, out, i, symmetric)
         else:
             for i in prange(m, nogil=True, schedule="dynamic", chunksize=1,
                             num_threads=n_threads):
-                if not kl_stop_requested():
+                if not stop_requested(watched):
                     _js_pair_row(pp, sp0, sp1, qp, sq0, sq1, n, k, a, b, out, i, symmetric)
     finally:
         _end_watch(watched)
@@ -192,18 +192,18 @@ def kl_pairs(const floating[:, :] P, const floating[:, :] Q, const Py_ssize_t[::
         return
     pp = &P[0, 0] if n > 0 and P.shape[0] > 0 else <const floating *>NULL
     qp = &Q[0, 0] if n > 0 and Q.shape[0] > 0 else <const floating *>NULL
-    watched = _watch_interrupts(<double>npairs * n)
+    cdef bint watched = _watch_interrupts(<double>npairs * n)
     try:
         if n_threads <= 1 or npairs == 1:
             with nogil:
                 for t in range(npairs):
-                    if kl_stop_requested():
+                    if stop_requested(watched):
                         break
                     kl_row(pp + rows[t] * sp0, sp1, qp + cols[t] * sq0, sq1, n, False, False,
                            &out[t, 0])
         else:
             for t in prange(npairs, nogil=True, schedule="static", num_threads=n_threads):
-                if not kl_stop_requested():
+                if not stop_requested(watched):
                     kl_row(pp + rows[t] * sp0, sp1, qp + cols[t] * sq0, sq1, n, False, False,
                            &out[t, 0])
     finally:

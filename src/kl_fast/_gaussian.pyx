@@ -133,13 +133,16 @@ cdef inline void eval_order(const floating *p, Py_ssize_t sp, const double *x, P
 cdef inline void fit_one(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
                          const gk_psums *ps, double mu0, double par0, bint newton,
                          bint variance, double lr, double lr_par, int iters, double tol,
-                         int nthreads,
+                         int nthreads, bint watched,
                          double *hist, double *out, int *counts) noexcept nogil:
-    """One row's fit; out gets (mu, sigma, kl, dmu, dsigma, grad_rel), counts (nit, nfev, status)."""
+    """One row's fit; out gets (mu, sigma, kl, dmu, dsigma, grad_rel), counts (nit, nfev, status).
+    watched: the call watches SIGINT (else the fit never stops early)."""
     cdef gk_fit res   # in this frame: private to the calling thread
     cdef const CoreTable *tab = core_table()
     # this module's stop flag (each module has its own, see _interrupt.pxi)
-    cdef gk_stop_fn stop = kl_stop_requested
+    cdef gk_stop_fn stop = never_stop
+    if watched:
+        stop = kl_stop_requested
     if newton:
         if floating is double:
             tab.gk_newton_f64(p, sp, x, n, ps, mu0, par0, tol, iters, nthreads, stop, hist,
@@ -287,19 +290,19 @@ def gaussian_eval(const floating[:, :] p, const double[::1] x, const double[:, :
     if n == 0 or m == 0:
         raise ValueError("gaussian_eval: empty p")
     pp = &p[0, 0]
-    watched = _watch_interrupts(<double>K * n)
+    cdef bint watched = _watch_interrupts(<double>K * n)
     try:
         if n_threads <= 1 or K == 1:
             with nogil:
                 for k in range(K):
-                    if kl_stop_requested():
+                    if stop_requested(watched):
                         break
                     eval_order(pp + rows[k] * s0, s1, &x[0], n,
                                <const gk_psums *>&psums[rows[k], 0], mu[k], sigma[k], order,
                                n_threads, &out[k, 0])
         else:
             for k in prange(K, nogil=True, schedule="static", num_threads=n_threads):
-                if not kl_stop_requested():
+                if not stop_requested(watched):
                     eval_order(pp + rows[k] * s0, s1, &x[0], n,
                                <const gk_psums *>&psums[rows[k], 0], mu[k], sigma[k], order,
                                1, &out[k, 0])
@@ -338,22 +341,22 @@ def gaussian_fit_rows(const floating[:, :] p, const double[::1] x, const double[
     if n == 0 or iters < 0:
         raise ValueError("gaussian_fit_rows: empty p or negative iteration count")
     pp = &p[0, 0]
-    watched = _watch_interrupts(<double>m * n * (iters + 1))
+    cdef bint watched = _watch_interrupts(<double>m * n * (iters + 1))
     try:
         if n_threads <= 1 or m == 1:
             with nogil:
                 for i in range(m):
-                    if kl_stop_requested():
+                    if stop_requested(watched):
                         break
                     fit_one(pp + i * s0, s1, &x[0], n, <const gk_psums *>&psums[i, 0], mu0[i],
-                            par0[i], newton, variance, lr, lr_par, iters, tol, n_threads,
+                            par0[i], newton, variance, lr, lr_par, iters, tol, n_threads, watched,
                             &hist[i, 0, 0] if record else <double *>NULL,
                             &out[i, 0], &counts[i, 0])
         else:
             for i in prange(m, nogil=True, schedule="dynamic", num_threads=n_threads):
-                if not kl_stop_requested():
+                if not stop_requested(watched):
                     fit_one(pp + i * s0, s1, &x[0], n, <const gk_psums *>&psums[i, 0], mu0[i],
-                            par0[i], newton, variance, lr, lr_par, iters, tol, 1,
+                            par0[i], newton, variance, lr, lr_par, iters, tol, 1, watched,
                             &hist[i, 0, 0] if record else <double *>NULL,
                             &out[i, 0], &counts[i, 0])
     finally:
@@ -614,7 +617,7 @@ def fit_1d(object p, object x, bint newton, bint variance, object mu0, object si
         par0 = var if (variance and not newton) else sqrt(var)
     elif variance and newton:
         par0 = sqrt(par0)
-    watched = False
+    cdef bint watched = False
     try:
         if history:
             dims[0] = iters + 1
@@ -625,10 +628,10 @@ def fit_1d(object p, object x, bint newton, bint variance, object mu0, object si
         with nogil:
             if is_f32:
                 fit_one(<const float *>pd, 1, xd, n, &ps, m0, par0, newton, variance, lr, lr,
-                        iters, tol, nt, hp, out, counts)
+                        iters, tol, nt, watched, hp, out, counts)
             else:
                 fit_one(<const double *>pd, 1, xd, n, &ps, m0, par0, newton, variance, lr,
-                        lr, iters, tol, nt, hp, out, counts)
+                        lr, iters, tol, nt, watched, hp, out, counts)
     finally:
         _end_watch(watched)
         team_finished(token)

@@ -2,9 +2,9 @@
 # has its own stop flag, see _src/kl_interrupt.h).
 #
 # A call whose work reaches LONG_WORK (about 0.1 s and more) watches SIGINT:
-#     watched = _watch_interrupts(work)
+#     watched = _watch_interrupts(work)      (a cdef bint)
 #     try:
-#         with nogil: ... loops that test kl_stop_requested() ...
+#         with nogil: ... loops that test stop_requested(watched) ...
 #     finally:
 #         _end_watch(watched)      # raises KeyboardInterrupt after a Ctrl-C
 # Only on the main thread, and only while SIGINT has Python's default handler
@@ -30,6 +30,18 @@ cdef extern from "<signal.h>":
 # Work units (elements, or grid points times iterations) from which a call
 # watches for Ctrl-C: 2**23 is a few ms to 0.1 s of kernel time.
 cdef Py_ssize_t LONG_WORK = 1 << 23
+
+
+cdef inline bint stop_requested(bint watched) noexcept nogil:
+    """kl_stop_requested() in a call that watches SIGINT, never in one that does
+    not: a Ctrl-C meant for a long call on the main thread must not cut short a
+    call on another thread, which would return with rows not computed."""
+    return watched and kl_stop_requested()
+
+
+cdef int never_stop() noexcept nogil:
+    """The stop function of a fit that does not watch SIGINT."""
+    return 0
 
 
 cdef bint _watch_interrupts(double work) except -1:

@@ -487,33 +487,33 @@ def kl_rows(const floating[:, :] p, const floating[:, :] q, double[:, ::1] out,
         return
     pp = &p[0, 0] if n > 0 else <const floating *>NULL
     qp = &q[0, 0] if n > 0 else <const floating *>NULL
-    watched = _watch_interrupts(<double>m * n)
+    cdef bint watched = _watch_interrupts(<double>m * n)
     try:
         if m > 1 and 0 < n <= SHORT_N:
             groups = (m + TASK_ROWS - 1) // TASK_ROWS
             if n_threads <= 1:
                 with nogil:
                     for g in range(groups):
-                        if kl_stop_requested():
+                        if stop_requested(watched):
                             break
                         _across_rows(tab, pp, sp0, sp1, qp, sq0, sq1, m, n, g * TASK_ROWS, check,
                                     want_sums, &out[0, 0], &status[0])
             else:
                 for g in prange(groups, nogil=True, schedule="static", num_threads=n_threads):
-                    if not kl_stop_requested():
+                    if not stop_requested(watched):
                         _across_rows(tab, pp, sp0, sp1, qp, sq0, sq1, m, n, g * TASK_ROWS, check,
                                     want_sums, &out[0, 0], &status[0])
         elif n_threads <= 1 or m == 1:
             with nogil:
                 for i in range(m):
-                    if kl_stop_requested():
+                    if stop_requested(watched):
                         break
                     st = _row(tab, pp + i * sp0, sp1, qp + i * sq0, sq1, n, check, want_sums,
                               &out[i, 0])
                     status[i] = 1 if st == ROW_BAD else 0
         else:
             for i in prange(m, nogil=True, schedule="static", num_threads=n_threads):
-                if not kl_stop_requested():
+                if not stop_requested(watched):
                     st = _row(tab, pp + i * sp0, sp1, qp + i * sq0, sq1, n, check, want_sums,
                               &out[i, 0])
                     status[i] = 1 if st == ROW_BAD else 0
