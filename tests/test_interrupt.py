@@ -83,25 +83,42 @@ def test_a_program_that_handles_sigint_itself_is_left_alone():
     assert proc.stdout.split() == ["complete", "True", "True"], proc.stdout + proc.stderr
 
 
-def test_ctrl_c_for_the_main_thread_leaves_other_threads_calls_whole():
-    """A Ctrl-C that stops a long (watched) row pass on the main thread must not
-    cut short a short pass that another thread runs meanwhile in the same
-    module: that call does not watch SIGINT and would return rows never
-    computed (before the fix, 454 of 2,722 such calls here were wrong)."""
+@pytest.mark.parametrize("kind", ["row passes", "fits"])
+def test_ctrl_c_for_the_main_thread_leaves_other_threads_calls_whole(kind):
+    """A Ctrl-C that stops a long (watched) call on the main thread must not cut
+    short a short call that another thread runs meanwhile in the same module:
+    that call does not watch SIGINT and returned rows never computed (row
+    passes: hundreds of wrong results per run before the fix) or a fit stopped
+    as interrupted."""
     script = textwrap.dedent("""
         import os, signal, threading
         import numpy as np
+        import kl_fast
         from kl_fast import _pairwise
 
         rng = np.random.default_rng(0)
-        big = rng.random((4000, 4000))      # 16M elements: this pass watches SIGINT
-        A = rng.random((3000, 10))
-        expected = _pairwise._row_stats(A, "P", "f", 1, False)
+        if {kind!r} == "row passes":
+            big = rng.random((4000, 4000))      # 16M elements: this pass watches SIGINT
+            A = rng.random((3000, 10))
+            long_call = lambda: _pairwise._row_stats(big, "P", "f", 1, False)
+            short_call = lambda: _pairwise._row_stats(A, "P", "f", 1, False)
+        else:
+            x = np.linspace(-5, 5, 2000)
+            p = np.exp(-x ** 2 / 2)
+            P = np.exp(-(x - rng.uniform(-1, 1, (20, 1))) ** 2 / 2)
+            long_call = lambda: kl_fast.fit_gaussian(p, x, method="gd", epochs=10**6, tol=0)
+            short_call = lambda: (lambda f: (f.mu, f.sigma, f.nit))(
+                kl_fast.fit_gaussian(P, x, method="gd", epochs=300, num_threads=1))
+        expected = short_call()
         wrong, calls, done = [0], [0], threading.Event()
 
         def worker():
             while not done.is_set():
-                got = _pairwise._row_stats(A, "P", "f", 1, False)
+                try:
+                    got = short_call()
+                except BaseException:
+                    wrong[0] += 1
+                    continue
                 calls[0] += 1
                 wrong[0] += not all(np.array_equal(g, e) for g, e in zip(got, expected))
 
@@ -112,13 +129,13 @@ def test_ctrl_c_for_the_main_thread_leaves_other_threads_calls_whole():
             threading.Timer(0.01, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
             try:
                 for _ in range(50):
-                    _pairwise._row_stats(big, "P", "f", 1, False)
+                    long_call()
             except KeyboardInterrupt:
                 interrupted += 1
         done.set()
         t.join()
         print(interrupted > 0, calls[0] > 0, wrong[0])
-    """)
+    """).format(kind=kind)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr

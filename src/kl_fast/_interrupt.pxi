@@ -39,7 +39,7 @@ cdef inline bint stop_requested(bint watched) noexcept nogil:
     return watched and kl_stop_requested()
 
 
-cdef int never_stop() noexcept nogil:
+cdef inline int never_stop() noexcept nogil:
     """The stop function of a fit that does not watch SIGINT."""
     return 0
 
