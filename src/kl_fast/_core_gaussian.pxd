@@ -34,6 +34,11 @@ ctypedef struct gk_fit:
     double mu, sigma, kl, dmu, dsigma, grad_rel
     int nit, nfev, status
 
+# the blocking of a pass over the grid (the thread rule of kl_fast._gaussian uses it too)
+cdef enum:
+    GK_BLOCK = 256             # grid points per block
+    GK_CHUNK = 8               # blocks a thread takes at a time (their table factors together)
+
 cdef enum:
     GK_X_SORTED = 1
     GK_P_NORMALIZED = 2

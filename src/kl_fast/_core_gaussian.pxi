@@ -31,7 +31,8 @@ from libc.float cimport DBL_EPSILON
 from cython.parallel cimport prange
 
 from kl_fast._core_gaussian cimport (
-    gk_psums, gk_qsums, gk_eval, gk_fit, gk_stop_fn, GK_X_SORTED, GK_P_NORMALIZED,
+    gk_psums, gk_qsums, gk_eval, gk_fit, gk_stop_fn, GK_BLOCK, GK_CHUNK, GK_X_SORTED,
+    GK_P_NORMALIZED,
     GK_P_OK, GK_P_BAD_P, GK_P_BAD_X, GK_P_ZERO, GK_P_OVERFLOW,
     GK_FIT_CONVERGED, GK_FIT_MAXITER, GK_FIT_NONPOSITIVE, GK_FIT_LINESEARCH,
     GK_FIT_DEGENERATE, GK_FIT_SINGULAR, GK_FIT_NONFINITE, GK_FIT_INTERRUPTED, GK_FIT_TILT,
@@ -42,13 +43,11 @@ cdef extern from "kl_math.h" nogil:
     double klm_mul_add_f64(double a, double b, double c)
 
 cdef enum:
-    GK_BLOCK = 256             # grid points per block
     GK_GROUPS = 32             # GK_BLOCK // LANES
     GK_MAXQ = 6                # most sums a block gives
     GK_STACK_BLOCKS = 128      # block totals kept on the stack before malloc
     GK_STATIC_BLOCKS = 256     # blocks per thread up to which a pass is split statically
     GK_TABLE_MIN_POINTS = 512  # the factorised exp pays off from here
-    GK_CHUNK = 8               # blocks a thread takes at a time (their table factors together)
     GK_FACTOR_EXPS = 20        # exps of one block's table factors
 
 # what a pass sums
@@ -705,7 +704,7 @@ cdef void gk_run_blocks(const floating *p, Py_ssize_t sp, const GkPass *cx, int 
     cdef double local[GK_STACK_BLOCKS * GK_MAXQ]
     cdef double *tot = local
     cdef double s[GK_MAXQ]
-    cdef double c_[GK_MAXQ]
+    cdef double carry[GK_MAXQ]   # the Neumaier compensations of s
     cdef int k
     if nb == 1:
         # Neumaier from (0, 0) gives x + 0.0: the same bits without the bookkeeping
@@ -715,7 +714,7 @@ cdef void gk_run_blocks(const floating *p, Py_ssize_t sp, const GkPass *cx, int 
         return
     for k in range(nq):
         s[k] = 0.0
-        c_[k] = 0.0
+        carry[k] = 0.0
     if nthreads > 1 and nc > 1 and nc * GK_CHUNK > GK_STACK_BLOCKS:
         tot = <double *>malloc(nc * GK_CHUNK * GK_MAXQ * sizeof(double))
     if nthreads > 1 and nc > 1 and tot != NULL:
@@ -732,7 +731,7 @@ cdef void gk_run_blocks(const floating *p, Py_ssize_t sp, const GkPass *cx, int 
                 gk_chunk(p, sp, cx, c, tot + c * (GK_CHUNK * GK_MAXQ))
         for b in range(nb):
             for k in range(nq):
-                neumaier(&s[k], &c_[k], tot[b * GK_MAXQ + k])
+                neumaier(&s[k], &carry[k], tot[b * GK_MAXQ + k])
         if tot != local:
             free(tot)
     else:
@@ -741,9 +740,9 @@ cdef void gk_run_blocks(const floating *p, Py_ssize_t sp, const GkPass *cx, int 
             gk_chunk(p, sp, cx, c, local)
             for b in range(min(nb - c * GK_CHUNK, <Py_ssize_t>GK_CHUNK)):
                 for k in range(nq):
-                    neumaier(&s[k], &c_[k], local[b * GK_MAXQ + k])
+                    neumaier(&s[k], &carry[k], local[b * GK_MAXQ + k])
     for k in range(nq):
-        sums[k] = s[k] + c_[k]
+        sums[k] = s[k] + carry[k]
 
 
 cdef int gk_psums_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,

@@ -32,7 +32,8 @@ include "_interrupt.pxi"
 
 
 from kl_fast._core_gaussian cimport (
-    gk_psums, gk_fit, gk_stop_fn, GK_X_SORTED, GK_P_NORMALIZED, GK_FIT_CONVERGED, GK_FIT_MAXITER, GK_FIT_NONPOSITIVE,
+    gk_psums, gk_fit, gk_stop_fn, GK_BLOCK, GK_CHUNK, GK_X_SORTED, GK_P_NORMALIZED,
+    GK_FIT_CONVERGED, GK_FIT_MAXITER, GK_FIT_NONPOSITIVE,
     GK_FIT_LINESEARCH, GK_FIT_DEGENERATE, GK_FIT_SINGULAR, GK_FIT_NONFINITE,
     GK_FIT_INTERRUPTED, GK_FIT_TWO_POINTS, GK_FIT_UNIFORM, GK_FIT_TILT,
 )
@@ -70,8 +71,8 @@ FIT_TILT = GK_FIT_TILT
 # 16,384 (blocks split one by one then; a chunk of 2,048 points now goes to one
 # thread); the blocks are added in the same order for every thread count.
 SPLIT_MIN = 1 << 14
-BLOCK = 256   # grid points per block of the core's passes (GK_BLOCK)
-CHUNK = 8     # blocks a thread takes at a time (GK_CHUNK)
+BLOCK = GK_BLOCK   # grid points per block of the core's passes
+CHUNK = GK_CHUNK   # blocks a thread takes at a time
 
 # A grid point of a pass costs about as much as two kl_div elements (the thread
 # rule's unit: one thread, 20,000 points, a cold gradient 35 us against 18 us).

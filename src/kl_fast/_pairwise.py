@@ -99,11 +99,12 @@ def _direct_out(out: np.ndarray | None, shape: tuple[int, int], dtype: np.dtype,
     return None
 
 
-def _rows_against(A: np.ndarray, v: np.ndarray, name: str, func: str, num_threads: Any,
-                  check: bool, want_sums: bool, row0: int = 0) -> np.ndarray:
+def _rows_against(A: np.ndarray, v: np.ndarray, names: tuple[str, str], func: str,
+                  num_threads: Any, check: bool, want_sums: bool, row0: int = 0) -> np.ndarray:
     """row_sums(A, v) over the last axis, for a 2-D A and a 1-D v of its dtype: the
     kernel reached directly (row_sums' layout and error machinery cost tens of us,
-    more than the pass itself on small matrices); row_sums explains a bad value."""
+    more than the pass itself on small matrices); row_sums explains a bad value,
+    naming A and v by ``names``."""
     m, n = A.shape
     res = np.empty((m, 3), dtype=np.float64)
     status = np.empty(m, dtype=np.int8)
@@ -114,7 +115,7 @@ def _rows_against(A: np.ndarray, v: np.ndarray, name: str, func: str, num_thread
     _kernels.kl_rows(A, rows_v, res, status, check, nt, want_sums)
     if check and m and status.any():
         res, _ = row_sums(A, v, axes=(1,), func=func, num_threads=num_threads, check=check,
-                          names=(name, "ones"), shapes=(A.shape, v.shape),
+                          names=names, shapes=(A.shape, v.shape),
                           want_sums=want_sums, origins=((row0, 0), (0,)))
     return res
 
@@ -127,7 +128,7 @@ def _row_stats(A: np.ndarray, name: str, func: str, num_threads: Any, check: boo
     """
     # a row of ones, not one broadcast 1: a contiguous q needs no gathering
     ones = np.ones(A.shape[1], dtype=A.dtype)
-    res = _rows_against(A, ones, name, func, num_threads, check, True, row0)
+    res = _rows_against(A, ones, (name, "ones"), func, num_threads, check, True, row0)
     return res[:, 0], res[:, 1]
 
 
@@ -389,7 +390,7 @@ def _row_terms(P64: np.ndarray, hp: np.ndarray, logs: CentredLogs, threads: int,
     against r), and the scale of the product form's rounding errors, sum p |L|
     (= -C, added in the finish) plus sum |p log(p / r)| <= sum |p log p| + sum p
     |log r| (hp: the rows' sum p log p)."""
-    hr = _c(_rows_against(P64, logs.r, "P", func, threads, False, False)[:, 0])
+    hr = _c(_rows_against(P64, logs.r, ("P", "r"), func, threads, False, False)[:, 0])
     h_abs = -hp + P64 @ logs.abs_lr
     big = P64 > 1.0
     if big.any():
