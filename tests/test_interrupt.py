@@ -83,21 +83,36 @@ def test_a_program_that_handles_sigint_itself_is_left_alone():
     assert proc.stdout.split() == ["complete", "True", "True"], proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("kind", ["row passes", "fits"])
+@pytest.mark.parametrize("kind", ["row passes", "fits", "entries"])
 def test_ctrl_c_for_the_main_thread_leaves_other_threads_calls_whole(kind):
     """A Ctrl-C that stops a long (watched) call on the main thread must not cut
     short a short call that another thread runs meanwhile in the same module:
     that call does not watch SIGINT and returned rows never computed (row
     passes: hundreds of wrong results per run before the fix) or a fit stopped
-    as interrupted."""
+    as interrupted; a compiled entry (kl_div) handed its call to the Python
+    layer, which computed it again."""
     script = textwrap.dedent("""
         import os, signal, threading
         import numpy as np
         import kl_fast
-        from kl_fast import _pairwise
+        from kl_fast import _pairwise, _div_kernels
+        from kl_fast._api import kl_div_python
 
         rng = np.random.default_rng(0)
-        if {kind!r} == "row passes":
+        fallbacks = [0]
+
+        def counted(*args, **kwargs):
+            if threading.current_thread() is not threading.main_thread():
+                fallbacks[0] += 1
+            return kl_div_python(*args, **kwargs)
+
+        if {kind!r} == "entries":
+            _div_kernels.register_general("kl_div", counted)
+            big, big2 = rng.random((4000, 4000)), rng.random((4000, 4000))
+            A, B = rng.random((3000, 10)), rng.random((3000, 10))
+            long_call = lambda: kl_fast.kl_div(big, big2, num_threads=1)
+            short_call = lambda: (kl_fast.kl_div(A, B, num_threads=1),)
+        elif {kind!r} == "row passes":
             big = rng.random((4000, 4000))      # 16M elements: this pass watches SIGINT
             A = rng.random((3000, 10))
             long_call = lambda: _pairwise._row_stats(big, "P", "f", 1, False)
@@ -134,9 +149,9 @@ def test_ctrl_c_for_the_main_thread_leaves_other_threads_calls_whole(kind):
                 interrupted += 1
         done.set()
         t.join()
-        print(interrupted > 0, calls[0] > 0, wrong[0])
+        print(interrupted > 0, calls[0] > 0, wrong[0], fallbacks[0])
     """).format(kind=kind)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["True", "True", "0"], proc.stdout + proc.stderr
+    assert proc.stdout.split() == ["True", "True", "0", "0"], proc.stdout + proc.stderr

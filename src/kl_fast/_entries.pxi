@@ -93,6 +93,7 @@ cdef struct Layout:
     Py_ssize_t m_in, sp0, sq0, sp_out, sq_out
     int out_ndim
     cnp.npy_intp out_shape[MAX_DIMS]
+    bint watched                       # the call watches SIGINT: its loops may stop early
 
 
 cdef int _merge(const cnp.npy_intp *size, const Py_ssize_t *sp, const Py_ssize_t *sq,
@@ -163,6 +164,7 @@ cdef bint _layout(cnp.ndarray p, cnp.ndarray q, object axis, bint keepdims, Layo
     cdef int keep[MAX_DIMS]
     cdef int red[MAX_DIMS]
     cdef bint reduced[MAX_DIMS]
+    L.watched = False   # set by the entry once it knows the call's work
     if d == 0 or d > MAX_DIMS:
         return False
     for k in range(d):  # broadcast, right-aligned; a size-1 dimension gets stride 0
@@ -477,7 +479,7 @@ cdef bint _run_columns(int kind, bint f32, const char *p, const char *q, Layout 
         qbuf = pbuf + size
         with nogil:
             for g in range(groups):
-                if kl_stop_requested():
+                if stop_requested(L.watched):
                     failed += 1
                     break
                 failed += _columns_group(kind, f32, p, q, L, item, g * TILE_COLS, normalize,
@@ -489,7 +491,7 @@ cdef bint _run_columns(int kind, bint f32, const char *p, const char *q, Layout 
         pbuf = <char *>malloc(2 * size)
         qbuf = pbuf + size
         for g in prange(groups, schedule="static"):
-            if pbuf == NULL or kl_stop_requested():
+            if pbuf == NULL or stop_requested(L.watched):
                 failed += 1
             else:
                 failed += _columns_group(kind, f32, p, q, L, item, g * TILE_COLS, normalize,
@@ -539,13 +541,13 @@ cdef bint _run_across(int kind, bint f32, const char *p, const char *q, Layout *
     if n_threads <= 1 or groups == 1:
         with nogil:
             for g in range(groups):
-                if kl_stop_requested() or _across_rows(kind, f32, p, q, L, item,
+                if stop_requested(L.watched) or _across_rows(kind, f32, p, q, L, item,
                                                        g * TASK_ROWS, normalize, check,
                                                        log_base, dx, values):
                     return False
         return True
     for g in prange(groups, nogil=True, schedule="static", num_threads=n_threads):
-        if kl_stop_requested():
+        if stop_requested(L.watched):
             failed += 1
         else:
             failed += _across_rows(kind, f32, p, q, L, item, g * TASK_ROWS, normalize, check,
@@ -668,17 +670,17 @@ cdef inline Py_ssize_t _task_blocks(Py_ssize_t nblocks, Py_ssize_t block,
     return max(1, min(per, LONG_TASK_MAX // block))
 
 
-cdef inline int _pass_task(LongPass *J, Py_ssize_t t, Py_ssize_t per_task,
+cdef inline int _pass_task(LongPass *J, Py_ssize_t t, Py_ssize_t per_task, bint watched,
                            int *flag) noexcept nogil:
     """Task t of a long row's pass (blocks t per_task .. (t + 1) per_task - 1):
-    0, 1 when a block needs another path, -1 on Ctrl-C."""
+    0, 1 when a block needs another path, -1 on Ctrl-C (in a watched call)."""
     cdef Py_ssize_t b0 = t * per_task
-    if kl_stop_requested():
+    if stop_requested(watched):
         return -1
     return _pass_blocks(J, b0, min(b0 + per_task, J.nblocks), flag) != 0
 
 
-cdef int _over_threads(LongPass *J, int n_threads) noexcept:
+cdef int _over_threads(LongPass *J, int n_threads, bint watched) noexcept:
     """The pass's blocks over n_threads threads, _task_blocks blocks per task,
     into J.out (allocated here: free it with free(J.out) whatever the result).
     Returns the number of tasks with a block needing another path, or -1 on
@@ -701,14 +703,14 @@ cdef int _over_threads(LongPass *J, int n_threads) noexcept:
     if tasks <= 2 * n_threads:
         for t in prange(tasks, nogil=True, schedule="static", num_threads=n_threads):
             flag = 0
-            r = _pass_task(J, t, per_task, &flag)
+            r = _pass_task(J, t, per_task, watched, &flag)
             stopped += r < 0
             failed += r > 0
             ninf += flag
     else:
         for t in prange(tasks, nogil=True, schedule="dynamic", num_threads=n_threads):
             flag = 0
-            r = _pass_task(J, t, per_task, &flag)
+            r = _pass_task(J, t, per_task, watched, &flag)
             stopped += r < 0
             failed += r > 0
             ninf += flag
@@ -726,14 +728,14 @@ cdef bint _run_long_row(bint f32, const char *p, const char *q, Layout *L, bint 
                                  0.0, 0.0)
     cdef double res[3]
     cdef int st = ROW_NEEDS_CARE
-    if _over_threads(&J, n_threads) == 0:
+    if _over_threads(&J, n_threads, L.watched) == 0:
         st = core_table().kl_blocks_total(J.out, J.nblocks, res)
     free(J.out)
     with nogil:
         if st == ROW_OK:
             return _finish(KIND_KL, f32, st, res, normalize, log_base, dx, p, L.sp1, q, L.sq1,
                            L.n, value) == ROW_DONE
-        if kl_stop_requested():
+        if stop_requested(L.watched):
             return False
         return _row_value(KIND_KL, f32, p, L.sp1, q, L.sq1, L.n, normalize, check, log_base, dx,
                           value) == ROW_DONE
@@ -766,7 +768,7 @@ cdef int _pair_pass(int kind, bint f32, const char *p, const char *q, Layout *L,
     ROW_NEEDS_CARE (the next path), or -1 (out of memory, or Ctrl-C)."""
     cdef LongPass J = _long_pass(PASS_PAIR, kind, f32, narrow, p, q, L.sp1, L.sq1, L.n, a, b)
     cdef double total = 0.0
-    cdef int failed = _over_threads(&J, n_threads)
+    cdef int failed = _over_threads(&J, n_threads, L.watched)
     if failed == 0:
         core_table().blocks_sum(J.out, J.nblocks, &total)
     free(J.out)
@@ -782,7 +784,7 @@ cdef bint _js_sums(bint f32, const char *p, const char *q, Layout *L, int n_thre
     may hold a bad value, or out of memory or Ctrl-C."""
     cdef LongPass J = _long_pass(PASS_SUMS, KIND_JS, f32, False, p, q, L.sp1, L.sq1, L.n,
                                  0.0, 0.0)
-    cdef int failed = _over_threads(&J, n_threads)
+    cdef int failed = _over_threads(&J, n_threads, L.watched)
     if failed == 0:
         core_table().blocks_sum(J.out, J.nblocks, ps)
         core_table().blocks_sum(J.out + J.nblocks, J.nblocks, qs)
@@ -791,7 +793,7 @@ cdef bint _js_sums(bint f32, const char *p, const char *q, Layout *L, int n_thre
 
 
 cdef bint _log_normaliser(bint f32, const char *x, Py_ssize_t sx, Py_ssize_t n, int n_threads,
-                          double *lx0, double *lo) noexcept:
+                          bint watched, double *lx0, double *lo) noexcept:
     """The log-sum-exp of one long row shared by the threads (kl_log_row's
     normaliser and its rounding error lo, their bits): its largest finite
     entry (PASS_MAX: a maximum of maxima, the same for any split), then the
@@ -801,7 +803,7 @@ cdef bint _log_normaliser(bint f32, const char *x, Py_ssize_t sx, Py_ssize_t n, 
     cdef LongPass J = _long_pass(PASS_MAX, KIND_KL_LOG, f32, False, x, NULL, sx, 0, n, 0.0, 0.0)
     cdef double mx = -HUGE_VAL, total
     cdef Py_ssize_t t
-    cdef int failed = _over_threads(&J, n_threads)
+    cdef int failed = _over_threads(&J, n_threads, watched)
     if failed == 0:
         for t in range(J.nblocks):
             if J.out[t] > mx:
@@ -811,7 +813,7 @@ cdef bint _log_normaliser(bint f32, const char *x, Py_ssize_t sx, Py_ssize_t n, 
         return False
     J = _long_pass(PASS_SUMEXP, KIND_KL_LOG, f32, f32 and sumexp_narrow_fits(mx), x, NULL, sx,
                    0, n, mx, 0.0)
-    failed = _over_threads(&J, n_threads)
+    failed = _over_threads(&J, n_threads, watched)
     if failed == 0:
         core_table().blocks_sum(J.out, J.nblocks, &total)
         lx0[0] = log_normaliser(mx, total, lo)
@@ -828,8 +830,8 @@ cdef bint _long_factors(int kind, bint f32, const char *p, const char *q, Layout
     out of memory or Ctrl-C."""
     cdef double ps, qs
     if kind == KIND_KL_LOG:
-        return (_log_normaliser(f32, p, L.sp1, L.n, n_threads, a, &lo[0])
-                and _log_normaliser(f32, q, L.sq1, L.n, n_threads, b, &lo[1]))
+        return (_log_normaliser(f32, p, L.sp1, L.n, n_threads, L.watched, a, &lo[0])
+                and _log_normaliser(f32, q, L.sq1, L.n, n_threads, L.watched, b, &lo[1]))
     if not _js_sums(f32, p, q, L, n_threads, &ps, &qs):
         return False
     if not (0.0 < ps <= DBL_MAX and 0.0 < qs <= DBL_MAX):
@@ -866,7 +868,7 @@ cdef bint _run_long_pair(int kind, bint f32, const char *p, const char *q, Layou
                 res[0] = core_table().log_normalised(res[0], lo[0], lo[1])
             return _finish(kind, f32, st, res, normalize, log_base, dx, p, L.sp1, q, L.sq1,
                            L.n, value) == ROW_DONE
-        if kl_stop_requested():
+        if stop_requested(L.watched):
             return False
         return _row_value(kind, f32, p, L.sp1, q, L.sq1, L.n, normalize, check, log_base, dx,
                           value) == ROW_DONE
@@ -912,7 +914,7 @@ cdef bint _run_rows(int kind, bint f32, const char *p, const char *q, Layout *L,
     if n_threads <= 1:
         with nogil:
             for i in range(m):
-                if kl_stop_requested() or \
+                if stop_requested(L.watched) or \
                         _row_value(kind, f32, p + _offset(i, L.m_in, L.sp0, L.sp_out) * item, L.sp1,
                                    q + _offset(i, L.m_in, L.sq0, L.sq_out) * item, L.sq1, L.n,
                                    normalize, check, log_base, dx, &values[i]) != ROW_DONE:
@@ -920,7 +922,7 @@ cdef bint _run_rows(int kind, bint f32, const char *p, const char *q, Layout *L,
                     break
         return ok
     for i in prange(m, nogil=True, schedule="static", num_threads=n_threads):
-        if kl_stop_requested() or \
+        if stop_requested(L.watched) or \
                 _row_value(kind, f32, p + _offset(i, L.m_in, L.sp0, L.sp_out) * item, L.sp1,
                            q + _offset(i, L.m_in, L.sq0, L.sq_out) * item, L.sq1, L.n,
                            normalize, check, log_base, dx, &values[i]) != ROW_DONE:
@@ -1099,6 +1101,7 @@ cdef object _entry(int kind, object p, object q, object axis, bint keepdims, obj
         else:
             values = _values_buffer(L.m, stack_values)
         watched = _watch_interrupts(<double>L.m * L.n)
+        L.watched = watched
         ok = _run_rows(kind, type_num == cnp.NPY_FLOAT,
                        <const char *>cnp.PyArray_DATA(pa), <const char *>cnp.PyArray_DATA(qa),
                        &L, cnp.PyArray_ITEMSIZE(pa), normalize, check, log_base, dx_v,
@@ -1221,6 +1224,7 @@ cdef object _pairwise_entry(int kind, object P, object Q, object base, bint norm
     qa = cnp.PyArray_FROMANY(qa, type_num, 2, 2, cnp.NPY_ARRAY_ALIGNED | cnp.NPY_ARRAY_NOTSWAPPED)
     item = cnp.PyArray_ITEMSIZE(pa)
     L.m, L.out_ndim, L.out_shape[0], L.out_shape[1] = m * k, 2, m, k
+    L.watched = False
     values = _values_buffer(L.m, stack_values)
     codes = <unsigned char *>malloc(L.m)
     if codes == NULL:

@@ -2,9 +2,8 @@
 
    While a long kernel runs (without the GIL), the Cython layer routes SIGINT
    to kl_on_sigint: it raises kl_stop_flag, which the row, pair and fit loops
-   of that call (stop_requested(watched) in _interrupt.pxi; the compiled entries'
-   loops read it in any call and hand a call they stopped to the Python layer)
-   read between rows, pairs and iterations to return early, and then calls the
+   of that call (stop_requested(watched) in _interrupt.pxi; no other call's
+   loops read it) read between rows, pairs and iterations to return early, and then calls the
    handler it replaced (Python's), which records the signal; once the kernel
    is back, the Cython layer restores that handler and raises
    KeyboardInterrupt.  Each compiled module has its own flag and saved
