@@ -222,6 +222,51 @@ def test_scipy_objective_domain_and_shapes(tutorial):
         GaussianTarget(np.stack([p, p]), x).scipy_objective()
 
 
+def test_scipy_objective_keeps_each_theta_with_its_values():
+    """fun and jac shared by threads return their own theta's values: at every
+    line of the evaluation another caller's evaluation is run, as a thread switch
+    there would run it.  (The remembered evaluation was kept in three attributes;
+    a switch between their updates paired one theta with another's values, seen
+    once in about 10,000 calls from two threads.)"""
+    import inspect
+    import sys
+
+    from kl_fast import _target
+
+    x = np.linspace(-5, 5, 200)
+    t = GaussianTarget(np.exp(-x ** 2 / 2), x)
+    mine, other = [0.3, 1.2], [-0.4, 0.8]
+    kl_mine, kl_other = t.kl(*mine), t.kl(*other)
+    grad_mine = np.array(t.kl_grad(*mine)[1:])
+    code = _target._Objective._at.__code__
+    first = code.co_firstlineno
+    switched_at = []
+    for line in range(first, first + len(inspect.getsourcelines(code)[0])):
+        fun, jac, _ = t.scipy_objective()
+        fired = []
+
+        def tracer(frame, event, arg, line=line, fun=fun, fired=fired):
+            if frame.f_code is not code:
+                return None
+            if event == "line" and frame.f_lineno == line and not fired:
+                fired.append(fun(other))    # untraced: tracing is off inside a tracer
+            return tracer
+
+        before = sys.gettrace()
+        sys.settrace(tracer)
+        try:
+            got = fun(mine)
+        finally:
+            sys.settrace(before)
+        if fired:
+            switched_at.append(line)
+            assert fired == [kl_other]
+        assert got == kl_mine, f"another evaluation ran at line {line}"
+        assert fun(mine) == kl_mine and np.array_equal(jac(mine), grad_mine)
+        assert fun(other) == kl_other
+    assert len(switched_at) >= 5
+
+
 def test_grid_cannot_be_changed_through_x(tutorial):
     p, x = tutorial
     for grid in (x, x * 2.0**600):   # held as is, and as a scaled grid

@@ -251,13 +251,14 @@ def _read_only(a: np.ndarray) -> np.ndarray:
 
 
 class _Objective:
-    """fun, jac and hess of one row's target, sharing the last evaluation."""
+    """fun, jac and hess of one row's target, sharing the last evaluation.
+
+    The evaluation is remembered as one tuple (theta, order, values), replaced
+    whole: functions shared by threads never pair one theta with another's values."""
 
     def __init__(self, target: GaussianTarget) -> None:
         self._target = target
-        self._theta: Optional[tuple[float, float]] = None
-        self._order = -1
-        self._values: list[_Value] = []
+        self._last: tuple[tuple[float, float], int, list[_Value]] = ((math.nan, math.nan), -1, [])
 
     def _at(self, theta: _Theta, order: int, what: str) -> Optional[list[_Value]]:
         try:
@@ -281,11 +282,12 @@ class _Objective:
         if sigma == 0:
             return None
         key = (mu, sigma)
-        if self._theta != key or self._order < order:
-            self._values = self._target._values(mu, sigma, "GaussianTarget.scipy_objective",
-                                                max(order, 1), None)
-            self._theta, self._order = key, max(order, 1)
-        return self._values
+        last_key, last_order, values = self._last
+        if last_key != key or last_order < order:
+            values = self._target._values(mu, sigma, "GaussianTarget.scipy_objective",
+                                          max(order, 1), None)
+            self._last = (key, max(order, 1), values)
+        return values
 
     def fun(self, theta: _Theta) -> float:
         v = self._at(theta, 1, "fun")
