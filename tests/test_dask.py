@@ -662,6 +662,16 @@ def test_delayed_inputs():
     q = dask.delayed(lambda: Q1.copy())()
     got = compute(kd.kl_div(da.from_array(P, chunks=(16, 20)), q))
     np.testing.assert_allclose(got, kl_fast.kl_div(P, Q1), rtol=1e-12)
+    # dask.delayed of an array itself (a DelayedLeaf, not a Delayed call) was refused
+    # as a Dask collection that kl_fast.dask's own functions would load whole
+    Pl, Ql = dask.delayed(P), dask.delayed(Q)
+    np.testing.assert_allclose(compute(kd.kl_div(Pl, Q1)), kl_fast.kl_div(P, Q1), rtol=1e-12)
+    np.testing.assert_allclose(compute(kd.kl_pairwise(Pl, Ql)), kl_fast.kl_pairwise(P, Q),
+                               rtol=1e-12)
+    vals, idx = kd.kl_topk(Pl, Ql, 3)
+    want_vals, want_idx = kl_fast.kl_topk(P, Q, 3)
+    np.testing.assert_array_equal(compute(idx), want_idx)
+    np.testing.assert_allclose(compute(vals), want_vals, rtol=1e-12)
 
 
 def test_gaussian_target_in_map_blocks():

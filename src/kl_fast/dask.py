@@ -68,6 +68,14 @@ def _is_future(a: object) -> bool:
     return type(a).__name__ == "Future" and type(a).__module__.startswith("distributed")
 
 
+def _is_delayed(a: object) -> bool:
+    """A ``dask.delayed`` object: of a call (Delayed) or of a value (DelayedLeaf,
+    ``dask.delayed(array)``), or any of their subclasses."""
+    from dask.delayed import Delayed
+
+    return isinstance(a, Delayed)
+
+
 def _from_lazy(a: Any) -> da.Array:
     """A Dask array of a ``dask.delayed`` object or a ``distributed`` Future (of an
     array), one chunk; only its shape and dtype are fetched now."""
@@ -88,8 +96,7 @@ _BlockInfo = Any
 def _as_input(a: object, name: str, func: str) -> _Input:
     """A Dask array as given (a delayed object or a Future as a one-chunk Dask array),
     anything else as an ndarray; real dtypes only."""
-    if not isinstance(a, (da.Array, np.ndarray)) and (_is_future(a) or (
-            hasattr(a, "__dask_graph__") and type(a).__name__ == "Delayed")):
+    if not isinstance(a, (da.Array, np.ndarray)) and (_is_future(a) or _is_delayed(a)):
         a = _from_lazy(a)
     if isinstance(a, da.Array):
         check_real_dtype(a.dtype, name, func)
