@@ -39,6 +39,25 @@ def test_huge_default_thread_count_from_the_environment(monkeypatch, count):
                                                                       num_threads=1)
 
 
+@pytest.mark.parametrize("count", ["0", "-1", "abc", "2.5"])
+def test_bad_default_thread_count_fails_the_import(count):
+    """A bad KL_FAST_NUM_THREADS fails the import, naming the variable and its
+    value: it was read only by calls large enough to use threads, so a program
+    ran its small calls and failed on the first large one."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, KL_FAST_NUM_THREADS=count)
+    run = subprocess.run([sys.executable, "-c", "import kl_fast"], env=env,
+                         capture_output=True, text=True)
+    assert run.returncode != 0
+    assert f"KL_FAST_NUM_THREADS must be a positive integer, got {count!r}" in run.stderr
+    env["KL_FAST_NUM_THREADS"] = "1"
+    run = subprocess.run([sys.executable, "-c", "import kl_fast; print(kl_fast.kl_div([1.0], [2.0]))"],
+                         env=env, capture_output=True, text=True)
+    assert run.returncode == 0 and float(run.stdout) == math.log(0.5), run.stderr
+
+
 def _import_in_a_child(**env):
     """kl_fast imported and run on two threads in a fresh interpreter with the
     OpenMP variables as given (the others removed), the runtime asked to

@@ -202,6 +202,10 @@ def default_threads() -> int:
 _PARALLEL_MIN_ELEMENTS = 1 << 13
 
 _kernels.configure_threads(default_threads, _CPU_COUNT)
+# A bad KL_FAST_NUM_THREADS fails the import, as a bad KL_FAST_ISA does: only calls
+# that may use threads read it, so small calls would pass it unnoticed and large
+# ones fail.  (Set later by the program, it is read by those calls.)
+default_threads()
 
 
 def integer_or_none(value: Any) -> int | None:
