@@ -128,6 +128,19 @@ def test_version_and_help():
     assert proc.returncode == 0 and "--chunk-rows" in proc.stdout
 
 
+@pytest.mark.parametrize("args", [("pairwise", "P.npy", "Q.npy", "--chunk-rows", "2"),
+                                  ("compute", "P.npy", "Q.npy", "--bogus"),
+                                  ("pairwise", "P.npy", "--dx", "0.1"), ("--bogus",)])
+def test_unknown_option_is_reported_with_its_commands_usage(args):
+    """An option the command does not take is reported with that command's usage
+    (it was the top level's, which lists no command's options), exit status 2."""
+    proc = run_cli(*args)
+    assert proc.returncode == 2
+    command = "" if args[0].startswith("-") else " " + args[0]
+    assert proc.stderr.startswith(f"usage: kl-fast{command} [-h]"), proc.stderr
+    assert f"kl-fast{command}: error: unrecognized arguments: " in proc.stderr
+
+
 # ----------------------------------------------------------------------------- demo
 
 PAIRS = (((0, 2), (2, 2)), ((0, 2), (5, 4)), ((5, 4), (0, 2)))

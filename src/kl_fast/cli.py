@@ -1472,13 +1472,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "ties to the lower index), without forming the matrix; prints 'j:value' "
                         "pairs per line, or writes --out .npz (arrays values and indices), .csv or .txt")
     w.add_argument("--no-progress", action="store_true", help="no progress bar on stderr (reading large text)")
+    for command in (d, b, c, w):
+        command.set_defaults(parser=command)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the ``kl-fast`` command; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # the command's own usage, not the top level's (which lists no command's options)
+        (args.parser if args.command else parser).error(
+            f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
