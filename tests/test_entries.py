@@ -58,11 +58,22 @@ def _layouts(func, dtype):
 
 
 def _rescaled_rows(p, q, axis, dtype):
-    """The rows kl_div(normalize=True) hands to the Python layer's rescaling path."""
+    """The rows kl_div(normalize=True) hands to the Python layer's rescaling path:
+    those normalize_rescale flags, less those whose sums are only far apart (in
+    range, no p > 0 meeting q == 0, every element 0 or divided into the normal
+    range), which the compiled entries divide by their sums themselves."""
     p, q = np.broadcast_arrays(p, q)
-    ps = np.sum(p, axis=axis, dtype=np.float64)
-    sums = np.stack([np.zeros_like(ps), ps, np.sum(q, axis=axis, dtype=np.float64)], axis=-1)
-    return _api.normalize_rescale(sums, dtype == np.float32)
+    ps, qs = (np.sum(a, axis=axis, dtype=np.float64, keepdims=True) for a in (p, q))
+    sums = np.stack([np.zeros(ps.shape), ps, qs], axis=-1)
+    flagged = _api.normalize_rescale(sums, dtype == np.float32)
+    tiny, big = (2.0 ** -100, 2.0 ** 100) if dtype == np.float32 else (2.0 ** -960, 2.0 ** 960)
+    normal = np.finfo(dtype).tiny
+    apart_only = (tiny <= ps) & (ps <= big) & (tiny <= qs) & (qs <= big)
+    apart_only &= ~np.any((p > 0) & (q == 0), axis=axis, keepdims=True)
+    for a, s in ((p, ps), (q, qs)):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            apart_only &= np.all((a == 0) | (a / s >= normal), axis=axis, keepdims=True)
+    return flagged & ~apart_only
 
 
 OPTIONS = [{}, {"keepdims": True}, {"base": 2.0}, {"base": 10}, {"normalize": True},

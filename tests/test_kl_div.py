@@ -158,6 +158,28 @@ def test_axis_none_with_broadcast_q():
     assert got == pytest.approx(float(exact_kl(P, q, axis=None)), rel=1e-13)
 
 
+@pytest.mark.parametrize("func", [kl_fast.kl_div, kl_fast.js_div])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_broadcast_over_several_reduction_axes_has_the_copys_bits(func, dtype):
+    """A reduction over several axes, one input broadcast along them, gives the
+    bits of the broadcast copied out: it reduced the last axis and added the
+    partial sums (1-2 ulp apart in 720 of 1,600 cases of a review)."""
+    rng = np.random.default_rng(3)
+    for trial in range(40):
+        p = (rng.random(41) + 0.1).astype(dtype)
+        q = (rng.random((9, 41)) + 0.1).astype(dtype)
+        p_copy = np.broadcast_to(p, q.shape).copy()
+        for axis in (None, (0, 1), (1, 0)):
+            for normalize in (False, True):
+                np.testing.assert_array_equal(
+                    func(p, q, axis=axis, normalize=normalize),
+                    func(p_copy, q, axis=axis, normalize=normalize))
+        p3 = (rng.random((5, 1, 7)) + 0.1).astype(dtype)
+        q3 = (rng.random((5, 6, 7)) + 0.1).astype(dtype)
+        np.testing.assert_array_equal(func(q3, p3, axis=(0, 2)),
+                                      func(q3, np.broadcast_to(p3, q3.shape).copy(), axis=(0, 2)))
+
+
 def test_outer_broadcast():
     p = probs(np.float64, (3, 1, 6), seed=9)
     q = probs(np.float64, (1, 4, 6), zero_frac=0.0, seed=10)

@@ -83,23 +83,19 @@ class ReductionRows(NamedTuple):
     """Two broadcast inputs laid out as rows of a 2-D view, one reduction per row."""
     p2: np.ndarray
     q2: np.ndarray
-    row_shape: tuple[int, ...]    # shape the rows unravel into
+    outer_shape: tuple[int, ...]  # shape of the result (the axes not reduced), the rows' shape
     col_shape: tuple[int, ...]    # shape each row's elements unravel into
-    outer_shape: tuple[int, ...]  # shape of the result (the axes not reduced)
     order: list[int]              # axis permutation: kept axes, then reduced axes
     ndim: int
 
 
 def reduction_rows(pk: np.ndarray, qk: np.ndarray, *, axes: tuple[int, ...] | None, func: str,
                    names: Sequence[str] = ("p", "q"),
-                   shapes: Sequence[tuple[int, ...]] | None = None,
-                   split: bool = True) -> ReductionRows:
-    """Lay out ``pk``, ``qk`` (same dtype, broadcastable) as (rows, n) views.
+                   shapes: Sequence[tuple[int, ...]] | None = None) -> ReductionRows:
+    """Lay out ``pk``, ``qk`` (same dtype, broadcastable) as (rows, n) views, each
+    row one whole reduction (copied where the layout cannot merge its axes).
 
-    ``axes`` is a tuple, or None for all.  With ``split`` a broadcast layout that
-    cannot merge the reduction axes without a copy of the broadcast reduces the
-    last axis only (the caller adds the partial results with ``combine_rows``);
-    otherwise such inputs are copied so that each row is one whole reduction.
+    ``axes`` is a tuple, or None for all.
     """
     shapes = shapes if shapes is not None else (pk.shape, qk.shape)
     if pk.shape == qk.shape:
@@ -122,39 +118,23 @@ def reduction_rows(pk: np.ndarray, qk: np.ndarray, *, axes: tuple[int, ...] | No
     m = math.prod(outer_shape)
     n = math.prod(red_shape)
 
-    # Merge the reduction axes into one; if a broadcast layout forbids that
-    # without a copy (of the broadcast, as large as the other input), reduce the
-    # last axis only and add the partial sums.  A strided layout is copied (the
-    # size of the input itself), so its result has the contiguous input's bits.
+    # Merge the reduction axes into one; where the layout forbids that, copy (a
+    # strided input, or a broadcast one over several reduction axes: as large as
+    # the other input), so that every row is added in the one order of the
+    # kernels and a result has the contiguous input's bits.  (Adding the partial
+    # sums of the last axis instead saved that copy but gave other bits.)
     p2 = _reshape_no_copy(pb, (m, n))
     q2 = _reshape_no_copy(qb, (m, n))
-    broadcast = any(stride == 0 and size > 1 for a in (pb, qb)
-                    for stride, size in zip(a.strides[len(keep):], a.shape[len(keep):]))
-    if split and (p2 is None or q2 is None) and len(red_shape) > 1 and broadcast:
-        k = math.prod(red_shape[:-1])
-        nl = red_shape[-1]
-        p2 = _as_rows(pb, m * k, nl)
-        q2 = _as_rows(qb, m * k, nl)
-        row_shape, col_shape = outer_shape + red_shape[:-1], red_shape[-1:]
-    else:
-        if p2 is None:
-            p2 = _as_rows(pb, m, n)
-        if q2 is None:
-            q2 = _as_rows(qb, m, n)
-        row_shape, col_shape = outer_shape, red_shape
-    return ReductionRows(p2, q2, row_shape, col_shape, outer_shape, order, ndim)
+    if p2 is None:
+        p2 = _as_rows(pb, m, n)
+    if q2 is None:
+        q2 = _as_rows(qb, m, n)
+    return ReductionRows(p2, q2, outer_shape, red_shape, order, ndim)
 
 
 def combine_rows(res: np.ndarray, rows: ReductionRows) -> np.ndarray:
-    """Per-row results (rows, ...) reshaped to the output shape, partial rows added."""
-    tail = res.shape[1:]
-    if len(rows.row_shape) != len(rows.outer_shape):
-        # partial sums beyond the range add to +-inf, or NaN where both meet: the
-        # callers redo rows whose sum is not finite
-        with np.errstate(over="ignore", invalid="ignore"):
-            return cast(np.ndarray, res.reshape(rows.row_shape + tail).reshape(
-                rows.outer_shape + (-1,) + tail).sum(axis=len(rows.outer_shape)))
-    return res.reshape(rows.outer_shape + tail)
+    """Per-row results (rows, ...) reshaped to the output shape."""
+    return res.reshape(rows.outer_shape + res.shape[1:])
 
 
 def raise_bad_value(rows: ReductionRows, r: int, found: tuple[int, int, float], *, func: str,
@@ -168,7 +148,7 @@ def raise_bad_value(rows: ReductionRows, r: int, found: tuple[int, int, float], 
     position in its whole array, so the index reported is the one in the whole array.
     """
     which, col, value = found
-    idx_t = tuple(np.unravel_index(r, rows.row_shape)) + tuple(np.unravel_index(col, rows.col_shape))
+    idx_t = tuple(np.unravel_index(r, rows.outer_shape)) + tuple(np.unravel_index(col, rows.col_shape))
     idx_full: list[Any] = [0] * rows.ndim
     for k, ax in enumerate(rows.order):
         idx_full[ax] = idx_t[k]
@@ -270,11 +250,13 @@ def rescaled_pair(pk: np.ndarray, qk: np.ndarray, shape: tuple[int, ...], red: t
     terms may overflow, gets its largest value into [1/2, 1); q_shift is q's
     power, per group.  Where that rounds elements of q under p > 0 (q spans more
     than the range), ``lost`` marks them and q stays so (``sums_with_lost_terms``
-    computes such a group).  Then each side is divided by its sum, as NumPy would
-    (proportional p and q then give exactly 0), where no positive element falls
+    computes such a group).  Then each side is divided by its sum (a side left
+    unscaled by its sum from ``res``, the kernel's, so the compiled entries'
+    _kl_divided gives the same bits), as NumPy would divide (proportional p and
+    q then give exactly 0), where no positive element falls
     below the normal range by it; elsewhere, where the sums differ by more than a
-    factor 16, they are brought within a factor 2 (``apart_shifts``), so that
-    kl/P + log(Q/P) cancels little."""
+    factor SUMS_APART, they are brought within a factor 2 (``apart_shifts``), so
+    that kl/P + log(Q/P) cancels little."""
     redo = np.expand_dims(redo, red)
     sides = [np.broadcast_to(pk, shape), np.broadcast_to(qk, shape)]
     normal = np.finfo(np.float32 if f32 else np.float64).tiny
@@ -284,7 +266,8 @@ def rescaled_pair(pk: np.ndarray, qk: np.ndarray, shape: tuple[int, ...], red: t
         sides = [np.ldexp(a, -k.astype(np.intc)) for a, k in zip(sides, shift)]
         lost = rounded_under_p(sides[0], sides[1], np.broadcast_to(qk, shape), shift[1])
         # in groups not redone the sums are not used
-        sums = [group_sums(a, red) for a in sides]
+        raw = [np.expand_dims(np.asarray(res[..., i], dtype=np.float64), red) for i in (1, 2)]
+        sums = [np.where(k == 0, r, group_sums(a, red)) for a, k, r in zip(sides, shift, raw)]
     q_kept = ~np.any(lost, axis=red, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore", under="ignore", over="ignore"):
         divided = [a / np.where(s > 0, s, 1.0) for a, s in zip(sides, sums)]
@@ -322,14 +305,14 @@ def group_sums(a: np.ndarray, red: tuple[int, ...]) -> np.ndarray:
 
 
 def apart_shifts(sums: list[np.ndarray], redo: np.ndarray, q_kept: np.ndarray) -> list[np.ndarray]:
-    """[p's, q's]: the powers of two that bring sums (P, Q) more than a factor 16
-    apart to within a factor 2, per group selected by ``redo``: the smaller side
+    """[p's, q's]: the powers of two that bring sums (P, Q) more than a factor
+    SUMS_APART apart to within a factor 2, per group selected by ``redo``: the smaller side
     scaled up (both sums are below about 2**961 here, first_shifts brought larger
     ones down).  A q that must keep its scale (``q_kept`` False) is never the
     smaller: first_shifts took it to p's scale or stopped it above."""
     P, Q = sums
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        apart = redo & ((Q > 16 * P) | (P > 16 * Q))
+        apart = redo & ((Q > _div_kernels.SUMS_APART * P) | (P > _div_kernels.SUMS_APART * Q))
         apart &= np.isfinite(P) & np.isfinite(Q) & (P > 0) & (Q > 0)
         k = np.abs(np.frexp(Q)[1] - np.frexp(P)[1])
     p_small = P < Q

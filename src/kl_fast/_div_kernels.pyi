@@ -7,6 +7,7 @@ import numpy.typing as npt
 _Floating = Union[npt.NDArray[np.float32], npt.NDArray[np.float64]]
 
 __test__: dict[str, str]
+SUMS_APART: float
 
 def js_rows(
     p: _Floating, q: _Floating, out: npt.NDArray[np.float64], status: npt.NDArray[np.int8],

@@ -42,12 +42,9 @@ def _js_beyond_range(kernel: _RowKernel, rows: ReductionRows, res: np.ndarray,
     those that are not finite redone on p and q times 2**-k (JS is homogeneous
     of degree 1 in the pair), and k for those (0 for the others), so that the
     divergence is the finished total times 2**shift."""
-    outer = rows.outer_shape
     over = ~np.isfinite(totals)
-    parts = math.prod(rows.row_shape[len(outer):])  # partial rows per reduction
-    k = overflow_shift(rows.p2.shape[1] * parts)
-    in_over = np.broadcast_to(over.reshape(outer + (1,) * (len(rows.row_shape) - len(outer))),
-                              rows.row_shape).reshape(-1, 1)
+    k = overflow_shift(rows.p2.shape[1])
+    in_over = over.reshape(-1, 1)
     p2, q2 = (np.ldexp(a, np.where(in_over, -k, 0).astype(np.intc)).astype(a.dtype, copy=False)
               for a in (rows.p2, rows.q2))
     scaled = np.empty_like(res)
@@ -112,8 +109,7 @@ def _log_beyond_range(rows: ReductionRows, totals: np.ndarray,
     inputs less their largest entries and the logs of their sums of
     exponentials, _log_centred), so that the divergence is the finished total
     times 2**shift; left as they are: rows made +inf by a term (a finite log_p
-    meeting a -inf log_q) and rows holding NaN or +inf (check=False).
-    kl_div_log has one row per reduction (split=False)."""
+    meeting a -inf log_q) and rows holding NaN or +inf (check=False)."""
     flat = totals.reshape(-1).copy()
     shift = np.zeros(flat.shape, dtype=np.intc)
     over = np.flatnonzero(~np.isfinite(flat))
@@ -185,7 +181,7 @@ def _below_range(func: str, kernel: _RowKernel, rows: ReductionRows, totals: np.
 def _reduce_rows(p: ArrayLike, q: ArrayLike, *, func: str, names: Sequence[str],
                  kernel: _RowKernel, find_bad: _FindBad, axis: Any, keepdims: bool,
                  base: Any, normalize: bool, out: np.ndarray | None, num_threads: Any,
-                 check: bool, split: bool, describe: Callable[[float], str], requirement: str,
+                 check: bool, describe: Callable[[float], str], requirement: str,
                  zero_sum: Callable[[str, np.ndarray, bool], tuple[str, str]],
                  rescale_sums: bool = False) -> np.floating[Any] | np.ndarray:
     """Shared body of the row-kernel functions: returns the delivered result.
@@ -218,8 +214,7 @@ def _reduce_rows(p: ArrayLike, q: ArrayLike, *, func: str, names: Sequence[str],
         qk = qk.reshape(1)
     else:
         axes = normalize_axes(axis, ndim, func)
-    rows = reduction_rows(pk, qk, axes=axes, func=func, names=names, shapes=shapes,
-                          split=split and not normalize)
+    rows = reduction_rows(pk, qk, axes=axes, func=func, names=names, shapes=shapes)
     nrows = rows.p2.shape[0]
     res = np.empty((nrows, 3), dtype=np.float64)
     status = np.empty(nrows, dtype=np.int8)
@@ -390,7 +385,7 @@ def js_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = -1, keepdims: bool = Fals
     return _reduce_rows(
         p, q, func="js_div", names=("p", "q"), kernel=_div_kernels.js_rows,
         find_bad=_kernels.find_bad, axis=axis, keepdims=keepdims, base=base,
-        normalize=normalize, out=out, num_threads=num_threads, check=check, split=True,
+        normalize=normalize, out=out, num_threads=num_threads, check=check,
         describe=describe_bad, rescale_sums=True,
         requirement="probabilities must be finite and non-negative",
         zero_sum=lambda name, row, is_p: (f"{name} sums to {float(row[1 if is_p else 2])!r}",
@@ -523,7 +518,7 @@ def kl_div_log(log_p: ArrayLike, log_q: ArrayLike, *, axis: Axis = -1, keepdims:
         log_p, log_q, func="kl_div_log", names=("log_p", "log_q"),
         kernel=_div_kernels.kl_log_rows, find_bad=_div_kernels.kl_log_find_bad, axis=axis,
         keepdims=keepdims, base=base, normalize=normalize, out=out, num_threads=num_threads,
-        check=check, split=False, describe=_describe_bad_log,
+        check=check, describe=_describe_bad_log,
         requirement="log-probabilities must be real numbers or -inf",
         zero_sum=lambda name, row, is_p: (f"{name} is -inf everywhere",
                                           "it must hold some probability"),
