@@ -435,3 +435,25 @@ def test_careful_terms_with_differences_near_the_double_range(lp, lq, normalize)
     want = float(_mp_kl_log_base(lp, lq, None, normalize))
     got = kl_fast.kl_div_log(lp, lq, normalize=normalize)
     assert np.isfinite(got) and got == pytest.approx(want, rel=1e-14)
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).max <= np.finfo(np.float64).max,
+                    reason="np.longdouble is float64 on this platform")
+def test_extended_precision_logs_beyond_the_float64_range():
+    """A longdouble log-softmax holds logs like -5e-435 (a probability within
+    2**-1075 of 1): they were refused as below the float64 range, although 0 is
+    what they mean there.  A log_p below -1.8e308 is a p that is 0 in any
+    precision (-inf); a log_q that far down or a log_p that far up stays an error."""
+    x = np.array([0, -1000], np.longdouble)
+    lp = x - np.logaddexp.reduce(x)
+    assert lp[0] != 0 and float(lp[0]) == 0.0
+    assert kl_fast.kl_div_log(lp, lp) == kl_fast.kl_div_log(lp.astype(float), lp.astype(float))
+    lq = np.log(np.array([0.25, 0.75], np.longdouble))
+    huge = -np.longdouble(10) ** 400
+    got = kl_fast.kl_div_log(np.array([huge, 0], np.longdouble), lq)
+    assert got == kl_fast.kl_div_log(np.array([-np.inf, 0.0]), lq.astype(float)) == -math.log(0.75)
+    with pytest.raises(ValueError, match=r"log_q contains -1e\+400 at index \[0\], beyond the "
+                                         r"float64 range"):
+        kl_fast.kl_div_log(lq, np.array([huge, 0], np.longdouble))
+    with pytest.raises(ValueError, match=r"log_p contains 1e\+400 at index \[1\], beyond"):
+        kl_fast.kl_div_log(np.array([0, -huge], np.longdouble), lq)

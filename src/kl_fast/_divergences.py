@@ -193,8 +193,9 @@ def _reduce_rows(p: ArrayLike, q: ArrayLike, *, func: str, names: Sequence[str],
     whose sums overflowed are redone scaled by powers of two, as are those
     whose value overflowed when ``base`` may bring it back into the range.
     """
-    p_in = as_real_array(p, names[0], func)
-    q_in = as_real_array(q, names[1], func)
+    log_space = func == "kl_div_log"
+    p_in = as_real_array(p, names[0], func, logs="p" if log_space else "")
+    q_in = as_real_array(q, names[1], func, logs="q" if log_space else "")
     if base is not None:
         base = check_positive_scalar(base, "base", func, allow_one=False)
     if check:

@@ -23,10 +23,11 @@ def check_real_dtype(dtype: np.dtype, name: str, func: str) -> None:
         )
 
 
-def as_real_array(a: object, name: str, func: str) -> np.ndarray:
+def as_real_array(a: object, name: str, func: str, logs: str = "") -> np.ndarray:
     """``a`` as an ndarray of a real numeric dtype, else TypeError naming it.
 
-    A masked array is refused: its mask would otherwise be silently ignored."""
+    A masked array is refused: its mask would otherwise be silently ignored.
+    ``logs``: "p" or "q" where a holds log-probabilities (see _check_float64_range)."""
     if isinstance(a, np.ma.MaskedArray):
         raise TypeError(
             f"{func}: {name} is a masked array, whose mask would be ignored; pass "
@@ -50,7 +51,7 @@ def as_real_array(a: object, name: str, func: str) -> np.ndarray:
         arr = _object_integers(arr, name, func)
     check_real_dtype(arr.dtype, name, func)
     if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
-        _check_float64_range(arr, name, func)
+        _check_float64_range(arr, name, func, logs)
     return arr
 
 
@@ -88,15 +89,22 @@ def _refuse_dask(name: str, func: str) -> None:
                     f"whole into memory; {hint}")
 
 
-def _check_float64_range(arr: np.ndarray, name: str, func: str) -> None:
+def _check_float64_range(arr: np.ndarray, name: str, func: str, logs: str = "") -> None:
     """ValueError for a finite extended-precision value beyond the float64 range
     the kernels compute in (the cast would turn it into inf), or nonzero and
     below its smallest value (the cast would turn it into 0: a q > 0 into a
-    zero, making the KL infinite)."""
+    zero, making the KL infinite).  Log-probabilities (``logs`` "p" or "q") may
+    be tiny: a probability within 2**-1075 of 1, as the cast 0 says; and a
+    log_p below -1.8e308 is a p that is 0 in any precision, as the cast -inf
+    says (not a log_q: its term p (log_p - log_q) may be finite)."""
     magnitude = np.abs(arr)
     big = np.isfinite(arr) & (magnitude > np.finfo(np.float64).max)
     # at most half float64's smallest subnormal (2**-1075) rounds to 0
     small = (magnitude > 0) & (magnitude <= np.ldexp(np.ones((), arr.dtype), -1075))
+    if logs:
+        small &= False
+    if logs == "p":
+        big &= arr > 0
     for mask, where in ((big, "beyond the float64 range (about 1.8e308)"),
                         (small, "below the float64 range (about 4.9e-324)")):
         if mask.any():
@@ -123,7 +131,9 @@ def result_dtype(*arrays: HasDtype) -> np.dtype:
 def to_kernel_dtype(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """``a`` in ``dtype``, native byte order and aligned; no copy when it already is."""
     if a.dtype != dtype or not a.dtype.isnative:
-        return a.astype(dtype)
+        # (an extended-precision log_p below the float64 range becomes -inf, as meant)
+        with np.errstate(over="ignore"):
+            return a.astype(dtype)
     if not a.flags.aligned:
         return a.copy()
     return a

@@ -93,9 +93,9 @@ _Input = Union[da.Array, np.ndarray]
 # Dask's block_info argument: {argument index: {"array-location": ..., ...}, None: ...}
 _BlockInfo = Any
 
-def _as_input(a: object, name: str, func: str) -> _Input:
+def _as_input(a: object, name: str, func: str, logs: str = "") -> _Input:
     """A Dask array as given (a delayed object or a Future as a one-chunk Dask array),
-    anything else as an ndarray; real dtypes only."""
+    anything else as an ndarray (``logs``: see as_real_array); real dtypes only."""
     if not isinstance(a, (da.Array, np.ndarray)) and (_is_future(a) or _is_delayed(a)):
         a = _from_lazy(a)
     if isinstance(a, da.Array):
@@ -106,7 +106,7 @@ def _as_input(a: object, name: str, func: str) -> _Input:
                 f"call {name}.compute_chunk_sizes() first"
             )
         return a
-    return as_real_array(a, name, func)
+    return as_real_array(a, name, func, logs)
 
 
 def _padded(a: _Input, ndim: int) -> _Input:
@@ -430,8 +430,9 @@ def _rowwise(fn: Any, func: str, names: tuple[str, str], P: object, Q: object, a
     """A reduction ``fn`` (js_div, kl_div_log) over Dask arrays: the reduced axes
     are rechunked to one chunk, so every block holds whole distributions and
     gives exactly the in-memory values."""
-    p_in = _as_input(P, names[0], func)
-    q_in = _as_input(Q, names[1], func)
+    log_space = func == "kl_div_log"
+    p_in = _as_input(P, names[0], func, "p" if log_space else "")
+    q_in = _as_input(Q, names[1], func, "q" if log_space else "")
     dtype = result_dtype(p_in, q_in)
     shape = broadcast_shape((p_in.shape, q_in.shape), names, func)
     ndim = max(len(shape), 1)
