@@ -130,10 +130,12 @@ def test_version_and_help():
 
 @pytest.mark.parametrize("args", [("pairwise", "P.npy", "Q.npy", "--chunk-rows", "2"),
                                   ("compute", "P.npy", "Q.npy", "--bogus"),
-                                  ("pairwise", "P.npy", "--dx", "0.1"), ("--bogus",)])
+                                  ("pairwise", "P.npy", "--dx", "0.1"), ("--bogus",),
+                                  ("--bogus", "compute", "P.npy", "Q.npy")])
 def test_unknown_option_is_reported_with_its_commands_usage(args):
     """An option the command does not take is reported with that command's usage
-    (it was the top level's, which lists no command's options), exit status 2."""
+    (it was the top level's, which lists no command's options), one before the
+    command with the top level's; exit status 2."""
     proc = run_cli(*args)
     assert proc.returncode == 2
     command = "" if args[0].startswith("-") else " " + args[0]

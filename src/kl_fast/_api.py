@@ -254,8 +254,8 @@ def rescaled_pair(pk: np.ndarray, qk: np.ndarray, shape: tuple[int, ...], red: t
     unscaled by its sum from ``res``, the kernel's, so the compiled entries'
     _kl_divided gives the same bits), as NumPy would divide (proportional p and
     q then give exactly 0), where no positive element falls
-    below the normal range by it; elsewhere, where the sums differ by more than a
-    factor SUMS_APART, they are brought within a factor 2 (``apart_shifts``), so
+    below the normal range by it; elsewhere, where the sums differ by a factor
+    SUMS_APART or more, they are brought within a factor 2 (``apart_shifts``), so
     that kl/P + log(Q/P) cancels little."""
     redo = np.expand_dims(redo, red)
     sides = [np.broadcast_to(pk, shape), np.broadcast_to(qk, shape)]
@@ -305,14 +305,14 @@ def group_sums(a: np.ndarray, red: tuple[int, ...]) -> np.ndarray:
 
 
 def apart_shifts(sums: list[np.ndarray], redo: np.ndarray, q_kept: np.ndarray) -> list[np.ndarray]:
-    """[p's, q's]: the powers of two that bring sums (P, Q) more than a factor
-    SUMS_APART apart to within a factor 2, per group selected by ``redo``: the smaller side
+    """[p's, q's]: the powers of two that bring sums (P, Q) a factor SUMS_APART or
+    more apart to within a factor 2, per group selected by ``redo``: the smaller side
     scaled up (both sums are below about 2**961 here, first_shifts brought larger
     ones down).  A q that must keep its scale (``q_kept`` False) is never the
     smaller: first_shifts took it to p's scale or stopped it above."""
     P, Q = sums
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        apart = redo & ((Q > _div_kernels.SUMS_APART * P) | (P > _div_kernels.SUMS_APART * Q))
+        apart = redo & ((Q >= _div_kernels.SUMS_APART * P) | (P >= _div_kernels.SUMS_APART * Q))
         apart &= np.isfinite(P) & np.isfinite(Q) & (P > 0) & (Q > 0)
         k = np.abs(np.frexp(Q)[1] - np.frexp(P)[1])
     p_small = P < Q

@@ -19,7 +19,7 @@
 # cannot take goes to the careful path (libm, every special case), and with
 # check=True a row holding a negative, NaN or infinite value is reported bad.
 from libc.math cimport log, fabs, HUGE_VAL
-from libc.float cimport DBL_MAX, DBL_MIN
+from libc.float cimport DBL_MAX, DBL_MIN, FLT_MIN
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
 from cpython.pycapsule cimport PyCapsule_New
@@ -323,6 +323,31 @@ cdef inline bint kl_block_f32(const float *p, const float *q, Py_ssize_t length,
 
 # ---- KL rows --------------------------------------------------------------
 
+cdef int divide_row(const floating *x, Py_ssize_t sx, Py_ssize_t n, double s,
+                    floating *out) noexcept nogil:
+    """x / s element by element into out (contiguous): divided in double and
+    rounded to x's dtype, as NumPy divides an array by a float64 sum and casts it
+    back (kl_div's normalize of a row whose sums are far apart, _entries.pxi).
+    0 where an element is neither 0 nor divided into the normal range of its
+    dtype (negative, NaN, too small), else 1; no early exit, so the loops
+    vectorise."""
+    cdef Py_ssize_t i
+    cdef int ok = 1
+    cdef double d
+    cdef double normal = DBL_MIN if floating is double else <double>FLT_MIN
+    if sx == 1:
+        for i in range(n):
+            d = x[i] / s
+            ok &= (x[i] == 0) | (d >= normal)
+            out[i] = <floating>d
+    else:
+        for i in range(n):
+            d = x[i * sx] / s
+            ok &= (x[i * sx] == 0) | (d >= normal)
+            out[i] = <floating>d
+    return ok
+
+
 cdef inline const floating *gather(const floating *x, Py_ssize_t stride, Py_ssize_t length,
                                    floating *buf) noexcept nogil:
     """x itself when contiguous, else its elements copied into buf (a strided
@@ -600,6 +625,8 @@ _TABLE.kl_log_rows_across_f64 = kl_log_rows_across
 _TABLE.kl_blocks_f64 = kl_blocks[double]
 _TABLE.kl_blocks_f32 = kl_blocks[float]
 _TABLE.kl_blocks_total = blocks_total
+_TABLE.divide_f64 = divide_row[double]
+_TABLE.divide_f32 = divide_row[float]
 _TABLE.find_bad_f64 = find_bad[double]
 _TABLE.find_bad_f32 = find_bad[float]
 _TABLE.math_map = math_map

@@ -95,6 +95,12 @@ ctypedef int (*kl_blocks_f32_fn)(const float *p, Py_ssize_t sp, const float *q,
                                  int want_sums, double *sums) noexcept nogil
 ctypedef int (*kl_blocks_total_fn)(const double *sums, Py_ssize_t count,
                                    double *res) noexcept nogil
+# x / s into a contiguous out of x's dtype, 0 where an element is neither 0 nor
+# divided into the normal range (kl_div's normalize of sums far apart).
+ctypedef int (*divide_f64_fn)(const double *x, Py_ssize_t sx, Py_ssize_t n, double s,
+                              double *out) noexcept nogil
+ctypedef int (*divide_f32_fn)(const float *x, Py_ssize_t sx, Py_ssize_t n, double s,
+                              float *out) noexcept nogil
 ctypedef int (*find_bad_f64_fn)(const double *p, Py_ssize_t sp, const double *q,
                                 Py_ssize_t sq, Py_ssize_t n, int *which,
                                 Py_ssize_t *index, double *value) noexcept nogil
@@ -177,6 +183,8 @@ ctypedef struct CoreTable:
     kl_blocks_f64_fn kl_blocks_f64
     kl_blocks_f32_fn kl_blocks_f32
     kl_blocks_total_fn kl_blocks_total
+    divide_f64_fn divide_f64
+    divide_f32_fn divide_f32
     find_bad_f64_fn find_bad_f64
     find_bad_f32_fn find_bad_f32
     math_map_fn math_map

@@ -234,7 +234,7 @@ cdef double _SUM_TINY_F32 = 2.0 ** -100
 cdef double _SUM_BIG_F32 = 2.0 ** 100
 
 
-# Sums more than this factor apart are normalised by dividing the inputs by them
+# Sums this factor apart or more are normalised by dividing the inputs by them
 # first (_kl_divided, _api.rescaled_pair): kl/ps + log(qs/ps) cancels about
 # log(factor) of 1.  Measured on 3,000 near-equal rows of 30 per factor against
 # mpmath, the worst error beyond NumPy's normalise-then-sum: 2.75 eps at a factor
@@ -249,14 +249,14 @@ cdef inline bint _normalize_rescale(double kl, double ps, double qs, bint f32) n
     Python layer's path, _api.rescaled_pair, or _kl_divided): a sum overflowed,
     is below the tiny bound (subnormal terms), or is large while the raw sum kl
     is not finite (an overflowing term), or is not positive (an error); or the
-    sums differ by more than a factor SUMS_APART."""
+    sums differ by a factor SUMS_APART or more."""
     cdef double tiny = _SUM_TINY_F32 if f32 else _SUM_TINY_F64
     cdef double big = _SUM_BIG_F32 if f32 else _SUM_BIG_F64
     if not (ps >= tiny and ps <= DBL_MAX and qs >= tiny and qs <= DBL_MAX):
         return True
     if not isfinite(kl) and (ps > big or qs > big):
         return True
-    return qs > SUMS_APART_C * ps or ps > SUMS_APART_C * qs
+    return qs >= SUMS_APART_C * ps or ps >= SUMS_APART_C * qs
 
 
 def normalize_rescale(const double[::1] kl, const double[::1] ps, const double[::1] qs,
@@ -384,65 +384,6 @@ cdef inline bint _raw_too_small(int kind, bint f32, double raw, double log_base,
         if kind == KIND_JS and _small_value(kind, _element(f32, q, i * sq), tiny):
             return True
     return False
-
-
-cdef inline bint _apart_only(double kl, double ps, double qs, bint f32) noexcept nogil:
-    """A row _normalize_rescale redoes only because its sums are far apart:
-    both within [tiny, big] (the Python layer's first_shifts leave it
-    unscaled) and the raw sum finite (no p > 0 meets q == 0)."""
-    cdef double tiny = _SUM_TINY_F32 if f32 else _SUM_TINY_F64
-    cdef double big = _SUM_BIG_F32 if f32 else _SUM_BIG_F64
-    return isfinite(kl) and tiny <= ps <= big and tiny <= qs <= big
-
-
-cdef enum:
-    DIVIDED_STACK = 256   # elements per side a divided row holds on the stack
-
-
-cdef inline bint _divide_side(bint f32, const char *x, Py_ssize_t sx, Py_ssize_t n, double s,
-                              char *out) noexcept nogil:
-    """x / s element by element into out (contiguous, x's dtype): divided in
-    double and then rounded, as NumPy divides an array by a float64 sum and
-    rescaled_pair casts it back.  False where an element is neither 0 nor
-    divided into the normal range (negative, NaN, or too small): the Python
-    layer scales such a row by powers of two instead."""
-    cdef Py_ssize_t i
-    cdef double v, d, normal = FLT_MIN if f32 else DBL_MIN
-    for i in range(n):
-        v = _element(f32, x, i * sx)
-        d = v / s
-        if not (v == 0.0 or d >= normal):
-            return False
-        if f32:
-            (<float *>out)[i] = <float>d
-        else:
-            (<double *>out)[i] = d
-    return True
-
-
-cdef int _kl_divided(bint f32, const char *p, Py_ssize_t sp, const char *q, Py_ssize_t sq,
-                     Py_ssize_t n, double *res) noexcept nogil:
-    """kl_div's normalize of a row whose sums res[1], res[2] are far apart
-    (_apart_only): the row again with each side divided by its sum, into res,
-    as the Python layer's rescaling path (_api.rescaled_pair) divides it and
-    sums it, so the value has that path's bits.  That path took the whole call
-    before (a 1-D call of 100 elements: 0.4 -> 220 us).  ROW_DONE, or
-    ROW_RESCALE where that path must scale the row otherwise, or no memory."""
-    cdef double stack[2 * DIVIDED_STACK]
-    cdef Py_ssize_t item = 4 if f32 else 8
-    cdef char *buf = <char *>stack
-    cdef int done = ROW_RESCALE
-    if n > DIVIDED_STACK:
-        buf = <char *>malloc(2 * n * item)
-        if buf == NULL:
-            return ROW_RESCALE
-    if _divide_side(f32, p, sp, n, res[1], buf) and \
-            _divide_side(f32, q, sq, n, res[2], buf + n * item):
-        if _row(KIND_KL, f32, buf, 1, buf + n * item, 1, n, True, True, res) != ROW_BAD:
-            done = ROW_DONE
-    if buf != <char *>stack:
-        free(buf)
-    return done
 
 
 cdef inline int _finish(int kind, bint f32, int st, double *res, bint normalize,
@@ -639,6 +580,7 @@ cdef enum:
     PASS_SUMS = 2      # js_sums_blocks: sum p per block, then sum q per block
     PASS_MAX = 3       # log_max: the largest finite entry of each LONG_TASK elements
     PASS_SUMEXP = 4    # sumexp_blocks: one total per block
+    PASS_KL_DIVIDED = 5  # as PASS_KL, of (p / a, q / b): each block divided on the stack
 
 ctypedef struct LongPass:
     int what           # PASS_*
@@ -648,7 +590,8 @@ ctypedef struct LongPass:
     const char *p      # the row (PASS_MAX, PASS_SUMEXP: the one input)
     const char *q
     Py_ssize_t sp, sq, n
-    double a, b        # PASS_PAIR: factors or normalisers; PASS_SUMEXP: a is the max
+    double a, b        # PASS_PAIR: factors or normalisers; PASS_SUMEXP: a is the max;
+                       # PASS_KL_DIVIDED: the divisors of p and q
     Py_ssize_t block   # elements per block
     Py_ssize_t nblocks
     double *out        # the blocks' results (_pass_width doubles per block)
@@ -675,7 +618,7 @@ cdef LongPass _long_pass(int what, int kind, bint f32, bint option, const char *
     J.b = b
     if what == PASS_MAX:
         J.block = LONG_TASK
-    elif what == PASS_KL or what == PASS_SUMS:
+    elif what == PASS_KL or what == PASS_SUMS or what == PASS_KL_DIVIDED:
         J.block = BLOCK_F32 if f32 else BLOCK_F64
     else:
         J.block = BLOCK_F32 if option else BLOCK_F64
@@ -686,7 +629,29 @@ cdef LongPass _long_pass(int what, int kind, bint f32, bint option, const char *
 
 
 cdef inline Py_ssize_t _pass_width(LongPass *J) noexcept nogil:
-    return 3 if J.what == PASS_KL else 2 if J.what == PASS_SUMS else 1
+    return 3 if J.what == PASS_KL or J.what == PASS_KL_DIVIDED else 2 if J.what == PASS_SUMS else 1
+
+
+cdef int _divided_block(LongPass *J, Py_ssize_t b) noexcept nogil:
+    """Block b of PASS_KL_DIVIDED into its slot: the block of p / J.a and q / J.b
+    divided into buffers on the stack (_divide_side), then kl_blocks (the bits
+    of that block of the divided row).  ROW_OK, or ROW_NEEDS_CARE where an
+    element does not divide into the normal range or the block needs the
+    careful path."""
+    cdef float p32[BLOCK_F32]
+    cdef float q32[BLOCK_F32]
+    cdef double p64[BLOCK_F64]
+    cdef double q64[BLOCK_F64]
+    cdef char *pb = <char *>p32 if J.f32 else <char *>p64
+    cdef char *qb = <char *>q32 if J.f32 else <char *>q64
+    cdef Py_ssize_t item = 4 if J.f32 else 8
+    cdef Py_ssize_t start = b * J.block, length = min(J.block, J.n - start)
+    if not (_divide_side(J.f32, J.p + start * J.sp * item, J.sp, length, J.a, pb)
+            and _divide_side(J.f32, J.q + start * J.sq * item, J.sq, length, J.b, qb)):
+        return ROW_NEEDS_CARE
+    if J.f32:
+        return core_table().kl_blocks_f32(p32, 1, q32, 1, length, 0, 1, True, J.out + 3 * b)
+    return core_table().kl_blocks_f64(p64, 1, q64, 1, length, 0, 1, True, J.out + 3 * b)
 
 
 cdef int _pass_blocks(LongPass *J, Py_ssize_t b0, Py_ssize_t b1, int *ninf) noexcept nogil:
@@ -706,6 +671,11 @@ cdef int _pass_blocks(LongPass *J, Py_ssize_t b0, Py_ssize_t b1, int *ninf) noex
                                      J.out + 3 * b0) != ROW_OK
         return tab.kl_blocks_f64(p64, J.sp, q64, J.sq, J.n, b0, b1, J.option,
                                  J.out + 3 * b0) != ROW_OK
+    if J.what == PASS_KL_DIVIDED:
+        for b in range(b0, b1):
+            if _divided_block(J, b) != ROW_OK:
+                return 1
+        return 0
     if J.what == PASS_PAIR:
         return _pair_blocks(J.kind, J.f32, J.p, J.sp, J.q, J.sq, J.n, b0, b1, J.a, J.b,
                             J.option, J.out + b0, ninf) != ROW_OK
@@ -788,12 +758,88 @@ cdef int _over_threads(LongPass *J, int n_threads, bint watched) noexcept:
     return -1 if stopped else failed
 
 
+cdef inline bint _apart_only(double kl, double ps, double qs, bint f32) noexcept nogil:
+    """A row _normalize_rescale redoes only because its sums are far apart:
+    both within [tiny, big] (the Python layer's first_shifts leave it
+    unscaled) and the raw sum finite (no p > 0 meets q == 0)."""
+    cdef double tiny = _SUM_TINY_F32 if f32 else _SUM_TINY_F64
+    cdef double big = _SUM_BIG_F32 if f32 else _SUM_BIG_F64
+    return isfinite(kl) and tiny <= ps <= big and tiny <= qs <= big
+
+
+cdef enum:
+    DIVIDED_STACK = 256   # elements per side a divided row holds on the stack
+
+
+cdef inline bint _divide_side(bint f32, const char *x, Py_ssize_t sx, Py_ssize_t n, double s,
+                              char *out) noexcept nogil:
+    """x / s element by element into out (contiguous, x's dtype) by the core's
+    divide: as NumPy divides an array by a float64 sum and rescaled_pair casts
+    it back.  False where an element is neither 0 nor divided into the normal
+    range (negative, NaN, or too small): the Python layer scales such a row by
+    powers of two instead."""
+    if f32:
+        return core_table().divide_f32(<const float *>x, sx, n, s, <float *>out) != 0
+    return core_table().divide_f64(<const double *>x, sx, n, s, <double *>out) != 0
+
+
+cdef int _kl_divided(bint f32, const char *p, Py_ssize_t sp, const char *q, Py_ssize_t sq,
+                     Py_ssize_t n, double *res) noexcept nogil:
+    """kl_div's normalize of a row whose sums res[1], res[2] are far apart
+    (_apart_only): the row again with each side divided by its sum, into res,
+    as the Python layer's rescaling path (_api.rescaled_pair) divides it and
+    sums it, so the value has that path's bits.  That path took the whole call
+    before (a 1-D call of 100 elements: 0.4 -> 220 us).  A short row is divided
+    into buffers on the stack; a longer one block by block (PASS_KL_DIVIDED:
+    the bits of the row kernel's fast path; a row that needs its careful path
+    goes to the Python layer).  ROW_DONE, or ROW_RESCALE where that path must
+    scale the row otherwise, or no memory."""
+    cdef double stack[2 * DIVIDED_STACK]
+    cdef Py_ssize_t item = 4 if f32 else 8
+    cdef LongPass J
+    cdef int flag = 0, done = ROW_RESCALE
+    if n <= DIVIDED_STACK:
+        if _divide_side(f32, p, sp, n, res[1], <char *>stack) and \
+                _divide_side(f32, q, sq, n, res[2], <char *>stack + n * item) and \
+                _row(KIND_KL, f32, <char *>stack, 1, <char *>stack + n * item, 1, n, True, True,
+                     res) != ROW_BAD:
+            done = ROW_DONE
+        return done
+    J = _long_pass(PASS_KL_DIVIDED, KIND_KL, f32, True, p, q, sp, sq, n, res[1], res[2])
+    J.out = <double *>malloc(3 * J.nblocks * sizeof(double))
+    if J.out != NULL and _pass_blocks(&J, 0, J.nblocks, &flag) == 0 and \
+            core_table().kl_blocks_total(J.out, J.nblocks, res) == ROW_OK:
+        done = ROW_DONE
+    free(J.out)
+    return done
+
+
+cdef int _long_divided(bint f32, const char *p, const char *q, Layout *L, int n_threads,
+                       double *res) noexcept:
+    """_kl_divided of one long row over the threads (PASS_KL_DIVIDED, its blocks
+    added by kl_blocks_total: the same bits): res replaced where it succeeds.
+    0, 1 where a block needs another path (_finish then tries the row on one
+    thread), -1 on Ctrl-C or out of memory."""
+    cdef LongPass J = _long_pass(PASS_KL_DIVIDED, KIND_KL, f32, True, p, q, L.sp1, L.sq1, L.n,
+                                 res[1], res[2])
+    cdef double divided[3]
+    cdef int failed = _over_threads(&J, n_threads, L.watched)
+    if failed == 0 and core_table().kl_blocks_total(J.out, J.nblocks, divided) == ROW_OK:
+        res[0], res[1], res[2] = divided[0], divided[1], divided[2]
+    elif failed == 0:
+        failed = 1
+    free(J.out)
+    return -1 if failed < 0 else failed != 0
+
+
 cdef bint _run_long_row(bint f32, const char *p, const char *q, Layout *L, bint normalize,
                         bint check, double log_base, double dx, int n_threads,
                         double *value) noexcept:
     """kl_div of one long row shared by n_threads threads (PASS_KL; the blocks'
-    results added by kl_blocks_total), the bits of kl_row on one thread.  A
-    row the fast path cannot take, or any failure, goes to kl_row on one thread."""
+    results added by kl_blocks_total), the bits of kl_row on one thread; with
+    normalize, a row whose sums are only far apart divided by them over the
+    threads too (_long_divided).  A row the fast path cannot take, or any
+    failure, goes to kl_row on one thread."""
     cdef LongPass J = _long_pass(PASS_KL, KIND_KL, f32, normalize, p, q, L.sp1, L.sq1, L.n,
                                  0.0, 0.0)
     cdef double res[3]
@@ -801,6 +847,11 @@ cdef bint _run_long_row(bint f32, const char *p, const char *q, Layout *L, bint 
     if _over_threads(&J, n_threads, L.watched) == 0:
         st = core_table().kl_blocks_total(J.out, J.nblocks, res)
     free(J.out)
+    if st == ROW_OK and normalize and res[1] > 0.0 and res[2] > 0.0 and \
+            _normalize_rescale(res[0], res[1], res[2], f32) and \
+            _apart_only(res[0], res[1], res[2], f32) and \
+            _long_divided(f32, p, q, L, n_threads, res) < 0:
+        return False
     with nogil:
         if st == ROW_OK:
             return _finish(KIND_KL, f32, st, res, normalize, log_base, dx, p, L.sp1, q, L.sq1,

@@ -229,12 +229,12 @@ def _finite_sums(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarra
 
 def _sum_near_one(X: np.ndarray, h: np.ndarray, sums: np.ndarray, name: str, func: str,
                   num_threads: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(X, h, sums) with the rows whose finite positive sum is outside [1/2, 2)
-    scaled by the power of two that takes it into [1/2, 1), and their stats
-    recomputed: KL's product form finishes S/P + log(Q/P), which cancels where
-    the sums of a pair are far apart (kl_div's rule: more than a factor
-    SUMS_APART, 4, whose square root bounds the window).  Exact: rows whose
-    scaling would take an element below the normal range keep their sums."""
+    """(X, h, sums) with the rows whose finite positive sum is outside
+    [1/sqrt(SUMS_APART), sqrt(SUMS_APART)) scaled by the power of two that takes
+    it into [1/2, 1), and their stats recomputed: KL's product form finishes
+    S/P + log(Q/P), which cancels where the sums of a pair are far apart
+    (kl_div's rule: a factor SUMS_APART or more, 2).  Exact: rows whose scaling
+    would take an element below the normal range keep their sums."""
     half = math.sqrt(_div_kernels.SUMS_APART)
     apart = np.isfinite(sums) & (sums > 0) & ((sums < 1.0 / half) | (sums >= half))
     if not apart.any():

@@ -1482,9 +1482,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
-        # the command's own usage, not the top level's (which lists no command's options)
-        (args.parser if args.command else parser).error(
-            f"unrecognized arguments: {' '.join(unknown)}")
+        # after the command: the command's own usage (the top level's lists none of
+        # its options); before it, the top level's
+        words = list(sys.argv[1:] if argv is None else argv)
+        after = args.command is not None and unknown[0] in words \
+            and words.index(unknown[0]) > words.index(args.command)
+        (args.parser if after else parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
