@@ -99,14 +99,14 @@ def _check_float64_range(arr: np.ndarray, name: str, func: str, logs: str = "") 
     says (not a log_q: its term p (log_p - log_q) may be finite)."""
     magnitude = np.abs(arr)
     big = np.isfinite(arr) & (magnitude > np.finfo(np.float64).max)
-    # at most half float64's smallest subnormal (2**-1075) rounds to 0
-    small = (magnitude > 0) & (magnitude <= np.ldexp(np.ones((), arr.dtype), -1075))
-    if logs:
-        small &= False
     if logs == "p":
         big &= arr > 0
-    for mask, where in ((big, "beyond the float64 range (about 1.8e308)"),
-                        (small, "below the float64 range (about 4.9e-324)")):
+    checks = [(big, "beyond the float64 range (about 1.8e308)")]
+    if not logs:
+        # at most half float64's smallest subnormal (2**-1075) rounds to 0
+        small = (magnitude > 0) & (magnitude <= np.ldexp(np.ones((), arr.dtype), -1075))
+        checks.append((small, "below the float64 range (about 4.9e-324)"))
+    for mask, where in checks:
         if mask.any():
             idx = tuple(int(i) for i in np.argwhere(mask)[0])
             raise ValueError(f"{func}: {name} contains {str(arr[idx])} at index "
