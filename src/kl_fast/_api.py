@@ -267,7 +267,8 @@ def rescaled_pair(pk: np.ndarray, qk: np.ndarray, shape: tuple[int, ...], red: t
         lost = rounded_under_p(sides[0], sides[1], np.broadcast_to(qk, shape), shift[1])
         # in groups not redone the sums are not used
         raw = [np.expand_dims(np.asarray(res[..., i], dtype=np.float64), red) for i in (1, 2)]
-        sums = [np.where(k == 0, r, group_sums(a, red)) for a, k, r in zip(sides, shift, raw)]
+        sums = [np.where(k == 0, r, group_sums(a, red)) if np.any(k) else r
+                for a, k, r in zip(sides, shift, raw)]
     q_kept = ~np.any(lost, axis=red, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore", under="ignore", over="ignore"):
         divided = [a / np.where(s > 0, s, 1.0) for a, s in zip(sides, sums)]
