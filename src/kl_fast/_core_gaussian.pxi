@@ -7,9 +7,10 @@
 # the grid point xk nearest mu so that nothing overflows.  A pass cuts the
 # grid into blocks of GK_BLOCK points; a block of p (float or double, any
 # stride) is read as contiguous doubles and reduced in fixed lanes like the
-# KL kernels, and gk_run_blocks adds the block totals in block order with
-# Neumaier compensation, the blocks in parallel when threads are given: the
-# result depends only on the data and n, never on the thread count.  On the
+# KL kernels; gk_run_blocks adds the block totals of each chunk of GK_CHUNK
+# blocks in block order with Neumaier compensation, then the chunks' sums in
+# chunk order, the chunks in parallel when threads are given: the result
+# depends only on the data and n, never on the thread count.  On the
 # q side the weights w = exp(-a) come from a map loop over the block (klm_exp
 # vectorised), or, on a full block of an evenly spaced sorted grid, from
 # factorised tables (20 exps per block instead of 256, taken for the blocks
@@ -45,7 +46,8 @@ cdef extern from "kl_math.h" nogil:
 cdef enum:
     GK_GROUPS = 32             # GK_BLOCK // LANES
     GK_MAXQ = 6                # most sums a block gives
-    GK_STACK_BLOCKS = 128      # block totals kept on the stack before malloc
+    GK_CHUNK_SUMS = 12         # a chunk's sums and their compensations (2 GK_MAXQ)
+    GK_STACK_CHUNKS = 64       # chunks' sums kept on the stack before malloc
     GK_STATIC_BLOCKS = 256     # blocks per thread up to which a pass is split statically
     GK_TABLE_MIN_POINTS = 512  # the factorised exp pays off from here
     GK_FACTOR_EXPS = 20        # exps of one block's table factors
@@ -411,7 +413,8 @@ cdef inline bint gk_qt_sums(const double *p, const double *x, const GkPass *cx,
     unspecified) when they do not, or the factors are out of range."""
     cdef GkQLanes Q
     cdef const double *t2 = cx.t2
-    cdef double xk = cx.xk, dk = cx.dk, h = cx.h
+    cdef double xk = cx.xk, dk = cx.dk
+    cdef double h2 = 2.0 * cx.h   # a_i = 2 r_i h: (2 r) h and r (2 h) are the same product
     cdef double A = f.A, B = f.B, C = f.C
     cdef double I[LANES]   # the points' indices in the block, as doubles
     cdef double u, e, r, rp, iv, d, tv
@@ -431,7 +434,7 @@ cdef inline bint gk_qt_sums(const double *p, const double *x, const GkPass *cx,
             iv = I[j]
             I[j] = iv + LANES
             # d = a_i - a^_i, the point's exponent less the ideal one
-            d = klm_mul_add_f64(2.0 * rp, h, -klm_mul_add_f64(iv, klm_mul_add_f64(iv, C, B), A))
+            d = klm_mul_add_f64(rp, h2, -klm_mul_add_f64(iv, klm_mul_add_f64(iv, C, B), A))
             Q.dsq[j] = klm_mul_add_f64(d, d, Q.dsq[j])
             tv = (f.V[j] * u) * t2[i + j]
             tv = klm_mul_add_f64(-tv, d, tv)
@@ -676,33 +679,50 @@ cdef void gk_block(const floating *p, Py_ssize_t sp, const GkPass *cx, Py_ssize_
 
 
 cdef void gk_chunk(const floating *p, Py_ssize_t sp, const GkPass *cx, Py_ssize_t chunk,
-                   double *tot) noexcept nogil:
-    """The sums of the GK_CHUNK blocks of chunk (fewer at the end of the grid)
-    into tot[0:GK_CHUNK * GK_MAXQ], block after block; on a tabled q pass the
-    table factors of its full blocks first."""
+                   int nq, double *acc) noexcept nogil:
+    """The nq sums of the GK_CHUNK blocks of chunk (fewer at the end of the
+    grid), the block totals added in block order with Neumaier compensation:
+    the sums into acc[0:nq], their compensations into acc[GK_MAXQ:GK_MAXQ + nq].
+    On a tabled q pass the table factors of its full blocks are taken first."""
     cdef GkFactors F[GK_CHUNK]
+    cdef double tot[GK_MAXQ]
     cdef Py_ssize_t first = chunk * GK_CHUNK, nb = (cx.n + GK_BLOCK - 1) // GK_BLOCK
     cdef int count = <int>min(nb - first, <Py_ssize_t>GK_CHUNK)
     cdef int full = <int>min(cx.n // GK_BLOCK - first, <Py_ssize_t>count)
-    cdef int k
+    cdef int b, k
     cdef bint tabled = cx.kind == GK_PASS_Q and cx.t2 != NULL
     if tabled and full > 0:
         gk_chunk_factors(cx, first, full, F)
-    for k in range(count):
-        gk_block(p, sp, cx, first + k, &F[k] if tabled and k < full else NULL,
-                 tot + k * GK_MAXQ)
+    for k in range(nq):
+        acc[k] = 0.0
+        acc[GK_MAXQ + k] = 0.0
+    for b in range(count):
+        gk_block(p, sp, cx, first + b, &F[b] if tabled and b < full else NULL, tot)
+        for k in range(nq):
+            neumaier(&acc[k], &acc[GK_MAXQ + k], tot[k])
+
+
+cdef inline void gk_add_chunk(const double *acc, int nq, double *s, double *carry) noexcept nogil:
+    """A chunk's sums (gk_chunk) into the pass's: each sum added with Neumaier
+    compensation, its compensation added to the pass's."""
+    cdef int k
+    for k in range(nq):
+        neumaier(&s[k], &carry[k], acc[k])
+        carry[k] += acc[GK_MAXQ + k]
 
 
 cdef void gk_run_blocks(const floating *p, Py_ssize_t sp, const GkPass *cx, int nq,
                         int nthreads, double *sums) noexcept nogil:
-    """The blocks of a pass, their nq totals added in block order with Neumaier
-    compensation into sums[0:nq].  With nthreads > 1 the chunks of blocks are
-    computed in parallel into a buffer first; the additions are the same, so the
-    result does not depend on nthreads."""
-    cdef Py_ssize_t nb = (cx.n + GK_BLOCK - 1) // GK_BLOCK, b
+    """The blocks of a pass into sums[0:nq]: each chunk of GK_CHUNK blocks adds
+    its block totals with Neumaier compensation (gk_chunk), and the chunks'
+    sums are added in chunk order (gk_add_chunk).  With nthreads > 1 the chunks
+    are computed in parallel into a buffer first; the additions are the same,
+    so the result does not depend on nthreads, and the serial part is one
+    addition per chunk, not per block."""
+    cdef Py_ssize_t nb = (cx.n + GK_BLOCK - 1) // GK_BLOCK
     cdef Py_ssize_t nc = (nb + GK_CHUNK - 1) // GK_CHUNK, c
-    cdef double local[GK_STACK_BLOCKS * GK_MAXQ]
-    cdef double *tot = local
+    cdef double local[GK_STACK_CHUNKS * GK_CHUNK_SUMS]
+    cdef double *acc = local
     cdef double s[GK_MAXQ]
     cdef double carry[GK_MAXQ]   # the Neumaier compensations of s
     cdef int k
@@ -715,32 +735,29 @@ cdef void gk_run_blocks(const floating *p, Py_ssize_t sp, const GkPass *cx, int 
     for k in range(nq):
         s[k] = 0.0
         carry[k] = 0.0
-    if nthreads > 1 and nc > 1 and nc * GK_CHUNK > GK_STACK_BLOCKS:
-        tot = <double *>malloc(nc * GK_CHUNK * GK_MAXQ * sizeof(double))
-    if nthreads > 1 and nc > 1 and tot != NULL:
+    if nthreads > 1 and nc > GK_STACK_CHUNKS:
+        acc = <double *>malloc(nc * GK_CHUNK_SUMS * sizeof(double))
+    if nthreads > 1 and nc > 1 and acc != NULL:
         if nb <= GK_STATIC_BLOCKS * nthreads:
             # static: each thread reads the same part of the grid in every call,
             # which stays in its core's cache (a dynamic split moved it from core
             # to core: GaussianTarget.kl_grad on 20,000 points took 12.5 us
             # against 10.5 where the cores did not share a cache; docs/core.md)
             for c in prange(nc, schedule="static", num_threads=nthreads):
-                gk_chunk(p, sp, cx, c, tot + c * (GK_CHUNK * GK_MAXQ))
+                gk_chunk(p, sp, cx, c, nq, acc + c * GK_CHUNK_SUMS)
         else:
             # dynamic: a thread that is descheduled (a busy core) holds back few blocks
             for c in prange(nc, schedule="dynamic", num_threads=nthreads):
-                gk_chunk(p, sp, cx, c, tot + c * (GK_CHUNK * GK_MAXQ))
-        for b in range(nb):
-            for k in range(nq):
-                neumaier(&s[k], &carry[k], tot[b * GK_MAXQ + k])
-        if tot != local:
-            free(tot)
-    else:
-        # one thread (or no memory for the block totals): chunk after chunk
+                gk_chunk(p, sp, cx, c, nq, acc + c * GK_CHUNK_SUMS)
         for c in range(nc):
-            gk_chunk(p, sp, cx, c, local)
-            for b in range(min(nb - c * GK_CHUNK, <Py_ssize_t>GK_CHUNK)):
-                for k in range(nq):
-                    neumaier(&s[k], &carry[k], local[b * GK_MAXQ + k])
+            gk_add_chunk(acc + c * GK_CHUNK_SUMS, nq, s, carry)
+        if acc != local:
+            free(acc)
+    else:
+        # one thread (or no memory for the chunks' sums): chunk after chunk
+        for c in range(nc):
+            gk_chunk(p, sp, cx, c, nq, local)
+            gk_add_chunk(local, nq, s, carry)
     for k in range(nq):
         sums[k] = s[k] + carry[k]
 
