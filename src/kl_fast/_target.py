@@ -9,7 +9,7 @@ evaluation then costs the q pass only, through the same kernels as
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -144,13 +144,13 @@ class GaussianTarget:
 
     # ---- evaluation ----------------------------------------------------------------
     def _values(self, mu: npt.ArrayLike, sigma: npt.ArrayLike, func: str, order: int,
-                num_threads: Optional[int]) -> list[_Value]:
+                num_threads: Optional[int]) -> Sequence[_Value]:
         if self._k == 0 and self._batch_shape == ():
             # one row at scalar parameters: the compiled path, no Python-level helpers
             fast = _gaussian.prepared_1d(self._p2, self._xk, self._psums, mu, sigma, order,
                                          num_threads)
             if fast is not None:
-                return list(fast)
+                return fast
         return _g._evaluate_prepared(self._p2, self._xk, self._psums, self._batch_shape,
                                      self._k, mu, sigma, func, self._normalize, num_threads,
                                      order)
@@ -258,9 +258,10 @@ class _Objective:
 
     def __init__(self, target: GaussianTarget) -> None:
         self._target = target
-        self._last: tuple[tuple[float, float], int, list[_Value]] = ((math.nan, math.nan), -1, [])
+        self._last: tuple[tuple[float, float], int, Sequence[_Value]] = (
+            (math.nan, math.nan), -1, ())
 
-    def _at(self, theta: _Theta, order: int, what: str) -> Optional[list[_Value]]:
+    def _at(self, theta: _Theta, order: int, what: str) -> Optional[Sequence[_Value]]:
         try:
             raw = np.asarray(theta)
             if raw.dtype.kind not in "biufO":   # strings would be parsed, complex cut
