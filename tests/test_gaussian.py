@@ -1173,3 +1173,52 @@ def test_reference_gaussian_on_a_grid_far_from_zero():
         p /= p.sum()
         want = float(kl_fast.gaussian_kl(p, x, off + 0.3, 0.2))
         assert float(reference.gaussian_kl(p, x, off + 0.3, 0.2)) == pytest.approx(want, rel=1e-14)
+
+
+@pytest.mark.parametrize("e", [1000, 1040, 1060, 1070])
+def test_fit_of_p_with_a_subnormal_sum_is_the_fit_of_p_scaled(e):
+    """normalize=False: the optimum of c p is p's (KL(c p || q) = c KL(p || q) +
+    a constant), so a fit of p times 2**-e (exact: the same data, its sums in the
+    subnormals) must end where the fit of the same p scaled up ends, with the KL
+    and gradient of p (2**-e (KL' - e log 2 sum p'), 2**-e grad').  The sums of
+    subnormal p lost precision: the fits stopped at nit 0, 'converged', 1.7e-6
+    (e = 1060) and 5e-3 (e = 1070) from the optimum."""
+    x = np.linspace(-5, 5, 201)
+    small = np.ldexp(np.exp(-0.5 * ((x - 1.0) / 0.7) ** 2), -e)
+    up = np.ldexp(small, e)
+    want = kl_fast.fit_gaussian(up, x, normalize=False)
+    kl_want = math.ldexp(want.kl - e * math.log(2.0) * math.fsum(up), -e)
+    target = kl_fast.GaussianTarget(np.stack([small, up]), x, normalize=False)
+    for got in (kl_fast.fit_gaussian(small, x, normalize=False),
+                kl_fast.fit_gaussian(small, x, normalize=False, num_threads=2),
+                kl_fast.fit_gaussian(small.astype(">f8"), x, normalize=False)):
+        assert got.converged and got.nit == want.nit
+        assert abs(got.mu - want.mu) <= 1e-12 and abs(got.sigma - want.sigma) <= 1e-12
+        assert got.kl == pytest.approx(kl_want, rel=1e-12, abs=0.0)
+        for g, w in zip(got.grad, want.grad):
+            assert g == pytest.approx(math.ldexp(w, -e), rel=1e-9, abs=2 ** -1074)
+        assert got.history["kl"][-1] == got.kl
+        assert got.history["kl"][0] == pytest.approx(
+            math.ldexp(want.history["kl"][0] - e * math.log(2.0) * math.fsum(up), -e),
+            rel=1e-12)
+    both = target.fit()
+    assert np.all(np.abs(both.mu - want.mu) <= 1e-12)
+    assert np.all(np.abs(both.sigma - want.sigma) <= 1e-12)
+    assert both.kl[0] == pytest.approx(kl_want, rel=1e-12) and both.kl[1] == want.kl
+
+
+def test_gradient_descent_on_p_with_a_subnormal_sum_descends_as_p_scaled():
+    """Gradient descent steps lr times the gradient, which for p 2**-1000 is
+    2**-1000 times that of p: with lr 2**1000 times larger it takes the same steps."""
+    e = 1000
+    x = np.linspace(-5, 5, 201)
+    small = np.ldexp(np.exp(-0.5 * ((x - 1.0) / 0.7) ** 2), -e)
+    up = np.ldexp(small, e)
+    want = kl_fast.fit_gaussian(up, x, normalize=False, method="gd", lr=1e-3, mu0=0.0,
+                                sigma0=1.0)
+    got = kl_fast.fit_gaussian(small, x, normalize=False, method="gd", lr=math.ldexp(1e-3, e),
+                               mu0=0.0, sigma0=1.0)
+    assert got.nit == want.nit and got.status == want.status
+    assert got.mu == pytest.approx(want.mu, rel=1e-12)
+    assert got.sigma == pytest.approx(want.sigma, rel=1e-12)
+    np.testing.assert_allclose(got.history["mu"], want.history["mu"], rtol=1e-12)

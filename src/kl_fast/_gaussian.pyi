@@ -17,6 +17,7 @@ P_OVERFLOW: int
 SIGMA_NARROW: float
 X_SORTED: int
 P_NORMALIZED: int
+MASS_SHIFT: int
 
 FIT_CONVERGED: int
 FIT_MAXITER: int
@@ -80,6 +81,7 @@ def gaussian_fit_rows(
     counts: npt.NDArray[np.intc],
     hist: _F64,
     n_threads: int,
+    shift: Optional[npt.NDArray[np.intc]] = ...,
 ) -> None: ...
 @overload
 def kl_grad_1d(

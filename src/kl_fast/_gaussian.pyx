@@ -17,7 +17,7 @@ p / sum(p) (P_NORMALIZED, set by the Python layer).
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.float cimport DBL_EPSILON
-from libc.math cimport exp, fabs, fmax, isfinite, log, sqrt
+from libc.math cimport exp, fabs, fmax, isfinite, ldexp, log, sqrt
 from libc.string cimport memcpy
 
 cimport numpy as cnp
@@ -320,17 +320,25 @@ def gaussian_eval(const floating[:, :] p, const double[::1] x, const double[:, :
         _end_watch(watched)
 
 
+cdef inline double _step(double lr, const int *shift, Py_ssize_t i) noexcept nogil:
+    """A row's gradient step: lr, times 2**-shift[i] where the row is scaled."""
+    return lr if shift == NULL else ldexp(lr, -shift[i])
+
+
 def gaussian_fit_rows(const floating[:, :] p, const double[::1] x, const double[:, ::1] psums,
                       const double[::1] mu0, const double[::1] par0, bint newton,
                       bint variance, double lr, double lr_par, int iters, double tol,
                       double[:, ::1] out, int[:, ::1] counts, double[:, :, ::1] hist,
-                      int n_threads):
+                      int n_threads, const int[::1] shift=None):
     """Fit every row of p (m, n): Newton (newton=True) or gradient descent.
 
     mu0, par0: start per row (par0 is sigma, or the variance for gradient
     descent with variance set).  iters: max_iter for Newton, epochs for
     gradient descent, with steps lr for mu and lr_par for sigma (or the
-    variance).  out[i] = (mu, sigma, kl, dmu, dsigma, grad_rel),
+    variance); shift (None or one per row): row i is p times 2**shift[i]
+    (whose gradient is 2**shift[i] times p's), and its steps are lr and lr_par
+    times 2**-shift[i], so that it descends as p would.
+    out[i] = (mu, sigma, kl, dmu, dsigma, grad_rel),
     counts[i] = (nit, nfev, status FIT_*), hist[i, j] = (kl, mu, sigma or
     variance) of the j-th recorded state (hist may have zero length, then
     nothing is recorded).
@@ -344,13 +352,15 @@ def gaussian_fit_rows(const floating[:, :] p, const double[::1] x, const double[
     if (x.shape[0] != n or psums.shape[0] != m or psums.shape[1] != 7 or mu0.shape[0] != m
             or par0.shape[0] != m or out.shape[0] != m or out.shape[1] != 6
             or counts.shape[0] != m or counts.shape[1] != 3 or hist.shape[0] != m
-            or hist.shape[2] != 3 or (record and hist.shape[1] < need)):
+            or hist.shape[2] != 3 or (record and hist.shape[1] < need)
+            or (shift is not None and shift.shape[0] != m)):
         raise ValueError("gaussian_fit_rows: shape mismatch between the arguments")
     if m == 0:
         return
     if n == 0 or iters < 0:
         raise ValueError("gaussian_fit_rows: empty p or negative iteration count")
     pp = &p[0, 0]
+    cdef const int *sh = &shift[0] if shift is not None else NULL
     cdef bint watched = _watch_interrupts(<double>m * n * (iters + 1))
     try:
         if n_threads <= 1 or m == 1:
@@ -359,14 +369,16 @@ def gaussian_fit_rows(const floating[:, :] p, const double[::1] x, const double[
                     if stop_requested(watched):
                         break
                     fit_one(pp + i * s0, s1, &x[0], n, <const gk_psums *>&psums[i, 0], mu0[i],
-                            par0[i], newton, variance, lr, lr_par, iters, tol, n_threads, watched,
+                            par0[i], newton, variance, _step(lr, sh, i), _step(lr_par, sh, i),
+                            iters, tol, n_threads, watched,
                             &hist[i, 0, 0] if record else <double *>NULL,
                             &out[i, 0], &counts[i, 0])
         else:
             for i in prange(m, nogil=True, schedule="dynamic", num_threads=n_threads):
                 if not stop_requested(watched):
                     fit_one(pp + i * s0, s1, &x[0], n, <const gk_psums *>&psums[i, 0], mu0[i],
-                            par0[i], newton, variance, lr, lr_par, iters, tol, 1, watched,
+                            par0[i], newton, variance, _step(lr, sh, i), _step(lr_par, sh, i),
+                            iters, tol, 1, watched,
                             &hist[i, 0, 0] if record else <double *>NULL,
                             &out[i, 0], &counts[i, 0])
     finally:
@@ -397,6 +409,12 @@ def pack_states(const double[:, :, ::1] hist, const int[:, ::1] counts, double[:
 
 # ---- one row, scalar parameters: the whole call without the Python layer --------------
 # (on one thread: the Python layer takes the general path when threads are asked for)
+
+
+# p whose sum is below 2**-MASS_SHIFT is summed (and fitted) scaled by 2**MASS_SHIFT:
+# its moments would lose precision in the subnormals (gaussian._psums, _fit_prepared)
+MASS_SHIFT = 960
+cdef double _MASS_MIN = ldexp(1.0, -MASS_SHIFT)
 
 
 cdef inline bint _is_plain_vector(object a, int typenum):
@@ -621,6 +639,10 @@ def fit_1d(object p, object x, bint newton, bint variance, object mu0, object si
         return None
     if _row_psums(p, x, num_threads, fit_passes(newton, iters), &ps, &pd, &is_f32, &xd, &n,
                   &nt, &token) != 0:
+        return None
+    if ps.P < _MASS_MIN:
+        # sums of subnormal p lose precision: the Python layer fits p scaled
+        team_finished(token)
         return None
     mean_off = ps.S1 / ps.P
     var = ps.S2 / ps.P - mean_off * mean_off

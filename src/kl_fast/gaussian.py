@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Any, Generic, Literal, NoReturn, Sequence, TypeVar, Union, cast, overload
+from typing import (Any, Generic, Literal, NoReturn, Optional, Sequence, TypeVar, Union, cast,
+                    overload)
 
 import numpy as np
 import numpy.typing as npt
@@ -118,6 +119,7 @@ def _prepare(p: object, x: object, func: str, normalize: bool, num_threads: Any,
 
 # normalize: rows whose sum of p is beyond 2**20 or below 2**-20 are summed again scaled
 _LOG2_SUM_REDO = 20
+_MASS_MIN = math.ldexp(1.0, -_gaussian.MASS_SHIFT)
 
 
 def _psums(p2: np.ndarray, xk: np.ndarray, normalize: bool,
@@ -130,9 +132,9 @@ def _psums(p2: np.ndarray, xk: np.ndarray, normalize: bool,
     psums = np.empty((m, 7), dtype=np.float64)
     status = np.empty(m, dtype=np.int8)
     _gaussian.gaussian_psums_rows(p2, xk, psums, status, nt)
-    # rows whose sums overflowed, or whose sum of p is below 2**-960 (their
+    # rows whose sums overflowed, or whose sum of p is below 2**-MASS_SHIFT (their
     # moments lose precision in subnormals)
-    far = (status == _gaussian.P_OVERFLOW) | ((status == 0) & (psums[:, 1] < 2.0 ** -960))
+    far = (status == _gaussian.P_OVERFLOW) | ((status == 0) & (psums[:, 1] < _MASS_MIN))
     if normalize and far.any():
         p2 = scaled_by_max(p2, (1,), far[:, None])
         _gaussian.gaussian_psums_rows(p2, xk, psums, status, nt)
@@ -872,7 +874,8 @@ _HISTORY_CHUNK = 1 << 18
 
 def _fit_with_history(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, mu0: np.ndarray,
                       par0: np.ndarray, fit_args: tuple[bool, bool, float, float, int, float],
-                      out: np.ndarray, counts: np.ndarray, nt: int) -> list[np.ndarray]:
+                      out: np.ndarray, counts: np.ndarray, nt: int,
+                      shift: Optional[np.ndarray]) -> list[np.ndarray]:
     """Fit every row into out and counts, and return the recorded states of all
     rows one after another, in parts of (states, 3) (one per chunk of rows, not
     joined: a copy of them all costs as much as recording them): row i's nit +
@@ -887,7 +890,8 @@ def _fit_with_history(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, mu0: np
     for a in range(0, m, chunk):
         b = min(m, a + chunk)
         _gaussian.gaussian_fit_rows(p2[a:b], xk, psums[a:b], mu0[a:b], par0[a:b], *fit_args,
-                                    out[a:b], counts[a:b], buf[:b - a], nt)
+                                    out[a:b], counts[a:b], buf[:b - a], nt,
+                                    None if shift is None else shift[a:b])
         part = np.empty((int(counts[a:b, 0].sum()) + (b - a), 3))
         _gaussian.pack_states(buf[:b - a], counts[a:b], part)
         parts.append(part)
@@ -925,6 +929,55 @@ def _fit_options(method: str, parametrization: str, lr: Any, tol: Any, epochs: A
             max_iter_v if newton else epochs_v)
 
 
+def _scaled_tiny_mass(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray,
+                      nt: int) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """(p2, psums, shift) for a fit: rows not normalised whose sum of p is below
+    2**-MASS_SHIFT (their sums, moments and gradient lose precision in the
+    subnormals, and a fit stopped short of the optimum, reporting convergence)
+    as p times 2**MASS_SHIFT, with their sums; shift is MASS_SHIFT on those rows
+    and 0 elsewhere, or None when there is none.  The optimum is the same (the
+    KL of c p is c times p's plus a constant); the inputs are not modified."""
+    normalized = (psums[:, 6].astype(np.intp) & _gaussian.P_NORMALIZED) != 0
+    tiny = (psums[:, 1] < _MASS_MIN) & ~normalized
+    if not tiny.any():
+        return p2, psums, None
+    shift = np.where(tiny, _gaussian.MASS_SHIFT, 0).astype(np.intc)
+    p2 = p2.astype(np.float64)   # a copy; float32 p cannot be that small
+    p2[tiny] = np.ldexp(p2[tiny], _gaussian.MASS_SHIFT)
+    psums = psums.copy()
+    sub = np.empty((int(tiny.sum()), 7))
+    status = np.empty(sub.shape[0], dtype=np.int8)
+    _gaussian.gaussian_psums_rows(p2[tiny], xk, sub, status, nt)
+    psums[tiny] = sub
+    return p2, psums, shift
+
+
+def _unscale_tiny_mass(out: np.ndarray, parts: list[np.ndarray], nit: np.ndarray,
+                       shift: np.ndarray, P: np.ndarray) -> None:
+    """The results of the rows _scaled_tiny_mass scaled, back to p's: with p' =
+    2**s p, KL(p || q) = 2**-s (KL(p' || q) - s log(2) sum p'), and the gradient
+    is 2**-s times p''s.  The recorded states' KL too (parts: the states of all
+    rows, nit[i] + 1 for row i, one row after another)."""
+    def kl_back(kl: np.ndarray, s: np.ndarray, p_sum: np.ndarray) -> np.ndarray:
+        back: np.ndarray = np.ldexp(kl - s * math.log(2.0) * p_sum, -s)
+        return back
+
+    tiny = shift != 0
+    out[tiny, 2] = kl_back(out[tiny, 2], shift[tiny], P[tiny])
+    out[tiny, 3:5] = np.ldexp(out[tiny, 3:5], -shift[tiny, None])
+    if parts:
+        states = nit.astype(np.intp) + 1
+        row_shift = np.repeat(shift, states)
+        row_sum = np.repeat(np.where(tiny, P, 0.0), states)
+        start = 0
+        for part in parts:
+            stop = start + part.shape[0]
+            moved = row_shift[start:stop] != 0
+            part[moved, 0] = kl_back(part[moved, 0], row_shift[start:stop][moved],
+                                     row_sum[start:stop][moved])
+            start = stop
+
+
 def _fit_prepared(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, shape: tuple[int, ...],
                   nt: int, k: int, *, method: str, variance: bool, mu0: Any, sigma0: Any,
                   lr: float, tol: float, iters: int, history: bool,
@@ -937,6 +990,7 @@ def _fit_prepared(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, shape: tupl
     # the kernels work in the grid's units of 2**k (k = 0 but for extreme grids):
     # mu, sigma and the steps scale exactly, the KL not at all
     m = p2.shape[0]
+    p2, psums, shift = _scaled_tiny_mass(p2, xk, psums, nt)
     P = psums[:, 1]
     mean_off = psums[:, 2] / P
     default_mu = psums[:, 0] + mean_off
@@ -963,10 +1017,13 @@ def _fit_prepared(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, shape: tupl
     fit_args = (newton, variance, lr_mu, lr_par, iters, tol_v)
     parts: list[np.ndarray] = []
     if history:
-        parts = _fit_with_history(p2, xk, psums, mu0_a, par0_a, fit_args, out, counts, nt)
+        parts = _fit_with_history(p2, xk, psums, mu0_a, par0_a, fit_args, out, counts, nt,
+                                  shift)
     else:
         _gaussian.gaussian_fit_rows(p2, xk, psums, mu0_a, par0_a, *fit_args, out, counts,
-                                    np.empty((m, 0, 3)), nt)
+                                    np.empty((m, 0, 3)), nt, shift)
+    if shift is not None:
+        _unscale_tiny_mass(out, parts, counts[:, 0], shift, psums[:, 1])
     if k:
         # back to the caller's units; a fit that ran off (sigma -> infinity) may
         # leave the double range there: inf, as for an unscaled grid
