@@ -1222,3 +1222,16 @@ def test_gradient_descent_on_p_with_a_subnormal_sum_descends_as_p_scaled():
     assert got.mu == pytest.approx(want.mu, rel=1e-12)
     assert got.sigma == pytest.approx(want.sigma, rel=1e-12)
     np.testing.assert_allclose(got.history["mu"], want.history["mu"], rtol=1e-12)
+
+
+def test_fit_gradient_of_p_with_a_subnormal_sum_on_a_scaled_grid_is_rounded_once():
+    """On a grid of 2**-200 the gradient is 2**200 times larger: p's gradient
+    (2**-960 times that of p 2**960) must not pass through the subnormals on
+    its way back (it did, 1e-9 off, found by a review)."""
+    g = np.linspace(-5, 5, 1001)
+    x = np.ldexp(g, -200)
+    p = np.ldexp(np.exp(-(g - 0.7) ** 2 / (2 * 1.3 ** 2)), -1060)
+    kw = dict(method="newton", max_iter=0, mu0=0.0, sigma0=math.ldexp(1.0, -200))
+    got = kl_fast.fit_gaussian(p, x, **kw)
+    want = kl_fast.fit_gaussian(np.ldexp(p, 960), x, **kw)
+    assert got.grad == tuple(math.ldexp(v, -960) for v in want.grad)

@@ -954,17 +954,16 @@ def _scaled_tiny_mass(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray,
 
 def _unscale_tiny_mass(out: np.ndarray, parts: list[np.ndarray], nit: np.ndarray,
                        shift: np.ndarray, P: np.ndarray) -> None:
-    """The results of the rows _scaled_tiny_mass scaled, back to p's: with p' =
-    2**s p, KL(p || q) = 2**-s (KL(p' || q) - s log(2) sum p'), and the gradient
-    is 2**-s times p''s.  The recorded states' KL too (parts: the states of all
-    rows, nit[i] + 1 for row i, one row after another)."""
+    """The KL of the rows _scaled_tiny_mass scaled, back to p's: with p' =
+    2**s p, KL(p || q) = 2**-s (KL(p' || q) - s log(2) sum p') (the gradient,
+    2**-s times p''s, the caller scales).  The recorded states' KL too (parts:
+    the states of all rows, nit[i] + 1 for row i, one row after another)."""
     def kl_back(kl: np.ndarray, s: np.ndarray, p_sum: np.ndarray) -> np.ndarray:
         back: np.ndarray = np.ldexp(kl - s * math.log(2.0) * p_sum, -s)
         return back
 
     tiny = shift != 0
     out[tiny, 2] = kl_back(out[tiny, 2], shift[tiny], P[tiny])
-    out[tiny, 3:5] = np.ldexp(out[tiny, 3:5], -shift[tiny, None])
     if parts:
         states = nit.astype(np.intp) + 1
         row_shift = np.repeat(shift, states)
@@ -1024,12 +1023,16 @@ def _fit_prepared(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, shape: tupl
                                     np.empty((m, 0, 3)), nt, shift)
     if shift is not None:
         _unscale_tiny_mass(out, parts, counts[:, 0], shift, psums[:, 1])
+    if k or shift is not None:
+        # the gradient back to p's scale and the caller's units in one step (one
+        # rounding where it lands in the subnormals)
+        with np.errstate(over="ignore"):
+            out[:, 3:5] = np.ldexp(out[:, 3:5], -k - (0 if shift is None else shift[:, None]))
     if k:
         # back to the caller's units; a fit that ran off (sigma -> infinity) may
         # leave the double range there: inf, as for an unscaled grid
         with np.errstate(over="ignore"):
             out[:, :2] = np.ldexp(out[:, :2], k)
-            out[:, 3:5] = np.ldexp(out[:, 3:5], -k)
             for part in parts:
                 part[:, 1] = np.ldexp(part[:, 1], k)
                 part[:, 2] = np.ldexp(part[:, 2], 2 * k if gd_variance else k)
