@@ -591,6 +591,7 @@ cdef int math_map(int fn, int is_f32, const void *x, void *y, Py_ssize_t n) noex
     return 0
 
 
+include "_team.pxi"
 include "_core_log.pxi"
 include "_core_js.pxi"
 include "_core_across.pxi"

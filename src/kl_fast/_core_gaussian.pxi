@@ -39,17 +39,6 @@ from kl_fast._core_gaussian cimport (
     GK_FIT_DEGENERATE, GK_FIT_SINGULAR, GK_FIT_NONFINITE, GK_FIT_INTERRUPTED, GK_FIT_TILT,
 )
 
-cdef extern from *:
-    """
-    #ifdef KL_FAST_OPENMP
-    #include <omp.h>
-    static int gk_team_size(void) { return omp_get_num_threads(); }
-    #else
-    static int gk_team_size(void) { return 1; }
-    #endif
-    """
-    int gk_team_size() noexcept nogil   # threads of the enclosing parallel region
-
 cdef extern from "kl_math.h" nogil:
     double klm_xlogy_f64(double x, double y)
     double klm_mul_add_f64(double a, double b, double c)
@@ -715,16 +704,12 @@ cdef void gk_chunk(const floating *p, Py_ssize_t sp, const GkPass *cx, Py_ssize_
 
 cdef void gk_static_share(const floating *p, Py_ssize_t sp, const GkPass *cx, Py_ssize_t nc,
                           int nq, int tid, int team, double *acc) noexcept nogil:
-    """Thread tid's contiguous share of the nc chunks of a pass split over team
-    threads, each chunk's sums into acc (gk_chunk).  The calling thread (tid 0)
-    takes the last share: it starts last (it first wakes the others), and the
-    last chunk is most often the shortest; when it also finishes first, it does
-    not wait on the others' wake-up at the end.  No loop-end barrier either
-    (prange has one besides the region's own).  GaussianTarget.kl_grad on the
-    tutorial grid, two threads: 9.75 -> 9.35 us (medians of six runs)."""
-    cdef Py_ssize_t r = team - 1 - tid
-    cdef Py_ssize_t c
-    for c in range(nc * r // team, nc * (r + 1) // team):
+    """Thread tid's share of the nc chunks of a pass (static_share), each
+    chunk's sums into acc (gk_chunk).  GaussianTarget.kl_grad on the tutorial
+    grid, two threads: 9.75 us with a prange, 9.35 us so (medians of six runs)."""
+    cdef Py_ssize_t lo, hi, c
+    static_share(nc, tid, team, &lo, &hi)
+    for c in range(lo, hi):
         gk_chunk(p, sp, cx, c, nq, acc + c * GK_CHUNK_SUMS)
 
 
@@ -770,7 +755,7 @@ cdef void gk_run_blocks(const floating *p, Py_ssize_t sp, const GkPass *cx, int 
             # to core: GaussianTarget.kl_grad on 20,000 points took 12.5 us
             # against 10.5 where the cores did not share a cache; docs/core.md)
             with parallel(num_threads=nthreads):
-                gk_static_share(p, sp, cx, nc, nq, threadid(), gk_team_size(), acc)
+                gk_static_share(p, sp, cx, nc, nq, threadid(), kl_team_size(), acc)
         else:
             # dynamic: a thread that is descheduled (a busy core) holds back few blocks
             for c in prange(nc, schedule="dynamic", num_threads=nthreads):

@@ -8,7 +8,7 @@ second input cannot be normalised (normalize=True).  Validation messages,
 broadcasting and allocation live in the Python layer.
 """
 from cython cimport floating
-from cython.parallel cimport parallel, prange
+from cython.parallel cimport parallel, prange, threadid
 from libc.float cimport DBL_MAX
 from libc.math cimport HUGE_VAL, fabs
 
@@ -304,5 +304,6 @@ def topk_screen(const double[:, :] A, const double[:, :] E, const double[::1] t,
     return count
 
 include "_interrupt.pxi"
+include "_team.pxi"
 include "_entries.pxi"
 

@@ -15,7 +15,7 @@
 # here; explaining it is the Python layer's job.
 from libc.math cimport log, fabs, isfinite, isnan, HUGE_VAL, NAN
 from libc.float cimport DBL_MAX, DBL_MIN, FLT_MIN
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport calloc, malloc, free
 
 cimport numpy as cnp
 
@@ -720,6 +720,22 @@ cdef inline int _pass_task(LongPass *J, Py_ssize_t t, Py_ssize_t per_task, bint 
     return _pass_blocks(J, b0, min(b0 + per_task, J.nblocks), flag) != 0
 
 
+cdef void _static_tasks(LongPass *J, Py_ssize_t tasks, Py_ssize_t per_task, bint watched,
+                        int tid, int team, int *counts) noexcept nogil:
+    """Thread tid's share of a long row's tasks (static_share); its counts of
+    tasks stopped, needing another path and with an infinite term into
+    counts[3 tid: 3 tid + 3]."""
+    cdef Py_ssize_t lo, hi, t
+    cdef int flag, r
+    static_share(tasks, tid, team, &lo, &hi)
+    for t in range(lo, hi):
+        flag = 0
+        r = _pass_task(J, t, per_task, watched, &flag)
+        counts[3 * tid] += r < 0
+        counts[3 * tid + 1] += r > 0
+        counts[3 * tid + 2] += flag
+
+
 cdef int _over_threads(LongPass *J, int n_threads, bint watched) noexcept:
     """The pass's blocks over n_threads threads, _task_blocks blocks per task,
     into J.out (allocated here: free it with free(J.out) whatever the result).
@@ -727,8 +743,9 @@ cdef int _over_threads(LongPass *J, int n_threads, bint watched) noexcept:
     Ctrl-C or out of memory.
 
     A row of two tasks per thread (tasks under LONG_TASK_MAX elements) is
-    scheduled statically, each thread one contiguous half: a row reused from
-    call to call then stays in the cache of the core that read it.  With a
+    scheduled statically, each thread one contiguous share (_static_tasks;
+    the caller the last): a row reused from call to call then stays in the
+    cache of the core that read it.  With a
     dynamic schedule the halves changed cores from call to call, and where
     the two cores did not share a cache (some periods on a virtual machine)
     n = 20,000 took 8.6 us on two threads instead of 7.2 (docs/core.md,
@@ -740,13 +757,18 @@ cdef int _over_threads(LongPass *J, int n_threads, bint watched) noexcept:
     J.out = <double *>malloc(_pass_width(J) * J.nblocks * sizeof(double))
     if J.out == NULL:
         return -1
+    cdef int *counts
     if tasks <= 2 * n_threads:
-        for t in prange(tasks, nogil=True, schedule="static", num_threads=n_threads):
-            flag = 0
-            r = _pass_task(J, t, per_task, watched, &flag)
-            stopped += r < 0
-            failed += r > 0
-            ninf += flag
+        counts = <int *>calloc(3 * n_threads, sizeof(int))
+        if counts == NULL:
+            return -1
+        with nogil, parallel(num_threads=n_threads):
+            _static_tasks(J, tasks, per_task, watched, threadid(), kl_team_size(), counts)
+        for t in range(n_threads):
+            stopped += counts[3 * t]
+            failed += counts[3 * t + 1]
+            ninf += counts[3 * t + 2]
+        free(counts)
     else:
         for t in prange(tasks, nogil=True, schedule="dynamic", num_threads=n_threads):
             flag = 0
