@@ -1,6 +1,7 @@
 """Regression tests for faults found by adversarial testing."""
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -618,3 +619,72 @@ def test_ragged_sequences_are_named():
     for func, name, call in calls:
         with pytest.raises(ValueError, match=f"{func}: {name} is not an array of numbers"):
             call()
+
+
+def _flag_calls():
+    """(name, flag, call(value)) for every boolean option of the public API."""
+    import kl_fast.dask as kd
+
+    p, q = np.array([0.2, 0.3, 0.5]), np.array([0.3, 0.3, 0.4])
+    x = np.linspace(-1.0, 1.0, 3)
+    P, Q = np.stack([p, q]), np.stack([q, p])
+    return [
+        ("kl_div", "keepdims", lambda v: kl_fast.kl_div(2 * P, Q, keepdims=v)),
+        ("kl_div", "normalize", lambda v: kl_fast.kl_div(2 * P, Q, normalize=v)),
+        ("kl_div", "check", lambda v: kl_fast.kl_div(P, Q, check=v)),
+        ("js_div", "keepdims", lambda v: kl_fast.js_div(P, Q, keepdims=v)),
+        ("js_div", "normalize", lambda v: kl_fast.js_div(2 * P, Q, normalize=v)),
+        ("js_div", "check", lambda v: kl_fast.js_div(P, Q, check=v)),
+        ("kl_div_log", "keepdims", lambda v: kl_fast.kl_div_log(np.log(P), np.log(Q), keepdims=v)),
+        ("kl_div_log", "normalize",
+         lambda v: kl_fast.kl_div_log(np.log(2 * P), np.log(Q), normalize=v)),
+        ("kl_div_log", "check", lambda v: kl_fast.kl_div_log(np.log(P), np.log(Q), check=v)),
+        ("kl_pairwise", "normalize", lambda v: kl_fast.kl_pairwise(2 * P, Q, normalize=v)),
+        ("kl_pairwise", "check", lambda v: kl_fast.kl_pairwise(P, Q, check=v)),
+        ("js_pairwise", "normalize", lambda v: kl_fast.js_pairwise(2 * P, Q, normalize=v)),
+        ("js_pairwise", "check", lambda v: kl_fast.js_pairwise(P, Q, check=v)),
+        ("kl_topk", "normalize", lambda v: kl_fast.kl_topk(2 * P, Q, 1, normalize=v)[0]),
+        ("kl_topk", "check", lambda v: kl_fast.kl_topk(P, Q, 1, check=v)[0]),
+        ("gaussian_kl", "normalize", lambda v: kl_fast.gaussian_kl(2 * p, x, 0.1, 1.0, normalize=v)),
+        ("gaussian_kl_grad", "normalize",
+         lambda v: kl_fast.gaussian_kl_grad(2 * p, x, 0.1, 1.0, normalize=v)),
+        ("fit_gaussian", "normalize", lambda v: kl_fast.fit_gaussian(2 * p, x, normalize=v).kl),
+        ("fit_gaussian", "history",
+         lambda v: kl_fast.fit_gaussian(p, x, history=v).history is None),
+        ("GaussianTarget", "normalize", lambda v: kl_fast.GaussianTarget(2 * p, x, normalize=v)
+         .kl(0.1, 1.0)),
+        ("GaussianTarget", "check", lambda v: kl_fast.GaussianTarget(p, x, check=v).kl(0.1, 1.0)),
+        ("GaussianTarget.fit", "history",
+         lambda v: kl_fast.GaussianTarget(p, x).fit(history=v).history is None),
+        ("kl_div", "keepdims", lambda v: kd.kl_div(P, Q, keepdims=v).compute()),
+        ("kl_div", "normalize", lambda v: kd.kl_div(2 * P, Q, normalize=v).compute()),
+        ("js_div", "check", lambda v: kd.js_div(P, Q, check=v).compute()),
+        ("kl_div_log", "normalize",
+         lambda v: kd.kl_div_log(np.log(2 * P), np.log(Q), normalize=v).compute()),
+        ("kl_pairwise", "normalize", lambda v: kd.kl_pairwise(2 * P, Q, normalize=v).compute()),
+        ("kl_topk", "normalize",
+         lambda v: kd.kl_topk(2 * P, Q, 1, normalize=v)[0].compute()),
+        ("gaussian_kl", "normalize",
+         lambda v: kd.gaussian_kl(2 * P, x, 0.1, 1.0, normalize=v).compute()),
+        ("fit_gaussian", "normalize", lambda v: kd.fit_gaussian(2 * P, x, normalize=v).kl
+         .compute()),
+    ]
+
+
+@pytest.mark.parametrize("func, name, call", _flag_calls(),
+                         ids=lambda c: c if isinstance(c, str) else "")
+def test_boolean_options_take_what_numpy_takes_for_keepdims_and_refuse_the_rest(func, name,
+                                                                               call):
+    """A flag is True, False, NumPy's bool_ or an integer (as NumPy's keepdims);
+    a string, None or a float is a TypeError naming the function and the option:
+    by its truth value, normalize="False" computed the normalised divergence."""
+    on, off = call(True), call(False)
+    for value, want in ((np.True_, on), (np.False_, off), (1, on), (0, off), (np.int64(2), on)):
+        got = call(value)
+        if isinstance(want, (bool, np.bool_)):
+            assert got == want
+        else:
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    for bad in ("False", None, 1.0, [True]):
+        with pytest.raises(TypeError, match=rf"^{re.escape(func)}: {name} must be True or False"):
+            call(bad)

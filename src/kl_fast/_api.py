@@ -13,6 +13,7 @@ from ._typing import (ArrayLike, ArrayT, Axis, F32Array, F32Result, F64Array, F6
 from ._validation import (
     _PARALLEL_MIN_ELEMENTS,
     as_real_array,
+    flag,
     check_positive_scalar,
     check_scalar_axis,
     describe_bad,
@@ -719,6 +720,8 @@ def kl_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = -1, keepdims: bool = Fals
     array([0., 1.])
     """
     func = "kl_div"
+    keepdims, normalize = flag(keepdims, "keepdims", func), flag(normalize, "normalize", func)
+    check = flag(check, "check", func)
     p_in = as_real_array(p, "p", func)
     q_in = as_real_array(q, "q", func)
     base, dx = check_options(normalize, base, dx, func)

@@ -15,6 +15,7 @@ from ._api import (ReductionRows, apply_options, check_alone, combine_rows, deli
                    scaled_by_max, times_power_of_two)
 from ._validation import (
     as_real_array,
+    flag,
     check_positive_scalar,
     check_scalar_axis,
     describe_bad,
@@ -194,6 +195,8 @@ def _reduce_rows(p: ArrayLike, q: ArrayLike, *, func: str, names: Sequence[str],
     whose value overflowed when ``base`` may bring it back into the range.
     """
     log_space = func == "kl_div_log"
+    keepdims, normalize = flag(keepdims, "keepdims", func), flag(normalize, "normalize", func)
+    check = flag(check, "check", func)
     p_in = as_real_array(p, names[0], func, logs="p" if log_space else "")
     q_in = as_real_array(q, names[1], func, logs="q" if log_space else "")
     if base is not None:

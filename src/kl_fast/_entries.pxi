@@ -50,8 +50,29 @@ cdef enum:
     LONG_TASK_MAX = 1 << 16
 
 import numpy as _numpy
+from operator import index as _operator_index
 
 cdef object _MEMMAP = _numpy.memmap
+cdef object _NP_BOOL = _numpy.bool_
+
+
+cpdef bint flag(object value, str name, str func) except -1:
+    """A boolean option, taken as NumPy takes ``keepdims``: True, False, NumPy's
+    bool_ or an integer (nonzero is true); anything else (a string, None, a
+    float, a list) is a TypeError naming it, since its truth value would be
+    silently wrong ("False" is true).  Every public function reads its flags
+    through this."""
+    if value is True:
+        return True
+    if value is False:
+        return False
+    if type(value) is _NP_BOOL:
+        return value == True
+    try:
+        return _operator_index(value) != 0
+    except TypeError:
+        raise TypeError(f"{func}: {name} must be True or False, got {value!r} "
+                        f"({type(value).__name__})") from None
 cdef cnp.dtype _DESCR_F64 = cnp.PyArray_DescrFromType(cnp.NPY_DOUBLE)
 cdef cnp.dtype _DESCR_F32 = cnp.PyArray_DescrFromType(cnp.NPY_FLOAT)
 
@@ -1265,6 +1286,8 @@ cdef object _entry(int kind, object p, object q, object axis, bint keepdims, obj
 def kl_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None,
            out=None, num_threads=None, check=True):
     # docstring installed by register_general from the Python implementation
+    keepdims = flag(keepdims, "keepdims", "kl_div")
+    normalize, check = flag(normalize, "normalize", "kl_div"), flag(check, "check", "kl_div")
     r = _entry(KIND_KL, p, q, axis, keepdims, base, normalize, dx, out, num_threads, check,
                "kl_div")
     if r is not None:
@@ -1276,6 +1299,8 @@ def kl_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, dx=None
 
 def js_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, out=None,
            num_threads=None, check=True):
+    keepdims = flag(keepdims, "keepdims", "js_div")
+    normalize, check = flag(normalize, "normalize", "js_div"), flag(check, "check", "js_div")
     r = _entry(KIND_JS, p, q, axis, keepdims, base, normalize, None, out, num_threads, check,
                "js_div")
     if r is not None:
@@ -1286,6 +1311,9 @@ def js_div(p, q, *, axis=-1, keepdims=False, base=None, normalize=False, out=Non
 
 def kl_div_log(log_p, log_q, *, axis=-1, keepdims=False, base=None, normalize=False,
                out=None, num_threads=None, check=True):
+    keepdims = flag(keepdims, "keepdims", "kl_div_log")
+    normalize = flag(normalize, "normalize", "kl_div_log")
+    check = flag(check, "check", "kl_div_log")
     r = _entry(KIND_KL_LOG, log_p, log_q, axis, keepdims, base, normalize, None, out,
                num_threads, check, "kl_div_log")
     if r is not None:
@@ -1399,6 +1427,8 @@ cdef object _pairwise_entry(int kind, object P, object Q, object base, bint norm
 
 def kl_pairwise(P, Q=None, *, base=None, normalize=False, out=None, num_threads=None,
                 check=True):
+    normalize = flag(normalize, "normalize", "kl_pairwise")
+    check = flag(check, "check", "kl_pairwise")
     r = _pairwise_entry(KIND_KL, P, Q, base, normalize, out, num_threads, check, "kl_pairwise")
     if r is not None:
         return r
@@ -1408,6 +1438,8 @@ def kl_pairwise(P, Q=None, *, base=None, normalize=False, out=None, num_threads=
 
 def js_pairwise(P, Q=None, *, base=None, normalize=False, out=None, num_threads=None,
                 check=True):
+    normalize = flag(normalize, "normalize", "js_pairwise")
+    check = flag(check, "check", "js_pairwise")
     r = _pairwise_entry(KIND_JS, P, Q, base, normalize, out, num_threads, check, "js_pairwise")
     if r is not None:
         return r

@@ -16,6 +16,7 @@ from ._api import (check_out, deliver, finish, kl_div, kl_unscaled, magnifies,
 from ._divergences import js_div
 from ._validation import (
     as_real_array,
+    flag,
     check_positive_scalar,
     resolve_threads,
     result_dtype,
@@ -582,6 +583,7 @@ def kl_pairwise(P: ArrayLike, Q: ArrayLike | None = None, *, base: float | None 
            [inf]])
     """
     func = "kl_pairwise"
+    normalize, check = flag(normalize, "normalize", func), flag(check, "check", func)
     Pk, Qk, dtype, same = _prepare(P, Q, func)
     if num_threads is None:
         # one thread pool at a time: BLAS has the cores for the product, and its
@@ -691,6 +693,7 @@ def js_pairwise(P: ArrayLike, Q: ArrayLike | None = None, *, base: float | None 
            [0.311278, 0.311278, 0.      ]])
     """
     func = "js_pairwise"
+    normalize, check = flag(normalize, "normalize", func), flag(check, "check", func)
     Pk, Qk, dtype, same = _prepare(P, Q, func)
     base = _resolve_base(base, func)
     m, n = Pk.shape

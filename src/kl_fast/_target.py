@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from . import _gaussian
 from . import gaussian as _g
+from ._validation import flag
 
 # a value per parameter set: a scalar for one, an array of the broadcast shape for many
 _Value = Union[np.float64, npt.NDArray[np.float64]]
@@ -72,7 +73,9 @@ class GaussianTarget:
     def __init__(self, p: npt.ArrayLike, x: npt.ArrayLike, *, normalize: bool = True,
                  check: bool = True) -> None:
         func = "GaussianTarget"
-        p2, xk, psums, batch_shape, _, k = _g._prepare(p, x, func, bool(normalize), 1)
+        normalize = flag(normalize, "normalize", func)
+        flag(check, "check", func)
+        p2, xk, psums, batch_shape, _, k = _g._prepare(p, x, func, normalize, 1)
         # own copies: the q pass reads p and x again at every evaluation
         self._p2 = np.array(p2, order="C", copy=True)
         self._xk = np.array(xk, copy=True)
@@ -202,6 +205,7 @@ class GaussianTarget:
             history: bool = True, num_threads: Optional[int] = None) -> "_g.GaussianFit[Any, Any, Any, Any]":
         """:func:`fit_gaussian` of the target's p (its normalize), p's sums reused."""
         func = "GaussianTarget.fit"
+        history = flag(history, "history", func)
         variance, lr_v, tol_v, iters = _g._fit_options(method, parametrization, lr, tol,
                                                        epochs, max_iter, func)
         nt = _g._threads(num_threads, self._p2.shape[0], self._p2.shape[1], func,

@@ -32,7 +32,7 @@ from ._pairwise import (
     _resolve_base,
     _row_stats,
 )
-from ._validation import integer_or_none, resolve_threads
+from ._validation import flag, integer_or_none, resolve_threads
 
 __all__ = ["kl_topk"]
 
@@ -379,6 +379,7 @@ def kl_topk(P: npt.ArrayLike, Q: npt.ArrayLike, k: int, *,
            [0.03669 , 0.226289]])
     """
     func = "kl_topk"
+    normalize, check = flag(normalize, "normalize", func), flag(check, "check", func)
     _check_divergence(divergence, func)
     require_candidates(Q, func)
     Pk, Qk, dtype, _ = _prepare(P, Q, func)

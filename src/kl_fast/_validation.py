@@ -10,6 +10,7 @@ from typing import Any, Iterable, Protocol, SupportsInt
 import numpy as np
 
 from . import _kernels
+from ._div_kernels import flag as flag  # re-exported: the one definition is compiled
 
 _REAL_KINDS = frozenset("biuf")
 

@@ -49,6 +49,7 @@ from .gaussian import gaussian_kl as _gaussian_kl
 from .gaussian import gaussian_kl_grad as _gaussian_kl_grad
 from ._validation import (
     as_real_array,
+    flag,
     check_real_dtype,
     normalize_axes,
     result_dtype,
@@ -345,6 +346,8 @@ def kl_div(P: da.Array | npt.ArrayLike, Q: da.Array | npt.ArrayLike, *,
     array([0., 1.])
     """
     func = "kl_div"
+    keepdims, normalize = flag(keepdims, "keepdims", func), flag(normalize, "normalize", func)
+    check = flag(check, "check", func)
     p_in = _as_input(P, "p", func)
     q_in = _as_input(Q, "q", func)
     base, dx = check_options(normalize, base, dx, func)
@@ -431,6 +434,9 @@ def _rowwise(fn: Any, func: str, names: tuple[str, str], P: object, Q: object, a
     are rechunked to one chunk, so every block holds whole distributions and
     gives exactly the in-memory values."""
     log_space = func == "kl_div_log"
+    keepdims = flag(keepdims, "keepdims", func)
+    options = dict(options, normalize=flag(options["normalize"], "normalize", func),
+                   check=flag(options["check"], "check", func))
     p_in = _as_input(P, names[0], func, "p" if log_space else "")
     q_in = _as_input(Q, names[1], func, "q" if log_space else "")
     dtype = result_dtype(p_in, q_in)
@@ -573,6 +579,7 @@ def kl_pairwise(P: da.Array | npt.ArrayLike, Q: da.Array | npt.ArrayLike | None 
 def _pairwise(block_fn: Any, func: str, P: object, Q: object, base: float | None,
               normalize: bool, check: bool) -> da.Array:
     """The (m, k) matrix of ``block_fn`` over every pair of row blocks of P and Q."""
+    normalize, check = flag(normalize, "normalize", func), flag(check, "check", func)
     same = Q is None
     p = _as_matrix_input(P, "P", func)
     q = p if same else _as_matrix_input(Q, "Q", func)
@@ -679,6 +686,7 @@ def kl_topk(P: da.Array | npt.ArrayLike, Q: da.Array | npt.ArrayLike, k: int, *,
     from ._topk import _check_divergence, _check_k, require_candidates
 
     func = "kl_topk"
+    normalize, check = flag(normalize, "normalize", func), flag(check, "check", func)
     _check_divergence(divergence, func)
     require_candidates(Q, func)
     p = _as_matrix_input(P, "P", func)
@@ -735,6 +743,7 @@ def _gaussian_block(pb: np.ndarray, mub: np.ndarray, sigmab: np.ndarray, *, x: n
 def _gaussian_eval(P: object, x: npt.ArrayLike, mu: Any, sigma: Any, normalize: bool,
                    want_grad: bool) -> Any:
     func = "gaussian_kl_grad" if want_grad else "gaussian_kl"
+    normalize = flag(normalize, "normalize", func)
     p = _as_input(P, "p", func)
     x_np = as_real_array(x, "x", func)
     _check_grid_shapes(p.shape, x_np.shape, func)
@@ -893,6 +902,7 @@ def fit_gaussian(P: da.Array | npt.ArrayLike, x: npt.ArrayLike, *,
     array([ True,  True,  True])
     """
     func = "fit_gaussian"
+    normalize = flag(normalize, "normalize", func)
     p = _as_input(P, "p", func)
     x_np = as_real_array(x, "x", func)
     _check_grid_shapes(p.shape, x_np.shape, func)

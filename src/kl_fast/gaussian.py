@@ -20,7 +20,7 @@ import numpy.typing as npt
 from . import _gaussian
 from ._api import _as_rows, scaled_by_max
 from ._typing import ArrayLike, F64Array, F64Result, Nested2D
-from ._validation import (as_real_array, describe, format_index, integer_or_none,
+from ._validation import (as_real_array, describe, flag, format_index, integer_or_none,
                           resolve_threads)
 
 
@@ -440,6 +440,7 @@ def gaussian_kl(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike, *,
     >>> kl_fast.gaussian_kl(p, x, [0.0, 1.0], 2.0, normalize=True).round(4)  # ~ 1/8, as for densities
     array([0.   , 0.125])
     """
+    normalize = normalize if normalize is False else flag(normalize, "normalize", "gaussian_kl")
     if not normalize:
         fast = _gaussian.kl_grad_1d(p, x, mu, sigma, False, num_threads)
         if fast is not None:
@@ -495,6 +496,8 @@ def gaussian_kl_grad(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike
     >>> round(float(kl), 4), round(float(d_mu), 4), round(float(d_sigma), 4)
     (0.125, 0.25, -0.125)
     """
+    normalize = (normalize if normalize is False
+                 else flag(normalize, "normalize", "gaussian_kl_grad"))
     if not normalize:
         fast = _gaussian.kl_grad_1d(p, x, mu, sigma, True, num_threads)
         if fast is not None:
@@ -842,6 +845,7 @@ def fit_gaussian(p: ArrayLike, x: ArrayLike, *, method: Literal["newton", "gd"] 
     (3.9675094, 6907.767417, False)
     """
     func = "fit_gaussian"
+    normalize, history = flag(normalize, "normalize", func), flag(history, "history", func)
     variance, lr_v, tol_v, iters = _fit_options(method, parametrization, lr, tol, epochs,
                                                 max_iter, func)
     newton = method == "newton"
