@@ -74,13 +74,14 @@ ctypedef struct GkPass:
     double ctr          # p side: centre of the moments
     double xk, dk, h, mu, dx   # q side (see gk_qsums_row)
     bint sorted
-    const double *t2    # exp(-C i^2) for the block indices, or NULL
+    const double *t2    # exp(-c2[i]) for the block indices, or NULL
+    const double *c2    # C i^2 (rounded) for the block indices, with t2
     double mw, mp               # pass N: the shifts of gk_quantum_shift for w and p
     double rh, rl, ch, cl, lr   # pass C: R = rh + rl, C = ch + cl, lr = log rh
 
 ctypedef struct GkFactors:
     # a full block's factors of the tabled weights (gk_chunk_factors)
-    double A, B, C
+    double A, B
     double V[LANES]
     double U[GK_GROUPS]
     bint bad            # out of range: the block takes an exp per point
@@ -344,7 +345,7 @@ cdef bint gk_factor_args(const double *x, const GkPass *cx, GkFactors *f,
     without an exp per point.  With i the index in the block, the exponent on
     the ideal grid x_0 + i dx is a^_i = A + B i + C i^2, and with i = j + 8 t
         exp(-a^_i) = exp(-(A + B j)) exp(-8 B t) exp(-C i^2),
-    the last factor from the pass's table t2.  This sets A, B, C and the
+    the last factor from the pass's table t2 (C = h dx^2).  This sets A, B and the
     GK_FACTOR_EXPS arguments whose exps give V[j] and U[t] (gk_factor_products;
     the middle factor as a product of two); returns True (the arguments 0) when
     the exponents are too spread for the factors to stay in range."""
@@ -354,7 +355,6 @@ cdef bint gk_factor_args(const double *x, const GkPass *cx, GkFactors *f,
     cdef int j, k, m
     f.A = A
     f.B = B
-    f.C = C
     if not (klm_mul_add_f64(65025.0, C, klm_mul_add_f64(255.0, fabs(B), A)) <= 700.0):
         memset(arg, 0, GK_FACTOR_EXPS * sizeof(double))
         return True
@@ -395,13 +395,20 @@ cdef void gk_chunk_factors(const GkPass *cx, Py_ssize_t first, int count,
         gk_factor_products(ex + k * GK_FACTOR_EXPS, &F[k])
 
 
-cdef void gk_t2_table(double C, double *t2) noexcept nogil:
-    """t2[i] = exp(-C i^2) for the GK_BLOCK indices of a block."""
+# the indices of a block's points, as doubles (read by the tabled q pass)
+cdef double GK_INDEX[GK_BLOCK]
+for _i in range(GK_BLOCK):
+    GK_INDEX[_i] = _i
+
+
+cdef void gk_t2_table(double C, double *c2, double *t2) noexcept nogil:
+    """c2[i] = C i^2 and t2[i] = exp(-c2[i]) for the GK_BLOCK indices of a block."""
     cdef int i
     cdef double di
     for i in range(GK_BLOCK):
         di = <double>i
-        t2[i] = klm_exp_f64(-(C * di) * di)
+        c2[i] = (C * di) * di
+        t2[i] = klm_exp_f64(-c2[i])
 
 
 cdef inline bint gk_qt_sums(const double *p, const double *x, const GkPass *cx,
@@ -413,17 +420,15 @@ cdef inline bint gk_qt_sums(const double *p, const double *x, const GkPass *cx,
     unspecified) when they do not, or the factors are out of range."""
     cdef GkQLanes Q
     cdef const double *t2 = cx.t2
+    cdef const double *c2 = cx.c2
     cdef double xk = cx.xk, dk = cx.dk
     cdef double h2 = 2.0 * cx.h   # a_i = 2 r_i h: (2 r) h and r (2 h) are the same product
-    cdef double A = f.A, B = f.B, C = f.C
-    cdef double I[LANES]   # the points' indices in the block, as doubles
-    cdef double u, e, r, rp, iv, d, tv
+    cdef double A = f.A, B = f.B
+    cdef double u, e, r, rp, d, tv
     cdef Py_ssize_t t, i, j
     if f.bad:
         return True
     gk_q_zero(&Q)
-    for j in range(LANES):
-        I[j] = <double>j
     for t in range(GK_GROUPS):
         u = f.U[t]
         i = t * LANES
@@ -431,10 +436,9 @@ cdef inline bint gk_qt_sums(const double *p, const double *x, const GkPass *cx,
             e = x[i + j] - xk
             r = e * klm_mul_add_f64(0.5, e, dk)
             rp = r if r > 0.0 else 0.0
-            iv = I[j]
-            I[j] = iv + LANES
-            # d = a_i - a^_i, the point's exponent less the ideal one
-            d = klm_mul_add_f64(rp, h2, -klm_mul_add_f64(iv, klm_mul_add_f64(iv, C, B), A))
+            # d = a_i - a^_i, the point's exponent less the ideal one A + B i + C i^2
+            # (the index i and C i^2 read from tables: two operations fewer a point)
+            d = klm_mul_add_f64(rp, h2, -(klm_mul_add_f64(GK_INDEX[i + j], B, A) + c2[i + j]))
             Q.dsq[j] = klm_mul_add_f64(d, d, Q.dsq[j])
             tv = (f.V[j] * u) * t2[i + j]
             tv = klm_mul_add_f64(-tv, d, tv)
@@ -894,6 +898,7 @@ cdef void gk_qsums_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssi
     cdef GkPass cx
     cdef double s[GK_MAXQ]
     cdef double t2[GK_BLOCK]
+    cdef double c2[GK_BLOCK]
     cx.x = x
     cx.n = n
     cx.kind = GK_PASS_Q
@@ -906,8 +911,9 @@ cdef void gk_qsums_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssi
     cx.dx = (x[n - 1] - x[0]) / <double>(n - 1) if n > 1 else 0.0
     cx.t2 = NULL
     if cx.sorted and n >= GK_TABLE_MIN_POINTS and cx.dx > 0.0 and cx.h <= DBL_MAX:
-        gk_t2_table(cx.h * cx.dx * cx.dx, t2)
+        gk_t2_table(cx.h * cx.dx * cx.dx, c2, t2)
         cx.t2 = t2
+        cx.c2 = c2
     gk_run_blocks(p, sp, &cx, 6, nthreads, s)
     out.xk = cx.xk
     out.dk = cx.dk
