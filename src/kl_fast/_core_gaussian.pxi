@@ -424,7 +424,7 @@ cdef inline bint gk_qt_sums(const double *p, const double *x, const GkPass *cx,
     cdef double xk = cx.xk, dk = cx.dk
     cdef double h2 = 2.0 * cx.h   # a_i = 2 r_i h: (2 r) h and r (2 h) are the same product
     cdef double A = f.A, B = f.B
-    cdef double u, e, r, rp, d, tv
+    cdef double u, e, r, d, tv
     cdef Py_ssize_t t, i, j
     if f.bad:
         return True
@@ -434,15 +434,17 @@ cdef inline bint gk_qt_sums(const double *p, const double *x, const GkPass *cx,
         i = t * LANES
         for j in range(LANES):
             e = x[i + j] - xk
+            # r >= 0 but for rounding (xk is the point nearest mu), and here bounded
+            # (the factors' range check): unlike the point-by-point weights, r is
+            # not clamped at 0, which cost two operations a point
             r = e * klm_mul_add_f64(0.5, e, dk)
-            rp = r if r > 0.0 else 0.0
             # d = a_i - a^_i, the point's exponent less the ideal one A + B i + C i^2
             # (the index i and C i^2 read from tables: two operations fewer a point)
-            d = klm_mul_add_f64(rp, h2, -(klm_mul_add_f64(GK_INDEX[i + j], B, A) + c2[i + j]))
+            d = klm_mul_add_f64(r, h2, -(klm_mul_add_f64(GK_INDEX[i + j], B, A) + c2[i + j]))
             Q.dsq[j] = klm_mul_add_f64(d, d, Q.dsq[j])
             tv = (f.V[j] * u) * t2[i + j]
             tv = klm_mul_add_f64(-tv, d, tv)
-            gk_q_add(&Q, j, p[i + j], e, rp, tv, nmom, False)
+            gk_q_add(&Q, j, p[i + j], e, r, tv, nmom, False)
     if not (lane_total(Q.dsq) <= 1e-16):   # NaN too
         return True
     gk_q_totals(&Q, tot)
