@@ -624,6 +624,7 @@ def test_ragged_sequences_are_named():
 def _flag_calls():
     """(name, flag, call(value)) for every boolean option of the public API."""
     import kl_fast.dask as kd
+    from kl_fast import reference
 
     p, q = np.array([0.2, 0.3, 0.5]), np.array([0.3, 0.3, 0.4])
     x = np.linspace(-1.0, 1.0, 3)
@@ -668,6 +669,14 @@ def _flag_calls():
          lambda v: kd.gaussian_kl(2 * P, x, 0.1, 1.0, normalize=v).compute()),
         ("fit_gaussian", "normalize", lambda v: kd.fit_gaussian(2 * P, x, normalize=v).kl
          .compute()),
+        ("reference.kl_div", "normalize", lambda v: reference.kl_div(2 * P, Q, normalize=v)),
+        ("reference.js_div", "keepdims", lambda v: reference.js_div(P, Q, keepdims=v)),
+        ("reference.kl_div_log", "check",
+         lambda v: reference.kl_div_log(np.log(P), np.log(Q), check=v)),
+        ("reference.kl_pairwise", "normalize",
+         lambda v: reference.kl_pairwise(2 * P, Q, normalize=v)),
+        ("reference.gaussian_kl", "normalize",
+         lambda v: reference.gaussian_kl(2 * p, x, 0.1, 1.0, normalize=v)),
     ]
 
 

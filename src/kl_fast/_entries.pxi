@@ -66,8 +66,8 @@ cpdef bint flag(object value, str name, str func) except -1:
         return True
     if value is False:
         return False
-    if type(value) is _NP_BOOL:
-        return value == True
+    if type(value) is _NP_BOOL or type(value) is int:
+        return bool(value)
     try:
         return _operator_index(value) != 0
     except TypeError:
@@ -1063,7 +1063,9 @@ cdef bint _run_rows(int kind, bint f32, const char *p, const char *q, Layout *L,
     cdef Py_ssize_t i, m = L.m
     cdef bint ok = True
     cdef int failed = 0
-    if _long_row(kind, L) and n_threads > 1:
+    if _long_row(kind, L) and (n_threads > 1 or L.watched):
+        # on one thread too where Ctrl-C is watched: the pass goes task by task and
+        # stops between them (the whole row in one kernel call could not)
         if kind == KIND_KL:
             return _run_long_row(f32, p, q, L, normalize, check, log_base, dx, n_threads, values)
         return _run_long_pair(kind, f32, p, q, L, normalize, check, log_base, dx, n_threads,

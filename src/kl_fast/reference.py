@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence, Union, cast
 import numpy as np
 import numpy.typing as npt
 
-from ._validation import describe, real_scalar
+from ._validation import describe, flag, real_scalar
 
 __all__ = ["kl_div", "js_div", "kl_div_log", "kl_pairwise", "js_pairwise", "gaussian_q",
            "gaussian_kl", "gaussian_kl_grad", "fit_gaussian_gd", "fit_gaussian_newton"]
@@ -54,6 +54,8 @@ def kl_div(p: npt.ArrayLike, q: npt.ArrayLike, *, axis: int | tuple[int, ...] | 
     by the grid spacing).  ``check=False`` runs the bare formula.
     """
     func = "reference.kl_div"
+    keepdims, normalize = flag(keepdims, "keepdims", func), flag(normalize, "normalize", func)
+    check = flag(check, "check", func)
     _option(base, "base", func, not_one=True)
     _option(dx, "dx", func)
     if normalize and dx is not None:
@@ -134,6 +136,8 @@ def js_div(p: npt.ArrayLike, q: npt.ArrayLike, *, axis: int | tuple[int, ...] | 
     ``normalize`` divides p and q by their sums along ``axis`` first.
     """
     func = "reference.js_div"
+    keepdims, normalize = flag(keepdims, "keepdims", func), flag(normalize, "normalize", func)
+    check = flag(check, "check", func)
     _option(base, "base", func, not_one=True)
     pa, qa, dtype, axis = _prepare_pair(p, q, ("p", "q"), func, check, axis)
     with np.errstate(all="ignore"):
@@ -181,6 +185,8 @@ def kl_div_log(log_p: npt.ArrayLike, log_q: npt.ArrayLike, *,
     ``normalize`` subtracts each input's log-sum-exp along ``axis`` first.
     """
     func = "reference.kl_div_log"
+    keepdims, normalize = flag(keepdims, "keepdims", func), flag(normalize, "normalize", func)
+    check = flag(check, "check", func)
     _option(base, "base", func, not_one=True)
     lp, lq, dtype, axis = _prepare_pair(log_p, log_q, ("log_p", "log_q"), func, check, axis,
                                         check_values=_check_log_values)
@@ -225,7 +231,9 @@ def kl_pairwise(P: npt.ArrayLike, Q: npt.ArrayLike | None = None, *, base: float
 
     Memory per block is block_rows * k * n elements (default: about 2**22).
     """
-    _option(base, "base", "reference.kl_pairwise", not_one=True)
+    func = "reference.kl_pairwise"
+    normalize, check = flag(normalize, "normalize", func), flag(check, "check", func)
+    _option(base, "base", func, not_one=True)
     return _pairwise_blocks(
         P, Q, "reference.kl_pairwise", block_rows, check,
         lambda p, q: kl_div(p, q, base=base, normalize=normalize, check=False))
@@ -235,7 +243,9 @@ def js_pairwise(P: npt.ArrayLike, Q: npt.ArrayLike | None = None, *, base: float
                 normalize: bool = False, block_rows: int | None = None,
                 check: bool = True) -> np.ndarray:
     """All-pairs Jensen-Shannon the NumPy way (row blocks of P broadcast against Q)."""
-    _option(base, "base", "reference.js_pairwise", not_one=True)
+    func = "reference.js_pairwise"
+    normalize, check = flag(normalize, "normalize", func), flag(check, "check", func)
+    _option(base, "base", func, not_one=True)
     return _pairwise_blocks(
         P, Q, "reference.js_pairwise", block_rows, check,
         lambda p, q: js_div(p, q, base=base, normalize=normalize, check=False))
@@ -249,6 +259,7 @@ def js_pairwise(P: npt.ArrayLike, Q: npt.ArrayLike | None = None, *, base: float
 
 def _gaussian_args(p: npt.ArrayLike, x: npt.ArrayLike, mu: npt.ArrayLike, sigma: npt.ArrayLike,
                    normalize: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    normalize = flag(normalize, "normalize", "reference.gaussian_kl")
     p = np.asarray(p, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
     mu = np.asarray(mu, dtype=np.float64)[..., None]
