@@ -18,6 +18,9 @@ SCRIPT = textwrap.dedent("""
     import numpy as np
     import kl_fast
 
+    # Python's own Ctrl-C handler even where the launcher left SIGINT ignored
+    # (a job started in the background of a shell inherits SIG_IGN)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     rng = np.random.default_rng(0)
     x = np.arange(-10, 10, 0.001)
     p = np.exp(-x ** 2 / 8)
@@ -112,6 +115,7 @@ def test_ctrl_c_for_the_main_thread_leaves_other_threads_calls_whole(kind):
         from kl_fast import _pairwise, _div_kernels
         from kl_fast._api import kl_div_python
 
+        signal.signal(signal.SIGINT, signal.default_int_handler)   # as in SCRIPT
         rng = np.random.default_rng(0)
         fallbacks = [0]
 
