@@ -325,6 +325,23 @@ def test_even_uneven_and_unsorted_grids_agree(mu, sigma):
         np.testing.assert_allclose(got, even, rtol=1e-12, atol=1e-12 * abs(even[1]))
 
 
+def test_points_off_the_even_spacing_inside_a_block_leave_the_tables():
+    # A block is taken as evenly spaced from its first, middle and last points;
+    # the tables' weights then hold only while each point's exponent stays within
+    # 1e-8 of the ideal one.  Here every other point sits 1% of a spacing off, the
+    # three read points on it: the block must go point by point.
+    x = np.linspace(-4, 4, 3001)
+    i = np.arange(x.size) % 256
+    off = x + np.where(np.isin(i, (0, 128, 255)), 0.0, 0.01 * (x[1] - x[0]) * (-1.0) ** i)
+    p = mixture(x, 4)
+    for mu, sigma in [(0.3, 0.8), (-1.0, 0.05), (0.0, 3.0)]:
+        got = kl_fast.gaussian_kl_grad(p, off, mu, sigma)
+        assert got[0] == pytest.approx(mp_kl(p, off, mu, sigma, dps=40), rel=1e-12)
+        # the unsorted grid goes point by point everywhere
+        unsorted = kl_fast.gaussian_kl_grad(p[::-1], off[::-1], mu, sigma)
+        np.testing.assert_allclose(got, unsorted, rtol=1e-12, atol=1e-12 * abs(got[1]))
+
+
 # ---- the p-side pass: its checks see every element ----------------------------------------
 
 @pytest.mark.parametrize("n", [5, 8, 255, 256, 257, 700])

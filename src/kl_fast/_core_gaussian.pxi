@@ -252,7 +252,7 @@ ctypedef struct GkQLanes:
     double a3[LANES]
     double a4[LANES]
     double ap[LANES]    # sum p max(r, 0), r = e (e / 2 + dk)
-    double dsq[LANES]   # table path: sum of the squared exponent corrections
+    double dsq[LANES]   # table path: sum of the exponent corrections' magnitudes
 
 
 cdef inline void gk_q_zero(GkQLanes *Q) noexcept nogil:
@@ -416,8 +416,10 @@ cdef inline bint gk_qt_sums(const double *p, const double *x, const GkPass *cx,
     """The q sums of a full block of an evenly spaced grid, w from the table
     factors f (gk_chunk_factors) corrected by each point's exact exponent a_i:
     exp(-(a_i - a^_i)) = 1 - (a_i - a^_i) to within rounding while the
-    corrections stay below 1e-8 in root sum of squares; returns True (tot
-    unspecified) when they do not, or the factors are out of range."""
+    corrections' magnitudes add up to at most 1e-8 (each d^2 / 2 <= 5e-17);
+    returns True (tot unspecified) when they do not, or the factors are out of
+    range.  Their sum, not their squares', keeps the check off the multipliers,
+    which the pass keeps busy (one-thread CPU time 4-5% less)."""
     cdef GkQLanes Q
     cdef const double *t2 = cx.t2
     cdef const double *c2 = cx.c2
@@ -441,11 +443,11 @@ cdef inline bint gk_qt_sums(const double *p, const double *x, const GkPass *cx,
             # d = a_i - a^_i, the point's exponent less the ideal one A + B i + C i^2
             # (the index i and C i^2 read from tables: two operations fewer a point)
             d = klm_mul_add_f64(r, h2, -(klm_mul_add_f64(GK_INDEX[i + j], B, A) + c2[i + j]))
-            Q.dsq[j] = klm_mul_add_f64(d, d, Q.dsq[j])
+            Q.dsq[j] += fabs(d)
             tv = (f.V[j] * u) * t2[i + j]
             tv = klm_mul_add_f64(-tv, d, tv)
             gk_q_add(&Q, j, p[i + j], e, r, tv, nmom, False)
-    if not (lane_total(Q.dsq) <= 1e-16):   # NaN too
+    if not (lane_total(Q.dsq) <= 1e-8):   # NaN too
         return True
     gk_q_totals(&Q, tot)
     return False
