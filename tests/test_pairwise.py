@@ -129,6 +129,25 @@ def test_kl_bound_and_refinement_on_hard_inputs(kind, normalize):
     assert np.all(rel <= 1e-10)
 
 
+@pytest.mark.parametrize("scale", [1e-323, 3e-322, 1e-318, 1e-315])
+def test_kl_product_form_bound_covers_subnormal_rows(scale):
+    # products of subnormal p round by up to 2**-1075 each, an absolute error no
+    # relative bound covers: the bound underflowed to about 0, entries were left
+    # 1e-4 off and kl_pairwise(P)'s diagonal was not 0
+    rng = np.random.default_rng(7)
+    P, Q = rng.random((60, 50)) * scale, rng.random((61, 50))
+    value, bound = product_form(P, Q)
+    exact = exact_kl_matrix(P, Q)
+    assert np.all(np.abs(value.astype(np.longdouble) - exact) <= bound)
+    got = kl_fast.kl_pairwise(P, Q)
+    per_pair = kl_fast.kl_div(P[:, None, :], Q[None, :, :])
+    # each entry recomputed, or within the docstring's relative error
+    rel = np.abs(got.astype(np.longdouble) - exact) / np.abs(exact)
+    assert np.all((got == per_pair) | (rel <= 2.0 ** 12 * 50 * np.finfo(float).eps))
+    P = rng.random((80, 100)) * scale     # 80 * 80 * (100 + 16) > 2**17: the product form
+    np.testing.assert_array_equal(np.diag(kl_fast.kl_pairwise(P)), np.zeros(80))
+
+
 def test_kl_all_pairs_within_p():
     P = probs(np.float64, (30, 40), zero_frac=0.1, seed=2)
     got = kl_fast.kl_pairwise(P)
@@ -435,6 +454,9 @@ def test_product_form_finish_is_the_numpy_passes(normalize, num_threads, path):
                                        base=None, dx=None, func="test")
             a_abs /= psum[:, None]
             a_abs += np.abs(log_qs[None, :] - log_ps[:, None]) + 1.0
+        else:
+            # product_bound: a nonzero scale raised by 2**-1021 (products of subnormal p)
+            a_abs = np.where(a_abs != 0.0, a_abs + 2.0 ** -1021, a_abs)
         a_abs *= gamma
         want_redo = ~((np.abs(want) > factor * a_abs) | (a_abs == 0.0))
     assert want_redo[5, [0, 2]].all() and not want_redo[5, 1] and not want_redo[6, 7]

@@ -28,7 +28,7 @@ from cython cimport floating
 
 from kl_fast._core_table cimport (
     CoreTable, ROW_BAD, ROW_CAREFUL, ROW_NEEDS_CARE, ROW_OK, ROW_ZERO_SUM_P, ROW_ZERO_SUM_Q,
-    SHORT_N, BLOCK_F64, BLOCK_F32, product_unresolved,
+    SHORT_N, BLOCK_F64, BLOCK_F32, product_unresolved, product_bound,
 )
 
 cdef extern from "kl_math.h" nogil:

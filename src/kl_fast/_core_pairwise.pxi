@@ -15,11 +15,11 @@
 cdef inline uint64_t maybe_unresolved_bits(double c, double hp, double h_abs, double gamma,
                                            double wide_factor) noexcept nogil:
     """The sign bit is set unless the entry hp - c is resolved from 0 by its
-    bound a = (h_abs - c) gamma with room to spare: |hp - c| > wide_factor |a|
+    bound a = product_bound(h_abs - c, gamma) with room to spare: |hp - c| > wide_factor |a|
     + 2^-1000 (then d, their difference, is positive, and its bits less 1 stay
     below +inf's), or a == 0 (a's bits without the sign are 0).  NaN entries
     or bounds are not resolved."""
-    cdef double a = (h_abs - c) * gamma
+    cdef double a = product_bound(h_abs - c, gamma)
     cdef double d = fabs(hp - c) - (wide_factor * fabs(a) + 9.332636185032189e-302)
     cdef uint64_t db, ab, z
     memcpy(&db, &d, 8)
@@ -33,7 +33,7 @@ cdef int product_row(double *ob, Py_ssize_t k, double hp, double h_abs, double g
                      double factor, unsigned char *redo) noexcept nogil:
     """One row of the product form without normalize: ob[j] = hp - ob[j], and
     redo[j] = 1 (redo zeroed by the caller) where the entry is not resolved
-    from 0 (product_unresolved, with a = (h_abs - c) gamma).
+    from 0 (product_unresolved, with a = product_bound(h_abs - c, gamma)).
     Returns 1 when the row has such an entry."""
     cdef Py_ssize_t j
     cdef uint64_t maybe = 0
@@ -43,7 +43,8 @@ cdef int product_row(double *ob, Py_ssize_t k, double hp, double h_abs, double g
         maybe |= maybe_unresolved_bits(ob[j], hp, h_abs, gamma, wide_factor)
     if maybe >> 63:
         for j in range(k):
-            redo[j] = product_unresolved(hp - ob[j], (h_abs - ob[j]) * gamma, factor)
+            redo[j] = product_unresolved(hp - ob[j], product_bound(h_abs - ob[j], gamma),
+                                         factor)
             any_redo |= redo[j]
     for j in range(k):
         ob[j] = hp - ob[j]

@@ -26,6 +26,17 @@ cdef enum:
     LOG_SHORT_N = 20
 
 
+cdef inline double product_bound(double raw, double gamma) noexcept nogil:
+    """kl_pairwise's product form without normalize: the error bound of an entry
+    from raw = h_abs - c, the scale of its rounding errors: raw gamma, raw first
+    raised by 2^-1021 where it is not 0, which adds (n + 64) 2^-1074 or so, the
+    absolute rounding errors (up to 2^-1075 each) of products of subnormal p
+    that no relative bound covers (rows of values below 2^-1022 had entries off
+    by 1e-4 relative and a nonzero diagonal).  A raw above 2^-968 is left as it
+    is; a raw of 0 (a row of p all zero) keeps the bound 0: the entry is exact."""
+    return (raw + (4.4501477170144028e-308 if raw != 0.0 else 0.0)) * gamma   # 2^-1021
+
+
 cdef inline bint product_unresolved(double v, double a, double factor) noexcept nogil:
     """kl_pairwise's product form: the entry v with the error bound a is not
     resolved from 0 within factor bounds (it is recomputed exactly).  A

@@ -15,6 +15,7 @@ from libc.math cimport HUGE_VAL, fabs
 from kl_fast._core_table cimport (
     BLOCK_F32, BLOCK_F64, LOG_SHORT_N, ROW_BAD, ROW_NEEDS_CARE, ROW_OK, ROW_ZERO_SUM_P, CoreTable,
     ROW_ZERO_SUM_Q, SHORT_N, sumexp_narrow_fits, log_normaliser, product_unresolved,
+    product_bound,
 )
 from kl_fast._kernels cimport (
     choose_threads, core_table, kl_log_row, kl_row, team_completed, team_finished,

@@ -1505,7 +1505,7 @@ cdef inline Py_ssize_t _product_row(double *ob, Py_ssize_t k, double hp, double 
         # the common case: the core's vectorised row (redo zeroed by the caller)
         if bound != NULL:
             for j in range(k):
-                bound[j] = (h_abs - ob[j]) * gamma
+                bound[j] = product_bound(h_abs - ob[j], gamma)
         return core_table().product_row(ob, k, hp, h_abs, gamma, factor, redo)
     for j in range(k):
         redo[j] = _product_entry(&ob[j], &bnd, ob[j], h_abs - ob[j], hp, ps, qsum[j], lps,

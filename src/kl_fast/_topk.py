@@ -330,9 +330,11 @@ def kl_topk(P: npt.ArrayLike, Q: npt.ArrayLike, k: int, *,
             check: bool = True) -> tuple[np.ndarray, npt.NDArray[np.intp]]:
     """For each row of P, the k rows of Q nearest to it by KL (or JS).
 
-    Equivalent to sorting each row of ``kl_pairwise(P, Q)`` (or of
-    ``js_pairwise``, or of ``kl_pairwise(Q, P).T``) and keeping the first k,
-    without forming that matrix: Q is streamed in blocks, each block's product
+    Equivalent to sorting each row of ``kl_div(P[:, None], Q[None])`` (or of
+    ``js_div``, or of ``kl_div(Q[None], P[:, None])``) and keeping the first k
+    (values exact as kl_div gives them, where ``kl_pairwise`` above its small
+    sizes gives the product form's; ties to the lower index), without forming
+    that matrix: Q is streamed in blocks, each block's product
     form ``P @ log(Q).T`` with its error bound selects the candidates that can
     enter a row's top k, and only those are recomputed exactly by kl_div's row
     kernel.  Memory O(m k + block).
