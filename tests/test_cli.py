@@ -17,7 +17,7 @@ from scipy import stats
 from scipy.special import rel_entr
 
 import kl_fast
-from kl_fast import reference
+from kl_fast import cli, reference
 from kl_fast.bench.runner import discover_cases
 
 try:
@@ -396,6 +396,28 @@ def test_compute_single_q_row_options_and_outputs(tmp_path, rng):
     np.testing.assert_array_equal(parse_values(proc.stdout), np.zeros(4))
     proc = run_cli("compute", tmp_path / "P.npy", tmp_path / "q.npy", "--axis", "0")
     one_line_error(proc, "Q file", "q.npy", "4 values", "6")
+
+
+def test_out_with_an_upper_case_suffix_writes_that_name(tmp_path, rng):
+    # np.save / np.savez add ".npy" / ".npz" to a name not ending in the lower-case
+    # suffix: "R.NPY" was written as "R.NPY.npy" while the message named "R.NPY"
+    P = random_rows(rng, 6, 4)
+    np.save(tmp_path / "P.npy", P)
+    for args, name in ((("compute", "P.npy", "P.npy"), "R.NPY"), (("pairwise", "P.npy"), "M.Npy"),
+                       (("pairwise", "P.npy", "--topk", "2"), "T.NPZ")):
+        argv = [str(tmp_path / a) if a.endswith(".npy") else a for a in args]
+        assert cli.main(argv + ["--out", str(tmp_path / name)]) == 0
+        assert sorted(f.name for f in tmp_path.iterdir()) == sorted(["P.npy", name])
+        back = np.load(tmp_path / name)
+        if name == "T.NPZ":
+            values, indices = kl_fast.kl_topk(P, P, 2)
+            np.testing.assert_array_equal(back["values"], values)
+            np.testing.assert_array_equal(back["indices"], indices)
+            back.close()
+        else:
+            expected = (kl_fast.kl_div(P, P) if args[0] == "compute" else kl_fast.kl_pairwise(P))
+            np.testing.assert_array_equal(back, expected)
+        (tmp_path / name).unlink()
 
 
 def test_compute_two_single_distributions(tmp_path):

@@ -2,6 +2,7 @@
 import logging
 import math
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -185,6 +186,41 @@ def test_scalars_and_empty():
         expected = kl_fast.kl_div(e, e, axis=axis)
         assert lazy.shape == np.shape(expected)
         np.testing.assert_array_equal(compute(lazy), expected)
+
+
+def test_normalize_with_blocks_of_no_rows():
+    # a block of no rows (P[mask] after compute_chunk_sizes) made normalize fail
+    # with an unpacking error
+    p, q = P[:3, :4], Q[0, :4]
+    for chunks in (((0, 3), (4,)), ((2, 0, 1), (2, 2))):
+        got = compute(kd.kl_div(da.from_array(p, chunks=chunks), q, normalize=True))
+        np.testing.assert_array_equal(got, compute(kd.kl_div(da.from_array(p), q,
+                                                             normalize=True)))
+        np.testing.assert_allclose(got, kl_fast.kl_div(p, q, normalize=True), rtol=1e-14)
+    empty = compute(kd.kl_div(da.from_array(np.zeros((0, 4))), q, normalize=True))
+    np.testing.assert_array_equal(empty, kl_fast.kl_div(np.zeros((0, 4)), q, normalize=True))
+
+
+def test_float32_overflow_is_inf_without_a_warning():
+    p, q = np.full((2, 10), 3e38, np.float32), np.full((2, 10), 1e-38, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for opts in ({}, {"base": 2.0}, {"dx": 0.5}):
+            got = compute(kd.kl_div(da.from_array(p, chunks=(1, 5)), q, **opts))
+            assert got.dtype == np.float32
+            np.testing.assert_array_equal(got, kl_fast.kl_div(p, q, **opts))
+
+
+@pytest.mark.parametrize("name", ["kl_div", "js_div", "kl_div_log"])
+@pytest.mark.parametrize("axis", [None, -1, (), (-1,), 0, (0,), 7, 1.5, "foo"])
+def test_scalar_axes_as_in_memory(name, axis):
+    try:
+        expected = getattr(kl_fast, name)(0.3, 0.2, axis=axis)
+    except Exception as exc:
+        with pytest.raises(type(exc)):
+            compute(getattr(kd, name)(0.3, 0.2, axis=axis))
+    else:
+        assert compute(getattr(kd, name)(0.3, 0.2, axis=axis)) == expected
 
 
 def test_inputs_not_modified():
@@ -861,7 +897,6 @@ def test_magnified_blocks_leave_other_rows_and_warnings_alone():
     """A subnormal p in one row does not change the other rows of its block
     (they keep in-memory kl_div's bits), and bad values with check=False give
     their NaN without warnings, as in memory."""
-    import warnings
     rng = np.random.default_rng(0)
     P, Q = rng.random((6, 40, 7, 30)), rng.random((40, 1, 30))
     P[0, 0, 0, 0] = 2.0**-1040

@@ -1152,7 +1152,9 @@ def _release(*tables: Table) -> None:
 def _write_values(out_path: str, value: np.ndarray, lines: Callable[[], Iterable[str]]) -> None:
     try:
         if out_path.lower().endswith(".npy"):
-            np.save(out_path, value)
+            # through a file object: np.save given a name ending in ".NPY" adds ".npy"
+            with open(out_path, "wb") as bfh:
+                np.save(bfh, value)
         else:
             with open(out_path, "w") as fh:
                 fh.writelines(lines())
@@ -1372,7 +1374,8 @@ def _topk(P, Q, pr: np.ndarray, qr: np.ndarray, k: int, *, normalize: bool,
     _release(P, Q)
     try:
         if out_path.lower().endswith(".npz"):
-            np.savez(out_path, values=values, indices=indices)
+            with open(out_path, "wb") as bfh:   # the name as given (see _write_values)
+                np.savez(bfh, values=values, indices=indices)
         else:
             with open(out_path, "w") as fh:
                 fh.writelines(lines())

@@ -51,6 +51,7 @@ from ._validation import (
     as_real_array,
     flag,
     check_real_dtype,
+    check_scalar_axis,
     normalize_axes,
     result_dtype,
     to_kernel_dtype,
@@ -256,6 +257,9 @@ def _rebased(block: np.ndarray, top: np.ndarray) -> np.ndarray:
     S / P + log(Q / P) is the normalised divergence: with w = 2**(kp - Kp),
     S = w * (S' + ((kp - kq) - (Kp - Kq)) * ln 2 * P'), P = w * P' and
     Q = 2**(kq - Kq) * Q'.  Blocks on the same relative scale add no term."""
+    if block.size == 0:
+        # a block of no rows (Dask hands it a ``top`` of another shape)
+        return np.empty(block.shape[:-1] + (3,))
     s, p, q, kp, kq = np.moveaxis(block, -1, 0)
     big_p, big_q = np.moveaxis(top, -1, 0)
     w = np.ldexp(1.0, (kp - big_p).astype(np.intc))
@@ -277,7 +281,8 @@ def _finished(sums: np.ndarray, *, normalize: bool, base: float | None, dx: floa
         sums, shift = _joined_small(sums, base, dx)
     kl = finish(sums[..., 0], sums[..., 1], sums[..., 2], normalize=normalize, base=base,
                 dx=dx, func="kl_div", origin=origin)
-    return np.asarray(times_power_of_two(kl, shift), dtype=out_dtype)
+    with np.errstate(over="ignore"):   # a float32 result beyond its range: inf, quietly
+        return np.asarray(times_power_of_two(kl, shift), dtype=out_dtype)
 
 
 def _joined_small(sums: np.ndarray, base: float | None,
@@ -356,9 +361,8 @@ def kl_div(P: da.Array | npt.ArrayLike, Q: da.Array | npt.ArrayLike, *,
     ndim = len(shape)
     red: tuple[int, ...]
     if ndim == 0:
-        # Two scalars: the single term, as kl_div treats them.
-        if axis not in (None, -1, 0, (), (0,), (-1,)):
-            normalize_axes(axis, 0, func)
+        # Two scalars: the single term, as kl_div treats them (and the axes it takes).
+        check_scalar_axis(axis, func)
         axes, red, keepdims = None, (0,), False
         p_in, q_in, ndim = p_in.reshape(1), q_in.reshape(1), 1
     else:
@@ -442,6 +446,8 @@ def _rowwise(fn: Any, func: str, names: tuple[str, str], P: object, Q: object, a
     dtype = result_dtype(p_in, q_in)
     shape = broadcast_shape((p_in.shape, q_in.shape), names, func)
     ndim = max(len(shape), 1)
+    if not shape:
+        check_scalar_axis(axis, func)     # two scalars: the axes the in-memory function takes
     axes = normalize_axes(axis, len(shape), func) if shape else None
     red = tuple(range(ndim)) if axes is None else axes
     pads = (ndim - p_in.ndim, ndim - q_in.ndim)
