@@ -384,3 +384,16 @@ def test_float32_within_8_eps32_of_the_result():
         if want != 0:
             worst = max(worst, float(abs(mpmath.mpf(float(got)) - want) / abs(want)) / e32)
     assert worst <= 8.0
+
+
+def test_float32_normalize_proportional_rows_within_the_documented_floor():
+    # the docstring's floor: the sums' reciprocals round in float64, so rows that
+    # normalise to the same values give at most about 2**-109, not always 0
+    rng = np.random.default_rng(5)
+    a, b = (rng.uniform(1.0, 1e6, 200).astype(np.float32) for _ in range(2))
+    got = np.array([kl_fast.js_div(a[i:i + 1], b[i:i + 1], normalize=True) for i in range(200)])
+    assert got.dtype == np.float32 and np.all((got >= 0) & (got <= 2.0 ** -108))
+    # a power-of-two ratio scales the reciprocals exactly: 0
+    p = rng.random((20, 7)).astype(np.float32) + np.float32(0.01)
+    np.testing.assert_array_equal(kl_fast.js_div(p, p * np.float32(8.0), normalize=True),
+                                  np.zeros(20, np.float32))

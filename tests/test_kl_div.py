@@ -909,6 +909,17 @@ def test_magnified_tiny_sums_keep_their_bits(path):
     # equal rows and rows of zeros stay exactly 0
     assert kl_fast.kl_div([0.0, 0.0], [1.0, 1.0], dx=10.0) == 0.0
     assert kl_fast.kl_div([1e-320, 0.5], [1e-320, 0.5], dx=1e300) == 0.0
+    # subnormal terms whose rounding cancels to a raw sum of exactly 0 (-1 and +1
+    # units) are redone too; they were returned as 0
+    for p in (np.float32([1e-45, 3e-45]), np.array([5e-324, 1e-323])):
+        q = p[::-1].copy()
+        rows = kl_fast.kl_div(np.stack([p, p, q]), np.stack([q, p, p]), dx=1e30)
+        for kw in ({"dx": 1e30}, {"dx": 1e300}, {"base": 1.000001}):
+            if p.dtype == np.float32 and "dx" in kw and kw["dx"] > 1e38:
+                continue
+            got = kl_fast.kl_div(p, q, **kw)
+            assert got > 0 and _within_output_floor(got, _mp_scaled_kl(p, q, **kw), 1e-6), kw
+        assert rows[0] == kl_fast.kl_div(p, q, dx=1e30) and rows[1] == 0.0
 
 
 def test_pairwise_and_topk_magnified_tiny_sums(path):

@@ -491,8 +491,8 @@ def kl_below_range(pk: np.ndarray, qk: np.ndarray, axes: tuple[int, ...] | None,
     tiny = raw_tiny(pk.dtype == np.float32)
     shape = np.broadcast_shapes(pk.shape, qk.shape)
     red = tuple(range(len(shape))) if axes is None else axes
-    # an exact 0 is the sum of zero terms (equal elements), not of subnormal ones
-    raw_small = (np.abs(res[..., 0]) < tiny) & (res[..., 0] != 0)
+    # an exact 0 too: rounded subnormal terms can cancel to it
+    raw_small = np.abs(res[..., 0]) < tiny
     if not magnifies(base, dx) or not raw_small.any():
         return res, shift
     small = (np.broadcast_to(pk, shape) > 0) & (np.broadcast_to(pk, shape) < tiny)

@@ -388,10 +388,9 @@ cdef inline bint _raw_too_small(int kind, bint f32, double raw, double log_base,
     cdef double tiny = 1.9721522630525295e-31 if f32 else 4.008336720017946e-292  # 2**-102, 2**-968
     cdef double mag = fabs(dx) if dx != 0.0 else 1.0
     cdef Py_ssize_t i
-    # kl_div's exact 0 is a sum of zero terms (p == q, or p == 0): a subnormal p
-    # differing from q by a unit gives a term of about that unit, not 0 (JS and
-    # log-space terms can underflow to 0)
-    if not fabs(raw) < tiny or (kind == KIND_KL and raw == 0.0):
+    # an exact 0 too: subnormal terms can cancel to it when rounded (p = (1, 2) and
+    # q = (2, 1) units of 2**-149 give terms of -1 and +1 units)
+    if not fabs(raw) < tiny:
         return False
     if log_base != 0.0:
         mag = mag / fabs(log_base)
