@@ -1252,3 +1252,31 @@ def test_fit_gradient_of_p_with_a_subnormal_sum_on_a_scaled_grid_is_rounded_once
     got = kl_fast.fit_gaussian(p, x, **kw)
     want = kl_fast.fit_gaussian(np.ldexp(p, 960), x, **kw)
     assert got.grad == tuple(math.ldexp(v, -960) for v in want.grad)
+
+
+@pytest.mark.parametrize("fn", ["gaussian_kl", "gaussian_kl_grad", "fit_gaussian_gd",
+                                "fit_gaussian_newton"])
+def test_reference_gaussian_refuses_what_the_compiled_functions_refuse(fn):
+    # the reference module's docstring: negative, NaN and infinite values are errors;
+    # its Gaussian functions returned NaN, or sigma = -1 as sigma = 1
+    x = np.linspace(-3, 3, 50)
+    p = np.exp(-x ** 2 / 2)
+    call = getattr(reference, fn)
+    params = {} if fn.startswith("fit") else {"mu": 0.0, "sigma": 1.0}
+
+    def run(p=p, x=x, **kw):
+        args = dict(params, **kw)
+        return call(p, x, *(args.pop(k) for k in ("mu", "sigma") if k in args), **args)
+
+    run()
+    bad = [dict(p=-p), dict(p=np.where(x > 0, np.nan, p)), dict(p=0 * p),
+           dict(x=np.where(x > 0, np.inf, x))]
+    if params:
+        bad += [dict(sigma=-1.0), dict(sigma=0.0), dict(mu=np.nan), dict(sigma=np.inf)]
+    for kw in bad:
+        with pytest.raises(ValueError):
+            run(**kw)
+    with pytest.raises(TypeError):
+        run(p=p + 1j)
+    if params:   # check=False: the evaluation alone, as the benchmarks time it
+        np.testing.assert_array_equal(call(p, x, 0.0, 1.0, check=False), call(p, x, 0.0, 1.0))

@@ -257,13 +257,35 @@ def js_pairwise(P: npt.ArrayLike, Q: npt.ArrayLike | None = None, *, base: float
 # built explicitly and plugged into the tutorial's formula.  mu and sigma may be arrays
 # matching p's leading axes (one parameter set per row).
 
+def _grid_inputs(p: npt.ArrayLike, x: npt.ArrayLike, func: str,
+                 check: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """p and x as float64, with check as the compiled functions check them: p
+    real, finite and non-negative with some mass in every row, x real and
+    finite (mu and sigma are checked whatever check says)."""
+    p = _as_float(p, "p", func)
+    x = _as_float(x, "x", func)
+    if not check:
+        return p.astype(np.float64), x.astype(np.float64)
+    _check_values(p, "p", func)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{func}: x must be finite")
+    if p.size and not np.all(np.sum(p, axis=-1) > 0):
+        raise ValueError(f"{func}: a row of p is all zero; it must have positive mass")
+    return p.astype(np.float64), x.astype(np.float64)
+
+
 def _gaussian_args(p: npt.ArrayLike, x: npt.ArrayLike, mu: npt.ArrayLike, sigma: npt.ArrayLike,
-                   normalize: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    normalize = flag(normalize, "normalize", "reference.gaussian_kl")
-    p = np.asarray(p, dtype=np.float64)
-    x = np.asarray(x, dtype=np.float64)
-    mu = np.asarray(mu, dtype=np.float64)[..., None]
-    sigma = np.asarray(sigma, dtype=np.float64)[..., None]
+                   normalize: bool, check: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                         np.ndarray]:
+    func = "reference.gaussian_kl"
+    normalize = flag(normalize, "normalize", func)
+    p, x = _grid_inputs(p, x, func, flag(check, "check", func))
+    mu = _as_float(mu, "mu", func).astype(np.float64)[..., None]
+    sigma = _as_float(sigma, "sigma", func).astype(np.float64)[..., None]
+    if not np.all(np.isfinite(mu)):
+        raise ValueError(f"{func}: mu must be finite")
+    if not np.all(np.isfinite(sigma) & (sigma > 0)):
+        raise ValueError(f"{func}: sigma must be positive and finite")
     if normalize:
         p = np.asarray(p / np.sum(p, axis=-1, keepdims=True))
     return p, x, mu, sigma
@@ -318,23 +340,26 @@ def _excess_square(x: np.ndarray, mu: np.ndarray) -> np.ndarray:
 
 
 def gaussian_kl(p: npt.ArrayLike, x: npt.ArrayLike, mu: npt.ArrayLike, sigma: npt.ArrayLike, *,
-                normalize: bool = False) -> _Result:
-    """KL(p || q(mu, sigma)) with q explicit: the tutorial's ``sum(where(p != 0, p log(p/q), 0))``."""
-    p, x, mu, sigma = _gaussian_args(p, x, mu, sigma, normalize)
+                normalize: bool = False, check: bool = True) -> _Result:
+    """KL(p || q(mu, sigma)) with q explicit: the tutorial's ``sum(where(p != 0, p log(p/q), 0))``.
+
+    ``check=False`` skips the checks of p and x (the benchmarks time the
+    evaluation alone, as a user who checked p once would run it)."""
+    p, x, mu, sigma = _gaussian_args(p, x, mu, sigma, normalize, check)
     q = gaussian_q(x, mu[..., 0], sigma[..., 0])
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         return np.sum(np.where(p != 0, p * np.log(p / q), 0), axis=-1)
 
 
 def gaussian_kl_grad(p: npt.ArrayLike, x: npt.ArrayLike, mu: npt.ArrayLike,
-                     sigma: npt.ArrayLike, *,
-                     normalize: bool = False) -> tuple[_Result, _Result, _Result]:
+                     sigma: npt.ArrayLike, *, normalize: bool = False,
+                     check: bool = True) -> tuple[_Result, _Result, _Result]:
     """(kl, dKL/dmu, dKL/dsigma) from the explicit q and the gradient formulas.
 
     dKL/dmu = (P E_q[d] - sum p d) / sigma^2, dKL/dsigma = (P E_q[d^2] - sum p d^2) / sigma^3,
-    with d = x - mu and P = sum p.
+    with d = x - mu and P = sum p.  ``check``: as in gaussian_kl.
     """
-    p, x, mu, sigma = _gaussian_args(p, x, mu, sigma, normalize)
+    p, x, mu, sigma = _gaussian_args(p, x, mu, sigma, normalize, check)
     q = gaussian_q(x, mu[..., 0], sigma[..., 0])
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         kl = np.sum(np.where(p != 0, p * np.log(p / q), 0), axis=-1)
@@ -370,8 +395,7 @@ def fit_gaussian_gd(p: npt.ArrayLike, x: npt.ArrayLike, *, mu0: npt.ArrayLike = 
     "sigma") before each step and at the end (epochs + 1 entries, along the last
     axis).  p may be (m, n): every row runs the loop at once.
     """
-    p = np.asarray(p, dtype=np.float64)
-    x = np.asarray(x, dtype=np.float64)
+    p, x = _grid_inputs(p, x, "reference.fit_gaussian_gd")
     batch = p.shape[:-1]
     mu = np.broadcast_to(np.asarray(mu0, dtype=np.float64), batch).copy()
     par = np.broadcast_to(np.asarray(sigma0, dtype=np.float64), batch).copy()
@@ -407,8 +431,7 @@ def fit_gaussian_newton(p: npt.ArrayLike, x: npt.ArrayLike, *, tol: float = 1e-1
     gradient max(|dKL/dmu|, |dKL/dsigma|) sigma / P is below tol.  Returns a
     dict with mu, sigma, kl and nit.
     """
-    p = np.asarray(p, dtype=np.float64)
-    x = np.asarray(x, dtype=np.float64)
+    p, x = _grid_inputs(p, x, "reference.fit_gaussian_newton")
     P = np.sum(p, axis=-1)
     c = np.sum(p * x, axis=-1) / P
     s = np.sqrt(np.sum(p * (x - c[..., None]) ** 2, axis=-1) / P)
