@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence, Union, cast
 import numpy as np
 import numpy.typing as npt
 
-from ._validation import describe, flag, real_scalar
+from ._validation import as_real_array, describe, flag, real_scalar
 
 __all__ = ["kl_div", "js_div", "kl_div_log", "kl_pairwise", "js_pairwise", "gaussian_q",
            "gaussian_kl", "gaussian_kl_grad", "fit_gaussian_gd", "fit_gaussian_newton"]
@@ -28,13 +28,9 @@ _Axis = Union[int, tuple[int, ...], None]
 
 
 def _as_float(a: npt.ArrayLike, name: str, func: str) -> np.ndarray:
-    if isinstance(a, np.ma.MaskedArray):
-        raise TypeError(f"{func}: {name} is a masked array; pass its data (and handle the "
-                        f"mask) explicitly")
-    a = np.asarray(a)
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"{func}: {name} must hold real numbers, got dtype {a.dtype}")
-    return a
+    """``a`` as a real array, as the compiled functions take it (a masked array,
+    complex or non-numeric data refused; object arrays of Python integers taken)."""
+    return as_real_array(a, name, func)
 
 
 def _check_values(a: np.ndarray, name: str, func: str) -> None:
