@@ -1055,3 +1055,13 @@ def test_lists_of_python_integers_beyond_int64():
         kl_fast.kl_pairwise([[1.0, 1.0]], [[1, 2], [3, -2 ** 1100]])
     with pytest.raises(TypeError, match="must hold real numbers"):
         kl_fast.kl_div(np.array([1, None], dtype=object), [1.0, 1.0])
+
+
+def test_readme_first_example_is_correctly_rounded():
+    # the README's first example shows 0.5108256237659906: the exact sum rounded once
+    import mpmath
+    with mpmath.workprec(200):
+        exact = sum(mpmath.mpf(a) * mpmath.log(mpmath.mpf(a) / mpmath.mpf(b))
+                    for a, b in ((0.5, 0.9), (0.5, 0.1)))
+    got = kl_fast.kl_div(np.array([0.5, 0.5]), np.array([0.9, 0.1]))
+    assert got == float(exact) == 0.5108256237659906

@@ -789,7 +789,7 @@ def fit_gaussian(p: ArrayLike, x: ArrayLike, *, method: Literal["newton", "gd"] 
     it (sigma -> infinity with mu / sigma^2 -> a: where p's grid variance is at
     least that tilt's with p's mean, status ``FitStatus.TILT``: once Newton's
     sigma is wider than the grid it ends at a point far along that tilt, sigma
-    2**26 times the grid's span and mu = c + a sigma**2, whose KL is the
+    up to 2**26 times the grid's span and mu = c + a sigma**2, whose KL is the
     infimum's to rounding) -- the fit reports ``converged=False`` and says so.
     A gradient step that would make sigma (or the variance) <= 0 stops the run
     with ``converged=False`` and the last valid state; nothing is clipped and no
