@@ -247,9 +247,9 @@ def test_gaussian_kl_near_its_optimum(path, target, along, n, dtype):
         assert err <= max(kl_peers_error(p, x, mu, sigma, normalize, truth), 4 * EPS64), \
             (normalize, err, got, truth)
         if normalize or dtype == np.float64:
-            # near the optimum: the careful value (docs/accuracy.md: 7.3e-11 at worst),
-            # far below the peers' 1e-3
-            assert err <= 1e-9, (normalize, err, got, truth)
+            # near the optimum: the careful value (docs/accuracy.md: 7.3e-11 at worst,
+            # on every kernel path), far below the peers' 1e-3
+            assert err <= 1.5e-10, (normalize, err, got, truth)
 
 
 @pytest.mark.parametrize("target", [1e-9, 1e-11, 1e-13])

@@ -381,7 +381,8 @@ def test_no_temporaries_proportional_to_input():
         out = kl_fast.kl_div(*args)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        assert peak - np.asarray(out).nbytes < 1_000_000
+        # the README's table: about 1 kB beyond the output (a few hundred bytes here)
+        assert peak - np.asarray(out).nbytes < 4096
 
 
 def test_float32_close_to_float64_on_tutorial():
