@@ -54,6 +54,13 @@ cdef bint _watch_interrupts(double work) except -1:
         return False
     kl_stop_reset()
     kl_prev_sigint = PyOS_setsig(SIGINT, kl_on_sigint)
+    # A Ctrl-C that came just before (Python's handler noted it, to act at its next
+    # check, which a long kernel would put off to its end): it stops the call now.
+    # One after the line above goes to kl_on_sigint: none falls between.
+    if PyErr_CheckSignals() < 0:
+        PyOS_setsig(SIGINT, kl_prev_sigint)
+        kl_prev_sigint = NULL
+        return -1
     return True
 
 
