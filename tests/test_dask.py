@@ -194,8 +194,8 @@ def test_normalize_with_blocks_of_no_rows():
     p, q = P[:3, :4], Q[0, :4]
     for chunks in (((0, 3), (4,)), ((2, 0, 1), (2, 2))):
         got = compute(kd.kl_div(da.from_array(p, chunks=chunks), q, normalize=True))
-        np.testing.assert_array_equal(got, compute(kd.kl_div(da.from_array(p), q,
-                                                             normalize=True)))
+        # (blocks along the row add their partial sums in another order: within
+        # rounding of the in-memory value, not its bits)
         np.testing.assert_allclose(got, kl_fast.kl_div(p, q, normalize=True), rtol=1e-14)
     empty = compute(kd.kl_div(da.from_array(np.zeros((0, 4))), q, normalize=True))
     np.testing.assert_array_equal(empty, kl_fast.kl_div(np.zeros((0, 4)), q, normalize=True))
