@@ -446,9 +446,11 @@ def _rowwise(fn: Any, func: str, names: tuple[str, str], P: object, Q: object, a
     dtype = result_dtype(p_in, q_in)
     shape = broadcast_shape((p_in.shape, q_in.shape), names, func)
     ndim = max(len(shape), 1)
-    if not shape:
+    if shape:
+        axes = normalize_axes(axis, len(shape), func)
+    else:
         check_scalar_axis(axis, func)     # two scalars: the axes the in-memory function takes
-    axes = normalize_axes(axis, len(shape), func) if shape else None
+        axes = None
     red = tuple(range(ndim)) if axes is None else axes
     pads = (ndim - p_in.ndim, ndim - q_in.ndim)
     p, q, _ = _dask_pair(p_in, q_in, ndim)
