@@ -29,6 +29,8 @@ def as_real_array(a: object, name: str, func: str, logs: str = "") -> np.ndarray
 
     A masked array is refused: its mask would otherwise be silently ignored.
     ``logs``: "p" or "q" where a holds log-probabilities (see _check_float64_range)."""
+    if type(a) is np.ndarray and a.dtype.kind in _REAL_KINDS and a.dtype.itemsize <= 8:
+        return a    # the common case, taken as it is (every check below would pass it)
     if isinstance(a, np.ma.MaskedArray):
         raise TypeError(
             f"{func}: {name} is a masked array, whose mask would be ignored; pass "
