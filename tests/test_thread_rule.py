@@ -107,11 +107,28 @@ def test_compiled_entries_follow_the_rule():
     assert _gaussian.fit_passes(True, 50) < _gaussian.fit_passes(False, 50) == 51
 
 
-def test_work_per_element_is_the_entries_weight():
-    # js_div and kl_div_log elements weigh 4 and 2 kl_div elements, in the compiled
-    # entries and in the Python layer's row loop alike
-    assert [_div_kernels.work_per_element(f) for f in ("kl_div", "js_div", "kl_div_log")] == \
-        [1.0, 4.0, 2.0]
+def test_rows_weigh_their_elements_and_a_per_row_cost():
+    # js_div and kl_div_log elements weigh 4 and 2 kl_div elements, and a row
+    # costs more than its elements, most for short rows (per element)
+    work = _div_kernels.rows_work
+    for func, weight in (("kl_div", 1.0), ("js_div", 4.0), ("kl_div_log", 2.0)):
+        assert work(func, 100, 10) == weight * work("kl_div", 100, 10)
+        assert work(func, 3, 1000) > weight * 3 * 1000
+    per_element = [work("kl_div", 1, n) / n for n in (1, 4, 10, 40, 41, 128, 4096)]
+    assert per_element == sorted(per_element, reverse=True)
+    assert per_element[2] >= 2.0 and per_element[-1] < 1.01
+
+
+def test_short_rows_take_the_team_by_their_weight():
+    # 512 rows of 10: fewer elements than the threshold, more work than it; the
+    # compiled entry and the Python layer's row loop count them alike
+    m, n = 512, 10
+    assert m * n < HOT <= _div_kernels.rows_work("kl_div", m, n)
+    decides(0.0, n, TEAM, ask=lambda n: _div_kernels.entry_threads(None, m, n))
+    work = int(_div_kernels.rows_work("kl_div", m, n))
+    decides(0.0, work, TEAM, ask=lambda items: resolve_threads(None, m, items, "f"))
+    assert _div_kernels.rows_work("kl_div", 256, n) < HOT
+    decides(0.0, 256, 1, ask=lambda m: _div_kernels.entry_threads(None, m, n))
 
 
 def test_the_python_layer_follows_the_rule():

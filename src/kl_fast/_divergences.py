@@ -222,7 +222,7 @@ def _reduce_rows(p: ArrayLike, q: ArrayLike, *, func: str, names: Sequence[str],
     nrows = rows.p2.shape[0]
     res = np.empty((nrows, 3), dtype=np.float64)
     status = np.empty(nrows, dtype=np.int8)
-    work = _div_kernels.work_per_element(func) * nrows * rows.p2.shape[1]
+    work = _div_kernels.rows_work(func, nrows, rows.p2.shape[1])
     nt = resolve_threads(num_threads if ndim else 1, nrows, int(work), func)
     kernel(rows.p2, rows.q2, res, status, normalize, check, nt)
     if rescale_sums and normalize and nrows:

@@ -37,6 +37,9 @@ cdef enum:
     # of fixed cost).
     PAIR_COST = 16
     SMALL_PAIRWISE = 1 << 17
+    # a row of more than SHORT_N elements costs about ROW_COST elements beyond
+    # its own in the thread rule (_row_work)
+    ROW_COST = 32
     # kl_div's rows computed across rows (short rows, float64 columns) go
     # TASK_ROWS at a time through kl_rows_across (a thread's unit of work)
     TASK_ROWS = 128
@@ -1163,6 +1166,19 @@ cdef inline double _work(int kind) noexcept nogil:
     return 1.0
 
 
+cdef inline double _row_work(int kind, Py_ssize_t n) noexcept nogil:
+    """Work of one of many rows of n elements, in kl_div's elements, for the
+    thread rule.  A row costs more than its elements (one thread, float64
+    kl_div, in the time of a long row's elements): rows of up to SHORT_N about
+    2 n + 8 (4: 16, 10: 26, 16: 43, 40: 108), longer ones about n + ROW_COST
+    (64: 98, 128: 157).  Counting a short row as n elements made a team look
+    slower than one thread (its time is checked against that count), so a
+    default call on 100,000 rows of 10 fell back to one thread."""
+    if n <= SHORT_N:
+        return _work(kind) * (2 * n + 8)
+    return _work(kind) * (n + ROW_COST)
+
+
 cdef int _rows_threads(int kind, Py_ssize_t m, Py_ssize_t n, bint long_row,
                        object num_threads, unsigned long long *token) except -1:
     """The threads (choose_threads) for m rows of n elements of `kind`, or with
@@ -1170,14 +1186,14 @@ cdef int _rows_threads(int kind, Py_ssize_t m, Py_ssize_t n, bint long_row,
     if long_row:   # at most one thread per task of LONG_TASK elements
         return choose_threads(num_threads, (n + LONG_TASK - 1) // LONG_TASK, _work(kind) * n,
                               _parallel_min_elements, token)
-    return choose_threads(num_threads, m, _work(kind) * m * n, _parallel_min_elements, token)
+    return choose_threads(num_threads, m, m * _row_work(kind, n), _parallel_min_elements, token)
 
 
-def work_per_element(str func):
-    """_work for the Python layer: kl_div elements one element of ``func``
-    (kl_div, js_div or kl_div_log) counts as in the thread rule."""
-    return _work(KIND_JS if func == "js_div" else KIND_KL_LOG if func == "kl_div_log"
-                 else KIND_KL)
+def rows_work(str func, Py_ssize_t m, Py_ssize_t n):
+    """The work of m rows of n elements of ``func`` (kl_div, js_div or
+    kl_div_log) in the thread rule (_row_work), for the Python layer."""
+    return m * _row_work(KIND_JS if func == "js_div" else KIND_KL_LOG if func == "kl_div_log"
+                         else KIND_KL, n)
 
 
 def entry_threads(object num_threads, Py_ssize_t m, Py_ssize_t n, bint long_row=False):
@@ -1382,8 +1398,8 @@ cdef object _pairwise_entry(int kind, object P, object Q, object base, bint norm
     log_base = _log_base(base)
     if isnan(log_base):
         return None
-    n_threads = choose_threads(num_threads, m, _work(kind) * m * k * n, _parallel_min_elements,
-                         &token)
+    n_threads = choose_threads(num_threads, m, _work(kind) * m * k * (n + PAIR_COST),
+                               _parallel_min_elements, &token)
     if n_threads == 0:
         return None
     # float32 pairs: JS by its float32 kernel (so entries equal js_div's), KL in
