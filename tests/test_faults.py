@@ -185,6 +185,18 @@ def test_masked_arrays_are_refused_naming_the_argument():
         float(kl_fast.reference.kl_div(p.filled(0), q)), rel=1e-14)
 
 
+def test_a_masked_log_array_is_told_to_fill_with_log_zero():
+    # in log space a zero probability is -inf: filling with 0 would mean probability 1
+    lp = np.ma.masked_array(np.log([0.5, 0.25, 0.25]), mask=[False, False, True])
+    lq = np.log([0.25, 0.5, 0.25])
+    with pytest.raises(TypeError, match=r"kl_div_log: log_p is a masked array.*"
+                                        r"log_p\.filled\(-np\.inf\)"):
+        kl_fast.kl_div_log(lp, lq)
+    # what the message suggests is the masked entry taken as probability zero
+    assert float(kl_fast.kl_div_log(lp.filled(-np.inf), lq)) == pytest.approx(
+        float(kl_fast.reference.kl_div([0.5, 0.25, 0.0], [0.25, 0.5, 0.25])), rel=1e-14)
+
+
 # ---- unaligned float64 inputs reach the Gaussian kernels only as aligned copies --------
 
 def _unaligned(a):

@@ -592,7 +592,7 @@ cdef inline double gk_log_ratio(double pv, double wv, double a, double rh, doubl
     """log(p R / w) for p > 0, R = rh + rl, from the rounded r = (p rh) / w and
     the exact residual p R - r w; where w, p rh or r is not normal (w
     underflowed, p subnormal) from its parts log p + a + lr (a = -log w without
-    w's rounding, lr = log rh: such a point's w is below 2^-1022 of W >= 1).
+    w's rounding, lr = log R: such a point's w is below 2^-1022 of W >= 1).
     Branch-free, one log (of r or of p)."""
     cdef double u = pv * rh
     cdef double r = u / wv
@@ -941,7 +941,10 @@ cdef inline void gk_value(const gk_psums *ps, const gk_qsums *qs, double sigma,
     cdef double quad = (ps.scale * qs.Ap / sigma) / sigma
     cdef double lw = log(qs.W)
     ev.kl = klm_mul_add_f64(ps.P, lw, ps.H + quad)
-    ev.noise = fabs(ps.H) + fabs(quad) + fabs(ps.P * lw)
+    # P: W's rounding moves log W by a few eps even where log W is tiny (q on
+    # one point: W = 1 + its tail, a tail below eps lost), which H, quad and
+    # P log W, all near 0 there, would not show
+    ev.noise = fabs(ps.H) + fabs(quad) + fabs(ps.P * lw) + fabs(ps.P)
 
 
 cdef inline void gk_grad_finish(const gk_psums *ps, double sigma, double g1, double g2,
@@ -1008,7 +1011,7 @@ cdef bint gk_careful_setup(const floating *p, Py_ssize_t sp, const gk_psums *ps,
         gk_dd_div(W[0], W[1], T[0], T[1], W)
     cx.rh = W[0]
     cx.rl = W[1]
-    cx.lr = log(W[0])
+    cx.lr = log(W[0]) + W[1] / W[0]
     return True
 
 

@@ -32,10 +32,12 @@ def as_real_array(a: object, name: str, func: str, logs: str = "") -> np.ndarray
     if type(a) is np.ndarray and a.dtype.kind in _REAL_KINDS and a.dtype.itemsize <= 8:
         return a    # the common case, taken as it is (every check below would pass it)
     if isinstance(a, np.ma.MaskedArray):
+        # a zero probability is log 0 = -inf in log space
+        fill = "-np.inf" if logs else "0"
         raise TypeError(
             f"{func}: {name} is a masked array, whose mask would be ignored; pass "
-            f"{name}.filled(0) to count masked entries as zero, or drop them with "
-            f"{name}.compressed()"
+            f"{name}.filled({fill}) to count masked entries as probability zero, or drop "
+            f"them with {name}.compressed()"
         )
     if type(a) is not np.ndarray and hasattr(a, "__dask_graph__"):
         _refuse_dask(name, func)

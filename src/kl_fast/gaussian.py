@@ -208,7 +208,11 @@ def _explain(status: np.ndarray, p2: np.ndarray, xk: np.ndarray, batch_shape: tu
 
 
 def _param(value: object, name: str, func: str, *, positive: bool) -> np.ndarray:
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{func}: {name} must be a real number, got {value!r}")
     a = as_real_array(value, name, func)
+    if a.dtype == np.bool_:
+        raise TypeError(f"{func}: {name} must hold real numbers, got an array of bool")
     if a.dtype != _FLOAT64 or not a.flags.aligned:
         # the kernels load float64 with aligned loads: an unaligned view (a slice of
         # a byte buffer, an array received over a network) is copied first
@@ -300,14 +304,16 @@ def _evaluate_prepared(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray,
         sigma_b[:] = 1.0
     nt = _threads(num_threads, K, n, func)
     out = _eval_kernel(p2, xk, psums, rows, mu_b, sigma_b, nt, order)
-    # done: finite in the grid's units (beyond the range after the scaling back
-    # below is the caller's true overflow, which no other units would avoid)
-    done = np.isfinite(out).all(axis=0) & np.isfinite(mu_b) & np.isfinite(sigma_b)
+    # fine: the entries finite in the grid's units (beyond the range after the
+    # scaling back below is the caller's true overflow, which no other units
+    # would avoid); done: the evaluations all of whose entries are
+    fine = np.isfinite(out) & np.isfinite(mu_b) & np.isfinite(sigma_b)
     if k < 0 and order:
         # the gradient in the units of a tiny grid is 2**k times the caller's: a
         # component below the normal range there (0 included: it may have
         # underflowed) may be an ordinary number in the caller's
-        done &= ~(np.abs(out[1:3]) < _DBL_MIN).any(axis=0)
+        fine[1:3] &= ~(np.abs(out[1:3]) < _DBL_MIN)
+    done = fine.all(axis=0)
     if k:
         with np.errstate(over="ignore", under="ignore"):
             out[1:3] = np.ldexp(out[1:3], -k)     # d/dmu, d/dsigma: units 2**-k
@@ -316,10 +322,21 @@ def _evaluate_prepared(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray,
     for i in np.flatnonzero(~done | narrow):
         row = p2[rows[i]:rows[i] + 1]
         values = _in_sigma_units(row, np.ldexp(xk, k), mu_o[i], sigma_o[i], normalize, order)
-        # where the grid's units gave finite values, only finite ones replace them
-        if values is not None and (not done[i] or np.isfinite(values).all()):
-            out[:, i] = values
+        if values is not None:
+            out[:, i] = _merge_units(out[:, i], fine[:, i], values, narrow[i])
     return [_unwrap(v, shape) for v in out]
+
+
+def _merge_units(grid: np.ndarray, fine: np.ndarray, sigma_units: np.ndarray,
+                 narrow: bool) -> np.ndarray:
+    """One evaluation's values, entry by entry, from the grid's units (``grid``;
+    ``fine`` where they are trusted) and sigma's: sigma's where the grid's are
+    not trusted, and for a narrow sigma (squares near mu may underflow in the
+    grid's units) wherever sigma's are finite.  Each entry is computed on its
+    own, so a finite divergence in one unit system is kept beside a gradient
+    entry that overflows in both."""
+    take = ~fine | (np.isfinite(sigma_units) if narrow else False)
+    return np.where(take, sigma_units, grid)
 
 
 def _eval_kernel(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, rows: np.ndarray,
