@@ -518,11 +518,56 @@ BAD_FILES = [
      ["line 1, column 3:", "is below the smallest double"]),
     ("underflow_zeros.txt", lambda p: _write(p, "0.2 0.%s1 0.5\n" % ("0" * 400)),
      ["line 1, column 2:", "is below the smallest double"]),
+    ("overflow.txt", lambda p: _write(p, "0.2 0.3 0.5\n0.1 1e400 0.7\n"),
+     ["line 2, column 2: '1e400' is beyond the largest double"]),
+    ("semicolons.csv", lambda p: _write(p, "0.2;0.3;0.5\n"),
+     ["line 1, column 1:", "values separated by ';'", "read as separated by commas"]),
+    ("commas.txt", lambda p: _write(p, "0.2,0.3,0.5\n"),
+     ["line 1, column 1:", "values separated by ','", "read as separated by white space"]),
+    # extended precision beyond or below what the float64 kernels hold: its place in the file
+    ("beyond.npy", lambda p: np.save(p, _long_rows(1, 2, "1e400")),
+     ["1e+400, beyond the float64 range", "at index [1, 2]; values are computed in float64"]),
+    ("below.npy", lambda p: np.save(p, _long_rows(1, 0, "1e-400")),
+     ["1e-400, below the float64 range", "at index [1, 0]"]),
     ("binary.csv", lambda p: p.write_bytes(b"\x00\x01\x02garbage"), ["binary data"]),
     # float() accepts "1_0" but the parser does not: still the command's own message
     ("underscore.csv", lambda p: _write(p, "0.2,0.3,0.5\n0.1,1_0,0.7\n"), ["line 2:", "not a line of numbers"]),
     ("latin1.txt", lambda p: p.write_bytes(b"0.2 0.3 0.5\n0.1 \xe9 0.7\n"), ["line 2: not UTF-8 text"]),
 ]
+
+
+def _long_rows(r, c, text):
+    a = np.full((2, 3), 0.25, dtype=np.longdouble)
+    a[r, c] = np.longdouble(text)
+    return a
+
+
+def test_extended_precision_beyond_float64_named_at_its_place_in_chunks(tmp_path):
+    # the place in the file, not in a chunk of rows or in the transposed view
+    bad = tmp_path / "P.npy"
+    a = np.full((3, 4), 0.25, dtype=np.longdouble)
+    a[2, 1] = np.longdouble("1e-400")
+    np.save(bad, a)
+    np.save(tmp_path / "q4.npy", np.full(4, 0.25))
+    np.save(tmp_path / "q3.npy", np.full(3, 1 / 3))
+    fragments = ("1e-400, below the float64 range", "at index [2, 1]")
+    one_line_error(run_cli("compute", bad, tmp_path / "q4.npy", "--chunk-rows", 1),
+                   f"P file {bad}", *fragments)
+    one_line_error(run_cli("compute", bad, tmp_path / "q3.npy", "--axis", 0),
+                   f"P file {bad}", *fragments)
+    one_line_error(run_cli("compute", tmp_path / "q4.npy", bad, "--chunk-rows", 2),
+                   f"Q file {bad}", *fragments)
+    one_line_error(run_cli("pairwise", bad), f"P file {bad}", *fragments)
+
+
+def test_a_byte_order_mark_starts_no_number(tmp_path):
+    # spreadsheet programs write one at the start of a UTF-8 CSV file
+    (tmp_path / "P.csv").write_bytes(b"\xef\xbb\xbf0.2,0.3,0.5\n0.1,0.2,0.7\n")
+    (tmp_path / "Q.csv").write_text("0.3,0.3,0.4\n0.3,0.3,0.4\n")
+    proc = run_cli("compute", tmp_path / "P.csv", tmp_path / "Q.csv")
+    assert proc.returncode == 0, proc.stderr
+    want = kl_fast.kl_div([[0.2, 0.3, 0.5], [0.1, 0.2, 0.7]], [0.3, 0.3, 0.4])
+    np.testing.assert_array_equal(parse_values(proc.stdout), want)
 
 
 def _bad_and_good(tmp_path, name, writer):

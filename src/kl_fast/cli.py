@@ -744,6 +744,34 @@ def _underflow_problem(lines: Sequence[Tuple[int, str]], block: np.ndarray,
     return ""
 
 
+_INF_LITERAL = re.compile(r"[+-]?(?:inf|infinity)", re.IGNORECASE)
+
+
+def _overflow_problem(lines: Sequence[Tuple[int, str]], block: np.ndarray,
+                      delimiter: Optional[str]) -> str:
+    """The first number among numbered data lines (parsed into the rows of
+    block) that reads as infinite but is not written as inf, beyond the
+    largest double, for the error message; "" if none."""
+    for r in np.flatnonzero(np.isinf(block).any(axis=1)):
+        k, line = lines[int(r)]
+        body = line.split("#", 1)[0]
+        fields = [f.strip() for f in body.split(delimiter)] if delimiter else body.split()
+        for j in np.flatnonzero(np.isinf(block[r])):
+            if not _INF_LITERAL.fullmatch(fields[j]):
+                return (f"line {k}, column {j + 1}: {_shown(fields[j])!r} is beyond the largest "
+                        f"double (about 1.8e308) and would be read as infinite")
+    return ""
+
+
+def _separator_hint(field: str, delimiter: Optional[str]) -> str:
+    """A hint for a field that holds another separator than the file's."""
+    for sep in (";", ",", "\t", "|"):
+        if sep in field and sep != delimiter:
+            read = "commas" if delimiter == "," else "white space"
+            return f" (values separated by {sep!r}? this file's values are read as separated by {read})"
+    return ""
+
+
 def _text_problem(lines: Iterable[Tuple[int, str]], delimiter: Optional[str],
                   width: Optional[int], first: Optional[int]) -> str:
     """The first unreadable value or ragged line among numbered data lines, for the error message.
@@ -758,7 +786,9 @@ def _text_problem(lines: Iterable[Tuple[int, str]], delimiter: Optional[str],
             try:
                 float(f)
             except ValueError:
-                hint = " (a header line? remove it or start it with #)" if first is None else ""
+                hint = _separator_hint(f, delimiter)
+                if not hint and first is None:
+                    hint = " (a header line? remove it or start it with #)"
                 if f == "":
                     return f"line {k}, column {j}: empty field{hint}"
                 return f"line {k}, column {j}: {_shown(f)!r} is not a number{hint}"
@@ -816,7 +846,8 @@ def _parse_text(fh: BinaryIO, source: str, delimiter: Optional[str], *, sniff: b
             if done == 0 and b"\0" in chunk[:4096]:
                 raise CommandError(f"{source}: binary data in a text file")
             try:
-                text = chunk.decode("utf-8")
+                # a byte order mark (as spreadsheet programs write) starts no number
+                text = chunk.decode("utf-8-sig" if done == 0 else "utf-8")
             except UnicodeDecodeError as exc:
                 bad = line_no + chunk[:exc.start].count(b"\n") + 1
                 raise CommandError(f"{source}: line {bad}: not UTF-8 text") from None
@@ -845,6 +876,8 @@ def _parse_text(fh: BinaryIO, source: str, delimiter: Optional[str], *, sniff: b
                 problem = _text_problem(kept, delimiter, width, first) or _unparsed_line(kept, delimiter)
                 raise CommandError(f"{source}: {problem}") from None
             problem = _underflow_problem(kept, block, delimiter) if tiny else ""
+            if not problem and np.isinf(block).any():
+                problem = _overflow_problem(kept, block, delimiter)
             if problem:
                 raise CommandError(f"{source}: {problem}")
             if width is None or first is None:
@@ -1056,23 +1089,37 @@ def load_table(path: str, role: str, axis: int, key: Optional[str] = None, *,
     return Table(path, role, data, kind, transposed, numbers, key)
 
 
-def _first_bad(rows: np.ndarray) -> Optional[Tuple[int, int, float]]:
-    """(row, col, value) of the first negative, NaN or infinite value in rows, or None."""
+def _first_bad(rows: np.ndarray) -> Optional[Tuple[int, int, Any]]:
+    """(row, col, value) of the first negative, NaN or infinite value in rows, or
+    of an extended-precision value the float64 kernels cannot hold (beyond
+    their range, or nonzero and below it), or None."""
     with np.errstate(invalid="ignore"):
         bad = ~np.isfinite(rows) | (rows < 0)
+        if rows.dtype.kind == "f" and rows.dtype.itemsize > 8:
+            size = np.abs(rows)
+            bad |= (size > np.finfo(np.float64).max) \
+                | ((size > 0) & (size <= np.ldexp(np.ones((), rows.dtype), -1075)))
     if not bad.any():
         return None
     r, c = np.argwhere(bad)[0]
-    return int(r), int(c), float(rows[r, c])
+    return int(r), int(c), rows[r, c]
 
 
-def _describe(value: float) -> str:
-    v = float(value)
+def _describe(value: Any) -> Tuple[str, str]:
+    """What a value _first_bad found is, and the rule it breaks."""
+    v = float(value)   # an extended-precision value beyond float64's range: +-inf or 0
+    rule = "probabilities must be finite and non-negative"
     if math.isnan(v):
-        return "NaN"
+        return "NaN", rule
+    shown = repr(v) if v == value else str(value)   # extended precision: its own digits
+    if value < 0:
+        return f"a negative value ({shown})", rule
+    if v == value:
+        return f"an infinite value ({shown})", rule
+    rule = "values are computed in float64"
     if math.isinf(v):
-        return f"an infinite value ({v!r})"
-    return f"a negative value ({v!r})"
+        return f"{shown}, beyond the float64 range (about 1.8e308),", rule
+    return f"{shown}, below the float64 range (about 4.9e-324),", rule
 
 
 def _explain_failure(tables: Sequence[Table], chunks: Sequence[np.ndarray], offsets: Sequence[int],
@@ -1082,8 +1129,8 @@ def _explain_failure(tables: Sequence[Table], chunks: Sequence[np.ndarray], offs
         found = _first_bad(np.asarray(rows))
         if found is not None:
             r, c, v = found
-            return CommandError(f"{table.source}: {_describe(v)} at {table.place(off + r, c)}; "
-                                f"probabilities must be finite and non-negative")
+            what, rule = _describe(v)
+            return CommandError(f"{table.source}: {what} at {table.place(off + r, c)}; {rule}")
     if normalize:
         for table, rows, off in zip(tables, chunks, offsets):
             sums = np.asarray(rows, dtype=np.float64).sum(axis=1)
