@@ -522,3 +522,24 @@ def test_js_matrix_path_redoes_magnified_subnormal_terms():
     order = np.lexsort((np.broadcast_to(np.arange(100), want.shape), want), axis=1)[:, :2]
     np.testing.assert_array_equal(idx, order)
     np.testing.assert_array_equal(vals, np.take_along_axis(want, order, axis=1))
+
+
+def test_unchecked_bad_values_give_kl_div_s_value_on_both_paths():
+    # check=False: the product form counted a NaN or negative q as a zero and gave
+    # finite numbers where kl_div and the pair-by-pair path give NaN
+    rng = np.random.default_rng(2)
+    P = rng.random((3, 20))
+    Q = rng.random((3000, 20))
+    Q[1, 3] = np.nan
+    Q[2, 4] = -0.5
+    P[2, 5] = np.nan
+    big = kl_fast.kl_pairwise(P, Q, check=False)
+    small = kl_fast.kl_pairwise(P, Q[:5], check=False)
+    for i in range(3):
+        for j in range(5):
+            want = kl_fast.kl_div(P[i], Q[j], check=False)
+            np.testing.assert_array_equal(small[i, j], want)
+            if np.isnan(want) or j in (1, 2) or i == 2:
+                np.testing.assert_array_equal(big[i, j], want)
+    assert np.isnan(big[0, 1:3]).all() and np.isnan(big[2]).all()
+    assert np.isfinite(big[:2, 3:]).all()

@@ -194,6 +194,18 @@ def _by_row_function(fn: Callable[..., Any], P0: np.ndarray, Q0: np.ndarray, mas
         res[r, c] = fn(P0[r], Q0[c], **options)
 
 
+def _redo_unchecked(P0: np.ndarray, Q0: np.ndarray, res: np.ndarray, normalize: bool) -> None:
+    """check=False: the pairs with a row holding a negative, NaN or infinite
+    value get what kl_div gives them (NaN, mostly), as on the small path.
+    The product form's centred logs count such a q as a zero, which gave
+    finite numbers."""
+    bad_p = ~np.all(np.isfinite(P0) & (P0 >= 0), axis=1)
+    bad_q = ~np.all(np.isfinite(Q0) & (Q0 >= 0), axis=1)
+    if bad_p.any() or bad_q.any():
+        _by_row_function(kl_div, P0, Q0, bad_p[:, None] | bad_q[None, :], res,
+                         normalize=normalize, check=False)
+
+
 def _rounded_away(original: np.ndarray, scaled: np.ndarray) -> np.ndarray:
     """Per row: scaling by a power of two took an element below the normal range."""
     if scaled is original:
@@ -604,6 +616,8 @@ def kl_pairwise(P: ArrayLike, Q: ArrayLike | None = None, *, base: float | None 
                                                   num_threads, near_one=True)
     res = _kl_matrix(Pk, Qk, hp, psum, qsum, normalize=normalize,
                      num_threads=num_threads, func=func, out=direct, originals=originals)
+    if not check:
+        _redo_unchecked(P0, Q0, res, normalize)
     if normalize:
         _mend_normalized(P0, Q0, Pk, Qk, res, check)
     if base is not None:
