@@ -543,3 +543,15 @@ def test_unchecked_bad_values_give_kl_div_s_value_on_both_paths():
                 np.testing.assert_array_equal(big[i, j], want)
     assert np.isnan(big[0, 1:3]).all() and np.isnan(big[2]).all()
     assert np.isfinite(big[:2, 3:]).all()
+
+
+def test_entries_beyond_the_range_brought_back_by_base_are_kl_div_s():
+    # the product-form path redoes entries whose raw sum overflows by kl_div itself
+    # (which scales p and q together where q stays normal: full precision)
+    rng = np.random.default_rng(1)
+    P = rng.random((60, 50)) * 1e308
+    Q = np.abs(P[::-1] * (1 + rng.normal(0, 1e-6, (60, 50))))
+    got = kl_fast.kl_pairwise(P, Q, base=1e20)
+    want = np.array([[kl_fast.kl_div(P[i], Q[j], base=1e20) for j in range(60)] for i in range(60)])
+    np.testing.assert_array_equal(got, want)
+    assert np.isfinite(got).all()

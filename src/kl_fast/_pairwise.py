@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from . import _div_kernels, _kernels
 from ._typing import ArrayLike, ArrayT, F32Array, F64Array, Float64Like
-from ._api import (check_out, deliver, finish, kl_div, kl_unscaled, magnifies,
+from ._api import (check_out, deliver, finish, kl_div, magnifies,
                    normalize_rescale, overflow_shift, raw_tiny, row_sums, scaled_by_max,
                    times_power_of_two)
 from ._divergences import js_div
@@ -451,29 +451,17 @@ def _kl_pairs_exact(Pk: np.ndarray, Qk: np.ndarray, psum: np.ndarray, qsum: np.n
     return vals
 
 
-def _kl_beyond_range(Pk: np.ndarray, Qk: np.ndarray, res: np.ndarray, psum: np.ndarray,
-                     num_threads: Any) -> tuple[np.ndarray, int] | None:
+def _kl_beyond_range(Pk: np.ndarray, Qk: np.ndarray, res: np.ndarray,
+                     psum: np.ndarray) -> np.ndarray | None:
     """For base: the entries of ``res`` (the raw matrix) whose raw sum left the
-    range, redone as kl_div redoes them (_api.kl_beyond_range: P[i] times
-    2**-k) and left in ``res`` as the bracket; returns (mask, k), or None
-    when there are none.  Only rows summing above DBL_MAX / 1500 can overflow
-    (|log(p/q)| <= 1455); the entries made infinite by a zero of Q under
-    P[i] > 0 stay inf."""
+    range, for kl_div to redo (_api.kl_beyond_range), or None when there are
+    none.  Only rows summing above DBL_MAX / 1500 can overflow (|log(p/q)| <=
+    1455); the entries made infinite by a zero of Q under P[i] > 0 stay inf."""
     over = ~np.isfinite(res) & (psum > np.finfo(np.float64).max / 1500)[:, None]
     some = np.flatnonzero(over.any(axis=1))
     if some.size:
         over[some] &= ~_zero_mass(Pk[some], Qk)
-    if not over.any():
-        return None
-    k = overflow_shift(Pk.shape[1])
-    P_scaled = np.ldexp(Pk, -k)
-    _, psum_scaled = _row_stats(P_scaled, "P", "kl_pairwise", num_threads, False)
-    rows, cols = (np.ascontiguousarray(i, dtype=np.intp) for i in np.nonzero(over))
-    scaled = np.empty((rows.size, 3), dtype=np.float64)
-    nt = resolve_threads(num_threads, rows.size, rows.size * Pk.shape[1], "kl_pairwise")
-    _div_kernels.kl_pairs(P_scaled, Qk, rows, cols, scaled, nt)
-    res[over] = kl_unscaled(scaled[:, 0], psum_scaled[rows], k)
-    return over, k
+    return over if over.any() else None
 
 
 def _small_entries(P0: np.ndarray, Q0: np.ndarray, res: np.ndarray, base: float,
@@ -621,11 +609,11 @@ def kl_pairwise(P: ArrayLike, Q: ArrayLike | None = None, *, base: float | None 
     if normalize:
         _mend_normalized(P0, Q0, Pk, Qk, res, check)
     if base is not None:
-        over = _kl_beyond_range(Pk, Qk, res, psum, num_threads) if not normalize else None
+        over = _kl_beyond_range(Pk, Qk, res, psum) if not normalize else None
         with np.errstate(over="ignore"):  # beyond the range: inf
             res /= math.log(base)
         if over is not None:
-            res[over[0]] = times_power_of_two(res[over[0]], over[1])
+            _by_row_function(kl_div, Pk, Qk, over, res, base=base, check=False)
         if not normalize:
             _small_entries(P0, Q0, res, base)
     return res if direct is not None else cast(np.ndarray, deliver(res, out, dtype, func))

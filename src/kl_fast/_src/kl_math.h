@@ -466,11 +466,18 @@ static inline float klm_mul_add_f32(float a, float b, float c)
 #endif
 }
 
-/* k ln 2 + a, with k (an integer-valued sum of exponents) split so that its product with
-   the high part of ln 2 is exact: one rounding at the end. */
+/* k ln 2 + a, with k (a sum of p times exponents) split so that its product with the high
+   part of ln 2 is exact: one rounding at the end.  The high part is k with the low 33 bits
+   of its mantissa cleared (exact; Veltkamp's split, k (2^33 + 1), overflowed from k near
+   2^-33 DBL_MAX, which rows of p near 1e298 reach, and sent them to the careful path). */
 static inline double klm_join_k_f64(double k, double a)
 {
-    double c = k * (0x1p33 + 1.0), kh = c - (c - k), kl = k - kh;
+    uint64_t b;
+    double kh, kl;
+    memcpy(&b, &k, sizeof b);
+    b &= ~((UINT64_C(1) << 33) - 1);
+    memcpy(&kh, &b, sizeof kh);
+    kl = k - kh;
     return kh * KLM_LN2HI_D + (kl * KLM_LN2HI_D + (k * KLM_LN2LO_D + a));
 }
 
