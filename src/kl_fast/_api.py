@@ -395,12 +395,12 @@ def kl_beyond_range(pk: np.ndarray, qk: np.ndarray, axes: tuple[int, ...] | None
     """(res, shift) for kl_div's rows whose raw sum (res[..., 0], from
     row_sums) is not finite, unless a zero of q under p > 0 makes it +inf:
     redone on p and q times 2**-k, KL(2**-k p, 2**-k q) = 2**-k KL(p, q) (the
-    ratios unchanged), where every q under p > 0 stays normal so scaled (an
-    exact scaling); else on p alone, KL(p, q) = 2**k (KL(2**-k p, q) + k log(2)
+    ratios unchanged; k at least 28), where every q under p > 0 stays normal
+    so scaled (an exact scaling); else on p alone, KL(p, q) = 2**k (KL(2**-k p, q) + k log(2)
     sum(2**-k p)), whose k log 2 part cancels against the terms (n k eps of
     them: 3e-9 relative on 10**6 terms of 1e308; it is left to rows with a q
     below 2**k DBL_MIN under p > 0, whose logs dominate).  res[..., 0] holds
-    the bracket there and shift is k (0 elsewhere): the divergence is the
+    the bracket there and shift its k (0 elsewhere): the divergence is the
     finished value times 2**shift, in range when base or dx bring it back.
     shift is None when no row needs it."""
     shape = np.broadcast_shapes(pk.shape, qk.shape)
@@ -409,12 +409,15 @@ def kl_beyond_range(pk: np.ndarray, qk: np.ndarray, axes: tuple[int, ...] | None
     if not over.any():
         return res, None
     k = overflow_shift(math.prod(shape[ax] for ax in red))
-    shift = np.where(over, k, 0).astype(np.intc)
+    # p and q together at least 2**-28 down, below 2**996, where the kernels'
+    # exact ratio residual holds without FMA too (klm_residual_f64)
+    kb = max(k, 28)
     pb, qb = np.broadcast_to(pk, shape), np.broadcast_to(qk, shape)
     with np.errstate(invalid="ignore"):
-        both = over & np.all((pb <= 0) | (qb >= np.ldexp(np.finfo(qb.dtype).tiny, k)), axis=red)
+        both = over & np.all((pb <= 0) | (qb >= np.ldexp(np.finfo(qb.dtype).tiny, kb)), axis=red)
+    shift = np.where(both, kb, np.where(over, k, 0)).astype(np.intc)
     p_scaled = np.ldexp(pb, np.expand_dims(-shift, red)).astype(pk.dtype, copy=False)
-    q_scaled = np.ldexp(qb, np.expand_dims(np.where(both, -k, 0).astype(np.intc), red)).astype(
+    q_scaled = np.ldexp(qb, np.expand_dims(np.where(both, -kb, 0).astype(np.intc), red)).astype(
         qk.dtype, copy=False)
     scaled, _ = row_sums(p_scaled, q_scaled, axes=axes, func="kl_div", num_threads=num_threads,
                          check=False, shapes=(shape, shape))
