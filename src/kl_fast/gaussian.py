@@ -227,8 +227,7 @@ def _param(value: object, name: str, func: str, *, positive: bool) -> np.ndarray
 
 
 def _scalar(value: Any, name: str, func: str, *, positive: bool) -> float:
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{func}: {name} must be a real number, got {value!r}")
+    # a bool is neither float nor int by type: _param refuses it
     if type(value) is float or type(value) is int:
         try:
             v = float(value)
