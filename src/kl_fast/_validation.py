@@ -94,6 +94,16 @@ def _refuse_dask(name: str, func: str) -> None:
                     f"whole into memory; {hint}")
 
 
+def beyond_float64(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of an extended-precision array's finite values that the cast to
+    float64 would turn into +-inf (beyond its range) and of its nonzero ones
+    it would turn into 0 (at most half its smallest subnormal, 2**-1075)."""
+    magnitude = np.abs(arr)
+    big = np.isfinite(arr) & (magnitude > np.finfo(np.float64).max)
+    small = (magnitude > 0) & (magnitude <= np.ldexp(np.ones((), arr.dtype), -1075))
+    return big, small
+
+
 def _check_float64_range(arr: np.ndarray, name: str, func: str, logs: str = "") -> None:
     """ValueError for a finite extended-precision value beyond the float64 range
     the kernels compute in (the cast would turn it into inf), or nonzero and
@@ -102,14 +112,11 @@ def _check_float64_range(arr: np.ndarray, name: str, func: str, logs: str = "") 
     be tiny: a probability within 2**-1075 of 1, as the cast 0 says; and a
     log_p below -1.8e308 is a p that is 0 in any precision, as the cast -inf
     says (not a log_q: its term p (log_p - log_q) may be finite)."""
-    magnitude = np.abs(arr)
-    big = np.isfinite(arr) & (magnitude > np.finfo(np.float64).max)
+    big, small = beyond_float64(arr)
     if logs == "p":
         big &= arr > 0
     checks = [(big, "beyond the float64 range (about 1.8e308)")]
     if not logs:
-        # at most half float64's smallest subnormal (2**-1075) rounds to 0
-        small = (magnitude > 0) & (magnitude <= np.ldexp(np.ones((), arr.dtype), -1075))
         checks.append((small, "below the float64 range (about 4.9e-324)"))
     for mask, where in checks:
         if mask.any():

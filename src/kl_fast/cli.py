@@ -1096,9 +1096,10 @@ def _first_bad(rows: np.ndarray) -> Optional[Tuple[int, int, Any]]:
     with np.errstate(invalid="ignore"):
         bad = ~np.isfinite(rows) | (rows < 0)
         if rows.dtype.kind == "f" and rows.dtype.itemsize > 8:
-            size = np.abs(rows)
-            bad |= (size > np.finfo(np.float64).max) \
-                | ((size > 0) & (size <= np.ldexp(np.ones((), rows.dtype), -1075)))
+            from kl_fast._validation import beyond_float64
+
+            big, small = beyond_float64(rows)
+            bad |= big | small
     if not bad.any():
         return None
     r, c = np.argwhere(bad)[0]
