@@ -718,6 +718,11 @@ def _shown(text: str) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _fields(body: str, delimiter: Optional[str]) -> List[str]:
+    """The fields of a data line's text before its comment, as the parser splits them."""
+    return [f.strip() for f in body.split(delimiter)] if delimiter else body.split()
+
+
 # Text that may hold a number below the smallest double, which the parser reads
 # as 0 without a word: a decimal exponent of -300 or below, or 20 zeros after a
 # decimal point (with an exponent above -300 a number below 1e-323 needs at
@@ -736,7 +741,7 @@ def _underflow_problem(lines: Sequence[Tuple[int, str]], block: np.ndarray,
         body = line.split("#", 1)[0]
         if not _TINY_TEXT.search(body):
             continue
-        fields = [f.strip() for f in body.split(delimiter)] if delimiter else body.split()
+        fields = _fields(body, delimiter)
         for j in np.flatnonzero(block[r] == 0):
             if not _ZERO_LITERAL.fullmatch(fields[j]):
                 return (f"line {k}, column {j + 1}: {_shown(fields[j])!r} is below the smallest "
@@ -754,8 +759,7 @@ def _overflow_problem(lines: Sequence[Tuple[int, str]], block: np.ndarray,
     largest double, for the error message; "" if none."""
     for r in np.flatnonzero(np.isinf(block).any(axis=1)):
         k, line = lines[int(r)]
-        body = line.split("#", 1)[0]
-        fields = [f.strip() for f in body.split(delimiter)] if delimiter else body.split()
+        fields = _fields(line.split("#", 1)[0], delimiter)
         for j in np.flatnonzero(np.isinf(block[r])):
             if not _INF_LITERAL.fullmatch(fields[j]):
                 return (f"line {k}, column {j + 1}: {_shown(fields[j])!r} is beyond the largest "
@@ -780,8 +784,7 @@ def _text_problem(lines: Iterable[Tuple[int, str]], delimiter: Optional[str],
     from the lines before these (None when these are the first).
     """
     for k, line in lines:
-        body = line.split("#", 1)[0]
-        fields = [f.strip() for f in body.split(delimiter)] if delimiter else body.split()
+        fields = _fields(line.split("#", 1)[0], delimiter)
         for j, f in enumerate(fields, start=1):
             try:
                 float(f)
