@@ -124,8 +124,8 @@ def test_long_rows_of_mixed_sign_terms_sum_as_well_as_the_peers(path):
     # At the rounding floor a single draw favours one summation or another by
     # luck (one draw of 10^5 once read 2.1e-15 against NumPy's 5e-17, the next
     # ones the other way round), so the errors, in units of eps times the terms'
-    # size, are compared over 40 draws: their root mean square (measured 0.0140 on
-    # the AVX paths, 0.0132 on the baseline, against NumPy's 0.0173 and SciPy's
+    # size, are compared over 40 draws: their root mean square (measured 0.0137 on
+    # the AVX paths, 0.0128 on the baseline, against NumPy's 0.0173 and SciPy's
     # 0.0133) and their worst (0.033 against 0.048 and 0.028).  A plain running sum
     # fails both (rms 0.17, worst 0.62).
     draws = mixed_sign_draws(draws=40, n=10_000, seed=1)
