@@ -7,8 +7,9 @@
 #     g(d) = (1 + d) log(1 + d) + (1 - d) log(1 - d) = sum_k d^(2k) / (k (2k - 1)).
 # The two logs cancel to first order when x is close to y, so for |d| < 1/2 g
 # comes from its series (no cancellation), otherwise from the logs
-# (cancellation by a factor of at most about 4).  Both are computed and one is
-# selected, so the loops vectorise.
+# (cancellation by a factor of at most about 4), with the first-order effect
+# of rounding u = 1 + d and v = 1 - d added (js_direct).  Both are computed
+# and one is selected, so the loops vectorise.
 #
 # A row of js_row_scaled is the sum of the terms of the pairs (a p_i, b q_i);
 # js_row_divided picks a = 1 / ps, b = 1 / qs safely, and js_row computes ps
@@ -22,7 +23,7 @@
 from libc.math cimport NAN
 
 cdef extern from "kl_math.h" nogil:
-    double klm_xlogy_f64(double x, double y)
+    double klm_log_normal_f64(double x)
     double klm_js_series_f64(double z)
     float klm_js_series_f32(float z)
     double JS_2P54 "0x1p54"
@@ -34,6 +35,42 @@ cdef extern from "kl_math.h" nogil:
 
 # ---- the pair term --------------------------------------------------------
 
+cdef inline floating js_rounding(floating x, floating s, floating inv, floating e,
+                                 floating u) noexcept nogil:
+    """The rounding error of u against the exact 2x / (x + y), for u
+    rounded from 2x / s, s = x + y rounded with the error e = x + y - s
+    (TwoSum, exact) and inv = 1 / s: 2x / s = u + r / s with the residual
+    r = 2x - u s (klm_residual_*), and s + e divides 2x, so to first order
+    the error is (r - u e) / s.  0 where x == 0."""
+    if floating is double:
+        return klm_mul_add_f64(-u, e, klm_residual_f64(x + x, u, s)) * inv
+    else:
+        return klm_mul_add_f32(-u, e, klm_residual_f32(x + x, u, s)) * inv
+
+
+cdef inline floating js_corrected(floating u, floating c, floating lu) noexcept nogil:
+    """u log u moved by the error c of u: u lu + c (lu + 1), in explicit
+    FMAs, so no sum is left to the compiler to contract: swapping the two
+    terms of a pair gives the same bits."""
+    if floating is double:
+        return klm_mul_add_f64(u, lu, klm_mul_add_f64(c, lu, c))
+    else:
+        return klm_mul_add_f32(u, lu, klm_mul_add_f32(c, lu, c))
+
+
+cdef inline floating js_direct(floating x, floating y, floating s, floating inv, floating u,
+                               floating v, floating lu, floating lv) noexcept nogil:
+    """g(d) = u log u + v log v from u = 2x / s and v = 2y / s as rounded
+    and their logs lu, lv (any finite value where u or v is 0), with the
+    first-order effect of their rounding added (js_rounding): the
+    cancellation of the two terms had magnified it (|d| just above 1/2: up
+    to 9.6 eps, now 3)."""
+    cdef floating t = s - x
+    cdef floating e = (x - (s - t)) + (y - t)
+    return (js_corrected(u, js_rounding(x, s, inv, e, u), lu)
+            + js_corrected(v, js_rounding(y, s, inv, e, v), lv))
+
+
 cdef inline floating js_pair(floating x, floating y, floating diff) noexcept nogil:
     """(s / 4) g(d) for s = x + y and d = diff / s (diff is x - y, or its
     rounding from a wider type), for x, y >= 0 with a normal s that leaves
@@ -44,32 +81,27 @@ cdef inline floating js_pair(floating x, floating y, floating diff) noexcept nog
     cdef floating z = d * d
     cdef floating u = (x + x) * inv          # 1 + d
     cdef floating v = (y + y) * inv          # 1 - d
-    cdef floating direct, series, hi, lo
+    cdef floating direct, series
     if floating is double:
-        # xlogy masks its product (exactly 0 at u == 0), which also keeps
-        # the sum of the two out of FMA contraction: u, v swapped, same bits
-        direct = klm_xlogy_f64(u, u) + klm_xlogy_f64(v, v)
+        direct = js_direct(x, y, s, inv, u, v, klm_log_normal_f64(u), klm_log_normal_f64(v))
         series = z * klm_js_series_f64(z)
     else:
-        # the log of a normal ratio (finite at 0, where the product is 0);
-        # the larger of u, v first, so that an FMA contracting the sum
-        # gives the same bits when they are swapped
-        hi = u if u > v else v
-        lo = v if u > v else u
-        direct = hi * klm_log_normal_f32(hi) + lo * klm_log_normal_f32(lo)
+        # the division-free log of a normal ratio, finite at 0 (where u == 0)
+        direct = js_direct(x, y, s, inv, u, v, klm_log_normal_f32(u), klm_log_normal_f32(v))
         series = z * klm_js_series_f32(z)
     return (<floating>0.25 * s) * (series if z < <floating>0.25 else direct)
 
 
 cdef inline double js_term_f64(double x, double y) noexcept nogil:
     """The pair term in double; 0 when x == y == 0; NaN (the careful path's
-    cue) unless x, y >= 0 and DBL_MIN <= x + y <= DBL_MAX / 2."""
+    cue) unless x, y >= 0 and DBL_MIN <= x + y <= 2^960 (above, the baseline
+    kernels' residuals, Dekker's products without FMA, would overflow)."""
     cdef double s = x + y
     cdef double t = js_pair(x, y, x - y)
     cdef double m = x if x < y else y
     cdef double w = 0.0 if s == 0.0 else NAN
     t = t if s >= DBL_MIN else w
-    t = t if s <= 0.5 * DBL_MAX else NAN
+    t = t if s <= JS_2P960 else NAN
     return t if m >= 0.0 else NAN
 
 
@@ -332,14 +364,16 @@ cdef inline int js_row_fast(const floating *p, Py_ssize_t sp, const floating *q,
 
 cdef double js_term_careful(double x, double y) noexcept nogil:
     """The pair term with libm; the term is homogeneous of degree 1, so a
-    pair too large (x + y near overflow) or too small (1 / (x + y) overflows)
-    is scaled by a power of two first.  NaN for a negative, NaN or infinite
-    value."""
+    pair too large (x + y above 2^960, where js_rounding's residual would
+    overflow without FMA) or too small (1 / (x + y) overflows) is scaled by a
+    power of two first (the smaller value of a large pair may lose bits below
+    2^-958, where its share of the term is below 2^-1900 of the term).  NaN
+    for a negative, NaN or infinite value."""
     cdef double s, inv, d, z, u, v, g
     if not (x >= 0.0 and y >= 0.0 and x <= DBL_MAX and y <= DBL_MAX):
         return NAN
-    if not (x + y <= 0.5 * DBL_MAX):
-        return 4.0 * js_term_careful(0.25 * x, 0.25 * y)
+    if not (x + y <= JS_2P960):
+        return JS_2P64 * js_term_careful(JS_2M64 * x, JS_2M64 * y)
     s = x + y
     if not (s > 0.0):
         return 0.0
@@ -353,7 +387,8 @@ cdef double js_term_careful(double x, double y) noexcept nogil:
     else:
         u = (x + x) * inv
         v = (y + y) * inv
-        g = (u * log(u) if u > 0.0 else 0.0) + (v * log(v) if v > 0.0 else 0.0)
+        g = js_direct(x, y, s, inv, u, v, log(u) if u > 0.0 else 0.0,
+                      log(v) if v > 0.0 else 0.0)
     return (0.25 * s) * g
 
 

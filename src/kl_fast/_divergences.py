@@ -341,16 +341,18 @@ def js_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = -1, keepdims: bool = Fals
     p or q is).
     Equals ``scipy.spatial.distance.jensenshannon(p, q, base=base) ** 2`` for
     normalised rows.  One fused pass per row; near p == q it keeps full
-    relative accuracy (the textbook formula loses it to cancellation).
+    relative accuracy (the textbook formula loses it to cancellation), and
+    elsewhere a pair term is within 4 eps of its exact value (2.7 measured;
+    the textbook formula: 6.1).
 
     Parameters
     ----------
     p, q : array_like
         Non-negative finite values that broadcast together (as in kl_div).
         float32 with float32 gives float32, from float32 kernels (the terms in
-        float, added in double: within 12 float32 eps of the result against
-        mpmath, 10.0 measured where the pair terms' two logs cancel most, at
-        |p - q| / (p + q) just above 1/2, else 5.7; with normalize, plus an absolute 2**-109 or
+        float, added in double: within 4 float32 eps of the result against
+        mpmath, 3.4 measured where the pair terms' two logs cancel most, at
+        |p - q| / (p + q) just above 1/2; with normalize, plus an absolute 2**-109 or
         so from the rounding of the sums' reciprocals, so that proportional
         rows may give 1.5e-33, not 0); any other real input computes in float64.
     axis : int, tuple of int or None, default -1

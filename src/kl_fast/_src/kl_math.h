@@ -17,6 +17,7 @@
  *   klm_log_f64/_f32        natural log, < 1 ulp, every input (log 0 = -inf, log(<0) = NaN)
  *   klm_exp_f64/_f32        exp, < 1 ulp
  *   klm_log_parts_f64       log z and k of a normal, finite r > 0 (kernels join k ln 2 later)
+ *   klm_log_normal_f64      log_f64 of a normal x > 0, finite (and meaningless) at 0 and subnormals
  *   klm_log_normal_f32      log of a normal, finite float r > 0, division-free polynomial
  *   klm_residual_f64/_f32   p - r q exactly, for the rounded ratio r = p / q
  *   klm_exp_split_f32       exp of a float pair as a float pair times 2^k (k in double's range)
@@ -131,13 +132,30 @@ static inline double klm_log_tail_f64(double s, double f, double k)
 #endif
 }
 
+/* x = 2^k z with z in [sqrt2/2, sqrt2) for a normal x > 0 (for 0 and subnormals some
+   finite z and k): returns z and sets *k. */
+static inline double klm_log_split_f64(double x, double *k)
+{
+    uint64_t ix, t, b;
+    double z, kd;
+    memcpy(&ix, &x, sizeof ix);
+    /* the top 12 bits of t are k + 2048 */
+    t = ix + (KLM_SIGN_D - KLM_SQRTH_BITS_D);
+    b = (t >> 52) | KLM_MAGIC_BITS_D;
+    memcpy(&kd, &b, sizeof kd);
+    *k = kd - (0x1p52 + 2048.0);                           /* 2^52 + e holds e exactly */
+    b = (t & KLM_MANT_D) + KLM_SQRTH_BITS_D;
+    memcpy(&z, &b, sizeof z);
+    return z;
+}
+
 /* The reduction of log_f64: x = 2^k z with z in [sqrt2/2, sqrt2) (subnormal
    x scaled into the normal range first), returns z and sets *k.  Shared by
    log_f64 and loops that split the log at its division. */
 static inline double klm_log_reduce_f64(double x, double *k)
 {
-    uint64_t ix, sub, t, b;
-    double xs, one, z, kd;
+    uint64_t ix, sub, b;
+    double xs, one, z;
     memcpy(&ix, &x, sizeof ix);
 #if KLM_HAVE_SSE42
     sub = (uint64_t)0 - (uint64_t)(x < DBL_MIN);            /* all ones for subnormals, 0, < 0 */
@@ -150,14 +168,8 @@ static inline double klm_log_reduce_f64(double x, double *k)
     b = ix | b;
     memcpy(&xs, &b, sizeof xs);
     xs = xs - one;
-    memcpy(&ix, &xs, sizeof ix);
-    /* the top 12 bits of t are k + 2048 */
-    t = ix + (KLM_SIGN_D - KLM_SQRTH_BITS_D);
-    b = (t >> 52) | KLM_MAGIC_BITS_D;
-    memcpy(&kd, &b, sizeof kd);
-    *k = (kd - (0x1p52 + 2048.0)) - 1022.0 * one;          /* 2^52 + e holds e exactly */
-    b = (t & KLM_MANT_D) + KLM_SQRTH_BITS_D;
-    memcpy(&z, &b, sizeof z);
+    z = klm_log_split_f64(xs, k);
+    *k = *k - 1022.0 * one;
     return z;
 }
 
@@ -173,6 +185,16 @@ static inline double klm_log_f64(double x)
     corr = (x == 0.0 ? -(double)INFINITY : 0.0) + (x < 0.0 ? (double)NAN : 0.0);
     corr += x < (double)INFINITY ? 0.0 : x;                 /* +inf -> +inf, NaN -> NaN */
     return r + corr;
+}
+
+/* log_f64 of a normal x > 0 without the special values' selects (and finite for every
+   x >= 0: 0 and subnormals give some finite value, for callers that multiply it by x) */
+static inline double klm_log_normal_f64(double x)
+{
+    double k;
+    double z = klm_log_split_f64(x, &k);
+    double f = z - 1.0;
+    return klm_log_tail_f64(f / (z + 1.0), f, k);
 }
 
 /* natural log, float32; < 1 ulp; same special values as log_f64 */
