@@ -156,6 +156,31 @@ def pairwise_near_duplicates(rng, worst):
                 worst[label, name] = max(worst.get((label, name), 0.0), rel(matrix[i, j], exact))
 
 
+def js_where_logs_cancel(rng, worst):
+    """js_div's pair terms where they take the two logs, |p - q| / (p + q) in
+    [0.5, 1) (300 pairs, one per row); NumPy is the textbook
+    0.5 (p log(p / m) + q log(q / m)), m = (p + q) / 2, in the inputs' dtype,
+    SciPy the same with rel_entr."""
+    d = rng.uniform(0.5, 1.0, 300)
+    q = rng.uniform(0.5, 2.0, 300)
+    p = q * (1 + d) / (1 - d)
+    for dtype, label in ((np.float64, "js_div pair terms, d = (p - q) / (p + q) in [0.5, 1) (float64)"),
+                         (np.float32, "js_div pair terms, d = (p - q) / (p + q) in [0.5, 1) (float32)")):
+        a, b = p.astype(dtype), q.astype(dtype)
+        m = (a + b) / dtype(2)
+        values = {}
+        for path in _kernels.available_isas():
+            _config.select_isa(path)
+            values[f"kl_fast ({path})"] = kl_fast.js_div(a[:, None], b[:, None])
+        _config.select_isa()
+        values["NumPy"] = dtype(0.5) * (a * np.log(a / m) + b * np.log(b / m))
+        values["SciPy"] = dtype(0.5) * (special.rel_entr(a, m) + special.rel_entr(b, m))
+        for i in range(a.size):
+            exact = truth.js(a[i:i + 1], b[i:i + 1])
+            for name, v in values.items():
+                worst[label, name] = max(worst.get((label, name), 0.0), rel(v[i], exact))
+
+
 def gaussian_near_optimum(worst):
     """gaussian_kl(_grad) with p = q(0.3, 2) itself (n = 301 and 1001 on [-10, 10]),
     mu or sigma moved so the KL is 1e-9 ... 1e-13.  NumPy is kl_fast.reference
@@ -227,6 +252,7 @@ def main():
         worst[key] = max(worst.get(key, 0.0), rel(reference.kl_div_log(lp, lq, normalize=True),
                                                   exact))
     pairwise_near_duplicates(rng, worst)
+    js_where_logs_cancel(np.random.default_rng(11), worst)   # its own draws: the others keep theirs
     gaussian_near_optimum(worst)
     log_normalize_offsets(rng, worst)
     labels = list(dict.fromkeys(k[0] for k in worst))

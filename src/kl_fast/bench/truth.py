@@ -29,6 +29,18 @@ def kl(p: Any, q: Any, normalize: bool = False, prec: int = PREC) -> Any:
         return mpmath.fsum(a * mpmath.log(a / b) for a, b in zip(ps, qs) if a > 0)
 
 
+def js(p: Any, q: Any, prec: int = PREC) -> Any:
+    """sum over pairs of p log(p / m) / 2 + q log(q / m) / 2, m = (p + q) / 2 (a zero
+    value's half counts 0)."""
+    with mpmath.workprec(prec):
+        terms = []
+        for a, b in zip(_mp(p), _mp(q)):
+            m = (a + b) / 2
+            terms.append((a * mpmath.log(a / m) if a else 0) / 2
+                         + (b * mpmath.log(b / m) if b else 0) / 2)
+        return mpmath.fsum(terms)
+
+
 def kl_log(lp: Any, lq: Any, prec: int = PREC) -> Any:
     """KL of the distributions with log-probabilities lp and lq, each normalised."""
     with mpmath.workprec(prec):
