@@ -31,6 +31,9 @@ cdef extern from "kl_math.h" nogil:
     double JS_2P64 "0x1p64"
     double JS_2M64 "0x1p-64"
     double JS_2P960 "0x1p960"
+    # the largest s = x + y of the fast pair term: 1 / s stays normal, and
+    # js_rounding's residual is exact (without FMA only up to 2^996)
+    double JS_S_MAX "(KLM_RESIDUAL_MAX_D < 0.5 * DBL_MAX ? KLM_RESIDUAL_MAX_D : 0.5 * DBL_MAX)"
 
 
 # ---- the pair term --------------------------------------------------------
@@ -94,14 +97,13 @@ cdef inline floating js_pair(floating x, floating y, floating diff) noexcept nog
 
 cdef inline double js_term_f64(double x, double y) noexcept nogil:
     """The pair term in double; 0 when x == y == 0; NaN (the careful path's
-    cue) unless x, y >= 0 and DBL_MIN <= x + y <= 2^960 (above, the baseline
-    kernels' residuals, Dekker's products without FMA, would overflow)."""
+    cue) unless x, y >= 0 and DBL_MIN <= x + y <= JS_S_MAX."""
     cdef double s = x + y
     cdef double t = js_pair(x, y, x - y)
     cdef double m = x if x < y else y
     cdef double w = 0.0 if s == 0.0 else NAN
     t = t if s >= DBL_MIN else w
-    t = t if s <= JS_2P960 else NAN
+    t = t if s <= JS_S_MAX else NAN
     return t if m >= 0.0 else NAN
 
 
@@ -364,15 +366,15 @@ cdef inline int js_row_fast(const floating *p, Py_ssize_t sp, const floating *q,
 
 cdef double js_term_careful(double x, double y) noexcept nogil:
     """The pair term with libm; the term is homogeneous of degree 1, so a
-    pair too large (x + y above 2^960, where js_rounding's residual would
-    overflow without FMA) or too small (1 / (x + y) overflows) is scaled by a
-    power of two first (the smaller value of a large pair may lose bits below
-    2^-958, where its share of the term is below 2^-1900 of the term).  NaN
-    for a negative, NaN or infinite value."""
+    pair too large (x + y above JS_S_MAX, near overflow, or where
+    js_rounding's residual is not exact without FMA) or too small (1 / (x + y)
+    overflows) is scaled by a power of two first (the smaller value of a
+    large pair may lose bits below 2^-958, where its share of the term is
+    below 2^-1900 of the term).  NaN for a negative, NaN or infinite value."""
     cdef double s, inv, d, z, u, v, g
     if not (x >= 0.0 and y >= 0.0 and x <= DBL_MAX and y <= DBL_MAX):
         return NAN
-    if not (x + y <= JS_2P960):
+    if not (x + y <= JS_S_MAX):
         return JS_2P64 * js_term_careful(JS_2M64 * x, JS_2M64 * y)
     s = x + y
     if not (s > 0.0):

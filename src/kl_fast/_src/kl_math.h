@@ -420,6 +420,13 @@ static inline double klm_residual_f64(double p, double r, double q)
 #endif
 }
 
+/* The largest |r| and |q| for which klm_residual_f64 is exact */
+#if KLM_HAVE_FMA
+#define KLM_RESIDUAL_MAX_D DBL_MAX
+#else
+#define KLM_RESIDUAL_MAX_D 0x1p996
+#endif
+
 /* The same for float: r q of two floats is exact in double. */
 static inline float klm_residual_f32(float p, float r, float q)
 {
