@@ -342,8 +342,8 @@ def js_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = -1, keepdims: bool = Fals
     Equals ``scipy.spatial.distance.jensenshannon(p, q, base=base) ** 2`` for
     normalised rows.  One fused pass per row; near p == q it keeps full
     relative accuracy (the textbook formula loses it to cancellation), and
-    elsewhere a pair term is within 4 eps of its exact value (2.7 measured;
-    the textbook formula: 6.1).
+    elsewhere a pair term (of normal size) is within 4 eps of its exact value
+    (2.7 measured; the textbook formula: 6.1).
 
     Parameters
     ----------
