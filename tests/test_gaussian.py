@@ -666,6 +666,8 @@ def test_errors_value(func):
         func(np.stack([p, np.zeros(5)]), x, 0.0, 1.0)
     with pytest.raises(ValueError, match=r"p is all zero; it must have positive mass"):
         func(np.zeros(5), x, 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"the grid x is empty"):
+        func(np.zeros((3, 0)), [], 0.0, 1.0)
     with pytest.raises(ValueError, match=r"p must have at least one dimension"):
         func(0.5, 0.5, 0.0, 1.0)
     with pytest.raises(ValueError, match=r"do not broadcast"):
@@ -786,7 +788,7 @@ def test_degenerate_p_on_repeated_grid_points():
     lambda: kl_fast.GaussianTarget([], []),
 ])
 def test_empty_grid_is_the_documented_error(call):
-    with pytest.raises(ValueError, match="p is all zero; it must have positive mass"):
+    with pytest.raises(ValueError, match=r"the grid x is empty \(and p has no values\)"):
         call()
 
 

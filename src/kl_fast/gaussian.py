@@ -178,7 +178,7 @@ def _grid_exponent(xk: np.ndarray) -> int:
     the largest |x| is within [2**-100, 2**100] (or is 0), else its exponent.
     q depends on (x - mu) / sigma only, so with mu and sigma scaled alike the
     divergence is the same, to the bit, and no square under- or overflows."""
-    top = float(np.max(np.abs(xk), initial=0.0))  # an empty grid: p is reported all zero
+    top = float(np.max(np.abs(xk), initial=0.0))  # an empty grid: reported by _explain
     if not (0.0 < top <= np.finfo(np.float64).max) or _GRID_MIN <= top <= _GRID_MAX:
         return 0
     return math.frexp(top)[1]
@@ -201,6 +201,9 @@ def _explain(status: np.ndarray, p2: np.ndarray, xk: np.ndarray, batch_shape: tu
         raise ValueError(f"{func}: {name} contains {_describe(row[j])} at index "
                          f"{format_index(row_idx + (j,))}; it must be finite and non-negative")
     where = f" at index {format_index(row_idx)}" if batch_shape else ""
+    if code == _gaussian.P_ZERO and xk.size == 0:
+        raise ValueError(f"{func}: the grid x is empty (and {name} has no values); "
+                         f"it needs at least one point")
     if code == _gaussian.P_ZERO:
         raise ValueError(f"{func}: {name} is all zero{where}; it must have positive mass")
     raise ValueError(f"{func}: the sums of {name}{where} overflow; pass normalize=True "
@@ -440,7 +443,7 @@ def gaussian_kl(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike, *,
     Raises
     ------
     ValueError
-        p negative, NaN, infinite or all zero; x not 1-D, not finite or not
+        p negative, NaN, infinite or all zero; x empty, not 1-D, not finite or not
         matching p; mu not finite; sigma not positive and finite; without
         normalize, p whose sums on the grid overflow (p near the double range:
         normalize=True scales it).
