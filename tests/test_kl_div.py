@@ -1073,6 +1073,31 @@ def test_lists_of_python_integers_beyond_int64():
         kl_fast.kl_div(np.array([1, None], dtype=object), [1.0, 1.0])
 
 
+def test_object_arrays_of_real_numbers():
+    """A list NumPy holds as an object array because it mixes an integer beyond
+    int64 with floats, bools or Fractions is the floats they round to, as a
+    lone Fraction already was (the list was a TypeError); a longdouble beyond
+    the float64 range in it is named; Decimal (not a numbers.Real) is refused."""
+    from decimal import Decimal
+    from fractions import Fraction
+    expected = reference.kl_div(np.array([2.0 ** 70, 0.5, 1.0]), np.array([1.0, 1.0, 1.0]))
+    assert kl_fast.kl_div([2 ** 70, 0.5, True], [1, 1, 1]) == expected
+    assert kl_fast.kl_div([2 ** 70, Fraction(1, 2), 1], [1, 1, 1]) == expected
+    assert kl_fast.kl_div([Fraction(1, 2)], [0.25]) == kl_fast.kl_div(Fraction(1, 2), 0.25)
+    big = np.array([np.longdouble(10) ** 400, 1], dtype=object)
+    if np.isfinite(big[0]):   # where longdouble is wider than float64
+        with pytest.raises(ValueError, match=r"p contains .*, beyond the float64 range, "
+                                             r"at index \[0\]"):
+            kl_fast.kl_div(big, [1.0, 1.0])
+    with pytest.raises(ValueError, match=r"p contains a Fraction of 400 digits, beyond the "
+                                         r"float64 range, at index \[1\]"):
+        kl_fast.kl_div([1, Fraction(10 ** 400, 3)], [1.0, 1.0])
+    with pytest.raises(ValueError, match=r"p contains an infinite value"):
+        kl_fast.kl_div([float("inf"), 2 ** 70], [1.0, 1.0])
+    with pytest.raises(TypeError, match="must hold real numbers"):
+        kl_fast.kl_div([Decimal("0.5"), 0.5], [1.0, 1.0])
+
+
 def test_readme_first_example_is_correctly_rounded():
     # the README's first example shows 0.5108256237659906: the exact sum rounded once
     import mpmath

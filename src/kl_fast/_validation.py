@@ -53,29 +53,42 @@ def as_real_array(a: object, name: str, func: str, logs: str = "") -> np.ndarray
         if v is not None:
             arr = np.asarray(v)
     elif arr.dtype == object:
-        arr = _object_integers(arr, name, func)
+        arr = _object_reals(arr, name, func)
     check_real_dtype(arr.dtype, name, func)
     if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
         _check_float64_range(arr, name, func, logs)
     return arr
 
 
-def _object_integers(arr: np.ndarray, name: str, func: str) -> np.ndarray:
-    """An object array that holds only Python integers (NumPy's array of a list
-    with one beyond int64) as the float64 array they round to, where each is
-    within the float64 range; else ValueError naming the first one beyond it.
-    Any other object array is returned as it is (check_real_dtype refuses it)."""
+def _infinite(v: object) -> bool:
+    """v is +-inf itself (float() of an integer or a longdouble beyond the
+    float64 range is inf, or overflows, too)."""
+    if isinstance(v, np.floating):
+        return bool(np.isinf(v))
+    return isinstance(v, float) and math.isinf(v)
+
+
+def _object_reals(arr: np.ndarray, name: str, func: str) -> np.ndarray:
+    """An object array that holds only real numbers (NumPy's array of a list with
+    an integer beyond int64, or with such an integer and floats, Fractions or
+    bools, which count 0 and 1 as in a NumPy array) as the float64 array they
+    round to, where each is within the float64 range; else ValueError naming
+    the first one beyond it.  Any other object array (None, Decimal, str, ...)
+    is returned as it is (check_real_dtype refuses it)."""
     flat = arr.ravel()
-    if not all(isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
-               for v in flat):
+    if not all(isinstance(v, (numbers.Real, np.bool_)) for v in flat):
         return arr
     out = np.empty(arr.shape, dtype=np.float64)
     for i, v in enumerate(flat):
         try:
-            out.flat[i] = float(v)
-        except OverflowError:
-            raise ValueError(f"{func}: {name} contains {describe(v)}, at index "
-                             f"{format_index(np.unravel_index(i, arr.shape))}") from None
+            f = float(v)
+        except OverflowError:   # an integer or a Fraction beyond the float64 range
+            f = math.inf
+        if math.isinf(f) and not _infinite(v):
+            beyond = "" if isinstance(v, numbers.Rational) else ", beyond the float64 range"
+            raise ValueError(f"{func}: {name} contains {describe(v)}{beyond}, at index "
+                             f"{format_index(np.unravel_index(i, arr.shape))}")
+        out.flat[i] = f
     return out
 
 
