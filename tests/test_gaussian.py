@@ -1329,6 +1329,25 @@ def test_fit_to_a_grid_gaussian_narrower_than_the_spacing():
     assert 0.0 <= fit.kl < 1e-18
 
 
+@pytest.mark.parametrize("mu0, kl_bound", [(7.4, 1e-13), (7.5, 1e-9)])
+def test_fit_to_a_narrow_grid_gaussian_between_grid_points(mu0, kl_bound):
+    """README: centred between grid points a p of sigma 0.1 lies on two or three
+    points, which leave (mu, sigma) barely determined: the fit converges (its
+    relative gradient below tol) far from (mu0, 0.1), with a KL that mpmath
+    confirms at the fitted point and that is tiny (the README's 1.6e-14 at 7.4,
+    1e-10 at 7.5)."""
+    from kl_fast.bench import truth
+    x = np.arange(20.0)
+    p = np.exp(-(x - mu0) ** 2 / (2 * 0.1 ** 2))
+    p /= p.sum()
+    fit = kl_fast.fit_gaussian(p, x)
+    assert fit.converged
+    exact = float(truth.gaussian(p, x, fit.mu, fit.sigma, grad=False))
+    assert 0.0 < exact < kl_bound
+    assert fit.kl == pytest.approx(exact, rel=1e-6)
+    assert abs(fit.mu - mu0) > 0.1 or abs(fit.sigma - 0.1) > 0.05
+
+
 def test_a_finite_divergence_is_kept_beside_a_gradient_that_overflows():
     """Where the gradient overflows in the grid's units and the redo in sigma's
     units overflows the divergence, each entry is taken from the units where it

@@ -337,8 +337,8 @@ def js_div(p: ArrayLike, q: ArrayLike, *, axis: Axis = -1, keepdims: bool = Fals
 
     Symmetric, finite and at most log(2) (1 bit with ``base=2``) for
     normalised inputs, up to rounding (disjoint supports, where it equals
-    log(2), may give an ulp more); zeros need no special care (m > 0 wherever
-    p or q is).
+    log(2), may give a few ulps more: at most 4 in the tests); zeros need no
+    special care (m > 0 wherever p or q is).
     Equals ``scipy.spatial.distance.jensenshannon(p, q, base=base) ** 2`` for
     normalised rows.  One fused pass per row; near p == q it keeps full
     relative accuracy (the textbook formula loses it to cancellation), and
