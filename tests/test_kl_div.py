@@ -1075,27 +1075,44 @@ def test_lists_of_python_integers_beyond_int64():
 
 def test_object_arrays_of_real_numbers():
     """A list NumPy holds as an object array because it mixes an integer beyond
-    int64 with floats, bools or Fractions is the floats they round to, as a
-    lone Fraction already was (the list was a TypeError); a longdouble beyond
-    the float64 range in it is named; Decimal (not a numbers.Real) is refused."""
+    int64 with floats or Fractions is the floats they round to, as a lone
+    Fraction already was (the list was a TypeError), and so is a 0-d object
+    array; a value that rounds to +-inf or a nonzero one that rounds to 0 is
+    named, with kl_div_log's rules for a longdouble array (a log_p below the
+    range is a p of 0); bools, timedelta64 and Decimal are refused."""
     from decimal import Decimal
     from fractions import Fraction
     expected = reference.kl_div(np.array([2.0 ** 70, 0.5, 1.0]), np.array([1.0, 1.0, 1.0]))
-    assert kl_fast.kl_div([2 ** 70, 0.5, True], [1, 1, 1]) == expected
+    assert kl_fast.kl_div([2 ** 70, 0.5, 1], [1, 1, 1]) == expected
     assert kl_fast.kl_div([2 ** 70, Fraction(1, 2), 1], [1, 1, 1]) == expected
     assert kl_fast.kl_div([Fraction(1, 2)], [0.25]) == kl_fast.kl_div(Fraction(1, 2), 0.25)
-    big = np.array([np.longdouble(10) ** 400, 1], dtype=object)
-    if np.isfinite(big[0]):   # where longdouble is wider than float64
-        with pytest.raises(ValueError, match=r"p contains .*, beyond the float64 range, "
-                                             r"at index \[0\]"):
-            kl_fast.kl_div(big, [1.0, 1.0])
+    assert kl_fast.kl_div(np.asarray(2 ** 70), 1.0) == kl_fast.kl_div(2.0 ** 70, 1.0)
     with pytest.raises(ValueError, match=r"p contains a Fraction of 400 digits, beyond the "
                                          r"float64 range, at index \[1\]"):
         kl_fast.kl_div([1, Fraction(10 ** 400, 3)], [1.0, 1.0])
+    with pytest.raises(ValueError, match=r"q contains a nonzero Fraction at index \[0\], "
+                                         r"below the float64 range"):
+        kl_fast.kl_div([1.0, 1.0], [Fraction(1, 2 ** 1100), 2 ** 70])
     with pytest.raises(ValueError, match=r"p contains an infinite value"):
         kl_fast.kl_div([float("inf"), 2 ** 70], [1.0, 1.0])
-    with pytest.raises(TypeError, match="must hold real numbers"):
-        kl_fast.kl_div([Decimal("0.5"), 0.5], [1.0, 1.0])
+    # log space: a log_p below the range is a p of 0, as for a longdouble array
+    assert kl_fast.kl_div_log([-2 ** 1100, 0], [-1.0, -1.0]) == 1.0
+    with pytest.raises(ValueError, match=r"log_q contains an integer of 332 digits"):
+        kl_fast.kl_div_log([-1.0, -1.0], [-2 ** 1100, 0])
+    wide = np.longdouble(10) ** 400
+    if np.isfinite(wide):   # where longdouble is wider than float64
+        with pytest.raises(ValueError, match=r"p contains .* at index \[0\], beyond the "
+                                             r"float64 range"):
+            kl_fast.kl_div(np.array([wide, 1], dtype=object), [1.0, 1.0])
+        with pytest.raises(ValueError, match=r"q contains .* at index \[0\], below the "
+                                             r"float64 range"):
+            kl_fast.kl_div([1.0, 1.0], np.array([1 / wide, 1], dtype=object))
+        assert kl_fast.kl_div_log(np.array([-wide, 0], dtype=object), [-1.0, -1.0]) == 1.0
+    for refused in ([2 ** 70, True], [np.timedelta64(1), 2 ** 70], [Decimal("0.5"), 0.5]):
+        with pytest.raises(TypeError, match="must hold real numbers"):
+            kl_fast.kl_div(refused, [1.0, 1.0])
+    with pytest.raises(TypeError, match="mu must hold real numbers"):
+        kl_fast.gaussian_kl([1, 2, 1], [0, 1, 2], np.array([True, 2 ** 70], dtype=object), 1.0)
 
 
 def test_readme_first_example_is_correctly_rounded():

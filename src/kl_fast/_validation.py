@@ -46,14 +46,12 @@ def as_real_array(a: object, name: str, func: str, logs: str = "") -> np.ndarray
     except ValueError as exc:   # a ragged nested sequence, above all
         raise ValueError(f"{func}: {name} is not an array of numbers ({exc})") from None
     if arr.dtype == object and arr.ndim == 0:
-        # a Python integer beyond int64 (NumPy holds it as an object): the float it is
-        v = real_scalar(a)
-        if v is not None and not math.isfinite(v):
-            raise ValueError(f"{func}: {name} must be finite, got {describe(a)}")
-        if v is not None:
-            arr = np.asarray(v)
-    elif arr.dtype == object:
-        arr = _object_reals(arr, name, func)
+        # one number (a Python integer beyond int64, a Fraction): as a parameter is named
+        v = real_scalar(arr.item())
+        if v is not None and not math.isfinite(v) and not (logs == "p" and v < 0):
+            raise ValueError(f"{func}: {name} must be finite, got {describe(arr.item())}")
+    if arr.dtype == object:
+        arr = _object_reals(arr, name, func, logs)
     check_real_dtype(arr.dtype, name, func)
     if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
         _check_float64_range(arr, name, func, logs)
@@ -68,26 +66,36 @@ def _infinite(v: object) -> bool:
     return isinstance(v, float) and math.isinf(v)
 
 
-def _object_reals(arr: np.ndarray, name: str, func: str) -> np.ndarray:
-    """An object array that holds only real numbers (NumPy's array of a list with
-    an integer beyond int64, or with such an integer and floats, Fractions or
-    bools, which count 0 and 1 as in a NumPy array) as the float64 array they
-    round to, where each is within the float64 range; else ValueError naming
-    the first one beyond it.  Any other object array (None, Decimal, str, ...)
-    is returned as it is (check_real_dtype refuses it)."""
+def _object_reals(arr: np.ndarray, name: str, func: str, logs: str = "") -> np.ndarray:
+    """An object array (of any shape, 0-d too) that holds only real numbers (NumPy
+    holds a Python integer beyond int64, or a list mixing one with floats or
+    Fractions, so) as the float64 array they round to.  A value that rounds to
+    +-inf or a nonzero one that rounds to 0 is a ValueError naming it, as for a
+    longdouble array (_check_float64_range, with its rules for logs).  Any
+    other object array (bools, which the kernels' parameters refuse, None,
+    Decimal, timedelta64, str, ...) is returned as it is: check_real_dtype
+    refuses it."""
     flat = arr.ravel()
-    if not all(isinstance(v, (numbers.Real, np.bool_)) for v in flat):
+    if not all(isinstance(v, numbers.Real)
+               and not isinstance(v, (bool, np.bool_, np.timedelta64)) for v in flat):
         return arr
     out = np.empty(arr.shape, dtype=np.float64)
     for i, v in enumerate(flat):
         try:
             f = float(v)
         except OverflowError:   # an integer or a Fraction beyond the float64 range
-            f = math.inf
-        if math.isinf(f) and not _infinite(v):
-            beyond = "" if isinstance(v, numbers.Rational) else ", beyond the float64 range"
-            raise ValueError(f"{func}: {name} contains {describe(v)}{beyond}, at index "
-                             f"{format_index(np.unravel_index(i, arr.shape))}")
+            f = math.inf if v > 0 else -math.inf
+        big = math.isinf(f) and not _infinite(v) and not (logs == "p" and f < 0)
+        small = f == 0.0 and v != 0 and not logs
+        if big or small:
+            at = f" at index {format_index(np.unravel_index(i, arr.shape))}" if arr.ndim else ""
+            if big and isinstance(v, numbers.Rational):
+                raise ValueError(f"{func}: {name} contains {describe(v)}{at and ','}{at}")
+            shown = str(v) if isinstance(v, np.floating) else f"a nonzero {type(v).__name__}"
+            where = ("beyond the float64 range (about 1.8e308)" if big else
+                     "below the float64 range (about 4.9e-324)")
+            raise ValueError(f"{func}: {name} contains {shown}{at}, {where} that the kernels "
+                             f"compute in")
         out.flat[i] = f
     return out
 
