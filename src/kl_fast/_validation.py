@@ -58,6 +58,11 @@ def as_real_array(a: object, name: str, func: str, logs: str = "") -> np.ndarray
     return arr
 
 
+# where a value the float64 kernels cannot hold lies, in the range errors
+BEYOND_FLOAT64 = "beyond the float64 range (about 1.8e308)"
+BELOW_FLOAT64 = "below the float64 range (about 4.9e-324)"
+
+
 def _infinite(v: object) -> bool:
     """v is +-inf itself (float() of an integer or a longdouble beyond the
     float64 range is inf, or overflows, too)."""
@@ -92,8 +97,7 @@ def _object_reals(arr: np.ndarray, name: str, func: str, logs: str = "") -> np.n
             if big and isinstance(v, numbers.Rational):
                 raise ValueError(f"{func}: {name} contains {describe(v)}{at and ','}{at}")
             shown = str(v) if isinstance(v, np.floating) else f"a nonzero {type(v).__name__}"
-            where = ("beyond the float64 range (about 1.8e308)" if big else
-                     "below the float64 range (about 4.9e-324)")
+            where = BEYOND_FLOAT64 if big else BELOW_FLOAT64
             raise ValueError(f"{func}: {name} contains {shown}{at}, {where} that the kernels "
                              f"compute in")
         out.flat[i] = f
@@ -136,9 +140,9 @@ def _check_float64_range(arr: np.ndarray, name: str, func: str, logs: str = "") 
     big, small = beyond_float64(arr)
     if logs == "p":
         big &= arr > 0
-    checks = [(big, "beyond the float64 range (about 1.8e308)")]
+    checks = [(big, BEYOND_FLOAT64)]
     if not logs:
-        checks.append((small, "below the float64 range (about 4.9e-324)"))
+        checks.append((small, BELOW_FLOAT64))
     for mask, where in checks:
         if mask.any():
             idx = tuple(int(i) for i in np.argwhere(mask)[0])
@@ -327,7 +331,7 @@ def describe_bad(value: float) -> str:
 
 __all__ = [
     "check_real_dtype", "as_real_array", "result_dtype", "to_kernel_dtype", "check_positive_scalar",
-    "real_scalar", "describe",
+    "real_scalar", "describe", "BEYOND_FLOAT64", "BELOW_FLOAT64",
     "default_threads", "resolve_threads", "normalize_axes", "format_index", "describe_bad",
     "_kernels",
 ]

@@ -1120,10 +1120,10 @@ def _describe(value: Any) -> Tuple[str, str]:
         return f"a negative value ({shown})", rule
     if v == value:
         return f"an infinite value ({shown})", rule
+    from kl_fast._validation import BELOW_FLOAT64, BEYOND_FLOAT64
+
     rule = "values are computed in float64"
-    if math.isinf(v):
-        return f"{shown}, beyond the float64 range (about 1.8e308),", rule
-    return f"{shown}, below the float64 range (about 4.9e-324),", rule
+    return f"{shown}, {BEYOND_FLOAT64 if math.isinf(v) else BELOW_FLOAT64},", rule
 
 
 def _explain_failure(tables: Sequence[Table], chunks: Sequence[np.ndarray], offsets: Sequence[int],
