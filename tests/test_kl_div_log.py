@@ -350,6 +350,36 @@ def test_normalize_with_large_normalisers_keeps_every_digit(M):
         assert float(got32) == pytest.approx(exact, rel=1.2e-7)
 
 
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-13), (np.float32, 1e-6)])
+@pytest.mark.parametrize("n, top, offset, depth", [
+    (2, 1, 0.0, 40.0), (5, 1, 0.0, 40.0), (7, 2, 0.0, 40.0), (40, 1, 0.0, 40.0),
+    (5, 1, 1e5, 40.0), (5000, 3, 0.0, 40.0), (40_000, 1, 0.0, 60.0)])
+def test_normalize_keeps_a_sum_below_eps_beside_the_largest_entry(path, dtype, rtol, n, top,
+                                                                   offset, depth):
+    """Near-equal softmax rows whose entries other than the largest sum to
+    less than eps: each normaliser is log(1 + rest), and KL is about the
+    difference of the two rests.  log of the rounded 1 + rest (SciPy's
+    log_softmax and the reference alike) made [0, -40] against [0, -40.1]
+    20 times too large; within rtol of mpmath here on every layout (the
+    same bits), the long row on two threads, and the float32 rows in float
+    (|max| <= 2^16) and in double (offset 1e5)."""
+    from kl_fast.bench import truth
+    rng = np.random.default_rng(n + top)
+    lp = np.concatenate([np.zeros(top), -depth - rng.random(n - top)]) + offset
+    lq = lp.copy()
+    lq[top:] -= rng.uniform(0.05, 0.15, n - top)
+    lp, lq = lp.astype(dtype), lq.astype(dtype)
+    exact = float(truth.kl_log(lp, lq))
+    got = kl_fast.kl_div_log(lp, lq, normalize=True, num_threads=2)
+    assert abs(float(got) - exact) <= rtol * exact
+    P, Q = np.tile(lp, (3, 1)), np.tile(lq, (3, 1))
+    for same in (kl_fast.kl_div_log(lp, lq, normalize=True, num_threads=1),
+                 kl_fast.kl_div_log(np.repeat(lp, 2)[::2], np.repeat(lq, 2)[::2], normalize=True),
+                 kl_fast.kl_div_log(P, Q, normalize=True),
+                 kl_fast.kl_div_log(P.T.copy(), Q.T.copy(), normalize=True, axis=0)):
+        np.testing.assert_array_equal(same, got)
+
+
 def test_base_near_one_magnifies_subnormal_terms(path):
     """kl_div_log of rows whose terms exp(log_p) (log_p - log_q) are subnormal,
     divided by the log of a base near 1: redone at full precision (within

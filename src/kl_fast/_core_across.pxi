@@ -325,19 +325,24 @@ cdef void across_lse_f64(const double *x, Py_ssize_t s0, Py_ssize_t s1, Py_ssize
                          Py_ssize_t n, const double *xmax, double *t, double *a,
                          double *lse, double *lo) noexcept nogil:
     """kl_log_row's normaliser of each of rows rows (n <= LOG_SHORT_N, xmax
-    finite), log_normaliser(xmax, sumexp_wide) into lse and lo: exp(x - xmax)
-    element-major into t (0 for NaN and +inf), added in lane_sum's order; a is
-    scratch for the lanes."""
+    finite), log_normaliser of sumexp_wide_blocks's sum and count into lse and
+    lo: exp(x - xmax) element-major into t (0 for NaN, +inf and the entries
+    equal to xmax, which are counted), added in lane_sum's order; a is scratch
+    for the lanes."""
+    cdef int64_t top[SHORT_ROWS]
     cdef Py_ssize_t e, r
     cdef double v
+    for r in range(rows):
+        top[r] = 0
     for e in range(n):
         for r in range(rows):
             v = x[r * s0 + e * s1]
-            t[e * rows + r] = klm_exp_f64(v - xmax[r]) if v <= DBL_MAX else 0.0
+            top[r] += v == xmax[r]
+            t[e * rows + r] = klm_exp_f64(v - xmax[r]) if (v <= DBL_MAX) & (v != xmax[r]) else 0.0
     short_sums(t, 1, rows, rows, n, a, lse)
     for r in range(rows):
         # sumexp_wide's one block added to a zero sum by Neumaier's step
-        lse[r] = log_normaliser(xmax[r], (0.0 + lse[r]) + 0.0, &lo[r])
+        lse[r] = log_normaliser(xmax[r], <double>top[r], (0.0 + lse[r]) + 0.0, &lo[r])
 
 
 cdef void log_chunk(const double *p, Py_ssize_t sp0, Py_ssize_t sp1, const double *q,

@@ -220,19 +220,24 @@ cdef int log_row_wide(const floating *p, Py_ssize_t sp, const floating *q, Py_ss
 
 cdef inline void sumexp_wide_blocks(const floating *x, Py_ssize_t sx, Py_ssize_t n,
                                     Py_ssize_t b0, Py_ssize_t b1, double mx,
-                                    double *totals) noexcept nogil:
-    """Sums of exp(x - mx) over blocks b0 .. b1 - 1 of BLOCK_F64 elements (NaN and
-    +inf count 0) into totals[k - b0], in lanes."""
+                                    double *totals, double *counts) noexcept nogil:
+    """Sums of exp(x - mx) over blocks b0 .. b1 - 1 of BLOCK_F64 elements into
+    totals[k - b0], in lanes, but for the entries equal to mx (and NaN and +inf,
+    which count 0): their number into counts[k - b0] (log_normaliser)."""
     cdef double t[BLOCK_F64]
     cdef double v
+    cdef int64_t top
     cdef Py_ssize_t k, start, length, i
     for k in range(b0, b1):
         start = k * BLOCK_F64
         length = min(n - start, BLOCK_F64)
+        top = 0
         for i in range(length):
             v = x[(start + i) * sx]
-            t[i] = klm_exp_f64(v - mx) if v <= DBL_MAX else 0.0
+            top += v == mx
+            t[i] = klm_exp_f64(v - mx) if (v <= DBL_MAX) & (v != mx) else 0.0
         totals[k - b0] = lane_sum(t, length)
+        counts[k - b0] = <double>top
 
 
 # ---- float32 terms in float (narrow) ------------------------------------------
@@ -297,40 +302,46 @@ cdef int log_row_narrow(const float *p, Py_ssize_t sp, const float *q, Py_ssize_
 
 cdef inline void sumexp_narrow_blocks(const float *x, Py_ssize_t sx, Py_ssize_t n,
                                       Py_ssize_t b0, Py_ssize_t b1, double mx,
-                                      double *totals) noexcept nogil:
+                                      double *totals, double *counts) noexcept nogil:
     """sumexp_wide_blocks for a float row with |mx| <= 2^16 (mx its largest
     finite entry), in blocks of BLOCK_F32: NaN, +inf and exponents below A_MIN
     count 0 (e < 2^-1000, against a sum of at least 1)."""
     cdef double t[BLOCK_F32]
     cdef float h0 = <float>mx, l0 = <float>(mx - <double>h0), v, ahi, alo
+    cdef int32_t top
     cdef Py_ssize_t k, start, length, i
     for k in range(b0, b1):
         start = k * BLOCK_F32
         length = min(n - start, BLOCK_F32)
+        top = 0
         for i in range(length):
             v = x[(start + i) * sx]
+            top += v == h0
             ahi = sub_pair(v, h0, l0, &alo)
-            t[i] = exp_pair((ahi >= LOG_A_MIN_F) & (v <= FLT_MAX_F), ahi, alo)
+            t[i] = exp_pair((ahi >= LOG_A_MIN_F) & (v <= FLT_MAX_F) & (v != h0), ahi, alo)
         totals[k - b0] = lane_sum(t, length)
+        counts[k - b0] = <double>top
 
 
 cdef int sumexp_blocks(const floating *x, Py_ssize_t sx, Py_ssize_t n, Py_ssize_t b0,
-                       Py_ssize_t b1, double mx, int narrow, double *totals) noexcept nogil:
-    """Sums of exp(x - mx) over blocks b0 .. b1 - 1 of a row into totals[k - b0]:
-    in double (blocks of BLOCK_F64) or with narrow (a float row within
+                       Py_ssize_t b1, double mx, int narrow, double *totals,
+                       double *counts) noexcept nogil:
+    """Sums of exp(x - mx) over blocks b0 .. b1 - 1 of a row into totals[k - b0],
+    but for the entries equal to mx, counted into counts[k - b0]: in double
+    (blocks of BLOCK_F64) or with narrow (a float row within
     sumexp_narrow_fits) in float (blocks of BLOCK_F32).  Returns ROW_OK.
     Blocks are independent: threads may share a row."""
     if floating is float:
         if narrow:
             if sx == 1:
-                sumexp_narrow_blocks(x, 1, n, b0, b1, mx, totals)
+                sumexp_narrow_blocks(x, 1, n, b0, b1, mx, totals, counts)
             else:
-                sumexp_narrow_blocks(x, sx, n, b0, b1, mx, totals)
+                sumexp_narrow_blocks(x, sx, n, b0, b1, mx, totals, counts)
             return ROW_OK
     if sx == 1:
-        sumexp_wide_blocks(x, 1, n, b0, b1, mx, totals)
+        sumexp_wide_blocks(x, 1, n, b0, b1, mx, totals, counts)
     else:
-        sumexp_wide_blocks(x, sx, n, b0, b1, mx, totals)
+        sumexp_wide_blocks(x, sx, n, b0, b1, mx, totals, counts)
     return ROW_OK
 
 
@@ -390,22 +401,28 @@ cdef bint log_max(const floating *x, Py_ssize_t sx, Py_ssize_t n, double *xmax) 
     return max_finite(x, sx, n, xmax)
 
 
-cdef double log_sumexp(const floating *x, Py_ssize_t sx, Py_ssize_t n,
-                       double mx) noexcept nogil:
-    """Sum of exp(x - mx) along a row: its blocks (sumexp_blocks) added in order."""
+cdef double log_lse(const floating *x, Py_ssize_t sx, Py_ssize_t n, double mx,
+                    double *lo) noexcept nogil:
+    """The row's log-sum-exp (log_normaliser, its rounding error into lo[0]), mx
+    its largest finite entry: the sums of its blocks (sumexp_blocks) added in
+    order, the counts of entries equal to mx exactly."""
     cdef double totals[BLOCK_BATCH]
+    cdef double counts[BLOCK_BATCH]
     cdef double acc[2]
+    cdef double top = 0.0
     cdef bint narrow = floating is float and sumexp_narrow_fits(mx)
-    cdef Py_ssize_t b0 = 0, b1, block = BLOCK_F32 if narrow else BLOCK_F64
+    cdef Py_ssize_t k, b0 = 0, b1, block = BLOCK_F32 if narrow else BLOCK_F64
     cdef Py_ssize_t nblocks = (n + block - 1) // block
     acc[0] = 0.0
     acc[1] = 0.0
     while b0 < nblocks:
         b1 = min(b0 + BLOCK_BATCH, nblocks)
-        sumexp_blocks(x, sx, n, b0, b1, mx, narrow, totals)
+        sumexp_blocks(x, sx, n, b0, b1, mx, narrow, totals, counts)
         add_totals(totals, b1 - b0, acc)
+        for k in range(b1 - b0):
+            top += counts[k]
         b0 = b1
-    return acc[0] + acc[1]
+    return log_normaliser(mx, top, acc[0] + acc[1], lo)
 
 
 # ---- careful path: scalar, libm, exact semantics for every finite input ---------
@@ -621,8 +638,8 @@ cdef int kl_log_row(const floating *p, Py_ssize_t sp, const floating *q, Py_ssiz
             return ROW_ZERO_SUM_P
         if mq == -HUGE_VAL:
             return ROW_ZERO_SUM_Q
-        res[1] = log_normaliser(mp, log_sumexp(p, sp, n, mp), &lo_p)
-        res[2] = log_normaliser(mq, log_sumexp(q, sq, n, mq), &lo_q)
+        res[1] = log_lse(p, sp, n, mp, &lo_p)
+        res[2] = log_lse(q, sq, n, mq, &lo_q)
     st = ROW_NEEDS_CARE
     if floating is float:
         st = log_row_narrow(p, sp, q, sq, n, res[1], res[2], res)

@@ -56,14 +56,26 @@ cdef inline bint sumexp_narrow_fits(double mx) noexcept nogil:
 # of mx: 0.06 at mx = 1e15) would shift every a = lp - lp0 alike; the terms'
 # sum is corrected for it once (log_normalised in the core, which every
 # path calls through the table: one compiled copy, the same bits), so the
-# result does not depend on how far the logs lie from 0.
+# result does not depend on how far the logs lie from 0.  The sum of
+# exp(x - mx) is taken as count + rest, count the entries equal to mx (each
+# exp(0) = 1) and rest the sum of the others: with w = 1 + u rounded, u =
+# (count - 1) + rest, log(sumexp) = log w + (e + d) / w to first order, e and
+# d the rounding errors of w and u (TwoSum), which go into lo.  With one
+# largest entry a rest below eps is then kept (1 + rest rounds it away, and
+# with it the difference of two near-equal rows' normalisers), at the cost
+# of one log, as log1p would keep it (libm's takes 3 times as long).
 
-cdef inline double log_normaliser(double mx, double sumexp, double *lo) noexcept nogil:
-    """lp0 = mx + log(sumexp) rounded, and in lo[0] its rounding error exactly
-    (Knuth's TwoSum, no products: the same bits in every module):
-    mx + log(sumexp) = lp0 + lo[0]."""
-    cdef double l = log(sumexp), hi = mx + l, b = hi - mx
-    lo[0] = (mx - (hi - b)) + (l - b)
+cdef inline double log_normaliser(double mx, double count, double rest,
+                                  double *lo) noexcept nogil:
+    """lp0 = mx + log(count + rest) rounded (count >= 1), and in lo[0] its
+    rounding error: exactly that of mx + log w (Knuth's TwoSum, no
+    products: the same bits in every module), plus (e + d) / w."""
+    cdef double c = count - 1.0, u = c + rest, bu = u - c
+    cdef double d = (c - (u - bu)) + (rest - bu)
+    cdef double w = 1.0 + u, bw = w - 1.0
+    cdef double e = (1.0 - (w - bw)) + (u - bw)
+    cdef double l = log(w), hi = mx + l, b = hi - mx
+    lo[0] = ((mx - (hi - b)) + (l - b)) + (e + d) / w
     return hi
 
 from kl_fast._core_gaussian cimport (
@@ -163,7 +175,8 @@ ctypedef int (*pair_result_fn)(int is_log, int narrow, double a, double b, doubl
 ctypedef double (*log_normalised_fn)(double kl, double lo_p, double lo_q) noexcept nogil
 # The normalisers of one row, in parts threads can share: the sums of p and q
 # over blocks (js_sums_blocks), the largest finite entry of a row (log_max) and
-# the sums of exp(x - max) over blocks (sumexp_blocks).
+# the sums of exp(x - max) over blocks (sumexp_blocks: the entries below the
+# max, and apart the count of those equal to it).
 ctypedef int (*sums_blocks_f64_fn)(const double *p, Py_ssize_t sp, const double *q,
                                    Py_ssize_t sq, Py_ssize_t n, Py_ssize_t b0, Py_ssize_t b1,
                                    double *psums, double *qsums) noexcept nogil
@@ -176,10 +189,10 @@ ctypedef bint (*row_max_f32_fn)(const float *x, Py_ssize_t sx, Py_ssize_t n,
                                 double *xmax) noexcept nogil
 ctypedef int (*sumexp_blocks_f64_fn)(const double *x, Py_ssize_t sx, Py_ssize_t n,
                                      Py_ssize_t b0, Py_ssize_t b1, double mx, int narrow,
-                                     double *totals) noexcept nogil
+                                     double *totals, double *counts) noexcept nogil
 ctypedef int (*sumexp_blocks_f32_fn)(const float *x, Py_ssize_t sx, Py_ssize_t n,
                                      Py_ssize_t b0, Py_ssize_t b1, double mx, int narrow,
-                                     double *totals) noexcept nogil
+                                     double *totals, double *counts) noexcept nogil
 ctypedef int (*math_map_fn)(int fn, int is_f32, const void *x, void *y,
                             Py_ssize_t n) noexcept nogil
 

@@ -602,7 +602,7 @@ cdef enum:
     PASS_PAIR = 1      # js_blocks / log_blocks (kind): one total per block
     PASS_SUMS = 2      # js_sums_blocks: sum p per block, then sum q per block
     PASS_MAX = 3       # log_max: the largest finite entry of each LONG_TASK elements
-    PASS_SUMEXP = 4    # sumexp_blocks: one total per block
+    PASS_SUMEXP = 4    # sumexp_blocks: a total per block, then a count per block
     PASS_KL_DIVIDED = 5  # as PASS_KL, of (p / a, q / b): each block divided on the stack
 
 ctypedef struct LongPass:
@@ -652,7 +652,9 @@ cdef LongPass _long_pass(int what, int kind, bint f32, bint option, const char *
 
 
 cdef inline Py_ssize_t _pass_width(LongPass *J) noexcept nogil:
-    return 3 if J.what == PASS_KL or J.what == PASS_KL_DIVIDED else 2 if J.what == PASS_SUMS else 1
+    if J.what == PASS_KL or J.what == PASS_KL_DIVIDED:
+        return 3
+    return 2 if J.what == PASS_SUMS or J.what == PASS_SUMEXP else 1
 
 
 cdef int _divided_block(LongPass *J, Py_ssize_t b) noexcept nogil:
@@ -717,9 +719,11 @@ cdef int _pass_blocks(LongPass *J, Py_ssize_t b0, Py_ssize_t b1, int *ninf) noex
                 bad |= tab.log_max_f64(p64 + i0 * J.sp, J.sp, min(J.block, J.n - i0), J.out + b)
         return bad
     if J.f32:
-        tab.sumexp_blocks_f32(p32, J.sp, J.n, b0, b1, J.a, J.option, J.out + b0)
+        tab.sumexp_blocks_f32(p32, J.sp, J.n, b0, b1, J.a, J.option, J.out + b0,
+                              J.out + J.nblocks + b0)
     else:
-        tab.sumexp_blocks_f64(p64, J.sp, J.n, b0, b1, J.a, J.option, J.out + b0)
+        tab.sumexp_blocks_f64(p64, J.sp, J.n, b0, b1, J.a, J.option, J.out + b0,
+                              J.out + J.nblocks + b0)
     return 0
 
 
@@ -967,7 +971,7 @@ cdef bint _log_normaliser(bint f32, const char *x, Py_ssize_t sx, Py_ssize_t n, 
     when the row holds NaN or +inf or is -inf everywhere (the row function
     explains), or out of memory or Ctrl-C."""
     cdef LongPass J = _long_pass(PASS_MAX, KIND_KL_LOG, f32, False, x, NULL, sx, 0, n, 0.0, 0.0)
-    cdef double mx = -HUGE_VAL, total
+    cdef double mx = -HUGE_VAL, total, top = 0.0
     cdef Py_ssize_t t
     cdef int failed = _over_threads(&J, n_threads, watched)
     if failed == 0:
@@ -982,7 +986,9 @@ cdef bint _log_normaliser(bint f32, const char *x, Py_ssize_t sx, Py_ssize_t n, 
     failed = _over_threads(&J, n_threads, watched)
     if failed == 0:
         core_table().blocks_sum(J.out, J.nblocks, &total)
-        lx0[0] = log_normaliser(mx, total, lo)
+        for t in range(J.nblocks):
+            top += J.out[J.nblocks + t]
+        lx0[0] = log_normaliser(mx, top, total, lo)
     free(J.out)
     return failed == 0
 
