@@ -1,5 +1,6 @@
 """kl_pairwise and js_pairwise against per-pair kl_div / js_div, the NumPy broadcast
 baseline, SciPy's cdist and long-double sums; the product form's error bound."""
+import math
 import tracemalloc
 from fractions import Fraction
 
@@ -555,3 +556,18 @@ def test_entries_beyond_the_range_brought_back_by_base_are_kl_div_s():
     want = np.array([[kl_fast.kl_div(P[i], Q[j], base=1e20) for j in range(60)] for i in range(60)])
     np.testing.assert_array_equal(got, want)
     assert np.isfinite(got).all()
+
+
+@pytest.mark.parametrize("tail", [1, 4])
+def test_entries_whose_running_sum_overflows_but_not_the_divergence_are_kl_div_s(tail):
+    # sum p log(p/q) = 1e308 + 1e308 - 6.6e307 tail: finite, but the row kernel's
+    # running sum overflows first; the product form's entries were +inf without base
+    p = np.array([1e308, 1e308] + [6.6e307] * tail)
+    q = np.array([1e308 / np.e, 1e308 / np.e] + [6.6e307 * np.e] * tail)
+    exact = (2.0 - 0.66 * tail) * 1e308
+    P, Q = np.tile(p, (100, 1)), np.tile(q, (100, 1))     # the product-form size
+    for base in (None, 2.0, 0.5):
+        want = kl_fast.kl_div(p, q, base=base)
+        assert want == pytest.approx(exact / (math.log(base) if base else 1.0), rel=1e-12, abs=0)
+        np.testing.assert_array_equal(kl_fast.kl_pairwise(P, Q, base=base), np.full((100, 100), want))
+        np.testing.assert_array_equal(kl_fast.kl_pairwise(P[:2], Q[:3], base=base), np.full((2, 3), want))

@@ -608,14 +608,16 @@ def kl_pairwise(P: ArrayLike, Q: ArrayLike | None = None, *, base: float | None 
         _redo_unchecked(P0, Q0, res, normalize)
     if normalize:
         _mend_normalized(P0, Q0, Pk, Qk, res, check)
+    # entries whose raw sum left the range: the negative terms, or base, may
+    # bring them back (kl_div redoes such a pair on scaled rows)
+    over = _kl_beyond_range(Pk, Qk, res, psum) if not normalize else None
     if base is not None:
-        over = _kl_beyond_range(Pk, Qk, res, psum) if not normalize else None
         with np.errstate(over="ignore"):  # beyond the range: inf
             res /= math.log(base)
-        if over is not None:
-            _by_row_function(kl_div, Pk, Qk, over, res, base=base, check=False)
-        if not normalize:
-            _small_entries(P0, Q0, res, base)
+    if over is not None:
+        _by_row_function(kl_div, Pk, Qk, over, res, base=base, check=False)
+    if base is not None and not normalize:
+        _small_entries(P0, Q0, res, base)
     return res if direct is not None else cast(np.ndarray, deliver(res, out, dtype, func))
 
 
