@@ -385,7 +385,7 @@ def test_concentrated_p_and_huge_grid():
     for sigma in (1e-2, 1e-4, 1e-5):
         mu = 0.5 * (x[7] + x[8]) + 1e-3 * sigma
         assert kl_fast.gaussian_kl(p, x, mu, sigma) == pytest.approx(
-            mp_kl(p, x, mu, sigma, dps=50), rel=1e-12)
+            mp_kl(p, x, mu, sigma, dps=50), rel=1e-12, abs=0)
     # spacings near 1e154: squares of grid offsets overflow, the per-point terms do not
     x = np.array([-2e154, 0.0, 2e154])
     p = np.array([0.0, 1.0, 0.0])
@@ -772,13 +772,13 @@ def test_degenerate_p_on_repeated_grid_points():
     p = np.array([1.0, 2.0])
     fit = kl_fast.fit_gaussian(p, [5.0, 5.0], normalize=True)
     exact = (1 / 3) * math.log((1 / 3) / 0.5) + (2 / 3) * math.log((2 / 3) / 0.5)
-    assert fit.kl == pytest.approx(exact, rel=1e-14)
-    assert kl_fast.gaussian_kl(p, [5.0, 5.0], 0.3, 2.0, normalize=True) == pytest.approx(exact, rel=1e-14)
+    assert fit.kl == pytest.approx(exact, rel=1e-14, abs=0)
+    assert kl_fast.gaussian_kl(p, [5.0, 5.0], 0.3, 2.0, normalize=True) == pytest.approx(exact, rel=1e-14, abs=0)
     p3 = np.array([0.0, 0.25, 0.25, 0.5])
     fit = kl_fast.fit_gaussian(p3, [0.0, 1.0, 1.0, 1.0])
     assert fit.sigma == 0.0 and fit.mu == 1.0
     assert fit.kl == pytest.approx(0.25 * 2 * math.log(0.25 * 3) + 0.5 * math.log(0.5 * 3),
-                                   rel=1e-14)
+                                   rel=1e-14, abs=0)
 
 
 @pytest.mark.parametrize("call", [
@@ -866,7 +866,7 @@ def test_grad_rel_is_the_documented_scale_free_gradient():
     L = np.sqrt((p * (x - mean) ** 2).sum() / P)
     d_mu, d_sigma = fit.grad
     want = max(abs(d_mu) * fit.sigma**2 / L, abs(d_sigma) * fit.sigma**3 / L**2) / P
-    assert fit.grad_rel == pytest.approx(want, rel=1e-12)
+    assert fit.grad_rel == pytest.approx(want, rel=1e-12, abs=0)
     assert not fit.converged and fit.grad_rel > 1e-6
 
 
@@ -1221,11 +1221,11 @@ def test_fit_of_p_with_a_subnormal_sum_is_the_fit_of_p_scaled(e):
         assert got.history["kl"][-1] == got.kl
         assert got.history["kl"][0] == pytest.approx(
             math.ldexp(want.history["kl"][0] - e * math.log(2.0) * math.fsum(up), -e),
-            rel=1e-12)
+            rel=1e-12, abs=0)
     both = target.fit()
     assert np.all(np.abs(both.mu - want.mu) <= 1e-12)
     assert np.all(np.abs(both.sigma - want.sigma) <= 1e-12)
-    assert both.kl[0] == pytest.approx(kl_want, rel=1e-12) and both.kl[1] == want.kl
+    assert both.kl[0] == pytest.approx(kl_want, rel=1e-12, abs=0) and both.kl[1] == want.kl
 
 
 def test_gradient_descent_on_p_with_a_subnormal_sum_descends_as_p_scaled():
@@ -1344,7 +1344,7 @@ def test_fit_to_a_narrow_grid_gaussian_between_grid_points(mu0, kl_bound):
     assert fit.converged
     exact = float(truth.gaussian(p, x, fit.mu, fit.sigma, grad=False))
     assert 0.0 < exact < kl_bound
-    assert fit.kl == pytest.approx(exact, rel=1e-6)
+    assert fit.kl == pytest.approx(exact, rel=1e-6, abs=0)
     assert abs(fit.mu - mu0) > 0.1 or abs(fit.sigma - 0.1) > 0.05
 
 

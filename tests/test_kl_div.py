@@ -50,7 +50,7 @@ def test_tutorial_values(pa, qa, expected, continuous):
     assert got == pytest.approx(expected, rel=1e-10)
     assert got == pytest.approx(float(reference.kl_div(p, q)), rel=1e-13)
     scaled = kl_fast.kl_div(p, q, dx=0.001)
-    assert scaled == pytest.approx(got * 0.001, rel=1e-15)
+    assert scaled == pytest.approx(got * 0.001, rel=1e-15, abs=0)
     if pa[1] == 2:  # the grid holds (almost) all of p's mass: dx-scaled ~ continuous
         assert scaled == pytest.approx(continuous, rel=1e-5)
 
@@ -235,7 +235,7 @@ def test_dtype_rules():
     assert kl_fast.kl_div(p32.astype(np.float16), q32).dtype == np.float64
     ints = kl_fast.kl_div([1, 3], [2, 2])
     assert ints.dtype == np.float64
-    assert ints == pytest.approx(1 * math.log(0.5) + 3 * math.log(1.5), rel=1e-15)
+    assert ints == pytest.approx(1 * math.log(0.5) + 3 * math.log(1.5), rel=1e-15, abs=0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -557,7 +557,7 @@ def test_normalize_keeps_every_element_of_q_that_spans_the_range(p, q):
     np.testing.assert_array_equal(got[[0, 2]], kl_fast.kl_div(p, q, normalize=True))
     np.testing.assert_array_equal(kl_fast.kl_div(P.T, np.array(q)[:, None], normalize=True, axis=0),
                                   got)
-    assert got[1] == pytest.approx(_mp_normalized_kl(np.ones(len(p)), q), rel=1e-13)
+    assert got[1] == pytest.approx(_mp_normalized_kl(np.ones(len(p)), q), rel=1e-13, abs=0)
 
 
 @pytest.mark.parametrize("p, q", [
@@ -662,7 +662,7 @@ def test_axis_must_be_int_tuple_or_none():
         kl_fast.kl_div(a, a, axis=np.array([0, -1]))
     with pytest.raises(np.exceptions.AxisError):
         kl_fast.kl_div(0.5, 0.25, axis=0)
-    assert kl_fast.kl_div(0.5, 0.25, axis=None) == pytest.approx(0.5 * math.log(2), rel=1e-15)
+    assert kl_fast.kl_div(0.5, 0.25, axis=None) == pytest.approx(0.5 * math.log(2), rel=1e-15, abs=0)
 
 
 @pytest.mark.parametrize("func", [kl_fast.kl_div, kl_fast.js_div, kl_fast.kl_div_log])
