@@ -29,9 +29,10 @@ from typing import Any, Literal, NamedTuple, Optional, Sequence, TypedDict, Unio
 import numpy as np
 import numpy.typing as npt
 
-from ._api import (broadcast_shape, check_options, finish, magnifies, mass_on_zeros,
-                   max_exponents, options_lift, raw_tiny, rounded_under_p, row_sums, small_apart,
-                   sums_with_lost_terms, times_power_of_two)
+from ._api import (broadcast_shape, check_options, finish, kl_beyond_range, magnifies,
+                   mass_on_zeros, max_exponents, options_lift, overflow_shift, raw_tiny,
+                   rounded_under_p, row_sums, small_apart, sums_with_lost_terms,
+                   times_power_of_two)
 from ._pairwise import (
     _check_matrix_shape,
     _check_row_lengths,
@@ -152,12 +153,14 @@ def _starts(location: Sequence[tuple[int, int]], pad: int) -> tuple[int, ...]:
 
 def _partial_sums(pb: np.ndarray, qb: np.ndarray, *, axes: tuple[int, ...],
                   kernel_dtype: np.dtype, check: bool, normalize: bool, pads: tuple[int, int],
-                  small: bool = False, block_info: _BlockInfo = None) -> np.ndarray:
+                  small: bool = False, scale: int = 0, block_info: _BlockInfo = None) -> np.ndarray:
     """One block's partials, the reduced axes kept as size one.
 
-    Without normalize: (sum p*log(p/q), 0, 0); with ``small`` (base or dx
-    magnify the sum) the terms of p below raw_tiny apart, at full precision
-    times 2**_SMALL_EXP, in the second (_small_partials).  With normalize the block's p and
+    Without normalize: (sum p*log(p/q), 0, 0, that sum times 2**-scale); with
+    ``small`` (base or dx magnify the sum) the terms of p below raw_tiny apart,
+    at full precision times 2**_SMALL_EXP, in the second (_small_partials).
+    The last is the row's fallback where the sum of all blocks leaves the
+    double range (_scaled_partial).  With normalize the block's p and
     q are first scaled by powers of two (exactly) that bring each row's largest
     value into [1/2, 1), so that no sum over- or underflows, and the partials
     are (sum p'*log(p'/q'), sum p', sum q', kp, kq) for p = p' * 2**kp and
@@ -172,9 +175,10 @@ def _partial_sums(pb: np.ndarray, qb: np.ndarray, *, axes: tuple[int, ...],
                want_sums=normalize, origins=origins)
     if not normalize:
         res, _ = row_sums(pk, qk, **run)
+        fallback = _scaled_partial(pk, qk, res, axes, scale)
         if small:
             res = _small_partials(pk, qk, res, axes)
-        return np.expand_dims(res, axes)
+        return np.expand_dims(np.concatenate([res, fallback[..., None]], axis=-1), axes)
     kp, kq = _block_exponents(pk, axes), _block_exponents(qk, axes)
     scaled = [np.ldexp(a, -np.where(k == _NO_MASS, 0, k).astype(np.intc))
               for a, k in ((pk, kp), (qk, kq))]
@@ -186,6 +190,25 @@ def _partial_sums(pb: np.ndarray, qb: np.ndarray, *, axes: tuple[int, ...],
     res = _scaled_block_sums(res, pk, qk, scaled, kp, kq, axes)
     ks = [np.broadcast_to(np.squeeze(k, axis=axes), res.shape[:-1]) for k in (kp, kq)]
     return np.expand_dims(np.concatenate([res, np.stack(ks, axis=-1)], axis=-1), axes)
+
+
+def _scaled_partial(pk: np.ndarray, qk: np.ndarray, res: np.ndarray, axes: tuple[int, ...],
+                    scale: int) -> np.ndarray:
+    """A block's raw KL sums (res[..., 0]) times 2**-scale, scale the
+    overflow_shift of the whole reduction: where a block's own sum left the
+    range, kl_div's redo of it on scaled inputs (kl_beyond_range), brought to
+    that scale; +inf where p > 0 meets q == 0.  Their total over the blocks is
+    finite wherever the divergence times 2**-scale is."""
+    with np.errstate(under="ignore"):
+        scaled = np.ldexp(res[..., 0], -scale)
+    if np.all(np.isfinite(res[..., 0])):
+        return scaled
+    redone, shift = kl_beyond_range(pk, qk, axes, res, 1)
+    if shift is None:
+        return scaled
+    over = shift != 0
+    with np.errstate(over="ignore", under="ignore"):
+        return np.where(over, np.ldexp(redone[..., 0], shift - scale), scaled)
 
 
 _SMALL_EXP = 1000   # the small terms' scale: below 2**-957, they become normal numbers
@@ -271,18 +294,37 @@ def _rebased(block: np.ndarray, top: np.ndarray) -> np.ndarray:
 
 
 def _finished(sums: np.ndarray, *, normalize: bool, base: float | None, dx: float | None,
-              out_dtype: np.dtype, small: bool = False, block_info: _BlockInfo = None) -> np.ndarray:
+              out_dtype: np.dtype, small: bool = False, scale: int = 0,
+              block_info: _BlockInfo = None) -> np.ndarray:
     """normalize/base/dx applied to a block of summed partials; errors use whole-output indices.
     With ``small`` the raw sum is the first partial plus the second times
-    2**-_SMALL_EXP (_small_partials), joined without losing the second's bits."""
+    2**-_SMALL_EXP (_small_partials), joined without losing the second's bits.
+    Without normalize, a raw sum that left the range is taken from the
+    scaled partials (the fourth, times 2**scale), as kl_div redoes it."""
     origin = _starts(block_info[0]["array-location"][:-1], 0)
     shift = None
+    over = None
+    if not normalize:
+        over = ~np.isfinite(sums[..., 0])
+        if over.any():
+            sums = sums.copy()
+            sums[..., 0] = np.where(over, sums[..., 3], sums[..., 0])
+            sums[..., 1] = np.where(over, 0.0, sums[..., 1])
     if small:
         sums, shift = _joined_small(sums, base, dx)
+    if over is not None and over.any():
+        shift = np.where(over, scale, 0 if shift is None else shift).astype(np.intc)
     kl = finish(sums[..., 0], sums[..., 1], sums[..., 2], normalize=normalize, base=base,
                 dx=dx, func="kl_div", origin=origin)
     with np.errstate(over="ignore"):   # a float32 result beyond its range: inf, quietly
         return np.asarray(times_power_of_two(kl, shift), dtype=out_dtype)
+
+
+def _quiet_sum(x: np.ndarray, axis: Any = None, keepdims: bool = False, **kwargs: Any) -> np.ndarray:
+    """np.sum without NumPy's overflow warning (a partial total beyond the range
+    is inf, which _finished replaces)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return cast(np.ndarray, np.sum(x, axis=axis, keepdims=keepdims, **kwargs))
 
 
 def _joined_small(sums: np.ndarray, base: float | None,
@@ -314,12 +356,12 @@ def kl_div(P: da.Array | npt.ArrayLike, Q: da.Array | npt.ArrayLike, *,
     one of them an ndarray (a single ``q`` against a chunked batch, say); they
     broadcast together without copies.  The reduction axes may be chunked:
     each block's kernel pass yields partial sums that Dask adds, so the result
-    equals the in-memory ``kl_div`` to rounding.  (Not where a raw sum leaves
-    the double range while the divergence does not -- terms near 1e308 brought
-    back by negative ones, or by ``base`` or ``dx`` -- which the in-memory
-    function redoes on scaled inputs: that is ``inf`` here in any chunking,
-    with NumPy's overflow warning where the overflow happens in Dask's sum of
-    the blocks.)
+    equals the in-memory ``kl_div`` to rounding.  Where a raw sum leaves the
+    double range while the divergence does not (terms near 1e308 brought
+    back by negative ones, or by ``base`` or ``dx``), each block also carries
+    its sum times a power of two that keeps the total finite, and redoes a
+    block whose own sum overflows on scaled inputs, as the in-memory function
+    redoes the row.
 
     A bad value (negative, NaN or infinite, ``check=True``) raises, when
     computed, the ValueError ``kl_div`` raises, with the index in the whole
@@ -374,19 +416,22 @@ def kl_div(P: da.Array | npt.ArrayLike, Q: da.Array | npt.ArrayLike, *,
     small = not normalize and magnifies(base, dx)
 
     partial_chunks = tuple((1,) * len(c) if ax in red else c for ax, c in enumerate(chunks))
+    # the scale of the fallback partials: 2**-scale times the whole reduction is finite
+    scale = overflow_shift(math.prod(max(p.shape[ax], q.shape[ax]) for ax in red))
     partials = da.map_blocks(
-        _partial_sums, p, q, chunks=partial_chunks + ((5 if normalize else 3,),),
+        _partial_sums, p, q, chunks=partial_chunks + ((5 if normalize else 4,),),
         new_axis=[ndim], meta=np.empty((0,) * (ndim + 1)), axes=red, kernel_dtype=dtype,
-        check=bool(check), normalize=bool(normalize), pads=pads, small=small,
+        check=bool(check), normalize=bool(normalize), pads=pads, small=small, scale=scale,
     )
     if normalize:
         top = partials[..., 3:].max(axis=red, keepdims=True)
         partials = da.map_blocks(_rebased, partials, top, chunks=partial_chunks + ((3,),),
                                  meta=np.empty((0,) * (ndim + 1)))
-    sums = partials.sum(axis=red)
+    sums = da.reduction(partials, _quiet_sum, _quiet_sum, axis=red, dtype=np.float64,
+                        concatenate=True)
     kl = sums.map_blocks(
         _finished, drop_axis=sums.ndim - 1, meta=np.empty((0,) * (sums.ndim - 1), dtype=dtype),
-        normalize=normalize, base=base, dx=dx, out_dtype=dtype, small=small,
+        normalize=normalize, base=base, dx=dx, out_dtype=dtype, small=small, scale=scale,
     )
     if keepdims:
         kl = kl[tuple(None if ax in red else slice(None) for ax in range(ndim))]
