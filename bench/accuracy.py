@@ -94,6 +94,21 @@ def run_class_values(p, q, normalize):
     return values
 
 
+def log_normalized_values(lp, lq):
+    """kl_div_log(lp, lq, normalize=True) on every kernel path, NumPy's reference
+    and SciPy's log_softmax of each input, then the sum."""
+    from kl_fast import reference
+    values = {}
+    for path in _kernels.available_isas():
+        _config.select_isa(path)
+        values[f"kl_fast ({path})"] = kl_fast.kl_div_log(lp, lq, normalize=True)
+    _config.select_isa()
+    values["NumPy"] = reference.kl_div_log(lp, lq, normalize=True)
+    sa, sb = special.log_softmax(lp), special.log_softmax(lq)
+    values["SciPy"] = np.sum(np.exp(sa) * (sa - sb))
+    return values
+
+
 def log_normalize_offsets(rng, worst):
     """kl_div_log(normalize=True) on rows of logs offset by 1e4 ... 1e300 (n = 10
     and 1,000; beyond 1e14 the logs are the offset plus a few of its ulps), errors
@@ -116,16 +131,7 @@ def log_normalize_offsets(rng, worst):
                 exact = mpmath.fsum(mpmath.exp(x - la) * ((x - la) - (y - lb)) for x, y in zip(a, b))
                 unit = np.finfo(float).eps * float(1 + mpmath.fsum(
                     mpmath.exp(x - la) * (abs(x - la) + abs(y - lb)) for x, y in zip(a, b)))
-                values = {}
-                for path in _kernels.available_isas():
-                    _config.select_isa(path)
-                    values[f"kl_fast ({path})"] = kl_fast.kl_div_log(lp, lq, normalize=True)
-                _config.select_isa()
-                from kl_fast import reference
-                values["NumPy"] = reference.kl_div_log(lp, lq, normalize=True)
-                sa, sb = special.log_softmax(lp), special.log_softmax(lq)
-                values["SciPy"] = np.sum(np.exp(sa) * (sa - sb))
-                for name, value in values.items():
+                for name, value in log_normalized_values(lp, lq).items():
                     err = float(abs(mpmath.mpf(float(value)) - exact)) / unit
                     worst[label, name] = max(worst.get((label, name), 0.0), err)
 
@@ -136,22 +142,13 @@ def log_normalize_near_equal(rng, worst):
     others lowered by 0.05 .. 0.15 (n = 2, 10 and 1,000; KL about 1e-20 ..
     1e-17), relative errors; NumPy is the reference, SciPy its log_softmax."""
     label = "kl_div_log normalize, near-equal rows, the rest below eps beside the max"
-    from kl_fast import reference
     for n in (2, 10, 1000):
         for _ in range(3):
             lp = np.concatenate([[0.0], -40.0 - rng.random(n - 1)])
             lq = lp.copy()
             lq[1:] -= rng.uniform(0.05, 0.15, n - 1)
             exact = truth.kl_log(lp, lq)
-            values = {}
-            for path in _kernels.available_isas():
-                _config.select_isa(path)
-                values[f"kl_fast ({path})"] = kl_fast.kl_div_log(lp, lq, normalize=True)
-            _config.select_isa()
-            values["NumPy"] = reference.kl_div_log(lp, lq, normalize=True)
-            sa, sb = special.log_softmax(lp), special.log_softmax(lq)
-            values["SciPy"] = np.sum(np.exp(sa) * (sa - sb))
-            for name, value in values.items():
+            for name, value in log_normalized_values(lp, lq).items():
                 worst[label, name] = max(worst.get((label, name), 0.0), rel(value, exact))
 
 
