@@ -333,6 +333,22 @@ def test_bench_errors(tmp_path):
     one_line_error(run_cli("bench", "--json", tmp_path / "missing" / "b.json"), "--json", "does not exist")
     proc = run_cli("bench", "--plot", tmp_path / "b.png", env=without_matplotlib(tmp_path))
     one_line_error(proc, "--plot needs matplotlib", PLOT_HINT)
+    if HAVE_MPL:
+        # refused before any timing: PNG bytes under another name were written before
+        proc = run_cli("bench", "--plot", tmp_path / "b.xyz")
+        one_line_error(proc, "--plot", "b.xyz", "cannot write .xyz files", ".png", ".svg")
+        assert not (tmp_path / "b.xyz").exists()
+
+
+@pytest.mark.skipif(not HAVE_MPL, reason="matplotlib is an optional extra (the plot extra)")
+def test_figures_take_the_format_of_their_suffix(tmp_path):
+    from matplotlib.figure import Figure
+    starts = {"f.png": b"\x89PNG", "f.svg": b"<?xml", "f.pdf": b"%PDF", "f": b"\x89PNG"}
+    for name, start in starts.items():
+        fig = Figure()
+        fig.add_subplot().plot([0, 1], [1, 0])
+        cli._save(fig, str(tmp_path / name))
+        assert (tmp_path / name).read_bytes().startswith(start), name
 
 
 # ----------------------------------------------------------------------------- compute

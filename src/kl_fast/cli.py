@@ -367,9 +367,21 @@ def demo(out_dir: str, say: Callable[[str], None] = print) -> int:
     return 0
 
 
+def _figure_format(fig: Any, path: str, what: str) -> str:
+    """The format of a figure file from its name's suffix (PNG without one); a
+    CommandError naming ``what`` where matplotlib has no writer for it."""
+    fmt = os.path.splitext(path)[1][1:].lower() or "png"
+    supported = fig.canvas.get_supported_filetypes()
+    if fmt not in supported:
+        raise CommandError(f"{what} {path}: matplotlib cannot write .{fmt} files; it writes "
+                           + ", ".join(f".{name}" for name in sorted(supported)))
+    return fmt
+
+
 def _save(fig, path: str, tight: bool = False) -> None:
+    fmt = _figure_format(fig, path, "figure")
     try:
-        fig.savefig(path, format="png", dpi=110, bbox_inches="tight" if tight else None)
+        fig.savefig(path, format=fmt, dpi=110, bbox_inches="tight" if tight else None)
     except OSError as exc:
         raise CommandError(f"{path}: cannot write the figure ({exc.strerror or exc})") from None
 
@@ -531,6 +543,7 @@ def bench(quick: bool, json_path: Optional[str], plot_path: Optional[str],
         if Figure is None:
             raise CommandError(f"--plot needs matplotlib: {PLOT_HINT}")
         _check_writable_dir(plot_path, "--plot")
+        _figure_format(Figure(), plot_path, "--plot")
     if json_path is not None:
         _check_writable_dir(json_path, "--json")
 
@@ -1484,7 +1497,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true",
                    help=f"smaller inputs and fewer repeats (about {BENCH_QUICK_SECONDS} seconds)")
     b.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    b.add_argument("--plot", metavar="FILE", help="also draw a bar chart of the speed-ups (PNG)")
+    b.add_argument("--plot", metavar="FILE", help="also draw a bar chart of the speed-ups (PNG, or the format "
+                   "of the file's suffix: .pdf, .svg, ...)")
     b.add_argument("--only", metavar="TOPIC", action="append",
                    help="run only this topic (repeatable), e.g. kl")
     b.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
