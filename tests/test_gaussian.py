@@ -1374,3 +1374,18 @@ def test_bool_parameters_are_refused():
         kl_fast.gaussian_kl(p, x, 0.0, True)
     with pytest.raises(TypeError, match="gaussian_kl_grad: mu must hold real numbers"):
         kl_fast.gaussian_kl_grad(p, x, np.array([True, False]), 1.0)
+
+
+def test_newton_step_beyond_the_double_range_is_not_convergence():
+    # on a grid spanning +-1e308 the optimum lies beyond the double range: a
+    # Newton step reached mu = sigma = inf and the fit reported convergence there
+    for p in ([1.0, 2.0, 3.0], np.array([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]])):
+        fit = kl_fast.fit_gaussian(p, [-1e308, 0.0, 1e308])
+        status = np.asarray(fit.status)
+        finite = np.isfinite(fit.mu) & np.isfinite(fit.sigma)
+        assert np.all(finite | (status == kl_fast.FitStatus.NONFINITE))
+        assert not np.any(np.asarray(fit.converged) & ~finite)
+        for message, ok in zip(np.atleast_1d(fit.message), np.atleast_1d(finite)):
+            assert ok or message.startswith("stopped: the optimum lies beyond the double range")
+    fit = kl_fast.fit_gaussian([1.0, 2.0, 3.0], [-1e308, 0.0, 1e308])
+    assert fit.status == kl_fast.FitStatus.NONFINITE and not fit.converged

@@ -557,6 +557,8 @@ def _message_table(method: str, parametrization: str) -> list[str]:
         if code == _gaussian.FIT_MAXITER:
             out.append("stopped: max_iter Newton steps without reaching tol" if method == "newton"
                        else "stopped: all epochs run without reaching tol")
+        elif code == _gaussian.FIT_NONFINITE and method == "newton":
+            out.append("stopped: the optimum lies beyond the double range (on a grid near it)")
         else:
             out.append(_STOP_MESSAGES[code].format(par=par))
     return out
@@ -1059,6 +1061,9 @@ def _fit_prepared(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, shape: tupl
             for part in parts:
                 part[:, 1] = np.ldexp(part[:, 1], k)
                 part[:, 2] = np.ldexp(part[:, 2], 2 * k if gd_variance else k)
+        # an optimum found beyond the double range is not a converged fit
+        off = (counts[:, 2] == _gaussian.FIT_CONVERGED) & ~np.all(np.isfinite(out[:, :2]), axis=1)
+        counts[off, 2] = _gaussian.FIT_NONFINITE
 
     status = counts[:, 2]
     raw = parts if history else None
