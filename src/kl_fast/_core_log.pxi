@@ -224,20 +224,31 @@ cdef inline void sumexp_wide_blocks(const floating *x, Py_ssize_t sx, Py_ssize_t
     """Sums of exp(x - mx) over blocks b0 .. b1 - 1 of BLOCK_F64 elements into
     totals[k - b0], in lanes, but for the entries equal to mx (and NaN and +inf,
     which count 0): their number into counts[k - b0] (log_normaliser)."""
-    cdef double t[BLOCK_F64]
+    cdef double lane[LANES]
+    cdef int64_t top[LANES]
     cdef double v
-    cdef int64_t top
-    cdef Py_ssize_t k, start, length, i
+    cdef Py_ssize_t k, g, j, i, length, full
     for k in range(b0, b1):
-        start = k * BLOCK_F64
-        length = min(n - start, BLOCK_F64)
-        top = 0
-        for i in range(length):
-            v = x[(start + i) * sx]
-            top += v == mx
-            t[i] = klm_exp_f64(v - mx) if (v <= DBL_MAX) & (v != mx) else 0.0
-        totals[k - b0] = lane_sum(t, length)
-        counts[k - b0] = <double>top
+        i = k * BLOCK_F64
+        length = min(n - i, BLOCK_F64)
+        full = length - length % LANES
+        for j in range(LANES):
+            lane[j] = 0.0
+            top[j] = 0
+        # lane_sum's order, each group of LANES added as it is made: the lanes'
+        # additions overlap the exps (a separate pass waited on each addition)
+        for g in range(full // LANES):
+            for j in range(LANES):
+                v = x[(i + g * LANES + j) * sx]
+                top[j] += v == mx
+                lane[j] += klm_exp_f64(v - mx) if (v <= DBL_MAX) & (v != mx) else 0.0
+        for j in range(length - full):
+            v = x[(i + full + j) * sx]
+            top[j] += v == mx
+            lane[j] += klm_exp_f64(v - mx) if (v <= DBL_MAX) & (v != mx) else 0.0
+        totals[k - b0] = lane_total(lane)
+        counts[k - b0] = <double>(((top[0] + top[1]) + (top[2] + top[3]))
+                                  + ((top[4] + top[5]) + (top[6] + top[7])))
 
 
 # ---- float32 terms in float (narrow) ------------------------------------------
