@@ -338,6 +338,11 @@ def test_bench_errors(tmp_path):
         proc = run_cli("bench", "--plot", tmp_path / "b.xyz")
         one_line_error(proc, "--plot", "b.xyz", "cannot write .xyz files", ".png", ".svg")
         assert not (tmp_path / "b.xyz").exists()
+        # a writer that fails here (.pgf needs a TeX system): refused before timing too
+        import shutil
+        if not (shutil.which("xelatex") or shutil.which("lualatex") or shutil.which("pdflatex")):
+            proc = run_cli("bench", "--plot", tmp_path / "b.pgf")
+            one_line_error(proc, "--plot", "b.pgf", "cannot write .pgf here")
 
 
 @pytest.mark.skipif(not HAVE_MPL, reason="matplotlib is an optional extra (the plot extra)")

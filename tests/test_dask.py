@@ -903,10 +903,12 @@ def test_top_level_functions_refuse_dask_collections():
     # the starts of a fit are taken in memory, by kl_fast.dask.fit_gaussian too
     P = da.ones((4, 3), chunks=(2, 3))
     for fit in (kl_fast.fit_gaussian, kl_fast.dask.fit_gaussian):
-        for start in ("mu0", "sigma0"):
+        data = P if fit is kl_fast.dask.fit_gaussian else np.ones((4, 3))
+        for start in ("mu0", "sigma0", "x"):
+            kw = {"x": da.from_array(grid)} if start == "x" else {"x": grid,
+                                                                   start: da.ones(4, chunks=2)}
             with pytest.raises(TypeError, match=f"{start} is a Dask collection") as info:
-                fit(P if fit is kl_fast.dask.fit_gaussian else np.ones((4, 3)), grid,
-                    **{start: da.ones(4, chunks=2)})
+                fit(data, **kw)
             assert f"pass {start}.compute()" in str(info.value)
             assert "use kl_fast.dask" not in str(info.value)
 

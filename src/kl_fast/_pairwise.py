@@ -457,7 +457,11 @@ def _kl_beyond_range(Pk: np.ndarray, Qk: np.ndarray, res: np.ndarray,
     range, for kl_div to redo (_api.kl_beyond_range), or None when there are
     none.  Only rows summing above DBL_MAX / 1500 can overflow (|log(p/q)| <=
     1455); the entries made infinite by a zero of Q under P[i] > 0 stay inf."""
-    over = ~np.isfinite(res) & (psum > np.finfo(np.float64).max / 1500)[:, None]
+    big = np.flatnonzero(psum > np.finfo(np.float64).max / 1500)
+    if not big.size:
+        return None     # (the common case: no pass over the matrix)
+    over = np.zeros(res.shape, dtype=bool)
+    over[big] = ~np.isfinite(res[big])
     some = np.flatnonzero(over.any(axis=1))
     if some.size:
         over[some] &= ~_zero_mass(Pk[some], Qk)

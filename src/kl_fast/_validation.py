@@ -111,8 +111,9 @@ _DASK_FUNCTIONS = frozenset({"kl_div", "kl_pairwise", "kl_topk", "fit_gaussian"}
 def _refuse_dask(name: str, func: str) -> None:
     """TypeError for a Dask collection: computing it here would load it whole."""
     base = func.split(".")[0]
-    # kl_fast.dask's fit_gaussian takes its data lazily, not its starts (checked when called)
-    if base in _DASK_FUNCTIONS and name not in ("mu0", "sigma0"):
+    # kl_fast.dask's fit_gaussian takes its data lazily, not its grid or starts (checked
+    # when it is called)
+    if base in _DASK_FUNCTIONS and name not in ("x", "mu0", "sigma0"):
         hint = f"use kl_fast.dask.{base} for a lazy result, or pass {name}.compute()"
     else:
         hint = f"pass {name}.compute() if it fits in memory"

@@ -378,6 +378,20 @@ def _figure_format(fig: Any, path: str, what: str) -> str:
     return fmt
 
 
+def _check_figure_writer(Figure: Any, path: str) -> None:
+    """A small figure written to memory in the format of ``path`` (before any
+    timing): a CommandError where matplotlib has no writer for it, or its writer
+    fails (.pgf without a TeX system)."""
+    fig = Figure()
+    fmt = _figure_format(fig, path, "--plot")
+    fig.add_subplot().set_title("x")   # text: the writers that lay it out with TeX need it
+    try:
+        fig.savefig(io.BytesIO(), format=fmt, bbox_inches="tight")
+    except Exception as exc:   # matplotlib's backends raise what they raise
+        raise CommandError(f"--plot {path}: matplotlib cannot write .{fmt} here "
+                           f"({type(exc).__name__}: {exc})") from None
+
+
 def _save(fig, path: str, tight: bool = False) -> None:
     fmt = _figure_format(fig, path, "figure")
     try:
@@ -543,7 +557,7 @@ def bench(quick: bool, json_path: Optional[str], plot_path: Optional[str],
         if Figure is None:
             raise CommandError(f"--plot needs matplotlib: {PLOT_HINT}")
         _check_writable_dir(plot_path, "--plot")
-        _figure_format(Figure(), plot_path, "--plot")
+        _check_figure_writer(Figure, plot_path)
     if json_path is not None:
         _check_writable_dir(json_path, "--json")
 
