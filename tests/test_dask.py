@@ -521,6 +521,19 @@ def test_fit_reproduces_the_tutorial_per_row():
     assert np.all(np.abs(mu) < 1e-8)
 
 
+def test_fit_warns_once_of_an_option_the_method_ignores():
+    """The warning comes from the call, once, not from each block's fit (a
+    worker's warning may never reach the caller), and the blocks' fits are
+    those without the ignored option."""
+    with pytest.warns(RuntimeWarning, match=r"method='newton' does not use lr=0.5") as record:
+        fit = kd.fit_gaussian(da.from_array(GP, chunks=(6, 401)), GX, lr=0.5)
+    assert len(record) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mu, sigma, kl = fit_arrays(fit)
+    np.testing.assert_array_equal(mu, kl_fast.fit_gaussian(GP, GX).mu)
+
+
 def test_fit_one_row_and_numpy_input():
     mu, sigma, kl = fit_arrays(kd.fit_gaussian(da.from_array(GP[3], chunks=100), GX))
     expected = kl_fast.fit_gaussian(GP[3], GX)

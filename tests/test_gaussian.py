@@ -1,5 +1,6 @@
 """Gaussian KL on a grid: value, gradient and fits against the NumPy reference,
 finite differences, mpmath, closed forms and the tutorial's numbers."""
+import inspect
 import math
 import warnings
 
@@ -678,6 +679,32 @@ def test_errors_value(func):
         func(p, x, 0.0, "wide")
 
 
+def test_fit_warns_of_options_the_method_ignores():
+    """lr and epochs steer only gradient descent, max_iter only Newton: another
+    value given to the other method is named in a warning, and the fit is the
+    one without it; the defaults the warning compares with are the signature's."""
+    x = np.linspace(-3, 3, 61)
+    p = np.exp(-(x - 0.4) ** 2 / 1.5)
+    sig = inspect.signature(kl_fast.fit_gaussian).parameters
+    for name in ("lr", "epochs", "max_iter"):
+        assert sig[name].default == kl_fast.gaussian._METHOD_DEFAULTS[name]
+    plain = kl_fast.fit_gaussian(p, x)
+    with pytest.warns(RuntimeWarning, match=r"method='newton' does not use lr=0.5, epochs=3 "
+                                            r"\(used by method='gd'\)"):
+        fit = kl_fast.fit_gaussian(p, x, lr=0.5, epochs=3)
+    assert (fit.mu, fit.sigma, fit.nit) == (plain.mu, plain.sigma, plain.nit)
+    gd = kl_fast.fit_gaussian(p, x, method="gd", epochs=7)
+    with pytest.warns(RuntimeWarning, match=r"method='gd' does not use max_iter=2"):
+        fit = kl_fast.fit_gaussian(p, x, method="gd", epochs=7, max_iter=2)
+    assert (fit.mu, fit.sigma, fit.nit) == (gd.mu, gd.sigma, gd.nit)
+    with pytest.warns(RuntimeWarning, match=r"GaussianTarget.fit: method='newton' does not use "
+                                            r"epochs=1"):
+        kl_fast.GaussianTarget(p, x).fit(epochs=1)
+    # the options a method uses, and the other method's at their defaults, do not warn
+    kl_fast.fit_gaussian(p, x, max_iter=5, lr=0.001, epochs=100)
+    kl_fast.fit_gaussian(p, x, method="gd", lr=0.01, epochs=3, max_iter=50)
+
+
 def test_errors_fit():
     x = np.linspace(0, 1, 5)
     p = np.array([0.1, 0.2, 0.3, 0.2, 0.2])
@@ -729,7 +756,8 @@ def test_batch_history_in_chunks(monkeypatch, method):
     P = np.exp(-(x - rng.uniform(-1, 1, (37, 1))) ** 2 / rng.uniform(0.5, 3, (37, 1)))
     P[5] = 0.0
     P[5, 20] = 1.0                                   # one point: stops at its start
-    opts = dict(method=method, epochs=7, max_iter=20, lr=0.01)
+    opts = dict(method=method, max_iter=20) if method == "newton" else dict(
+        method=method, epochs=7, lr=0.01)
     whole = kl_fast.fit_gaussian(P, x, **opts)
     monkeypatch.setattr(gaussian, "_HISTORY_CHUNK", 3 * 21 * 4)   # 4 rows per chunk (newton)
     chunked = kl_fast.fit_gaussian(P, x, **opts)

@@ -41,7 +41,7 @@ from ._pairwise import (
     _row_stats,
 )
 from ._pairwise import kl_pairwise as _kl_pairwise
-from .gaussian import _check_grid_shapes
+from .gaussian import _METHOD_DEFAULTS, _check_grid_shapes
 from .gaussian import _prepare as _gaussian_prepare
 from .gaussian import _start as _gaussian_start
 from .gaussian import _param as _gaussian_param
@@ -968,6 +968,11 @@ def fit_gaussian(P: da.Array | npt.ArrayLike, x: npt.ArrayLike, *,
                                 normalize=bool(normalize))
     _fit_gaussian(np.empty((0, p.shape[-1]), dtype=p.dtype), x_np, mu0=scalar[0],
                   sigma0=scalar[1], history=False, **options)
+    # an option the method does not use was warned about just now, not once per block
+    if method == "newton":
+        options["lr"], options["epochs"] = _METHOD_DEFAULTS["lr"], int(_METHOD_DEFAULTS["epochs"])
+    else:
+        options["max_iter"] = int(_METHOD_DEFAULTS["max_iter"])
     if p.numblocks[-1] != 1:
         p = p.rechunk({p.ndim - 1: -1})
     batch_shape, batch_chunks = p.shape[:-1], p.chunks[:-1]

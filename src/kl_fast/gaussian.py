@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import math
+import warnings
 from typing import (Any, Generic, Literal, NoReturn, Optional, Sequence, TypeVar, Union, cast,
                     overload)
 
@@ -832,7 +833,9 @@ def fit_gaussian(p: ArrayLike, x: ArrayLike, *, method: Literal["newton", "gd"] 
     lr : float, default 0.001
         Gradient-descent step size.
     epochs : int, default 100
-        Gradient-descent steps.
+        Gradient-descent steps.  ``lr`` and ``epochs`` are read by ``method="gd"``
+        only, ``max_iter`` by ``method="newton"`` only: another value given to
+        the other method is ignored with a ``RuntimeWarning`` naming it.
     tol : float, default 1e-9
         Stop when the relative gradient is below it (0 never stops early).
     max_iter : int, default 50
@@ -933,6 +936,11 @@ def _padded_history(parts: list[np.ndarray], nit: np.ndarray) -> np.ndarray:
     return out
 
 
+# the defaults of the options only one method uses (fit_gaussian's signature):
+# another value given to the other method is ignored with a warning
+_METHOD_DEFAULTS: dict[str, float] = {"lr": 0.001, "epochs": 100, "max_iter": 50}
+
+
 def _fit_options(method: str, parametrization: str, lr: Any, tol: Any, epochs: Any,
                  max_iter: Any, func: str) -> tuple[bool, float, float, int]:
     """(variance, lr, tol, iters) of fit_gaussian's options, checked."""
@@ -950,6 +958,13 @@ def _fit_options(method: str, parametrization: str, lr: Any, tol: Any, epochs: A
         raise ValueError(f"{func}: tol must be a non-negative scalar, got {tol!r}")
     epochs_v = _count(epochs, "epochs", func)
     max_iter_v = _count(max_iter, "max_iter", func)
+    given = {"lr": lr_v, "epochs": epochs_v} if newton else {"max_iter": max_iter_v}
+    ignored = [f"{k}={v!r}" for k, v in given.items() if v != _METHOD_DEFAULTS[k]]
+    if ignored:
+        other = "gd" if newton else "newton"
+        warnings.warn(f"{func}: method={method!r} does not use {', '.join(ignored)} "
+                      f"(used by method={other!r}) and ignores it", RuntimeWarning,
+                      stacklevel=3)
     return (parametrization == "variance", 0.0 if newton else lr_v, tol_v,
             max_iter_v if newton else epochs_v)
 
