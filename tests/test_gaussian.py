@@ -188,6 +188,27 @@ def test_extreme_parameters_no_overflow_or_nan(mu, sigma):
             assert mp_kl(p, x, mu, sigma) > 1e300 or sigma < 1e-150
 
 
+@pytest.mark.parametrize("offset", [1e6, 1e9, 1e12, 1e14])
+def test_gradient_and_fit_on_a_grid_far_from_zero(offset):
+    """p's moments are taken about its mean rounded to a double c; the first
+    moment about c is not 0 but P (mean - c), about P ulp(c) / 2, and the
+    gradient and the Newton steps need it: dropped, the gradient's relative
+    error grew with the offset (5e-2 at 1e14) and Newton stopped at max_iter
+    from 1e8 on.  The NumPy reference and mpmath agree to 1e-14 here."""
+    x = np.linspace(-3, 3, 25) + offset
+    p = np.exp(-(x - offset - 0.5) ** 2 / 2)
+    for mu, sigma in ((offset + 0.3, 1.0), (offset + 2.0, 0.5), (offset - 1.0, 2.5)):
+        want = truth.gaussian(p, x, mu, sigma, prec=400)
+        got = kl_fast.gaussian_kl_grad(p, x, mu, sigma)
+        for g, w in zip(got, want):
+            assert g == pytest.approx(float(w), rel=2e-14, abs=0)
+        _, grad, _ = kl_fast.GaussianTarget(p, x, normalize=False).kl_hess(mu, sigma)
+        np.testing.assert_array_equal(grad, got[1:])
+    fit = kl_fast.fit_gaussian(p, x)
+    assert fit.converged and fit.nit <= 5
+    assert fit.mu - offset == pytest.approx(0.5, abs=1e-6 * max(1.0, offset * 1e-12))
+
+
 def test_integers_beyond_the_float64_range_are_named():
     x = np.linspace(-1, 1, 5)
     p = np.ones(5)

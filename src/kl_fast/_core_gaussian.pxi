@@ -791,7 +791,7 @@ cdef int gk_psums_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssiz
     would cost digits) pass B takes them again about c.  Returns a GK_P_* code."""
     cdef GkPass cx
     cdef double s[GK_MAXQ]
-    cdef double mean, var, v
+    cdef double mean, var, v, e = 0.0
     cdef Py_ssize_t i
     cx.x = x
     cx.n = n
@@ -821,11 +821,14 @@ cdef int gk_psums_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssiz
         return GK_P_ZERO
     mean = s[1] / s[0]
     var = s[3] / s[0] - mean * mean
-    cx.ctr = cx.ctr + mean
+    gk_two_sum(&cx.ctr, &e, mean)       # c + e = the old centre + mean, exactly
     out.c = cx.ctr
     if mean * mean <= 64.0 * var:
-        out.S1 = 0.0
-        out.S2 = s[3] - s[1] * mean
+        # the moments about c, which is p's mean but for the rounding of the
+        # division and of c itself (dropped, they cost the gradient P ulp(c) /
+        # sigma^2 on a grid far from 0)
+        out.S1 = klm_residual_f64(s[1], mean, s[0]) + s[0] * e
+        out.S2 = (s[3] - s[1] * mean) + s[0] * (e * e)
     else:
         cx.kind = GK_PASS_B
         gk_run_blocks(p, sp, &cx, 2, nthreads, s)
