@@ -12,7 +12,7 @@ from scipy.spatial import distance
 from scipy.special import rel_entr
 
 import kl_fast
-from kl_fast import _pairwise, reference
+from kl_fast import _div_kernels, _pairwise, reference
 
 DTYPES = [np.float64, np.float32]
 
@@ -220,6 +220,38 @@ def test_kl_blocks_threads_layouts(monkeypatch):
     kl_fast.kl_pairwise(P, Q, normalize=True)
     np.testing.assert_array_equal(P, P0)
     np.testing.assert_array_equal(Q, Q0)
+
+
+def test_kl_product_form_layouts_and_converted_inputs():
+    """On the product form (30 * 30 * (130 + 16) > 2**17) a Fortran-order P gives
+    the C-order result bit for bit (BLAS rounds the two layouts' products
+    differently: up to 8.5e-14 apart before P was made C-contiguous); a small
+    input the Python layer converts (a subclass, long double, objects)
+    is computed pair by pair like any other, so it equals kl_div."""
+    rng = np.random.default_rng(2)
+    P, Q = rng.random((30, 130)), rng.random((30, 130))
+    assert not _div_kernels.fast_path("kl_pairwise", P, Q)
+    whole = kl_fast.kl_pairwise(P, Q)
+    np.testing.assert_array_equal(kl_fast.kl_pairwise(np.asfortranarray(P), Q), whole)
+    np.testing.assert_array_equal(kl_fast.kl_pairwise(np.asfortranarray(P), np.asfortranarray(Q)),
+                                  whole)
+    out = np.empty((30, 30), order="F")
+    kl_fast.kl_pairwise(np.asfortranarray(P), Q, out=out)
+    np.testing.assert_array_equal(out, whole)
+    class Sub(np.ndarray):
+        pass
+
+    P, Q = rng.random((3, 5)), rng.random((4, 5))
+    want = kl_fast.kl_div(P[:, None], Q[None])
+    for a, b in ((P.view(Sub), Q), (P.astype(np.longdouble), Q), (P, Q.astype(np.longdouble)),
+                 (P.astype(object), Q.astype(object))):
+        got = kl_fast.kl_pairwise(a, b)
+        assert type(got) is np.ndarray and got.dtype == np.float64
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(kl_fast.kl_pairwise(P.astype(object)),
+                                  kl_fast.kl_div(P[:, None], P[None]))
+    np.testing.assert_array_equal(kl_fast.kl_pairwise(P.view(Sub), Q, base=2, normalize=True),
+                                  kl_fast.kl_div(P[:, None], Q[None], base=2, normalize=True))
 
 
 def test_kl_memory_is_bounded():

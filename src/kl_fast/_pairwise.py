@@ -358,7 +358,9 @@ def _kl_matrix(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
     # one product for the whole matrix (a product per block packed L again each
     # time: 4,000 x 4,000, n = 256, 75 against 64 ms), after the rows' terms,
     # while BLAS's threads are still asleep
-    P64 = np.asarray(Pk, dtype=np.float64)     # (the callers' rows are float64)
+    # C order always: BLAS rounds a Fortran-order P's product differently, and the
+    # result must not depend on the layout (the callers' rows are float64)
+    P64 = np.ascontiguousarray(Pk, dtype=np.float64)
     starts = range(0, m, block)
     # Large finite inputs (about 1e300) overflow the product form (inf, or
     # inf - inf = NaN); every non-finite entry is recomputed by the row kernel
@@ -589,6 +591,14 @@ def kl_pairwise(P: ArrayLike, Q: ArrayLike | None = None, *, base: float | None 
     func = "kl_pairwise"
     normalize, check = flag(normalize, "normalize", func), flag(check, "check", func)
     Pk, Qk, dtype, same = _prepare(P, Q, func)
+    if Pk is not P or (not same and Qk is not Q):
+        # converted here (a subclass, extended precision, objects): a small input
+        # is computed pair by pair, as the compiled entry does for the others
+        small = _div_kernels.fast_path(func, Pk, None if same else Qk, base=base,
+                                       normalize=normalize, out=out, num_threads=num_threads,
+                                       check=check)
+        if small is not None:
+            return cast(np.ndarray, small)
     if num_threads is None:
         # one thread pool at a time: BLAS has the cores for the product, and its
         # threads, still spinning after it, slow a second pool down (measured:
