@@ -25,22 +25,36 @@ cdef enum:
                          # (float32 KL, float64 JS)
 
 
+cdef enum:
+    # how across_element_f64 puts an element into its lane
+    LANE_ADD = 0      # added into the lane
+    LANE_START = 1    # the lane's first element: added to a zero lane (no zeroing pass)
+    LANE_SHORT = 2    # a row shorter than LANES: set as kl_block_f64 sets it
+
+
 cdef inline uint64_t across_element_f64(const double *p, Py_ssize_t sp, const double *q,
-                                        Py_ssize_t sq, Py_ssize_t rows, bint first,
+                                        Py_ssize_t sq, Py_ssize_t rows, int how,
                                         double *a, double *ak) noexcept nogil:
     """One element of each of rows rows (row r's at p[r sp], q[r sq]) into its
-    lane (a[r], and the p k of its ratio into ak[r], kl_term_f64): added as
-    kl_block_f64 adds it, or with first (a row shorter than LANES, element j
-    in lane j) set as the block sets it.  Returns the elements' check bits."""
+    lane (a[r], and the p k of its ratio into ak[r], kl_term_f64), as
+    kl_block_f64 adds it (LANE_* says how).  Returns the elements' check bits."""
     cdef uint64_t bad = 0, b
     cdef double pv, t, k
     cdef Py_ssize_t r
-    if first:
+    if how == LANE_SHORT:
         for r in range(rows):
             pv = p[r * sp]
             t = kl_term_f64(pv, q[r * sq], &k, &b)
             a[r] = t
             ak[r] = pv * k
+            bad |= b
+    elif how == LANE_START:
+        # 0 + t and p k + 0 round (and sign a zero) as the zeroed lane's first addition
+        for r in range(rows):
+            pv = p[r * sp]
+            t = kl_term_f64(pv, q[r * sq], &k, &b)
+            a[r] = 0.0 + t
+            ak[r] = klm_mul_add_f64(pv, k, 0.0)
             bad |= b
     else:
         for r in range(rows):
@@ -60,21 +74,25 @@ cdef bint across_lanes_f64(const double *p, Py_ssize_t sp0, Py_ssize_t sp1, cons
     e % LANES == j of the full groups, then the last n % LANES elements go to
     the last lanes (the block reads its last group in place and skips the
     lanes already counted; those add an exact zero, which changes no lane, so
-    they are left out here).  True when an element needs the careful path.
-    Rows whose elements are adjacent (a matrix's columns) take a copy of the
-    loop with literal unit strides."""
+    they are left out here).  Elements 0 .. LANES - 1 start their lanes, so only
+    a row shorter than LANES has lanes to zero.  True when an element needs the
+    careful path.  Rows whose elements are adjacent (a matrix's columns) take a
+    copy of the loop with literal unit strides."""
     cdef Py_ssize_t e, i, j, full = n - n % LANES, rem = n - full
     cdef uint64_t bad = 0
-    for i in range(LANES * rows):
-        a[i] = 0.0
-        ak[i] = 0.0
+    cdef int how
+    if n < LANES:
+        for i in range(n * rows, LANES * rows):
+            a[i] = 0.0
+            ak[i] = 0.0
     for e in range(n):
         j = e % LANES if e < full or n < LANES else LANES - rem + (e - full)
+        how = LANE_SHORT if n < LANES else (LANE_START if e < LANES else LANE_ADD)
         if sp0 == 1 and sq0 == 1:
-            bad |= across_element_f64(p + e * sp1, 1, q + e * sq1, 1, rows, n < LANES,
+            bad |= across_element_f64(p + e * sp1, 1, q + e * sq1, 1, rows, how,
                                       a + j * rows, ak + j * rows)
         else:
-            bad |= across_element_f64(p + e * sp1, sp0, q + e * sq1, sq0, rows, n < LANES,
+            bad |= across_element_f64(p + e * sp1, sp0, q + e * sq1, sq0, rows, how,
                                       a + j * rows, ak + j * rows)
     return (bad >> 63) != 0
 
@@ -195,11 +213,12 @@ cdef void short_chunk(const floating *p, Py_ssize_t sp0, Py_ssize_t sp1, const f
     cdef double sums[3 * SHORT_ROWS]
     cdef double acc[6 * SHORT_ROWS]
     cdef bint care[SHORT_ROWS]
-    cdef Py_ssize_t k, r, start, length, block = BLOCK_F64 if floating is double else BLOCK_F32
+    cdef Py_ssize_t i, r, start, length, block = BLOCK_F64 if floating is double else BLOCK_F32
     for r in range(rows):
         care[r] = False
-        for k in range(6):
-            acc[6 * r + k] = 0.0
+    if n > block:   # (one block's sums are the result)
+        for i in range(6 * rows):
+            acc[i] = 0.0
     start = 0
     while start < n:
         length = min(block, n - start)
