@@ -130,6 +130,39 @@ def test_float32_stays_float32():
     assert mixed.dtype == np.float64 == compute(mixed).dtype
 
 
+@pytest.mark.parametrize("chunks", [(3, 1000), (1, 250)])
+def test_float32_normalize_near_equal_and_proportional_rows(chunks):
+    """float32 rows with normalize: the blocks' terms are float64, so the finish
+    S / P + log(Q / P) does not leave eps32 |log(Q / P)| behind (0.4% of this
+    divergence of 5e-7, and -8e-9 for proportional rows, with float32 terms);
+    in-memory kl_div divides such rows by their sums first."""
+    rng = np.random.default_rng(5)
+    q = rng.random((3, 1000))
+    p = 5.0 * q * (1.0 + 1e-3 * rng.standard_normal((3, 1000)))
+    p[2] = 0.3 * q[2]                        # proportional: the divergence is 0
+    p32, q32 = p.astype(np.float32), q.astype(np.float32)
+    got = compute(kd.kl_div(da.from_array(p32, chunks=chunks), da.from_array(q32, chunks=chunks),
+                            normalize=True))
+    assert got.dtype == np.float32
+    exact = reference.kl_div(p32.astype(np.longdouble), q32.astype(np.longdouble), normalize=True)
+    np.testing.assert_allclose(got[:2], exact[:2].astype(np.float64), rtol=4e-7, atol=0)
+    assert abs(got[2]) < 1e-15
+    # in-memory float32 has float32 terms: within eps32 times their size of it
+    pn, qn = (a / a.sum(axis=1, keepdims=True) for a in (p, q))
+    size = np.abs(pn * np.log(pn / qn)).sum(axis=1)
+    np.testing.assert_array_less(np.abs(got - kl_fast.kl_div(p32, q32, normalize=True)),
+                                 4 * np.finfo(np.float32).eps * size + 1e-15)
+    one = compute(kd.kl_div(da.from_array(np.float32([0.3])), np.float32([0.7]), normalize=True))
+    assert abs(one) < 1e-15
+
+
+def test_js_and_log_check_base_at_the_call():
+    for fn in (kd.js_div, kd.kl_div_log):
+        for base in (1, -1.0, np.nan):
+            with pytest.raises(ValueError, match=r"base"):
+                fn(da.ones((2, 3), chunks=1), np.ones(3), base=base)
+
+
 def test_integers_compute_in_float64():
     counts = np.arange(60).reshape(6, 10) % 7
     got = compute(kd.kl_div(da.from_array(counts, chunks=(4, 3)), counts + 1, normalize=True))
@@ -733,9 +766,19 @@ def test_fit_arrays_carry_nit_and_converged():
 
 
 def test_delayed_inputs():
-    q = dask.delayed(lambda: Q1.copy())()
-    got = compute(kd.kl_div(da.from_array(P, chunks=(16, 20)), q))
+    runs = []
+
+    def make_q():
+        runs.append(1)
+        return Q1.copy()
+
+    q = dask.delayed(make_q)()
+    lazy = kd.kl_div(da.from_array(P, chunks=(16, 20)), q)
+    assert len(runs) == 1       # its shape was needed now: computed once, persisted
+    got = compute(lazy)
     np.testing.assert_allclose(got, kl_fast.kl_div(P, Q1), rtol=1e-12)
+    np.testing.assert_allclose(compute(lazy), got, rtol=0)
+    assert len(runs) == 1       # and not again at compute time
     # dask.delayed of an array itself (a DelayedLeaf, not a Delayed call) was refused
     # as a Dask collection that kl_fast.dask's own functions would load whole
     Pl, Ql = dask.delayed(P), dask.delayed(Q)

@@ -616,6 +616,24 @@ def test_normalize_of_proportional_rows_anywhere_in_the_range_is_zero():
     assert worst <= 4 * np.finfo(float).eps
 
 
+def test_normalize_of_proportional_rows_by_any_factor_is_zero_to_rounding():
+    # q times a factor c at least 2 apart from 1 (not a power of two: q c rounds
+    # element by element): the rows are divided by their sums, and the result is
+    # 0 to the rounding of the divided values, as NumPy's division leaves it
+    # (p = ones(7), q = 0.3 p gives -1.9e-16 here and 0 in NumPy, whose sum of
+    # q rounds the other way; elsewhere NumPy leaves up to about 3 eps)
+    rng = np.random.default_rng(8)
+    eps = np.finfo(float).eps
+    worst = 0.0
+    for _ in range(3000):
+        q = rng.random(int(rng.integers(1, 50))) * 10.0 ** rng.uniform(-5, 5)
+        c = 10.0 ** rng.uniform(0.31, 6)
+        p = q * (c if rng.random() < 0.5 else 1.0 / c)
+        worst = max(worst, abs(kl_fast.kl_div(p, q, normalize=True)))
+    assert worst <= 4 * eps
+    assert abs(kl_fast.kl_div(np.ones(7), np.full(7, 0.3), normalize=True)) <= 4 * eps
+
+
 def test_normalize_of_float32_proportional_rows_keeps_the_single_pass_rounding():
     # the README: sums less than a factor 2 apart keep the single pass's rounding,
     # for float32 up to about eps32 (7e-8 seen), never exactly 0 promised

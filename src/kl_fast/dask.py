@@ -81,13 +81,17 @@ def _is_delayed(a: object) -> bool:
 
 def _from_lazy(a: Any) -> da.Array:
     """A Dask array of a ``dask.delayed`` object or a ``distributed`` Future (of an
-    array), one chunk; only its shape and dtype are fetched now."""
+    array), one chunk.  The result's shape depends on its shape, so a delayed
+    object is computed now, once (persisted: held by the scheduler, a
+    distributed cluster's workers keep it, nothing runs again at compute
+    time); a Future's shape and dtype are fetched where it lives."""
     from dask.delayed import delayed
 
     if _is_future(a):
         shape, dtype = a.client.submit(_shape_dtype, a, pure=False).result()
         a = delayed(a)
     else:
+        a = a.persist()
         shape, dtype = delayed(_shape_dtype)(a).compute()
     return da.from_delayed(a, shape=shape, dtype=dtype)
 
@@ -166,6 +170,12 @@ def _partial_sums(pb: np.ndarray, qb: np.ndarray, *, axes: tuple[int, ...],
     are (sum p'*log(p'/q'), sum p', sum q', kp, kq) for p = p' * 2**kp and
     q = q' * 2**kq; ``_rebased`` puts every block on the same scale.
     """
+    if normalize:
+        # float64 terms also for float32 rows: the finish S / P + log(Q / P) cancels
+        # to the divergence, and float32 terms would leave it about eps32 |log(Q /
+        # P)| off (0.4% of a divergence of 5e-7); kl_div divides such rows by their
+        # sums first, which a block cannot do
+        kernel_dtype = np.dtype(np.float64)
     pk = to_kernel_dtype(np.asarray(pb), kernel_dtype)
     qk = to_kernel_dtype(np.asarray(qb), kernel_dtype)
     shapes = (pk.shape[pads[0]:], qk.shape[pads[1]:])
@@ -484,7 +494,9 @@ def _rowwise(fn: Any, func: str, names: tuple[str, str], P: object, Q: object, a
     gives exactly the in-memory values."""
     log_space = func == "kl_div_log"
     keepdims = flag(keepdims, "keepdims", func)
-    options = dict(options, normalize=flag(options["normalize"], "normalize", func),
+    normalize = flag(options["normalize"], "normalize", func)
+    base, _ = check_options(normalize, options["base"], None, func)   # now, not at compute time
+    options = dict(options, base=base, normalize=normalize,
                    check=flag(options["check"], "check", func))
     p_in = _as_input(P, names[0], func, "p" if log_space else "")
     q_in = _as_input(Q, names[1], func, "q" if log_space else "")
