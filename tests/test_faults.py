@@ -287,7 +287,7 @@ def test_normalize_counts_against_probabilities_matches_numpy_accuracy():
 @pytest.mark.parametrize("factor", [1.0, 1.0001, 1.5, 1.999, 2.0, 3.99, 7.9, 15.9, 16.1, 1e3])
 def test_normalize_of_near_equal_rows_whatever_the_factor_between_their_sums(factor):
     """Near-equal p and q whose sums are a factor apart, within NumPy's error plus
-    8 eps, and 4 eps where the factor is 2 or more (the README's bounds): rows of
+    8 eps, and 4 eps where the factor is 2 or more (docs/semantics.md's bounds): rows of
     30 uniform values, and rows of 512 where one
     element dominates the sum (the kernels add a block in 8 lanes, so a sum is
     then a few eps off and log(Q/P) with it: 6.0 eps at a factor 1.999 for
@@ -448,7 +448,7 @@ def test_every_normalize_handles_sums_that_overflow():
         got, expected = call(big, Q), call(small_p, small_q)
         assert np.all(np.isfinite(got)), name
         # kl_pairwise: the small inputs take the row kernel, the rescaled ones the
-        # product form (relative error ~1e-13 at KL 1.7e-3; README's bound is 6e-8)
+        # product form (relative error ~1e-13 at KL 1.7e-3; the README's bound is 2**-24)
         # fit_gaussian: two fits that stop at tol 1e-9 from different rounding
         rtol = 1e-12 if name.startswith("kl_pairwise") else 1e-9 if name == "fit_gaussian" \
             else 1e-14

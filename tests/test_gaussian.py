@@ -1115,7 +1115,7 @@ def _mp_gaussian_kl(p, x, mu, sigma):
 
 
 def test_grid_gaussians_narrower_than_the_spacing_end_near_their_optimum():
-    """The README's limit: p a grid Gaussian of sigma 0.2 to 0.6 on the grid
+    """docs/semantics.md's limit: p a grid Gaussian of sigma 0.2 to 0.6 on the grid
     0, 1, ..., 19 (1,617 centres and widths).  Below about a third of the
     spacing q sits on two points, the KL is nearly flat along a valley and
     its Hessian near singular: 40 fits stop at max_iter, each within 4e-8 of
@@ -1380,10 +1380,10 @@ def test_fit_to_a_grid_gaussian_narrower_than_the_spacing():
 
 @pytest.mark.parametrize("mu0, kl_bound", [(7.4, 1e-13), (7.5, 1e-9)])
 def test_fit_to_a_narrow_grid_gaussian_between_grid_points(mu0, kl_bound):
-    """README: centred between grid points a p of sigma 0.1 lies on two or three
+    """docs/semantics.md: centred between grid points a p of sigma 0.1 lies on two or three
     points, which leave (mu, sigma) barely determined: the fit converges (its
     relative gradient below tol) far from (mu0, 0.1), with a KL that mpmath
-    confirms at the fitted point and that is tiny (the README's 1.6e-14 at 7.4,
+    confirms at the fitted point and that is tiny (docs/semantics.md's 1.6e-14 at 7.4,
     1e-10 at 7.5)."""
     from kl_fast.bench import truth
     x = np.arange(20.0)

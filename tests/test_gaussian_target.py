@@ -380,7 +380,7 @@ def test_unpickled_unaligned_arrays_are_realigned(tutorial):
 
 
 def test_kl_hess_has_no_nan_at_extreme_parameters():
-    """No NaN for any finite mu and positive finite sigma (README): q sitting on
+    """No NaN for any finite mu and positive finite sigma (docs/semantics.md): q sitting on
     one point with E_q[d] near DBL_MAX (4 E_q[d] overflowed, times a zero
     moment) and sigma^2 underflowing to 0 (0 / 0).  At mu = -1e308, sigma = 1
     the closed form (q on x = 0) gives d2/dmu2 = 0, d2/dmu dsigma = 2 and

@@ -443,7 +443,7 @@ def test_float32_normalize_proportional_rows_within_the_documented_floor():
 
 
 def test_disjoint_supports_exceed_log2_by_at_most_4_ulps():
-    # the README: normalised JS is at most log 2 up to rounding; disjoint supports,
+    # docs/semantics.md: normalised JS is at most log 2 up to rounding; disjoint supports,
     # where it is exactly log 2, may give a few ulps more (3 seen, on rows whose
     # values span many orders of magnitude)
     rng = np.random.default_rng(4)

@@ -381,7 +381,7 @@ def test_no_temporaries_proportional_to_input():
         out = kl_fast.kl_div(*args)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        # the README's table: about 1 kB beyond the output (a few hundred bytes here)
+        # docs/benchmarks.md's memory table: about 1 kB beyond the output (a few hundred bytes here)
         assert peak - np.asarray(out).nbytes < 4096
 
 
@@ -635,7 +635,7 @@ def test_normalize_of_proportional_rows_by_any_factor_is_zero_to_rounding():
 
 
 def test_normalize_of_float32_proportional_rows_keeps_the_single_pass_rounding():
-    # the README: sums less than a factor 2 apart keep the single pass's rounding,
+    # docs/semantics.md: sums less than a factor 2 apart keep the single pass's rounding,
     # for float32 up to about eps32 (7e-8 seen), never exactly 0 promised
     rng = np.random.default_rng(4)
     worst = 0.0

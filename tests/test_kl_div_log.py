@@ -132,7 +132,7 @@ KINDS = ["overflowing", "mixed", "one tiny", "huge differences", "weights apart"
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_careful_terms_within_2_eps_of_the_terms_size(kind):
-    # The README's bound for the careful path (a row with a log_p below -708 or a
+    # docs/semantics.md's bound for the careful path (a row with a log_p below -708 or a
     # term beyond exp(600)): a term is exp(a - a*) (diff 2^-e*) with the rounding
     # of a - a* carried, or exp(a) diff formed without under- or overflow, and the
     # sum is scaled back with no rounding of a large exponent.  Before, the sum

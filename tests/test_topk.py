@@ -153,7 +153,7 @@ def test_memory_stays_with_the_block(rng):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak < 32e6, peak      # the README: 27 MB
+    assert peak < 32e6, peak      # docs/semantics.md: 27 MB
     rows = [0, 199, 399]
     M = kl_fast.kl_div(P[rows][:, None], Q[None])
     np.testing.assert_array_equal(i[rows], _expected(M, 5)[1])
