@@ -41,7 +41,7 @@ from ._pairwise import (
     _row_stats,
 )
 from ._pairwise import kl_pairwise as _kl_pairwise
-from .gaussian import _METHOD_DEFAULTS, _check_grid_shapes
+from .gaussian import _METHOD_DEFAULTS, _check_grid_shapes, _fit_options
 from .gaussian import _prepare as _gaussian_prepare
 from .gaussian import _start as _gaussian_start
 from .gaussian import _param as _gaussian_param
@@ -978,13 +978,15 @@ def fit_gaussian(P: da.Array | npt.ArrayLike, x: npt.ArrayLike, *,
     options: _FitOptions = dict(method=method, parametrization=parametrization, lr=lr,
                                 epochs=epochs, tol=tol, max_iter=max_iter,
                                 normalize=bool(normalize))
-    _fit_gaussian(np.empty((0, p.shape[-1]), dtype=p.dtype), x_np, mu0=scalar[0],
-                  sigma0=scalar[1], history=False, **options)
-    # an option the method does not use was warned about just now, not once per block
+    # an option the method does not use is warned about here (at the caller's line),
+    # once, and the blocks get its default
+    _fit_options(method, parametrization, lr, tol, epochs, max_iter, func)
     if method == "newton":
         options["lr"], options["epochs"] = _METHOD_DEFAULTS["lr"], int(_METHOD_DEFAULTS["epochs"])
     else:
         options["max_iter"] = int(_METHOD_DEFAULTS["max_iter"])
+    _fit_gaussian(np.empty((0, p.shape[-1]), dtype=p.dtype), x_np, mu0=scalar[0],
+                  sigma0=scalar[1], history=False, **options)
     if p.numblocks[-1] != 1:
         p = p.rechunk({p.ndim - 1: -1})
     batch_shape, batch_chunks = p.shape[:-1], p.chunks[:-1]
