@@ -260,7 +260,8 @@ def test_integers_beyond_the_float64_range_are_named():
             with pytest.raises(ValueError, match=f"{where} must be positive and finite, got -1e"):
                 call(-(10**20))
     fun = t.scipy_objective()[0]
-    for theta in ([0.0, 1j], ["1", 1], [b"0", 1]):
+    for theta in ([0.0, 1j], ["1", 1], [b"0", 1], [True, False], np.array([True, True]),
+                  np.array([0.0, True], dtype=object)):
         with pytest.raises(TypeError, match=r"fun takes theta = \[mu, sigma\] of real numbers"):
             fun(theta)
     with pytest.raises(ValueError, match="fun needs a finite mu and sigma, got an integer beyond"):

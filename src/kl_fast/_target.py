@@ -268,7 +268,9 @@ class _Objective:
     def _at(self, theta: _Theta, order: int, what: str) -> Optional[Sequence[_Value]]:
         try:
             raw = np.asarray(theta)
-            if raw.dtype.kind not in "biufO":   # strings would be parsed, complex cut
+            # strings would be parsed, complex cut; bools are no numbers here (as in kl)
+            if raw.dtype.kind not in "iufO" or (raw.dtype.kind == "O" and any(
+                    isinstance(v, (bool, np.bool_)) for v in raw.ravel())):
                 raise TypeError
             t = raw.astype(np.float64)
         except OverflowError:   # a Python integer beyond the float64 range
