@@ -209,35 +209,6 @@ def test_gradient_and_fit_on_a_grid_far_from_zero(offset):
     assert fit.mu - offset == pytest.approx(0.5, abs=1e-6 * max(1.0, offset * 1e-12))
 
 
-@pytest.mark.parametrize("offset", [1e8, 1e10, 1e12, -1e13])
-@pytest.mark.parametrize("method", ["newton", "gd"])
-def test_fit_far_from_zero_stops_at_the_resolution_of_mu(offset, method):
-    """Where the last bit of mu moves the relative gradient by more than tol
-    (ulp(mu) / L), the double nearest the optimum cannot reach tol: Newton ran
-    to max_iter there.  It now stops once a step leaves mu unchanged with the
-    gradient within that, converged, and its message says so; the optimum is
-    the one found at offset 0 to within a few ulps of mu."""
-    rng = np.random.default_rng(1)
-    t = np.linspace(-3, 3, 61)
-    p = rng.random(61) + np.exp(-(t - 0.37) ** 2)
-    p /= p.sum()
-    x = t + offset
-    ulp = np.spacing(abs(offset))
-    # (gradient descent needs steps that move mu by an ulp at least: a smaller
-    # lr leaves it stuck short of the optimum, which is no convergence)
-    opts = dict(method=method, lr=2.0, epochs=3000) if method == "gd" else {}
-    home = kl_fast.fit_gaussian(p, t, **opts)
-    fit = kl_fast.fit_gaussian(p, x, **opts)
-    assert fit.converged and fit.status == kl_fast.FitStatus.CONVERGED
-    assert fit.nit <= home.nit + 10
-    assert abs((fit.mu - offset) - home.mu) <= 4 * ulp
-    assert fit.sigma == pytest.approx(home.sigma, rel=8 * ulp, abs=0)
-    if fit.grad_rel >= 1e-9:
-        assert "within what the last bit of mu moves it" in fit.message
-    # tol = 0 still never stops early
-    assert not kl_fast.fit_gaussian(p, x, tol=0, max_iter=12).converged
-
-
 def test_integers_beyond_the_float64_range_are_named():
     x = np.linspace(-1, 1, 5)
     p = np.ones(5)

@@ -27,7 +27,7 @@
 # gradient term by term in two more passes (the section "careful value").
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
-from libc.math cimport sqrt, fmax, fmin, isfinite, frexp, ldexp, nextafter
+from libc.math cimport sqrt, fmax, fmin, isfinite, frexp, ldexp
 from libc.float cimport DBL_EPSILON
 from cython.parallel cimport prange, parallel, threadid
 
@@ -1129,24 +1129,6 @@ cdef void gk_eval_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssiz
 
 # ---- fits ----------------------------------------------------------------------------
 
-cdef inline bint gk_converged(const gk_psums *ps, const gk_eval *ev, double mu, double tol,
-                              bint mu_stuck) noexcept nogil:
-    """The fit's stopping test: the relative gradient below tol, or (tol > 0,
-    and the last step left mu where it was: mu_stuck) below what one ulp of
-    mu moves it, ulp(mu) / L.  On a grid far from 0 (1e10, L = 1: ulp 1.9e-6)
-    the double nearest the optimum leaves the means' part |E_q[x] - E_p[x]| /
-    L above tol, and with mu unable to move the Newton step's sigma (coupled
-    to mu's step) leaves the second moments' part at about as much; no step
-    lowers either."""
-    cdef double P = ps.P, mp = ps.S1 / P, a = fabs(mu)
-    cdef double L = sqrt(fmax(klm_mul_add_f64(-mp, mp, ps.S2 / P), 0.0))
-    if ev.grad_rel < tol:
-        return True
-    if not (mu_stuck and tol > 0.0 and L > 0.0):
-        return False
-    return ev.grad_rel <= (nextafter(a, HUGE_VAL) - a) / L
-
-
 cdef inline void gk_fit_set(gk_fit *res, double mu, double sigma, const gk_eval *ev) noexcept nogil:
     res.mu = mu
     res.sigma = sigma
@@ -1593,7 +1575,7 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
     sigma is widened (gk_widen).  hist gets (kl, mu, sigma) of the start and of
     every accepted iterate."""
     cdef double mp = ps.S1 / ps.P, L = sqrt(fmax(ps.S2 / ps.P - mp * mp, 0.0)), noise
-    cdef double x_lo = 0.0, x_hi = -1.0, a_tilt = 0.0, prev_mu = 0.0
+    cdef double x_lo = 0.0, x_hi = -1.0, a_tilt = 0.0
     cdef GkIterate cur, nxt, alt, best
     cdef GkNewtonStep st
     cdef bint accepted, system
@@ -1622,10 +1604,9 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
     gk_to_natural(ps, L, &cur)
     best = cur
     while True:
-        if gk_converged(ps, &cur.ev, cur.mu, tol, res.nit > 0 and cur.mu == prev_mu):
+        if cur.ev.grad_rel < tol:
             res.status = GK_FIT_CONVERGED
             return
-        prev_mu = cur.mu
         # where the infimum is a tilt sigma grows without end: once it is wider
         # than the grid (at least 2 L wide) the tilt is checked, and where it is
         # the infimum the fit ends far along it
@@ -1701,7 +1682,7 @@ cdef void gk_gd_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_
     Stops early when the relative gradient drops below tol, and before any step
     that would make sigma (or v) <= 0.  hist gets (kl, mu, sigma or v) before
     every step and at the end: row j holds the state after j steps."""
-    cdef double mu = mu0, par = par0, sigma, dmu, dpar, mun, parn, prev_mu = 0.0
+    cdef double mu = mu0, par = par0, sigma, dmu, dpar, mun, parn
     cdef gk_qsums qs
     cdef gk_eval ev
     cdef int it = 0
@@ -1718,10 +1699,9 @@ cdef void gk_gd_row(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_
         res.nit = it
         gk_fit_set(res, mu, sigma, &ev)
         gk_hist(hist, it, ev.kl, mu, par)
-        if gk_converged(ps, &ev, mu, tol, it > 0 and mu == prev_mu):
+        if ev.grad_rel < tol:
             res.status = GK_FIT_CONVERGED
             return
-        prev_mu = mu
         if it >= epochs:
             res.status = GK_FIT_MAXITER
             return

@@ -804,10 +804,7 @@ def fit_gaussian(p: ArrayLike, x: ArrayLike, *, method: Literal["newton", "gd"] 
     mismatch of q's first two moments with p's, in units of p's standard
     deviation L on the grid, max(|dKL/dmu| sigma^2 / L, |dKL/dsigma| sigma^3 /
     L^2) / sum(p).  It does not shrink where sigma is far from the optimum
-    (as the gradient itself does for a huge sigma).  On a grid far from 0
-    the last bit of mu moves it by ulp(mu) / L (2e-6 at 1e10 with L = 1),
-    maybe more than ``tol``: a fit whose step leaves mu unchanged with the
-    relative gradient within that has converged too (its message says so).  Where the KL only
+    (as the gradient itself does for a huge sigma).  Where the KL only
     approaches its infimum at a boundary of the family -- p on two neighbouring
     grid points (sigma -> 0), or q tending to the uniform distribution on the
     grid (sigma -> infinity), or for Newton to an exponential tilt exp(a x) of
@@ -883,7 +880,9 @@ def fit_gaussian(p: ArrayLike, x: ArrayLike, *, method: Literal["newton", "gd"] 
                                 history, num_threads)
         if fast is not None:
             (mu, sigma, kl, d_mu, d_sigma, grad_rel), (nit, nfev, code), h = fast
-            msg = templates[code] + _gradient_note(code, grad_rel, tol_v)
+            msg = templates[code]
+            if code != _gaussian.FIT_DEGENERATE:
+                msg += f" (relative gradient {grad_rel:.3g}, tol {tol_v:g})"
             return GaussianFit(mu=mu, sigma=sigma, kl=kl, grad=(d_mu, d_sigma), grad_rel=grad_rel,
                                nit=nit, nfev=nfev, converged=code == _gaussian.FIT_CONVERGED,
                                message=msg, status=code, method=method,
@@ -940,16 +939,6 @@ def _padded_history(parts: list[np.ndarray], nit: np.ndarray) -> np.ndarray:
 # the defaults of the options only one method uses (fit_gaussian's signature):
 # another value given to the other method is ignored with a warning
 _METHOD_DEFAULTS: dict[str, float] = {"lr": 0.001, "epochs": 100, "max_iter": 50}
-
-
-def _gradient_note(code: int, grad_rel: float, tol: float) -> str:
-    """The relative gradient and tol, for a fit's message."""
-    if code == _gaussian.FIT_DEGENERATE:
-        return ""
-    if code == _gaussian.FIT_CONVERGED and not grad_rel < tol:
-        return (f" (relative gradient {grad_rel:.3g}, above tol {tol:g} but within what the "
-                f"last bit of mu moves it, and the steps no longer move mu)")
-    return f" (relative gradient {grad_rel:.3g}, tol {tol:g})"
 
 
 def _fit_options(method: str, parametrization: str, lr: Any, tol: Any, epochs: Any,
@@ -1096,7 +1085,9 @@ def _fit_prepared(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, shape: tupl
 
     if shape == ():
         code = int(status[0])
-        msg = templates[code] + _gradient_note(code, float(out[0, 5]), tol_v)
+        msg = templates[code]
+        if code != _gaussian.FIT_DEGENERATE:
+            msg += f" (relative gradient {out[0, 5]:.3g}, tol {tol_v:g})"
         return GaussianFit(
             mu=float(out[0, 0]), sigma=float(out[0, 1]), kl=float(out[0, 2]),
             grad=(float(out[0, 3]), float(out[0, 4])), grad_rel=float(out[0, 5]),
