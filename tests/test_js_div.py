@@ -75,6 +75,20 @@ def test_full_accuracy_near_equal_rows():
         exact = exact_js(p, q)
         got = kl_fast.js_div(p, q)
         assert got == pytest.approx(exact, rel=1e-13, abs=0)
+    # the README: SciPy loses it to the cancellation (its jensenshannon, squared),
+    # as does the textbook formula, on normalised near-equal rows
+    pn = p / p.sum()
+    for delta in (1e-4, 1e-6):
+        qn = pn * (1 + delta * rng.standard_normal(40))
+        qn /= qn.sum()
+        exact = exact_js(pn, qn)
+        with np.errstate(invalid="ignore"):
+            scipy_err = abs(distance.jensenshannon(pn, qn) ** 2 - exact) / exact
+        m = (pn + qn) / 2
+        textbook_err = abs(0.5 * np.sum(pn * np.log(pn / m)) + 0.5 * np.sum(qn * np.log(qn / m))
+                           - exact) / exact
+        assert abs(kl_fast.js_div(pn, qn) - exact) <= 1e-13 * exact
+        assert scipy_err > 1e-9 and textbook_err > 1e-9, (delta, scipy_err, textbook_err)
     # and the log branch (|d| >= 1/2) plus the switch point
     q = p * rng.choice([0.05, 1 / 3, 3.0, 20.0], size=40)
     assert kl_fast.js_div(p, q) == pytest.approx(exact_js(p, q), rel=1e-14)

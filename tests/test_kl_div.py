@@ -385,6 +385,30 @@ def test_no_temporaries_proportional_to_input():
         assert peak - np.asarray(out).nbytes < 4096
 
 
+@pytest.mark.parametrize("dtype, scale", [(np.float64, 1.0), (np.float64, 1e300),
+                                          (np.float64, 1e-310), (np.float32, 1.0),
+                                          (np.float32, 1e30), (np.float32, 1e-40)])
+def test_normalize_memory(dtype, scale):
+    """The README: with normalize, nothing proportional to the input either,
+    except in rows redone on rescaled inputs (an overflowing term, a subnormal
+    sum), whose temporaries stay within about 6.5 times the inputs' size
+    (float32 rows are rescaled in float64)."""
+    rng = np.random.default_rng(29)
+    p = (rng.random(500_000) * scale).astype(dtype)
+    q = rng.random(500_000).astype(dtype)
+    for args in ((p, q), (p.reshape(-1, 1000), q.reshape(-1, 1000))):
+        kl_fast.kl_div(*args, normalize=True)
+        tracemalloc.start()
+        out = kl_fast.kl_div(*args, normalize=True)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        extra = peak - np.asarray(out).nbytes
+        if scale == 1.0:
+            assert extra < 4096
+        else:
+            assert extra <= 6.5 * (p.nbytes + q.nbytes)
+
+
 def test_float32_close_to_float64_on_tutorial():
     p = stats.norm.pdf(GRID, 0, 2).astype(np.float32)
     q = stats.norm.pdf(GRID, 2, 2).astype(np.float32)

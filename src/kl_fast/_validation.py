@@ -105,14 +105,15 @@ def _object_reals(arr: np.ndarray, name: str, func: str, logs: str = "") -> np.n
 
 
 # the public functions that kl_fast.dask mirrors
-_DASK_FUNCTIONS = frozenset({"kl_div", "kl_pairwise", "kl_topk", "fit_gaussian"})
+_DASK_FUNCTIONS = frozenset({"kl_div", "js_div", "kl_div_log", "kl_pairwise", "js_pairwise",
+                             "kl_topk", "gaussian_kl", "gaussian_kl_grad", "fit_gaussian"})
 
 
 def _refuse_dask(name: str, func: str) -> None:
     """TypeError for a Dask collection: computing it here would load it whole."""
     base = func.split(".")[0]
-    # kl_fast.dask's fit_gaussian takes its data lazily, not its grid or starts (checked
-    # when it is called)
+    # kl_fast.dask's Gaussian functions take their data (and mu, sigma) lazily, not
+    # the grid, nor a fit's starts (checked when it is called)
     if base in _DASK_FUNCTIONS and name not in ("x", "mu0", "sigma0"):
         hint = f"use kl_fast.dask.{base} for a lazy result, or pass {name}.compute()"
     else:
