@@ -209,6 +209,36 @@ def test_gradient_and_fit_on_a_grid_far_from_zero(offset):
     assert fit.mu - offset == pytest.approx(0.5, abs=1e-6 * max(1.0, offset * 1e-12))
 
 
+@pytest.mark.parametrize("offset", [1e8, 1e10, 1e12, 1e14])
+@pytest.mark.parametrize("start", [None, (3.0, 0.5)])
+def test_newton_where_the_doubles_near_mu_are_coarser_than_tol(offset, start):
+    """The optimum mu, offset + 0.123456789, is not a double, and the nearest
+    one leaves mu's part of the relative gradient near ulp(mu) / (2 L), above
+    tol from 1e8 on: Newton ran to max_iter (converged=False).  It stops now
+    with mu the double nearest the optimum and sigma's part of the gradient below
+    tol, reached by steps that keep mu (a full step there moved mu by less
+    than half an ulp and sigma by its share of that move).  The test of mu
+    allows 9/16 of an ulp (a near-tie of two doubles)."""
+    y = np.arange(-10, 10, 0.01)
+    x = offset + y
+    p = np.exp(-0.5 * ((x - offset - 0.123456789) / 2.0) ** 2)
+    kw = {} if start is None else {"mu0": offset + start[0], "sigma0": start[1]}
+    fit = kl_fast.fit_gaussian(p, x, **kw)
+    assert fit.converged and fit.nit <= 15, fit.message
+    assert fit.status in (kl_fast.FitStatus.RESOLVED, kl_fast.FitStatus.CONVERGED)
+    # the same problem on the grid x - offset (exact differences), near 0
+    near = kl_fast.fit_gaussian(p, x - offset, tol=1e-13)
+    assert abs((fit.mu - offset) - near.mu) <= 0.5625 * np.spacing(fit.mu)
+    # sigma's part of the relative gradient, from mpmath at the fit
+    _, _, dsigma = truth.gaussian(p, x, fit.mu, fit.sigma, prec=400)
+    P = p.sum()
+    L = np.sqrt(np.average((x - offset - near.mu) ** 2, weights=p))
+    assert abs(float(dsigma) * fit.sigma ** 3 / L ** 2) / P < 2e-9
+    if offset >= 1e10:
+        assert fit.status == kl_fast.FitStatus.RESOLVED
+        assert "the double nearest its optimum" in fit.message
+
+
 def test_integers_beyond_the_float64_range_are_named():
     x = np.linspace(-1, 1, 5)
     p = np.ones(5)

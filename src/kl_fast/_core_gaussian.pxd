@@ -64,6 +64,7 @@ cdef enum:
     GK_FIT_TWO_POINTS = 8   # p on two neighbouring grid points: optimum at sigma -> 0
     GK_FIT_UNIFORM = 9      # the KL is at its limit as sigma -> infinity (q uniform)
     GK_FIT_TILT = 10        # no finite optimum: the infimum is an exponential tilt
+    GK_FIT_RESOLVED = 11    # converged as far as the doubles near mu allow (newton)
 
 # Polled between fit iterations: nonzero asks the fit to stop (Ctrl-C).
 ctypedef int (*gk_stop_fn)() noexcept nogil

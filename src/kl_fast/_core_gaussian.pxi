@@ -27,7 +27,7 @@
 # gradient term by term in two more passes (the section "careful value").
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
-from libc.math cimport sqrt, fmax, fmin, isfinite, frexp, ldexp
+from libc.math cimport sqrt, fmax, fmin, isfinite, frexp, ldexp, nextafter, INFINITY
 from libc.float cimport DBL_EPSILON
 from cython.parallel cimport prange, parallel, threadid
 
@@ -37,6 +37,7 @@ from kl_fast._core_gaussian cimport (
     GK_P_OK, GK_P_BAD_P, GK_P_BAD_X, GK_P_ZERO, GK_P_OVERFLOW,
     GK_FIT_CONVERGED, GK_FIT_MAXITER, GK_FIT_NONPOSITIVE, GK_FIT_LINESEARCH,
     GK_FIT_DEGENERATE, GK_FIT_SINGULAR, GK_FIT_NONFINITE, GK_FIT_INTERRUPTED, GK_FIT_TILT,
+    GK_FIT_RESOLVED,
 )
 
 cdef extern from "kl_math.h" nogil:
@@ -1172,6 +1173,8 @@ cdef void gk_fit_degenerate(const floating *p, Py_ssize_t sp, const double *x, P
 ctypedef struct GkNewtonStep:
     double h11, h12, h22   # the Hessian in t = (x - c) / L, over P
     double gn1, gn2        # the gradient there, over P
+    double b               # mu in t
+    bint sigma_only        # the step keeps mu (gk_mu_resolved)
 
 
 cdef inline bint gk_newton_system(const gk_psums *ps, const gk_qsums *qs, const gk_eval *ev,
@@ -1192,8 +1195,25 @@ cdef inline bint gk_newton_system(const gk_psums *ps, const gk_qsums *qs, const 
     st.h22 = K4 - K2 * K2 + 4.0 * a * (K3 + a * K2)
     st.gn1 = ev.g1 / (P * L)
     st.gn2 = (ev.g2 + 2.0 * b * ev.g1) / (P * L * L)
+    st.b = b / L
+    st.sigma_only = False
     # on two points the Hessian has rank one, which the damping (nu > 0) handles
     return st.h11 > 0.0 and st.h22 > 0.0
+
+
+cdef inline bint gk_mu_resolved(const gk_psums *ps, double mu, double sigma,
+                                const gk_qsums *qs, const gk_eval *ev) noexcept nogil:
+    """True where mu is the double nearest its optimum: where mu's part of the
+    gradient, g1 = P (E_q[x] - E_p[x]), is at most what a move of mu by 9/16
+    of an ulp changes it by (E_q[x] moves by Var_q / sigma^2 per unit of mu;
+    half an ulp and a margin for a near-tie).  On a grid far from 0 the doubles
+    near the optimum can be too coarse for the relative gradient to reach tol
+    (ulp(mu) / L is 2e-6 at mu = 1e10, L = 1)."""
+    cdef double m1 = qs.W1 / qs.W
+    cdef double k2 = qs.W2 / qs.W - m1 * m1
+    cdef double a = fabs(mu)
+    cdef double step = 0.5625 * (nextafter(a, INFINITY) - a)
+    return fabs(ev.g1) <= ps.P * step * ((k2 / sigma) / sigma)
 
 
 ctypedef struct GkIterate:
@@ -1411,11 +1431,21 @@ cdef inline double gk_direction(const GkNewtonStep *st, double nu, double *d1, d
                                 double *gd) noexcept nogil:
     """The Newton step with nu times the Hessian's diagonal added
     (Levenberg-Marquardt) into d1, d2 and its directional derivative into gd;
-    returns the determinant (a descent direction only where it is > 0)."""
+    returns the determinant (a descent direction only where it is > 0).  With
+    st.sigma_only the step keeps mu: it lies on the line (-2 b, 1) of the
+    natural parameters (b = (mu - c) / L, eta1 = -2 b eta2 there), whose
+    curvature u'Hu = Var_q[(t - b)^2] takes the determinant's place."""
     cdef double a11 = st.h11 * (1.0 + nu), a22 = st.h22 * (1.0 + nu)
     cdef double det = a11 * a22 - st.h12 * st.h12
-    d1[0] = -(a22 * st.gn1 - st.h12 * st.gn2) / det
-    d2[0] = -(a11 * st.gn2 - st.h12 * st.gn1) / det
+    cdef double b = st.b, s
+    if st.sigma_only:
+        det = ((4.0 * b) * (b * st.h11 - st.h12) + st.h22) * (1.0 + nu)
+        s = -(st.gn2 - 2.0 * b * st.gn1) / det
+        d1[0] = -2.0 * b * s
+        d2[0] = s
+    else:
+        d1[0] = -(a22 * st.gn1 - st.h12 * st.gn2) / det
+        d2[0] = -(a11 * st.gn2 - st.h12 * st.gn1) / det
     gd[0] = st.gn1 * d1[0] + st.gn2 * d2[0]
     return det
 
@@ -1578,7 +1608,7 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
     cdef double x_lo = 0.0, x_hi = -1.0, a_tilt = 0.0
     cdef GkIterate cur, nxt, alt, best
     cdef GkNewtonStep st
-    cdef bint accepted, system
+    cdef bint accepted, system, resolved
     cdef int tries, tilt = TILT_NOT_WIDER, rises = 0
     res.nit = 0
     res.nfev = 0
@@ -1606,6 +1636,12 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
     while True:
         if cur.ev.grad_rel < tol:
             res.status = GK_FIT_CONVERGED
+            return
+        # mu as close to its optimum as the doubles allow: done once sigma's part
+        # of the gradient is below tol, else steps that keep mu finish sigma
+        resolved = gk_mu_resolved(ps, cur.mu, cur.sigma, &cur.qs, &cur.ev)
+        if resolved and fabs((cur.ev.g2 / L) / L) / ps.P < tol:
+            res.status = GK_FIT_RESOLVED
             return
         # where the infimum is a tilt sigma grows without end: once it is wider
         # than the grid (at least 2 L wide) the tilt is checked, and where it is
@@ -1638,13 +1674,14 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
             res.status = GK_FIT_INTERRUPTED
             return
         system = gk_newton_system(ps, &cur.qs, &cur.ev, cur.mu, L, &st)
+        st.sigma_only = resolved
         if system:
             noise = 64.0 * DBL_EPSILON * cur.ev.noise
             accepted = gk_damped_step(p, sp, x, n, ps, L, &st, &cur, noise, nthreads, &nxt,
                                       &tries, res)
             # a damped step that needed Levenberg-Marquardt competes with the valley
             # (a step that failed widens sigma instead, below)
-            if accepted and tries > 1 \
+            if accepted and tries > 1 and not resolved \
                     and gk_valley_step(p, sp, x, n, ps, L, &st, &cur, noise, nthreads, &alt, res) \
                     and alt.ev.kl < nxt.ev.kl:
                 nxt = alt

@@ -44,7 +44,7 @@ from kl_fast._core_gaussian cimport (
     gk_psums, gk_fit, gk_stop_fn, GK_BLOCK, GK_CHUNK, GK_X_SORTED, GK_P_NORMALIZED,
     GK_FIT_CONVERGED, GK_FIT_MAXITER, GK_FIT_NONPOSITIVE,
     GK_FIT_LINESEARCH, GK_FIT_DEGENERATE, GK_FIT_SINGULAR, GK_FIT_NONFINITE,
-    GK_FIT_INTERRUPTED, GK_FIT_TWO_POINTS, GK_FIT_UNIFORM, GK_FIT_TILT,
+    GK_FIT_INTERRUPTED, GK_FIT_TWO_POINTS, GK_FIT_UNIFORM, GK_FIT_TILT, GK_FIT_RESOLVED,
 )
 from kl_fast._core_table cimport CoreTable
 
@@ -72,6 +72,7 @@ FIT_INTERRUPTED = GK_FIT_INTERRUPTED
 FIT_TWO_POINTS = GK_FIT_TWO_POINTS
 FIT_UNIFORM = GK_FIT_UNIFORM
 FIT_TILT = GK_FIT_TILT
+FIT_RESOLVED = GK_FIT_RESOLVED
 
 # A single row's grid is split into chunks of blocks over the threads by default
 # from SPLIT_MIN points (kl_div's long rows split from the same size).  Two
@@ -148,6 +149,7 @@ cdef inline void fit_one(const floating *p, Py_ssize_t sp, const double *x, Py_s
     """One row's fit; out gets (mu, sigma, kl, dmu, dsigma, grad_rel), counts (nit, nfev, status).
     watched: the call watches SIGINT (else the fit never stops early)."""
     cdef gk_fit res   # in this frame: private to the calling thread
+    cdef int boundary
     cdef const CoreTable *tab = core_table()
     # this module's stop flag (each module has its own, see _interrupt.pxi)
     cdef gk_stop_fn stop = never_stop
@@ -167,8 +169,10 @@ cdef inline void fit_one(const floating *p, Py_ssize_t sp, const double *x, Py_s
         else:
             tab.gk_gd_f32(p, sp, x, n, ps, mu0, par0, variance, lr, lr_par, iters, tol,
                           nthreads, stop, hist, &res)
-    if res.status == GK_FIT_CONVERGED:
-        res.status = _boundary_status(p, sp, x, n, ps, res.kl)
+    if res.status == GK_FIT_CONVERGED or res.status == GK_FIT_RESOLVED:
+        boundary = _boundary_status(p, sp, x, n, ps, res.kl)
+        if boundary != GK_FIT_CONVERGED:
+            res.status = boundary
     out[0] = res.mu
     out[1] = res.sigma
     out[2] = res.kl

@@ -530,6 +530,9 @@ def gaussian_kl_grad(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike
 
 _STOP_MESSAGES = {
     _gaussian.FIT_CONVERGED: "converged: the relative gradient is below tol",
+    _gaussian.FIT_RESOLVED: ("converged: sigma's part of the relative gradient is below tol, "
+                             "and mu is the double nearest its optimum (the doubles near mu are "
+                             "too coarse for mu's part to reach tol)"),
     _gaussian.FIT_NONPOSITIVE: "stopped: the next gradient step would make {par} <= 0 (lower lr)",
     _gaussian.FIT_LINESEARCH: ("stopped: no Newton step lowers the KL any further (rounding "
                                "limit, or the optimum is at sigma -> 0 or infinity)"),
@@ -549,6 +552,10 @@ _STOP_MESSAGES = {
                          "as sigma -> infinity with mu / sigma**2 fixed, where q is an "
                          "exponential tilt exp(a x) of the uniform distribution on the grid"),
 }
+
+
+# the statuses of a converged fit
+_CONVERGED_CODES = (_gaussian.FIT_CONVERGED, _gaussian.FIT_RESOLVED)
 
 
 def _message_table(method: str, parametrization: str) -> list[str]:
@@ -583,6 +590,7 @@ class FitStatus(enum.IntEnum):
     TWO_POINTS = _gaussian.FIT_TWO_POINTS
     UNIFORM = _gaussian.FIT_UNIFORM
     TILT = _gaussian.FIT_TILT
+    RESOLVED = _gaussian.FIT_RESOLVED
 
 
 # The types of GaussianFit's fields: Python scalars for one fit, arrays for a batch.
@@ -815,7 +823,10 @@ def fit_gaussian(p: ArrayLike, x: ArrayLike, *, method: Literal["newton", "gd"] 
     infimum's to rounding) -- the fit reports ``converged=False`` and says so.
     A gradient step that would make sigma (or the variance) <= 0 stops the run
     with ``converged=False`` and the last valid state; nothing is clipped and no
-    NaN is produced.
+    NaN is produced.  Where the doubles near the optimum mu are too coarse for
+    ``tol`` (a grid far from 0), Newton stops converged once mu is the double
+    nearest its optimum and sigma's part of the gradient is below ``tol``
+    (status ``FitStatus.RESOLVED``).
 
     Parameters
     ----------
@@ -884,7 +895,7 @@ def fit_gaussian(p: ArrayLike, x: ArrayLike, *, method: Literal["newton", "gd"] 
             if code != _gaussian.FIT_DEGENERATE:
                 msg += f" (relative gradient {grad_rel:.3g}, tol {tol_v:g})"
             return GaussianFit(mu=mu, sigma=sigma, kl=kl, grad=(d_mu, d_sigma), grad_rel=grad_rel,
-                               nit=nit, nfev=nfev, converged=code == _gaussian.FIT_CONVERGED,
+                               nit=nit, nfev=nfev, converged=code in _CONVERGED_CODES,
                                message=msg, status=code, method=method,
                                parametrization=parametrization,
                                raw_history=h, raw_is_variance=variance and not newton)
@@ -1077,7 +1088,7 @@ def _fit_prepared(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, shape: tupl
                 part[:, 1] = np.ldexp(part[:, 1], k)
                 part[:, 2] = np.ldexp(part[:, 2], 2 * k if gd_variance else k)
         # an optimum found beyond the double range is not a converged fit
-        off = (counts[:, 2] == _gaussian.FIT_CONVERGED) & ~np.all(np.isfinite(out[:, :2]), axis=1)
+        off = np.isin(counts[:, 2], _CONVERGED_CODES) & ~np.all(np.isfinite(out[:, :2]), axis=1)
         counts[off, 2] = _gaussian.FIT_NONFINITE
 
     status = counts[:, 2]
@@ -1092,7 +1103,7 @@ def _fit_prepared(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, shape: tupl
             mu=float(out[0, 0]), sigma=float(out[0, 1]), kl=float(out[0, 2]),
             grad=(float(out[0, 3]), float(out[0, 4])), grad_rel=float(out[0, 5]),
             nit=int(counts[0, 0]), nfev=int(counts[0, 1]),
-            converged=code == _gaussian.FIT_CONVERGED, message=msg, status=code, method=method,
+            converged=code in _CONVERGED_CODES, message=msg, status=code, method=method,
             parametrization=parametrization,
             raw_history=None if raw is None else _padded_history(raw, counts[:, 0])[0],
             raw_is_variance=variance and not newton)
@@ -1102,7 +1113,7 @@ def _fit_prepared(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, shape: tupl
         grad=(out[:, 3].reshape(shape), out[:, 4].reshape(shape)),
         grad_rel=out[:, 5].reshape(shape), nit=nit,
         nfev=counts[:, 1].astype(np.intp).reshape(shape),
-        converged=(status == _gaussian.FIT_CONVERGED).reshape(shape),
+        converged=np.isin(status, _CONVERGED_CODES).reshape(shape),
         message=None, status=status.astype(np.int8).reshape(shape),
         method=method, parametrization=parametrization, raw_history=raw,
         raw_is_variance=variance and not newton)
