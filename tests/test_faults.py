@@ -8,6 +8,7 @@ import pytest
 
 import kl_fast
 from kl_fast import _validation
+from kl_fast.bench import truth
 
 
 # ---- an absurd thread count is capped, never passed to OpenMP ----------------------
@@ -453,8 +454,26 @@ def test_every_normalize_handles_sums_that_overflow():
         rtol = 1e-12 if name.startswith("kl_pairwise") else 1e-9 if name == "fit_gaussian" \
             else 1e-14
         np.testing.assert_allclose(got, expected, rtol=rtol, atol=1e-16, err_msg=name)
-    with pytest.raises(ValueError, match="overflow; pass normalize=True"):
+    with pytest.raises(ValueError, match=r"overflow \(.*\); pass normalize=True"):
         kl_fast.gaussian_kl(big, x, 1.0, 1.5)
+
+
+def test_gaussian_p_whose_own_sums_overflow_is_named():
+    """normalize=False: sum p (x - mean)**2 beyond the double range is refused,
+    naming p's largest value, its index and the grid's span, though the
+    divergence is finite (2.0e293 by mpmath, as documented); p scaled down by c
+    gives it through KL(c p || q) = c (KL(p || q) + P log c)."""
+    p = np.full(3, 1e290)
+    x = np.array([0.0, 1e10, 2e10])
+    with pytest.raises(ValueError, match=r"gaussian_kl: the sums of p overflow \(p's largest "
+                       r"value 1e\+290 at index \[0\], the grid spanning 0 to 2e\+10"):
+        kl_fast.gaussian_kl(p, x, 1e10, 1e10)
+    want, _, _ = truth.gaussian(p, x, 1e10, 1e10, prec=200)
+    assert float(want) == pytest.approx(2.0e293, rel=5e-3)
+    c = 2.0 ** -900
+    scaled = float(kl_fast.gaussian_kl(p * c, x, 1e10, 1e10))
+    P = 3e290
+    assert (scaled / c - P * math.log(c)) == pytest.approx(float(want), rel=1e-12)
 
 
 def test_dask_pairwise_normalize_handles_sums_that_overflow():

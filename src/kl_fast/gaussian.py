@@ -207,8 +207,13 @@ def _explain(status: np.ndarray, p2: np.ndarray, xk: np.ndarray, batch_shape: tu
                          f"it needs at least one point")
     if code == _gaussian.P_ZERO:
         raise ValueError(f"{func}: {name} is all zero{where}; it must have positive mass")
-    raise ValueError(f"{func}: the sums of {name}{where} overflow; pass normalize=True "
-                     f"(it rescales them) or rescale {name}")
+    row = np.asarray(p2[r], dtype=np.float64)
+    j = int(np.argmax(row))
+    span = f"{float(np.min(xk)):g} to {float(np.max(xk)):g}"
+    raise ValueError(f"{func}: the sums of {name}{where} overflow ({name}'s largest value "
+                     f"{row[j]:g} at index {format_index(row_idx + (j,))}, the grid spanning "
+                     f"{span}: sum p, sum p log p or sum p (x - mean)**2 is beyond the double "
+                     f"range); pass normalize=True (it rescales them) or rescale {name}")
 
 
 def _param(value: object, name: str, func: str, *, positive: bool) -> np.ndarray:
@@ -605,7 +610,7 @@ class GaussianFit(Generic[_Real, _Int, _Bool, _Str]):
 
     For type checkers the class is generic in the types of its fields: a
     single fit is ``GaussianFit[float, int, bool, str]``, a batch
-    ``GaussianFit[NDArray[float64], NDArray[intp], NDArray[bool_], NDArray[str_]]``.
+    ``GaussianFit[NDArray[float64], NDArray[intp], NDArray[bool_], NDArray[object_]]``.
 
     Attributes
     ----------
