@@ -468,6 +468,9 @@ def test_gaussian_p_whose_own_sums_overflow_is_named():
     with pytest.raises(ValueError, match=r"gaussian_kl: the sums of p overflow \(p's largest "
                        r"value 1e\+290 at index \[0\], the grid spanning 0 to 2e\+10"):
         kl_fast.gaussian_kl(p, x, 1e10, 1e10)
+    # a grid rescaled into units near its own scale is named in the caller's units
+    with pytest.raises(ValueError, match=r"the grid spanning 1e\+300 to 2e\+300"):
+        kl_fast.fit_gaussian(np.array([1e308, 1e308]), np.array([1e300, 2e300]))
     want, _, _ = truth.gaussian(p, x, 1e10, 1e10, prec=200)
     assert float(want) == pytest.approx(2.0e293, rel=5e-3)
     c = 2.0 ** -900

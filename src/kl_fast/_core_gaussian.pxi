@@ -1201,21 +1201,6 @@ cdef inline bint gk_newton_system(const gk_psums *ps, const gk_qsums *qs, const 
     return st.h11 > 0.0 and st.h22 > 0.0
 
 
-cdef inline bint gk_mu_resolved(const gk_psums *ps, double mu, double sigma,
-                                const gk_qsums *qs, const gk_eval *ev) noexcept nogil:
-    """True where mu is the double nearest its optimum: where mu's part of the
-    gradient, g1 = P (E_q[x] - E_p[x]), is at most what a move of mu by 9/16
-    of an ulp changes it by (E_q[x] moves by Var_q / sigma^2 per unit of mu;
-    half an ulp and a margin for a near-tie).  On a grid far from 0 the doubles
-    near the optimum can be too coarse for the relative gradient to reach tol
-    (ulp(mu) / L is 2e-6 at mu = 1e10, L = 1)."""
-    cdef double m1 = qs.W1 / qs.W
-    cdef double k2 = qs.W2 / qs.W - m1 * m1
-    cdef double a = fabs(mu)
-    cdef double step = 0.5625 * (nextafter(a, INFINITY) - a)
-    return fabs(ev.g1) <= ps.P * step * ((k2 / sigma) / sigma)
-
-
 ctypedef struct GkIterate:
     double mu, sigma
     double eta1, eta2      # the natural parameters in t = (x - c) / L
@@ -1450,6 +1435,28 @@ cdef inline double gk_direction(const GkNewtonStep *st, double nu, double *d1, d
     return det
 
 
+cdef inline bint gk_mu_resolved(const GkNewtonStep *st, double mu, double sigma, double c,
+                                double L) noexcept nogil:
+    """True where mu is the double nearest its optimum: where the full Newton
+    step would move it by at most half the spacing of the doubles there (and
+    1/64 of it for a near-tie).  The step's mu part is L v (d1 + 2 b d2), v =
+    (sigma / L)^2, from mu = c + L eta1 v, v = -1 / (2 eta2): it accounts for
+    sigma's pull on mu, which mu's own gradient does not.  On a grid far from 0
+    the doubles near the optimum can be too coarse for the relative gradient
+    to reach tol (ulp(mu) / L is 2e-6 at mu = 1e10, L = 1).  Only near p (mu
+    within 8 L of p's mean c, sigma at most 8 L), where an optimum can be: along
+    a tilt mu runs off with sigma^2, and the tilt's own rules end the fit."""
+    cdef GkNewtonStep full = st[0]
+    cdef double d1, d2, gd, v = (sigma / L) * (sigma / L), a = fabs(mu)
+    if not (fabs(mu - c) <= 8.0 * L and sigma <= 8.0 * L):
+        return False
+    full.sigma_only = False
+    if not (gk_direction(&full, 0.0, &d1, &d2, &gd) > 0.0):
+        return False
+    return fabs(L * (v * klm_mul_add_f64(2.0 * st.b, d2, d1))) \
+        <= 0.515625 * (nextafter(a, INFINITY) - a)
+
+
 cdef inline bint gk_try(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
                         const gk_psums *ps, double L, const GkIterate *cur, double d1,
                         double d2, double lam, int nthreads, GkIterate *out,
@@ -1637,10 +1644,11 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
         if cur.ev.grad_rel < tol:
             res.status = GK_FIT_CONVERGED
             return
-        # mu as close to its optimum as the doubles allow: done once sigma's part
-        # of the gradient is below tol, else steps that keep mu finish sigma
-        resolved = gk_mu_resolved(ps, cur.mu, cur.sigma, &cur.qs, &cur.ev)
-        if resolved and fabs((cur.ev.g2 / L) / L) / ps.P < tol:
+        # mu the double nearest its optimum: done once sigma's part of the
+        # gradient is below tol (else steps that keep mu finish sigma, below)
+        if gk_newton_system(ps, &cur.qs, &cur.ev, cur.mu, L, &st) \
+                and gk_mu_resolved(&st, cur.mu, cur.sigma, ps.c, L) \
+                and fabs((cur.ev.g2 / L) / L) / ps.P < tol:
             res.status = GK_FIT_RESOLVED
             return
         # where the infimum is a tilt sigma grows without end: once it is wider
@@ -1674,6 +1682,7 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
             res.status = GK_FIT_INTERRUPTED
             return
         system = gk_newton_system(ps, &cur.qs, &cur.ev, cur.mu, L, &st)
+        resolved = system and gk_mu_resolved(&st, cur.mu, cur.sigma, ps.c, L)
         st.sigma_only = resolved
         if system:
             noise = 64.0 * DBL_EPSILON * cur.ev.noise

@@ -877,7 +877,7 @@ class GaussianFitArrays(NamedTuple):
     sigma: da.Array
     kl: da.Array
     nit: da.Array        # Newton steps or epochs taken (int)
-    converged: da.Array  # bool: the relative gradient fell below tol
+    converged: da.Array  # bool: the fit converged (FitStatus CONVERGED or RESOLVED)
 
 
 class _FitOptions(TypedDict):

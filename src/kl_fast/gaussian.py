@@ -114,7 +114,7 @@ def _prepare(p: object, x: object, func: str, normalize: bool, num_threads: Any,
             xk = np.ldexp(xk, -k)
         p2, psums, status = _psums(p2, xk, normalize, nt)
         if status.any():
-            _explain(status, p2, xk, batch_shape, func, name, origin)
+            _explain(status, p2, xk, batch_shape, func, name, origin, k)
     return p2, xk, psums, batch_shape, nt, k
 
 
@@ -186,7 +186,9 @@ def _grid_exponent(xk: np.ndarray) -> int:
 
 
 def _explain(status: np.ndarray, p2: np.ndarray, xk: np.ndarray, batch_shape: tuple[int, ...],
-             func: str, name: str, origin: Sequence[int] | None = None) -> NoReturn:
+             func: str, name: str, origin: Sequence[int] | None = None, k: int = 0) -> NoReturn:
+    """Raise the error of the first row whose status is not P_OK (xk: the grid
+    in units of 2**k)."""
     r = int(np.argmax(status != 0))
     code = int(status[r])
     row_idx = tuple(int(i) for i in np.unravel_index(r, batch_shape)) if batch_shape else ()
@@ -209,7 +211,7 @@ def _explain(status: np.ndarray, p2: np.ndarray, xk: np.ndarray, batch_shape: tu
         raise ValueError(f"{func}: {name} is all zero{where}; it must have positive mass")
     row = np.asarray(p2[r], dtype=np.float64)
     j = int(np.argmax(row))
-    span = f"{float(np.min(xk)):g} to {float(np.max(xk)):g}"
+    span = f"{math.ldexp(float(np.min(xk)), k):g} to {math.ldexp(float(np.max(xk)), k):g}"
     raise ValueError(f"{func}: the sums of {name}{where} overflow ({name}'s largest value "
                      f"{row[j]:g} at index {format_index(row_idx + (j,))}, the grid spanning "
                      f"{span}: sum p, sum p log p or sum p (x - mean)**2 is beyond the double "
@@ -536,8 +538,9 @@ def gaussian_kl_grad(p: ArrayLike, x: ArrayLike, mu: ArrayLike, sigma: ArrayLike
 _STOP_MESSAGES = {
     _gaussian.FIT_CONVERGED: "converged: the relative gradient is below tol",
     _gaussian.FIT_RESOLVED: ("converged: sigma's part of the relative gradient is below tol, "
-                             "and mu is the double nearest its optimum (the doubles near mu are "
-                             "too coarse for mu's part to reach tol)"),
+                             "and mu is the double nearest its optimum, to 1/64 of their "
+                             "spacing (the doubles near mu are too coarse for mu's part to "
+                             "reach tol)"),
     _gaussian.FIT_NONPOSITIVE: "stopped: the next gradient step would make {par} <= 0 (lower lr)",
     _gaussian.FIT_LINESEARCH: ("stopped: no Newton step lowers the KL any further (rounding "
                                "limit, or the optimum is at sigma -> 0 or infinity)"),
