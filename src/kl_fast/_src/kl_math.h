@@ -6,7 +6,7 @@
  * they include.  Every function is a small static inline function that gcc, clang and
  * MSVC can inline into the kernels' loops and that gcc auto-vectorises under strict IEEE
  * semantics (no -ffast-math): branch-free (selects are bit masks, or ternaries whose arms
- * are constants or an unmodified input), no tables, at most one division per log, no 64-bit
+ * are constants or an unmodified input), no tables, one division per log, no 64-bit
  * int<->double conversion or 64-bit arithmetic shift (AVX2 has neither).  The target's
  * own flags choose FMA or Dekker products; accuracy holds either way.
  *
@@ -108,31 +108,6 @@
 #define KLM_EC4_F 0x1.555518p-5f
 #define KLM_EC5_F 0x1.120be2p-7f
 #define KLM_EC6_F 0x1.6d117cp-10f
-
-/* s = f / d for d = 2 + f in [1 + sqrt2/2, 1 + sqrt2), the atanh argument of the logs.
-   With FMA without a division: 1/d from a quadratic (relative error < 1.3e-3), two
-   Newton steps (< 3e-12) and the residual f - s d (one rounding) to correct s, which
-   leaves s within 0.5 ulp + 1e-23 relative of f / d.  The logs scale s's rounding by
-   s <= 0.172.  A 512-bit division takes the divider 16 cycles on Intel server cores,
-   where the float64 KL kernel had two per 8 elements and little else to wait on
-   (docs/kernels.md).  Without FMA, the division.  Only klm_log_parts_f64 uses it: in
-   the loops of the other logs the division was not what they waited on, and the nine
-   extra operations cost up to 9%. */
-#define KLM_RD0_D 0x1.7a4e362d364bfp+0
-#define KLM_RD1_D -0x1.71e431e019c71p-1
-#define KLM_RD2_D 0x1.deab9f5bac18dp-4
-static inline double klm_log_s_f64(double f, double d)
-{
-#if KLM_HAVE_FMA
-    double y = fma(fma(KLM_RD2_D, d, KLM_RD1_D), d, KLM_RD0_D);
-    y = fma(y, fma(-d, y, 1.0), y);
-    y = fma(y, fma(-d, y, 1.0), y);
-    double s = f * y;
-    return fma(fma(-s, d, f), y, s);
-#else
-    return f / d;
-#endif
-}
 
 /* k ln2 + log(1 + f) from the reduction of log_f64: s = f / (2 + f), k the
    exponent (as a double).  Shared by log_f64 and loops that split the log at
@@ -382,7 +357,7 @@ static inline double klm_log_parts_f64(double r, double *k)
     memcpy(&kd, &kb, sizeof kd);
     *k = kd - (0x1p52 + 1023.0);
     f = z - 1.0;
-    s = klm_log_s_f64(f, z + 1.0);                          /* z + 1 == 2 + f exactly */
+    s = f / (z + 1.0);                                      /* z + 1 == 2 + f exactly */
     z2 = s * s;
     R = z2 * (KLM_LG1_D + z2 * (KLM_LG2_D + z2 * (KLM_LG3_D + z2 * (KLM_LG4_D
         + z2 * (KLM_LG5_D + z2 * (KLM_LG6_D + z2 * KLM_LG7_D))))));
