@@ -239,7 +239,7 @@ def test_newton_where_the_doubles_near_mu_are_coarser_than_tol(offset, start):
         assert "the double nearest its optimum" in fit.message
 
 
-@pytest.mark.parametrize("offset", [50.0, 1e5, 1e6, 1e7, 1e8])
+@pytest.mark.parametrize("offset", [50.0, 1e6, 1e7, 1e8])
 def test_newton_stop_at_the_doubles_near_mu_weighs_sigmas_pull(offset):
     """A q narrower than the spacing couples mu and sigma strongly: mu optimal
     for the current sigma can lie thousands of ulps from the joint optimum.
