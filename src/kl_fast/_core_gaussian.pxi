@@ -1696,8 +1696,8 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
                 nxt = alt
             if accepted:
                 rises = rises + 1 if nxt.ev.kl > cur.ev.kl else 0
-                if rises == 0:
-                    best = nxt
+                if nxt.ev.kl <= best.ev.kl:
+                    best = nxt   # the lowest iterate, where rises end the fit
                 cur = nxt
                 gk_record(&cur, res, hist)
                 continue
