@@ -46,6 +46,7 @@ cdef extern from "kl_math.h" nogil:
     double klm_zero_where_zero_f64(double v, double x)
     uint64_t klm_nonzero_mask_f64(double x)
     double FLT_MAX_D "((double)FLT_MAX)"
+    void klm_prefetch_ahead(const void *x)
 
 cdef enum:
     LANES = 8
@@ -172,6 +173,8 @@ cdef inline bint kl_block_f64(const double *p, const double *q, Py_ssize_t lengt
             L.acck[j] = p[j] * kd
             L.bad[j] = bits
     for g in range(full // LANES):
+        klm_prefetch_ahead(p + g * LANES)   # a group is one cache line of p and of q
+        klm_prefetch_ahead(q + g * LANES)
         kl_group_f64(p + g * LANES, q + g * LANES, 0, &L)
     if full and rem:
         # the last LANES elements, the group before's skipped: read in place
@@ -281,8 +284,15 @@ cdef inline bint kl_block_f32(const float *p, const float *q, Py_ssize_t length,
         if want_sums:
             block_sums(p, q, length, out + 1)
         return False
-    for i in range(full):
-        bad |= kl_ratio_f32(p[i], q[i], &rbuf[i], &sbuf[i])
+    # in pieces of 128 elements, each after the hints for 8 cache lines ahead of
+    # p and of q (a hint per line inside the vectorised loop cost a reduction
+    # of bad per line: the tutorial row took 9% longer)
+    for g in range(0, full, 128):
+        for i in range(g, min(g + 128, full), 16):
+            klm_prefetch_ahead(p + i)
+            klm_prefetch_ahead(q + i)
+        for i in range(g, min(g + 128, full)):
+            bad |= kl_ratio_f32(p[i], q[i], &rbuf[i], &sbuf[i])
     if rem:
         # the last LANES elements, the group before's skipped: read in place
         ptail = p + length - LANES
