@@ -198,8 +198,8 @@ def _explain(status: np.ndarray, p2: np.ndarray, xk: np.ndarray, batch_shape: tu
         i = int(np.argmax(~np.isfinite(xk)))
         raise ValueError(f"{func}: x contains {_describe(xk[i])} at index [{i}]; "
                          f"the grid must be finite")
+    row = np.asarray(p2[r], dtype=np.float64)
     if code == _gaussian.P_BAD_P:
-        row = np.asarray(p2[r], dtype=np.float64)
         j = int(np.argmax(~((row >= 0) & np.isfinite(row))))
         raise ValueError(f"{func}: {name} contains {_describe(row[j])} at index "
                          f"{format_index(row_idx + (j,))}; it must be finite and non-negative")
@@ -209,7 +209,6 @@ def _explain(status: np.ndarray, p2: np.ndarray, xk: np.ndarray, batch_shape: tu
                          f"it needs at least one point")
     if code == _gaussian.P_ZERO:
         raise ValueError(f"{func}: {name} is all zero{where}; it must have positive mass")
-    row = np.asarray(p2[r], dtype=np.float64)
     j = int(np.argmax(row))
     span = f"{math.ldexp(float(np.min(xk)), k):g} to {math.ldexp(float(np.max(xk)), k):g}"
     raise ValueError(f"{func}: the sums of {name}{where} overflow ({name}'s largest value "
