@@ -30,13 +30,17 @@ cdef enum:
     KIND_KL_LOG = 2
     MAX_DIMS = 32
     STACK_ROWS = 64
-    # all-pairs inputs with m * k * (n + PAIR_COST) up to SMALL_PAIRWISE go pair by
-    # pair through the row kernel, larger ones take the matrix-product form.
-    # Measured on one thread: a pair costs about 16 elements' time, and the two
-    # cross near m * k * (n + 16) = 2**17 (~130 us; the product form has ~100 us
-    # of fixed cost).
+    # all-pairs inputs with m * k * (n + PAIR_COST) up to SMALL_KL_PAIRWISE
+    # (kl_pairwise) or SMALL_PAIRWISE (js_pairwise) go pair by pair through the
+    # row kernel; larger kl_pairwise inputs take the matrix-product form, larger
+    # js_pairwise ones the Python layer's pairs on threads.  A pair costs about
+    # 16 elements' time.  Measured on one thread, square P and Q, n = 3 to 300:
+    # the row kernel and the product form (~50 us of fixed cost) cross near
+    # m * k * (n + 16) = 2**15.7 on a 2-core Intel Xeon (at 2**17 the row
+    # kernel took 1.5-2.3x as long) and near 2**17 on a 2-core AMD EPYC.
     PAIR_COST = 16
     SMALL_PAIRWISE = 1 << 17
+    SMALL_KL_PAIRWISE = 1 << 16
     # a row of more than SHORT_N elements costs about ROW_COST elements beyond
     # its own in the thread rule (_row_work)
     ROW_COST = 32
@@ -1380,7 +1384,7 @@ cdef object _pairwise_entry(int kind, object P, object Q, object base, bint norm
     for small inputs; None to hand the call to Python."""
     cdef cnp.ndarray pa = _operand(P), qa
     cdef Layout L
-    cdef Py_ssize_t m, k, n, item
+    cdef Py_ssize_t m, k, n, item, small
     cdef double log_base
     cdef int n_threads, type_num
     cdef unsigned long long token
@@ -1398,8 +1402,9 @@ cdef object _pairwise_entry(int kind, object P, object Q, object base, bint norm
             or pa.dtype.itemsize > 8 or qa.dtype.itemsize > 8:
         return None  # extended precision: the Python layer checks its range
     m, n, k = cnp.PyArray_DIM(pa, 0), cnp.PyArray_DIM(pa, 1), cnp.PyArray_DIM(qa, 0)
-    if cnp.PyArray_DIM(qa, 1) != n or n == 0 or m * k == 0 or m > SMALL_PAIRWISE \
-            or k > SMALL_PAIRWISE or m * k * (n + PAIR_COST) > SMALL_PAIRWISE:
+    small = SMALL_KL_PAIRWISE if kind == KIND_KL else SMALL_PAIRWISE
+    if cnp.PyArray_DIM(qa, 1) != n or n == 0 or m * k == 0 or m > small \
+            or k > small or m * k * (n + PAIR_COST) > small:
         return None
     log_base = _log_base(base)
     if isnan(log_base):

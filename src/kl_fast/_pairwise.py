@@ -542,7 +542,7 @@ def kl_pairwise(P: ArrayLike, Q: ArrayLike | None = None, *, base: float | None 
     ``kl_div(P[i], Q[j], ...)``; every other entry has a relative error below
     min(2**-24, 2**12 * n * eps) by that bound, and in practice near
     1e-13 * (sum p*|log q|) / KL.  Small inputs (m * k * (n + 16) up to
-    2**17, where the row kernel is the faster) are computed pair by pair by the
+    2**16, where the row kernel is the faster) are computed pair by pair by the
     row kernel, so every entry equals ``kl_div(P[i], Q[j], ...)`` (in float64).
     For full accuracy on every entry of a large input use
     ``kl_div(P[:, None], Q[None])`` (O(m k n) work, no (m, k, n) temporary).
