@@ -219,10 +219,76 @@ def test_small_pairwise_out_of_another_dtype_and_layout_gets_the_same_values():
         kl_fast.kl_pairwise(P, Q, out=np.empty((3, 4), dtype=np.int64))
 
 
-def test_large_pairwise_takes_the_matrix_product_form():
-    P = np.random.default_rng(17).random((64, 64))
-    assert _div_kernels.fast_path("kl_pairwise", P, P) is None
-    _same(kl_fast.kl_pairwise(P), _pairwise.kl_pairwise_python(P))
+def _product_cases():
+    """(label, P, Q, options) above the pair-by-pair size, m k n up to 2**18."""
+    rng = np.random.default_rng(17)
+    P, Q = rng.random((40, 12)), rng.random((30, 12))
+    sparse_p, sparse_q = P * (rng.random(P.shape) < 0.6), Q * (rng.random(Q.shape) < 0.7)
+    near = P[:30] * (1 + 1e-9 * rng.random((30, 12)))
+    yield "dense", P, Q, {}
+    yield "zeros in P and Q", sparse_p, sparse_q, {}
+    yield "a zero row of P", np.vstack([P, np.zeros(12)]), Q, {}
+    yield "near-duplicate rows", P, near, {}
+    yield "P with itself", P, None, {}
+    yield "base 2", sparse_p, sparse_q, {"base": 2.0}
+    yield "base 1.5", P, Q, {"base": 1.5}
+    yield "float32", P.astype(np.float32), sparse_q.astype(np.float32), {}
+    yield "float32 with itself", sparse_p.astype(np.float32), None, {"base": 10}
+    yield "integers", rng.integers(0, 5, (40, 12)), rng.integers(1, 5, (30, 12)), {}
+    yield "Fortran order and strided", np.asfortranarray(P), rng.random((30, 24))[:, ::2], {}
+    yield "large values", P * 1e300, Q * 1e-300, {}
+    yield "a p of 1e-300 without base", np.where(P > 0.9, 1e-300, P), Q, {}
+    yield "check=False, two threads", P, Q, {"check": False, "num_threads": 2}
+    yield "m k n = 2**18", rng.random((64, 64)), rng.random((64, 64)), {}
+
+
+@pytest.mark.parametrize("label,P,Q,opts", list(_product_cases()), ids=lambda v: str(v)[:30])
+def test_compiled_product_form_gives_the_python_layers_bits(label, P, Q, opts):
+    got = _div_kernels.fast_path("kl_pairwise", P, Q, **opts)
+    assert got is not None, label
+    _same(got, _pairwise.kl_pairwise_python(P, Q, **opts))
+    _same(kl_fast.kl_pairwise(P, Q, **opts), got)
+    Qv = P if Q is None else Q
+    pairs = kl_fast.kl_div(np.asarray(P, np.float64)[:, None], np.asarray(Qv, np.float64)[None],
+                           **opts).astype(got.dtype)
+    assert np.array_equal(np.isinf(got), np.isinf(pairs))
+    np.testing.assert_allclose(got, pairs, rtol=1e-10 if got.dtype == np.float64 else 2e-6,
+                               atol=1e-14)
+    if Q is None:
+        assert (np.diag(got) == 0).all()
+
+
+def test_compiled_product_form_writes_out():
+    rng = np.random.default_rng(18)
+    P, Q = rng.random((40, 12)), rng.random((30, 12))
+    want = kl_fast.kl_pairwise(P, Q)
+    for out in (np.empty((40, 30)), np.empty((30, 40)).T, np.empty((40, 30), dtype=np.float32)):
+        assert _div_kernels.fast_path("kl_pairwise", P, Q, out=out) is out
+        _same(out, want.astype(out.dtype))
+    with pytest.raises(TypeError, match="cannot write a float64 result into out of dtype int64"):
+        kl_fast.kl_pairwise(P, Q, out=np.empty((40, 30), dtype=np.int64))
+    with pytest.raises(ValueError, match=r"out has shape \(30, 40\)"):
+        kl_fast.kl_pairwise(P, Q, out=np.empty((30, 40)))
+
+
+def test_what_the_compiled_product_form_leaves_to_the_python_layer():
+    rng = np.random.default_rng(19)
+    P, Q = rng.random((40, 12)), rng.random((30, 12))
+    tiny, huge, bad = P.copy(), P.copy(), Q.copy()
+    tiny[3, 4] = 1e-300
+    huge[5] *= 1e306
+    bad[7, 2] = np.nan
+    cases = [(tiny, Q, {"base": 1.5}), (huge, Q, {}), (P, bad, {"check": False}),
+             (P, Q, {"normalize": True}), (rng.random((65, 64)), rng.random((64, 64)), {})]
+    for A, B, opts in cases:
+        assert _div_kernels.fast_path("kl_pairwise", A, B, **opts) is None
+        _same(kl_fast.kl_pairwise(A, B, **opts), _pairwise.kl_pairwise_python(A, B, **opts))
+    with pytest.raises(ValueError, match=r"kl_pairwise: Q contains NaN at index \[7, 2\]"):
+        kl_fast.kl_pairwise(P, bad)
+    neg = P.copy()
+    neg[9, 1] = -0.5
+    with pytest.raises(ValueError, match=r"kl_pairwise: P contains a negative value \(-0\.5\) at index \[9, 1\]"):
+        kl_fast.kl_pairwise(neg, Q)
 
 
 @pytest.mark.parametrize("func", [kl_fast.kl_div, kl_fast.js_div, kl_fast.kl_div_log])

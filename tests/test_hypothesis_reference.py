@@ -937,7 +937,7 @@ def test_kl_div_log_normalize_extreme_shifts(case):
 
 # ---- kl_pairwise and js_pairwise --------------------------------------------------------
 
-PAIRWISE_SMALL = 2 ** 16  # m * k * (n + 16) up to this: kl_pairwise runs the row kernel per pair
+PAIRWISE_SMALL = 2 ** 12  # m * k * (n + 16) up to this: kl_pairwise runs the row kernel per pair
 
 # Known library bug (see test_known_bug_pairwise_small_input_not_per_pair): the
 # docstring says small inputs are computed pair by pair, every entry equal to

@@ -8,6 +8,9 @@ _Floating = Union[npt.NDArray[np.float32], npt.NDArray[np.float64]]
 
 __test__: dict[str, str]
 SUMS_APART: float
+REFINE_FACTOR: float
+REFINE_RELATIVE: float
+PRODUCT_BIG: float
 
 def js_rows(
     p: _Floating, q: _Floating, out: npt.NDArray[np.float64], status: npt.NDArray[np.int8],
@@ -28,6 +31,9 @@ def kl_pairs(
 ) -> None: ...
 def centred_log_rows(x: npt.NDArray[np.float64], r: npt.NDArray[np.float64],
                      out: npt.NDArray[np.float64], n_threads: int) -> None: ...
+def product_gamma(n: int) -> float: ...
+def error_scales(P: npt.NDArray[np.float64], r: npt.NDArray[np.float64],
+                 h: npt.NDArray[np.float64]) -> None: ...
 
 _Result = np.floating | np.ndarray
 

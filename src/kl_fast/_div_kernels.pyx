@@ -307,4 +307,5 @@ def topk_screen(const double[:, :] A, const double[:, :] E, const double[::1] t,
 include "_interrupt.pxi"
 include "_team.pxi"
 include "_entries.pxi"
+include "_entries_product.pxi"
 

@@ -32,15 +32,16 @@ cdef enum:
     STACK_ROWS = 64
     # all-pairs inputs with m * k * (n + PAIR_COST) up to SMALL_KL_PAIRWISE
     # (kl_pairwise) or SMALL_PAIRWISE (js_pairwise) go pair by pair through the
-    # row kernel; larger kl_pairwise inputs take the matrix-product form, larger
-    # js_pairwise ones the Python layer's pairs on threads.  A pair costs about
-    # 16 elements' time.  Measured on one thread, square P and Q, n = 3 to 300:
-    # the row kernel and the product form (~50 us of fixed cost) cross near
-    # m * k * (n + 16) = 2**15.7 on a 2-core Intel Xeon (at 2**17 the row
-    # kernel took 1.5-2.3x as long) and near 2**17 on a 2-core AMD EPYC.
+    # row kernel; larger kl_pairwise inputs take the matrix-product form (compiled
+    # up to m k n = SMALL_PRODUCT, _entries_product.pxi), larger js_pairwise ones
+    # the Python layer's pairs on threads.  A pair costs about 16 elements' time.
+    # Measured on one thread, square P and Q, n = 3 to 100, on a 2-core Intel
+    # Xeon: the row kernel and the compiled product form (~2 us of fixed cost)
+    # cross near m * k * (n + 16) = 2**11 to 2**13 (at 2**12: n = 3, 8 x 8, the
+    # row kernel 1.2x as long; n = 100, 8 x 8, the product form 1.1x as long).
     PAIR_COST = 16
     SMALL_PAIRWISE = 1 << 17
-    SMALL_KL_PAIRWISE = 1 << 16
+    SMALL_KL_PAIRWISE = 1 << 12
     # a row of more than SHORT_N elements costs about ROW_COST elements beyond
     # its own in the thread rule (_row_work)
     ROW_COST = 32
@@ -1350,6 +1351,12 @@ def kl_div_log(log_p, log_q, *, axis=-1, keepdims=False, base=None, normalize=Fa
                                   check=check)
 
 
+cdef inline cnp.ndarray _as_c_double(cnp.ndarray a):
+    """a as a C-contiguous float64 array in native byte order (itself when it is one)."""
+    return cnp.PyArray_FROMANY(a, cnp.NPY_DOUBLE, 0, 0, cnp.NPY_ARRAY_C_CONTIGUOUS
+                               | cnp.NPY_ARRAY_ALIGNED | cnp.NPY_ARRAY_NOTSWAPPED)
+
+
 cdef bint _run_pairs(int kind, bint f32, const char *P, const char *Q, Py_ssize_t m,
                      Py_ssize_t k, Py_ssize_t n, Py_ssize_t sp0, Py_ssize_t sp1, Py_ssize_t sq0,
                      Py_ssize_t sq1, bint normalize, bint check, double log_base, int n_threads,
@@ -1380,15 +1387,16 @@ cdef bint _run_pairs(int kind, bint f32, const char *P, const char *Q, Py_ssize_
 
 cdef object _pairwise_entry(int kind, object P, object Q, object base, bint normalize, object out,
                             object num_threads, bint check, str func):
-    """The all-pairs matrix of ``func`` computed pair by pair by the row kernel,
-    for small inputs; None to hand the call to Python."""
+    """The all-pairs matrix of ``func`` for small inputs: pair by pair by the row
+    kernel, or kl_pairwise's product form (_kl_product_small); None to hand
+    the call to Python."""
     cdef cnp.ndarray pa = _operand(P), qa
     cdef Layout L
     cdef Py_ssize_t m, k, n, item, small
     cdef double log_base
     cdef int n_threads, type_num
     cdef unsigned long long token
-    cdef bint f32, kernel_f32
+    cdef bint f32, kernel_f32, product = False
     cdef double stack_values[STACK_ROWS]
     cdef double *values
     cdef unsigned char *codes
@@ -1402,21 +1410,34 @@ cdef object _pairwise_entry(int kind, object P, object Q, object base, bint norm
             or pa.dtype.itemsize > 8 or qa.dtype.itemsize > 8:
         return None  # extended precision: the Python layer checks its range
     m, n, k = cnp.PyArray_DIM(pa, 0), cnp.PyArray_DIM(pa, 1), cnp.PyArray_DIM(qa, 0)
-    small = SMALL_KL_PAIRWISE if kind == KIND_KL else SMALL_PAIRWISE
-    if cnp.PyArray_DIM(qa, 1) != n or n == 0 or m * k == 0 or m > small \
-            or k > small or m * k * (n + PAIR_COST) > small:
+    if cnp.PyArray_DIM(qa, 1) != n or n == 0 or m * k == 0 or m > SMALL_PRODUCT \
+            or k > SMALL_PRODUCT or n > SMALL_PRODUCT:
         return None
+    small = SMALL_KL_PAIRWISE if kind == KIND_KL else SMALL_PAIRWISE
+    if m * k * (n + PAIR_COST) > small:
+        if kind != KIND_KL or normalize or m * k * n > SMALL_PRODUCT:
+            return None
+        product = True
     log_base = _log_base(base)
     if isnan(log_base):
         return None
-    n_threads = choose_threads(num_threads, m, _work(kind) * m * k * (n + PAIR_COST),
-                               _parallel_min_elements, &token)
+    # (the product form runs on one thread: num_threads is only checked)
+    n_threads = choose_threads(num_threads, 1 if product else m,
+                               _work(kind) * m * k * (n + PAIR_COST), _parallel_min_elements,
+                               &token)
     if n_threads == 0:
         return None
     # float32 pairs: JS by its float32 kernel (so entries equal js_div's), KL in
     # float64 (as the matrix-product form is), each rounded once at the end
     f32 = pa.dtype.kind == "f" and pa.dtype.itemsize == 4 and qa.dtype.kind == "f" \
         and qa.dtype.itemsize == 4
+    if product:
+        try:
+            pa = _as_c_double(pa)
+            return _kl_product_small(pa, pa if Q is None else _as_c_double(qa), log_base, f32,
+                                     out, func)
+        finally:
+            team_finished(token)
     kernel_f32 = f32 and kind == KIND_JS
     type_num = cnp.NPY_FLOAT if kernel_f32 else cnp.NPY_DOUBLE
     pa = cnp.PyArray_FROMANY(pa, type_num, 2, 2, cnp.NPY_ARRAY_ALIGNED | cnp.NPY_ARRAY_NOTSWAPPED)

@@ -24,17 +24,9 @@ from ._validation import (
 )
 
 _F64 = np.dtype(np.float64)
-_U = 2.0 ** -53
-# Entries of the matrix-product form within this many error bounds of zero are
-# recomputed by the exact row kernel, so every other entry has a relative error
-# below 1 / _REFINE_FACTOR.
-_REFINE_FACTOR = 2.0 ** 24
-# ... and so are entries below this fraction of their error scale (the bound
-# before its factor gamma): near-duplicate rows, whose small divergences the
-# product's rounding (about eps sqrt(n) times that scale) would leave at
-# NumPy's accuracy or worse, get the row kernel's (SciPy's level).  Rows far
-# from one another (the common case) are not touched.
-_REFINE_RELATIVE = 2.0 ** -12
+# Entries of the product form resolved from 0 by fewer error bounds than these
+# are recomputed exactly (_div_kernels, where the compiled form reads them too).
+_REFINE_FACTOR, _REFINE_RELATIVE = _div_kernels.REFINE_FACTOR, _div_kernels.REFINE_RELATIVE
 # Rows per block are chosen so that a block of the result has about this many
 # entries: the temporaries stay a few times that size whatever m is.
 _BLOCK_ELEMENTS = 1 << 20
@@ -275,7 +267,6 @@ class CentredLogs(NamedTuple):
     small L and a small rounding error in the product."""
     L: np.ndarray       # (k, n)
     r: np.ndarray       # (n,), positive and finite
-    abs_lr: np.ndarray  # |log r|, (n,)
 
 
 def _centred_logs(Q64: np.ndarray, num_threads: Any, func: str) -> CentredLogs:
@@ -286,7 +277,7 @@ def _centred_logs(Q64: np.ndarray, num_threads: Any, func: str) -> CentredLogs:
     L = np.empty(Q64.shape, dtype=np.float64)
     nt = resolve_threads(num_threads, k, Q64.size, func)
     _div_kernels.centred_log_rows(Q64, r, L, nt)
-    return CentredLogs(L, r, np.abs(np.log(r)))
+    return CentredLogs(L, r)
 
 
 def _blas_env_threads() -> str:
@@ -345,7 +336,7 @@ def _kl_matrix(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
     # Indicator product: > 0 exactly where P_i has mass on a zero of Q_j.
     Zq_T = q_zero[:, zero_cols].T.astype(np.float32) if zero_cols.size else None
     del q_zero
-    gamma = (n + 64) * _U / (1.0 - (n + 64) * _U)
+    gamma = _div_kernels.product_gamma(n)
     # the per-row and per-column inputs of the one pass after the product,
     # C-contiguous float64 once (read with normalize only: the sums and their logs)
     if normalize:
@@ -402,18 +393,13 @@ def _kl_matrix(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
 
 def _row_terms(P64: np.ndarray, hp: np.ndarray, logs: CentredLogs, threads: int,
                func: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of a block of float64 rows: sum p log(p / r) (kl_div's row kernel
-    against r), and the scale of the product form's rounding errors, sum p |L|
-    (= -C, added in the finish) plus sum |p log(p / r)| <= sum |p log p| + sum p
-    |log r| (hp: the rows' sum p log p)."""
+    """Per row of a block of C-contiguous float64 rows: sum p log(p / r)
+    (kl_div's row kernel against r), and the scale of the product form's
+    rounding errors (_div_kernels.error_scales; hp: the rows' sum p log p)."""
     hr = _c(_rows_against(P64, logs.r, ("P", "r"), func, threads, False, False)[:, 0])
-    h_abs = -hp + P64 @ logs.abs_lr
-    big = P64 > 1.0
-    if big.any():
-        with np.errstate(divide="ignore"):
-            xlogx = np.where(big, P64 * np.log(np.where(big, P64, 1.0)), 0.0)
-        h_abs = h_abs + 2.0 * xlogx.sum(axis=1)
-    return hr, _c(h_abs)
+    h_abs = np.array(hp, dtype=np.float64)
+    _div_kernels.error_scales(P64, logs.r, h_abs)
+    return hr, h_abs
 
 
 def _product(P64: np.ndarray, LT: np.ndarray, out: np.ndarray, num_threads: Any, block: int,
@@ -459,7 +445,7 @@ def _kl_beyond_range(Pk: np.ndarray, Qk: np.ndarray, res: np.ndarray,
     range, for kl_div to redo (_api.kl_beyond_range), or None when there are
     none.  Only rows summing above DBL_MAX / 1500 can overflow (|log(p/q)| <=
     1455); the entries made infinite by a zero of Q under P[i] > 0 stay inf."""
-    big = np.flatnonzero(psum > np.finfo(np.float64).max / 1500)
+    big = np.flatnonzero(psum > _div_kernels.PRODUCT_BIG)
     if not big.size:
         return None     # (the common case: no pass over the matrix)
     over = np.zeros(res.shape, dtype=bool)
@@ -542,7 +528,7 @@ def kl_pairwise(P: ArrayLike, Q: ArrayLike | None = None, *, base: float | None 
     ``kl_div(P[i], Q[j], ...)``; every other entry has a relative error below
     min(2**-24, 2**12 * n * eps) by that bound, and in practice near
     1e-13 * (sum p*|log q|) / KL.  Small inputs (m * k * (n + 16) up to
-    2**16, where the row kernel is the faster) are computed pair by pair by the
+    2**12, where the row kernel is the faster) are computed pair by pair by the
     row kernel, so every entry equals ``kl_div(P[i], Q[j], ...)`` (in float64).
     For full accuracy on every entry of a large input use
     ``kl_div(P[:, None], Q[None])`` (O(m k n) work, no (m, k, n) temporary).

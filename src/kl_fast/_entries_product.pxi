@@ -1,0 +1,257 @@
+# kl_pairwise's matrix-product form for small inputs (included by _div_kernels.pyx).
+#
+# Design: _pairwise._kl_matrix computes the all-pairs KL as each row's term
+# against the column maxima r minus one matrix product with the centred logs of
+# Q, in some fifteen NumPy and kernel calls whose fixed cost (~50 us) outweighs
+# the work up to m k n = 2**18.  _kl_product_small is the same computation for
+# the common case, step for step, through the same kernels and the same BLAS
+# call, so it gives the Python layer's entries: rows of finite non-negative
+# values without normalize, no row sum near the top of the range and, with
+# base, no p below 2**-968.  For anything else it returns None and the Python layer computes
+# (or explains) the call.
+
+# Entries of the matrix-product form within this many error bounds of zero are
+# recomputed by the exact row kernel, so every other entry has a relative error
+# below 1 / _REFINE_FACTOR.
+cdef double _REFINE_FACTOR = 2.0 ** 24
+# ... and so are entries below this fraction of their error scale (the bound
+# before its factor gamma): near-duplicate rows, whose small divergences the
+# product's rounding (about eps sqrt(n) times that scale) would leave at
+# NumPy's accuracy or worse, get the row kernel's (SciPy's level).  Rows far
+# from one another (the common case) are not touched.
+cdef double _REFINE_RELATIVE = 2.0 ** -12
+REFINE_FACTOR, REFINE_RELATIVE = _REFINE_FACTOR, _REFINE_RELATIVE   # for the Python layer
+
+cdef enum:
+    # m k n up to this: the compiled product form; BLAS runs such a product on
+    # one thread (OpenBLAS starts its threads above 64 x 64 x 64)
+    SMALL_PRODUCT = 1 << 18
+
+cdef double _PRODUCT_TINY = 4.008336720017946e-292   # 2**-968 (kl_div's raw_tiny)
+# row sums up to this keep every entry's raw sum in range (|log(p / q)| <= 1455)
+cdef double _PRODUCT_BIG = DBL_MAX / 1500.0
+PRODUCT_BIG = _PRODUCT_BIG
+
+
+cdef inline double _product_gamma(Py_ssize_t n) noexcept nogil:
+    """The relative factor of the product form's error bound for rows of n
+    elements: (n + 64) u / (1 - (n + 64) u), u = 2**-53."""
+    return (n + 64) * 2.0 ** -53 / (1.0 - (n + 64) * 2.0 ** -53)
+
+
+def product_gamma(Py_ssize_t n):
+    """_product_gamma, for the Python layer."""
+    return _product_gamma(n)
+
+
+cdef void _error_scales(const double *P, Py_ssize_t m, Py_ssize_t n, const double *r,
+                        double *h) noexcept nogil:
+    """h[i], holding sum p log p of row p = P[i] on entry, becomes the scale of
+    the product form's rounding errors in that row's entries: sum p |L| (= -C,
+    added in the finish) plus sum |p log(p / r)| <= sum |p log p| + sum p |log r|,
+    taken as -sum p log p + sum p |log r| + 2 sum_{p > 1} p log p."""
+    cdef Py_ssize_t i, l
+    cdef double big
+    cdef const double *p
+    for i in range(m):
+        p, big = P + i * n, 0.0
+        h[i] = -h[i]
+        for l in range(n):
+            h[i] += p[l] * fabs(log(r[l]))
+            if p[l] > 1.0:
+                big += p[l] * log(p[l])
+        h[i] += 2.0 * big
+
+
+def error_scales(const double[:, ::1] P, const double[::1] r, double[::1] h):
+    """_error_scales of the rows of P against the column maxima r, in place
+    of their sums p log p in h (the Python layer's product form)."""
+    if P.shape[1] != r.shape[0] or P.shape[0] != h.shape[0]:
+        raise ValueError("error_scales: P, r and h differ in shape")
+    if P.shape[0] and P.shape[1]:
+        with nogil:
+            _error_scales(&P[0, 0], P.shape[0], P.shape[1], &r[0], &h[0])
+
+
+cdef bint _plain_rows(const double *x, Py_ssize_t rows, Py_ssize_t n,
+                      double least) noexcept nogil:
+    """Every value finite, non-negative and 0 or at least ``least``."""
+    cdef Py_ssize_t t
+    cdef double v
+    for t in range(rows * n):
+        v = x[t]
+        if not (v == 0.0 or (v >= least and v <= DBL_MAX)):
+            return False
+    return True
+
+
+cdef void _column_maxima(const double *Q, Py_ssize_t k, Py_ssize_t n, double *r) noexcept nogil:
+    """r = the maxima of Q's columns, 1 where a column is all zero."""
+    cdef Py_ssize_t j, l
+    for l in range(n):
+        r[l] = 0.0
+    for j in range(k):
+        for l in range(n):
+            r[l] = max(r[l], Q[j * n + l])
+    for l in range(n):
+        if not r[l] > 0.0:
+            r[l] = 1.0
+
+
+cdef enum:
+    TERM_ROWS = 64   # rows per call of the across-rows kernel
+
+
+cdef bint _rows_against(const double *P, Py_ssize_t m, Py_ssize_t n, const double *v,
+                        bint stats, double *sums, double *totals) noexcept nogil:
+    """sums[i] = sum p log(p / v) of every row p of P, by kl_rows' kernels
+    (across rows when they are short); with stats the values are checked and
+    totals[i] = sum p.  False for a bad value (the Python layer explains it)."""
+    cdef double res[3 * TERM_ROWS]
+    cdef int st[TERM_ROWS]
+    cdef Py_ssize_t i0 = 0, i, rows
+    while i0 < m:
+        rows = min(<Py_ssize_t>TERM_ROWS, m - i0)
+        if m > 1 and n <= SHORT_N:
+            core_table().kl_rows_across_f64(P + i0 * n, n, 1, v, 0, 1, rows, n, stats, stats,
+                                            res, st)
+        else:
+            for i in range(rows):
+                st[i] = kl_row(P + (i0 + i) * n, 1, v, 1, n, stats, stats, res + 3 * i)
+        for i in range(rows):
+            if st[i] == ROW_BAD:
+                return False
+            sums[i0 + i] = res[3 * i]
+            totals[i0 + i] = res[3 * i + 1]
+        i0 += rows
+    return True
+
+
+cdef bint _row_terms_small(const double *P, Py_ssize_t m, Py_ssize_t n, const double *r,
+                           double *scratch, double *hr, double *h_abs) noexcept nogil:
+    """Per row of P: hr = sum p log(p / r) and the scale of the product form's
+    rounding errors h_abs (_error_scales), as _pairwise._row_terms gives them.
+    scratch: room for n + m values.  False for a bad value or a row sum near
+    the top of the range (the Python layer takes the call)."""
+    cdef double *ones = scratch
+    cdef double *psum = scratch + n
+    cdef Py_ssize_t i
+    for i in range(n):
+        ones[i] = 1.0
+    if not _rows_against(P, m, n, ones, True, h_abs, psum):
+        return False
+    for i in range(m):
+        if not psum[i] <= _PRODUCT_BIG:
+            return False
+    _error_scales(P, m, n, r, h_abs)
+    return _rows_against(P, m, n, r, False, hr, psum)
+
+
+cdef void _infinite_entries(const double *P, const double *Q, Py_ssize_t m, Py_ssize_t k,
+                            Py_ssize_t n, double *res, unsigned char *redo,
+                            Py_ssize_t *zeros) noexcept nogil:
+    """res[i, j] = +inf (and redo[i, j] = 0) where P[i] has mass on a zero of
+    Q[j]; zeros: room for n indices."""
+    cdef Py_ssize_t i, j, l, z, nz
+    for j in range(k):
+        nz = 0
+        for l in range(n):
+            if Q[j * n + l] == 0.0:
+                zeros[nz] = l
+                nz += 1
+        if nz == 0:
+            continue
+        for i in range(m):
+            for z in range(nz):
+                if P[i * n + zeros[z]] > 0.0:
+                    res[i * k + j] = HUGE_VAL
+                    redo[i * k + j] = 0
+                    break
+
+
+cdef bint _finish_small(const double *P, const double *Q, Py_ssize_t m, Py_ssize_t k,
+                        Py_ssize_t n, const double *hr, const double *h_abs, double *res,
+                        unsigned char *redo, Py_ssize_t *zeros) noexcept nogil:
+    """res (holding P L^T) becomes the divergences, those the bound cannot
+    resolve from 0 recomputed by kl_div's row kernel (False when such a pair
+    needs the Python layer's rescaling)."""
+    cdef double gamma = _product_gamma(n)
+    cdef double factor = max(_REFINE_FACTOR, _REFINE_RELATIVE / gamma)
+    cdef Py_ssize_t i, t
+    cdef int any_redo = 0
+    for i in range(m):
+        any_redo |= core_table().product_row(res + i * k, k, hr[i], h_abs[i], gamma, factor,
+                                             redo + i * k)
+    _infinite_entries(P, Q, m, k, n, res, redo, zeros)
+    if not any_redo:
+        return True
+    for t in range(m * k):
+        if redo[t] and _row_value(KIND_KL, False, <const char *>(P + (t // k) * n), 1,
+                                  <const char *>(Q + (t % k) * n), 1, n, False, False, 0.0,
+                                  0.0, &res[t]) != ROW_DONE:
+            return False
+    return True
+
+
+cdef object _kl_product_small(cnp.ndarray pa, cnp.ndarray qa, double log_base, bint f32,
+                              object out, str func):
+    """kl_pairwise of the C-contiguous float64 matrices pa (m, n) and qa (k, n)
+    by the product form (_pairwise._kl_matrix), without normalize, divided by
+    log_base unless it is 0; None to hand the call to the Python layer."""
+    cdef Py_ssize_t m = cnp.PyArray_DIM(pa, 0), n = cnp.PyArray_DIM(pa, 1)
+    cdef Py_ssize_t k = cnp.PyArray_DIM(qa, 0), t
+    cdef const double *P = <const double *>cnp.PyArray_DATA(pa)
+    cdef const double *Q = <const double *>cnp.PyArray_DATA(qa)
+    cdef cnp.ndarray L_arr, res
+    cdef double *work
+    cdef double *r
+    cdef double *hr
+    cdef double *h_abs
+    cdef double *values
+    cdef bint ok
+    cdef Layout L
+    # (with base, a p below 2**-968 may keep few bits in its term, which base
+    # magnifies: _pairwise._small_entries redoes such entries)
+    if not (_plain_rows(P, m, n, _PRODUCT_TINY if log_base != 0.0 else 0.0)
+            and _plain_rows(Q, k, n, 0.0)):
+        return None
+    # r, then n + m of scratch, hr, h_abs, n indices (Py_ssize_t, no wider than
+    # a double) and the (m, k) redo flags
+    work = <double *>calloc(3 * n + 3 * m + (m * k) // 8 + 1, sizeof(double))
+    if work == NULL:
+        raise MemoryError
+    r, hr = work, work + 2 * n + m
+    h_abs = hr + m
+    try:
+        _column_maxima(Q, k, n, r)
+        L_arr = cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(qa), cnp.NPY_DOUBLE, 0)
+        with nogil:
+            for t in range(k):
+                core_table().centred_log_f64(Q + t * n, r,
+                                             <double *>cnp.PyArray_DATA(L_arr) + t * n, n)
+            ok = _row_terms_small(P, m, n, r, work + n, hr, h_abs)
+        if not ok:
+            return None
+        L.out_shape[0], L.out_shape[1] = m, k
+        res = cnp.PyArray_EMPTY(2, L.out_shape, cnp.NPY_DOUBLE, 0)
+        # (no overflow: |P L^T| <= sum p * 1400 < DBL_MAX, and no inf or NaN enters)
+        _numpy.matmul(pa, L_arr.T, out=res)
+        values = <double *>cnp.PyArray_DATA(res)
+        with nogil:
+            ok = _finish_small(P, Q, m, k, n, hr, h_abs, values,
+                               <unsigned char *>(h_abs + m + n), <Py_ssize_t *>(h_abs + m))
+            if ok and log_base != 0.0:   # base (as NumPy divides, without its overflow warning)
+                for t in range(m * k):
+                    values[t] = values[t] / log_base
+        if not ok:
+            return None
+    finally:
+        free(work)
+    if out is None and not f32:
+        return res
+    L.m, L.out_ndim = m * k, 2
+    delivered = _deliver(values, &L, f32, out)
+    if delivered is None:  # an out of another dtype or layout: cast into it, or explain
+        delivered = _deliver_python(_deliver(values, &L, f32, None), out,
+                                    _DESCR_F32 if f32 else _DESCR_F64, func)
+    return delivered
