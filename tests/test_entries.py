@@ -220,7 +220,7 @@ def test_small_pairwise_out_of_another_dtype_and_layout_gets_the_same_values():
 
 
 def _product_cases():
-    """(label, P, Q, options) above the pair-by-pair size, m k n up to 2**18."""
+    """(label, P, Q, options) above the pair-by-pair size, m k n up to 2**22."""
     rng = np.random.default_rng(17)
     P, Q = rng.random((40, 12)), rng.random((30, 12))
     sparse_p, sparse_q = P * (rng.random(P.shape) < 0.6), Q * (rng.random(Q.shape) < 0.7)
@@ -239,7 +239,8 @@ def _product_cases():
     yield "large values", P * 1e300, Q * 1e-300, {}
     yield "a p of 1e-300 without base", np.where(P > 0.9, 1e-300, P), Q, {}
     yield "check=False, two threads", P, Q, {"check": False, "num_threads": 2}
-    yield "m k n = 2**18", rng.random((64, 64)), rng.random((64, 64)), {}
+    yield "m k n = 2**22", rng.random((64, 1024)), rng.random((64, 1024)), {}
+    yield "m k = 2**20", rng.random((1024, 1)), rng.random((1024, 1)), {}
 
 
 @pytest.mark.parametrize("label,P,Q,opts", list(_product_cases()), ids=lambda v: str(v)[:30])
@@ -279,7 +280,8 @@ def test_what_the_compiled_product_form_leaves_to_the_python_layer():
     huge[5] *= 1e306
     bad[7, 2] = np.nan
     cases = [(tiny, Q, {"base": 1.5}), (huge, Q, {}), (P, bad, {"check": False}),
-             (P, Q, {"normalize": True}), (rng.random((65, 64)), rng.random((64, 64)), {})]
+             (P, Q, {"normalize": True}), (rng.random((65, 1024)), rng.random((64, 1024)), {}),
+             (rng.random((1025, 1)), rng.random((1024, 1)), {})]
     for A, B, opts in cases:
         assert _div_kernels.fast_path("kl_pairwise", A, B, **opts) is None
         _same(kl_fast.kl_pairwise(A, B, **opts), _pairwise.kl_pairwise_python(A, B, **opts))

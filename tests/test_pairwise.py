@@ -222,10 +222,10 @@ def test_kl_blocks_threads_layouts(monkeypatch):
     np.testing.assert_array_equal(Q, Q0)
 
 
-@pytest.mark.parametrize("n", [130, 300])
+@pytest.mark.parametrize("n", [130, 5000])
 def test_kl_product_form_layouts_and_converted_inputs(n):
     """On the product form (30 * 30 * (n + 16) > 2**12; compiled for n = 130,
-    where 30 * 30 * n <= 2**18, by the Python layer for n = 300, with the same
+    where 30 * 30 * n <= 2**22, by the Python layer for n = 5000, with the same
     bits) a Fortran-order P gives the C-order result bit for bit (BLAS rounds
     the two layouts' products differently: up to 8.5e-14 apart before P was
     made C-contiguous); a small input the Python layer converts (a subclass,
@@ -234,7 +234,7 @@ def test_kl_product_form_layouts_and_converted_inputs(n):
     rng = np.random.default_rng(2)
     P, Q = rng.random((30, n)), rng.random((30, n))
     compiled = _div_kernels.fast_path("kl_pairwise", P, Q)
-    assert (compiled is None) == (n == 300)
+    assert (compiled is None) == (n == 5000)
     whole = kl_fast.kl_pairwise(P, Q)
     np.testing.assert_array_equal(_pairwise.kl_pairwise_python(P, Q), whole)
     np.testing.assert_array_equal(kl_fast.kl_pairwise(np.asfortranarray(P), Q), whole)

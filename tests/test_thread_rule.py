@@ -257,19 +257,25 @@ def test_a_busy_core_is_tried_again_after_the_span():
     assert not _kernels.team_state()[2]
 
 
-def test_kl_pairwise_notes_the_spin_of_blas_threads(monkeypatch):
-    from kl_fast import _pairwise
-    monkeypatch.setattr(_pairwise, "_BLAS_ONE_THREAD", False)
+@pytest.mark.parametrize("n", [64, 512])
+def test_kl_pairwise_notes_the_spin_of_blas_threads(monkeypatch, n):
+    # n = 64: the compiled product form (m k n = 2**20); 512: the Python layer's
+    from kl_fast import _div_kernels, _pairwise
     rng = np.random.default_rng(1)
-    P, Q = rng.random((2, 128, 64)) + 0.01
+    P, Q = rng.random((2, 128, n)) + 0.01
     _kernels.set_team_idle(0.0)
     kl_fast.kl_pairwise(P[:4, :8], Q[:4, :8])        # a product BLAS keeps to one thread
     assert not _kernels.team_state()[2]
     got = kl_fast.kl_pairwise(P, Q)
     assert _kernels.team_state()[2]
     _kernels.set_team_idle(0.0)
-    monkeypatch.setattr(_pairwise, "_BLAS_ONE_THREAD", True)   # the environment kept BLAS
-    kl_fast.kl_pairwise(P, Q)                                   # to one thread
+    # the environment kept BLAS to one thread
+    monkeypatch.setattr(_pairwise, "_BLAS_ONE_THREAD", True)
+    _div_kernels.configure_product(-1, _kernels.note_busy_core)
+    try:
+        kl_fast.kl_pairwise(P, Q)
+    finally:
+        _div_kernels.configure_product(_pairwise._BLAS_THREADED, _kernels.note_busy_core)
     assert not _kernels.team_state()[2]
     np.testing.assert_array_equal(got, kl_fast.kl_pairwise(P, Q, num_threads=2))
 

@@ -33,7 +33,7 @@ cdef enum:
     # all-pairs inputs with m * k * (n + PAIR_COST) up to SMALL_KL_PAIRWISE
     # (kl_pairwise) or SMALL_PAIRWISE (js_pairwise) go pair by pair through the
     # row kernel; larger kl_pairwise inputs take the matrix-product form (compiled
-    # up to m k n = SMALL_PRODUCT, _entries_product.pxi), larger js_pairwise ones
+    # up to SMALL_PRODUCT, _entries_product.pxi), larger js_pairwise ones
     # the Python layer's pairs on threads.  A pair costs about 16 elements' time.
     # Measured on one thread, square P and Q, n = 3 to 100, on a 2-core Intel
     # Xeon: the row kernel and the compiled product form (~2 us of fixed cost)
@@ -1415,7 +1415,8 @@ cdef object _pairwise_entry(int kind, object P, object Q, object base, bint norm
         return None
     small = SMALL_KL_PAIRWISE if kind == KIND_KL else SMALL_PAIRWISE
     if m * k * (n + PAIR_COST) > small:
-        if kind != KIND_KL or normalize or m * k * n > SMALL_PRODUCT:
+        if kind != KIND_KL or normalize or m * k * n > SMALL_PRODUCT \
+                or m * k > SMALL_PRODUCT_ENTRIES:
             return None
         product = True
     log_base = _log_base(base)

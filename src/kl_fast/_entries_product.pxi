@@ -3,12 +3,12 @@
 # Design: _pairwise._kl_matrix computes the all-pairs KL as each row's term
 # against the column maxima r minus one matrix product with the centred logs of
 # Q, in some fifteen NumPy and kernel calls whose fixed cost (~50 us) outweighs
-# the work up to m k n = 2**18.  _kl_product_small is the same computation for
-# the common case, step for step, through the same kernels and the same BLAS
+# small products' work.  _kl_product_small is the same computation for the
+# common case, step for step, through the same kernels, error bound and BLAS
 # call, so it gives the Python layer's entries: rows of finite non-negative
 # values without normalize, no row sum near the top of the range and, with
-# base, no p below 2**-968.  For anything else it returns None and the Python layer computes
-# (or explains) the call.
+# base, no p below 2**-968.  For anything else it returns None and the Python
+# layer computes (or explains) the call.
 
 # Entries of the matrix-product form within this many error bounds of zero are
 # recomputed by the exact row kernel, so every other entry has a relative error
@@ -23,9 +23,26 @@ cdef double _REFINE_RELATIVE = 2.0 ** -12
 REFINE_FACTOR, REFINE_RELATIVE = _REFINE_FACTOR, _REFINE_RELATIVE   # for the Python layer
 
 cdef enum:
-    # m k n up to this: the compiled product form; BLAS runs such a product on
-    # one thread (OpenBLAS starts its threads above 64 x 64 x 64)
-    SMALL_PRODUCT = 1 << 18
+    # m k n and m k up to these: the compiled product form, on one thread.
+    # Measured against the Python layer's (its finish on two threads), one call,
+    # 2-core Intel Xeon: 100 x 100, n = 100, 179 -> 141 us; 500 x 500, n = 4,
+    # 937 -> 426 us; 200 x 200, n = 200 (2**22.9), 725 -> 589 us; 1000 x 1000,
+    # n = 8, 1287 -> 1227 us.
+    SMALL_PRODUCT = 1 << 22
+    SMALL_PRODUCT_ENTRIES = 1 << 20
+
+# Set by the Python layer (configure_product): the m k n above which BLAS runs
+# a product on threads (-1: never), and what to call then (its threads spin on
+# after it: _kernels.note_busy_core).
+cdef Py_ssize_t _blas_threaded = -1
+cdef object _note_busy_core = None
+
+
+def configure_product(Py_ssize_t blas_threaded, object note_busy_core):
+    """Install the Python layer's view of BLAS's threads (see above)."""
+    global _blas_threaded, _note_busy_core
+    _blas_threaded, _note_busy_core = blas_threaded, note_busy_core
+
 
 cdef double _PRODUCT_TINY = 4.008336720017946e-292   # 2**-968 (kl_div's raw_tiny)
 # row sums up to this keep every entry's raw sum in range (|log(p / q)| <= 1455)
@@ -45,19 +62,22 @@ def product_gamma(Py_ssize_t n):
 
 
 cdef void _error_scales(const double *P, Py_ssize_t m, Py_ssize_t n, const double *r,
-                        double *h) noexcept nogil:
+                        double *abs_lr, double *h) noexcept nogil:
     """h[i], holding sum p log p of row p = P[i] on entry, becomes the scale of
     the product form's rounding errors in that row's entries: sum p |L| (= -C,
     added in the finish) plus sum |p log(p / r)| <= sum |p log p| + sum p |log r|,
-    taken as -sum p log p + sum p |log r| + 2 sum_{p > 1} p log p."""
+    taken as -sum p log p + sum p |log r| + 2 sum_{p > 1} p log p.  abs_lr:
+    room for the n values |log r|."""
     cdef Py_ssize_t i, l
     cdef double big
     cdef const double *p
+    for l in range(n):
+        abs_lr[l] = fabs(log(r[l]))
     for i in range(m):
         p, big = P + i * n, 0.0
         h[i] = -h[i]
         for l in range(n):
-            h[i] += p[l] * fabs(log(r[l]))
+            h[i] += p[l] * abs_lr[l]
             if p[l] > 1.0:
                 big += p[l] * log(p[l])
         h[i] += 2.0 * big
@@ -66,11 +86,12 @@ cdef void _error_scales(const double *P, Py_ssize_t m, Py_ssize_t n, const doubl
 def error_scales(const double[:, ::1] P, const double[::1] r, double[::1] h):
     """_error_scales of the rows of P against the column maxima r, in place
     of their sums p log p in h (the Python layer's product form)."""
+    cdef double[::1] abs_lr = _numpy.empty(r.shape[0])
     if P.shape[1] != r.shape[0] or P.shape[0] != h.shape[0]:
         raise ValueError("error_scales: P, r and h differ in shape")
     if P.shape[0] and P.shape[1]:
         with nogil:
-            _error_scales(&P[0, 0], P.shape[0], P.shape[1], &r[0], &h[0])
+            _error_scales(&P[0, 0], P.shape[0], P.shape[1], &r[0], &abs_lr[0], &h[0])
 
 
 cdef bint _plain_rows(const double *x, Py_ssize_t rows, Py_ssize_t n,
@@ -131,10 +152,10 @@ cdef bint _row_terms_small(const double *P, Py_ssize_t m, Py_ssize_t n, const do
                            double *scratch, double *hr, double *h_abs) noexcept nogil:
     """Per row of P: hr = sum p log(p / r) and the scale of the product form's
     rounding errors h_abs (_error_scales), as _pairwise._row_terms gives them.
-    scratch: room for n + m values.  False for a bad value or a row sum near
+    scratch: room for 2 n + m values.  False for a bad value or a row sum near
     the top of the range (the Python layer takes the call)."""
     cdef double *ones = scratch
-    cdef double *psum = scratch + n
+    cdef double *psum = scratch + 2 * n
     cdef Py_ssize_t i
     for i in range(n):
         ones[i] = 1.0
@@ -143,7 +164,7 @@ cdef bint _row_terms_small(const double *P, Py_ssize_t m, Py_ssize_t n, const do
     for i in range(m):
         if not psum[i] <= _PRODUCT_BIG:
             return False
-    _error_scales(P, m, n, r, h_abs)
+    _error_scales(P, m, n, r, scratch + n, h_abs)
     return _rows_against(P, m, n, r, False, hr, psum)
 
 
@@ -215,12 +236,12 @@ cdef object _kl_product_small(cnp.ndarray pa, cnp.ndarray qa, double log_base, b
     if not (_plain_rows(P, m, n, _PRODUCT_TINY if log_base != 0.0 else 0.0)
             and _plain_rows(Q, k, n, 0.0)):
         return None
-    # r, then n + m of scratch, hr, h_abs, n indices (Py_ssize_t, no wider than
+    # r, then 2 n + m of scratch, hr, h_abs, n indices (Py_ssize_t, no wider than
     # a double) and the (m, k) redo flags
-    work = <double *>calloc(3 * n + 3 * m + (m * k) // 8 + 1, sizeof(double))
+    work = <double *>calloc(4 * n + 3 * m + (m * k) // 8 + 1, sizeof(double))
     if work == NULL:
         raise MemoryError
-    r, hr = work, work + 2 * n + m
+    r, hr = work, work + 3 * n + m
     h_abs = hr + m
     try:
         _column_maxima(Q, k, n, r)
@@ -236,6 +257,8 @@ cdef object _kl_product_small(cnp.ndarray pa, cnp.ndarray qa, double log_base, b
         res = cnp.PyArray_EMPTY(2, L.out_shape, cnp.NPY_DOUBLE, 0)
         # (no overflow: |P L^T| <= sum p * 1400 < DBL_MAX, and no inf or NaN enters)
         _numpy.matmul(pa, L_arr.T, out=res)
+        if 0 <= _blas_threaded < m * k * n:
+            _note_busy_core()
         values = <double *>cnp.PyArray_DATA(res)
         with nogil:
             ok = _finish_small(P, Q, m, k, n, hr, h_abs, values,

@@ -296,6 +296,8 @@ def _blas_env_threads() -> str:
 # Read once, as BLAS read it when it loaded (NumPy is imported before this module);
 # a limit set at run time (threadpoolctl's) is not seen.
 _BLAS_ONE_THREAD = _blas_env_threads() == "1"
+_div_kernels.configure_product(-1 if _BLAS_ONE_THREAD else _BLAS_THREADED,
+                               _kernels.note_busy_core)
 
 
 def _kl_matrix(Pk: np.ndarray, Qk: np.ndarray, hp: np.ndarray, psum: np.ndarray,
