@@ -96,14 +96,15 @@ def error_scales(const double[:, ::1] P, const double[::1] r, double[::1] h):
 
 cdef bint _plain_rows(const double *x, Py_ssize_t rows, Py_ssize_t n,
                       double least) noexcept nogil:
-    """Every value finite, non-negative and 0 or at least ``least``."""
+    """Every value finite, non-negative and 0 or at least ``least`` (one pass
+    without an early exit, which a compiler may vectorise)."""
     cdef Py_ssize_t t
     cdef double v
+    cdef unsigned char ok = 1
     for t in range(rows * n):
         v = x[t]
-        if not (v == 0.0 or (v >= least and v <= DBL_MAX)):
-            return False
-    return True
+        ok &= (v == 0.0) | ((v >= least) & (v <= DBL_MAX))
+    return ok
 
 
 cdef void _column_maxima(const double *Q, Py_ssize_t k, Py_ssize_t n, double *r) noexcept nogil:
@@ -169,10 +170,9 @@ cdef bint _row_terms_small(const double *P, Py_ssize_t m, Py_ssize_t n, const do
 
 
 cdef void _infinite_entries(const double *P, const double *Q, Py_ssize_t m, Py_ssize_t k,
-                            Py_ssize_t n, double *res, unsigned char *redo,
-                            Py_ssize_t *zeros) noexcept nogil:
-    """res[i, j] = +inf (and redo[i, j] = 0) where P[i] has mass on a zero of
-    Q[j]; zeros: room for n indices."""
+                            Py_ssize_t n, double *res, Py_ssize_t *zeros) noexcept nogil:
+    """res[i, j] = +inf where P[i] has mass on a zero of Q[j]; zeros: room for
+    n indices."""
     cdef Py_ssize_t i, j, l, z, nz
     for j in range(k):
         nz = 0
@@ -186,7 +186,6 @@ cdef void _infinite_entries(const double *P, const double *Q, Py_ssize_t m, Py_s
             for z in range(nz):
                 if P[i * n + zeros[z]] > 0.0:
                     res[i * k + j] = HUGE_VAL
-                    redo[i * k + j] = 0
                     break
 
 
@@ -195,22 +194,25 @@ cdef bint _finish_small(const double *P, const double *Q, Py_ssize_t m, Py_ssize
                         unsigned char *redo, Py_ssize_t *zeros) noexcept nogil:
     """res (holding P L^T) becomes the divergences, those the bound cannot
     resolve from 0 recomputed by kl_div's row kernel (False when such a pair
-    needs the Python layer's rescaling)."""
+    needs the Python layer's rescaling), and +inf where P[i] has mass on a
+    zero of Q[j] (kl_div's value of such a pair too).  redo: k zeroed bytes,
+    a row's flags at a time; zeros: room for n indices."""
     cdef double gamma = _product_gamma(n)
     cdef double factor = max(_REFINE_FACTOR, _REFINE_RELATIVE / gamma)
-    cdef Py_ssize_t i, t
-    cdef int any_redo = 0
+    cdef Py_ssize_t i, j
+    cdef double *row
     for i in range(m):
-        any_redo |= core_table().product_row(res + i * k, k, hr[i], h_abs[i], gamma, factor,
-                                             redo + i * k)
-    _infinite_entries(P, Q, m, k, n, res, redo, zeros)
-    if not any_redo:
-        return True
-    for t in range(m * k):
-        if redo[t] and _row_value(KIND_KL, False, <const char *>(P + (t // k) * n), 1,
-                                  <const char *>(Q + (t % k) * n), 1, n, False, False, 0.0,
-                                  0.0, &res[t]) != ROW_DONE:
-            return False
+        row = res + i * k
+        if not core_table().product_row(row, k, hr[i], h_abs[i], gamma, factor, redo):
+            continue
+        for j in range(k):
+            if redo[j]:
+                redo[j] = 0
+                if _row_value(KIND_KL, False, <const char *>(P + i * n), 1,
+                              <const char *>(Q + j * n), 1, n, False, False, 0.0, 0.0,
+                              &row[j]) != ROW_DONE:
+                    return False
+    _infinite_entries(P, Q, m, k, n, res, zeros)
     return True
 
 
@@ -231,14 +233,15 @@ cdef object _kl_product_small(cnp.ndarray pa, cnp.ndarray qa, double log_base, b
     cdef double *values
     cdef bint ok
     cdef Layout L
-    # (with base, a p below 2**-968 may keep few bits in its term, which base
-    # magnifies: _pairwise._small_entries redoes such entries)
-    if not (_plain_rows(P, m, n, _PRODUCT_TINY if log_base != 0.0 else 0.0)
+    # P's values are checked by its row sums (_row_terms_small); with base, a p
+    # below 2**-968 may keep few bits in its term, which base magnifies
+    # (_pairwise._small_entries redoes such entries)
+    if not ((log_base == 0.0 or _plain_rows(P, m, n, _PRODUCT_TINY))
             and _plain_rows(Q, k, n, 0.0)):
         return None
     # r, then 2 n + m of scratch, hr, h_abs, n indices (Py_ssize_t, no wider than
-    # a double) and the (m, k) redo flags
-    work = <double *>calloc(4 * n + 3 * m + (m * k) // 8 + 1, sizeof(double))
+    # a double) and a row's k redo flags
+    work = <double *>calloc(4 * n + 3 * m + k // 8 + 1, sizeof(double))
     if work == NULL:
         raise MemoryError
     r, hr = work, work + 3 * n + m
