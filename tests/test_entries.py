@@ -287,6 +287,12 @@ def test_what_the_compiled_product_form_leaves_to_the_python_layer():
         _same(kl_fast.kl_pairwise(A, B, **opts), _pairwise.kl_pairwise_python(A, B, **opts))
     with pytest.raises(ValueError, match=r"kl_pairwise: Q contains NaN at index \[7, 2\]"):
         kl_fast.kl_pairwise(P, bad)
+    # broadcast (stride 0) inputs whose m k (n + 16) overflows 64 bits (to 0 for
+    # the first), or whose m k is beyond the compiled product form
+    for shape in ((2**22, 2**20 - 16), (2**29, 2**30), (2**20, 5)):
+        huge_p = np.broadcast_to(np.full(1, 0.5), shape)
+        assert _div_kernels.fast_path("kl_pairwise", huge_p, huge_p) is None
+        assert _div_kernels.fast_path("js_pairwise", huge_p, huge_p) is None
     neg = P.copy()
     neg[9, 1] = -0.5
     with pytest.raises(ValueError, match=r"kl_pairwise: P contains a negative value \(-0\.5\) at index \[9, 1\]"):

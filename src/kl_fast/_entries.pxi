@@ -1410,13 +1410,13 @@ cdef object _pairwise_entry(int kind, object P, object Q, object base, bint norm
             or pa.dtype.itemsize > 8 or qa.dtype.itemsize > 8:
         return None  # extended precision: the Python layer checks its range
     m, n, k = cnp.PyArray_DIM(pa, 0), cnp.PyArray_DIM(pa, 1), cnp.PyArray_DIM(qa, 0)
-    if cnp.PyArray_DIM(qa, 1) != n or n == 0 or m * k == 0 or m > SMALL_PRODUCT \
-            or k > SMALL_PRODUCT or n > SMALL_PRODUCT:
+    if cnp.PyArray_DIM(qa, 1) != n or n == 0 or m == 0 or k == 0:
         return None
+    # sizes in double: the dimensions of broadcast (stride 0) inputs are unbounded
     small = SMALL_KL_PAIRWISE if kind == KIND_KL else SMALL_PAIRWISE
-    if m * k * (n + PAIR_COST) > small:
-        if kind != KIND_KL or normalize or m * k * n > SMALL_PRODUCT \
-                or m * k > SMALL_PRODUCT_ENTRIES:
+    if <double>m * k * (n + PAIR_COST) > small:
+        if kind != KIND_KL or normalize or <double>m * k * n > SMALL_PRODUCT \
+                or <double>m * k > SMALL_PRODUCT_ENTRIES:
             return None
         product = True
     log_base = _log_base(base)
