@@ -228,6 +228,7 @@ def _product_cases():
     yield "dense", P, Q, {}
     yield "zeros in P and Q", sparse_p, sparse_q, {}
     yield "a zero row of P", np.vstack([P, np.zeros(12)]), Q, {}
+    yield "a zero column of Q", sparse_p, np.where(np.arange(12) == 3, 0.0, Q), {}
     yield "near-duplicate rows", P, near, {}
     yield "P with itself", P, None, {}
     yield "base 2", sparse_p, sparse_q, {"base": 2.0}
@@ -297,6 +298,27 @@ def test_what_the_compiled_product_form_leaves_to_the_python_layer():
     neg[9, 1] = -0.5
     with pytest.raises(ValueError, match=r"kl_pairwise: P contains a negative value \(-0\.5\) at index \[9, 1\]"):
         kl_fast.kl_pairwise(neg, Q)
+    for value, word in ((-0.5, r"a negative value \(-0\.5\)"),
+                        (np.inf, r"an infinite value \(inf\)")):
+        bad_q = Q.copy()
+        bad_q[11, 6] = value
+        assert _div_kernels.fast_path("kl_pairwise", P, bad_q, check=False) is None
+        with pytest.raises(ValueError, match=rf"kl_pairwise: Q contains {word} at index \[11, 6\]"):
+            kl_fast.kl_pairwise(P, bad_q)
+
+
+def test_column_maxima_are_numpys_with_non_positive_columns_at_one():
+    rng = np.random.default_rng(20)
+    Q = rng.random((7, 9)) - 0.3
+    Q[:, 2] = 0.0
+    Q[:, 3] = -1.0
+    Q[4, 5] = np.nan
+    Q[1, 6] = np.inf
+    Q[0, 7] = -0.0
+    for A in (Q, Q[:1], np.zeros((0, 4)), np.zeros((3, 0))):
+        want = A.max(axis=0) if A.shape[0] else np.zeros(A.shape[1])
+        want[~(want > 0)] = 1.0
+        _same(_div_kernels.column_maxima(np.ascontiguousarray(A)), want)
 
 
 @pytest.mark.parametrize("func", [kl_fast.kl_div, kl_fast.js_div, kl_fast.kl_div_log])

@@ -18,7 +18,8 @@ from kl_fast._core_table cimport (
     product_bound,
 )
 from kl_fast._kernels cimport (
-    choose_threads, core_table, kl_log_row, kl_row, team_completed, team_finished,
+    TASK_ROWS, choose_threads, core_table, kl_log_row, kl_row, kl_rows_task, team_completed,
+    team_finished,
 )
 
 

@@ -45,9 +45,6 @@ cdef enum:
     # a row of more than SHORT_N elements costs about ROW_COST elements beyond
     # its own in the thread rule (_row_work)
     ROW_COST = 32
-    # kl_div's rows computed across rows (short rows, float64 columns) go
-    # TASK_ROWS at a time through kl_rows_across (a thread's unit of work)
-    TASK_ROWS = 128
     # a single row of at least LONG_ROW elements is shared by the threads, at
     # most one per LONG_TASK elements (_rows_threads; BLOCK_F64 and BLOCK_F32
     # divide it)

@@ -107,21 +107,59 @@ cdef bint _plain_rows(const double *x, Py_ssize_t rows, Py_ssize_t n,
     return ok
 
 
-cdef void _column_maxima(const double *Q, Py_ssize_t k, Py_ssize_t n, double *r) noexcept nogil:
-    """r = the maxima of Q's columns, 1 where a column is all zero."""
+cdef void _column_scan(const double *Q, Py_ssize_t k, Py_ssize_t n, double *hi, double *lo,
+                       double *zeros) noexcept nogil:
+    """Per column l of Q (k, n), in one pass a compiler vectorises (a row at a
+    time, the columns side by side): hi[l] its maximum (NaN where the column
+    holds one, as NumPy's max), lo[l] its minimum and zeros[l] its number of
+    zeros; each starts at 0."""
     cdef Py_ssize_t j, l
+    cdef double v
     for l in range(n):
-        r[l] = 0.0
+        hi[l], lo[l], zeros[l] = 0.0, 0.0, 0.0
     for j in range(k):
         for l in range(n):
-            r[l] = max(r[l], Q[j * n + l])
+            v = Q[j * n + l]
+            hi[l] = hi[l] if ((hi[l] >= v) | (hi[l] != hi[l])) else v
+            lo[l] = lo[l] if lo[l] <= v else v
+            zeros[l] += 1.0 if v == 0.0 else 0.0
+
+
+cdef inline void _centre(double *r, Py_ssize_t n) noexcept nogil:
+    """Column maxima r become the product form's centring: 1 where not positive."""
+    cdef Py_ssize_t l
     for l in range(n):
         if not r[l] > 0.0:
             r[l] = 1.0
 
 
-cdef enum:
-    TERM_ROWS = 64   # rows per call of the across-rows kernel
+def column_maxima(const double[:, ::1] Q):
+    """The centring r of the product form for Q (k, n): its column maxima, 1
+    where those are not positive (a new array of n values; the Python layer)."""
+    cdef Py_ssize_t k = Q.shape[0], n = Q.shape[1]
+    cdef cnp.ndarray r = _numpy.empty(n)
+    cdef double[::1] scratch = _numpy.empty(2 * n + 1)
+    _column_scan(&Q[0, 0] if k and n else NULL, k, n, <double *>cnp.PyArray_DATA(r),
+                 &scratch[0], &scratch[n])
+    _centre(<double *>cnp.PyArray_DATA(r), n)
+    return r
+
+
+cdef Py_ssize_t _checked_columns(const double *Q, Py_ssize_t k, Py_ssize_t n, double *r,
+                                 double *scratch, Py_ssize_t *cols) noexcept nogil:
+    """r = the centring of Q (k, n) (column_maxima's) and cols = the columns
+    holding a zero; their number, or -1 where Q holds a negative, NaN or
+    infinite value.  scratch: room for 2 n values."""
+    cdef Py_ssize_t l, ncols = 0
+    _column_scan(Q, k, n, r, scratch, scratch + n)
+    for l in range(n):
+        if not (scratch[l] >= 0.0 and r[l] <= DBL_MAX):
+            return -1
+        if scratch[n + l] > 0.0:
+            cols[ncols] = l
+            ncols += 1
+    _centre(r, n)
+    return ncols
 
 
 cdef bint _rows_against(const double *P, Py_ssize_t m, Py_ssize_t n, const double *v,
@@ -129,19 +167,19 @@ cdef bint _rows_against(const double *P, Py_ssize_t m, Py_ssize_t n, const doubl
     """sums[i] = sum p log(p / v) of every row p of P, by kl_rows' kernels
     (across rows when they are short); with stats the values are checked and
     totals[i] = sum p.  False for a bad value (the Python layer explains it)."""
-    cdef double res[3 * TERM_ROWS]
-    cdef int st[TERM_ROWS]
+    cdef double res[3 * TASK_ROWS]
+    cdef signed char bad[TASK_ROWS]
     cdef Py_ssize_t i0 = 0, i, rows
     while i0 < m:
-        rows = min(<Py_ssize_t>TERM_ROWS, m - i0)
+        rows = min(<Py_ssize_t>TASK_ROWS, m - i0)
         if m > 1 and n <= SHORT_N:
-            core_table().kl_rows_across_f64(P + i0 * n, n, 1, v, 0, 1, rows, n, stats, stats,
-                                            res, st)
+            kl_rows_task(P + i0 * n, n, 1, v, 0, 1, rows, n, stats, stats, res, bad)
         else:
             for i in range(rows):
-                st[i] = kl_row(P + (i0 + i) * n, 1, v, 1, n, stats, stats, res + 3 * i)
+                bad[i] = (kl_row(P + (i0 + i) * n, 1, v, 1, n, stats, stats, res + 3 * i)
+                          == ROW_BAD)
         for i in range(rows):
-            if st[i] == ROW_BAD:
+            if bad[i]:
                 return False
             sums[i0 + i] = res[3 * i]
             totals[i0 + i] = res[3 * i + 1]
@@ -170,15 +208,16 @@ cdef bint _row_terms_small(const double *P, Py_ssize_t m, Py_ssize_t n, const do
 
 
 cdef void _infinite_entries(const double *P, const double *Q, Py_ssize_t m, Py_ssize_t k,
-                            Py_ssize_t n, double *res, Py_ssize_t *zeros) noexcept nogil:
-    """res[i, j] = +inf where P[i] has mass on a zero of Q[j]; zeros: room for
-    n indices."""
-    cdef Py_ssize_t i, j, l, z, nz
+                            Py_ssize_t n, const Py_ssize_t *cols, Py_ssize_t ncols,
+                            double *res, Py_ssize_t *zeros) noexcept nogil:
+    """res[i, j] = +inf where P[i] has mass on a zero of Q[j]; cols: the ncols
+    columns of Q holding a zero; zeros: room for ncols indices."""
+    cdef Py_ssize_t i, j, c, z, nz
     for j in range(k):
         nz = 0
-        for l in range(n):
-            if Q[j * n + l] == 0.0:
-                zeros[nz] = l
+        for c in range(ncols):
+            if Q[j * n + cols[c]] == 0.0:
+                zeros[nz] = cols[c]
                 nz += 1
         if nz == 0:
             continue
@@ -190,13 +229,15 @@ cdef void _infinite_entries(const double *P, const double *Q, Py_ssize_t m, Py_s
 
 
 cdef bint _finish_small(const double *P, const double *Q, Py_ssize_t m, Py_ssize_t k,
-                        Py_ssize_t n, const double *hr, const double *h_abs, double *res,
+                        Py_ssize_t n, const double *hr, const double *h_abs,
+                        const Py_ssize_t *cols, Py_ssize_t ncols, double *res,
                         unsigned char *redo, Py_ssize_t *zeros) noexcept nogil:
     """res (holding P L^T) becomes the divergences, those the bound cannot
     resolve from 0 recomputed by kl_div's row kernel (False when such a pair
     needs the Python layer's rescaling), and +inf where P[i] has mass on a
-    zero of Q[j] (kl_div's value of such a pair too).  redo: k zeroed bytes,
-    a row's flags at a time; zeros: room for n indices."""
+    zero of Q[j] (kl_div's value of such a pair too; cols: the ncols columns
+    of Q holding a zero).  redo: k zeroed bytes, a row's flags at a time;
+    zeros: room for ncols indices."""
     cdef double gamma = _product_gamma(n)
     cdef double factor = max(_REFINE_FACTOR, _REFINE_RELATIVE / gamma)
     cdef Py_ssize_t i, j
@@ -212,7 +253,8 @@ cdef bint _finish_small(const double *P, const double *Q, Py_ssize_t m, Py_ssize
                               <const char *>(Q + j * n), 1, n, False, False, 0.0, 0.0,
                               &row[j]) != ROW_DONE:
                     return False
-    _infinite_entries(P, Q, m, k, n, res, zeros)
+    if ncols:
+        _infinite_entries(P, Q, m, k, n, cols, ncols, res, zeros)
     return True
 
 
@@ -233,21 +275,27 @@ cdef object _kl_product_small(cnp.ndarray pa, cnp.ndarray qa, double log_base, b
     cdef double *values
     cdef bint ok
     cdef Layout L
-    # P's values are checked by its row sums (_row_terms_small); with base, a p
-    # below 2**-968 may keep few bits in its term, which base magnifies
-    # (_pairwise._small_entries redoes such entries)
-    if not ((log_base == 0.0 or _plain_rows(P, m, n, _PRODUCT_TINY))
-            and _plain_rows(Q, k, n, 0.0)):
+    cdef Py_ssize_t ncols
+    cdef Py_ssize_t *cols
+    # P's values are checked by its row sums (_row_terms_small), Q's by its
+    # column scan (_checked_columns); with base, a p below 2**-968 may keep few
+    # bits in its term, which base magnifies (_pairwise._small_entries redoes
+    # such entries)
+    if not (log_base == 0.0 or _plain_rows(P, m, n, _PRODUCT_TINY)):
         return None
-    # r, then 2 n + m of scratch, hr, h_abs, n indices (Py_ssize_t, no wider than
-    # a double) and a row's k redo flags
-    work = <double *>calloc(4 * n + 3 * m + k // 8 + 1, sizeof(double))
+    # r, then 2 n + m of scratch, hr, h_abs, 2 n indices (Py_ssize_t, no wider
+    # than a double: a row's zeros, then the columns holding a zero) and a
+    # row's k redo flags
+    work = <double *>calloc(5 * n + 3 * m + k // 8 + 1, sizeof(double))
     if work == NULL:
         raise MemoryError
     r, hr = work, work + 3 * n + m
     h_abs = hr + m
+    cols = <Py_ssize_t *>(h_abs + m + n)
     try:
-        _column_maxima(Q, k, n, r)
+        ncols = _checked_columns(Q, k, n, r, work + n, cols)
+        if ncols < 0:
+            return None
         L_arr = cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(qa), cnp.NPY_DOUBLE, 0)
         with nogil:
             for t in range(k):
@@ -264,8 +312,8 @@ cdef object _kl_product_small(cnp.ndarray pa, cnp.ndarray qa, double log_base, b
             _note_busy_core()
         values = <double *>cnp.PyArray_DATA(res)
         with nogil:
-            ok = _finish_small(P, Q, m, k, n, hr, h_abs, values,
-                               <unsigned char *>(h_abs + m + n), <Py_ssize_t *>(h_abs + m))
+            ok = _finish_small(P, Q, m, k, n, hr, h_abs, cols, ncols, values,
+                               <unsigned char *>(h_abs + m + 2 * n), <Py_ssize_t *>(h_abs + m))
             if ok and log_base != 0.0:   # base (as NumPy divides, without its overflow warning)
                 for t in range(m * k):
                     values[t] = values[t] / log_base

@@ -31,6 +31,30 @@ cdef inline int kl_row(const floating *p, Py_ssize_t sp, const floating *q,
         return core_table().kl_row_f32(p, sp, q, sq, n, check, want_sums, res)
 
 
+cdef enum:
+    TASK_ROWS = 128   # rows per call of kl_rows_across (a thread's unit of work)
+
+
+cdef inline void kl_rows_task(const floating *p, Py_ssize_t sp0, Py_ssize_t sp1,
+                              const floating *q, Py_ssize_t sq0, Py_ssize_t sq1,
+                              Py_ssize_t rows, Py_ssize_t n, bint check, bint want_sums,
+                              double *res, signed char *bad) noexcept nogil:
+    """kl_row of up to TASK_ROWS short rows (0 < n <= SHORT_N) at once, across
+    rows (kl_rows_across): row r's sums into res[3 r : 3 r + 3], bad[r] = 1
+    where check is set and row r holds a bad value (its res is then not
+    written), else 0.  Strides in elements."""
+    cdef int st[TASK_ROWS]
+    cdef Py_ssize_t r
+    if floating is double:
+        core_table().kl_rows_across_f64(p, sp0, sp1, q, sq0, sq1, rows, n, check, want_sums,
+                                        res, st)
+    else:
+        core_table().kl_rows_across_f32(p, sp0, sp1, q, sq0, sq1, rows, n, check, want_sums,
+                                        res, st)
+    for r in range(rows):
+        bad[r] = 1 if st[r] == ROW_BAD else 0
+
+
 cdef inline int kl_log_row(const floating *lp, Py_ssize_t sp, const floating *lq,
                            Py_ssize_t sq, Py_ssize_t n, bint normalize, bint check,
                            double *res) noexcept nogil:

@@ -429,36 +429,14 @@ def busy_thresholds():
     return BUSY_SPAN, BUSY_SLACK, BUSY_WORK, BUSY_PERSIST, BLAS_SPAN
 
 
-
-cdef inline int _row(const CoreTable *tab, const floating *p, Py_ssize_t sp, const floating *q,
-                     Py_ssize_t sq, Py_ssize_t n, bint check, bint want_sums,
-                     double *res) noexcept nogil:
-    if floating is double:
-        return tab.kl_row_f64(p, sp, q, sq, n, check, want_sums, res)
-    else:
-        return tab.kl_row_f32(p, sp, q, sq, n, check, want_sums, res)
-
-
-cdef enum:
-    TASK_ROWS = 128   # rows per call of kl_rows_across (a thread's unit of work)
-
-
-cdef void _across_rows(const CoreTable *tab, const floating *p, Py_ssize_t sp0,
-                      Py_ssize_t sp1, const floating *q, Py_ssize_t sq0, Py_ssize_t sq1,
-                      Py_ssize_t m, Py_ssize_t n, Py_ssize_t r0, bint check, bint want_sums,
-                      double *out, signed char *status) noexcept nogil:
-    """Rows r0 .. r0 + TASK_ROWS - 1 (or to the end) of kl_rows through
-    kl_rows_across."""
-    cdef int st[TASK_ROWS]
-    cdef Py_ssize_t r, rows = min(<Py_ssize_t>TASK_ROWS, m - r0)
-    if floating is double:
-        tab.kl_rows_across_f64(p + r0 * sp0, sp0, sp1, q + r0 * sq0, sq0, sq1, rows, n, check,
-                              want_sums, out + 3 * r0, st)
-    else:
-        tab.kl_rows_across_f32(p + r0 * sp0, sp0, sp1, q + r0 * sq0, sq0, sq1, rows, n, check,
-                              want_sums, out + 3 * r0, st)
-    for r in range(rows):
-        status[r0 + r] = 1 if st[r] == ROW_BAD else 0
+cdef inline void _across_rows(const floating *p, Py_ssize_t sp0, Py_ssize_t sp1,
+                              const floating *q, Py_ssize_t sq0, Py_ssize_t sq1,
+                              Py_ssize_t m, Py_ssize_t n, Py_ssize_t r0, bint check,
+                              bint want_sums, double *out, signed char *status) noexcept nogil:
+    """Rows r0 .. r0 + TASK_ROWS - 1 (or to the end) of kl_rows."""
+    kl_rows_task(p + r0 * sp0, sp0, sp1, q + r0 * sq0, sq0, sq1,
+                 min(<Py_ssize_t>TASK_ROWS, m - r0), n, check, want_sums,
+                 out + 3 * r0, status + r0)
 
 
 def kl_rows(const floating[:, :] p, const floating[:, :] q, double[:, ::1] out,
@@ -479,7 +457,6 @@ def kl_rows(const floating[:, :] p, const floating[:, :] q, double[:, ::1] out,
     cdef const floating *pp
     cdef const floating *qp
     cdef int st
-    cdef const CoreTable *tab = _table
     if q.shape[0] != m or q.shape[1] != n or out.shape[0] != m or out.shape[1] != 3 \
             or status.shape[0] != m:
         raise ValueError("kl_rows: shape mismatch between p, q, out and status")
@@ -496,26 +473,26 @@ def kl_rows(const floating[:, :] p, const floating[:, :] q, double[:, ::1] out,
                     for g in range(groups):
                         if stop_requested(watched):
                             break
-                        _across_rows(tab, pp, sp0, sp1, qp, sq0, sq1, m, n, g * TASK_ROWS, check,
-                                    want_sums, &out[0, 0], &status[0])
+                        _across_rows(pp, sp0, sp1, qp, sq0, sq1, m, n, g * TASK_ROWS, check,
+                                     want_sums, &out[0, 0], &status[0])
             else:
                 for g in prange(groups, nogil=True, schedule="static", num_threads=n_threads):
                     if not stop_requested(watched):
-                        _across_rows(tab, pp, sp0, sp1, qp, sq0, sq1, m, n, g * TASK_ROWS, check,
-                                    want_sums, &out[0, 0], &status[0])
+                        _across_rows(pp, sp0, sp1, qp, sq0, sq1, m, n, g * TASK_ROWS, check,
+                                     want_sums, &out[0, 0], &status[0])
         elif n_threads <= 1 or m == 1:
             with nogil:
                 for i in range(m):
                     if stop_requested(watched):
                         break
-                    st = _row(tab, pp + i * sp0, sp1, qp + i * sq0, sq1, n, check, want_sums,
-                              &out[i, 0])
+                    st = kl_row(pp + i * sp0, sp1, qp + i * sq0, sq1, n, check, want_sums,
+                                &out[i, 0])
                     status[i] = 1 if st == ROW_BAD else 0
         else:
             for i in prange(m, nogil=True, schedule="static", num_threads=n_threads):
                 if not stop_requested(watched):
-                    st = _row(tab, pp + i * sp0, sp1, qp + i * sq0, sq1, n, check, want_sums,
-                              &out[i, 0])
+                    st = kl_row(pp + i * sp0, sp1, qp + i * sq0, sq1, n, check, want_sums,
+                                &out[i, 0])
                     status[i] = 1 if st == ROW_BAD else 0
     finally:
         _end_watch(watched)

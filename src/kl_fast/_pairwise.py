@@ -271,11 +271,9 @@ class CentredLogs(NamedTuple):
 
 def _centred_logs(Q64: np.ndarray, num_threads: Any, func: str) -> CentredLogs:
     Q64 = np.ascontiguousarray(Q64)
-    k, n = Q64.shape
-    r = Q64.max(axis=0) if k else np.ones(n)
-    r[~(r > 0)] = 1.0
+    r = _div_kernels.column_maxima(Q64)
     L = np.empty(Q64.shape, dtype=np.float64)
-    nt = resolve_threads(num_threads, k, Q64.size, func)
+    nt = resolve_threads(num_threads, Q64.shape[0], Q64.size, func)
     _div_kernels.centred_log_rows(Q64, r, L, nt)
     return CentredLogs(L, r)
 

@@ -46,11 +46,6 @@
 #define KLM_HAVE_SSE42 0
 #endif
 
-#include <stdint.h>
-#include <string.h>
-#include <float.h>
-#include <math.h>
-
 /* ln 2 = HI + LO with k*HI exact for |k| < 2^21 */
 #define KLM_LN2HI_D   0x1.62e42fee00000p-1
 #define KLM_LN2LO_D   0x1.a39ef35793c76p-33
@@ -122,7 +117,7 @@ static inline double klm_log_tail_f64(double s, double f, double k)
     p = KLM_LG3_D + u * p;
     p = KLM_LG2_D + u * p;
     p = KLM_LG1_D + u * p;
-    /* log x = k ln2 + f - s (f - R), R = u p; explicit fma, since -std=c99 turns contraction off */
+    /* log x = k ln2 + f - s (f - R), R = u p; explicit fma: contraction is each compiler's choice */
 #if KLM_HAVE_FMA
     double a = fma(s, fma(-u, p, f), -(k * KLM_LN2LO_D));
     return fma(k, KLM_LN2HI_D, -(a - f));
