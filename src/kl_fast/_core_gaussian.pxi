@@ -1412,23 +1412,23 @@ cdef enum:
     VALLEY_HALVINGS = 10   # points a valley step tries: from 1/2 to 1/1024 of the way
 
 
-cdef inline double gk_direction(const GkNewtonStep *st, double nu, double *d1, double *d2,
-                                double *gd) noexcept nogil:
+cdef inline double gk_direction(const GkNewtonStep *st, double nu, bint keep_mu, double *d1,
+                                double *d2, double *gd) noexcept nogil:
     """The Newton step with nu times the Hessian's diagonal added
     (Levenberg-Marquardt) into d1, d2 and its directional derivative into gd;
     returns the determinant (a descent direction only where it is > 0).  With
-    st.sigma_only the step keeps mu: it lies on the line (-2 b, 1) of the
-    natural parameters (b = (mu - c) / L, eta1 = -2 b eta2 there), whose
-    curvature u'Hu = Var_q[(t - b)^2] takes the determinant's place."""
+    keep_mu the step keeps mu: it lies on the line (-2 b, 1) of the natural
+    parameters (b = (mu - c) / L, eta1 = -2 b eta2 there), whose curvature
+    u'Hu = Var_q[(t - b)^2] takes the determinant's place."""
     cdef double a11 = st.h11 * (1.0 + nu), a22 = st.h22 * (1.0 + nu)
-    cdef double det = a11 * a22 - st.h12 * st.h12
-    cdef double b = st.b, s
-    if st.sigma_only:
+    cdef double b = st.b, det, s
+    if keep_mu:
         det = ((4.0 * b) * (b * st.h11 - st.h12) + st.h22) * (1.0 + nu)
         s = -(st.gn2 - 2.0 * b * st.gn1) / det
         d1[0] = -2.0 * b * s
         d2[0] = s
     else:
+        det = a11 * a22 - st.h12 * st.h12
         d1[0] = -(a22 * st.gn1 - st.h12 * st.gn2) / det
         d2[0] = -(a11 * st.gn2 - st.h12 * st.gn1) / det
     gd[0] = st.gn1 * d1[0] + st.gn2 * d2[0]
@@ -1446,15 +1446,23 @@ cdef inline bint gk_mu_resolved(const GkNewtonStep *st, double mu, double sigma,
     to reach tol (ulp(mu) / L is 2e-6 at mu = 1e10, L = 1).  Only near p (mu
     within 8 L of p's mean c, sigma at most 8 L), where an optimum can be: along
     a tilt mu runs off with sigma^2, and the tilt's own rules end the fit."""
-    cdef GkNewtonStep full = st[0]
     cdef double d1, d2, gd, v = (sigma / L) * (sigma / L), a = fabs(mu)
     if not (fabs(mu - c) <= 8.0 * L and sigma <= 8.0 * L):
         return False
-    full.sigma_only = False
-    if not (gk_direction(&full, 0.0, &d1, &d2, &gd) > 0.0):
+    if not (gk_direction(st, 0.0, False, &d1, &d2, &gd) > 0.0):
         return False
     return fabs(L * (v * klm_mul_add_f64(2.0 * st.b, d2, d1))) \
         <= 0.515625 * (nextafter(a, INFINITY) - a)
+
+
+cdef inline bint gk_system_at(const gk_psums *ps, const GkIterate *cur, double L,
+                              GkNewtonStep *st) noexcept nogil:
+    """The Newton system at cur into st (gk_newton_system; False where there is
+    none), its steps keeping mu (st.sigma_only) where mu is resolved."""
+    if not gk_newton_system(ps, &cur.qs, &cur.ev, cur.mu, L, st):
+        return False
+    st.sigma_only = gk_mu_resolved(st, cur.mu, cur.sigma, ps.c, L)
+    return True
 
 
 cdef inline bint gk_try(const floating *p, Py_ssize_t sp, const double *x, Py_ssize_t n,
@@ -1505,7 +1513,7 @@ cdef bint gk_damped_step(const floating *p, Py_ssize_t sp, const double *x, Py_s
     cdef int tr
     for tr in range(60):
         tries[0] = tr + 1
-        det = gk_direction(st, nu, &d1, &d2, &gd)
+        det = gk_direction(st, nu, st.sigma_only, &d1, &d2, &gd)
         lam = 1.0
         if nu == 0.0:
             dec = sqrt(fmax(-gd, 0.0))
@@ -1538,7 +1546,7 @@ cdef bint gk_valley_step(const floating *p, Py_ssize_t sp, const double *x, Py_s
     cdef double d1, d2, gd, t, lam = 0.0
     cdef bint found = False
     cdef int h
-    if not (gk_direction(st, 0.0, &d1, &d2, &gd) > 0.0 and d2 > 0.0
+    if not (gk_direction(st, 0.0, st.sigma_only, &d1, &d2, &gd) > 0.0 and d2 > 0.0
             and not (cur.eta2 + d2 < 0.0)):
         return False
     t = 0.5 * (-cur.eta2 / d2)
@@ -1615,7 +1623,7 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
     cdef double x_lo = 0.0, x_hi = -1.0, a_tilt = 0.0
     cdef GkIterate cur, nxt, alt, best
     cdef GkNewtonStep st
-    cdef bint accepted, system, resolved
+    cdef bint accepted, system
     cdef int tries, tilt = TILT_NOT_WIDER, rises = 0
     res.nit = 0
     res.nfev = 0
@@ -1646,9 +1654,8 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
             return
         # mu the double nearest its optimum: done once sigma's part of the
         # gradient is below tol (else steps that keep mu finish sigma, below)
-        if gk_newton_system(ps, &cur.qs, &cur.ev, cur.mu, L, &st) \
-                and gk_mu_resolved(&st, cur.mu, cur.sigma, ps.c, L) \
-                and fabs((cur.ev.g2 / L) / L) / ps.P < tol:
+        system = gk_system_at(ps, &cur, L, &st)
+        if st.sigma_only and fabs((cur.ev.g2 / L) / L) / ps.P < tol:
             res.status = GK_FIT_RESOLVED
             return
         # where the infimum is a tilt sigma grows without end: once it is wider
@@ -1668,6 +1675,7 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
                 # the KL, and the fit goes on from there
                 gk_along_tilt(p, sp, x, n, ps, x_hi - x_lo, a_tilt, nthreads, &cur, res, hist)
                 gk_to_natural(ps, L, &cur)
+                system = gk_system_at(ps, &cur, L, &st)
                 if cur.ev.kl <= best.ev.kl:
                     best = cur
                     rises = 0
@@ -1681,16 +1689,13 @@ cdef void gk_newton_row(const floating *p, Py_ssize_t sp, const double *x, Py_ss
         if stop():
             res.status = GK_FIT_INTERRUPTED
             return
-        system = gk_newton_system(ps, &cur.qs, &cur.ev, cur.mu, L, &st)
-        resolved = system and gk_mu_resolved(&st, cur.mu, cur.sigma, ps.c, L)
-        st.sigma_only = resolved
         if system:
             noise = 64.0 * DBL_EPSILON * cur.ev.noise
             accepted = gk_damped_step(p, sp, x, n, ps, L, &st, &cur, noise, nthreads, &nxt,
                                       &tries, res)
             # a damped step that needed Levenberg-Marquardt competes with the valley
             # (a step that failed widens sigma instead, below)
-            if accepted and tries > 1 and not resolved \
+            if accepted and tries > 1 and not st.sigma_only \
                     and gk_valley_step(p, sp, x, n, ps, L, &st, &cur, noise, nthreads, &alt, res) \
                     and alt.ev.kl < nxt.ev.kl:
                 nxt = alt
