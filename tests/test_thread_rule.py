@@ -190,12 +190,21 @@ def test_a_team_call_as_fast_as_expected_ends_a_run_of_slow_ones():
     fast = 4 * HOT * 1e-9 / 2
     # (rule_team_call backdates each call's start by its length, and the calls
     # start at once: three slow ones span at least 1.2 PERSIST)
+    # (a sleep that overran by more than 0.3 PERSIST, on a loaded machine, puts
+    # more than COLD_GAP between the calls and ends the run: such runs are redone)
     for calls, busy in (((0.6 * PERSIST, 0.6 * PERSIST, 0.6 * PERSIST), True),
                         ((0.6 * PERSIST, 0.6 * PERSIST, fast, 0.6 * PERSIST), False)):
-        _kernels.set_team_idle(0.0)
-        for seconds in calls:
-            _kernels.rule_team_call(4 * HOT, seconds)
-            time.sleep(0.3 * PERSIST)
+        for _ in range(5):
+            _kernels.set_team_idle(0.0)
+            longest = 0.0
+            for seconds in calls:
+                start = time.perf_counter()
+                _kernels.rule_team_call(4 * HOT, seconds)
+                time.sleep(0.3 * PERSIST)
+                longest = max(longest, time.perf_counter() - start)
+            if longest < 0.6 * PERSIST:
+                break
+        assert longest < 0.6 * PERSIST, "every try overran its sleeps"
         assert _kernels.team_state()[2] == busy, calls
     decides(0.0, 4 * HOT, 2)
 
