@@ -583,6 +583,14 @@ _MESSAGES = {(m, par): _message_table(m, par)
              for m in ("newton", "gd") for par in ("sigma", "variance")}
 
 
+def _stop_message(texts: list[str], code: int, grad_rel: float, tol: float) -> str:
+    """Why a fit stopped: texts[code] with its relative gradient against tol
+    (none for p on one grid value, where the fit takes no step)."""
+    if code == _gaussian.FIT_DEGENERATE:
+        return texts[code]
+    return f"{texts[code]} (relative gradient {grad_rel:.3g}, tol {tol:g})"
+
+
 class FitStatus(enum.IntEnum):
     """Why a fit stopped (:attr:`GaussianFit.status`; ``GaussianFit.message``
     says it in words)."""
@@ -636,8 +644,8 @@ class GaussianFit(Generic[_Real, _Int, _Bool, _Str]):
         otherwise, also where grad_rel is below tol at a boundary of the family
         (p on two neighbouring grid points, or uniform: see ``status``).
     message : str or ndarray of str
-        Why the iteration stopped (for a batch, built from ``status`` when
-        first read).
+        Why the iteration stopped, with the relative gradient against ``tol``
+        (for a batch, built from ``status`` and ``grad_rel`` when first read).
     status : FitStatus or ndarray of int8
         Why the iteration stopped, as a code (the values of :class:`FitStatus`).
     history : dict of ndarray
@@ -662,23 +670,24 @@ class GaussianFit(Generic[_Real, _Int, _Bool, _Str]):
     method: str
     parametrization: str
     _message: _Str | None
+    _tol: float
     _status: int | npt.NDArray[np.int8]
     _raw: F64Array | list[F64Array] | None
     _raw_variance: bool
     _history: dict[str, F64Array] | None
 
     __slots__ = ("mu", "sigma", "kl", "grad", "grad_rel", "nit", "nfev", "converged",
-                 "method", "parametrization", "_message", "_status", "_raw",
+                 "method", "parametrization", "_message", "_tol", "_status", "_raw",
                  "_raw_variance", "_history")
 
     def __init__(self, *, mu: _Real, sigma: _Real, kl: _Real, grad: tuple[_Real, _Real],
-                 grad_rel: _Real, nit: _Int, nfev: _Int, converged: _Bool,
-                 message: _Str | None, status: int | npt.NDArray[np.int8],
+                 grad_rel: _Real, nit: _Int, nfev: _Int, converged: _Bool, tol: float,
+                 status: int | npt.NDArray[np.int8],
                  method: str, parametrization: str,
                  raw_history: F64Array | list[F64Array] | None = None,
                  raw_is_variance: bool = False) -> None:
-        """message None (a batch): built from status and the method's texts on
-        first use.  raw_history: one fit's (k, 3) states (kl, mu, sigma or
+        """The message is built from status, grad_rel and tol on first use.
+        raw_history: one fit's (k, 3) states (kl, mu, sigma or
         variance), or a batch's states row after row, in parts
         (_fit_with_history)."""
         self.mu = mu
@@ -691,7 +700,8 @@ class GaussianFit(Generic[_Real, _Int, _Bool, _Str]):
         self.converged = converged
         self.method = method
         self.parametrization = parametrization
-        self._message = message
+        self._message = None
+        self._tol = tol
         self._status = status
         # the dict is built on first use
         self._raw = raw_history
@@ -701,8 +711,15 @@ class GaussianFit(Generic[_Real, _Int, _Bool, _Str]):
     @property
     def message(self) -> _Str:
         if self._message is None:
-            texts = np.array(_MESSAGES[self.method, self.parametrization], dtype=object)
-            self._message = cast(_Str, texts[np.asarray(self._status)])
+            texts = _MESSAGES[self.method, self.parametrization]
+            if isinstance(self._status, np.ndarray):
+                grad_rel = np.asarray(self.grad_rel)
+                built = [_stop_message(texts, int(code), float(g), self._tol)
+                         for code, g in zip(self._status.flat, grad_rel.flat)]
+                self._message = cast(_Str, np.array(built, dtype=object).reshape(grad_rel.shape))
+            else:
+                self._message = cast(_Str, _stop_message(texts, self._status,
+                                                         float(self.grad_rel), self._tol))
         return self._message
 
     @property
@@ -891,19 +908,15 @@ def fit_gaussian(p: ArrayLike, x: ArrayLike, *, method: Literal["newton", "gd"] 
     variance, lr_v, tol_v, iters = _fit_options(method, parametrization, lr, tol, epochs,
                                                 max_iter, func)
     newton = method == "newton"
-    templates = _MESSAGES[method, parametrization]
 
     if not normalize:
         fast = _gaussian.fit_1d(p, x, newton, variance, mu0, sigma0, lr_v, iters, tol_v,
                                 history, num_threads)
         if fast is not None:
             (mu, sigma, kl, d_mu, d_sigma, grad_rel), (nit, nfev, code), h = fast
-            msg = templates[code]
-            if code != _gaussian.FIT_DEGENERATE:
-                msg += f" (relative gradient {grad_rel:.3g}, tol {tol_v:g})"
             return GaussianFit(mu=mu, sigma=sigma, kl=kl, grad=(d_mu, d_sigma), grad_rel=grad_rel,
                                nit=nit, nfev=nfev, converged=code in _CONVERGED_CODES,
-                               message=msg, status=code, method=method,
+                               tol=tol_v, status=code, method=method,
                                parametrization=parametrization,
                                raw_history=h, raw_is_variance=variance and not newton)
 
@@ -1043,7 +1056,6 @@ def _fit_prepared(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, shape: tupl
     newton = method == "newton"
     lr_v, tol_v = lr, tol
     parametrization = "variance" if variance else "sigma"
-    templates = _MESSAGES[method, parametrization]
     # the kernels work in the grid's units of 2**k (k = 0 but for extreme grids):
     # mu, sigma and the steps scale exactly, the KL not at all
     m = p2.shape[0]
@@ -1103,14 +1115,11 @@ def _fit_prepared(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, shape: tupl
 
     if shape == ():
         code = int(status[0])
-        msg = templates[code]
-        if code != _gaussian.FIT_DEGENERATE:
-            msg += f" (relative gradient {out[0, 5]:.3g}, tol {tol_v:g})"
         return GaussianFit(
             mu=float(out[0, 0]), sigma=float(out[0, 1]), kl=float(out[0, 2]),
             grad=(float(out[0, 3]), float(out[0, 4])), grad_rel=float(out[0, 5]),
             nit=int(counts[0, 0]), nfev=int(counts[0, 1]),
-            converged=code in _CONVERGED_CODES, message=msg, status=code, method=method,
+            converged=code in _CONVERGED_CODES, tol=tol_v, status=code, method=method,
             parametrization=parametrization,
             raw_history=None if raw is None else _padded_history(raw, counts[:, 0])[0],
             raw_is_variance=variance and not newton)
@@ -1121,6 +1130,6 @@ def _fit_prepared(p2: np.ndarray, xk: np.ndarray, psums: np.ndarray, shape: tupl
         grad_rel=out[:, 5].reshape(shape), nit=nit,
         nfev=counts[:, 1].astype(np.intp).reshape(shape),
         converged=np.isin(status, _CONVERGED_CODES).reshape(shape),
-        message=None, status=status.astype(np.int8).reshape(shape),
+        tol=tol_v, status=status.astype(np.int8).reshape(shape),
         method=method, parametrization=parametrization, raw_history=raw,
         raw_is_variance=variance and not newton)
