@@ -30,6 +30,7 @@ cdef enum:
     # n = 8, 1287 -> 1227 us.
     SMALL_PRODUCT = 1 << 22
     SMALL_PRODUCT_ENTRIES = 1 << 20
+    MIN_LANES = 8   # running minima of _least_positive
 
 # Set by the Python layer (configure_product): the m k n above which BLAS runs
 # a product on threads (-1: never), and what to call then (its threads spin on
@@ -94,17 +95,24 @@ def error_scales(const double[:, ::1] P, const double[::1] r, double[::1] h):
             _error_scales(&P[0, 0], P.shape[0], P.shape[1], &r[0], &abs_lr[0], &h[0])
 
 
-cdef bint _plain_rows(const double *x, Py_ssize_t rows, Py_ssize_t n,
-                      double least) noexcept nogil:
-    """Every value finite, non-negative and 0 or at least ``least`` (one pass
-    without an early exit, which a compiler may vectorise)."""
-    cdef Py_ssize_t t
-    cdef double v
-    cdef unsigned char ok = 1
-    for t in range(rows * n):
+cdef double _least_positive(const double *x, Py_ssize_t count) noexcept nogil:
+    """The least positive value of x (HUGE_VAL where there is none; NaN and
+    +inf are passed over), in MIN_LANES running minima a compiler vectorises."""
+    cdef double lo[MIN_LANES]
+    cdef double v, least = HUGE_VAL
+    cdef Py_ssize_t t, l, full = count - count % MIN_LANES
+    for l in range(MIN_LANES):
+        lo[l] = HUGE_VAL
+    for t in range(0, full, 8):   # (a literal step: Cython's C loops need one)
+        for l in range(MIN_LANES):
+            v = x[t + l]
+            lo[l] = v if (v > 0.0) & (v < lo[l]) else lo[l]
+    for t in range(full, count):
         v = x[t]
-        ok &= (v == 0.0) | ((v >= least) & (v <= DBL_MAX))
-    return ok
+        least = v if (v > 0.0) & (v < least) else least
+    for l in range(MIN_LANES):
+        least = min(least, lo[l])
+    return least
 
 
 cdef void _column_scan(const double *Q, Py_ssize_t k, Py_ssize_t n, double *hi, double *lo,
@@ -281,7 +289,7 @@ cdef object _kl_product_small(cnp.ndarray pa, cnp.ndarray qa, double log_base, b
     # column scan (_checked_columns); with base, a p below 2**-968 may keep few
     # bits in its term, which base magnifies (_pairwise._small_entries redoes
     # such entries)
-    if not (log_base == 0.0 or _plain_rows(P, m, n, _PRODUCT_TINY)):
+    if not (log_base == 0.0 or _least_positive(P, m * n) >= _PRODUCT_TINY):
         return None
     # r, then 2 n + m of scratch, hr, h_abs, 2 n indices (Py_ssize_t, no wider
     # than a double: a row's zeros, then the columns holding a zero) and a
@@ -314,9 +322,10 @@ cdef object _kl_product_small(cnp.ndarray pa, cnp.ndarray qa, double log_base, b
         with nogil:
             ok = _finish_small(P, Q, m, k, n, hr, h_abs, cols, ncols, values,
                                <unsigned char *>(h_abs + m + 2 * n), <Py_ssize_t *>(h_abs + m))
-            if ok and log_base != 0.0:   # base (as NumPy divides, without its overflow warning)
-                for t in range(m * k):
-                    values[t] = values[t] / log_base
+            if ok and log_base != 0.0:
+                # base: as NumPy divides (without its overflow warning), in the
+                # core's vectorised loop (its normal-range flag is not needed)
+                core_table().divide_f64(values, 1, m * k, log_base, values)
         if not ok:
             return None
     finally:
