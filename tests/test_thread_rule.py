@@ -301,3 +301,44 @@ def test_the_blas_thread_count_is_read_in_openblas_order(monkeypatch):
     assert _pairwise._blas_env_threads() == "1"
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
     assert _pairwise._blas_env_threads() == "2"
+
+
+def _child_calls(P, Q):
+    """In a forked child: the default call, one asking for two threads, and what
+    the rule would give two threads and a large call."""
+    return (kl_fast.kl_div(P, Q), kl_fast.kl_div(P, Q, num_threads=2),
+            _kernels.threads(2, 1000, 1e9, HOT), _kernels.forked_alone())
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")   # fork of a threaded process
+def test_a_child_forked_after_a_team_runs_alone():
+    # GNU OpenMP's team does not survive fork: a child's parallel region would
+    # wait for the parent's threads forever, so the child runs on one thread
+    import multiprocessing
+    rng = np.random.default_rng(5)
+    P, Q = rng.random((2, 4000, 500)) + 0.01
+    expected = kl_fast.kl_div(P, Q, num_threads=2)          # the parent starts a team
+    assert not _kernels.forked_alone()
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(_child_calls, (P, Q)).get(timeout=120)
+    assert got[2:] == (1, True)
+    for values in got[:2]:
+        np.testing.assert_array_equal(values, expected)
+
+
+def test_a_child_forked_before_any_team_keeps_its_threads():
+    import subprocess
+    import sys
+    script = (
+        "import os, sys, numpy as np, kl_fast\n"
+        "from kl_fast import _kernels\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    P = np.random.default_rng(0).random((4000, 500)) + 0.01\n"
+        "    ok = (not _kernels.forked_alone() and _kernels.threads(2, 1000, 1e9, 1) == 2\n"
+        "          and kl_fast.kl_div(P, P[::-1], num_threads=2).shape == (4000,))\n"
+        "    os._exit(0 if ok else 3)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "sys.exit(os.waitstatus_to_exitcode(status))\n")
+    done = subprocess.run([sys.executable, "-c", script], timeout=120)
+    assert done.returncode == 0

@@ -13,6 +13,8 @@ cimport numpy as cnp
 
 cnp.import_array()
 
+import os as _os
+
 import numpy as _np
 
 include "_interrupt.pxi"
@@ -163,6 +165,15 @@ cdef double _last_end = -1e300      # when the last call of hot_min items or mor
 cdef unsigned long long _calls = 0       # calls noted so far (their tokens)
 cdef unsigned long long _estimated = 0   # the call whose end _last_end estimates, 0 if none
 
+# A team does not survive fork(): GNU OpenMP's threads are not copied into the
+# child, whose next parallel region waits for them forever.  So a process forked
+# after this one ran a call on more than one thread runs every call on one (the
+# same bits, as for every thread count); one forked before any team keeps its
+# threads.  (multiprocessing's "spawn" and "forkserver" start methods give
+# workers their own teams.)
+cdef bint _team_used = False     # a call of this process started a team
+cdef bint _forked_alone = False  # forked after one: every call on one thread
+
 # A busy core.  Another library's threads may hold the other core: OpenBLAS's
 # workers spin for about 100 ms after each multi-threaded matrix product
 # (NumPy's own `@`), and a co-tenant, a Dask worker or a joblib pool may run
@@ -238,7 +249,8 @@ cdef unsigned long long team_started(int threads, double items, bint by_rule) no
     the rule gave it the team): its end is estimated until team_finished(token)
     sees it.  Returns the token."""
     global _last_end, _calls, _estimated, _started, _started_items, _started_by_rule
-    global _started_threads, _team_gap
+    global _started_threads, _team_gap, _team_used
+    _team_used = _team_used or threads > 1
     _started = kl_wtime()
     _started_items = items
     _started_by_rule = by_rule
@@ -323,7 +335,23 @@ def configure_threads(object default_threads, int cpu_count):
     """Install the Python layer's default thread count and CPU cap."""
     global _read_threads, _cpus
     _read_threads = default_threads
-    _cpus = cpu_count if cpu_count > 1 else 1
+    _cpus = 1 if _forked_alone or cpu_count < 1 else cpu_count
+
+
+def _after_fork_in_child():
+    """os.register_at_fork's hook: one thread in a child forked after a team."""
+    global _cpus, _forked_alone
+    if _team_used:
+        _forked_alone = True
+        _cpus = 1
+
+
+def forked_alone():
+    """Whether this process was forked after a team and runs on one thread."""
+    return _forked_alone
+
+
+_os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 cdef int default_count() except -1:
