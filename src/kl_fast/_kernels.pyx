@@ -122,7 +122,9 @@ def select_isa(str name=None):
         raise ValueError(f"kernel instruction set {name!r} is {what}; "
                          f"available: {', '.join(available_isas())}")
     _table = _table_of(name)
-    _item_seconds = ITEM_SECONDS     # one thread's pace is the new kernels' to learn
+    # one thread's pace is the new kernels' to learn, from 1 ns per item (the
+    # baseline build's, about 4 ns: a guess of 1 would make its teams look slow)
+    _item_seconds = ITEM_SECONDS * (4.0 if name == "baseline" else 1.0)
     return name
 
 
@@ -177,28 +179,35 @@ cdef bint _forked_alone = False  # forked after one: every call on one thread
 # A busy core.  Another library's threads may hold the other core: OpenBLAS's
 # workers spin for about 100 ms after each multi-threaded matrix product
 # (NumPy's own `@`), and a co-tenant, a Dask worker or a joblib pool may run
-# there.  Then a team waits 0.3 ms for its second thread (measured: kl_div on
-# 200 x 1,000 after a NumPy product took 330 us on 2 threads, 100 us on 1, 52 us
-# on a quiet machine; docs/core.md, "A busy core").  Calls the rule gave the
-# team that ran longer than one thread would have (at _item_seconds, the mean
-# time per item of the last calls the rule ran on one thread, but at least
-# ITEM_SECONDS, plus BUSY_SLACK),
-# in a row for BUSY_PERSIST, mark the core busy for BUSY_SPAN: meanwhile the
-# rule takes the team only from BUSY_WORK items, where half a core still pays.
-# The first call after the span tries the team again.  Only a call whose team
-# had worked less than COLD_GAP before counts (a team that slept longer wakes
-# slowly anyway), and a team warming up is not a busy core: on this VM it took
-# up to five slow calls after a pause, well under BUSY_PERSIST (a count of
-# four kept a new process's back-to-back calls on one thread, the warm-up
-# after each span marking the core busy again).  kl_pairwise marks the core
-# busy for BLAS_SPAN after a product BLAS ran on threads (their spin).
+# there.  Then a team waits for its second thread whenever the scheduler gives
+# that core to the other program: most calls run at the team's speed, some wait
+# a time slice (measured beside a Python busy loop, kl_div n = 20,000 back to
+# back: 15 us median, 75 us mean, against 27 us on one thread; docs/core.md,
+# "A busy core").  So the rule's team calls are judged together, in windows
+# of BUSY_WINDOW of their time (the time between calls does not count: under
+# load the caller itself is descheduled between them): a window whose calls
+# took longer in all than BUSY_MARGIN times what one thread would have (at
+# _item_seconds, the mean time per item of the last calls the rule ran on one
+# thread, but at least ITEM_SECONDS, plus BUSY_SLACK a call) marks the core
+# busy for BUSY_SPAN.  (The margin and the slack: a call's work counts its cost
+# only roughly, and teams that merely do not pay, such as short columns with
+# axis=0, are no busy core.)  Meanwhile the rule takes
+# the team only from BUSY_WORK items, where half a core still pays; the first
+# call after the span tries the team again.  Only a call whose team had worked
+# less than COLD_GAP before counts (a team that slept longer wakes slowly
+# anyway).  A team warming up after a pause (up to five slow calls on this VM,
+# 0.15-0.4 ms each) or one call preempted for a few ms is paid back by the
+# window's other calls.  kl_pairwise marks the core busy for BLAS_SPAN after a
+# product BLAS ran on threads (their spin).
 cdef double BUSY_SPAN = 0.5
-cdef double BUSY_PERSIST = 0.02
+cdef double BUSY_WINDOW = 0.02
+cdef double BUSY_MARGIN = 1.25
+cdef double BUSY_SLACK = 10e-6      # a call's own cost beside its items', roughly
 cdef double BLAS_SPAN = 0.1
-cdef double BUSY_SLACK = 50e-6
 cdef double BUSY_WORK = 8388608.0   # about 8 ms on one thread
-cdef double _slow_since = -1.0      # when the current run of slow team calls started (-1: none)
-cdef double _slow_at = -1e300       # and when its last call ended
+cdef double _window_end = -1e300    # when the last call of the window ended
+cdef double _window_team = 0.0      # the window's calls' time on the team
+cdef double _window_alone = 0.0     # and on one thread, estimated
 cdef double _item_seconds = 1e-9    # one thread's time per item: a mean of the last calls
 cdef double _busy_until = -1e300    # default calls avoid the team until then
 cdef double _started = 0.0          # when the call _estimated notes started, and its work,
@@ -290,32 +299,38 @@ cdef void team_ended(unsigned long long token, bint completed) noexcept:
     seconds = _last_end - _started
     if _started_threads == 1:
         # one thread's pace (the baseline build's is about 4 ns per item); a
-        # sample counts for at most 4 times the mean or a quarter of it
+        # sample counts for at most 1.25 times the mean or a quarter of it: a
+        # call descheduled for a time slice (a busy machine) must not teach a
+        # slow pace (4 times, as before, learned 17-22 ns per item beside three
+        # busy loops against 2.4 measured, and no team looked slow)
         pace = seconds / _started_items
-        pace = min(max(pace, 0.25 * _item_seconds), 4.0 * _item_seconds)
+        pace = min(max(pace, 0.25 * _item_seconds), 1.25 * _item_seconds)
         _item_seconds += 0.25 * (pace - _item_seconds)
     elif _started_by_rule and _team_gap < COLD_GAP:
         # at least ITEM_SECONDS per item: a pace learned on float32 rows (about
         # 2.7 times as fast as float64's) must not make float64 teams look slow
-        busy_note(seconds > _started_items * max(_item_seconds, ITEM_SECONDS) + BUSY_SLACK)
+        busy_note(seconds, _started_items * max(_item_seconds, ITEM_SECONDS) + BUSY_SLACK)
 
 
-cdef void busy_note(bint slow) noexcept:
-    """Note a team call the rule chose (it ended at _last_end): slow ones in
-    a row, each starting within COLD_GAP of the last one's end, that span
-    BUSY_PERSIST mark the core busy.  (The min: rule_team_call, for tests,
-    backdates a call's start.)"""
-    global _busy_until, _slow_since, _slow_at
-    if not slow:
-        _slow_since = -1.0
-        return
-    if _slow_since < 0.0 or _started - _slow_at > COLD_GAP:
-        _slow_since = _started
-    _slow_since = min(_slow_since, _started)
-    _slow_at = _last_end
-    if _last_end - _slow_since >= BUSY_PERSIST:
-        _busy_until = _last_end + BUSY_SPAN
-        _slow_since = -1.0
+cdef void busy_note(double seconds, double alone) noexcept:
+    """Note a team call the rule chose (it took `seconds`, and would have taken
+    `alone` on one thread) into the window: once the window's calls have taken
+    BUSY_WINDOW, a team slower in all than BUSY_MARGIN times one thread marks
+    the core busy, and
+    a new window starts.  A window whose last call ended over BUSY_SPAN before
+    this one started is dropped (the machine may have changed since)."""
+    global _busy_until, _window_end, _window_team, _window_alone
+    if _started - _window_end > BUSY_SPAN:
+        _window_team = 0.0
+        _window_alone = 0.0
+    _window_end = _last_end
+    _window_team += seconds
+    _window_alone += alone
+    if _window_team >= BUSY_WINDOW:
+        if _window_team > BUSY_MARGIN * _window_alone:
+            _busy_until = _last_end + BUSY_SPAN
+        _window_team = 0.0
+        _window_alone = 0.0
 
 
 def note_busy_core():
@@ -426,13 +441,14 @@ def team_state():
 def set_team_idle(double seconds):
     """Make the rule see the last call ended `seconds` ago, and no busy core
     (for tests)."""
-    global _last_end, _estimated, _busy_until, _team_end, _slow_since, _slow_at, _item_seconds
+    global _last_end, _estimated, _busy_until, _team_end, _window_team, _window_alone
+    global _item_seconds
     _last_end = kl_wtime() - seconds
     _team_end = _last_end
     _estimated = 0
     _busy_until = -1e300
-    _slow_since = -1.0
-    _slow_at = -1e300
+    _window_team = 0.0
+    _window_alone = 0.0
     _item_seconds = ITEM_SECONDS
 
 
@@ -453,8 +469,9 @@ def one_thread_pace():
 
 
 def busy_thresholds():
-    """(BUSY_SPAN, BUSY_SLACK, BUSY_WORK, BUSY_PERSIST, BLAS_SPAN), for tests and docs."""
-    return BUSY_SPAN, BUSY_SLACK, BUSY_WORK, BUSY_PERSIST, BLAS_SPAN
+    """(BUSY_SPAN, BUSY_WORK, BUSY_WINDOW, BUSY_MARGIN, BUSY_SLACK, BLAS_SPAN), for
+    tests and docs."""
+    return BUSY_SPAN, BUSY_WORK, BUSY_WINDOW, BUSY_MARGIN, BUSY_SLACK, BLAS_SPAN
 
 
 cdef inline void _across_rows(const floating *p, Py_ssize_t sp0, Py_ssize_t sp1,
