@@ -552,7 +552,7 @@ BAD_FILES = [
      ["1e-400, below the float64 range", "at index [1, 0]"]),
     ("binary.csv", lambda p: p.write_bytes(b"\x00\x01\x02garbage"), ["binary data"]),
     # float() accepts "1_0" but the parser does not: still the command's own message
-    ("underscore.csv", lambda p: _write(p, "0.2,0.3,0.5\n0.1,1_0,0.7\n"), ["line 2:", "not a line of numbers"]),
+    ("underscore.csv", lambda p: _write(p, "0.2,0.3,0.5\n0.1,1_0,0.7\n"), ["line 2, column 2: '1_0' is not a number"]),
     ("latin1.txt", lambda p: p.write_bytes(b"0.2 0.3 0.5\n0.1 \xe9 0.7\n"), ["line 2: not UTF-8 text"]),
 ]
 

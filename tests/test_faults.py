@@ -413,6 +413,21 @@ def test_longdouble_below_float64_is_named_not_rounded_to_zero(func):
     np.testing.assert_array_equal(call(q), call(q.astype(np.float64)))
 
 
+def test_extended_scalars_the_float64_cast_turns_to_zero_are_named():
+    # a scalar is not "at index []"; a positive dx or base that float64 rounds to 0
+    # is not called "not positive" without a word on why
+    tiny = np.longdouble("1e-400")
+    with pytest.raises(ValueError, match=r"^gaussian_kl: mu is 1e-400, below the float64 range"):
+        kl_fast.gaussian_kl([1.0, 1.0], [0.0, 1.0], tiny, 1.0)
+    for option in ("dx", "base"):
+        with pytest.raises(ValueError, match=rf"^kl_div: {option} must be positive and finite"
+                                             r".*, got np.longdouble\('1e-400'\), which is 0 "
+                                             r"in float64, the precision the kernels compute in$"):
+            kl_fast.kl_div([0.5, 0.5], [0.5, 0.5], **{option: tiny})
+        with pytest.raises(ValueError, match=rf"{option} must be positive .*'-1e-400'\)$"):
+            kl_fast.kl_div([0.5, 0.5], [0.5, 0.5], **{option: -tiny})
+
+
 def test_float32_result_beyond_float32_range_is_inf_without_warning_on_every_path():
     p = np.float32([3e38, 3e38])
     q = np.float32([1e-30, 3e38])

@@ -149,8 +149,9 @@ def _check_float64_range(arr: np.ndarray, name: str, func: str, logs: str = "") 
     for mask, where in checks:
         if mask.any():
             idx = tuple(int(i) for i in np.argwhere(mask)[0])
-            raise ValueError(f"{func}: {name} contains {str(arr[idx])} at index "
-                             f"{format_index(idx)}, {where} that the kernels compute in")
+            what = (f"contains {str(arr[idx])} at index {format_index(idx)}" if arr.ndim
+                    else f"is {str(arr[idx])}")
+            raise ValueError(f"{func}: {name} {what}, {where} that the kernels compute in")
 
 
 class HasDtype(Protocol):
@@ -216,7 +217,11 @@ def check_positive_scalar(value: Any, name: str, func: str, *, allow_one: bool =
         raise TypeError(f"{func}: {name} must be a real number, got {value!r}")
     if not (v > 0.0 and np.isfinite(v)) or (not allow_one and v == 1.0):
         extra = "" if allow_one else " and not 1"
-        raise ValueError(f"{func}: {name} must be positive and finite{extra}, got {describe(value)}")
+        # (a positive value that float64, the kernels' precision, rounds to 0)
+        zero = ", which is 0 in float64, the precision the kernels compute in" \
+            if v == 0.0 and value > 0 else ""
+        raise ValueError(f"{func}: {name} must be positive and finite{extra}, "
+                         f"got {describe(value)}{zero}")
     return v
 
 

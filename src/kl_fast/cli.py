@@ -814,6 +814,8 @@ def _text_problem(lines: Iterable[Tuple[int, str]], delimiter: Optional[str],
         fields = _fields(line.split("#", 1)[0], delimiter)
         for j, f in enumerate(fields, start=1):
             try:
+                if "_" in f:     # Python's float reads 1_0 as 10; NumPy's parser does not
+                    raise ValueError(f)
                 float(f)
             except ValueError:
                 hint = _separator_hint(f, delimiter)
