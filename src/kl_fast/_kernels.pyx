@@ -191,11 +191,10 @@ cdef bint _forked_alone = False  # forked after one: every call on one thread
 # thread, but at least ITEM_SECONDS, plus BUSY_SLACK a call) marks the core
 # busy for BUSY_SPAN.  (The margin and the slack: a call's work counts its cost
 # only roughly, and teams that merely do not pay, such as short columns with
-# axis=0, are no busy core.)  Meanwhile the rule takes
-# the team only from BUSY_WORK items, where half a core still pays; the first
-# call after the span tries the team again.  Only a call whose team had worked
-# less than COLD_GAP before counts (a team that slept longer wakes slowly
-# anyway).  A team warming up after a pause (up to five slow calls on this VM,
+# axis=0, are no busy core.)  Meanwhile the rule takes the team only from
+# BUSY_WORK items, where half a core still pays; the first call after the span
+# tries the team again.  Only a call whose team had worked less than COLD_GAP
+# before counts (a team that slept longer wakes slowly anyway).  A team warming up after a pause (up to five slow calls on this VM,
 # 0.15-0.4 ms each) or one call preempted for a few ms is paid back by the
 # window's other calls.  kl_pairwise marks the core busy for BLAS_SPAN after a
 # product BLAS ran on threads (their spin).
@@ -316,9 +315,9 @@ cdef void busy_note(double seconds, double alone) noexcept:
     """Note a team call the rule chose (it took `seconds`, and would have taken
     `alone` on one thread) into the window: once the window's calls have taken
     BUSY_WINDOW, a team slower in all than BUSY_MARGIN times one thread marks
-    the core busy, and
-    a new window starts.  A window whose last call ended over BUSY_SPAN before
-    this one started is dropped (the machine may have changed since)."""
+    the core busy, and a new window starts.  A window whose last call ended
+    over BUSY_SPAN before this one started is dropped (the machine may have
+    changed since)."""
     global _busy_until, _window_end, _window_team, _window_alone
     if _started - _window_end > BUSY_SPAN:
         _window_team = 0.0
