@@ -419,12 +419,13 @@ def test_extended_scalars_the_float64_cast_turns_to_zero_are_named():
     tiny = np.longdouble("1e-400")
     with pytest.raises(ValueError, match=r"^gaussian_kl: mu is 1e-400, below the float64 range"):
         kl_fast.gaussian_kl([1.0, 1.0], [0.0, 1.0], tiny, 1.0)
-    for option in ("dx", "base"):
+    for option in ("dx", "base"):      # (the value as NumPy's repr shows it, by version)
         with pytest.raises(ValueError, match=rf"^kl_div: {option} must be positive and finite"
-                                             r".*, got np.longdouble\('1e-400'\), which is 0 "
+                                             rf".*, got {re.escape(repr(tiny))}, which is 0 "
                                              r"in float64, the precision the kernels compute in$"):
             kl_fast.kl_div([0.5, 0.5], [0.5, 0.5], **{option: tiny})
-        with pytest.raises(ValueError, match=rf"{option} must be positive .*'-1e-400'\)$"):
+        with pytest.raises(ValueError, match=rf"{option} must be positive .*, "
+                                             rf"got {re.escape(repr(-tiny))}$"):
             kl_fast.kl_div([0.5, 0.5], [0.5, 0.5], **{option: -tiny})
 
 
